@@ -1,0 +1,53 @@
+//! Federated algorithms, one module each. Every module has the same three parts:
+//!
+//! * **site half** — `site_*` functions: what a site computes from its own patients. They
+//!   return an [`Aggregate`](crate::proto::Aggregate) or a [`SiteRefusal`], and enforce the
+//!   site's `min_count` on every population the aggregate summarises;
+//! * **coordinator half** — `combine*` functions: how the answers of all sites are merged;
+//! * **pooled reference** — `pooled*` functions: the same computation on all rows in one
+//!   process. Tests check that combine(site halves) equals the pooled reference.
+
+pub mod cohort_summary;
+pub mod split;
+pub mod table1;
+
+use crate::aggregate::AggregateError;
+use crate::proto::{Refusal, RefusalReason};
+
+/// A site's typed "no". Its detail is about populations and parameters, never about a patient.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SiteRefusal {
+    #[error("{what} has {n} patients, fewer than this site's minimum of {min}")]
+    BelowMinCount { what: String, n: u64, min: u64 },
+    #[error("precondition not met: {0}")]
+    Precondition(String),
+    #[error("invalid parameters: {0}")]
+    InvalidParameters(String),
+}
+
+impl SiteRefusal {
+    pub fn to_proto(&self) -> Refusal {
+        let reason = match self {
+            SiteRefusal::BelowMinCount { .. } => RefusalReason::BelowMinCount,
+            SiteRefusal::Precondition(_) => RefusalReason::Precondition,
+            SiteRefusal::InvalidParameters(_) => RefusalReason::InvalidParameters,
+        };
+        Refusal { reason: reason as i32, detail: self.to_string() }
+    }
+}
+
+/// Refuses an aggregate over a population smaller than the policy allows.
+pub fn require_min_count(what: &str, n: u64, min: u64) -> Result<(), SiteRefusal> {
+    if n < min { Err(SiteRefusal::BelowMinCount { what: what.to_string(), n, min }) } else { Ok(()) }
+}
+
+/// Why the coordinator could not combine the sites' answers.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CombineError {
+    #[error(transparent)]
+    Aggregate(#[from] AggregateError),
+    #[error("no site answered")]
+    NoSites,
+    #[error("site {site}: {detail}")]
+    Inconsistent { site: String, detail: String },
+}

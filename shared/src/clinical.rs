@@ -1,0 +1,176 @@
+//! Clinical variables and patient records as both sides understand them.
+//!
+//! The schema is shared so that every site types its table the same way and the
+//! coordinator can ask for, say, T-stage counts without knowing any row. The built-in
+//! variables are those of the nasopharyngeal-carcinoma study; a site declares any extra
+//! columns in its config with the same [`VariableSpec`].
+
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum VariableKind {
+    /// One of a fixed list of levels (matched case-insensitively, stored as listed).
+    Categorical { levels: Vec<String> },
+    /// A number. `resolution` is the grid on which rank statistics are counted
+    /// (1 year for age): medians, quartiles and Mann-Whitney are exact for values on it.
+    Continuous { resolution: f64, #[serde(default)] unit: String },
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VariableSpec {
+    /// Column name in the manifest.
+    pub name: String,
+    /// Human-readable label for tables.
+    #[serde(default)]
+    pub label: String,
+    #[serde(flatten)]
+    pub kind: VariableKind,
+}
+
+impl VariableSpec {
+    pub fn categorical(name: &str, label: &str, levels: &[&str]) -> Self {
+        VariableSpec {
+            name: name.into(),
+            label: label.into(),
+            kind: VariableKind::Categorical { levels: levels.iter().map(|s| s.to_string()).collect() },
+        }
+    }
+
+    pub fn continuous(name: &str, label: &str, resolution: f64, unit: &str) -> Self {
+        VariableSpec { name: name.into(), label: label.into(), kind: VariableKind::Continuous { resolution, unit: unit.into() } }
+    }
+
+    pub fn display_label(&self) -> &str {
+        if self.label.is_empty() { &self.name } else { &self.label }
+    }
+
+    /// Parses one manifest cell. `Err` carries a reason fit for the site's log.
+    pub fn parse(&self, raw: &str) -> Result<ClinicalValue, String> {
+        let raw = raw.trim();
+        if raw.is_empty() || raw.eq_ignore_ascii_case("na") || raw.eq_ignore_ascii_case("nan") {
+            return Err(format!("missing value for `{}`", self.name));
+        }
+        match &self.kind {
+            VariableKind::Categorical { levels } => levels
+                .iter()
+                .position(|l| l.eq_ignore_ascii_case(raw))
+                .map(ClinicalValue::Level)
+                .ok_or_else(|| format!("`{}` = {raw:?} is not one of {}", self.name, levels.join(", "))),
+            VariableKind::Continuous { .. } => match raw.parse::<f64>() {
+                Ok(v) if v.is_finite() => Ok(ClinicalValue::Number(v)),
+                _ => Err(format!("`{}` = {raw:?} is not a finite number", self.name)),
+            },
+        }
+    }
+}
+
+/// The NPC study's clinical table (AJCC/UICC 8th edition staging; WHO histological type;
+/// plasma EBV DNA before treatment).
+pub fn builtin_schema() -> Vec<VariableSpec> {
+    vec![
+        VariableSpec::continuous("age", "Age (years)", 1.0, "years"),
+        VariableSpec::categorical("sex", "Sex", &["male", "female"]),
+        VariableSpec::categorical("t_stage", "T stage", &["T1", "T2", "T3", "T4"]),
+        VariableSpec::categorical("n_stage", "N stage", &["N0", "N1", "N2", "N3"]),
+        VariableSpec::categorical("overall_stage", "Overall stage", &["III", "IVA"]),
+        VariableSpec::continuous("ebv_dna", "EBV DNA (copies/mL)", 1.0, "copies/mL"),
+        VariableSpec::categorical("histology", "WHO histology", &["WHO-I", "WHO-II", "WHO-III"]),
+    ]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ClinicalValue {
+    /// Index into the variable's levels.
+    Level(usize),
+    Number(f64),
+}
+
+/// One patient as the site holds it after loading. Never leaves the site.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatientRecord {
+    pub patient_id: String,
+    /// Recurrence (the study outcome).
+    pub outcome: bool,
+    pub clinical: BTreeMap<String, ClinicalValue>,
+}
+
+/// Training or validation membership, decided by the split step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CohortRole {
+    Training,
+    Validation,
+}
+
+impl CohortRole {
+    pub const ALL: [CohortRole; 2] = [CohortRole::Training, CohortRole::Validation];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CohortRole::Training => "training",
+            CohortRole::Validation => "validation",
+        }
+    }
+}
+
+/// Why a manifest row was excluded. Sites report counts per reason, never which rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExclusionReason {
+    MalformedRow,
+    DuplicateId,
+    BadOutcome,
+    MissingValue,
+    UnparsableValue,
+    MissingFile,
+    UnreadableVolume,
+    GeometryMismatch,
+    EmptyMask,
+}
+
+impl ExclusionReason {
+    pub const ALL: [ExclusionReason; 9] = [
+        ExclusionReason::MalformedRow,
+        ExclusionReason::DuplicateId,
+        ExclusionReason::BadOutcome,
+        ExclusionReason::MissingValue,
+        ExclusionReason::UnparsableValue,
+        ExclusionReason::MissingFile,
+        ExclusionReason::UnreadableVolume,
+        ExclusionReason::GeometryMismatch,
+        ExclusionReason::EmptyMask,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExclusionReason::MalformedRow => "malformed_row",
+            ExclusionReason::DuplicateId => "duplicate_id",
+            ExclusionReason::BadOutcome => "bad_outcome",
+            ExclusionReason::MissingValue => "missing_value",
+            ExclusionReason::UnparsableValue => "unparsable_value",
+            ExclusionReason::MissingFile => "missing_file",
+            ExclusionReason::UnreadableVolume => "unreadable_volume",
+            ExclusionReason::GeometryMismatch => "geometry_mismatch",
+            ExclusionReason::EmptyMask => "empty_mask",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_levels_case_insensitively_and_rejects_others() {
+        let t = VariableSpec::categorical("t_stage", "T", &["T1", "T2", "T3", "T4"]);
+        assert_eq!(t.parse("t3"), Ok(ClinicalValue::Level(2)));
+        assert!(t.parse("T5").unwrap_err().contains("not one of"));
+        assert!(t.parse(" ").unwrap_err().contains("missing"));
+        let age = VariableSpec::continuous("age", "Age", 1.0, "years");
+        assert_eq!(age.parse("47"), Ok(ClinicalValue::Number(47.0)));
+        assert!(age.parse("forty").is_err());
+        assert!(age.parse("inf").is_err());
+        assert!(age.parse("NA").unwrap_err().contains("missing"));
+    }
+}

@@ -1,0 +1,58 @@
+//! Site identity: a site is who its certificate says it is.
+//!
+//! Every site certificate is issued by the study CA with the site id as its only DNS
+//! subject-alternative name. The coordinator accepts a `SiteHello` naming site `x` only
+//! if the TLS client certificate presented on that connection is valid for the name `x`,
+//! so a hospital cannot answer for another.
+
+use rustls_pki_types::{CertificateDer, ServerName};
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum IdentityError {
+    #[error(
+        "site id `{0}` is not valid: use 1-63 characters a-z, 0-9 and '-', not starting or ending with '-'"
+    )]
+    InvalidSiteId(String),
+    #[error("the connection presented no client certificate")]
+    NoCertificate,
+    #[error("the client certificate could not be parsed: {0}")]
+    BadCertificate(String),
+    #[error("the client certificate is not issued for site `{0}`")]
+    NameMismatch(String),
+}
+
+/// Site ids double as certificate DNS names and directory names, so they are kept to a
+/// conservative alphabet.
+pub fn validate_site_id(id: &str) -> Result<(), IdentityError> {
+    let ok = !id.is_empty()
+        && id.len() <= 63
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !id.starts_with('-')
+        && !id.ends_with('-');
+    if ok { Ok(()) } else { Err(IdentityError::InvalidSiteId(id.to_string())) }
+}
+
+/// Checks that the leaf certificate of a verified mTLS connection names `site_id`.
+/// Chain verification against the study CA has already been done by rustls.
+pub fn verify_site_certificate(leaf_der: &[u8], site_id: &str) -> Result<(), IdentityError> {
+    validate_site_id(site_id)?;
+    let der = CertificateDer::from(leaf_der);
+    let cert = webpki::EndEntityCert::try_from(&der).map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
+    let name = ServerName::try_from(site_id).map_err(|_| IdentityError::InvalidSiteId(site_id.into()))?;
+    cert.verify_is_valid_for_subject_name(&name)
+        .map_err(|_| IdentityError::NameMismatch(site_id.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn site_ids_are_restricted_to_dns_labels() {
+        assert!(validate_site_id("hospital-a").is_ok());
+        assert!(validate_site_id("h7").is_ok());
+        for bad in ["", "-a", "a-", "Hospital", "a b", "a/b", "a.b", &"x".repeat(64)] {
+            assert!(validate_site_id(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}
