@@ -1,0 +1,153 @@
+//! The demo: a synthetic four-hospital cohort, a study CA, four `site-agent` processes and
+//! this coordinator talking mutual-TLS gRPC on loopback, and every study step that exists.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, bail};
+
+use crate::config::{CoordinatorConfig, SplitSettings, StudyConfig, Table1Settings, Timeouts};
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Folder for the cohort, certificates, site work folders and results.
+    #[arg(long, default_value = "demo-out")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 328)]
+    pub patients: usize,
+    #[arg(long, default_value_t = 20260101)]
+    pub seed: u64,
+    /// Multiply voxel sizes (2 = 8× fewer voxels, for a quick run).
+    #[arg(long, default_value_t = 1.0)]
+    pub coarsen: f64,
+    /// Path of the site-agent binary (default: next to this one).
+    #[arg(long)]
+    pub site_agent: Option<PathBuf>,
+}
+
+/// Kills the agents however the demo ends.
+struct Agents(Vec<Child>);
+
+impl Drop for Agents {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn site_agent_binary(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p);
+    }
+    let me = std::env::current_exe()?;
+    let p = me.with_file_name(format!("site-agent{}", std::env::consts::EXE_SUFFIX));
+    if !p.is_file() {
+        bail!("site-agent binary not found at {}; build it with `cargo build --release --bins` or pass --site-agent", p.display());
+    }
+    Ok(p)
+}
+
+/// Writes a site's config as hospital IT would.
+pub fn write_site_config(path: &Path, site: &str, coordinator: &str, manifest: &Path, work: &Path, bundle: &Path) -> anyhow::Result<()> {
+    let text = format!(
+        "site_id = \"{site}\"\ncoordinator = \"{coordinator}\"\nmanifest = \"{}\"\nwork_dir = \"{}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[policy]\nmin_count = 5\n",
+        manifest.display(),
+        work.display(),
+        bundle.join("ca.pem").display(),
+        bundle.join("cert.pem").display(),
+        bundle.join("key.pem").display()
+    );
+    std::fs::create_dir_all(path.parent().unwrap())?;
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let agent_bin = site_agent_binary(args.site_agent.clone())?;
+    std::fs::create_dir_all(&args.out)?;
+    let out = std::fs::canonicalize(&args.out)?;
+
+    // 1. The cohort, as four hospitals' folders.
+    let mut spec = fedrad_synth::default_cohort(args.seed, args.patients);
+    spec.coarsen = args.coarsen;
+    let bar = indicatif::ProgressBar::new(args.patients as u64).with_style(
+        indicatif::ProgressStyle::with_template("{spinner} synthetic cohort [{bar:30}] {pos}/{len} patients ({eta})").unwrap(),
+    );
+    let cohort_dir = out.join("cohort");
+    let cohort = fedrad_synth::generate_or_reuse(&spec, &cohort_dir, &|| bar.inc(1))?;
+    bar.finish_and_clear();
+    println!("cohort: {} patients in {} hospitals under {} (oracle AUC {:.3})", cohort.truth.patients, cohort.manifests.len(), cohort_dir.display(), cohort.truth.oracle_auc);
+
+    // 2. Certificates.
+    let pki_dir = out.join("pki");
+    let sites: Vec<String> = cohort.manifests.iter().map(|(s, _)| s.clone()).collect();
+    let pki = if pki_dir.join("ca.key").exists() {
+        fedrad_shared::pki::StudyPki::open(&pki_dir)
+    } else {
+        fedrad_shared::pki::StudyPki::init(&pki_dir, "FedRad demo", &["localhost".into(), "127.0.0.1".into()], &sites)?
+    };
+
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        // 3. The coordinator, on a free loopback port.
+        let cfg = CoordinatorConfig {
+            listen: "127.0.0.1:0".into(),
+            tls: Some(fedrad_shared::tls::TlsFiles::bundle(&pki.coordinator_bundle())),
+            insecure_plaintext: false,
+            max_message_bytes: fedrad_shared::DEFAULT_MAX_MESSAGE_BYTES,
+        };
+        let server = crate::start_server(&cfg).await?;
+        let url = format!("https://localhost:{}", server.addr.port());
+
+        // 4. Four site agents, as separate processes with their own config and work folder.
+        let study_id = format!("demo-{}-{}-{}", args.seed, args.patients, (args.coarsen * 100.0).round() as u64);
+        let mut agents = Agents(Vec::new());
+        for (site, manifest) in &cohort.manifests {
+            let dir = out.join("sites").join(site);
+            let config = dir.join("site.toml");
+            write_site_config(&config, site, &url, manifest, &dir.join("work"), &pki.site_bundle(site))?;
+            let log = std::fs::File::create(dir.join("agent.log"))?;
+            let child = Command::new(&agent_bin)
+                .args(["run", "--config"])
+                .arg(&config)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("starting {}", agent_bin.display()))?;
+            agents.0.push(child);
+        }
+        println!("coordinator on {url}; site agents started (logs in {}/sites/*/agent.log)", out.display());
+
+        // 5. The study.
+        let study = StudyConfig {
+            study_id,
+            output_dir: out.join("study"),
+            seed: args.seed,
+            sites,
+            timeouts: Timeouts { site_wait_secs: 120, task_secs: 600 },
+            split: SplitSettings::default(),
+            table1: Table1Settings::default(),
+        };
+        let progress = crate::TerminalProgress::default();
+        let results = crate::study::StudyRunner::new(server.hub.clone(), study, &progress).run().await?;
+        server.stop().await;
+        drop(agents);
+
+        let t = &results.split.total;
+        println!();
+        println!("cohort: {} patients loaded, {} recurrences, {} manifest rows excluded", results.cohort.loaded, results.cohort.positives, results.cohort.excluded);
+        println!("split:  training {} ({} recurrences), validation {} ({} recurrences)", t.training(), t.training_positive, t.validation(), t.validation_positive);
+        println!();
+        let all = fedrad_shared::algorithms::table1::Table1 { scopes: results.table1.scopes[..1].to_vec() };
+        println!("{}", fedrad_shared::algorithms::table1::to_markdown(&all));
+        for p in &results.protocol {
+            println!("{:<16} {} round(s), {} B to sites, {} B from sites, {:.2} s", p.step, p.rounds, p.bytes_to_sites, p.bytes_from_sites, p.seconds);
+        }
+        println!("\nreport: {}", out.join("study/report.md").display());
+        println!("demo finished in {:.1} s", started.elapsed().as_secs_f64());
+        anyhow::Ok(())
+    })
+}

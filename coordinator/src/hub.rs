@@ -1,0 +1,247 @@
+//! The coordinator's end of the wire: accepts site sessions, checks who they are, and routes
+//! tasks and replies. Transport only — what to ask and how to combine lives in the study
+//! steps and in `fedrad_shared::algorithms`.
+//!
+//! Delivery: a task is sent on the site's current session. If that session drops before
+//! the reply arrives, the same task (same id) is sent again as soon as the site reconnects,
+//! until the task's deadline; the site answers a repeated id from its cache.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fedrad_shared::proto::federation_server::Federation;
+use fedrad_shared::proto::{
+    CoordinatorMessage, SiteMessage, Task, TaskReply, Welcome, coordinator_message, site_message,
+};
+use prost::Message;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+type Outbound = mpsc::Sender<Result<CoordinatorMessage, Status>>;
+
+struct Connection {
+    id: u64,
+    tx: Outbound,
+    pending: Arc<Mutex<HashMap<String, oneshot::Sender<TaskReply>>>>,
+    min_count: u64,
+}
+
+/// Bytes and messages exchanged with one site, for the report's protocol accounting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Traffic {
+    pub tasks: u64,
+    pub bytes_to_site: u64,
+    pub bytes_from_site: u64,
+}
+
+#[derive(Default)]
+struct State {
+    sites: HashMap<String, Connection>,
+    traffic: HashMap<String, Traffic>,
+}
+
+#[derive(Clone)]
+pub struct Hub {
+    state: Arc<Mutex<State>>,
+    changed: Arc<Notify>,
+    next_id: Arc<AtomicU64>,
+    /// Plaintext development mode: no certificates, so the hello's site id is trusted.
+    trust_claimed_identity: bool,
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum TaskError {
+    #[error("site {site} did not answer task {task} within {seconds} s")]
+    Timeout { site: String, task: String, seconds: u64 },
+}
+
+impl Hub {
+    pub fn new(trust_claimed_identity: bool) -> Self {
+        Hub {
+            state: Default::default(),
+            changed: Arc::new(Notify::new()),
+            next_id: Arc::new(AtomicU64::new(1)),
+            trust_claimed_identity,
+        }
+    }
+
+    pub fn connected_sites(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.state.lock().unwrap().sites.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    pub fn min_count(&self, site: &str) -> Option<u64> {
+        self.state.lock().unwrap().sites.get(site).map(|c| c.min_count)
+    }
+
+    pub fn traffic(&self) -> HashMap<String, Traffic> {
+        self.state.lock().unwrap().traffic.clone()
+    }
+
+    /// Waits until every site in `expected` is connected or `timeout` passes; returns the
+    /// sites still missing. `on_change` sees the connected set whenever it changes.
+    pub async fn wait_for_sites(&self, expected: &[String], timeout: Duration, on_change: &dyn Fn(&[String])) -> Result<(), Vec<String>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            let connected = self.connected_sites();
+            on_change(&connected);
+            let missing: Vec<String> = expected.iter().filter(|s| !connected.contains(s)).cloned().collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
+                return Err(missing);
+            }
+        }
+    }
+
+    /// Sends `task` to `site` and waits for its reply, resending on reconnect, until `timeout`.
+    pub async fn run_task(&self, site: &str, task: Task, timeout: Duration) -> Result<TaskReply, TaskError> {
+        let deadline = Instant::now() + timeout;
+        let task_bytes = task.encoded_len() as u64;
+        let timed_out = || TaskError::Timeout { site: site.to_string(), task: task.task_id.clone(), seconds: timeout.as_secs() };
+        loop {
+            let notified = self.changed.notified();
+            let attempt = {
+                let mut st = self.state.lock().unwrap();
+                st.sites.get(site).map(|c| {
+                    let (tx, rx) = oneshot::channel();
+                    c.pending.lock().unwrap().insert(task.task_id.clone(), tx);
+                    (c.tx.clone(), rx)
+                }).inspect(|_| {
+                    let t = st.traffic.entry(site.to_string()).or_default();
+                    t.tasks += 1;
+                    t.bytes_to_site += task_bytes;
+                })
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(timed_out());
+            }
+            match attempt {
+                None => {
+                    // Not connected: wait for a (re)connection.
+                    if tokio::time::timeout(left, notified).await.is_err() {
+                        return Err(timed_out());
+                    }
+                }
+                Some((tx, rx)) => {
+                    let msg = CoordinatorMessage { body: Some(coordinator_message::Body::Task(task.clone())) };
+                    if tx.send(Ok(msg)).await.is_err() {
+                        continue;
+                    }
+                    match tokio::time::timeout(left, rx).await {
+                        Ok(Ok(reply)) => {
+                            let mut st = self.state.lock().unwrap();
+                            st.traffic.entry(site.to_string()).or_default().bytes_from_site += reply.encoded_len() as u64;
+                            return Ok(reply);
+                        }
+                        // Session dropped with the task in flight: resend after reconnect.
+                        Ok(Err(_)) => tracing::warn!(%site, task = %task.task_id, "session lost with a task in flight; will resend"),
+                        Err(_) => return Err(timed_out()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops every session's sender, which ends the response streams cleanly.
+    pub fn close_all(&self) {
+        self.state.lock().unwrap().sites.clear();
+        self.changed.notify_waiters();
+    }
+
+    fn register(&self, site: &str, tx: Outbound, min_count: u64) -> (u64, Arc<Mutex<HashMap<String, oneshot::Sender<TaskReply>>>>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let pending = Arc::new(Mutex::new(HashMap::new()));
+        let old = self.state.lock().unwrap().sites.insert(site.to_string(), Connection { id, tx, pending: pending.clone(), min_count });
+        if old.is_some() {
+            tracing::info!(%site, "site reconnected; the previous session is replaced");
+        } else {
+            tracing::info!(%site, "site connected");
+        }
+        self.changed.notify_waiters();
+        (id, pending)
+    }
+
+    fn unregister(&self, site: &str, id: u64) {
+        let mut st = self.state.lock().unwrap();
+        if st.sites.get(site).is_some_and(|c| c.id == id) {
+            st.sites.remove(site);
+            tracing::warn!(%site, "site disconnected");
+        }
+        drop(st);
+        self.changed.notify_waiters();
+    }
+}
+
+#[tonic::async_trait]
+impl Federation for Hub {
+    type SessionStream = ReceiverStream<Result<CoordinatorMessage, Status>>;
+
+    async fn session(&self, request: Request<Streaming<SiteMessage>>) -> Result<Response<Self::SessionStream>, Status> {
+        let peer_cert = request.peer_certs().and_then(|c| c.first().map(|c| c.as_ref().to_vec()));
+        let remote = request.remote_addr();
+        let mut inbound = request.into_inner();
+        let first = tokio::time::timeout(Duration::from_secs(30), inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no hello within 30 s"))??;
+        let hello = match first.and_then(|m| m.body) {
+            Some(site_message::Body::Hello(h)) => h,
+            _ => return Err(Status::invalid_argument("the first message of a session must be SiteHello")),
+        };
+        if hello.protocol != fedrad_shared::PROTOCOL {
+            return Err(Status::failed_precondition(format!(
+                "protocol {:?} not supported; this coordinator speaks {}",
+                hello.protocol,
+                fedrad_shared::PROTOCOL
+            )));
+        }
+        match (&peer_cert, self.trust_claimed_identity) {
+            (Some(der), _) => fedrad_shared::identity::verify_site_certificate(der, &hello.site_id).map_err(|e| {
+                tracing::warn!(?remote, claimed = %hello.site_id, error = %e, "site identity rejected");
+                Status::permission_denied(e.to_string())
+            })?,
+            (None, true) => fedrad_shared::identity::validate_site_id(&hello.site_id).map_err(|e| Status::invalid_argument(e.to_string()))?,
+            (None, false) => return Err(Status::unauthenticated("a client certificate from the study CA is required")),
+        }
+        let site = hello.site_id.clone();
+        let min_count = hello.policy.map_or(1, |p| p.min_count);
+        let (tx, rx) = mpsc::channel(64);
+        let welcome = Welcome { protocol: fedrad_shared::PROTOCOL.into(), coordinator_version: env!("CARGO_PKG_VERSION").into() };
+        tx.send(Ok(CoordinatorMessage { body: Some(coordinator_message::Body::Welcome(welcome)) }))
+            .await
+            .map_err(|_| Status::internal("stream closed"))?;
+        let (id, pending) = self.register(&site, tx, min_count);
+        let hub = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match inbound.message().await {
+                    Ok(Some(SiteMessage { body: Some(site_message::Body::Reply(reply)) })) => {
+                        let waiter = pending.lock().unwrap().remove(&reply.task_id);
+                        match waiter {
+                            Some(w) => {
+                                let _ = w.send(reply);
+                            }
+                            None => tracing::debug!(%site, task = %reply.task_id, "reply to a task no longer awaited"),
+                        }
+                    }
+                    Ok(Some(_)) => {} // heartbeats keep the stream alive
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(%site, %status, "session stream error");
+                        break;
+                    }
+                }
+            }
+            hub.unregister(&site, id);
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}

@@ -1,0 +1,121 @@
+//! The FedRad coordinator: accepts site agents (which dial out to it) over mutual TLS, runs
+//! a study's steps by sending aggregate tasks, and writes the results.
+
+pub mod config;
+pub mod demo;
+pub mod hub;
+pub mod report;
+pub mod study;
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use fedrad_shared::proto::federation_server::FederationServer;
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// A coordinator listening for sites; dropping it (or calling `stop`) shuts the server down.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub hub: hub::Hub,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl RunningServer {
+    /// Ends every site session (agents see a clean close and start reconnecting), then
+    /// stops the server, waiting at most a few seconds for connections to drain.
+    pub async fn stop(mut self) {
+        self.hub.close_all();
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.task).await.is_err() {
+            self.task.abort();
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Binds `cfg.listen` (port 0 picks a free port) and serves the Federation service.
+pub async fn start_server(cfg: &config::CoordinatorConfig) -> anyhow::Result<RunningServer> {
+    fedrad_shared::tls::install_crypto_provider();
+    let mut builder = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)));
+    let plaintext = cfg.insecure_plaintext && cfg.tls.is_none();
+    if plaintext {
+        tracing::warn!("INSECURE: serving plain TCP without TLS; sites are identified only by what they claim. Development only.");
+    } else {
+        let tls = cfg.tls.as_ref().context("[tls] is required")?;
+        builder = builder.tls_config(fedrad_shared::tls::server_config(tls)?).context("TLS configuration")?;
+    }
+    let hub = hub::Hub::new(plaintext);
+    let service = FederationServer::new(hub.clone())
+        .max_decoding_message_size(cfg.max_message_bytes)
+        .max_encoding_message_size(cfg.max_message_bytes);
+    let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(builder.add_service(service).serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+        let _ = stop_rx.await;
+    }));
+    tracing::info!(%addr, tls = !plaintext, "coordinator listening");
+    Ok(RunningServer { addr, hub, stop: Some(stop_tx), task })
+}
+
+/// Progress bars on the terminal (hidden automatically when stderr is not a terminal).
+pub struct TerminalProgress {
+    multi: indicatif::MultiProgress,
+    bars: std::sync::Mutex<std::collections::HashMap<String, indicatif::ProgressBar>>,
+}
+
+impl Default for TerminalProgress {
+    fn default() -> Self {
+        TerminalProgress { multi: indicatif::MultiProgress::new(), bars: Default::default() }
+    }
+}
+
+impl study::Progress for TerminalProgress {
+    fn waiting(&self, connected: &[String], expected: &[String]) {
+        let mut bars = self.bars.lock().unwrap();
+        let bar = bars.entry("__wait".into()).or_insert_with(|| {
+            let b = self.multi.add(indicatif::ProgressBar::new(expected.len() as u64));
+            b.set_style(indicatif::ProgressStyle::with_template("{spinner} waiting for sites [{bar:20}] {pos}/{len} {msg}").unwrap());
+            b.enable_steady_tick(std::time::Duration::from_millis(200));
+            b
+        });
+        let present = expected.iter().filter(|s| connected.contains(s)).count();
+        bar.set_position(present as u64);
+        let missing: Vec<&str> = expected.iter().filter(|s| !connected.contains(s)).map(|s| s.as_str()).collect();
+        if missing.is_empty() {
+            bar.finish_with_message("all connected");
+        } else {
+            bar.set_message(format!("missing: {}", missing.join(", ")));
+        }
+    }
+    fn step_started(&self, step: &str, sites: usize) {
+        let b = self.multi.add(indicatif::ProgressBar::new(sites as u64));
+        b.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg:<16} [{bar:20}] {pos}/{len} sites answered ({elapsed})").unwrap());
+        b.set_message(step.to_string());
+        b.enable_steady_tick(std::time::Duration::from_millis(200));
+        self.bars.lock().unwrap().insert(step.into(), b);
+    }
+    fn site_answered(&self, step: &str, _site: &str) {
+        if let Some(b) = self.bars.lock().unwrap().get(step) {
+            b.inc(1);
+        }
+    }
+    fn step_finished(&self, step: &str) {
+        if let Some(b) = self.bars.lock().unwrap().get(step) {
+            b.finish();
+        }
+    }
+}

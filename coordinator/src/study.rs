@@ -1,0 +1,243 @@
+//! Running a study: each step asks every site for one kind of aggregate, combines the
+//! answers with the algorithm's coordinator half, and writes its results.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use fedrad_shared::aggregate::SiteAggregate;
+use fedrad_shared::algorithms::{CombineError, cohort_summary, split, table1};
+use fedrad_shared::clinical::{VariableKind, VariableSpec};
+use fedrad_shared::proto::{self, Task, task, task_reply};
+
+use crate::config::StudyConfig;
+use crate::hub::{Hub, TaskError, Traffic};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StudyError {
+    #[error("site(s) {} did not connect within {seconds} s; check that their agents run and can reach this coordinator", .sites.join(", "))]
+    SitesMissing { sites: Vec<String>, seconds: u64 },
+    #[error("step {step}: site {site} refused: {detail}")]
+    Refused { step: String, site: String, detail: String },
+    #[error("step {step}: site {site} failed: {detail}")]
+    SiteFailed { step: String, site: String, detail: String },
+    #[error("step {step}: {source}")]
+    Timeout { step: String, source: TaskError },
+    #[error("step {step}: cannot combine the answers: {source}")]
+    Combine { step: String, source: CombineError },
+    #[error("writing results to {path}: {source}")]
+    Output { path: String, source: std::io::Error },
+}
+
+/// Rounds, tasks and bytes of one step (the protocol's cost, for the report).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StepProtocol {
+    pub step: String,
+    pub rounds: u64,
+    pub tasks: u64,
+    pub bytes_to_sites: u64,
+    pub bytes_from_sites: u64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StudyResults {
+    pub study_id: String,
+    pub seed: u64,
+    pub sites: Vec<String>,
+    pub cohort: cohort_summary::CohortSummary,
+    pub split: split::SplitSummary,
+    pub table1: table1::Table1,
+    pub protocol: Vec<StepProtocol>,
+    pub software_version: String,
+}
+
+/// Progress callbacks, so the CLI can draw bars and tests can stay quiet.
+pub trait Progress: Send + Sync {
+    fn waiting(&self, _connected: &[String], _expected: &[String]) {}
+    fn step_started(&self, _step: &str, _sites: usize) {}
+    fn site_answered(&self, _step: &str, _site: &str) {}
+    fn step_finished(&self, _step: &str) {}
+}
+
+pub struct Quiet;
+impl Progress for Quiet {}
+
+pub struct StudyRunner<'a> {
+    hub: Hub,
+    study: StudyConfig,
+    progress: &'a dyn Progress,
+    protocol: Vec<StepProtocol>,
+}
+
+fn traffic_total(t: &std::collections::HashMap<String, Traffic>) -> Traffic {
+    t.values().fold(Traffic::default(), |a, b| Traffic {
+        tasks: a.tasks + b.tasks,
+        bytes_to_site: a.bytes_to_site + b.bytes_to_site,
+        bytes_from_site: a.bytes_from_site + b.bytes_from_site,
+    })
+}
+
+impl<'a> StudyRunner<'a> {
+    pub fn new(hub: Hub, study: StudyConfig, progress: &'a dyn Progress) -> Self {
+        StudyRunner { hub, study, progress, protocol: Vec::new() }
+    }
+
+    /// One round of a step: the same task kind to every site, concurrently.
+    async fn round(&mut self, step: &str, round: u64, kinds: BTreeMap<String, task::Kind>) -> Result<Vec<SiteAggregate>, StudyError> {
+        let timeout = Duration::from_secs(self.study.timeouts.task_secs);
+        let mut set = tokio::task::JoinSet::new();
+        for (site, kind) in kinds {
+            let hub = self.hub.clone();
+            let task = Task { task_id: format!("{step}-r{round}"), study_id: self.study.study_id.clone(), kind: Some(kind) };
+            set.spawn(async move {
+                let r = hub.run_task(&site, task, timeout).await;
+                (site, r)
+            });
+        }
+        let mut answers = Vec::new();
+        let mut first_error = None;
+        while let Some(joined) = set.join_next().await {
+            let (site, result) = joined.expect("task joins");
+            self.progress.site_answered(step, &site);
+            let err = match result {
+                Err(source) => Some(StudyError::Timeout { step: step.into(), source }),
+                Ok(reply) => match reply.outcome {
+                    Some(task_reply::Outcome::Aggregate(a)) => {
+                        answers.push(SiteAggregate::new(site, a));
+                        None
+                    }
+                    Some(task_reply::Outcome::Refusal(r)) => Some(StudyError::Refused { step: step.into(), site, detail: r.detail }),
+                    Some(task_reply::Outcome::Failure(f)) => Some(StudyError::SiteFailed { step: step.into(), site, detail: f.detail }),
+                    None => Some(StudyError::SiteFailed { step: step.into(), site, detail: "empty reply".into() }),
+                },
+            };
+            if let (Some(e), None) = (err, &first_error) {
+                first_error = Some(e);
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        answers.sort_by(|a, b| a.site_id.cmp(&b.site_id));
+        Ok(answers)
+    }
+
+    async fn step<T>(
+        &mut self,
+        name: &str,
+        body: impl AsyncFnOnce(&mut Self) -> Result<(T, u64), StudyError>,
+    ) -> Result<T, StudyError> {
+        self.progress.step_started(name, self.study.sites.len());
+        let before = traffic_total(&self.hub.traffic());
+        let start = Instant::now();
+        let (out, rounds) = body(self).await?;
+        let after = traffic_total(&self.hub.traffic());
+        self.protocol.push(StepProtocol {
+            step: name.into(),
+            rounds,
+            tasks: after.tasks - before.tasks,
+            bytes_to_sites: after.bytes_to_site - before.bytes_to_site,
+            bytes_from_sites: after.bytes_from_site - before.bytes_from_site,
+            seconds: start.elapsed().as_secs_f64(),
+        });
+        self.progress.step_finished(name);
+        tracing::info!(step = name, rounds, seconds = format!("{:.2}", start.elapsed().as_secs_f64()), "step done");
+        Ok(out)
+    }
+
+    fn all_sites(&self, kind: task::Kind) -> BTreeMap<String, task::Kind> {
+        self.study.sites.iter().map(|s| (s.clone(), kind.clone())).collect()
+    }
+
+    pub async fn wait_for_sites(&self) -> Result<(), StudyError> {
+        let expected = self.study.sites.clone();
+        let secs = self.study.timeouts.site_wait_secs;
+        self.hub
+            .wait_for_sites(&expected, Duration::from_secs(secs), &|c| self.progress.waiting(c, &expected))
+            .await
+            .map_err(|sites| StudyError::SitesMissing { sites, seconds: secs })
+    }
+
+    /// Runs every step and writes the outputs.
+    pub async fn run(mut self) -> Result<StudyResults, StudyError> {
+        self.wait_for_sites().await?;
+        let out = self.study.output_dir.clone();
+
+        let cohort = self
+            .step("cohort_summary", async |s: &mut Self| {
+                let answers = s.round("cohort_summary", 1, s.all_sites(task::Kind::CohortSummary(proto::CohortSummaryTask {}))).await?;
+                let c = cohort_summary::combine(&answers).map_err(|source| StudyError::Combine { step: "cohort_summary".into(), source })?;
+                Ok((c, 1))
+            })
+            .await?;
+        write_json(&out.join("cohort_summary.json"), &cohort)?;
+
+        let seed = self.study.seed;
+        let fraction = self.study.split.training_fraction;
+        let split = self
+            .step("split", async |s: &mut Self| {
+                let strata = cohort.sites.iter().map(|c| (c.site_id.clone(), (c.negatives, c.positives))).collect();
+                let quotas = split::plan_quotas(&strata, fraction);
+                let kinds = quotas
+                    .iter()
+                    .map(|(site, q)| {
+                        (site.clone(), task::Kind::Split(proto::SplitTask { seed, training_quota_negative: q.negative, training_quota_positive: q.positive }))
+                    })
+                    .collect();
+                let answers = s.round("split", 1, kinds).await?;
+                let sp = split::combine(&answers).map_err(|source| StudyError::Combine { step: "split".into(), source })?;
+                Ok((sp, 1))
+            })
+            .await?;
+        write_json(&out.join("split.json"), &split)?;
+
+        let variables = self.study.table1_variables().expect("validated at load");
+        let table = self
+            .step("table1", async |s: &mut Self| {
+                let t = proto::Table1Task { variables: variables.iter().map(variable_to_proto).collect() };
+                let answers = s.round("table1", 1, s.all_sites(task::Kind::Table1(t))).await?;
+                let t = table1::combine(&answers, &variables).map_err(|source| StudyError::Combine { step: "table1".into(), source })?;
+                Ok((t, 1))
+            })
+            .await?;
+        write_json(&out.join("table1.json"), &table)?;
+        write_text(&out.join("table1.md"), &table1::to_markdown(&table))?;
+
+        let results = StudyResults {
+            study_id: self.study.study_id.clone(),
+            seed,
+            sites: self.study.sites.clone(),
+            cohort,
+            split,
+            table1: table,
+            protocol: self.protocol.clone(),
+            software_version: env!("CARGO_PKG_VERSION").into(),
+        };
+        write_json(&out.join("results.json"), &results)?;
+        write_text(&out.join("report.md"), &crate::report::markdown(&results))?;
+        Ok(results)
+    }
+}
+
+pub fn variable_to_proto(v: &VariableSpec) -> proto::ClinicalVariable {
+    let kind = match &v.kind {
+        VariableKind::Categorical { levels } => proto::clinical_variable::Kind::Categorical(proto::CategoricalLevels { levels: levels.clone() }),
+        VariableKind::Continuous { resolution, .. } => proto::clinical_variable::Kind::Continuous(proto::ContinuousGrid { resolution: *resolution }),
+    };
+    proto::ClinicalVariable { name: v.name.clone(), kind: Some(kind) }
+}
+
+fn write_text(path: &Path, text: &str) -> Result<(), StudyError> {
+    let err = |source| StudyError::Output { path: path.display().to_string(), source };
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(err)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), StudyError> {
+    write_text(path, &(serde_json::to_string_pretty(value).expect("serialisable") + "\n"))
+}

@@ -1,0 +1,144 @@
+//! The site's config file (`site.toml`), written by hospital IT.
+//!
+//! ```toml
+//! site_id = "hospital-a"                     # must match the site certificate
+//! coordinator = "https://coordinator.example.org:50051"
+//! manifest = "/data/npc/manifest.csv"
+//! work_dir = "/var/lib/fedrad"               # split records, reply cache, audit log
+//!
+//! [tls]                                      # from `coordinator certs init`
+//! ca = "certs/ca.pem"
+//! cert = "certs/cert.pem"
+//! key = "certs/key.pem"
+//!
+//! [policy]
+//! min_count = 5                              # refuse any aggregate over fewer patients
+//!
+//! [[clinical.extra]]                         # optional extra manifest columns
+//! name = "smoking"
+//! kind = "categorical"
+//! levels = ["never", "former", "current"]
+//! ```
+//!
+//! Relative paths are relative to the config file's folder.
+
+use std::path::{Path, PathBuf};
+
+use fedrad_shared::clinical::{VariableSpec, builtin_schema};
+use fedrad_shared::tls::TlsFiles;
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    pub site_id: String,
+    /// `https://host:port` of the coordinator (`http://` only with `insecure_plaintext`).
+    pub coordinator: String,
+    /// Name the coordinator's certificate must be valid for; defaults to the URL's host.
+    #[serde(default)]
+    pub coordinator_name: Option<String>,
+    pub manifest: PathBuf,
+    pub work_dir: PathBuf,
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+    /// Development only: no TLS at all. Logged loudly at every start.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
+    #[serde(default)]
+    pub policy: Policy,
+    #[serde(default)]
+    pub clinical: ClinicalConfig,
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: usize,
+}
+
+fn default_max_message() -> usize {
+    fedrad_shared::DEFAULT_MAX_MESSAGE_BYTES
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    #[serde(default = "default_min_count")]
+    pub min_count: u64,
+}
+
+fn default_min_count() -> u64 {
+    5
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy { min_count: default_min_count() }
+    }
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClinicalConfig {
+    #[serde(default)]
+    pub extra: Vec<VariableSpec>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("config {path}: {detail}")]
+    Invalid { path: PathBuf, detail: String },
+}
+
+impl SiteConfig {
+    pub fn load(path: &Path) -> Result<SiteConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let mut cfg: SiteConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.manifest = base.join(&cfg.manifest);
+        cfg.work_dir = base.join(&cfg.work_dir);
+        cfg.tls = cfg.tls.map(|t| t.resolve(base));
+        cfg.validate().map_err(|detail| ConfigError::Invalid { path: path.into(), detail })?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        fedrad_shared::identity::validate_site_id(&self.site_id).map_err(|e| e.to_string())?;
+        if self.policy.min_count == 0 {
+            return Err("policy.min_count must be at least 1".into());
+        }
+        match (self.coordinator.starts_with("https://"), self.coordinator.starts_with("http://"), self.insecure_plaintext) {
+            (true, _, false) if self.tls.is_some() => {}
+            (true, _, false) => return Err("[tls] with ca, cert and key is required for an https:// coordinator".into()),
+            (_, true, true) => {}
+            (_, true, false) => return Err("an http:// coordinator needs insecure_plaintext = true (development only)".into()),
+            (true, _, true) => return Err("insecure_plaintext = true needs an http:// coordinator URL".into()),
+            _ => return Err(format!("coordinator {:?} must start with https://", self.coordinator)),
+        }
+        let builtin: Vec<String> = builtin_schema().into_iter().map(|v| v.name).collect();
+        for v in &self.clinical.extra {
+            if builtin.contains(&v.name) || crate::manifest::RESERVED_COLUMNS.contains(&v.name.as_str()) {
+                return Err(format!("clinical.extra column `{}` clashes with a built-in column", v.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// The site's full clinical schema: built-in variables, then declared extras.
+    pub fn schema(&self) -> Vec<VariableSpec> {
+        let mut s = builtin_schema();
+        s.extend(self.clinical.extra.iter().cloned());
+        s
+    }
+
+    pub fn server_name(&self) -> String {
+        if let Some(n) = &self.coordinator_name {
+            return n.clone();
+        }
+        let rest = self.coordinator.split("://").nth(1).unwrap_or("");
+        let hostport = rest.split('/').next().unwrap_or("");
+        if let Some(stripped) = hostport.strip_prefix('[') {
+            return stripped.split(']').next().unwrap_or("").to_string();
+        }
+        hostport.rsplit_once(':').map_or(hostport, |(h, _)| h).to_string()
+    }
+}

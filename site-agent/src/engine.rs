@@ -1,0 +1,255 @@
+//! Answering tasks: the site half of every federated algorithm, behind the site's policy,
+//! its reply cache and its audit log.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use fedrad_shared::algorithms::{SiteRefusal, cohort_summary, split, table1};
+use fedrad_shared::clinical::{CohortRole, VariableKind, VariableSpec};
+use fedrad_shared::proto::{self, Task, TaskReply, task, task_reply};
+use prost::Message;
+
+use crate::audit::{AuditEntry, AuditLog, sha256_hex};
+use crate::config::SiteConfig;
+use crate::manifest::LoadedCohort;
+
+pub struct SiteEngine {
+    pub config: SiteConfig,
+    pub cohort: LoadedCohort,
+    schema: Vec<VariableSpec>,
+    audit: Mutex<AuditLog>,
+    /// Serialises writes to a study's local records.
+    study_lock: Mutex<()>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    #[error("work directory {path}: {source}")]
+    WorkDir { path: PathBuf, source: std::io::Error },
+}
+
+/// Study ids name folders in the work directory, so they are restricted.
+fn valid_study_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && !id.starts_with('.') && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+fn kind_name(t: &Task) -> &'static str {
+    match &t.kind {
+        Some(task::Kind::CohortSummary(_)) => "cohort_summary",
+        Some(task::Kind::Split(_)) => "split",
+        Some(task::Kind::Table1(_)) => "table1",
+        None => "unknown",
+    }
+}
+
+impl SiteEngine {
+    pub fn new(config: SiteConfig, cohort: LoadedCohort) -> Result<Self, EngineError> {
+        std::fs::create_dir_all(&config.work_dir).map_err(|source| EngineError::WorkDir { path: config.work_dir.clone(), source })?;
+        let audit = AuditLog::open(&config.work_dir.join("audit.jsonl"))?;
+        let schema = config.schema();
+        Ok(SiteEngine { config, cohort, schema, audit: Mutex::new(audit), study_lock: Mutex::new(()) })
+    }
+
+    fn study_dir(&self, study_id: &str) -> PathBuf {
+        self.config.work_dir.join("studies").join(study_id)
+    }
+
+    fn cache_path(&self, study_id: &str, task_id: &str) -> PathBuf {
+        self.study_dir(study_id).join("replies").join(format!("{}.pb", &sha256_hex(task_id.as_bytes())[..32]))
+    }
+
+    /// Answers one task. Never panics on a hostile task; every answer is audited.
+    pub fn handle(&self, task: &Task) -> TaskReply {
+        let task_digest = sha256_hex(&task.encode_to_vec());
+        let reply_with = |outcome| TaskReply { task_id: task.task_id.clone(), outcome: Some(outcome) };
+        if task.task_id.is_empty() || task.task_id.len() > 200 || !valid_study_id(&task.study_id) {
+            let r = reply_with(task_reply::Outcome::Refusal(
+                SiteRefusal::InvalidParameters("task id or study id is empty, too long or has characters outside A-Z a-z 0-9 . _ -".into()).to_proto(),
+            ));
+            self.audit(task, &task_digest, &r, "refused");
+            return r;
+        }
+        // A resent task is answered from the cache, byte for byte, without recomputing.
+        let cache = self.cache_path(&task.study_id, &task.task_id);
+        if let Ok(bytes) = std::fs::read(&cache) {
+            // Cache file: the task's digest (64 hex), a newline, the encoded reply.
+            if bytes.len() > 65 && bytes[64] == b'\n' {
+                if bytes[..64] == *task_digest.as_bytes() {
+                    if let Ok(r) = TaskReply::decode(&bytes[65..]) {
+                        self.audit(task, &task_digest, &r, "sent_from_cache");
+                        return r;
+                    }
+                } else {
+                    let r = reply_with(task_reply::Outcome::Refusal(
+                        SiteRefusal::InvalidParameters(format!("task id {} was already used for a different task", task.task_id)).to_proto(),
+                    ));
+                    self.audit(task, &task_digest, &r, "refused");
+                    return r;
+                }
+            }
+        }
+        let outcome = match self.compute(task) {
+            Ok(agg) => task_reply::Outcome::Aggregate(agg),
+            Err(Failure::Refused(r)) => task_reply::Outcome::Refusal(r.to_proto()),
+            Err(Failure::Failed(detail)) => task_reply::Outcome::Failure(proto::TaskFailure { detail }),
+        };
+        let reply = reply_with(outcome);
+        let label = match &reply.outcome {
+            Some(task_reply::Outcome::Aggregate(_)) => "sent",
+            Some(task_reply::Outcome::Refusal(_)) => "refused",
+            _ => "failed",
+        };
+        if label == "sent" {
+            let mut cached = format!("{task_digest}\n").into_bytes();
+            cached.extend_from_slice(&reply.encode_to_vec());
+            if let Err(e) = write_atomic(&cache, &cached) {
+                tracing::warn!(error = %e, "could not cache the reply; a resend will recompute it");
+            }
+        }
+        self.audit(task, &task_digest, &reply, label);
+        reply
+    }
+
+    fn audit(&self, task: &Task, task_digest: &str, reply: &TaskReply, outcome: &str) {
+        let (patient_count, detail) = match &reply.outcome {
+            Some(task_reply::Outcome::Aggregate(a)) => (a.patient_count, String::new()),
+            Some(task_reply::Outcome::Refusal(r)) => (0, r.detail.clone()),
+            Some(task_reply::Outcome::Failure(f)) => (0, f.detail.clone()),
+            None => (0, String::new()),
+        };
+        let bytes = reply.encode_to_vec();
+        match outcome {
+            "refused" => tracing::warn!(task = %task.task_id, kind = kind_name(task), %detail, "refused"),
+            "failed" => tracing::error!(task = %task.task_id, kind = kind_name(task), %detail, "task failed"),
+            _ => tracing::info!(task = %task.task_id, kind = kind_name(task), patients = patient_count, bytes = bytes.len(), outcome, "answered"),
+        }
+        let entry = AuditEntry {
+            seq: 0,
+            unix_millis: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            study_id: task.study_id.clone(),
+            task_id: task.task_id.clone(),
+            kind: kind_name(task).into(),
+            task_digest: task_digest.into(),
+            outcome: outcome.into(),
+            patient_count,
+            bytes_sent: bytes.len() as u64,
+            reply_digest: sha256_hex(&bytes),
+            detail,
+            prev_hash: String::new(),
+            hash: String::new(),
+        };
+        let mut log = self.audit.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = log.append(entry) {
+            tracing::error!(error = %e, "could not append to the audit log");
+        }
+    }
+
+    fn compute(&self, task: &Task) -> Result<proto::Aggregate, Failure> {
+        let min = self.config.policy.min_count;
+        let records = &self.cohort.records;
+        match &task.kind {
+            Some(task::Kind::CohortSummary(_)) => Ok(cohort_summary::site_cohort_summary(records, &self.cohort.excluded_counts(), min)?),
+            Some(task::Kind::Split(s)) => {
+                let quota = split::ClassQuota { negative: s.training_quota_negative, positive: s.training_quota_positive };
+                let roles = split::site_assign(records, s.seed, quota)?;
+                let agg = split::site_split_aggregate(records, &roles, min)?;
+                self.record_split(&task.study_id, s, &roles)?;
+                Ok(agg)
+            }
+            Some(task::Kind::Table1(t)) => {
+                let variables = t.variables.iter().map(variable_from_proto).collect::<Result<Vec<_>, _>>()?;
+                let roles = self.load_split(&task.study_id)?;
+                Ok(table1::site_table1(records, &roles, &variables, &self.schema, min)?)
+            }
+            None => Err(Failure::Refused(SiteRefusal::InvalidParameters("task kind not understood by this agent version".into()))),
+        }
+    }
+
+    /// The split is fixed once per study: recorded locally (never sent) so the site can
+    /// audit and reproduce every later aggregate, and refused if a task tries to change it.
+    fn record_split(&self, study_id: &str, s: &proto::SplitTask, roles: &[CohortRole]) -> Result<(), Failure> {
+        let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = self.study_dir(study_id);
+        let params = format!("seed={} quota_negative={} quota_positive={}", s.seed, s.training_quota_negative, s.training_quota_positive);
+        let params_path = dir.join("split.params");
+        if let Ok(existing) = std::fs::read_to_string(&params_path) {
+            if existing.trim() != params {
+                return Err(Failure::Refused(SiteRefusal::Precondition(format!(
+                    "this study's split is already fixed ({}); it cannot be changed",
+                    existing.trim()
+                ))));
+            }
+        }
+        let mut rows: Vec<(String, CohortRole)> = self.cohort.records.iter().map(|r| r.patient_id.clone()).zip(roles.iter().copied()).collect();
+        rows.sort();
+        let mut csv = String::from("patient_id,cohort\n");
+        for (id, role) in rows {
+            csv.push_str(&format!("{id},{}\n", role.as_str()));
+        }
+        write_atomic(&dir.join("split.csv"), csv.as_bytes()).map_err(|e| Failure::Failed(format!("cannot record the split: {e}")))?;
+        write_atomic(&params_path, params.as_bytes()).map_err(|e| Failure::Failed(format!("cannot record the split: {e}")))?;
+        Ok(())
+    }
+
+    /// Roles of the loaded records from the study's recorded split.
+    pub fn load_split(&self, study_id: &str) -> Result<Vec<CohortRole>, Failure> {
+        let path = self.study_dir(study_id).join("split.csv");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|_| Failure::Refused(SiteRefusal::Precondition("no training/validation split recorded for this study".into())))?;
+        let mut by_id = BTreeMap::new();
+        for line in text.lines().skip(1) {
+            if let Some((id, role)) = line.split_once(',') {
+                let role = match role {
+                    "training" => CohortRole::Training,
+                    "validation" => CohortRole::Validation,
+                    other => return Err(Failure::Failed(format!("{}: unknown cohort {other:?}", path.display()))),
+                };
+                by_id.insert(id.to_string(), role);
+            }
+        }
+        self.cohort
+            .records
+            .iter()
+            .map(|r| {
+                by_id.get(&r.patient_id).copied().ok_or_else(|| {
+                    Failure::Refused(SiteRefusal::Precondition(
+                        "the manifest changed since the split was recorded (a patient has no assignment)".into(),
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+pub enum Failure {
+    Refused(SiteRefusal),
+    Failed(String),
+}
+
+impl From<SiteRefusal> for Failure {
+    fn from(r: SiteRefusal) -> Self {
+        Failure::Refused(r)
+    }
+}
+
+fn variable_from_proto(v: &proto::ClinicalVariable) -> Result<VariableSpec, Failure> {
+    let kind = match &v.kind {
+        Some(proto::clinical_variable::Kind::Categorical(c)) => VariableKind::Categorical { levels: c.levels.clone() },
+        Some(proto::clinical_variable::Kind::Continuous(c)) => VariableKind::Continuous { resolution: c.resolution, unit: String::new() },
+        None => return Err(Failure::Refused(SiteRefusal::InvalidParameters(format!("variable `{}` has no kind", v.name)))),
+    };
+    Ok(VariableSpec { name: v.name.clone(), label: String::new(), kind })
+}
+
+/// Write to a temporary file and rename, so a crash never leaves half a record.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(tmp, path)
+}

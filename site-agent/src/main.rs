@@ -1,0 +1,119 @@
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use site_agent::{audit, config::SiteConfig, manifest};
+
+#[derive(Parser)]
+#[command(version, about = "FedRad site agent: answers a study coordinator with aggregates only.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Connect to the coordinator and serve tasks until stopped (SIGINT/SIGTERM).
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Load and check the manifest and every volume, print what would be excluded, and exit.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Inspect the audit log of what left this site.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Print a per-study summary of what was sent and refused.
+    Show {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Check the hash chain; exits non-zero if any entry was edited, removed or inserted.
+    Verify {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
+    fedrad_shared::tls::install_crypto_provider();
+    match Cli::parse().command {
+        Command::Run { config } => {
+            let cfg = SiteConfig::load(&config)?;
+            let engine = site_agent::load_engine(cfg)?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(site_agent::client::run(engine, shutdown_signal()));
+            Ok(())
+        }
+        Command::Check { config } => {
+            let cfg = SiteConfig::load(&config)?;
+            let cohort = manifest::load(&cfg.manifest, &cfg.schema(), manifest::ImageCheck::Full)?;
+            for e in &cohort.excluded {
+                println!("line {:>4}  {:<12} {:<18} {}", e.line, e.patient_id.as_deref().unwrap_or("?"), e.reason.as_str(), e.detail);
+            }
+            let pos = cohort.records.iter().filter(|r| r.outcome).count();
+            println!("{}: {} patients loaded ({} recurrences), {} rows excluded", cfg.site_id, cohort.records.len(), pos, cohort.excluded.len());
+            Ok(())
+        }
+        Command::Audit { action } => {
+            let (config, verify_only) = match action {
+                AuditAction::Show { config } => (config, false),
+                AuditAction::Verify { config } => (config, true),
+            };
+            let cfg = SiteConfig::load(&config)?;
+            let path = cfg.work_dir.join("audit.jsonl");
+            let entries = audit::verify(&path).with_context(|| "the audit log failed verification")?;
+            if verify_only {
+                println!("{}: {} entries, chain intact", path.display(), entries.len());
+                return Ok(());
+            }
+            print_audit(&entries);
+            Ok(())
+        }
+    }
+}
+
+fn print_audit(entries: &[audit::AuditEntry]) {
+    use std::collections::BTreeMap;
+    let mut by_study: BTreeMap<&str, Vec<&audit::AuditEntry>> = BTreeMap::new();
+    for e in entries {
+        by_study.entry(&e.study_id).or_default().push(e);
+    }
+    for (study, es) in by_study {
+        let sent: Vec<_> = es.iter().filter(|e| e.outcome.starts_with("sent")).collect();
+        let bytes: u64 = sent.iter().map(|e| e.bytes_sent).sum();
+        println!("study {study}: {} answers sent ({bytes} bytes), {} refused, {} failed", sent.len(),
+            es.iter().filter(|e| e.outcome == "refused").count(), es.iter().filter(|e| e.outcome == "failed").count());
+        for e in es {
+            println!("  #{:<5} {:<16} {:<16} patients {:>5}  bytes {:>9}  {}", e.seq, e.kind, e.outcome, e.patient_count, e.bytes_sent, e.detail);
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutting down");
+}

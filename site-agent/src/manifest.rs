@@ -1,0 +1,228 @@
+//! The site's manifest: one row per patient with image paths, clinical values and outcome.
+//!
+//! Loading checks every row and never stops at the first problem: a row with a missing
+//! file, an unreadable volume, a mask that does not match its image, an unparsable or
+//! missing value, a duplicate id or an outcome other than 0/1 is excluded with a reason that
+//! the site logs (with the row number and patient id, locally) and counts (the only thing
+//! that leaves: counts per reason). Only a manifest that cannot be read at all, or lacks
+//! required columns, is an error.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use fedrad_imaging::nifti;
+use fedrad_shared::clinical::{ClinicalValue, ExclusionReason, PatientRecord, VariableSpec};
+use rayon::prelude::*;
+
+/// Columns with a fixed meaning; every other column must be declared in the schema.
+pub const RESERVED_COLUMNS: [&str; 6] = ["patient_id", "t1c_image", "t1c_mask", "t2_image", "t2_mask", "recurrence"];
+
+/// The MR sequences of the study.
+pub const SEQUENCES: [&str; 2] = ["t1c", "t2"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatientImages {
+    pub t1c_image: PathBuf,
+    pub t1c_mask: PathBuf,
+    pub t2_image: PathBuf,
+    pub t2_mask: PathBuf,
+}
+
+impl PatientImages {
+    fn pairs(&self) -> [(&'static str, &Path, &Path); 2] {
+        [("t1c", &self.t1c_image, &self.t1c_mask), ("t2", &self.t2_image, &self.t2_mask)]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExcludedRow {
+    /// 1-based line in the manifest (the header is line 1).
+    pub line: usize,
+    pub patient_id: Option<String>,
+    pub reason: ExclusionReason,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LoadedCohort {
+    pub records: Vec<PatientRecord>,
+    pub images: Vec<PatientImages>,
+    pub excluded: Vec<ExcludedRow>,
+}
+
+impl LoadedCohort {
+    pub fn excluded_counts(&self) -> BTreeMap<ExclusionReason, u64> {
+        let mut m = BTreeMap::new();
+        for e in &self.excluded {
+            *m.entry(e.reason).or_default() += 1;
+        }
+        m
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read manifest {path}: {source}")]
+    Read { path: PathBuf, source: csv::Error },
+    #[error("manifest {path} lacks required column(s): {missing}")]
+    MissingColumns { path: PathBuf, missing: String },
+    #[error("manifest {path}: column `{column}` is neither a built-in column nor declared in [clinical.extra]")]
+    UndeclaredColumn { path: PathBuf, column: String },
+}
+
+/// Whether to open every volume while loading (the agent does; a quick `check` may not).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ImageCheck {
+    Full,
+    ExistenceOnly,
+}
+
+pub fn load(path: &Path, schema: &[VariableSpec], check: ImageCheck) -> Result<LoadedCohort, ManifestError> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|source| ManifestError::Read { path: path.into(), source })?;
+    let headers = reader.headers().map_err(|source| ManifestError::Read { path: path.into(), source })?.clone();
+    let col: HashMap<&str, usize> = headers.iter().enumerate().map(|(i, h)| (h, i)).collect();
+    let required: Vec<&str> = RESERVED_COLUMNS.iter().copied().chain(schema.iter().map(|v| v.name.as_str())).collect();
+    let missing: Vec<&str> = required.iter().filter(|c| !col.contains_key(*c)).copied().collect();
+    if !missing.is_empty() {
+        return Err(ManifestError::MissingColumns { path: path.into(), missing: missing.join(", ") });
+    }
+    if let Some(extra) = headers.iter().find(|h| !required.contains(h)) {
+        return Err(ManifestError::UndeclaredColumn { path: path.into(), column: extra.to_string() });
+    }
+
+    let mut out = LoadedCohort::default();
+    let mut candidates: Vec<(usize, PatientRecord, PatientImages)> = Vec::new();
+    for (i, row) in reader.records().enumerate() {
+        let line = i + 2;
+        let row = match row {
+            Ok(r) => r,
+            Err(e) => {
+                out.excluded.push(ExcludedRow { line, patient_id: None, reason: ExclusionReason::MalformedRow, detail: e.to_string() });
+                continue;
+            }
+        };
+        if row.len() != headers.len() {
+            out.excluded.push(ExcludedRow {
+                line,
+                patient_id: row.get(0).map(str::to_string),
+                reason: ExclusionReason::MalformedRow,
+                detail: format!("{} fields, the header has {}", row.len(), headers.len()),
+            });
+            continue;
+        }
+        match parse_row(&row, &col, schema, base) {
+            Ok((rec, img)) => candidates.push((line, rec, img)),
+            Err((reason, detail)) => {
+                let pid = row.get(col["patient_id"]).filter(|s| !s.is_empty()).map(str::to_string);
+                out.excluded.push(ExcludedRow { line, patient_id: pid, reason, detail });
+            }
+        }
+    }
+
+    // Duplicate ids: every row with that id is ambiguous, so all are excluded.
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (_, r, _) in &candidates {
+        *seen.entry(r.patient_id.clone()).or_default() += 1;
+    }
+    let (dups, unique): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|(_, r, _)| seen[&r.patient_id] > 1);
+    for (line, r, _) in dups {
+        let n = seen[&r.patient_id];
+        out.excluded.push(ExcludedRow {
+            line,
+            patient_id: Some(r.patient_id),
+            reason: ExclusionReason::DuplicateId,
+            detail: format!("patient id appears on {n} rows"),
+        });
+    }
+
+    let checked: Vec<_> = unique
+        .into_par_iter()
+        .map(|(line, rec, img)| {
+            let verdict = check_images(&img, check);
+            (line, rec, img, verdict)
+        })
+        .collect();
+    for (line, rec, img, verdict) in checked {
+        match verdict {
+            Ok(()) => {
+                out.records.push(rec);
+                out.images.push(img);
+            }
+            Err((reason, detail)) => out.excluded.push(ExcludedRow { line, patient_id: Some(rec.patient_id), reason, detail }),
+        }
+    }
+    out.excluded.sort_by_key(|e| e.line);
+    Ok(out)
+}
+
+type RowError = (ExclusionReason, String);
+
+fn parse_row(
+    row: &csv::StringRecord,
+    col: &HashMap<&str, usize>,
+    schema: &[VariableSpec],
+    base: &Path,
+) -> Result<(PatientRecord, PatientImages), RowError> {
+    let get = |name: &str| row.get(col[name]).unwrap_or("");
+    let pid = get("patient_id");
+    if pid.is_empty() {
+        return Err((ExclusionReason::MissingValue, "missing patient_id".into()));
+    }
+    let outcome = match get("recurrence") {
+        "0" => false,
+        "1" => true,
+        "" => return Err((ExclusionReason::BadOutcome, "missing recurrence".into())),
+        other => return Err((ExclusionReason::BadOutcome, format!("recurrence = {other:?}, expected 0 or 1"))),
+    };
+    let mut clinical = BTreeMap::new();
+    for spec in schema {
+        let raw = get(&spec.name);
+        let value: ClinicalValue = spec.parse(raw).map_err(|detail| {
+            let reason = if raw.trim().is_empty() || raw.eq_ignore_ascii_case("na") || raw.eq_ignore_ascii_case("nan") {
+                ExclusionReason::MissingValue
+            } else {
+                ExclusionReason::UnparsableValue
+            };
+            (reason, detail)
+        })?;
+        clinical.insert(spec.name.clone(), value);
+    }
+    let path = |name: &str| -> Result<PathBuf, RowError> {
+        let v = get(name);
+        if v.is_empty() { Err((ExclusionReason::MissingValue, format!("missing {name}"))) } else { Ok(base.join(v)) }
+    };
+    let images = PatientImages { t1c_image: path("t1c_image")?, t1c_mask: path("t1c_mask")?, t2_image: path("t2_image")?, t2_mask: path("t2_mask")? };
+    Ok((PatientRecord { patient_id: pid.to_string(), outcome, clinical }, images))
+}
+
+/// Image and mask must exist, be readable, share a grid, and the mask must mark a region.
+fn check_images(img: &PatientImages, check: ImageCheck) -> Result<(), RowError> {
+    for (seq, image, mask) in img.pairs() {
+        for p in [image, mask] {
+            if !p.is_file() {
+                return Err((ExclusionReason::MissingFile, format!("{seq}: {} does not exist", p.display())));
+            }
+        }
+        if check == ImageCheck::ExistenceOnly {
+            continue;
+        }
+        let unreadable = |e: fedrad_imaging::ImagingError| (ExclusionReason::UnreadableVolume, format!("{seq}: {e}"));
+        let iv = nifti::read(image).map_err(unreadable)?;
+        let mv = nifti::read(mask).map_err(unreadable)?;
+        if let Some(diff) = iv.geometry.mismatch(&mv.geometry, 1e-3) {
+            return Err((ExclusionReason::GeometryMismatch, format!("{seq}: mask and image differ in {diff}")));
+        }
+        if iv.data.iter().any(|v| !v.is_finite()) {
+            return Err((ExclusionReason::UnreadableVolume, format!("{seq}: image has non-finite voxels")));
+        }
+        if !mv.data.iter().any(|v| *v >= 0.5) {
+            return Err((ExclusionReason::EmptyMask, format!("{seq}: the mask marks no voxel")));
+        }
+    }
+    Ok(())
+}
