@@ -1,0 +1,135 @@
+//! Every kind of bad manifest row is excluded with its reason; the other rows load and the
+//! site still answers, reporting counts per reason.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use fedrad_imaging::nifti::{self, StoredType};
+use fedrad_imaging::{Geometry, Volume};
+use fedrad_shared::aggregate::SiteAggregate;
+use fedrad_shared::algorithms::cohort_summary;
+use fedrad_shared::clinical::{ExclusionReason, builtin_schema};
+use fedrad_shared::proto::{self, task, task_reply};
+use site_agent::manifest::{ImageCheck, load};
+
+fn rewrite(manifest: &Path, edit: impl Fn(usize, &mut Vec<String>)) -> Vec<Vec<String>> {
+    let mut r = csv::Reader::from_path(manifest).unwrap();
+    let mut rows = vec![r.headers().unwrap().iter().map(str::to_string).collect::<Vec<_>>()];
+    for (i, rec) in r.records().enumerate() {
+        let mut row: Vec<String> = rec.unwrap().iter().map(str::to_string).collect();
+        edit(i, &mut row);
+        rows.push(row);
+    }
+    rows
+}
+
+#[test]
+fn each_bad_row_is_excluded_with_its_reason_and_the_rest_loads() {
+    let dir = std::env::temp_dir().join(format!("fedrad-manifest-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut spec = fedrad_synth::default_cohort(9, 60);
+    spec.coarsen = 3.0;
+    spec.hospitals.truncate(1);
+    let cohort = fedrad_synth::generate(&spec, &dir, &|| {}).unwrap();
+    let manifest = &cohort.manifests[0].1;
+    let images = manifest.parent().unwrap().join("images");
+    // Broken files for some rows.
+    std::fs::write(images.join("garbage.nii.gz"), b"not a volume").unwrap();
+    let reference = nifti::read(&images.join("A-0001_t1c.nii.gz")).unwrap();
+    let odd = Volume::new(Geometry::axis_aligned([3, 3, 3], [1.0; 3]), vec![1.0; 27]);
+    nifti::write(&images.join("wrong_grid_mask.nii.gz"), &odd, StoredType::U8).unwrap();
+    let empty = Volume::new(reference.geometry.clone(), vec![0.0; reference.data.len()]);
+    nifti::write(&images.join("empty_mask.nii.gz"), &empty, StoredType::U8).unwrap();
+
+    let col = |name: &str| fedrad_synth::MANIFEST_COLUMNS.iter().position(|c| *c == name).unwrap();
+    let expected: BTreeMap<usize, ExclusionReason> = [
+        (1, ExclusionReason::MissingFile),
+        (2, ExclusionReason::UnreadableVolume),
+        (3, ExclusionReason::GeometryMismatch),
+        (4, ExclusionReason::EmptyMask),
+        (5, ExclusionReason::MissingValue),
+        (6, ExclusionReason::UnparsableValue),
+        (7, ExclusionReason::BadOutcome),
+        (8, ExclusionReason::DuplicateId),
+        (9, ExclusionReason::DuplicateId),
+        (10, ExclusionReason::UnparsableValue),
+        (11, ExclusionReason::BadOutcome),
+    ]
+    .into_iter()
+    .collect();
+    let mut rows = rewrite(manifest, |i, row| match i {
+        1 => row[col("t2_image")] = "images/nope.nii.gz".into(),
+        2 => row[col("t1c_image")] = "images/garbage.nii.gz".into(),
+        3 => row[col("t2_mask")] = "images/wrong_grid_mask.nii.gz".into(),
+        4 => row[col("t1c_mask")] = "images/empty_mask.nii.gz".into(),
+        5 => row[col("age")] = "".into(),
+        6 => row[col("age")] = "forty".into(),
+        7 => row[col("recurrence")] = "2".into(),
+        8 | 9 => row[col("patient_id")] = "A-DUP".into(),
+        10 => row[col("t_stage")] = "T9".into(),
+        11 => row[col("recurrence")] = "".into(),
+        _ => {}
+    });
+    // A row with a field too many.
+    let mut extra = rows[13].clone();
+    extra.push("surplus".into());
+    rows.push(extra);
+    let mut w = csv::WriterBuilder::new().flexible(true).from_path(manifest).unwrap();
+    for r in &rows {
+        w.write_record(r).unwrap();
+    }
+    w.flush().unwrap();
+
+    let loaded = load(manifest, &builtin_schema(), ImageCheck::Full).unwrap();
+    let n_rows = rows.len() - 1;
+    assert_eq!(loaded.records.len() + loaded.excluded.len(), n_rows, "a row was dropped silently");
+    for e in &loaded.excluded {
+        let data_index = e.line - 2;
+        let want = if data_index == n_rows - 1 { ExclusionReason::MalformedRow } else { expected[&data_index] };
+        assert_eq!(e.reason, want, "line {}: {}", e.line, e.detail);
+        assert!(!e.detail.is_empty());
+    }
+    assert_eq!(loaded.excluded.len(), expected.len() + 1);
+    assert_eq!(loaded.records.len(), n_rows - expected.len() - 1);
+
+    // The site still works and reports counts per reason (only counts).
+    let cfg = site_agent::config::SiteConfig {
+        site_id: "hospital-a".into(),
+        coordinator: "https://localhost:1".into(),
+        coordinator_name: None,
+        manifest: manifest.clone(),
+        work_dir: dir.join("work"),
+        tls: Some(fedrad_shared::tls::TlsFiles::bundle(&dir)),
+        insecure_plaintext: false,
+        policy: Default::default(),
+        clinical: Default::default(),
+        max_message_bytes: 1 << 20,
+    };
+    let engine = site_agent::engine::SiteEngine::new(cfg, loaded).unwrap();
+    let reply = engine.handle(&proto::Task {
+        task_id: "summary-1".into(),
+        study_id: "s".into(),
+        kind: Some(task::Kind::CohortSummary(proto::CohortSummaryTask {})),
+    });
+    let Some(task_reply::Outcome::Aggregate(agg)) = reply.outcome else { panic!("no aggregate: {reply:?}") };
+    let summary = cohort_summary::combine(&[SiteAggregate::new("hospital-a", agg)]).unwrap();
+    assert_eq!(summary.excluded, 12);
+    assert_eq!(summary.sites[0].excluded[&ExclusionReason::DuplicateId], 2);
+    assert_eq!(summary.sites[0].excluded[&ExclusionReason::UnparsableValue], 2);
+    assert_eq!(summary.sites[0].excluded[&ExclusionReason::MalformedRow], 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_manifest_without_required_columns_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("fedrad-manifest-cols-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("manifest.csv");
+    std::fs::write(&p, "patient_id,t1c_image,recurrence\nA,x,1\n").unwrap();
+    let err = load(&p, &builtin_schema(), ImageCheck::Full).unwrap_err().to_string();
+    assert!(err.contains("t1c_mask") && err.contains("age"), "{err}");
+    std::fs::write(&p, format!("{},mystery\n", fedrad_synth::MANIFEST_COLUMNS.join(","))).unwrap();
+    let err = load(&p, &builtin_schema(), ImageCheck::Full).unwrap_err().to_string();
+    assert!(err.contains("mystery"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,68 @@
+//! Only holders of a certificate from the study CA, for the site they claim, get a session.
+
+use std::time::Duration;
+
+use fedrad_shared::pki::StudyPki;
+use fedrad_shared::proto::federation_client::FederationClient;
+use fedrad_shared::proto::{SiteHello, SiteMessage, site_message};
+use fedrad_shared::tls::TlsFiles;
+use fedrad_tests::*;
+use site_agent::client::{SessionError, session};
+
+async fn engine_for(cfg: site_agent::config::SiteConfig) -> std::sync::Arc<site_agent::engine::SiteEngine> {
+    tokio::task::spawn_blocking(move || site_agent::load_engine(cfg)).await.unwrap().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn foreign_ca_missing_certificate_and_wrong_identity_are_refused() {
+    fedrad_shared::tls::install_crypto_provider();
+    let dir = TempDir::new("mtls");
+    let cohort = small_cohort(&dir.path().join("cohort"), 40, 2);
+    let (site, manifest) = cohort.manifests[0].clone();
+    let study = StudyPki::init(&dir.path().join("pki"), "study", &["localhost".into()], &[site.clone(), "hospital-b".into()]).unwrap();
+    let foreign = StudyPki::init(&dir.path().join("foreign"), "other", &["localhost".into()], &[site.clone()]).unwrap();
+    let server = coordinator::start_server(&coordinator_config(&study)).await.unwrap();
+    let port = server.addr.port();
+    let work = dir.path().join("work");
+
+    // 1. A certificate for the right name, but issued by another CA.
+    let forged = TlsFiles { ca: study.site_bundle(&site).join("ca.pem"), ..TlsFiles::bundle(&foreign.site_bundle(&site)) };
+    let engine = engine_for(site_config(&site, port, &manifest, &work, forged)).await;
+    let err = tokio::time::timeout(Duration::from_secs(20), session(engine)).await.expect("fails fast").unwrap_err();
+    assert!(matches!(err, SessionError::Connect(_) | SessionError::Status(_)), "{err}");
+
+    // 2. No client certificate at all (TLS 1.3 may only fail at the first RPC).
+    let ca = tonic::transport::Certificate::from_pem(std::fs::read(study.site_bundle(&site).join("ca.pem")).unwrap());
+    let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(ca).domain_name("localhost");
+    let outcome = async {
+        let ch = tonic::transport::Endpoint::from_shared(format!("https://localhost:{port}"))?.tls_config(tls)?.connect().await?;
+        let hello = SiteMessage {
+            body: Some(site_message::Body::Hello(SiteHello { protocol: fedrad_shared::PROTOCOL.into(), site_id: site.clone(), agent_version: "x".into(), policy: None })),
+        };
+        let mut s = FederationClient::new(ch).session(tokio_stream_once(hello)).await?.into_inner();
+        s.message().await?;
+        anyhow::Ok(())
+    };
+    assert!(tokio::time::timeout(Duration::from_secs(20), outcome).await.expect("fails fast").is_err(), "a client without certificate got a session");
+
+    // 3. A valid study certificate for hospital-b claiming to be hospital-a.
+    let engine = engine_for(site_config(&site, port, &manifest, &work, TlsFiles::bundle(&study.site_bundle("hospital-b")))).await;
+    match tokio::time::timeout(Duration::from_secs(20), session(engine)).await.expect("fails fast") {
+        Err(SessionError::Status(s)) => assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s}"),
+        other => panic!("expected permission denied, got {other:?}"),
+    }
+    assert!(server.hub.connected_sites().is_empty());
+
+    // 4. The genuine site gets in.
+    let engine = engine_for(site_config(&site, port, &manifest, &work, TlsFiles::bundle(&study.site_bundle(&site)))).await;
+    let running = tokio::spawn(session(engine));
+    let hub = server.hub.clone();
+    hub.wait_for_sites(&[site.clone()], Duration::from_secs(20), &|_| {}).await.expect("genuine site connects");
+    running.abort();
+    server.stop().await;
+}
+
+fn tokio_stream_once(m: SiteMessage) -> impl tokio_stream::Stream<Item = SiteMessage> {
+    // Keep the stream open after the hello so the server answers rather than seeing EOF.
+    tokio_stream::StreamExt::chain(tokio_stream::iter(vec![m]), tokio_stream::pending())
+}
