@@ -66,3 +66,42 @@ fn tokio_stream_once(m: SiteMessage) -> impl tokio_stream::Stream<Item = SiteMes
     // Keep the stream open after the hello so the server answers rather than seeing EOF.
     tokio_stream::StreamExt::chain(tokio_stream::iter(vec![m]), tokio_stream::pending())
 }
+
+/// A 2000×2000 Gram matrix is 32 MB; gRPC's default limit is 4 MB. A site's 40 MB aggregate
+/// must reach the coordinator intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn aggregates_far_above_grpc_default_limit_arrive_intact() {
+    use fedrad_shared::proto::{Aggregate, Task, TaskReply, Tensor, coordinator_message, task, task_reply};
+    fedrad_shared::tls::install_crypto_provider();
+    let dir = TempDir::new("large");
+    let pki = StudyPki::init(&dir.path().join("pki"), "large", &["localhost".into()], &["hospital-a".into()]).unwrap();
+    let server = coordinator::start_server(&coordinator_config(&pki)).await.unwrap();
+    let port = server.addr.port();
+    let tls = fedrad_shared::tls::client_config(&TlsFiles::bundle(&pki.site_bundle("hospital-a")), "localhost").unwrap();
+    let ch = tonic::transport::Endpoint::from_shared(format!("https://localhost:{port}")).unwrap().tls_config(tls).unwrap().connect().await.unwrap();
+    let mut client = FederationClient::new(ch).max_decoding_message_size(1 << 28).max_encoding_message_size(1 << 28);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let hello = SiteHello { protocol: fedrad_shared::PROTOCOL.into(), site_id: "hospital-a".into(), agent_version: "t".into(), policy: None };
+    tx.send(SiteMessage { body: Some(site_message::Body::Hello(hello)) }).await.unwrap();
+    let mut inbound = client.session(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+    // A minimal site: answer the one task with a 2000×2500 matrix.
+    let site = tokio::spawn(async move {
+        while let Some(m) = inbound.message().await.unwrap() {
+            if let Some(coordinator_message::Body::Task(t)) = m.body {
+                let values: Vec<f64> = (0..5_000_000).map(|i| i as f64 * 0.5).collect();
+                let agg = Aggregate { patient_count: 100, tensors: vec![Tensor { name: "gram".into(), shape: vec![2000, 2500], values }] };
+                let reply = TaskReply { task_id: t.task_id, outcome: Some(task_reply::Outcome::Aggregate(agg)) };
+                tx.send(SiteMessage { body: Some(site_message::Body::Reply(reply)) }).await.unwrap();
+            }
+        }
+    });
+    server.hub.wait_for_sites(&["hospital-a".into()], Duration::from_secs(20), &|_| {}).await.unwrap();
+    let task = Task { task_id: "big-1".into(), study_id: "s".into(), kind: Some(task::Kind::CohortSummary(Default::default())) };
+    let reply = server.hub.run_task("hospital-a", task, Duration::from_secs(60)).await.unwrap();
+    let Some(task_reply::Outcome::Aggregate(a)) = reply.outcome else { panic!("no aggregate") };
+    assert_eq!(a.tensors[0].values.len(), 5_000_000);
+    assert_eq!(a.tensors[0].values[4_999_999], 4_999_999.0 * 0.5);
+    assert!(server.hub.traffic()["hospital-a"].bytes_from_site > 40_000_000);
+    site.abort();
+    server.stop().await;
+}
