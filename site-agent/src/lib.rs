@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 pub mod engine;
 pub mod manifest;
+pub mod radiomics;
 
 use std::sync::Arc;
 

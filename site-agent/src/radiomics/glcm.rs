@@ -1,0 +1,169 @@
+//! Grey level co-occurrence matrix (IBSI 3.6, LFYI).
+//!
+//! For a direction δ, M[i][j] counts ROI voxel pairs (v, v+δ) with grey levels i and j,
+//! counted both ways (symmetric). With p = M/ΣM, marginals p_x(i) = Σ_j p_ij, the diagonal
+//! and cross sums p_{x−y}(k) = Σ_{|i−j|=k} p_ij and p_{x+y}(k) = Σ_{i+j=k} p_ij, μ = Σ i p_ij:
+//!
+//! | feature | code | formula |
+//! |---|---|---|
+//! | Joint maximum | GYBY | max p_ij |
+//! | Joint average | 60VM | μ = Σ i p_ij |
+//! | Joint variance | UR99 | Σ (i − μ)² p_ij |
+//! | Joint entropy | TU9B | −Σ p_ij log2 p_ij |
+//! | Difference average | TF7R | μ_d = Σ k p_{x−y}(k) |
+//! | Difference variance | D3YU | Σ (k − μ_d)² p_{x−y}(k) |
+//! | Difference entropy | NTRS | −Σ p_{x−y}(k) log2 p_{x−y}(k) |
+//! | Sum average | ZGXS | μ_s = Σ k p_{x+y}(k) |
+//! | Sum variance | OEEB | Σ (k − μ_s)² p_{x+y}(k) |
+//! | Sum entropy | P6QZ | −Σ p_{x+y}(k) log2 p_{x+y}(k) |
+//! | Angular second moment | 8ZQL | Σ p_ij² |
+//! | Contrast | ACUI | Σ (i − j)² p_ij |
+//! | Dissimilarity | 8S9J | Σ \|i − j\| p_ij |
+//! | Inverse difference | IB1Z | Σ p_{x−y}(k)/(1 + k) |
+//! | Normalised inverse difference | NDRX | Σ p_{x−y}(k)/(1 + k/Ng) |
+//! | Inverse difference moment | WF0Z | Σ p_{x−y}(k)/(1 + k²) |
+//! | Normalised inverse difference moment | 1QCO | Σ p_{x−y}(k)/(1 + (k/Ng)²) |
+//! | Inverse variance | E8JP | Σ_{k≥1} p_{x−y}(k)/k² |
+//! | Correlation | NI2N | (Σ i j p_ij − μ_x μ_y)/(σ_x σ_y) |
+//! | Autocorrelation | QWB0 | Σ i j p_ij |
+//! | Cluster tendency | DG8W | Σ (i + j − μ_x − μ_y)² p_ij |
+//! | Cluster shade | 7NFM | Σ (i + j − μ_x − μ_y)³ p_ij |
+//! | Cluster prominence | AE86 | Σ (i + j − μ_x − μ_y)⁴ p_ij |
+//! | Information correlation 1 | R8DG | (HXY − HXY1)/max(HX, HY) |
+//! | Information correlation 2 | JN9H | √(1 − exp(−2 (HXY2 − HXY))) |
+//!
+//! HX, HY: entropies of the marginals; HXY1 = −Σ p_ij log2(p_x(i) p_y(j));
+//! HXY2 = −Σ p_x(i) p_y(j) log2(p_x(i) p_y(j)).
+
+use super::texture::{CountMatrix, directional, entropy, named};
+use super::{Aggregation, Feature, GreyLevels};
+
+pub const FEATURES: [(&str, &str); 25] = [
+    ("JointMaximum", "GYBY"),
+    ("JointAverage", "60VM"),
+    ("JointVariance", "UR99"),
+    ("JointEntropy", "TU9B"),
+    ("DifferenceAverage", "TF7R"),
+    ("DifferenceVariance", "D3YU"),
+    ("DifferenceEntropy", "NTRS"),
+    ("SumAverage", "ZGXS"),
+    ("SumVariance", "OEEB"),
+    ("SumEntropy", "P6QZ"),
+    ("AngularSecondMoment", "8ZQL"),
+    ("Contrast", "ACUI"),
+    ("Dissimilarity", "8S9J"),
+    ("InverseDifference", "IB1Z"),
+    ("NormalisedInverseDifference", "NDRX"),
+    ("InverseDifferenceMoment", "WF0Z"),
+    ("NormalisedInverseDifferenceMoment", "1QCO"),
+    ("InverseVariance", "E8JP"),
+    ("Correlation", "NI2N"),
+    ("Autocorrelation", "QWB0"),
+    ("ClusterTendency", "DG8W"),
+    ("ClusterShade", "7NFM"),
+    ("ClusterProminence", "AE86"),
+    ("InformationCorrelation1", "R8DG"),
+    ("InformationCorrelation2", "JN9H"),
+];
+
+/// The symmetric co-occurrence counts of one grid in direction `d`.
+pub fn matrix(g: &GreyLevels, d: [isize; 3]) -> CountMatrix {
+    let ng = g.ng as usize;
+    let mut m = CountMatrix::new(ng, ng);
+    for z in 0..g.dims[2] as isize {
+        for y in 0..g.dims[1] as isize {
+            for x in 0..g.dims[0] as isize {
+                let a = g.get(x, y, z);
+                if a == 0 {
+                    continue;
+                }
+                let b = g.get(x + d[0], y + d[1], z + d[2]);
+                if b == 0 {
+                    continue;
+                }
+                m.add(a as usize - 1, b as usize - 1, 1.0);
+                m.add(b as usize - 1, a as usize - 1, 1.0);
+            }
+        }
+    }
+    m
+}
+
+pub fn from_matrix(m: &CountMatrix) -> Vec<f64> {
+    let ng = m.rows;
+    let total = m.total();
+    let p = |i: usize, j: usize| m.at(i, j) / total;
+    let (mut px, mut py) = (vec![0.0; ng], vec![0.0; ng]);
+    let mut diff = vec![0.0; ng];
+    let mut sum = vec![0.0; 2 * ng + 1];
+    let (mut mu, mut mu_y, mut asm, mut contrast, mut dissim, mut autocorr, mut jmax) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0f64);
+    for i in 0..ng {
+        for j in 0..ng {
+            let v = p(i, j);
+            if v == 0.0 {
+                continue;
+            }
+            let (gi, gj) = ((i + 1) as f64, (j + 1) as f64);
+            px[i] += v;
+            py[j] += v;
+            diff[i.abs_diff(j)] += v;
+            sum[i + j + 2] += v;
+            mu += gi * v;
+            mu_y += gj * v;
+            asm += v * v;
+            contrast += (gi - gj).powi(2) * v;
+            dissim += (gi - gj).abs() * v;
+            autocorr += gi * gj * v;
+            jmax = jmax.max(v);
+        }
+    }
+    let (mut var, mut var_y, mut tendency, mut shade, mut prominence, mut hxy1) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    for i in 0..ng {
+        for j in 0..ng {
+            let v = p(i, j);
+            if v == 0.0 {
+                continue;
+            }
+            let (gi, gj) = ((i + 1) as f64, (j + 1) as f64);
+            var += (gi - mu).powi(2) * v;
+            var_y += (gj - mu_y).powi(2) * v;
+            let c = gi + gj - mu - mu_y;
+            tendency += c * c * v;
+            shade += c.powi(3) * v;
+            prominence += c.powi(4) * v;
+            hxy1 -= v * (px[i] * py[j]).log2();
+        }
+    }
+    let mut hxy2 = 0.0;
+    for i in 0..ng {
+        for j in 0..ng {
+            let q = px[i] * py[j];
+            if q > 0.0 {
+                hxy2 -= q * q.log2();
+            }
+        }
+    }
+    let hxy = entropy(m.data.iter().map(|v| v / total));
+    let (hx, hy) = (entropy(px.iter().copied()), entropy(py.iter().copied()));
+    let mu_d: f64 = diff.iter().enumerate().map(|(k, v)| k as f64 * v).sum();
+    let var_d: f64 = diff.iter().enumerate().map(|(k, v)| (k as f64 - mu_d).powi(2) * v).sum();
+    let mu_s: f64 = sum.iter().enumerate().map(|(k, v)| k as f64 * v).sum();
+    let var_s: f64 = sum.iter().enumerate().map(|(k, v)| (k as f64 - mu_s).powi(2) * v).sum();
+    let ngf = ng as f64;
+    let id: f64 = diff.iter().enumerate().map(|(k, v)| v / (1.0 + k as f64)).sum();
+    let idn: f64 = diff.iter().enumerate().map(|(k, v)| v / (1.0 + k as f64 / ngf)).sum();
+    let idm: f64 = diff.iter().enumerate().map(|(k, v)| v / (1.0 + (k * k) as f64)).sum();
+    let idmn: f64 = diff.iter().enumerate().map(|(k, v)| v / (1.0 + (k as f64 / ngf).powi(2))).sum();
+    let inv_var: f64 = diff.iter().enumerate().skip(1).map(|(k, v)| v / (k * k) as f64).sum();
+    let correlation = (autocorr - mu * mu_y) / (var.sqrt() * var_y.sqrt());
+    let ic1 = if hx.max(hy) > 0.0 { (hxy - hxy1) / hx.max(hy) } else { 0.0 };
+    let ic2 = (1.0 - (-2.0 * (hxy2 - hxy)).exp()).max(0.0).sqrt();
+    vec![
+        jmax, mu, var, hxy, mu_d, var_d, entropy(diff.iter().copied()), mu_s, var_s, entropy(sum.iter().copied()), asm, contrast, dissim,
+        id, idn, idm, idmn, inv_var, correlation, autocorr, tendency, shade, prominence, ic1, ic2,
+    ]
+}
+
+pub fn features(g: &GreyLevels, agg: Aggregation) -> Vec<Feature> {
+    named("glcm", &FEATURES, directional(g, agg, &matrix, &from_matrix), agg)
+}

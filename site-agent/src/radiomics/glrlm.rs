@@ -1,0 +1,77 @@
+//! Grey level run length matrix (IBSI 3.7, TP0I).
+//!
+//! For a direction δ, r[i][j] counts runs of j consecutive ROI voxels of grey level i along
+//! δ (a run ends at a different level or at the ROI's edge). N_s = Σ r (runs), N_v = ROI
+//! voxels (summed over merged matrices), p_ij = r_ij/N_s.
+//!
+//! | feature | code | formula |
+//! |---|---|---|
+//! | Short runs emphasis | 22OV | Σ r_ij/j² / N_s |
+//! | Long runs emphasis | W4KF | Σ r_ij j² / N_s |
+//! | Low grey level run emphasis | V3SW | Σ r_ij/i² / N_s |
+//! | High grey level run emphasis | G3QZ | Σ r_ij i² / N_s |
+//! | Short run low grey level emphasis | HTZT | Σ r_ij/(i² j²) / N_s |
+//! | Short run high grey level emphasis | GD3A | Σ r_ij i²/j² / N_s |
+//! | Long run low grey level emphasis | IVPO | Σ r_ij j²/i² / N_s |
+//! | Long run high grey level emphasis | 3KUM | Σ r_ij i² j² / N_s |
+//! | Grey level non-uniformity | R5YN | Σ_i (Σ_j r_ij)² / N_s |
+//! | Normalised grey level non-uniformity | OVBL | Σ_i (Σ_j r_ij)² / N_s² |
+//! | Run length non-uniformity | W92Y | Σ_j (Σ_i r_ij)² / N_s |
+//! | Normalised run length non-uniformity | IC23 | Σ_j (Σ_i r_ij)² / N_s² |
+//! | Run percentage | 9ZK5 | N_s / N_v |
+//! | Grey level variance | 8CE5 | Σ (i − μ_i)² p_ij |
+//! | Run length variance | SXLW | Σ (j − μ_j)² p_ij |
+//! | Run entropy | HJ9O | −Σ p_ij log2 p_ij |
+
+use super::texture::{CountMatrix, directional, named, size_zone_features};
+use super::{Aggregation, Feature, GreyLevels};
+
+pub const FEATURES: [(&str, &str); 16] = [
+    ("ShortRunsEmphasis", "22OV"),
+    ("LongRunsEmphasis", "W4KF"),
+    ("LowGreyLevelRunEmphasis", "V3SW"),
+    ("HighGreyLevelRunEmphasis", "G3QZ"),
+    ("ShortRunLowGreyLevelEmphasis", "HTZT"),
+    ("ShortRunHighGreyLevelEmphasis", "GD3A"),
+    ("LongRunLowGreyLevelEmphasis", "IVPO"),
+    ("LongRunHighGreyLevelEmphasis", "3KUM"),
+    ("GreyLevelNonUniformity", "R5YN"),
+    ("NormalisedGreyLevelNonUniformity", "OVBL"),
+    ("RunLengthNonUniformity", "W92Y"),
+    ("NormalisedRunLengthNonUniformity", "IC23"),
+    ("RunPercentage", "9ZK5"),
+    ("GreyLevelVariance", "8CE5"),
+    ("RunLengthVariance", "SXLW"),
+    ("RunEntropy", "HJ9O"),
+];
+
+/// Run counts of one grid along `d`; column j − 1 holds runs of length j.
+pub fn matrix(g: &GreyLevels, d: [isize; 3]) -> CountMatrix {
+    let mut m = CountMatrix::new(g.ng as usize, 1);
+    m.voxels = g.roi_voxels() as f64;
+    for z in 0..g.dims[2] as isize {
+        for y in 0..g.dims[1] as isize {
+            for x in 0..g.dims[0] as isize {
+                let a = g.get(x, y, z);
+                // A run starts where the previous voxel along δ differs.
+                if a == 0 || g.get(x - d[0], y - d[1], z - d[2]) == a {
+                    continue;
+                }
+                let mut len = 1;
+                while g.get(x + len * d[0], y + len * d[1], z + len * d[2]) == a {
+                    len += 1;
+                }
+                m.add(a as usize - 1, len as usize - 1, 1.0);
+            }
+        }
+    }
+    m
+}
+
+pub fn from_matrix(m: &CountMatrix) -> Vec<f64> {
+    size_zone_features(m, 1.0).sixteen()
+}
+
+pub fn features(g: &GreyLevels, agg: Aggregation) -> Vec<Feature> {
+    named("glrlm", &FEATURES, directional(g, agg, &matrix, &from_matrix), agg)
+}

@@ -1,0 +1,95 @@
+//! Grey level size zone matrix (IBSI 3.8, 9SAK).
+//!
+//! A zone is a connected set of ROI voxels with the same grey level (26-connected in 3D,
+//! 8-connected in a slice). s[i][j] counts zones of level i and size j voxels; N_z = Σ s,
+//! N_v = ROI voxels, p_ij = s_ij/N_z. The formulas are those of the GLRLM with zones for runs:
+//!
+//! | feature | code | formula |
+//! |---|---|---|
+//! | Small zone emphasis | 5QRC | Σ s_ij/j² / N_z |
+//! | Large zone emphasis | 48P8 | Σ s_ij j² / N_z |
+//! | Low grey level zone emphasis | XMSY | Σ s_ij/i² / N_z |
+//! | High grey level zone emphasis | 5GN9 | Σ s_ij i² / N_z |
+//! | Small zone low grey level emphasis | 5RAI | Σ s_ij/(i² j²) / N_z |
+//! | Small zone high grey level emphasis | HW1V | Σ s_ij i²/j² / N_z |
+//! | Large zone low grey level emphasis | YH51 | Σ s_ij j²/i² / N_z |
+//! | Large zone high grey level emphasis | J17V | Σ s_ij i² j² / N_z |
+//! | Grey level non-uniformity | JNSA | Σ_i (Σ_j s_ij)² / N_z |
+//! | Normalised grey level non-uniformity | Y1RO | Σ_i (Σ_j s_ij)² / N_z² |
+//! | Zone size non-uniformity | 4JP3 | Σ_j (Σ_i s_ij)² / N_z |
+//! | Normalised zone size non-uniformity | VB3A | Σ_j (Σ_i s_ij)² / N_z² |
+//! | Zone percentage | P30P | N_z / N_v |
+//! | Grey level variance | BYLV | Σ (i − μ_i)² p_ij |
+//! | Zone size variance | 3NSA | Σ (j − μ_j)² p_ij |
+//! | Zone size entropy | GU8N | −Σ p_ij log2 p_ij |
+
+use super::texture::{CountMatrix, named, neighbours, size_zone_features, zonal};
+use super::{Aggregation, Feature, GreyLevels};
+
+pub const FEATURES: [(&str, &str); 16] = [
+    ("SmallZoneEmphasis", "5QRC"),
+    ("LargeZoneEmphasis", "48P8"),
+    ("LowGreyLevelZoneEmphasis", "XMSY"),
+    ("HighGreyLevelZoneEmphasis", "5GN9"),
+    ("SmallZoneLowGreyLevelEmphasis", "5RAI"),
+    ("SmallZoneHighGreyLevelEmphasis", "HW1V"),
+    ("LargeZoneLowGreyLevelEmphasis", "YH51"),
+    ("LargeZoneHighGreyLevelEmphasis", "J17V"),
+    ("GreyLevelNonUniformity", "JNSA"),
+    ("NormalisedGreyLevelNonUniformity", "Y1RO"),
+    ("ZoneSizeNonUniformity", "4JP3"),
+    ("NormalisedZoneSizeNonUniformity", "VB3A"),
+    ("ZonePercentage", "P30P"),
+    ("GreyLevelVariance", "BYLV"),
+    ("ZoneSizeVariance", "3NSA"),
+    ("ZoneSizeEntropy", "GU8N"),
+];
+
+/// Connected zones of equal grey level: (level, voxel indices) per zone.
+pub fn zones(g: &GreyLevels, planar: bool) -> Vec<(u32, Vec<usize>)> {
+    let [nx, ny, nz] = g.dims;
+    let offsets = neighbours(planar);
+    let mut seen = vec![false; g.levels.len()];
+    let mut out = Vec::new();
+    for start in 0..g.levels.len() {
+        let level = g.levels[start];
+        if level == 0 || seen[start] {
+            continue;
+        }
+        seen[start] = true;
+        let mut zone = vec![start];
+        let mut k = 0;
+        while k < zone.len() {
+            let v = zone[k];
+            k += 1;
+            let (x, y, z) = ((v % nx) as isize, ((v / nx) % ny) as isize, (v / (nx * ny)) as isize);
+            for o in &offsets {
+                let (a, b, c) = (x + o[0], y + o[1], z + o[2]);
+                if a < 0 || b < 0 || c < 0 || a >= nx as isize || b >= ny as isize || c >= nz as isize {
+                    continue;
+                }
+                let w = a as usize + nx * (b as usize + ny * c as usize);
+                if !seen[w] && g.levels[w] == level {
+                    seen[w] = true;
+                    zone.push(w);
+                }
+            }
+        }
+        out.push((level, zone));
+    }
+    out
+}
+
+pub fn matrix(g: &GreyLevels, planar: bool) -> CountMatrix {
+    let mut m = CountMatrix::new(g.ng as usize, 1);
+    m.voxels = g.roi_voxels() as f64;
+    for (level, zone) in zones(g, planar) {
+        m.add(level as usize - 1, zone.len() - 1, 1.0);
+    }
+    m
+}
+
+pub fn features(g: &GreyLevels, agg: Aggregation) -> Vec<Feature> {
+    let values = zonal(g, agg, &matrix, &|a: &mut CountMatrix, b| a.merge(b), &|m| m.total() == 0.0, &|m| size_zone_features(m, 1.0).sixteen());
+    named("glszm", &FEATURES, values, agg)
+}

@@ -1,0 +1,182 @@
+//! Handcrafted radiomic features, computed at the site.
+//!
+//! One module per feature family, each documenting its formulas with the IBSI code of every
+//! feature (Zwanenburg et al., *The Image Biomarker Standardization Initiative*, Radiology
+//! 2020; the IBSI reference manual, arXiv:1612.07003). Texture families support the IBSI
+//! aggregation methods (2D/2.5D/3D, averaged/merged), see [`texture`].
+//!
+//! The pipeline for one image and mask: build a [`Roi`] (intensities and mask on the image
+//! grid), discretise its intensities into grey levels 1..=Ng ([`discretise`]), then compute
+//! the families on the ROI and on the discretised grid.
+
+pub mod discretise;
+pub mod gldzm;
+pub mod glcm;
+pub mod glrlm;
+pub mod glszm;
+pub mod intensity_histogram;
+pub mod ivh;
+pub mod local_intensity;
+pub mod morphology;
+pub mod ngldm;
+pub mod ngtdm;
+pub mod statistics;
+pub mod texture;
+
+use fedrad_imaging::Volume;
+
+/// IBSI texture aggregation methods, worded as in the IBSI reference tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Aggregation {
+    /// Features per slice and direction, averaged (IBSI BTW3).
+    TwoDAveraged,
+    /// Per slice, matrices merged over directions; features averaged over slices (SUJT).
+    TwoDSliceMerged,
+    /// Per direction, matrices merged over slices; features averaged over directions (JJUI).
+    TwoPointFiveDDirectionMerged,
+    /// One matrix merged over slices and directions (ZW7Z).
+    TwoPointFiveDMerged,
+    /// Features per 3D direction, averaged (ITBB).
+    ThreeDAveraged,
+    /// One matrix merged over the 13 3D directions (IAZD).
+    ThreeDMerged,
+    /// Direction-free matrices per slice, features averaged over slices.
+    TwoD,
+    /// Direction-free matrices merged over slices.
+    TwoPointFiveD,
+    /// One direction-free matrix of the volume.
+    ThreeD,
+}
+
+impl Aggregation {
+    pub const DIRECTIONAL: [Aggregation; 6] = [
+        Aggregation::TwoDAveraged,
+        Aggregation::TwoDSliceMerged,
+        Aggregation::TwoPointFiveDDirectionMerged,
+        Aggregation::TwoPointFiveDMerged,
+        Aggregation::ThreeDAveraged,
+        Aggregation::ThreeDMerged,
+    ];
+    pub const ZONAL: [Aggregation; 3] = [Aggregation::TwoD, Aggregation::TwoPointFiveD, Aggregation::ThreeD];
+
+    /// The wording of the IBSI reference tables (and of our CSV output).
+    pub fn ibsi_label(self) -> &'static str {
+        match self {
+            Aggregation::TwoDAveraged => "2D, averaged",
+            Aggregation::TwoDSliceMerged => "2D, slice-merged",
+            Aggregation::TwoPointFiveDDirectionMerged => "2.5D, direction-merged",
+            Aggregation::TwoPointFiveDMerged => "2.5D, merged",
+            Aggregation::ThreeDAveraged => "3D, averaged",
+            Aggregation::ThreeDMerged => "3D, merged",
+            Aggregation::TwoD => "2D",
+            Aggregation::TwoPointFiveD => "2.5D",
+            Aggregation::ThreeD => "3D",
+        }
+    }
+}
+
+/// One computed feature.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feature {
+    /// Family and feature, e.g. `glcm_JointMaximum`.
+    pub name: String,
+    pub value: f64,
+    /// IBSI identifier where the value follows the IBSI definition, else empty.
+    pub ibsi_code: &'static str,
+    pub aggregation: Option<Aggregation>,
+}
+
+/// The region of interest on the image grid: voxel intensities and the ROI mask.
+/// Voxels are x-fastest, as in [`Volume`].
+#[derive(Debug, Clone)]
+pub struct Roi {
+    pub dims: [usize; 3],
+    pub spacing: [f64; 3],
+    pub intensities: Vec<f64>,
+    pub mask: Vec<bool>,
+}
+
+impl Roi {
+    pub fn from_volumes(image: &Volume, mask: &Volume, label: f32) -> Roi {
+        Roi {
+            dims: image.geometry.dims,
+            spacing: image.geometry.spacing,
+            intensities: image.data.iter().map(|v| *v as f64).collect(),
+            mask: mask.data.iter().map(|v| (*v - label).abs() < 0.5).collect(),
+        }
+    }
+
+    pub fn voxel_count(&self) -> usize {
+        self.mask.iter().filter(|m| **m).count()
+    }
+
+    /// Intensities of the voxels in the ROI, in voxel order.
+    pub fn roi_intensities(&self) -> Vec<f64> {
+        self.intensities.iter().zip(&self.mask).filter(|(_, m)| **m).map(|(v, _)| *v).collect()
+    }
+
+    pub fn index(&self, x: usize, y: usize, z: usize) -> usize {
+        x + self.dims[0] * (y + self.dims[1] * z)
+    }
+}
+
+/// Grey levels 1..=`ng` on a grid; 0 marks voxels outside the ROI.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GreyLevels {
+    pub dims: [usize; 3],
+    pub levels: Vec<u32>,
+    pub ng: u32,
+}
+
+impl GreyLevels {
+    pub fn get(&self, x: isize, y: isize, z: isize) -> u32 {
+        if x < 0 || y < 0 || z < 0 {
+            return 0;
+        }
+        let (x, y, z) = (x as usize, y as usize, z as usize);
+        if x >= self.dims[0] || y >= self.dims[1] || z >= self.dims[2] {
+            return 0;
+        }
+        self.levels[x + self.dims[0] * (y + self.dims[1] * z)]
+    }
+
+    /// Axial slices (constant z) that contain ROI voxels, each as a one-slice grid.
+    pub fn slices(&self) -> Vec<GreyLevels> {
+        let n = self.dims[0] * self.dims[1];
+        (0..self.dims[2])
+            .map(|z| GreyLevels { dims: [self.dims[0], self.dims[1], 1], levels: self.levels[z * n..(z + 1) * n].to_vec(), ng: self.ng })
+            .filter(|s| s.levels.iter().any(|l| *l > 0))
+            .collect()
+    }
+
+    pub fn roi_voxels(&self) -> usize {
+        self.levels.iter().filter(|l| **l > 0).count()
+    }
+}
+
+pub(crate) fn feature(name: &str, value: f64, ibsi_code: &'static str, aggregation: Option<Aggregation>) -> Feature {
+    Feature { name: name.to_string(), value, ibsi_code, aggregation }
+}
+
+/// Every IBSI family on one ROI: statistics and local intensity on the raw intensities, the
+/// histogram, IVH and texture families on `grey`, texture in every aggregation method.
+/// `ivh_step` is the grid step of the intensity-volume histogram.
+pub fn ibsi_features(roi: &Roi, grey: &GreyLevels, ivh_step: f64) -> Vec<Feature> {
+    let mut out = morphology::features(roi);
+    out.extend(local_intensity::features(roi));
+    out.extend(statistics::features(&roi.roi_intensities()));
+    out.extend(intensity_histogram::features(grey));
+    let grey_values: Vec<f64> = grey.levels.iter().filter(|l| **l > 0).map(|l| *l as f64).collect();
+    out.extend(ivh::features(&grey_values, ivh_step));
+    for agg in Aggregation::DIRECTIONAL {
+        out.extend(glcm::features(grey, agg));
+        out.extend(glrlm::features(grey, agg));
+    }
+    for agg in Aggregation::ZONAL {
+        out.extend(glszm::features(grey, agg));
+        out.extend(gldzm::features(grey, agg));
+        out.extend(ngtdm::features(grey, agg));
+        out.extend(ngldm::features(grey, agg));
+    }
+    out
+}
