@@ -1,10 +1,23 @@
 //! Morphological features (IBSI 3.1, HCUG), from voxel centres in world millimetres.
 //!
-//! Implemented here: the features defined on voxels. The features defined on the
-//! marching-cubes mesh of the mask (mesh volume RNU0, surface area C0JK and everything built
-//! on them: surface-to-volume ratio, compactness, sphericity, asphericity, maximum diameter,
-//! bounding-box/ellipsoid/convex-hull densities, integrated intensity) are not implemented
-//! yet and are not reported.
+//! Mesh features use the closed surface of the mask from [`super::mesh`] (volume V, area A);
+//! λ₁ ≥ λ₂ ≥ λ₃ are the eigenvalues of the sample covariance (n − 1) of voxel centres.
+//!
+//! | feature | code | formula |
+//! |---|---|---|
+//! | Volume (mesh) | RNU0 | V |
+//! | Surface area (mesh) | C0JK | A |
+//! | Surface to volume ratio | 2PR5 | A/V |
+//! | Compactness 1 | SKGS | V/(π^{1/2} A^{3/2}) |
+//! | Compactness 2 | BQWJ | 36π V²/A³ |
+//! | Spherical disproportion | KRCK | A/(36π V²)^{1/3} |
+//! | Sphericity | QCFX | (36π V²)^{1/3}/A |
+//! | Asphericity | 25C7 | (A³/(36π V²))^{1/3} − 1 |
+//! | Maximum 3D diameter | L0JK | largest distance between mesh (hull) vertices |
+//! | Volume / area density, axis-aligned bounding box | PBX1 R59B | V/V_aabb, A/A_aabb of the mesh's box |
+//! | Volume / area density, approximate enclosing ellipsoid | 6BDE RDD2 | semi-axes 2√λ_k; area by the Legendre series (20 terms) |
+//! | Volume / area density, convex hull | R3ER 7T7F | V/V_hull, A/A_hull |
+//! | Integrated intensity | 99N0 | mean ROI intensity · V |
 //!
 //! | feature | code | formula |
 //! |---|---|---|
@@ -55,6 +68,79 @@ pub fn symmetric_eigenvalues(mut a: [[f64; 3]; 3]) -> [f64; 3] {
     let mut e = [a[0][0], a[1][1], a[2][2]];
     e.sort_by(|x, y| y.total_cmp(x));
     e
+}
+
+/// Surface area of an ellipsoid with semi-axes a ≥ b ≥ c (IBSI's Legendre series).
+pub fn ellipsoid_area(a: f64, b: f64, c: f64) -> f64 {
+    let alpha = (1.0 - (b * b) / (a * a)).max(0.0).sqrt();
+    let beta = (1.0 - (c * c) / (a * a)).max(0.0).sqrt();
+    let ab = alpha * beta;
+    if ab == 0.0 {
+        // α or β is 0: the first term alone (the series' other terms vanish).
+        return 4.0 * std::f64::consts::PI * a * b * if alpha == 0.0 && beta == 0.0 { 1.0 } else { legendre_sum(alpha, beta) };
+    }
+    4.0 * std::f64::consts::PI * a * b * legendre_sum(alpha, beta)
+}
+
+fn legendre_sum(alpha: f64, beta: f64) -> f64 {
+    let ab = alpha * beta;
+    if ab == 0.0 {
+        return 1.0;
+    }
+    let x = (alpha * alpha + beta * beta) / (2.0 * ab);
+    let (mut p_prev, mut p) = (1.0, x);
+    let mut sum = 1.0;
+    for nu in 1..=20 {
+        let nu_f = nu as f64;
+        if nu > 1 {
+            let next = ((2.0 * nu_f - 1.0) * x * p - (nu_f - 1.0) * p_prev) / nu_f;
+            p_prev = p;
+            p = next;
+        }
+        sum += ab.powi(nu) / (1.0 - 4.0 * nu_f * nu_f) * p;
+    }
+    sum
+}
+
+/// The mesh-based features, in the order of the table above.
+fn mesh_features(roi: &Roi, eigenvalues: [f64; 3], mean_intensity: f64) -> Vec<(&'static str, &'static str, f64)> {
+    use std::f64::consts::PI;
+    let mesh = super::mesh::Mesh::from_mask(&roi.mask, roi.dims, roi.spacing);
+    let (v, a) = (mesh.volume(), mesh.area());
+    let hull = super::hull::Hull::new(&mesh.vertices);
+    let hull_points: Vec<[f64; 3]> = hull.as_ref().map_or(mesh.vertices.clone(), |h| h.vertices().iter().map(|i| h.points[*i]).collect());
+    let mut diameter = 0.0f64;
+    for i in 0..hull_points.len() {
+        for j in i + 1..hull_points.len() {
+            diameter = diameter.max(super::mesh::norm(super::mesh::sub(hull_points[i], hull_points[j])));
+        }
+    }
+    let lo = [0, 1, 2].map(|k| mesh.vertices.iter().map(|p| p[k]).fold(f64::INFINITY, f64::min));
+    let hi = [0, 1, 2].map(|k| mesh.vertices.iter().map(|p| p[k]).fold(f64::NEG_INFINITY, f64::max));
+    let e = [0, 1, 2].map(|k| hi[k] - lo[k]);
+    let (box_v, box_a) = (e[0] * e[1] * e[2], 2.0 * (e[0] * e[1] + e[1] * e[2] + e[0] * e[2]));
+    let [sa, sb, sc] = eigenvalues.map(|l| 2.0 * l.sqrt());
+    let (ell_v, ell_a) = (4.0 * PI * sa * sb * sc / 3.0, ellipsoid_area(sa, sb, sc));
+    let (hull_v, hull_a) = hull.as_ref().map_or((f64::NAN, f64::NAN), |h| (h.volume(), h.area()));
+    let s = (36.0 * PI * v * v).cbrt();
+    vec![
+        ("VolumeMesh", "RNU0", v),
+        ("SurfaceArea", "C0JK", a),
+        ("SurfaceToVolumeRatio", "2PR5", a / v),
+        ("Compactness1", "SKGS", v / (PI.sqrt() * a.powf(1.5))),
+        ("Compactness2", "BQWJ", 36.0 * PI * v * v / a.powi(3)),
+        ("SphericalDisproportion", "KRCK", a / s),
+        ("Sphericity", "QCFX", s / a),
+        ("Asphericity", "25C7", (a.powi(3) / (36.0 * PI * v * v)).cbrt() - 1.0),
+        ("Maximum3DDiameter", "L0JK", diameter),
+        ("VolumeDensityAABB", "PBX1", v / box_v),
+        ("AreaDensityAABB", "R59B", a / box_a),
+        ("VolumeDensityEnclosingEllipsoid", "6BDE", v / ell_v),
+        ("AreaDensityEnclosingEllipsoid", "RDD2", a / ell_a),
+        ("VolumeDensityConvexHull", "R3ER", v / hull_v),
+        ("AreaDensityConvexHull", "7T7F", a / hull_a),
+        ("IntegratedIntensity", "99N0", mean_intensity * v),
+    ]
 }
 
 pub fn features(roi: &Roi) -> Vec<Feature> {
@@ -109,7 +195,10 @@ pub fn features(roi: &Roi) -> Vec<Feature> {
         moran,
         geary,
     ];
-    names.iter().zip(values).map(|((nm, c), x)| feature(&format!("morph_{nm}"), x, c, None)).collect()
+    let mut out: Vec<Feature> = names.iter().zip(values).map(|((nm, c), x)| feature(&format!("morph_{nm}"), x, c, None)).collect();
+    let mean_intensity = vals.iter().sum::<f64>() / n;
+    out.extend(mesh_features(roi, ev, mean_intensity).into_iter().map(|(nm, c, x)| feature(&format!("morph_{nm}"), x, c, None)));
+    out
 }
 
 fn autocorrelation(pos: &[[f64; 3]], vals: &[f64]) -> (f64, f64) {
