@@ -23,6 +23,22 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Extract radiomic features from one image and mask into a CSV
+    /// (columns feature,value,ibsi_code,aggregation).
+    Extract {
+        #[arg(long)]
+        image: PathBuf,
+        #[arg(long)]
+        mask: PathBuf,
+        /// PyRadiomics parameter file (YAML); default: FedRad's MRI study settings.
+        #[arg(long)]
+        params: Option<PathBuf>,
+        /// Mask label of the ROI (overrides the parameter file).
+        #[arg(long)]
+        label: Option<u32>,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Inspect the audit log of what left this site.
     Audit {
         #[command(subcommand)]
@@ -67,6 +83,24 @@ fn main() -> anyhow::Result<()> {
             }
             let pos = cohort.records.iter().filter(|r| r.outcome).count();
             println!("{}: {} patients loaded ({} recurrences), {} rows excluded", cfg.site_id, cohort.records.len(), pos, cohort.excluded.len());
+            Ok(())
+        }
+        Command::Extract { image, mask, params, label, out } => {
+            use site_agent::radiomics::{extract, settings::Settings};
+            let mut settings = match &params {
+                Some(p) => {
+                    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+                    Settings::from_pyradiomics_yaml(&text).with_context(|| format!("parameter file {}", p.display()))?
+                }
+                None => Settings::study_default(),
+            };
+            if let Some(l) = label {
+                settings.label = l;
+            }
+            let features = extract::extract_files(&image, &mask, &settings)
+                .with_context(|| format!("extracting {} with mask {}", image.display(), mask.display()))?;
+            std::fs::write(&out, extract::to_csv(&features)).with_context(|| format!("writing {}", out.display()))?;
+            println!("{} features written to {}", features.len(), out.display());
             Ok(())
         }
         Command::Audit { action } => {

@@ -48,7 +48,7 @@ pub const FEATURES: [(&str, &str); 23] = [
 pub fn features(g: &GreyLevels) -> Vec<Feature> {
     let xs: Vec<f64> = g.levels.iter().filter(|l| **l > 0).map(|l| *l as f64).collect();
     if xs.is_empty() {
-        return FEATURES.iter().map(|(n, c)| feature(&format!("ih_{n}"), f64::NAN, c, None)).collect();
+        return FEATURES.iter().map(|(n, c)| feature(&format!("histogram_{n}"), f64::NAN, c, None)).collect();
     }
     let s = super::statistics::values(&xs);
     let ng = g.ng as usize;
@@ -87,5 +87,5 @@ pub fn features(g: &GreyLevels) -> Vec<Feature> {
         h.iter().map(|c| (c / n).powi(2)).sum(),
         gmax, imax as f64, gmin, imin as f64,
     ];
-    FEATURES.iter().zip(values).map(|((nm, c), x)| feature(&format!("ih_{nm}"), x, c, None)).collect()
+    FEATURES.iter().zip(values).map(|((nm, c), x)| feature(&format!("histogram_{nm}"), x, c, None)).collect()
 }

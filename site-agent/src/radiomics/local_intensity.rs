@@ -57,7 +57,7 @@ pub fn features(roi: &Roi) -> Vec<Feature> {
     }
     let nan_if_empty = |v: f64| if v.is_finite() { v } else { f64::NAN };
     vec![
-        feature("li_LocalIntensityPeak", nan_if_empty(local), "VJGA", None),
-        feature("li_GlobalIntensityPeak", nan_if_empty(global), "0F91", None),
+        feature("localintensity_LocalIntensityPeak", nan_if_empty(local), "VJGA", None),
+        feature("localintensity_GlobalIntensityPeak", nan_if_empty(global), "0F91", None),
     ]
 }

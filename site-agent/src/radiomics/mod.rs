@@ -10,6 +10,7 @@
 //! the families on the ROI and on the discretised grid.
 
 pub mod discretise;
+pub mod extract;
 pub mod gldzm;
 pub mod glcm;
 pub mod glrlm;
@@ -22,6 +23,7 @@ pub mod mesh;
 pub mod morphology;
 pub mod ngldm;
 pub mod ngtdm;
+pub mod settings;
 pub mod statistics;
 pub mod texture;
 
@@ -95,16 +97,22 @@ pub struct Roi {
     pub dims: [usize; 3],
     pub spacing: [f64; 3],
     pub intensities: Vec<f64>,
+    /// The intensity mask: voxels whose intensities enter the features.
     pub mask: Vec<bool>,
+    /// The morphological mask: the shape of the ROI (differs from `mask` after
+    /// resegmentation, unless the shape is resegmented too).
+    pub morph_mask: Vec<bool>,
 }
 
 impl Roi {
     pub fn from_volumes(image: &Volume, mask: &Volume, label: f32) -> Roi {
+        let m: Vec<bool> = mask.data.iter().map(|v| (*v - label).abs() < 0.5).collect();
         Roi {
             dims: image.geometry.dims,
             spacing: image.geometry.spacing,
             intensities: image.data.iter().map(|v| *v as f64).collect(),
-            mask: mask.data.iter().map(|v| (*v - label).abs() < 0.5).collect(),
+            morph_mask: m.clone(),
+            mask: m,
         }
     }
 

@@ -105,7 +105,7 @@ fn legendre_sum(alpha: f64, beta: f64) -> f64 {
 /// The mesh-based features, in the order of the table above.
 fn mesh_features(roi: &Roi, eigenvalues: [f64; 3], mean_intensity: f64) -> Vec<(&'static str, &'static str, f64)> {
     use std::f64::consts::PI;
-    let mesh = super::mesh::Mesh::from_mask(&roi.mask, roi.dims, roi.spacing);
+    let mesh = super::mesh::Mesh::from_mask(&roi.morph_mask, roi.dims, roi.spacing);
     let (v, a) = (mesh.volume(), mesh.area());
     let hull = super::hull::Hull::new(&mesh.vertices);
     let hull_points: Vec<[f64; 3]> = hull.as_ref().map_or(mesh.vertices.clone(), |h| h.vertices().iter().map(|i| h.points[*i]).collect());
@@ -146,15 +146,11 @@ fn mesh_features(roi: &Roi, eigenvalues: [f64; 3], mean_intensity: f64) -> Vec<(
 pub fn features(roi: &Roi) -> Vec<Feature> {
     let [nx, ny, _] = roi.dims;
     let sp = roi.spacing;
-    let mut pos = Vec::new();
-    let mut vals = Vec::new();
-    for (i, m) in roi.mask.iter().enumerate() {
-        if *m {
-            let (x, y, z) = (i % nx, (i / nx) % ny, i / (nx * ny));
-            pos.push([x as f64 * sp[0], y as f64 * sp[1], z as f64 * sp[2]]);
-            vals.push(roi.intensities[i]);
-        }
-    }
+    let centre_of = |i: usize| [(i % nx) as f64 * sp[0], ((i / nx) % ny) as f64 * sp[1], (i / (nx * ny)) as f64 * sp[2]];
+    // Shape from the morphological mask; intensity-weighted quantities from the intensity mask.
+    let pos: Vec<[f64; 3]> = (0..roi.morph_mask.len()).filter(|i| roi.morph_mask[*i]).map(centre_of).collect();
+    let ipos: Vec<[f64; 3]> = (0..roi.mask.len()).filter(|i| roi.mask[*i]).map(centre_of).collect();
+    let vals: Vec<f64> = roi.roi_intensities();
     let n = pos.len() as f64;
     let names = [
         ("VolumeVoxelCounting", "YEKZ"),
@@ -167,12 +163,12 @@ pub fn features(roi: &Roi) -> Vec<Feature> {
         ("MoransI", "N365"),
         ("GearysC", "NPT7"),
     ];
-    if pos.is_empty() {
-        return names.iter().map(|(nm, c)| feature(&format!("morph_{nm}"), f64::NAN, c, None)).collect();
+    if pos.is_empty() || ipos.is_empty() {
+        return names.iter().map(|(nm, c)| feature(&format!("shape_{nm}"), f64::NAN, c, None)).collect();
     }
     let centre = [0, 1, 2].map(|a| pos.iter().map(|p| p[a]).sum::<f64>() / n);
     let total: f64 = vals.iter().sum();
-    let weighted = [0, 1, 2].map(|a| pos.iter().zip(&vals).map(|(p, v)| p[a] * v).sum::<f64>() / total);
+    let weighted = [0, 1, 2].map(|a| ipos.iter().zip(&vals).map(|(p, v)| p[a] * v).sum::<f64>() / total);
     let shift = (0..3).map(|a| (centre[a] - weighted[a]).powi(2)).sum::<f64>().sqrt();
     let mut cov = [[0.0; 3]; 3];
     for p in &pos {
@@ -183,7 +179,7 @@ pub fn features(roi: &Roi) -> Vec<Feature> {
         }
     }
     let ev = symmetric_eigenvalues(cov).map(|e| e.max(0.0));
-    let (moran, geary) = if pos.len() <= MAX_PAIRWISE_VOXELS { autocorrelation(&pos, &vals) } else { (f64::NAN, f64::NAN) };
+    let (moran, geary) = if ipos.len() <= MAX_PAIRWISE_VOXELS { autocorrelation(&ipos, &vals) } else { (f64::NAN, f64::NAN) };
     let values = [
         n * sp[0] * sp[1] * sp[2],
         shift,
@@ -195,9 +191,9 @@ pub fn features(roi: &Roi) -> Vec<Feature> {
         moran,
         geary,
     ];
-    let mut out: Vec<Feature> = names.iter().zip(values).map(|((nm, c), x)| feature(&format!("morph_{nm}"), x, c, None)).collect();
-    let mean_intensity = vals.iter().sum::<f64>() / n;
-    out.extend(mesh_features(roi, ev, mean_intensity).into_iter().map(|(nm, c, x)| feature(&format!("morph_{nm}"), x, c, None)));
+    let mut out: Vec<Feature> = names.iter().zip(values).map(|((nm, c), x)| feature(&format!("shape_{nm}"), x, c, None)).collect();
+    let mean_intensity = vals.iter().sum::<f64>() / vals.len() as f64;
+    out.extend(mesh_features(roi, ev, mean_intensity).into_iter().map(|(nm, c, x)| feature(&format!("shape_{nm}"), x, c, None)));
     out
 }
 

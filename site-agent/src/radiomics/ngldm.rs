@@ -75,5 +75,5 @@ pub fn from_matrix(m: &CountMatrix) -> Vec<f64> {
 
 pub fn features(g: &GreyLevels, agg: Aggregation) -> Vec<Feature> {
     let values = zonal(g, agg, &matrix, &|a: &mut CountMatrix, b| a.merge(b), &|m| m.total() == 0.0, &from_matrix);
-    named("ngldm", &FEATURES, values, agg)
+    named("gldm", &FEATURES, values, agg)
 }

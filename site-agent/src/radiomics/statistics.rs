@@ -91,5 +91,5 @@ pub fn values(xs: &[f64]) -> Vec<f64> {
 
 pub fn features(roi_intensities: &[f64]) -> Vec<Feature> {
     let v = if roi_intensities.is_empty() { vec![f64::NAN; FEATURES.len()] } else { values(roi_intensities) };
-    FEATURES.iter().zip(v).map(|((n, c), x)| feature(&format!("stat_{n}"), x, c, None)).collect()
+    FEATURES.iter().zip(v).map(|((n, c), x)| feature(&format!("firstorder_{n}"), x, c, None)).collect()
 }

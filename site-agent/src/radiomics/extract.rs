@@ -1,0 +1,211 @@
+//! One case: image + mask + settings → features, or a typed reason why not.
+//!
+//! Order of operations (PyRadiomics' where it defines one): check geometry and mask; z-score
+//! normalise the whole image (clip outliers); select the label; resegment the intensity mask
+//! (and the shape mask with `resegmentShape`); check the ROI's size and extent; discretise;
+//! compute the families.
+
+use std::path::Path;
+
+use fedrad_imaging::{ImagingError, Volume, nifti};
+
+use super::discretise::{DiscretisationError, discretise};
+use super::settings::{Family, ResegmentMode, Settings};
+use super::*;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ExtractionError {
+    #[error("cannot read the volume: {0}")]
+    Read(String),
+    #[error("mask and image grids differ: {0}")]
+    GeometryMismatch(String),
+    #[error("the mask is not integral (holds {0})")]
+    NonIntegralMask(f32),
+    #[error("the mask is empty")]
+    EmptyMask,
+    #[error("label {label} is not in the mask (labels present: {present:?})")]
+    MissingLabel { label: u32, present: Vec<i64> },
+    #[error("the image has non-finite voxels")]
+    NonFinite,
+    #[error("the ROI has {voxels} voxels after resegmentation, fewer than the minimum {minimum}")]
+    RoiTooSmall { voxels: usize, minimum: usize },
+    #[error("the ROI extends in {dims} dimension(s), fewer than minimumROIDimensions = {minimum}")]
+    RoiTooFlat { dims: u32, minimum: u32 },
+    #[error("discretisation failed: {0}")]
+    Discretisation(#[from] DiscretisationError),
+}
+
+impl ExtractionError {
+    /// Short reason for per-reason counts (the only thing a site reports).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ExtractionError::Read(_) => "unreadable_volume",
+            ExtractionError::GeometryMismatch(_) => "geometry_mismatch",
+            ExtractionError::NonIntegralMask(_) => "non_integral_mask",
+            ExtractionError::EmptyMask => "empty_mask",
+            ExtractionError::MissingLabel { .. } => "missing_label",
+            ExtractionError::NonFinite => "non_finite_voxels",
+            ExtractionError::RoiTooSmall { .. } => "roi_too_small",
+            ExtractionError::RoiTooFlat { .. } => "roi_too_flat",
+            ExtractionError::Discretisation(_) => "discretisation",
+        }
+    }
+
+    pub const REASONS: [&'static str; 9] = [
+        "unreadable_volume", "geometry_mismatch", "non_integral_mask", "empty_mask", "missing_label", "non_finite_voxels", "roi_too_small",
+        "roi_too_flat", "discretisation",
+    ];
+}
+
+impl From<ImagingError> for ExtractionError {
+    fn from(e: ImagingError) -> Self {
+        ExtractionError::Read(e.to_string())
+    }
+}
+
+pub fn extract_files(image: &Path, mask: &Path, settings: &Settings) -> Result<Vec<Feature>, ExtractionError> {
+    let image = nifti::read(image)?;
+    let mask = nifti::read(mask)?;
+    extract(&image, &mask, settings)
+}
+
+pub fn extract(image: &Volume, mask: &Volume, s: &Settings) -> Result<Vec<Feature>, ExtractionError> {
+    if let Some(d) = image.geometry.mismatch(&mask.geometry, s.geometry_tolerance) {
+        return Err(ExtractionError::GeometryMismatch(d));
+    }
+    if let Some(v) = mask.data.iter().find(|v| !v.is_finite() || v.fract() != 0.0) {
+        return Err(ExtractionError::NonIntegralMask(*v));
+    }
+    let mut present: Vec<i64> = mask.data.iter().filter(|v| **v != 0.0).map(|v| *v as i64).collect();
+    present.sort();
+    present.dedup();
+    if present.is_empty() {
+        return Err(ExtractionError::EmptyMask);
+    }
+    if !present.contains(&(s.label as i64)) {
+        return Err(ExtractionError::MissingLabel { label: s.label, present });
+    }
+    if image.data.iter().any(|v| !v.is_finite()) {
+        return Err(ExtractionError::NonFinite);
+    }
+    let mut roi = Roi::from_volumes(image, mask, s.label as f32);
+    if let Some(scale) = s.normalize_scale {
+        let n = roi.intensities.len() as f64;
+        let mean = roi.intensities.iter().sum::<f64>() / n;
+        let sd = (roi.intensities.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let sd = if sd > 0.0 { sd } else { 1.0 };
+        for x in &mut roi.intensities {
+            let mut z = (*x - mean) / sd;
+            if let Some(k) = s.remove_outliers {
+                z = z.clamp(-k, k);
+            }
+            *x = z * scale;
+        }
+    }
+    if let Some((mode, lo, hi)) = s.resegment {
+        let vals = roi.roi_intensities();
+        let (min, max) = vals.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
+        let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+        let sd = (vals.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / vals.len() as f64).sqrt();
+        let bound = |b: f64| match mode {
+            ResegmentMode::Absolute => b,
+            ResegmentMode::Relative => min + b * (max - min),
+            ResegmentMode::Sigma => mean + b * sd,
+        };
+        let (lo, hi) = (bound(lo), hi.map(bound).unwrap_or(f64::INFINITY));
+        for i in 0..roi.mask.len() {
+            if roi.mask[i] && !(roi.intensities[i] >= lo && roi.intensities[i] <= hi) {
+                roi.mask[i] = false;
+                if s.resegment_shape {
+                    roi.morph_mask[i] = false;
+                }
+            }
+        }
+    }
+    let voxels = roi.voxel_count();
+    let minimum = s.minimum_roi_size.unwrap_or(1);
+    if voxels < minimum.max(1) {
+        return Err(ExtractionError::RoiTooSmall { voxels, minimum: minimum.max(1) });
+    }
+    let dims = extent_dimensions(&roi);
+    if dims < s.minimum_roi_dimensions {
+        return Err(ExtractionError::RoiTooFlat { dims, minimum: s.minimum_roi_dimensions });
+    }
+    let grey = discretise(&roi, s.discretisation)?;
+    Ok(families(&roi, &grey, s))
+}
+
+/// In how many axes the ROI spans more than one voxel.
+fn extent_dimensions(roi: &Roi) -> u32 {
+    let [nx, ny, _] = roi.dims;
+    let mut lo = [usize::MAX; 3];
+    let mut hi = [0usize; 3];
+    for (i, m) in roi.mask.iter().enumerate() {
+        if *m {
+            let c = [i % nx, (i / nx) % ny, i / (nx * ny)];
+            for a in 0..3 {
+                lo[a] = lo[a].min(c[a]);
+                hi[a] = hi[a].max(c[a]);
+            }
+        }
+    }
+    (0..3).filter(|a| hi[*a] > lo[*a]).count() as u32
+}
+
+fn families(roi: &Roi, grey: &GreyLevels, s: &Settings) -> Vec<Feature> {
+    let has = |f| s.families.contains(&f);
+    let mut out = Vec::new();
+    if has(Family::Shape) {
+        out.extend(morphology::features(roi));
+    }
+    if has(Family::LocalIntensity) {
+        out.extend(local_intensity::features(roi));
+    }
+    if has(Family::FirstOrder) {
+        out.extend(statistics::features(&roi.roi_intensities()));
+    }
+    if has(Family::Histogram) {
+        out.extend(intensity_histogram::features(grey));
+    }
+    if has(Family::Ivh) {
+        let levels: Vec<f64> = grey.levels.iter().filter(|l| **l > 0).map(|l| *l as f64).collect();
+        out.extend(ivh::features(&levels, s.ivh_step.unwrap_or(1.0)));
+    }
+    for &agg in &s.aggregations {
+        if Aggregation::DIRECTIONAL.contains(&agg) {
+            if has(Family::Glcm) {
+                out.extend(glcm::features(grey, agg));
+            }
+            if has(Family::Glrlm) {
+                out.extend(glrlm::features(grey, agg));
+            }
+        } else {
+            if has(Family::Glszm) {
+                out.extend(glszm::features(grey, agg));
+            }
+            if has(Family::Gldzm) {
+                out.extend(gldzm::features(grey, agg));
+            }
+            if has(Family::Ngtdm) {
+                out.extend(ngtdm::features(grey, agg));
+            }
+            if has(Family::Gldm) {
+                out.extend(ngldm::features(grey, agg));
+            }
+        }
+    }
+    for f in &mut out {
+        f.name = format!("original_{}", f.name);
+    }
+    out
+}
+
+/// The CSV the `extract` command writes: feature,value,ibsi_code,aggregation.
+pub fn to_csv(features: &[Feature]) -> String {
+    let mut s = String::from("feature,value,ibsi_code,aggregation\n");
+    for f in features {
+        let agg = f.aggregation.map_or(String::new(), |a| format!("\"{}\"", a.ibsi_label()));
+        s.push_str(&format!("{},{},{},{}\n", f.name, f.value, f.ibsi_code, agg));
+    }
+    s
+}

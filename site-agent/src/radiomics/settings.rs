@@ -1,0 +1,349 @@
+//! Extraction settings, from a PyRadiomics parameter file (YAML with `setting`, `imageType`,
+//! `featureClass`) or FedRad's study default.
+//!
+//! PyRadiomics keys supported with PyRadiomics semantics: `label`, `binWidth`, `binCount`,
+//! `normalize`, `normalizeScale`, `removeOutliers`, `resegmentRange`, `resegmentMode`
+//! (absolute, relative, sigma), `resegmentShape`, `minimumROIDimensions`, `minimumROISize`,
+//! `geometryTolerance`. Keys PyRadiomics knows whose non-default values FedRad cannot honour
+//! yet (`resampledPixelSpacing`, `interpolator`, `padDistance`, `force2D`, `force2Ddimension`,
+//! `distances`, `symmetricalGLCM`, `weightingNorm`, `gldm_a`, `voxelArrayShift`, image types
+//! other than `Original`) are accepted at their defaults and refused otherwise, naming the
+//! key — never silently ignored. IBSI-only keys: `ibsiDiscretisation` (`fixedBinNumber`,
+//! `fixedBinSize`, `pyradiomics`), `ibsiBinLowerBound`, `ibsiAggregation` (a list of IBSI
+//! aggregation names, e.g. `["3D, averaged", "3D"]`), `ivhStep`.
+//!
+//! Feature classes: `shape` (IBSI morphology), `firstorder` (IBSI intensity statistics),
+//! `glcm`, `glrlm`, `glszm`, `gldm` (IBSI NGLDM), `ngtdm`, and the IBSI families
+//! `histogram`, `ivh`, `localintensity`, `gldzm`.
+
+use std::collections::BTreeSet;
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+use super::Aggregation;
+use super::discretise::Discretisation;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    Shape,
+    FirstOrder,
+    Histogram,
+    Ivh,
+    LocalIntensity,
+    Glcm,
+    Glrlm,
+    Glszm,
+    Gldzm,
+    Ngtdm,
+    Gldm,
+}
+
+impl Family {
+    pub const ALL: [Family; 11] = [
+        Family::Shape, Family::FirstOrder, Family::Histogram, Family::Ivh, Family::LocalIntensity, Family::Glcm, Family::Glrlm,
+        Family::Glszm, Family::Gldzm, Family::Ngtdm, Family::Gldm,
+    ];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Family::Shape => "shape",
+            Family::FirstOrder => "firstorder",
+            Family::Histogram => "histogram",
+            Family::Ivh => "ivh",
+            Family::LocalIntensity => "localintensity",
+            Family::Glcm => "glcm",
+            Family::Glrlm => "glrlm",
+            Family::Glszm => "glszm",
+            Family::Gldzm => "gldzm",
+            Family::Ngtdm => "ngtdm",
+            Family::Gldm => "gldm",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ResegmentMode {
+    Absolute,
+    Relative,
+    Sigma,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub label: u32,
+    pub discretisation: Discretisation,
+    /// z-score the whole image, then multiply by this scale (PyRadiomics `normalize`).
+    pub normalize_scale: Option<f64>,
+    /// With normalisation, clip at ± this many SDs first (PyRadiomics `removeOutliers`).
+    pub remove_outliers: Option<f64>,
+    pub resegment: Option<(ResegmentMode, f64, Option<f64>)>,
+    /// Resegmentation also trims the shape mask (PyRadiomics `resegmentShape`).
+    pub resegment_shape: bool,
+    pub minimum_roi_dimensions: u32,
+    pub minimum_roi_size: Option<usize>,
+    pub geometry_tolerance: f64,
+    pub families: BTreeSet<Family>,
+    pub aggregations: Vec<Aggregation>,
+    pub ivh_step: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SettingsError {
+    #[error("parameter file is not valid YAML: {0}")]
+    Yaml(String),
+    #[error("unknown key `{0}`")]
+    UnknownKey(String),
+    #[error("`{key}`: {detail}")]
+    BadValue { key: String, detail: String },
+    #[error("`{key}` = {value} is not supported by FedRad yet (only its default is)")]
+    Unsupported { key: String, value: String },
+}
+
+impl Settings {
+    /// The study default for MRI: z-score normalisation of the image (×100), IBSI fixed bin
+    /// number 32 within the ROI (robust to the arbitrary intensity units of MR scanners), all
+    /// families, texture as 3D averaged (directional) and 3D (zonal).
+    pub fn study_default() -> Settings {
+        Settings {
+            label: 1,
+            discretisation: Discretisation::FixedBinNumber(32),
+            normalize_scale: Some(100.0),
+            remove_outliers: None,
+            resegment: None,
+            resegment_shape: false,
+            minimum_roi_dimensions: 2,
+            minimum_roi_size: None,
+            geometry_tolerance: 1e-3,
+            families: Family::ALL.into_iter().collect(),
+            aggregations: vec![Aggregation::ThreeDAveraged, Aggregation::ThreeD],
+            ivh_step: None,
+        }
+    }
+
+    /// PyRadiomics' own defaults (binWidth 25, no normalisation), used as the base of a
+    /// parameter file.
+    pub fn pyradiomics_default() -> Settings {
+        Settings {
+            discretisation: Discretisation::PyRadiomicsBinWidth(25.0),
+            normalize_scale: None,
+            minimum_roi_dimensions: 2,
+            ..Settings::study_default()
+        }
+    }
+
+    /// A canonical text of everything that changes the values, for cache keys.
+    pub fn digest_text(&self) -> String {
+        format!("fedrad-radiomics-v1 {self:?}")
+    }
+
+    pub fn from_pyradiomics_yaml(text: &str) -> Result<Settings, SettingsError> {
+        let docs = YamlLoader::load_from_str(text).map_err(|e| SettingsError::Yaml(e.to_string()))?;
+        let mut s = Settings::pyradiomics_default();
+        let Some(doc) = docs.first() else { return Ok(s) };
+        let top = doc.as_hash().ok_or_else(|| SettingsError::Yaml("the top level must be a mapping".into()))?;
+        let mut bin_width = None;
+        let mut bin_count = None;
+        let mut normalize = false;
+        let mut scale = 1.0;
+        let mut discretisation_kind: Option<String> = None;
+        let mut lower_bound = None;
+        let mut reseg_range: Option<Vec<f64>> = None;
+        let mut reseg_mode = ResegmentMode::Absolute;
+        for (k, v) in top {
+            let key = k.as_str().unwrap_or("").to_string();
+            match key.as_str() {
+                "setting" => {
+                    let Some(map) = v.as_hash() else {
+                        if v.is_null() {
+                            continue;
+                        }
+                        return Err(bad("setting", "must be a mapping"));
+                    };
+                    for (k, v) in map {
+                        let key = k.as_str().unwrap_or("").to_string();
+                        match key.as_str() {
+                            "label" => s.label = uint(&key, v)? as u32,
+                            "binWidth" => bin_width = Some(positive(&key, v)?),
+                            "binCount" => bin_count = Some(uint(&key, v)? as u32),
+                            "normalize" => normalize = boolean(&key, v)?,
+                            "normalizeScale" => scale = positive(&key, v)?,
+                            "removeOutliers" => s.remove_outliers = if v.is_null() { None } else { Some(positive(&key, v)?) },
+                            "resegmentRange" => reseg_range = if v.is_null() { None } else { Some(list(&key, v)?) },
+                            "resegmentMode" => {
+                                reseg_mode = match v.as_str() {
+                                    Some("absolute") => ResegmentMode::Absolute,
+                                    Some("relative") => ResegmentMode::Relative,
+                                    Some("sigma") => ResegmentMode::Sigma,
+                                    _ => return Err(bad(&key, "must be absolute, relative or sigma")),
+                                }
+                            }
+                            "resegmentShape" => s.resegment_shape = boolean(&key, v)?,
+                            "minimumROIDimensions" => {
+                                let d = uint(&key, v)?;
+                                if !(1..=3).contains(&d) {
+                                    return Err(bad(&key, "must be 1, 2 or 3"));
+                                }
+                                s.minimum_roi_dimensions = d as u32;
+                            }
+                            "minimumROISize" => s.minimum_roi_size = if v.is_null() { None } else { Some(uint(&key, v)? as usize) },
+                            "geometryTolerance" => s.geometry_tolerance = positive(&key, v)?,
+                            "preCrop" => {
+                                boolean(&key, v)?;
+                            }
+                            "additionalInfo" | "enableCExtensions" => {
+                                boolean(&key, v)?;
+                            }
+                            "ibsiDiscretisation" => discretisation_kind = Some(v.as_str().ok_or_else(|| bad(&key, "must be a string"))?.to_string()),
+                            "ibsiBinLowerBound" => lower_bound = Some(number(&key, v)?),
+                            "ibsiAggregation" => {
+                                let names = v.as_vec().ok_or_else(|| bad(&key, "must be a list"))?;
+                                s.aggregations = names
+                                    .iter()
+                                    .map(|n| {
+                                        let n = n.as_str().unwrap_or("");
+                                        Aggregation::DIRECTIONAL
+                                            .iter()
+                                            .chain(Aggregation::ZONAL.iter())
+                                            .find(|a| a.ibsi_label() == n)
+                                            .copied()
+                                            .ok_or_else(|| bad(&key, &format!("unknown aggregation {n:?}")))
+                                    })
+                                    .collect::<Result<_, _>>()?;
+                            }
+                            "ivhStep" => s.ivh_step = Some(positive(&key, v)?),
+                            // Known to PyRadiomics; only the default is honoured.
+                            "resampledPixelSpacing" => default_only(&key, v, |v| v.is_null() || list(&key, v).is_ok_and(|l| l.iter().all(|x| *x == 0.0)))?,
+                            "interpolator" => default_only(&key, v, |v| v.is_null() || v.as_str() == Some("sitkBSpline"))?,
+                            "padDistance" => default_only(&key, v, |v| v.as_i64() == Some(5))?,
+                            "force2D" => default_only(&key, v, |v| v.as_bool() == Some(false))?,
+                            "force2Ddimension" => default_only(&key, v, |v| v.as_i64() == Some(0))?,
+                            "distances" => default_only(&key, v, |v| v.as_vec().is_some_and(|l| l.len() == 1 && l[0].as_i64() == Some(1)))?,
+                            "symmetricalGLCM" => default_only(&key, v, |v| v.as_bool() == Some(true))?,
+                            "weightingNorm" => default_only(&key, v, |v| v.is_null())?,
+                            "gldm_a" => default_only(&key, v, |v| v.as_i64() == Some(0) || v.as_f64() == Some(0.0))?,
+                            "voxelArrayShift" => default_only(&key, v, |v| v.as_i64() == Some(0))?,
+                            _ => return Err(SettingsError::UnknownKey(format!("setting.{key}"))),
+                        }
+                    }
+                }
+                "imageType" => {
+                    let Some(map) = v.as_hash() else { return Err(bad("imageType", "must be a mapping")) };
+                    for (k, _) in map {
+                        match k.as_str().unwrap_or("") {
+                            "Original" => {}
+                            other @ ("Wavelet" | "LoG" | "Square" | "SquareRoot" | "Logarithm" | "Exponential" | "Gradient" | "LBP2D" | "LBP3D") => {
+                                return Err(SettingsError::Unsupported { key: format!("imageType.{other}"), value: "enabled".into() });
+                            }
+                            other => return Err(SettingsError::UnknownKey(format!("imageType.{other}"))),
+                        }
+                    }
+                }
+                "featureClass" => {
+                    let Some(map) = v.as_hash() else { return Err(bad("featureClass", "must be a mapping")) };
+                    s.families.clear();
+                    for (k, v) in map {
+                        let name = k.as_str().unwrap_or("");
+                        let fam = Family::ALL
+                            .iter()
+                            .find(|f| f.key() == name)
+                            .copied()
+                            .ok_or_else(|| SettingsError::UnknownKey(format!("featureClass.{name}")))?;
+                        if !(v.is_null() || v.as_vec().is_some_and(|l| l.is_empty())) {
+                            return Err(SettingsError::Unsupported { key: format!("featureClass.{name}"), value: "a feature list (all features of a class are computed)".into() });
+                        }
+                        s.families.insert(fam);
+                    }
+                }
+                other => return Err(SettingsError::UnknownKey(other.to_string())),
+            }
+        }
+        if normalize {
+            s.normalize_scale = Some(scale);
+        }
+        if s.remove_outliers.is_some() && !normalize {
+            return Err(bad("setting.removeOutliers", "only applies with normalize: true"));
+        }
+        s.discretisation = match (discretisation_kind.as_deref(), bin_width, bin_count) {
+            (_, Some(_), Some(_)) => return Err(bad("setting.binCount", "give binWidth or binCount, not both")),
+            (None | Some("pyradiomics"), w, None) => Discretisation::PyRadiomicsBinWidth(w.unwrap_or(25.0)),
+            (None | Some("fixedBinNumber"), None, Some(n)) => Discretisation::FixedBinNumber(n),
+            (Some("fixedBinSize"), w, None) => Discretisation::FixedBinSize {
+                width: w.unwrap_or(25.0),
+                lower: lower_bound.ok_or_else(|| bad("setting.ibsiBinLowerBound", "required with fixedBinSize"))?,
+            },
+            (Some(other), _, _) => return Err(bad("setting.ibsiDiscretisation", &format!("{other:?} does not fit the bin settings given"))),
+        };
+        if let Some(r) = reseg_range {
+            if r.is_empty() || r.len() > 2 || (r.len() == 2 && r[1] < r[0]) {
+                return Err(bad("setting.resegmentRange", "must be [lower] or [lower, upper] with lower ≤ upper"));
+            }
+            s.resegment = Some((reseg_mode, r[0], r.get(1).copied()));
+        }
+        Ok(s)
+    }
+}
+
+fn bad(key: &str, detail: &str) -> SettingsError {
+    SettingsError::BadValue { key: key.to_string(), detail: detail.to_string() }
+}
+
+fn number(key: &str, v: &Yaml) -> Result<f64, SettingsError> {
+    v.as_f64().or_else(|| v.as_i64().map(|i| i as f64)).ok_or_else(|| bad(key, "must be a number"))
+}
+
+fn positive(key: &str, v: &Yaml) -> Result<f64, SettingsError> {
+    let x = number(key, v)?;
+    if x > 0.0 && x.is_finite() { Ok(x) } else { Err(bad(key, "must be a positive number")) }
+}
+
+fn uint(key: &str, v: &Yaml) -> Result<u64, SettingsError> {
+    v.as_i64().filter(|i| *i >= 1).map(|i| i as u64).ok_or_else(|| bad(key, "must be a positive integer"))
+}
+
+fn boolean(key: &str, v: &Yaml) -> Result<bool, SettingsError> {
+    v.as_bool().ok_or_else(|| bad(key, "must be true or false"))
+}
+
+fn list(key: &str, v: &Yaml) -> Result<Vec<f64>, SettingsError> {
+    v.as_vec().ok_or_else(|| bad(key, "must be a list"))?.iter().map(|x| number(key, x)).collect()
+}
+
+fn default_only(key: &str, v: &Yaml, is_default: impl Fn(&Yaml) -> bool) -> Result<(), SettingsError> {
+    if is_default(v) { Ok(()) } else { Err(SettingsError::Unsupported { key: format!("setting.{key}"), value: format!("{v:?}") }) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_pyradiomics_parameter_file() {
+        let s = Settings::from_pyradiomics_yaml(
+            "setting:\n  binWidth: 5\n  label: 2\n  normalize: true\n  normalizeScale: 100\n  resegmentRange: [-3, 3]\n  resegmentMode: sigma\n  interpolator: sitkBSpline\n  distances: [1]\nimageType:\n  Original: {}\nfeatureClass:\n  glcm:\n  firstorder: []\n",
+        )
+        .unwrap();
+        assert_eq!(s.label, 2);
+        assert_eq!(s.discretisation, Discretisation::PyRadiomicsBinWidth(5.0));
+        assert_eq!(s.normalize_scale, Some(100.0));
+        assert_eq!(s.resegment, Some((ResegmentMode::Sigma, -3.0, Some(3.0))));
+        assert_eq!(s.families, [Family::Glcm, Family::FirstOrder].into_iter().collect());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        for (yaml, needle) in [
+            ("setting:\n  binWidht: 5\n", "setting.binWidht"),
+            ("setting:\n  binWidth: -5\n", "binWidth"),
+            ("setting:\n  binWidth: 5\n  binCount: 16\n", "binCount"),
+            ("setting:\n  resampledPixelSpacing: [1, 1, 1]\n", "resampledPixelSpacing"),
+            ("imageType:\n  Wavelet: {}\n", "imageType.Wavelet"),
+            ("featureClass:\n  glcmm:\n", "featureClass.glcmm"),
+            ("setting:\n  resegmentMode: fuzzy\n", "resegmentMode"),
+            ("colour: blue\n", "colour"),
+            ("setting: [1\n", "YAML"),
+        ] {
+            let e = Settings::from_pyradiomics_yaml(yaml).unwrap_err().to_string();
+            assert!(e.contains(needle), "{yaml:?}: {e}");
+        }
+    }
+}
