@@ -23,6 +23,8 @@
 //! training_fraction = 0.7
 //! [table1]
 //! variables = ["age", "sex", "t_stage", "n_stage", "overall_stage", "ebv_dna", "histology"]
+//! [features]
+//! parameters = "radiomics.yaml"   # PyRadiomics parameter file; default: FedRad's MRI settings
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -60,6 +62,18 @@ pub struct StudyConfig {
     pub split: SplitSettings,
     #[serde(default)]
     pub table1: Table1Settings,
+    #[serde(default)]
+    pub features: FeatureSettings,
+}
+
+/// Radiomic feature extraction at the sites.
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureSettings {
+    /// A PyRadiomics parameter file (YAML), sent to every site; default: FedRad's MRI settings
+    /// (z-score ×100, 32 fixed bins, all IBSI families, 3D texture).
+    #[serde(default)]
+    pub parameters: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -141,7 +155,9 @@ impl CoordinatorConfig {
 impl StudyConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let mut s: StudyConfig = toml::from_str(&read(path)?).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
-        s.output_dir = path.parent().unwrap_or(Path::new(".")).join(&s.output_dir);
+        let base = path.parent().unwrap_or(Path::new("."));
+        s.output_dir = base.join(&s.output_dir);
+        s.features.parameters = s.features.parameters.map(|p| base.join(p));
         s.validate().map_err(|detail| ConfigError::Invalid { path: path.into(), detail })?;
         Ok(s)
     }

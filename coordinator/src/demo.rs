@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, bail};
 
-use crate::config::{CoordinatorConfig, SplitSettings, StudyConfig, Table1Settings, Timeouts};
+use crate::config::{CoordinatorConfig, FeatureSettings, SplitSettings, StudyConfig, Table1Settings, Timeouts};
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -130,6 +130,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             timeouts: Timeouts { site_wait_secs: 120, task_secs: 600 },
             split: SplitSettings::default(),
             table1: Table1Settings::default(),
+            features: FeatureSettings::default(),
         };
         let progress = crate::TerminalProgress::default();
         let results = crate::study::StudyRunner::new(server.hub.clone(), study, &progress).run().await?;
@@ -143,6 +144,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!();
         let all = fedrad_shared::algorithms::table1::Table1 { scopes: results.table1.scopes[..1].to_vec() };
         println!("{}", fedrad_shared::algorithms::table1::to_markdown(&all));
+        for (seq, o) in &results.extraction.total {
+            let failed: u64 = o.failed.values().sum();
+            println!("features {seq}: {} features per case, {} cases extracted, {} failed", o.features, o.succeeded, failed);
+        }
+        println!();
         for p in &results.protocol {
             println!("{:<16} {} round(s), {} B to sites, {} B from sites, {:.2} s", p.step, p.rounds, p.bytes_to_sites, p.bytes_from_sites, p.seconds);
         }

@@ -22,6 +22,14 @@ pub fn markdown(r: &StudyResults) -> String {
     s.push_str("## Table 1: clinical characteristics\n\n");
     s.push_str("Computed from site aggregates only. Categorical: counts per level, Pearson χ² (Fisher's exact test for a 2×2 table with an expected count below 5). Continuous: mean ± SD with Welch's t-test from merged count/mean/centred sums of squares; median [IQR] and the Mann-Whitney U test (asymptotic, tie-corrected) from count histograms on a shared grid (1 year for age, 1 copy/mL for EBV DNA), which makes them exact for values on that grid without any row leaving a site.\n\n");
     s.push_str(&table1::to_markdown(&r.table1));
+    s.push_str("## Radiomic features\n\nExtracted at each site from its own images; the features stay at the site. Per sequence: cases with features, failed cases by reason, features per case.\n\n| Site | Sequence | Succeeded | Failed | Features |\n|---|---|---|---|---|\n");
+    for (site, seqs) in &r.extraction.per_site {
+        for (seq, o) in seqs {
+            let failed: Vec<String> = o.failed.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            s.push_str(&format!("| {site} | {seq} | {} | {} | {} |\n", o.succeeded, if failed.is_empty() { "0".into() } else { failed.join(", ") }, o.features));
+        }
+    }
+    s.push('\n');
     s.push_str("## Protocol cost\n\n| Step | Rounds | Tasks | Bytes to sites | Bytes from sites | Seconds |\n|---|---|---|---|---|---|\n");
     for p in &r.protocol {
         s.push_str(&format!("| {} | {} | {} | {} | {} | {:.2} |\n", p.step, p.rounds, p.tasks, p.bytes_to_sites, p.bytes_from_sites, p.seconds));

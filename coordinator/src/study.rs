@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fedrad_shared::aggregate::SiteAggregate;
-use fedrad_shared::algorithms::{CombineError, cohort_summary, split, table1};
+use fedrad_shared::algorithms::{CombineError, cohort_summary, extraction, split, table1};
 use fedrad_shared::clinical::{VariableKind, VariableSpec};
 use fedrad_shared::proto::{self, Task, task, task_reply};
 
@@ -48,6 +48,7 @@ pub struct StudyResults {
     pub cohort: cohort_summary::CohortSummary,
     pub split: split::SplitSummary,
     pub table1: table1::Table1,
+    pub extraction: extraction::ExtractionSummary,
     pub protocol: Vec<StepProtocol>,
     pub software_version: String,
 }
@@ -204,6 +205,20 @@ impl<'a> StudyRunner<'a> {
         write_json(&out.join("table1.json"), &table)?;
         write_text(&out.join("table1.md"), &table1::to_markdown(&table))?;
 
+        let parameters_yaml = match &self.study.features.parameters {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| StudyError::Output { path: p.display().to_string(), source })?,
+            None => String::new(),
+        };
+        let extraction_summary = self
+            .step("extract_features", async |s: &mut Self| {
+                let kind = task::Kind::ExtractFeatures(proto::ExtractFeaturesTask { parameters_yaml: parameters_yaml.clone() });
+                let answers = s.round("extract_features", 1, s.all_sites(kind)).await?;
+                let e = extraction::combine(&answers).map_err(|source| StudyError::Combine { step: "extract_features".into(), source })?;
+                Ok((e, 1))
+            })
+            .await?;
+        write_json(&out.join("extraction.json"), &extraction_summary)?;
+
         let results = StudyResults {
             study_id: self.study.study_id.clone(),
             seed,
@@ -211,6 +226,7 @@ impl<'a> StudyRunner<'a> {
             cohort,
             split,
             table1: table,
+            extraction: extraction_summary,
             protocol: self.protocol.clone(),
             software_version: env!("CARGO_PKG_VERSION").into(),
         };

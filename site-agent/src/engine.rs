@@ -41,6 +41,7 @@ fn kind_name(t: &Task) -> &'static str {
         Some(task::Kind::CohortSummary(_)) => "cohort_summary",
         Some(task::Kind::Split(_)) => "split",
         Some(task::Kind::Table1(_)) => "table1",
+        Some(task::Kind::ExtractFeatures(_)) => "extract_features",
         None => "unknown",
     }
 }
@@ -164,8 +165,40 @@ impl SiteEngine {
                 let roles = self.load_split(&task.study_id)?;
                 Ok(table1::site_table1(records, &roles, &variables, &self.schema, min)?)
             }
+            Some(task::Kind::ExtractFeatures(t)) => self.extract_features(&task.study_id, t),
             None => Err(Failure::Refused(SiteRefusal::InvalidParameters("task kind not understood by this agent version".into()))),
         }
+    }
+
+    /// Runs feature extraction over the cohort; only counts leave.
+    fn extract_features(&self, study_id: &str, t: &proto::ExtractFeaturesTask) -> Result<proto::Aggregate, Failure> {
+        use crate::radiomics::settings::Settings;
+        let n = self.cohort.records.len() as u64;
+        fedrad_shared::algorithms::require_min_count("the loaded cohort", n, self.config.policy.min_count)?;
+        let settings = if t.parameters_yaml.trim().is_empty() {
+            Settings::study_default()
+        } else {
+            Settings::from_pyradiomics_yaml(&t.parameters_yaml)
+                .map_err(|e| Failure::Refused(SiteRefusal::InvalidParameters(format!("extraction parameters: {e}"))))?
+        };
+        let total = 2 * self.cohort.records.len();
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let progress = || {
+            let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if k % 50 == 0 || k == total {
+                tracing::info!(done = k, total, "feature extraction");
+            }
+        };
+        let outcomes = crate::features::extract_cohort(&self.cohort, &settings, &self.config.work_dir, &self.study_dir(study_id), &progress)
+            .map_err(|e| Failure::Failed(format!("feature extraction: {e}")))?;
+        let summaries = outcomes
+            .into_iter()
+            .map(|(seq, o)| {
+                let failed = o.failed.into_iter().map(|(r, c)| (r.to_string(), c)).collect();
+                (seq.to_string(), fedrad_shared::algorithms::extraction::SequenceSummary { succeeded: o.succeeded, failed, features: o.features })
+            })
+            .collect();
+        Ok(fedrad_shared::algorithms::extraction::site_extraction_aggregate(n, &summaries, self.config.policy.min_count)?)
     }
 
     /// The split is fixed once per study: recorded locally (never sent) so the site can

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod client;
 pub mod config;
 pub mod engine;
+pub mod features;
 pub mod manifest;
 pub mod radiomics;
 

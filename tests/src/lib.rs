@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use coordinator::config::{CoordinatorConfig, SplitSettings, StudyConfig, Table1Settings, Timeouts};
+use coordinator::config::{CoordinatorConfig, FeatureSettings, SplitSettings, StudyConfig, Table1Settings, Timeouts};
 use fedrad_shared::clinical::{PatientRecord, VariableSpec, builtin_schema};
 use fedrad_shared::pki::StudyPki;
 use fedrad_shared::tls::TlsFiles;
@@ -75,6 +75,7 @@ pub fn study_config(study_id: &str, out: &Path, sites: Vec<String>, seed: u64) -
         timeouts: Timeouts { site_wait_secs: 60, task_secs: 60 },
         split: SplitSettings::default(),
         table1: Table1Settings::default(),
+        features: FeatureSettings::default(),
     }
 }
 

@@ -72,11 +72,36 @@ async fn four_sites_over_mtls_give_the_pooled_split_and_table1() {
     let pooled_table = table1::pooled(&with_roles, &builtin_schema());
     assert_json_close(&serde_json::to_value(&results.table1).unwrap(), &serde_json::to_value(&pooled_table).unwrap(), 1e-9, "table1");
 
-    for f in ["results.json", "cohort_summary.json", "split.json", "table1.json", "table1.md", "report.md"] {
+    for f in ["results.json", "cohort_summary.json", "split.json", "table1.json", "table1.md", "report.md", "extraction.json"] {
         assert!(out.join(f).is_file(), "{f} not written");
     }
     let steps: Vec<&str> = results.protocol.iter().map(|p| p.step.as_str()).collect();
-    assert_eq!(steps, ["cohort_summary", "split", "table1"]);
+    assert_eq!(steps, ["cohort_summary", "split", "table1", "extract_features"]);
+
+    // Every case was extracted; the features stayed at the sites, and a site's stored row
+    // equals an extraction run directly on that patient's files.
+    for seq in ["t1c", "t2"] {
+        let t = &results.extraction.total[seq];
+        assert_eq!(t.succeeded, 120, "{seq}: {t:?}");
+        assert_eq!(t.features, 169);
+    }
+    let (site, manifest) = &cohort.manifests[1];
+    let table = std::fs::read_to_string(dir.path().join("work").join(site).join("studies/federation-test/features/t2.csv")).unwrap();
+    let header: Vec<&str> = table.lines().next().unwrap().split(',').collect();
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split(',').collect();
+    let folder = manifest.parent().unwrap();
+    let direct = site_agent::radiomics::extract::extract_files(
+        &folder.join(format!("images/{}_t2.nii.gz", row[0])),
+        &folder.join(format!("images/{}_t2_mask.nii.gz", row[0])),
+        &site_agent::radiomics::settings::Settings::study_default(),
+    )
+    .unwrap();
+    assert_eq!(header.len(), direct.len() + 1);
+    for (k, f) in direct.iter().enumerate() {
+        assert_eq!(header[k + 1], f.column());
+        let stored: f64 = row[k + 1].parse().unwrap();
+        assert!(stored == f.value || (stored.is_nan() && f.value.is_nan()), "{}: {stored} vs {}", f.column(), f.value);
+    }
     assert!(results.protocol.iter().all(|p| p.bytes_from_sites > 0 && p.tasks == 4));
     drop(agents);
     server.stop().await;

@@ -8,6 +8,7 @@
 //!   process. Tests check that combine(site halves) equals the pooled reference.
 
 pub mod cohort_summary;
+pub mod extraction;
 pub mod split;
 pub mod table1;
 

@@ -51,10 +51,8 @@ impl ExtractionError {
         }
     }
 
-    pub const REASONS: [&'static str; 9] = [
-        "unreadable_volume", "geometry_mismatch", "non_integral_mask", "empty_mask", "missing_label", "non_finite_voxels", "roi_too_small",
-        "roi_too_flat", "discretisation",
-    ];
+    /// Every reason, in the order the study summary counts them.
+    pub const REASONS: [&'static str; 9] = fedrad_shared::algorithms::extraction::FAILURE_REASONS;
 }
 
 impl From<ImagingError> for ExtractionError {

@@ -63,6 +63,21 @@ impl Aggregation {
     ];
     pub const ZONAL: [Aggregation; 3] = [Aggregation::TwoD, Aggregation::TwoPointFiveD, Aggregation::ThreeD];
 
+    /// Short form used in feature column names.
+    pub fn short(self) -> &'static str {
+        match self {
+            Aggregation::TwoDAveraged => "2Davg",
+            Aggregation::TwoDSliceMerged => "2Dsmrg",
+            Aggregation::TwoPointFiveDDirectionMerged => "25Ddmrg",
+            Aggregation::TwoPointFiveDMerged => "25Dmrg",
+            Aggregation::ThreeDAveraged => "3Davg",
+            Aggregation::ThreeDMerged => "3Dmrg",
+            Aggregation::TwoD => "2D",
+            Aggregation::TwoPointFiveD => "25D",
+            Aggregation::ThreeD => "3D",
+        }
+    }
+
     /// The wording of the IBSI reference tables (and of our CSV output).
     pub fn ibsi_label(self) -> &'static str {
         match self {
@@ -161,6 +176,16 @@ impl GreyLevels {
 
     pub fn roi_voxels(&self) -> usize {
         self.levels.iter().filter(|l| **l > 0).count()
+    }
+}
+
+impl Feature {
+    /// A name unique within one extraction: the aggregation is appended to texture features.
+    pub fn column(&self) -> String {
+        match self.aggregation {
+            Some(a) => format!("{}_{}", self.name, a.short()),
+            None => self.name.clone(),
+        }
     }
 }
 
