@@ -252,7 +252,8 @@ pub fn read_with_limit(path: &Path, max_voxels: u128) -> Result<Volume, ImagingE
     Ok(Volume::new(h.geometry, data))
 }
 
-fn decode(raw: &[u8], dt: DataType, be: bool, slope: f32, inter: f32) -> Vec<f32> {
+/// Decodes raw samples to f32 (after `v · slope + inter`).
+pub(crate) fn decode(raw: &[u8], dt: DataType, be: bool, slope: f32, inter: f32) -> Vec<f32> {
     macro_rules! conv {
         ($t:ty, $n:expr) => {
             raw.chunks_exact($n)
@@ -440,4 +441,9 @@ mod tests {
         std::fs::write(&p, b"hello").unwrap();
         assert!(matches!(read(&p), Err(ImagingError::NotNifti { .. })));
     }
+}
+
+/// Decodes raw samples without scaling.
+pub(crate) fn decode_samples(raw: &[u8], dt: DataType, be: bool) -> Vec<f32> {
+    decode(raw, dt, be, 1.0, 0.0)
 }

@@ -10,7 +10,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use fedrad_imaging::nifti;
 use fedrad_shared::clinical::{ClinicalValue, ExclusionReason, PatientRecord, VariableSpec};
 use rayon::prelude::*;
 
@@ -212,8 +211,8 @@ fn check_images(img: &PatientImages, check: ImageCheck) -> Result<(), RowError> 
             continue;
         }
         let unreadable = |e: fedrad_imaging::ImagingError| (ExclusionReason::UnreadableVolume, format!("{seq}: {e}"));
-        let iv = nifti::read(image).map_err(unreadable)?;
-        let mv = nifti::read(mask).map_err(unreadable)?;
+        let iv = fedrad_imaging::read_volume(image).map_err(unreadable)?;
+        let mv = fedrad_imaging::read_volume(mask).map_err(unreadable)?;
         if let Some(diff) = iv.geometry.mismatch(&mv.geometry, 1e-3) {
             return Err((ExclusionReason::GeometryMismatch, format!("{seq}: mask and image differ in {diff}")));
         }

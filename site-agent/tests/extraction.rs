@@ -114,3 +114,20 @@ fn the_extract_command_writes_ibsi_tagged_csv_and_reports_bad_cases() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("the mask is empty"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn nrrd_and_nifti_inputs_give_the_same_features() {
+    let dir = std::env::temp_dir().join(format!("fedrad-extract-nrrd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (img, mask) = (image(), mask_with(cube));
+    fedrad_imaging::nrrd::write(&dir.join("img.nrrd"), &img).unwrap();
+    nifti::write(&dir.join("mask.nii.gz"), &mask, StoredType::U8).unwrap();
+    let s = Settings::study_default();
+    let from_files = site_agent::radiomics::extract::extract_files(&dir.join("img.nrrd"), &dir.join("mask.nii.gz"), &s).unwrap();
+    let in_memory = extract(&img, &mask, &s).unwrap();
+    assert_eq!(from_files.len(), in_memory.len());
+    for (a, b) in from_files.iter().zip(&in_memory) {
+        assert!(a.value == b.value || (a.value.is_nan() && b.value.is_nan()), "{}", a.name);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use fedrad_imaging::{ImagingError, Volume, nifti};
+use fedrad_imaging::{ImagingError, Volume};
 
 use super::discretise::{DiscretisationError, discretise};
 use super::settings::{Family, ResegmentMode, Settings};
@@ -62,8 +62,8 @@ impl From<ImagingError> for ExtractionError {
 }
 
 pub fn extract_files(image: &Path, mask: &Path, settings: &Settings) -> Result<Vec<Feature>, ExtractionError> {
-    let image = nifti::read(image)?;
-    let mask = nifti::read(mask)?;
+    let image = fedrad_imaging::read_volume(image)?;
+    let mask = fedrad_imaging::read_volume(mask)?;
     extract(&image, &mask, settings)
 }
 
