@@ -129,8 +129,47 @@ pub fn extract(image: &Volume, mask: &Volume, s: &Settings) -> Result<Vec<Featur
     if dims < s.minimum_roi_dimensions {
         return Err(ExtractionError::RoiTooFlat { dims, minimum: s.minimum_roi_dimensions });
     }
+    let roi = crop(&roi);
     let grey = discretise(&roi, s.discretisation)?;
     Ok(families(&roi, &grey, s))
+}
+
+/// The ROI's bounding box plus a margin that holds the local-intensity sphere (every other
+/// family looks only at ROI voxels and their direct neighbours). Features do not change;
+/// the work no longer scales with the size of the scan.
+pub fn crop(roi: &Roi) -> Roi {
+    let [nx, ny, nz] = roi.dims;
+    let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
+    for i in 0..roi.mask.len() {
+        if roi.mask[i] || roi.morph_mask[i] {
+            let c = [i % nx, (i / nx) % ny, i / (nx * ny)];
+            for a in 0..3 {
+                lo[a] = lo[a].min(c[a]);
+                hi[a] = hi[a].max(c[a]);
+            }
+        }
+    }
+    if lo[0] == usize::MAX {
+        return roi.clone();
+    }
+    let margin = [0, 1, 2].map(|a| (local_intensity::RADIUS_MM / roi.spacing[a]).ceil() as usize + 1);
+    let lo = [0, 1, 2].map(|a| lo[a].saturating_sub(margin[a]));
+    let hi = [0, 1, 2].map(|a| (hi[a] + margin[a]).min(roi.dims[a] - 1));
+    let dims = [0, 1, 2].map(|a| hi[a] - lo[a] + 1);
+    let n = dims[0] * dims[1] * dims[2];
+    let (mut intensities, mut mask, mut morph_mask) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    for z in lo[2]..=hi[2] {
+        for y in lo[1]..=hi[1] {
+            for x in lo[0]..=hi[0] {
+                let i = x + nx * (y + ny * z);
+                intensities.push(roi.intensities[i]);
+                mask.push(roi.mask[i]);
+                morph_mask.push(roi.morph_mask[i]);
+            }
+        }
+    }
+    let _ = nz;
+    Roi { dims, spacing: roi.spacing, intensities, mask, morph_mask }
 }
 
 /// In how many axes the ROI spans more than one voxel.

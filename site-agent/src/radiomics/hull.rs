@@ -34,10 +34,13 @@ impl Hull {
         for f in [[p0, p1, p2], [p0, p1, p3], [p0, p2, p3], [p1, p2, p3]] {
             faces.push(orient(points, f, interior));
         }
-        for (i, p) in points.iter().enumerate() {
-            if [p0, p1, p2, p3].contains(&i) {
-                continue;
-            }
+        // Far points first: the hull reaches its final size early and most later points fall
+        // inside it, which is cheap to test.
+        let mut order: Vec<usize> = (0..points.len()).filter(|i| ![p0, p1, p2, p3].contains(i)).collect();
+        let d2 = |i: usize| (0..3).map(|k| (points[i][k] - interior[k]).powi(2)).sum::<f64>();
+        order.sort_by(|&a, &b| d2(b).total_cmp(&d2(a)).then(a.cmp(&b)));
+        for i in order {
+            let p = &points[i];
             let visible: Vec<bool> = faces
                 .iter()
                 .map(|f| {

@@ -10,7 +10,8 @@
 
 use super::{Feature, Roi, feature};
 
-const RADIUS_MM: f64 = 6.203_504_908_994;
+/// Radius of a sphere of 1 cm³.
+pub const RADIUS_MM: f64 = 6.203_504_908_994;
 
 pub fn features(roi: &Roi) -> Vec<Feature> {
     let [nx, ny, nz] = roi.dims;
