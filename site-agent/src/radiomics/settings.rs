@@ -23,6 +23,9 @@ use yaml_rust2::{Yaml, YamlLoader};
 use super::Aggregation;
 use super::discretise::Discretisation;
 
+/// Bump whenever any feature's value can change, so cached features are recomputed.
+pub const FEATURE_CODE_VERSION: u32 = 2;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Family {
     Shape,
@@ -131,9 +134,10 @@ impl Settings {
         }
     }
 
-    /// A canonical text of everything that changes the values, for cache keys.
+    /// A canonical text of everything that changes the values, for cache keys: the
+    /// settings, the agent version and [`FEATURE_CODE_VERSION`].
     pub fn digest_text(&self) -> String {
-        format!("fedrad-radiomics-v1 {self:?}")
+        format!("fedrad-radiomics {} {} {self:?}", env!("CARGO_PKG_VERSION"), FEATURE_CODE_VERSION)
     }
 
     pub fn from_pyradiomics_yaml(text: &str) -> Result<Settings, SettingsError> {
