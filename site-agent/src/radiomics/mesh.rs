@@ -5,7 +5,7 @@
 //! surface vertex is the midpoint of a cube edge whose corners differ. On each cube face, the
 //! edges with a sign change pair into segments: two such edges form one segment; a face with
 //! four (diagonally opposite inside corners) is resolved by cutting off each outside corner
-//! (the two inside corners stay connected, as in the IBSI reference meshes),
+//! (the two inside corners stay connected, as in scikit-image's marching cubes on such faces),
 //! a rule that depends on the face alone, so neighbouring cubes agree and the surface is
 //! closed. Every sign-change edge lies on two faces, so the segments close into loops; each
 //! loop is fan-triangulated (see [`best_apex`]) and oriented so that its normal points out
