@@ -138,20 +138,8 @@ pub fn extract(image: &Volume, mask: &Volume, s: &Settings) -> Result<Vec<Featur
 /// family looks only at ROI voxels and their direct neighbours). Features do not change;
 /// the work no longer scales with the size of the scan.
 pub fn crop(roi: &Roi) -> Roi {
-    let [nx, ny, nz] = roi.dims;
-    let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
-    for i in 0..roi.mask.len() {
-        if roi.mask[i] || roi.morph_mask[i] {
-            let c = [i % nx, (i / nx) % ny, i / (nx * ny)];
-            for a in 0..3 {
-                lo[a] = lo[a].min(c[a]);
-                hi[a] = hi[a].max(c[a]);
-            }
-        }
-    }
-    if lo[0] == usize::MAX {
-        return roi.clone();
-    }
+    let [nx, ny, _] = roi.dims;
+    let Some((lo, hi)) = roi.bounding_box(|i| roi.mask[i] || roi.morph_mask[i]) else { return roi.clone() };
     let margin = [0, 1, 2].map(|a| (local_intensity::RADIUS_MM / roi.spacing[a]).ceil() as usize + 1);
     let lo = [0, 1, 2].map(|a| lo[a].saturating_sub(margin[a]));
     let hi = [0, 1, 2].map(|a| (hi[a] + margin[a]).min(roi.dims[a] - 1));
@@ -168,25 +156,12 @@ pub fn crop(roi: &Roi) -> Roi {
             }
         }
     }
-    let _ = nz;
     Roi { dims, spacing: roi.spacing, intensities, mask, morph_mask }
 }
 
 /// In how many axes the ROI spans more than one voxel.
 fn extent_dimensions(roi: &Roi) -> u32 {
-    let [nx, ny, _] = roi.dims;
-    let mut lo = [usize::MAX; 3];
-    let mut hi = [0usize; 3];
-    for (i, m) in roi.mask.iter().enumerate() {
-        if *m {
-            let c = [i % nx, (i / nx) % ny, i / (nx * ny)];
-            for a in 0..3 {
-                lo[a] = lo[a].min(c[a]);
-                hi[a] = hi[a].max(c[a]);
-            }
-        }
-    }
-    (0..3).filter(|a| hi[*a] > lo[*a]).count() as u32
+    roi.bounding_box(|i| roi.mask[i]).map_or(0, |(lo, hi)| (0..3).filter(|a| hi[*a] > lo[*a]).count() as u32)
 }
 
 fn families(roi: &Roi, grey: &GreyLevels, s: &Settings) -> Vec<Feature> {

@@ -70,22 +70,13 @@ pub const FEATURES: [(&str, &str); 25] = [
 pub fn matrix(g: &GreyLevels, d: [isize; 3]) -> CountMatrix {
     let ng = g.ng as usize;
     let mut m = CountMatrix::new(ng, ng);
-    for z in 0..g.dims[2] as isize {
-        for y in 0..g.dims[1] as isize {
-            for x in 0..g.dims[0] as isize {
-                let a = g.get(x, y, z);
-                if a == 0 {
-                    continue;
-                }
-                let b = g.get(x + d[0], y + d[1], z + d[2]);
-                if b == 0 {
-                    continue;
-                }
-                m.add(a as usize - 1, b as usize - 1, 1.0);
-                m.add(b as usize - 1, a as usize - 1, 1.0);
-            }
+    g.for_each_roi_voxel(|x, y, z, a| {
+        let b = g.get(x + d[0], y + d[1], z + d[2]);
+        if b > 0 {
+            m.add(a as usize - 1, b as usize - 1, 1.0);
+            m.add(b as usize - 1, a as usize - 1, 1.0);
         }
-    }
+    });
     m
 }
 

@@ -49,22 +49,16 @@ pub const FEATURES: [(&str, &str); 16] = [
 pub fn matrix(g: &GreyLevels, d: [isize; 3]) -> CountMatrix {
     let mut m = CountMatrix::new(g.ng as usize, 1);
     m.voxels = g.roi_voxels() as f64;
-    for z in 0..g.dims[2] as isize {
-        for y in 0..g.dims[1] as isize {
-            for x in 0..g.dims[0] as isize {
-                let a = g.get(x, y, z);
-                // A run starts where the previous voxel along δ differs.
-                if a == 0 || g.get(x - d[0], y - d[1], z - d[2]) == a {
-                    continue;
-                }
-                let mut len = 1;
-                while g.get(x + len * d[0], y + len * d[1], z + len * d[2]) == a {
-                    len += 1;
-                }
-                m.add(a as usize - 1, len as usize - 1, 1.0);
+    g.for_each_roi_voxel(|x, y, z, a| {
+        // A run starts where the previous voxel along δ differs.
+        if g.get(x - d[0], y - d[1], z - d[2]) != a {
+            let mut len = 1;
+            while g.get(x + len * d[0], y + len * d[1], z + len * d[2]) == a {
+                len += 1;
             }
+            m.add(a as usize - 1, len as usize - 1, 1.0);
         }
-    }
+    });
     m
 }
 

@@ -143,6 +143,20 @@ impl Roi {
     pub fn index(&self, x: usize, y: usize, z: usize) -> usize {
         x + self.dims[0] * (y + self.dims[1] * z)
     }
+
+    /// Inclusive voxel bounds (low, high) of the voxels set in `mask`, if any.
+    pub fn bounding_box(&self, mask: impl Fn(usize) -> bool) -> Option<([usize; 3], [usize; 3])> {
+        let [nx, ny, _] = self.dims;
+        let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
+        for i in (0..self.mask.len()).filter(|i| mask(*i)) {
+            let c = [i % nx, (i / nx) % ny, i / (nx * ny)];
+            for a in 0..3 {
+                lo[a] = lo[a].min(c[a]);
+                hi[a] = hi[a].max(c[a]);
+            }
+        }
+        (lo[0] != usize::MAX).then_some((lo, hi))
+    }
 }
 
 /// Grey levels 1..=`ng` on a grid; 0 marks voxels outside the ROI.
@@ -163,6 +177,20 @@ impl GreyLevels {
             return 0;
         }
         self.levels[x + self.dims[0] * (y + self.dims[1] * z)]
+    }
+
+    /// Calls `f(x, y, z, level)` for every ROI voxel, in voxel order.
+    pub fn for_each_roi_voxel(&self, mut f: impl FnMut(isize, isize, isize, u32)) {
+        for z in 0..self.dims[2] as isize {
+            for y in 0..self.dims[1] as isize {
+                for x in 0..self.dims[0] as isize {
+                    let a = self.get(x, y, z);
+                    if a > 0 {
+                        f(x, y, z, a);
+                    }
+                }
+            }
+        }
     }
 
     /// Axial slices (constant z) that contain ROI voxels, each as a one-slice grid.

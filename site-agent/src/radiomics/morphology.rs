@@ -207,19 +207,7 @@ fn autocorrelation(roi: &Roi) -> (f64, f64) {
     use rustfft::num_complex::Complex;
     // Work on the tight bounding box of the intensity mask.
     let [gx, gy, _] = roi.dims;
-    let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
-    for (i, m) in roi.mask.iter().enumerate() {
-        if *m {
-            let c = [i % gx, (i / gx) % gy, i / (gx * gy)];
-            for a in 0..3 {
-                lo[a] = lo[a].min(c[a]);
-                hi[a] = hi[a].max(c[a]);
-            }
-        }
-    }
-    if lo[0] == usize::MAX {
-        return (f64::NAN, f64::NAN);
-    }
+    let Some((lo, hi)) = roi.bounding_box(|i| roi.mask[i]) else { return (f64::NAN, f64::NAN) };
     let [nx, ny, nz] = [0, 1, 2].map(|a| hi[a] - lo[a] + 1);
     let source = |x: usize, y: usize, z: usize| (x + lo[0]) + gx * ((y + lo[1]) + gy * (z + lo[2]));
     let vals = roi.roi_intensities();

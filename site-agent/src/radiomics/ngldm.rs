@@ -51,18 +51,10 @@ pub fn matrix(g: &GreyLevels, planar: bool) -> CountMatrix {
     let mut m = CountMatrix::new(g.ng as usize, 1);
     m.voxels = g.roi_voxels() as f64;
     let offsets = neighbours(planar);
-    for z in 0..g.dims[2] as isize {
-        for y in 0..g.dims[1] as isize {
-            for x in 0..g.dims[0] as isize {
-                let a = g.get(x, y, z);
-                if a == 0 {
-                    continue;
-                }
-                let same = offsets.iter().filter(|o| g.get(x + o[0], y + o[1], z + o[2]) == a).count();
-                m.add(a as usize - 1, same, 1.0);
-            }
-        }
-    }
+    g.for_each_roi_voxel(|x, y, z, a| {
+        let same = offsets.iter().filter(|o| g.get(x + o[0], y + o[1], z + o[2]) == a).count();
+        m.add(a as usize - 1, same, 1.0);
+    });
     m
 }
 

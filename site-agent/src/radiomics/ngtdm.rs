@@ -29,28 +29,20 @@ pub fn matrix(g: &GreyLevels, planar: bool) -> Ngtdm {
     let ng = g.ng as usize;
     let mut m = Ngtdm { s: vec![0.0; ng], n: vec![0.0; ng] };
     let offsets = neighbours(planar);
-    for z in 0..g.dims[2] as isize {
-        for y in 0..g.dims[1] as isize {
-            for x in 0..g.dims[0] as isize {
-                let a = g.get(x, y, z);
-                if a == 0 {
-                    continue;
-                }
-                let (mut sum, mut count) = (0.0, 0.0);
-                for o in &offsets {
-                    let b = g.get(x + o[0], y + o[1], z + o[2]);
-                    if b > 0 {
-                        sum += b as f64;
-                        count += 1.0;
-                    }
-                }
-                if count > 0.0 {
-                    m.s[a as usize - 1] += (a as f64 - sum / count).abs();
-                    m.n[a as usize - 1] += 1.0;
-                }
+    g.for_each_roi_voxel(|x, y, z, a| {
+        let (mut sum, mut count) = (0.0, 0.0);
+        for o in &offsets {
+            let b = g.get(x + o[0], y + o[1], z + o[2]);
+            if b > 0 {
+                sum += b as f64;
+                count += 1.0;
             }
         }
-    }
+        if count > 0.0 {
+            m.s[a as usize - 1] += (a as f64 - sum / count).abs();
+            m.n[a as usize - 1] += 1.0;
+        }
+    });
     m
 }
 
