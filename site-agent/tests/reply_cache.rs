@@ -1,0 +1,60 @@
+//! A task resent after a reconnect keeps its id: the site answers it from its cache without
+//! recomputing, byte for byte; an id reused for a different task is refused.
+
+use fedrad_shared::proto::{self, task, task_reply};
+use prost::Message;
+
+#[test]
+fn repeated_task_ids_are_answered_from_the_cache_and_reuse_is_refused() {
+    let dir = std::env::temp_dir().join(format!("fedrad-reply-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut spec = fedrad_synth::default_cohort(4, 100);
+    spec.coarsen = 3.0;
+    spec.hospitals.truncate(1);
+    let cohort = fedrad_synth::generate(&spec, &dir.join("cohort"), &|| {}).unwrap();
+    let cfg = site_agent::config::SiteConfig {
+        site_id: "hospital-a".into(),
+        coordinator: "https://localhost:1".into(),
+        coordinator_name: None,
+        manifest: cohort.manifests[0].1.clone(),
+        work_dir: dir.join("work"),
+        tls: Some(fedrad_shared::tls::TlsFiles::bundle(&dir)),
+        insecure_plaintext: false,
+        policy: Default::default(),
+        clinical: Default::default(),
+        max_message_bytes: 1 << 20,
+    };
+    let engine = site_agent::load_engine(cfg).unwrap();
+    let positives = engine.cohort.records.iter().filter(|r| r.outcome).count() as u64;
+    let negatives = engine.cohort.records.len() as u64 - positives;
+    let (qn, qp) = (negatives * 7 / 10, positives * 7 / 10);
+    let split = |seed| proto::Task {
+        task_id: "split-r1".into(),
+        study_id: "s1".into(),
+        kind: Some(task::Kind::Split(proto::SplitTask { seed, training_quota_negative: qn, training_quota_positive: qp })),
+    };
+    let first = engine.handle(&split(7));
+    assert!(matches!(first.outcome, Some(task_reply::Outcome::Aggregate(_))), "{first:?}");
+    let again = engine.handle(&split(7));
+    assert_eq!(first.encode_to_vec(), again.encode_to_vec());
+    let reused = engine.handle(&split(8));
+    match reused.outcome {
+        Some(task_reply::Outcome::Refusal(r)) => assert!(r.detail.contains("already used for a different task"), "{}", r.detail),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // A new id that tries to change the recorded split is refused too.
+    let mut other = split(8);
+    other.task_id = "split-r2".into();
+    match engine.handle(&other).outcome {
+        Some(task_reply::Outcome::Refusal(r)) => assert!(r.detail.contains("already fixed"), "{}", r.detail),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let log = site_agent::audit::verify(&dir.join("work/audit.jsonl")).unwrap();
+    let outcomes: Vec<&str> = log.iter().map(|e| e.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["sent", "sent_from_cache", "refused", "refused"]);
+    // Editing any entry breaks the chain.
+    let text = std::fs::read_to_string(dir.join("work/audit.jsonl")).unwrap();
+    std::fs::write(dir.join("work/audit.jsonl"), text.replacen("\"refused\"", "\"sent\"", 1)).unwrap();
+    assert!(site_agent::audit::verify(&dir.join("work/audit.jsonl")).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
