@@ -10,6 +10,7 @@
 pub mod cohort_summary;
 pub mod extraction;
 pub mod split;
+pub mod standardise;
 pub mod table1;
 
 use crate::aggregate::AggregateError;
