@@ -61,13 +61,18 @@ CLASSES = {"firstorder": (FIRSTORDER, "firstorder", ""), "glcm": (GLCM, "glcm", 
 ap = argparse.ArgumentParser()
 ap.add_argument("image"); ap.add_argument("mask")
 ap.add_argument("--bin-width", type=float, default=25.0)
+ap.add_argument("--image-types", default="Original", help="comma-separated: Original,Square,SquareRoot,Logarithm,Exponential")
 ap.add_argument("--site-agent", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "site-agent"))
 a = ap.parse_args()
 
 tmp = tempfile.mkdtemp()
 params = os.path.join(tmp, "params.yaml")
 with open(params, "w") as f:
-    f.write(f"setting:\n  binWidth: {a.bin_width}\n  ibsiAggregation: [\"3D, averaged\", \"3D\"]\nimageType:\n  Original: {{}}\nfeatureClass:\n")
+    types = a.image_types.split(",")
+    f.write(f"setting:\n  binWidth: {a.bin_width}\n  ibsiAggregation: [\"3D, averaged\", \"3D\"]\nimageType:\n")
+    for t in types:
+        f.write(f"  {t}: {{}}\n")
+    f.write("featureClass:\n")
     for c in ["shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm"]:
         f.write(f"  {c}:\n")
 out = os.path.join(tmp, "fedrad.csv")
@@ -78,27 +83,32 @@ for row in csv.DictReader(open(out)):
     ours[row["feature"] + short] = float(row["value"])
 
 logging.getLogger("radiomics").setLevel(logging.ERROR)
-ex = featureextractor.RadiomicsFeatureExtractor({"setting": {"binWidth": a.bin_width, "label": 1}, "imageType": {"Original": {}},
+ex = featureextractor.RadiomicsFeatureExtractor({"setting": {"binWidth": a.bin_width, "label": 1}, "imageType": {t: {} for t in types},
     "featureClass": {c: None for c in CLASSES}})
-theirs = {k: float(v) for k, v in ex.execute(a.image, a.mask).items() if k.startswith("original_")}
+prefixes = [t.lower() for t in types]
+theirs = {k: float(v) for k, v in ex.execute(a.image, a.mask).items() if k.split("_")[0] in prefixes}
 
 rows, bad = [], 0
-for cls, (table, fam, suffix) in CLASSES.items():
+for prefix in prefixes:
+  for cls, (table, fam, suffix) in CLASSES.items():
+    if cls == "shape" and prefix != "original":
+        continue
     for py, spec in table.items():
         name, rel = (spec, "same") if isinstance(spec, str) else spec
-        p = theirs.get(f"original_{cls}_{py}")
-        o = ours.get(f"original_{fam}_{name}{suffix}")
+        p = theirs.get(f"{prefix}_{cls}_{py}")
+        o = ours.get(f"{prefix}_{fam}_{name}{suffix}")
+        cls_label = f"{prefix}_{cls}"
         if p is None or o is None:
-            rows.append((cls, py, p, o, float("nan"), "missing")); continue
+            rows.append((cls_label, py, p, o, float("nan"), "missing")); continue
         if rel == "kurtosis":
             o = o + 3.0
         d = abs(p - o) / max(abs(p), 1e-12)
         status = "ok" if d <= 1e-6 else ("close" if d <= 1e-3 else "DIFF")
         bad += status != "ok"
-        rows.append((cls, py, p, o, d, status))
-print(f"{'class':<10} {'PyRadiomics feature':<40} {'PyRadiomics':>14} {'FedRad':>14} {'rel. diff':>10}")
+        rows.append((cls_label, py, p, o, d, status))
+print(f"{'class':<22} {'PyRadiomics feature':<40} {'PyRadiomics':>14} {'FedRad':>14} {'rel. diff':>10}")
 for r in rows:
-    print(f"{r[0]:<10} {r[1]:<40} {r[2] if r[2] is not None else float('nan'):>14.6g} {r[3] if r[3] is not None else float('nan'):>14.6g} {r[4]:>10.2e}  {r[5]}")
+    print(f"{r[0]:<22} {r[1]:<40} {r[2] if r[2] is not None else float('nan'):>14.6g} {r[3] if r[3] is not None else float('nan'):>14.6g} {r[4]:>10.2e}  {r[5]}")
 n_ok = sum(r[5] == "ok" for r in rows)
 print(f"\n{n_ok} of {len(rows)} mapped PyRadiomics features agree to 1e-6 relative")
 sys.exit(1 if bad else 0)

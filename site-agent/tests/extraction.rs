@@ -131,3 +131,19 @@ fn nrrd_and_nifti_inputs_give_the_same_features() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn extraction_is_bit_for_bit_repeatable() {
+    // A box-shaped ROI: many coplanar mesh points, where an order-dependent hull would vary.
+    let (img, mask) = (image(), mask_with(cube));
+    let s = Settings { image_types: site_agent::radiomics::filters::ImageType::ALL.to_vec(), ..Settings::study_default() };
+    let first = extract(&img, &mask, &s).unwrap();
+    for _ in 0..5 {
+        let again = extract(&img, &mask, &s).unwrap();
+        for (a, b) in first.iter().zip(&again) {
+            assert!(a.value.to_bits() == b.value.to_bits(), "{}: {} vs {}", a.name, a.value, b.value);
+        }
+    }
+    assert_eq!(first.len(), 169 + 4 * (169 - 25));
+    assert!(first.iter().any(|f| f.name == "squareroot_glcm_Contrast"));
+}

@@ -2,14 +2,16 @@
 //!
 //! Order of operations (PyRadiomics' where it defines one): check geometry and mask; z-score
 //! normalise the whole image (clip outliers); select the label; resegment the intensity mask
-//! (and the shape mask with `resegmentShape`); check the ROI's size and extent; discretise;
-//! compute the families.
+//! (and the shape mask with `resegmentShape`); check the ROI's size and extent; then per image
+//! type: filter the whole image, crop, discretise, compute the families (shape on the
+//! original only).
 
 use std::path::Path;
 
 use fedrad_imaging::{ImagingError, Volume};
 
 use super::discretise::{DiscretisationError, discretise};
+use super::filters::ImageType;
 use super::settings::{Family, ResegmentMode, Settings};
 use super::*;
 
@@ -129,9 +131,14 @@ pub fn extract(image: &Volume, mask: &Volume, s: &Settings) -> Result<Vec<Featur
     if dims < s.minimum_roi_dimensions {
         return Err(ExtractionError::RoiTooFlat { dims, minimum: s.minimum_roi_dimensions });
     }
-    let roi = crop(&roi);
-    let grey = discretise(&roi, s.discretisation)?;
-    Ok(families(&roi, &grey, s))
+    let mut out = Vec::new();
+    for &image_type in &s.image_types {
+        let filtered = Roi { intensities: image_type.apply(&roi.intensities), ..roi.clone() };
+        let cropped = crop(&filtered);
+        let grey = discretise(&cropped, s.discretisation)?;
+        out.extend(families(&cropped, &grey, s, image_type));
+    }
+    Ok(out)
 }
 
 /// The ROI's bounding box plus a margin that holds the local-intensity sphere (every other
@@ -164,10 +171,10 @@ fn extent_dimensions(roi: &Roi) -> u32 {
     roi.bounding_box(|i| roi.mask[i]).map_or(0, |(lo, hi)| (0..3).filter(|a| hi[*a] > lo[*a]).count() as u32)
 }
 
-fn families(roi: &Roi, grey: &GreyLevels, s: &Settings) -> Vec<Feature> {
+fn families(roi: &Roi, grey: &GreyLevels, s: &Settings, image_type: ImageType) -> Vec<Feature> {
     let has = |f| s.families.contains(&f);
     let mut out = Vec::new();
-    if has(Family::Shape) {
+    if has(Family::Shape) && image_type == ImageType::Original {
         out.extend(morphology::features(roi));
     }
     if has(Family::LocalIntensity) {
@@ -207,7 +214,7 @@ fn families(roi: &Roi, grey: &GreyLevels, s: &Settings) -> Vec<Feature> {
         }
     }
     for f in &mut out {
-        f.name = format!("original_{}", f.name);
+        f.name = format!("{}_{}", image_type.prefix(), f.name);
     }
     out
 }

@@ -51,7 +51,9 @@ impl Hull {
             if !visible.iter().any(|v| *v) {
                 continue;
             }
-            let mut edges = std::collections::HashSet::new();
+            // Ordered, so the hull (and its volume on degenerate, coplanar inputs) is the same in
+            // every run: a HashSet's iteration order differs between processes.
+            let mut edges = std::collections::BTreeSet::new();
             for (f, v) in faces.iter().zip(&visible) {
                 if *v {
                     for (a, b) in [(f[0], f[1]), (f[1], f[2]), (f[2], f[0])] {

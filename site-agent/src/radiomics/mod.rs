@@ -11,6 +11,7 @@
 
 pub mod discretise;
 pub mod extract;
+pub mod filters;
 pub mod gldzm;
 pub mod glcm;
 pub mod glrlm;

@@ -6,9 +6,11 @@
 //! (absolute, relative, sigma), `resegmentShape`, `minimumROIDimensions`, `minimumROISize`,
 //! `geometryTolerance`. Keys PyRadiomics knows whose non-default values FedRad cannot honour
 //! yet (`resampledPixelSpacing`, `interpolator`, `padDistance`, `force2D`, `force2Ddimension`,
-//! `distances`, `symmetricalGLCM`, `weightingNorm`, `gldm_a`, `voxelArrayShift`, image types
-//! other than `Original`) are accepted at their defaults and refused otherwise, naming the
-//! key — never silently ignored. IBSI-only keys: `ibsiDiscretisation` (`fixedBinNumber`,
+//! `distances`, `symmetricalGLCM`, `weightingNorm`, `gldm_a`, `voxelArrayShift`) are accepted
+//! at their defaults and refused otherwise, naming the key — never silently ignored. Image
+//! types: `Original`, `Square`, `SquareRoot`, `Logarithm`, `Exponential` (see
+//! [`super::filters`]); `Wavelet`, `LoG`, `Gradient`, `LBP2D`, `LBP3D` are refused as not yet
+//! supported. IBSI-only keys: `ibsiDiscretisation` (`fixedBinNumber`,
 //! `fixedBinSize`, `pyradiomics`), `ibsiBinLowerBound`, `ibsiAggregation` (a list of IBSI
 //! aggregation names, e.g. `["3D, averaged", "3D"]`), `ivhStep`.
 //!
@@ -22,6 +24,7 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 use super::Aggregation;
 use super::discretise::Discretisation;
+use super::filters::ImageType;
 
 /// Bump whenever any feature's value can change, so cached features are recomputed.
 pub const FEATURE_CODE_VERSION: u32 = 2;
@@ -88,6 +91,8 @@ pub struct Settings {
     pub families: BTreeSet<Family>,
     pub aggregations: Vec<Aggregation>,
     pub ivh_step: Option<f64>,
+    /// Images the features are computed on (shape only on the original).
+    pub image_types: Vec<ImageType>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -120,6 +125,7 @@ impl Settings {
             families: Family::ALL.into_iter().collect(),
             aggregations: vec![Aggregation::ThreeDAveraged, Aggregation::ThreeD],
             ivh_step: None,
+            image_types: vec![ImageType::Original],
         }
     }
 
@@ -232,15 +238,23 @@ impl Settings {
                 }
                 "imageType" => {
                     let Some(map) = v.as_hash() else { return Err(bad("imageType", "must be a mapping")) };
-                    for (k, _) in map {
-                        match k.as_str().unwrap_or("") {
-                            "Original" => {}
-                            other @ ("Wavelet" | "LoG" | "Square" | "SquareRoot" | "Logarithm" | "Exponential" | "Gradient" | "LBP2D" | "LBP3D") => {
-                                return Err(SettingsError::Unsupported { key: format!("imageType.{other}"), value: "enabled".into() });
+                    s.image_types.clear();
+                    for (k, opts) in map {
+                        let name = k.as_str().unwrap_or("");
+                        match ImageType::ALL.iter().find(|t| t.key() == name) {
+                            Some(t) => {
+                                if !(opts.is_null() || opts.as_hash().is_some_and(|h| h.is_empty())) {
+                                    return Err(SettingsError::Unsupported { key: format!("imageType.{name}"), value: "options".into() });
+                                }
+                                s.image_types.push(*t);
                             }
-                            other => return Err(SettingsError::UnknownKey(format!("imageType.{other}"))),
+                            None if ["Wavelet", "LoG", "Gradient", "LBP2D", "LBP3D"].contains(&name) => {
+                                return Err(SettingsError::Unsupported { key: format!("imageType.{name}"), value: "enabled".into() });
+                            }
+                            None => return Err(SettingsError::UnknownKey(format!("imageType.{name}"))),
                         }
                     }
+                    s.image_types.sort();
                 }
                 "featureClass" => {
                     let Some(map) = v.as_hash() else { return Err(bad("featureClass", "must be a mapping")) };
