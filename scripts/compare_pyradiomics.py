@@ -19,7 +19,8 @@ except ImportError:
 
 # PyRadiomics name -> (FedRad column, relation). relation: "same" (same definition),
 # "kurtosis" (PyRadiomics = excess + 3), "differs" (known definitional difference, reported only).
-FIRSTORDER = {"Mean": "Mean", "Variance": "Variance", "Skewness": "Skewness", "Kurtosis": ("ExcessKurtosis", "kurtosis"),
+FIRSTORDER = {"Mean": "Mean", "Variance": "Variance", "Skewness": "Skewness", "Kurtosis": "Kurtosis",
+    "Entropy": "Entropy", "Uniformity": "Uniformity", "TotalEnergy": "TotalEnergy", "StandardDeviation": "StandardDeviation",
     "Median": "Median", "Minimum": "Minimum", "Maximum": "Maximum", "10Percentile": "Percentile10", "90Percentile": "Percentile90",
     "InterquartileRange": "InterquartileRange", "Range": "Range", "MeanAbsoluteDeviation": "MeanAbsoluteDeviation",
     "RobustMeanAbsoluteDeviation": "RobustMeanAbsoluteDeviation", "Energy": "Energy", "RootMeanSquared": "RootMeanSquare"}

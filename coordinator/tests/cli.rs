@@ -50,7 +50,7 @@ fn the_demo_runs_the_study_with_separate_site_agent_processes() {
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("cohort: 120 patients loaded"), "{stdout}");
     assert!(stdout.contains("split:  training 84"), "{stdout}");
-    assert!(stdout.contains("features t2: 169 features per case, 120 cases extracted, 0 failed"), "{stdout}");
+    assert!(stdout.contains("features t2: 174 features per case, 120 cases extracted, 0 failed"), "{stdout}");
     let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("study/results.json")).unwrap()).unwrap();
     assert_eq!(results["split"]["total"]["training_negative"].as_u64().unwrap() + results["split"]["total"]["training_positive"].as_u64().unwrap(), 84);
     // Each agent ran as its own process and audited what it sent.

@@ -131,12 +131,14 @@ pub fn extract(image: &Volume, mask: &Volume, s: &Settings) -> Result<Vec<Featur
     if dims < s.minimum_roi_dimensions {
         return Err(ExtractionError::RoiTooFlat { dims, minimum: s.minimum_roi_dimensions });
     }
+    // Filters see the whole image through its max |x|; the features only the cropped region.
+    let m = super::filters::max_abs(&roi.intensities);
+    let cropped = crop(&roi);
     let mut out = Vec::new();
     for &image_type in &s.image_types {
-        let filtered = Roi { intensities: image_type.apply(&roi.intensities), ..roi.clone() };
-        let cropped = crop(&filtered);
-        let grey = discretise(&cropped, s.discretisation)?;
-        out.extend(families(&cropped, &grey, s, image_type));
+        let filtered = Roi { intensities: image_type.apply(&cropped.intensities, m), ..cropped.clone() };
+        let grey = discretise(&filtered, s.discretisation)?;
+        out.extend(families(&filtered, &grey, s, image_type));
     }
     Ok(out)
 }
@@ -181,7 +183,10 @@ fn families(roi: &Roi, grey: &GreyLevels, s: &Settings, image_type: ImageType) -
         out.extend(local_intensity::features(roi));
     }
     if has(Family::FirstOrder) {
-        out.extend(statistics::features(&roi.roi_intensities()));
+        let xs = roi.roi_intensities();
+        out.extend(statistics::features(&xs));
+        let levels: Vec<u32> = grey.levels.iter().copied().filter(|l| *l > 0).collect();
+        out.extend(statistics::pyradiomics_features(&xs, &levels, roi.spacing.iter().product()));
     }
     if has(Family::Histogram) {
         out.extend(intensity_histogram::features(grey));

@@ -44,30 +44,36 @@ impl ImageType {
         }
     }
 
-    /// The filtered image.
-    pub fn apply(self, image: &[f64]) -> Vec<f64> {
-        let m = image.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+    /// The filtered values. `m` is max |x| over the *whole* image (the transforms are
+    /// point-wise given m, so they can be applied to a cropped region with the whole
+    /// image's m and give the same values). For the logarithm, max |sign(x) ln(|x| + 1)|
+    /// over the image is ln(m + 1), since ln is monotonic.
+    pub fn apply(self, values: &[f64], m: f64) -> Vec<f64> {
         if m == 0.0 {
-            return image.to_vec();
+            return values.to_vec();
         }
         match self {
-            ImageType::Original => image.to_vec(),
+            ImageType::Original => values.to_vec(),
             ImageType::Square => {
                 let c = 1.0 / m.sqrt();
-                image.iter().map(|x| (c * x).powi(2)).collect()
+                values.iter().map(|x| (c * x).powi(2)).collect()
             }
-            ImageType::SquareRoot => image.iter().map(|&x| if x > 0.0 { (x * m).sqrt() } else if x < 0.0 { -(-x * m).sqrt() } else { 0.0 }).collect(),
+            ImageType::SquareRoot => values.iter().map(|&x| if x > 0.0 { (x * m).sqrt() } else if x < 0.0 { -(-x * m).sqrt() } else { 0.0 }).collect(),
             ImageType::Logarithm => {
-                let l: Vec<f64> = image.iter().map(|&x| if x > 0.0 { (x + 1.0).ln() } else if x < 0.0 { -(-(x - 1.0)).ln() } else { 0.0 }).collect();
-                let lm = l.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-                if lm == 0.0 { l } else { l.into_iter().map(|v| v * (m / lm)).collect() }
+                let scale = m / (m + 1.0).ln();
+                values.iter().map(|&x| scale * if x > 0.0 { (x + 1.0).ln() } else if x < 0.0 { -(-(x - 1.0)).ln() } else { 0.0 }).collect()
             }
             ImageType::Exponential => {
                 let c = m.ln() / m;
-                image.iter().map(|x| (c * x).exp()).collect()
+                values.iter().map(|x| (c * x).exp()).collect()
             }
         }
     }
+}
+
+/// max |x|, the scale of the point transforms.
+pub fn max_abs(values: &[f64]) -> f64 {
+    values.iter().fold(0.0f64, |a, v| a.max(v.abs()))
 }
 
 #[cfg(test)]
@@ -77,11 +83,14 @@ mod tests {
     #[test]
     fn point_transforms_keep_sign_and_range() {
         let x = [-4.0, -1.0, 0.0, 1.0, 9.0, 16.0];
-        assert_eq!(ImageType::Square.apply(&x), vec![1.0, 1.0 / 16.0, 0.0, 1.0 / 16.0, 81.0 / 16.0, 16.0]);
-        assert_eq!(ImageType::SquareRoot.apply(&x), vec![-8.0, -4.0, 0.0, 4.0, 12.0, 16.0]);
-        let l = ImageType::Logarithm.apply(&x);
+        let m = max_abs(&x);
+        assert_eq!(ImageType::Square.apply(&x, m), vec![1.0, 1.0 / 16.0, 0.0, 1.0 / 16.0, 81.0 / 16.0, 16.0]);
+        assert_eq!(ImageType::SquareRoot.apply(&x, m), vec![-8.0, -4.0, 0.0, 4.0, 12.0, 16.0]);
+        let l = ImageType::Logarithm.apply(&x, m);
         assert!((l[5] - 16.0).abs() < 1e-12 && l[0] < 0.0 && l[2] == 0.0);
-        let e = ImageType::Exponential.apply(&x);
+        let e = ImageType::Exponential.apply(&x, m);
+        // Applied to a part with the whole image's m: the same values.
+        assert_eq!(ImageType::Logarithm.apply(&x[3..], m), l[3..].to_vec());
         assert!((e[5] - 16.0).abs() < 1e-9 && (e[2] - 1.0).abs() < 1e-15);
     }
 }

@@ -27,7 +27,7 @@ use super::discretise::Discretisation;
 use super::filters::ImageType;
 
 /// Bump whenever any feature's value can change, so cached features are recomputed.
-pub const FEATURE_CODE_VERSION: u32 = 2;
+pub const FEATURE_CODE_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Family {
@@ -110,7 +110,7 @@ pub enum SettingsError {
 impl Settings {
     /// The study default for MRI: z-score normalisation of the image (×100), IBSI fixed bin
     /// number 32 within the ROI (robust to the arbitrary intensity units of MR scanners), all
-    /// families, texture as 3D averaged (directional) and 3D (zonal).
+    /// families, texture as 3D averaged (directional) and 3D (zonal): 174 features.
     pub fn study_default() -> Settings {
         Settings {
             label: 1,

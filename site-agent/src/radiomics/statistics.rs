@@ -89,6 +89,38 @@ pub fn values(xs: &[f64]) -> Vec<f64> {
     ]
 }
 
+/// PyRadiomics' first-order features that the IBSI defines differently or not at all; they
+/// carry no IBSI code. `levels` are the discretised grey levels of the ROI voxels.
+///
+/// | feature | formula |
+/// |---|---|
+/// | Entropy | −Σ p_i log2(p_i + ε), p_i over discretised levels, ε = 2.2·10⁻¹⁶ |
+/// | Uniformity | Σ p_i² |
+/// | TotalEnergy | voxel volume · Σ X² |
+/// | StandardDeviation | √(Σ (X − μ)² / N_v) |
+/// | Kurtosis | m₄ / m₂² (not excess; 0 for a flat region) |
+pub fn pyradiomics_features(xs: &[f64], levels: &[u32], voxel_volume: f64) -> Vec<Feature> {
+    let names = ["Entropy", "Uniformity", "TotalEnergy", "StandardDeviation", "Kurtosis"];
+    if xs.is_empty() {
+        return names.iter().map(|n| feature(&format!("firstorder_{n}"), f64::NAN, "", None)).collect();
+    }
+    let n = xs.len() as f64;
+    let mut counts = std::collections::BTreeMap::new();
+    for l in levels {
+        *counts.entry(*l).or_insert(0.0) += 1.0;
+    }
+    let total: f64 = counts.values().sum();
+    let eps = f64::EPSILON;
+    let entropy = -counts.values().map(|c| c / total).map(|p| p * (p + eps).log2()).sum::<f64>();
+    let uniformity = counts.values().map(|c| (c / total).powi(2)).sum::<f64>();
+    let mean = xs.iter().sum::<f64>() / n;
+    let m2 = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+    let m4 = xs.iter().map(|x| (x - mean).powi(4)).sum::<f64>() / n;
+    let energy: f64 = xs.iter().map(|x| x * x).sum();
+    let values = [entropy, uniformity, energy * voxel_volume, m2.sqrt(), if m2 > 0.0 { m4 / (m2 * m2) } else { 0.0 }];
+    names.iter().zip(values).map(|(nm, v)| feature(&format!("firstorder_{nm}"), v, "", None)).collect()
+}
+
 pub fn features(roi_intensities: &[f64]) -> Vec<Feature> {
     let v = if roi_intensities.is_empty() { vec![f64::NAN; FEATURES.len()] } else { values(roi_intensities) };
     FEATURES.iter().zip(v).map(|((n, c), x)| feature(&format!("firstorder_{n}"), x, c, None)).collect()
