@@ -191,14 +191,7 @@ impl SiteEngine {
         };
         let outcomes = crate::features::extract_cohort(&self.cohort, &settings, &self.config.work_dir, &self.study_dir(study_id), &progress)
             .map_err(|e| Failure::Failed(format!("feature extraction: {e}")))?;
-        let summaries = outcomes
-            .into_iter()
-            .map(|(seq, o)| {
-                let failed = o.failed.into_iter().map(|(r, c)| (r.to_string(), c)).collect();
-                (seq.to_string(), fedrad_shared::algorithms::extraction::SequenceSummary { succeeded: o.succeeded, failed, features: o.features })
-            })
-            .collect();
-        Ok(fedrad_shared::algorithms::extraction::site_extraction_aggregate(n, &summaries, self.config.policy.min_count)?)
+        Ok(fedrad_shared::algorithms::extraction::site_extraction_aggregate(n, &outcomes, self.config.policy.min_count)?)
     }
 
     /// The split is fixed once per study: recorded locally (never sent) so the site can

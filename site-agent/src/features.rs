@@ -11,19 +11,12 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use fedrad_shared::algorithms::extraction::SequenceSummary;
+
 use crate::audit::sha256_hex;
 use crate::manifest::{LoadedCohort, SEQUENCES};
 use crate::radiomics::extract::{ExtractionError, extract_files};
 use crate::radiomics::settings::Settings;
-
-/// What one sequence's extraction gave.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SequenceOutcome {
-    pub succeeded: u64,
-    /// Failures per [`ExtractionError::reason`].
-    pub failed: BTreeMap<&'static str, u64>,
-    pub features: u64,
-}
 
 /// One patient's features for one sequence: column names and values, in a fixed order.
 pub type FeatureRow = (Vec<String>, Vec<f64>);
@@ -67,7 +60,7 @@ pub fn extract_cohort(
     work_dir: &Path,
     study_dir: &Path,
     progress: &(dyn Fn() + Sync),
-) -> std::io::Result<BTreeMap<&'static str, SequenceOutcome>> {
+) -> std::io::Result<BTreeMap<String, SequenceSummary>> {
     let cache = work_dir.join("features").join("cache");
     std::fs::create_dir_all(&cache)?;
     let out_dir = study_dir.join("features");
@@ -92,7 +85,7 @@ pub fn extract_cohort(
                 (id.clone(), r)
             })
             .collect();
-        let mut outcome = SequenceOutcome::default();
+        let mut outcome = SequenceSummary::default();
         let mut header: Option<Vec<String>> = None;
         let mut table = String::new();
         let mut failures = String::from("patient_id,reason,detail\n");
@@ -119,14 +112,14 @@ pub fn extract_cohort(
                 Err(e) => {
                     tracing::warn!(patient = %id, sequence = seq, reason = e.reason(), error = %e, "feature extraction failed");
                     failures.push_str(&format!("{id},{},\"{}\"\n", e.reason(), e.to_string().replace('"', "'")));
-                    *outcome.failed.entry(e.reason()).or_default() += 1;
+                    *outcome.failed.entry(e.reason().to_string()).or_default() += 1;
                 }
             }
         }
         outcome.features = header.map_or(0, |h| h.len() as u64);
         crate::engine::write_atomic(&out_dir.join(format!("{seq}.csv")), table.as_bytes())?;
         crate::engine::write_atomic(&out_dir.join(format!("{seq}.failures.csv")), failures.as_bytes())?;
-        outcomes.insert(seq, outcome);
+        outcomes.insert(seq.to_string(), outcome);
     }
     Ok(outcomes)
 }

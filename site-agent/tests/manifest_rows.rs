@@ -12,6 +12,8 @@ use fedrad_shared::clinical::{ExclusionReason, builtin_schema};
 use fedrad_shared::proto::{self, task, task_reply};
 use site_agent::manifest::{ImageCheck, load};
 
+mod common;
+
 fn rewrite(manifest: &Path, edit: impl Fn(usize, &mut Vec<String>)) -> Vec<Vec<String>> {
     let mut r = csv::Reader::from_path(manifest).unwrap();
     let mut rows = vec![r.headers().unwrap().iter().map(str::to_string).collect::<Vec<_>>()];
@@ -25,12 +27,8 @@ fn rewrite(manifest: &Path, edit: impl Fn(usize, &mut Vec<String>)) -> Vec<Vec<S
 
 #[test]
 fn each_bad_row_is_excluded_with_its_reason_and_the_rest_loads() {
-    let dir = std::env::temp_dir().join(format!("fedrad-manifest-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut spec = fedrad_synth::default_cohort(9, 60);
-    spec.coarsen = 3.0;
-    spec.hospitals.truncate(1);
-    let cohort = fedrad_synth::generate(&spec, &dir, &|| {}).unwrap();
+    let dir = common::fresh_dir("manifest");
+    let cohort = common::one_hospital(&dir, 9, 60);
     let manifest = &cohort.manifests[0].1;
     let images = manifest.parent().unwrap().join("images");
     // Broken files for some rows.
@@ -93,18 +91,7 @@ fn each_bad_row_is_excluded_with_its_reason_and_the_rest_loads() {
     assert_eq!(loaded.records.len(), n_rows - expected.len() - 1);
 
     // The site still works and reports counts per reason (only counts).
-    let cfg = site_agent::config::SiteConfig {
-        site_id: "hospital-a".into(),
-        coordinator: "https://localhost:1".into(),
-        coordinator_name: None,
-        manifest: manifest.clone(),
-        work_dir: dir.join("work"),
-        tls: Some(fedrad_shared::tls::TlsFiles::bundle(&dir)),
-        insecure_plaintext: false,
-        policy: Default::default(),
-        clinical: Default::default(),
-        max_message_bytes: 1 << 20,
-    };
+    let cfg = common::local_config(manifest, &dir);
     let engine = site_agent::engine::SiteEngine::new(cfg, loaded).unwrap();
     let reply = engine.handle(&proto::Task {
         task_id: "summary-1".into(),

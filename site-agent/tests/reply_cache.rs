@@ -4,26 +4,13 @@
 use fedrad_shared::proto::{self, task, task_reply};
 use prost::Message;
 
+mod common;
+
 #[test]
 fn repeated_task_ids_are_answered_from_the_cache_and_reuse_is_refused() {
-    let dir = std::env::temp_dir().join(format!("fedrad-reply-cache-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut spec = fedrad_synth::default_cohort(4, 100);
-    spec.coarsen = 3.0;
-    spec.hospitals.truncate(1);
-    let cohort = fedrad_synth::generate(&spec, &dir.join("cohort"), &|| {}).unwrap();
-    let cfg = site_agent::config::SiteConfig {
-        site_id: "hospital-a".into(),
-        coordinator: "https://localhost:1".into(),
-        coordinator_name: None,
-        manifest: cohort.manifests[0].1.clone(),
-        work_dir: dir.join("work"),
-        tls: Some(fedrad_shared::tls::TlsFiles::bundle(&dir)),
-        insecure_plaintext: false,
-        policy: Default::default(),
-        clinical: Default::default(),
-        max_message_bytes: 1 << 20,
-    };
+    let dir = common::fresh_dir("reply-cache");
+    let cohort = common::one_hospital(&dir.join("cohort"), 4, 100);
+    let cfg = common::local_config(&cohort.manifests[0].1, &dir);
     let engine = site_agent::load_engine(cfg).unwrap();
     let positives = engine.cohort.records.iter().filter(|r| r.outcome).count() as u64;
     let negatives = engine.cohort.records.len() as u64 - positives;

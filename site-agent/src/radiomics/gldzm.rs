@@ -51,7 +51,7 @@ pub const FEATURES: [(&str, &str); 16] = [
 
 /// City-block distance of every ROI voxel to the ROI edge (0 outside).
 pub fn edge_distance(g: &GreyLevels, planar: bool) -> Vec<u32> {
-    let [nx, ny, nz] = g.dims;
+    let [nx, ny, _] = g.dims;
     let faces: &[[isize; 3]] = if planar {
         &[[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0]]
     } else {
@@ -84,7 +84,6 @@ pub fn edge_distance(g: &GreyLevels, planar: bool) -> Vec<u32> {
             }
         }
     }
-    let _ = nz;
     dist
 }
 
