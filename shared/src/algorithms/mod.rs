@@ -9,6 +9,8 @@
 
 pub mod cohort_summary;
 pub mod extraction;
+pub mod glm;
+pub mod lasso;
 pub mod split;
 pub mod standardise;
 pub mod table1;

@@ -1,0 +1,177 @@
+//! Pieces every generalised-linear federated algorithm shares: the two loss families, the
+//! standardiser sites apply to their features, the site's view of its training matrix, and
+//! the "point" at which a site evaluates a linear predictor (with its wire form).
+
+use super::SiteRefusal;
+use crate::proto;
+
+/// The loss a linear model minimises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GlmFamily {
+    /// ½ (y − η)² on the 0/1 outcome: scikit-learn's `Lasso`/`ElasticNet` objective.
+    Gaussian,
+    /// −[y η − log(1 + e^η)]: logistic regression, glmnet's `family = "binomial"`.
+    Binomial,
+}
+
+impl GlmFamily {
+    /// Loss, mean μ and working weight w (the second derivative of the loss) at η.
+    #[inline]
+    pub fn evaluate(self, eta: f64, y: f64) -> (f64, f64, f64) {
+        match self {
+            GlmFamily::Gaussian => {
+                let r = y - eta;
+                (0.5 * r * r, eta, 1.0)
+            }
+            GlmFamily::Binomial => {
+                let mu = sigmoid(eta);
+                (softplus(eta) - y * eta, mu, mu * (1.0 - mu))
+            }
+        }
+    }
+
+    pub fn to_proto(self) -> proto::GlmFamily {
+        match self {
+            GlmFamily::Gaussian => proto::GlmFamily::Gaussian,
+            GlmFamily::Binomial => proto::GlmFamily::Binomial,
+        }
+    }
+
+    pub fn from_proto(v: i32) -> Result<Self, SiteRefusal> {
+        match proto::GlmFamily::try_from(v) {
+            Ok(proto::GlmFamily::Gaussian) => Ok(GlmFamily::Gaussian),
+            Ok(proto::GlmFamily::Binomial) => Ok(GlmFamily::Binomial),
+            _ => Err(SiteRefusal::InvalidParameters(format!("unknown model family {v}"))),
+        }
+    }
+}
+
+/// 1 / (1 + e^−η), without overflow for large |η|.
+#[inline]
+pub fn sigmoid(eta: f64) -> f64 {
+    if eta >= 0.0 {
+        1.0 / (1.0 + (-eta).exp())
+    } else {
+        let e = eta.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// log(1 + e^η), without overflow.
+#[inline]
+pub fn softplus(eta: f64) -> f64 {
+    eta.max(0.0) + (-eta.abs()).exp().ln_1p()
+}
+
+/// Centre and scale of each feature a task is about (global training mean and population SD).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Standardiser {
+    pub center: Vec<f64>,
+    pub scale: Vec<f64>,
+}
+
+impl Standardiser {
+    pub fn to_proto(&self) -> proto::Standardiser {
+        proto::Standardiser { center: self.center.clone(), scale: self.scale.clone() }
+    }
+
+    pub fn from_proto(s: Option<&proto::Standardiser>, n_features: usize) -> Result<Self, SiteRefusal> {
+        let s = s.ok_or_else(|| SiteRefusal::InvalidParameters("the task has no standardiser".into()))?;
+        if s.center.len() != n_features || s.scale.len() != n_features {
+            return Err(SiteRefusal::InvalidParameters(format!(
+                "standardiser has {}/{} values for {n_features} features",
+                s.center.len(),
+                s.scale.len()
+            )));
+        }
+        if s.center.iter().any(|v| !v.is_finite()) || s.scale.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+            return Err(SiteRefusal::InvalidParameters("standardiser values must be finite with positive scales".into()));
+        }
+        Ok(Standardiser { center: s.center.clone(), scale: s.scale.clone() })
+    }
+
+    /// Standardised copy of the rows. Fails on a non-finite value (such features are dropped
+    /// by the standardisation step, so one here means the table changed).
+    pub fn apply(&self, rows: &[Vec<f64>]) -> Result<Vec<Vec<f64>>, SiteRefusal> {
+        rows.iter()
+            .map(|r| {
+                r.iter()
+                    .zip(self.center.iter().zip(&self.scale))
+                    .map(|(x, (c, s))| {
+                        let z = (x - c) / s;
+                        if z.is_finite() { Ok(z) } else { Err(SiteRefusal::Precondition("a selected feature has a non-finite value".into())) }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// The site's training patients for one task: raw feature rows (the task's columns), the 0/1
+/// outcome and each patient's cross-validation fold (1..=K; 0 if folds are not assigned).
+#[derive(Debug, Clone, Copy)]
+pub struct TrainingView<'a> {
+    pub x: &'a [Vec<f64>],
+    pub y: &'a [f64],
+    pub fold: &'a [u32],
+}
+
+/// A linear predictor to evaluate on one population: fold 0 = all training patients, fold
+/// k > 0 = those outside fold k. Coefficients are on the standardised scale.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GlmPoint {
+    pub fold: u32,
+    pub intercept: f64,
+    /// (column position, coefficient), ascending, non-zero.
+    pub beta: Vec<(usize, f64)>,
+    /// Columns whose Hessian block (with the intercept) the site returns, ascending.
+    pub hessian: Vec<usize>,
+}
+
+impl GlmPoint {
+    pub fn to_proto(&self) -> proto::GlmPoint {
+        proto::GlmPoint {
+            fold: self.fold,
+            intercept: self.intercept,
+            nonzero: self.beta.iter().map(|b| b.0 as u32).collect(),
+            coefficients: self.beta.iter().map(|b| b.1).collect(),
+            hessian: self.hessian.iter().map(|&j| j as u32).collect(),
+        }
+    }
+
+    pub fn from_proto(p: &proto::GlmPoint, n_features: usize, max_fold: u32) -> Result<Self, SiteRefusal> {
+        let bad = |what: &str| SiteRefusal::InvalidParameters(format!("model point: {what}"));
+        if p.nonzero.len() != p.coefficients.len() {
+            return Err(bad("positions and coefficients differ in length"));
+        }
+        if p.fold > max_fold {
+            return Err(bad(&format!("fold {} does not exist (the study has {max_fold})", p.fold)));
+        }
+        if !p.intercept.is_finite() || p.coefficients.iter().any(|c| !c.is_finite()) {
+            return Err(bad("non-finite coefficient"));
+        }
+        let ascending = |v: &[u32]| v.windows(2).all(|w| w[0] < w[1]) && v.last().is_none_or(|&j| (j as usize) < n_features);
+        if !ascending(&p.nonzero) || !ascending(&p.hessian) {
+            return Err(bad("positions must be ascending and within the task's columns"));
+        }
+        Ok(GlmPoint {
+            fold: p.fold,
+            intercept: p.intercept,
+            beta: p.nonzero.iter().map(|&j| j as usize).zip(p.coefficients.iter().copied()).collect(),
+            hessian: p.hessian.iter().map(|&j| j as usize).collect(),
+        })
+    }
+
+    /// η for one standardised row.
+    #[inline]
+    pub fn eta(&self, z: &[f64]) -> f64 {
+        self.intercept + self.beta.iter().map(|&(j, b)| b * z[j]).sum::<f64>()
+    }
+}
+
+/// Whether patient `i` with fold `fold_i` belongs to the population of a point at `fold`.
+#[inline]
+pub fn in_population(point_fold: u32, patient_fold: u32) -> bool {
+    point_fold == 0 || patient_fold != point_fold
+}

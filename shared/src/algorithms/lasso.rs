@@ -1,0 +1,983 @@
+//! LASSO and elastic net with a λ path and K-fold cross-validation, from site aggregates.
+//!
+//! Objective, on features standardised with the global training mean and SD (population SD,
+//! as glmnet), intercept unpenalised:
+//!
+//! * binomial: F(b₀, β) = (1/N) Σᵢ [log(1 + e^ηᵢ) − yᵢ ηᵢ] + λ [α ‖β‖₁ + (1 − α)/2 ‖β‖²₂]
+//!   (glmnet's `family = "binomial"`; scikit-learn's `LogisticRegression(penalty="l1")` with
+//!   C = 1 / (N λ));
+//! * gaussian: F(b₀, β) = (1/2N) Σᵢ (yᵢ − ηᵢ)² + λ [α ‖β‖₁ + (1 − α)/2 ‖β‖²₂]
+//!   (scikit-learn's `Lasso(alpha = λ)` / `ElasticNet(alpha = λ, l1_ratio = α)`).
+//!
+//! **Method: proximal Newton with strong rules (glmnet's outer loop, federated).** Each round
+//! the coordinator sends, for every fit still running, its current point (intercept and the
+//! non-zero coefficients) and a set of columns; every site returns over its patients the summed
+//! loss, the full summed gradient (p + 1 numbers) and the Hessian block of the intercept and
+//! those columns only. The coordinator then
+//! 1. backtracks (halves the step) if the objective rose;
+//! 2. solves the penalised quadratic model on the column set by coordinate descent;
+//! 3. checks the KKT conditions of every column outside the set with the full gradient, and
+//!    adds the violators to the set;
+//! 4. declares the λ converged when the step is below the tolerance and nothing violates, and
+//!    moves to the next λ at once with the same answer (warm start, sequential strong rule
+//!    |gⱼ| ≥ α(2λₗ₊₁ − λₗ) to choose the next column set).
+//! No p × p matrix crosses the wire: only gradients and the Hessian of the columns that can be
+//! active. The gaussian model is quadratic, so it needs about one round per λ; the binomial
+//! one two to four.
+//!
+//! **Cross-validation**: the K fold fits (each on the training patients outside one fold) run
+//! in the same rounds as the full fit, so all folds share each round trip. λ values are the
+//! full fit's (λ_max from its gradient at β = 0, then `path_length` values down to
+//! `lambda_min_ratio`·λ_max on a log scale), as in `cv.glmnet`. At the end one round scores each
+//! training patient with the path of its own fold's fit and returns, per λ, the sum and sum of
+//! squares of those held-out losses over the site's training patients: the CV mean is their
+//! mean (×2 for the binomial deviance) and its standard error is `cv.glmnet(grouped = FALSE)`'s,
+//! sd/√(N − 1), so no aggregate is ever taken over one fold at one site alone. λ_min minimises
+//! the CV mean; λ_1se is the largest λ within one standard error of it.
+//!
+//! Every quantity the coordinator uses is a sum over patients, so the result depends only on
+//! the pooled data, not on how patients are spread over sites (tests below: 1, 4 and 7 sites
+//! agree to 1e-9, and an independent row-wise solver — glmnet's IRLS + coordinate descent with
+//! residual updates — agrees with them).
+
+use super::glm::{GlmFamily, GlmPoint, Standardiser, TrainingView, in_population};
+use super::{CombineError, SiteRefusal, require_min_count};
+use crate::aggregate::{AggregateBuilder, SiteAggregate};
+use crate::proto::Aggregate;
+
+/// The settings of one LASSO run (validated by [`LassoSettings::validate`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LassoSettings {
+    pub family: GlmFamily,
+    /// Elastic-net mixing α: 1 = LASSO, 0 < α < 1 = elastic net.
+    pub mixing: f64,
+    pub path_length: usize,
+    pub lambda_min_ratio: f64,
+    pub folds: u32,
+    /// Convergence: the largest coefficient change of a Newton step.
+    pub tolerance: f64,
+    /// Rounds spent on one λ before moving on (reported as not converged).
+    pub max_rounds_per_lambda: u32,
+}
+
+impl Default for LassoSettings {
+    fn default() -> Self {
+        LassoSettings {
+            family: GlmFamily::Binomial,
+            mixing: 1.0,
+            path_length: 100,
+            lambda_min_ratio: 0.01,
+            folds: 10,
+            tolerance: 1e-10,
+            max_rounds_per_lambda: 50,
+        }
+    }
+}
+
+impl LassoSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.mixing > 0.0 && self.mixing <= 1.0) {
+            return Err(format!("mixing = {}: must be in (0, 1] (1 = LASSO)", self.mixing));
+        }
+        if !(2..=1000).contains(&self.path_length) {
+            return Err(format!("path_length = {}: must be 2..=1000", self.path_length));
+        }
+        if !(self.lambda_min_ratio > 0.0 && self.lambda_min_ratio < 1.0) {
+            return Err(format!("lambda_min_ratio = {}: must be in (0, 1)", self.lambda_min_ratio));
+        }
+        if !(2..=50).contains(&self.folds) {
+            return Err(format!("folds = {}: must be 2..=50", self.folds));
+        }
+        if !(self.tolerance > 0.0 && self.tolerance < 1e-3) {
+            return Err(format!("tolerance = {}: must be in (0, 1e-3)", self.tolerance));
+        }
+        if self.max_rounds_per_lambda == 0 {
+            return Err("max_rounds_per_lambda must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+fn penalty(beta: &[f64], lambda: f64, alpha: f64) -> f64 {
+    lambda * beta.iter().map(|b| alpha * b.abs() + 0.5 * (1.0 - alpha) * b * b).sum::<f64>()
+}
+
+// ---- site half ---------------------------------------------------------------------------
+
+/// One round: for each point, over its population, n, Σ loss, Σ gradient (intercept first,
+/// then every column) and the Hessian block of the intercept and the point's `hessian`
+/// columns. Refuses when a population, or the fold it leaves out, is below `min_count`.
+pub fn site_round(
+    data: TrainingView,
+    standardiser: &Standardiser,
+    family: GlmFamily,
+    points: &[GlmPoint],
+    min_count: u64,
+) -> Result<Aggregate, SiteRefusal> {
+    let z = standardiser.apply(data.x)?;
+    let p = standardiser.center.len();
+    let n_all = data.y.len() as u64;
+    require_min_count("the training cohort", n_all, min_count)?;
+    let mut n_out = Vec::with_capacity(points.len());
+    let mut loss_out = Vec::with_capacity(points.len());
+    let mut grad_out = Vec::with_capacity(points.len() * (p + 1));
+    let mut builder_hessians = Vec::with_capacity(points.len());
+    for (k, point) in points.iter().enumerate() {
+        if point.fold > 0 {
+            let held_out = data.fold.iter().filter(|&&f| f == point.fold).count() as u64;
+            require_min_count(&format!("fold {}", point.fold), held_out, min_count)?;
+        }
+        let mut n = 0u64;
+        let mut loss = 0.0;
+        let mut grad = vec![0.0; p + 1];
+        let h = point.hessian.len() + 1;
+        let mut hess = vec![0.0; h * h];
+        let mut zh = vec![0.0; h];
+        for (i, zi) in z.iter().enumerate() {
+            if !in_population(point.fold, data.fold[i]) {
+                continue;
+            }
+            n += 1;
+            let (l, mu, w) = family.evaluate(point.eta(zi), data.y[i]);
+            loss += l;
+            let r = mu - data.y[i];
+            grad[0] += r;
+            for j in 0..p {
+                grad[j + 1] += r * zi[j];
+            }
+            zh[0] = 1.0;
+            for (a, &j) in point.hessian.iter().enumerate() {
+                zh[a + 1] = zi[j];
+            }
+            for a in 0..h {
+                let wa = w * zh[a];
+                for b in a..h {
+                    hess[a * h + b] += wa * zh[b];
+                }
+            }
+        }
+        for a in 0..h {
+            for b in 0..a {
+                hess[a * h + b] = hess[b * h + a];
+            }
+        }
+        require_min_count(&format!("the population of model point {k}"), n, min_count)?;
+        n_out.push(n as f64);
+        loss_out.push(loss);
+        grad_out.extend(grad);
+        builder_hessians.push((h, hess));
+    }
+    let mut b = AggregateBuilder::new(n_all)
+        .vector("n", n_out)
+        .vector("loss", loss_out)
+        .matrix("gradient", points.len(), p + 1, grad_out);
+    for (k, (h, hess)) in builder_hessians.into_iter().enumerate() {
+        b = b.matrix(format!("hessian.{k}"), h, h, hess);
+    }
+    Ok(b.build())
+}
+
+/// Cross-validation losses: `points[(k − 1)·L + l]` is fold k's fit at λₗ. Each training
+/// patient is scored by its own fold's fits; per λ the sum and the sum of squares of the
+/// held-out losses come back, over all the site's training patients at once.
+pub fn site_cv_loss(
+    data: TrainingView,
+    standardiser: &Standardiser,
+    family: GlmFamily,
+    path_length: usize,
+    points: &[GlmPoint],
+    min_count: u64,
+) -> Result<Aggregate, SiteRefusal> {
+    let z = standardiser.apply(data.x)?;
+    require_min_count("the training cohort", data.y.len() as u64, min_count)?;
+    if path_length == 0 || points.len() % path_length != 0 {
+        return Err(SiteRefusal::InvalidParameters("points are not folds × path length".into()));
+    }
+    let folds = (points.len() / path_length) as u32;
+    for (k, chunk) in points.chunks(path_length).enumerate() {
+        if chunk.iter().any(|p| p.fold != k as u32 + 1) {
+            return Err(SiteRefusal::InvalidParameters("points must be grouped by fold 1..=K in order".into()));
+        }
+        let held_out = data.fold.iter().filter(|&&f| f == k as u32 + 1).count() as u64;
+        require_min_count(&format!("fold {}", k + 1), held_out, min_count)?;
+    }
+    let mut sum = vec![0.0; path_length];
+    let mut sq = vec![0.0; path_length];
+    for (i, zi) in z.iter().enumerate() {
+        let f = data.fold[i];
+        if f == 0 || f > folds {
+            return Err(SiteRefusal::Precondition("a training patient has no fold".into()));
+        }
+        let fits = &points[(f as usize - 1) * path_length..f as usize * path_length];
+        for (l, point) in fits.iter().enumerate() {
+            let (loss, _, _) = family.evaluate(point.eta(zi), data.y[i]);
+            sum[l] += loss;
+            sq[l] += loss * loss;
+        }
+    }
+    Ok(AggregateBuilder::new(data.y.len() as u64).vector("cv_loss_sum", sum).vector("cv_loss_sq", sq).build())
+}
+
+// ---- coordinator half: combining one round -----------------------------------------------
+
+/// One point's totals over all sites.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointTotals {
+    pub n: f64,
+    pub loss: f64,
+    pub gradient: Vec<f64>,
+    /// Row-major, (1 + |hessian columns|)².
+    pub hessian: Vec<f64>,
+}
+
+/// Sums the sites' answers to one round, in the (site-sorted) order given.
+pub fn combine_round(answers: &[SiteAggregate], points: &[GlmPoint], p: usize) -> Result<Vec<PointTotals>, CombineError> {
+    if answers.is_empty() {
+        return Err(CombineError::NoSites);
+    }
+    let mut totals: Vec<PointTotals> = points
+        .iter()
+        .map(|pt| {
+            let h = pt.hessian.len() + 1;
+            PointTotals { n: 0.0, loss: 0.0, gradient: vec![0.0; p + 1], hessian: vec![0.0; h * h] }
+        })
+        .collect();
+    for a in answers {
+        let n = a.counts("n", points.len())?;
+        let loss = a.vector("loss", points.len())?;
+        let grad = a.vector("gradient", points.len() * (p + 1))?;
+        for (k, t) in totals.iter_mut().enumerate() {
+            t.n += n[k] as f64;
+            t.loss += loss[k];
+            for (g, v) in t.gradient.iter_mut().zip(&grad[k * (p + 1)..(k + 1) * (p + 1)]) {
+                *g += v;
+            }
+            let h = a.vector(&format!("hessian.{k}"), t.hessian.len())?;
+            for (x, v) in t.hessian.iter_mut().zip(h) {
+                *x += v;
+            }
+        }
+    }
+    Ok(totals)
+}
+
+/// Totals of the CV round: (Σ loss, Σ loss², N) per λ.
+pub fn combine_cv(answers: &[SiteAggregate], path_length: usize) -> Result<(Vec<f64>, Vec<f64>, f64), CombineError> {
+    if answers.is_empty() {
+        return Err(CombineError::NoSites);
+    }
+    let (mut s, mut q, mut n) = (vec![0.0; path_length], vec![0.0; path_length], 0.0);
+    for a in answers {
+        for (x, v) in s.iter_mut().zip(a.vector("cv_loss_sum", path_length)?) {
+            *x += v;
+        }
+        for (x, v) in q.iter_mut().zip(a.vector("cv_loss_sq", path_length)?) {
+            *x += v;
+        }
+        n += a.patient_count() as f64;
+    }
+    Ok((s, q, n))
+}
+
+// ---- coordinator half: the path solver ---------------------------------------------------
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum LassoError {
+    #[error("the outcome has a single class in the {0}: a model cannot be fitted")]
+    SingleClass(String),
+    #[error("no feature varies with the outcome (λ_max = 0)")]
+    NothingToSelect,
+    #[error("the answers do not match the request ({0})")]
+    Mismatch(String),
+}
+
+/// What the solver needs next from the sites.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LassoRequest {
+    /// A [`site_round`] at these points.
+    Round(Vec<GlmPoint>),
+    /// A [`site_cv_loss`] with these points (folds × path).
+    CvLoss(Vec<GlmPoint>),
+}
+
+#[derive(Debug, Clone)]
+struct Fit {
+    fold: u32,
+    intercept: f64,
+    beta: Vec<f64>,
+    /// Columns whose Hessian the next answer carries (sorted).
+    set: Vec<usize>,
+    /// The last evaluated point with its objective, for backtracking.
+    previous: Option<(f64, Vec<f64>, f64)>,
+    halvings: u32,
+    lambda_index: usize,
+    rounds_at_lambda: u32,
+    path: Vec<(f64, Vec<f64>, bool)>,
+}
+
+impl Fit {
+    fn point(&self) -> GlmPoint {
+        GlmPoint {
+            fold: self.fold,
+            intercept: self.intercept,
+            beta: self.beta.iter().enumerate().filter(|(_, b)| **b != 0.0).map(|(j, b)| (j, *b)).collect(),
+            hessian: self.set.clone(),
+        }
+    }
+    fn done(&self, path_length: usize) -> bool {
+        self.lambda_index >= path_length
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stage {
+    /// Every fit at b₀ = 0, β = 0: gives each population's outcome mean.
+    NullMean,
+    /// Every fit at its null intercept: gives λ_max.
+    NullGradient,
+    Path,
+    CrossValidation,
+    Done,
+}
+
+/// The LASSO path with cross-validation as a sequence of requests (Flower's strategy idea:
+/// what to ask next, how to use the answers; transport lives elsewhere).
+#[derive(Debug, Clone)]
+pub struct LassoPathSolver {
+    settings: LassoSettings,
+    p: usize,
+    stage: Stage,
+    lambdas: Vec<f64>,
+    fits: Vec<Fit>,
+    rounds: u64,
+    cv: Option<(Vec<f64>, Vec<f64>, f64)>,
+    n_full: f64,
+}
+
+/// The outcome of a finished run, on the standardised scale.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LassoPath {
+    pub family: GlmFamily,
+    pub mixing: f64,
+    /// Training patients in the full fit.
+    pub n: f64,
+    pub lambdas: Vec<f64>,
+    pub intercepts: Vec<f64>,
+    /// One row per λ, one value per column.
+    pub coefficients: Vec<Vec<f64>>,
+    /// Whether the full fit reached the tolerance at each λ.
+    pub converged: Vec<bool>,
+    /// CV mean per λ: binomial deviance (2 × mean held-out log-loss) or mean squared error.
+    pub cv_mean: Vec<f64>,
+    pub cv_se: Vec<f64>,
+    pub lambda_min_index: usize,
+    pub lambda_1se_index: usize,
+    /// Fold fits that did not converge at some λ (count of (fold, λ) pairs).
+    pub fold_fits_not_converged: usize,
+    pub rounds: u64,
+}
+
+impl LassoPathSolver {
+    pub fn new(settings: LassoSettings, n_features: usize) -> Self {
+        let fits = (0..=settings.folds)
+            .map(|fold| Fit {
+                fold,
+                intercept: 0.0,
+                beta: vec![0.0; n_features],
+                set: Vec::new(),
+                previous: None,
+                halvings: 0,
+                lambda_index: 0,
+                rounds_at_lambda: 0,
+                path: Vec::new(),
+            })
+            .collect();
+        LassoPathSolver { settings, p: n_features, stage: Stage::NullMean, lambdas: Vec::new(), fits, rounds: 0, cv: None, n_full: 0.0 }
+    }
+
+    pub fn settings(&self) -> &LassoSettings {
+        &self.settings
+    }
+
+    /// The next request, or `None` when the run is finished.
+    pub fn request(&self) -> Option<LassoRequest> {
+        match self.stage {
+            Stage::NullMean | Stage::NullGradient => Some(LassoRequest::Round(self.fits.iter().map(Fit::point).collect())),
+            Stage::Path => Some(LassoRequest::Round(self.running().map(|k| self.fits[k].point()).collect())),
+            Stage::CrossValidation => {
+                let mut points = Vec::new();
+                for fit in &self.fits[1..] {
+                    for (b0, beta, _) in &fit.path {
+                        points.push(GlmPoint {
+                            fold: fit.fold,
+                            intercept: *b0,
+                            beta: beta.iter().enumerate().filter(|(_, b)| **b != 0.0).map(|(j, b)| (j, *b)).collect(),
+                            hessian: Vec::new(),
+                        });
+                    }
+                }
+                Some(LassoRequest::CvLoss(points))
+            }
+            Stage::Done => None,
+        }
+    }
+
+    fn running(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.fits.len()).filter(|&k| !self.fits[k].done(self.settings.path_length))
+    }
+
+    /// Uses the totals of a [`LassoRequest::Round`] (one per point, in request order).
+    pub fn absorb_round(&mut self, totals: &[PointTotals]) -> Result<(), LassoError> {
+        self.rounds += 1;
+        let order: Vec<usize> = match self.stage {
+            Stage::NullMean | Stage::NullGradient => (0..self.fits.len()).collect(),
+            Stage::Path => self.running().collect(),
+            _ => return Err(LassoError::Mismatch("no round was requested".into())),
+        };
+        if order.len() != totals.len() || totals.iter().any(|t| t.gradient.len() != self.p + 1) {
+            return Err(LassoError::Mismatch(format!("{} answers for {} points", totals.len(), order.len())));
+        }
+        for (&k, t) in order.iter().zip(totals) {
+            if t.hessian.len() != (self.fits[k].set.len() + 1).pow(2) || t.n < 1.0 {
+                return Err(LassoError::Mismatch("Hessian block size or empty population".into()));
+            }
+        }
+        match self.stage {
+            Stage::NullMean => {
+                self.n_full = totals[0].n;
+                for (fit, t) in self.fits.iter_mut().zip(totals) {
+                    // At b₀ = 0: Σ(μ − y) = N μ₀ − Σy.
+                    let mu0 = match self.settings.family {
+                        GlmFamily::Binomial => 0.5,
+                        GlmFamily::Gaussian => 0.0,
+                    };
+                    let ybar = (t.n * mu0 - t.gradient[0]) / t.n;
+                    fit.intercept = match self.settings.family {
+                        GlmFamily::Gaussian => ybar,
+                        GlmFamily::Binomial => {
+                            if ybar <= 0.0 || ybar >= 1.0 {
+                                let what = if fit.fold == 0 { "training cohort".to_string() } else { format!("training patients outside fold {}", fit.fold) };
+                                return Err(LassoError::SingleClass(what));
+                            }
+                            (ybar / (1.0 - ybar)).ln()
+                        }
+                    };
+                }
+                self.stage = Stage::NullGradient;
+            }
+            Stage::NullGradient => {
+                let alpha = self.settings.mixing;
+                let n0 = totals[0].n;
+                let lambda_max = totals[0].gradient[1..].iter().map(|g| (g / n0).abs()).fold(0.0, f64::max) / alpha.max(1e-3);
+                if !(lambda_max > 0.0) {
+                    return Err(LassoError::NothingToSelect);
+                }
+                let l = self.settings.path_length;
+                self.lambdas =
+                    (0..l).map(|i| lambda_max * self.settings.lambda_min_ratio.powf(i as f64 / (l - 1) as f64)).collect();
+                self.stage = Stage::Path;
+                for (k, t) in totals.iter().enumerate() {
+                    self.step(k, t);
+                }
+            }
+            Stage::Path => {
+                for (&k, t) in order.iter().zip(totals) {
+                    self.step(k, t);
+                }
+            }
+            _ => unreachable!(),
+        }
+        if self.stage == Stage::Path && self.running().next().is_none() {
+            self.stage = Stage::CrossValidation;
+        }
+        Ok(())
+    }
+
+    /// Uses the totals of a [`LassoRequest::CvLoss`].
+    pub fn absorb_cv(&mut self, sum: Vec<f64>, sum_sq: Vec<f64>, n: f64) -> Result<(), LassoError> {
+        if self.stage != Stage::CrossValidation || sum.len() != self.lambdas.len() || sum_sq.len() != self.lambdas.len() {
+            return Err(LassoError::Mismatch("unexpected cross-validation answer".into()));
+        }
+        self.rounds += 1;
+        self.cv = Some((sum, sum_sq, n));
+        self.stage = Stage::Done;
+        Ok(())
+    }
+
+    /// One fit's answer at its current point.
+    fn step(&mut self, k: usize, t: &PointTotals) {
+        let alpha = self.settings.mixing;
+        let tol = self.settings.tolerance;
+        let lambdas = self.lambdas.clone();
+        let fit = &mut self.fits[k];
+        let lambda = lambdas[fit.lambda_index];
+        let g: Vec<f64> = t.gradient.iter().map(|v| v / t.n).collect();
+        let h: Vec<f64> = t.hessian.iter().map(|v| v / t.n).collect();
+        let objective = t.loss / t.n + penalty(&fit.beta, lambda, alpha);
+
+        // 1. Backtracking: the Newton step raised the objective; halve it and ask again.
+        if let Some((b0, beta, obj)) = &fit.previous {
+            if objective > obj + 1e-13 * obj.abs().max(1.0) && fit.halvings < 40 {
+                fit.halvings += 1;
+                fit.intercept = 0.5 * (fit.intercept + b0);
+                for (x, p) in fit.beta.iter_mut().zip(beta) {
+                    *x = 0.5 * (*x + p);
+                }
+                return;
+            }
+        }
+        fit.halvings = 0;
+        fit.rounds_at_lambda += 1;
+
+        let mut lambda = lambda;
+        loop {
+            // 2./3. Newton step on the column set; KKT check outside it.
+            let violators = kkt_violators(&g, &fit.set, lambda, alpha);
+            let (u0, u) = solve_quadratic(&g, &h, &fit.set, fit.intercept, &fit.beta, lambda, alpha, 1e-3 * tol);
+            let step = fit.set.iter().map(|&j| (u[j] - fit.beta[j]).abs()).fold((u0 - fit.intercept).abs(), f64::max);
+            let converged = violators.is_empty() && step <= tol;
+            if !converged && fit.rounds_at_lambda < self.settings.max_rounds_per_lambda {
+                fit.previous = Some((fit.intercept, fit.beta.clone(), objective_at(t, &fit.beta, lambda, alpha)));
+                fit.intercept = u0;
+                fit.beta = u;
+                let strong_next = lambdas.get(fit.lambda_index + 1).map(|&next| (next, lambda));
+                fit.set = next_set(&fit.set, &fit.beta, &g, &violators, strong_next, alpha);
+                return;
+            }
+            // 4. This λ is done (at the evaluated point); move on with the same answer.
+            fit.path.push((fit.intercept, fit.beta.clone(), converged));
+            fit.lambda_index += 1;
+            fit.rounds_at_lambda = 1;
+            fit.previous = None;
+            let Some(&next) = lambdas.get(fit.lambda_index) else { return };
+            let strong: Vec<usize> = (0..g.len() - 1).filter(|&j| g[j + 1].abs() >= alpha * (2.0 * next - lambda)).collect();
+            if strong.iter().any(|j| fit.set.binary_search(j).is_err()) {
+                // New candidates need their Hessian: ask again at the same point.
+                fit.set = union(&fit.set, &strong);
+                return;
+            }
+            lambda = next;
+        }
+    }
+
+    /// Rounds used so far.
+    pub fn rounds(&self) -> u64 {
+        self.rounds
+    }
+
+    /// The path with its cross-validation, once [`request`](Self::request) returns `None`.
+    pub fn finish(&self) -> Option<LassoPath> {
+        let (sum, sq, n) = self.cv.as_ref()?;
+        let n = *n;
+        let scale = match self.settings.family {
+            GlmFamily::Binomial => 2.0,
+            GlmFamily::Gaussian => 2.0, // mean squared error = 2 × mean of ½ r²
+        };
+        let cv_mean: Vec<f64> = sum.iter().map(|s| scale * s / n).collect();
+        let cv_se: Vec<f64> = sum
+            .iter()
+            .zip(sq)
+            .map(|(s, q)| {
+                let m = s / n;
+                let var = ((q / n) - m * m).max(0.0);
+                scale * (var / (n - 1.0)).sqrt()
+            })
+            .collect();
+        let lambda_min_index = (0..cv_mean.len()).fold(0, |best, l| if cv_mean[l] < cv_mean[best] { l } else { best });
+        let bound = cv_mean[lambda_min_index] + cv_se[lambda_min_index];
+        let lambda_1se_index = (0..=lambda_min_index).find(|&l| cv_mean[l] <= bound).unwrap_or(lambda_min_index);
+        let full = &self.fits[0];
+        Some(LassoPath {
+            family: self.settings.family,
+            mixing: self.settings.mixing,
+            n: self.n_full,
+            lambdas: self.lambdas.clone(),
+            intercepts: full.path.iter().map(|p| p.0).collect(),
+            coefficients: full.path.iter().map(|p| p.1.clone()).collect(),
+            converged: full.path.iter().map(|p| p.2).collect(),
+            cv_mean,
+            cv_se,
+            lambda_min_index,
+            lambda_1se_index,
+            fold_fits_not_converged: self.fits[1..].iter().map(|f| f.path.iter().filter(|p| !p.2).count()).sum(),
+            rounds: self.rounds,
+        })
+    }
+
+}
+
+fn objective_at(t: &PointTotals, beta: &[f64], lambda: f64, alpha: f64) -> f64 {
+    t.loss / t.n + penalty(beta, lambda, alpha)
+}
+
+fn kkt_violators(g: &[f64], set: &[usize], lambda: f64, alpha: f64) -> Vec<usize> {
+    let bound = lambda * alpha * (1.0 + 1e-9) + 1e-15;
+    (0..g.len() - 1).filter(|&j| set.binary_search(&j).is_err() && g[j + 1].abs() > bound).collect()
+}
+
+fn union(a: &[usize], b: &[usize]) -> Vec<usize> {
+    let mut v: Vec<usize> = a.iter().chain(b).copied().collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// The columns the next round returns the Hessian of: the current set, the non-zero
+/// coefficients, the KKT violators and the strong-rule candidates for the next λ.
+fn next_set(set: &[usize], beta: &[f64], g: &[f64], violators: &[usize], strong: Option<(f64, f64)>, alpha: f64) -> Vec<usize> {
+    let mut extra: Vec<usize> = violators.to_vec();
+    extra.extend(beta.iter().enumerate().filter(|(_, b)| **b != 0.0).map(|(j, _)| j));
+    if let Some((next, current)) = strong {
+        extra.extend((0..g.len() - 1).filter(|&j| g[j + 1].abs() >= alpha * (2.0 * next - current)));
+    }
+    union(set, &extra)
+}
+
+/// Minimises gᵀd + ½ dᵀHd + λ[α‖β + d‖₁ + (1 − α)/2 ‖β + d‖²] over the intercept and the
+/// columns in `set` (H is the block of the intercept and `set`) by cyclic coordinate descent.
+/// Returns the new intercept and coefficients (zero outside the set).
+fn solve_quadratic(g: &[f64], h: &[f64], set: &[usize], b0: f64, beta: &[f64], lambda: f64, alpha: f64, tol: f64) -> (f64, Vec<f64>) {
+    let m = set.len() + 1;
+    // Coordinates: 0 = intercept, a = set[a - 1].
+    let start: Vec<f64> = std::iter::once(b0).chain(set.iter().map(|&j| beta[j])).collect();
+    let grad: Vec<f64> = std::iter::once(g[0]).chain(set.iter().map(|&j| g[j + 1])).collect();
+    let mut u = start.clone();
+    let mut hd = vec![0.0; m]; // H (u − start)
+    for _sweep in 0..100_000 {
+        let mut max_change: f64 = 0.0;
+        for a in 0..m {
+            let haa = h[a * m + a];
+            let b = grad[a] + hd[a];
+            let new = if a == 0 {
+                if haa > 0.0 { u[0] - b / haa } else { u[0] }
+            } else {
+                let denom = haa + lambda * (1.0 - alpha);
+                if denom > 0.0 { soft_threshold(haa * u[a] - b, lambda * alpha) / denom } else { 0.0 }
+            };
+            let delta = new - u[a];
+            if delta != 0.0 {
+                u[a] = new;
+                for c in 0..m {
+                    hd[c] += h[c * m + a] * delta;
+                }
+                max_change = max_change.max(delta.abs() * haa.max(1e-300).sqrt());
+            }
+        }
+        if max_change < tol {
+            break;
+        }
+    }
+    let mut out = vec![0.0; beta.len()];
+    for (a, &j) in set.iter().enumerate() {
+        out[j] = u[a + 1];
+    }
+    (u[0], out)
+}
+
+#[inline]
+fn soft_threshold(x: f64, t: f64) -> f64 {
+    if x > t {
+        x - t
+    } else if x < -t {
+        x + t
+    } else {
+        0.0
+    }
+}
+
+/// Runs the whole solver against a function that answers a request with the combined
+/// totals (the sites' answers summed). The coordinator does the same over the network.
+pub fn drive(
+    mut solver: LassoPathSolver,
+    mut round: impl FnMut(&[GlmPoint]) -> Result<Vec<PointTotals>, String>,
+    mut cv: impl FnMut(&[GlmPoint], usize) -> Result<(Vec<f64>, Vec<f64>, f64), String>,
+) -> Result<LassoPath, String> {
+    while let Some(req) = solver.request() {
+        match req {
+            LassoRequest::Round(points) => {
+                let totals = round(&points)?;
+                solver.absorb_round(&totals).map_err(|e| e.to_string())?;
+            }
+            LassoRequest::CvLoss(points) => {
+                let (s, q, n) = cv(&points, solver.settings.path_length)?;
+                solver.absorb_cv(s, q, n).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    solver.finish().ok_or_else(|| "the solver finished without a result".into())
+}
+
+// ---- pooled reference --------------------------------------------------------------------
+
+/// glmnet's algorithm on all standardised rows in one process: for each λ (warm starts), an
+/// outer IRLS loop (binomial) around cyclic coordinate descent with residual updates over every
+/// column. Independent of the federated solver above: no Hessian blocks, no strong rules.
+pub fn pooled_path(z: &[Vec<f64>], y: &[f64], lambdas: &[f64], family: GlmFamily, alpha: f64, tol: f64) -> Vec<(f64, Vec<f64>)> {
+    let n = y.len() as f64;
+    let p = z.first().map_or(0, |r| r.len());
+    let ybar = y.iter().sum::<f64>() / n;
+    let mut b0 = match family {
+        GlmFamily::Gaussian => ybar,
+        GlmFamily::Binomial => (ybar / (1.0 - ybar)).ln(),
+    };
+    let mut beta = vec![0.0; p];
+    let mut out = Vec::new();
+    for &lambda in lambdas {
+        for _outer in 0..1000 {
+            // Quadratic approximation at the current point: weights w and working response.
+            let eta: Vec<f64> = z.iter().map(|r| b0 + r.iter().zip(&beta).map(|(a, b)| a * b).sum::<f64>()).collect();
+            let (w, work): (Vec<f64>, Vec<f64>) = eta
+                .iter()
+                .zip(y)
+                .map(|(&e, &yi)| {
+                    let (_, mu, w) = family.evaluate(e, yi);
+                    let w = w.max(1e-12);
+                    (w, e + (yi - mu) / w)
+                })
+                .unzip();
+            let (old_b0, old_beta) = (b0, beta.clone());
+            // Residual of the weighted least-squares problem.
+            let mut r: Vec<f64> = work.iter().zip(&eta).map(|(a, e)| a - e).collect();
+            let xw: Vec<f64> = (0..p).map(|j| z.iter().zip(&w).map(|(row, wi)| wi * row[j] * row[j]).sum::<f64>() / n).collect();
+            let sw = w.iter().sum::<f64>() / n;
+            for _ in 0..100_000 {
+                let mut max_change: f64 = 0.0;
+                let d0 = r.iter().zip(&w).map(|(ri, wi)| ri * wi).sum::<f64>() / n / sw;
+                if d0 != 0.0 {
+                    b0 += d0;
+                    r.iter_mut().for_each(|ri| *ri -= d0);
+                    max_change = max_change.max(d0.abs());
+                }
+                for j in 0..p {
+                    let rho = z.iter().zip(&r).zip(&w).map(|((row, ri), wi)| wi * row[j] * ri).sum::<f64>() / n + xw[j] * beta[j];
+                    let new = soft_threshold(rho, lambda * alpha) / (xw[j] + lambda * (1.0 - alpha));
+                    let d = new - beta[j];
+                    if d != 0.0 {
+                        beta[j] = new;
+                        for (ri, row) in r.iter_mut().zip(z) {
+                            *ri -= d * row[j];
+                        }
+                        max_change = max_change.max(d.abs());
+                    }
+                }
+                if max_change < tol {
+                    break;
+                }
+            }
+            let change = beta.iter().zip(&old_beta).map(|(a, b)| (a - b).abs()).fold((b0 - old_b0).abs(), f64::max);
+            if family == GlmFamily::Gaussian || change < tol {
+                break;
+            }
+        }
+        out.push((b0, beta.clone()));
+    }
+    out
+}
+
+/// Pooled cross-validation with the same folds and λ values: (CV mean, CV SE) per λ.
+pub fn pooled_cv(z: &[Vec<f64>], y: &[f64], fold: &[u32], folds: u32, lambdas: &[f64], family: GlmFamily, alpha: f64, tol: f64) -> (Vec<f64>, Vec<f64>) {
+    let n = y.len() as f64;
+    let mut losses = vec![vec![0.0; y.len()]; lambdas.len()];
+    for k in 1..=folds {
+        let train: Vec<usize> = (0..y.len()).filter(|&i| fold[i] != k).collect();
+        let zt: Vec<Vec<f64>> = train.iter().map(|&i| z[i].clone()).collect();
+        let yt: Vec<f64> = train.iter().map(|&i| y[i]).collect();
+        let path = pooled_path(&zt, &yt, lambdas, family, alpha, tol);
+        for (l, (b0, beta)) in path.iter().enumerate() {
+            for i in (0..y.len()).filter(|&i| fold[i] == k) {
+                let eta = b0 + z[i].iter().zip(beta).map(|(a, b)| a * b).sum::<f64>();
+                losses[l][i] = family.evaluate(eta, y[i]).0;
+            }
+        }
+    }
+    losses
+        .iter()
+        .map(|ls| {
+            let m = ls.iter().sum::<f64>() / n;
+            let var = ls.iter().map(|l| (l - m) * (l - m)).sum::<f64>() / n;
+            (2.0 * m, 2.0 * (var / (n - 1.0)).sqrt())
+        })
+        .unzip()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A radiomics-like training set: 229 patients, 40 correlated features in blocks, an
+    /// outcome driven by five of them, folds 1..=10 stratified by outcome.
+    pub fn cohort(seed: u64) -> (Vec<Vec<f64>>, Vec<f64>, Vec<u32>) {
+        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut uniform = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        let mut draws = Vec::new();
+        let normal = |u: &mut dyn FnMut() -> f64| {
+            let (a, b) = (u(), u());
+            (-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()
+        };
+        let n = 229;
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        for _ in 0..n {
+            let latent: Vec<f64> = (0..8).map(|_| normal(&mut uniform)).collect();
+            let row: Vec<f64> =
+                (0..40).map(|j| 3.0 * j as f64 + (1.0 + j as f64 * 0.1) * (0.8 * latent[j % 8] + 0.6 * normal(&mut uniform))).collect();
+            let eta = -0.7 + 0.9 * latent[0] - 0.7 * latent[3] + 0.5 * latent[5];
+            let p = 1.0 / (1.0 + (-eta).exp());
+            draws.push(uniform());
+            y.push(if *draws.last().unwrap() < p { 1.0 } else { 0.0 });
+            x.push(row);
+        }
+        // Stratified folds: per class, in order, dealt 1..=10 continuing across classes.
+        let mut fold = vec![0u32; n];
+        let mut k = 0;
+        for class in [0.0, 1.0] {
+            for i in (0..n).filter(|&i| y[i] == class) {
+                fold[i] = (k % 10) as u32 + 1;
+                k += 1;
+            }
+        }
+        (x, y, fold)
+    }
+
+    pub fn standardiser(x: &[Vec<f64>]) -> Standardiser {
+        let p = x[0].len();
+        let n = x.len() as f64;
+        let center: Vec<f64> = (0..p).map(|j| x.iter().map(|r| r[j]).sum::<f64>() / n).collect();
+        let scale = (0..p).map(|j| (x.iter().map(|r| (r[j] - center[j]).powi(2)).sum::<f64>() / n).sqrt()).collect();
+        Standardiser { center, scale }
+    }
+
+    /// The federated run with the patients split over sites of the given sizes.
+    pub fn federated(x: &[Vec<f64>], y: &[f64], fold: &[u32], sizes: &[usize], settings: &LassoSettings, min_count: u64) -> Result<LassoPath, String> {
+        let std = standardiser(x);
+        let p = std.center.len();
+        let mut sites = Vec::new();
+        let mut start = 0;
+        for &s in sizes {
+            sites.push(start..start + s);
+            start += s;
+        }
+        assert_eq!(start, y.len());
+        let view = |r: &std::ops::Range<usize>| TrainingView { x: &x[r.clone()], y: &y[r.clone()], fold: &fold[r.clone()] };
+        let solver = LassoPathSolver::new(settings.clone(), p);
+        drive(
+            solver,
+            |points| {
+                let answers = sites
+                    .iter()
+                    .enumerate()
+                    .map(|(k, r)| site_round(view(r), &std, settings.family, points, min_count).map(|a| SiteAggregate::new(format!("s{k}"), a)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| e.to_string())?;
+                combine_round(&answers, points, p).map_err(|e| e.to_string())
+            },
+            |points, l| {
+                let answers = sites
+                    .iter()
+                    .enumerate()
+                    .map(|(k, r)| site_cv_loss(view(r), &std, settings.family, l, points, min_count).map(|a| SiteAggregate::new(format!("s{k}"), a)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| e.to_string())?;
+                combine_cv(&answers, l).map_err(|e| e.to_string())
+            },
+        )
+    }
+
+    const PARTITIONS: [&[usize]; 3] = [&[229], &[73, 62, 53, 41], &[5, 60, 11, 40, 7, 90, 16]];
+
+    fn assert_paths_equal(a: &LassoPath, b: &LassoPath, tol: f64) {
+        assert_eq!(a.lambdas.len(), b.lambdas.len());
+        for l in 0..a.lambdas.len() {
+            assert!((a.lambdas[l] - b.lambdas[l]).abs() <= 1e-12 * b.lambdas[l], "λ {l}");
+            assert!((a.intercepts[l] - b.intercepts[l]).abs() <= tol, "intercept at λ {l}");
+            for j in 0..a.coefficients[l].len() {
+                let (u, v) = (a.coefficients[l][j], b.coefficients[l][j]);
+                assert!((u - v).abs() <= tol, "β{j} at λ {l}: {u} vs {v}");
+            }
+            assert!((a.cv_mean[l] - b.cv_mean[l]).abs() <= tol, "CV mean at λ {l}: {} vs {}", a.cv_mean[l], b.cv_mean[l]);
+            assert!((a.cv_se[l] - b.cv_se[l]).abs() <= tol, "CV SE at λ {l}");
+        }
+        assert_eq!((a.lambda_min_index, a.lambda_1se_index), (b.lambda_min_index, b.lambda_1se_index));
+    }
+
+    fn check_family(family: GlmFamily, mixing: f64) {
+        let (x, y, fold) = cohort(7);
+        let settings = LassoSettings { family, mixing, ..Default::default() };
+        let runs: Vec<LassoPath> = PARTITIONS.iter().map(|s| federated(&x, &y, &fold, s, &settings, 0).unwrap()).collect();
+        let reference = &runs[0];
+        assert!(reference.converged.iter().all(|&c| c), "full fit converged at every λ");
+        assert_eq!(reference.fold_fits_not_converged, 0);
+        for r in &runs[1..] {
+            assert_paths_equal(r, reference, 1e-9);
+        }
+        // Independent pooled solver on all rows.
+        let std = standardiser(&x);
+        let z = std.apply(&x).unwrap();
+        let pooled = pooled_path(&z, &y, &reference.lambdas, family, mixing, 1e-13);
+        for (l, (b0, beta)) in pooled.iter().enumerate() {
+            assert!((b0 - reference.intercepts[l]).abs() < 1e-7, "pooled intercept at λ {l}");
+            for j in 0..beta.len() {
+                assert!((beta[j] - reference.coefficients[l][j]).abs() < 1e-7, "pooled β{j} at λ {l}: {} vs {}", beta[j], reference.coefficients[l][j]);
+            }
+        }
+        let (cvm, cvse) = pooled_cv(&z, &y, &fold, 10, &reference.lambdas, family, mixing, 1e-13);
+        for l in 0..cvm.len() {
+            assert!((cvm[l] - reference.cv_mean[l]).abs() < 1e-7 && (cvse[l] - reference.cv_se[l]).abs() < 1e-7, "pooled CV at λ {l}");
+        }
+        // The path selects something, and the CV curve has an interior minimum.
+        let nonzero = reference.coefficients[reference.lambda_min_index].iter().filter(|b| **b != 0.0).count();
+        assert!(nonzero >= 2 && nonzero < 40, "{nonzero} features at λ_min");
+        assert!(reference.lambda_1se_index <= reference.lambda_min_index);
+    }
+
+    #[test]
+    fn partition_lasso_binomial_1_4_and_7_uneven_sites_equal_pooled() {
+        check_family(GlmFamily::Binomial, 1.0);
+    }
+
+    #[test]
+    fn partition_lasso_gaussian_1_4_and_7_uneven_sites_equal_pooled() {
+        check_family(GlmFamily::Gaussian, 1.0);
+    }
+
+    #[test]
+    fn partition_elastic_net_binomial_equals_pooled() {
+        check_family(GlmFamily::Binomial, 0.5);
+    }
+
+    #[test]
+    fn binomial_path_needs_a_few_hundred_rounds_at_most() {
+        let (x, y, fold) = cohort(3);
+        let path = federated(&x, &y, &fold, &[73, 62, 53, 41], &LassoSettings::default(), 0).unwrap();
+        assert!(path.rounds <= 400, "{} rounds", path.rounds);
+        let gaussian = federated(&x, &y, &fold, &[73, 62, 53, 41], &LassoSettings { family: GlmFamily::Gaussian, ..Default::default() }, 0).unwrap();
+        assert!(gaussian.rounds <= 250, "{} rounds", gaussian.rounds);
+    }
+
+    #[test]
+    fn a_site_with_a_fold_below_its_minimum_refuses() {
+        let (x, y, fold) = cohort(7);
+        // The 41-patient site has about 4 patients per fold.
+        let err = federated(&x, &y, &fold, &[73, 62, 53, 41], &LassoSettings::default(), 5).unwrap_err();
+        assert!(err.contains("fold") && err.contains("fewer than this site's minimum of 5"), "{err}");
+    }
+
+    #[test]
+    fn hostile_points_are_refused() {
+        let (x, y, fold) = cohort(7);
+        let std = standardiser(&x);
+        let view = TrainingView { x: &x, y: &y, fold: &fold };
+        let bad = crate::proto::GlmPoint { fold: 0, intercept: 0.0, nonzero: vec![3, 2], coefficients: vec![1.0, 1.0], hessian: vec![] };
+        assert!(GlmPoint::from_proto(&bad, 40, 10).is_err());
+        let out_of_range = crate::proto::GlmPoint { fold: 11, ..Default::default() };
+        assert!(GlmPoint::from_proto(&out_of_range, 40, 10).is_err());
+        let ok = GlmPoint::from_proto(&crate::proto::GlmPoint::default(), 40, 10).unwrap();
+        assert!(site_round(view, &std, GlmFamily::Binomial, &[ok], 5).is_ok());
+    }
+}
