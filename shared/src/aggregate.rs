@@ -45,6 +45,12 @@ impl AggregateBuilder {
         self.tensor(name, vec![rows as u64, cols as u64], values)
     }
 
+    /// A tensor of any rank (row-major).
+    pub fn tensor_nd(self, name: impl Into<String>, shape: Vec<u64>, values: Vec<f64>) -> Self {
+        assert_eq!(shape.iter().product::<u64>() as usize, values.len(), "tensor shape does not match its values");
+        self.tensor(name, shape, values)
+    }
+
     fn tensor(mut self, name: impl Into<String>, shape: Vec<u64>, values: Vec<f64>) -> Self {
         self.tensors.push(Tensor { name: name.into(), shape, values });
         self

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use fedrad_shared::algorithms::{SiteRefusal, cohort_summary, split, table1};
 use fedrad_shared::clinical::{CohortRole, VariableKind, VariableSpec};
@@ -13,6 +13,7 @@ use prost::Message;
 use crate::audit::{AuditEntry, AuditLog, sha256_hex};
 use crate::config::SiteConfig;
 use crate::manifest::LoadedCohort;
+use crate::selection::{self, FeatureTable, TrainingData};
 
 pub struct SiteEngine {
     pub config: SiteConfig,
@@ -21,6 +22,8 @@ pub struct SiteEngine {
     audit: Mutex<AuditLog>,
     /// Serialises writes to a study's local records.
     study_lock: Mutex<()>,
+    /// Feature tables read for selection tasks, by (study, sequence); cleared by extraction.
+    tables: Mutex<BTreeMap<(String, String), Arc<FeatureTable>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +45,13 @@ fn kind_name(t: &Task) -> &'static str {
         Some(task::Kind::Split(_)) => "split",
         Some(task::Kind::Table1(_)) => "table1",
         Some(task::Kind::ExtractFeatures(_)) => "extract_features",
+        Some(task::Kind::Folds(_)) => "folds",
+        Some(task::Kind::FeatureMoments(_)) => "feature_moments",
+        Some(task::Kind::RankHistogram(_)) => "rank_histogram",
+        Some(task::Kind::Correlation(_)) => "correlation",
+        Some(task::Kind::LassoRound(_)) => "lasso_round",
+        Some(task::Kind::CvLoss(_)) => "cv_loss",
+        Some(task::Kind::LogisticRound(_)) => "logistic_round",
         None => "unknown",
     }
 }
@@ -51,7 +61,7 @@ impl SiteEngine {
         std::fs::create_dir_all(&config.work_dir).map_err(|source| EngineError::WorkDir { path: config.work_dir.clone(), source })?;
         let audit = AuditLog::open(&config.work_dir.join("audit.jsonl"))?;
         let schema = config.schema();
-        Ok(SiteEngine { config, cohort, schema, audit: Mutex::new(audit), study_lock: Mutex::new(()) })
+        Ok(SiteEngine { config, cohort, schema, audit: Mutex::new(audit), study_lock: Mutex::new(()), tables: Mutex::new(BTreeMap::new()) })
     }
 
     fn study_dir(&self, study_id: &str) -> PathBuf {
@@ -165,7 +175,45 @@ impl SiteEngine {
                 let roles = self.load_split(&task.study_id)?;
                 Ok(table1::site_table1(records, &roles, &variables, &self.schema, min)?)
             }
-            Some(task::Kind::ExtractFeatures(t)) => self.extract_features(&task.study_id, t),
+            Some(task::Kind::ExtractFeatures(t)) => {
+                self.tables.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| k.0 != task.study_id);
+                self.extract_features(&task.study_id, t)
+            }
+            Some(task::Kind::Folds(f)) => {
+                let roles = self.load_split(&task.study_id)?;
+                let (assignment, agg) = selection::assign_folds(records, &roles, f, min)?;
+                self.record_folds(&task.study_id, f, &assignment)?;
+                Ok(agg)
+            }
+            Some(task::Kind::FeatureMoments(t)) => selection::feature_moments(&self.training(&task.study_id, t.features.as_ref())?, min),
+            Some(task::Kind::RankHistogram(t)) => selection::rank_histogram(&self.training(&task.study_id, t.features.as_ref())?, t, min),
+            Some(task::Kind::Correlation(t)) => selection::correlation(&self.training(&task.study_id, t.features.as_ref())?, min),
+            Some(task::Kind::LassoRound(t)) => {
+                let data = self.training(&task.study_id, t.features.as_ref())?;
+                selection::lasso_round(&data, t, self.fold_count(&task.study_id), min)
+            }
+            Some(task::Kind::CvLoss(t)) => {
+                let data = self.training(&task.study_id, t.features.as_ref())?;
+                selection::cv_loss(&data, t, self.fold_count(&task.study_id), min)
+            }
+            Some(task::Kind::LogisticRound(t)) => {
+                let variables = t.variables.iter().map(variable_from_proto).collect::<Result<Vec<_>, _>>()?;
+                for v in &variables {
+                    let same = |s: &VariableSpec| {
+                        s.name == v.name
+                            && match (&s.kind, &v.kind) {
+                                (VariableKind::Categorical { levels: a }, VariableKind::Categorical { levels: b }) => a == b,
+                                (VariableKind::Continuous { .. }, VariableKind::Continuous { .. }) => true,
+                                _ => false,
+                            }
+                    };
+                    if !self.schema.iter().any(same) {
+                        return Err(Failure::Refused(SiteRefusal::InvalidParameters(format!("variable `{}` is not in this site's clinical table as described", v.name))));
+                    }
+                }
+                let roles = self.load_split(&task.study_id)?;
+                selection::logistic_round(records, &roles, &variables, &t.models, min)
+            }
             None => Err(Failure::Refused(SiteRefusal::InvalidParameters("task kind not understood by this agent version".into()))),
         }
     }
@@ -217,6 +265,62 @@ impl SiteEngine {
         }
         write_atomic(&dir.join("split.csv"), csv.as_bytes()).map_err(|e| Failure::Failed(format!("cannot record the split: {e}")))?;
         write_atomic(&params_path, params.as_bytes()).map_err(|e| Failure::Failed(format!("cannot record the split: {e}")))?;
+        Ok(())
+    }
+
+    fn table(&self, study_id: &str, sequence: &str) -> Result<Arc<FeatureTable>, Failure> {
+        let key = (study_id.to_string(), sequence.to_string());
+        if let Some(t) = self.tables.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(selection::load_table(&self.study_dir(study_id), sequence)?);
+        self.tables.lock().unwrap_or_else(|p| p.into_inner()).insert(key, t.clone());
+        Ok(t)
+    }
+
+    /// The study's training patients with features for the task's sequence and columns.
+    fn training(&self, study_id: &str, columns: Option<&proto::FeatureColumns>) -> Result<TrainingData, Failure> {
+        let columns = columns.ok_or_else(|| Failure::Refused(SiteRefusal::InvalidParameters("the task names no features".into())))?;
+        let table = self.table(study_id, &columns.sequence)?;
+        let roles = self.load_split(study_id)?;
+        let folds = self.load_folds(study_id);
+        selection::training_data(&table, columns, &self.cohort.records, &roles, &folds)
+    }
+
+    fn fold_count(&self, study_id: &str) -> u32 {
+        std::fs::read_to_string(self.study_dir(study_id).join("folds.params"))
+            .ok()
+            .and_then(|t| t.split_whitespace().find_map(|w| w.strip_prefix("folds=").and_then(|v| v.parse().ok())))
+            .unwrap_or(0)
+    }
+
+    fn load_folds(&self, study_id: &str) -> BTreeMap<String, u32> {
+        let text = std::fs::read_to_string(self.study_dir(study_id).join("folds.csv")).unwrap_or_default();
+        text.lines().skip(1).filter_map(|l| l.split_once(',')).filter_map(|(id, f)| Some((id.to_string(), f.parse().ok()?))).collect()
+    }
+
+    /// Folds, like the split, are fixed once per study and recorded locally.
+    fn record_folds(&self, study_id: &str, f: &proto::FoldsTask, assignment: &[(String, u32)]) -> Result<(), Failure> {
+        let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = self.study_dir(study_id);
+        let params = format!("seed={} folds={}", f.seed, f.folds);
+        let params_path = dir.join("folds.params");
+        if let Ok(existing) = std::fs::read_to_string(&params_path) {
+            if existing.trim() != params {
+                return Err(Failure::Refused(SiteRefusal::Precondition(format!(
+                    "this study's folds are already fixed ({}); they cannot be changed",
+                    existing.trim()
+                ))));
+            }
+        }
+        let mut rows = assignment.to_vec();
+        rows.sort();
+        let mut csv = String::from("patient_id,fold\n");
+        for (id, fold) in rows {
+            csv.push_str(&format!("{id},{fold}\n"));
+        }
+        write_atomic(&dir.join("folds.csv"), csv.as_bytes()).map_err(|e| Failure::Failed(format!("cannot record the folds: {e}")))?;
+        write_atomic(&params_path, params.as_bytes()).map_err(|e| Failure::Failed(format!("cannot record the folds: {e}")))?;
         Ok(())
     }
 

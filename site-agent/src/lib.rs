@@ -8,6 +8,7 @@ pub mod engine;
 pub mod features;
 pub mod manifest;
 pub mod radiomics;
+pub mod selection;
 
 use std::sync::Arc;
 

@@ -81,3 +81,10 @@ pub fn combine(answers: &[SiteAggregate]) -> Result<ExtractionSummary, CombineEr
     }
     Ok(ExtractionSummary { per_site, total })
 }
+
+/// The name of a feature table: SHA-256 (hex) of its column names joined by '\n'. Tasks carry
+/// it so a site never answers about other features than the coordinator means.
+pub fn catalogue_sha256(names: &[String]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, names.join("\n").as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}

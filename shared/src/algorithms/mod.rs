@@ -8,12 +8,16 @@
 //!   process. Tests check that combine(site halves) equals the pooled reference.
 
 pub mod cohort_summary;
+pub mod correlation;
 pub mod extraction;
+pub mod folds;
 pub mod glm;
 pub mod lasso;
+pub mod logistic;
 pub mod split;
 pub mod standardise;
 pub mod table1;
+pub mod univariate;
 
 use crate::aggregate::AggregateError;
 use crate::proto::{Refusal, RefusalReason};
@@ -54,4 +58,16 @@ pub enum CombineError {
     NoSites,
     #[error("site {site}: {detail}")]
     Inconsistent { site: String, detail: String },
+}
+
+/// Runs a future whose awaits complete at once (an in-process "federation" of function
+/// calls), so the async drivers the coordinator uses over the network also serve the pooled
+/// references and tests. Panics if the future would wait.
+pub fn block_on_ready<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("block_on_ready: the future waited on something"),
+    }
 }

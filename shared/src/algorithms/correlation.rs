@@ -1,0 +1,176 @@
+//! The Pearson correlation matrix of the training cohort, and the redundancy filter built on it.
+//!
+//! Each site sends its count, feature means and centred cross-product matrix
+//! Cᵢⱼ = Σ (xᵢ − x̄ᵢ)(xⱼ − x̄ⱼ); the coordinator merges them pairwise (Chan et al.:
+//! C = C_a + C_b + n_a n_b / n · δ δᵀ with δ the difference of the means), which is exact and
+//! keeps its accuracy where raw sums of products of large values would cancel.
+//!
+//! Redundancy filter: features are visited from the most to the least associated with the
+//! outcome (smallest univariate p-value, then largest |statistic|, then column order); a
+//! feature is dropped if its |r| with one already kept exceeds the threshold. The result is
+//! deterministic and never drops both members of a pair.
+
+use super::{CombineError, SiteRefusal, require_min_count};
+use super::univariate::FeatureTest;
+use crate::aggregate::{AggregateBuilder, SiteAggregate};
+use crate::proto::Aggregate;
+
+/// Merged co-moments of p features.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoMoments {
+    pub n: f64,
+    pub mean: Vec<f64>,
+    /// Row-major p × p centred cross-products.
+    pub c: Vec<f64>,
+}
+
+impl CoMoments {
+    fn from_rows(rows: &[Vec<f64>], p: usize) -> Self {
+        let n = rows.len() as f64;
+        let mean: Vec<f64> = (0..p).map(|j| rows.iter().map(|r| r[j]).sum::<f64>() / n).collect();
+        let mut c = vec![0.0; p * p];
+        let mut d = vec![0.0; p];
+        for r in rows {
+            for j in 0..p {
+                d[j] = r[j] - mean[j];
+            }
+            for a in 0..p {
+                for b in a..p {
+                    c[a * p + b] += d[a] * d[b];
+                }
+            }
+        }
+        for a in 0..p {
+            for b in 0..a {
+                c[a * p + b] = c[b * p + a];
+            }
+        }
+        CoMoments { n, mean, c }
+    }
+
+    fn merge(self, o: CoMoments) -> CoMoments {
+        if self.n == 0.0 {
+            return o;
+        }
+        let p = self.mean.len();
+        let n = self.n + o.n;
+        let delta: Vec<f64> = o.mean.iter().zip(&self.mean).map(|(b, a)| b - a).collect();
+        let f = self.n * o.n / n;
+        let mean = self.mean.iter().zip(&delta).map(|(a, d)| a + d * o.n / n).collect();
+        let c = (0..p * p).map(|k| self.c[k] + o.c[k] + f * delta[k / p] * delta[k % p]).collect();
+        CoMoments { n, mean, c }
+    }
+
+    /// Pearson r, row-major.
+    pub fn correlation(&self) -> Vec<f64> {
+        let p = self.mean.len();
+        (0..p * p)
+            .map(|k| {
+                let (a, b) = (k / p, k % p);
+                if a == b { 1.0 } else { self.c[k] / (self.c[a * p + a] * self.c[b * p + b]).sqrt() }
+            })
+            .collect()
+    }
+}
+
+// ---- site half ---------------------------------------------------------------------------
+
+pub fn site_comoments(rows: &[Vec<f64>], p: usize, min_count: u64) -> Result<Aggregate, SiteRefusal> {
+    require_min_count("the training cohort", rows.len() as u64, min_count)?;
+    if rows.iter().any(|r| r.len() != p || r.iter().any(|v| !v.is_finite())) {
+        return Err(SiteRefusal::Precondition("a training patient lacks a finite value of a requested feature".into()));
+    }
+    let m = CoMoments::from_rows(rows, p);
+    Ok(AggregateBuilder::new(rows.len() as u64).vector("mean", m.mean).matrix("comoments", p, p, m.c).build())
+}
+
+// ---- coordinator half --------------------------------------------------------------------
+
+pub fn combine(answers: &[SiteAggregate], p: usize) -> Result<CoMoments, CombineError> {
+    if answers.is_empty() {
+        return Err(CombineError::NoSites);
+    }
+    let mut total = CoMoments { n: 0.0, mean: vec![0.0; p], c: vec![0.0; p * p] };
+    for a in answers {
+        let m = CoMoments { n: a.patient_count() as f64, mean: a.vector("mean", p)?.to_vec(), c: a.vector("comoments", p * p)?.to_vec() };
+        total = total.merge(m);
+    }
+    Ok(total)
+}
+
+/// A feature dropped as redundant, with the kept feature it duplicates.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Redundant {
+    pub column: usize,
+    pub kept_column: usize,
+    pub r: f64,
+}
+
+/// `tests[i]` is feature i of the correlation matrix `r` (p × p). Returns the kept features'
+/// positions (ascending) and the dropped ones.
+pub fn redundancy_filter(r: &[f64], tests: &[FeatureTest], threshold: f64) -> (Vec<usize>, Vec<Redundant>) {
+    let p = tests.len();
+    let mut order: Vec<usize> = (0..p).collect();
+    order.sort_by(|&a, &b| {
+        tests[a]
+            .p_value
+            .total_cmp(&tests[b].p_value)
+            .then(tests[b].statistic.abs().total_cmp(&tests[a].statistic.abs()))
+            .then(tests[a].column.cmp(&tests[b].column))
+    });
+    let mut kept: Vec<usize> = Vec::new();
+    let mut dropped = Vec::new();
+    for i in order {
+        match kept.iter().find(|&&k| r[i * p + k].abs() > threshold) {
+            Some(&k) => dropped.push(Redundant { column: tests[i].column, kept_column: tests[k].column, r: r[i * p + k] }),
+            None => kept.push(i),
+        }
+    }
+    kept.sort_unstable();
+    (kept, dropped)
+}
+
+// ---- pooled reference --------------------------------------------------------------------
+
+pub fn pooled(rows: &[Vec<f64>], p: usize) -> CoMoments {
+    CoMoments::from_rows(rows, p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algorithms::lasso::tests::cohort;
+
+    #[test]
+    fn partition_correlation_and_redundancy_filter_match_pooled() {
+        let (x, _, _) = cohort(9);
+        let reference = pooled(&x, 40).correlation();
+        let tests: Vec<FeatureTest> =
+            (0..40).map(|j| FeatureTest { column: j, statistic: 1.0, p_value: if j % 8 == 0 { 0.001 } else { 0.01 + j as f64 * 1e-4 }, effect: 0.0 }).collect();
+        let reference_filter = redundancy_filter(&reference, &tests, 0.5);
+        for sizes in [vec![229], vec![73, 62, 53, 41], vec![5, 60, 11, 40, 7, 90, 16]] {
+            let mut answers = Vec::new();
+            let mut start = 0;
+            for (k, s) in sizes.iter().enumerate() {
+                answers.push(SiteAggregate::new(format!("s{k}"), site_comoments(&x[start..start + s], 40, 1).unwrap()));
+                start += s;
+            }
+            let r = combine(&answers, 40).unwrap().correlation();
+            for (a, b) in r.iter().zip(&reference) {
+                assert!((a - b).abs() < 1e-12);
+            }
+            let (kept, dropped) = redundancy_filter(&r, &tests, 0.5);
+            assert_eq!(kept, reference_filter.0);
+            assert_eq!(dropped.len(), reference_filter.1.len());
+            for (a, b) in dropped.iter().zip(&reference_filter.1) {
+                assert_eq!((a.column, a.kept_column), (b.column, b.kept_column));
+                assert!((a.r - b.r).abs() < 1e-12);
+            }
+        }
+        // Features j and j + 8 share a latent factor; the most associated one is never dropped.
+        let (kept, dropped) = reference_filter;
+        assert!(kept.contains(&0));
+        assert!(dropped.iter().all(|d| d.r.abs() > 0.5 && kept.contains(&d.kept_column)));
+        assert!(!dropped.is_empty());
+    }
+}

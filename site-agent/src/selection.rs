@@ -1,0 +1,192 @@
+//! The site half of feature selection and the clinical model: loading the study's feature
+//! tables, the training cohort with its folds, and answering the selection tasks with the
+//! shared algorithms' site halves.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use fedrad_shared::algorithms::extraction::{SEQUENCES, catalogue_sha256};
+use fedrad_shared::algorithms::glm::{GlmFamily, GlmPoint, Standardiser, TrainingView};
+use fedrad_shared::algorithms::{SiteRefusal, correlation, folds, lasso, logistic, standardise, univariate};
+use fedrad_shared::clinical::{CohortRole, PatientRecord, VariableSpec};
+use fedrad_shared::proto;
+
+use crate::engine::Failure;
+
+/// One sequence's feature table as extraction wrote it.
+#[derive(Debug)]
+pub struct FeatureTable {
+    pub names: Vec<String>,
+    pub digest: String,
+    pub rows: BTreeMap<String, Vec<f64>>,
+}
+
+pub fn load_table(study_dir: &Path, sequence: &str) -> Result<FeatureTable, Failure> {
+    if !SEQUENCES.contains(&sequence) {
+        return Err(SiteRefusal::InvalidParameters(format!("unknown sequence {sequence:?}")).into());
+    }
+    let path = study_dir.join("features").join(format!("{sequence}.csv"));
+    let text = std::fs::read_to_string(&path)
+        .map_err(|_| Failure::Refused(SiteRefusal::Precondition(format!("no {sequence} features extracted for this study yet"))))?;
+    let mut lines = text.lines();
+    let names: Vec<String> = lines.next().unwrap_or("").split(',').skip(1).map(str::to_string).collect();
+    let mut rows = BTreeMap::new();
+    for (k, line) in lines.enumerate() {
+        let mut cells = line.split(',');
+        let id = cells.next().unwrap_or("").to_string();
+        let values: Result<Vec<f64>, _> = cells.map(|c| c.parse::<f64>()).collect();
+        match values {
+            Ok(v) if v.len() == names.len() => {
+                rows.insert(id, v);
+            }
+            _ => return Err(Failure::Failed(format!("{}: row {} is malformed", path.display(), k + 2))),
+        }
+    }
+    Ok(FeatureTable { digest: catalogue_sha256(&names), names, rows })
+}
+
+/// The training patients of one task: the requested columns, the outcome and the fold.
+pub struct TrainingData {
+    pub x: Vec<Vec<f64>>,
+    pub outcome: Vec<bool>,
+    pub y: Vec<f64>,
+    pub fold: Vec<u32>,
+}
+
+impl TrainingData {
+    pub fn view(&self) -> TrainingView<'_> {
+        TrainingView { x: &self.x, y: &self.y, fold: &self.fold }
+    }
+}
+
+/// Training patients with features for the task's sequence, restricted to its columns.
+pub fn training_data(
+    table: &FeatureTable,
+    columns: &proto::FeatureColumns,
+    records: &[PatientRecord],
+    roles: &[CohortRole],
+    fold_of: &BTreeMap<String, u32>,
+) -> Result<TrainingData, Failure> {
+    if columns.catalogue_sha256 != table.digest {
+        return Err(SiteRefusal::Precondition(format!(
+            "this site's {} feature table has other columns than the coordinator expects (catalogue {} here, {} asked); were the features extracted with the study's settings?",
+            columns.sequence,
+            &table.digest[..12],
+            columns.catalogue_sha256.get(..12).unwrap_or(&columns.catalogue_sha256)
+        ))
+        .into());
+    }
+    let cols: Vec<usize> = columns.columns.iter().map(|&c| c as usize).collect();
+    if cols.is_empty() || cols.iter().any(|&c| c >= table.names.len()) || cols.len() > table.names.len() {
+        return Err(SiteRefusal::InvalidParameters("columns outside the feature table".into()).into());
+    }
+    let mut data = TrainingData { x: Vec::new(), outcome: Vec::new(), y: Vec::new(), fold: Vec::new() };
+    for (r, role) in records.iter().zip(roles) {
+        if *role != CohortRole::Training {
+            continue;
+        }
+        let Some(row) = table.rows.get(&r.patient_id) else { continue };
+        data.x.push(cols.iter().map(|&c| row[c]).collect());
+        data.outcome.push(r.outcome);
+        data.y.push(r.outcome as u8 as f64);
+        data.fold.push(fold_of.get(&r.patient_id).copied().unwrap_or(0));
+    }
+    Ok(data)
+}
+
+/// Assigns folds to the training cohort; returns (patient id, fold) pairs and the aggregate.
+pub fn assign_folds(
+    records: &[PatientRecord],
+    roles: &[CohortRole],
+    task: &proto::FoldsTask,
+    min_count: u64,
+) -> Result<(Vec<(String, u32)>, proto::Aggregate), Failure> {
+    if !(2..=50).contains(&task.folds) {
+        return Err(SiteRefusal::InvalidParameters(format!("{} folds: use 2 to 50", task.folds)).into());
+    }
+    let training: Vec<(String, bool)> =
+        records.iter().zip(roles).filter(|(_, r)| **r == CohortRole::Training).map(|(p, _)| (p.patient_id.clone(), p.outcome)).collect();
+    let fold = folds::site_assign(&training, task.seed, task.folds);
+    let outcome: Vec<bool> = training.iter().map(|t| t.1).collect();
+    let agg = folds::site_fold_counts(&fold, &outcome, task.folds, min_count)?;
+    Ok((training.into_iter().map(|t| t.0).zip(fold).collect(), agg))
+}
+
+pub fn feature_moments(data: &TrainingData, min_count: u64) -> Result<proto::Aggregate, Failure> {
+    let p = data.x.first().map_or(0, |r| r.len());
+    Ok(standardise::site_moments(&data.x, &data.outcome, p, min_count)?)
+}
+
+pub fn rank_histogram(data: &TrainingData, t: &proto::RankHistogramTask, min_count: u64) -> Result<proto::Aggregate, Failure> {
+    let p = data.x.first().map_or(0, |r| r.len());
+    let std = Standardiser::from_proto(t.standardiser.as_ref(), p)?;
+    Ok(univariate::site_rank_histograms(&data.x, &data.outcome, &std, t.resolution, t.limit, min_count)?)
+}
+
+pub fn correlation(data: &TrainingData, min_count: u64) -> Result<proto::Aggregate, Failure> {
+    let p = data.x.first().map_or(0, |r| r.len());
+    Ok(correlation::site_comoments(&data.x, p, min_count)?)
+}
+
+fn points(raw: &[proto::GlmPoint], p: usize, folds: u32) -> Result<Vec<GlmPoint>, Failure> {
+    if raw.is_empty() || raw.len() > 100_000 {
+        return Err(SiteRefusal::InvalidParameters("a model task needs 1 to 100000 points".into()).into());
+    }
+    Ok(raw.iter().map(|pt| GlmPoint::from_proto(pt, p, folds)).collect::<Result<Vec<_>, _>>()?)
+}
+
+pub fn lasso_round(data: &TrainingData, t: &proto::LassoRoundTask, folds: u32, min_count: u64) -> Result<proto::Aggregate, Failure> {
+    let p = data.x.first().map_or(0, |r| r.len());
+    let std = Standardiser::from_proto(t.standardiser.as_ref(), p)?;
+    let family = GlmFamily::from_proto(t.family)?;
+    let pts = points(&t.points, p, folds)?;
+    if pts.iter().any(|pt| pt.fold > 0) && data.fold.contains(&0) {
+        return Err(SiteRefusal::Precondition("cross-validation folds are not assigned for this study".into()).into());
+    }
+    Ok(lasso::site_round(data.view(), &std, family, &pts, min_count)?)
+}
+
+pub fn cv_loss(data: &TrainingData, t: &proto::CvLossTask, folds: u32, min_count: u64) -> Result<proto::Aggregate, Failure> {
+    let p = data.x.first().map_or(0, |r| r.len());
+    let std = Standardiser::from_proto(t.standardiser.as_ref(), p)?;
+    let family = GlmFamily::from_proto(t.family)?;
+    let pts = points(&t.points, p, folds)?;
+    if data.fold.contains(&0) {
+        return Err(SiteRefusal::Precondition("cross-validation folds are not assigned for this study".into()).into());
+    }
+    Ok(lasso::site_cv_loss(data.view(), &std, family, t.path_length as usize, &pts, min_count)?)
+}
+
+/// The clinical logistic regression round over training patients with complete data.
+pub fn logistic_round(
+    records: &[PatientRecord],
+    roles: &[CohortRole],
+    variables: &[VariableSpec],
+    models: &[proto::ClinicalModel],
+    min_count: u64,
+) -> Result<proto::Aggregate, Failure> {
+    let width = logistic::design_columns(variables).len();
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for (r, role) in records.iter().zip(roles) {
+        if *role == CohortRole::Training {
+            if let Some(row) = logistic::design_row(r, variables) {
+                x.push(row);
+                y.push(r.outcome);
+            }
+        }
+    }
+    if models.is_empty() || models.len() > 1000 {
+        return Err(SiteRefusal::InvalidParameters("a clinical task needs 1 to 1000 models".into()).into());
+    }
+    let points: Vec<logistic::ModelPoint> = models
+        .iter()
+        .map(|m| {
+            if m.columns.iter().any(|&c| c as usize >= width) {
+                return Err(Failure::Refused(SiteRefusal::InvalidParameters("model column outside the design".into())));
+            }
+            Ok(logistic::ModelPoint { columns: m.columns.iter().map(|&c| c as usize).collect(), coefficients: m.coefficients.clone() })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(logistic::site_round(&x, &y, &points, min_count)?)
+}
