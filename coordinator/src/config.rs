@@ -25,6 +25,19 @@
 //! variables = ["age", "sex", "t_stage", "n_stage", "overall_stage", "ebv_dna", "histology"]
 //! [features]
 //! parameters = "radiomics.yaml"   # PyRadiomics parameter file; default: FedRad's MRI settings
+//! [selection]                     # every key optional; these are the defaults
+//! sequences = ["t1c", "t2"]
+//! univariate = { test = "welch", alpha = 0.05 }      # or "mann_whitney", "none"
+//! redundancy = { enabled = true, threshold = 0.9 }
+//! select_at = "lambda_min"        # or "lambda_1se"
+//! [selection.lasso]
+//! family = "binomial"             # or "gaussian" (scikit-learn's Lasso on the 0/1 outcome)
+//! mixing = 1.0                    # elastic-net α; 1 = LASSO
+//! path_length = 100
+//! lambda_min_ratio = 0.01
+//! folds = 10
+//! [clinical_model]
+//! entry_p = 0.05                  # univariate p below which a variable enters the model
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -64,6 +77,101 @@ pub struct StudyConfig {
     pub table1: Table1Settings,
     #[serde(default)]
     pub features: FeatureSettings,
+    #[serde(default)]
+    pub selection: SelectionSettings,
+    #[serde(default)]
+    pub clinical_model: ClinicalModelSettings,
+}
+
+/// Feature selection per sequence: standardisation, univariate filter, redundancy filter,
+/// LASSO with cross-validation (see `shared::algorithms`).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelectionSettings {
+    pub enabled: bool,
+    pub sequences: Vec<String>,
+    pub univariate: UnivariateSettings,
+    pub redundancy: RedundancySettings,
+    pub lasso: fedrad_shared::algorithms::lasso::LassoSettings,
+    /// Which λ's non-zero coefficients are the selected features.
+    pub select_at: SelectAt,
+}
+
+impl Default for SelectionSettings {
+    fn default() -> Self {
+        SelectionSettings {
+            enabled: true,
+            sequences: vec!["t1c".into(), "t2".into()],
+            univariate: UnivariateSettings::default(),
+            redundancy: RedundancySettings::default(),
+            lasso: Default::default(),
+            select_at: SelectAt::LambdaMin,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnivariateChoice {
+    Welch,
+    MannWhitney,
+    None,
+}
+
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UnivariateSettings {
+    /// `welch` (exact from moments), `mann_whitney` (grid counts; see the docs on accuracy and
+    /// disclosure) or `none`.
+    pub test: UnivariateChoice,
+    pub alpha: f64,
+    /// Mann–Whitney grid step and range, in SD units.
+    pub resolution: f64,
+    pub limit: f64,
+}
+
+impl Default for UnivariateSettings {
+    fn default() -> Self {
+        UnivariateSettings { test: UnivariateChoice::Welch, alpha: 0.05, resolution: 0.01, limit: 8.0 }
+    }
+}
+
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedundancySettings {
+    pub enabled: bool,
+    /// Drop one of each pair with |Pearson r| above this.
+    pub threshold: f64,
+}
+
+impl Default for RedundancySettings {
+    fn default() -> Self {
+        RedundancySettings { enabled: true, threshold: 0.9 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SelectAt {
+    LambdaMin,
+    Lambda1se,
+}
+
+/// The clinical model of Model III: univariate logistic regression per variable, then a
+/// multivariable model of those with p below `entry_p`.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClinicalModelSettings {
+    pub enabled: bool,
+    /// Built-in variables to consider (default: all); extras from `[[table1.extra]]` by name.
+    pub variables: Option<Vec<String>>,
+    pub entry_p: f64,
+}
+
+impl Default for ClinicalModelSettings {
+    fn default() -> Self {
+        ClinicalModelSettings { enabled: true, variables: None, entry_p: 0.05 }
+    }
 }
 
 /// Radiomic feature extraction at the sites.
@@ -181,7 +289,45 @@ impl StudyConfig {
             return Err(format!("split.training_fraction = {f}: must be between 0 and 1"));
         }
         self.table1_variables()?;
+        let sel = &self.selection;
+        for seq in &sel.sequences {
+            if !fedrad_shared::algorithms::extraction::SEQUENCES.contains(&seq.as_str()) {
+                return Err(format!("selection.sequences: unknown sequence `{seq}` (use t1c, t2)"));
+            }
+        }
+        if !(sel.univariate.alpha > 0.0 && sel.univariate.alpha <= 1.0) {
+            return Err("selection.univariate.alpha must be in (0, 1]".into());
+        }
+        if !(sel.univariate.resolution > 1e-4 && sel.univariate.limit > sel.univariate.resolution && sel.univariate.limit / sel.univariate.resolution <= 10_000.0) {
+            return Err("selection.univariate: resolution must be > 1e-4 and limit/resolution at most 10000".into());
+        }
+        if !(sel.redundancy.threshold > 0.0 && sel.redundancy.threshold <= 1.0) {
+            return Err("selection.redundancy.threshold must be in (0, 1]".into());
+        }
+        sel.lasso.validate().map_err(|e| format!("selection.lasso: {e}"))?;
+        if !(self.clinical_model.entry_p > 0.0 && self.clinical_model.entry_p <= 1.0) {
+            return Err("clinical_model.entry_p must be in (0, 1]".into());
+        }
+        self.clinical_variables()?;
         Ok(())
+    }
+
+    /// The clinical model's candidate variables.
+    pub fn clinical_variables(&self) -> Result<Vec<VariableSpec>, String> {
+        let all = self.table1_variables_unfiltered();
+        match &self.clinical_model.variables {
+            None => Ok(builtin_schema()),
+            Some(names) => names
+                .iter()
+                .map(|n| all.iter().find(|v| &v.name == n).cloned().ok_or_else(|| format!("clinical_model.variables: unknown variable `{n}`")))
+                .collect(),
+        }
+    }
+
+    fn table1_variables_unfiltered(&self) -> Vec<VariableSpec> {
+        let mut all = builtin_schema();
+        all.extend(self.table1.extra.iter().cloned());
+        all
     }
 
     /// The Table 1 variables in order: chosen built-ins, then extras.

@@ -5,7 +5,9 @@ pub mod config;
 pub mod demo;
 pub mod hub;
 pub mod report;
+pub mod selection;
 pub mod study;
+pub mod svg;
 
 use std::net::SocketAddr;
 

@@ -30,6 +30,56 @@ pub fn markdown(r: &StudyResults) -> String {
         }
     }
     s.push('\n');
+    if let Some(sel) = &r.selection {
+        s.push_str("## Feature selection\n\nPer sequence over the training cohort, from site aggregates only: global standardisation (constant or non-finite features dropped), univariate filter, redundancy filter (|Pearson r| above the threshold, the feature more associated with the outcome kept), then LASSO with cross-validation (folds assigned at each site, stratified by outcome). Federated equals pooled: the tests `cargo test partition` run the same algorithms on 1, 4 and 7 sites.\n\n");
+        s.push_str("| Sequence | Training | Features | Dropped (constant / non-finite) | Univariate passed | Redundant dropped | LASSO candidates | λ_min | λ_1se | CV deviance | Selected |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+        for q in &sel.sequences {
+            s.push_str(&format!(
+                "| {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                q.sequence,
+                q.training_patients,
+                q.features,
+                q.dropped_constant.len(),
+                q.dropped_non_finite.len(),
+                q.univariate_passed,
+                q.redundant.len(),
+                q.lasso_candidates,
+                q.lambda_min.map_or("–".into(), |v| format!("{v:.4}")),
+                q.lambda_1se.map_or("–".into(), |v| format!("{v:.4}")),
+                q.cv_deviance_at_selected.map_or("–".into(), |v| format!("{v:.3}")),
+                q.selected.len()
+            ));
+        }
+        for q in &sel.sequences {
+            s.push_str(&format!("\n### {} ({} features)\n\n", q.sequence, q.group));
+            if let Some(n) = &q.note {
+                s.push_str(&format!("Note: {n}\n\n"));
+            }
+            if !q.selected.is_empty() {
+                s.push_str("| Feature | Coefficient (standardised) | Coefficient (per raw unit) |\n|---|---|---|\n");
+                for f in &q.selected {
+                    s.push_str(&format!("| `{}` | {:.4} | {:.4e} |\n", f.name, f.coefficient, f.coefficient_original));
+                }
+                s.push_str(&format!("\n![coefficient path](lasso/{0}/radiomic_path.svg) ![cross-validation](lasso/{0}/radiomic_cv.svg)\n", q.sequence));
+            }
+        }
+        s.push('\n');
+    }
+    if let Some(c) = &r.clinical_model {
+        s.push_str(&format!("## Clinical model\n\nLogistic regression fitted by Newton–Raphson on summed gradients and Hessians ({} training patients with complete data). Univariate screening by likelihood-ratio test; variables with p < {} enter the multivariable model.\n\n| Variable | Univariate p | Entered |\n|---|---|---|\n", c.n, c.entry_p));
+        for u in &c.univariate {
+            s.push_str(&format!("| {} | {:.4} | {} |\n", u.variable, u.lr_p_value, if u.entered { "yes" } else { "no" }));
+        }
+        if c.multivariable.is_empty() {
+            s.push_str("\nNo variable entered the multivariable model.\n\n");
+        } else {
+            s.push_str("\n| Term | OR | 95% CI | p |\n|---|---|---|---|\n");
+            for t in &c.multivariable {
+                s.push_str(&format!("| {} | {:.3} | {:.3}–{:.3} | {:.4} |\n", t.term, t.odds_ratio, t.ci_low, t.ci_high, t.p_value));
+            }
+            s.push('\n');
+        }
+    }
     s.push_str("## Protocol cost\n\n| Step | Rounds | Tasks | Bytes to sites | Bytes from sites | Seconds |\n|---|---|---|---|---|---|\n");
     for p in &r.protocol {
         s.push_str(&format!("| {} | {} | {} | {} | {} | {:.2} |\n", p.step, p.rounds, p.tasks, p.bytes_to_sites, p.bytes_from_sites, p.seconds));

@@ -25,6 +25,8 @@ pub enum StudyError {
     Timeout { step: String, source: TaskError },
     #[error("step {step}: cannot combine the answers: {source}")]
     Combine { step: String, source: CombineError },
+    #[error("step {step}: {detail}")]
+    Algorithm { step: String, detail: String },
     #[error("writing results to {path}: {source}")]
     Output { path: String, source: std::io::Error },
 }
@@ -49,6 +51,9 @@ pub struct StudyResults {
     pub split: split::SplitSummary,
     pub table1: table1::Table1,
     pub extraction: extraction::ExtractionSummary,
+    /// Feature selection per sequence (absent if disabled in the study file).
+    pub selection: Option<crate::selection::SelectionResults>,
+    pub clinical_model: Option<fedrad_shared::algorithms::logistic::ClinicalModel>,
     pub protocol: Vec<StepProtocol>,
     pub software_version: String,
 }
@@ -66,7 +71,7 @@ impl Progress for Quiet {}
 
 pub struct StudyRunner<'a> {
     hub: Hub,
-    study: StudyConfig,
+    pub(crate) study: StudyConfig,
     progress: &'a dyn Progress,
     protocol: Vec<StepProtocol>,
 }
@@ -85,7 +90,7 @@ impl<'a> StudyRunner<'a> {
     }
 
     /// One round of a step: the same task kind to every site, concurrently.
-    async fn round(&mut self, step: &str, round: u64, kinds: BTreeMap<String, task::Kind>) -> Result<Vec<SiteAggregate>, StudyError> {
+    pub(crate) async fn round(&mut self, step: &str, round: u64, kinds: BTreeMap<String, task::Kind>) -> Result<Vec<SiteAggregate>, StudyError> {
         let timeout = Duration::from_secs(self.study.timeouts.task_secs);
         let mut set = tokio::task::JoinSet::new();
         for (site, kind) in kinds {
@@ -124,7 +129,7 @@ impl<'a> StudyRunner<'a> {
         Ok(answers)
     }
 
-    async fn step<T>(
+    pub(crate) async fn step<T>(
         &mut self,
         name: &str,
         body: impl AsyncFnOnce(&mut Self) -> Result<(T, u64), StudyError>,
@@ -147,7 +152,7 @@ impl<'a> StudyRunner<'a> {
         Ok(out)
     }
 
-    fn all_sites(&self, kind: task::Kind) -> BTreeMap<String, task::Kind> {
+    pub(crate) fn all_sites(&self, kind: task::Kind) -> BTreeMap<String, task::Kind> {
         self.study.sites.iter().map(|s| (s.clone(), kind.clone())).collect()
     }
 
@@ -219,6 +224,21 @@ impl<'a> StudyRunner<'a> {
             .await?;
         write_json(&out.join("extraction.json"), &extraction_summary)?;
 
+        let selection = if self.study.selection.enabled {
+            let settings = if parameters_yaml.trim().is_empty() {
+                site_agent::radiomics::settings::Settings::study_default()
+            } else {
+                site_agent::radiomics::settings::Settings::from_pyradiomics_yaml(&parameters_yaml)
+                    .map_err(|e| StudyError::Algorithm { step: "selection".into(), detail: format!("extraction parameters: {e}") })?
+            };
+            let catalogue = site_agent::features::feature_catalogue(&settings)
+                .map_err(|e| StudyError::Algorithm { step: "selection".into(), detail: format!("feature catalogue: {e}") })?;
+            Some(self.run_selection(&catalogue).await?)
+        } else {
+            None
+        };
+        let clinical_model = if self.study.clinical_model.enabled { Some(self.run_clinical_model().await?) } else { None };
+
         let results = StudyResults {
             study_id: self.study.study_id.clone(),
             seed,
@@ -227,6 +247,8 @@ impl<'a> StudyRunner<'a> {
             split,
             table1: table,
             extraction: extraction_summary,
+            selection,
+            clinical_model,
             protocol: self.protocol.clone(),
             software_version: env!("CARGO_PKG_VERSION").into(),
         };
@@ -244,7 +266,7 @@ pub fn variable_to_proto(v: &VariableSpec) -> proto::ClinicalVariable {
     proto::ClinicalVariable { name: v.name.clone(), kind: Some(kind) }
 }
 
-fn write_text(path: &Path, text: &str) -> Result<(), StudyError> {
+pub(crate) fn write_text(path: &Path, text: &str) -> Result<(), StudyError> {
     let err = |source| StudyError::Output { path: path.display().to_string(), source };
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).map_err(err)?;
@@ -254,6 +276,6 @@ fn write_text(path: &Path, text: &str) -> Result<(), StudyError> {
     std::fs::rename(&tmp, path).map_err(err)
 }
 
-fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), StudyError> {
+pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), StudyError> {
     write_text(path, &(serde_json::to_string_pretty(value).expect("serialisable") + "\n"))
 }

@@ -42,7 +42,7 @@ fn certs_init_writes_bundles_with_private_keys_closed_and_never_overwrites() {
 fn the_demo_runs_the_study_with_separate_site_agent_processes() {
     let out = tmp("demo");
     let output = Command::new(env!("CARGO_BIN_EXE_coordinator"))
-        .args(["demo", "--patients", "120", "--coarsen", "3", "--out"])
+        .args(["demo", "--patients", "120", "--coarsen", "3", "--folds", "3", "--out"])
         .arg(&out)
         .output()
         .unwrap();
@@ -51,12 +51,14 @@ fn the_demo_runs_the_study_with_separate_site_agent_processes() {
     assert!(stdout.contains("cohort: 120 patients loaded"), "{stdout}");
     assert!(stdout.contains("split:  training 84"), "{stdout}");
     assert!(stdout.contains("features t2: 174 features per case, 120 cases extracted, 0 failed"), "{stdout}");
+    assert!(stdout.contains("selection t2: ") && stdout.contains("clinical model: "), "{stdout}");
     let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("study/results.json")).unwrap()).unwrap();
     assert_eq!(results["split"]["total"]["training_negative"].as_u64().unwrap() + results["split"]["total"]["training_positive"].as_u64().unwrap(), 84);
     // Each agent ran as its own process and audited what it sent.
     for site in ["hospital-a", "hospital-b", "hospital-c", "hospital-d"] {
         let log = std::fs::read_to_string(out.join("sites").join(site).join("work/audit.jsonl")).unwrap();
-        assert_eq!(log.lines().count(), 4, "{site}: one audit entry per step");
+        let rounds: u64 = results["protocol"].as_array().unwrap().iter().map(|p| p["rounds"].as_u64().unwrap()).sum();
+        assert_eq!(log.lines().count() as u64, rounds, "{site}: one audit entry per task");
     }
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -76,6 +76,8 @@ pub fn study_config(study_id: &str, out: &Path, sites: Vec<String>, seed: u64) -
         split: SplitSettings::default(),
         table1: Table1Settings::default(),
         features: FeatureSettings::default(),
+        selection: Default::default(),
+        clinical_model: Default::default(),
     }
 }
 

@@ -33,7 +33,7 @@ fn assert_json_close(a: &serde_json::Value, b: &serde_json::Value, tol: f64, pat
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn four_sites_over_mtls_give_the_pooled_split_and_table1() {
+async fn four_sites_over_mtls_give_the_pooled_split_table1_and_selection() {
     let dir = TempDir::new("federation");
     let seed = 11;
     let cohort = small_cohort(&dir.path().join("cohort"), 120, seed);
@@ -43,11 +43,15 @@ async fn four_sites_over_mtls_give_the_pooled_split_and_table1() {
     let mut agents = Vec::new();
     for (site, manifest) in &cohort.manifests {
         let work = dir.path().join("work").join(site);
-        let cfg = site_config(site, server.addr.port(), manifest, &work, TlsFiles::bundle(&pki.site_bundle(site)));
+        let mut cfg = site_config(site, server.addr.port(), manifest, &work, TlsFiles::bundle(&pki.site_bundle(site)));
+        cfg.policy.min_count = 3;
         agents.push(start_agent(cfg).await);
     }
     let out = dir.path().join("study");
-    let study = study_config("federation-test", &out, sites.clone(), seed);
+    let mut study = study_config("federation-test", &out, sites.clone(), seed);
+    // 84 training patients over four sites (the smallest has ~15): 5 folds of 3 at least.
+    study.selection.lasso.folds = 5;
+    study.clinical_model.variables = Some(vec!["age".into(), "sex".into(), "overall_stage".into()]);
     let results = StudyRunner::new(server.hub.clone(), study, &Quiet).run().await.expect("study runs");
 
     // Pooled reference straight from the files.
@@ -68,7 +72,7 @@ async fn four_sites_over_mtls_give_the_pooled_split_and_table1() {
         }
     }
 
-    let with_roles: Vec<_> = patients.into_iter().zip(roles).map(|((s, r), role)| (s, r, role)).collect();
+    let with_roles: Vec<_> = patients.clone().into_iter().zip(roles.clone()).map(|((s, r), role)| (s, r, role)).collect();
     let pooled_table = table1::pooled(&with_roles, &builtin_schema());
     assert_json_close(&serde_json::to_value(&results.table1).unwrap(), &serde_json::to_value(&pooled_table).unwrap(), 1e-9, "table1");
 
@@ -76,7 +80,12 @@ async fn four_sites_over_mtls_give_the_pooled_split_and_table1() {
         assert!(out.join(f).is_file(), "{f} not written");
     }
     let steps: Vec<&str> = results.protocol.iter().map(|p| p.step.as_str()).collect();
-    assert_eq!(steps, ["cohort_summary", "split", "table1", "extract_features"]);
+    assert_eq!(steps[..5], ["cohort_summary", "split", "table1", "extract_features", "folds"]);
+    assert!(steps.contains(&"lasso.t2.radiomic") && steps.last() == Some(&"clinical_model"), "{steps:?}");
+    for f in ["selection.json", "clinical_model.json", "lasso/t2/radiomic.json", "lasso/t2/radiomic_path.svg", "lasso/t1c/radiomic_cv.svg"] {
+        assert!(out.join(f).is_file(), "{f} not written");
+    }
+    check_selection_against_pooled(&dir, &cohort, &results, &patients, &roles);
 
     // Every case was extracted; the features stayed at the sites, and a site's stored row
     // equals an extraction run directly on that patient's files.
@@ -102,9 +111,102 @@ async fn four_sites_over_mtls_give_the_pooled_split_and_table1() {
         let stored: f64 = row[k + 1].parse().unwrap();
         assert!(stored == f.value || (stored.is_nan() && f.value.is_nan()), "{}: {stored} vs {}", f.column(), f.value);
     }
-    assert!(results.protocol.iter().all(|p| p.bytes_from_sites > 0 && p.tasks == 4));
+    assert!(results.protocol.iter().all(|p| p.bytes_from_sites > 0 && p.tasks == 4 * p.rounds), "{:?}", results.protocol);
     drop(agents);
     server.stop().await;
+}
+
+/// The selection steps recomputed in one process from every site's stored feature table,
+/// split and folds: standardisation, Welch filter, redundancy filter, the LASSO path with its
+/// CV curve (glmnet-style row-wise solver), the selected features and the clinical model.
+fn check_selection_against_pooled(
+    dir: &TempDir,
+    cohort: &fedrad_synth::GeneratedCohort,
+    results: &coordinator::study::StudyResults,
+    patients: &[(String, fedrad_shared::clinical::PatientRecord)],
+    roles: &[fedrad_shared::clinical::CohortRole],
+) {
+    use fedrad_shared::algorithms::{correlation, lasso, logistic, standardise, univariate};
+    use fedrad_shared::clinical::CohortRole;
+    let selection = results.selection.as_ref().expect("selection ran");
+    for seq_result in &selection.sequences {
+        let seq = seq_result.sequence.as_str();
+        let (mut x, mut y, mut fold) = (Vec::new(), Vec::new(), Vec::new());
+        let mut names = Vec::new();
+        for (site, _) in &cohort.manifests {
+            let study_dir = dir.path().join("work").join(site).join("studies/federation-test");
+            let table = std::fs::read_to_string(study_dir.join(format!("features/{seq}.csv"))).unwrap();
+            let folds = std::fs::read_to_string(study_dir.join("folds.csv")).unwrap();
+            names = table.lines().next().unwrap().split(',').skip(1).map(str::to_string).collect();
+            for line in table.lines().skip(1) {
+                let mut cells = line.split(',');
+                let id = cells.next().unwrap();
+                let i = patients.iter().position(|p| p.1.patient_id == id).unwrap();
+                if roles[i] != CohortRole::Training {
+                    continue;
+                }
+                x.push(cells.map(|c| c.parse::<f64>().unwrap()).collect::<Vec<f64>>());
+                y.push(patients[i].1.outcome);
+                let f = folds.lines().find_map(|l| l.strip_prefix(&format!("{id},"))).unwrap();
+                fold.push(f.parse::<u32>().unwrap());
+            }
+        }
+        assert_eq!(x.len() as u64, seq_result.training_patients);
+        let p = names.len();
+        let moments = standardise::pooled(&x, &y, p);
+        let std = moments.standardisation();
+        assert_eq!(std.dropped.len(), seq_result.dropped_constant.len() + seq_result.dropped_non_finite.len());
+        let passed: Vec<_> = univariate::welch(&moments, &std.kept).into_iter().filter(|t| t.p_value < 0.05).collect();
+        assert_eq!(passed.len(), seq_result.univariate_passed, "{seq}: univariate");
+        let cols: Vec<usize> = passed.iter().map(|t| t.column).collect();
+        let rows: Vec<Vec<f64>> = x.iter().map(|r| cols.iter().map(|&j| r[j]).collect()).collect();
+        let r = correlation::pooled(&rows, cols.len()).correlation();
+        let (kept, dropped) = correlation::redundancy_filter(&r, &passed, 0.9);
+        assert_eq!(dropped.len(), seq_result.redundant.len(), "{seq}: redundancy");
+        let candidates: Vec<usize> = kept.iter().map(|&k| cols[k]).collect();
+        // The stored LASSO file: the same candidates, then the path against the pooled solver.
+        let file: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join(format!("study/lasso/{seq}/radiomic.json"))).unwrap()).unwrap();
+        let file_features: Vec<&str> = file["features"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert_eq!(file_features, candidates.iter().map(|&j| names[j].as_str()).collect::<Vec<_>>());
+        let path: lasso::LassoPath = serde_json::from_value(file["path"].clone()).unwrap();
+        let standardiser = fedrad_shared::algorithms::glm::Standardiser {
+            center: candidates.iter().map(|&j| std.mean[j]).collect(),
+            scale: candidates.iter().map(|&j| std.sd[j]).collect(),
+        };
+        let z = standardiser.apply(&x.iter().map(|r| candidates.iter().map(|&j| r[j]).collect()).collect::<Vec<_>>()).unwrap();
+        let yf: Vec<f64> = y.iter().map(|&b| b as u8 as f64).collect();
+        let family = fedrad_shared::algorithms::glm::GlmFamily::Binomial;
+        let pooled = lasso::pooled_path(&z, &yf, &path.lambdas, family, 1.0, 1e-13);
+        for (l, (b0, beta)) in pooled.iter().enumerate() {
+            assert!((b0 - path.intercepts[l]).abs() < 1e-6, "{seq}: intercept at λ {l}");
+            for (j, b) in beta.iter().enumerate() {
+                assert!((b - path.coefficients[l][j]).abs() < 1e-6, "{seq}: β{j} at λ {l}: {b} vs {}", path.coefficients[l][j]);
+            }
+        }
+        let (cvm, _) = lasso::pooled_cv(&z, &yf, &fold, 5, &path.lambdas, family, 1.0, 1e-13);
+        for l in 0..cvm.len() {
+            assert!((cvm[l] - path.cv_mean[l]).abs() < 1e-6, "{seq}: CV deviance at λ {l}");
+        }
+        let selected: Vec<&str> = seq_result.selected.iter().map(|f| f.name.as_str()).collect();
+        let expected: Vec<&str> =
+            candidates.iter().enumerate().filter(|(i, _)| path.coefficients[path.lambda_min_index][*i] != 0.0).map(|(_, &j)| names[j].as_str()).collect();
+        assert_eq!(selected, expected);
+    }
+    // Clinical model: the pooled Newton fit of the entered variables.
+    let clinical = results.clinical_model.as_ref().expect("clinical model ran");
+    let schema = builtin_schema();
+    let vars: Vec<_> = schema.iter().filter(|v| ["age", "sex", "overall_stage"].contains(&v.name.as_str())).cloned().collect();
+    let training: Vec<_> = patients.iter().zip(roles).filter(|(_, r)| **r == CohortRole::Training).map(|(p, _)| &p.1).collect();
+    let x: Vec<Vec<f64>> = training.iter().map(|r| logistic::design_row(r, &vars).unwrap()).collect();
+    let y: Vec<bool> = training.iter().map(|r| r.outcome).collect();
+    let entered: Vec<usize> = logistic::design_columns(&vars).iter().enumerate().filter(|(_, c)| clinical.selected.contains(&c.variable)).map(|(k, _)| k).collect();
+    if !entered.is_empty() {
+        let beta = logistic::pooled_fit(&x, &y, &entered);
+        for (a, or) in clinical.multivariable.iter().enumerate() {
+            assert!((or.odds_ratio.ln() - beta[a + 1]).abs() < 1e-8, "clinical term {}", or.term);
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -156,5 +258,27 @@ async fn a_site_below_its_minimum_refuses_and_the_study_says_which_and_why() {
     // The refusal is in the site's audit log, and the log's chain verifies.
     let log = site_agent::audit::verify(&dir.path().join("work/hospital-c/audit.jsonl")).unwrap();
     assert!(log.iter().any(|e| e.outcome == "refused" && e.kind == "cohort_summary"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_folds_at_a_small_site_are_refused_and_the_study_names_site_and_fold() {
+    let dir = TempDir::new("fold-refusal");
+    // 80 patients: the smallest hospital has ~10 training patients, one per fold at K = 10.
+    let cohort = small_cohort(&dir.path().join("cohort"), 80, 5);
+    let sites: Vec<String> = cohort.manifests.iter().map(|m| m.0.clone()).collect();
+    let pki = StudyPki::init(&dir.path().join("pki"), "test", &["localhost".into()], &sites).unwrap();
+    let server = coordinator::start_server(&coordinator_config(&pki)).await.unwrap();
+    let mut agents = Vec::new();
+    for (site, manifest) in &cohort.manifests {
+        let mut cfg = site_config(site, server.addr.port(), manifest, &dir.path().join("work").join(site), TlsFiles::bundle(&pki.site_bundle(site)));
+        cfg.policy.min_count = 3;
+        agents.push(start_agent(cfg).await);
+    }
+    let study = study_config("fold-refusal", &dir.path().join("study"), sites, 1);
+    let err = StudyRunner::new(server.hub.clone(), study, &Quiet).run().await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(&err, StudyError::Refused { step, .. } if step == "folds"), "{msg}");
+    assert!(msg.contains("hospital-d") && msg.contains("cross-validation fold") && msg.contains("fewer than this site's minimum of 3"), "{msg}");
     server.stop().await;
 }

@@ -6,7 +6,8 @@
 //! keeps its accuracy where raw sums of products of large values would cancel.
 //!
 //! Redundancy filter: features are visited from the most to the least associated with the
-//! outcome (smallest univariate p-value, then largest |statistic|, then column order); a
+//! outcome (smallest univariate p-value, then largest |statistic|, both compared at 8
+//! significant decimals, then column order); a
 //! feature is dropped if its |r| with one already kept exceeds the threshold. The result is
 //! deterministic and never drops both members of a pair.
 
@@ -110,14 +111,15 @@ pub struct Redundant {
 /// positions (ascending) and the dropped ones.
 pub fn redundancy_filter(r: &[f64], tests: &[FeatureTest], threshold: f64) -> (Vec<usize>, Vec<Redundant>) {
     let p = tests.len();
+    // Association as a quantised key, so features whose tests agree to rounding (radiomics has
+    // mathematically identical features, e.g. GLCM cluster tendency and sum variance) tie and
+    // the column order decides, whatever the summation order of the sites was.
+    let key = |t: &FeatureTest| {
+        let q = |v: f64| if v.is_finite() { (v * 1e8).round() as i64 } else { i64::MAX };
+        (q(t.p_value.max(1e-300).log10()), -q(t.statistic.abs().ln_1p()), t.column)
+    };
     let mut order: Vec<usize> = (0..p).collect();
-    order.sort_by(|&a, &b| {
-        tests[a]
-            .p_value
-            .total_cmp(&tests[b].p_value)
-            .then(tests[b].statistic.abs().total_cmp(&tests[a].statistic.abs()))
-            .then(tests[a].column.cmp(&tests[b].column))
-    });
+    order.sort_by_key(|&i| key(&tests[i]));
     let mut kept: Vec<usize> = Vec::new();
     let mut dropped = Vec::new();
     for i in order {

@@ -360,6 +360,7 @@ pub struct LassoPathSolver {
 pub struct LassoPath {
     pub family: GlmFamily,
     pub mixing: f64,
+    pub folds: u32,
     /// Training patients in the full fit.
     pub n: f64,
     pub lambdas: Vec<f64>,
@@ -591,6 +592,7 @@ impl LassoPathSolver {
         Some(LassoPath {
             family: self.settings.family,
             mixing: self.settings.mixing,
+            folds: self.settings.folds,
             n: self.n_full,
             lambdas: self.lambdas.clone(),
             intercepts: full.path.iter().map(|p| p.0).collect(),

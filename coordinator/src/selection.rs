@@ -1,0 +1,388 @@
+//! The feature-selection and clinical-model steps of a study: what the coordinator asks the
+//! sites in which order, using the shared algorithms' coordinator halves, and the files each
+//! step writes (`selection.json`, `lasso/<sequence>/radiomic.{json,_path.svg,_cv.svg}`,
+//! `clinical_model.json`).
+
+use std::collections::BTreeMap;
+
+use fedrad_shared::algorithms::extraction::catalogue_sha256;
+use fedrad_shared::algorithms::glm::Standardiser;
+use fedrad_shared::algorithms::lasso::{self, LassoPath, LassoPathSolver, LassoRequest};
+use fedrad_shared::algorithms::univariate::{self, FeatureTest};
+use fedrad_shared::algorithms::{correlation, folds, logistic, standardise};
+use fedrad_shared::proto::{self, task};
+
+use crate::config::{SelectAt, UnivariateChoice};
+use crate::study::{StudyError, StudyRunner, variable_to_proto, write_json, write_text};
+use crate::svg;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SelectedFeature {
+    pub name: String,
+    /// Coefficient on the standardised feature.
+    pub coefficient: f64,
+    /// Coefficient per unit of the raw feature.
+    pub coefficient_original: f64,
+    pub mean: f64,
+    pub sd: f64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RedundantFeature {
+    pub feature: String,
+    pub kept: String,
+    pub r: f64,
+}
+
+/// Selection for one sequence and feature group.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SequenceSelection {
+    pub sequence: String,
+    pub group: String,
+    pub training_patients: u64,
+    pub features: usize,
+    pub dropped_constant: Vec<String>,
+    pub dropped_non_finite: Vec<String>,
+    pub univariate_test: UnivariateChoice,
+    pub univariate_alpha: f64,
+    pub univariate_passed: usize,
+    pub redundant: Vec<RedundantFeature>,
+    pub lasso_candidates: usize,
+    pub lambda_min: Option<f64>,
+    pub lambda_1se: Option<f64>,
+    pub select_at: SelectAt,
+    pub cv_deviance_at_selected: Option<f64>,
+    pub intercept: Option<f64>,
+    pub intercept_original: Option<f64>,
+    pub selected: Vec<SelectedFeature>,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SelectionResults {
+    pub folds: folds::FoldSummary,
+    pub sequences: Vec<SequenceSelection>,
+}
+
+/// The LASSO output file (`lasso/<sequence>/<group>.json`).
+#[derive(serde::Serialize)]
+struct LassoFile<'a> {
+    sequence: &'a str,
+    group: &'a str,
+    features: Vec<&'a str>,
+    standardiser: &'a Standardiser,
+    path: &'a LassoPath,
+    /// Per λ: intercept then coefficients per unit of the raw features.
+    coefficients_original: Vec<Vec<f64>>,
+    select_at: SelectAt,
+}
+
+fn columns(sequence: &str, digest: &str, cols: &[usize]) -> proto::FeatureColumns {
+    proto::FeatureColumns { sequence: sequence.into(), catalogue_sha256: digest.into(), columns: cols.iter().map(|&c| c as u32).collect() }
+}
+
+fn err(step: &str) -> impl Fn(String) -> StudyError + '_ {
+    move |detail| StudyError::Algorithm { step: step.into(), detail }
+}
+
+impl StudyRunner<'_> {
+    /// Folds, then per sequence: standardisation + univariate, redundancy, LASSO.
+    pub(crate) async fn run_selection(&mut self, catalogue: &[String]) -> Result<SelectionResults, StudyError> {
+        let settings = self.study.selection.clone();
+        let k = settings.lasso.folds;
+        let seed = self.study.seed;
+        let fold_summary = self
+            .step("folds", async |s: &mut Self| {
+                let answers = s.round("folds", 1, s.all_sites(task::Kind::Folds(proto::FoldsTask { seed, folds: k }))).await?;
+                let f = folds::combine(&answers, k).map_err(|source| StudyError::Combine { step: "folds".into(), source })?;
+                Ok((f, 1))
+            })
+            .await?;
+        let digest = catalogue_sha256(catalogue);
+        let mut sequences = Vec::new();
+        for seq in &settings.sequences {
+            sequences.push(self.select_sequence(seq, catalogue, &digest).await?);
+        }
+        let results = SelectionResults { folds: fold_summary, sequences };
+        write_json(&self.study.output_dir.join("selection.json"), &results)?;
+        Ok(results)
+    }
+
+    async fn select_sequence(&mut self, seq: &str, catalogue: &[String], digest: &str) -> Result<SequenceSelection, StudyError> {
+        let settings = self.study.selection.clone();
+        let all: Vec<usize> = (0..catalogue.len()).collect();
+        let p_all = all.len();
+
+        // 1. Standardisation (and Welch's moments) over the training cohort.
+        let step = format!("standardise.{seq}");
+        let moments = self
+            .step(&step.clone(), async |s: &mut Self| {
+                let kind = task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(columns(seq, digest, &all)) });
+                let answers = s.round(&step, 1, s.all_sites(kind)).await?;
+                let m = standardise::combine(&answers, p_all).map_err(|source| StudyError::Combine { step: step.clone(), source })?;
+                Ok((m, 1))
+            })
+            .await?;
+        let standardisation = moments.standardisation();
+        let kept = standardisation.kept.clone();
+        let name = |j: usize| catalogue[j].clone();
+        let mut out = SequenceSelection {
+            sequence: seq.into(),
+            group: "radiomic".into(),
+            training_patients: standardisation.n,
+            features: p_all,
+            dropped_constant: standardisation.dropped.iter().filter(|d| d.1 == standardise::DropReason::Constant).map(|d| name(d.0)).collect(),
+            dropped_non_finite: standardisation.dropped.iter().filter(|d| d.1 == standardise::DropReason::NonFinite).map(|d| name(d.0)).collect(),
+            univariate_test: settings.univariate.test,
+            univariate_alpha: settings.univariate.alpha,
+            univariate_passed: 0,
+            redundant: Vec::new(),
+            lasso_candidates: 0,
+            lambda_min: None,
+            lambda_1se: None,
+            select_at: settings.select_at,
+            cv_deviance_at_selected: None,
+            intercept: None,
+            intercept_original: None,
+            selected: Vec::new(),
+            note: None,
+        };
+        let standardiser_of = |cols: &[usize]| Standardiser {
+            center: cols.iter().map(|&j| standardisation.mean[j]).collect(),
+            scale: cols.iter().map(|&j| standardisation.sd[j]).collect(),
+        };
+
+        // 2. Univariate filter.
+        let tests: Vec<FeatureTest> = match settings.univariate.test {
+            UnivariateChoice::Welch | UnivariateChoice::None => univariate::welch(&moments, &kept),
+            UnivariateChoice::MannWhitney => {
+                let step = format!("univariate.{seq}");
+                let (res, lim) = (settings.univariate.resolution, settings.univariate.limit);
+                let std = standardiser_of(&kept);
+                self.step(&step.clone(), async |s: &mut Self| {
+                    let kind = task::Kind::RankHistogram(proto::RankHistogramTask {
+                        features: Some(columns(seq, digest, &kept)),
+                        standardiser: Some(std.to_proto()),
+                        resolution: res,
+                        limit: lim,
+                    });
+                    let answers = s.round(&step, 1, s.all_sites(kind)).await?;
+                    let t = univariate::combine_mann_whitney(&answers, &kept, res, lim).map_err(|source| StudyError::Combine { step: step.clone(), source })?;
+                    Ok((t, 1))
+                })
+                .await?
+            }
+        };
+        let passed: Vec<FeatureTest> = if settings.univariate.test == UnivariateChoice::None {
+            tests
+        } else {
+            tests.into_iter().filter(|t| t.p_value < settings.univariate.alpha).collect()
+        };
+        out.univariate_passed = passed.len();
+        write_json(&self.study.output_dir.join("lasso").join(seq).join("univariate.json"), &named_tests(&passed, catalogue))?;
+
+        // 3. Redundancy filter on the federated correlation matrix.
+        let mut candidates: Vec<usize> = passed.iter().map(|t| t.column).collect();
+        if settings.redundancy.enabled && candidates.len() > 1 {
+            let step = format!("redundancy.{seq}");
+            let cols = candidates.clone();
+            let threshold = settings.redundancy.threshold;
+            let (kept_pos, dropped) = self
+                .step(&step.clone(), async |s: &mut Self| {
+                    let kind = task::Kind::Correlation(proto::CorrelationTask { features: Some(columns(seq, digest, &cols)) });
+                    let answers = s.round(&step, 1, s.all_sites(kind)).await?;
+                    let c = correlation::combine(&answers, cols.len()).map_err(|source| StudyError::Combine { step: step.clone(), source })?;
+                    Ok((correlation::redundancy_filter(&c.correlation(), &passed, threshold), 1))
+                })
+                .await?;
+            out.redundant = dropped.iter().map(|d| RedundantFeature { feature: name(d.column), kept: name(d.kept_column), r: d.r }).collect();
+            candidates = kept_pos.iter().map(|&i| cols[i]).collect();
+        }
+        out.lasso_candidates = candidates.len();
+        if candidates.is_empty() {
+            out.note = Some("no feature passed the filters; nothing to select".into());
+            return Ok(out);
+        }
+
+        // 4. LASSO with cross-validation.
+        let step = format!("lasso.{seq}.radiomic");
+        let std = standardiser_of(&candidates);
+        let lasso_settings = settings.lasso.clone();
+        let family = lasso_settings.family.to_proto() as i32;
+        let cols = columns(seq, digest, &candidates);
+        let path = self
+            .step(&step.clone(), async |s: &mut Self| {
+                let mut solver = LassoPathSolver::new(lasso_settings.clone(), candidates.len());
+                let mut round = 0;
+                while let Some(request) = solver.request() {
+                    round += 1;
+                    match request {
+                        LassoRequest::Round(points) => {
+                            let kind = task::Kind::LassoRound(proto::LassoRoundTask {
+                                features: Some(cols.clone()),
+                                standardiser: Some(std.to_proto()),
+                                family,
+                                mixing: lasso_settings.mixing,
+                                points: points.iter().map(|p| p.to_proto()).collect(),
+                            });
+                            let answers = s.round(&step, round, s.all_sites(kind)).await?;
+                            let totals = lasso::combine_round(&answers, &points, candidates.len()).map_err(|source| StudyError::Combine { step: step.clone(), source })?;
+                            solver.absorb_round(&totals).map_err(|e| err(&step)(e.to_string()))?;
+                        }
+                        LassoRequest::CvLoss(points) => {
+                            let l = lasso_settings.path_length;
+                            let kind = task::Kind::CvLoss(proto::CvLossTask {
+                                features: Some(cols.clone()),
+                                standardiser: Some(std.to_proto()),
+                                family,
+                                path_length: l as u32,
+                                points: points.iter().map(|p| p.to_proto()).collect(),
+                            });
+                            let answers = s.round(&step, round, s.all_sites(kind)).await?;
+                            let (sum, sq, n) = lasso::combine_cv(&answers, l).map_err(|source| StudyError::Combine { step: step.clone(), source })?;
+                            solver.absorb_cv(sum, sq, n).map_err(|e| err(&step)(e.to_string()))?;
+                        }
+                    }
+                }
+                let path = solver.finish().ok_or_else(|| err(&step)("the LASSO finished without a result".into()))?;
+                Ok((path, round))
+            })
+            .await?;
+
+        let at = match settings.select_at {
+            SelectAt::LambdaMin => path.lambda_min_index,
+            SelectAt::Lambda1se => path.lambda_1se_index,
+        };
+        let original = |l: usize| -> Vec<f64> {
+            let beta = &path.coefficients[l];
+            let b0 = path.intercepts[l] - beta.iter().zip(&std.center).zip(&std.scale).map(|((b, m), s)| b * m / s).sum::<f64>();
+            std::iter::once(b0).chain(beta.iter().zip(&std.scale).map(|(b, s)| b / s)).collect()
+        };
+        out.lambda_min = Some(path.lambdas[path.lambda_min_index]);
+        out.lambda_1se = Some(path.lambdas[path.lambda_1se_index]);
+        out.cv_deviance_at_selected = Some(path.cv_mean[at]);
+        out.intercept = Some(path.intercepts[at]);
+        let orig = original(at);
+        out.intercept_original = Some(orig[0]);
+        out.selected = candidates
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| path.coefficients[at][*i] != 0.0)
+            .map(|(i, &j)| SelectedFeature {
+                name: name(j),
+                coefficient: path.coefficients[at][i],
+                coefficient_original: orig[i + 1],
+                mean: std.center[i],
+                sd: std.scale[i],
+            })
+            .collect();
+        if !path.converged.iter().all(|c| *c) || path.fold_fits_not_converged > 0 {
+            out.note = Some(format!(
+                "the solver stopped at its round limit for {} λ values of the full fit and {} (fold, λ) pairs; those coefficients are the last iterate",
+                path.converged.iter().filter(|c| !**c).count(),
+                path.fold_fits_not_converged
+            ));
+        }
+
+        let dir = self.study.output_dir.join("lasso").join(seq);
+        let names: Vec<&str> = candidates.iter().map(|&j| catalogue[j].as_str()).collect();
+        let file = LassoFile {
+            sequence: seq,
+            group: "radiomic",
+            features: names.clone(),
+            standardiser: &std,
+            path: &path,
+            coefficients_original: (0..path.lambdas.len()).map(original).collect(),
+            select_at: settings.select_at,
+        };
+        write_json(&dir.join("radiomic.json"), &file)?;
+        write_text(&dir.join("radiomic_path.svg"), &path_chart(seq, &path, &names))?;
+        write_text(&dir.join("radiomic_cv.svg"), &cv_chart(seq, &path))?;
+        Ok(out)
+    }
+
+    /// Univariate screening and the multivariable clinical model.
+    pub(crate) async fn run_clinical_model(&mut self) -> Result<logistic::ClinicalModel, StudyError> {
+        let variables = self.study.clinical_variables().expect("validated at load");
+        let entry_p = self.study.clinical_model.entry_p;
+        let proto_vars: Vec<proto::ClinicalVariable> = variables.iter().map(variable_to_proto).collect();
+        let model = self
+            .step("clinical_model", async |s: &mut Self| {
+                let mut round = 0;
+                let model = logistic::clinical_model(&variables, entry_p, async |points: &[logistic::ModelPoint]| {
+                    round += 1;
+                    let kind = task::Kind::LogisticRound(proto::LogisticRoundTask {
+                        variables: proto_vars.clone(),
+                        models: points.iter().map(|m| proto::ClinicalModel { columns: m.columns.iter().map(|&c| c as u32).collect(), coefficients: m.coefficients.clone() }).collect(),
+                    });
+                    let answers = s.round("clinical_model", round, s.all_sites(kind)).await.map_err(|e| e.to_string())?;
+                    logistic::combine(&answers, points).map_err(|e| e.to_string())
+                })
+                .await
+                .map_err(|detail| StudyError::Algorithm { step: "clinical_model".into(), detail })?;
+                let rounds = model.rounds;
+                Ok((model, rounds))
+            })
+            .await?;
+        write_json(&self.study.output_dir.join("clinical_model.json"), &model)?;
+        Ok(model)
+    }
+}
+
+#[derive(serde::Serialize)]
+struct NamedTest<'a> {
+    feature: &'a str,
+    statistic: f64,
+    p_value: f64,
+    effect: f64,
+}
+
+fn named_tests<'a>(tests: &[FeatureTest], catalogue: &'a [String]) -> Vec<NamedTest<'a>> {
+    tests.iter().map(|t| NamedTest { feature: &catalogue[t.column], statistic: t.statistic, p_value: t.p_value, effect: t.effect }).collect()
+}
+
+fn path_chart(seq: &str, path: &LassoPath, names: &[&str]) -> String {
+    let x: Vec<f64> = path.lambdas.iter().map(|l| l.log10()).collect();
+    let mut series = Vec::new();
+    let mut shown = BTreeMap::new();
+    for j in 0..names.len() {
+        if path.coefficients.iter().any(|c| c[j] != 0.0) {
+            let k = shown.len();
+            shown.insert(j, k);
+            series.push(svg::Series {
+                points: x.iter().zip(&path.coefficients).map(|(x, c)| (*x, c[j])).collect(),
+                color: svg::palette(k),
+                label: None,
+                error: None,
+            });
+        }
+    }
+    svg::render(&svg::Chart {
+        title: &format!("LASSO coefficient path, {seq} radiomic features ({} ever non-zero)", shown.len()),
+        x_label: "log10(λ)",
+        y_label: "coefficient (standardised)",
+        series,
+        markers: vec![(x[path.lambda_min_index], "λ_min".into()), (x[path.lambda_1se_index], "λ_1se".into())],
+        x_range: None,
+        y_range: None,
+        diagonal: false,
+    })
+}
+
+fn cv_chart(seq: &str, path: &LassoPath) -> String {
+    let x: Vec<f64> = path.lambdas.iter().map(|l| l.log10()).collect();
+    let label = match path.family {
+        fedrad_shared::algorithms::glm::GlmFamily::Binomial => "binomial deviance (held out)",
+        fedrad_shared::algorithms::glm::GlmFamily::Gaussian => "mean squared error (held out)",
+    };
+    svg::render(&svg::Chart {
+        title: &format!("{}-fold cross-validation, {seq} radiomic features", path.folds),
+        x_label: "log10(λ)",
+        y_label: label,
+        series: vec![svg::Series { points: x.iter().copied().zip(path.cv_mean.iter().copied()).collect(), color: svg::palette(1), label: None, error: Some(path.cv_se.clone()) }],
+        markers: vec![(x[path.lambda_min_index], "λ_min".into()), (x[path.lambda_1se_index], "λ_1se".into())],
+        x_range: None,
+        y_range: None,
+        diagonal: false,
+    })
+}
