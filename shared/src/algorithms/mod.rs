@@ -17,6 +17,8 @@ pub mod logistic;
 pub mod split;
 pub mod standardise;
 pub mod table1;
+#[doc(hidden)]
+pub mod testdata;
 pub mod univariate;
 
 use crate::aggregate::AggregateError;

@@ -1,0 +1,94 @@
+//! Synthetic data and an in-process federation for the algorithms' tests and
+//! `examples/lasso_reference_case.rs` (which `scripts/compare_sklearn_lasso.py` checks against
+//! scikit-learn). Not used by the product.
+
+use super::glm::{Standardiser, TrainingView};
+use super::lasso::{LassoPath, LassoPathSolver, LassoSettings, combine_cv, combine_round, drive, site_cv_loss, site_round};
+use crate::aggregate::SiteAggregate;
+
+/// A radiomics-like training set: 229 patients, 40 correlated features in blocks, an
+/// outcome driven by five of them, folds 1..=10 stratified by outcome.
+pub fn cohort(seed: u64) -> (Vec<Vec<f64>>, Vec<f64>, Vec<u32>) {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let mut draws = Vec::new();
+    let normal = |u: &mut dyn FnMut() -> f64| {
+        let (a, b) = (u(), u());
+        (-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()
+    };
+    let n = 229;
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for _ in 0..n {
+        let latent: Vec<f64> = (0..8).map(|_| normal(&mut uniform)).collect();
+        let row: Vec<f64> =
+            (0..40).map(|j| 3.0 * j as f64 + (1.0 + j as f64 * 0.1) * (0.8 * latent[j % 8] + 0.6 * normal(&mut uniform))).collect();
+        let eta = -0.7 + 0.9 * latent[0] - 0.7 * latent[3] + 0.5 * latent[5];
+        let p = 1.0 / (1.0 + (-eta).exp());
+        draws.push(uniform());
+        y.push(if *draws.last().unwrap() < p { 1.0 } else { 0.0 });
+        x.push(row);
+    }
+    // Stratified folds: per class, in order, dealt 1..=10 continuing across classes.
+    let mut fold = vec![0u32; n];
+    let mut k = 0;
+    for class in [0.0, 1.0] {
+        for i in (0..n).filter(|&i| y[i] == class) {
+            fold[i] = (k % 10) as u32 + 1;
+            k += 1;
+        }
+    }
+    (x, y, fold)
+}
+
+pub fn standardiser(x: &[Vec<f64>]) -> Standardiser {
+    let p = x[0].len();
+    let n = x.len() as f64;
+    let center: Vec<f64> = (0..p).map(|j| x.iter().map(|r| r[j]).sum::<f64>() / n).collect();
+    let scale = (0..p).map(|j| (x.iter().map(|r| (r[j] - center[j]).powi(2)).sum::<f64>() / n).sqrt()).collect();
+    Standardiser { center, scale }
+}
+
+/// The federated run with the patients split over sites of the given sizes.
+/// A LASSO run with the patients split over sites of the given sizes (in order), each site
+/// answering through its site half, the coordinator combining — all in one process.
+pub fn federated(x: &[Vec<f64>], y: &[f64], fold: &[u32], sizes: &[usize], settings: &LassoSettings, min_count: u64) -> Result<LassoPath, String> {
+    let std = standardiser(x);
+    let p = std.center.len();
+    let mut sites = Vec::new();
+    let mut start = 0;
+    for &s in sizes {
+        sites.push(start..start + s);
+        start += s;
+    }
+    assert_eq!(start, y.len());
+    let view = |r: &std::ops::Range<usize>| TrainingView { x: &x[r.clone()], y: &y[r.clone()], fold: &fold[r.clone()] };
+    let solver = LassoPathSolver::new(settings.clone(), p);
+    drive(
+        solver,
+        |points| {
+            let answers = sites
+                .iter()
+                .enumerate()
+                .map(|(k, r)| site_round(view(r), &std, settings.family, points, min_count).map(|a| SiteAggregate::new(format!("s{k}"), a)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            combine_round(&answers, points, p).map_err(|e| e.to_string())
+        },
+        |points, l| {
+            let answers = sites
+                .iter()
+                .enumerate()
+                .map(|(k, r)| site_cv_loss(view(r), &std, settings.family, l, points, min_count).map(|a| SiteAggregate::new(format!("s{k}"), a)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            combine_cv(&answers, l).map_err(|e| e.to_string())
+        },
+    )
+}
+
