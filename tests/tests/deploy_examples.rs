@@ -12,6 +12,29 @@ fn deploy_examples_parse_with_the_real_loaders() {
     coordinator::config::CoordinatorConfig::load(&root.join("coordinator.example.toml")).unwrap();
     let study = coordinator::config::StudyConfig::load(&root.join("study.example.toml")).unwrap();
     assert_eq!(study.table1_variables().unwrap().len(), 7);
+    assert_eq!(study.selection.lasso.folds, 10);
+    assert_eq!(study.selection.lasso.family, fedrad_shared::algorithms::glm::GlmFamily::Binomial);
+    assert_eq!(study.clinical_model.entry_p, 0.05);
+}
+
+#[test]
+fn study_selection_mistakes_are_named() {
+    let dir = std::env::temp_dir().join(format!("fedrad-study-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("study.toml");
+    let base = "study_id = \"s\"\noutput_dir = \"out\"\nseed = 1\nsites = [\"hospital-a\"]\n";
+    for (extra, needle) in [
+        ("[selection.lasso]\nfolds = 1\n", "folds"),
+        ("[selection.lasso]\nmixing = 0\n", "mixing"),
+        ("[selection.lasso]\nlambda = 3\n", "unknown field"),
+        ("[selection]\nsequences = [\"flair\"]\n", "flair"),
+        ("[selection]\nunivariate = { test = \"anova\" }\n", "anova"),
+    ] {
+        std::fs::write(&p, format!("{base}{extra}")).unwrap();
+        let err = coordinator::config::StudyConfig::load(&p).unwrap_err().to_string();
+        assert!(err.contains(needle), "{extra:?}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
