@@ -56,6 +56,15 @@ impl AggregateBuilder {
         self
     }
 
+    /// Adds every tensor of `other` under `prefix` (several answers in one aggregate).
+    pub fn nested(mut self, prefix: &str, other: Aggregate) -> Self {
+        for mut t in other.tensors {
+            t.name = format!("{prefix}{}", t.name);
+            self.tensors.push(t);
+        }
+        self
+    }
+
     pub fn build(self) -> Aggregate {
         Aggregate { patient_count: self.patient_count, tensors: self.tensors }
     }
@@ -75,6 +84,17 @@ impl SiteAggregate {
 
     pub fn patient_count(&self) -> u64 {
         self.aggregate.patient_count
+    }
+
+    /// The tensors added under `prefix` by [`AggregateBuilder::nested`], as their own answer.
+    pub fn nested(&self, prefix: &str) -> SiteAggregate {
+        let tensors = self
+            .aggregate
+            .tensors
+            .iter()
+            .filter_map(|t| t.name.strip_prefix(prefix).map(|n| Tensor { name: n.to_string(), shape: t.shape.clone(), values: t.values.clone() }))
+            .collect();
+        SiteAggregate::new(self.site_id.clone(), Aggregate { patient_count: self.aggregate.patient_count, tensors })
     }
 
     pub fn values(&self, name: &str) -> Result<&[f64], AggregateError> {

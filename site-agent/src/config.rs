@@ -13,6 +13,7 @@
 //!
 //! [policy]
 //! min_count = 5                              # refuse any aggregate over fewer patients
+//! max_parameter_ratio = 0.33                 # most model parameters per training patient
 //!
 //! [[clinical.extra]]                         # optional extra manifest columns
 //! name = "smoking"
@@ -60,15 +61,24 @@ fn default_max_message() -> usize {
 pub struct Policy {
     #[serde(default = "default_min_count")]
     pub min_count: u64,
+    /// Most parameters of a fitted model per training patient of this site (DataSHIELD's
+    /// `nfilter.glm`, 0.33 by default): gradients and Hessians of a model with nearly as many
+    /// parameters as patients say too much about each of them.
+    #[serde(default = "default_ratio")]
+    pub max_parameter_ratio: f64,
 }
 
 fn default_min_count() -> u64 {
     5
 }
 
+fn default_ratio() -> f64 {
+    0.33
+}
+
 impl Default for Policy {
     fn default() -> Self {
-        Policy { min_count: default_min_count() }
+        Policy { min_count: default_min_count(), max_parameter_ratio: default_ratio() }
     }
 }
 
@@ -103,6 +113,9 @@ impl SiteConfig {
 
     pub fn validate(&self) -> Result<(), String> {
         fedrad_shared::identity::validate_site_id(&self.site_id).map_err(|e| e.to_string())?;
+        if !(self.policy.max_parameter_ratio > 0.0 && self.policy.max_parameter_ratio <= 1.0) {
+            return Err("policy.max_parameter_ratio must be in (0, 1]".into());
+        }
         if self.policy.min_count == 0 {
             return Err("policy.min_count must be at least 1".into());
         }

@@ -52,6 +52,9 @@ fn kind_name(t: &Task) -> &'static str {
         Some(task::Kind::LassoRound(_)) => "lasso_round",
         Some(task::Kind::CvLoss(_)) => "cv_loss",
         Some(task::Kind::LogisticRound(_)) => "logistic_round",
+        Some(task::Kind::DesignMoments(_)) => "design_moments",
+        Some(task::Kind::ClassifierRound(_)) => "classifier_round",
+        Some(task::Kind::Score(_)) => "score",
         None => "unknown",
     }
 }
@@ -197,23 +200,15 @@ impl SiteEngine {
                 selection::cv_loss(&data, t, self.fold_count(&task.study_id), min)
             }
             Some(task::Kind::LogisticRound(t)) => {
-                let variables = t.variables.iter().map(variable_from_proto).collect::<Result<Vec<_>, _>>()?;
-                for v in &variables {
-                    let same = |s: &VariableSpec| {
-                        s.name == v.name
-                            && match (&s.kind, &v.kind) {
-                                (VariableKind::Categorical { levels: a }, VariableKind::Categorical { levels: b }) => a == b,
-                                (VariableKind::Continuous { .. }, VariableKind::Continuous { .. }) => true,
-                                _ => false,
-                            }
-                    };
-                    if !self.schema.iter().any(same) {
-                        return Err(Failure::Refused(SiteRefusal::InvalidParameters(format!("variable `{}` is not in this site's clinical table as described", v.name))));
-                    }
-                }
+                let variables = self.checked_variables(&t.variables)?;
                 let roles = self.load_split(&task.study_id)?;
-                selection::logistic_round(records, &roles, &variables, &t.models, min)
+                selection::logistic_round(records, &roles, &variables, &t.models, min, self.config.policy.max_parameter_ratio)
             }
+            Some(task::Kind::DesignMoments(t)) => selection::design_moments(&self.design(&task.study_id, t.design.as_ref())?, min),
+            Some(task::Kind::ClassifierRound(t)) => {
+                selection::classifier_round(&self.design(&task.study_id, t.design.as_ref())?, t, min, self.config.policy.max_parameter_ratio)
+            }
+            Some(task::Kind::Score(t)) => selection::score(&self.design(&task.study_id, t.design.as_ref())?, t, min),
             None => Err(Failure::Refused(SiteRefusal::InvalidParameters("task kind not understood by this agent version".into()))),
         }
     }
@@ -285,6 +280,37 @@ impl SiteEngine {
         let roles = self.load_split(study_id)?;
         let folds = self.load_folds(study_id);
         selection::training_data(&table, columns, &self.cohort.records, &roles, &folds)
+    }
+
+    /// Clinical variables of a task, refused unless they match this site's table.
+    fn checked_variables(&self, raw: &[proto::ClinicalVariable]) -> Result<Vec<VariableSpec>, Failure> {
+        let variables = raw.iter().map(variable_from_proto).collect::<Result<Vec<_>, _>>()?;
+        for v in &variables {
+            let same = |s: &VariableSpec| {
+                s.name == v.name
+                    && match (&s.kind, &v.kind) {
+                        (VariableKind::Categorical { levels: a }, VariableKind::Categorical { levels: b }) => a == b,
+                        (VariableKind::Continuous { .. }, VariableKind::Continuous { .. }) => true,
+                        _ => false,
+                    }
+            };
+            if !self.schema.iter().any(same) {
+                return Err(Failure::Refused(SiteRefusal::InvalidParameters(format!("variable `{}` is not in this site's clinical table as described", v.name))));
+            }
+        }
+        Ok(variables)
+    }
+
+    /// The design rows of a model task.
+    fn design(&self, study_id: &str, design: Option<&proto::ModelDesign>) -> Result<selection::DesignData, Failure> {
+        let design = design.ok_or_else(|| Failure::Refused(SiteRefusal::InvalidParameters("the task has no model design".into())))?;
+        let table = match &design.features {
+            Some(f) => Some(self.table(study_id, &f.sequence)?),
+            None => None,
+        };
+        let variables = self.checked_variables(&design.variables)?;
+        let roles = self.load_split(study_id)?;
+        selection::design_data(table.as_deref(), design, &variables, &self.cohort.records, &roles)
     }
 
     fn fold_count(&self, study_id: &str) -> u32 {

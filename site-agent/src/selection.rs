@@ -164,6 +164,7 @@ pub fn logistic_round(
     variables: &[VariableSpec],
     models: &[proto::ClinicalModel],
     min_count: u64,
+    max_ratio: f64,
 ) -> Result<proto::Aggregate, Failure> {
     let width = logistic::design_columns(variables).len();
     let mut x = Vec::new();
@@ -188,5 +189,122 @@ pub fn logistic_round(
             Ok(logistic::ModelPoint { columns: m.columns.iter().map(|&c| c as usize).collect(), coefficients: m.coefficients.clone() })
         })
         .collect::<Result<_, _>>()?;
-    Ok(logistic::site_round(&x, &y, &points, min_count)?)
+    Ok(logistic::site_round(&x, &y, &points, min_count, max_ratio)?)
+}
+
+// ---- models ------------------------------------------------------------------------------
+
+/// The patients of a model's design: raw design rows with cohort and outcome (complete cases).
+pub struct DesignData {
+    pub rows: Vec<Vec<f64>>,
+    pub role: Vec<CohortRole>,
+    pub outcome: Vec<bool>,
+}
+
+impl DesignData {
+    pub fn width(&self) -> usize {
+        self.rows.first().map_or(0, |r| r.len())
+    }
+
+    /// Standardised training rows and outcomes.
+    fn training(&self, std: &Standardiser) -> Result<(Vec<Vec<f64>>, Vec<bool>), Failure> {
+        let (rows, y): (Vec<Vec<f64>>, Vec<bool>) =
+            self.rows.iter().zip(&self.role).zip(&self.outcome).filter(|((_, r), _)| **r == CohortRole::Training).map(|((x, _), y)| (x.clone(), *y)).unzip();
+        Ok((std.apply(&rows)?, y))
+    }
+}
+
+/// Builds the design rows; `table` is the feature table when the design names features.
+pub fn design_data(
+    table: Option<&FeatureTable>,
+    design: &proto::ModelDesign,
+    variables: &[VariableSpec],
+    records: &[PatientRecord],
+    roles: &[CohortRole],
+) -> Result<DesignData, Failure> {
+    let feature_cols: Vec<usize> = match (&design.features, table) {
+        (Some(f), Some(t)) => {
+            if f.catalogue_sha256 != t.digest {
+                return Err(SiteRefusal::Precondition(format!("this site's {} feature table has other columns than the model expects", f.sequence)).into());
+            }
+            let cols: Vec<usize> = f.columns.iter().map(|&c| c as usize).collect();
+            if cols.iter().any(|&c| c >= t.names.len()) {
+                return Err(SiteRefusal::InvalidParameters("columns outside the feature table".into()).into());
+            }
+            cols
+        }
+        _ => Vec::new(),
+    };
+    let clinical_width = logistic::design_columns(variables).len();
+    let clinical_cols: Vec<usize> = design.clinical_columns.iter().map(|&c| c as usize).collect();
+    if clinical_cols.iter().any(|&c| c >= clinical_width) {
+        return Err(SiteRefusal::InvalidParameters("clinical column outside the design".into()).into());
+    }
+    if feature_cols.is_empty() && clinical_cols.is_empty() {
+        return Err(SiteRefusal::InvalidParameters("the model design is empty".into()).into());
+    }
+    let mut data = DesignData { rows: Vec::new(), role: Vec::new(), outcome: Vec::new() };
+    for (r, role) in records.iter().zip(roles) {
+        let mut row: Vec<f64> = match table {
+            Some(t) if !feature_cols.is_empty() => match t.rows.get(&r.patient_id) {
+                Some(v) => feature_cols.iter().map(|&c| v[c]).collect(),
+                None => continue,
+            },
+            _ => Vec::new(),
+        };
+        if !clinical_cols.is_empty() {
+            let Some(c) = logistic::design_row(r, variables) else { continue };
+            row.extend(clinical_cols.iter().map(|&k| c[k]));
+        }
+        data.rows.push(row);
+        data.role.push(*role);
+        data.outcome.push(r.outcome);
+    }
+    Ok(data)
+}
+
+pub fn design_moments(data: &DesignData, min_count: u64) -> Result<proto::Aggregate, Failure> {
+    let (rows, y): (Vec<Vec<f64>>, Vec<bool>) =
+        data.rows.iter().zip(&data.role).zip(&data.outcome).filter(|((_, r), _)| **r == CohortRole::Training).map(|((x, _), y)| (x.clone(), *y)).unzip();
+    Ok(standardise::site_moments(&rows, &y, data.width(), min_count)?)
+}
+
+pub fn classifier_round(data: &DesignData, t: &proto::ClassifierRoundTask, min_count: u64, max_ratio: f64) -> Result<proto::Aggregate, Failure> {
+    use fedrad_shared::algorithms::classifiers;
+    use fedrad_shared::proto::ClassifierObjective as O;
+    let w = data.width();
+    let std = Standardiser::from_proto(t.standardiser.as_ref(), w)?;
+    let (z, y) = data.training(&std)?;
+    let params = &t.parameters;
+    if params.iter().chain(&t.svm).any(|v| !v.is_finite()) {
+        return Err(SiteRefusal::InvalidParameters("non-finite parameter".into()).into());
+    }
+    match O::try_from(t.objective) {
+        Ok(O::Logistic) if params.len() == w + 1 => {
+            let model = logistic::ModelPoint { columns: (0..w).collect(), coefficients: params.clone() };
+            Ok(logistic::site_round(&z, &y, &[model], min_count, max_ratio)?)
+        }
+        Ok(O::SquaredHinge) if params.len() == w + 1 => Ok(classifiers::site_squared_hinge(&z, &y, params, min_count, max_ratio)?),
+        Ok(O::Platt) if params.len() == 2 && t.svm.len() == w + 1 => Ok(classifiers::site_platt(&z, &y, &t.svm, [params[0], params[1]], min_count)?),
+        _ => Err(SiteRefusal::InvalidParameters("unknown objective, or parameters that do not fit the design".into()).into()),
+    }
+}
+
+pub fn score(data: &DesignData, t: &proto::ScoreTask, min_count: u64) -> Result<proto::Aggregate, Failure> {
+    use fedrad_shared::algorithms::classifiers::Scorer;
+    use fedrad_shared::algorithms::metrics::{Scored, site_score_summary};
+    let w = data.width();
+    let std = Standardiser::from_proto(t.standardiser.as_ref(), w)?;
+    let z = std.apply(&data.rows)?;
+    if t.scorers.is_empty() || t.scorers.len() > 100 {
+        return Err(SiteRefusal::InvalidParameters("a score task needs 1 to 100 scorers".into()).into());
+    }
+    let mut b = fedrad_shared::aggregate::AggregateBuilder::new(data.rows.len() as u64);
+    for (k, spec) in t.scorers.iter().enumerate() {
+        let scorer = Scorer::from_proto(spec, w)?;
+        let scored: Vec<Scored> =
+            z.iter().zip(&data.role).zip(&data.outcome).map(|((zi, role), y)| Scored { role: *role, outcome: *y, probability: scorer.probability(zi) }).collect();
+        b = b.nested(&format!("s{k}."), site_score_summary(&scored, t.grid, min_count)?);
+    }
+    Ok(b.build())
 }

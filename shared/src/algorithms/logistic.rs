@@ -73,7 +73,7 @@ pub struct ModelPoint {
 
 /// Per model: "n", "loglik", "gradient.k" (of the log-likelihood), "hessian.k" (of the
 /// negative log-likelihood, i.e. the information). `x` are complete design rows.
-pub fn site_round(x: &[Vec<f64>], y: &[bool], models: &[ModelPoint], min_count: u64) -> Result<Aggregate, SiteRefusal> {
+pub fn site_round(x: &[Vec<f64>], y: &[bool], models: &[ModelPoint], min_count: u64, max_ratio: f64) -> Result<Aggregate, SiteRefusal> {
     require_min_count("the training patients with complete clinical data", x.len() as u64, min_count)?;
     for class in [false, true] {
         let n = y.iter().filter(|&&v| v == class).count() as u64;
@@ -87,9 +87,9 @@ pub fn site_round(x: &[Vec<f64>], y: &[bool], models: &[ModelPoint], min_count: 
         if m.coefficients.len() != q || m.columns.iter().any(|&c| c >= width) || m.coefficients.iter().any(|c| !c.is_finite()) {
             return Err(SiteRefusal::InvalidParameters(format!("model {k}: columns or coefficients do not fit the design")));
         }
-        if q as u64 * 3 > x.len() as u64 {
+        if q as f64 > max_ratio * x.len() as f64 {
             return Err(SiteRefusal::InvalidParameters(format!(
-                "model {k} has {q} parameters for {} patients (more than one per three patients)",
+                "model {k} has {q} parameters for {} training patients here, more than this site's policy allows ({max_ratio} per patient)",
                 x.len()
             )));
         }
@@ -366,7 +366,7 @@ pub async fn clinical_model(
 /// The pooled reference: Newton–Raphson on all rows in one process.
 pub fn pooled_fit(x: &[Vec<f64>], y: &[bool], columns: &[usize]) -> Vec<f64> {
     let (fits, _) = block_on_ready(fit_models(&[columns.to_vec()], &mut async |points: &[ModelPoint]| {
-        let agg = site_round(x, y, points, 0).map_err(|e| e.to_string())?;
+        let agg = site_round(x, y, points, 0, 1.0).map_err(|e| e.to_string())?;
         combine(&[SiteAggregate::new("pooled", agg)], points).map_err(|e| e.to_string())
     }))
     .expect("pooled fit");
@@ -415,7 +415,7 @@ mod tests {
                 let mut answers = Vec::new();
                 let mut start = 0;
                 for (k, s) in sizes.iter().enumerate() {
-                    answers.push(SiteAggregate::new(format!("s{k}"), site_round(&x[start..start + s], &y[start..start + s], points, 1).map_err(|e| e.to_string())?));
+                    answers.push(SiteAggregate::new(format!("s{k}"), site_round(&x[start..start + s], &y[start..start + s], points, 1, 1.0).map_err(|e| e.to_string())?));
                     start += s;
                 }
                 combine(&answers, points).map_err(|e| e.to_string())
@@ -451,7 +451,7 @@ mod tests {
         let x: Vec<Vec<f64>> = recs.iter().map(|r| design_row(r, &vars).unwrap()).collect();
         let y: Vec<bool> = (0..12).map(|i| i % 2 == 0).collect();
         let m = ModelPoint { columns: vec![0, 1, 2], coefficients: vec![0.0; 4] };
-        assert!(matches!(site_round(&x[..11], &y[..11], std::slice::from_ref(&m), 1), Err(SiteRefusal::InvalidParameters(_))));
-        assert!(site_round(&x, &y, &[m], 1).is_ok());
+        assert!(matches!(site_round(&x[..11], &y[..11], std::slice::from_ref(&m), 1, 1.0 / 3.0), Err(SiteRefusal::InvalidParameters(_))));
+        assert!(site_round(&x, &y, &[m], 1, 1.0 / 3.0).is_ok());
     }
 }

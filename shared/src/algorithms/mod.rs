@@ -7,6 +7,7 @@
 //! * **pooled reference** — `pooled*` functions: the same computation on all rows in one
 //!   process. Tests check that combine(site halves) equals the pooled reference.
 
+pub mod classifiers;
 pub mod cohort_summary;
 pub mod correlation;
 pub mod extraction;
@@ -14,6 +15,7 @@ pub mod folds;
 pub mod glm;
 pub mod lasso;
 pub mod logistic;
+pub mod metrics;
 pub mod split;
 pub mod standardise;
 pub mod table1;

@@ -1,0 +1,404 @@
+//! Classifiers fitted from site aggregates, and the scorers that apply them.
+//!
+//! All work on a model's *design*: the selected features of one sequence and the selected
+//! clinical columns, standardised with the training cohort's mean and SD (from one round of
+//! per-class moments, which also gives naive Bayes its parameters).
+//!
+//! * **Logistic regression**, L2-penalised like scikit-learn's default
+//!   (maximise ℓ(β) − ‖β‖²/(2C), intercept free, C = 1): Newton on summed gradients and
+//!   Hessians ([`super::logistic::site_round`]).
+//! * **Linear SVM**, liblinear's primal L2-loss problem as in scikit-learn's `LinearSVC`
+//!   (½‖w‖² + C Σ max(0, 1 − yᵢfᵢ)², the intercept penalised as a feature of value 1): Newton
+//!   with the generalised Hessian on summed answers of the margin violators; probabilities by
+//!   Platt scaling, p = σ(A f + B), fitted on the training cohort (again by summed Newton).
+//! * **Gaussian naive Bayes** (scikit-learn's `GaussianNB`: class priors, per-class means and
+//!   population variances, variance smoothing 1e-9 × the largest feature variance): from the
+//!   class moments alone.
+//!
+//! Every fit uses only sums over patients, so it is the pooled fit (partition tests below).
+//! k-nearest neighbours is deliberately absent: it needs other patients' feature vectors.
+
+use super::glm::{sigmoid, softplus};
+use super::logistic::invert_spd;
+use super::standardise::FeatureMoments;
+use super::{SiteRefusal, require_min_count};
+use crate::aggregate::{AggregateBuilder, SiteAggregate};
+use crate::proto::Aggregate;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassifierKind {
+    LogisticRegression,
+    LinearSvm,
+    NaiveBayes,
+}
+
+impl ClassifierKind {
+    pub const ALL: [ClassifierKind; 3] = [ClassifierKind::LogisticRegression, ClassifierKind::LinearSvm, ClassifierKind::NaiveBayes];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ClassifierKind::LogisticRegression => "Logistic regression",
+            ClassifierKind::LinearSvm => "Linear SVM (Platt)",
+            ClassifierKind::NaiveBayes => "Gaussian naive Bayes",
+        }
+    }
+}
+
+/// A fitted model on the standardised design: everything needed to score a patient.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Scorer {
+    Logistic { intercept: f64, coefficients: Vec<f64> },
+    LinearSvm { intercept: f64, coefficients: Vec<f64>, platt_a: f64, platt_b: f64 },
+    NaiveBayes { log_prior: [f64; 2], mean: [Vec<f64>; 2], variance: [Vec<f64>; 2] },
+}
+
+impl Scorer {
+    pub fn width(&self) -> usize {
+        match self {
+            Scorer::Logistic { coefficients, .. } | Scorer::LinearSvm { coefficients, .. } => coefficients.len(),
+            Scorer::NaiveBayes { mean, .. } => mean[0].len(),
+        }
+    }
+
+    /// P(recurrence) for one standardised design row.
+    pub fn probability(&self, z: &[f64]) -> f64 {
+        match self {
+            Scorer::Logistic { intercept, coefficients } => sigmoid(intercept + dot(coefficients, z)),
+            Scorer::LinearSvm { intercept, coefficients, platt_a, platt_b } => sigmoid(platt_a * (intercept + dot(coefficients, z)) + platt_b),
+            Scorer::NaiveBayes { log_prior, mean, variance } => {
+                let ll = |c: usize| {
+                    log_prior[c]
+                        + z.iter()
+                            .zip(&mean[c])
+                            .zip(&variance[c])
+                            .map(|((x, m), v)| -0.5 * ((2.0 * std::f64::consts::PI * v).ln() + (x - m) * (x - m) / v))
+                            .sum::<f64>()
+                };
+                sigmoid(ll(1) - ll(0))
+            }
+        }
+    }
+
+    /// Wire form: kind and a flat parameter vector (layout documented in the proto).
+    pub fn to_proto(&self) -> crate::proto::ScorerSpec {
+        use crate::proto::ScorerKind as K;
+        let (kind, parameters) = match self {
+            Scorer::Logistic { intercept, coefficients } => (K::Logistic, std::iter::once(*intercept).chain(coefficients.iter().copied()).collect()),
+            Scorer::LinearSvm { intercept, coefficients, platt_a, platt_b } => {
+                (K::LinearSvm, std::iter::once(*intercept).chain(coefficients.iter().copied()).chain([*platt_a, *platt_b]).collect())
+            }
+            Scorer::NaiveBayes { log_prior, mean, variance } => (
+                K::NaiveBayes,
+                log_prior.iter().chain(&mean[0]).chain(&mean[1]).chain(&variance[0]).chain(&variance[1]).copied().collect(),
+            ),
+        };
+        crate::proto::ScorerSpec { kind: kind as i32, parameters }
+    }
+
+    pub fn from_proto(s: &crate::proto::ScorerSpec, width: usize) -> Result<Self, SiteRefusal> {
+        use crate::proto::ScorerKind as K;
+        let p = &s.parameters;
+        let bad = || SiteRefusal::InvalidParameters(format!("scorer has {} parameters for a design of {width} columns", p.len()));
+        if p.iter().any(|v| !v.is_finite()) {
+            return Err(SiteRefusal::InvalidParameters("non-finite scorer parameter".into()));
+        }
+        match K::try_from(s.kind) {
+            Ok(K::Logistic) if p.len() == width + 1 => Ok(Scorer::Logistic { intercept: p[0], coefficients: p[1..].to_vec() }),
+            Ok(K::LinearSvm) if p.len() == width + 3 => {
+                Ok(Scorer::LinearSvm { intercept: p[0], coefficients: p[1..=width].to_vec(), platt_a: p[width + 1], platt_b: p[width + 2] })
+            }
+            Ok(K::NaiveBayes) if p.len() == 2 + 4 * width => {
+                let v = |k: usize| p[2 + k * width..2 + (k + 1) * width].to_vec();
+                let variance = [v(2), v(3)];
+                if variance.iter().flatten().any(|x| *x <= 0.0) {
+                    return Err(SiteRefusal::InvalidParameters("naive Bayes variances must be positive".into()));
+                }
+                Ok(Scorer::NaiveBayes { log_prior: [p[0], p[1]], mean: [v(0), v(1)], variance })
+            }
+            Ok(K::Logistic | K::LinearSvm | K::NaiveBayes) => Err(bad()),
+            _ => Err(SiteRefusal::InvalidParameters(format!("unknown scorer kind {}", s.kind))),
+        }
+    }
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+// ---- site half: the squared-hinge round and the Platt round -------------------------------
+
+/// Σ over the training rows of the squared hinge loss at (intercept, w): "loss", "gradient"
+/// (q + 1, intercept first) and the generalised Hessian "hessian" over the margin violators.
+pub fn site_squared_hinge(z: &[Vec<f64>], y: &[bool], parameters: &[f64], min_count: u64, max_ratio: f64) -> Result<Aggregate, SiteRefusal> {
+    let q = parameters.len();
+    check_population(z.len(), y, q, min_count, max_ratio)?;
+    let mut loss = 0.0;
+    let mut g = vec![0.0; q];
+    let mut h = vec![0.0; q * q];
+    let mut row = vec![0.0; q];
+    for (zi, &yi) in z.iter().zip(y) {
+        row[0] = 1.0;
+        row[1..].copy_from_slice(zi);
+        let s = if yi { 1.0 } else { -1.0 };
+        let margin = 1.0 - s * dot(parameters, &row);
+        if margin > 0.0 {
+            loss += margin * margin;
+            for a in 0..q {
+                g[a] += -2.0 * margin * s * row[a];
+                for b in a..q {
+                    h[a * q + b] += 2.0 * row[a] * row[b];
+                }
+            }
+        }
+    }
+    symmetrise(&mut h, q);
+    Ok(AggregateBuilder::new(z.len() as u64).scalar("loss", loss).vector("gradient", g).matrix("hessian", q, q, h).build())
+}
+
+/// The Platt round: logistic log-likelihood, gradient and information of (B, A) for the
+/// SVM's decision values fᵢ on the training rows.
+pub fn site_platt(z: &[Vec<f64>], y: &[bool], svm: &[f64], ab: [f64; 2], min_count: u64) -> Result<Aggregate, SiteRefusal> {
+    check_population(z.len(), y, 2, min_count, 1.0)?;
+    let (mut ll, mut g, mut h) = (0.0, [0.0; 2], [0.0; 4]);
+    for (zi, &yi) in z.iter().zip(y) {
+        let f = svm[0] + dot(&svm[1..], zi);
+        let eta = ab[1] + ab[0] * f;
+        let yv = yi as u8 as f64;
+        ll += yv * eta - softplus(eta);
+        let mu = sigmoid(eta);
+        let w = mu * (1.0 - mu);
+        let x = [1.0, f];
+        for a in 0..2 {
+            g[a] += (yv - mu) * x[a];
+            for b in 0..2 {
+                h[a * 2 + b] += w * x[a] * x[b];
+            }
+        }
+    }
+    Ok(AggregateBuilder::new(z.len() as u64).scalar("loglik", ll).vector("gradient", g.to_vec()).matrix("hessian", 2, 2, h.to_vec()).build())
+}
+
+fn check_population(n: usize, y: &[bool], q: usize, min_count: u64, max_ratio: f64) -> Result<(), SiteRefusal> {
+    require_min_count("the training cohort of the model", n as u64, min_count)?;
+    for class in [false, true] {
+        let k = y.iter().filter(|&&v| v == class).count() as u64;
+        require_min_count(&format!("training patients with a {} outcome", if class { "positive" } else { "negative" }), k, min_count)?;
+    }
+    if q as f64 > max_ratio * n as f64 {
+        return Err(SiteRefusal::InvalidParameters(format!(
+            "the model has {q} parameters for {n} training patients here, more than this site's policy allows ({max_ratio} per patient)"
+        )));
+    }
+    Ok(())
+}
+
+fn symmetrise(h: &mut [f64], q: usize) {
+    for a in 0..q {
+        for b in 0..a {
+            h[a * q + b] = h[b * q + a];
+        }
+    }
+}
+
+// ---- coordinator half: fitting -------------------------------------------------------------
+
+/// Summed (objective part, gradient, Hessian) of one round.
+pub type Totals = (f64, Vec<f64>, Vec<f64>);
+
+/// Sums "loss"/"loglik", "gradient" and "hessian" over the sites.
+pub fn combine_newton(answers: &[SiteAggregate], value: &str, q: usize) -> Result<Totals, super::CombineError> {
+    if answers.is_empty() {
+        return Err(super::CombineError::NoSites);
+    }
+    let (mut v, mut g, mut h) = (0.0, vec![0.0; q], vec![0.0; q * q]);
+    for a in answers {
+        v += a.scalar(value)?;
+        for (x, y) in g.iter_mut().zip(a.vector("gradient", q)?) {
+            *x += y;
+        }
+        for (x, y) in h.iter_mut().zip(a.vector("hessian", q * q)?) {
+            *x += y;
+        }
+    }
+    Ok((v, g, h))
+}
+
+/// Newton's method with step halving on an objective assembled from summed answers.
+/// `evaluate(params)` returns (objective, gradient, Hessian) of the *minimised* objective.
+pub async fn minimise(
+    start: Vec<f64>,
+    mut evaluate: impl AsyncFnMut(&[f64]) -> Result<Totals, String>,
+) -> Result<(Vec<f64>, u64, bool), String> {
+    let q = start.len();
+    let mut x = start;
+    let mut rounds = 0;
+    let mut previous: Option<(Vec<f64>, f64)> = None;
+    let mut halvings = 0;
+    for _ in 0..200 {
+        let (f, g, h) = evaluate(&x).await?;
+        rounds += 1;
+        if let Some((px, pf)) = &previous {
+            if f > pf + 1e-12 * pf.abs().max(1.0) && halvings < 40 {
+                halvings += 1;
+                x = x.iter().zip(px).map(|(a, b)| 0.5 * (a + b)).collect();
+                continue;
+            }
+        }
+        halvings = 0;
+        let Some(inv) = invert_spd(&h, q) else { return Err("the Hessian is singular (perfect separation or a constant column?)".into()) };
+        let step: Vec<f64> = (0..q).map(|a| -(0..q).map(|b| inv[a * q + b] * g[b]).sum::<f64>()).collect();
+        if step.iter().all(|s| s.abs() < 1e-10) {
+            return Ok((x, rounds, true));
+        }
+        previous = Some((x.clone(), f));
+        x = x.iter().zip(&step).map(|(a, s)| a + s).collect();
+    }
+    Ok((x, rounds, false))
+}
+
+/// Turns summed logistic answers (log-likelihood, its gradient, the information) into the
+/// minimised objective −ℓ + ‖β‖²/(2C) (intercept unpenalised).
+pub fn ridge_logistic_objective(t: Totals, beta: &[f64], c: f64) -> Totals {
+    let (ll, g, mut h) = t;
+    let q = beta.len();
+    let pen: f64 = beta[1..].iter().map(|b| b * b).sum::<f64>() / (2.0 * c);
+    let grad: Vec<f64> = (0..q).map(|a| -g[a] + if a > 0 { beta[a] / c } else { 0.0 }).collect();
+    for a in 1..q {
+        h[a * q + a] += 1.0 / c;
+    }
+    (-ll + pen, grad, h)
+}
+
+/// liblinear's primal objective ½‖(b, w)‖² + C·Σ hinge² from summed squared-hinge answers.
+pub fn svm_objective(t: Totals, params: &[f64], c: f64) -> Totals {
+    let (loss, g, h) = t;
+    let q = params.len();
+    let grad: Vec<f64> = (0..q).map(|a| params[a] + c * g[a]).collect();
+    let hess: Vec<f64> = (0..q * q).map(|k| c * h[k] + if k / q == k % q { 1.0 } else { 0.0 }).collect();
+    (0.5 * dot(params, params) + c * loss, grad, hess)
+}
+
+/// Gaussian naive Bayes from the merged class moments of the design.
+pub fn naive_bayes(moments: &FeatureMoments) -> Scorer {
+    let width = moments.by_class[0].len();
+    let n: f64 = moments.by_class[0].first().map_or(0.0, |m| m.n) + moments.by_class[1].first().map_or(0.0, |m| m.n);
+    let total_var = (0..width).map(|j| {
+        let all = moments.by_class[0][j].merge(moments.by_class[1][j]);
+        all.m2 / all.n
+    });
+    let epsilon = 1e-9 * total_var.fold(0.0, f64::max);
+    let class = |c: usize| {
+        let m = &moments.by_class[c];
+        (m.iter().map(|x| x.mean).collect::<Vec<_>>(), m.iter().map(|x| x.m2 / x.n + epsilon).collect::<Vec<_>>(), m.first().map_or(0.0, |x| x.n))
+    };
+    let (m0, v0, n0) = class(0);
+    let (m1, v1, n1) = class(1);
+    Scorer::NaiveBayes { log_prior: [(n0 / n).ln(), (n1 / n).ln()], mean: [m0, m1], variance: [v0, v1] }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algorithms::block_on_ready;
+    use crate::algorithms::lasso::tests::{cohort, standardiser};
+    use crate::algorithms::{logistic, standardise};
+
+    fn split(sizes: &[usize]) -> Vec<std::ops::Range<usize>> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        for &s in sizes {
+            out.push(start..start + s);
+            start += s;
+        }
+        out
+    }
+
+    /// All three classifiers fitted over the given partition.
+    fn fit_all(z: &[Vec<f64>], y: &[bool], sizes: &[usize]) -> Vec<Scorer> {
+        let sites = split(sizes);
+        let q = z[0].len() + 1;
+        let ask_logistic = async |beta: &[f64]| -> Result<Totals, String> {
+            let model = logistic::ModelPoint { columns: (0..q - 1).collect(), coefficients: beta.to_vec() };
+            let answers: Vec<SiteAggregate> = sites
+                .iter()
+                .enumerate()
+                .map(|(k, r)| SiteAggregate::new(format!("s{k}"), logistic::site_round(&z[r.clone()], &y[r.clone()], std::slice::from_ref(&model), 1, 1.0).unwrap()))
+                .collect();
+            let t = logistic::combine(&answers, std::slice::from_ref(&model)).unwrap().remove(0);
+            Ok(ridge_logistic_objective((t.1, t.2, t.3), beta, 1.0))
+        };
+        let (lr, _, ok) = block_on_ready(minimise(vec![0.0; q], ask_logistic)).unwrap();
+        assert!(ok);
+        let ask_svm = async |w: &[f64]| -> Result<Totals, String> {
+            let answers: Vec<SiteAggregate> =
+                sites.iter().enumerate().map(|(k, r)| SiteAggregate::new(format!("s{k}"), site_squared_hinge(&z[r.clone()], &y[r.clone()], w, 1, 1.0).unwrap())).collect();
+            Ok(svm_objective(combine_newton(&answers, "loss", q).unwrap(), w, 1.0))
+        };
+        let (svm, _, ok) = block_on_ready(minimise(vec![0.0; q], ask_svm)).unwrap();
+        assert!(ok);
+        let ask_platt = async |ab: &[f64]| -> Result<Totals, String> {
+            let answers: Vec<SiteAggregate> = sites
+                .iter()
+                .enumerate()
+                .map(|(k, r)| SiteAggregate::new(format!("s{k}"), site_platt(&z[r.clone()], &y[r.clone()], &svm, [ab[0], ab[1]], 1).unwrap()))
+                .collect();
+            let (ll, g, h) = combine_newton(&answers, "loglik", 2).unwrap();
+            // Parameters are (A, B); the site's gradient is ordered (B, A).
+            Ok((-ll, vec![-g[1], -g[0]], vec![h[3], h[1], h[2], h[0]]))
+        };
+        let (ab, _, ok) = block_on_ready(minimise(vec![1.0, 0.0], ask_platt)).unwrap();
+        assert!(ok);
+        let moments: Vec<SiteAggregate> =
+            sites.iter().enumerate().map(|(k, r)| SiteAggregate::new(format!("s{k}"), standardise::site_moments(&z[r.clone()], &y[r.clone()], q - 1, 1).unwrap())).collect();
+        let nb = naive_bayes(&standardise::combine(&moments, q - 1).unwrap());
+        vec![
+            Scorer::Logistic { intercept: lr[0], coefficients: lr[1..].to_vec() },
+            Scorer::LinearSvm { intercept: svm[0], coefficients: svm[1..].to_vec(), platt_a: ab[0], platt_b: ab[1] },
+            nb,
+        ]
+    }
+
+    fn data() -> (Vec<Vec<f64>>, Vec<bool>) {
+        let (x, y, _) = cohort(21);
+        let x: Vec<Vec<f64>> = x.iter().map(|r| r[..8].to_vec()).collect();
+        let z = standardiser(&x).apply(&x).unwrap();
+        (z, y.iter().map(|v| *v == 1.0).collect())
+    }
+
+    #[test]
+    fn partition_classifiers_1_4_and_7_uneven_sites_equal_pooled() {
+        let (z, y) = data();
+        let reference = fit_all(&z, &y, &[229]);
+        for sizes in [&[73, 62, 53, 41][..], &[25, 60, 21, 40, 17, 50, 16]] {
+            let other = fit_all(&z, &y, sizes);
+            for (a, b) in other.iter().zip(&reference) {
+                for row in z.iter().take(50) {
+                    assert!((a.probability(row) - b.probability(row)).abs() < 1e-9, "{a:?} vs {b:?}");
+                }
+            }
+        }
+        // The classifiers learn something on this cohort and agree roughly with each other.
+        for s in &reference {
+            let scores: Vec<f64> = z.iter().map(|r| s.probability(r)).collect();
+            let (auc, _) = crate::algorithms::metrics::pooled_auc(&scores, &y);
+            assert!(auc > 0.7, "{s:?}: AUC {auc}");
+        }
+    }
+
+    #[test]
+    fn scorers_round_trip_through_the_wire_form() {
+        let (z, y) = data();
+        for s in fit_all(&z, &y, &[229]) {
+            assert_eq!(Scorer::from_proto(&s.to_proto(), 8).unwrap(), s);
+            assert!(Scorer::from_proto(&s.to_proto(), 7).is_err());
+        }
+    }
+
+    #[test]
+    fn too_many_parameters_for_a_site_is_refused() {
+        let (z, y) = data();
+        assert!(matches!(site_squared_hinge(&z[..20], &y[..20], &[0.0; 9], 1, 0.33), Err(SiteRefusal::InvalidParameters(_))));
+    }
+}

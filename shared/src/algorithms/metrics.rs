@@ -1,0 +1,382 @@
+//! Validation metrics from score histograms: each site scores its own patients and sends, per
+//! cohort (training, validation) and outcome class, how many predicted probabilities fall in
+//! each cell of a fine shared grid (cells of width 1/G, default G = 10 000), plus the Brier sum
+//! and calibration sums. Nothing per patient leaves.
+//!
+//! From the merged histograms the coordinator computes, exactly for scores on the grid and to
+//! within (cross-class pairs sharing a cell)/(2·n₁n₀) otherwise — below 1e-4 for G = 10 000 on
+//! the study's cohorts (test below):
+//! * ROC AUC = P(score₊ > score₋) + ½P(tie), and its DeLong standard error from the placement
+//!   values (each positive's share of negatives below it, each negative's share of positives
+//!   above it), which are functions of the histograms; 95% CI AUC ± 1.96·SE clipped to [0, 1];
+//! * the ROC curve at every cell boundary;
+//! * the Youden threshold on the training cohort (the lowest cell boundary maximising
+//!   sensitivity + specificity − 1), applied unchanged to validation: accuracy, sensitivity,
+//!   specificity ("positive" = probability ≥ threshold);
+//! * Brier score, a 10-bin calibration curve (mean predicted vs observed per bin) and the
+//!   decision curve (net benefit at thresholds 1%–99%, with treat-all for reference).
+
+use std::collections::BTreeMap;
+
+use super::{CombineError, SiteRefusal, require_min_count};
+use crate::aggregate::{AggregateBuilder, SiteAggregate};
+use crate::clinical::CohortRole;
+use crate::proto::Aggregate;
+
+pub const DEFAULT_GRID: u32 = 10_000;
+const CALIBRATION_BINS: usize = 10;
+
+/// One scored patient as the site holds it (never sent).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scored {
+    pub role: CohortRole,
+    pub outcome: bool,
+    pub probability: f64,
+}
+
+fn cell(p: f64, grid: u32) -> u32 {
+    ((p.clamp(0.0, 1.0) * grid as f64).floor() as u32).min(grid - 1)
+}
+
+fn class_name(c: bool) -> &'static str {
+    if c { "positive" } else { "negative" }
+}
+
+// ---- site half ---------------------------------------------------------------------------
+
+/// Per cohort and class: sparse score histogram ("cells.*" indices, "counts.*"), and per
+/// cohort "brier" (Σ(p − y)², n) and "calibration" (10 × [n, Σp, Σy]). Every cohort × class
+/// population must reach `min_count`.
+pub fn site_score_summary(scored: &[Scored], grid: u32, min_count: u64) -> Result<Aggregate, SiteRefusal> {
+    if !(100..=1_000_000).contains(&grid) {
+        return Err(SiteRefusal::InvalidParameters(format!("score grid {grid}: use 100 to 1000000 cells")));
+    }
+    if scored.iter().any(|s| !s.probability.is_finite()) {
+        return Err(SiteRefusal::Precondition("a patient's score is not finite".into()));
+    }
+    let mut b = AggregateBuilder::new(scored.len() as u64);
+    for role in CohortRole::ALL {
+        let members: Vec<&Scored> = scored.iter().filter(|s| s.role == role).collect();
+        for class in [false, true] {
+            let n = members.iter().filter(|s| s.outcome == class).count() as u64;
+            require_min_count(&format!("{} patients with a {} outcome", role.as_str(), class_name(class)), n, min_count)?;
+            let mut hist: BTreeMap<u32, u64> = BTreeMap::new();
+            for s in members.iter().filter(|s| s.outcome == class) {
+                *hist.entry(cell(s.probability, grid)).or_default() += 1;
+            }
+            b = b
+                .vector(format!("cells.{}.{}", role.as_str(), class_name(class)), hist.keys().map(|&k| k as f64).collect())
+                .vector(format!("counts.{}.{}", role.as_str(), class_name(class)), hist.values().map(|&v| v as f64).collect());
+        }
+        let brier: f64 = members.iter().map(|s| (s.probability - s.outcome as u8 as f64).powi(2)).sum();
+        b = b.vector(format!("brier.{}", role.as_str()), vec![brier, members.len() as f64]);
+        let mut cal = vec![0.0; CALIBRATION_BINS * 3];
+        for s in &members {
+            let k = ((s.probability * CALIBRATION_BINS as f64) as usize).min(CALIBRATION_BINS - 1);
+            cal[k * 3] += 1.0;
+            cal[k * 3 + 1] += s.probability;
+            cal[k * 3 + 2] += s.outcome as u8 as f64;
+        }
+        b = b.matrix(format!("calibration.{}", role.as_str()), CALIBRATION_BINS, 3, cal);
+    }
+    Ok(b.build())
+}
+
+// ---- coordinator half --------------------------------------------------------------------
+
+/// Merged histograms of one cohort: counts per cell for negatives and positives.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ScoreHistogram {
+    pub grid: u32,
+    pub negative: BTreeMap<u32, u64>,
+    pub positive: BTreeMap<u32, u64>,
+    pub brier_sum: f64,
+    pub n: f64,
+    /// Per calibration bin: [n, Σp, Σy].
+    pub calibration: Vec<[f64; 3]>,
+}
+
+/// Merges the answers, per cohort; `per_site` also returns each site's own histograms.
+pub fn combine(answers: &[SiteAggregate], grid: u32) -> Result<(BTreeMap<CohortRole, ScoreHistogram>, BTreeMap<String, BTreeMap<CohortRole, ScoreHistogram>>), CombineError> {
+    if answers.is_empty() {
+        return Err(CombineError::NoSites);
+    }
+    let mut total: BTreeMap<CohortRole, ScoreHistogram> = BTreeMap::new();
+    let mut per_site = BTreeMap::new();
+    for a in answers {
+        let mut site: BTreeMap<CohortRole, ScoreHistogram> = BTreeMap::new();
+        for role in CohortRole::ALL {
+            let mut h = ScoreHistogram { grid, calibration: vec![[0.0; 3]; CALIBRATION_BINS], ..Default::default() };
+            for class in [false, true] {
+                let cells = a.counts_any(&format!("cells.{}.{}", role.as_str(), class_name(class)))?;
+                let counts = a.counts(&format!("counts.{}.{}", role.as_str(), class_name(class)), cells.len())?;
+                let target = if class { &mut h.positive } else { &mut h.negative };
+                for (c, n) in cells.into_iter().zip(counts) {
+                    if c >= grid as u64 {
+                        return Err(CombineError::Inconsistent { site: a.site_id.clone(), detail: format!("score cell {c} outside the grid") });
+                    }
+                    *target.entry(c as u32).or_default() += n;
+                }
+            }
+            let brier = a.vector(&format!("brier.{}", role.as_str()), 2)?;
+            (h.brier_sum, h.n) = (brier[0], brier[1]);
+            let cal = a.vector(&format!("calibration.{}", role.as_str()), CALIBRATION_BINS * 3)?;
+            for k in 0..CALIBRATION_BINS {
+                h.calibration[k] = [cal[3 * k], cal[3 * k + 1], cal[3 * k + 2]];
+            }
+            let t = total.entry(role).or_insert_with(|| ScoreHistogram { grid, calibration: vec![[0.0; 3]; CALIBRATION_BINS], ..Default::default() });
+            for (c, n) in &h.negative {
+                *t.negative.entry(*c).or_default() += n;
+            }
+            for (c, n) in &h.positive {
+                *t.positive.entry(*c).or_default() += n;
+            }
+            t.brier_sum += h.brier_sum;
+            t.n += h.n;
+            for k in 0..CALIBRATION_BINS {
+                for m in 0..3 {
+                    t.calibration[k][m] += h.calibration[k][m];
+                }
+            }
+            site.insert(role, h);
+        }
+        per_site.insert(a.site_id.clone(), site);
+    }
+    Ok((total, per_site))
+}
+
+/// What the report shows for one cohort.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CohortMetrics {
+    pub n: u64,
+    pub positives: u64,
+    pub auc: f64,
+    pub auc_se: f64,
+    pub auc_ci: (f64, f64),
+    pub threshold: f64,
+    pub accuracy: f64,
+    pub sensitivity: f64,
+    pub specificity: f64,
+    pub brier: f64,
+    /// (false-positive rate, true-positive rate), from (0, 0) to (1, 1).
+    pub roc: Vec<(f64, f64)>,
+    /// Per non-empty bin: (mean predicted, observed rate, n).
+    pub calibration: Vec<(f64, f64, u64)>,
+    /// (threshold, net benefit of the model, net benefit of treating all).
+    pub decision_curve: Vec<(f64, f64, f64)>,
+}
+
+impl ScoreHistogram {
+    fn totals(&self) -> (u64, u64) {
+        (self.negative.values().sum(), self.positive.values().sum())
+    }
+
+    /// Sensitivity and specificity when "positive" means cell ≥ k.
+    fn rates_at(&self, k: u32) -> (f64, f64) {
+        let (n0, n1) = self.totals();
+        let tp: u64 = self.positive.range(k..).map(|(_, v)| v).sum();
+        let tn: u64 = self.negative.range(..k).map(|(_, v)| v).sum();
+        (tp as f64 / n1.max(1) as f64, tn as f64 / n0.max(1) as f64)
+    }
+
+    /// AUC and DeLong's standard error from the histograms.
+    pub fn auc(&self) -> (f64, f64) {
+        let (n0, n1) = self.totals();
+        if n0 == 0 || n1 == 0 {
+            return (f64::NAN, f64::NAN);
+        }
+        let (f0, f1) = (n0 as f64, n1 as f64);
+        let cells: std::collections::BTreeSet<u32> = self.negative.keys().chain(self.positive.keys()).copied().collect();
+        // Placement values per cell.
+        let mut neg_below = 0u64;
+        let mut v10 = Vec::new(); // (count of positives, placement)
+        for &c in &cells {
+            let neg_here = *self.negative.get(&c).unwrap_or(&0);
+            if let Some(&pos) = self.positive.get(&c) {
+                v10.push((pos, (neg_below as f64 + 0.5 * neg_here as f64) / f0));
+            }
+            neg_below += neg_here;
+        }
+        let mut pos_above = 0u64;
+        let mut v01 = Vec::new();
+        for &c in cells.iter().rev() {
+            let pos_here = *self.positive.get(&c).unwrap_or(&0);
+            if let Some(&neg) = self.negative.get(&c) {
+                v01.push((neg, (pos_above as f64 + 0.5 * pos_here as f64) / f1));
+            }
+            pos_above += pos_here;
+        }
+        let auc = v10.iter().map(|(n, v)| *n as f64 * v).sum::<f64>() / f1;
+        let s10 = if n1 > 1 { v10.iter().map(|(n, v)| *n as f64 * (v - auc).powi(2)).sum::<f64>() / (f1 - 1.0) } else { 0.0 };
+        let s01 = if n0 > 1 { v01.iter().map(|(n, v)| *n as f64 * (v - auc).powi(2)).sum::<f64>() / (f0 - 1.0) } else { 0.0 };
+        (auc, (s10 / f1 + s01 / f0).sqrt())
+    }
+
+    /// The Youden-optimal cell boundary (lowest on ties).
+    pub fn youden_cell(&self) -> u32 {
+        let mut best = (f64::NEG_INFINITY, 0);
+        let mut boundaries: Vec<u32> = self.negative.keys().chain(self.positive.keys()).flat_map(|&c| [c, c + 1]).collect();
+        boundaries.sort_unstable();
+        boundaries.dedup();
+        for k in boundaries {
+            let (sens, spec) = self.rates_at(k);
+            let j = sens + spec - 1.0;
+            if j > best.0 + 1e-12 {
+                best = (j, k);
+            }
+        }
+        best.1
+    }
+
+    /// All metrics, classifying at cell boundary `threshold_cell`.
+    pub fn metrics(&self, threshold_cell: u32) -> CohortMetrics {
+        let (n0, n1) = self.totals();
+        let (auc, se) = self.auc();
+        let (sens, spec) = self.rates_at(threshold_cell);
+        let n = (n0 + n1) as f64;
+        let accuracy = (sens * n1 as f64 + spec * n0 as f64) / n.max(1.0);
+        let mut roc = vec![(0.0, 0.0)];
+        let mut bounds: Vec<u32> = self.negative.keys().chain(self.positive.keys()).copied().collect();
+        bounds.sort_unstable_by(|a, b| b.cmp(a));
+        bounds.dedup();
+        for k in bounds {
+            let (se_k, sp_k) = self.rates_at(k);
+            roc.push((1.0 - sp_k, se_k));
+        }
+        if roc.last() != Some(&(1.0, 1.0)) {
+            roc.push((1.0, 1.0));
+        }
+        let calibration = self
+            .calibration
+            .iter()
+            .filter(|b| b[0] > 0.0)
+            .map(|b| (b[1] / b[0], b[2] / b[0], b[0] as u64))
+            .collect();
+        let prevalence = n1 as f64 / n.max(1.0);
+        let decision_curve = (1..100)
+            .map(|t| {
+                let pt = t as f64 / 100.0;
+                let k = (pt * self.grid as f64).round() as u32;
+                let tp: u64 = self.positive.range(k..).map(|(_, v)| v).sum();
+                let fp: u64 = self.negative.range(k..).map(|(_, v)| v).sum();
+                let odds = pt / (1.0 - pt);
+                (pt, tp as f64 / n - fp as f64 / n * odds, prevalence - (1.0 - prevalence) * odds)
+            })
+            .collect();
+        CohortMetrics {
+            n: n0 + n1,
+            positives: n1,
+            auc,
+            auc_se: se,
+            auc_ci: ((auc - 1.959_963_984_540_054 * se).max(0.0), (auc + 1.959_963_984_540_054 * se).min(1.0)),
+            threshold: threshold_cell as f64 / self.grid as f64,
+            accuracy,
+            sensitivity: sens,
+            specificity: spec,
+            brier: self.brier_sum / self.n.max(1.0),
+            roc,
+            calibration,
+            decision_curve,
+        }
+    }
+}
+
+// ---- pooled reference --------------------------------------------------------------------
+
+/// AUC and DeLong SE from raw scores (exact mid-ranks), for the tests.
+pub fn pooled_auc(scores: &[f64], outcome: &[bool]) -> (f64, f64) {
+    let pos: Vec<f64> = scores.iter().zip(outcome).filter(|(_, y)| **y).map(|(s, _)| *s).collect();
+    let neg: Vec<f64> = scores.iter().zip(outcome).filter(|(_, y)| !**y).map(|(s, _)| *s).collect();
+    let psi = |a: f64, b: f64| if a > b { 1.0 } else if a == b { 0.5 } else { 0.0 };
+    let v10: Vec<f64> = pos.iter().map(|&p| neg.iter().map(|&q| psi(p, q)).sum::<f64>() / neg.len() as f64).collect();
+    let v01: Vec<f64> = neg.iter().map(|&q| pos.iter().map(|&p| psi(p, q)).sum::<f64>() / pos.len() as f64).collect();
+    let auc = v10.iter().sum::<f64>() / pos.len() as f64;
+    let var = |v: &[f64]| v.iter().map(|x| (x - auc).powi(2)).sum::<f64>() / (v.len() as f64 - 1.0);
+    (auc, (var(&v10) / pos.len() as f64 + var(&v01) / neg.len() as f64).sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scored(n: usize, seed: u64) -> Vec<Scored> {
+        let mut s = seed | 1;
+        let mut u = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        (0..n)
+            .map(|i| {
+                let outcome = u() < 0.34;
+                let z = if outcome { 0.9 } else { 0.0 } + (-2.0 * u().ln()).sqrt() * (std::f64::consts::TAU * u()).cos();
+                let role = if i % 10 < 7 { CohortRole::Training } else { CohortRole::Validation };
+                Scored { role, outcome, probability: 1.0 / (1.0 + (-(z - 0.8)).exp()) }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn partition_auc_from_histograms_equals_pooled_within_1e4() {
+        let all = scored(328, 42);
+        let mut reference = None;
+        for sizes in [vec![328], vec![105, 88, 76, 59], vec![30, 60, 41, 55, 27, 70, 45]] {
+            let mut answers = Vec::new();
+            let mut start = 0;
+            for (k, s) in sizes.iter().enumerate() {
+                answers.push(SiteAggregate::new(format!("s{k}"), site_score_summary(&all[start..start + s], DEFAULT_GRID, 1).unwrap()));
+                start += s;
+            }
+            let (total, per_site) = combine(&answers, DEFAULT_GRID).unwrap();
+            assert_eq!(per_site.len(), sizes.len());
+            let train = &total[&CohortRole::Training];
+            let k = train.youden_cell();
+            let m = (train.metrics(k), total[&CohortRole::Validation].metrics(k));
+            for (cohort, metrics) in [(CohortRole::Training, &m.0), (CohortRole::Validation, &m.1)] {
+                let (s, y): (Vec<f64>, Vec<bool>) = all.iter().filter(|p| p.role == cohort).map(|p| (p.probability, p.outcome)).unzip();
+                let (auc, se) = pooled_auc(&s, &y);
+                assert!((metrics.auc - auc).abs() < 1e-4 && (metrics.auc_se - se).abs() < 1e-4, "{cohort:?}: {} vs {auc}", metrics.auc);
+                let brier = s.iter().zip(&y).map(|(p, y)| (p - *y as u8 as f64).powi(2)).sum::<f64>() / s.len() as f64;
+                assert!((metrics.brier - brier).abs() < 1e-12);
+                // Sensitivity/specificity at the threshold, straight from the scores.
+                let t = metrics.threshold;
+                let tp = s.iter().zip(&y).filter(|(p, y)| **y && **p >= t).count() as f64;
+                assert!((metrics.sensitivity - tp / y.iter().filter(|v| **v).count() as f64).abs() < 1e-12);
+            }
+            match &reference {
+                None => reference = Some(m),
+                Some(r) => {
+                    // Counts merge exactly; only the Brier and calibration sums see rounding.
+                    for (a, b) in [(&m.0, &r.0), (&m.1, &r.1)] {
+                        assert_eq!((a.auc, a.auc_se, a.threshold, a.sensitivity, a.specificity), (b.auc, b.auc_se, b.threshold, b.sensitivity, b.specificity));
+                        assert!(a.roc == b.roc && a.decision_curve == b.decision_curve, "ROC and decision curves depend on the partition");
+                        assert!((a.brier - b.brier).abs() < 1e-14);
+                    }
+                }
+            }
+        }
+        let (train, _) = reference.unwrap();
+        assert!(train.auc > 0.6 && train.auc < 0.9, "{}", train.auc);
+        assert!(train.roc.windows(2).all(|w| w[1].0 >= w[0].0 && w[1].1 >= w[0].1));
+    }
+
+    #[test]
+    fn random_scores_give_auc_near_one_half_and_a_ci_covering_it() {
+        let mut all = scored(2000, 7);
+        let mut s = 99u64;
+        for p in &mut all {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            p.probability = (s >> 11) as f64 / (1u64 << 53) as f64;
+        }
+        let (total, _) = combine(&[SiteAggregate::new("a", site_score_summary(&all, DEFAULT_GRID, 1).unwrap())], DEFAULT_GRID).unwrap();
+        let m = total[&CohortRole::Training].metrics(5000);
+        assert!((m.auc - 0.5).abs() < 0.05 && m.auc_ci.0 < 0.5 && m.auc_ci.1 > 0.5, "{:?}", (m.auc, m.auc_ci));
+    }
+
+    #[test]
+    fn a_class_below_the_minimum_is_refused() {
+        let all = scored(40, 3);
+        assert!(matches!(site_score_summary(&all, DEFAULT_GRID, 20), Err(SiteRefusal::BelowMinCount { .. })));
+    }
+}
