@@ -56,7 +56,7 @@ fn site_agent_binary(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 /// Writes a site's config as hospital IT would.
 pub fn write_site_config(path: &Path, site: &str, coordinator: &str, manifest: &Path, work: &Path, bundle: &Path) -> anyhow::Result<()> {
     let text = format!(
-        "site_id = \"{site}\"\ncoordinator = \"{coordinator}\"\nmanifest = \"{}\"\nwork_dir = \"{}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[policy]\n# DataSHIELD's default subset filter; lets the smallest hospital (~41 training patients) answer 10-fold CV\nmin_count = 3\n",
+        "site_id = \"{site}\"\ncoordinator = \"{coordinator}\"\nmanifest = \"{}\"\nwork_dir = \"{}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[policy]\n# DataSHIELD's default subset filter; lets the smallest hospital (~41 training patients) answer 10-fold CV\nmin_count = 3\n# Model III has ~22 parameters; the smallest hospital has ~41 training patients (DataSHIELD's default ratio is 0.33)\nmax_parameter_ratio = 0.75\n",
         manifest.display(),
         work.display(),
         bundle.join("ca.pem").display(),
@@ -111,6 +111,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         for (site, manifest) in &cohort.manifests {
             let dir = out.join("sites").join(site);
             let config = dir.join("site.toml");
+            // A rerun starts the study afresh at every site (its split, folds and cached
+            // replies are fixed per study, and the settings may have changed); the feature
+            // cache, keyed by settings and file contents, stays and keeps reruns fast.
+            let previous = dir.join("work").join("studies").join(&study_id);
+            if previous.exists() {
+                std::fs::remove_dir_all(&previous)?;
+            }
             write_site_config(&config, site, &url, manifest, &dir.join("work"), &pki.site_bundle(site))?;
             let log = std::fs::File::create(dir.join("agent.log"))?;
             let child = Command::new(&agent_bin)

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod demo;
 pub mod hub;
+pub mod models;
 pub mod report;
 pub mod selection;
 pub mod study;

@@ -54,6 +54,8 @@ pub struct StudyResults {
     /// Feature selection per sequence (absent if disabled in the study file).
     pub selection: Option<crate::selection::SelectionResults>,
     pub clinical_model: Option<fedrad_shared::algorithms::logistic::ClinicalModel>,
+    /// Models I–III per sequence with every classifier (absent if selection is disabled).
+    pub models: Vec<crate::models::ModelResult>,
     pub protocol: Vec<StepProtocol>,
     pub software_version: String,
 }
@@ -224,6 +226,7 @@ impl<'a> StudyRunner<'a> {
             .await?;
         write_json(&out.join("extraction.json"), &extraction_summary)?;
 
+        let mut catalogue = Vec::new();
         let selection = if self.study.selection.enabled {
             let settings = if parameters_yaml.trim().is_empty() {
                 site_agent::radiomics::settings::Settings::study_default()
@@ -231,13 +234,17 @@ impl<'a> StudyRunner<'a> {
                 site_agent::radiomics::settings::Settings::from_pyradiomics_yaml(&parameters_yaml)
                     .map_err(|e| StudyError::Algorithm { step: "selection".into(), detail: format!("extraction parameters: {e}") })?
             };
-            let catalogue = site_agent::features::feature_catalogue(&settings)
+            catalogue = site_agent::features::feature_catalogue(&settings)
                 .map_err(|e| StudyError::Algorithm { step: "selection".into(), detail: format!("feature catalogue: {e}") })?;
             Some(self.run_selection(&catalogue).await?)
         } else {
             None
         };
         let clinical_model = if self.study.clinical_model.enabled { Some(self.run_clinical_model().await?) } else { None };
+        let models = match &selection {
+            Some(sel) => self.run_models(&catalogue, sel, clinical_model.as_ref(), &parameters_yaml).await?,
+            None => Vec::new(),
+        };
 
         let results = StudyResults {
             study_id: self.study.study_id.clone(),
@@ -249,6 +256,7 @@ impl<'a> StudyRunner<'a> {
             extraction: extraction_summary,
             selection,
             clinical_model,
+            models,
             protocol: self.protocol.clone(),
             software_version: env!("CARGO_PKG_VERSION").into(),
         };

@@ -1,0 +1,241 @@
+//! The models step: per sequence, Model I (selected radiomic features) and Model III (Model I
+//! plus the clinical model's variables), each fitted with every classifier from site
+//! aggregates and validated from the sites' score histograms. Model II needs deep features,
+//! which FedRad does not extract yet; the results say so instead of inventing it.
+//!
+//! Outputs: `models/<sequence>/<model>/<classifier>.json` (everything needed to score a new
+//! patient: design, standardiser, scorer, threshold) and the `models` part of
+//! `results.json`, from which the report's main table and curves are drawn.
+
+use std::collections::BTreeMap;
+
+use fedrad_shared::algorithms::classifiers::{self, ClassifierKind, Scorer};
+use fedrad_shared::algorithms::extraction::catalogue_sha256;
+use fedrad_shared::algorithms::glm::Standardiser;
+use fedrad_shared::algorithms::logistic::{self, ClinicalModel, DesignColumn};
+use fedrad_shared::algorithms::metrics::{self, CohortMetrics};
+use fedrad_shared::algorithms::standardise;
+use fedrad_shared::clinical::{CohortRole, VariableSpec};
+use fedrad_shared::proto::{self, task};
+use fedrad_shared::stats::Moments;
+
+use crate::selection::SelectionResults;
+use crate::study::{StudyError, StudyRunner, variable_to_proto, write_json};
+
+/// Performance of one classifier on one model.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClassifierResult {
+    pub classifier: ClassifierKind,
+    pub training: CohortMetrics,
+    pub validation: CohortMetrics,
+    /// Per site: (training AUC, validation AUC) from the site's own histograms.
+    pub per_site_auc: BTreeMap<String, (f64, f64)>,
+    pub model_file: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelResult {
+    pub sequence: String,
+    /// "I", "II" or "III".
+    pub model: String,
+    pub features: Vec<String>,
+    pub clinical_terms: Vec<String>,
+    pub classifiers: Vec<ClassifierResult>,
+    /// Why the model has no results, when it has none.
+    pub note: Option<String>,
+}
+
+/// Everything needed to score a new patient.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ModelFile {
+    pub study_id: String,
+    pub sequence: String,
+    pub model: String,
+    pub classifier: ClassifierKind,
+    /// Feature columns of the sequence's table, and that table's catalogue digest.
+    pub features: Vec<String>,
+    pub feature_columns: Vec<u32>,
+    pub catalogue_sha256: String,
+    /// Extraction settings (PyRadiomics YAML; empty = FedRad's MRI default).
+    pub extraction_parameters: String,
+    pub clinical_variables: Vec<VariableSpec>,
+    pub clinical_columns: Vec<u32>,
+    pub standardiser: Standardiser,
+    pub scorer: Scorer,
+    /// Probability at or above which a patient is called positive (Youden on training).
+    pub threshold: f64,
+}
+
+fn err(step: &str) -> impl Fn(String) -> StudyError + '_ {
+    move |detail| StudyError::Algorithm { step: step.into(), detail }
+}
+
+impl StudyRunner<'_> {
+    pub(crate) async fn run_models(
+        &mut self,
+        catalogue: &[String],
+        selection: &SelectionResults,
+        clinical: Option<&ClinicalModel>,
+        extraction_parameters: &str,
+    ) -> Result<Vec<ModelResult>, StudyError> {
+        let digest = catalogue_sha256(catalogue);
+        let variables = self.study.clinical_variables().expect("validated at load");
+        let columns: Vec<DesignColumn> = logistic::design_columns(&variables);
+        let clinical_cols: Vec<u32> = match clinical {
+            Some(c) => columns.iter().enumerate().filter(|(_, col)| c.selected.contains(&col.variable)).map(|(k, _)| k as u32).collect(),
+            None => Vec::new(),
+        };
+        let mut out = Vec::new();
+        for seq in &selection.sequences {
+            let features: Vec<u32> =
+                seq.selected.iter().map(|f| catalogue.iter().position(|c| c == &f.name).expect("selected from the catalogue") as u32).collect();
+            let names: Vec<String> = seq.selected.iter().map(|f| f.name.clone()).collect();
+            for (model, with_clinical) in [("I", false), ("II", false), ("III", true)] {
+                let clinical_terms: Vec<String> = if with_clinical { clinical_cols.iter().map(|&k| columns[k as usize].label()).collect() } else { Vec::new() };
+                let mut result = ModelResult {
+                    sequence: seq.sequence.clone(),
+                    model: model.into(),
+                    features: names.clone(),
+                    clinical_terms: clinical_terms.clone(),
+                    classifiers: Vec::new(),
+                    note: None,
+                };
+                if model == "II" {
+                    result.note = Some("needs deep (CNN) features, which this FedRad version does not extract yet".into());
+                    out.push(result);
+                    continue;
+                }
+                if features.is_empty() {
+                    result.note = Some("LASSO selected no radiomic feature for this sequence".into());
+                    out.push(result);
+                    continue;
+                }
+                let design = proto::ModelDesign {
+                    features: Some(proto::FeatureColumns { sequence: seq.sequence.clone(), catalogue_sha256: digest.clone(), columns: features.clone() }),
+                    variables: if with_clinical { variables.iter().map(variable_to_proto).collect() } else { Vec::new() },
+                    clinical_columns: if with_clinical { clinical_cols.clone() } else { Vec::new() },
+                };
+                let step = format!("models.{}.{model}", seq.sequence);
+                let mut file = ModelFile {
+                    study_id: self.study.study_id.clone(),
+                    sequence: seq.sequence.clone(),
+                    model: model.into(),
+                    classifier: ClassifierKind::LogisticRegression,
+                    features: names.clone(),
+                    feature_columns: features.clone(),
+                    catalogue_sha256: digest.clone(),
+                    extraction_parameters: extraction_parameters.into(),
+                    clinical_variables: if with_clinical { variables.clone() } else { Vec::new() },
+                    clinical_columns: design.clinical_columns.clone(),
+                    standardiser: Standardiser { center: Vec::new(), scale: Vec::new() },
+                    scorer: Scorer::Logistic { intercept: 0.0, coefficients: Vec::new() },
+                    threshold: 0.5,
+                };
+                result.classifiers = self.step(&step.clone(), async |s: &mut Self| s.fit_and_validate(&step, &design, &mut file).await).await?;
+                out.push(result);
+            }
+        }
+        write_json(&self.study.output_dir.join("models.json"), &out)?;
+        Ok(out)
+    }
+
+    async fn fit_and_validate(&mut self, step: &str, design: &proto::ModelDesign, file: &mut ModelFile) -> Result<(Vec<ClassifierResult>, u64), StudyError> {
+        let mut round = 0u64;
+        // 1. Moments of the design over training: standardiser and naive Bayes.
+        round += 1;
+        let answers = self.round(step, round, self.all_sites(task::Kind::DesignMoments(proto::DesignMomentsTask { design: Some(design.clone()) }))).await?;
+        let width = design.features.as_ref().map_or(0, |f| f.columns.len()) + design.clinical_columns.len();
+        let moments = standardise::combine(&answers, width).map_err(|source| StudyError::Combine { step: step.into(), source })?;
+        let st = moments.standardisation();
+        if !st.dropped.is_empty() {
+            return Err(err(step)(format!("{} design column(s) are constant or non-finite over the training cohort", st.dropped.len())));
+        }
+        let std = Standardiser { center: st.mean.clone(), scale: st.sd.clone() };
+        let z_moments = standardise::FeatureMoments {
+            n: moments.n,
+            by_class: [0, 1].map(|c| {
+                moments.by_class[c]
+                    .iter()
+                    .enumerate()
+                    .map(|(j, m)| Moments { n: m.n, mean: (m.mean - std.center[j]) / std.scale[j], m2: m.m2 / (std.scale[j] * std.scale[j]) })
+                    .collect()
+            }),
+            nonfinite: moments.nonfinite.clone(),
+        };
+        let naive_bayes = classifiers::naive_bayes(&z_moments);
+
+        // 2. Logistic regression (ridge, C = 1).
+        let q = width + 1;
+        let classifier_round = async |s: &mut Self, round: &mut u64, objective: proto::ClassifierObjective, parameters: &[f64], svm: &[f64]| {
+            *round += 1;
+            let kind = task::Kind::ClassifierRound(proto::ClassifierRoundTask {
+                design: Some(design.clone()),
+                standardiser: Some(std.to_proto()),
+                objective: objective as i32,
+                parameters: parameters.to_vec(),
+                svm: svm.to_vec(),
+            });
+            s.round(step, *round, s.all_sites(kind)).await.map_err(|e| e.to_string())
+        };
+        let (lr, _, _) = classifiers::minimise(vec![0.0; q], async |beta: &[f64]| {
+            let answers = classifier_round(self, &mut round, proto::ClassifierObjective::Logistic, beta, &[]).await?;
+            let model = logistic::ModelPoint { columns: (0..width).collect(), coefficients: beta.to_vec() };
+            let t = logistic::combine(&answers, &[model]).map_err(|e| e.to_string())?.remove(0);
+            Ok(classifiers::ridge_logistic_objective((t.1, t.2, t.3), beta, 1.0))
+        })
+        .await
+        .map_err(err(step))?;
+
+        // 3. Linear SVM (squared hinge, C = 1), then Platt scaling.
+        let (svm, _, _) = classifiers::minimise(vec![0.0; q], async |w: &[f64]| {
+            let answers = classifier_round(self, &mut round, proto::ClassifierObjective::SquaredHinge, w, &[]).await?;
+            Ok(classifiers::svm_objective(classifiers::combine_newton(&answers, "loss", q).map_err(|e| e.to_string())?, w, 1.0))
+        })
+        .await
+        .map_err(err(step))?;
+        let (ab, _, _) = classifiers::minimise(vec![1.0, 0.0], async |ab: &[f64]| {
+            let answers = classifier_round(self, &mut round, proto::ClassifierObjective::Platt, ab, &svm).await?;
+            let (ll, g, h) = classifiers::combine_newton(&answers, "loglik", 2).map_err(|e| e.to_string())?;
+            Ok((-ll, vec![-g[1], -g[0]], vec![h[3], h[1], h[2], h[0]]))
+        })
+        .await
+        .map_err(err(step))?;
+
+        let scorers = [
+            (ClassifierKind::LogisticRegression, Scorer::Logistic { intercept: lr[0], coefficients: lr[1..].to_vec() }),
+            (ClassifierKind::LinearSvm, Scorer::LinearSvm { intercept: svm[0], coefficients: svm[1..].to_vec(), platt_a: ab[0], platt_b: ab[1] }),
+            (ClassifierKind::NaiveBayes, naive_bayes),
+        ];
+
+        // 4. Every site scores its own patients; histograms come back.
+        round += 1;
+        let grid = metrics::DEFAULT_GRID;
+        let kind = task::Kind::Score(proto::ScoreTask {
+            design: Some(design.clone()),
+            standardiser: Some(std.to_proto()),
+            scorers: scorers.iter().map(|s| s.1.to_proto()).collect(),
+            grid,
+        });
+        let answers = self.round(step, round, self.all_sites(kind)).await?;
+        let mut results = Vec::new();
+        for (k, (kind, scorer)) in scorers.into_iter().enumerate() {
+            let nested: Vec<_> = answers.iter().map(|a| a.nested(&format!("s{k}."))).collect();
+            let (total, per_site) = metrics::combine(&nested, grid).map_err(|source| StudyError::Combine { step: step.into(), source })?;
+            let threshold = total[&CohortRole::Training].youden_cell();
+            let training = total[&CohortRole::Training].metrics(threshold);
+            let validation = total[&CohortRole::Validation].metrics(threshold);
+            let per_site_auc = per_site
+                .iter()
+                .map(|(site, h)| (site.clone(), (h[&CohortRole::Training].auc().0, h[&CohortRole::Validation].auc().0)))
+                .collect();
+            file.classifier = kind;
+            file.standardiser = std.clone();
+            file.scorer = scorer;
+            file.threshold = training.threshold;
+            let rel = format!("models/{}/{}/{}.json", file.sequence, file.model, serde_json::to_value(kind).unwrap().as_str().unwrap());
+            write_json(&self.study.output_dir.join(&rel), file)?;
+            results.push(ClassifierResult { classifier: kind, training, validation, per_site_auc, model_file: rel });
+        }
+        Ok((results, round))
+    }
+}
