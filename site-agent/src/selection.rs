@@ -303,7 +303,7 @@ pub fn score(data: &DesignData, t: &proto::ScoreTask, min_count: u64) -> Result<
     for (k, spec) in t.scorers.iter().enumerate() {
         let scorer = Scorer::from_proto(spec, w)?;
         let scored: Vec<Scored> =
-            z.iter().zip(&data.role).zip(&data.outcome).map(|((zi, role), y)| Scored { role: *role, outcome: *y, probability: scorer.probability(zi) }).collect();
+            z.iter().zip(&data.role).zip(&data.outcome).map(|((zi, role), y)| Scored { role: *role, outcome: *y, log_odds: scorer.log_odds(zi) }).collect();
         b = b.nested(&format!("s{k}."), site_score_summary(&scored, t.grid, min_count)?);
     }
     Ok(b.build())

@@ -64,9 +64,14 @@ impl Scorer {
 
     /// P(recurrence) for one standardised design row.
     pub fn probability(&self, z: &[f64]) -> f64 {
+        sigmoid(self.log_odds(z))
+    }
+
+    /// log(P / (1 − P)) for one standardised design row, without saturating.
+    pub fn log_odds(&self, z: &[f64]) -> f64 {
         match self {
-            Scorer::Logistic { intercept, coefficients } => sigmoid(intercept + dot(coefficients, z)),
-            Scorer::LinearSvm { intercept, coefficients, platt_a, platt_b } => sigmoid(platt_a * (intercept + dot(coefficients, z)) + platt_b),
+            Scorer::Logistic { intercept, coefficients } => intercept + dot(coefficients, z),
+            Scorer::LinearSvm { intercept, coefficients, platt_a, platt_b } => platt_a * (intercept + dot(coefficients, z)) + platt_b,
             Scorer::NaiveBayes { log_prior, mean, variance } => {
                 let ll = |c: usize| {
                     log_prior[c]
@@ -76,7 +81,7 @@ impl Scorer {
                             .map(|((x, m), v)| -0.5 * ((2.0 * std::f64::consts::PI * v).ln() + (x - m) * (x - m) / v))
                             .sum::<f64>()
                 };
-                sigmoid(ll(1) - ll(0))
+                ll(1) - ll(0)
             }
         }
     }
@@ -384,6 +389,26 @@ mod tests {
             let scores: Vec<f64> = z.iter().map(|r| s.probability(r)).collect();
             let (auc, _) = crate::algorithms::metrics::pooled_auc(&scores, &y);
             assert!(auc > 0.7, "{s:?}: AUC {auc}");
+        }
+    }
+
+    #[test]
+    fn random_labels_give_a_validation_auc_near_one_half() {
+        let (z, _) = data();
+        let mut state = 0x9e37_79b9_u64;
+        let y: Vec<bool> = z
+            .iter()
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (state >> 33) % 3 == 0
+            })
+            .collect();
+        let cut = 160;
+        let scorers = fit_all(&z[..cut], &y[..cut], &[60, 50, 50]);
+        for s in &scorers {
+            let scores: Vec<f64> = z[cut..].iter().map(|r| s.log_odds(r)).collect();
+            let (auc, se) = crate::algorithms::metrics::pooled_auc(&scores, &y[cut..]);
+            assert!((auc - 0.5).abs() < 2.5 * se.max(0.05), "{s:?}: validation AUC {auc} ± {se} on random labels");
         }
     }
 

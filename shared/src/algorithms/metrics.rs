@@ -1,11 +1,14 @@
 //! Validation metrics from score histograms: each site scores its own patients and sends, per
-//! cohort (training, validation) and outcome class, how many predicted probabilities fall in
-//! each cell of a fine shared grid (cells of width 1/G, default G = 10 000), plus the Brier sum
-//! and calibration sums. Nothing per patient leaves.
+//! cohort (training, validation) and outcome class, how many predicted log-odds fall in each
+//! cell of a fine shared grid (G = 100 000 equal cells over [−50, 50], i.e. 0.001 log-odds
+//! wide; beyond that range at the ends), plus the Brier sum and calibration sums. Nothing per
+//! patient leaves. The grid is on the log-odds scale so that confident classifiers (naive
+//! Bayes easily says 1e-12) are still resolved; it is monotone in the probability, so ranks,
+//! the ROC curve and the AUC are those of the probabilities.
 //!
 //! From the merged histograms the coordinator computes, exactly for scores on the grid and to
-//! within (cross-class pairs sharing a cell)/(2·n₁n₀) otherwise — below 1e-4 for G = 10 000 on
-//! the study's cohorts (test below):
+//! within (cross-class pairs sharing a cell)/(2·n₁n₀) otherwise — below 1e-4 on the study's
+//! cohorts (tests below and in `tests/federation.rs`):
 //! * ROC AUC = P(score₊ > score₋) + ½P(tie), and its DeLong standard error from the placement
 //!   values (each positive's share of negatives below it, each negative's share of positives
 //!   above it), which are functions of the histograms; 95% CI AUC ± 1.96·SE clipped to [0, 1];
@@ -23,7 +26,9 @@ use crate::aggregate::{AggregateBuilder, SiteAggregate};
 use crate::clinical::CohortRole;
 use crate::proto::Aggregate;
 
-pub const DEFAULT_GRID: u32 = 10_000;
+pub const DEFAULT_GRID: u32 = 100_000;
+/// The grid covers log-odds in [−LOG_ODDS_LIMIT, LOG_ODDS_LIMIT].
+pub const LOG_ODDS_LIMIT: f64 = 50.0;
 const CALIBRATION_BINS: usize = 10;
 
 /// One scored patient as the site holds it (never sent).
@@ -31,11 +36,31 @@ const CALIBRATION_BINS: usize = 10;
 pub struct Scored {
     pub role: CohortRole,
     pub outcome: bool,
-    pub probability: f64,
+    /// log(p / (1 − p)) of the predicted probability p.
+    pub log_odds: f64,
 }
 
-fn cell(p: f64, grid: u32) -> u32 {
-    ((p.clamp(0.0, 1.0) * grid as f64).floor() as u32).min(grid - 1)
+impl Scored {
+    pub fn probability(&self) -> f64 {
+        super::glm::sigmoid(self.log_odds)
+    }
+}
+
+fn cell(log_odds: f64, grid: u32) -> u32 {
+    let x = (log_odds.clamp(-LOG_ODDS_LIMIT, LOG_ODDS_LIMIT) + LOG_ODDS_LIMIT) / (2.0 * LOG_ODDS_LIMIT);
+    ((x * grid as f64).floor() as u32).min(grid - 1)
+}
+
+/// The probability at the lower edge of cell k.
+pub fn cell_probability(k: u32, grid: u32) -> f64 {
+    super::glm::sigmoid(-LOG_ODDS_LIMIT + 2.0 * LOG_ODDS_LIMIT * k as f64 / grid as f64)
+}
+
+/// The first cell whose lower edge is at or above probability p.
+fn cell_at_probability(p: f64, grid: u32) -> u32 {
+    let lo = (p / (1.0 - p)).ln();
+    let x = (lo + LOG_ODDS_LIMIT) / (2.0 * LOG_ODDS_LIMIT) * grid as f64;
+    (x.ceil().max(0.0) as u32).min(grid)
 }
 
 fn class_name(c: bool) -> &'static str {
@@ -51,7 +76,7 @@ pub fn site_score_summary(scored: &[Scored], grid: u32, min_count: u64) -> Resul
     if !(100..=1_000_000).contains(&grid) {
         return Err(SiteRefusal::InvalidParameters(format!("score grid {grid}: use 100 to 1000000 cells")));
     }
-    if scored.iter().any(|s| !s.probability.is_finite()) {
+    if scored.iter().any(|s| s.log_odds.is_nan()) {
         return Err(SiteRefusal::Precondition("a patient's score is not finite".into()));
     }
     let mut b = AggregateBuilder::new(scored.len() as u64);
@@ -62,19 +87,20 @@ pub fn site_score_summary(scored: &[Scored], grid: u32, min_count: u64) -> Resul
             require_min_count(&format!("{} patients with a {} outcome", role.as_str(), class_name(class)), n, min_count)?;
             let mut hist: BTreeMap<u32, u64> = BTreeMap::new();
             for s in members.iter().filter(|s| s.outcome == class) {
-                *hist.entry(cell(s.probability, grid)).or_default() += 1;
+                *hist.entry(cell(s.log_odds, grid)).or_default() += 1;
             }
             b = b
                 .vector(format!("cells.{}.{}", role.as_str(), class_name(class)), hist.keys().map(|&k| k as f64).collect())
                 .vector(format!("counts.{}.{}", role.as_str(), class_name(class)), hist.values().map(|&v| v as f64).collect());
         }
-        let brier: f64 = members.iter().map(|s| (s.probability - s.outcome as u8 as f64).powi(2)).sum();
+        let brier: f64 = members.iter().map(|s| (s.probability() - s.outcome as u8 as f64).powi(2)).sum();
         b = b.vector(format!("brier.{}", role.as_str()), vec![brier, members.len() as f64]);
         let mut cal = vec![0.0; CALIBRATION_BINS * 3];
         for s in &members {
-            let k = ((s.probability * CALIBRATION_BINS as f64) as usize).min(CALIBRATION_BINS - 1);
+            let p = s.probability();
+            let k = ((p * CALIBRATION_BINS as f64) as usize).min(CALIBRATION_BINS - 1);
             cal[k * 3] += 1.0;
-            cal[k * 3 + 1] += s.probability;
+            cal[k * 3 + 1] += p;
             cal[k * 3 + 2] += s.outcome as u8 as f64;
         }
         b = b.matrix(format!("calibration.{}", role.as_str()), CALIBRATION_BINS, 3, cal);
@@ -256,7 +282,7 @@ impl ScoreHistogram {
         let decision_curve = (1..100)
             .map(|t| {
                 let pt = t as f64 / 100.0;
-                let k = (pt * self.grid as f64).round() as u32;
+                let k = cell_at_probability(pt, self.grid);
                 let tp: u64 = self.positive.range(k..).map(|(_, v)| v).sum();
                 let fp: u64 = self.negative.range(k..).map(|(_, v)| v).sum();
                 let odds = pt / (1.0 - pt);
@@ -269,7 +295,7 @@ impl ScoreHistogram {
             auc,
             auc_se: se,
             auc_ci: ((auc - 1.959_963_984_540_054 * se).max(0.0), (auc + 1.959_963_984_540_054 * se).min(1.0)),
-            threshold: threshold_cell as f64 / self.grid as f64,
+            threshold: cell_probability(threshold_cell, self.grid),
             accuracy,
             sensitivity: sens,
             specificity: spec,
@@ -312,7 +338,7 @@ mod tests {
                 let outcome = u() < 0.34;
                 let z = if outcome { 0.9 } else { 0.0 } + (-2.0 * u().ln()).sqrt() * (std::f64::consts::TAU * u()).cos();
                 let role = if i % 10 < 7 { CohortRole::Training } else { CohortRole::Validation };
-                Scored { role, outcome, probability: 1.0 / (1.0 + (-(z - 0.8)).exp()) }
+                Scored { role, outcome, log_odds: z - 0.8 }
             })
             .collect()
     }
@@ -334,7 +360,7 @@ mod tests {
             let k = train.youden_cell();
             let m = (train.metrics(k), total[&CohortRole::Validation].metrics(k));
             for (cohort, metrics) in [(CohortRole::Training, &m.0), (CohortRole::Validation, &m.1)] {
-                let (s, y): (Vec<f64>, Vec<bool>) = all.iter().filter(|p| p.role == cohort).map(|p| (p.probability, p.outcome)).unzip();
+                let (s, y): (Vec<f64>, Vec<bool>) = all.iter().filter(|p| p.role == cohort).map(|p| (p.probability(), p.outcome)).unzip();
                 let (auc, se) = pooled_auc(&s, &y);
                 assert!((metrics.auc - auc).abs() < 1e-4 && (metrics.auc_se - se).abs() < 1e-4, "{cohort:?}: {} vs {auc}", metrics.auc);
                 let brier = s.iter().zip(&y).map(|(p, y)| (p - *y as u8 as f64).powi(2)).sum::<f64>() / s.len() as f64;
@@ -367,10 +393,11 @@ mod tests {
         let mut s = 99u64;
         for p in &mut all {
             s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            p.probability = (s >> 11) as f64 / (1u64 << 53) as f64;
+            let u = (s >> 11) as f64 / (1u64 << 53) as f64;
+            p.log_odds = (u / (1.0 - u)).ln();
         }
         let (total, _) = combine(&[SiteAggregate::new("a", site_score_summary(&all, DEFAULT_GRID, 1).unwrap())], DEFAULT_GRID).unwrap();
-        let m = total[&CohortRole::Training].metrics(5000);
+        let m = total[&CohortRole::Training].metrics(DEFAULT_GRID / 2);
         assert!((m.auc - 0.5).abs() < 0.05 && m.auc_ci.0 < 0.5 && m.auc_ci.1 > 0.5, "{:?}", (m.auc, m.auc_ci));
     }
 
