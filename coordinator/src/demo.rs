@@ -186,7 +186,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         for p in &results.protocol {
             println!("{:<20} {:>4} round(s), {} B to sites, {} B from sites, {:.2} s", p.step, p.rounds, p.bytes_to_sites, p.bytes_from_sites, p.seconds);
         }
-        println!("\nreport: {}", out.join("study/report.md").display());
+        if !results.models.is_empty() {
+            println!();
+            print!("{}", crate::report::main_table_markdown(&results));
+        }
+        println!("report: {} (also report.md, results.json, models.csv)", out.join("study/report.html").display());
         println!("demo finished in {:.1} s", started.elapsed().as_secs_f64());
         anyhow::Ok(())
     })

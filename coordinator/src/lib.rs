@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod html;
 pub mod hub;
 pub mod models;
 pub mod report;

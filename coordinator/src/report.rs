@@ -6,6 +6,33 @@ use crate::study::StudyResults;
 
 pub fn markdown(r: &StudyResults) -> String {
     let mut s = format!("# FedRad study `{}`\n\nSeed {}, sites: {}. FedRad {}.\n\n", r.study_id, r.seed, r.sites.join(", "), r.software_version);
+    if !r.models.is_empty() {
+        if let Some((m, c)) = best(r) {
+            let (model, cl) = (&r.models[m], &r.models[m].classifiers[c]);
+            s.push_str(&format!(
+                "**Best model:** {} Model {} with {}: validation AUC {:.3} (95% CI {:.3}–{:.3}), {} training and {} validation patients from {} hospitals.\n\n",
+                sequence_label(&model.sequence),
+                model.model,
+                cl.classifier.label(),
+                cl.validation.auc,
+                cl.validation.auc_ci.0,
+                cl.validation.auc_ci.1,
+                cl.training.n,
+                cl.validation.n,
+                r.sites.len()
+            ));
+        }
+        s.push_str(&main_table_markdown(r));
+        s.push_str("### Validation curves\n\nPer sequence and model: ROC curves, calibration (mean predicted vs observed recurrence per tenth of predicted risk) and decision curves (net benefit; grey: treat all), on the validation cohort.\n\n");
+        for m in r.models.iter().filter(|m| !m.classifiers.is_empty()) {
+            let dir = format!("models/{}/{}", m.sequence, m.model);
+            s.push_str(&format!(
+                "{} Model {}:\n\n![ROC]({dir}/roc.svg) ![calibration]({dir}/calibration.svg) ![decision curve]({dir}/decision.svg)\n\n",
+                sequence_label(&m.sequence),
+                m.model
+            ));
+        }
+    }
     s.push_str("## Cohort\n\n| Site | Loaded | Recurrence | Excluded rows |\n|---|---|---|---|\n");
     for c in &r.cohort.sites {
         let ex: Vec<String> = c.excluded.iter().map(|(k, v)| format!("{v} {}", k.as_str())).collect();
@@ -80,9 +107,6 @@ pub fn markdown(r: &StudyResults) -> String {
             s.push('\n');
         }
     }
-    if !r.models.is_empty() {
-        s.push_str(&main_table_markdown(r));
-    }
     s.push_str("## Protocol cost\n\nRounds are round trips to every site at once. The last column estimates the step's wall time over a network with a 50 ms round trip (measured time plus 50 ms per round).\n\n| Step | Rounds | Tasks | Bytes to sites | Bytes from sites | Seconds | At 50 ms RTT (s) |\n|---|---|---|---|---|---|---|\n");
     for p in &r.protocol {
         s.push_str(&format!("| {} | {} | {} | {} | {} | {:.2} | {:.1} |\n", p.step, p.rounds, p.tasks, p.bytes_to_sites, p.bytes_from_sites, p.seconds, p.seconds + 0.05 * p.rounds as f64));
@@ -147,4 +171,78 @@ pub fn main_table_markdown(r: &StudyResults) -> String {
     }
     s.push('\n');
     s
+}
+
+/// Writes `report.md`, the validation figures, `models.csv` and the self-contained
+/// `report.html` into the study's output folder.
+pub fn write_all(r: &StudyResults, settings_json: &str, out: &std::path::Path) -> std::io::Result<()> {
+    use crate::svg::{Chart, Series, palette, render};
+    for m in r.models.iter().filter(|m| !m.classifiers.is_empty()) {
+        let dir = out.join("models").join(&m.sequence).join(&m.model);
+        std::fs::create_dir_all(&dir)?;
+        let title = |what: &str| format!("{what}, {} Model {} (validation)", sequence_label(&m.sequence), m.model);
+        let series = |f: &dyn Fn(&crate::models::ClassifierResult) -> Vec<(f64, f64)>| -> Vec<Series> {
+            m.classifiers
+                .iter()
+                .enumerate()
+                .map(|(k, c)| Series { points: f(c), color: palette(k), label: Some(format!("{} ({:.3})", c.classifier.label(), c.validation.auc)), error: None })
+                .collect()
+        };
+        let roc = Chart {
+            title: &title("ROC"),
+            x_label: "1 − specificity",
+            y_label: "sensitivity",
+            series: series(&|c| c.validation.roc.clone()),
+            markers: vec![],
+            x_range: Some((0.0, 1.0)),
+            y_range: Some((0.0, 1.0)),
+            diagonal: true,
+        };
+        std::fs::write(dir.join("roc.svg"), render(&roc))?;
+        let mut cal = series(&|c| c.validation.calibration.iter().map(|b| (b.0, b.1)).collect());
+        for s in &mut cal {
+            s.label = s.label.as_ref().map(|l| l.split(" (").next().unwrap_or(l).to_string());
+        }
+        let calibration =
+            Chart { title: &title("Calibration"), x_label: "mean predicted risk", y_label: "observed recurrence", series: cal, markers: vec![], x_range: Some((0.0, 1.0)), y_range: Some((0.0, 1.0)), diagonal: true };
+        std::fs::write(dir.join("calibration.svg"), render(&calibration))?;
+        let mut dc = series(&|c| c.validation.decision_curve.iter().filter(|d| d.0 <= 0.8).map(|d| (d.0, d.1)).collect());
+        for s in &mut dc {
+            s.label = s.label.as_ref().map(|l| l.split(" (").next().unwrap_or(l).to_string());
+        }
+        if let Some(first) = m.classifiers.first() {
+            dc.push(Series { points: first.validation.decision_curve.iter().filter(|d| d.0 <= 0.8).map(|d| (d.0, d.2)).collect(), color: "#999999".into(), label: Some("treat all".into()), error: None });
+        }
+        let top = m.classifiers.first().map_or(0.5, |c| c.validation.positives as f64 / c.validation.n.max(1) as f64);
+        let decision = Chart { title: &title("Decision curve"), x_label: "threshold probability", y_label: "net benefit", series: dc, markers: vec![], x_range: Some((0.0, 0.8)), y_range: Some((-0.05, top + 0.02)), diagonal: false };
+        std::fs::write(dir.join("decision.svg"), render(&decision))?;
+    }
+    let mut md = markdown(r);
+    md.push_str(&format!("\n## Settings\n\nThe study file as the coordinator read it (FedRad {}):\n\n```\n{settings_json}\n```\n", r.software_version));
+    std::fs::write(out.join("report.md"), &md)?;
+    std::fs::write(out.join("report.html"), crate::html::render(&md, &format!("FedRad study {}", r.study_id), out))?;
+    let mut csv = String::from("sequence,model,classifier,cohort,n,positives,auc,auc_ci_low,auc_ci_high,threshold,accuracy,sensitivity,specificity,brier\n");
+    for m in &r.models {
+        for c in &m.classifiers {
+            for (cohort, x) in [("training", &c.training), ("validation", &c.validation)] {
+                csv.push_str(&format!(
+                    "{},{},{},{cohort},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6}\n",
+                    m.sequence,
+                    m.model,
+                    serde_json::to_value(c.classifier).unwrap().as_str().unwrap(),
+                    x.n,
+                    x.positives,
+                    x.auc,
+                    x.auc_ci.0,
+                    x.auc_ci.1,
+                    x.threshold,
+                    x.accuracy,
+                    x.sensitivity,
+                    x.specificity,
+                    x.brier
+                ));
+            }
+        }
+    }
+    std::fs::write(out.join("models.csv"), csv)
 }

@@ -261,7 +261,8 @@ impl<'a> StudyRunner<'a> {
             software_version: env!("CARGO_PKG_VERSION").into(),
         };
         write_json(&out.join("results.json"), &results)?;
-        write_text(&out.join("report.md"), &crate::report::markdown(&results))?;
+        let settings = serde_json::to_string_pretty(&self.study).expect("serialisable");
+        crate::report::write_all(&results, &settings, &out).map_err(|source| StudyError::Output { path: out.display().to_string(), source })?;
         Ok(results)
     }
 }

@@ -61,8 +61,9 @@ pub fn render(c: &Chart) -> String {
     if !x0.is_finite() {
         (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
     }
-    let px = |x: f64| l + (x - x0) / (x1 - x0) * (w - l - r);
-    let py = |y: f64| h - b - (y - y0) / (y1 - y0) * (h - t - b);
+    let px = |x: f64| l + (x.clamp(x0, x1) - x0) / (x1 - x0) * (w - l - r);
+    // Values outside a fixed range are drawn at its edge rather than outside the frame.
+    let py = |y: f64| h - b - (y.clamp(y0, y1) - y0) / (y1 - y0) * (h - t - b);
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n<text x=\"{}\" y=\"17\" text-anchor=\"middle\" font-size=\"13\">{}</text>\n",
         w / 2.0,

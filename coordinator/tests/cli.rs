@@ -52,6 +52,12 @@ fn the_demo_runs_the_study_with_separate_site_agent_processes() {
     assert!(stdout.contains("split:  training 84"), "{stdout}");
     assert!(stdout.contains("features t2: 174 features per case, 120 cases extracted, 0 failed"), "{stdout}");
     assert!(stdout.contains("selection t2: ") && stdout.contains("clinical model: "), "{stdout}");
+    assert!(stdout.contains("| T2WI | I | Logistic regression |"), "the main table is printed: {stdout}");
+    for f in ["report.html", "report.md", "models.csv", "models.json", "models/t2/I/logistic_regression.json", "models/t2/I/roc.svg"] {
+        assert!(out.join("study").join(f).is_file(), "{f} not written");
+    }
+    let html = std::fs::read_to_string(out.join("study/report.html")).unwrap();
+    assert!(html.contains("<svg") && !html.contains("[missing figure"), "figures are inlined");
     let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("study/results.json")).unwrap()).unwrap();
     assert_eq!(results["split"]["total"]["training_negative"].as_u64().unwrap() + results["split"]["total"]["training_positive"].as_u64().unwrap(), 84);
     // Each agent ran as its own process and audited what it sent.
