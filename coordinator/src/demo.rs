@@ -24,6 +24,10 @@ pub struct DemoArgs {
     /// demo): with fewer than ~130 patients the smallest hospital needs fewer folds.
     #[arg(long, default_value_t = 10)]
     pub folds: u32,
+    /// Select features at λ_1se (sparser models) instead of λ_min; small cohorts need it so
+    /// that the smallest hospital has enough patients per model parameter.
+    #[arg(long)]
+    pub lambda_1se: bool,
     /// Path of the site-agent binary (default: next to this one).
     #[arg(long)]
     pub site_agent: Option<PathBuf>,
@@ -144,6 +148,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             features: FeatureSettings::default(),
             selection: crate::config::SelectionSettings {
                 lasso: fedrad_shared::algorithms::lasso::LassoSettings { folds: args.folds, ..Default::default() },
+                select_at: if args.lambda_1se { crate::config::SelectAt::Lambda1se } else { crate::config::SelectAt::LambdaMin },
                 ..Default::default()
             },
             clinical_model: Default::default(),

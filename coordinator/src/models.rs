@@ -9,13 +9,13 @@
 
 use std::collections::BTreeMap;
 
-use fedrad_shared::algorithms::classifiers::{self, ClassifierKind, Scorer};
+use fedrad_shared::algorithms::classifiers::{self, ClassifierKind, ModelFile, Scorer};
 use fedrad_shared::algorithms::extraction::catalogue_sha256;
 use fedrad_shared::algorithms::glm::Standardiser;
 use fedrad_shared::algorithms::logistic::{self, ClinicalModel, DesignColumn};
 use fedrad_shared::algorithms::metrics::{self, CohortMetrics};
 use fedrad_shared::algorithms::standardise;
-use fedrad_shared::clinical::{CohortRole, VariableSpec};
+use fedrad_shared::clinical::CohortRole;
 use fedrad_shared::proto::{self, task};
 use fedrad_shared::stats::Moments;
 
@@ -45,29 +45,11 @@ pub struct ModelResult {
     pub note: Option<String>,
 }
 
-/// Everything needed to score a new patient.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ModelFile {
-    pub study_id: String,
-    pub sequence: String,
-    pub model: String,
-    pub classifier: ClassifierKind,
-    /// Feature columns of the sequence's table, and that table's catalogue digest.
-    pub features: Vec<String>,
-    pub feature_columns: Vec<u32>,
-    pub catalogue_sha256: String,
-    /// Extraction settings (PyRadiomics YAML; empty = FedRad's MRI default).
-    pub extraction_parameters: String,
-    pub clinical_variables: Vec<VariableSpec>,
-    pub clinical_columns: Vec<u32>,
-    pub standardiser: Standardiser,
-    pub scorer: Scorer,
-    /// Probability at or above which a patient is called positive (Youden on training).
-    pub threshold: f64,
-}
-
 fn err(step: &str) -> impl Fn(String) -> StudyError + '_ {
-    move |detail| StudyError::Algorithm { step: step.into(), detail }
+    move |detail| {
+        let detail = detail.strip_prefix(&format!("step {step}: ")).map(str::to_string).unwrap_or(detail);
+        StudyError::Algorithm { step: step.into(), detail }
+    }
 }
 
 impl StudyRunner<'_> {
@@ -131,7 +113,16 @@ impl StudyRunner<'_> {
                     scorer: Scorer::Logistic { intercept: 0.0, coefficients: Vec::new() },
                     threshold: 0.5,
                 };
-                result.classifiers = self.step(&step.clone(), async |s: &mut Self| s.fit_and_validate(&step, &design, &mut file).await).await?;
+                // A site may refuse one model (e.g. too many parameters for its patients); the
+                // study goes on and the report says which model and why.
+                match self.step(&step.clone(), async |s: &mut Self| s.fit_and_validate(&step, &design, &mut file).await).await {
+                    Ok(c) => result.classifiers = c,
+                    Err(e @ (StudyError::Refused { .. } | StudyError::Algorithm { .. })) => {
+                        tracing::warn!(model = %step, error = %e, "model not fitted");
+                        result.note = Some(e.to_string());
+                    }
+                    Err(e) => return Err(e),
+                }
                 out.push(result);
             }
         }

@@ -40,6 +40,8 @@ pub struct StepProtocol {
     pub bytes_to_sites: u64,
     pub bytes_from_sites: u64,
     pub seconds: f64,
+    /// False if the step failed (e.g. a site refused); its cost is still counted.
+    pub completed: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -139,19 +141,26 @@ impl<'a> StudyRunner<'a> {
         self.progress.step_started(name, self.study.sites.len());
         let before = traffic_total(&self.hub.traffic());
         let start = Instant::now();
-        let (out, rounds) = body(self).await?;
+        let result = body(self).await;
         let after = traffic_total(&self.hub.traffic());
+        let tasks = after.tasks - before.tasks;
+        // A failed step still cost what it sent; count it so the protocol table is complete.
+        let rounds = match &result {
+            Ok((_, r)) => *r,
+            Err(_) => tasks / self.study.sites.len().max(1) as u64,
+        };
         self.protocol.push(StepProtocol {
             step: name.into(),
             rounds,
-            tasks: after.tasks - before.tasks,
+            tasks,
             bytes_to_sites: after.bytes_to_site - before.bytes_to_site,
             bytes_from_sites: after.bytes_from_site - before.bytes_from_site,
             seconds: start.elapsed().as_secs_f64(),
+            completed: result.is_ok(),
         });
         self.progress.step_finished(name);
         tracing::info!(step = name, rounds, seconds = format!("{:.2}", start.elapsed().as_secs_f64()), "step done");
-        Ok(out)
+        result.map(|(out, _)| out)
     }
 
     pub(crate) fn all_sites(&self, kind: task::Kind) -> BTreeMap<String, task::Kind> {

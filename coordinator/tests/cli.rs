@@ -42,29 +42,70 @@ fn certs_init_writes_bundles_with_private_keys_closed_and_never_overwrites() {
 fn the_demo_runs_the_study_with_separate_site_agent_processes() {
     let out = tmp("demo");
     let output = Command::new(env!("CARGO_BIN_EXE_coordinator"))
-        .args(["demo", "--patients", "120", "--coarsen", "3", "--folds", "3", "--out"])
+        .args(["demo", "--patients", "240", "--coarsen", "3", "--folds", "5", "--lambda-1se", "--out"])
         .arg(&out)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("cohort: 120 patients loaded"), "{stdout}");
-    assert!(stdout.contains("split:  training 84"), "{stdout}");
-    assert!(stdout.contains("features t2: 174 features per case, 120 cases extracted, 0 failed"), "{stdout}");
+    assert!(stdout.contains("cohort: 240 patients loaded"), "{stdout}");
+    assert!(stdout.contains("split:  training 168"), "{stdout}");
+    assert!(stdout.contains("features t2: 174 features per case, 240 cases extracted, 0 failed"), "{stdout}");
     assert!(stdout.contains("selection t2: ") && stdout.contains("clinical model: "), "{stdout}");
-    assert!(stdout.contains("| T2WI | I | Logistic regression |"), "the main table is printed: {stdout}");
-    for f in ["report.html", "report.md", "models.csv", "models.json", "models/t2/I/logistic_regression.json", "models/t2/I/roc.svg"] {
+    assert!(stdout.contains("| Sequence | Model | Classifier |"), "the main table is printed: {stdout}");
+    for f in ["report.html", "report.md", "models.csv", "models.json"] {
         assert!(out.join("study").join(f).is_file(), "{f} not written");
     }
     let html = std::fs::read_to_string(out.join("study/report.html")).unwrap();
     assert!(html.contains("<svg") && !html.contains("[missing figure"), "figures are inlined");
+
     let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("study/results.json")).unwrap()).unwrap();
-    assert_eq!(results["split"]["total"]["training_negative"].as_u64().unwrap() + results["split"]["total"]["training_positive"].as_u64().unwrap(), 84);
+    assert_eq!(results["split"]["total"]["training_negative"].as_u64().unwrap() + results["split"]["total"]["training_positive"].as_u64().unwrap(), 168);
     // Each agent ran as its own process and audited what it sent.
     for site in ["hospital-a", "hospital-b", "hospital-c", "hospital-d"] {
         let log = std::fs::read_to_string(out.join("sites").join(site).join("work/audit.jsonl")).unwrap();
         let rounds: u64 = results["protocol"].as_array().unwrap().iter().map(|p| p["rounds"].as_u64().unwrap()).sum();
         assert_eq!(log.lines().count() as u64, rounds, "{site}: one audit entry per task");
     }
+    // A hospital scores patients locally with a saved model: on its own validation patients
+    // the AUC equals the one the study computed from that site's histograms.
+    let site_agent = std::path::Path::new(env!("CARGO_BIN_EXE_coordinator")).with_file_name("site-agent");
+    let models = results["models"].as_array().unwrap();
+    // Sites refuse models they cannot answer for (too few patients per parameter or per class);
+    // those are reported with the reason, the others fitted.
+    assert!(models.iter().all(|m| !m["classifiers"].as_array().unwrap().is_empty() || m["note"].is_string()));
+    let m = models.iter().find(|m| !m["classifiers"].as_array().unwrap().is_empty()).expect("at least one model fitted");
+    let lr = m["classifiers"].as_array().unwrap().iter().find(|c| c["classifier"] == "logistic_regression").unwrap();
+    let model = out.join("study").join(lr["model_file"].as_str().unwrap());
+    assert!(model.with_file_name("roc.svg").is_file());
+    let scores = out.join("scores.csv");
+    let run = Command::new(&site_agent)
+        .args(["predict", "--model"])
+        .arg(&model)
+        .arg("--manifest")
+        .arg(out.join("cohort/hospital-a/manifest.csv"))
+        .arg("--out")
+        .arg(&scores)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let study_id = results["study_id"].as_str().unwrap();
+    let split = std::fs::read_to_string(out.join(format!("sites/hospital-a/work/studies/{study_id}/split.csv"))).unwrap();
+    let manifest = std::fs::read_to_string(out.join("cohort/hospital-a/manifest.csv")).unwrap();
+    let header: Vec<&str> = manifest.lines().next().unwrap().split(',').collect();
+    let rec = header.iter().position(|h| *h == "recurrence").unwrap();
+    let outcome = |id: &str| manifest.lines().find(|l| l.starts_with(&format!("{id},"))).unwrap().split(',').nth(rec).unwrap() == "1";
+    let (mut s, mut y) = (Vec::new(), Vec::new());
+    for line in std::fs::read_to_string(&scores).unwrap().lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert!(!cells[1].is_empty(), "patient {} not scored: {line}", cells[0]);
+        if split.contains(&format!("{},validation", cells[0])) {
+            s.push(cells[1].parse::<f64>().unwrap());
+            y.push(outcome(cells[0]));
+        }
+    }
+    let (auc, _) = fedrad_shared::algorithms::metrics::pooled_auc(&s, &y);
+    let site_auc = lr["per_site_auc"]["hospital-a"][1].as_f64().unwrap();
+    assert!((auc - site_auc).abs() < 1e-3, "predict AUC {auc} vs the study's {site_auc} at hospital-a");
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod engine;
 pub mod features;
 pub mod manifest;
+pub mod predict;
 pub mod radiomics;
 pub mod selection;
 

@@ -39,6 +39,17 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Score new patients with a model the study saved (models/<sequence>/<model>/<classifier>.json):
+    /// features are extracted from each patient's images with the study's settings; nothing leaves.
+    Predict {
+        #[arg(long)]
+        model: PathBuf,
+        /// CSV with patient_id, <sequence>_image, <sequence>_mask and the model's clinical columns.
+        #[arg(long)]
+        manifest: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Inspect the audit log of what left this site.
     Audit {
         #[command(subcommand)]
@@ -101,6 +112,24 @@ fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("extracting {} with mask {}", image.display(), mask.display()))?;
             std::fs::write(&out, extract::to_csv(&features)).with_context(|| format!("writing {}", out.display()))?;
             println!("{} features written to {}", features.len(), out.display());
+            Ok(())
+        }
+        Command::Predict { model, manifest, out } => {
+            let m = site_agent::predict::load_model(&model)?;
+            let summary = site_agent::predict::predict(&m, &manifest, &out)?;
+            println!(
+                "{} patient(s) scored with {} Model {} ({:?}), {} could not be scored; threshold {:.4}; written to {}",
+                summary.scored,
+                m.sequence,
+                m.model,
+                m.classifier,
+                summary.failed,
+                m.threshold,
+                out.display()
+            );
+            if summary.scored == 0 {
+                anyhow::bail!("no patient could be scored (reasons in {})", out.display());
+            }
             Ok(())
         }
         Command::Audit { action } => {

@@ -230,7 +230,7 @@ fn check_models_against_pooled(
     assert!(results.models.iter().any(|m| m.model == "II" && m.note.is_some()), "Model II is reported as unavailable");
     for model in fitted {
         for cl in &model.classifiers {
-            let file: coordinator::models::ModelFile =
+            let file: fedrad_shared::algorithms::classifiers::ModelFile =
                 serde_json::from_str(&std::fs::read_to_string(dir.path().join("study").join(&cl.model_file)).unwrap()).unwrap();
             // Design rows of every patient with the sequence's features and complete clinical data.
             let mut rows: Vec<(CohortRole, bool, Vec<f64>)> = Vec::new();

@@ -132,6 +132,29 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
+/// A fitted model as the study saves it: everything needed to score a new patient at a site
+/// (`site-agent predict`): how to extract and pick its features, its clinical columns, the
+/// standardiser, the scorer and the decision threshold.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ModelFile {
+    pub study_id: String,
+    pub sequence: String,
+    pub model: String,
+    pub classifier: ClassifierKind,
+    /// Feature columns of the sequence's table, and that table's catalogue digest.
+    pub features: Vec<String>,
+    pub feature_columns: Vec<u32>,
+    pub catalogue_sha256: String,
+    /// Extraction settings (PyRadiomics YAML; empty = FedRad's MRI default).
+    pub extraction_parameters: String,
+    pub clinical_variables: Vec<crate::clinical::VariableSpec>,
+    pub clinical_columns: Vec<u32>,
+    pub standardiser: super::glm::Standardiser,
+    pub scorer: Scorer,
+    /// Probability at or above which a patient is called positive (Youden on training).
+    pub threshold: f64,
+}
+
 // ---- site half: the squared-hinge round and the Platt round -------------------------------
 
 /// Σ over the training rows of the squared hinge loss at (intercept, w): "loss", "gradient"

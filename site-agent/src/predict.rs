@@ -1,0 +1,113 @@
+//! `site-agent predict`: scores new patients at the site with a model the study saved, from
+//! their images (extracted with the study's settings) and clinical values. Nothing leaves.
+//!
+//! Input: a CSV with `patient_id`, `<sequence>_image` and `<sequence>_mask` for the model's
+//! sequence (paths relative to the CSV's folder) and, for a model with clinical terms, the
+//! clinical variables' columns. No outcome is needed. Output: one row per patient with the
+//! predicted probability and the call at the study's threshold, or the reason it could not
+//! be scored.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use rayon::prelude::*;
+
+use fedrad_shared::algorithms::classifiers::ModelFile;
+use fedrad_shared::algorithms::extraction::catalogue_sha256;
+use fedrad_shared::algorithms::logistic;
+use fedrad_shared::clinical::PatientRecord;
+
+use crate::radiomics::extract::extract_files;
+use crate::radiomics::settings::Settings;
+
+/// How many patients were scored and how many could not be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PredictSummary {
+    pub scored: usize,
+    pub failed: usize,
+}
+
+pub fn load_model(path: &Path) -> anyhow::Result<ModelFile> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading model file {}", path.display()))?;
+    let m: ModelFile = serde_json::from_str(&text).with_context(|| format!("{} is not a FedRad model file", path.display()))?;
+    if m.scorer.width() != m.standardiser.center.len() || m.feature_columns.len() + m.clinical_columns.len() != m.scorer.width() {
+        bail!("{}: the model's design, standardiser and scorer do not fit together", path.display());
+    }
+    Ok(m)
+}
+
+/// Scores every row of `manifest`, writing `out`.
+pub fn predict(model: &ModelFile, manifest: &Path, out: &Path) -> anyhow::Result<PredictSummary> {
+    let settings = if model.extraction_parameters.trim().is_empty() {
+        Settings::study_default()
+    } else {
+        Settings::from_pyradiomics_yaml(&model.extraction_parameters).map_err(|e| anyhow::anyhow!("the model's extraction parameters: {e}"))?
+    };
+    let base = manifest.parent().unwrap_or(Path::new("."));
+    let mut reader = csv::Reader::from_path(manifest).with_context(|| format!("reading {}", manifest.display()))?;
+    let headers = reader.headers()?.clone();
+    let col = |name: &str| headers.iter().position(|h| h == name);
+    let (image_col, mask_col) = (format!("{}_image", model.sequence), format!("{}_mask", model.sequence));
+    let mut required = vec!["patient_id".to_string(), image_col.clone(), mask_col.clone()];
+    if !model.clinical_columns.is_empty() {
+        required.extend(model.clinical_variables.iter().map(|v| v.name.clone()));
+    }
+    let missing: Vec<&String> = required.iter().filter(|c| col(c).is_none()).collect();
+    if !missing.is_empty() {
+        bail!("{} lacks the column(s) {:?} that this model needs", manifest.display(), missing);
+    }
+    let rows: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>().with_context(|| format!("reading {}", manifest.display()))?;
+    let results: Vec<(String, Result<f64, String>)> = rows
+        .par_iter()
+        .map(|row| {
+            let get = |c: &str| row.get(col(c).expect("checked")).unwrap_or("").trim().to_string();
+            let id = get("patient_id");
+            (id.clone(), score_one(model, &settings, base, &get, &image_col, &mask_col, &id))
+        })
+        .collect();
+    let mut text = String::from("patient_id,probability,positive,error\n");
+    let mut summary = PredictSummary { scored: 0, failed: 0 };
+    for (id, r) in results {
+        match r {
+            Ok(p) => {
+                summary.scored += 1;
+                text.push_str(&format!("{id},{p:.6},{},\n", (p >= model.threshold) as u8));
+            }
+            Err(e) => {
+                summary.failed += 1;
+                tracing::warn!(patient = %id, error = %e, "could not score");
+                text.push_str(&format!("{id},,,\"{}\"\n", e.replace('"', "'")));
+            }
+        }
+    }
+    crate::engine::write_atomic(out, text.as_bytes()).with_context(|| format!("writing {}", out.display()))?;
+    Ok(summary)
+}
+
+fn score_one(
+    model: &ModelFile,
+    settings: &Settings,
+    base: &Path,
+    get: &dyn Fn(&str) -> String,
+    image_col: &str,
+    mask_col: &str,
+    id: &str,
+) -> Result<f64, String> {
+    let features = extract_files(&base.join(get(image_col)), &base.join(get(mask_col)), settings).map_err(|e| format!("{}: {e}", e.reason()))?;
+    let names: Vec<String> = features.iter().map(|f| f.column()).collect();
+    if catalogue_sha256(&names) != model.catalogue_sha256 {
+        return Err("the extracted features differ from the study's (another FedRad version or settings?)".into());
+    }
+    let mut row: Vec<f64> = model.feature_columns.iter().map(|&c| features[c as usize].value).collect();
+    if !model.clinical_columns.is_empty() {
+        let mut record = PatientRecord { patient_id: id.into(), outcome: false, clinical: Default::default() };
+        for v in &model.clinical_variables {
+            let value = v.parse(&get(&v.name))?;
+            record.clinical.insert(v.name.clone(), value);
+        }
+        let design = logistic::design_row(&record, &model.clinical_variables).ok_or("a clinical value is missing")?;
+        row.extend(model.clinical_columns.iter().map(|&k| design[k as usize]));
+    }
+    let z = model.standardiser.apply(std::slice::from_ref(&row)).map_err(|e| e.to_string())?;
+    Ok(model.scorer.probability(&z[0]))
+}
