@@ -41,7 +41,20 @@ pub struct ModelResult {
     pub features: Vec<String>,
     pub clinical_terms: Vec<String>,
     pub classifiers: Vec<ClassifierResult>,
+    /// Model I only: logistic regression trained on each site's patients alone, validated on
+    /// the whole (federated) validation cohort — what federation adds.
+    pub site_alone: Vec<SiteAlone>,
     /// Why the model has no results, when it has none.
+    pub note: Option<String>,
+}
+
+/// A baseline trained at one site only.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SiteAlone {
+    pub site: String,
+    pub training_patients: u64,
+    /// Validation over every site's validation patients, or why there is none.
+    pub validation: Option<CohortMetrics>,
     pub note: Option<String>,
 }
 
@@ -80,6 +93,7 @@ impl StudyRunner<'_> {
                     features: names.clone(),
                     clinical_terms: clinical_terms.clone(),
                     classifiers: Vec::new(),
+                    site_alone: Vec::new(),
                     note: None,
                 };
                 if model == "II" {
@@ -116,7 +130,20 @@ impl StudyRunner<'_> {
                 // A site may refuse one model (e.g. too many parameters for its patients); the
                 // study goes on and the report says which model and why.
                 match self.step(&step.clone(), async |s: &mut Self| s.fit_and_validate(&step, &design, &mut file).await).await {
-                    Ok(c) => result.classifiers = c,
+                    Ok(c) => {
+                        result.classifiers = c;
+                        if model == "I" {
+                            let step = format!("site_alone.{}", seq.sequence);
+                            let std = file.standardiser.clone();
+                            match self.step(&step.clone(), async |s: &mut Self| s.site_alone(&step, &design, &std).await).await {
+                                Ok(v) => result.site_alone = v,
+                                Err(e @ (StudyError::Refused { .. } | StudyError::Algorithm { .. })) => {
+                                    result.site_alone = vec![SiteAlone { site: "all".into(), training_patients: 0, validation: None, note: Some(e.to_string()) }];
+                                }
+                                Err(e) => return Err(e),
+                            }
+                        }
+                    }
                     Err(e @ (StudyError::Refused { .. } | StudyError::Algorithm { .. })) => {
                         tracing::warn!(model = %step, error = %e, "model not fitted");
                         result.note = Some(e.to_string());
@@ -128,6 +155,57 @@ impl StudyRunner<'_> {
         }
         write_json(&self.study.output_dir.join("models.json"), &out)?;
         Ok(out)
+    }
+
+    /// Logistic regression (C = 1) fitted at each site alone — the rounds go to that site
+    /// only, so it is the site's local fit — and scored on every site's validation patients.
+    async fn site_alone(&mut self, step: &str, design: &proto::ModelDesign, std: &Standardiser) -> Result<(Vec<SiteAlone>, u64), StudyError> {
+        let width = std.center.len();
+        let q = width + 1;
+        let mut round = 0u64;
+        let mut out = Vec::new();
+        let sites = self.study.sites.clone();
+        for site in &sites {
+            let mut n = 0.0;
+            let fit = classifiers::minimise(vec![0.0; q], async |beta: &[f64]| {
+                round += 1;
+                let kind = task::Kind::ClassifierRound(proto::ClassifierRoundTask {
+                    design: Some(design.clone()),
+                    standardiser: Some(std.to_proto()),
+                    objective: proto::ClassifierObjective::Logistic as i32,
+                    parameters: beta.to_vec(),
+                    svm: Vec::new(),
+                });
+                let answers = self.round(step, round, BTreeMap::from([(site.clone(), kind)])).await.map_err(|e| e.to_string())?;
+                let model = logistic::ModelPoint { columns: (0..width).collect(), coefficients: beta.to_vec() };
+                let t = logistic::combine(&answers, &[model]).map_err(|e| e.to_string())?.remove(0);
+                n = t.0;
+                Ok(classifiers::ridge_logistic_objective((t.1, t.2, t.3), beta, 1.0))
+            })
+            .await;
+            let beta = match fit {
+                Ok((beta, _, _)) => beta,
+                Err(e) => {
+                    out.push(SiteAlone { site: site.clone(), training_patients: 0, validation: None, note: Some(e) });
+                    continue;
+                }
+            };
+            let scorer = Scorer::Logistic { intercept: beta[0], coefficients: beta[1..].to_vec() };
+            round += 1;
+            let grid = metrics::DEFAULT_GRID;
+            let kind = task::Kind::Score(proto::ScoreTask {
+                design: Some(design.clone()),
+                standardiser: Some(std.to_proto()),
+                scorers: vec![scorer.to_proto()],
+                grid,
+            });
+            let answers = self.round(step, round, self.all_sites(kind)).await?;
+            let nested: Vec<_> = answers.iter().map(|a| a.nested("s0.")).collect();
+            let (total, _) = metrics::combine(&nested, grid).map_err(|source| StudyError::Combine { step: step.into(), source })?;
+            let threshold = total[&CohortRole::Training].youden_cell();
+            out.push(SiteAlone { site: site.clone(), training_patients: n as u64, validation: Some(total[&CohortRole::Validation].metrics(threshold)), note: None });
+        }
+        Ok((out, round))
     }
 
     async fn fit_and_validate(&mut self, step: &str, design: &proto::ModelDesign, file: &mut ModelFile) -> Result<(Vec<ClassifierResult>, u64), StudyError> {

@@ -23,6 +23,22 @@ pub fn markdown(r: &StudyResults) -> String {
             ));
         }
         s.push_str(&main_table_markdown(r));
+        let baselines: Vec<_> = r.models.iter().filter(|m| !m.site_alone.is_empty()).collect();
+        if !baselines.is_empty() {
+            s.push_str("### Site-alone baselines\n\nModel I's logistic regression trained on one hospital's patients alone (the same objective, C = 1), validated on every hospital's validation patients; the last column is the federated model for comparison.\n\n| Sequence | Trained at | Training patients | Validation AUC (95% CI) | Federated validation AUC |\n|---|---|---|---|---|\n");
+            for m in baselines {
+                let fed = m.classifiers.iter().find(|c| c.classifier == fedrad_shared::algorithms::classifiers::ClassifierKind::LogisticRegression).map(|c| c.validation.auc);
+                for b in &m.site_alone {
+                    let v = match (&b.validation, &b.note) {
+                        (Some(v), _) => format!("{:.3} ({:.3}–{:.3})", v.auc, v.auc_ci.0, v.auc_ci.1),
+                        (None, Some(n)) => format!("not available: {n}"),
+                        (None, None) => "–".into(),
+                    };
+                    s.push_str(&format!("| {} | {} | {} | {v} | {} |\n", sequence_label(&m.sequence), b.site, b.training_patients, fed.map_or("–".into(), |a| format!("{a:.3}"))));
+                }
+            }
+            s.push('\n');
+        }
         s.push_str("### Validation curves\n\nPer sequence and model: ROC curves, calibration (mean predicted vs observed recurrence per tenth of predicted risk) and decision curves (net benefit; grey: treat all), on the validation cohort.\n\n");
         for m in r.models.iter().filter(|m| !m.classifiers.is_empty()) {
             let dir = format!("models/{}/{}", m.sequence, m.model);

@@ -115,7 +115,12 @@ async fn four_sites_over_mtls_give_the_pooled_split_table1_selection_and_models(
         let stored: f64 = row[k + 1].parse().unwrap();
         assert!(stored == f.value || (stored.is_nan() && f.value.is_nan()), "{}: {stored} vs {}", f.column(), f.value);
     }
-    assert!(results.protocol.iter().all(|p| p.bytes_from_sites > 0 && p.tasks == 4 * p.rounds), "{:?}", results.protocol);
+    // Every round goes to all four sites, except the site-alone baselines' fits (one site each).
+    assert!(
+        results.protocol.iter().all(|p| p.completed && p.bytes_from_sites > 0 && (p.tasks == 4 * p.rounds || p.step.starts_with("site_alone"))),
+        "{:?}",
+        results.protocol
+    );
     drop(agents);
     server.stop().await;
 }
@@ -348,6 +353,7 @@ async fn ten_folds_at_a_small_site_are_refused_and_the_study_names_site_and_fold
     let err = StudyRunner::new(server.hub.clone(), study, &Quiet).run().await.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(&err, StudyError::Refused { step, .. } if step == "folds"), "{msg}");
-    assert!(msg.contains("hospital-d") && msg.contains("cross-validation fold") && msg.contains("fewer than this site's minimum of 3"), "{msg}");
+    // Small hospitals refuse (which one answers first varies); the message names it and the fold.
+    assert!(msg.contains("site hospital-") && msg.contains("cross-validation fold") && msg.contains("fewer than this site's minimum of 3"), "{msg}");
     server.stop().await;
 }
