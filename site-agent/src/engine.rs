@@ -380,6 +380,7 @@ impl SiteEngine {
     }
 }
 
+#[derive(Debug)]
 pub enum Failure {
     Refused(SiteRefusal),
     Failed(String),
