@@ -107,7 +107,7 @@ fn penalty(beta: &[f64], lambda: f64, alpha: f64) -> f64 {
 
 /// One round: for each point, over its population, n, Σ loss, Σ gradient (intercept first,
 /// then every column) and the Hessian block of the intercept and the point's `hessian`
-/// columns. Refuses when a population, or the fold it leaves out, is below `min_count`.
+/// columns (upper triangle, row by row). Refuses when a population, or the fold it leaves out, is below `min_count`.
 pub fn site_round(
     data: TrainingView,
     standardiser: &Standardiser,
@@ -157,23 +157,20 @@ pub fn site_round(
                 }
             }
         }
-        for a in 0..h {
-            for b in 0..a {
-                hess[a * h + b] = hess[b * h + a];
-            }
-        }
+        // Symmetric: only the upper triangle travels (row by row).
+        let packed: Vec<f64> = (0..h).flat_map(|a| (a..h).map(move |b| (a, b))).map(|(a, b)| hess[a * h + b]).collect();
         require_min_count(&format!("the population of model point {k}"), n, min_count)?;
         n_out.push(n as f64);
         loss_out.push(loss);
         grad_out.extend(grad);
-        builder_hessians.push((h, hess));
+        builder_hessians.push(packed);
     }
     let mut b = AggregateBuilder::new(n_all)
         .vector("n", n_out)
         .vector("loss", loss_out)
         .matrix("gradient", points.len(), p + 1, grad_out);
-    for (k, (h, hess)) in builder_hessians.into_iter().enumerate() {
-        b = b.matrix(format!("hessian.{k}"), h, h, hess);
+    for (k, packed) in builder_hessians.into_iter().enumerate() {
+        b = b.vector(format!("hessian.{k}"), packed);
     }
     Ok(b.build())
 }
@@ -253,9 +250,17 @@ pub fn combine_round(answers: &[SiteAggregate], points: &[GlmPoint], p: usize) -
             for (g, v) in t.gradient.iter_mut().zip(&grad[k * (p + 1)..(k + 1) * (p + 1)]) {
                 *g += v;
             }
-            let h = a.vector(&format!("hessian.{k}"), t.hessian.len())?;
-            for (x, v) in t.hessian.iter_mut().zip(h) {
-                *x += v;
+            let m = points[k].hessian.len() + 1;
+            let packed = a.vector(&format!("hessian.{k}"), m * (m + 1) / 2)?;
+            let mut idx = 0;
+            for r in 0..m {
+                for c in r..m {
+                    t.hessian[r * m + c] += packed[idx];
+                    if c != r {
+                        t.hessian[c * m + r] += packed[idx];
+                    }
+                    idx += 1;
+                }
             }
         }
     }
