@@ -121,3 +121,24 @@ pub fn pooled_records(cohort: &fedrad_synth::GeneratedCohort) -> Vec<(String, Pa
     }
     out
 }
+
+/// A coordinator on loopback and one in-process agent per hospital of `cohort`, over mutual
+/// TLS with a fresh study PKI in `dir`; `adjust` edits each site's config before it starts.
+pub struct Federation {
+    pub server: coordinator::RunningServer,
+    pub agents: Vec<RunningAgent>,
+    pub sites: Vec<String>,
+}
+
+pub async fn start_federation(dir: &Path, cohort: &fedrad_synth::GeneratedCohort, adjust: impl Fn(&str, &mut SiteConfig)) -> Federation {
+    let sites: Vec<String> = cohort.manifests.iter().map(|m| m.0.clone()).collect();
+    let pki = StudyPki::init(&dir.join("pki"), "test", &["localhost".into()], &sites).unwrap();
+    let server = coordinator::start_server(&coordinator_config(&pki)).await.unwrap();
+    let mut agents = Vec::new();
+    for (site, manifest) in &cohort.manifests {
+        let mut cfg = site_config(site, server.addr.port(), manifest, &dir.join("work").join(site), TlsFiles::bundle(&pki.site_bundle(site)));
+        adjust(site, &mut cfg);
+        agents.push(start_agent(cfg).await);
+    }
+    Federation { server, agents, sites }
+}

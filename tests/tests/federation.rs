@@ -313,17 +313,12 @@ async fn a_missing_site_makes_the_study_wait_then_fail_naming_it() {
 async fn a_site_below_its_minimum_refuses_and_the_study_says_which_and_why() {
     let dir = TempDir::new("refusal");
     let cohort = small_cohort(&dir.path().join("cohort"), 80, 5);
-    let sites: Vec<String> = cohort.manifests.iter().map(|m| m.0.clone()).collect();
-    let pki = StudyPki::init(&dir.path().join("pki"), "test", &["localhost".into()], &sites).unwrap();
-    let server = coordinator::start_server(&coordinator_config(&pki)).await.unwrap();
-    let mut agents = Vec::new();
-    for (site, manifest) in &cohort.manifests {
-        let mut cfg = site_config(site, server.addr.port(), manifest, &dir.path().join("work").join(site), TlsFiles::bundle(&pki.site_bundle(site)));
+    let Federation { server, agents: _agents, sites } = start_federation(dir.path(), &cohort, |site, cfg| {
         if site == "hospital-c" {
             cfg.policy.min_count = 1000;
         }
-        agents.push(start_agent(cfg).await);
-    }
+    })
+    .await;
     let study = study_config("refusal", &dir.path().join("study"), sites, 1);
     let err = StudyRunner::new(server.hub.clone(), study, &Quiet).run().await.unwrap_err();
     let msg = err.to_string();
@@ -340,15 +335,7 @@ async fn ten_folds_at_a_small_site_are_refused_and_the_study_names_site_and_fold
     let dir = TempDir::new("fold-refusal");
     // 80 patients: the smallest hospital has ~10 training patients, one per fold at K = 10.
     let cohort = small_cohort(&dir.path().join("cohort"), 80, 5);
-    let sites: Vec<String> = cohort.manifests.iter().map(|m| m.0.clone()).collect();
-    let pki = StudyPki::init(&dir.path().join("pki"), "test", &["localhost".into()], &sites).unwrap();
-    let server = coordinator::start_server(&coordinator_config(&pki)).await.unwrap();
-    let mut agents = Vec::new();
-    for (site, manifest) in &cohort.manifests {
-        let mut cfg = site_config(site, server.addr.port(), manifest, &dir.path().join("work").join(site), TlsFiles::bundle(&pki.site_bundle(site)));
-        cfg.policy.min_count = 3;
-        agents.push(start_agent(cfg).await);
-    }
+    let Federation { server, agents: _agents, sites } = start_federation(dir.path(), &cohort, |_, cfg| cfg.policy.min_count = 3).await;
     let study = study_config("fold-refusal", &dir.path().join("study"), sites, 1);
     let err = StudyRunner::new(server.hub.clone(), study, &Quiet).run().await.unwrap_err();
     let msg = err.to_string();

@@ -4,8 +4,6 @@
 //! shape must be there: every sequence × model, Model II reported as unavailable.
 
 use coordinator::study::{Quiet, StudyRunner};
-use fedrad_shared::pki::StudyPki;
-use fedrad_shared::tls::TlsFiles;
 use fedrad_tests::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -15,16 +13,11 @@ async fn the_best_validation_auc_is_within_0_1_of_the_oracle() {
     let mut spec = fedrad_synth::default_cohort(seed, 328);
     spec.coarsen = 2.0;
     let cohort = fedrad_synth::generate(&spec, &dir.path().join("cohort"), &|| {}).unwrap();
-    let sites: Vec<String> = cohort.manifests.iter().map(|m| m.0.clone()).collect();
-    let pki = StudyPki::init(&dir.path().join("pki"), "test", &["localhost".into()], &sites).unwrap();
-    let server = coordinator::start_server(&coordinator_config(&pki)).await.unwrap();
-    let mut agents = Vec::new();
-    for (site, manifest) in &cohort.manifests {
-        let mut cfg = site_config(site, server.addr.port(), manifest, &dir.path().join("work").join(site), TlsFiles::bundle(&pki.site_bundle(site)));
+    let Federation { server, agents, sites } = start_federation(dir.path(), &cohort, |_, cfg| {
         cfg.policy.min_count = 3;
         cfg.policy.max_parameter_ratio = 0.75;
-        agents.push(start_agent(cfg).await);
-    }
+    })
+    .await;
     let study = study_config("quality", &dir.path().join("study"), sites, seed);
     let results = StudyRunner::new(server.hub.clone(), study, &Quiet).run().await.expect("study runs");
     assert_eq!((results.split.total.training(), results.split.total.validation()), (229, 99));
