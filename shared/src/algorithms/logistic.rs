@@ -379,13 +379,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn records(n: usize) -> Vec<PatientRecord> {
-        let mut s = 0x1234_5678_9abc_def1u64;
-        let mut u = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-        };
+        let mut u = crate::algorithms::testdata::uniform_stream(0x1234_5678_9abc_def1);
         (0..n)
             .map(|i| {
                 let age = 30.0 + 40.0 * u();

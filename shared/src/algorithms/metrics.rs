@@ -326,13 +326,7 @@ mod tests {
     use super::*;
 
     fn scored(n: usize, seed: u64) -> Vec<Scored> {
-        let mut s = seed | 1;
-        let mut u = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-        };
+        let mut u = crate::algorithms::testdata::uniform_stream(seed | 1);
         (0..n)
             .map(|i| {
                 let outcome = u() < 0.34;

@@ -6,16 +6,21 @@ use super::glm::{Standardiser, TrainingView};
 use super::lasso::{LassoPath, LassoPathSolver, LassoSettings, combine_cv, combine_round, drive, site_cv_loss, site_round};
 use crate::aggregate::SiteAggregate;
 
-/// A radiomics-like training set: 229 patients, 40 correlated features in blocks, an
-/// outcome driven by five of them, folds 1..=10 stratified by outcome.
-pub fn cohort(seed: u64) -> (Vec<Vec<f64>>, Vec<f64>, Vec<u32>) {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut uniform = move || {
+/// Uniform numbers in (0, 1) from an xorshift64 stream started at `state` (non-zero): the
+/// tests' one source of synthetic randomness, fixed and thread-free.
+pub fn uniform_stream(mut state: u64) -> impl FnMut() -> f64 {
+    move || {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
         ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
+    }
+}
+
+/// A radiomics-like training set: 229 patients, 40 correlated features in blocks, an
+/// outcome driven by five of them, folds 1..=10 stratified by outcome.
+pub fn cohort(seed: u64) -> (Vec<Vec<f64>>, Vec<f64>, Vec<u32>) {
+    let mut uniform = uniform_stream(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut draws = Vec::new();
     let normal = |u: &mut dyn FnMut() -> f64| {
         let (a, b) = (u(), u());
