@@ -20,7 +20,7 @@ use fedrad_shared::proto::{self, task};
 use fedrad_shared::stats::Moments;
 
 use crate::selection::SelectionResults;
-use crate::study::{StudyError, StudyRunner, variable_to_proto, write_json};
+use crate::study::{StudyError, StudyRunner, algorithm_error, variable_to_proto, write_json};
 
 /// Performance of one classifier on one model.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -56,13 +56,6 @@ pub struct SiteAlone {
     /// Validation over every site's validation patients, or why there is none.
     pub validation: Option<CohortMetrics>,
     pub note: Option<String>,
-}
-
-fn err(step: &str) -> impl Fn(String) -> StudyError + '_ {
-    move |detail| {
-        let detail = detail.strip_prefix(&format!("step {step}: ")).map(str::to_string).unwrap_or(detail);
-        StudyError::Algorithm { step: step.into(), detail }
-    }
 }
 
 impl StudyRunner<'_> {
@@ -217,7 +210,7 @@ impl StudyRunner<'_> {
         let moments = standardise::combine(&answers, width).map_err(|source| StudyError::Combine { step: step.into(), source })?;
         let st = moments.standardisation();
         if !st.dropped.is_empty() {
-            return Err(err(step)(format!("{} design column(s) are constant or non-finite over the training cohort", st.dropped.len())));
+            return Err(algorithm_error(step)(format!("{} design column(s) are constant or non-finite over the training cohort", st.dropped.len())));
         }
         let std = Standardiser { center: st.mean.clone(), scale: st.sd.clone() };
         let z_moments = standardise::FeatureMoments {
@@ -253,7 +246,7 @@ impl StudyRunner<'_> {
             Ok(classifiers::ridge_logistic_objective((t.1, t.2, t.3), beta, 1.0))
         })
         .await
-        .map_err(err(step))?;
+        .map_err(algorithm_error(step))?;
 
         // 3. Linear SVM (squared hinge, C = 1), then Platt scaling.
         let (svm, _, _) = classifiers::minimise(vec![0.0; q], async |w: &[f64]| {
@@ -261,14 +254,14 @@ impl StudyRunner<'_> {
             Ok(classifiers::svm_objective(classifiers::combine_newton(&answers, "loss", q).map_err(|e| e.to_string())?, w, 1.0))
         })
         .await
-        .map_err(err(step))?;
+        .map_err(algorithm_error(step))?;
         let (ab, _, _) = classifiers::minimise(vec![1.0, 0.0], async |ab: &[f64]| {
             let answers = classifier_round(self, &mut round, proto::ClassifierObjective::Platt, ab, &svm).await?;
             let (ll, g, h) = classifiers::combine_newton(&answers, "loglik", 2).map_err(|e| e.to_string())?;
             Ok((-ll, vec![-g[1], -g[0]], vec![h[3], h[1], h[2], h[0]]))
         })
         .await
-        .map_err(err(step))?;
+        .map_err(algorithm_error(step))?;
 
         let scorers = [
             (ClassifierKind::LogisticRegression, Scorer::Logistic { intercept: lr[0], coefficients: lr[1..].to_vec() }),

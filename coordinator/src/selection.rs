@@ -13,7 +13,7 @@ use fedrad_shared::algorithms::{correlation, folds, logistic, standardise};
 use fedrad_shared::proto::{self, task};
 
 use crate::config::{SelectAt, UnivariateChoice};
-use crate::study::{StudyError, StudyRunner, variable_to_proto, write_json, write_text};
+use crate::study::{StudyError, StudyRunner, algorithm_error, variable_to_proto, write_json, write_text};
 use crate::svg;
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -79,10 +79,6 @@ struct LassoFile<'a> {
 
 fn columns(sequence: &str, digest: &str, cols: &[usize]) -> proto::FeatureColumns {
     proto::FeatureColumns { sequence: sequence.into(), catalogue_sha256: digest.into(), columns: cols.iter().map(|&c| c as u32).collect() }
-}
-
-fn err(step: &str) -> impl Fn(String) -> StudyError + '_ {
-    move |detail| StudyError::Algorithm { step: step.into(), detail }
 }
 
 impl StudyRunner<'_> {
@@ -227,7 +223,7 @@ impl StudyRunner<'_> {
                             });
                             let answers = s.round(&step, round, s.all_sites(kind)).await?;
                             let totals = lasso::combine_round(&answers, &points, candidates.len()).map_err(|source| StudyError::Combine { step: step.clone(), source })?;
-                            solver.absorb_round(&totals).map_err(|e| err(&step)(e.to_string()))?;
+                            solver.absorb_round(&totals).map_err(|e| algorithm_error(&step)(e.to_string()))?;
                         }
                         LassoRequest::CvLoss(points) => {
                             let l = lasso_settings.path_length;
@@ -240,11 +236,11 @@ impl StudyRunner<'_> {
                             });
                             let answers = s.round(&step, round, s.all_sites(kind)).await?;
                             let (sum, sq, n) = lasso::combine_cv(&answers, l).map_err(|source| StudyError::Combine { step: step.clone(), source })?;
-                            solver.absorb_cv(sum, sq, n).map_err(|e| err(&step)(e.to_string()))?;
+                            solver.absorb_cv(sum, sq, n).map_err(|e| algorithm_error(&step)(e.to_string()))?;
                         }
                     }
                 }
-                let path = solver.finish().ok_or_else(|| err(&step)("the LASSO finished without a result".into()))?;
+                let path = solver.finish().ok_or_else(|| algorithm_error(&step)("the LASSO finished without a result".into()))?;
                 Ok((path, round))
             })
             .await?;

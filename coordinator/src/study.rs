@@ -276,6 +276,15 @@ impl<'a> StudyRunner<'a> {
     }
 }
 
+/// An algorithm's failure in a step, as a [`StudyError`]; a detail that already names the
+/// step (a round's error turned into text) is not prefixed twice.
+pub(crate) fn algorithm_error(step: &str) -> impl Fn(String) -> StudyError + '_ {
+    move |detail| {
+        let detail = detail.strip_prefix(&format!("step {step}: ")).map(str::to_string).unwrap_or(detail);
+        StudyError::Algorithm { step: step.into(), detail }
+    }
+}
+
 pub fn variable_to_proto(v: &VariableSpec) -> proto::ClinicalVariable {
     let kind = match &v.kind {
         VariableKind::Categorical { levels } => proto::clinical_variable::Kind::Categorical(proto::CategoricalLevels { levels: levels.clone() }),

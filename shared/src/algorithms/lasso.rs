@@ -576,10 +576,9 @@ impl LassoPathSolver {
     pub fn finish(&self) -> Option<LassoPath> {
         let (sum, sq, n) = self.cv.as_ref()?;
         let n = *n;
-        let scale = match self.settings.family {
-            GlmFamily::Binomial => 2.0,
-            GlmFamily::Gaussian => 2.0, // mean squared error = 2 × mean of ½ r²
-        };
+        // Both families report twice the mean loss: the binomial deviance, or the mean squared
+        // error (the loss is ½ r²).
+        let scale = 2.0;
         let cv_mean: Vec<f64> = sum.iter().map(|s| scale * s / n).collect();
         let cv_se: Vec<f64> = sum
             .iter()
