@@ -11,6 +11,12 @@
 //!   (½‖w‖² + C Σ max(0, 1 − yᵢfᵢ)², the intercept penalised as a feature of value 1): Newton
 //!   with the generalised Hessian on summed answers of the margin violators; probabilities by
 //!   Platt scaling, p = σ(A f + B), fitted on the training cohort (again by summed Newton).
+//! * **RBF-kernel SVM** through random Fourier features ([`RandomFeatures`], drawn from a
+//!   shared seed): the same squared-hinge problem and Platt scaling on φ(z), so the kernel
+//!   machine is still a linear model fitted from sums. Its width is the number of random
+//!   features, which the sites' `max_parameter_ratio` bounds.
+//! * **Random forest** and **gradient-boosted trees**: grown from per-node histograms
+//!   ([`super::trees`]).
 //! * **Gaussian naive Bayes** (scikit-learn's `GaussianNB`: class priors, per-class means and
 //!   population variances, variance smoothing 1e-9 × the largest feature variance): from the
 //!   class moments alone.
@@ -21,6 +27,7 @@
 use super::glm::{sigmoid, softplus};
 use super::logistic::invert_spd;
 use super::standardise::FeatureMoments;
+use super::trees::{self, Tree};
 use super::{SiteRefusal, require_min_count};
 use crate::aggregate::{AggregateBuilder, SiteAggregate};
 use crate::proto::Aggregate;
@@ -30,18 +37,95 @@ use crate::proto::Aggregate;
 pub enum ClassifierKind {
     LogisticRegression,
     LinearSvm,
+    RbfSvm,
+    RandomForest,
+    GradientBoosting,
     NaiveBayes,
 }
 
 impl ClassifierKind {
-    pub const ALL: [ClassifierKind; 3] = [ClassifierKind::LogisticRegression, ClassifierKind::LinearSvm, ClassifierKind::NaiveBayes];
+    pub const ALL: [ClassifierKind; 6] = [
+        ClassifierKind::LogisticRegression,
+        ClassifierKind::LinearSvm,
+        ClassifierKind::RbfSvm,
+        ClassifierKind::RandomForest,
+        ClassifierKind::GradientBoosting,
+        ClassifierKind::NaiveBayes,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
             ClassifierKind::LogisticRegression => "Logistic regression",
             ClassifierKind::LinearSvm => "Linear SVM (Platt)",
+            ClassifierKind::RbfSvm => "RBF SVM (random features, Platt)",
+            ClassifierKind::RandomForest => "Random forest",
+            ClassifierKind::GradientBoosting => "Gradient-boosted trees",
             ClassifierKind::NaiveBayes => "Gaussian naive Bayes",
         }
+    }
+}
+
+/// Random Fourier features (Rahimi & Recht 2007): φ(z) = √(2/D)·cos(Ωz + b) with
+/// Ω ~ N(0, 2γ) and b ~ U(0, 2π), so that φ(z)·φ(z') ≈ exp(−γ‖z − z'‖²). Ω and b come from
+/// the seed alone (xorshift stream, Box–Muller), so every site and every scorer draws the
+/// same map; values agree bit for bit on one platform and to rounding of `cos`/`ln` across.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RandomFeatures {
+    pub count: u32,
+    pub seed: u64,
+    pub gamma: f64,
+}
+
+/// Most random features a site computes.
+pub const MAX_RANDOM_FEATURES: u32 = 4096;
+
+impl RandomFeatures {
+    pub fn to_proto(self) -> crate::proto::RandomFeatures {
+        crate::proto::RandomFeatures { count: self.count, seed: self.seed, gamma: self.gamma }
+    }
+
+    pub fn from_proto(p: &crate::proto::RandomFeatures) -> Result<Self, SiteRefusal> {
+        if p.count == 0 || p.count > MAX_RANDOM_FEATURES || !(p.gamma > 0.0 && p.gamma.is_finite()) {
+            return Err(SiteRefusal::InvalidParameters(format!("random features need 1 to {MAX_RANDOM_FEATURES} features and a positive gamma")));
+        }
+        Ok(RandomFeatures { count: p.count, seed: p.seed, gamma: p.gamma })
+    }
+
+    /// The map for rows of `width` columns.
+    pub fn map(&self, width: usize) -> RandomFeatureMap {
+        let mut state = self.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5eed_f00d_cafe_d00d;
+        if state == 0 {
+            state = 1;
+        }
+        let mut uniform = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        let sd = (2.0 * self.gamma).sqrt();
+        let d = self.count as usize;
+        let mut omega = Vec::with_capacity(d * width);
+        for _ in 0..d * width {
+            let (a, b) = (uniform(), uniform());
+            omega.push(sd * (-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos());
+        }
+        let offset = (0..d).map(|_| std::f64::consts::TAU * uniform()).collect();
+        RandomFeatureMap { width, omega, offset }
+    }
+}
+
+/// A drawn random-feature map.
+pub struct RandomFeatureMap {
+    width: usize,
+    omega: Vec<f64>,
+    offset: Vec<f64>,
+}
+
+impl RandomFeatureMap {
+    pub fn apply(&self, z: &[f64]) -> Vec<f64> {
+        let scale = (2.0 / self.offset.len() as f64).sqrt();
+        self.offset.iter().enumerate().map(|(k, b)| scale * (dot(&self.omega[k * self.width..(k + 1) * self.width], z) + b).cos()).collect()
     }
 }
 
@@ -52,13 +136,22 @@ pub enum Scorer {
     Logistic { intercept: f64, coefficients: Vec<f64> },
     LinearSvm { intercept: f64, coefficients: Vec<f64>, platt_a: f64, platt_b: f64 },
     NaiveBayes { log_prior: [f64; 2], mean: [Vec<f64>; 2], variance: [Vec<f64>; 2] },
+    /// Linear SVM on random Fourier features of the `width` design columns.
+    RbfSvm { width: usize, features: RandomFeatures, intercept: f64, coefficients: Vec<f64>, platt_a: f64, platt_b: f64 },
+    Forest { width: usize, trees: Vec<Tree> },
+    Boosted { width: usize, base_margin: f64, trees: Vec<Tree> },
 }
+
+/// Forest probabilities are fractions and may be 0 or 1; their log-odds are taken at this
+/// distance from the ends, well inside the score grid.
+const PROBABILITY_FLOOR: f64 = 1e-9;
 
 impl Scorer {
     pub fn width(&self) -> usize {
         match self {
             Scorer::Logistic { coefficients, .. } | Scorer::LinearSvm { coefficients, .. } => coefficients.len(),
             Scorer::NaiveBayes { mean, .. } => mean[0].len(),
+            Scorer::RbfSvm { width, .. } | Scorer::Forest { width, .. } | Scorer::Boosted { width, .. } => *width,
         }
     }
 
@@ -83,6 +176,15 @@ impl Scorer {
                 };
                 ll(1) - ll(0)
             }
+            Scorer::RbfSvm { width, features, intercept, coefficients, platt_a, platt_b } => {
+                let phi = features.map(*width).apply(z);
+                platt_a * (intercept + dot(coefficients, &phi)) + platt_b
+            }
+            Scorer::Forest { trees, .. } => {
+                let p = trees::forest_probability(trees, z).clamp(PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR);
+                (p / (1.0 - p)).ln()
+            }
+            Scorer::Boosted { base_margin, trees, .. } => trees::boosted_margin(*base_margin, trees, z),
         }
     }
 
@@ -98,8 +200,14 @@ impl Scorer {
                 K::NaiveBayes,
                 log_prior.iter().chain(&mean[0]).chain(&mean[1]).chain(&variance[0]).chain(&variance[1]).copied().collect(),
             ),
+            Scorer::RbfSvm { features, intercept, coefficients, platt_a, platt_b, .. } => {
+                let p = std::iter::once(*intercept).chain(coefficients.iter().copied()).chain([*platt_a, *platt_b]).collect();
+                return crate::proto::ScorerSpec { kind: K::RbfSvm as i32, parameters: p, random_features: Some(features.to_proto()) };
+            }
+            Scorer::Forest { trees, .. } => (K::RandomForest, trees::write_trees(trees)),
+            Scorer::Boosted { base_margin, trees, .. } => (K::BoostedTrees, std::iter::once(*base_margin).chain(trees::write_trees(trees)).collect()),
         };
-        crate::proto::ScorerSpec { kind: kind as i32, parameters }
+        crate::proto::ScorerSpec { kind: kind as i32, parameters, random_features: None }
     }
 
     pub fn from_proto(s: &crate::proto::ScorerSpec, width: usize) -> Result<Self, SiteRefusal> {
@@ -122,7 +230,31 @@ impl Scorer {
                 }
                 Ok(Scorer::NaiveBayes { log_prior: [p[0], p[1]], mean: [v(0), v(1)], variance })
             }
-            Ok(K::Logistic | K::LinearSvm | K::NaiveBayes) => Err(bad()),
+            Ok(K::RbfSvm) => {
+                let features = RandomFeatures::from_proto(s.random_features.as_ref().ok_or_else(|| SiteRefusal::InvalidParameters("RBF SVM without its random features".into()))?)?;
+                let d = features.count as usize;
+                if p.len() != d + 3 {
+                    return Err(bad());
+                }
+                Ok(Scorer::RbfSvm { width, features, intercept: p[0], coefficients: p[1..=d].to_vec(), platt_a: p[d + 1], platt_b: p[d + 2] })
+            }
+            Ok(K::RandomForest) => {
+                let mut pos = 0;
+                let trees = trees::read_trees(p, &mut pos, width)?;
+                if pos != p.len() || trees.is_empty() {
+                    return Err(bad());
+                }
+                Ok(Scorer::Forest { width, trees })
+            }
+            Ok(K::BoostedTrees) if !p.is_empty() => {
+                let mut pos = 1;
+                let trees = trees::read_trees(p, &mut pos, width)?;
+                if pos != p.len() {
+                    return Err(bad());
+                }
+                Ok(Scorer::Boosted { width, base_margin: p[0], trees })
+            }
+            Ok(K::Logistic | K::LinearSvm | K::NaiveBayes | K::BoostedTrees) => Err(bad()),
             _ => Err(SiteRefusal::InvalidParameters(format!("unknown scorer kind {}", s.kind))),
         }
     }
@@ -343,7 +475,7 @@ mod tests {
         out
     }
 
-    /// All three classifiers fitted over the given partition.
+    /// The four non-tree classifiers fitted over the given partition (trees: `super::trees`).
     fn fit_all(z: &[Vec<f64>], y: &[bool], sizes: &[usize]) -> Vec<Scorer> {
         let sites = split(sizes);
         let q = z[0].len() + 1;
@@ -359,31 +491,45 @@ mod tests {
         };
         let (lr, _, ok) = block_on_ready(minimise(vec![0.0; q], ask_logistic)).unwrap();
         assert!(ok);
-        let ask_svm = async |w: &[f64]| -> Result<Totals, String> {
-            let answers: Vec<SiteAggregate> =
-                sites.iter().enumerate().map(|(k, r)| SiteAggregate::new(format!("s{k}"), site_squared_hinge(&z[r.clone()], &y[r.clone()], w, 1, 1.0).unwrap())).collect();
-            Ok(svm_objective(combine_newton(&answers, "loss", q).unwrap(), w, 1.0))
+        // Linear SVM then Platt scaling, on the rows given (the design, or its random features).
+        let fit_svm = |rows: &[Vec<f64>]| {
+            let q = rows[0].len() + 1;
+            let ask_svm = async |w: &[f64]| -> Result<Totals, String> {
+                let answers: Vec<SiteAggregate> = sites
+                    .iter()
+                    .enumerate()
+                    .map(|(k, r)| SiteAggregate::new(format!("s{k}"), site_squared_hinge(&rows[r.clone()], &y[r.clone()], w, 1, 2.0).unwrap()))
+                    .collect();
+                Ok(svm_objective(combine_newton(&answers, "loss", q).unwrap(), w, 1.0))
+            };
+            let (svm, _, ok) = block_on_ready(minimise(vec![0.0; q], ask_svm)).unwrap();
+            assert!(ok);
+            let ask_platt = async |ab: &[f64]| -> Result<Totals, String> {
+                let answers: Vec<SiteAggregate> = sites
+                    .iter()
+                    .enumerate()
+                    .map(|(k, r)| SiteAggregate::new(format!("s{k}"), site_platt(&rows[r.clone()], &y[r.clone()], &svm, [ab[0], ab[1]], 1).unwrap()))
+                    .collect();
+                let (ll, g, h) = combine_newton(&answers, "loglik", 2).unwrap();
+                // Parameters are (A, B); the site's gradient is ordered (B, A).
+                Ok((-ll, vec![-g[1], -g[0]], vec![h[3], h[1], h[2], h[0]]))
+            };
+            let (ab, _, ok) = block_on_ready(minimise(vec![1.0, 0.0], ask_platt)).unwrap();
+            assert!(ok);
+            (svm, ab)
         };
-        let (svm, _, ok) = block_on_ready(minimise(vec![0.0; q], ask_svm)).unwrap();
-        assert!(ok);
-        let ask_platt = async |ab: &[f64]| -> Result<Totals, String> {
-            let answers: Vec<SiteAggregate> = sites
-                .iter()
-                .enumerate()
-                .map(|(k, r)| SiteAggregate::new(format!("s{k}"), site_platt(&z[r.clone()], &y[r.clone()], &svm, [ab[0], ab[1]], 1).unwrap()))
-                .collect();
-            let (ll, g, h) = combine_newton(&answers, "loglik", 2).unwrap();
-            // Parameters are (A, B); the site's gradient is ordered (B, A).
-            Ok((-ll, vec![-g[1], -g[0]], vec![h[3], h[1], h[2], h[0]]))
-        };
-        let (ab, _, ok) = block_on_ready(minimise(vec![1.0, 0.0], ask_platt)).unwrap();
-        assert!(ok);
+        let (svm, ab) = fit_svm(z);
+        let features = RandomFeatures { count: 24, seed: 11, gamma: 1.0 / (q - 1) as f64 };
+        let map = features.map(q - 1);
+        let phi: Vec<Vec<f64>> = z.iter().map(|r| map.apply(r)).collect();
+        let (rbf, rbf_ab) = fit_svm(&phi);
         let moments: Vec<SiteAggregate> =
             sites.iter().enumerate().map(|(k, r)| SiteAggregate::new(format!("s{k}"), standardise::site_moments(&z[r.clone()], &y[r.clone()], q - 1, 1).unwrap())).collect();
         let nb = naive_bayes(&standardise::combine(&moments, q - 1).unwrap());
         vec![
             Scorer::Logistic { intercept: lr[0], coefficients: lr[1..].to_vec() },
             Scorer::LinearSvm { intercept: svm[0], coefficients: svm[1..].to_vec(), platt_a: ab[0], platt_b: ab[1] },
+            Scorer::RbfSvm { width: q - 1, features, intercept: rbf[0], coefficients: rbf[1..].to_vec(), platt_a: rbf_ab[0], platt_b: rbf_ab[1] },
             nb,
         ]
     }
@@ -416,6 +562,41 @@ mod tests {
     }
 
     #[test]
+    fn random_fourier_features_approximate_the_rbf_kernel() {
+        let features = RandomFeatures { count: 4000, seed: 3, gamma: 0.2 };
+        let map = features.map(3);
+        let pairs = [([0.0, 0.0, 0.0], [0.5, -0.5, 1.0]), ([1.0, 2.0, -1.0], [1.2, 1.5, -0.4]), ([0.3, 0.3, 0.3], [0.3, 0.3, 0.3])];
+        for (a, b) in pairs {
+            let exact = (-0.2 * a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>()).exp();
+            let approx = dot(&map.apply(&a), &map.apply(&b));
+            assert!((exact - approx).abs() < 0.05, "k = {exact}, φ·φ = {approx}");
+        }
+        // The same seed draws the same map; another seed another.
+        assert_eq!(features.map(3).apply(&[0.1, 0.2, 0.3]), map.apply(&[0.1, 0.2, 0.3]));
+        assert_ne!(RandomFeatures { seed: 4, ..features }.map(3).apply(&[0.1, 0.2, 0.3]), map.apply(&[0.1, 0.2, 0.3]));
+    }
+
+    #[test]
+    fn every_scorer_travels_and_scores_the_same() {
+        let (z, y) = data();
+        let mut scorers = fit_all(&z, &y, &[229]);
+        let leaf = |v: f64| trees::TreeNode { column: None, threshold: 0.0, children: [0, 0], value: v };
+        let tree = Tree {
+            nodes: vec![trees::TreeNode { column: Some(2), threshold: 0.1, children: [1, 2], value: 0.3 }, leaf(0.1), leaf(0.7)],
+        };
+        scorers.push(Scorer::Forest { width: 8, trees: vec![tree.clone(), tree.clone()] });
+        scorers.push(Scorer::Boosted { width: 8, base_margin: -0.4, trees: vec![tree] });
+        for s in &scorers {
+            let back = Scorer::from_proto(&s.to_proto(), 8).unwrap();
+            assert_eq!(&back, s);
+            assert!(Scorer::from_proto(&s.to_proto(), 2).is_err() || matches!(s, Scorer::RbfSvm { .. }), "{s:?} accepted at another width");
+            let json: Scorer = serde_json::from_str(&serde_json::to_string(s).unwrap()).unwrap();
+            assert_eq!(json.log_odds(&z[0]), s.log_odds(&z[0]));
+        }
+        assert!((scorers[4].probability(&[0.0, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0]) - 0.7).abs() < 1e-12);
+    }
+
+    #[test]
     fn random_labels_give_a_validation_auc_near_one_half() {
         let (z, _) = data();
         let mut state = 0x9e37_79b9_u64;
@@ -440,7 +621,8 @@ mod tests {
         let (z, y) = data();
         for s in fit_all(&z, &y, &[229]) {
             assert_eq!(Scorer::from_proto(&s.to_proto(), 8).unwrap(), s);
-            assert!(Scorer::from_proto(&s.to_proto(), 7).is_err());
+            // The RBF SVM's width is that of its random features, not the design's.
+            assert!(Scorer::from_proto(&s.to_proto(), 7).is_err() || matches!(s, Scorer::RbfSvm { .. }));
         }
     }
 

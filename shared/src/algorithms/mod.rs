@@ -21,6 +21,7 @@ pub mod standardise;
 pub mod table1;
 #[doc(hidden)]
 pub mod testdata;
+pub mod trees;
 pub mod univariate;
 
 use crate::aggregate::AggregateError;

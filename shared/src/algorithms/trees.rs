@@ -1,0 +1,977 @@
+//! Tree ensembles grown from per-node histograms: the random forest and gradient-boosted
+//! trees (XGBoost's second-order histogram method).
+//!
+//! Both work on the standardised model design, discretised by **shared bin edges**: up to
+//! B − 1 cut points per column at the pooled training quantiles. The coordinator finds them
+//! from one round of per-column counts on a fine grid of standardised values
+//! ([`site_value_histogram`], cells of 1/`cells_per_sd` SD over ±`limit_sd`; integer counts, so
+//! the edges are exactly the pooled ones), and every site then bins identically.
+//!
+//! The coordinator grows the trees **level by level**. Each round it sends the trees grown so
+//! far and the nodes to expand, with the columns to consider at each; every site routes its
+//! training patients down the trees and answers, per requested node, column and bin, three
+//! sums ([`site_tree_round`]):
+//!
+//! * random forest: patients in the bag, Σ w·(1 − y) and Σ w·y, where w ~ Poisson(1) is the
+//!   patient's bootstrap weight in that tree, drawn from SHA-256(seed, tree, patient id) — a
+//!   patient's weight does not depend on its hospital, so neither does the forest;
+//! * boosting: patients, Σ g and Σ h of the logistic loss at the current margin
+//!   (g = p − y, h = p(1 − p)).
+//!
+//! The coordinator sums the histograms ([`combine_tree_round`]) and splits each node where the
+//! cumulative sums give the largest Gini decrease (forest) or XGBoost gain
+//! ½[G_L²/(H_L+λ) + G_R²/(H_R+λ) − G²/(H+λ)] (boosting), with at least `min_leaf` patients on
+//! each side. A child's value comes from the split's sums (weighted fraction of positives;
+//! −η·G/(H+λ)), so the deepest level needs no extra round. Forest sums are integers and hence
+//! exact in any order; gains are compared to 1e-9 of the node's best, then by column and bin,
+//! so the choice of a split does not depend on the summation order either.
+//!
+//! **Disclosure.** `min_leaf` is never below the largest `min_count` of the sites. A site
+//! that holds between 1 and `min_count − 1` of a requested node's patients *withholds* that
+//! node (zeros and a flag): the coordinator then keeps the node as a leaf. Withholding makes
+//! the trees depend on how the patients are spread, so results count withheld nodes; with
+//! none withheld, the ensemble is the pooled one (tests: 1, 4 and 7 uneven sites, and a row-
+//! wise pooled grower, [`pooled_forest`], [`pooled_boosting`]). The bin sums are histogram
+//! cells: a cell may describe a single patient's binned value at a site.
+
+use std::collections::BTreeMap;
+
+use ring::digest::{SHA256, digest};
+
+use super::glm::sigmoid;
+use super::{CombineError, SiteRefusal, require_min_count};
+use crate::aggregate::{AggregateBuilder, SiteAggregate};
+use crate::proto::Aggregate;
+
+/// Most histogram values one tree round may ask a site for (bounds the answer's size).
+pub const MAX_HISTOGRAM_VALUES: usize = 8_000_000;
+/// Most nodes a tree may have on the wire.
+pub const MAX_TREE_NODES: usize = 1 << 16;
+
+// ---- trees ---------------------------------------------------------------------------------
+
+/// A node: a split `z[column] < threshold` → `children[0]`, else `children[1]`, or a leaf
+/// (`column == None`). `value` is the leaf value, and for inner nodes the value the node had
+/// as a leaf (the fraction of positives, or the boosting weight).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TreeNode {
+    pub column: Option<u32>,
+    pub threshold: f64,
+    pub children: [u32; 2],
+    pub value: f64,
+}
+
+/// A binary tree, nodes in the order they were created (root first); children always come
+/// after their parent, which keeps routing free of cycles.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Tree {
+    pub nodes: Vec<TreeNode>,
+}
+
+impl Tree {
+    fn leaf(value: f64) -> Self {
+        Tree { nodes: vec![TreeNode { column: None, threshold: 0.0, children: [0, 0], value }] }
+    }
+
+    /// The leaf a standardised design row reaches.
+    pub fn leaf_of(&self, z: &[f64]) -> usize {
+        let mut k = 0;
+        while let Some(c) = self.nodes[k].column {
+            k = self.nodes[k].children[usize::from(z[c as usize] >= self.nodes[k].threshold)] as usize;
+        }
+        k
+    }
+
+    pub fn predict(&self, z: &[f64]) -> f64 {
+        self.nodes[self.leaf_of(z)].value
+    }
+
+    pub fn leaves(&self) -> usize {
+        self.nodes.iter().filter(|n| n.column.is_none()).count()
+    }
+
+    /// Wire form: node count, then per node (column or −1, threshold, left, right, value).
+    pub fn write_flat(&self, out: &mut Vec<f64>) {
+        out.push(self.nodes.len() as f64);
+        for n in &self.nodes {
+            out.extend([n.column.map_or(-1.0, f64::from), n.threshold, f64::from(n.children[0]), f64::from(n.children[1]), n.value]);
+        }
+    }
+
+    /// Reads one tree at `*pos`, checking that it routes every row of `width` columns to a leaf.
+    pub fn read_flat(p: &[f64], pos: &mut usize, width: usize) -> Result<Tree, SiteRefusal> {
+        let bad = |why: &str| SiteRefusal::InvalidParameters(format!("malformed tree: {why}"));
+        let integer = |v: f64, below: usize| (v.fract() == 0.0 && v >= 0.0 && v < below as f64).then_some(v as usize);
+        let n = p.get(*pos).copied().and_then(|v| integer(v, MAX_TREE_NODES + 1)).filter(|&n| n > 0).ok_or_else(|| bad("node count"))?;
+        *pos += 1;
+        let body = p.get(*pos..*pos + 5 * n).ok_or_else(|| bad("truncated"))?;
+        *pos += 5 * n;
+        let mut nodes = Vec::with_capacity(n);
+        for (k, f) in body.chunks_exact(5).enumerate() {
+            if !f.iter().all(|v| v.is_finite()) {
+                return Err(bad("non-finite value"));
+            }
+            let column = if f[0] == -1.0 { None } else { Some(integer(f[0], width).ok_or_else(|| bad("column outside the design"))? as u32) };
+            let mut children = [0u32; 2];
+            if column.is_some() {
+                for (c, v) in children.iter_mut().zip(&f[2..4]) {
+                    *c = integer(*v, n).filter(|&c| c > k).ok_or_else(|| bad("a child must come after its parent"))? as u32;
+                }
+            }
+            nodes.push(TreeNode { column, threshold: f[1], children, value: f[4] });
+        }
+        Ok(Tree { nodes })
+    }
+}
+
+/// Writes several trees: their count, then each tree.
+pub fn write_trees(trees: &[Tree]) -> Vec<f64> {
+    let mut out = vec![trees.len() as f64];
+    for t in trees {
+        t.write_flat(&mut out);
+    }
+    out
+}
+
+pub fn read_trees(p: &[f64], pos: &mut usize, width: usize) -> Result<Vec<Tree>, SiteRefusal> {
+    let n = p.get(*pos).copied().filter(|v| v.fract() == 0.0 && *v >= 0.0 && *v <= 100_000.0);
+    let n = n.ok_or_else(|| SiteRefusal::InvalidParameters("malformed tree list".into()))? as usize;
+    *pos += 1;
+    (0..n).map(|_| Tree::read_flat(p, pos, width)).collect()
+}
+
+/// Forest probability: the mean of the trees' leaf fractions.
+pub fn forest_probability(trees: &[Tree], z: &[f64]) -> f64 {
+    trees.iter().map(|t| t.predict(z)).sum::<f64>() / trees.len().max(1) as f64
+}
+
+/// Boosted margin (log-odds): the base margin plus every tree's leaf weight.
+pub fn boosted_margin(base_margin: f64, trees: &[Tree], z: &[f64]) -> f64 {
+    base_margin + trees.iter().map(|t| t.predict(z)).sum::<f64>()
+}
+
+// ---- settings ------------------------------------------------------------------------------
+
+/// Random forest hyperparameters. Defaults follow scikit-learn's `RandomForestClassifier`
+/// (100 trees, √p candidate columns per node, Gini, bootstrap) with a depth limit and a leaf
+/// size suited to a few hundred patients.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForestSettings {
+    pub trees: u32,
+    pub max_depth: u32,
+    /// Smallest number of (in-bag) patients in a leaf; raised to the sites' `min_count`.
+    pub min_leaf: u64,
+    /// Candidate columns per node; 0 = ⌈√p⌉.
+    pub max_features: u32,
+    pub bins: u32,
+    pub seed: u64,
+}
+
+impl Default for ForestSettings {
+    fn default() -> Self {
+        ForestSettings { trees: 100, max_depth: 6, min_leaf: 5, max_features: 0, bins: 32, seed: 20_261_130 }
+    }
+}
+
+/// Gradient-boosting hyperparameters (XGBoost's names; shallower and slower-learning than its
+/// defaults, for a few hundred patients).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BoostingSettings {
+    pub rounds: u32,
+    pub max_depth: u32,
+    pub learning_rate: f64,
+    /// L2 penalty on leaf weights (λ).
+    pub lambda: f64,
+    /// Smallest Σh in a child.
+    pub min_child_weight: f64,
+    /// Smallest number of patients in a leaf; raised to the sites' `min_count`.
+    pub min_leaf: u64,
+    pub bins: u32,
+}
+
+impl Default for BoostingSettings {
+    fn default() -> Self {
+        BoostingSettings { rounds: 100, max_depth: 3, learning_rate: 0.1, lambda: 1.0, min_child_weight: 1.0, min_leaf: 5, bins: 32 }
+    }
+}
+
+impl ForestSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        check(self.trees >= 1 && self.trees <= 2000, "forest.trees must be 1 to 2000")?;
+        check(self.max_depth >= 1 && self.max_depth <= 16, "forest.max_depth must be 1 to 16")?;
+        check(self.min_leaf >= 1, "forest.min_leaf must be at least 1")?;
+        check(self.bins >= 2 && self.bins <= 256, "forest.bins must be 2 to 256")
+    }
+
+    fn candidates(&self, width: usize) -> usize {
+        if self.max_features == 0 { ((width as f64).sqrt().ceil() as usize).clamp(1, width) } else { (self.max_features as usize).min(width) }
+    }
+}
+
+impl BoostingSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        check(self.rounds >= 1 && self.rounds <= 2000, "boosting.rounds must be 1 to 2000")?;
+        check(self.max_depth >= 1 && self.max_depth <= 10, "boosting.max_depth must be 1 to 10")?;
+        check(self.learning_rate > 0.0 && self.learning_rate <= 1.0, "boosting.learning_rate must be in (0, 1]")?;
+        check(self.lambda >= 0.0 && self.lambda.is_finite(), "boosting.lambda must be ≥ 0")?;
+        check(self.min_child_weight >= 0.0 && self.min_child_weight.is_finite(), "boosting.min_child_weight must be ≥ 0")?;
+        check(self.min_leaf >= 1, "boosting.min_leaf must be at least 1")?;
+        check(self.bins >= 2 && self.bins <= 256, "boosting.bins must be 2 to 256")
+    }
+}
+
+fn check(ok: bool, msg: &str) -> Result<(), String> {
+    if ok { Ok(()) } else { Err(msg.to_string()) }
+}
+
+// ---- shared bin edges ----------------------------------------------------------------------
+
+/// The grid on which sites count standardised values to place the bin edges.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ValueGrid {
+    pub cells_per_sd: u32,
+    pub limit_sd: f64,
+}
+
+impl ValueGrid {
+    pub const DEFAULT: ValueGrid = ValueGrid { cells_per_sd: 20, limit_sd: 6.0 };
+
+    pub fn cells(&self) -> usize {
+        (2.0 * self.limit_sd * f64::from(self.cells_per_sd)).round() as usize
+    }
+
+    fn cell(&self, v: f64) -> usize {
+        let c = ((v + self.limit_sd) * f64::from(self.cells_per_sd)).floor();
+        (c.max(0.0) as usize).min(self.cells() - 1)
+    }
+
+    fn upper(&self, cell: usize) -> f64 {
+        -self.limit_sd + (cell + 1) as f64 / f64::from(self.cells_per_sd)
+    }
+
+    pub fn check(&self) -> Result<(), SiteRefusal> {
+        if self.cells_per_sd == 0 || self.cells_per_sd > 1000 || !(self.limit_sd > 0.0 && self.limit_sd <= 100.0) || self.cells() > 200_000 {
+            return Err(SiteRefusal::InvalidParameters("value grid outside 1–1000 cells per SD and ±100 SD".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Site half: per design column, the number of training patients in each grid cell
+/// ("counts", width × cells; values beyond the grid count in its end cells).
+pub fn site_value_histogram(z: &[Vec<f64>], width: usize, grid: ValueGrid, min_count: u64) -> Result<Aggregate, SiteRefusal> {
+    grid.check()?;
+    require_min_count("the training cohort of the model", z.len() as u64, min_count)?;
+    let cells = grid.cells();
+    let mut counts = vec![0.0; width * cells];
+    for row in z {
+        for (j, v) in row.iter().enumerate() {
+            counts[j * cells + grid.cell(*v)] += 1.0;
+        }
+    }
+    Ok(AggregateBuilder::new(z.len() as u64).matrix("counts", width, cells, counts).build())
+}
+
+/// Coordinator half: sums the counts and puts up to `bins − 1` edges per column at the
+/// quantiles k/bins (the upper boundary of the cell where the cumulative count reaches k·n/bins).
+pub fn combine_bin_edges(answers: &[SiteAggregate], width: usize, grid: ValueGrid, bins: u32) -> Result<Vec<Vec<f64>>, CombineError> {
+    if answers.is_empty() {
+        return Err(CombineError::NoSites);
+    }
+    let cells = grid.cells();
+    let mut total = vec![0u64; width * cells];
+    for a in answers {
+        for (t, c) in total.iter_mut().zip(a.counts("counts", width * cells)?) {
+            *t += c;
+        }
+    }
+    Ok((0..width).map(|j| quantile_edges(&total[j * cells..(j + 1) * cells], grid, bins)).collect())
+}
+
+fn quantile_edges(counts: &[u64], grid: ValueGrid, bins: u32) -> Vec<f64> {
+    let n: u64 = counts.iter().sum();
+    let mut edges: Vec<f64> = Vec::new();
+    let mut cumulative = 0u64;
+    let mut k = 1u64;
+    for (c, &count) in counts.iter().enumerate() {
+        cumulative += count;
+        // Reached the k-th quantile (integer arithmetic: cumulative·bins ≥ k·n).
+        while k < u64::from(bins) && cumulative * u64::from(bins) >= k * n {
+            let e = grid.upper(c);
+            if c + 1 < counts.len() && edges.last() != Some(&e) && cumulative < n {
+                edges.push(e);
+            }
+            k += 1;
+        }
+    }
+    edges
+}
+
+fn bin_of(edges: &[f64], v: f64) -> usize {
+    edges.partition_point(|&e| e <= v)
+}
+
+// ---- the tree round ------------------------------------------------------------------------
+
+/// What a tree round sums per patient.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TreeObjective {
+    /// Random forest: bootstrap weights from the seed (the tree index is the request's).
+    ForestCounts { seed: u64 },
+    /// Boosting: gradients of the logistic loss at base + Σ finished trees.
+    BoostingGradients { base_margin: f64, ensemble: Vec<Tree> },
+}
+
+/// One node to expand: tree (index into the growing trees), node, candidate columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeRequest {
+    pub tree: u32,
+    pub node: u32,
+    pub columns: Vec<u32>,
+}
+
+/// Poisson(1) bootstrap weight of a patient in a tree: inverse CDF of a uniform taken from
+/// SHA-256(seed, tree, patient id).
+pub fn bootstrap_weight(seed: u64, tree: u32, patient_id: &str) -> u32 {
+    let mut msg = Vec::with_capacity(32 + patient_id.len());
+    msg.extend_from_slice(b"fedrad-bootstrap-v1\0");
+    msg.extend_from_slice(&seed.to_le_bytes());
+    msg.extend_from_slice(&tree.to_le_bytes());
+    msg.extend_from_slice(patient_id.as_bytes());
+    let h = digest(&SHA256, &msg);
+    let bits = u64::from_le_bytes(h.as_ref()[..8].try_into().expect("8 bytes"));
+    let u = ((bits >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    let mut k = 0u32;
+    let mut p = (-1.0f64).exp();
+    let mut cdf = p;
+    while u > cdf && k < 30 {
+        k += 1;
+        p /= f64::from(k);
+        cdf += p;
+    }
+    k
+}
+
+/// Site half. `z`, `y`, `ids`: the site's standardised training rows, outcomes and patient
+/// ids. Answers "patients" and "withheld" (one per request) and "histogram" (per request,
+/// column and bin: patients, then the two sums of the objective).
+#[allow(clippy::too_many_arguments)]
+pub fn site_tree_round(
+    z: &[Vec<f64>],
+    y: &[bool],
+    ids: &[String],
+    edges: &[Vec<f64>],
+    objective: &TreeObjective,
+    growing: &[Tree],
+    nodes: &[NodeRequest],
+    min_count: u64,
+) -> Result<Aggregate, SiteRefusal> {
+    let width = edges.len();
+    let n = z.len();
+    require_min_count("the training cohort of the model", n as u64, min_count)?;
+    for class in [false, true] {
+        let k = y.iter().filter(|&&v| v == class).count() as u64;
+        require_min_count(&format!("training patients with a {} outcome", if class { "positive" } else { "negative" }), k, min_count)?;
+    }
+    if edges.iter().any(|e| e.len() > 1024 || e.windows(2).any(|w| !(w[0] < w[1])) || e.iter().any(|v| !v.is_finite())) {
+        return Err(SiteRefusal::InvalidParameters("bin edges must be finite, ascending and at most 1024 per column".into()));
+    }
+    let mut size = 0usize;
+    let mut seen = std::collections::BTreeSet::new();
+    for r in nodes {
+        let tree = growing.get(r.tree as usize).ok_or_else(|| SiteRefusal::InvalidParameters("a node request names no growing tree".into()))?;
+        let node = tree.nodes.get(r.node as usize).ok_or_else(|| SiteRefusal::InvalidParameters("a node request names no node".into()))?;
+        if node.column.is_some() || !seen.insert((r.tree, r.node)) {
+            return Err(SiteRefusal::InvalidParameters("only leaves can be expanded, each once".into()));
+        }
+        if r.columns.is_empty() || r.columns.iter().any(|&c| c as usize >= width) || r.columns.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(SiteRefusal::InvalidParameters("candidate columns must be ascending and inside the design".into()));
+        }
+        size += r.columns.iter().map(|&c| 3 * (edges[c as usize].len() + 1)).sum::<usize>();
+    }
+    if size > MAX_HISTOGRAM_VALUES {
+        return Err(SiteRefusal::InvalidParameters(format!("a tree round of {size} values is larger than this site answers")));
+    }
+    // Per patient: the two summed quantities (and whether it counts at all) for each tree.
+    let stats = |tree: u32| -> Vec<(f64, f64, f64)> {
+        match objective {
+            TreeObjective::ForestCounts { seed } => (0..n)
+                .map(|i| {
+                    let w = f64::from(bootstrap_weight(*seed, tree, &ids[i]));
+                    (if w > 0.0 { 1.0 } else { 0.0 }, if y[i] { 0.0 } else { w }, if y[i] { w } else { 0.0 })
+                })
+                .collect(),
+            TreeObjective::BoostingGradients { base_margin, ensemble } => (0..n)
+                .map(|i| {
+                    let p = sigmoid(boosted_margin(*base_margin, ensemble, &z[i]));
+                    (1.0, p - f64::from(u8::from(y[i])), p * (1.0 - p))
+                })
+                .collect(),
+        }
+    };
+    // Which patients reach which requested node.
+    let mut per_tree: BTreeMap<u32, (Vec<(f64, f64, f64)>, Vec<usize>)> = BTreeMap::new();
+    let mut patients = Vec::with_capacity(nodes.len());
+    let mut withheld = Vec::with_capacity(nodes.len());
+    let mut histogram = Vec::with_capacity(size);
+    for r in nodes {
+        let (s, leaf) = per_tree.entry(r.tree).or_insert_with(|| (stats(r.tree), z.iter().map(|zi| growing[r.tree as usize].leaf_of(zi)).collect()));
+        let members: Vec<usize> = (0..n).filter(|&i| leaf[i] == r.node as usize && s[i].0 > 0.0).collect();
+        let here = members.len() as u64;
+        let hold = here > 0 && here < min_count;
+        patients.push(if hold { 0.0 } else { here as f64 });
+        withheld.push(if hold { 1.0 } else { 0.0 });
+        for &c in &r.columns {
+            let e = &edges[c as usize];
+            let mut h = vec![0.0; 3 * (e.len() + 1)];
+            if !hold {
+                for &i in &members {
+                    let b = bin_of(e, z[i][c as usize]);
+                    h[3 * b] += s[i].0;
+                    h[3 * b + 1] += s[i].1;
+                    h[3 * b + 2] += s[i].2;
+                }
+            }
+            histogram.extend(h);
+        }
+    }
+    Ok(AggregateBuilder::new(n as u64).vector("patients", patients).vector("withheld", withheld).vector("histogram", histogram).build())
+}
+
+/// Summed statistics of one node: per candidate column, per bin, [patients, a, b].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeHistogram {
+    /// Some site withheld the node (it holds too few of the node's patients).
+    pub withheld: bool,
+    pub columns: Vec<Vec<[f64; 3]>>,
+}
+
+/// Coordinator half: sums the sites' histograms per requested node.
+pub fn combine_tree_round(answers: &[SiteAggregate], edges: &[Vec<f64>], nodes: &[NodeRequest]) -> Result<Vec<NodeHistogram>, CombineError> {
+    if answers.is_empty() {
+        return Err(CombineError::NoSites);
+    }
+    let size: usize = nodes.iter().flat_map(|r| &r.columns).map(|&c| 3 * (edges[c as usize].len() + 1)).sum();
+    let mut out: Vec<NodeHistogram> =
+        nodes.iter().map(|r| NodeHistogram { withheld: false, columns: r.columns.iter().map(|&c| vec![[0.0; 3]; edges[c as usize].len() + 1]).collect() }).collect();
+    for a in answers {
+        let withheld = a.vector("withheld", nodes.len())?;
+        let h = a.vector("histogram", size)?;
+        let mut pos = 0;
+        for (k, node) in out.iter_mut().enumerate() {
+            node.withheld |= withheld[k] != 0.0;
+            for col in &mut node.columns {
+                for cell in col.iter_mut() {
+                    for (t, v) in cell.iter_mut().zip(&h[pos..pos + 3]) {
+                        *t += v;
+                    }
+                    pos += 3;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+// ---- split choice (coordinator) ------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy)]
+enum Criterion {
+    Gini,
+    Gain { lambda: f64, min_child_weight: f64, learning_rate: f64 },
+}
+
+impl Criterion {
+    /// The node's "score" (larger is purer): Gini: −(W − Σw_c²/W); XGBoost: G²/(H + λ).
+    fn score(self, s: [f64; 3]) -> f64 {
+        match self {
+            Criterion::Gini => {
+                let w = s[1] + s[2];
+                if w > 0.0 { (s[1] * s[1] + s[2] * s[2]) / w - w } else { 0.0 }
+            }
+            Criterion::Gain { lambda, .. } => s[1] * s[1] / (s[2] + lambda),
+        }
+    }
+
+    fn value(self, s: [f64; 3]) -> f64 {
+        match self {
+            Criterion::Gini => {
+                let w = s[1] + s[2];
+                if w > 0.0 { s[2] / w } else { 0.5 }
+            }
+            Criterion::Gain { lambda, learning_rate, .. } => -learning_rate * s[1] / (s[2] + lambda),
+        }
+    }
+
+    fn admissible(self, left: [f64; 3], right: [f64; 3], min_leaf: u64) -> bool {
+        let ok = left[0] >= min_leaf as f64 && right[0] >= min_leaf as f64;
+        match self {
+            Criterion::Gini => ok,
+            Criterion::Gain { min_child_weight, .. } => ok && left[2] >= min_child_weight && right[2] >= min_child_weight,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Split {
+    column: u32,
+    threshold: f64,
+    left: [f64; 3],
+    right: [f64; 3],
+}
+
+fn add(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [a[0] + b[0], a[1] + b[1], a[2] + b[2]]
+}
+
+fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
+}
+
+/// Node totals (every candidate column sums to the same).
+fn totals(h: &NodeHistogram) -> [f64; 3] {
+    h.columns[0].iter().fold([0.0; 3], |a, c| add(a, *c))
+}
+
+/// The best admissible split, or none. Gains within 1e-9 of the best tie, and the earlier
+/// column, then the lower bin, wins — so rounding in the sites' sums never decides.
+fn best_split(h: &NodeHistogram, columns: &[u32], edges: &[Vec<f64>], criterion: Criterion, min_leaf: u64) -> Option<Split> {
+    let total = totals(h);
+    let parent = criterion.score(total);
+    let mut candidates: Vec<(f64, Split)> = Vec::new();
+    for (col_hist, &c) in h.columns.iter().zip(columns) {
+        let mut left = [0.0; 3];
+        for (b, cell) in col_hist.iter().enumerate().take(col_hist.len() - 1) {
+            left = add(left, *cell);
+            let right = sub(total, left);
+            if cell[0] == 0.0 || !criterion.admissible(left, right, min_leaf) {
+                continue; // an empty bin repeats the previous split
+            }
+            let gain = criterion.score(left) + criterion.score(right) - parent;
+            candidates.push((gain, Split { column: c, threshold: edges[c as usize][b], left, right }));
+        }
+    }
+    let best = candidates.iter().map(|c| c.0).fold(f64::NEG_INFINITY, f64::max);
+    if !(best > 1e-9 * total[0].max(1.0)) {
+        return None;
+    }
+    candidates.into_iter().find(|(g, _)| *g >= best - 1e-9 * best.abs()).map(|(_, s)| s)
+}
+
+/// `k` distinct columns of `width`, drawn from SHA-256(seed, tree, node), ascending.
+fn candidate_columns(seed: u64, tree: u32, node: u32, width: usize, k: usize) -> Vec<u32> {
+    if k >= width {
+        return (0..width as u32).collect();
+    }
+    let mut msg = b"fedrad-mtry-v1\0".to_vec();
+    msg.extend_from_slice(&seed.to_le_bytes());
+    msg.extend_from_slice(&tree.to_le_bytes());
+    msg.extend_from_slice(&node.to_le_bytes());
+    let mut state = u64::from_le_bytes(digest(&SHA256, &msg).as_ref()[..8].try_into().expect("8 bytes")) | 1;
+    let mut pool: Vec<u32> = (0..width as u32).collect();
+    for i in 0..k {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let j = i + (state % (width - i) as u64) as usize;
+        pool.swap(i, j);
+    }
+    let mut chosen = pool[..k].to_vec();
+    chosen.sort_unstable();
+    chosen
+}
+
+// ---- coordinator drivers -------------------------------------------------------------------
+
+/// A node waiting to be expanded, with what the coordinator knows of it.
+#[derive(Debug, Clone, Copy)]
+struct Open {
+    tree: u32,
+    node: u32,
+    patients: f64,
+    pure: bool,
+}
+
+/// Result of growing an ensemble.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Growth {
+    pub rounds: u64,
+    /// Nodes left as leaves because a site withheld them.
+    pub withheld_nodes: u64,
+    pub leaves: u64,
+}
+
+/// Grows `growing` level by level to `max_depth`, each level one call of `ask`.
+async fn grow_levels(
+    growing: &mut [Tree],
+    mut open: Vec<Open>,
+    edges: &[Vec<f64>],
+    criterion: Criterion,
+    max_depth: u32,
+    min_leaf: u64,
+    columns_for: impl Fn(u32, u32) -> Vec<u32>,
+    ask: &mut impl AsyncFnMut(&[Tree], &[NodeRequest]) -> Result<Vec<NodeHistogram>, String>,
+    growth: &mut Growth,
+) -> Result<(), String> {
+    for depth in 0..max_depth {
+        open.retain(|o| !o.pure && o.patients >= 2.0 * min_leaf as f64);
+        if open.is_empty() {
+            break;
+        }
+        let requests: Vec<NodeRequest> = open.iter().map(|o| NodeRequest { tree: o.tree, node: o.node, columns: columns_for(o.tree, o.node) }).collect();
+        let answers = ask(growing, &requests).await?;
+        growth.rounds += 1;
+        if answers.len() != requests.len() {
+            return Err("tree round answered a different number of nodes".into());
+        }
+        let mut next = Vec::new();
+        for (r, h) in requests.iter().zip(&answers) {
+            if h.withheld {
+                growth.withheld_nodes += 1;
+                continue;
+            }
+            let tree = &mut growing[r.tree as usize];
+            if r.node == 0 && depth == 0 {
+                tree.nodes[0].value = criterion.value(totals(h));
+            }
+            let Some(split) = best_split(h, &r.columns, edges, criterion, min_leaf) else { continue };
+            let base = tree.nodes.len() as u32;
+            let parent = &mut tree.nodes[r.node as usize];
+            parent.column = Some(split.column);
+            parent.threshold = split.threshold;
+            parent.children = [base, base + 1];
+            for s in [split.left, split.right] {
+                tree.nodes.push(TreeNode { column: None, threshold: 0.0, children: [0, 0], value: criterion.value(s) });
+                let pure = matches!(criterion, Criterion::Gini) && (s[1] == 0.0 || s[2] == 0.0);
+                next.push(Open { tree: r.tree, node: tree.nodes.len() as u32 - 1, patients: s[0], pure });
+            }
+        }
+        open = next;
+    }
+    Ok(())
+}
+
+/// Grows a random forest. `ask(growing, requests)` runs one tree round at every site (with
+/// [`TreeObjective::ForestCounts`]) and returns [`combine_tree_round`]'s sums. The root value
+/// of each tree comes from its first round; `min_leaf` must already include the sites' policy.
+pub async fn grow_forest(
+    settings: &ForestSettings,
+    edges: &[Vec<f64>],
+    mut ask: impl AsyncFnMut(&[Tree], &[NodeRequest]) -> Result<Vec<NodeHistogram>, String>,
+) -> Result<(Vec<Tree>, Growth), String> {
+    let width = edges.len();
+    let k = settings.candidates(width);
+    let mut forest: Vec<Tree> = (0..settings.trees).map(|_| Tree::leaf(f64::NAN)).collect();
+    let open = (0..settings.trees).map(|t| Open { tree: t, node: 0, patients: f64::INFINITY, pure: false }).collect();
+    let mut growth = Growth { rounds: 0, withheld_nodes: 0, leaves: 0 };
+    let seed = settings.seed;
+    grow_levels(&mut forest, open, edges, Criterion::Gini, settings.max_depth, settings.min_leaf, |t, n| candidate_columns(seed, t, n, width, k), &mut ask, &mut growth)
+        .await?;
+    if forest.iter().any(|t| t.nodes[0].value.is_nan()) {
+        return Err("a site withheld a tree's root (too few of its patients in the bootstrap sample)".into());
+    }
+    growth.leaves = forest.iter().map(|t| t.leaves() as u64).sum();
+    Ok((forest, growth))
+}
+
+/// Grows boosted trees one after another; `ask(ensemble, base_margin, growing, requests)`
+/// runs one round with [`TreeObjective::BoostingGradients`] for the finished `ensemble`.
+pub async fn grow_boosting(
+    settings: &BoostingSettings,
+    edges: &[Vec<f64>],
+    mut ask: impl AsyncFnMut(&[Tree], &[Tree], &[NodeRequest]) -> Result<Vec<NodeHistogram>, String>,
+) -> Result<(Vec<Tree>, Growth), String> {
+    let width = edges.len() as u32;
+    let criterion = Criterion::Gain { lambda: settings.lambda, min_child_weight: settings.min_child_weight, learning_rate: settings.learning_rate };
+    let mut ensemble: Vec<Tree> = Vec::new();
+    let mut growth = Growth { rounds: 0, withheld_nodes: 0, leaves: 0 };
+    for _ in 0..settings.rounds {
+        let mut growing = vec![Tree::leaf(f64::NAN)];
+        let open = vec![Open { tree: 0, node: 0, patients: f64::INFINITY, pure: false }];
+        let finished = ensemble.clone();
+        let mut one = async |g: &[Tree], r: &[NodeRequest]| ask(&finished, g, r).await;
+        grow_levels(&mut growing, open, edges, criterion, settings.max_depth, settings.min_leaf, |_, _| (0..width).collect(), &mut one, &mut growth).await?;
+        let tree = growing.remove(0);
+        if tree.nodes[0].value.is_nan() {
+            return Err("a site withheld the root of a boosting tree".into());
+        }
+        ensemble.push(tree);
+    }
+    growth.leaves = ensemble.iter().map(|t| t.leaves() as u64).sum();
+    Ok((ensemble, growth))
+}
+
+// ---- pooled references ---------------------------------------------------------------------
+
+/// The pooled grower: nodes hold their rows, histograms are summed straight from them (no
+/// routing, no sites), level by level with the same split rule and candidate columns.
+fn pooled_grow(
+    z: &[Vec<f64>],
+    stats: &[(f64, f64, f64)],
+    edges: &[Vec<f64>],
+    criterion: Criterion,
+    max_depth: u32,
+    min_leaf: u64,
+    columns_for: impl Fn(u32) -> Vec<u32>,
+) -> Tree {
+    let mut tree = Tree::leaf(f64::NAN);
+    let rows: Vec<usize> = (0..z.len()).filter(|&i| stats[i].0 > 0.0).collect();
+    let mut level = vec![(0u32, rows, f64::INFINITY, false)];
+    for _ in 0..max_depth {
+        let mut next = Vec::new();
+        for (node, rows, patients, pure) in level {
+            if pure || patients < 2.0 * min_leaf as f64 {
+                continue;
+            }
+            let columns = columns_for(node);
+            let h = NodeHistogram {
+                withheld: false,
+                columns: columns
+                    .iter()
+                    .map(|&c| {
+                        let e = &edges[c as usize];
+                        let mut col = vec![[0.0; 3]; e.len() + 1];
+                        for &i in &rows {
+                            let b = bin_of(e, z[i][c as usize]);
+                            col[b] = add(col[b], [stats[i].0, stats[i].1, stats[i].2]);
+                        }
+                        col
+                    })
+                    .collect(),
+            };
+            if node == 0 {
+                tree.nodes[0].value = criterion.value(totals(&h));
+            }
+            let Some(split) = best_split(&h, &columns, edges, criterion, min_leaf) else { continue };
+            let base = tree.nodes.len() as u32;
+            let parent = &mut tree.nodes[node as usize];
+            parent.column = Some(split.column);
+            parent.threshold = split.threshold;
+            parent.children = [base, base + 1];
+            let (l, r): (Vec<usize>, Vec<usize>) = rows.iter().partition(|&&i| z[i][split.column as usize] < split.threshold);
+            for (s, part) in [(split.left, l), (split.right, r)] {
+                tree.nodes.push(TreeNode { column: None, threshold: 0.0, children: [0, 0], value: criterion.value(s) });
+                let pure = matches!(criterion, Criterion::Gini) && (s[1] == 0.0 || s[2] == 0.0);
+                next.push((tree.nodes.len() as u32 - 1, part, s[0], pure));
+            }
+        }
+        level = next;
+    }
+    tree
+}
+
+/// Pooled reference of [`grow_forest`] (no site withholds anything).
+pub fn pooled_forest(z: &[Vec<f64>], y: &[bool], ids: &[String], edges: &[Vec<f64>], settings: &ForestSettings) -> Vec<Tree> {
+    let width = edges.len();
+    let k = settings.candidates(width);
+    (0..settings.trees)
+        .map(|t| {
+            let stats: Vec<(f64, f64, f64)> = (0..z.len())
+                .map(|i| {
+                    let w = f64::from(bootstrap_weight(settings.seed, t, &ids[i]));
+                    (if w > 0.0 { 1.0 } else { 0.0 }, if y[i] { 0.0 } else { w }, if y[i] { w } else { 0.0 })
+                })
+                .collect();
+            pooled_grow(z, &stats, edges, Criterion::Gini, settings.max_depth, settings.min_leaf, |n| candidate_columns(settings.seed, t, n, width, k))
+        })
+        .collect()
+}
+
+/// Pooled reference of [`grow_boosting`].
+pub fn pooled_boosting(z: &[Vec<f64>], y: &[bool], base_margin: f64, edges: &[Vec<f64>], settings: &BoostingSettings) -> Vec<Tree> {
+    let criterion = Criterion::Gain { lambda: settings.lambda, min_child_weight: settings.min_child_weight, learning_rate: settings.learning_rate };
+    let mut ensemble = Vec::new();
+    for _ in 0..settings.rounds {
+        let stats: Vec<(f64, f64, f64)> = (0..z.len())
+            .map(|i| {
+                let p = sigmoid(boosted_margin(base_margin, &ensemble, &z[i]));
+                (1.0, p - f64::from(u8::from(y[i])), p * (1.0 - p))
+            })
+            .collect();
+        let tree = pooled_grow(z, &stats, edges, criterion, settings.max_depth, settings.min_leaf, |_| (0..edges.len() as u32).collect());
+        ensemble.push(tree);
+    }
+    ensemble
+}
+
+/// Pooled bin edges from all rows (reference of the value-histogram round).
+pub fn pooled_bin_edges(z: &[Vec<f64>], width: usize, grid: ValueGrid, bins: u32) -> Vec<Vec<f64>> {
+    let cells = grid.cells();
+    (0..width)
+        .map(|j| {
+            let mut counts = vec![0u64; cells];
+            for r in z {
+                counts[grid.cell(r[j])] += 1;
+            }
+            quantile_edges(&counts, grid, bins)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algorithms::block_on_ready;
+    use crate::algorithms::metrics::pooled_auc;
+    use crate::algorithms::testdata::{cohort, standardiser};
+
+    fn data() -> (Vec<Vec<f64>>, Vec<bool>, Vec<String>) {
+        let (x, y, _) = cohort(5);
+        let x: Vec<Vec<f64>> = x.iter().map(|r| r[..10].to_vec()).collect();
+        let z = standardiser(&x).apply(&x).unwrap();
+        let ids = (0..z.len()).map(|i| format!("P-{i:04}")).collect();
+        (z, y.iter().map(|v| *v == 1.0).collect(), ids)
+    }
+
+    fn sites(sizes: &[usize]) -> Vec<std::ops::Range<usize>> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        for &s in sizes {
+            out.push(start..start + s);
+            start += s;
+        }
+        out
+    }
+
+    struct Federation<'a> {
+        z: &'a [Vec<f64>],
+        y: &'a [bool],
+        ids: &'a [String],
+        sites: Vec<std::ops::Range<usize>>,
+        min_count: u64,
+    }
+
+    impl Federation<'_> {
+        fn edges(&self, bins: u32) -> Vec<Vec<f64>> {
+            let width = self.z[0].len();
+            let answers: Vec<SiteAggregate> = self
+                .sites
+                .iter()
+                .enumerate()
+                .map(|(k, r)| SiteAggregate::new(format!("s{k}"), site_value_histogram(&self.z[r.clone()], width, ValueGrid::DEFAULT, 1).unwrap()))
+                .collect();
+            combine_bin_edges(&answers, width, ValueGrid::DEFAULT, bins).unwrap()
+        }
+
+        fn round(&self, edges: &[Vec<f64>], objective: &TreeObjective, growing: &[Tree], nodes: &[NodeRequest]) -> Result<Vec<NodeHistogram>, String> {
+            let answers: Vec<SiteAggregate> = self
+                .sites
+                .iter()
+                .enumerate()
+                .map(|(k, r)| {
+                    let a = site_tree_round(&self.z[r.clone()], &self.y[r.clone()], &self.ids[r.clone()], edges, objective, growing, nodes, self.min_count);
+                    SiteAggregate::new(format!("s{k}"), a.unwrap())
+                })
+                .collect();
+            combine_tree_round(&answers, edges, nodes).map_err(|e| e.to_string())
+        }
+
+        fn forest(&self, settings: &ForestSettings) -> (Vec<Tree>, Growth) {
+            let edges = self.edges(settings.bins);
+            let objective = TreeObjective::ForestCounts { seed: settings.seed };
+            block_on_ready(grow_forest(settings, &edges, async |g: &[Tree], r: &[NodeRequest]| self.round(&edges, &objective, g, r))).unwrap()
+        }
+
+        fn boosting(&self, settings: &BoostingSettings, base: f64) -> (Vec<Tree>, Growth) {
+            let edges = self.edges(settings.bins);
+            block_on_ready(grow_boosting(settings, &edges, async |e: &[Tree], g: &[Tree], r: &[NodeRequest]| {
+                self.round(&edges, &TreeObjective::BoostingGradients { base_margin: base, ensemble: e.to_vec() }, g, r)
+            }))
+            .unwrap()
+        }
+    }
+
+    fn max_tree_difference(a: &[Tree], b: &[Tree]) -> f64 {
+        assert_eq!(a.len(), b.len());
+        let mut d: f64 = 0.0;
+        for (s, t) in a.iter().zip(b) {
+            assert_eq!(s.nodes.len(), t.nodes.len(), "trees differ in shape");
+            for (m, n) in s.nodes.iter().zip(&t.nodes) {
+                assert_eq!((m.column, m.threshold, m.children), (n.column, n.threshold, n.children), "trees differ in a split");
+                d = d.max((m.value - n.value).abs());
+            }
+        }
+        d
+    }
+
+    #[test]
+    fn partition_forest_1_4_and_7_uneven_sites_equal_pooled() {
+        let (z, y, ids) = data();
+        let settings = ForestSettings { trees: 25, ..ForestSettings::default() };
+        let edges = pooled_bin_edges(&z, 10, ValueGrid::DEFAULT, settings.bins);
+        let pooled = pooled_forest(&z, &y, &ids, &edges, &settings);
+        for sizes in [vec![229], vec![60, 57, 52, 60], vec![10, 61, 5, 40, 33, 71, 9]] {
+            let fed = Federation { z: &z, y: &y, ids: &ids, sites: sites(&sizes), min_count: 1 };
+            assert_eq!(fed.edges(settings.bins), edges, "bin edges, sites {sizes:?}");
+            let (forest, growth) = fed.forest(&settings);
+            assert_eq!(growth.withheld_nodes, 0);
+            assert_eq!(max_tree_difference(&forest, &pooled), 0.0, "sites {sizes:?}");
+            assert!(growth.rounds <= u64::from(settings.max_depth) && growth.rounds >= 4);
+        }
+        // The trees split and learn something.
+        assert!(pooled.iter().map(Tree::leaves).sum::<usize>() > 25 * 8);
+        let p: Vec<f64> = z.iter().map(|r| forest_probability(&pooled, r)).collect();
+        assert!(pooled_auc(&p, &y).0 > 0.85, "training AUC {}", pooled_auc(&p, &y).0);
+    }
+
+    #[test]
+    fn partition_boosting_1_4_and_7_uneven_sites_equal_pooled() {
+        let (z, y, ids) = data();
+        let settings = BoostingSettings { rounds: 30, ..BoostingSettings::default() };
+        let n1 = y.iter().filter(|v| **v).count() as f64;
+        let base = (n1 / (y.len() as f64 - n1)).ln();
+        let edges = pooled_bin_edges(&z, 10, ValueGrid::DEFAULT, settings.bins);
+        let pooled = pooled_boosting(&z, &y, base, &edges, &settings);
+        for sizes in [vec![229], vec![60, 57, 52, 60], vec![10, 61, 5, 40, 33, 71, 9]] {
+            let fed = Federation { z: &z, y: &y, ids: &ids, sites: sites(&sizes), min_count: 1 };
+            let (trees, growth) = fed.boosting(&settings, base);
+            assert!(max_tree_difference(&trees, &pooled) < 1e-12, "sites {sizes:?}");
+            assert_eq!(growth.rounds, 30 * 3);
+        }
+        let m: Vec<f64> = z.iter().map(|r| boosted_margin(base, &pooled, r)).collect();
+        assert!(pooled_auc(&m, &y).0 > 0.8);
+    }
+
+    #[test]
+    fn a_site_withholds_nodes_where_it_has_too_few_patients() {
+        let (z, y, ids) = data();
+        let settings = ForestSettings { trees: 10, min_leaf: 5, ..ForestSettings::default() };
+        let fed = Federation { z: &z, y: &y, ids: &ids, sites: sites(&[60, 57, 52, 60]), min_count: 5 };
+        let (forest, growth) = fed.forest(&settings);
+        assert!(growth.withheld_nodes > 0, "deep nodes hold fewer than 5 patients of some site");
+        // Every leaf still predicts a fraction, and the forest still ranks.
+        let p: Vec<f64> = z.iter().map(|r| forest_probability(&forest, r)).collect();
+        assert!(p.iter().all(|v| (0.0..=1.0).contains(v)));
+        assert!(pooled_auc(&p, &y).0 > 0.75);
+        // The site half enforces it directly: a node request at the root of a 3-patient site.
+        let r = site_tree_round(&z[..3], &y[..3], &ids[..3], &fed.edges(8), &TreeObjective::ForestCounts { seed: 1 }, &[Tree::leaf(0.5)], &[], 5);
+        assert!(matches!(r, Err(SiteRefusal::BelowMinCount { .. })));
+    }
+
+    #[test]
+    fn bootstrap_weights_are_poisson_one() {
+        let w: Vec<u32> = (0..20_000).map(|i| bootstrap_weight(7, 3, &format!("X{i}"))).collect();
+        let mean = w.iter().map(|&v| f64::from(v)).sum::<f64>() / w.len() as f64;
+        let zeros = w.iter().filter(|&&v| v == 0).count() as f64 / w.len() as f64;
+        assert!((mean - 1.0).abs() < 0.03, "mean {mean}");
+        assert!((zeros - (-1.0f64).exp()).abs() < 0.01, "P(0) {zeros}");
+        let differ = (0..100).filter(|i| bootstrap_weight(7, 3, &format!("X{i}")) != bootstrap_weight(7, 4, &format!("X{i}"))).count();
+        assert!(differ > 30, "trees draw different bootstrap samples");
+    }
+
+    #[test]
+    fn trees_travel_flat_and_malformed_trees_are_refused() {
+        let (z, y, ids) = data();
+        let fed = Federation { z: &z, y: &y, ids: &ids, sites: sites(&[229]), min_count: 1 };
+        let (forest, _) = fed.forest(&ForestSettings { trees: 3, ..ForestSettings::default() });
+        let flat = write_trees(&forest);
+        let back = read_trees(&flat, &mut 0, 10).unwrap();
+        assert_eq!(back, forest);
+        assert!(read_trees(&flat, &mut 0, 2).is_err(), "columns beyond the design");
+        let cycle = [1.0, 2.0, 0.0, 0.5, 0.0, 1.0, 0.1, -1.0, 0.0, 0.0, 0.0, 0.2];
+        assert!(read_trees(&cycle, &mut 0, 10).is_err(), "a child pointing back at its parent");
+        assert!(read_trees(&flat[..flat.len() - 1], &mut 0, 10).is_err(), "truncated");
+    }
+}
