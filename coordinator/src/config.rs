@@ -38,6 +38,13 @@
 //! folds = 10
 //! [clinical_model]
 //! entry_p = 0.05                  # univariate p below which a variable enters the model
+//! [models]
+//! classifiers = ["logistic_regression", "linear_svm", "rbf_svm", "random_forest", "gradient_boosting", "naive_bayes"]
+//! logistic = { c = 1.0 }
+//! linear_svm = { c = 1.0 }
+//! rbf_svm = { features = 24, gamma = 0.0, c = 1.0 }   # gamma 0 = 1 / design columns
+//! forest = { trees = 100, max_depth = 6, min_leaf = 5, max_features = 0, bins = 32 }
+//! boosting = { rounds = 100, max_depth = 3, learning_rate = 0.1, lambda = 1.0, min_leaf = 5, bins = 32 }
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -81,6 +88,66 @@ pub struct StudyConfig {
     pub selection: SelectionSettings,
     #[serde(default)]
     pub clinical_model: ClinicalModelSettings,
+    #[serde(default)]
+    pub models: ModelSettings,
+}
+
+/// The classifiers of the models step and their hyperparameters.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSettings {
+    /// Which classifiers to fit (default: all six).
+    pub classifiers: Vec<fedrad_shared::algorithms::classifiers::ClassifierKind>,
+    pub logistic: PenaltySettings,
+    pub linear_svm: PenaltySettings,
+    pub rbf_svm: RbfSvmSettings,
+    pub forest: fedrad_shared::algorithms::trees::ForestSettings,
+    pub boosting: fedrad_shared::algorithms::trees::BoostingSettings,
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        ModelSettings {
+            classifiers: fedrad_shared::algorithms::classifiers::ClassifierKind::ALL.to_vec(),
+            logistic: PenaltySettings::default(),
+            linear_svm: PenaltySettings::default(),
+            rbf_svm: RbfSvmSettings::default(),
+            forest: Default::default(),
+            boosting: Default::default(),
+        }
+    }
+}
+
+/// scikit-learn's C: inverse strength of the L2 penalty.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PenaltySettings {
+    pub c: f64,
+}
+
+impl Default for PenaltySettings {
+    fn default() -> Self {
+        PenaltySettings { c: 1.0 }
+    }
+}
+
+/// The RBF SVM's random Fourier features. Each feature is a model parameter, so `features + 1`
+/// must stay within every site's `max_parameter_ratio` × its training patients.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RbfSvmSettings {
+    pub features: u32,
+    /// Kernel width γ in exp(−γ‖z − z'‖²) on the standardised design; 0 = 1 / (design
+    /// columns), scikit-learn's `gamma = "scale"` on standardised data.
+    pub gamma: f64,
+    pub c: f64,
+    pub seed: u64,
+}
+
+impl Default for RbfSvmSettings {
+    fn default() -> Self {
+        RbfSvmSettings { features: 24, gamma: 0.0, c: 1.0, seed: 20_261_130 }
+    }
 }
 
 /// Feature selection per sequence: standardisation, univariate filter, redundancy filter,
@@ -309,6 +376,17 @@ impl StudyConfig {
             return Err("clinical_model.entry_p must be in (0, 1]".into());
         }
         self.clinical_variables()?;
+        let m = &self.models;
+        for (name, c) in [("logistic", m.logistic.c), ("linear_svm", m.linear_svm.c), ("rbf_svm", m.rbf_svm.c)] {
+            if !(c > 0.0 && c.is_finite()) {
+                return Err(format!("models.{name}.c must be positive"));
+            }
+        }
+        if m.rbf_svm.features == 0 || m.rbf_svm.features > fedrad_shared::algorithms::classifiers::MAX_RANDOM_FEATURES || !(m.rbf_svm.gamma >= 0.0 && m.rbf_svm.gamma.is_finite()) {
+            return Err("models.rbf_svm: features must be 1 to 4096 and gamma ≥ 0".into());
+        }
+        m.forest.validate().map_err(|e| format!("models.{e}"))?;
+        m.boosting.validate().map_err(|e| format!("models.{e}"))?;
         Ok(())
     }
 

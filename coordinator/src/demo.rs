@@ -127,7 +127,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             let child = Command::new(&agent_bin)
                 .args(["run", "--config"])
                 .arg(&config)
-                .env("RUST_LOG", "info")
+                .env("RUST_LOG", std::env::var("FEDRAD_AGENT_LOG").unwrap_or_else(|_| "info".into()))
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
@@ -152,6 +152,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 ..Default::default()
             },
             clinical_model: Default::default(),
+            models: Default::default(),
         };
         let progress = crate::TerminalProgress::default();
         let results = crate::study::StudyRunner::new(server.hub.clone(), study, &progress).run().await?;

@@ -1,6 +1,7 @@
 //! The FedRad coordinator: accepts site agents (which dial out to it) over mutual TLS, runs
 //! a study's steps by sending aggregate tasks, and writes the results.
 
+pub mod comparison;
 pub mod config;
 pub mod demo;
 pub mod html;
@@ -68,7 +69,16 @@ pub async fn start_server(cfg: &config::CoordinatorConfig) -> anyhow::Result<Run
     let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(builder.add_service(service).serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+    // Nagle's algorithm with delayed ACKs stalls every round trip of a task larger than one
+    // segment by ~40 ms; tasks are request/response, so send at once.
+    let incoming = tokio_stream::StreamExt::map(TcpListenerStream::new(listener), |s| {
+        s.inspect(|s| {
+            if let Err(e) = s.set_nodelay(true) {
+                tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+            }
+        })
+    });
+    let task = tokio::spawn(builder.add_service(service).serve_with_incoming_shutdown(incoming, async {
         let _ = stop_rx.await;
     }));
     tracing::info!(%addr, tls = !plaintext, "coordinator listening");

@@ -9,7 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use fedrad_shared::algorithms::classifiers::{self, ClassifierKind, ModelFile, Scorer};
+use fedrad_shared::algorithms::classifiers::{self, ClassifierKind, ModelFile, RandomFeatures, Scorer};
+use fedrad_shared::algorithms::trees::{self, Tree};
 use fedrad_shared::algorithms::extraction::catalogue_sha256;
 use fedrad_shared::algorithms::glm::Standardiser;
 use fedrad_shared::algorithms::logistic::{self, ClinicalModel, DesignColumn};
@@ -31,6 +32,21 @@ pub struct ClassifierResult {
     /// Per site: (training AUC, validation AUC) from the site's own histograms.
     pub per_site_auc: BTreeMap<String, (f64, f64)>,
     pub model_file: String,
+    /// How the classifier was built (e.g. the trees' size and withheld nodes).
+    pub note: Option<String>,
+}
+
+/// A classifier the model could not have, and why (e.g. a site's parameter policy).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NotFitted {
+    pub classifier: ClassifierKind,
+    pub reason: String,
+}
+
+/// What one model's fit produced.
+pub(crate) struct Fitted {
+    results: Vec<ClassifierResult>,
+    not_fitted: Vec<NotFitted>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -41,6 +57,8 @@ pub struct ModelResult {
     pub features: Vec<String>,
     pub clinical_terms: Vec<String>,
     pub classifiers: Vec<ClassifierResult>,
+    /// Classifiers that were asked for but could not be fitted.
+    pub not_fitted: Vec<NotFitted>,
     /// Model I only: logistic regression trained on each site's patients alone, validated on
     /// the whole (federated) validation cohort — what federation adds.
     pub site_alone: Vec<SiteAlone>,
@@ -86,6 +104,7 @@ impl StudyRunner<'_> {
                     features: names.clone(),
                     clinical_terms: clinical_terms.clone(),
                     classifiers: Vec::new(),
+                    not_fitted: Vec::new(),
                     site_alone: Vec::new(),
                     note: None,
                 };
@@ -123,8 +142,9 @@ impl StudyRunner<'_> {
                 // A site may refuse one model (e.g. too many parameters for its patients); the
                 // study goes on and the report says which model and why.
                 match self.step(&step.clone(), async |s: &mut Self| s.fit_and_validate(&step, &design, &mut file).await).await {
-                    Ok(c) => {
-                        result.classifiers = c;
+                    Ok(fitted) => {
+                        result.classifiers = fitted.results;
+                        result.not_fitted = fitted.not_fitted;
                         if model == "I" {
                             let step = format!("site_alone.{}", seq.sequence);
                             let std = file.standardiser.clone();
@@ -168,6 +188,7 @@ impl StudyRunner<'_> {
                     objective: proto::ClassifierObjective::Logistic as i32,
                     parameters: beta.to_vec(),
                     svm: Vec::new(),
+                    random_features: None,
                 });
                 let answers = self.round(step, round, BTreeMap::from([(site.clone(), kind)])).await.map_err(|e| e.to_string())?;
                 let model = logistic::ModelPoint { columns: (0..width).collect(), coefficients: beta.to_vec() };
@@ -201,7 +222,9 @@ impl StudyRunner<'_> {
         Ok((out, round))
     }
 
-    async fn fit_and_validate(&mut self, step: &str, design: &proto::ModelDesign, file: &mut ModelFile) -> Result<(Vec<ClassifierResult>, u64), StudyError> {
+    async fn fit_and_validate(&mut self, step: &str, design: &proto::ModelDesign, file: &mut ModelFile) -> Result<(Fitted, u64), StudyError> {
+        let settings = self.study.models.clone();
+        let wanted = |k: ClassifierKind| settings.classifiers.contains(&k);
         let mut round = 0u64;
         // 1. Moments of the design over training: standardiser and naive Bayes.
         round += 1;
@@ -224,11 +247,10 @@ impl StudyRunner<'_> {
             }),
             nonfinite: moments.nonfinite.clone(),
         };
-        let naive_bayes = classifiers::naive_bayes(&z_moments);
+        let class_counts = [0, 1].map(|c| moments.by_class[c].first().map_or(0.0, |m| m.n));
 
-        // 2. Logistic regression (ridge, C = 1).
         let q = width + 1;
-        let classifier_round = async |s: &mut Self, round: &mut u64, objective: proto::ClassifierObjective, parameters: &[f64], svm: &[f64]| {
+        let classifier_round = async |s: &mut Self, round: &mut u64, objective: proto::ClassifierObjective, parameters: &[f64], svm: &[f64], rff: Option<RandomFeatures>| {
             *round += 1;
             let kind = task::Kind::ClassifierRound(proto::ClassifierRoundTask {
                 design: Some(design.clone()),
@@ -236,40 +258,145 @@ impl StudyRunner<'_> {
                 objective: objective as i32,
                 parameters: parameters.to_vec(),
                 svm: svm.to_vec(),
+                random_features: rff.map(RandomFeatures::to_proto),
             });
             s.round(step, *round, s.all_sites(kind)).await.map_err(|e| e.to_string())
         };
-        let (lr, _, _) = classifiers::minimise(vec![0.0; q], async |beta: &[f64]| {
-            let answers = classifier_round(self, &mut round, proto::ClassifierObjective::Logistic, beta, &[]).await?;
-            let model = logistic::ModelPoint { columns: (0..width).collect(), coefficients: beta.to_vec() };
-            let t = logistic::combine(&answers, &[model]).map_err(|e| e.to_string())?.remove(0);
-            Ok(classifiers::ridge_logistic_objective((t.1, t.2, t.3), beta, 1.0))
-        })
-        .await
-        .map_err(algorithm_error(step))?;
+        // Squared-hinge SVM then Platt scaling, on the design or on its random features.
+        let svm_fit = async |s: &mut Self, round: &mut u64, c: f64, rff: Option<RandomFeatures>| -> Result<(Vec<f64>, [f64; 2]), String> {
+            let q = rff.map_or(q, |r| r.count as usize + 1);
+            let (w, _, _) = classifiers::minimise(vec![0.0; q], async |w: &[f64]| {
+                let answers = classifier_round(s, round, proto::ClassifierObjective::SquaredHinge, w, &[], rff).await?;
+                Ok(classifiers::svm_objective(classifiers::combine_newton(&answers, "loss", q).map_err(|e| e.to_string())?, w, c))
+            })
+            .await?;
+            let (ab, _, _) = classifiers::minimise(vec![1.0, 0.0], async |ab: &[f64]| {
+                let answers = classifier_round(s, round, proto::ClassifierObjective::Platt, ab, &w, rff).await?;
+                let (ll, g, h) = classifiers::combine_newton(&answers, "loglik", 2).map_err(|e| e.to_string())?;
+                Ok((-ll, vec![-g[1], -g[0]], vec![h[3], h[1], h[2], h[0]]))
+            })
+            .await?;
+            Ok((w, [ab[0], ab[1]]))
+        };
 
-        // 3. Linear SVM (squared hinge, C = 1), then Platt scaling.
-        let (svm, _, _) = classifiers::minimise(vec![0.0; q], async |w: &[f64]| {
-            let answers = classifier_round(self, &mut round, proto::ClassifierObjective::SquaredHinge, w, &[]).await?;
-            Ok(classifiers::svm_objective(classifiers::combine_newton(&answers, "loss", q).map_err(|e| e.to_string())?, w, 1.0))
-        })
-        .await
-        .map_err(algorithm_error(step))?;
-        let (ab, _, _) = classifiers::minimise(vec![1.0, 0.0], async |ab: &[f64]| {
-            let answers = classifier_round(self, &mut round, proto::ClassifierObjective::Platt, ab, &svm).await?;
-            let (ll, g, h) = classifiers::combine_newton(&answers, "loglik", 2).map_err(|e| e.to_string())?;
-            Ok((-ll, vec![-g[1], -g[0]], vec![h[3], h[1], h[2], h[0]]))
-        })
-        .await
-        .map_err(algorithm_error(step))?;
+        let mut scorers: Vec<(ClassifierKind, Scorer, Option<String>)> = Vec::new();
+        let mut not_fitted: Vec<NotFitted> = Vec::new();
+        let mut record = |kind: ClassifierKind, r: Result<(Scorer, Option<String>), String>| match r {
+            Ok((scorer, note)) => scorers.push((kind, scorer, note)),
+            Err(reason) => {
+                tracing::warn!(step, classifier = kind.label(), %reason, "classifier not fitted");
+                not_fitted.push(NotFitted { classifier: kind, reason });
+            }
+        };
 
-        let scorers = [
-            (ClassifierKind::LogisticRegression, Scorer::Logistic { intercept: lr[0], coefficients: lr[1..].to_vec() }),
-            (ClassifierKind::LinearSvm, Scorer::LinearSvm { intercept: svm[0], coefficients: svm[1..].to_vec(), platt_a: ab[0], platt_b: ab[1] }),
-            (ClassifierKind::NaiveBayes, naive_bayes),
-        ];
+        // 2. Logistic regression (ridge).
+        if wanted(ClassifierKind::LogisticRegression) {
+            let c = settings.logistic.c;
+            let fit = classifiers::minimise(vec![0.0; q], async |beta: &[f64]| {
+                let answers = classifier_round(self, &mut round, proto::ClassifierObjective::Logistic, beta, &[], None).await?;
+                let model = logistic::ModelPoint { columns: (0..width).collect(), coefficients: beta.to_vec() };
+                let t = logistic::combine(&answers, &[model]).map_err(|e| e.to_string())?.remove(0);
+                Ok(classifiers::ridge_logistic_objective((t.1, t.2, t.3), beta, c))
+            })
+            .await;
+            record(ClassifierKind::LogisticRegression, fit.map(|(b, _, _)| (Scorer::Logistic { intercept: b[0], coefficients: b[1..].to_vec() }, None)));
+        }
+        // 3. Linear SVM, 4. RBF SVM on random Fourier features.
+        if wanted(ClassifierKind::LinearSvm) {
+            let fit = svm_fit(self, &mut round, settings.linear_svm.c, None).await;
+            record(
+                ClassifierKind::LinearSvm,
+                fit.map(|(w, ab)| (Scorer::LinearSvm { intercept: w[0], coefficients: w[1..].to_vec(), platt_a: ab[0], platt_b: ab[1] }, None)),
+            );
+        }
+        if wanted(ClassifierKind::RbfSvm) {
+            let r = &settings.rbf_svm;
+            let features = RandomFeatures { count: r.features, seed: r.seed, gamma: if r.gamma > 0.0 { r.gamma } else { 1.0 / width as f64 } };
+            let fit = svm_fit(self, &mut round, r.c, Some(features)).await;
+            let note = format!("{} random Fourier features, γ = {:.3}", features.count, features.gamma);
+            record(
+                ClassifierKind::RbfSvm,
+                fit.map(|(w, ab)| {
+                    (Scorer::RbfSvm { width, features, intercept: w[0], coefficients: w[1..].to_vec(), platt_a: ab[0], platt_b: ab[1] }, Some(note))
+                }),
+            );
+        }
+        // 5. Trees: shared bin edges from one round of value counts, then level-wise growth.
+        let forest = wanted(ClassifierKind::RandomForest);
+        let boosting = wanted(ClassifierKind::GradientBoosting);
+        if forest || boosting {
+            let grid = trees::ValueGrid::DEFAULT;
+            round += 1;
+            let kind = task::Kind::ValueHistogram(proto::ValueHistogramTask {
+                design: Some(design.clone()),
+                standardiser: Some(std.to_proto()),
+                cells_per_sd: grid.cells_per_sd,
+                limit_sd: grid.limit_sd,
+            });
+            let counts = self.round(step, round, self.all_sites(kind)).await;
+            let floor = self.largest_min_count();
+            let tree_round = async |s: &mut Self, round: &mut u64, edges: &[Vec<f64>], objective: proto::TreeObjective, seed: u64, base: f64, ensemble: &[Tree], growing: &[Tree], nodes: &[trees::NodeRequest]| {
+                *round += 1;
+                let kind = task::Kind::TreeRound(proto::TreeRoundTask {
+                    design: Some(design.clone()),
+                    standardiser: Some(std.to_proto()),
+                    objective: objective as i32,
+                    edges: edges.iter().map(|e| proto::BinEdges { edges: e.clone() }).collect(),
+                    growing: trees::write_trees(growing),
+                    nodes: nodes.iter().map(|r| proto::NodeRequest { tree: r.tree, node: r.node, columns: r.columns.clone() }).collect(),
+                    seed,
+                    base_margin: base,
+                    ensemble: trees::write_trees(ensemble),
+                });
+                let answers = s.round(step, *round, s.all_sites(kind)).await.map_err(|e| e.to_string())?;
+                trees::combine_tree_round(&answers, edges, nodes).map_err(|e| e.to_string())
+            };
+            let describe = |g: &trees::Growth, what: String| {
+                let withheld = if g.withheld_nodes > 0 { format!("; {} node(s) kept as leaves because a site held too few of their patients", g.withheld_nodes) } else { String::new() };
+                format!("{what}, {} leaves, {} rounds{withheld}", g.leaves, g.rounds)
+            };
+            match counts {
+                Err(e) => {
+                    for kind in [ClassifierKind::RandomForest, ClassifierKind::GradientBoosting].into_iter().filter(|k| wanted(*k)) {
+                        record(kind, Err(e.to_string()));
+                    }
+                }
+                Ok(counts) => {
+                    if forest {
+                        let mut fs = settings.forest.clone();
+                        fs.min_leaf = fs.min_leaf.max(floor);
+                        let edges = trees::combine_bin_edges(&counts, width, grid, fs.bins).map_err(|source| StudyError::Combine { step: step.into(), source })?;
+                        let fit = trees::grow_forest(&fs, &edges, async |g: &[Tree], r: &[trees::NodeRequest]| {
+                            tree_round(self, &mut round, &edges, proto::TreeObjective::ForestCounts, fs.seed, 0.0, &[], g, r).await
+                        })
+                        .await;
+                        let what = format!("{} trees, depth ≤ {}, leaves ≥ {} patients", fs.trees, fs.max_depth, fs.min_leaf);
+                        record(ClassifierKind::RandomForest, fit.map(|(t, g)| (Scorer::Forest { width, trees: t }, Some(describe(&g, what)))));
+                    }
+                    if boosting {
+                        let mut bs = settings.boosting.clone();
+                        bs.min_leaf = bs.min_leaf.max(floor);
+                        let edges = trees::combine_bin_edges(&counts, width, grid, bs.bins).map_err(|source| StudyError::Combine { step: step.into(), source })?;
+                        let base = (class_counts[1] / class_counts[0]).ln();
+                        let fit = trees::grow_boosting(&bs, &edges, async |e: &[Tree], g: &[Tree], r: &[trees::NodeRequest]| {
+                            tree_round(self, &mut round, &edges, proto::TreeObjective::BoostingGradients, 0, base, e, g, r).await
+                        })
+                        .await;
+                        let what = format!("{} trees of depth ≤ {}, η = {}", bs.rounds, bs.max_depth, bs.learning_rate);
+                        record(ClassifierKind::GradientBoosting, fit.map(|(t, g)| (Scorer::Boosted { width, base_margin: base, trees: t }, Some(describe(&g, what)))));
+                    }
+                }
+            }
+        }
+        if wanted(ClassifierKind::NaiveBayes) {
+            record(ClassifierKind::NaiveBayes, Ok((classifiers::naive_bayes(&z_moments), None)));
+        }
+        if scorers.is_empty() {
+            let reasons: Vec<String> = not_fitted.iter().map(|n| format!("{}: {}", n.classifier.label(), n.reason)).collect();
+            return Err(algorithm_error(step)(format!("no classifier could be fitted ({})", reasons.join("; "))));
+        }
 
-        // 4. Every site scores its own patients; histograms come back.
+        // 6. Every site scores its own patients; histograms come back.
         round += 1;
         let grid = metrics::DEFAULT_GRID;
         let kind = task::Kind::Score(proto::ScoreTask {
@@ -280,7 +407,7 @@ impl StudyRunner<'_> {
         });
         let answers = self.round(step, round, self.all_sites(kind)).await?;
         let mut results = Vec::new();
-        for (k, (kind, scorer)) in scorers.into_iter().enumerate() {
+        for (k, (kind, scorer, note)) in scorers.into_iter().enumerate() {
             let nested: Vec<_> = answers.iter().map(|a| a.nested(&format!("s{k}."))).collect();
             let (total, per_site) = metrics::combine(&nested, grid).map_err(|source| StudyError::Combine { step: step.into(), source })?;
             let threshold = total[&CohortRole::Training].youden_cell();
@@ -296,8 +423,8 @@ impl StudyRunner<'_> {
             file.threshold = training.threshold;
             let rel = format!("models/{}/{}/{}.json", file.sequence, file.model, serde_json::to_value(kind).unwrap().as_str().unwrap());
             write_json(&self.study.output_dir.join(&rel), file)?;
-            results.push(ClassifierResult { classifier: kind, training, validation, per_site_auc, model_file: rel });
+            results.push(ClassifierResult { classifier: kind, training, validation, per_site_auc, model_file: rel, note });
         }
-        Ok((results, round))
+        Ok((Fitted { results, not_fitted }, round))
     }
 }

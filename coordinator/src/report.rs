@@ -39,6 +39,7 @@ pub fn markdown(r: &StudyResults) -> String {
             }
             s.push('\n');
         }
+        s.push_str(&comparison_markdown(r));
         s.push_str("### Validation curves\n\nPer sequence and model: ROC curves, calibration (mean predicted vs observed recurrence per tenth of predicted risk) and decision curves (net benefit; grey: treat all), on the validation cohort.\n\n");
         for m in r.models.iter().filter(|m| !m.classifiers.is_empty()) {
             let dir = format!("models/{}/{}", m.sequence, m.model);
@@ -143,12 +144,50 @@ pub fn best(r: &StudyResults) -> Option<(usize, usize)> {
     best.map(|b| (b.0, b.1))
 }
 
-fn sequence_label(seq: &str) -> &str {
+pub(crate) fn sequence_label(seq: &str) -> &str {
     match seq {
         "t1c" => "T1WI+C",
         "t2" => "T2WI",
         other => other,
     }
+}
+
+/// DeLong's paired tests between models on the same validation patients.
+fn comparison_markdown(r: &StudyResults) -> String {
+    let Some(c) = &r.comparison else {
+        return match &r.comparison_note {
+            Some(n) => format!("### Comparing models (DeLong)\n\nNot available: {n}\n\n"),
+            None => String::new(),
+        };
+    };
+    let mut s = format!(
+        "### Comparing models (DeLong)\n\nPaired DeLong tests on the {} validation patients ({} with recurrence) that every model can score: each site placed its own patients' scores against the merged score distributions and returned only sums of placements and their products. Two-sided p, not adjusted for multiple comparisons.\n\n",
+        c.validation_negatives + c.validation_positives,
+        c.validation_positives
+    );
+    let table = |title: &str, rows: &[crate::comparison::PairedComparison]| {
+        let mut t = format!("**{title}**\n\n| A | B | AUC A | AUC B | Δ AUC (95% CI) | p |\n|---|---|---|---|---|---|\n");
+        for row in rows {
+            t.push_str(&format!(
+                "| {} | {} | {:.3} | {:.3} | {:+.3} ({:+.3} to {:+.3}) | {} |\n",
+                row.a,
+                row.b,
+                row.auc_a,
+                row.auc_b,
+                row.test.difference,
+                row.test.ci.0,
+                row.test.ci.1,
+                if row.test.p_value < 0.001 { "< 0.001".to_string() } else { format!("{:.3}", row.test.p_value) }
+            ));
+        }
+        t.push('\n');
+        t
+    };
+    if !c.clinical_added.is_empty() {
+        s.push_str(&table("Does the clinical model add? Model III vs Model I", &c.clinical_added));
+    }
+    s.push_str(&table("The best model against each other model", &c.best_versus_others));
+    s
 }
 
 /// The study's main table (like the published one): per sequence × model × classifier, AUC
@@ -184,8 +223,21 @@ pub fn main_table_markdown(r: &StudyResults) -> String {
                 v.specificity
             ));
         }
+        for n in &model.not_fitted {
+            s.push_str(&format!("| {} | {} | {} | not fitted: {} | | | | | | | |\n", sequence_label(&model.sequence), model.model, n.classifier.label(), n.reason));
+        }
     }
     s.push('\n');
+    let notes: Vec<String> = r
+        .models
+        .iter()
+        .flat_map(|m| m.classifiers.iter().filter_map(move |c| c.note.as_ref().map(|n| format!("- {} Model {}, {}: {n}\n", sequence_label(&m.sequence), m.model, c.classifier.label()))))
+        .collect();
+    if !notes.is_empty() {
+        s.push_str("How the non-linear classifiers were built (trees grown level by level from per-node histograms over shared quantile bins; a node is kept as a leaf when a site holds between 1 and its `min_count` − 1 of the node's patients):\n\n");
+        s.push_str(&notes.concat());
+        s.push('\n');
+    }
     s
 }
 

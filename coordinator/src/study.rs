@@ -58,6 +58,10 @@ pub struct StudyResults {
     pub clinical_model: Option<fedrad_shared::algorithms::logistic::ClinicalModel>,
     /// Models I–III per sequence with every classifier (absent if selection is disabled).
     pub models: Vec<crate::models::ModelResult>,
+    /// DeLong's paired comparisons of the fitted models' validation AUCs.
+    pub comparison: Option<crate::comparison::ModelComparison>,
+    /// Why the models were not compared, when they were not.
+    pub comparison_note: Option<String>,
     pub protocol: Vec<StepProtocol>,
     pub software_version: String,
 }
@@ -163,6 +167,11 @@ impl<'a> StudyRunner<'a> {
         result.map(|(out, _)| out)
     }
 
+    /// The largest `min_count` the connected sites published: tree leaves never go below it.
+    pub(crate) fn largest_min_count(&self) -> u64 {
+        self.study.sites.iter().filter_map(|s| self.hub.min_count(s)).max().unwrap_or(1)
+    }
+
     pub(crate) fn all_sites(&self, kind: task::Kind) -> BTreeMap<String, task::Kind> {
         self.study.sites.iter().map(|s| (s.clone(), kind.clone())).collect()
     }
@@ -254,6 +263,22 @@ impl<'a> StudyRunner<'a> {
             Some(sel) => self.run_models(&catalogue, sel, clinical_model.as_ref(), &parameters_yaml).await?,
             None => Vec::new(),
         };
+        // DeLong comparisons; a refusal (e.g. a site too small for the validation classes) is
+        // reported and the study still writes its results.
+        let mut comparison_note = None;
+        let comparison = if models.iter().map(|m| m.classifiers.len()).sum::<usize>() >= 2 {
+            match self.step("compare_models", async |s: &mut Self| s.compare_models(&models).await).await {
+                Ok(c) => Some(c),
+                Err(e @ (StudyError::Refused { .. } | StudyError::Algorithm { .. } | StudyError::Combine { .. })) => {
+                    tracing::warn!(error = %e, "models not compared");
+                    comparison_note = Some(e.to_string());
+                    None
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
 
         let results = StudyResults {
             study_id: self.study.study_id.clone(),
@@ -266,6 +291,8 @@ impl<'a> StudyRunner<'a> {
             selection,
             clinical_model,
             models,
+            comparison,
+            comparison_note,
             protocol: self.protocol.clone(),
             software_version: env!("CARGO_PKG_VERSION").into(),
         };

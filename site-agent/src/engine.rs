@@ -55,6 +55,9 @@ fn kind_name(t: &Task) -> &'static str {
         Some(task::Kind::DesignMoments(_)) => "design_moments",
         Some(task::Kind::ClassifierRound(_)) => "classifier_round",
         Some(task::Kind::Score(_)) => "score",
+        Some(task::Kind::ValueHistogram(_)) => "value_histogram",
+        Some(task::Kind::TreeRound(_)) => "tree_round",
+        Some(task::Kind::PairedScores(_)) => "paired_scores",
         None => "unknown",
     }
 }
@@ -105,7 +108,10 @@ impl SiteEngine {
                 }
             }
         }
-        let outcome = match self.compute(task) {
+        let started = std::time::Instant::now();
+        let computed = self.compute(task);
+        tracing::debug!(task = %task.task_id, millis = started.elapsed().as_secs_f64() * 1e3, "computed");
+        let outcome = match computed {
             Ok(agg) => task_reply::Outcome::Aggregate(agg),
             Err(Failure::Refused(r)) => task_reply::Outcome::Refusal(r.to_proto()),
             Err(Failure::Failed(detail)) => task_reply::Outcome::Failure(proto::TaskFailure { detail }),
@@ -209,6 +215,15 @@ impl SiteEngine {
                 selection::classifier_round(&self.design(&task.study_id, t.design.as_ref())?, t, min, self.config.policy.max_parameter_ratio)
             }
             Some(task::Kind::Score(t)) => selection::score(&self.design(&task.study_id, t.design.as_ref())?, t, min),
+            Some(task::Kind::ValueHistogram(t)) => selection::value_histogram(&self.design(&task.study_id, t.design.as_ref())?, t, min),
+            Some(task::Kind::TreeRound(t)) => selection::tree_round(&self.design(&task.study_id, t.design.as_ref())?, t, min),
+            Some(task::Kind::PairedScores(t)) => {
+                if t.models.is_empty() || t.models.len() > 200 {
+                    return Err(Failure::Refused(SiteRefusal::InvalidParameters("compare 1 to 200 models".into())));
+                }
+                let designs = t.models.iter().map(|m| self.design(&task.study_id, m.design.as_ref())).collect::<Result<Vec<_>, _>>()?;
+                selection::paired_scores(&designs, t, min)
+            }
             None => Err(Failure::Refused(SiteRefusal::InvalidParameters("task kind not understood by this agent version".into()))),
         }
     }

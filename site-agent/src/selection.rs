@@ -197,6 +197,8 @@ pub fn logistic_round(
 /// The patients of a model's design: raw design rows with cohort and outcome (complete cases).
 pub struct DesignData {
     pub rows: Vec<Vec<f64>>,
+    /// Patient ids stay at the site; trees draw their bootstrap weights from them.
+    pub ids: Vec<String>,
     pub role: Vec<CohortRole>,
     pub outcome: Vec<bool>,
 }
@@ -208,9 +210,14 @@ impl DesignData {
 
     /// Standardised training rows and outcomes.
     fn training(&self, std: &Standardiser) -> Result<(Vec<Vec<f64>>, Vec<bool>), Failure> {
-        let (rows, y): (Vec<Vec<f64>>, Vec<bool>) =
-            self.rows.iter().zip(&self.role).zip(&self.outcome).filter(|((_, r), _)| **r == CohortRole::Training).map(|((x, _), y)| (x.clone(), *y)).unzip();
-        Ok((std.apply(&rows)?, y))
+        let (z, y, _) = self.training_with_ids(std)?;
+        Ok((z, y))
+    }
+
+    fn training_with_ids(&self, std: &Standardiser) -> Result<(Vec<Vec<f64>>, Vec<bool>, Vec<String>), Failure> {
+        let keep: Vec<usize> = (0..self.rows.len()).filter(|&i| self.role[i] == CohortRole::Training).collect();
+        let rows: Vec<Vec<f64>> = keep.iter().map(|&i| self.rows[i].clone()).collect();
+        Ok((std.apply(&rows)?, keep.iter().map(|&i| self.outcome[i]).collect(), keep.iter().map(|&i| self.ids[i].clone()).collect()))
     }
 }
 
@@ -243,7 +250,7 @@ pub fn design_data(
     if feature_cols.is_empty() && clinical_cols.is_empty() {
         return Err(SiteRefusal::InvalidParameters("the model design is empty".into()).into());
     }
-    let mut data = DesignData { rows: Vec::new(), role: Vec::new(), outcome: Vec::new() };
+    let mut data = DesignData { rows: Vec::new(), ids: Vec::new(), role: Vec::new(), outcome: Vec::new() };
     for (r, role) in records.iter().zip(roles) {
         let mut row: Vec<f64> = match table {
             Some(t) if !feature_cols.is_empty() => match t.rows.get(&r.patient_id) {
@@ -257,6 +264,7 @@ pub fn design_data(
             row.extend(clinical_cols.iter().map(|&k| c[k]));
         }
         data.rows.push(row);
+        data.ids.push(r.patient_id.clone());
         data.role.push(*role);
         data.outcome.push(r.outcome);
     }
@@ -272,15 +280,21 @@ pub fn design_moments(data: &DesignData, min_count: u64) -> Result<proto::Aggreg
 pub fn classifier_round(data: &DesignData, t: &proto::ClassifierRoundTask, min_count: u64, max_ratio: f64) -> Result<proto::Aggregate, Failure> {
     use fedrad_shared::algorithms::classifiers;
     use fedrad_shared::proto::ClassifierObjective as O;
-    let w = data.width();
-    let std = Standardiser::from_proto(t.standardiser.as_ref(), w)?;
-    let (z, y) = data.training(&std)?;
+    let std = Standardiser::from_proto(t.standardiser.as_ref(), data.width())?;
+    let (mut z, y) = data.training(&std)?;
+    let mut w = data.width();
+    if let Some(rf) = &t.random_features {
+        let features = classifiers::RandomFeatures::from_proto(rf)?;
+        let map = features.map(w);
+        z = z.iter().map(|r| map.apply(r)).collect();
+        w = features.count as usize;
+    }
     let params = &t.parameters;
     if params.iter().chain(&t.svm).any(|v| !v.is_finite()) {
         return Err(SiteRefusal::InvalidParameters("non-finite parameter".into()).into());
     }
     match O::try_from(t.objective) {
-        Ok(O::Logistic) if params.len() == w + 1 => {
+        Ok(O::Logistic) if params.len() == w + 1 && t.random_features.is_none() => {
             let model = logistic::ModelPoint { columns: (0..w).collect(), coefficients: params.clone() };
             Ok(logistic::site_round(&z, &y, &[model], min_count, max_ratio)?)
         }
@@ -307,4 +321,87 @@ pub fn score(data: &DesignData, t: &proto::ScoreTask, min_count: u64) -> Result<
         b = b.nested(&format!("s{k}."), site_score_summary(&scored, t.grid, min_count)?);
     }
     Ok(b.build())
+}
+
+pub fn value_histogram(data: &DesignData, t: &proto::ValueHistogramTask, min_count: u64) -> Result<proto::Aggregate, Failure> {
+    use fedrad_shared::algorithms::trees::{ValueGrid, site_value_histogram};
+    let std = Standardiser::from_proto(t.standardiser.as_ref(), data.width())?;
+    let (z, _) = data.training(&std)?;
+    Ok(site_value_histogram(&z, data.width(), ValueGrid { cells_per_sd: t.cells_per_sd, limit_sd: t.limit_sd }, min_count)?)
+}
+
+pub fn tree_round(data: &DesignData, t: &proto::TreeRoundTask, min_count: u64) -> Result<proto::Aggregate, Failure> {
+    use fedrad_shared::algorithms::trees::{self, NodeRequest, TreeObjective};
+    use fedrad_shared::proto::TreeObjective as O;
+    let w = data.width();
+    let std = Standardiser::from_proto(t.standardiser.as_ref(), w)?;
+    let (z, y, ids) = data.training_with_ids(&std)?;
+    let invalid = |m: &str| Failure::Refused(SiteRefusal::InvalidParameters(m.into()));
+    if t.edges.len() != w {
+        return Err(invalid("one list of bin edges per design column is needed"));
+    }
+    let edges: Vec<Vec<f64>> = t.edges.iter().map(|e| e.edges.clone()).collect();
+    let growing = trees::read_trees(&t.growing, &mut 0, w)?;
+    let objective = match O::try_from(t.objective) {
+        Ok(O::ForestCounts) => TreeObjective::ForestCounts { seed: t.seed },
+        Ok(O::BoostingGradients) if t.base_margin.is_finite() => {
+            TreeObjective::BoostingGradients { base_margin: t.base_margin, ensemble: trees::read_trees(&t.ensemble, &mut 0, w)? }
+        }
+        _ => return Err(invalid("unknown tree objective")),
+    };
+    let nodes: Vec<NodeRequest> = t.nodes.iter().map(|r| NodeRequest { tree: r.tree, node: r.node, columns: r.columns.clone() }).collect();
+    Ok(trees::site_tree_round(&z, &y, &ids, &edges, &objective, &growing, &nodes, min_count)?)
+}
+
+/// DeLong comparison of several models on the patients every one of them can score: round 1
+/// answers each model's score summary, round 2 (with the merged histograms) the placement sums.
+pub fn paired_scores(designs: &[DesignData], t: &proto::PairedScoresTask, min_count: u64) -> Result<proto::Aggregate, Failure> {
+    use fedrad_shared::algorithms::classifiers::Scorer;
+    use fedrad_shared::algorithms::metrics::{Scored, site_score_summary};
+    use fedrad_shared::algorithms::paired_auc::{ClassHistograms, site_placements};
+    let invalid = |m: &str| Failure::Refused(SiteRefusal::InvalidParameters(m.into()));
+    let m = t.models.len();
+    if m == 0 || m > 200 || designs.len() != m {
+        return Err(invalid("compare 1 to 200 models"));
+    }
+    // Log-odds of every patient under every model, keyed by patient id (ids stay here).
+    let mut scores: Vec<BTreeMap<&str, (CohortRole, bool, f64)>> = Vec::with_capacity(m);
+    for (data, model) in designs.iter().zip(&t.models) {
+        let w = data.width();
+        let std = Standardiser::from_proto(model.standardiser.as_ref(), w)?;
+        let scorer = Scorer::from_proto(model.scorer.as_ref().ok_or_else(|| invalid("a model without its scorer"))?, w)?;
+        let z = std.apply(&data.rows)?;
+        scores.push((0..z.len()).map(|i| (data.ids[i].as_str(), (data.role[i], data.outcome[i], scorer.log_odds(&z[i])))).collect());
+    }
+    let common: Vec<&str> = scores[0].keys().copied().filter(|id| scores.iter().all(|s| s.contains_key(id))).collect();
+    if t.negatives.is_empty() && t.positives.is_empty() {
+        let mut b = fedrad_shared::aggregate::AggregateBuilder::new(common.len() as u64);
+        for (k, s) in scores.iter().enumerate() {
+            let scored: Vec<Scored> = common.iter().map(|id| s[id]).map(|(role, outcome, log_odds)| Scored { role, outcome, log_odds }).collect();
+            b = b.nested(&format!("m{k}."), site_score_summary(&scored, t.grid, min_count)?);
+        }
+        return Ok(b.build());
+    }
+    if t.negatives.len() != m || t.positives.len() != m {
+        return Err(invalid("one negative and one positive histogram per model"));
+    }
+    let histogram = |h: &proto::SparseHistogram| -> Result<BTreeMap<u32, u64>, Failure> {
+        if h.cells.len() != h.counts.len() || h.cells.len() > 1_000_000 || h.cells.iter().any(|&c| c >= t.grid) {
+            return Err(invalid("malformed score histogram"));
+        }
+        Ok(h.cells.iter().copied().zip(h.counts.iter().copied()).collect())
+    };
+    let merged: Vec<ClassHistograms> = t
+        .negatives
+        .iter()
+        .zip(&t.positives)
+        .map(|(n, p)| Ok(ClassHistograms { negative: histogram(n)?, positive: histogram(p)? }))
+        .collect::<Result<_, Failure>>()?;
+    let validation: Vec<&str> = common.into_iter().filter(|id| scores[0][id].0 == CohortRole::Validation).collect();
+    let log_odds: Vec<Vec<f64>> = validation.iter().map(|id| scores.iter().map(|s| s[id].2).collect()).collect();
+    let outcome: Vec<bool> = validation.iter().map(|id| scores[0][id].1).collect();
+    if t.grid < 100 || t.grid > 1_000_000 {
+        return Err(invalid("score grid outside 100 to 1000000 cells"));
+    }
+    Ok(site_placements(&log_odds, &outcome, &merged, t.grid, min_count)?)
 }

@@ -90,10 +90,58 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
             objective: proto::ClassifierObjective::SquaredHinge as i32,
             parameters: vec![0.0; 41],
             svm: vec![],
+            random_features: None,
         })),
     );
     assert_eq!(reason, InvalidParameters, "{detail}");
     assert!(detail.contains("parameters"), "{detail}");
+    // An RBF SVM with as many random features as patients: each feature is a parameter.
+    let narrow = proto::ModelDesign { features: Some(columns(&digest, vec![0, 1, 2])), variables: vec![], clinical_columns: vec![] };
+    let (reason, detail) = refusal(
+        &engine,
+        "rff",
+        Some(task::Kind::ClassifierRound(proto::ClassifierRoundTask {
+            design: Some(narrow.clone()),
+            standardiser: Some(std.clone()),
+            objective: proto::ClassifierObjective::SquaredHinge as i32,
+            parameters: vec![0.0; 401],
+            svm: vec![],
+            random_features: Some(proto::RandomFeatures { count: 400, seed: 1, gamma: 0.3 }),
+        })),
+    );
+    assert_eq!(reason, InvalidParameters, "{detail}");
+    assert!(detail.contains("parameters"), "{detail}");
+
+    // Trees: a request for a node that is not a leaf, a column outside the design, a tree whose
+    // child points back at its parent, unsorted edges, and a round bigger than the site answers.
+    let tree = |growing: Vec<f64>, nodes: Vec<proto::NodeRequest>, edges: Vec<f64>| {
+        Some(task::Kind::TreeRound(proto::TreeRoundTask {
+            design: Some(narrow.clone()),
+            standardiser: Some(std.clone()),
+            objective: proto::TreeObjective::ForestCounts as i32,
+            edges: vec![proto::BinEdges { edges }; 3],
+            growing,
+            nodes,
+            seed: 1,
+            base_margin: 0.0,
+            ensemble: vec![],
+        }))
+    };
+    let root_only = vec![1.0, 1.0, -1.0, 0.0, 0.0, 0.0, 0.5];
+    let split = vec![1.0, 3.0, 0.0, 0.0, 1.0, 2.0, 0.5, -1.0, 0.0, 0.0, 0.0, 0.4, -1.0, 0.0, 0.0, 0.0, 0.6];
+    let request = |node: u32, columns: Vec<u32>| vec![proto::NodeRequest { tree: 0, node, columns }];
+    assert_eq!(refusal(&engine, "t1", tree(split.clone(), request(0, vec![0]), vec![0.0])).0, InvalidParameters);
+    assert_eq!(refusal(&engine, "t2", tree(root_only.clone(), request(0, vec![3]), vec![0.0])).0, InvalidParameters);
+    let cycle = vec![1.0, 2.0, 0.0, 0.0, 1.0, 0.0, 0.5, -1.0, 0.0, 0.0, 0.0, 0.4];
+    assert_eq!(refusal(&engine, "t3", tree(cycle, request(1, vec![0]), vec![0.0])).0, InvalidParameters);
+    assert_eq!(refusal(&engine, "t4", tree(root_only.clone(), request(0, vec![0]), vec![1.0, 0.0])).0, InvalidParameters);
+    let many: Vec<proto::NodeRequest> = (0..3000).map(|t| proto::NodeRequest { tree: t, node: 0, columns: vec![0, 1, 2] }).collect();
+    let forest: Vec<f64> = std::iter::once(3000.0).chain((0..3000).flat_map(|_| root_only[1..].to_vec())).collect();
+    let edges: Vec<f64> = (0..1000).map(|k| k as f64 * 0.01).collect();
+    assert_eq!(refusal(&engine, "t5", tree(forest, many, edges)).0, InvalidParameters);
+    // A valid root request is answered.
+    let a = answered(&engine, "t-ok", tree(root_only, request(0, vec![0, 2]), vec![-0.5, 0.0, 0.5]).unwrap());
+    assert_eq!(a.tensors.iter().find(|t| t.name == "histogram").unwrap().values.len(), 2 * 4 * 3);
     let fake = proto::ClinicalVariable { name: "salary".into(), kind: Some(proto::clinical_variable::Kind::Continuous(proto::ContinuousGrid { resolution: 1.0 })) };
     let logistic = Some(task::Kind::LogisticRound(proto::LogisticRoundTask { variables: vec![fake], models: vec![proto::ClinicalModel { columns: vec![0], coefficients: vec![0.0, 0.0] }] }));
     assert_eq!(refusal(&engine, "salary", logistic).0, InvalidParameters);
@@ -102,6 +150,6 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
     let a = answered(&engine, "m-ok", moments(&digest, vec![0, 1, 2]).unwrap());
     assert_eq!(a.patient_count, (n - pos) * 7 / 10 + pos * 7 / 10, "the training cohort");
     let log = site_agent::audit::verify(&dir.join("work/audit.jsonl")).unwrap();
-    assert!(log.iter().filter(|e| e.outcome == "refused").count() >= 15);
+    assert!(log.iter().filter(|e| e.outcome == "refused").count() >= 21);
     let _ = std::fs::remove_dir_all(&dir);
 }

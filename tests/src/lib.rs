@@ -78,6 +78,7 @@ pub fn study_config(study_id: &str, out: &Path, sites: Vec<String>, seed: u64) -
         features: FeatureSettings::default(),
         selection: Default::default(),
         clinical_model: Default::default(),
+        models: Default::default(),
     }
 }
 

@@ -84,12 +84,13 @@ async fn four_sites_over_mtls_give_the_pooled_split_table1_selection_and_models(
     }
     let steps: Vec<&str> = results.protocol.iter().map(|p| p.step.as_str()).collect();
     assert_eq!(steps[..5], ["cohort_summary", "split", "table1", "extract_features", "folds"]);
-    assert!(steps.contains(&"lasso.t2.radiomic") && steps.contains(&"clinical_model") && steps.last() == Some(&"models.t2.III"), "{steps:?}");
-    for f in ["selection.json", "clinical_model.json", "lasso/t2/radiomic.json", "lasso/t2/radiomic_path.svg", "lasso/t1c/radiomic_cv.svg"] {
+    assert!(steps.contains(&"lasso.t2.radiomic") && steps.contains(&"clinical_model") && steps.contains(&"models.t2.III") && steps.last() == Some(&"compare_models"), "{steps:?}");
+    for f in ["selection.json", "clinical_model.json", "model_comparison.json", "lasso/t2/radiomic.json", "lasso/t2/radiomic_path.svg", "lasso/t1c/radiomic_cv.svg"] {
         assert!(out.join(f).is_file(), "{f} not written");
     }
     check_selection_against_pooled(&dir, &cohort, &results, &patients, &roles);
     check_models_against_pooled(&dir, &cohort, &results, &patients, &roles);
+    check_comparison_against_pooled(&dir, &cohort, &results, &patients, &roles);
 
     // Every case was extracted; the features stayed at the sites, and a site's stored row
     // equals an extraction run directly on that patient's files.
@@ -281,6 +282,62 @@ fn check_models_against_pooled(
             }
         }
     }
+}
+
+/// The DeLong comparison equals DeLong's covariance computed from every validation patient's
+/// scores under every saved model (within the score grid's 0.001 log-odds cells).
+fn check_comparison_against_pooled(
+    dir: &TempDir,
+    cohort: &fedrad_synth::GeneratedCohort,
+    results: &coordinator::study::StudyResults,
+    patients: &[(String, fedrad_shared::clinical::PatientRecord)],
+    roles: &[fedrad_shared::clinical::CohortRole],
+) {
+    use fedrad_shared::algorithms::{classifiers, logistic, paired_auc};
+    use fedrad_shared::clinical::CohortRole;
+    let comparison = results.comparison.as_ref().unwrap_or_else(|| panic!("models were not compared: {:?}", results.comparison_note));
+    let mut per_model: Vec<std::collections::BTreeMap<String, (bool, f64)>> = Vec::new();
+    for model in &results.models {
+        for cl in &model.classifiers {
+            let file: classifiers::ModelFile = serde_json::from_str(&std::fs::read_to_string(dir.path().join("study").join(&cl.model_file)).unwrap()).unwrap();
+            let mut scores = std::collections::BTreeMap::new();
+            for (site, _) in &cohort.manifests {
+                let table = std::fs::read_to_string(dir.path().join("work").join(site).join(format!("studies/federation-test/features/{}.csv", file.sequence))).unwrap();
+                for line in table.lines().skip(1) {
+                    let cells: Vec<&str> = line.split(',').collect();
+                    let i = patients.iter().position(|p| p.1.patient_id == cells[0]).unwrap();
+                    if roles[i] != CohortRole::Validation {
+                        continue;
+                    }
+                    let mut row: Vec<f64> = file.feature_columns.iter().map(|&c| cells[c as usize + 1].parse().unwrap()).collect();
+                    if !file.clinical_columns.is_empty() {
+                        let Some(c) = logistic::design_row(&patients[i].1, &file.clinical_variables) else { continue };
+                        row.extend(file.clinical_columns.iter().map(|&k| c[k as usize]));
+                    }
+                    let z = file.standardiser.apply(std::slice::from_ref(&row)).unwrap().remove(0);
+                    scores.insert(cells[0].to_string(), (patients[i].1.outcome, file.scorer.log_odds(&z)));
+                }
+            }
+            per_model.push(scores);
+        }
+    }
+    assert_eq!(per_model.len(), comparison.models.len());
+    let ids: Vec<&String> = per_model[0].keys().filter(|id| per_model.iter().all(|m| m.contains_key(*id))).collect();
+    let rows: Vec<Vec<f64>> = ids.iter().map(|id| per_model.iter().map(|m| m[*id].1).collect()).collect();
+    let y: Vec<bool> = ids.iter().map(|id| per_model[0][*id].0).collect();
+    let pooled = paired_auc::pooled_paired_auc(&rows, &y);
+    assert_eq!((comparison.validation_negatives, comparison.validation_positives), (pooled.negatives, pooled.positives));
+    for (a, b) in comparison.auc.iter().zip(&pooled.auc) {
+        assert!((a - b).abs() < 1e-4, "AUC {a} vs pooled {b}");
+    }
+    for row in comparison.best_versus_others.iter().chain(&comparison.clinical_added) {
+        let a = comparison.models.iter().position(|m| m == &row.a).unwrap();
+        let b = comparison.models.iter().position(|m| m == &row.b).unwrap();
+        let reference = pooled.compare(a, b);
+        assert!((row.test.difference - reference.difference).abs() < 2e-4, "{row:?} vs {reference:?}");
+        assert!((row.test.se - reference.se).abs() < 2e-4, "{row:?} vs {reference:?}");
+    }
+    assert!(!comparison.clinical_added.is_empty(), "Model III is compared with Model I");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

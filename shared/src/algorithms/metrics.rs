@@ -46,6 +46,11 @@ impl Scored {
     }
 }
 
+/// The grid cell of a log-odds value (shared with the paired-AUC comparison).
+pub fn score_cell(log_odds: f64, grid: u32) -> u32 {
+    cell(log_odds, grid)
+}
+
 fn cell(log_odds: f64, grid: u32) -> u32 {
     let x = (log_odds.clamp(-LOG_ODDS_LIMIT, LOG_ODDS_LIMIT) + LOG_ODDS_LIMIT) / (2.0 * LOG_ODDS_LIMIT);
     ((x * grid as f64).floor() as u32).min(grid - 1)

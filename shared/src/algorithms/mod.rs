@@ -16,6 +16,7 @@ pub mod glm;
 pub mod lasso;
 pub mod logistic;
 pub mod metrics;
+pub mod paired_auc;
 pub mod split;
 pub mod standardise;
 pub mod table1;

@@ -615,6 +615,8 @@ async fn grow_levels(
     ask: &mut impl AsyncFnMut(&[Tree], &[NodeRequest]) -> Result<Vec<NodeHistogram>, String>,
     growth: &mut Growth,
 ) -> Result<(), String> {
+    // Roots start as leaves of value 0 (on the wire) until their first histogram arrives.
+    let mut root_known = vec![false; growing.len()];
     for depth in 0..max_depth {
         open.retain(|o| !o.pure && o.patients >= 2.0 * min_leaf as f64);
         if open.is_empty() {
@@ -635,6 +637,7 @@ async fn grow_levels(
             let tree = &mut growing[r.tree as usize];
             if r.node == 0 && depth == 0 {
                 tree.nodes[0].value = criterion.value(totals(h));
+                root_known[r.tree as usize] = true;
             }
             let Some(split) = best_split(h, &r.columns, edges, criterion, min_leaf) else { continue };
             let base = tree.nodes.len() as u32;
@@ -650,6 +653,9 @@ async fn grow_levels(
         }
         open = next;
     }
+    if root_known.iter().any(|k| !k) {
+        return Err("a site withheld a tree's root (too few of its patients in the tree's sample)".into());
+    }
     Ok(())
 }
 
@@ -663,15 +669,12 @@ pub async fn grow_forest(
 ) -> Result<(Vec<Tree>, Growth), String> {
     let width = edges.len();
     let k = settings.candidates(width);
-    let mut forest: Vec<Tree> = (0..settings.trees).map(|_| Tree::leaf(f64::NAN)).collect();
+    let mut forest: Vec<Tree> = (0..settings.trees).map(|_| Tree::leaf(0.0)).collect();
     let open = (0..settings.trees).map(|t| Open { tree: t, node: 0, patients: f64::INFINITY, pure: false }).collect();
     let mut growth = Growth { rounds: 0, withheld_nodes: 0, leaves: 0 };
     let seed = settings.seed;
     grow_levels(&mut forest, open, edges, Criterion::Gini, settings.max_depth, settings.min_leaf, |t, n| candidate_columns(seed, t, n, width, k), &mut ask, &mut growth)
         .await?;
-    if forest.iter().any(|t| t.nodes[0].value.is_nan()) {
-        return Err("a site withheld a tree's root (too few of its patients in the bootstrap sample)".into());
-    }
     growth.leaves = forest.iter().map(|t| t.leaves() as u64).sum();
     Ok((forest, growth))
 }
@@ -688,16 +691,12 @@ pub async fn grow_boosting(
     let mut ensemble: Vec<Tree> = Vec::new();
     let mut growth = Growth { rounds: 0, withheld_nodes: 0, leaves: 0 };
     for _ in 0..settings.rounds {
-        let mut growing = vec![Tree::leaf(f64::NAN)];
+        let mut growing = vec![Tree::leaf(0.0)];
         let open = vec![Open { tree: 0, node: 0, patients: f64::INFINITY, pure: false }];
         let finished = ensemble.clone();
         let mut one = async |g: &[Tree], r: &[NodeRequest]| ask(&finished, g, r).await;
         grow_levels(&mut growing, open, edges, criterion, settings.max_depth, settings.min_leaf, |_, _| (0..width).collect(), &mut one, &mut growth).await?;
-        let tree = growing.remove(0);
-        if tree.nodes[0].value.is_nan() {
-            return Err("a site withheld the root of a boosting tree".into());
-        }
-        ensemble.push(tree);
+        ensemble.push(growing.remove(0));
     }
     growth.leaves = ensemble.iter().map(|t| t.leaves() as u64).sum();
     Ok((ensemble, growth))
@@ -716,7 +715,7 @@ fn pooled_grow(
     min_leaf: u64,
     columns_for: impl Fn(u32) -> Vec<u32>,
 ) -> Tree {
-    let mut tree = Tree::leaf(f64::NAN);
+    let mut tree = Tree::leaf(0.0);
     let rows: Vec<usize> = (0..z.len()).filter(|&i| stats[i].0 > 0.0).collect();
     let mut level = vec![(0u32, rows, f64::INFINITY, false)];
     for _ in 0..max_depth {
