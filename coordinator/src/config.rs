@@ -45,6 +45,7 @@
 //! rbf_svm = { features = 24, gamma = 0.0, c = 1.0 }   # gamma 0 = 1 / design columns
 //! forest = { trees = 100, max_depth = 6, min_leaf = 5, max_features = 0, bins = 32 }
 //! boosting = { rounds = 100, max_depth = 3, learning_rate = 0.1, lambda = 1.0, min_leaf = 5, bins = 32 }
+//! search = { enabled = false, c = [0.01, 0.1, 1, 10, 100] }  # C by CV AUC on the selection folds
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -103,6 +104,22 @@ pub struct ModelSettings {
     pub rbf_svm: RbfSvmSettings,
     pub forest: fedrad_shared::algorithms::trees::ForestSettings,
     pub boosting: fedrad_shared::algorithms::trees::BoostingSettings,
+    pub search: SearchSettings,
+}
+
+/// Optional search of C (logistic regression, linear and RBF SVM) by cross-validated AUC on
+/// the training folds of the selection step; off by default (one fit per value and fold).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchSettings {
+    pub enabled: bool,
+    pub c: Vec<f64>,
+}
+
+impl Default for SearchSettings {
+    fn default() -> Self {
+        SearchSettings { enabled: false, c: vec![0.01, 0.1, 1.0, 10.0, 100.0] }
+    }
 }
 
 impl Default for ModelSettings {
@@ -114,6 +131,7 @@ impl Default for ModelSettings {
             rbf_svm: RbfSvmSettings::default(),
             forest: Default::default(),
             boosting: Default::default(),
+            search: SearchSettings::default(),
         }
     }
 }
@@ -384,6 +402,9 @@ impl StudyConfig {
         }
         if m.rbf_svm.features == 0 || m.rbf_svm.features > fedrad_shared::algorithms::classifiers::MAX_RANDOM_FEATURES || !(m.rbf_svm.gamma >= 0.0 && m.rbf_svm.gamma.is_finite()) {
             return Err("models.rbf_svm: features must be 1 to 4096 and gamma ≥ 0".into());
+        }
+        if m.search.enabled && (m.search.c.is_empty() || m.search.c.len() > 20 || m.search.c.iter().any(|c| !(*c > 0.0 && c.is_finite()))) {
+            return Err("models.search.c: list 1 to 20 positive values".into());
         }
         m.forest.validate().map_err(|e| format!("models.{e}"))?;
         m.boosting.validate().map_err(|e| format!("models.{e}"))?;

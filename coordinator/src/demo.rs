@@ -28,6 +28,10 @@ pub struct DemoArgs {
     /// that the smallest hospital has enough patients per model parameter.
     #[arg(long)]
     pub lambda_1se: bool,
+    /// Choose C of logistic regression and the SVMs by cross-validated AUC over
+    /// 0.01, 0.1, 1, 10, 100 (the study file's `[models.search]`).
+    #[arg(long)]
+    pub search: bool,
     /// Path of the site-agent binary (default: next to this one).
     #[arg(long)]
     pub site_agent: Option<PathBuf>,
@@ -152,7 +156,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 ..Default::default()
             },
             clinical_model: Default::default(),
-            models: Default::default(),
+            models: crate::config::ModelSettings {
+                search: crate::config::SearchSettings { enabled: args.search, ..Default::default() },
+                ..Default::default()
+            },
         };
         let progress = crate::TerminalProgress::default();
         let results = crate::study::StudyRunner::new(server.hub.clone(), study, &progress).run().await?;

@@ -34,6 +34,10 @@ pub struct ClassifierResult {
     pub model_file: String,
     /// How the classifier was built (e.g. the trees' size and withheld nodes).
     pub note: Option<String>,
+    /// The penalty C of logistic regression and the SVMs (set, or chosen by the search).
+    pub c: Option<f64>,
+    /// The search's cross-validated AUC per C (empty without a search).
+    pub cross_validation: Vec<classifiers::CvPoint>,
 }
 
 /// A classifier the model could not have, and why (e.g. a site's parameter policy).
@@ -189,6 +193,7 @@ impl StudyRunner<'_> {
                     parameters: beta.to_vec(),
                     svm: Vec::new(),
                     random_features: None,
+                    exclude_fold: 0,
                 });
                 let answers = self.round(step, round, BTreeMap::from([(site.clone(), kind)])).await.map_err(|e| e.to_string())?;
                 let model = logistic::ModelPoint { columns: (0..width).collect(), coefficients: beta.to_vec() };
@@ -212,6 +217,7 @@ impl StudyRunner<'_> {
                 standardiser: Some(std.to_proto()),
                 scorers: vec![scorer.to_proto()],
                 grid,
+                folds: 0,
             });
             let answers = self.round(step, round, self.all_sites(kind)).await?;
             let nested: Vec<_> = answers.iter().map(|a| a.nested("s0.")).collect();
@@ -250,7 +256,13 @@ impl StudyRunner<'_> {
         let class_counts = [0, 1].map(|c| moments.by_class[c].first().map_or(0.0, |m| m.n));
 
         let q = width + 1;
-        let classifier_round = async |s: &mut Self, round: &mut u64, objective: proto::ClassifierObjective, parameters: &[f64], svm: &[f64], rff: Option<RandomFeatures>| {
+        let classifier_round = async |s: &mut Self,
+                                      round: &mut u64,
+                                      objective: proto::ClassifierObjective,
+                                      parameters: &[f64],
+                                      svm: &[f64],
+                                      rff: Option<RandomFeatures>,
+                                      exclude_fold: u32| {
             *round += 1;
             let kind = task::Kind::ClassifierRound(proto::ClassifierRoundTask {
                 design: Some(design.clone()),
@@ -259,24 +271,45 @@ impl StudyRunner<'_> {
                 parameters: parameters.to_vec(),
                 svm: svm.to_vec(),
                 random_features: rff.map(RandomFeatures::to_proto),
+                exclude_fold,
             });
             s.round(step, *round, s.all_sites(kind)).await.map_err(|e| e.to_string())
         };
-        // Squared-hinge SVM then Platt scaling, on the design or on its random features.
-        let svm_fit = async |s: &mut Self, round: &mut u64, c: f64, rff: Option<RandomFeatures>| -> Result<(Vec<f64>, [f64; 2]), String> {
-            let q = rff.map_or(q, |r| r.count as usize + 1);
+        let rff = {
+            let r = &settings.rbf_svm;
+            RandomFeatures { count: r.features, seed: r.seed, gamma: if r.gamma > 0.0 { r.gamma } else { 1.0 / width as f64 } }
+        };
+        // One Newton-fitted classifier (logistic, linear or RBF SVM with Platt scaling) with
+        // penalty C, on the training patients outside `exclude_fold` (0: all of them).
+        let fit_newton = async |s: &mut Self, round: &mut u64, kind: ClassifierKind, c: f64, exclude_fold: u32| -> Result<Scorer, String> {
+            if kind == ClassifierKind::LogisticRegression {
+                let (b, _, _) = classifiers::minimise(vec![0.0; q], async |beta: &[f64]| {
+                    let answers = classifier_round(s, round, proto::ClassifierObjective::Logistic, beta, &[], None, exclude_fold).await?;
+                    let model = logistic::ModelPoint { columns: (0..width).collect(), coefficients: beta.to_vec() };
+                    let t = logistic::combine(&answers, &[model]).map_err(|e| e.to_string())?.remove(0);
+                    Ok(classifiers::ridge_logistic_objective((t.1, t.2, t.3), beta, c))
+                })
+                .await?;
+                return Ok(Scorer::Logistic { intercept: b[0], coefficients: b[1..].to_vec() });
+            }
+            let features = (kind == ClassifierKind::RbfSvm).then_some(rff);
+            let q = features.map_or(q, |r| r.count as usize + 1);
             let (w, _, _) = classifiers::minimise(vec![0.0; q], async |w: &[f64]| {
-                let answers = classifier_round(s, round, proto::ClassifierObjective::SquaredHinge, w, &[], rff).await?;
+                let answers = classifier_round(s, round, proto::ClassifierObjective::SquaredHinge, w, &[], features, exclude_fold).await?;
                 Ok(classifiers::svm_objective(classifiers::combine_newton(&answers, "loss", q).map_err(|e| e.to_string())?, w, c))
             })
             .await?;
             let (ab, _, _) = classifiers::minimise(vec![1.0, 0.0], async |ab: &[f64]| {
-                let answers = classifier_round(s, round, proto::ClassifierObjective::Platt, ab, &w, rff).await?;
+                let answers = classifier_round(s, round, proto::ClassifierObjective::Platt, ab, &w, features, exclude_fold).await?;
                 let (ll, g, h) = classifiers::combine_newton(&answers, "loglik", 2).map_err(|e| e.to_string())?;
                 Ok((-ll, vec![-g[1], -g[0]], vec![h[3], h[1], h[2], h[0]]))
             })
             .await?;
-            Ok((w, [ab[0], ab[1]]))
+            let (intercept, coefficients, platt_a, platt_b) = (w[0], w[1..].to_vec(), ab[0], ab[1]);
+            Ok(match features {
+                Some(features) => Scorer::RbfSvm { width, features, intercept, coefficients, platt_a, platt_b },
+                None => Scorer::LinearSvm { intercept, coefficients, platt_a, platt_b },
+            })
         };
 
         let mut scorers: Vec<(ClassifierKind, Scorer, Option<String>)> = Vec::new();
@@ -289,37 +322,68 @@ impl StudyRunner<'_> {
             }
         };
 
-        // 2. Logistic regression (ridge).
-        if wanted(ClassifierKind::LogisticRegression) {
-            let c = settings.logistic.c;
-            let fit = classifiers::minimise(vec![0.0; q], async |beta: &[f64]| {
-                let answers = classifier_round(self, &mut round, proto::ClassifierObjective::Logistic, beta, &[], None).await?;
-                let model = logistic::ModelPoint { columns: (0..width).collect(), coefficients: beta.to_vec() };
-                let t = logistic::combine(&answers, &[model]).map_err(|e| e.to_string())?.remove(0);
-                Ok(classifiers::ridge_logistic_objective((t.1, t.2, t.3), beta, c))
-            })
-            .await;
-            record(ClassifierKind::LogisticRegression, fit.map(|(b, _, _)| (Scorer::Logistic { intercept: b[0], coefficients: b[1..].to_vec() }, None)));
-        }
-        // 3. Linear SVM, 4. RBF SVM on random Fourier features.
-        if wanted(ClassifierKind::LinearSvm) {
-            let fit = svm_fit(self, &mut round, settings.linear_svm.c, None).await;
-            record(
-                ClassifierKind::LinearSvm,
-                fit.map(|(w, ab)| (Scorer::LinearSvm { intercept: w[0], coefficients: w[1..].to_vec(), platt_a: ab[0], platt_b: ab[1] }, None)),
-            );
-        }
-        if wanted(ClassifierKind::RbfSvm) {
-            let r = &settings.rbf_svm;
-            let features = RandomFeatures { count: r.features, seed: r.seed, gamma: if r.gamma > 0.0 { r.gamma } else { 1.0 / width as f64 } };
-            let fit = svm_fit(self, &mut round, r.c, Some(features)).await;
-            let note = format!("{} random Fourier features, γ = {:.3}", features.count, features.gamma);
-            record(
-                ClassifierKind::RbfSvm,
-                fit.map(|(w, ab)| {
-                    (Scorer::RbfSvm { width, features, intercept: w[0], coefficients: w[1..].to_vec(), platt_a: ab[0], platt_b: ab[1] }, Some(note))
-                }),
-            );
+        // 2–4. Logistic regression (ridge), linear SVM, RBF SVM on random Fourier features:
+        // C as set, or chosen by cross-validated AUC over the folds the sites recorded.
+        let folds = self.study.selection.lasso.folds;
+        let mut penalties: BTreeMap<ClassifierKind, (f64, Vec<classifiers::CvPoint>)> = BTreeMap::new();
+        for (kind, c) in [
+            (ClassifierKind::LogisticRegression, settings.logistic.c),
+            (ClassifierKind::LinearSvm, settings.linear_svm.c),
+            (ClassifierKind::RbfSvm, settings.rbf_svm.c),
+        ] {
+            if !wanted(kind) {
+                continue;
+            }
+            let mut notes = Vec::new();
+            if kind == ClassifierKind::RbfSvm {
+                notes.push(format!("{} random Fourier features, γ = {:.3}", rff.count, rff.gamma));
+            }
+            let c = if settings.search.enabled {
+                let mut ctx = (&mut *self, round);
+                let search = classifiers::cv_search(
+                    &mut ctx,
+                    &settings.search.c,
+                    folds,
+                    async |ctx: &mut (&mut Self, u64), c: f64, k: u32| fit_newton(ctx.0, &mut ctx.1, kind, c, k).await,
+                    async |ctx: &mut (&mut Self, u64), fold_scorers: &[Scorer]| {
+                        ctx.1 += 1;
+                        let grid = metrics::DEFAULT_GRID;
+                        let task = task::Kind::Score(proto::ScoreTask {
+                            design: Some(design.clone()),
+                            standardiser: Some(std.to_proto()),
+                            scorers: fold_scorers.iter().map(Scorer::to_proto).collect(),
+                            grid,
+                            folds,
+                        });
+                        let answers = ctx.0.round(step, ctx.1, ctx.0.all_sites(task)).await.map_err(|e| e.to_string())?;
+                        (0..fold_scorers.len() / folds as usize)
+                            .map(|g| {
+                                let nested: Vec<_> = answers.iter().map(|a| a.nested(&format!("g{g}."))).collect();
+                                metrics::combine_class_histograms(&nested, grid).map(|h| h.auc().0).map_err(|e| e.to_string())
+                            })
+                            .collect()
+                    },
+                )
+                .await;
+                round = ctx.1;
+                match search {
+                    Ok((chosen, points)) => {
+                        let tried: Vec<String> = points.iter().map(|p| format!("{} → {:.3}", p.c, p.auc)).collect();
+                        notes.push(format!("C = {chosen} chosen by {folds}-fold cross-validated AUC ({})", tried.join(", ")));
+                        penalties.insert(kind, (chosen, points));
+                        chosen
+                    }
+                    Err(e) => {
+                        record(kind, Err(format!("hyperparameter search: {e}")));
+                        continue;
+                    }
+                }
+            } else {
+                penalties.insert(kind, (c, Vec::new()));
+                c
+            };
+            let fit = fit_newton(self, &mut round, kind, c, 0).await;
+            record(kind, fit.map(|s| (s, (!notes.is_empty()).then(|| notes.join("; ")))));
         }
         // 5. Trees: shared bin edges from one round of value counts, then level-wise growth.
         let forest = wanted(ClassifierKind::RandomForest);
@@ -404,6 +468,7 @@ impl StudyRunner<'_> {
             standardiser: Some(std.to_proto()),
             scorers: scorers.iter().map(|s| s.1.to_proto()).collect(),
             grid,
+            folds: 0,
         });
         let answers = self.round(step, round, self.all_sites(kind)).await?;
         let mut results = Vec::new();
@@ -423,7 +488,8 @@ impl StudyRunner<'_> {
             file.threshold = training.threshold;
             let rel = format!("models/{}/{}/{}.json", file.sequence, file.model, serde_json::to_value(kind).unwrap().as_str().unwrap());
             write_json(&self.study.output_dir.join(&rel), file)?;
-            results.push(ClassifierResult { classifier: kind, training, validation, per_site_auc, model_file: rel, note });
+            let (c, cross_validation) = penalties.get(&kind).cloned().map_or((None, Vec::new()), |(c, p)| (Some(c), p));
+            results.push(ClassifierResult { classifier: kind, training, validation, per_site_auc, model_file: rel, note, c, cross_validation });
         }
         Ok((Fitted { results, not_fitted }, round))
     }

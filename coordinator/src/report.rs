@@ -193,7 +193,7 @@ fn comparison_markdown(r: &StudyResults) -> String {
 /// The study's main table (like the published one): per sequence × model × classifier, AUC
 /// (95% CI), accuracy, sensitivity and specificity in training and validation.
 pub fn main_table_markdown(r: &StudyResults) -> String {
-    let mut s = String::from("## Models\n\nModel I = selected radiomic features; Model II = Model I + deep features; Model III = Model II (here Model I) + the clinical model's variables. Fitted from site aggregates; each site scored its own patients and returned histograms of the predicted log-odds (cells 0.001 wide), from which AUC (DeLong 95% CI) and, at the Youden threshold chosen on training, accuracy, sensitivity and specificity follow. **Bold**: best validation AUC.\n\n");
+    let mut s = String::from("## Models\n\nModel I = selected radiomic features; Model II = Model I + deep features; Model III = Model II (here Model I) + the clinical model's variables. Fitted from site aggregates; each site scored its own patients and returned histograms of the predicted log-odds (cells 0.0001 wide), from which AUC (DeLong 95% CI) and, at the Youden threshold chosen on training, accuracy, sensitivity and specificity follow. **Bold**: best validation AUC.\n\n");
     s.push_str("| Sequence | Model | Classifier | Training AUC (95% CI) | ACC | SEN | SPE | Validation AUC (95% CI) | ACC | SEN | SPE |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     let best = best(r);
     for (m, model) in r.models.iter().enumerate() {

@@ -14,6 +14,7 @@
 //! [policy]
 //! min_count = 5                              # refuse any aggregate over fewer patients
 //! max_parameter_ratio = 0.33                 # most model parameters per training patient
+//! # answers = ["cohort_summary", "split", ...] # task kinds answered (default: all)
 //!
 //! [[clinical.extra]]                         # optional extra manifest columns
 //! name = "smoking"
@@ -66,6 +67,10 @@ pub struct Policy {
     /// parameters as patients say too much about each of them.
     #[serde(default = "default_ratio")]
     pub max_parameter_ratio: f64,
+    /// Task kinds this site answers (names as in the audit log, e.g. "tree_round"); absent =
+    /// every kind this agent version knows. Anything else is refused and audited.
+    #[serde(default)]
+    pub answers: Option<Vec<String>>,
 }
 
 fn default_min_count() -> u64 {
@@ -78,7 +83,7 @@ fn default_ratio() -> f64 {
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { min_count: default_min_count(), max_parameter_ratio: default_ratio() }
+        Policy { min_count: default_min_count(), max_parameter_ratio: default_ratio(), answers: None }
     }
 }
 
@@ -118,6 +123,11 @@ impl SiteConfig {
         }
         if self.policy.min_count == 0 {
             return Err("policy.min_count must be at least 1".into());
+        }
+        for kind in self.policy.answers.iter().flatten() {
+            if !crate::engine::TASK_KINDS.contains(&kind.as_str()) {
+                return Err(format!("policy.answers: unknown task kind `{kind}` (known: {})", crate::engine::TASK_KINDS.join(", ")));
+            }
         }
         match (self.coordinator.starts_with("https://"), self.coordinator.starts_with("http://"), self.insecure_plaintext) {
             (true, _, false) if self.tls.is_some() => {}

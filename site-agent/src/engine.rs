@@ -39,6 +39,28 @@ fn valid_study_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && !id.starts_with('.') && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
+/// Every task kind this agent version answers, by the name the audit log and
+/// `policy.answers` use.
+pub const TASK_KINDS: [&str; 17] = [
+    "cohort_summary",
+    "split",
+    "table1",
+    "extract_features",
+    "folds",
+    "feature_moments",
+    "rank_histogram",
+    "correlation",
+    "lasso_round",
+    "cv_loss",
+    "logistic_round",
+    "design_moments",
+    "classifier_round",
+    "score",
+    "value_histogram",
+    "tree_round",
+    "paired_scores",
+];
+
 fn kind_name(t: &Task) -> &'static str {
     match &t.kind {
         Some(task::Kind::CohortSummary(_)) => "cohort_summary",
@@ -169,6 +191,12 @@ impl SiteEngine {
 
     fn compute(&self, task: &Task) -> Result<proto::Aggregate, Failure> {
         let min = self.config.policy.min_count;
+        if let Some(allowed) = &self.config.policy.answers {
+            let kind = kind_name(task);
+            if kind != "unknown" && !allowed.iter().any(|a| a == kind) {
+                return Err(Failure::Refused(SiteRefusal::Precondition(format!("this site's policy does not answer {kind} tasks"))));
+            }
+        }
         let records = &self.cohort.records;
         match &task.kind {
             Some(task::Kind::CohortSummary(_)) => Ok(cohort_summary::site_cohort_summary(records, &self.cohort.excluded_counts(), min)?),
@@ -325,7 +353,15 @@ impl SiteEngine {
         };
         let variables = self.checked_variables(&design.variables)?;
         let roles = self.load_split(study_id)?;
-        selection::design_data(table.as_deref(), design, &variables, &self.cohort.records, &roles)
+        let mut data = selection::design_data(table.as_deref(), design, &variables, &self.cohort.records, &roles)?;
+        let folds = self.load_folds(study_id);
+        if !folds.is_empty() {
+            data.folds = self.fold_count(study_id);
+            for (id, f) in data.ids.iter().zip(data.fold.iter_mut()) {
+                *f = folds.get(id).copied().unwrap_or(0);
+            }
+        }
+        Ok(data)
     }
 
     fn fold_count(&self, study_id: &str) -> u32 {

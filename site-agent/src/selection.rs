@@ -199,6 +199,10 @@ pub struct DesignData {
     pub rows: Vec<Vec<f64>>,
     /// Patient ids stay at the site; trees draw their bootstrap weights from them.
     pub ids: Vec<String>,
+    /// Cross-validation fold of each patient (0: none recorded, or not in training).
+    pub fold: Vec<u32>,
+    /// How many folds the site recorded for the study (0: none).
+    pub folds: u32,
     pub role: Vec<CohortRole>,
     pub outcome: Vec<bool>,
 }
@@ -215,7 +219,15 @@ impl DesignData {
     }
 
     fn training_with_ids(&self, std: &Standardiser) -> Result<(Vec<Vec<f64>>, Vec<bool>, Vec<String>), Failure> {
-        let keep: Vec<usize> = (0..self.rows.len()).filter(|&i| self.role[i] == CohortRole::Training).collect();
+        self.training_outside_fold(std, 0)
+    }
+
+    /// Training patients outside fold `k` (all of them for k = 0).
+    fn training_outside_fold(&self, std: &Standardiser, k: u32) -> Result<(Vec<Vec<f64>>, Vec<bool>, Vec<String>), Failure> {
+        if k > 0 && k > self.folds {
+            return Err(Failure::Refused(SiteRefusal::Precondition(format!("fold {k} does not exist here ({} folds recorded for this study)", self.folds))));
+        }
+        let keep: Vec<usize> = (0..self.rows.len()).filter(|&i| self.role[i] == CohortRole::Training && (k == 0 || self.fold[i] != k)).collect();
         let rows: Vec<Vec<f64>> = keep.iter().map(|&i| self.rows[i].clone()).collect();
         Ok((std.apply(&rows)?, keep.iter().map(|&i| self.outcome[i]).collect(), keep.iter().map(|&i| self.ids[i].clone()).collect()))
     }
@@ -250,7 +262,7 @@ pub fn design_data(
     if feature_cols.is_empty() && clinical_cols.is_empty() {
         return Err(SiteRefusal::InvalidParameters("the model design is empty".into()).into());
     }
-    let mut data = DesignData { rows: Vec::new(), ids: Vec::new(), role: Vec::new(), outcome: Vec::new() };
+    let mut data = DesignData { rows: Vec::new(), ids: Vec::new(), fold: Vec::new(), folds: 0, role: Vec::new(), outcome: Vec::new() };
     for (r, role) in records.iter().zip(roles) {
         let mut row: Vec<f64> = match table {
             Some(t) if !feature_cols.is_empty() => match t.rows.get(&r.patient_id) {
@@ -265,6 +277,7 @@ pub fn design_data(
         }
         data.rows.push(row);
         data.ids.push(r.patient_id.clone());
+        data.fold.push(0);
         data.role.push(*role);
         data.outcome.push(r.outcome);
     }
@@ -281,7 +294,7 @@ pub fn classifier_round(data: &DesignData, t: &proto::ClassifierRoundTask, min_c
     use fedrad_shared::algorithms::classifiers;
     use fedrad_shared::proto::ClassifierObjective as O;
     let std = Standardiser::from_proto(t.standardiser.as_ref(), data.width())?;
-    let (mut z, y) = data.training(&std)?;
+    let (mut z, y, _) = data.training_outside_fold(&std, t.exclude_fold)?;
     let mut w = data.width();
     if let Some(rf) = &t.random_features {
         let features = classifiers::RandomFeatures::from_proto(rf)?;
@@ -312,6 +325,9 @@ pub fn score(data: &DesignData, t: &proto::ScoreTask, min_count: u64) -> Result<
     let z = std.apply(&data.rows)?;
     if t.scorers.is_empty() || t.scorers.len() > 100 {
         return Err(SiteRefusal::InvalidParameters("a score task needs 1 to 100 scorers".into()).into());
+    }
+    if t.folds > 0 {
+        return out_of_fold_scores(data, &z, t, min_count);
     }
     let mut b = fedrad_shared::aggregate::AggregateBuilder::new(data.rows.len() as u64);
     for (k, spec) in t.scorers.iter().enumerate() {
@@ -404,4 +420,25 @@ pub fn paired_scores(designs: &[DesignData], t: &proto::PairedScoresTask, min_co
         return Err(invalid("score grid outside 100 to 1000000 cells"));
     }
     Ok(site_placements(&log_odds, &outcome, &merged, t.grid, min_count)?)
+}
+
+/// Hyperparameter search: every training patient scored by the model fitted without its fold.
+fn out_of_fold_scores(data: &DesignData, z: &[Vec<f64>], t: &proto::ScoreTask, min_count: u64) -> Result<proto::Aggregate, Failure> {
+    use fedrad_shared::algorithms::classifiers::Scorer;
+    use fedrad_shared::algorithms::metrics::site_class_histograms;
+    let k = t.folds as usize;
+    if t.folds != data.folds || t.scorers.len() % k != 0 {
+        return Err(Failure::Refused(SiteRefusal::Precondition(format!(
+            "out-of-fold scoring needs one scorer per recorded fold ({} here) and value",
+            data.folds
+        ))));
+    }
+    let scorers = t.scorers.iter().map(|s| Scorer::from_proto(s, data.width())).collect::<Result<Vec<_>, _>>()?;
+    let training: Vec<usize> = (0..z.len()).filter(|&i| data.role[i] == CohortRole::Training && data.fold[i] > 0).collect();
+    let mut b = fedrad_shared::aggregate::AggregateBuilder::new(training.len() as u64);
+    for g in 0..scorers.len() / k {
+        let scores: Vec<(bool, f64)> = training.iter().map(|&i| (data.outcome[i], scorers[g * k + data.fold[i] as usize - 1].log_odds(&z[i]))).collect();
+        b = b.nested(&format!("g{g}."), site_class_histograms(&scores, t.grid, min_count)?);
+    }
+    Ok(b.build())
 }

@@ -91,6 +91,7 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
             parameters: vec![0.0; 41],
             svm: vec![],
             random_features: None,
+            exclude_fold: 0,
         })),
     );
     assert_eq!(reason, InvalidParameters, "{detail}");
@@ -107,10 +108,27 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
             parameters: vec![0.0; 401],
             svm: vec![],
             random_features: Some(proto::RandomFeatures { count: 400, seed: 1, gamma: 0.3 }),
+            exclude_fold: 0,
         })),
     );
     assert_eq!(reason, InvalidParameters, "{detail}");
     assert!(detail.contains("parameters"), "{detail}");
+
+    // Cross-validation: a fold the site never recorded.
+    let (reason, detail) = refusal(
+        &engine,
+        "cv-fold",
+        Some(task::Kind::ClassifierRound(proto::ClassifierRoundTask {
+            design: Some(narrow.clone()),
+            standardiser: Some(std.clone()),
+            objective: proto::ClassifierObjective::Logistic as i32,
+            parameters: vec![0.0; 4],
+            svm: vec![],
+            random_features: None,
+            exclude_fold: 99,
+        })),
+    );
+    assert_eq!(reason, Precondition, "{detail}");
 
     // Trees: a request for a node that is not a leaf, a column outside the design, a tree whose
     // child points back at its parent, unsorted edges, and a round bigger than the site answers.
@@ -151,5 +169,24 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
     assert_eq!(a.patient_count, (n - pos) * 7 / 10 + pos * 7 / 10, "the training cohort");
     let log = site_agent::audit::verify(&dir.join("work/audit.jsonl")).unwrap();
     assert!(log.iter().filter(|e| e.outcome == "refused").count() >= 21);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn hostile_task_kinds_outside_the_sites_allow_list_are_refused() {
+    let dir = common::fresh_dir("hostile-allow");
+    let cohort = common::one_hospital(&dir.join("cohort"), 3, 40);
+    let mut cfg = common::local_config(&cohort.manifests[0].1, &dir);
+    cfg.policy.answers = Some(vec!["cohort_summary".into()]);
+    cfg.validate().unwrap();
+    let engine = site_agent::load_engine(cfg.clone()).unwrap();
+    answered(&engine, "summary", task::Kind::CohortSummary(proto::CohortSummaryTask {}));
+    let (reason, detail) = refusal(&engine, "split", Some(task::Kind::Split(proto::SplitTask { seed: 1, training_quota_negative: 10, training_quota_positive: 5 })));
+    assert_eq!(reason, RefusalReason::Precondition);
+    assert!(detail.contains("does not answer split"), "{detail}");
+    assert!(!dir.join("work/studies/hostile/split.csv").exists(), "a refused split records nothing");
+    // A misspelt kind in the policy is a configuration error naming it.
+    cfg.policy.answers = Some(vec!["tree_rounds".into()]);
+    assert!(cfg.validate().unwrap_err().contains("tree_rounds"));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -29,6 +29,12 @@ fn study_selection_mistakes_are_named() {
         ("[selection.lasso]\nlambda = 3\n", "unknown field"),
         ("[selection]\nsequences = [\"flair\"]\n", "flair"),
         ("[selection]\nunivariate = { test = \"anova\" }\n", "anova"),
+        ("[models]\nclassifiers = [\"knn\"]\n", "knn"),
+        ("[models]\nsearch = { enabled = true, c = [] }\n", "models.search.c"),
+        ("[models]\nforest = { trees = 0 }\n", "forest.trees"),
+        ("[models]\nboosting = { learning_rate = 2.0 }\n", "boosting.learning_rate"),
+        ("[models]\nlogistic = { c = -1 }\n", "models.logistic.c"),
+        ("[models]\nrbf_svm = { features = 0 }\n", "models.rbf_svm"),
     ] {
         std::fs::write(&p, format!("{base}{extra}")).unwrap();
         let err = coordinator::config::StudyConfig::load(&p).unwrap_err().to_string();

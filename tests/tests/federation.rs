@@ -55,6 +55,8 @@ async fn four_sites_over_mtls_give_the_pooled_split_table1_selection_and_models(
     // 84 training patients over four sites (the smallest has ~15): 5 folds of 3 at least.
     study.selection.lasso.folds = 5;
     study.clinical_model.variables = Some(vec!["age".into(), "sex".into(), "overall_stage".into()]);
+    // C of logistic regression and the SVMs chosen by cross-validated AUC (checked below).
+    study.models.search = coordinator::config::SearchSettings { enabled: true, c: vec![0.1, 10.0] };
     let results = StudyRunner::new(server.hub.clone(), study, &Quiet).run().await.expect("study runs");
 
     // Pooled reference straight from the files.
@@ -239,7 +241,7 @@ fn check_models_against_pooled(
             let file: fedrad_shared::algorithms::classifiers::ModelFile =
                 serde_json::from_str(&std::fs::read_to_string(dir.path().join("study").join(&cl.model_file)).unwrap()).unwrap();
             // Design rows of every patient with the sequence's features and complete clinical data.
-            let mut rows: Vec<(CohortRole, bool, Vec<f64>)> = Vec::new();
+            let mut rows: Vec<(CohortRole, bool, Vec<f64>, String)> = Vec::new();
             for (site, _) in &cohort.manifests {
                 let table = std::fs::read_to_string(dir.path().join("work").join(site).join(format!("studies/federation-test/features/{}.csv", file.sequence))).unwrap();
                 for line in table.lines().skip(1) {
@@ -250,7 +252,7 @@ fn check_models_against_pooled(
                         let Some(c) = logistic::design_row(&patients[i].1, &file.clinical_variables) else { continue };
                         row.extend(file.clinical_columns.iter().map(|&k| c[k as usize]));
                     }
-                    rows.push((roles[i], patients[i].1.outcome, row));
+                    rows.push((roles[i], patients[i].1.outcome, row, cells[0].to_string()));
                 }
             }
             for (cohort_role, metrics) in [(CohortRole::Training, &cl.training), (CohortRole::Validation, &cl.validation)] {
@@ -263,29 +265,63 @@ fn check_models_against_pooled(
                 assert!((auc - metrics.auc).abs() < 1e-4, "{} {} {:?} {cohort_role:?}: pooled AUC {auc} vs {}", model.sequence, model.model, cl.classifier, metrics.auc);
             }
             if cl.classifier == classifiers::ClassifierKind::LogisticRegression {
-                let (z, y): (Vec<Vec<f64>>, Vec<bool>) =
-                    rows.iter().filter(|r| r.0 == CohortRole::Training).map(|r| (file.standardiser.apply(std::slice::from_ref(&r.2)).unwrap().remove(0), r.1)).unzip();
-                let width = z[0].len();
-                let (beta, _, converged) = fedrad_shared::algorithms::block_on_ready(classifiers::minimise(vec![0.0; width + 1], async |b: &[f64]| {
-                    let m = logistic::ModelPoint { columns: (0..width).collect(), coefficients: b.to_vec() };
-                    let t = logistic::site_round(&z, &y, std::slice::from_ref(&m), 1, 1.0).unwrap();
-                    let t = logistic::combine(&[fedrad_shared::aggregate::SiteAggregate::new("pooled", t)], &[m]).unwrap().remove(0);
-                    Ok(classifiers::ridge_logistic_objective((t.1, t.2, t.3), b, 1.0))
-                }))
-                .unwrap();
-                assert!(converged);
+                let training: Vec<&(CohortRole, bool, Vec<f64>, String)> = rows.iter().filter(|r| r.0 == CohortRole::Training).collect();
+                let z: Vec<Vec<f64>> = training.iter().map(|r| file.standardiser.apply(std::slice::from_ref(&r.2)).unwrap().remove(0)).collect();
+                let y: Vec<bool> = training.iter().map(|r| r.1).collect();
+                let c = cl.c.expect("logistic regression reports its C");
+                let beta = pooled_ridge_logistic(&z, &y, c);
                 let classifiers::Scorer::Logistic { intercept, coefficients } = &file.scorer else { panic!("logistic scorer expected") };
                 assert!((intercept - beta[0]).abs() < 1e-8);
                 for (a, b) in coefficients.iter().zip(&beta[1..]) {
                     assert!((a - b).abs() < 1e-8, "{a} vs {b}");
                 }
+                // The search: out-of-fold AUC per C over the folds the sites recorded.
+                assert_eq!(cl.cross_validation.len(), 2, "two values searched");
+                let fold_of = |id: &str| -> u32 {
+                    cohort.manifests.iter().find_map(|(site, _)| {
+                        let text = std::fs::read_to_string(dir.path().join("work").join(site).join("studies/federation-test/folds.csv")).unwrap();
+                        text.lines().skip(1).find_map(|l| l.split_once(',').filter(|(i, _)| *i == id).map(|(_, f)| f.parse().unwrap()))
+                    })
+                    .expect("every training patient has a fold")
+                };
+                let fold: Vec<u32> = training.iter().map(|r| fold_of(&r.3)).collect();
+                for point in &cl.cross_validation {
+                    let mut scores = vec![0.0; z.len()];
+                    for k in 1..=5 {
+                        let keep: Vec<usize> = (0..z.len()).filter(|&i| fold[i] != k).collect();
+                        let b = pooled_ridge_logistic(&keep.iter().map(|&i| z[i].clone()).collect::<Vec<_>>(), &keep.iter().map(|&i| y[i]).collect::<Vec<_>>(), point.c);
+                        for i in (0..z.len()).filter(|&i| fold[i] == k) {
+                            let eta = b[0] + b[1..].iter().zip(&z[i]).map(|(a, x)| a * x).sum::<f64>();
+                            scores[i] = f64::from(metrics::score_cell(eta, metrics::DEFAULT_GRID));
+                        }
+                    }
+                    let (auc, _) = metrics::pooled_auc(&scores, &y);
+                    assert!((auc - point.auc).abs() < 1e-9, "C = {}: pooled out-of-fold AUC {auc} vs {}", point.c, point.auc);
+                }
+                let best = cl.cross_validation.iter().map(|p| p.auc).fold(f64::NEG_INFINITY, f64::max);
+                assert!(cl.cross_validation.iter().any(|p| p.c == c && p.auc == best), "chosen C {c} has the best CV AUC");
             }
         }
     }
 }
 
+/// Ridge logistic regression (C) on pooled rows with the project's Newton solver.
+fn pooled_ridge_logistic(z: &[Vec<f64>], y: &[bool], c: f64) -> Vec<f64> {
+    use fedrad_shared::algorithms::{classifiers, logistic};
+    let width = z[0].len();
+    let (beta, _, converged) = fedrad_shared::algorithms::block_on_ready(classifiers::minimise(vec![0.0; width + 1], async |b: &[f64]| {
+        let m = logistic::ModelPoint { columns: (0..width).collect(), coefficients: b.to_vec() };
+        let t = logistic::site_round(z, y, std::slice::from_ref(&m), 1, 1.0).unwrap();
+        let t = logistic::combine(&[fedrad_shared::aggregate::SiteAggregate::new("pooled", t)], &[m]).unwrap().remove(0);
+        Ok(classifiers::ridge_logistic_objective((t.1, t.2, t.3), b, c))
+    }))
+    .unwrap();
+    assert!(converged);
+    beta
+}
+
 /// The DeLong comparison equals DeLong's covariance computed from every validation patient's
-/// scores under every saved model (within the score grid's 0.001 log-odds cells).
+/// scores under every saved model (within the score grid's 0.0001 log-odds cells).
 fn check_comparison_against_pooled(
     dir: &TempDir,
     cohort: &fedrad_synth::GeneratedCohort,

@@ -1,6 +1,6 @@
 //! Validation metrics from score histograms: each site scores its own patients and sends, per
 //! cohort (training, validation) and outcome class, how many predicted log-odds fall in each
-//! cell of a fine shared grid (G = 100 000 equal cells over [−50, 50], i.e. 0.001 log-odds
+//! cell of a fine shared grid (G = 1 000 000 equal cells over [−50, 50], i.e. 0.0001 log-odds
 //! wide; beyond that range at the ends), plus the Brier sum and calibration sums. Nothing per
 //! patient leaves. The grid is on the log-odds scale so that confident classifiers (naive
 //! Bayes easily says 1e-12) are still resolved; it is monotone in the probability, so ranks,
@@ -26,7 +26,7 @@ use crate::aggregate::{AggregateBuilder, SiteAggregate};
 use crate::clinical::CohortRole;
 use crate::proto::Aggregate;
 
-pub const DEFAULT_GRID: u32 = 100_000;
+pub const DEFAULT_GRID: u32 = 1_000_000;
 /// The grid covers log-odds in [−LOG_ODDS_LIMIT, LOG_ODDS_LIMIT].
 pub const LOG_ODDS_LIMIT: f64 = 50.0;
 const CALIBRATION_BINS: usize = 10;
@@ -113,7 +113,53 @@ pub fn site_score_summary(scored: &[Scored], grid: u32, min_count: u64) -> Resul
     Ok(b.build())
 }
 
+/// Out-of-fold scores of the training patients (each scored by the model fitted without its
+/// fold): per class the sparse histogram ("cells.<class>", "counts.<class>"), for the
+/// cross-validated AUC of a hyperparameter search. Each class must reach `min_count`.
+pub fn site_class_histograms(scores: &[(bool, f64)], grid: u32, min_count: u64) -> Result<Aggregate, SiteRefusal> {
+    if !(100..=1_000_000).contains(&grid) {
+        return Err(SiteRefusal::InvalidParameters(format!("score grid {grid}: use 100 to 1000000 cells")));
+    }
+    if scores.iter().any(|s| s.1.is_nan()) {
+        return Err(SiteRefusal::Precondition("a patient's score is not finite".into()));
+    }
+    let mut b = AggregateBuilder::new(scores.len() as u64);
+    for class in [false, true] {
+        let mut hist: BTreeMap<u32, u64> = BTreeMap::new();
+        for s in scores.iter().filter(|s| s.0 == class) {
+            *hist.entry(cell(s.1, grid)).or_default() += 1;
+        }
+        require_min_count(&format!("training patients with a {} outcome", class_name(class)), hist.values().sum(), min_count)?;
+        b = b
+            .vector(format!("cells.{}", class_name(class)), hist.keys().map(|&k| k as f64).collect())
+            .vector(format!("counts.{}", class_name(class)), hist.values().map(|&v| v as f64).collect());
+    }
+    Ok(b.build())
+}
+
 // ---- coordinator half --------------------------------------------------------------------
+
+/// Merges [`site_class_histograms`] answers.
+pub fn combine_class_histograms(answers: &[SiteAggregate], grid: u32) -> Result<ScoreHistogram, CombineError> {
+    if answers.is_empty() {
+        return Err(CombineError::NoSites);
+    }
+    let mut h = ScoreHistogram { grid, calibration: vec![[0.0; 3]; CALIBRATION_BINS], ..Default::default() };
+    for a in answers {
+        for class in [false, true] {
+            let cells = a.counts_any(&format!("cells.{}", class_name(class)))?;
+            let counts = a.counts(&format!("counts.{}", class_name(class)), cells.len())?;
+            let target = if class { &mut h.positive } else { &mut h.negative };
+            for (c, n) in cells.into_iter().zip(counts) {
+                if c >= grid as u64 {
+                    return Err(CombineError::Inconsistent { site: a.site_id.clone(), detail: format!("score cell {c} outside the grid") });
+                }
+                *target.entry(c as u32).or_default() += n;
+            }
+        }
+    }
+    Ok(h)
+}
 
 /// Merged histograms of one cohort: counts per cell for negatives and positives.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -15,7 +15,7 @@
 //!    sums of placements (M) and of their pairwise products (M × M) — [`site_placements`].
 //!
 //! The sums add up to the pooled ones exactly, so the covariance is the pooled DeLong
-//! covariance on the grid (cells 0.001 log-odds wide; ties within a cell count as ties). The
+//! covariance on the grid (cells 0.0001 log-odds wide; ties within a cell count as ties). The
 //! second round shows each site the merged score distribution of the cohort (no patient
 //! identities), and every sum covers at least `min_count` patients of a class.
 
