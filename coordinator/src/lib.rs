@@ -6,6 +6,7 @@ pub mod config;
 pub mod demo;
 pub mod html;
 pub mod hub;
+pub mod journal;
 pub mod models;
 pub mod report;
 pub mod selection;

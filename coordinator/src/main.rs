@@ -24,6 +24,10 @@ enum Command {
         config: PathBuf,
         #[arg(long)]
         study: PathBuf,
+        /// Continue an interrupted run of this study: rounds already answered (recorded in
+        /// the output folder's journal) are not asked again.
+        #[arg(long)]
+        resume: bool,
     },
     /// The whole federated study on a synthetic four-hospital cohort, on this machine.
     Demo(coordinator::demo::DemoArgs),
@@ -75,7 +79,7 @@ fn main() -> anyhow::Result<()> {
             println!("{site}: {}", dir.display());
             Ok(())
         }
-        Command::Serve { config, study } => {
+        Command::Serve { config, study, resume } => {
             let cfg = CoordinatorConfig::load(&config)?;
             let study = StudyConfig::load(&study)?;
             let rt = tokio::runtime::Runtime::new()?;
@@ -83,7 +87,7 @@ fn main() -> anyhow::Result<()> {
                 let server = coordinator::start_server(&cfg).await?;
                 let progress = coordinator::TerminalProgress::default();
                 let out = study.output_dir.clone();
-                let results = coordinator::study::StudyRunner::new(server.hub.clone(), study, &progress).run().await.context("the study failed")?;
+                let results = coordinator::study::StudyRunner::new(server.hub.clone(), study, &progress).resume(resume).run().await.context("the study failed")?;
                 server.stop().await;
                 println!("{}", coordinator::report::markdown(&results));
                 println!("results written to {}", out.display());

@@ -42,6 +42,8 @@ pub struct StepProtocol {
     pub seconds: f64,
     /// False if the step failed (e.g. a site refused); its cost is still counted.
     pub completed: bool,
+    /// Rounds answered from the journal of an earlier run (`--resume`), which cost nothing.
+    pub replayed_rounds: u64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -62,6 +64,10 @@ pub struct StudyResults {
     pub comparison: Option<crate::comparison::ModelComparison>,
     /// Why the models were not compared, when they were not.
     pub comparison_note: Option<String>,
+    /// Rounds, bytes and seconds per step of this run: written to `protocol.json`, not to
+    /// `results.json`, which depends only on the data and the study file (a resumed or
+    /// disturbed run writes the same bytes).
+    #[serde(skip)]
     pub protocol: Vec<StepProtocol>,
     pub software_version: String,
 }
@@ -82,6 +88,9 @@ pub struct StudyRunner<'a> {
     pub(crate) study: StudyConfig,
     progress: &'a dyn Progress,
     protocol: Vec<StepProtocol>,
+    resume: bool,
+    journal: Option<crate::journal::Journal>,
+    replayed: u64,
 }
 
 fn traffic_total(t: &std::collections::HashMap<String, Traffic>) -> Traffic {
@@ -94,16 +103,34 @@ fn traffic_total(t: &std::collections::HashMap<String, Traffic>) -> Traffic {
 
 impl<'a> StudyRunner<'a> {
     pub fn new(hub: Hub, study: StudyConfig, progress: &'a dyn Progress) -> Self {
-        StudyRunner { hub, study, progress, protocol: Vec::new() }
+        StudyRunner { hub, study, progress, protocol: Vec::new(), resume: false, journal: None, replayed: 0 }
+    }
+
+    /// Continue an interrupted run: rounds recorded in `<output_dir>/journal/` are replayed
+    /// instead of being asked again (see [`crate::journal`]).
+    pub fn resume(mut self, resume: bool) -> Self {
+        self.resume = resume;
+        self
     }
 
     /// One round of a step: the same task kind to every site, concurrently.
     pub(crate) async fn round(&mut self, step: &str, round: u64, kinds: BTreeMap<String, task::Kind>) -> Result<Vec<SiteAggregate>, StudyError> {
         let timeout = Duration::from_secs(self.study.timeouts.task_secs);
+        let task_id = format!("{step}-r{round}");
+        let round_digest = crate::journal::Journal::round_digest(&self.study.study_id, &task_id, &kinds);
+        if let Some(answers) = self.journal.as_ref().and_then(|j| j.replay(&task_id, &round_digest)) {
+            self.replayed += 1;
+            for a in &answers {
+                self.progress.site_answered(step, &a.site_id);
+            }
+            return Ok(answers);
+        }
         let mut set = tokio::task::JoinSet::new();
         for (site, kind) in kinds {
             let hub = self.hub.clone();
-            let task = Task { task_id: format!("{step}-r{round}"), study_id: self.study.study_id.clone(), kind: Some(kind) };
+            // The id names the round and its content, so a rerun with other settings never
+            // reuses an id a site has already answered for a different task.
+            let task = Task { task_id: format!("{task_id}-{}", &round_digest[..12]), study_id: self.study.study_id.clone(), kind: Some(kind) };
             set.spawn(async move {
                 let r = hub.run_task(&site, task, timeout).await;
                 (site, r)
@@ -134,6 +161,11 @@ impl<'a> StudyRunner<'a> {
             return Err(e);
         }
         answers.sort_by(|a, b| a.site_id.cmp(&b.site_id));
+        if let Some(j) = &self.journal {
+            if let Err(e) = j.record(&task_id, &round_digest, &answers) {
+                tracing::warn!(error = %e, round = %task_id, "could not journal the round; a resumed run will ask it again");
+            }
+        }
         Ok(answers)
     }
 
@@ -144,6 +176,7 @@ impl<'a> StudyRunner<'a> {
     ) -> Result<T, StudyError> {
         self.progress.step_started(name, self.study.sites.len());
         let before = traffic_total(&self.hub.traffic());
+        let replayed_before = self.replayed;
         let start = Instant::now();
         let result = body(self).await;
         let after = traffic_total(&self.hub.traffic());
@@ -161,6 +194,7 @@ impl<'a> StudyRunner<'a> {
             bytes_from_sites: after.bytes_from_site - before.bytes_from_site,
             seconds: start.elapsed().as_secs_f64(),
             completed: result.is_ok(),
+            replayed_rounds: self.replayed - replayed_before,
         });
         self.progress.step_finished(name);
         tracing::info!(step = name, rounds, seconds = format!("{:.2}", start.elapsed().as_secs_f64()), "step done");
@@ -187,8 +221,12 @@ impl<'a> StudyRunner<'a> {
 
     /// Runs every step and writes the outputs.
     pub async fn run(mut self) -> Result<StudyResults, StudyError> {
-        self.wait_for_sites().await?;
         let out = self.study.output_dir.clone();
+        let journal_dir = out.join("journal");
+        self.journal = Some(
+            crate::journal::Journal::open(journal_dir.clone(), self.resume).map_err(|source| StudyError::Output { path: journal_dir.display().to_string(), source })?,
+        );
+        self.wait_for_sites().await?;
 
         let cohort = self
             .step("cohort_summary", async |s: &mut Self| {
@@ -297,6 +335,7 @@ impl<'a> StudyRunner<'a> {
             software_version: env!("CARGO_PKG_VERSION").into(),
         };
         write_json(&out.join("results.json"), &results)?;
+        write_json(&out.join("protocol.json"), &results.protocol)?;
         let settings = serde_json::to_string_pretty(&self.study).expect("serialisable");
         crate::report::write_all(&results, &settings, &out).map_err(|source| StudyError::Output { path: out.display().to_string(), source })?;
         Ok(results)

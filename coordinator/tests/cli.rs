@@ -66,7 +66,8 @@ fn the_demo_runs_the_study_with_separate_site_agent_processes() {
     for site in ["hospital-a", "hospital-b", "hospital-c", "hospital-d"] {
         audited += std::fs::read_to_string(out.join("sites").join(site).join("work/audit.jsonl")).unwrap().lines().count() as u64;
     }
-    let tasks: u64 = results["protocol"].as_array().unwrap().iter().map(|p| p["tasks"].as_u64().unwrap()).sum();
+    let protocol: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("study/protocol.json")).unwrap()).unwrap();
+    let tasks: u64 = protocol.as_array().unwrap().iter().map(|p| p["tasks"].as_u64().unwrap()).sum();
     assert_eq!(audited, tasks, "one audit entry per task sent");
     // A hospital scores patients locally with a saved model: on its own validation patients
     // the AUC equals the one the study computed from that site's histograms.

@@ -1,0 +1,97 @@
+//! The round journal: every completed round's answers, written atomically to
+//! `<output_dir>/journal/` as the round finishes. A coordinator restarted with `--resume`
+//! replays the rounds it finds there instead of asking the sites again, and asks the sites
+//! from the first round it has no answers for. The study is a deterministic function of the
+//! answers, so a resumed run reaches exactly the state (and `results.json`) of an
+//! undisturbed one.
+//!
+//! An entry is used only if the tasks of its round are byte-identical to the ones the
+//! resumed run would send (SHA-256 over study, task id and every site's encoded task): a study
+//! file changed between runs makes the rounds differ and they are asked again. The journal
+//! holds aggregates only — what already left the sites — in the coordinator's output folder.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use fedrad_shared::aggregate::SiteAggregate;
+use fedrad_shared::proto::{Aggregate, task};
+use prost::Message;
+use ring::digest::{SHA256, digest};
+
+pub struct Journal {
+    dir: PathBuf,
+    resume: bool,
+}
+
+impl Journal {
+    /// Opens the journal; without `resume` an earlier run's entries are removed first.
+    pub fn open(dir: PathBuf, resume: bool) -> std::io::Result<Self> {
+        if !resume && dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        std::fs::create_dir_all(&dir)?;
+        Ok(Journal { dir, resume })
+    }
+
+    /// Identifies a round by everything that is sent in it.
+    pub fn round_digest(study_id: &str, task_id: &str, kinds: &BTreeMap<String, task::Kind>) -> String {
+        let mut msg = Vec::new();
+        for part in [study_id.as_bytes(), task_id.as_bytes()] {
+            msg.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            msg.extend_from_slice(part);
+        }
+        for (site, kind) in kinds {
+            let encoded = fedrad_shared::proto::Task { task_id: String::new(), study_id: String::new(), kind: Some(kind.clone()) }.encode_to_vec();
+            for part in [site.as_bytes(), encoded.as_slice()] {
+                msg.extend_from_slice(&(part.len() as u64).to_le_bytes());
+                msg.extend_from_slice(part);
+            }
+        }
+        digest(&SHA256, &msg).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn path(&self, task_id: &str) -> PathBuf {
+        self.dir.join(format!("{task_id}.round"))
+    }
+
+    /// The recorded answers of a round, if resuming and recorded for exactly these tasks.
+    pub fn replay(&self, task_id: &str, round_digest: &str) -> Option<Vec<SiteAggregate>> {
+        if !self.resume {
+            return None;
+        }
+        let bytes = std::fs::read(self.path(task_id)).ok()?;
+        let (head, mut rest) = bytes.split_at_checked(65)?;
+        if &head[..64] != round_digest.as_bytes() || head[64] != b'\n' {
+            return None;
+        }
+        let mut answers = Vec::new();
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let (a, b) = rest.split_at_checked(n)?;
+            rest = b;
+            Some(a)
+        };
+        while let Some(len) = take(4) {
+            let site = String::from_utf8(take(u32::from_le_bytes(len.try_into().ok()?) as usize)?.to_vec()).ok()?;
+            let len = u64::from_le_bytes(take(8)?.try_into().ok()?) as usize;
+            answers.push(SiteAggregate::new(site, Aggregate::decode(take(len)?).ok()?));
+        }
+        Some(answers)
+    }
+
+    /// Records a completed round (atomically: a crash leaves the old entry or none).
+    pub fn record(&self, task_id: &str, round_digest: &str, answers: &[SiteAggregate]) -> std::io::Result<()> {
+        let mut out = format!("{round_digest}\n").into_bytes();
+        for a in answers {
+            out.extend_from_slice(&(a.site_id.len() as u32).to_le_bytes());
+            out.extend_from_slice(a.site_id.as_bytes());
+            let agg = a.aggregate.encode_to_vec();
+            out.extend_from_slice(&(agg.len() as u64).to_le_bytes());
+            out.extend_from_slice(&agg);
+        }
+        let path = self.path(task_id);
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, &out)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(tmp, path)
+    }
+}
