@@ -239,6 +239,9 @@ impl Default for RedundancySettings {
 #[serde(rename_all = "snake_case")]
 pub enum SelectAt {
     LambdaMin,
+    /// Spelt `lambda_1se`, as the docs and glmnet's `lambda.1se` (snake case alone would
+    /// give `lambda1se`, which is also accepted).
+    #[serde(rename = "lambda_1se", alias = "lambda1se")]
     Lambda1se,
 }
 

@@ -23,6 +23,10 @@ fn study_selection_mistakes_are_named() {
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join("study.toml");
     let base = "study_id = \"s\"\noutput_dir = \"out\"\nseed = 1\nsites = [\"hospital-a\"]\n";
+    // The documented spelling of λ_1se is accepted.
+    std::fs::write(&p, format!("{base}[selection]\nselect_at = \"lambda_1se\"\n")).unwrap();
+    let s = coordinator::config::StudyConfig::load(&p).unwrap();
+    assert_eq!(s.selection.select_at, coordinator::config::SelectAt::Lambda1se);
     for (extra, needle) in [
         ("[selection.lasso]\nfolds = 1\n", "folds"),
         ("[selection.lasso]\nmixing = 0\n", "mixing"),
