@@ -55,7 +55,7 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
     let (reason, detail) = refusal(&engine, "folds50", Some(task::Kind::Folds(proto::FoldsTask { seed: 1, folds: 50 })));
     assert_eq!(reason, BelowMinCount, "{detail}");
     assert_eq!(refusal(&engine, "folds0", Some(task::Kind::Folds(proto::FoldsTask { seed: 1, folds: 0 }))).0, InvalidParameters);
-    answered(&engine, "folds", task::Kind::Folds(proto::FoldsTask { seed: 1, folds: 3 }));
+    answered(&engine, "folds", task::Kind::Folds(proto::FoldsTask { seed: 1, folds: 2 }));
     // Folds are fixed for the study once recorded.
     assert_eq!(refusal(&engine, "folds-again", Some(task::Kind::Folds(proto::FoldsTask { seed: 2, folds: 3 }))).0, Precondition);
 
@@ -188,5 +188,102 @@ fn hostile_task_kinds_outside_the_sites_allow_list_are_refused() {
     // A misspelt kind in the policy is a configuration error naming it.
     cfg.policy.answers = Some(vec!["tree_rounds".into()]);
     assert!(cfg.validate().unwrap_err().contains("tree_rounds"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A bounded mutation fuzz of protocol decoding at the site: valid tasks are encoded, damaged
+/// (flipped bytes, truncation, inserted garbage) and, when they still decode, handled. Every
+/// one ends in an answer, a refusal or a failure — never a panic — and the site then still
+/// answers a valid task.
+#[test]
+fn hostile_mutated_task_bytes_never_crash_the_site() {
+    use prost::Message;
+    let dir = common::fresh_dir("hostile-mutated");
+    let cohort = common::one_hospital(&dir.join("cohort"), 9, 200);
+    let cfg = common::local_config(&cohort.manifests[0].1, &dir);
+    let engine = site_agent::load_engine(cfg).unwrap();
+    let n = engine.cohort.records.len() as u64;
+    let pos = engine.cohort.records.iter().filter(|r| r.outcome).count() as u64;
+    let split = task::Kind::Split(proto::SplitTask { seed: 1, training_quota_negative: (n - pos) * 7 / 10, training_quota_positive: pos * 7 / 10 });
+    answered(&engine, "split", split.clone());
+    answered(&engine, "extract", task::Kind::ExtractFeatures(proto::ExtractFeaturesTask { parameters_yaml: String::new() }));
+    answered(&engine, "folds", task::Kind::Folds(proto::FoldsTask { seed: 1, folds: 2 }));
+    let table = site_agent::selection::load_table(&dir.join("work/studies/hostile"), "t2").unwrap();
+    let features = proto::FeatureColumns { sequence: "t2".into(), catalogue_sha256: table.digest.clone(), columns: vec![0, 1, 2] };
+    let design = proto::ModelDesign { features: Some(features.clone()), variables: vec![], clinical_columns: vec![] };
+    let std = proto::Standardiser { center: vec![0.0; 3], scale: vec![1.0; 3] };
+    let seeds = [
+        task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(features.clone()) }),
+        task::Kind::ClassifierRound(proto::ClassifierRoundTask {
+            design: Some(design.clone()),
+            standardiser: Some(std.clone()),
+            objective: proto::ClassifierObjective::Logistic as i32,
+            parameters: vec![0.1, 0.2, 0.3, 0.4],
+            svm: vec![],
+            random_features: None,
+            exclude_fold: 0,
+        }),
+        task::Kind::TreeRound(proto::TreeRoundTask {
+            design: Some(design.clone()),
+            standardiser: Some(std.clone()),
+            objective: proto::TreeObjective::BoostingGradients as i32,
+            edges: vec![proto::BinEdges { edges: vec![-1.0, 0.0, 1.0] }; 3],
+            growing: vec![1.0, 3.0, 0.0, 0.5, 1.0, 2.0, 0.1, -1.0, 0.0, 0.0, 0.0, -0.2, -1.0, 0.0, 0.0, 0.0, 0.3],
+            nodes: vec![proto::NodeRequest { tree: 0, node: 1, columns: vec![0, 2] }],
+            seed: 3,
+            base_margin: -0.5,
+            ensemble: vec![1.0, 1.0, -1.0, 0.0, 0.0, 0.0, 0.2],
+        }),
+        task::Kind::Score(proto::ScoreTask {
+            design: Some(design),
+            standardiser: Some(std),
+            scorers: vec![proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0, 1.0, -1.0, 0.5], random_features: None }],
+            grid: 1000,
+            folds: 0,
+        }),
+    ];
+    for (k, seed) in seeds.iter().enumerate() {
+        answered(&engine, &format!("seed-{k}"), seed.clone());
+    }
+    let mut state = 0x5851_f42d_4c95_7f2du64;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let (mut decoded, mut answered_ok) = (0, 0);
+    for i in 0..3000 {
+        let seed = &seeds[i % seeds.len()];
+        let mut bytes = proto::Task { task_id: format!("fuzz-{i}"), study_id: "hostile".into(), kind: Some(seed.clone()) }.encode_to_vec();
+        match next(4) {
+            // One flipped bit: usually still a valid message, with a changed value.
+            3 => {
+                let k = next(bytes.len());
+                bytes[k] ^= 1 << next(8);
+            }
+            0 => {
+                for _ in 0..1 + next(6) {
+                    let k = next(bytes.len());
+                    bytes[k] = next(256) as u8;
+                }
+            }
+            1 => bytes.truncate(next(bytes.len())),
+            _ => {
+                let at = next(bytes.len());
+                let junk: Vec<u8> = (0..1 + next(24)).map(|_| next(256) as u8).collect();
+                bytes.splice(at..at, junk);
+            }
+        }
+        let Ok(task) = proto::Task::decode(bytes.as_slice()) else { continue };
+        decoded += 1;
+        let reply = engine.handle(&task);
+        assert_eq!(reply.task_id, task.task_id);
+        assert!(reply.outcome.is_some());
+        answered_ok += usize::from(matches!(reply.outcome, Some(task_reply::Outcome::Aggregate(_))));
+    }
+    assert!(decoded > 300, "only {decoded} damaged tasks decoded");
+    assert!(answered_ok > 0 && answered_ok < decoded, "{answered_ok} of {decoded} answered");
+    answered(&engine, "after", task::Kind::CohortSummary(proto::CohortSummaryTask {}));
     let _ = std::fs::remove_dir_all(&dir);
 }
