@@ -2,8 +2,8 @@
 //! figures inlined, no scripts, fonts or anything fetched — so it opens anywhere, offline.
 //!
 //! The converter handles exactly what `report.rs` writes: headings, paragraphs, pipe tables,
-//! fenced code blocks, `**bold**`, `` `code` ``, `&nbsp;` and image references to SVG files,
-//! which are inlined.
+//! fenced code blocks, `- ` bullet lists, `**bold**`, `` `code` ``, `&nbsp;` and image
+//! references to SVG files, which are inlined.
 
 use std::path::Path;
 
@@ -101,6 +101,15 @@ pub fn render(markdown: &str, title: &str, base: &Path) -> String {
             }
             body.push_str("</table>\n");
             continue;
+        } else if line.starts_with("- ") {
+            flush(&mut paragraph, &mut body);
+            body.push_str("<ul>\n");
+            while i < lines.len() && lines[i].starts_with("- ") {
+                body.push_str(&format!("<li>{}</li>\n", inline(&lines[i][2..], base)));
+                i += 1;
+            }
+            body.push_str("</ul>\n");
+            continue;
         } else if line.trim().is_empty() {
             flush(&mut paragraph, &mut body);
         } else {
@@ -138,12 +147,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("fedrad-html-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("a.svg"), "<svg xmlns=\"http://www.w3.org/2000/svg\"><rect/></svg>").unwrap();
-        let md = "# Title <x>\n\nSome `code` and **bold**.\n\n| A | B |\n|---|---|\n| 1 | **2** |\n\n![roc](a.svg) ![gone](b.svg)\n";
+        let md = "# Title <x>\n\nSome `code` and **bold**.\n\n| A | B |\n|---|---|\n| 1 | **2** |\n\n![roc](a.svg) ![gone](b.svg)\n\nList:\n\n- one `x`\n- two\n";
         let html = render(md, "t", &dir);
         assert!(html.contains("<h1>Title &lt;x&gt;</h1>"));
         assert!(html.contains("<code>code</code>") && html.contains("<strong>bold</strong>"));
         assert!(html.contains("<tr class=\"best\"><td>1</td><td><strong>2</strong></td></tr>"));
         assert!(html.contains("<svg xmlns") && html.contains("[missing figure b.svg]"));
+        assert!(html.contains("<ul>\n<li>one <code>x</code></li>\n<li>two</li>\n</ul>"));
         assert!(!html.contains("http://") || html.matches("http://").count() == 1, "nothing fetched but the SVG namespace");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -234,7 +234,7 @@ pub fn main_table_markdown(r: &StudyResults) -> String {
         .flat_map(|m| m.classifiers.iter().filter_map(move |c| c.note.as_ref().map(|n| format!("- {} Model {}, {}: {n}\n", sequence_label(&m.sequence), m.model, c.classifier.label()))))
         .collect();
     if !notes.is_empty() {
-        s.push_str("How the non-linear classifiers were built (trees grown level by level from per-node histograms over shared quantile bins; a node is kept as a leaf when a site holds between 1 and its `min_count` − 1 of the node's patients):\n\n");
+        s.push_str("How the classifiers were built (random Fourier features of the RBF SVM; trees grown level by level from per-node histograms over shared quantile bins, a node kept as a leaf when a site holds between 1 and its `min_count` − 1 of the node's patients; C chosen by cross-validation when searched):\n\n");
         s.push_str(&notes.concat());
         s.push('\n');
     }
