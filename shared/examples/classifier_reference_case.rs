@@ -5,7 +5,7 @@
 
 use fedrad_shared::aggregate::SiteAggregate;
 use fedrad_shared::algorithms::classifiers::{self, Scorer, Totals};
-use fedrad_shared::algorithms::testdata::{cohort, standardiser};
+use fedrad_shared::algorithms::testdata::{cohort, site_ranges, standardiser};
 use fedrad_shared::algorithms::{block_on_ready, logistic, standardise};
 
 fn main() {
@@ -15,12 +15,7 @@ fn main() {
     let y: Vec<bool> = y.iter().map(|v| *v == 1.0).collect();
     let width = z[0].len();
     let q = width + 1;
-    let mut sites = Vec::new();
-    let mut start = 0;
-    for s in [73, 62, 53, 41] {
-        sites.push(start..start + s);
-        start += s;
-    }
+    let sites = site_ranges(&[73, 62, 53, 41]);
     let answers = |f: &dyn Fn(&std::ops::Range<usize>) -> fedrad_shared::proto::Aggregate| -> Vec<SiteAggregate> {
         sites.iter().enumerate().map(|(k, r)| SiteAggregate::new(format!("s{k}"), f(r))).collect()
     };

@@ -508,15 +508,7 @@ mod tests {
     use crate::algorithms::lasso::tests::{cohort, standardiser};
     use crate::algorithms::{logistic, standardise};
 
-    fn split(sizes: &[usize]) -> Vec<std::ops::Range<usize>> {
-        let mut out = Vec::new();
-        let mut start = 0;
-        for &s in sizes {
-            out.push(start..start + s);
-            start += s;
-        }
-        out
-    }
+    use crate::algorithms::testdata::site_ranges as split;
 
     /// The four non-tree classifiers fitted over the given partition (trees: `super::trees`).
     fn fit_all(z: &[Vec<f64>], y: &[bool], sizes: &[usize]) -> Vec<Scorer> {

@@ -51,6 +51,17 @@ pub fn cohort(seed: u64) -> (Vec<Vec<f64>>, Vec<f64>, Vec<u32>) {
     (x, y, fold)
 }
 
+/// Consecutive row ranges of the given sizes: the patients of each simulated site.
+pub fn site_ranges(sizes: &[usize]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::with_capacity(sizes.len());
+    let mut start = 0;
+    for &s in sizes {
+        out.push(start..start + s);
+        start += s;
+    }
+    out
+}
+
 pub fn standardiser(x: &[Vec<f64>]) -> Standardiser {
     let p = x[0].len();
     let n = x.len() as f64;
@@ -65,13 +76,8 @@ pub fn standardiser(x: &[Vec<f64>]) -> Standardiser {
 pub fn federated(x: &[Vec<f64>], y: &[f64], fold: &[u32], sizes: &[usize], settings: &LassoSettings, min_count: u64) -> Result<LassoPath, String> {
     let std = standardiser(x);
     let p = std.center.len();
-    let mut sites = Vec::new();
-    let mut start = 0;
-    for &s in sizes {
-        sites.push(start..start + s);
-        start += s;
-    }
-    assert_eq!(start, y.len());
+    let sites = site_ranges(sizes);
+    assert_eq!(sites.last().map_or(0, |r| r.end), y.len());
     let view = |r: &std::ops::Range<usize>| TrainingView { x: &x[r.clone()], y: &y[r.clone()], fold: &fold[r.clone()] };
     let solver = LassoPathSolver::new(settings.clone(), p);
     drive(

@@ -824,15 +824,7 @@ mod tests {
         (z, y.iter().map(|v| *v == 1.0).collect(), ids)
     }
 
-    fn sites(sizes: &[usize]) -> Vec<std::ops::Range<usize>> {
-        let mut out = Vec::new();
-        let mut start = 0;
-        for &s in sizes {
-            out.push(start..start + s);
-            start += s;
-        }
-        out
-    }
+    use crate::algorithms::testdata::site_ranges as sites;
 
     struct Federation<'a> {
         z: &'a [Vec<f64>],
