@@ -942,6 +942,29 @@ mod tests {
     }
 
     #[test]
+    fn random_labels_give_trees_a_validation_auc_near_one_half() {
+        let (z, _, ids) = data();
+        let mut u = crate::algorithms::testdata::uniform_stream(0x1234_5678_9abc_def1);
+        let y: Vec<bool> = z.iter().map(|_| u() < 0.35).collect();
+        let cut = 160;
+        let fed = Federation { z: &z[..cut], y: &y[..cut], ids: &ids[..cut], sites: sites(&[60, 50, 50]), min_count: 1 };
+        let (forest, _) = fed.forest(&ForestSettings { trees: 50, ..ForestSettings::default() });
+        let n1 = y[..cut].iter().filter(|v| **v).count() as f64;
+        let base = (n1 / (cut as f64 - n1)).ln();
+        let (boosted, _) = fed.boosting(&BoostingSettings { rounds: 50, ..BoostingSettings::default() }, base);
+        for (name, scores) in [
+            ("forest", z[cut..].iter().map(|r| forest_probability(&forest, r)).collect::<Vec<f64>>()),
+            ("boosting", z[cut..].iter().map(|r| boosted_margin(base, &boosted, r)).collect()),
+        ] {
+            let (auc, se) = pooled_auc(&scores, &y[cut..]);
+            assert!((auc - 0.5).abs() < 2.5 * se.max(0.05), "{name}: validation AUC {auc} ± {se} on random labels");
+        }
+        // On the training rows the trees do fit the noise (the test can see a difference).
+        let train: Vec<f64> = z[..cut].iter().map(|r| boosted_margin(base, &boosted, r)).collect();
+        assert!(pooled_auc(&train, &y[..cut]).0 > 0.7);
+    }
+
+    #[test]
     fn bootstrap_weights_are_poisson_one() {
         let w: Vec<u32> = (0..20_000).map(|i| bootstrap_weight(7, 3, &format!("X{i}"))).collect();
         let mean = w.iter().map(|&v| f64::from(v)).sum::<f64>() / w.len() as f64;
