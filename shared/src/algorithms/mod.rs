@@ -10,7 +10,9 @@
 pub mod classifiers;
 pub mod cohort_summary;
 pub mod correlation;
+pub mod encoder;
 pub mod extraction;
+pub mod fedavg;
 pub mod folds;
 pub mod glm;
 pub mod lasso;
