@@ -34,6 +34,8 @@ pub struct ModelComparison {
     pub auc: Vec<f64>,
     pub best_versus_others: Vec<PairedComparison>,
     pub clinical_added: Vec<PairedComparison>,
+    /// Model II against Model I, per sequence and classifier: do the deep features add?
+    pub deep_added: Vec<PairedComparison>,
 }
 
 fn label(m: &ModelResult, classifier: &str) -> String {
@@ -88,11 +90,20 @@ impl StudyRunner<'_> {
         // The best on these patients (the earliest on ties, as in the main table).
         let best = (0..labels.len()).fold(0, |b, k| if paired.auc[k] > paired.auc[b] { k } else { b });
         let best_versus_others = (0..labels.len()).filter(|&k| k != best).map(|k| pair(best, k)).collect();
+        // Model III adds the clinical variables to Model II (to Model I without deep features);
+        // Model II adds the deep features to Model I.
         let mut clinical_added = Vec::new();
+        let mut deep_added = Vec::new();
+        let find = |seq: &str, model: &str, classifier| keys.iter().position(|(s, m, c)| s == seq && m == model && c == classifier);
         for (k, (seq, model, classifier)) in keys.iter().enumerate() {
             if model == "III" {
-                if let Some(base) = keys.iter().position(|(s, m, c)| s == seq && m == "I" && c == classifier) {
+                if let Some(base) = find(seq, "II", classifier).or_else(|| find(seq, "I", classifier)) {
                     clinical_added.push(pair(k, base));
+                }
+            }
+            if model == "II" {
+                if let Some(base) = find(seq, "I", classifier) {
+                    deep_added.push(pair(k, base));
                 }
             }
         }
@@ -103,6 +114,7 @@ impl StudyRunner<'_> {
             auc: paired.auc.clone(),
             best_versus_others,
             clinical_added,
+            deep_added,
         };
         crate::study::write_json(&self.study.output_dir.join("model_comparison.json"), &comparison)?;
         Ok((comparison, 2))

@@ -46,6 +46,21 @@
 //! forest = { trees = 100, max_depth = 6, min_leaf = 5, max_features = 0, bins = 32 }
 //! boosting = { rounds = 100, max_depth = 3, learning_rate = 0.1, lambda = 1.0, min_leaf = 5, bins = 32 }
 //! search = { enabled = false, c = [0.01, 0.1, 1, 10, 100] }  # C by CV AUC on the selection folds
+//! [deep]                          # deep features: encoder trained by federated averaging
+//! enabled = true
+//! rounds = 20
+//! local_epochs = 1
+//! batch_size = 16                 # 0 = full batch (with local_epochs = 1: FedSGD)
+//! learning_rate = 0.1 
+//! momentum = 0.9
+//! proximal_mu = 0.0               # FedProx; 0 = FedAvg
+//! mask_fraction = 0.25            # masked-autoencoder corruption
+//! crop = 32                       # pixels; 2.5D crop of the largest tumour slice ± 1
+//! field_mm = 64.0
+//! channels = [8, 16]
+//! embedding = 1000                # deep features per sequence
+//! source = "encoder"              # or "onnx": a study-supplied network, then:
+//! # onnx = { file = "resnet50.onnx", sha256 = "…", input_size = 224, channels = 3, field_mm = 64.0, intensity = "imagenet" }
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -91,6 +106,142 @@ pub struct StudyConfig {
     pub clinical_model: ClinicalModelSettings,
     #[serde(default)]
     pub models: ModelSettings,
+    #[serde(default)]
+    pub deep: DeepSettings,
+}
+
+/// Deep features: the encoder trained across the sites by federated averaging
+/// (`fedrad_shared::algorithms::{encoder, fedavg}`).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeepSettings {
+    pub enabled: bool,
+    /// Federated rounds per sequence.
+    pub rounds: u32,
+    pub local_epochs: u32,
+    /// Patients per local mini-batch; 0 = each site's whole training cohort.
+    pub batch_size: u32,
+    pub learning_rate: f64,
+    pub momentum: f64,
+    /// FedProx's μ; 0 = FedAvg.
+    pub proximal_mu: f64,
+    /// Fraction of 4×4 input patches masked in training.
+    pub mask_fraction: f64,
+    /// Crop side in pixels (a multiple of 4) and in millimetres.
+    pub crop: usize,
+    pub field_mm: f64,
+    pub channels: [usize; 2],
+    /// Number of deep features per sequence.
+    pub embedding: usize,
+    /// Seed of the initial weights, masks and batch order (default: the study seed).
+    pub seed: Option<u64>,
+    /// Where deep features come from: the federated encoder, or a study-supplied network.
+    pub source: DeepSource,
+    /// The study-supplied network (`source = "onnx"`).
+    pub onnx: Option<OnnxNetwork>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeepSource {
+    Encoder,
+    Onnx,
+}
+
+/// A study-supplied ONNX network: each site holds the approved file in its `networks_dir`
+/// and runs it only if it hashes to `sha256`.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnnxNetwork {
+    /// File name in the sites' networks folder.
+    pub file: String,
+    /// SHA-256 of the file (hex).
+    pub sha256: String,
+    /// Input side in pixels (`1 × channels × size × size`).
+    #[serde(default = "default_input_size")]
+    pub input_size: usize,
+    /// 3 = the largest tumour slice and its neighbours; 1 = that slice.
+    #[serde(default = "default_channels")]
+    pub channels: usize,
+    #[serde(default = "default_field")]
+    pub field_mm: f64,
+    /// "imagenet" (crop to [0, 1], ImageNet mean/SD) or "zscore" (tumour z-scores).
+    #[serde(default = "default_intensity")]
+    pub intensity: String,
+}
+
+fn default_input_size() -> usize {
+    224
+}
+fn default_channels() -> usize {
+    3
+}
+fn default_field() -> f64 {
+    64.0
+}
+fn default_intensity() -> String {
+    "imagenet".into()
+}
+
+impl Default for DeepSettings {
+    fn default() -> Self {
+        let a = fedrad_shared::algorithms::encoder::Architecture::default();
+        DeepSettings {
+            enabled: true,
+            rounds: 20,
+            local_epochs: 1,
+            batch_size: 16,
+            learning_rate: 0.1,
+            momentum: 0.9,
+            proximal_mu: 0.0,
+            mask_fraction: 0.25,
+            crop: a.crop,
+            field_mm: a.field_mm,
+            channels: a.channels,
+            embedding: a.embedding,
+            seed: None,
+            source: DeepSource::Encoder,
+            onnx: None,
+        }
+    }
+}
+
+impl DeepSettings {
+    pub fn architecture(&self) -> fedrad_shared::algorithms::encoder::Architecture {
+        fedrad_shared::algorithms::encoder::Architecture { crop: self.crop, field_mm: self.field_mm, channels: self.channels, embedding: self.embedding }
+    }
+
+    pub fn local_training(&self, study_seed: u64) -> fedrad_shared::algorithms::fedavg::LocalTraining {
+        fedrad_shared::algorithms::fedavg::LocalTraining {
+            epochs: self.local_epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            momentum: self.momentum,
+            proximal_mu: self.proximal_mu,
+            mask_fraction: self.mask_fraction,
+            seed: self.seed.unwrap_or(study_seed),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.source == DeepSource::Onnx {
+            let n = self.onnx.as_ref().ok_or("deep.source = \"onnx\" needs [deep.onnx] with file and sha256")?;
+            if n.file.is_empty() || n.file.contains(['/', '\\']) || n.file.starts_with('.') {
+                return Err(format!("deep.onnx.file {:?}: a plain file name in the sites' networks folder", n.file));
+            }
+            if n.sha256.len() != 64 || !n.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("deep.onnx.sha256 {:?}: 64 hexadecimal digits", n.sha256));
+            }
+            let intensity = site_agent::onnx::Intensity::parse(&n.intensity).ok_or_else(|| format!("deep.onnx.intensity {:?}: use \"imagenet\" or \"zscore\"", n.intensity))?;
+            let recipe = site_agent::onnx::InputRecipe { size: n.input_size, channels: n.channels, field_mm: n.field_mm, intensity };
+            return recipe.validate().map_err(|e| format!("deep.onnx.{e}"));
+        }
+        if self.rounds == 0 || self.rounds > 1000 {
+            return Err(format!("deep.rounds must be from 1 to 1000, not {}", self.rounds));
+        }
+        self.architecture().validate().map_err(|e| format!("deep.{e}"))?;
+        self.local_training(0).validate().map_err(|e| format!("deep.{e}"))
+    }
 }
 
 /// The classifiers of the models step and their hyperparameters.
@@ -411,6 +562,9 @@ impl StudyConfig {
         }
         m.forest.validate().map_err(|e| format!("models.{e}"))?;
         m.boosting.validate().map_err(|e| format!("models.{e}"))?;
+        if self.deep.enabled {
+            self.deep.validate()?;
+        }
         Ok(())
     }
 

@@ -32,6 +32,12 @@ pub struct DemoArgs {
     /// 0.01, 0.1, 1, 10, 100 (the study file's `[models.search]`).
     #[arg(long)]
     pub search: bool,
+    /// Skip the deep features (the federated encoder): no Model II.
+    #[arg(long)]
+    pub no_deep: bool,
+    /// Federated rounds of the encoder per sequence.
+    #[arg(long, default_value_t = 20)]
+    pub deep_rounds: u32,
     /// Path of the site-agent binary (default: next to this one).
     #[arg(long)]
     pub site_agent: Option<PathBuf>,
@@ -160,6 +166,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 search: crate::config::SearchSettings { enabled: args.search, ..Default::default() },
                 ..Default::default()
             },
+            deep: crate::config::DeepSettings { enabled: !args.no_deep, rounds: args.deep_rounds, ..Default::default() },
         };
         let progress = crate::TerminalProgress::default();
         let results = crate::study::StudyRunner::new(server.hub.clone(), study, &progress).run().await?;
@@ -177,12 +184,27 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             let failed: u64 = o.failed.values().sum();
             println!("features {seq}: {} features per case, {} cases extracted, {} failed", o.features, o.succeeded, failed);
         }
+        for d in results.deep.iter().filter(|d| !d.rounds.is_empty()) {
+            let (first, last) = (d.rounds.first().map_or(f64::NAN, |r| r.loss_at_start), d.rounds.last().map_or(f64::NAN, |r| r.loss_at_start));
+            println!(
+                "deep {}: encoder of {} parameters trained over {} FedAvg rounds (reconstruction loss {first:.3} -> {last:.3}), {} deep features for {} patients",
+                d.sequence,
+                d.parameters.unwrap_or(0),
+                d.rounds.len(),
+                d.dimension,
+                d.embedded
+            );
+        }
+        for (seq, note) in &results.deep_notes {
+            println!("deep {seq}: none: {note}");
+        }
         if let Some(sel) = &results.selection {
             for q in &sel.sequences {
                 let names: Vec<&str> = q.selected.iter().map(|f| f.name.trim_start_matches("original_")).collect();
                 println!(
-                    "selection {}: {} features -> {} after filters -> {} selected by LASSO at {:?} (CV deviance {}): {}",
+                    "selection {} ({}): {} features -> {} after filters -> {} selected by LASSO at {:?} (CV deviance {}): {}",
                     q.sequence,
+                    q.group,
                     q.features,
                     q.lasso_candidates,
                     q.selected.len(),

@@ -3,6 +3,7 @@
 
 pub mod comparison;
 pub mod config;
+pub mod deep;
 pub mod demo;
 pub mod html;
 pub mod hub;

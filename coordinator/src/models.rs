@@ -20,7 +20,7 @@ use fedrad_shared::clinical::CohortRole;
 use fedrad_shared::proto::{self, task};
 use fedrad_shared::stats::Moments;
 
-use crate::selection::SelectionResults;
+use crate::selection::{FeatureGroup, SelectionResults};
 use crate::study::{StudyError, StudyRunner, algorithm_error, variable_to_proto, write_json};
 
 /// Performance of one classifier on one model.
@@ -84,11 +84,11 @@ impl StudyRunner<'_> {
     pub(crate) async fn run_models(
         &mut self,
         catalogue: &[String],
+        deep: &BTreeMap<String, Vec<String>>,
         selection: &SelectionResults,
         clinical: Option<&ClinicalModel>,
         extraction_parameters: &str,
     ) -> Result<Vec<ModelResult>, StudyError> {
-        let digest = catalogue_sha256(catalogue);
         let variables = self.study.clinical_variables().expect("validated at load");
         let columns: Vec<DesignColumn> = logistic::design_columns(&variables);
         let clinical_cols: Vec<u32> = match clinical {
@@ -96,11 +96,21 @@ impl StudyRunner<'_> {
             None => Vec::new(),
         };
         let mut out = Vec::new();
-        for seq in &selection.sequences {
-            let features: Vec<u32> =
-                seq.selected.iter().map(|f| catalogue.iter().position(|c| c == &f.name).expect("selected from the catalogue") as u32).collect();
-            let names: Vec<String> = seq.selected.iter().map(|f| f.name.clone()).collect();
+        for seq in selection.sequences.iter().filter(|s| s.group == FeatureGroup::Radiomic.name()) {
+            let combined = selection.sequences.iter().find(|s| s.sequence == seq.sequence && s.group == FeatureGroup::Combined.name());
             for (model, with_clinical) in [("I", false), ("II", false), ("III", true)] {
+                // Model I: handcrafted features; Model II: handcrafted and deep features
+                // selected together; Model III: Model II's features and the clinical model's
+                // variables (Model I's when the study has no deep features).
+                let (source, table, cat) = match (model, combined) {
+                    ("I", _) | ("III", None) => (seq, FeatureGroup::Radiomic.table(&seq.sequence), catalogue),
+                    (_, Some(c)) => (c, FeatureGroup::Combined.table(&seq.sequence), deep[&seq.sequence].as_slice()),
+                    _ => (seq, String::new(), catalogue),
+                };
+                let digest = catalogue_sha256(cat);
+                let features: Vec<u32> =
+                    source.selected.iter().map(|f| cat.iter().position(|c| c == &f.name).expect("selected from the catalogue") as u32).collect();
+                let names: Vec<String> = source.selected.iter().map(|f| f.name.clone()).collect();
                 let clinical_terms: Vec<String> = if with_clinical { clinical_cols.iter().map(|&k| columns[k as usize].label()).collect() } else { Vec::new() };
                 let mut result = ModelResult {
                     sequence: seq.sequence.clone(),
@@ -112,25 +122,29 @@ impl StudyRunner<'_> {
                     site_alone: Vec::new(),
                     note: None,
                 };
-                if model == "II" {
-                    result.note = Some("needs deep (CNN) features, which this FedRad version does not extract yet".into());
+                if model == "II" && combined.is_none() {
+                    result.features.clear();
+                    result.note = Some("needs deep (CNN) features; the study has none for this sequence ([deep] enabled = false, or the encoder step failed)".into());
                     out.push(result);
                     continue;
                 }
+                if model == "III" && combined.is_none() {
+                    result.note = Some("without deep features: Model I's radiomic features and the clinical variables".into());
+                }
                 if features.is_empty() {
-                    result.note = Some("LASSO selected no radiomic feature for this sequence".into());
+                    result.note = Some(format!("LASSO selected no {} feature for this sequence", if table.contains('+') { "radiomic or deep" } else { "radiomic" }));
                     out.push(result);
                     continue;
                 }
                 let design = proto::ModelDesign {
-                    features: Some(proto::FeatureColumns { sequence: seq.sequence.clone(), catalogue_sha256: digest.clone(), columns: features.clone() }),
+                    features: Some(proto::FeatureColumns { sequence: table.clone(), catalogue_sha256: digest.clone(), columns: features.clone() }),
                     variables: if with_clinical { variables.iter().map(variable_to_proto).collect() } else { Vec::new() },
                     clinical_columns: if with_clinical { clinical_cols.clone() } else { Vec::new() },
                 };
                 let step = format!("models.{}.{model}", seq.sequence);
                 let mut file = ModelFile {
                     study_id: self.study.study_id.clone(),
-                    sequence: seq.sequence.clone(),
+                    sequence: table.clone(),
                     model: model.into(),
                     classifier: ClassifierKind::LogisticRegression,
                     features: names.clone(),
@@ -486,7 +500,8 @@ impl StudyRunner<'_> {
             file.standardiser = std.clone();
             file.scorer = scorer;
             file.threshold = training.threshold;
-            let rel = format!("models/{}/{}/{}.json", file.sequence, file.model, serde_json::to_value(kind).unwrap().as_str().unwrap());
+            let base = file.sequence.strip_suffix(fedrad_shared::algorithms::extraction::WITH_DEEP).unwrap_or(&file.sequence);
+            let rel = format!("models/{base}/{}/{}.json", file.model, serde_json::to_value(kind).unwrap().as_str().unwrap());
             write_json(&self.study.output_dir.join(&rel), file)?;
             let (c, cross_validation) = penalties.get(&kind).cloned().map_or((None, Vec::new()), |(c, p)| (Some(c), p));
             results.push(ClassifierResult { classifier: kind, training, validation, per_site_auc, model_file: rel, note, c, cross_validation });

@@ -74,13 +74,15 @@ pub fn markdown(r: &StudyResults) -> String {
         }
     }
     s.push('\n');
+    s.push_str(&deep_markdown(r));
     if let Some(sel) = &r.selection {
         s.push_str("## Feature selection\n\nPer sequence over the training cohort, from site aggregates only: global standardisation (constant or non-finite features dropped), univariate filter, redundancy filter (|Pearson r| above the threshold, the feature more associated with the outcome kept), then LASSO with cross-validation (folds assigned at each site, stratified by outcome). Federated equals pooled: the tests `cargo test partition` run the same algorithms on 1, 4 and 7 sites.\n\n");
-        s.push_str("| Sequence | Training | Features | Dropped (constant / non-finite) | Univariate passed | Redundant dropped | LASSO candidates | λ_min | λ_1se | CV deviance | Selected |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+        s.push_str("| Sequence | Features of | Training | Features | Dropped (constant / non-finite) | Univariate passed | Redundant dropped | LASSO candidates | λ_min | λ_1se | CV deviance | Selected |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for q in &sel.sequences {
             s.push_str(&format!(
-                "| {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 q.sequence,
+                group_label(&q.group),
                 q.training_patients,
                 q.features,
                 q.dropped_constant.len(),
@@ -95,7 +97,7 @@ pub fn markdown(r: &StudyResults) -> String {
             ));
         }
         for q in &sel.sequences {
-            s.push_str(&format!("\n### {} ({} features)\n\n", q.sequence, q.group));
+            s.push_str(&format!("\n### {} ({})\n\n", q.sequence, group_label(&q.group)));
             if let Some(n) = &q.note {
                 s.push_str(&format!("Note: {n}\n\n"));
             }
@@ -104,7 +106,7 @@ pub fn markdown(r: &StudyResults) -> String {
                 for f in &q.selected {
                     s.push_str(&format!("| `{}` | {:.4} | {:.4e} |\n", f.name, f.coefficient, f.coefficient_original));
                 }
-                s.push_str(&format!("\n![coefficient path](lasso/{0}/radiomic_path.svg) ![cross-validation](lasso/{0}/radiomic_cv.svg)\n", q.sequence));
+                s.push_str(&format!("\n![coefficient path](lasso/{0}/{1}_path.svg) ![cross-validation](lasso/{0}/{1}_cv.svg)\n", q.sequence, q.group));
             }
         }
         s.push('\n');
@@ -183,8 +185,11 @@ fn comparison_markdown(r: &StudyResults) -> String {
         t.push('\n');
         t
     };
+    if !c.deep_added.is_empty() {
+        s.push_str(&table("Do the deep features add? Model II vs Model I", &c.deep_added));
+    }
     if !c.clinical_added.is_empty() {
-        s.push_str(&table("Does the clinical model add? Model III vs Model I", &c.clinical_added));
+        s.push_str(&table("Does the clinical model add? Model III vs Model II (Model I where a sequence has no deep features)", &c.clinical_added));
     }
     s.push_str(&table("The best model against each other model", &c.best_versus_others));
     s
@@ -193,7 +198,7 @@ fn comparison_markdown(r: &StudyResults) -> String {
 /// The study's main table (like the published one): per sequence × model × classifier, AUC
 /// (95% CI), accuracy, sensitivity and specificity in training and validation.
 pub fn main_table_markdown(r: &StudyResults) -> String {
-    let mut s = String::from("## Models\n\nModel I = selected radiomic features; Model II = Model I + deep features; Model III = Model II (here Model I) + the clinical model's variables. Fitted from site aggregates; each site scored its own patients and returned histograms of the predicted log-odds (cells 0.0001 wide), from which AUC (DeLong 95% CI) and, at the Youden threshold chosen on training, accuracy, sensitivity and specificity follow. **Bold**: best validation AUC.\n\n");
+    let mut s = String::from("## Models\n\nModel I = radiomic features selected by LASSO; Model II = radiomic and deep features selected together by LASSO; Model III = Model II's features + the clinical model's variables (Model I's where a sequence has no deep features). Fitted from site aggregates; each site scored its own patients and returned histograms of the predicted log-odds (cells 0.0001 wide), from which AUC (DeLong 95% CI) and, at the Youden threshold chosen on training, accuracy, sensitivity and specificity follow. **Bold**: best validation AUC.\n\n");
     s.push_str("| Sequence | Model | Classifier | Training AUC (95% CI) | ACC | SEN | SPE | Validation AUC (95% CI) | ACC | SEN | SPE |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     let best = best(r);
     for (m, model) in r.models.iter().enumerate() {
@@ -285,6 +290,11 @@ pub fn write_all(r: &StudyResults, settings_json: &str, out: &std::path::Path) -
         let decision = Chart { title: &title("Decision curve"), x_label: "threshold probability", y_label: "net benefit", series: dc, markers: vec![], x_range: Some((0.0, 0.8)), y_range: Some((-0.05, top + 0.02)), diagonal: false };
         std::fs::write(dir.join("decision.svg"), render(&decision))?;
     }
+    for d in r.deep.iter().filter(|d| !d.rounds.is_empty()) {
+        let dir = out.join("deep").join(&d.sequence);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("loss.svg"), deep_loss_chart(d))?;
+    }
     let mut md = markdown(r);
     md.push_str(&format!("\n## Settings\n\nThe study file as the coordinator read it (FedRad {}):\n\n```\n{settings_json}\n```\n", r.software_version));
     std::fs::write(out.join("report.md"), &md)?;
@@ -313,4 +323,111 @@ pub fn write_all(r: &StudyResults, settings_json: &str, out: &std::path::Path) -
         }
     }
     std::fs::write(out.join("models.csv"), csv)
+}
+
+fn group_label(group: &str) -> &str {
+    match group {
+        "radiomic" => "radiomic",
+        "combined" => "radiomic + deep",
+        other => other,
+    }
+}
+
+/// The deep-features section: the encoder, its federated training (loss per round, overall
+/// and per site) and the embedding counts.
+fn deep_markdown(r: &StudyResults) -> String {
+    if r.deep.is_empty() && r.deep_notes.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("## Deep features\n\nA convolutional encoder over a 2.5D tumour crop (the slice with the largest tumour area and its two neighbours), trained without outcome labels as a masked autoencoder on the training cohort only, by federated averaging: each round every site trained the global weights on its own patients and returned its weights and patient count; the coordinator averaged them by count. Every site then embedded all its patients (training and validation) with the final weights and stored the embedding beside its radiomic features; only counts left. The weights are an aggregate over each site's training patients, but networks can memorise: treat them as sensitive.\n\n");
+    for (seq, note) in &r.deep_notes {
+        s.push_str(&format!("- {}: no deep features: {note}\n", sequence_label(seq)));
+    }
+    if !r.deep_notes.is_empty() {
+        s.push('\n');
+    }
+    for d in &r.deep {
+        let failures = if d.failed.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} without a crop: {})", d.failed.values().sum::<u64>(), d.failed.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", "))
+        };
+        let (Some(a), Some(t), Some(parameters)) = (&d.architecture, &d.training, d.parameters) else {
+            if let Some(n) = &d.network {
+                s.push_str(&format!(
+                    "### {} network\n\nStudy-supplied ONNX network `{}` (SHA-256 `{}`, checked by every site before running it): input {} channel(s) of {}×{} pixels over {} mm, intensities `{}`; {} deep features per patient. Embedded {} patients{failures}.\n\n",
+                    sequence_label(&d.sequence),
+                    n.file,
+                    d.weights_sha256,
+                    n.channels,
+                    n.input_size,
+                    n.input_size,
+                    n.field_mm,
+                    n.intensity,
+                    d.dimension,
+                    d.embedded,
+                ));
+            }
+            continue;
+        };
+        let first = d.rounds.first().map_or(f64::NAN, |x| x.loss_at_start);
+        let last = d.rounds.last().map_or(f64::NAN, |x| x.loss_at_start);
+        s.push_str(&format!(
+            "### {} encoder\n\n{}×{} pixels over {} mm, channels {:?}, {} deep features, {} parameters. {} rounds × {} local epoch(s), batch {}, learning rate {}, momentum {}, FedProx μ {}, {}% of patches masked. Weights SHA-256 `{}`. Embedded {} patients{failures}. Reconstruction loss of the global weights: {:.4} before round 1, {:.4} before round {}.\n\n",
+            sequence_label(&d.sequence),
+            a.crop,
+            a.crop,
+            a.field_mm,
+            a.channels,
+            a.embedding,
+            parameters,
+            d.rounds.len(),
+            t.epochs,
+            if t.batch_size == 0 { "full".to_string() } else { t.batch_size.to_string() },
+            t.learning_rate,
+            t.momentum,
+            t.proximal_mu,
+            t.mask_fraction * 100.0,
+            d.weights_sha256,
+            d.embedded,
+            first,
+            last,
+            d.rounds.len(),
+        ));
+        s.push_str(&format!("![encoder loss](deep/{}/loss.svg)\n\n", d.sequence));
+        let sites: Vec<&String> = d.rounds.first().map(|x| x.per_site.keys().collect()).unwrap_or_default();
+        s.push_str("| Round | Loss at start (all) | Mean training loss (all) |");
+        for site in &sites {
+            s.push_str(&format!(" {site} |"));
+        }
+        s.push_str("\n|---|---|---|");
+        s.push_str(&"---|".repeat(sites.len()));
+        s.push('\n');
+        for x in &d.rounds {
+            s.push_str(&format!("| {} | {:.4} | {:.4} |", x.round, x.loss_at_start, x.mean_training_loss));
+            for site in &sites {
+                s.push_str(&x.per_site.get(*site).map_or(" – |".into(), |(n, l, _)| format!(" {l:.4} (n = {n}) |")));
+            }
+            s.push('\n');
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// The encoder's loss per round: overall and per site.
+fn deep_loss_chart(d: &crate::deep::DeepResult) -> String {
+    use crate::svg::{Chart, Series, palette, render};
+    let mut series = vec![Series { points: d.rounds.iter().map(|x| (x.round as f64, x.loss_at_start)).collect(), color: "#000000".into(), label: Some("all sites".into()), error: None }];
+    let sites: Vec<&String> = d.rounds.first().map(|x| x.per_site.keys().collect()).unwrap_or_default();
+    for (k, site) in sites.iter().enumerate() {
+        series.push(Series {
+            points: d.rounds.iter().filter_map(|x| x.per_site.get(*site).map(|v| (x.round as f64, v.1))).collect(),
+            color: palette(k + 1),
+            label: Some((*site).clone()),
+            error: None,
+        });
+    }
+    let title = format!("Encoder training, {}", sequence_label(&d.sequence));
+    render(&Chart { title: &title, x_label: "round", y_label: "reconstruction loss (global weights)", series, markers: vec![], x_range: None, y_range: None, diagonal: false })
 }

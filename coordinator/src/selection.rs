@@ -77,13 +77,48 @@ struct LassoFile<'a> {
     select_at: SelectAt,
 }
 
+/// Which features a selection runs over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureGroup {
+    /// The handcrafted (radiomic) features: Model I.
+    Radiomic,
+    /// Handcrafted and deep features together: Model II.
+    Combined,
+}
+
+impl FeatureGroup {
+    pub fn name(self) -> &'static str {
+        match self {
+            FeatureGroup::Radiomic => "radiomic",
+            FeatureGroup::Combined => "combined",
+        }
+    }
+
+    /// The sites' table the group's tasks name.
+    pub fn table(self, seq: &str) -> String {
+        match self {
+            FeatureGroup::Radiomic => seq.to_string(),
+            FeatureGroup::Combined => format!("{seq}{}", fedrad_shared::algorithms::extraction::WITH_DEEP),
+        }
+    }
+
+    fn step_suffix(self) -> &'static str {
+        match self {
+            FeatureGroup::Radiomic => "",
+            FeatureGroup::Combined => ".combined",
+        }
+    }
+}
+
 fn columns(sequence: &str, digest: &str, cols: &[usize]) -> proto::FeatureColumns {
     proto::FeatureColumns { sequence: sequence.into(), catalogue_sha256: digest.into(), columns: cols.iter().map(|&c| c as u32).collect() }
 }
 
 impl StudyRunner<'_> {
     /// Folds, then per sequence: standardisation + univariate, redundancy, LASSO.
-    pub(crate) async fn run_selection(&mut self, catalogue: &[String]) -> Result<SelectionResults, StudyError> {
+    /// `deep` holds, per sequence with deep features, the catalogue of its `<seq>+deep` table
+    /// (handcrafted then deep columns): those sequences get a second, "combined" selection.
+    pub(crate) async fn run_selection(&mut self, catalogue: &[String], deep: &BTreeMap<String, Vec<String>>) -> Result<SelectionResults, StudyError> {
         let settings = self.study.selection.clone();
         let k = settings.lasso.folds;
         let seed = self.study.seed;
@@ -97,23 +132,31 @@ impl StudyRunner<'_> {
         let digest = catalogue_sha256(catalogue);
         let mut sequences = Vec::new();
         for seq in &settings.sequences {
-            sequences.push(self.select_sequence(seq, catalogue, &digest).await?);
+            sequences.push(self.select_sequence(seq, FeatureGroup::Radiomic, catalogue, &digest).await?);
+            if let Some(combined) = deep.get(seq) {
+                sequences.push(self.select_sequence(seq, FeatureGroup::Combined, combined, &catalogue_sha256(combined)).await?);
+            }
         }
         let results = SelectionResults { folds: fold_summary, sequences };
         write_json(&self.study.output_dir.join("selection.json"), &results)?;
         Ok(results)
     }
 
-    async fn select_sequence(&mut self, seq: &str, catalogue: &[String], digest: &str) -> Result<SequenceSelection, StudyError> {
+    async fn select_sequence(&mut self, seq: &str, group: FeatureGroup, catalogue: &[String], digest: &str) -> Result<SequenceSelection, StudyError> {
         let settings = self.study.selection.clone();
+        let table = group.table(seq);
+        let table = table.as_str();
+        // Step names: `standardise.t2` for the handcrafted features, `standardise.t2.combined`
+        // with the deep ones.
+        let suffix = group.step_suffix();
         let all: Vec<usize> = (0..catalogue.len()).collect();
         let p_all = all.len();
 
         // 1. Standardisation (and Welch's moments) over the training cohort.
-        let step = format!("standardise.{seq}");
+        let step = format!("standardise.{seq}{suffix}");
         let moments = self
             .step(&step.clone(), async |s: &mut Self| {
-                let kind = task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(columns(seq, digest, &all)) });
+                let kind = task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(columns(table, digest, &all)) });
                 let answers = s.round(&step, 1, s.all_sites(kind)).await?;
                 let m = standardise::combine(&answers, p_all).map_err(|source| StudyError::Combine { step: step.clone(), source })?;
                 Ok((m, 1))
@@ -124,7 +167,7 @@ impl StudyRunner<'_> {
         let name = |j: usize| catalogue[j].clone();
         let mut out = SequenceSelection {
             sequence: seq.into(),
-            group: "radiomic".into(),
+            group: group.name().into(),
             training_patients: standardisation.n,
             features: p_all,
             dropped_constant: standardisation.dropped.iter().filter(|d| d.1 == standardise::DropReason::Constant).map(|d| name(d.0)).collect(),
@@ -152,12 +195,12 @@ impl StudyRunner<'_> {
         let tests: Vec<FeatureTest> = match settings.univariate.test {
             UnivariateChoice::Welch | UnivariateChoice::None => univariate::welch(&moments, &kept),
             UnivariateChoice::MannWhitney => {
-                let step = format!("univariate.{seq}");
+                let step = format!("univariate.{seq}{suffix}");
                 let (res, lim) = (settings.univariate.resolution, settings.univariate.limit);
                 let std = standardiser_of(&kept);
                 self.step(&step.clone(), async |s: &mut Self| {
                     let kind = task::Kind::RankHistogram(proto::RankHistogramTask {
-                        features: Some(columns(seq, digest, &kept)),
+                        features: Some(columns(table, digest, &kept)),
                         standardiser: Some(std.to_proto()),
                         resolution: res,
                         limit: lim,
@@ -175,17 +218,17 @@ impl StudyRunner<'_> {
             tests.into_iter().filter(|t| t.p_value < settings.univariate.alpha).collect()
         };
         out.univariate_passed = passed.len();
-        write_json(&self.study.output_dir.join("lasso").join(seq).join("univariate.json"), &named_tests(&passed, catalogue))?;
+        write_json(&self.study.output_dir.join("lasso").join(seq).join(format!("univariate{}.json", suffix.replace('.', "_"))), &named_tests(&passed, catalogue))?;
 
         // 3. Redundancy filter on the federated correlation matrix.
         let mut candidates: Vec<usize> = passed.iter().map(|t| t.column).collect();
         if settings.redundancy.enabled && candidates.len() > 1 {
-            let step = format!("redundancy.{seq}");
+            let step = format!("redundancy.{seq}{suffix}");
             let cols = candidates.clone();
             let threshold = settings.redundancy.threshold;
             let (kept_pos, dropped) = self
                 .step(&step.clone(), async |s: &mut Self| {
-                    let kind = task::Kind::Correlation(proto::CorrelationTask { features: Some(columns(seq, digest, &cols)) });
+                    let kind = task::Kind::Correlation(proto::CorrelationTask { features: Some(columns(table, digest, &cols)) });
                     let answers = s.round(&step, 1, s.all_sites(kind)).await?;
                     let c = correlation::combine(&answers, cols.len()).map_err(|source| StudyError::Combine { step: step.clone(), source })?;
                     Ok((correlation::redundancy_filter(&c.correlation(), &passed, threshold), 1))
@@ -201,11 +244,11 @@ impl StudyRunner<'_> {
         }
 
         // 4. LASSO with cross-validation.
-        let step = format!("lasso.{seq}.radiomic");
+        let step = format!("lasso.{seq}.{}", group.name());
         let std = standardiser_of(&candidates);
         let lasso_settings = settings.lasso.clone();
         let family = lasso_settings.family.to_proto() as i32;
-        let cols = columns(seq, digest, &candidates);
+        let cols = columns(table, digest, &candidates);
         let path = self
             .step(&step.clone(), async |s: &mut Self| {
                 let mut solver = LassoPathSolver::new(lasso_settings.clone(), candidates.len());
@@ -284,16 +327,16 @@ impl StudyRunner<'_> {
         let names: Vec<&str> = candidates.iter().map(|&j| catalogue[j].as_str()).collect();
         let file = LassoFile {
             sequence: seq,
-            group: "radiomic",
+            group: group.name(),
             features: names.clone(),
             standardiser: &std,
             path: &path,
             coefficients_original: (0..path.lambdas.len()).map(original).collect(),
             select_at: settings.select_at,
         };
-        write_json(&dir.join("radiomic.json"), &file)?;
-        write_text(&dir.join("radiomic_path.svg"), &path_chart(seq, &path, &names))?;
-        write_text(&dir.join("radiomic_cv.svg"), &cv_chart(seq, &path))?;
+        write_json(&dir.join(format!("{}.json", group.name())), &file)?;
+        write_text(&dir.join(format!("{}_path.svg", group.name())), &path_chart(seq, &path, &names))?;
+        write_text(&dir.join(format!("{}_cv.svg", group.name())), &cv_chart(seq, &path))?;
         Ok(out)
     }
 

@@ -55,6 +55,10 @@ pub struct StudyResults {
     pub split: split::SplitSummary,
     pub table1: table1::Table1,
     pub extraction: extraction::ExtractionSummary,
+    /// Deep features per sequence: the encoder's federated training and the embedding counts.
+    pub deep: Vec<crate::deep::DeepResult>,
+    /// Per sequence, why it has no deep features when the study asked for them.
+    pub deep_notes: BTreeMap<String, String>,
     /// Feature selection per sequence (absent if disabled in the study file).
     pub selection: Option<crate::selection::SelectionResults>,
     pub clinical_model: Option<fedrad_shared::algorithms::logistic::ClinicalModel>,
@@ -283,6 +287,9 @@ impl<'a> StudyRunner<'a> {
         write_json(&out.join("extraction.json"), &extraction_summary)?;
 
         let mut catalogue = Vec::new();
+        let mut deep = Vec::new();
+        let mut deep_notes = BTreeMap::new();
+        let mut deep_catalogues = BTreeMap::new();
         let selection = if self.study.selection.enabled {
             let settings = if parameters_yaml.trim().is_empty() {
                 site_agent::radiomics::settings::Settings::study_default()
@@ -292,13 +299,32 @@ impl<'a> StudyRunner<'a> {
             };
             catalogue = site_agent::features::feature_catalogue(&settings)
                 .map_err(|e| StudyError::Algorithm { step: "selection".into(), detail: format!("feature catalogue: {e}") })?;
-            Some(self.run_selection(&catalogue).await?)
+            if self.study.deep.enabled {
+                for seq in self.study.selection.sequences.clone() {
+                    // A sequence whose encoder cannot be trained (e.g. a site refuses) goes on
+                    // without deep features; Model II says why.
+                    match self.run_deep(&seq).await {
+                        Ok(r) => {
+                            let mut names = catalogue.clone();
+                            names.extend(extraction::deep_feature_names(r.dimension));
+                            deep_catalogues.insert(seq.clone(), names);
+                            deep.push(r);
+                        }
+                        Err(e @ (StudyError::Refused { .. } | StudyError::Algorithm { .. } | StudyError::Combine { .. })) => {
+                            tracing::warn!(sequence = %seq, error = %e, "no deep features");
+                            deep_notes.insert(seq.clone(), e.to_string());
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Some(self.run_selection(&catalogue, &deep_catalogues).await?)
         } else {
             None
         };
         let clinical_model = if self.study.clinical_model.enabled { Some(self.run_clinical_model().await?) } else { None };
         let models = match &selection {
-            Some(sel) => self.run_models(&catalogue, sel, clinical_model.as_ref(), &parameters_yaml).await?,
+            Some(sel) => self.run_models(&catalogue, &deep_catalogues, sel, clinical_model.as_ref(), &parameters_yaml).await?,
             None => Vec::new(),
         };
         // DeLong comparisons; a refusal (e.g. a site too small for the validation classes) is
@@ -326,6 +352,8 @@ impl<'a> StudyRunner<'a> {
             split,
             table1: table,
             extraction: extraction_summary,
+            deep,
+            deep_notes,
             selection,
             clinical_model,
             models,

@@ -88,7 +88,8 @@ impl Setup {
             format!(
                 "study_id = \"chaos\"\noutput_dir = \"study\"\nseed = 7\nsites = [{}]\n[timeouts]\nsite_wait_secs = 120\ntask_secs = 120\n\
                  [selection]\nselect_at = \"lambda_1se\"\n[selection.lasso]\nfolds = 3\n\
-                 [models]\nclassifiers = [\"logistic_regression\", \"random_forest\", \"naive_bayes\"]\nforest = {{ trees = 20 }}\n",
+                 [models]\nclassifiers = [\"logistic_regression\", \"random_forest\", \"naive_bayes\"]\nforest = {{ trees = 20 }}\n\
+                 [deep]\nrounds = 4\nembedding = 32\n",
                 sites.join(", ")
             ),
         )

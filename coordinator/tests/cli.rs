@@ -42,7 +42,7 @@ fn certs_init_writes_bundles_with_private_keys_closed_and_never_overwrites() {
 fn the_demo_runs_the_study_with_separate_site_agent_processes() {
     let out = tmp("demo");
     let output = Command::new(env!("CARGO_BIN_EXE_coordinator"))
-        .args(["demo", "--patients", "240", "--coarsen", "3", "--folds", "5", "--lambda-1se", "--out"])
+        .args(["demo", "--patients", "240", "--coarsen", "3", "--folds", "5", "--lambda-1se", "--deep-rounds", "5", "--out"])
         .arg(&out)
         .output()
         .unwrap();
@@ -51,7 +51,7 @@ fn the_demo_runs_the_study_with_separate_site_agent_processes() {
     assert!(stdout.contains("cohort: 240 patients loaded"), "{stdout}");
     assert!(stdout.contains("split:  training 168"), "{stdout}");
     assert!(stdout.contains("features t2: 174 features per case, 240 cases extracted, 0 failed"), "{stdout}");
-    assert!(stdout.contains("selection t2: ") && stdout.contains("clinical model: "), "{stdout}");
+    assert!(stdout.contains("selection t2 (radiomic): ") && stdout.contains("clinical model: "), "{stdout}");
     assert!(stdout.contains("| Sequence | Model | Classifier |"), "the main table is printed: {stdout}");
     for f in ["report.html", "report.md", "models.csv", "models.json"] {
         assert!(out.join("study").join(f).is_file(), "{f} not written");

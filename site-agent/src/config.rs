@@ -5,6 +5,7 @@
 //! coordinator = "https://coordinator.example.org:50051"
 //! manifest = "/data/npc/manifest.csv"
 //! work_dir = "/var/lib/fedrad"               # split records, reply cache, audit log
+//! # networks_dir = "networks"                # approved ONNX networks (default: <work_dir>/networks)
 //!
 //! [tls]                                      # from `coordinator certs init`
 //! ca = "certs/ca.pem"
@@ -51,6 +52,10 @@ pub struct SiteConfig {
     pub clinical: ClinicalConfig,
     #[serde(default = "default_max_message")]
     pub max_message_bytes: usize,
+    /// Where hospital IT puts study-supplied ONNX networks it has approved (default:
+    /// `<work_dir>/networks`). A network runs only if its SHA-256 is the study's.
+    #[serde(default)]
+    pub networks_dir: Option<PathBuf>,
 }
 
 fn default_max_message() -> usize {
@@ -112,6 +117,7 @@ impl SiteConfig {
         cfg.manifest = base.join(&cfg.manifest);
         cfg.work_dir = base.join(&cfg.work_dir);
         cfg.tls = cfg.tls.map(|t| t.resolve(base));
+        cfg.networks_dir = cfg.networks_dir.map(|d| base.join(d));
         cfg.validate().map_err(|detail| ConfigError::Invalid { path: path.into(), detail })?;
         Ok(cfg)
     }
@@ -144,6 +150,10 @@ impl SiteConfig {
             }
         }
         Ok(())
+    }
+
+    pub fn networks_dir(&self) -> PathBuf {
+        self.networks_dir.clone().unwrap_or_else(|| self.work_dir.join("networks"))
     }
 
     /// The site's full clinical schema: built-in variables, then declared extras.

@@ -9,11 +9,16 @@ use fedrad_shared::algorithms::{SiteRefusal, cohort_summary, split, table1};
 use fedrad_shared::clinical::{CohortRole, VariableKind, VariableSpec};
 use fedrad_shared::proto::{self, Task, TaskReply, task, task_reply};
 use prost::Message;
+use rayon::prelude::*;
 
 use crate::audit::{AuditEntry, AuditLog, sha256_hex};
 use crate::config::SiteConfig;
 use crate::manifest::LoadedCohort;
+use crate::deep::CropError;
 use crate::selection::{self, FeatureTable, TrainingData};
+use crate::onnx::{InputRecipe, Intensity, Network, NetworkError};
+use fedrad_shared::algorithms::encoder::{self, Architecture};
+use fedrad_shared::algorithms::fedavg::{self, LocalTraining, Sample};
 
 pub struct SiteEngine {
     pub config: SiteConfig,
@@ -24,6 +29,8 @@ pub struct SiteEngine {
     study_lock: Mutex<()>,
     /// Feature tables read for selection tasks, by (study, sequence); cleared by extraction.
     tables: Mutex<BTreeMap<(String, String), Arc<FeatureTable>>>,
+    /// The encoder's crops of every loaded patient, by (sequence, crop recipe).
+    crops: Mutex<BTreeMap<(String, String), Arc<Vec<Result<Vec<f64>, CropError>>>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +48,7 @@ fn valid_study_id(id: &str) -> bool {
 
 /// Every task kind this agent version answers, by the name the audit log and
 /// `policy.answers` use.
-pub const TASK_KINDS: [&str; 17] = [
+pub const TASK_KINDS: [&str; 20] = [
     "cohort_summary",
     "split",
     "table1",
@@ -59,6 +66,9 @@ pub const TASK_KINDS: [&str; 17] = [
     "value_histogram",
     "tree_round",
     "paired_scores",
+    "encoder_round",
+    "embed",
+    "onnx_embed",
 ];
 
 fn kind_name(t: &Task) -> &'static str {
@@ -80,6 +90,9 @@ fn kind_name(t: &Task) -> &'static str {
         Some(task::Kind::ValueHistogram(_)) => "value_histogram",
         Some(task::Kind::TreeRound(_)) => "tree_round",
         Some(task::Kind::PairedScores(_)) => "paired_scores",
+        Some(task::Kind::EncoderRound(_)) => "encoder_round",
+        Some(task::Kind::Embed(_)) => "embed",
+        Some(task::Kind::OnnxEmbed(_)) => "onnx_embed",
         None => "unknown",
     }
 }
@@ -89,7 +102,15 @@ impl SiteEngine {
         std::fs::create_dir_all(&config.work_dir).map_err(|source| EngineError::WorkDir { path: config.work_dir.clone(), source })?;
         let audit = AuditLog::open(&config.work_dir.join("audit.jsonl"))?;
         let schema = config.schema();
-        Ok(SiteEngine { config, cohort, schema, audit: Mutex::new(audit), study_lock: Mutex::new(()), tables: Mutex::new(BTreeMap::new()) })
+        Ok(SiteEngine {
+            config,
+            cohort,
+            schema,
+            audit: Mutex::new(audit),
+            study_lock: Mutex::new(()),
+            tables: Mutex::new(BTreeMap::new()),
+            crops: Mutex::new(BTreeMap::new()),
+        })
     }
 
     fn study_dir(&self, study_id: &str) -> PathBuf {
@@ -252,6 +273,17 @@ impl SiteEngine {
                 let designs = t.models.iter().map(|m| self.design(&task.study_id, m.design.as_ref())).collect::<Result<Vec<_>, _>>()?;
                 selection::paired_scores(&designs, t, min)
             }
+            Some(task::Kind::EncoderRound(t)) => self.encoder_round(&task.study_id, t),
+            Some(task::Kind::OnnxEmbed(t)) => {
+                let agg = self.onnx_embed(&task.study_id, t)?;
+                self.tables.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| k.0 != task.study_id);
+                Ok(agg)
+            }
+            Some(task::Kind::Embed(t)) => {
+                let agg = self.embed(&task.study_id, t)?;
+                self.tables.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| k.0 != task.study_id);
+                Ok(agg)
+            }
             None => Err(Failure::Refused(SiteRefusal::InvalidParameters("task kind not understood by this agent version".into()))),
         }
     }
@@ -278,6 +310,157 @@ impl SiteEngine {
         let outcomes = crate::features::extract_cohort(&self.cohort, &settings, &self.config.work_dir, &self.study_dir(study_id), &progress)
             .map_err(|e| Failure::Failed(format!("feature extraction: {e}")))?;
         Ok(fedrad_shared::algorithms::extraction::site_extraction_aggregate(n, &outcomes, self.config.policy.min_count)?)
+    }
+
+    /// The encoder's crops of every loaded patient for a sequence (computed once per recipe).
+    fn crops(&self, sequence: &str, arch: &Architecture) -> Arc<Vec<Result<Vec<f64>, CropError>>> {
+        let key = (sequence.to_string(), format!("{} {} ", arch.crop, arch.field_mm));
+        if let Some(c) = self.crops.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return c.clone();
+        }
+        let pairs: Vec<(PathBuf, PathBuf)> = self
+            .cohort
+            .images
+            .iter()
+            .map(|img| if sequence == "t1c" { (img.t1c_image.clone(), img.t1c_mask.clone()) } else { (img.t2_image.clone(), img.t2_mask.clone()) })
+            .collect();
+        let started = std::time::Instant::now();
+        let crops = Arc::new(crate::deep::crop_all(&pairs, arch));
+        tracing::info!(sequence, patients = pairs.len(), seconds = started.elapsed().as_secs_f64(), "encoder crops prepared");
+        self.crops.lock().unwrap_or_else(|p| p.into_inner()).insert(key, crops.clone());
+        crops
+    }
+
+    /// One FedAvg round on this site's training patients; weights and losses leave.
+    fn encoder_round(&self, study_id: &str, t: &proto::EncoderRoundTask) -> Result<proto::Aggregate, Failure> {
+        let (sequence, arch) = encoder_task(&t.sequence, t.architecture.as_ref(), &t.weights)?;
+        let training = LocalTraining {
+            epochs: t.local_epochs,
+            batch_size: t.batch_size,
+            learning_rate: t.learning_rate,
+            momentum: t.momentum,
+            proximal_mu: t.proximal_mu,
+            mask_fraction: t.mask_fraction,
+            seed: t.seed,
+        };
+        training.validate().map_err(|e| Failure::Refused(SiteRefusal::InvalidParameters(format!("encoder training: {e}"))))?;
+        if t.round == 0 || t.round > 10_000 {
+            return Err(Failure::Refused(SiteRefusal::InvalidParameters(format!("round {} is outside 1..=10000", t.round))));
+        }
+        let roles = self.load_split(study_id)?;
+        let crops = self.crops(sequence, &arch);
+        let samples: Vec<Sample> = self
+            .cohort
+            .records
+            .iter()
+            .zip(roles.iter())
+            .zip(crops.iter())
+            .filter(|((_, role), _)| **role == CohortRole::Training)
+            .filter_map(|((r, _), c)| Some(Sample { patient_id: r.patient_id.clone(), crop: c.as_ref().ok()?.clone() }))
+            .collect();
+        fedrad_shared::algorithms::require_min_count("the training cohort with encoder crops", samples.len() as u64, self.config.policy.min_count)?;
+        let update = fedavg::site_train(&arch, &t.weights, &samples, &training, t.round);
+        Ok(fedavg::site_aggregate(&update, self.config.policy.min_count)?)
+    }
+
+    /// Embeds every patient with the final weights and writes the deep-feature table; counts leave.
+    fn embed(&self, study_id: &str, t: &proto::EmbedTask) -> Result<proto::Aggregate, Failure> {
+        let (sequence, arch) = encoder_task(&t.sequence, t.architecture.as_ref(), &t.weights)?;
+        let digest = crate::deep::weights_sha256(&t.weights);
+        if digest != t.weights_sha256 {
+            return Err(Failure::Refused(SiteRefusal::InvalidParameters(format!(
+                "the encoder weights do not match their SHA-256 (task says {}, weights give {})",
+                t.weights_sha256.get(..12).unwrap_or(&t.weights_sha256),
+                &digest[..12]
+            ))));
+        }
+        let crops = self.crops(sequence, &arch);
+        let rows = crops.par_iter().map(|c| c.as_ref().map(|c| encoder::embed(&arch, &t.weights, c)).map_err(|e| e.reason().to_string())).collect();
+        let about = serde_json::json!({"source": "encoder", "weights_sha256": digest, "architecture": arch});
+        self.write_deep_table(study_id, sequence, rows, arch.embedding, about)
+    }
+
+    /// Runs a study-supplied ONNX network (hash-checked) on every patient's crop and writes
+    /// the deep-feature table; counts leave.
+    fn onnx_embed(&self, study_id: &str, t: &proto::OnnxEmbedTask) -> Result<proto::Aggregate, Failure> {
+        let invalid = |m: String| Failure::Refused(SiteRefusal::InvalidParameters(m));
+        let sequence = match fedrad_shared::algorithms::extraction::table_name(&t.sequence) {
+            Some((s, false)) => s,
+            _ => return Err(invalid(format!("unknown sequence {:?}", t.sequence))),
+        };
+        let intensity = Intensity::parse(&t.intensity).ok_or_else(|| invalid(format!("intensity {:?}: use \"zscore\" or \"imagenet\"", t.intensity)))?;
+        let recipe = InputRecipe { size: t.input_size as usize, channels: t.channels as usize, field_mm: t.field_mm, intensity };
+        recipe.validate().map_err(|e| invalid(format!("network input: {e}")))?;
+        let network = Network::load(&self.config.networks_dir(), &t.file_name, &t.sha256, &recipe).map_err(|e| match e {
+            NetworkError::BadName(_) | NetworkError::HashMismatch { .. } => invalid(e.to_string()),
+            other => Failure::Refused(SiteRefusal::Precondition(other.to_string())),
+        })?;
+        let arch = recipe.crop_architecture();
+        let crops = self.crops(sequence, &arch);
+        let inputs: Vec<Vec<f32>> = crops.iter().map(|c| c.as_ref().map_or_else(|_| Vec::new(), |c| recipe.input(c))).collect();
+        let started = std::time::Instant::now();
+        let outputs = network.run_all(&inputs);
+        tracing::info!(sequence, patients = inputs.len(), seconds = started.elapsed().as_secs_f64(), network = %t.file_name, "ONNX network applied");
+        let mut rows = Vec::with_capacity(crops.len());
+        let mut dimension = None;
+        for (c, out) in crops.iter().zip(outputs) {
+            rows.push(match (c, out) {
+                (Err(e), _) => Err(e.reason().to_string()),
+                (Ok(_), Ok(v)) => {
+                    if *dimension.get_or_insert(v.len()) != v.len() || v.iter().any(|x| !x.is_finite()) {
+                        return Err(Failure::Failed(format!("network {} gave outputs of varying size or non-finite values", t.file_name)));
+                    }
+                    Ok(v)
+                }
+                (Ok(_), Err(e)) => return Err(Failure::Failed(e.to_string())),
+            });
+        }
+        let about = serde_json::json!({"source": "onnx", "file": t.file_name, "sha256": t.sha256, "input_size": recipe.size, "channels": recipe.channels, "field_mm": recipe.field_mm, "intensity": intensity});
+        self.write_deep_table(study_id, sequence, rows, dimension.unwrap_or(0), about)
+    }
+
+    /// Writes `<sequence>.deep.csv` (the patients with an embedding) and `.deep.json` (its
+    /// provenance and the failures), and returns the counts that leave the site.
+    fn write_deep_table(&self, study_id: &str, sequence: &str, rows: Vec<Result<Vec<f64>, String>>, dimension: usize, mut about: serde_json::Value) -> Result<proto::Aggregate, Failure> {
+        let n = self.cohort.records.len() as u64;
+        fedrad_shared::algorithms::require_min_count("the loaded cohort", n, self.config.policy.min_count)?;
+        let mut table = String::from("patient_id");
+        for name in fedrad_shared::algorithms::extraction::deep_feature_names(dimension) {
+            table.push(',');
+            table.push_str(&name);
+        }
+        table.push('\n');
+        let mut failed = BTreeMap::<String, u64>::new();
+        let mut failures = Vec::new();
+        let mut embedded = 0u64;
+        for (r, row) in self.cohort.records.iter().zip(rows) {
+            match row {
+                Ok(values) => {
+                    embedded += 1;
+                    table.push_str(&r.patient_id);
+                    for v in values {
+                        table.push_str(&format!(",{v}"));
+                    }
+                    table.push('\n');
+                }
+                Err(reason) => {
+                    failures.push(serde_json::json!({"patient_id": r.patient_id, "reason": reason}));
+                    *failed.entry(reason).or_default() += 1;
+                }
+            }
+        }
+        about["embedded"] = embedded.into();
+        about["failed"] = failures.into();
+        let dir = self.study_dir(study_id).join("features");
+        let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let io = |e: std::io::Error| Failure::Failed(format!("cannot write the deep features: {e}"));
+        write_atomic(&dir.join(format!("{sequence}.deep.csv")), table.as_bytes()).map_err(io)?;
+        write_atomic(&dir.join(format!("{sequence}.deep.json")), (serde_json::to_string_pretty(&about).expect("json") + "\n").as_bytes()).map_err(io)?;
+        Ok(fedrad_shared::aggregate::AggregateBuilder::new(n)
+            .scalar("embedded", embedded as f64)
+            .vector("failed_by_reason", crate::deep::CROP_FAILURE_REASONS.iter().map(|r| *failed.get(*r).unwrap_or(&0) as f64).collect())
+            .scalar("dimension", dimension as f64)
+            .build())
     }
 
     /// The split is fixed once per study: recorded locally (never sent) so the site can
@@ -450,6 +633,33 @@ fn variable_from_proto(v: &proto::ClinicalVariable) -> Result<VariableSpec, Fail
         None => return Err(Failure::Refused(SiteRefusal::InvalidParameters(format!("variable `{}` has no kind", v.name)))),
     };
     Ok(VariableSpec { name: v.name.clone(), label: String::new(), kind })
+}
+
+/// The sequence and architecture of an encoder task, refused unless valid and matching the weights.
+fn encoder_task(sequence: &str, arch: Option<&proto::EncoderArchitecture>, weights: &[f64]) -> Result<(&'static str, Architecture), Failure> {
+    let invalid = |m: String| Failure::Refused(SiteRefusal::InvalidParameters(m));
+    let sequence = match fedrad_shared::algorithms::extraction::table_name(sequence) {
+        Some((s, false)) => s,
+        _ => return Err(invalid(format!("unknown sequence {sequence:?}"))),
+    };
+    let a = arch.ok_or_else(|| invalid("the task has no encoder architecture".into()))?;
+    if a.channels.len() != 2 {
+        return Err(invalid(format!("the encoder has two convolution layers, not {}", a.channels.len())));
+    }
+    let arch = Architecture {
+        crop: a.crop_pixels as usize,
+        field_mm: a.field_mm,
+        channels: [a.channels[0] as usize, a.channels[1] as usize],
+        embedding: a.embedding_dim as usize,
+    };
+    arch.validate().map_err(|e| invalid(format!("encoder architecture: {e}")))?;
+    if weights.len() != arch.parameter_count() {
+        return Err(invalid(format!("{} weights for an encoder of {} parameters", weights.len(), arch.parameter_count())));
+    }
+    if weights.iter().any(|w| !w.is_finite()) {
+        return Err(invalid("the encoder weights have non-finite values".into()));
+    }
+    Ok((sequence, arch))
 }
 
 /// Write to a temporary file and rename, so a crash never leaves half a record.

@@ -4,9 +4,11 @@
 pub mod audit;
 pub mod client;
 pub mod config;
+pub mod deep;
 pub mod engine;
 pub mod features;
 pub mod manifest;
+pub mod onnx;
 pub mod predict;
 pub mod radiomics;
 pub mod selection;

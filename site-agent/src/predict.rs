@@ -38,6 +38,13 @@ pub fn load_model(path: &Path) -> anyhow::Result<ModelFile> {
 
 /// Scores every row of `manifest`, writing `out`.
 pub fn predict(model: &ModelFile, manifest: &Path, out: &Path) -> anyhow::Result<PredictSummary> {
+    if model.sequence.ends_with(fedrad_shared::algorithms::extraction::WITH_DEEP) {
+        bail!(
+            "this model ({}, Model {}) uses deep features, and `predict` does not yet run the study's encoder; Models I and III without deep features can be applied",
+            model.sequence,
+            model.model
+        );
+    }
     let settings = if model.extraction_parameters.trim().is_empty() {
         Settings::study_default()
     } else {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use fedrad_shared::algorithms::extraction::{SEQUENCES, catalogue_sha256};
+use fedrad_shared::algorithms::extraction::{catalogue_sha256, table_name};
 use fedrad_shared::algorithms::glm::{GlmFamily, GlmPoint, Standardiser, TrainingView};
 use fedrad_shared::algorithms::{SiteRefusal, correlation, folds, lasso, logistic, standardise, univariate};
 use fedrad_shared::clinical::{CohortRole, PatientRecord, VariableSpec};
@@ -21,13 +21,34 @@ pub struct FeatureTable {
     pub rows: BTreeMap<String, Vec<f64>>,
 }
 
-pub fn load_table(study_dir: &Path, sequence: &str) -> Result<FeatureTable, Failure> {
-    if !SEQUENCES.contains(&sequence) {
-        return Err(SiteRefusal::InvalidParameters(format!("unknown sequence {sequence:?}")).into());
+/// One table as a task names it: `t2` (handcrafted features) or `t2+deep` (handcrafted then
+/// deep features, for the patients with both).
+pub fn load_table(study_dir: &Path, name: &str) -> Result<FeatureTable, Failure> {
+    let Some((sequence, with_deep)) = table_name(name) else {
+        return Err(SiteRefusal::InvalidParameters(format!("unknown sequence {name:?}")).into());
+    };
+    let dir = study_dir.join("features");
+    let (mut names, mut rows) = read_table(&dir.join(format!("{sequence}.csv")), || format!("no {sequence} features extracted for this study yet"))?;
+    if with_deep {
+        let (deep_names, deep_rows) =
+            read_table(&dir.join(format!("{sequence}.deep.csv")), || format!("no {sequence} deep features computed for this study yet"))?;
+        names.extend(deep_names);
+        rows = rows
+            .into_iter()
+            .filter_map(|(id, mut v)| {
+                let d = deep_rows.get(&id)?;
+                v.extend_from_slice(d);
+                Some((id, v))
+            })
+            .collect();
     }
-    let path = study_dir.join("features").join(format!("{sequence}.csv"));
-    let text = std::fs::read_to_string(&path)
-        .map_err(|_| Failure::Refused(SiteRefusal::Precondition(format!("no {sequence} features extracted for this study yet"))))?;
+    Ok(FeatureTable { digest: catalogue_sha256(&names), names, rows })
+}
+
+type Rows = BTreeMap<String, Vec<f64>>;
+
+fn read_table(path: &Path, missing: impl Fn() -> String) -> Result<(Vec<String>, Rows), Failure> {
+    let text = std::fs::read_to_string(path).map_err(|_| Failure::Refused(SiteRefusal::Precondition(missing())))?;
     let mut lines = text.lines();
     let names: Vec<String> = lines.next().unwrap_or("").split(',').skip(1).map(str::to_string).collect();
     let mut rows = BTreeMap::new();
@@ -42,7 +63,7 @@ pub fn load_table(study_dir: &Path, sequence: &str) -> Result<FeatureTable, Fail
             _ => return Err(Failure::Failed(format!("{}: row {} is malformed", path.display(), k + 2))),
         }
     }
-    Ok(FeatureTable { digest: catalogue_sha256(&names), names, rows })
+    Ok((names, rows))
 }
 
 /// The training patients of one task: the requested columns, the outcome and the fold.

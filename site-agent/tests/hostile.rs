@@ -164,11 +164,61 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
     let logistic = Some(task::Kind::LogisticRound(proto::LogisticRoundTask { variables: vec![fake], models: vec![proto::ClinicalModel { columns: vec![0], coefficients: vec![0.0, 0.0] }] }));
     assert_eq!(refusal(&engine, "salary", logistic).0, InvalidParameters);
 
+    // Deep features: weights that do not fit the architecture, non-finite weights, a crop
+    // size the encoder does not support, weights that do not match their SHA-256, an
+    // absurd learning rate, a validation-free site too small for training.
+    use fedrad_shared::algorithms::encoder::Architecture;
+    let arch = Architecture { crop: 16, field_mm: 48.0, channels: [2, 3], embedding: 8 };
+    let arch_proto = |a: &Architecture| proto::EncoderArchitecture {
+        crop_pixels: a.crop as u32,
+        field_mm: a.field_mm,
+        channels: a.channels.iter().map(|&c| c as u32).collect(),
+        embedding_dim: a.embedding as u32,
+    };
+    let w = arch.initial_weights(1);
+    let round = |a: proto::EncoderArchitecture, weights: Vec<f64>, lr: f64| {
+        Some(task::Kind::EncoderRound(proto::EncoderRoundTask {
+            sequence: "t2".into(),
+            architecture: Some(a),
+            weights,
+            round: 1,
+            local_epochs: 1,
+            batch_size: 4,
+            learning_rate: lr,
+            momentum: 0.9,
+            proximal_mu: 0.0,
+            mask_fraction: 0.25,
+            seed: 1,
+        }))
+    };
+    assert_eq!(refusal(&engine, "e1", round(arch_proto(&arch), w[1..].to_vec(), 0.1)).0, InvalidParameters);
+    let mut nan = w.clone();
+    nan[3] = f64::NAN;
+    assert_eq!(refusal(&engine, "e2", round(arch_proto(&arch), nan, 0.1)).0, InvalidParameters);
+    let odd = Architecture { crop: 30, ..arch };
+    assert_eq!(refusal(&engine, "e3", round(arch_proto(&odd), vec![0.0; odd.parameter_count()], 0.1)).0, InvalidParameters);
+    assert_eq!(refusal(&engine, "e4", round(arch_proto(&arch), w.clone(), 1e6)).0, InvalidParameters);
+    let trained = answered(&engine, "e-ok", round(arch_proto(&arch), w.clone(), 0.1).unwrap());
+    assert_eq!(trained.tensors.iter().find(|t| t.name == "weights").unwrap().values.len(), w.len());
+    let weights_digest = site_agent::deep::weights_sha256(&w);
+    let embed = |weights: Vec<f64>, sha: String| Some(task::Kind::Embed(proto::EmbedTask { sequence: "t2".into(), architecture: Some(arch_proto(&arch)), weights, weights_sha256: sha }));
+    let mut tampered = w.clone();
+    tampered[0] += 1e-9;
+    let (reason, detail) = refusal(&engine, "e5", embed(tampered, weights_digest.clone()));
+    assert_eq!(reason, InvalidParameters);
+    assert!(detail.contains("SHA-256"), "{detail}");
+    assert!(!dir.join("work/studies/hostile/features/t2.deep.csv").exists(), "tampered weights write nothing");
+    let a = answered(&engine, "e-embed", embed(w.clone(), weights_digest).unwrap());
+    assert_eq!(a.tensors.iter().find(|t| t.name == "embedded").unwrap().values, vec![n as f64]);
+    let joined = site_agent::selection::load_table(&dir.join("work/studies/hostile"), "t2+deep").unwrap();
+    assert_eq!(joined.names.len(), p as usize + 8);
+    assert_eq!(joined.rows.len() as u64, n);
+
     // The site still answers a valid request, and every refusal is in the audit log.
     let a = answered(&engine, "m-ok", moments(&digest, vec![0, 1, 2]).unwrap());
     assert_eq!(a.patient_count, (n - pos) * 7 / 10 + pos * 7 / 10, "the training cohort");
     let log = site_agent::audit::verify(&dir.join("work/audit.jsonl")).unwrap();
-    assert!(log.iter().filter(|e| e.outcome == "refused").count() >= 21);
+    assert!(log.iter().filter(|e| e.outcome == "refused").count() >= 26);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

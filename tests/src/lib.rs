@@ -63,6 +63,7 @@ pub fn site_config(site: &str, port: u16, manifest: &Path, work: &Path, tls: Tls
         policy: Policy::default(),
         clinical: Default::default(),
         max_message_bytes: fedrad_shared::DEFAULT_MAX_MESSAGE_BYTES,
+        networks_dir: None,
     }
 }
 
@@ -79,6 +80,8 @@ pub fn study_config(study_id: &str, out: &Path, sites: Vec<String>, seed: u64) -
         selection: Default::default(),
         clinical_model: Default::default(),
         models: Default::default(),
+        // A small, quick encoder: the tests check the federation, not the features' quality.
+        deep: coordinator::config::DeepSettings { rounds: 3, embedding: 48, ..Default::default() },
     }
 }
 

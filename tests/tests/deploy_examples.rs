@@ -39,6 +39,10 @@ fn study_selection_mistakes_are_named() {
         ("[models]\nboosting = { learning_rate = 2.0 }\n", "boosting.learning_rate"),
         ("[models]\nlogistic = { c = -1 }\n", "models.logistic.c"),
         ("[models]\nrbf_svm = { features = 0 }\n", "models.rbf_svm"),
+        ("[deep]\ncrop = 30\n", "deep.crop"),
+        ("[deep]\nlearning_rate = 0\n", "deep.learning_rate"),
+        ("[deep]\nrounds = 0\n", "deep.rounds"),
+        ("[deep]\nlayers = 3\n", "unknown field"),
     ] {
         std::fs::write(&p, format!("{base}{extra}")).unwrap();
         let err = coordinator::config::StudyConfig::load(&p).unwrap_err().to_string();

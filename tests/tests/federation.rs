@@ -57,7 +57,9 @@ async fn four_sites_over_mtls_give_the_pooled_split_table1_selection_and_models(
     study.clinical_model.variables = Some(vec!["age".into(), "sex".into(), "overall_stage".into()]);
     // C of logistic regression and the SVMs chosen by cross-validated AUC (checked below).
     study.models.search = coordinator::config::SearchSettings { enabled: true, c: vec![0.1, 10.0] };
+    let deep_settings = study.deep.clone();
     let results = StudyRunner::new(server.hub.clone(), study, &Quiet).run().await.expect("study runs");
+    check_deep_features(&dir, &cohort, &results, &deep_settings, seed);
 
     // Pooled reference straight from the files.
     let patients = pooled_records(&cohort);
@@ -85,9 +87,9 @@ async fn four_sites_over_mtls_give_the_pooled_split_table1_selection_and_models(
         assert!(out.join(f).is_file(), "{f} not written");
     }
     let steps: Vec<&str> = results.protocol.iter().map(|p| p.step.as_str()).collect();
-    assert_eq!(steps[..5], ["cohort_summary", "split", "table1", "extract_features", "folds"]);
+    assert_eq!(steps[..9], ["cohort_summary", "split", "table1", "extract_features", "deep.t1c", "embed.t1c", "deep.t2", "embed.t2", "folds"]);
     assert!(steps.contains(&"lasso.t2.radiomic") && steps.contains(&"clinical_model") && steps.contains(&"models.t2.III") && steps.last() == Some(&"compare_models"), "{steps:?}");
-    for f in ["selection.json", "clinical_model.json", "model_comparison.json", "lasso/t2/radiomic.json", "lasso/t2/radiomic_path.svg", "lasso/t1c/radiomic_cv.svg"] {
+    for f in ["selection.json", "clinical_model.json", "model_comparison.json", "lasso/t2/radiomic.json", "lasso/t2/radiomic_path.svg", "lasso/t1c/radiomic_cv.svg", "lasso/t2/combined.json", "deep/t2/training.json", "deep/t1c/loss.svg", "deep/t1c/checkpoint.json"] {
         assert!(out.join(f).is_file(), "{f} not written");
     }
     check_selection_against_pooled(&dir, &cohort, &results, &patients, &roles);
@@ -128,6 +130,81 @@ async fn four_sites_over_mtls_give_the_pooled_split_table1_selection_and_models(
     server.stop().await;
 }
 
+/// A site's table as a task names it (`t2`, or `t2+deep`: radiomic then deep columns of the
+/// patients with both), in the CSV form extraction writes.
+fn table_text(study_dir: &std::path::Path, name: &str) -> String {
+    let (seq, deep) = match name.strip_suffix("+deep") {
+        Some(s) => (s, true),
+        None => (name, false),
+    };
+    let radiomic = std::fs::read_to_string(study_dir.join(format!("features/{seq}.csv"))).unwrap();
+    if !deep {
+        return radiomic;
+    }
+    let deep = std::fs::read_to_string(study_dir.join(format!("features/{seq}.deep.csv"))).unwrap();
+    let rows: std::collections::BTreeMap<&str, &str> = deep.lines().filter_map(|l| l.split_once(',')).collect();
+    let mut out = String::new();
+    for line in radiomic.lines() {
+        let id = line.split(',').next().unwrap();
+        if let Some(rest) = rows.get(id) {
+            out.push_str(&format!("{line},{rest}\n"));
+        }
+    }
+    out
+}
+
+/// The deep steps recomputed in one process: FedAvg over the four sites' training crops with
+/// the study's settings gives the coordinator's final weights bit for bit, and every site's
+/// stored embedding equals the encoder applied to that patient's crop.
+fn check_deep_features(dir: &TempDir, cohort: &fedrad_synth::GeneratedCohort, results: &coordinator::study::StudyResults, settings: &coordinator::config::DeepSettings, seed: u64) {
+    use fedrad_shared::algorithms::{encoder, fedavg};
+    assert_eq!(results.deep.len(), 2, "deep features for both sequences: {:?}", results.deep_notes);
+    let arch = settings.architecture();
+    let training = settings.local_training(seed);
+    for d in &results.deep {
+        let seq = d.sequence.as_str();
+        let mut sites: Vec<(String, Vec<fedavg::Sample>, Vec<(String, Vec<f64>)>)> = Vec::new();
+        for (site, manifest) in &cohort.manifests {
+            let folder = manifest.parent().unwrap();
+            let study_dir = dir.path().join("work").join(site).join("studies/federation-test");
+            let split = std::fs::read_to_string(study_dir.join("split.csv")).unwrap();
+            let mut train = Vec::new();
+            let mut all = Vec::new();
+            for line in split.lines().skip(1) {
+                let (id, role) = line.split_once(',').unwrap();
+                let crop = site_agent::deep::crop_files(&folder.join(format!("images/{id}_{seq}.nii.gz")), &folder.join(format!("images/{id}_{seq}_mask.nii.gz")), &arch).unwrap();
+                if role == "training" {
+                    train.push(fedavg::Sample { patient_id: id.into(), crop: crop.clone() });
+                }
+                all.push((id.to_string(), crop));
+            }
+            sites.push((site.clone(), train, all));
+        }
+        sites.sort_by(|a, b| a.0.cmp(&b.0));
+        let train: Vec<Vec<fedavg::Sample>> = sites.iter().map(|s| s.1.clone()).collect();
+        let (weights, history) = fedavg::simulate(&arch, &arch.initial_weights(training.seed), &train, &training, settings.rounds);
+        let stored: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join(format!("study/deep/{seq}/weights.json"))).unwrap()).unwrap();
+        let stored: Vec<f64> = stored["weights"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(weights, stored, "{seq}: federated weights differ from the in-process FedAvg");
+        for (a, b) in history.iter().zip(&d.rounds) {
+            assert_eq!(a.loss_at_start, b.loss_at_start, "{seq}: loss in round {}", a.round);
+        }
+        assert!(d.rounds.last().unwrap().loss_at_start < d.rounds[0].loss_at_start, "{seq}: the loss did not fall");
+        assert_eq!(d.embedded, 120);
+        for (site, _, all) in &sites {
+            let table = std::fs::read_to_string(dir.path().join("work").join(site).join(format!("studies/federation-test/features/{seq}.deep.csv"))).unwrap();
+            assert_eq!(table.lines().next().unwrap().split(',').count(), 1 + arch.embedding);
+            for line in table.lines().skip(1).take(3) {
+                let mut cells = line.split(',');
+                let id = cells.next().unwrap();
+                let values: Vec<f64> = cells.map(|c| c.parse().unwrap()).collect();
+                let crop = &all.iter().find(|p| p.0 == id).unwrap().1;
+                assert_eq!(values, encoder::embed(&arch, &stored, crop), "{site} {id}");
+            }
+        }
+    }
+}
+
 /// The selection steps recomputed in one process from every site's stored feature table,
 /// split and folds: standardisation, Welch filter, redundancy filter, the LASSO path with its
 /// CV curve (glmnet-style row-wise solver), the selected features and the clinical model.
@@ -147,7 +224,7 @@ fn check_selection_against_pooled(
         let mut names = Vec::new();
         for (site, _) in &cohort.manifests {
             let study_dir = dir.path().join("work").join(site).join("studies/federation-test");
-            let table = std::fs::read_to_string(study_dir.join(format!("features/{seq}.csv"))).unwrap();
+            let table = table_text(&study_dir, &if seq_result.group == "combined" { format!("{seq}+deep") } else { seq.to_string() });
             let folds = std::fs::read_to_string(study_dir.join("folds.csv")).unwrap();
             names = table.lines().next().unwrap().split(',').skip(1).map(str::to_string).collect();
             for line in table.lines().skip(1) {
@@ -178,7 +255,7 @@ fn check_selection_against_pooled(
         let candidates: Vec<usize> = kept.iter().map(|&k| cols[k]).collect();
         // The stored LASSO file: the same candidates, then the path against the pooled solver.
         let file: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.path().join(format!("study/lasso/{seq}/radiomic.json"))).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join(format!("study/lasso/{seq}/{}.json", seq_result.group))).unwrap()).unwrap();
         let file_features: Vec<&str> = file["features"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         assert_eq!(file_features, candidates.iter().map(|&j| names[j].as_str()).collect::<Vec<_>>());
         let path: lasso::LassoPath = serde_json::from_value(file["path"].clone()).unwrap();
@@ -235,7 +312,10 @@ fn check_models_against_pooled(
     use fedrad_shared::clinical::CohortRole;
     let fitted: Vec<_> = results.models.iter().filter(|m| !m.classifiers.is_empty()).collect();
     assert!(!fitted.is_empty(), "no model was fitted");
-    assert!(results.models.iter().any(|m| m.model == "II" && m.note.is_some()), "Model II is reported as unavailable");
+    for seq in ["t1c", "t2"] {
+        let ii = results.models.iter().find(|m| m.model == "II" && m.sequence == seq).unwrap();
+        assert!(!ii.classifiers.is_empty() || ii.note.as_deref().is_some_and(|n| n.contains("selected no")), "{seq} Model II: {:?}", ii.note);
+    }
     for model in fitted {
         for cl in &model.classifiers {
             let file: fedrad_shared::algorithms::classifiers::ModelFile =
@@ -243,7 +323,7 @@ fn check_models_against_pooled(
             // Design rows of every patient with the sequence's features and complete clinical data.
             let mut rows: Vec<(CohortRole, bool, Vec<f64>, String)> = Vec::new();
             for (site, _) in &cohort.manifests {
-                let table = std::fs::read_to_string(dir.path().join("work").join(site).join(format!("studies/federation-test/features/{}.csv", file.sequence))).unwrap();
+                let table = table_text(&dir.path().join("work").join(site).join("studies/federation-test"), &file.sequence);
                 for line in table.lines().skip(1) {
                     let cells: Vec<&str> = line.split(',').collect();
                     let i = patients.iter().position(|p| p.1.patient_id == cells[0]).unwrap();
@@ -338,7 +418,7 @@ fn check_comparison_against_pooled(
             let file: classifiers::ModelFile = serde_json::from_str(&std::fs::read_to_string(dir.path().join("study").join(&cl.model_file)).unwrap()).unwrap();
             let mut scores = std::collections::BTreeMap::new();
             for (site, _) in &cohort.manifests {
-                let table = std::fs::read_to_string(dir.path().join("work").join(site).join(format!("studies/federation-test/features/{}.csv", file.sequence))).unwrap();
+                let table = table_text(&dir.path().join("work").join(site).join("studies/federation-test"), &file.sequence);
                 for line in table.lines().skip(1) {
                     let cells: Vec<&str> = line.split(',').collect();
                     let i = patients.iter().position(|p| p.1.patient_id == cells[0]).unwrap();
@@ -366,14 +446,14 @@ fn check_comparison_against_pooled(
     for (a, b) in comparison.auc.iter().zip(&pooled.auc) {
         assert!((a - b).abs() < 1e-4, "AUC {a} vs pooled {b}");
     }
-    for row in comparison.best_versus_others.iter().chain(&comparison.clinical_added) {
+    for row in comparison.best_versus_others.iter().chain(&comparison.clinical_added).chain(&comparison.deep_added) {
         let a = comparison.models.iter().position(|m| m == &row.a).unwrap();
         let b = comparison.models.iter().position(|m| m == &row.b).unwrap();
         let reference = pooled.compare(a, b);
         assert!((row.test.difference - reference.difference).abs() < 2e-4, "{row:?} vs {reference:?}");
         assert!((row.test.se - reference.se).abs() < 2e-4, "{row:?} vs {reference:?}");
     }
-    assert!(!comparison.clinical_added.is_empty(), "Model III is compared with Model I");
+    assert!(!comparison.clinical_added.is_empty(), "Model III is compared with its base model");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -114,25 +114,34 @@ impl Architecture {
         self.layout().b4.end
     }
 
-    /// He-normal weights (variance 2 / fan-in; the linear decoder 1 / fan-in), zero biases,
-    /// from the study seed: every party that knows the seed gets the same start.
+    /// Standard-normal weights and zero biases from the study seed: every party that knows
+    /// the seed gets the same start.
     pub fn initial_weights(&self, seed: u64) -> Vec<f64> {
         let l = self.layout();
         let mut w = vec![0.0; self.parameter_count()];
         let mut rng = SplitMix::new(seed ^ 0xe4c0_de5e_ed00_0001);
-        let [c1, c2] = self.channels;
-        for (range, fan_in, gain) in [
-            (l.w1.clone(), INPUT_CHANNELS * 9, 2.0),
-            (l.w2.clone(), c1 * 9, 2.0),
-            (l.w3.clone(), c2, 2.0),
-            (l.w4.clone(), self.embedding, 1.0),
-        ] {
-            let sd = (gain / fan_in as f64).sqrt();
+        for range in [l.w1, l.w2, l.w3, l.w4] {
             for v in &mut w[range] {
-                *v = sd * rng.normal();
+                *v = rng.normal();
             }
         }
         w
+    }
+
+    /// Per-parameter multipliers from the stored weights to the ones the layers use: He's
+    /// constant √(gain / fan-in) for weights (gain 2 before a ReLU, 1 for the linear decoder),
+    /// 1 for biases. With this "equalised learning rate" parameterisation one SGD learning
+    /// rate suits every layer: the decoder reads 1000 channels, and without the scaling its
+    /// curvature is ~1000 times the first layer's, so a rate that trains the convolutions
+    /// makes the decoder diverge.
+    pub fn parameter_scale(&self) -> Vec<f64> {
+        let l = self.layout();
+        let [c1, c2] = self.channels;
+        let mut s = vec![1.0; self.parameter_count()];
+        for (range, fan_in, gain) in [(l.w1, INPUT_CHANNELS * 9, 2.0), (l.w2, c1 * 9, 2.0), (l.w3, c2, 2.0), (l.w4, self.embedding, 1.0)] {
+            s[range].fill((gain / fan_in as f64).sqrt());
+        }
+        s
     }
 }
 
@@ -358,7 +367,13 @@ struct Trace {
     r: Vec<f64>,
 }
 
-fn forward(arch: &Architecture, w: &[f64], x: &[f64]) -> Trace {
+/// The weights the layers use: stored weights times [`Architecture::parameter_scale`].
+fn effective(arch: &Architecture, w: &[f64]) -> Vec<f64> {
+    w.iter().zip(arch.parameter_scale()).map(|(a, b)| a * b).collect()
+}
+
+fn forward(arch: &Architecture, stored: &[f64], x: &[f64]) -> Trace {
+    let w = &effective(arch, stored);
     let l = arch.layout();
     let [c1, c2] = arch.channels;
     let (n, d) = (arch.crop, arch.embedding);
@@ -405,12 +420,14 @@ pub fn loss(arch: &Architecture, w: &[f64], input: &[f64], target: &[f64]) -> f6
 }
 
 /// Loss and its gradient with respect to every parameter, for one sample.
-pub fn loss_and_gradient(arch: &Architecture, w: &[f64], input: &[f64], target: &[f64]) -> (f64, Vec<f64>) {
+pub fn loss_and_gradient(arch: &Architecture, stored: &[f64], input: &[f64], target: &[f64]) -> (f64, Vec<f64>) {
+    let scale = arch.parameter_scale();
+    let w = &stored.iter().zip(&scale).map(|(a, b)| a * b).collect::<Vec<f64>>();
     let l = arch.layout();
     let [c1, c2] = arch.channels;
     let (n, d) = (arch.crop, arch.embedding);
     let q = (n / 4) * (n / 4);
-    let t = forward(arch, w, input);
+    let t = forward(arch, stored, input);
     let m = target.len() as f64;
     let mut dr = vec![0.0; DECODER_OUTPUTS * q];
     let mut loss = 0.0;
@@ -443,6 +460,10 @@ pub fn loss_and_gradient(arch: &Architecture, w: &[f64], input: &[f64], target: 
     {
         let (a, b) = g.split_at_mut(l.b1.start);
         conv3x3_backward(input, INPUT_CHANNELS, n, &w[l.w1.clone()], c1, &dz1, &mut a[l.w1.clone()], &mut b[..c1], false);
+    }
+    // Chain rule through the scaling: dL/dstored = dL/deffective × scale.
+    for (gi, s) in g.iter_mut().zip(&scale) {
+        *gi *= s;
     }
     (loss / m, g)
 }

@@ -88,3 +88,21 @@ pub fn catalogue_sha256(names: &[String]) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, names.join("\n").as_bytes());
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Deep-feature column names, `deep_0000` …, as the sites' embedding tables use them.
+pub fn deep_feature_names(dim: usize) -> Vec<String> {
+    (0..dim).map(|k| format!("deep_{k:04}")).collect()
+}
+
+/// Suffix of a table name with the deep features appended (`t2+deep`).
+pub const WITH_DEEP: &str = "+deep";
+
+/// A task's table name split into the sequence and whether deep features are appended;
+/// `None` for an unknown sequence.
+pub fn table_name(name: &str) -> Option<(&'static str, bool)> {
+    let (base, deep) = match name.strip_suffix(WITH_DEEP) {
+        Some(b) => (b, true),
+        None => (name, false),
+    };
+    SEQUENCES.iter().find(|s| **s == base).map(|s| (*s, deep))
+}

@@ -31,5 +31,6 @@ pub fn local_config(manifest: &Path, dir: &Path) -> site_agent::config::SiteConf
         policy: Default::default(),
         clinical: Default::default(),
         max_message_bytes: 1 << 20,
+        networks_dir: None,
     }
 }
