@@ -27,6 +27,7 @@ struct Connection {
     tx: Outbound,
     pending: Arc<Mutex<HashMap<String, oneshot::Sender<TaskReply>>>>,
     min_count: u64,
+    min_sites: u32,
 }
 
 /// Bytes and messages exchanged with one site, for the report's protocol accounting.
@@ -76,6 +77,11 @@ impl Hub {
 
     pub fn min_count(&self, site: &str) -> Option<u64> {
         self.state.lock().unwrap().sites.get(site).map(|c| c.min_count)
+    }
+
+    /// The fewest sites a study must have for `site` to take part, from its hello.
+    pub fn min_sites(&self, site: &str) -> Option<u32> {
+        self.state.lock().unwrap().sites.get(site).map(|c| c.min_sites)
     }
 
     pub fn traffic(&self) -> HashMap<String, Traffic> {
@@ -157,10 +163,10 @@ impl Hub {
         self.changed.notify_waiters();
     }
 
-    fn register(&self, site: &str, tx: Outbound, min_count: u64) -> (u64, Arc<Mutex<HashMap<String, oneshot::Sender<TaskReply>>>>) {
+    fn register(&self, site: &str, tx: Outbound, min_count: u64, min_sites: u32) -> (u64, Arc<Mutex<HashMap<String, oneshot::Sender<TaskReply>>>>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let pending = Arc::new(Mutex::new(HashMap::new()));
-        let old = self.state.lock().unwrap().sites.insert(site.to_string(), Connection { id, tx, pending: pending.clone(), min_count });
+        let old = self.state.lock().unwrap().sites.insert(site.to_string(), Connection { id, tx, pending: pending.clone(), min_count, min_sites });
         if old.is_some() {
             tracing::info!(%site, "site reconnected; the previous session is replaced");
         } else {
@@ -213,12 +219,13 @@ impl Federation for Hub {
         }
         let site = hello.site_id.clone();
         let min_count = hello.policy.map_or(1, |p| p.min_count);
+        let min_sites = hello.policy.map_or(1, |p| p.min_sites.max(1));
         let (tx, rx) = mpsc::channel(64);
         let welcome = Welcome { protocol: fedrad_shared::PROTOCOL.into(), coordinator_version: env!("CARGO_PKG_VERSION").into() };
         tx.send(Ok(CoordinatorMessage { body: Some(coordinator_message::Body::Welcome(welcome)) }))
             .await
             .map_err(|_| Status::internal("stream closed"))?;
-        let (id, pending) = self.register(&site, tx, min_count);
+        let (id, pending) = self.register(&site, tx, min_count, min_sites);
         let hub = self.clone();
         tokio::spawn(async move {
             loop {

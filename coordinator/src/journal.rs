@@ -41,7 +41,7 @@ impl Journal {
             msg.extend_from_slice(part);
         }
         for (site, kind) in kinds {
-            let encoded = fedrad_shared::proto::Task { task_id: String::new(), study_id: String::new(), kind: Some(kind.clone()) }.encode_to_vec();
+            let encoded = fedrad_shared::proto::Task { study_sites: Vec::new(), task_id: String::new(), study_id: String::new(), kind: Some(kind.clone()) }.encode_to_vec();
             for part in [site.as_bytes(), encoded.as_slice()] {
                 msg.extend_from_slice(&(part.len() as u64).to_le_bytes());
                 msg.extend_from_slice(part);
@@ -62,6 +62,7 @@ impl Journal {
         let bytes = std::fs::read(self.path(task_id)).ok()?;
         let (head, mut rest) = bytes.split_at_checked(65)?;
         if &head[..64] != round_digest.as_bytes() || head[64] != b'\n' {
+            tracing::warn!(round = %task_id, "the journal holds this round for different tasks (settings or inputs changed); asking the sites again");
             return None;
         }
         let mut answers = Vec::new();

@@ -134,7 +134,12 @@ impl<'a> StudyRunner<'a> {
             let hub = self.hub.clone();
             // The id names the round and its content, so a rerun with other settings never
             // reuses an id a site has already answered for a different task.
-            let task = Task { task_id: format!("{task_id}-{}", &round_digest[..12]), study_id: self.study.study_id.clone(), kind: Some(kind) };
+            let task = Task {
+                task_id: format!("{task_id}-{}", &round_digest[..12]),
+                study_id: self.study.study_id.clone(),
+                kind: Some(kind),
+                study_sites: self.study.sites.clone(),
+            };
             set.spawn(async move {
                 let r = hub.run_task(&site, task, timeout).await;
                 (site, r)
@@ -231,6 +236,17 @@ impl<'a> StudyRunner<'a> {
             crate::journal::Journal::open(journal_dir.clone(), self.resume).map_err(|source| StudyError::Output { path: journal_dir.display().to_string(), source })?,
         );
         self.wait_for_sites().await?;
+        // A site that takes part only in larger studies would refuse every task; say so now.
+        let n = self.study.sites.len();
+        for site in &self.study.sites {
+            if let Some(m) = self.hub.min_sites(site).filter(|m| *m as usize > n) {
+                return Err(StudyError::Refused {
+                    step: "start".into(),
+                    site: site.clone(),
+                    detail: format!("its policy takes part only in studies of at least {m} sites; this study has {n}"),
+                });
+            }
+        }
 
         let cohort = self
             .step("cohort_summary", async |s: &mut Self| {

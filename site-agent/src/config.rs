@@ -15,6 +15,7 @@
 //! [policy]
 //! min_count = 5                              # refuse any aggregate over fewer patients
 //! max_parameter_ratio = 0.33                 # most model parameters per training patient
+//! min_sites = 3                              # answer only studies of at least 3 sites
 //! # answers = ["cohort_summary", "split", ...] # task kinds answered (default: all)
 //!
 //! [[clinical.extra]]                         # optional extra manifest columns
@@ -76,6 +77,14 @@ pub struct Policy {
     /// every kind this agent version knows. Anything else is refused and audited.
     #[serde(default)]
     pub answers: Option<Vec<String>>,
+    /// Fewest sites a study must declare for this site to answer it (default 1: no rule).
+    /// With one or two sites, a study's "aggregates" are close to one hospital's data.
+    #[serde(default = "default_min_sites")]
+    pub min_sites: u32,
+}
+
+fn default_min_sites() -> u32 {
+    1
 }
 
 fn default_min_count() -> u64 {
@@ -88,7 +97,7 @@ fn default_ratio() -> f64 {
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { min_count: default_min_count(), max_parameter_ratio: default_ratio(), answers: None }
+        Policy { min_count: default_min_count(), max_parameter_ratio: default_ratio(), answers: None, min_sites: default_min_sites() }
     }
 }
 
@@ -126,6 +135,9 @@ impl SiteConfig {
         fedrad_shared::identity::validate_site_id(&self.site_id).map_err(|e| e.to_string())?;
         if !(self.policy.max_parameter_ratio > 0.0 && self.policy.max_parameter_ratio <= 1.0) {
             return Err("policy.max_parameter_ratio must be in (0, 1]".into());
+        }
+        if self.policy.min_sites == 0 || self.policy.min_sites > 1000 {
+            return Err("policy.min_sites must be from 1 to 1000".into());
         }
         if self.policy.min_count == 0 {
             return Err("policy.min_count must be at least 1".into());

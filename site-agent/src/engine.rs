@@ -212,6 +212,19 @@ impl SiteEngine {
 
     fn compute(&self, task: &Task) -> Result<proto::Aggregate, Failure> {
         let min = self.config.policy.min_count;
+        let min_sites = self.config.policy.min_sites as usize;
+        if min_sites > 1 {
+            let mut declared: Vec<&String> = task.study_sites.iter().collect();
+            declared.sort();
+            declared.dedup();
+            if declared.len() < min_sites || !declared.iter().any(|s| **s == self.config.site_id) {
+                return Err(Failure::Refused(SiteRefusal::Precondition(format!(
+                    "this site takes part only in studies of at least {min_sites} sites including itself; the task declares {} ({})",
+                    declared.len(),
+                    declared.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                ))));
+            }
+        }
         if let Some(allowed) = &self.config.policy.answers {
             let kind = kind_name(task);
             if kind != "unknown" && !allowed.iter().any(|a| a == kind) {

@@ -50,7 +50,7 @@ pub struct InputRecipe {
 
 impl InputRecipe {
     pub fn validate(&self) -> Result<(), String> {
-        if self.size < 8 || self.size > 512 || self.size % 4 != 0 {
+        if self.size < 8 || self.size > 512 || !self.size.is_multiple_of(4) {
             return Err(format!("input_size must be a multiple of 4 from 8 to 512, not {}", self.size));
         }
         if self.channels != 1 && self.channels != 3 {

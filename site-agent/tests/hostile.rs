@@ -7,7 +7,7 @@ use fedrad_shared::proto::{self, RefusalReason, task, task_reply};
 mod common;
 
 fn refusal(engine: &site_agent::engine::SiteEngine, id: &str, kind: Option<task::Kind>) -> (RefusalReason, String) {
-    let reply = engine.handle(&proto::Task { task_id: id.into(), study_id: "hostile".into(), kind });
+    let reply = engine.handle(&proto::Task { study_sites: Vec::new(), task_id: id.into(), study_id: "hostile".into(), kind });
     match reply.outcome {
         Some(task_reply::Outcome::Refusal(r)) => (RefusalReason::try_from(r.reason).unwrap(), r.detail),
         other => panic!("{id}: expected a refusal, got {other:?}"),
@@ -15,7 +15,7 @@ fn refusal(engine: &site_agent::engine::SiteEngine, id: &str, kind: Option<task:
 }
 
 fn answered(engine: &site_agent::engine::SiteEngine, id: &str, kind: task::Kind) -> proto::Aggregate {
-    let reply = engine.handle(&proto::Task { task_id: id.into(), study_id: "hostile".into(), kind: Some(kind) });
+    let reply = engine.handle(&proto::Task { study_sites: Vec::new(), task_id: id.into(), study_id: "hostile".into(), kind: Some(kind) });
     match reply.outcome {
         Some(task_reply::Outcome::Aggregate(a)) => a,
         other => panic!("{id}: expected an aggregate, got {other:?}"),
@@ -241,6 +241,37 @@ fn hostile_task_kinds_outside_the_sites_allow_list_are_refused() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn hostile_a_study_with_too_few_sites_is_refused_by_a_min_sites_policy() {
+    let dir = common::fresh_dir("hostile-min-sites");
+    let cohort = common::one_hospital(&dir.join("cohort"), 3, 40);
+    let mut cfg = common::local_config(&cohort.manifests[0].1, &dir);
+    cfg.policy.min_sites = 3;
+    cfg.validate().unwrap();
+    let engine = site_agent::load_engine(cfg.clone()).unwrap();
+    let task = |id: &str, sites: &[&str]| proto::Task {
+        study_sites: sites.iter().map(|s| s.to_string()).collect(),
+        task_id: id.into(),
+        study_id: "hostile".into(),
+        kind: Some(task::Kind::CohortSummary(proto::CohortSummaryTask {})),
+    };
+    let outcome = |t: proto::Task| engine.handle(&t).outcome;
+    // Two sites, the same site named twice, three sites without this one: refused.
+    for (id, sites) in [("two", &["hospital-a", "hospital-b"][..]), ("dup", &["hospital-a", "hospital-b", "hospital-b"]), ("absent", &["x-1", "x-2", "x-3"])] {
+        match outcome(task(id, sites)) {
+            Some(task_reply::Outcome::Refusal(r)) => {
+                assert_eq!(RefusalReason::try_from(r.reason).unwrap(), RefusalReason::Precondition);
+                assert!(r.detail.contains("at least 3 sites"), "{}", r.detail);
+            }
+            other => panic!("{id}: expected a refusal, got {other:?}"),
+        }
+    }
+    assert!(matches!(outcome(task("three", &["hospital-a", "hospital-b", "hospital-c"])), Some(task_reply::Outcome::Aggregate(_))));
+    cfg.policy.min_sites = 0;
+    assert!(cfg.validate().unwrap_err().contains("min_sites"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A bounded mutation fuzz of protocol decoding at the site: valid tasks are encoded, damaged
 /// (flipped bytes, truncation, inserted garbage) and, when they still decode, handled. Every
 /// one ends in an answer, a refusal or a failure — never a panic — and the site then still
@@ -305,7 +336,7 @@ fn hostile_mutated_task_bytes_never_crash_the_site() {
     let (mut decoded, mut answered_ok) = (0, 0);
     for i in 0..3000 {
         let seed = &seeds[i % seeds.len()];
-        let mut bytes = proto::Task { task_id: format!("fuzz-{i}"), study_id: "hostile".into(), kind: Some(seed.clone()) }.encode_to_vec();
+        let mut bytes = proto::Task { study_sites: Vec::new(), task_id: format!("fuzz-{i}"), study_id: "hostile".into(), kind: Some(seed.clone()) }.encode_to_vec();
         match next(4) {
             // One flipped bit: usually still a valid message, with a changed value.
             3 => {

@@ -94,6 +94,7 @@ fn each_bad_row_is_excluded_with_its_reason_and_the_rest_loads() {
     let cfg = common::local_config(manifest, &dir);
     let engine = site_agent::engine::SiteEngine::new(cfg, loaded).unwrap();
     let reply = engine.handle(&proto::Task {
+        study_sites: Vec::new(),
         task_id: "summary-1".into(),
         study_id: "s".into(),
         kind: Some(task::Kind::CohortSummary(proto::CohortSummaryTask {})),

@@ -79,7 +79,7 @@ fn onnx_embed_task_stores_the_networks_outputs_as_deep_features() {
             field_mm: 64.0,
             intensity: "imagenet".into(),
         });
-        engine.handle(&proto::Task { task_id: id.into(), study_id: "onnx".into(), kind: Some(kind) })
+        engine.handle(&proto::Task { study_sites: Vec::new(), task_id: id.into(), study_id: "onnx".into(), kind: Some(kind) })
     };
     // The wrong hash: refused, named, nothing written.
     match handle("wrong", &"0".repeat(64)).outcome {

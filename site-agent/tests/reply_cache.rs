@@ -16,6 +16,7 @@ fn repeated_task_ids_are_answered_from_the_cache_and_reuse_is_refused() {
     let negatives = engine.cohort.records.len() as u64 - positives;
     let (qn, qp) = (negatives * 7 / 10, positives * 7 / 10);
     let split = |seed| proto::Task {
+        study_sites: Vec::new(),
         task_id: "split-r1".into(),
         study_id: "s1".into(),
         kind: Some(task::Kind::Split(proto::SplitTask { seed, training_quota_negative: qn, training_quota_positive: qp })),

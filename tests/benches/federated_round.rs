@@ -38,6 +38,7 @@ fn main() {
                 let hub = server.hub.clone();
                 let site = site.clone();
                 let t = proto::Task {
+                    study_sites: Vec::new(),
                     task_id: format!("bench-{r}"),
                     study_id: "bench".into(),
                     kind: Some(task::Kind::CohortSummary(proto::CohortSummaryTask {})),

@@ -457,6 +457,27 @@ fn check_comparison_against_pooled(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_site_requiring_more_sites_stops_the_study_before_any_task() {
+    let dir = TempDir::new("min-sites");
+    let cohort = small_cohort(&dir.path().join("cohort"), 60, 4);
+    let sites: Vec<String> = cohort.manifests.iter().map(|m| m.0.clone()).collect();
+    let pki = StudyPki::init(&dir.path().join("pki"), "test", &["localhost".into()], &sites).unwrap();
+    let server = coordinator::start_server(&coordinator_config(&pki)).await.unwrap();
+    let mut agents = Vec::new();
+    for (k, (site, manifest)) in cohort.manifests.iter().enumerate() {
+        let mut cfg = site_config(site, server.addr.port(), manifest, &dir.path().join("work").join(site), TlsFiles::bundle(&pki.site_bundle(site)));
+        cfg.policy.min_sites = if k == 2 { 5 } else { 1 };
+        agents.push(start_agent(cfg).await);
+    }
+    let err = StudyRunner::new(server.hub.clone(), study_config("min-sites", &dir.path().join("study"), sites.clone(), 1), &Quiet).run().await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, StudyError::Refused { .. }) && text.contains(&sites[2]) && text.contains("at least 5 sites"), "{text}");
+    assert_eq!(server.hub.traffic().values().map(|t| t.tasks).sum::<u64>(), 0, "no task was sent");
+    drop(agents);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_missing_site_makes_the_study_wait_then_fail_naming_it() {
     let dir = TempDir::new("missing-site");
     let cohort = small_cohort(&dir.path().join("cohort"), 80, 3);

@@ -1,8 +1,8 @@
 //! The whole study on the default synthetic cohort (328 patients, four hospitals, volumes
 //! coarsened 2× to keep the test short): the best validation AUC must come within 0.1 of the
 //! generator's oracle AUC (the AUC of the hidden risk itself), and the published table's
-//! shape must be there: every sequence × model × six classifiers, Model II reported as
-//! unavailable.
+//! shape must be there: every sequence × model (I radiomic, II radiomic + deep, III with
+//! clinical variables) × six classifiers, the deep features from an encoder whose loss fell.
 
 use coordinator::study::{Quiet, StudyRunner};
 use fedrad_tests::*;
@@ -27,9 +27,14 @@ async fn the_best_validation_auc_is_within_0_1_of_the_oracle() {
     assert!((best - oracle).abs() <= 0.1, "best validation AUC {best:.3}, oracle {oracle:.3}");
     let shape: Vec<(String, String, usize)> = results.models.iter().map(|m| (m.sequence.clone(), m.model.clone(), m.classifiers.len())).collect();
     assert_eq!(shape.len(), 6, "{shape:?}");
-    assert!(results.models.iter().filter(|m| m.model == "II").all(|m| m.classifiers.is_empty() && m.note.is_some()));
-    // All six classifiers, including the trees and the RBF SVM, on every available model.
-    assert!(results.models.iter().filter(|m| m.model != "II").all(|m| m.classifiers.len() == 6 && m.not_fitted.is_empty()), "{shape:?}");
+    assert_eq!(results.deep.len(), 2, "{:?}", results.deep_notes);
+    for d in &results.deep {
+        assert!(d.rounds.last().unwrap().loss_at_start < d.rounds[0].loss_at_start, "{}: the encoder's loss did not fall", d.sequence);
+        assert_eq!(d.embedded, 328);
+    }
+    // All six classifiers, including the trees and the RBF SVM, on every model.
+    assert!(results.models.iter().all(|m| m.classifiers.len() == 6 && m.not_fitted.is_empty()), "{shape:?}");
+    assert!(results.models.iter().filter(|m| m.model == "II").all(|m| m.features.iter().any(|f| f.starts_with("deep_"))), "Model II uses deep features");
     drop(agents);
     server.stop().await;
 }

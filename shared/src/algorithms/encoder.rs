@@ -70,7 +70,7 @@ const DECODER_OUTPUTS: usize = INPUT_CHANNELS * 4;
 impl Architecture {
     /// Checks the shape; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
-        if self.crop < 8 || self.crop > 128 || self.crop % 4 != 0 {
+        if self.crop < 8 || self.crop > 128 || !self.crop.is_multiple_of(4) {
             return Err(format!("crop must be a multiple of 4 from 8 to 128 pixels, not {}", self.crop));
         }
         if !(self.field_mm.is_finite() && self.field_mm >= 4.0 && self.field_mm <= 500.0) {
