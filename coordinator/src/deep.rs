@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use fedrad_shared::algorithms::encoder::Architecture;
-use fedrad_shared::algorithms::fedavg::{self, RoundSummary};
+use fedrad_shared::algorithms::fedavg::{self, RoundSummary, weights_sha256};
 use fedrad_shared::proto::{self, task};
 
 use crate::config::{DeepSource, OnnxNetwork};
@@ -48,13 +48,6 @@ fn architecture_proto(a: &Architecture) -> proto::EncoderArchitecture {
         channels: a.channels.iter().map(|&c| c as u32).collect(),
         embedding_dim: a.embedding as u32,
     }
-}
-
-/// SHA-256 (hex) of weights as little-endian f64 (as the sites compute it).
-pub fn weights_sha256(weights: &[f64]) -> String {
-    let bytes: Vec<u8> = weights.iter().flat_map(|w| w.to_le_bytes()).collect();
-    let d = ring::digest::digest(&ring::digest::SHA256, &bytes);
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(serde::Serialize)]

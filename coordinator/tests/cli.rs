@@ -61,6 +61,15 @@ fn the_demo_runs_the_study_with_separate_site_agent_processes() {
 
     let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("study/results.json")).unwrap()).unwrap();
     assert_eq!(results["split"]["total"]["training_negative"].as_u64().unwrap() + results["split"]["total"]["training_positive"].as_u64().unwrap(), 168);
+    // The encoder was trained across the four site processes and its loss fell every round.
+    let deep = results["deep"].as_array().unwrap();
+    assert_eq!(deep.len(), 2, "deep features for both sequences: {}", results["deep_notes"]);
+    for d in deep {
+        let losses: Vec<f64> = d["rounds"].as_array().unwrap().iter().map(|r| r["loss_at_start"].as_f64().unwrap()).collect();
+        assert_eq!(losses.len(), 5);
+        assert!(losses.windows(2).all(|w| w[1] < w[0]), "{}: the loss must fall round over round: {losses:?}", d["sequence"]);
+        assert_eq!(d["embedded"].as_u64().unwrap(), 240);
+    }
     // Each agent ran as its own process and audited every task it answered or refused.
     let mut audited = 0;
     for site in ["hospital-a", "hospital-b", "hospital-c", "hospital-d"] {

@@ -126,9 +126,3 @@ pub fn crop(image: &Volume, mask: &Volume, arch: &Architecture) -> Result<Vec<f6
 pub fn crop_all(pairs: &[(PathBuf, PathBuf)], arch: &Architecture) -> Vec<Result<Vec<f64>, CropError>> {
     pairs.par_iter().map(|(i, m)| crop_files(i, m, arch)).collect()
 }
-
-/// SHA-256 (hex) of weights as little-endian f64: how a study names its encoder.
-pub fn weights_sha256(weights: &[f64]) -> String {
-    let bytes: Vec<u8> = weights.iter().flat_map(|w| w.to_le_bytes()).collect();
-    crate::audit::sha256_hex(&bytes)
-}

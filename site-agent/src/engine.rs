@@ -379,7 +379,7 @@ impl SiteEngine {
     /// Embeds every patient with the final weights and writes the deep-feature table; counts leave.
     fn embed(&self, study_id: &str, t: &proto::EmbedTask) -> Result<proto::Aggregate, Failure> {
         let (sequence, arch) = encoder_task(&t.sequence, t.architecture.as_ref(), &t.weights)?;
-        let digest = crate::deep::weights_sha256(&t.weights);
+        let digest = fedavg::weights_sha256(&t.weights);
         if digest != t.weights_sha256 {
             return Err(Failure::Refused(SiteRefusal::InvalidParameters(format!(
                 "the encoder weights do not match their SHA-256 (task says {}, weights give {})",

@@ -99,6 +99,13 @@ fn stream(seed: u64, parts: &[&[u8]]) -> u64 {
     u64::from_le_bytes(d.as_ref()[..8].try_into().expect("8 bytes"))
 }
 
+/// SHA-256 (hex) of weights as little-endian f64: how the coordinator names the final
+/// encoder to the sites, which check it before embedding.
+pub fn weights_sha256(weights: &[f64]) -> String {
+    let bytes: Vec<u8> = weights.iter().flat_map(|w| w.to_le_bytes()).collect();
+    ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The mask seed of a patient in a training step, or (`round = None`) its fixed evaluation mask.
 pub fn mask_seed(seed: u64, round: Option<u32>, epoch: u32, patient_id: &str) -> u64 {
     match round {
