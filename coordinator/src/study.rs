@@ -146,10 +146,14 @@ impl<'a> StudyRunner<'a> {
             });
         }
         let mut answers = Vec::new();
-        let mut first_error = None;
+        // Every error is kept and the one from the first site by id is reported, so the
+        // outcome (e.g. a classifier's "not fitted" reason) does not depend on which site
+        // happened to answer first.
+        let mut errors: Vec<(String, StudyError)> = Vec::new();
         while let Some(joined) = set.join_next().await {
             let (site, result) = joined.expect("task joins");
             self.progress.site_answered(step, &site);
+            let from = site.clone();
             let err = match result {
                 Err(source) => Some(StudyError::Timeout { step: step.into(), source }),
                 Ok(reply) => match reply.outcome {
@@ -162,11 +166,11 @@ impl<'a> StudyRunner<'a> {
                     None => Some(StudyError::SiteFailed { step: step.into(), site, detail: "empty reply".into() }),
                 },
             };
-            if let (Some(e), None) = (err, &first_error) {
-                first_error = Some(e);
+            if let Some(e) = err {
+                errors.push((from, e));
             }
         }
-        if let Some(e) = first_error {
+        if let Some((_, e)) = errors.into_iter().min_by(|a, b| a.0.cmp(&b.0)) {
             return Err(e);
         }
         answers.sort_by(|a, b| a.site_id.cmp(&b.site_id));
