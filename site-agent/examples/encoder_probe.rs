@@ -34,14 +34,12 @@ fn main() {
     let baseline: f64 = all.iter().map(|s| { let t = fedrad_shared::algorithms::encoder::target_of(&arch, &s.crop); t.iter().map(|v| v * v).sum::<f64>() / t.len() as f64 }).sum::<f64>() / all.len() as f64;
     println!("predicting zero: loss {baseline:.4}");
     let t = LocalTraining { epochs, batch_size: batch, learning_rate: lr, momentum: 0.9, proximal_mu: 0.0, mask_fraction: 0.25, seed: 1 };
-    let mut w = arch.initial_weights(1);
-    for round in 1..=rounds {
-        let start = std::time::Instant::now();
-        let (next, h) = fedavg::simulate(&arch, &w, &sites, &t, 1);
-        let _ = round;
-        w = next;
-        println!("round {round}: loss at start {:.4}, training {:.4} ({:.2} s)", h[0].loss_at_start, h[0].mean_training_loss, start.elapsed().as_secs_f64());
+    let start = std::time::Instant::now();
+    let (w, history) = fedavg::simulate(&arch, &arch.initial_weights(1), &sites, &t, rounds);
+    for h in &history {
+        println!("round {}: loss at start {:.4}, training {:.4}", h.round, h.loss_at_start, h.mean_training_loss);
     }
+    println!("{:.2} s per round", start.elapsed().as_secs_f64() / rounds.max(1) as f64);
     let e = fedrad_shared::algorithms::encoder::embed(&arch, &w, &sites[0][0].crop);
     let zero = e.iter().filter(|v| **v == 0.0).count();
     println!("embedding: {} of {} units zero for the first patient", zero, e.len());
