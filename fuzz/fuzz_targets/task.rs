@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
 fn engine() -> &'static site_agent::engine::SiteEngine {
-    static ENGINE: OnceLock<site_agent::engine::SiteEngine> = OnceLock::new();
+    static ENGINE: OnceLock<std::sync::Arc<site_agent::engine::SiteEngine>> = OnceLock::new();
     ENGINE.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("fedrad-fuzz-task-{}", std::process::id()));
         let mut spec = fedrad_synth::default_cohort(3, 40);
