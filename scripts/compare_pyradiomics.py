@@ -8,7 +8,8 @@ PyRadiomics feature FedRad computes under another name or definition, both value
 relative difference. Exit status 1 if a feature marked `same` (identical definition) differs
 by more than 1e-6 relative.
 
-    python3 scripts/compare_pyradiomics.py IMAGE MASK [--bin-width 25] [--site-agent PATH]
+    python3 scripts/compare_pyradiomics.py IMAGE MASK [--bin-width 25] [--normalize 100]
+        [--image-types Original,Wavelet,LoG] [--sigma 1.0,3.0] [--wavelet coif1] [--site-agent PATH]
 """
 import argparse, csv, logging, os, subprocess, sys, tempfile
 
@@ -62,17 +63,29 @@ CLASSES = {"firstorder": (FIRSTORDER, "firstorder", ""), "glcm": (GLCM, "glcm", 
 ap = argparse.ArgumentParser()
 ap.add_argument("image"); ap.add_argument("mask")
 ap.add_argument("--bin-width", type=float, default=25.0)
-ap.add_argument("--image-types", default="Original", help="comma-separated: Original,Square,SquareRoot,Logarithm,Exponential")
+ap.add_argument("--image-types", default="Original", help="comma-separated: Original,Square,SquareRoot,Logarithm,Exponential,Wavelet,LoG")
+ap.add_argument("--sigma", default="1.0,3.0", help="LoG σ values in mm")
+ap.add_argument("--wavelet", default="coif1")
+ap.add_argument("--level", type=int, default=1)
+ap.add_argument("--normalize", type=float, default=None, help="normalise the image (z-score × this scale)")
 ap.add_argument("--site-agent", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "site-agent"))
 a = ap.parse_args()
+
+sigmas = [float(x) for x in a.sigma.split(",")]
+def options(t, as_dict=False):
+    o = {"LoG": {"sigma": sigmas}, "Wavelet": {"wavelet": a.wavelet, "level": a.level}}.get(t, {})
+    if as_dict:
+        return o
+    return "{" + ", ".join(f"{k}: {v}" for k, v in o.items()) + "}"
 
 tmp = tempfile.mkdtemp()
 params = os.path.join(tmp, "params.yaml")
 with open(params, "w") as f:
     types = a.image_types.split(",")
-    f.write(f"setting:\n  binWidth: {a.bin_width}\n  ibsiAggregation: [\"3D, averaged\", \"3D\"]\nimageType:\n")
+    norm = f"  normalize: true\n  normalizeScale: {a.normalize}\n" if a.normalize else ""
+    f.write(f"setting:\n  binWidth: {a.bin_width}\n{norm}  ibsiAggregation: [\"3D, averaged\", \"3D\"]\nimageType:\n")
     for t in types:
-        f.write(f"  {t}: {{}}\n")
+        f.write(f"  {t}: {options(t)}\n")
     f.write("featureClass:\n")
     for c in ["shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm"]:
         f.write(f"  {c}:\n")
@@ -84,10 +97,13 @@ for row in csv.DictReader(open(out)):
     ours[row["feature"] + short] = float(row["value"])
 
 logging.getLogger("radiomics").setLevel(logging.ERROR)
-ex = featureextractor.RadiomicsFeatureExtractor({"setting": {"binWidth": a.bin_width, "label": 1}, "imageType": {t: {} for t in types},
+setting = {"binWidth": a.bin_width, "label": 1}
+if a.normalize:
+    setting.update(normalize=True, normalizeScale=a.normalize)
+ex = featureextractor.RadiomicsFeatureExtractor({"setting": setting, "imageType": {t: options(t, True) for t in types},
     "featureClass": {c: None for c in CLASSES}})
-prefixes = [t.lower() for t in types]
-theirs = {k: float(v) for k, v in ex.execute(a.image, a.mask).items() if k.split("_")[0] in prefixes}
+theirs = {k: float(v) for k, v in ex.execute(a.image, a.mask).items() if not k.startswith("diagnostics")}
+prefixes = sorted({k.split("_")[0] for k in theirs} | {k.split("_")[0] for k in ours})
 
 rows, bad = [], 0
 for prefix in prefixes:
@@ -112,4 +128,11 @@ for r in rows:
     print(f"{r[0]:<22} {r[1]:<40} {r[2] if r[2] is not None else float('nan'):>14.6g} {r[3] if r[3] is not None else float('nan'):>14.6g} {r[4]:>10.2e}  {r[5]}")
 n_ok = sum(r[5] == "ok" for r in rows)
 print(f"\n{n_ok} of {len(rows)} mapped PyRadiomics features agree to 1e-6 relative")
+by_prefix = {}
+for r in rows:
+    p = r[0].rsplit("_", 1)[0]
+    ok, n = by_prefix.get(p, (0, 0))
+    by_prefix[p] = (ok + (r[5] == "ok"), n + 1)
+for p, (ok, n) in sorted(by_prefix.items()):
+    print(f"  {p:<28} {ok:>4} / {n}")
 sys.exit(1 if bad else 0)

@@ -136,7 +136,7 @@ fn nrrd_and_nifti_inputs_give_the_same_features() {
 fn extraction_is_bit_for_bit_repeatable() {
     // A box-shaped ROI: many coplanar mesh points, where an order-dependent hull would vary.
     let (img, mask) = (image(), mask_with(cube));
-    let s = Settings { image_types: site_agent::radiomics::filters::ImageType::ALL.to_vec(), ..Settings::study_default() };
+    let s = Settings { image_types: site_agent::radiomics::filters::PointTransform::ALL.map(site_agent::radiomics::filters::ImageType::Point).to_vec(), ..Settings::study_default() };
     let first = extract(&img, &mask, &s).unwrap();
     for _ in 0..5 {
         let again = extract(&img, &mask, &s).unwrap();

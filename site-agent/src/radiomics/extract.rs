@@ -92,7 +92,8 @@ pub fn extract(image: &Volume, mask: &Volume, s: &Settings) -> Result<Vec<Featur
     if let Some(scale) = s.normalize_scale {
         let n = roi.intensities.len() as f64;
         let mean = roi.intensities.iter().sum::<f64>() / n;
-        let sd = (roi.intensities.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+        // The unbiased SD, as ITK's NormalizeImageFilter (PyRadiomics `normalize`) takes it.
+        let sd = (roi.intensities.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
         let sd = if sd > 0.0 { sd } else { 1.0 };
         for x in &mut roi.intensities {
             let mut z = (*x - mean) / sd;
@@ -133,12 +134,18 @@ pub fn extract(image: &Volume, mask: &Volume, s: &Settings) -> Result<Vec<Featur
     }
     // Filters see the whole image through its max |x|; the features only the cropped region.
     let m = super::filters::max_abs(&roi.intensities);
-    let cropped = crop(&roi);
+    let (lo, hi) = crop_box(&roi);
+    let cropped = crop_to(&roi, lo, hi);
     let mut out = Vec::new();
-    for &image_type in &s.image_types {
-        let filtered = Roi { intensities: image_type.apply(&cropped.intensities, m), ..cropped.clone() };
-        let grey = discretise(&filtered, s.discretisation)?;
-        out.extend(families(&filtered, &grey, s, image_type));
+    for image_type in &s.image_types {
+        for (prefix, values) in image_type.derive(&roi, &cropped.intensities, lo, hi, m) {
+            let filtered = Roi { intensities: values, ..cropped.clone() };
+            if filtered.roi_intensities().iter().any(|v| !v.is_finite()) {
+                return Err(ExtractionError::NonFinite);
+            }
+            let grey = discretise(&filtered, s.discretisation)?;
+            out.extend(families(&filtered, &grey, s, &prefix, *image_type == ImageType::ORIGINAL));
+        }
     }
     Ok(out)
 }
@@ -147,11 +154,21 @@ pub fn extract(image: &Volume, mask: &Volume, s: &Settings) -> Result<Vec<Featur
 /// family looks only at ROI voxels and their direct neighbours). Features do not change;
 /// the work no longer scales with the size of the scan.
 pub fn crop(roi: &Roi) -> Roi {
-    let [nx, ny, _] = roi.dims;
-    let Some((lo, hi)) = roi.bounding_box(|i| roi.mask[i] || roi.morph_mask[i]) else { return roi.clone() };
+    let (lo, hi) = crop_box(roi);
+    crop_to(roi, lo, hi)
+}
+
+/// The inclusive voxel box [`crop`] keeps.
+pub fn crop_box(roi: &Roi) -> ([usize; 3], [usize; 3]) {
+    let Some((lo, hi)) = roi.bounding_box(|i| roi.mask[i] || roi.morph_mask[i]) else { return ([0; 3], roi.dims.map(|n| n - 1)) };
     let margin = [0, 1, 2].map(|a| (local_intensity::RADIUS_MM / roi.spacing[a]).ceil() as usize + 1);
     let lo = [0, 1, 2].map(|a| lo[a].saturating_sub(margin[a]));
     let hi = [0, 1, 2].map(|a| (hi[a] + margin[a]).min(roi.dims[a] - 1));
+    (lo, hi)
+}
+
+fn crop_to(roi: &Roi, lo: [usize; 3], hi: [usize; 3]) -> Roi {
+    let [nx, ny, _] = roi.dims;
     let dims = [0, 1, 2].map(|a| hi[a] - lo[a] + 1);
     let n = dims[0] * dims[1] * dims[2];
     let (mut intensities, mut mask, mut morph_mask) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
@@ -173,10 +190,10 @@ fn extent_dimensions(roi: &Roi) -> u32 {
     roi.bounding_box(|i| roi.mask[i]).map_or(0, |(lo, hi)| (0..3).filter(|a| hi[*a] > lo[*a]).count() as u32)
 }
 
-fn families(roi: &Roi, grey: &GreyLevels, s: &Settings, image_type: ImageType) -> Vec<Feature> {
+fn families(roi: &Roi, grey: &GreyLevels, s: &Settings, prefix: &str, original: bool) -> Vec<Feature> {
     let has = |f| s.families.contains(&f);
     let mut out = Vec::new();
-    if has(Family::Shape) && image_type == ImageType::Original {
+    if has(Family::Shape) && original {
         out.extend(morphology::features(roi));
     }
     if has(Family::LocalIntensity) {
@@ -219,7 +236,7 @@ fn families(roi: &Roi, grey: &GreyLevels, s: &Settings, image_type: ImageType) -
         }
     }
     for f in &mut out {
-        f.name = format!("{}_{}", image_type.prefix(), f.name);
+        f.name = format!("{prefix}_{}", f.name);
     }
     out
 }

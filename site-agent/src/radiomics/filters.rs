@@ -9,9 +9,17 @@
 //! | `SquareRoot` | sign(x) √(\|x\| M) |
 //! | `Logarithm` | sign(x) ln(\|x\| + 1), rescaled so that max \|·\| = M |
 //! | `Exponential` | exp(x ln(M)/M) |
+//!
+//! Neighbourhood filters, each in its own module: `Wavelet` ([`super::wavelet`], 8 sub-band
+//! images per level) and `LoG` ([`super::laplacian_of_gaussian`], one image per σ).
 
+use super::Roi;
+use super::laplacian_of_gaussian as log;
+use super::wavelet::{self, WaveletSettings};
+
+/// A point transform of the intensities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ImageType {
+pub enum PointTransform {
     Original,
     Square,
     SquareRoot,
@@ -19,28 +27,74 @@ pub enum ImageType {
     Exponential,
 }
 
+/// An image type a parameter file enables; one type can derive several images.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImageType {
+    Point(PointTransform),
+    Wavelet(WaveletSettings),
+    /// σ values in mm, each with its text as PyRadiomics prints it (it names the image).
+    LoG(Vec<(f64, String)>),
+}
+
 impl ImageType {
-    pub const ALL: [ImageType; 5] = [ImageType::Original, ImageType::Square, ImageType::SquareRoot, ImageType::Logarithm, ImageType::Exponential];
+    pub const ORIGINAL: ImageType = ImageType::Point(PointTransform::Original);
+
+    /// The key in a PyRadiomics parameter file.
+    pub fn key(&self) -> &'static str {
+        match self {
+            ImageType::Point(p) => p.key(),
+            ImageType::Wavelet(_) => "Wavelet",
+            ImageType::LoG(_) => "LoG",
+        }
+    }
+
+    /// Sort rank: point transforms, then wavelet, then LoG.
+    pub fn rank(&self) -> usize {
+        match self {
+            ImageType::Point(p) => *p as usize,
+            ImageType::Wavelet(_) => 10,
+            ImageType::LoG(_) => 11,
+        }
+    }
+
+    /// The images this type derives, named by their feature-name prefix, over the crop box
+    /// `lo..=hi` of the whole (normalised) image `roi`; `cropped` holds the box's original
+    /// intensities and `m` the whole image's max |x|.
+    pub fn derive(&self, roi: &Roi, cropped: &[f64], lo: [usize; 3], hi: [usize; 3], m: f64) -> Vec<(String, Vec<f64>)> {
+        match self {
+            ImageType::Point(p) => vec![(p.prefix().to_string(), p.apply(cropped, m))],
+            ImageType::Wavelet(w) => wavelet::decompose(&roi.intensities, roi.dims, lo, hi, w).unwrap_or_default(),
+            ImageType::LoG(sigmas) => sigmas
+                .iter()
+                .filter(|(sigma, _)| log::sigma_fits(*sigma, roi.dims, roi.spacing))
+                .map(|(sigma, text)| (log::prefix(text), log::log_filter(&roi.intensities, roi.dims, roi.spacing, *sigma, lo, hi)))
+                .collect(),
+        }
+    }
+}
+
+impl PointTransform {
+    pub const ALL: [PointTransform; 5] = [PointTransform::Original, PointTransform::Square, PointTransform::SquareRoot, PointTransform::Logarithm, PointTransform::Exponential];
 
     /// The key in a PyRadiomics parameter file.
     pub fn key(self) -> &'static str {
         match self {
-            ImageType::Original => "Original",
-            ImageType::Square => "Square",
-            ImageType::SquareRoot => "SquareRoot",
-            ImageType::Logarithm => "Logarithm",
-            ImageType::Exponential => "Exponential",
+            PointTransform::Original => "Original",
+            PointTransform::Square => "Square",
+            PointTransform::SquareRoot => "SquareRoot",
+            PointTransform::Logarithm => "Logarithm",
+            PointTransform::Exponential => "Exponential",
         }
     }
 
     /// The prefix of feature names, as PyRadiomics names them (`square_firstorder_Mean`).
     pub fn prefix(self) -> &'static str {
         match self {
-            ImageType::Original => "original",
-            ImageType::Square => "square",
-            ImageType::SquareRoot => "squareroot",
-            ImageType::Logarithm => "logarithm",
-            ImageType::Exponential => "exponential",
+            PointTransform::Original => "original",
+            PointTransform::Square => "square",
+            PointTransform::SquareRoot => "squareroot",
+            PointTransform::Logarithm => "logarithm",
+            PointTransform::Exponential => "exponential",
         }
     }
 
@@ -53,17 +107,17 @@ impl ImageType {
             return values.to_vec();
         }
         match self {
-            ImageType::Original => values.to_vec(),
-            ImageType::Square => {
+            PointTransform::Original => values.to_vec(),
+            PointTransform::Square => {
                 let c = 1.0 / m.sqrt();
                 values.iter().map(|x| (c * x).powi(2)).collect()
             }
-            ImageType::SquareRoot => values.iter().map(|&x| if x > 0.0 { (x * m).sqrt() } else if x < 0.0 { -(-x * m).sqrt() } else { 0.0 }).collect(),
-            ImageType::Logarithm => {
+            PointTransform::SquareRoot => values.iter().map(|&x| if x > 0.0 { (x * m).sqrt() } else if x < 0.0 { -(-x * m).sqrt() } else { 0.0 }).collect(),
+            PointTransform::Logarithm => {
                 let scale = m / (m + 1.0).ln();
                 values.iter().map(|&x| scale * if x > 0.0 { (x + 1.0).ln() } else if x < 0.0 { -(-(x - 1.0)).ln() } else { 0.0 }).collect()
             }
-            ImageType::Exponential => {
+            PointTransform::Exponential => {
                 let c = m.ln() / m;
                 values.iter().map(|x| (c * x).exp()).collect()
             }
@@ -84,13 +138,13 @@ mod tests {
     fn point_transforms_keep_sign_and_range() {
         let x = [-4.0, -1.0, 0.0, 1.0, 9.0, 16.0];
         let m = max_abs(&x);
-        assert_eq!(ImageType::Square.apply(&x, m), vec![1.0, 1.0 / 16.0, 0.0, 1.0 / 16.0, 81.0 / 16.0, 16.0]);
-        assert_eq!(ImageType::SquareRoot.apply(&x, m), vec![-8.0, -4.0, 0.0, 4.0, 12.0, 16.0]);
-        let l = ImageType::Logarithm.apply(&x, m);
+        assert_eq!(PointTransform::Square.apply(&x, m), vec![1.0, 1.0 / 16.0, 0.0, 1.0 / 16.0, 81.0 / 16.0, 16.0]);
+        assert_eq!(PointTransform::SquareRoot.apply(&x, m), vec![-8.0, -4.0, 0.0, 4.0, 12.0, 16.0]);
+        let l = PointTransform::Logarithm.apply(&x, m);
         assert!((l[5] - 16.0).abs() < 1e-12 && l[0] < 0.0 && l[2] == 0.0);
-        let e = ImageType::Exponential.apply(&x, m);
+        let e = PointTransform::Exponential.apply(&x, m);
         // Applied to a part with the whole image's m: the same values.
-        assert_eq!(ImageType::Logarithm.apply(&x[3..], m), l[3..].to_vec());
+        assert_eq!(PointTransform::Logarithm.apply(&x[3..], m), l[3..].to_vec());
         assert!((e[5] - 16.0).abs() < 1e-9 && (e[2] - 1.0).abs() < 1e-15);
     }
 }

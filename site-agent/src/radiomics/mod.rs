@@ -19,6 +19,7 @@ pub mod glszm;
 pub mod hull;
 pub mod intensity_histogram;
 pub mod ivh;
+pub mod laplacian_of_gaussian;
 pub mod local_intensity;
 pub mod mesh;
 pub mod morphology;
@@ -27,6 +28,8 @@ pub mod ngtdm;
 pub mod settings;
 pub mod statistics;
 pub mod texture;
+pub mod wavelet;
+mod wavelet_filters;
 
 use fedrad_imaging::Volume;
 

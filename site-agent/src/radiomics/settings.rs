@@ -9,8 +9,10 @@
 //! `distances`, `symmetricalGLCM`, `weightingNorm`, `gldm_a`, `voxelArrayShift`) are accepted
 //! at their defaults and refused otherwise, naming the key — never silently ignored. Image
 //! types: `Original`, `Square`, `SquareRoot`, `Logarithm`, `Exponential` (see
-//! [`super::filters`]); `Wavelet`, `LoG`, `Gradient`, `LBP2D`, `LBP3D` are refused as not yet
-//! supported. IBSI-only keys: `ibsiDiscretisation` (`fixedBinNumber`,
+//! [`super::filters`]), `Wavelet` (options `wavelet`, `start_level`, `level`; see
+//! [`super::wavelet`]) and `LoG` (option `sigma`; see [`super::laplacian_of_gaussian`]), their
+//! options given under the image type or, as PyRadiomics allows, under `setting`;
+//! `Gradient`, `LBP2D`, `LBP3D` are refused as not yet supported. IBSI-only keys: `ibsiDiscretisation` (`fixedBinNumber`,
 //! `fixedBinSize`, `pyradiomics`), `ibsiBinLowerBound`, `ibsiAggregation` (a list of IBSI
 //! aggregation names, e.g. `["3D, averaged", "3D"]`), `ivhStep`.
 //!
@@ -24,10 +26,11 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 use super::Aggregation;
 use super::discretise::Discretisation;
-use super::filters::ImageType;
+use super::filters::{ImageType, PointTransform};
+use super::wavelet::WaveletSettings;
 
 /// Bump whenever any feature's value can change, so cached features are recomputed.
-pub const FEATURE_CODE_VERSION: u32 = 3;
+pub const FEATURE_CODE_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Family {
@@ -125,7 +128,7 @@ impl Settings {
             families: Family::ALL.into_iter().collect(),
             aggregations: vec![Aggregation::ThreeDAveraged, Aggregation::ThreeD],
             ivh_step: None,
-            image_types: vec![ImageType::Original],
+            image_types: vec![ImageType::ORIGINAL],
         }
     }
 
@@ -159,6 +162,9 @@ impl Settings {
         let mut lower_bound = None;
         let mut reseg_range: Option<Vec<f64>> = None;
         let mut reseg_mode = ResegmentMode::Absolute;
+        // Image types with their own options; filter options under `setting` apply to all.
+        let mut image_options: Vec<(String, yaml_rust2::yaml::Hash)> = Vec::new();
+        let mut filter_settings = yaml_rust2::yaml::Hash::new();
         for (k, v) in top {
             let key = k.as_str().unwrap_or("").to_string();
             match key.as_str() {
@@ -221,6 +227,12 @@ impl Settings {
                                     .collect::<Result<_, _>>()?;
                             }
                             "ivhStep" => s.ivh_step = Some(positive(&key, v)?),
+                            "sigma" | "wavelet" | "start_level" | "level" => {
+                                filter_settings.insert(k.clone(), v.clone());
+                            }
+                            "lbp2DRadius" | "lbp2DSamples" | "lbp2DMethod" | "lbp3DLevels" | "lbp3DIcosphereRadius" | "lbp3DIcosphereSubdivision" | "gradientUseSpacing" => {
+                                return Err(SettingsError::Unsupported { key: format!("setting.{key}"), value: format!("{v:?} (its image type is not supported yet)") });
+                            }
                             // Known to PyRadiomics; only the default is honoured.
                             "resampledPixelSpacing" => default_only(&key, v, |v| v.is_null() || list(&key, v).is_ok_and(|l| l.iter().all(|x| *x == 0.0)))?,
                             "interpolator" => default_only(&key, v, |v| v.is_null() || v.as_str() == Some("sitkBSpline"))?,
@@ -240,21 +252,14 @@ impl Settings {
                     let Some(map) = v.as_hash() else { return Err(bad("imageType", "must be a mapping")) };
                     s.image_types.clear();
                     for (k, opts) in map {
-                        let name = k.as_str().unwrap_or("");
-                        match ImageType::ALL.iter().find(|t| t.key() == name) {
-                            Some(t) => {
-                                if !(opts.is_null() || opts.as_hash().is_some_and(|h| h.is_empty())) {
-                                    return Err(SettingsError::Unsupported { key: format!("imageType.{name}"), value: "options".into() });
-                                }
-                                s.image_types.push(*t);
-                            }
-                            None if ["Wavelet", "LoG", "Gradient", "LBP2D", "LBP3D"].contains(&name) => {
-                                return Err(SettingsError::Unsupported { key: format!("imageType.{name}"), value: "enabled".into() });
-                            }
-                            None => return Err(SettingsError::UnknownKey(format!("imageType.{name}"))),
-                        }
+                        let name = k.as_str().unwrap_or("").to_string();
+                        let options = match opts {
+                            Yaml::Null => Default::default(),
+                            Yaml::Hash(h) => h.clone(),
+                            _ => return Err(bad(&format!("imageType.{name}"), "options must be a mapping")),
+                        };
+                        image_options.push((name, options));
                     }
-                    s.image_types.sort();
                 }
                 "featureClass" => {
                     let Some(map) = v.as_hash() else { return Err(bad("featureClass", "must be a mapping")) };
@@ -274,6 +279,10 @@ impl Settings {
                 }
                 other => return Err(SettingsError::UnknownKey(other.to_string())),
             }
+        }
+        if !image_options.is_empty() {
+            s.image_types = image_options.iter().map(|(name, opts)| image_type(name, opts, &filter_settings)).collect::<Result<_, _>>()?;
+            s.image_types.sort_by_key(ImageType::rank);
         }
         if normalize {
             s.normalize_scale = Some(scale);
@@ -298,6 +307,71 @@ impl Settings {
             s.resegment = Some((reseg_mode, r[0], r.get(1).copied()));
         }
         Ok(s)
+    }
+}
+
+/// One `imageType` entry with its options (which override those under `setting`).
+fn image_type(name: &str, opts: &yaml_rust2::yaml::Hash, general: &yaml_rust2::yaml::Hash) -> Result<ImageType, SettingsError> {
+    let key = |o: &str| format!("imageType.{name}.{o}");
+    let get = |o: &str| opts.get(&Yaml::String(o.into())).or_else(|| general.get(&Yaml::String(o.into())));
+    let allow = |allowed: &[&str]| -> Result<(), SettingsError> {
+        for k in opts.keys() {
+            let k = k.as_str().unwrap_or("");
+            if !allowed.contains(&k) {
+                return Err(SettingsError::UnknownKey(key(k)));
+            }
+        }
+        Ok(())
+    };
+    if let Some(p) = PointTransform::ALL.iter().find(|p| p.key() == name) {
+        allow(&[])?;
+        return Ok(ImageType::Point(*p));
+    }
+    match name {
+        "Wavelet" => {
+            allow(&["wavelet", "start_level", "level"])?;
+            let mut w = WaveletSettings::default();
+            if let Some(v) = get("wavelet") {
+                w.wavelet = v.as_str().ok_or_else(|| bad(&key("wavelet"), "must be a wavelet name"))?.to_string();
+                if super::wavelet::filters(&w.wavelet).is_none() {
+                    let known: Vec<&str> = super::wavelet::known_wavelets().collect();
+                    return Err(bad(&key("wavelet"), &format!("unknown wavelet {:?} (known: {})", w.wavelet, known.join(", "))));
+                }
+            }
+            if let Some(v) = get("start_level") {
+                w.start_level = v.as_i64().filter(|l| (0..=8).contains(l)).ok_or_else(|| bad(&key("start_level"), "must be an integer 0–8"))? as u32;
+            }
+            if let Some(v) = get("level") {
+                w.level = v.as_i64().filter(|l| (1..=8).contains(l)).ok_or_else(|| bad(&key("level"), "must be an integer 1–8"))? as u32;
+            }
+            Ok(ImageType::Wavelet(w))
+        }
+        "LoG" => {
+            allow(&["sigma"])?;
+            let v = get("sigma").ok_or_else(|| bad(&key("sigma"), "LoG needs a list of σ values in mm, e.g. sigma: [1.0, 3.0]"))?;
+            let list = v.as_vec().ok_or_else(|| bad(&key("sigma"), "must be a list of σ values in mm"))?;
+            let sigmas = list
+                .iter()
+                .map(|x| {
+                    // The text PyRadiomics prints (str() of the number) names the image.
+                    let (value, text) = match x {
+                        Yaml::Integer(i) => (*i as f64, i.to_string()),
+                        Yaml::Real(_) => {
+                            let f = x.as_f64().unwrap_or(f64::NAN);
+                            (f, format!("{f:?}"))
+                        }
+                        _ => (f64::NAN, String::new()),
+                    };
+                    if value > 0.0 && value.is_finite() { Ok((value, text)) } else { Err(bad(&key("sigma"), "σ values must be positive numbers (mm)")) }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if sigmas.is_empty() {
+                return Err(bad(&key("sigma"), "is empty"));
+            }
+            Ok(ImageType::LoG(sigmas))
+        }
+        "Gradient" | "LBP2D" | "LBP3D" => Err(SettingsError::Unsupported { key: format!("imageType.{name}"), value: "enabled".into() }),
+        _ => Err(SettingsError::UnknownKey(format!("imageType.{name}"))),
     }
 }
 
@@ -348,13 +422,37 @@ mod tests {
     }
 
     #[test]
+    fn reads_filter_image_types_with_their_options() {
+        let s = Settings::from_pyradiomics_yaml(
+            "setting:\n  sigma: [1, 2.5]\nimageType:\n  LoG: {}\n  Wavelet: {wavelet: haar, level: 2}\n  Original: {}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.image_types,
+            vec![
+                ImageType::ORIGINAL,
+                ImageType::Wavelet(WaveletSettings { wavelet: "haar".into(), start_level: 0, level: 2 }),
+                ImageType::LoG(vec![(1.0, "1".into()), (2.5, "2.5".into())]),
+            ]
+        );
+        // Options under the image type override `setting`.
+        let s = Settings::from_pyradiomics_yaml("setting:\n  sigma: [1.0]\nimageType:\n  LoG: {sigma: [3.0]}\n").unwrap();
+        assert_eq!(s.image_types, vec![ImageType::LoG(vec![(3.0, "3.0".into())])]);
+    }
+
+    #[test]
     fn errors_name_the_key() {
         for (yaml, needle) in [
             ("setting:\n  binWidht: 5\n", "setting.binWidht"),
             ("setting:\n  binWidth: -5\n", "binWidth"),
             ("setting:\n  binWidth: 5\n  binCount: 16\n", "binCount"),
             ("setting:\n  resampledPixelSpacing: [1, 1, 1]\n", "resampledPixelSpacing"),
-            ("imageType:\n  Wavelet: {}\n", "imageType.Wavelet"),
+            ("imageType:\n  Gradient: {}\n", "imageType.Gradient"),
+            ("imageType:\n  LoG: {}\n", "imageType.LoG.sigma"),
+            ("imageType:\n  LoG: {sigma: [0, 1]}\n", "imageType.LoG.sigma"),
+            ("imageType:\n  Wavelet: {wavelet: coif99}\n", "imageType.Wavelet.wavelet"),
+            ("imageType:\n  Wavelet: {levle: 2}\n", "imageType.Wavelet.levle"),
+            ("imageType:\n  Square: {sigma: [1]}\n", "imageType.Square.sigma"),
             ("featureClass:\n  glcmm:\n", "featureClass.glcmm"),
             ("setting:\n  resegmentMode: fuzzy\n", "resegmentMode"),
             ("colour: blue\n", "colour"),
