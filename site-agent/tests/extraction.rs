@@ -34,10 +34,31 @@ fn cube(x: usize, y: usize, z: usize) -> f32 {
 
 #[test]
 fn a_good_case_gives_every_family() {
-    let f = extract(&image(), &mask_with(cube), &Settings::study_default()).unwrap();
+    let f = extract(&image(), &mask_with(cube), &Settings::original_only()).unwrap();
     assert_eq!(f.len(), 25 + 2 + 18 + 5 + 23 + 6 + 25 + 16 + 16 + 16 + 5 + 17);
     assert!(f.iter().all(|f| f.name.starts_with("original_")));
     assert!(f.iter().filter(|f| !f.name.contains("MoransI") && !f.name.contains("GearysC")).all(|f| f.value.is_finite()), "non-finite feature");
+}
+
+#[test]
+fn the_study_default_adds_wavelet_and_log_images() {
+    let f = extract(&image(), &mask_with(cube), &Settings::study_default()).unwrap();
+    assert_eq!(f.len(), 174 + 10 * 102);
+    for prefix in ["original_", "wavelet-LLH_", "wavelet-HHH_", "wavelet-LLL_", "log-sigma-1-0-mm-3D_", "log-sigma-3-0-mm-3D_"] {
+        assert!(f.iter().any(|f| f.name.starts_with(prefix)), "{prefix}");
+    }
+    assert!(f.iter().any(|f| f.name == "wavelet-HLL_glcm_Contrast"), "PyRadiomics-style names");
+    // Shape only once, on the original image.
+    assert!(!f.iter().any(|f| f.name.starts_with("wavelet-LLH_shape")));
+}
+
+#[test]
+fn a_log_sigma_the_image_cannot_hold_is_a_clear_error() {
+    let s = Settings::from_pyradiomics_yaml("imageType:\n  LoG: {sigma: [30.0]}\n").unwrap();
+    let e = extract(&image(), &mask_with(cube), &s).unwrap_err();
+    assert!(matches!(e, ExtractionError::FilterDoesNotFit(_)), "{e}");
+    assert_eq!(e.reason(), "image_too_small_for_filter");
+    assert!(e.to_string().contains("σ = 30"), "{e}");
 }
 
 #[test]
@@ -136,7 +157,7 @@ fn nrrd_and_nifti_inputs_give_the_same_features() {
 fn extraction_is_bit_for_bit_repeatable() {
     // A box-shaped ROI: many coplanar mesh points, where an order-dependent hull would vary.
     let (img, mask) = (image(), mask_with(cube));
-    let s = Settings { image_types: site_agent::radiomics::filters::PointTransform::ALL.map(site_agent::radiomics::filters::ImageType::Point).to_vec(), ..Settings::study_default() };
+    let s = Settings { image_types: site_agent::radiomics::filters::PointTransform::ALL.map(site_agent::radiomics::filters::ImageType::Point).to_vec(), ..Settings::original_only() };
     let first = extract(&img, &mask, &s).unwrap();
     for _ in 0..5 {
         let again = extract(&img, &mask, &s).unwrap();

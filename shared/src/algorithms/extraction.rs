@@ -9,9 +9,9 @@ use crate::aggregate::{AggregateBuilder, SiteAggregate};
 use crate::proto::Aggregate;
 
 /// Why a case could not be extracted, in the order of the `failed_by_reason` tensor.
-pub const FAILURE_REASONS: [&str; 9] = [
+pub const FAILURE_REASONS: [&str; 10] = [
     "unreadable_volume", "geometry_mismatch", "non_integral_mask", "empty_mask", "missing_label", "non_finite_voxels", "roi_too_small",
-    "roi_too_flat", "discretisation",
+    "roi_too_flat", "discretisation", "image_too_small_for_filter",
 ];
 
 /// The MR sequences of the study, in tensor-name form.

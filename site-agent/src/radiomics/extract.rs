@@ -33,6 +33,8 @@ pub enum ExtractionError {
     RoiTooSmall { voxels: usize, minimum: usize },
     #[error("the ROI extends in {dims} dimension(s), fewer than minimumROIDimensions = {minimum}")]
     RoiTooFlat { dims: u32, minimum: u32 },
+    #[error("{0}")]
+    FilterDoesNotFit(String),
     #[error("discretisation failed: {0}")]
     Discretisation(#[from] DiscretisationError),
 }
@@ -50,11 +52,12 @@ impl ExtractionError {
             ExtractionError::RoiTooSmall { .. } => "roi_too_small",
             ExtractionError::RoiTooFlat { .. } => "roi_too_flat",
             ExtractionError::Discretisation(_) => "discretisation",
+            ExtractionError::FilterDoesNotFit(_) => "image_too_small_for_filter",
         }
     }
 
     /// Every reason, in the order the study summary counts them.
-    pub const REASONS: [&'static str; 9] = fedrad_shared::algorithms::extraction::FAILURE_REASONS;
+    pub const REASONS: [&'static str; 10] = fedrad_shared::algorithms::extraction::FAILURE_REASONS;
 }
 
 impl From<ImagingError> for ExtractionError {
@@ -133,6 +136,9 @@ pub fn extract(image: &Volume, mask: &Volume, s: &Settings) -> Result<Vec<Featur
         return Err(ExtractionError::RoiTooFlat { dims, minimum: s.minimum_roi_dimensions });
     }
     // Filters see the whole image through its max |x|; the features only the cropped region.
+    for t in &s.image_types {
+        t.check(roi.dims, roi.spacing).map_err(ExtractionError::FilterDoesNotFit)?;
+    }
     let m = super::filters::max_abs(&roi.intensities);
     let (lo, hi) = crop_box(&roi);
     let cropped = crop_to(&roi, lo, hi);
@@ -191,7 +197,7 @@ fn extent_dimensions(roi: &Roi) -> u32 {
 }
 
 fn families(roi: &Roi, grey: &GreyLevels, s: &Settings, prefix: &str, original: bool) -> Vec<Feature> {
-    let has = |f| s.families.contains(&f);
+    let has = |f| s.families.contains(&f) && (original || s.filtered_families.as_ref().is_none_or(|only| only.contains(&f)));
     let mut out = Vec::new();
     if has(Family::Shape) && original {
         out.extend(morphology::features(roi));

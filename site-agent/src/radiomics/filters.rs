@@ -57,6 +57,21 @@ impl ImageType {
         }
     }
 
+    /// Whether this type can filter an image of these dims and spacing. PyRadiomics skips a
+    /// LoG σ that does not fit and so gives that case fewer features; FedRad refuses the
+    /// case instead, so every case of a study has the same features.
+    pub fn check(&self, dims: [usize; 3], spacing: [f64; 3]) -> Result<(), String> {
+        match self {
+            ImageType::LoG(sigmas) => match sigmas.iter().find(|(s, _)| !log::sigma_fits(*s, dims, spacing)) {
+                Some((s, _)) => Err(format!(
+                    "LoG σ = {s} mm needs every axis to have at least 4 and ⌈σ/spacing⌉ + 1 voxels; the image has {dims:?} voxels of {spacing:?} mm"
+                )),
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+
     /// The images this type derives, named by their feature-name prefix, over the crop box
     /// `lo..=hi` of the whole (normalised) image `roi`; `cropped` holds the box's original
     /// intensities and `m` the whole image's max |x|.
@@ -66,7 +81,6 @@ impl ImageType {
             ImageType::Wavelet(w) => wavelet::decompose(&roi.intensities, roi.dims, lo, hi, w).unwrap_or_default(),
             ImageType::LoG(sigmas) => sigmas
                 .iter()
-                .filter(|(sigma, _)| log::sigma_fits(*sigma, roi.dims, roi.spacing))
                 .map(|(sigma, text)| (log::prefix(text), log::log_filter(&roi.intensities, roi.dims, roi.spacing, *sigma, lo, hi)))
                 .collect(),
         }

@@ -96,6 +96,9 @@ pub struct Settings {
     pub ivh_step: Option<f64>,
     /// Images the features are computed on (shape only on the original).
     pub image_types: Vec<ImageType>,
+    /// Feature classes on derived (filtered) images, when narrower than `families`
+    /// (FedRad key `filteredImageFeatureClasses`).
+    pub filtered_families: Option<BTreeSet<Family>>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -111,10 +114,30 @@ pub enum SettingsError {
 }
 
 impl Settings {
-    /// The study default for MRI: z-score normalisation of the image (×100), IBSI fixed bin
-    /// number 32 within the ROI (robust to the arbitrary intensity units of MR scanners), all
-    /// families, texture as 3D averaged (directional) and 3D (zonal): 174 features.
+    /// The study default for MRI, 1 194 features per sequence:
+    /// - z-score normalisation of the whole image (×100): MR intensities have no units;
+    /// - IBSI fixed bin number 32 within the ROI, robust to scanner intensity scales;
+    /// - texture as "3D, averaged" (GLCM, GLRLM) and "3D" (the zone and neighbourhood
+    ///   families);
+    /// - the original image with all 11 families (174 features: morphology, local intensity,
+    ///   statistics, intensity histogram, IVH, GLCM, GLRLM, GLSZM, GLDZM, NGTDM, NGLDM);
+    /// - 8 coif1 wavelet sub-bands and LoG at σ = 1 and 3 mm (fine and coarse texture of
+    ///   tumours of 4–85 cm³), each with the PyRadiomics classes firstorder, glcm, glrlm,
+    ///   glszm, gldm and ngtdm (102 features per image, 1 020 in all).
     pub fn study_default() -> Settings {
+        Settings {
+            image_types: vec![
+                ImageType::ORIGINAL,
+                ImageType::Wavelet(WaveletSettings::default()),
+                ImageType::LoG(vec![(1.0, "1.0".into()), (3.0, "3.0".into())]),
+            ],
+            filtered_families: Some([Family::FirstOrder, Family::Glcm, Family::Glrlm, Family::Glszm, Family::Gldm, Family::Ngtdm].into_iter().collect()),
+            ..Settings::original_only()
+        }
+    }
+
+    /// The study default's treatment of the original image alone (174 features).
+    pub fn original_only() -> Settings {
         Settings {
             label: 1,
             discretisation: Discretisation::FixedBinNumber(32),
@@ -129,6 +152,7 @@ impl Settings {
             aggregations: vec![Aggregation::ThreeDAveraged, Aggregation::ThreeD],
             ivh_step: None,
             image_types: vec![ImageType::ORIGINAL],
+            filtered_families: None,
         }
     }
 
@@ -139,7 +163,7 @@ impl Settings {
             discretisation: Discretisation::PyRadiomicsBinWidth(25.0),
             normalize_scale: None,
             minimum_roi_dimensions: 2,
-            ..Settings::study_default()
+            ..Settings::original_only()
         }
     }
 
@@ -227,6 +251,18 @@ impl Settings {
                                     .collect::<Result<_, _>>()?;
                             }
                             "ivhStep" => s.ivh_step = Some(positive(&key, v)?),
+                            "filteredImageFeatureClasses" => {
+                                let names = v.as_vec().ok_or_else(|| bad(&key, "must be a list of feature classes"))?;
+                                s.filtered_families = Some(
+                                    names
+                                        .iter()
+                                        .map(|n| {
+                                            let n = n.as_str().unwrap_or("");
+                                            Family::ALL.iter().find(|f| f.key() == n).copied().ok_or_else(|| bad(&key, &format!("unknown feature class {n:?}")))
+                                        })
+                                        .collect::<Result<_, _>>()?,
+                                );
+                            }
                             "sigma" | "wavelet" | "start_level" | "level" => {
                                 filter_settings.insert(k.clone(), v.clone());
                             }
