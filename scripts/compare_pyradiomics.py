@@ -18,10 +18,11 @@ try:
 except ImportError:
     sys.exit("PyRadiomics is not installed: pip install pyradiomics-bhklab")
 
-# PyRadiomics name -> (FedRad column, relation). relation: "same" (same definition),
+# PyRadiomics name -> (FedRad column, relation). (PyRadiomics' StandardDeviation is deprecated
+# and not computed by its extractor, so it has nothing to compare with.) relation: "same" (same definition),
 # "kurtosis" (PyRadiomics = excess + 3), "differs" (known definitional difference, reported only).
 FIRSTORDER = {"Mean": "Mean", "Variance": "Variance", "Skewness": "Skewness", "Kurtosis": "Kurtosis",
-    "Entropy": "Entropy", "Uniformity": "Uniformity", "TotalEnergy": "TotalEnergy", "StandardDeviation": "StandardDeviation",
+    "Entropy": "Entropy", "Uniformity": "Uniformity", "TotalEnergy": "TotalEnergy",
     "Median": "Median", "Minimum": "Minimum", "Maximum": "Maximum", "10Percentile": "Percentile10", "90Percentile": "Percentile90",
     "InterquartileRange": "InterquartileRange", "Range": "Range", "MeanAbsoluteDeviation": "MeanAbsoluteDeviation",
     "RobustMeanAbsoluteDeviation": "RobustMeanAbsoluteDeviation", "Energy": "Energy", "RootMeanSquared": "RootMeanSquare"}
@@ -115,6 +116,8 @@ for prefix in prefixes:
         p = theirs.get(f"{prefix}_{cls}_{py}")
         o = ours.get(f"{prefix}_{fam}_{name}{suffix}")
         cls_label = f"{prefix}_{cls}"
+        if p is None and o is None:
+            continue  # neither computes it (e.g. first-order of an image type not enabled)
         if p is None or o is None:
             rows.append((cls_label, py, p, o, float("nan"), "missing")); continue
         if rel == "kurtosis":

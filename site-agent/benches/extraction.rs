@@ -1,7 +1,11 @@
 //! Feature extraction speed on the case size of issue 3: a 256×256×25 MR volume with a
-//! ~4000-voxel tumour ROI. Reports the median time per case on one core for the study
-//! settings (Original image, all 11 IBSI families + 5 PyRadiomics first-order features, 174 features) and the batch speed-up over
-//! the machine's cores. Writes the case as NIfTI so other tools can be timed on the same files
+//! ~4000-voxel tumour ROI. Reports the median time per case on one core for
+//! - the original image alone (all 11 IBSI families, 174 features);
+//! - the study default (original + 8 wavelet bands + LoG σ 1, 3 mm; 1 194 features);
+//! - Original + Wavelet + LoG(σ 1–5 mm) with the PyRadiomics classes, the set
+//!   `scripts/bench_pyradiomics.py` times in PyRadiomics;
+//!
+//! and the study default's batch speed-up over the machine's cores. Writes the case as NIfTI so other tools can be timed on the same files
 //! (`scripts/bench_pyradiomics.py`).
 //!
 //!     cargo bench -p site-agent --bench extraction [-- OUT_DIR]
@@ -55,20 +59,30 @@ fn main() {
     let roi = mask.data.iter().filter(|v| **v > 0.0).count();
     nifti::write(&out.join("image.nii.gz"), &img, StoredType::I16).unwrap();
     nifti::write(&out.join("mask.nii.gz"), &mask, StoredType::U8).unwrap();
-    let settings = Settings::study_default();
+    let pyradiomics_set = Settings::from_pyradiomics_yaml(
+        "setting:\n  binCount: 32\n  normalize: true\n  normalizeScale: 100\n  ibsiDiscretisation: fixedBinNumber\n  ibsiAggregation: [\"3D, averaged\", \"3D\"]\nimageType:\n  Original: {}\n  Wavelet: {}\n  LoG: {sigma: [1.0, 2.0, 3.0, 4.0, 5.0]}\nfeatureClass:\n  shape:\n  firstorder:\n  glcm:\n  glrlm:\n  glszm:\n  gldm:\n  ngtdm:\n",
+    )
+    .unwrap();
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-    let times: Vec<f64> = (0..7)
-        .map(|_| {
-            one.install(|| {
-                let t = Instant::now();
-                let f = extract(&img, &mask, &settings).unwrap();
-                assert_eq!(f.len(), 174);
-                t.elapsed().as_secs_f64()
+    println!("case: 256×256×25 voxels, ROI {roi} voxels");
+    for (label, settings) in [
+        ("original image (Settings::original_only)", Settings::original_only()),
+        ("study default: original + wavelet + LoG σ 1, 3 mm", Settings::study_default()),
+        ("Original + Wavelet + LoG(σ 1–5 mm), PyRadiomics classes", pyradiomics_set),
+    ] {
+        let mut n = 0;
+        let times: Vec<f64> = (0..5)
+            .map(|_| {
+                one.install(|| {
+                    let t = Instant::now();
+                    n = extract(&img, &mask, &settings).unwrap().len();
+                    t.elapsed().as_secs_f64()
+                })
             })
-        })
-        .collect();
-    println!("case: 256×256×25 voxels, ROI {roi} voxels, study settings (174 features)");
-    println!("  one core: median {:.1} ms per case (7 runs)", 1e3 * median(times));
+            .collect();
+        println!("  {label}: {n} features, one core: median {:.1} ms per case (5 runs)", 1e3 * median(times));
+    }
+    let settings = Settings::study_default();
 
     let cases: Vec<(Volume, Volume)> = (0..8).map(|s| case(s + 2)).collect();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

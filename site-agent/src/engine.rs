@@ -31,6 +31,11 @@ pub struct SiteEngine {
     tables: Mutex<BTreeMap<(String, String), Arc<FeatureTable>>>,
     /// The encoder's crops of every loaded patient, by (sequence, crop recipe).
     crops: Mutex<BTreeMap<(String, String), Arc<Vec<Result<Vec<f64>, CropError>>>>>,
+    /// One lock per task being computed: a task resent while its first copy is still being
+    /// computed (the coordinator restarted, or the connection dropped) waits for that copy
+    /// and is answered from the reply cache, instead of computing the same thing twice side
+    /// by side over the same files.
+    in_flight: Mutex<BTreeMap<(String, String), Arc<Mutex<()>>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +115,7 @@ impl SiteEngine {
             study_lock: Mutex::new(()),
             tables: Mutex::new(BTreeMap::new()),
             crops: Mutex::new(BTreeMap::new()),
+            in_flight: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -132,6 +138,24 @@ impl SiteEngine {
             self.audit(task, &task_digest, &r, "refused");
             return r;
         }
+        let key = (task.study_id.clone(), task.task_id.clone());
+        let task_lock = self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).entry(key.clone()).or_default().clone();
+        let reply = {
+            let _computing = task_lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.answer(task, &task_digest)
+        };
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        // The map and this call hold the only references: nobody else waits for this task.
+        if Arc::strong_count(&task_lock) == 2 {
+            in_flight.remove(&key);
+        }
+        reply
+    }
+
+    /// [`Self::handle`] for a well-formed task, with no other copy of it being computed.
+    fn answer(&self, task: &Task, task_digest: &str) -> TaskReply {
+        let task_digest = task_digest.to_string();
+        let reply_with = |outcome| TaskReply { task_id: task.task_id.clone(), outcome: Some(outcome) };
         // A resent task is answered from the cache, byte for byte, without recomputing.
         let cache = self.cache_path(&task.study_id, &task.task_id);
         if let Ok(bytes) = std::fs::read(&cache) {
@@ -680,7 +704,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(tmp, path)
+    // A temporary name of its own per call: two threads writing the same file must not
+    // rename each other's temporary away.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
+    if let Err(e) = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(())
 }

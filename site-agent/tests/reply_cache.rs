@@ -46,3 +46,48 @@ fn repeated_task_ids_are_answered_from_the_cache_and_reuse_is_refused() {
     assert!(site_agent::audit::verify(&dir.join("work/audit.jsonl")).is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The chaos test found this: a coordinator restarted during feature extraction resends the
+/// extraction task while the site is still computing the first copy. Both copies wrote the
+/// same files through the same temporary name and one failed ("No such file or directory").
+/// Now the second waits for the first and is answered from the cache.
+#[test]
+fn a_task_resent_while_it_is_computed_waits_and_is_answered_from_the_cache() {
+    let dir = common::fresh_dir("reply-in-flight");
+    let cohort = common::one_hospital(&dir.join("cohort"), 6, 101);
+    let cfg = common::local_config(&cohort.manifests[0].1, &dir);
+    let engine = std::sync::Arc::new(site_agent::load_engine(cfg).unwrap());
+    let extract = proto::Task {
+        study_sites: Vec::new(),
+        task_id: "extract-r1".into(),
+        study_id: "s1".into(),
+        kind: Some(task::Kind::ExtractFeatures(proto::ExtractFeaturesTask { parameters_yaml: String::new() })),
+    };
+    let replies: Vec<proto::TaskReply> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3).map(|_| s.spawn(|| engine.handle(&extract))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for r in &replies {
+        assert!(matches!(r.outcome, Some(task_reply::Outcome::Aggregate(_))), "{r:?}");
+        assert_eq!(r.encode_to_vec(), replies[0].encode_to_vec());
+    }
+    let log = site_agent::audit::verify(&dir.join("work/audit.jsonl")).unwrap();
+    let outcomes: Vec<&str> = log.iter().map(|e| e.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["sent", "sent_from_cache", "sent_from_cache"]);
+    let leftovers: Vec<_> = walk(&dir.join("work")).into_iter().filter(|p| p.to_string_lossy().contains(".tmp")).collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
