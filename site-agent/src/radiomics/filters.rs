@@ -11,7 +11,8 @@
 //! | `Exponential` | exp(x ln(M)/M) |
 //!
 //! Neighbourhood filters, each in its own module: `Wavelet` ([`super::wavelet`], 8 sub-band
-//! images per level) and `LoG` ([`super::laplacian_of_gaussian`], one image per σ).
+//! images per level), `LoG` ([`super::laplacian_of_gaussian`], one image per σ) and
+//! `Gradient` ([`super::gradient`]).
 
 use super::Roi;
 use super::laplacian_of_gaussian as log;
@@ -34,6 +35,8 @@ pub enum ImageType {
     Wavelet(WaveletSettings),
     /// σ values in mm, each with its text as PyRadiomics prints it (it names the image).
     LoG(Vec<(f64, String)>),
+    /// Gradient magnitude; `true` divides the differences by the spacing.
+    Gradient { use_spacing: bool },
 }
 
 impl ImageType {
@@ -45,6 +48,7 @@ impl ImageType {
             ImageType::Point(p) => p.key(),
             ImageType::Wavelet(_) => "Wavelet",
             ImageType::LoG(_) => "LoG",
+            ImageType::Gradient { .. } => "Gradient",
         }
     }
 
@@ -54,6 +58,7 @@ impl ImageType {
             ImageType::Point(p) => *p as usize,
             ImageType::Wavelet(_) => 10,
             ImageType::LoG(_) => 11,
+            ImageType::Gradient { .. } => 12,
         }
     }
 
@@ -83,6 +88,9 @@ impl ImageType {
                 .iter()
                 .map(|(sigma, text)| (log::prefix(text), log::log_filter(&roi.intensities, roi.dims, roi.spacing, *sigma, lo, hi)))
                 .collect(),
+            ImageType::Gradient { use_spacing } => {
+                vec![("gradient".to_string(), super::gradient::gradient_magnitude(&roi.intensities, roi.dims, roi.spacing, *use_spacing, lo, hi))]
+            }
         }
     }
 }

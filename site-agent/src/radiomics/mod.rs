@@ -16,6 +16,7 @@ pub mod gldzm;
 pub mod glcm;
 pub mod glrlm;
 pub mod glszm;
+pub mod gradient;
 pub mod hull;
 pub mod intensity_histogram;
 pub mod ivh;

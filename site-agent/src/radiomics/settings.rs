@@ -10,9 +10,10 @@
 //! at their defaults and refused otherwise, naming the key — never silently ignored. Image
 //! types: `Original`, `Square`, `SquareRoot`, `Logarithm`, `Exponential` (see
 //! [`super::filters`]), `Wavelet` (options `wavelet`, `start_level`, `level`; see
-//! [`super::wavelet`]) and `LoG` (option `sigma`; see [`super::laplacian_of_gaussian`]), their
-//! options given under the image type or, as PyRadiomics allows, under `setting`;
-//! `Gradient`, `LBP2D`, `LBP3D` are refused as not yet supported. IBSI-only keys: `ibsiDiscretisation` (`fixedBinNumber`,
+//! [`super::wavelet`]), `LoG` (option `sigma`; see [`super::laplacian_of_gaussian`]) and
+//! `Gradient` (option `gradientUseSpacing`; see [`super::gradient`]), their options given
+//! under the image type or, as PyRadiomics allows, under `setting`; `LBP2D` and `LBP3D` are
+//! refused as not yet supported. IBSI-only keys: `ibsiDiscretisation` (`fixedBinNumber`,
 //! `fixedBinSize`, `pyradiomics`), `ibsiBinLowerBound`, `ibsiAggregation` (a list of IBSI
 //! aggregation names, e.g. `["3D, averaged", "3D"]`), `ivhStep`.
 //!
@@ -263,10 +264,10 @@ impl Settings {
                                         .collect::<Result<_, _>>()?,
                                 );
                             }
-                            "sigma" | "wavelet" | "start_level" | "level" => {
+                            "sigma" | "wavelet" | "start_level" | "level" | "gradientUseSpacing" => {
                                 filter_settings.insert(k.clone(), v.clone());
                             }
-                            "lbp2DRadius" | "lbp2DSamples" | "lbp2DMethod" | "lbp3DLevels" | "lbp3DIcosphereRadius" | "lbp3DIcosphereSubdivision" | "gradientUseSpacing" => {
+                            "lbp2DRadius" | "lbp2DSamples" | "lbp2DMethod" | "lbp3DLevels" | "lbp3DIcosphereRadius" | "lbp3DIcosphereSubdivision" => {
                                 return Err(SettingsError::Unsupported { key: format!("setting.{key}"), value: format!("{v:?} (its image type is not supported yet)") });
                             }
                             // Known to PyRadiomics; only the default is honoured.
@@ -406,7 +407,15 @@ fn image_type(name: &str, opts: &yaml_rust2::yaml::Hash, general: &yaml_rust2::y
             }
             Ok(ImageType::LoG(sigmas))
         }
-        "Gradient" | "LBP2D" | "LBP3D" => Err(SettingsError::Unsupported { key: format!("imageType.{name}"), value: "enabled".into() }),
+        "Gradient" => {
+            allow(&["gradientUseSpacing"])?;
+            let use_spacing = match get("gradientUseSpacing") {
+                None => true,
+                Some(v) => v.as_bool().ok_or_else(|| bad(&key("gradientUseSpacing"), "must be true or false"))?,
+            };
+            Ok(ImageType::Gradient { use_spacing })
+        }
+        "LBP2D" | "LBP3D" => Err(SettingsError::Unsupported { key: format!("imageType.{name}"), value: "enabled".into() }),
         _ => Err(SettingsError::UnknownKey(format!("imageType.{name}"))),
     }
 }
@@ -483,7 +492,8 @@ mod tests {
             ("setting:\n  binWidth: -5\n", "binWidth"),
             ("setting:\n  binWidth: 5\n  binCount: 16\n", "binCount"),
             ("setting:\n  resampledPixelSpacing: [1, 1, 1]\n", "resampledPixelSpacing"),
-            ("imageType:\n  Gradient: {}\n", "imageType.Gradient"),
+            ("imageType:\n  LBP3D: {}\n", "imageType.LBP3D"),
+            ("imageType:\n  Gradient: {gradientUseSpacing: 1}\n", "imageType.Gradient.gradientUseSpacing"),
             ("imageType:\n  LoG: {}\n", "imageType.LoG.sigma"),
             ("imageType:\n  LoG: {sigma: [0, 1]}\n", "imageType.LoG.sigma"),
             ("imageType:\n  Wavelet: {wavelet: coif99}\n", "imageType.Wavelet.wavelet"),
