@@ -418,7 +418,8 @@ impl Default for ClinicalModelSettings {
 #[serde(deny_unknown_fields)]
 pub struct FeatureSettings {
     /// A PyRadiomics parameter file (YAML), sent to every site; default: FedRad's MRI settings
-    /// (z-score ×100, 32 fixed bins, all IBSI families, 3D texture).
+    /// (z-score ×100, 32 fixed bins, 3D texture; the original image with all IBSI families,
+    /// 8 coif1 wavelet bands and LoG σ 1, 3 mm with the PyRadiomics classes: 1 194 features).
     #[serde(default)]
     pub parameters: Option<PathBuf>,
 }
