@@ -278,15 +278,7 @@ pub fn log_filter(image: &[f64], dims: [usize; 3], spacing: [f64; 3], sigma: f64
         blo[a] = lo[a].saturating_sub(margin);
         bhi[a] = (hi[a] + margin).min(dims[a] - 1);
     }
-    let bdims = [0, 1, 2].map(|a| bhi[a] - blo[a] + 1);
-    let mut block = Vec::with_capacity(bdims[0] * bdims[1] * bdims[2]);
-    for z in blo[2]..=bhi[2] {
-        for y in blo[1]..=bhi[1] {
-            for x in blo[0]..=bhi[0] {
-                block.push(image[x + dims[0] * (y + dims[1] * z)]);
-            }
-        }
-    }
+    let (block, bdims) = sub_box(image, dims, blo, bhi);
     // The output box within the working box.
     let (clo, chi) = ([0, 1, 2].map(|a| lo[a] - blo[a]), [0, 1, 2].map(|a| hi[a] - blo[a]));
     let cdims = [0, 1, 2].map(|a| chi[a] - clo[a] + 1);
@@ -330,7 +322,7 @@ pub fn log_filter(image: &[f64], dims: [usize; 3], spacing: [f64; 3], sigma: f64
 }
 
 /// The values of `data` (dims, x-fastest) in the inclusive box `lo..=hi`, and its dims.
-fn sub_box(data: &[f32], dims: [usize; 3], lo: [usize; 3], hi: [usize; 3]) -> (Vec<f32>, [usize; 3]) {
+fn sub_box<T: Copy>(data: &[T], dims: [usize; 3], lo: [usize; 3], hi: [usize; 3]) -> (Vec<T>, [usize; 3]) {
     let out_dims = [0, 1, 2].map(|a| hi[a] - lo[a] + 1);
     let mut out = Vec::with_capacity(out_dims[0] * out_dims[1] * out_dims[2]);
     for z in lo[2]..=hi[2] {
