@@ -10,6 +10,7 @@ by more than 1e-6 relative.
 
     python3 scripts/compare_pyradiomics.py IMAGE MASK [--bin-width 25] [--normalize 100]
         [--image-types Original,Wavelet,LoG] [--sigma 1.0,3.0] [--wavelet coif1] [--site-agent PATH]
+        [--resample 2,2,2 [--interpolator sitkBSpline]] [--pad-distance 5] [--pre-crop]
 """
 import argparse, csv, logging, os, subprocess, sys, tempfile
 
@@ -69,6 +70,10 @@ ap.add_argument("--sigma", default="1.0,3.0", help="LoG σ values in mm")
 ap.add_argument("--wavelet", default="coif1")
 ap.add_argument("--level", type=int, default=1)
 ap.add_argument("--normalize", type=float, default=None, help="normalise the image (z-score × this scale)")
+ap.add_argument("--resample", default=None, help="resampledPixelSpacing, e.g. 1,1,3 (0 keeps an axis)")
+ap.add_argument("--interpolator", default="sitkBSpline", help="sitkNearestNeighbor, sitkLinear or sitkBSpline")
+ap.add_argument("--pad-distance", type=int, default=5)
+ap.add_argument("--pre-crop", action="store_true", help="crop to the ROI box + padDistance before filtering")
 ap.add_argument("--site-agent", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "site-agent"))
 a = ap.parse_args()
 
@@ -84,6 +89,9 @@ params = os.path.join(tmp, "params.yaml")
 with open(params, "w") as f:
     types = a.image_types.split(",")
     norm = f"  normalize: true\n  normalizeScale: {a.normalize}\n" if a.normalize else ""
+    if a.resample:
+        norm += f"  resampledPixelSpacing: [{a.resample}]\n  interpolator: {a.interpolator}\n"
+    norm += f"  padDistance: {a.pad_distance}\n  preCrop: {'true' if a.pre_crop else 'false'}\n"
     f.write(f"setting:\n  binWidth: {a.bin_width}\n{norm}  ibsiAggregation: [\"3D, averaged\", \"3D\"]\nimageType:\n")
     for t in types:
         f.write(f"  {t}: {options(t)}\n")
@@ -101,6 +109,9 @@ logging.getLogger("radiomics").setLevel(logging.ERROR)
 setting = {"binWidth": a.bin_width, "label": 1}
 if a.normalize:
     setting.update(normalize=True, normalizeScale=a.normalize)
+if a.resample:
+    setting.update(resampledPixelSpacing=[float(x) for x in a.resample.split(",")], interpolator=a.interpolator)
+setting.update(padDistance=a.pad_distance, preCrop=a.pre_crop)
 ex = featureextractor.RadiomicsFeatureExtractor({"setting": setting, "imageType": {t: options(t, True) for t in types},
     "featureClass": {c: None for c in CLASSES}})
 theirs = {k: float(v) for k, v in ex.execute(a.image, a.mask).items() if not k.startswith("diagnostics")}

@@ -5,7 +5,7 @@ pub mod nifti;
 pub mod nrrd;
 mod volume;
 
-pub use volume::{Geometry, Volume};
+pub use volume::{Geometry, SampleType, Volume};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImagingError {

@@ -14,7 +14,7 @@ use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 
-use crate::{DEFAULT_MAX_VOXELS, Geometry, ImagingError, Volume};
+use crate::{DEFAULT_MAX_VOXELS, Geometry, ImagingError, SampleType, Volume};
 
 const HEADER_SIZE: usize = 348;
 
@@ -48,6 +48,23 @@ impl DataType {
             1280 => DataType::U64,
             _ => return None,
         })
+    }
+
+    /// The pixel type ITK loads these samples as.
+    pub fn sample_type(self) -> SampleType {
+        let int = |min: f64, max: f64| SampleType::Integer { min, max };
+        match self {
+            DataType::U8 => int(0.0, u8::MAX as f64),
+            DataType::I8 => int(i8::MIN as f64, i8::MAX as f64),
+            DataType::I16 => int(i16::MIN as f64, i16::MAX as f64),
+            DataType::U16 => int(0.0, u16::MAX as f64),
+            DataType::I32 => int(i32::MIN as f64, i32::MAX as f64),
+            DataType::U32 => int(0.0, u32::MAX as f64),
+            DataType::I64 => int(i64::MIN as f64, i64::MAX as f64),
+            DataType::U64 => int(0.0, u64::MAX as f64),
+            DataType::F32 => SampleType::Float32,
+            DataType::F64 => SampleType::Float64,
+        }
     }
 
     pub fn size(self) -> usize {
@@ -249,7 +266,12 @@ pub fn read_with_limit(path: &Path, max_voxels: u128) -> Result<Volume, ImagingE
         return Err(ImagingError::Truncated { path: path_str(path), expected: nbytes, found: got });
     }
     let data = decode(&raw, h.datatype, h.big_endian, h.scl_slope, h.scl_inter);
-    Ok(Volume::new(h.geometry, data))
+    // ITK reads scaled samples as float (double stays double).
+    let sample = match h.datatype.sample_type() {
+        SampleType::Integer { .. } if h.scl_slope != 1.0 || h.scl_inter != 0.0 => SampleType::Float32,
+        t => t,
+    };
+    Ok(Volume::new(h.geometry, data).with_sample(sample))
 }
 
 /// Decodes raw samples to f32 (after `v · slope + inter`).

@@ -165,7 +165,7 @@ pub fn read_with_limit(path: &Path, max_voxels: u128) -> Result<Volume, ImagingE
     if filled < nbytes {
         return Err(ImagingError::Truncated { path: path.display().to_string(), expected: nbytes, found: filled });
     }
-    Ok(Volume::new(geometry, crate::nifti::decode_samples(&raw, dt, big_endian)))
+    Ok(Volume::new(geometry, crate::nifti::decode_samples(&raw, dt, big_endian)).with_sample(dt.sample_type()))
 }
 
 /// Writes an attached, gzip-encoded NRRD of float samples in LPS space.

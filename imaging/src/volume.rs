@@ -61,12 +61,44 @@ impl Geometry {
 pub struct Volume {
     pub geometry: Geometry,
     pub data: Vec<f32>,
+    /// How the file stored its samples. Values are held as f32 regardless; the stored type
+    /// matters where a reference tool writes results back in it (ITK's resampler casts its
+    /// output to the input's pixel type, truncating for integer types).
+    pub sample: SampleType,
+}
+
+/// The pixel type a volume was stored with, as ITK would load it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SampleType {
+    /// An integer type with its range (e.g. int16: −32768..=32767).
+    Integer { min: f64, max: f64 },
+    Float32,
+    Float64,
+}
+
+impl SampleType {
+    /// A value computed in double precision, written back as this type the way ITK's
+    /// `ResampleImageFilter` does: clamped to the type's range, then truncated toward zero
+    /// (`static_cast`) for integers; rounded to single precision for float.
+    pub fn cast(self, v: f64) -> f64 {
+        match self {
+            SampleType::Integer { min, max } => v.clamp(min, max).trunc(),
+            SampleType::Float32 => v as f32 as f64,
+            SampleType::Float64 => v,
+        }
+    }
 }
 
 impl Volume {
+    /// A volume whose samples are single-precision floats (what `data` holds).
     pub fn new(geometry: Geometry, data: Vec<f32>) -> Self {
         assert_eq!(geometry.voxel_count(), data.len(), "volume data does not fill its grid");
-        Volume { geometry, data }
+        Volume { geometry, data, sample: SampleType::Float32 }
+    }
+
+    pub fn with_sample(mut self, sample: SampleType) -> Self {
+        self.sample = sample;
+        self
     }
 
     pub fn dims(&self) -> [usize; 3] {

@@ -1,17 +1,19 @@
 //! One case: image + mask + settings → features, or a typed reason why not.
 //!
 //! Order of operations (PyRadiomics' where it defines one): check geometry and mask; z-score
-//! normalise the whole image (clip outliers); select the label; resegment the intensity mask
+//! normalise the whole image (clip outliers); select the label; resample to a new spacing or
+//! pre-crop, keeping `padDistance` voxels around the ROI; resegment the intensity mask
 //! (and the shape mask with `resegmentShape`); check the ROI's size and extent; then per image
 //! type: filter the whole image, crop, discretise, compute the families (shape on the
 //! original only).
 
 use std::path::Path;
 
-use fedrad_imaging::{ImagingError, Volume};
+use fedrad_imaging::{ImagingError, SampleType, Volume};
 
 use super::discretise::{DiscretisationError, discretise};
 use super::filters::ImageType;
+use super::resample;
 use super::settings::{Family, ResegmentMode, Settings};
 use super::*;
 
@@ -106,6 +108,19 @@ pub fn extract(image: &Volume, mask: &Volume, s: &Settings) -> Result<Vec<Featur
             *x = z * scale;
         }
     }
+    // PyRadiomics resamples (or pre-crops) after normalising the whole image; the result is
+    // the image every filter and feature then sees. Normalised images are doubles in ITK.
+    match (s.resampled_spacing, s.interpolator) {
+        (Some(spacing), Some(interpolator)) => {
+            let sample = if s.normalize_scale.is_some() { SampleType::Float64 } else { image.sample };
+            roi = resample::resample(&roi, spacing, interpolator, s.pad_distance, sample);
+        }
+        _ if s.pre_crop => {
+            let (lo, hi) = resample::padded_mask_box(&roi, s.pad_distance);
+            roi = crop_to(&roi, lo, hi);
+        }
+        _ => {}
+    }
     if let Some((mode, lo, hi)) = s.resegment {
         let vals = roi.roi_intensities();
         let (min, max) = vals.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
@@ -173,7 +188,7 @@ pub fn crop_box(roi: &Roi) -> ([usize; 3], [usize; 3]) {
     (lo, hi)
 }
 
-fn crop_to(roi: &Roi, lo: [usize; 3], hi: [usize; 3]) -> Roi {
+pub(crate) fn crop_to(roi: &Roi, lo: [usize; 3], hi: [usize; 3]) -> Roi {
     let [nx, ny, _] = roi.dims;
     let dims = [0, 1, 2].map(|a| hi[a] - lo[a] + 1);
     let n = dims[0] * dims[1] * dims[2];

@@ -26,6 +26,7 @@ pub mod mesh;
 pub mod morphology;
 pub mod ngldm;
 pub mod ngtdm;
+pub mod resample;
 pub mod settings;
 pub mod statistics;
 pub mod texture;

@@ -4,8 +4,9 @@
 //! PyRadiomics keys supported with PyRadiomics semantics: `label`, `binWidth`, `binCount`,
 //! `normalize`, `normalizeScale`, `removeOutliers`, `resegmentRange`, `resegmentMode`
 //! (absolute, relative, sigma), `resegmentShape`, `minimumROIDimensions`, `minimumROISize`,
-//! `geometryTolerance`. Keys PyRadiomics knows whose non-default values FedRad cannot honour
-//! yet (`resampledPixelSpacing`, `interpolator`, `padDistance`, `force2D`, `force2Ddimension`,
+//! `geometryTolerance`, `resampledPixelSpacing`, `interpolator` (`sitkNearestNeighbor`,
+//! `sitkLinear`, `sitkBSpline`), `padDistance`, `preCrop`. Keys PyRadiomics knows whose
+//! non-default values FedRad cannot honour yet (`force2D`, `force2Ddimension`,
 //! `distances`, `symmetricalGLCM`, `weightingNorm`, `gldm_a`, `voxelArrayShift`) are accepted
 //! at their defaults and refused otherwise, naming the key — never silently ignored. Image
 //! types: `Original`, `Square`, `SquareRoot`, `Logarithm`, `Exponential` (see
@@ -28,6 +29,7 @@ use yaml_rust2::{Yaml, YamlLoader};
 use super::Aggregation;
 use super::discretise::Discretisation;
 use super::filters::{ImageType, PointTransform};
+use super::resample::Interpolator;
 use super::wavelet::WaveletSettings;
 
 /// Bump whenever any feature's value can change, so cached features are recomputed.
@@ -100,6 +102,17 @@ pub struct Settings {
     /// Feature classes on derived (filtered) images, when narrower than `families`
     /// (FedRad key `filteredImageFeatureClasses`).
     pub filtered_families: Option<BTreeSet<Family>>,
+    /// Target voxel spacing in mm, 0 keeping an axis (PyRadiomics `resampledPixelSpacing`);
+    /// see [`super::resample`]. Resampling needs an interpolator too.
+    pub resampled_spacing: Option<[f64; 3]>,
+    /// PyRadiomics `interpolator` (default `sitkBSpline`; null turns resampling off).
+    pub interpolator: Option<Interpolator>,
+    /// Voxels kept around the ROI's bounding box when resampling or pre-cropping
+    /// (PyRadiomics `padDistance`, default 5). Filters see only this box.
+    pub pad_distance: usize,
+    /// Crop image and mask to the padded bounding box before filtering (PyRadiomics `preCrop`,
+    /// without resampling).
+    pub pre_crop: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -154,6 +167,10 @@ impl Settings {
             ivh_step: None,
             image_types: vec![ImageType::ORIGINAL],
             filtered_families: None,
+            resampled_spacing: None,
+            interpolator: Some(Interpolator::BSpline),
+            pad_distance: 5,
+            pre_crop: false,
         }
     }
 
@@ -228,9 +245,27 @@ impl Settings {
                             }
                             "minimumROISize" => s.minimum_roi_size = if v.is_null() { None } else { Some(uint(&key, v)? as usize) },
                             "geometryTolerance" => s.geometry_tolerance = positive(&key, v)?,
-                            "preCrop" => {
-                                boolean(&key, v)?;
+                            "preCrop" => s.pre_crop = boolean(&key, v)?,
+                            "resampledPixelSpacing" => {
+                                s.resampled_spacing = if v.is_null() {
+                                    None
+                                } else {
+                                    let l = list(&key, v)?;
+                                    if l.len() != 3 || l.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
+                                        return Err(bad(&key, "must be three spacings in mm (x, y, z), each ≥ 0 (0 keeps that axis)"));
+                                    }
+                                    Some([l[0], l[1], l[2]])
+                                }
                             }
+                            "interpolator" => {
+                                s.interpolator = match v {
+                                    Yaml::Null => None,
+                                    Yaml::String(name) => Some(Interpolator::from_sitk(name).ok_or_else(|| interpolator_error(&key, name))?),
+                                    Yaml::Integer(i) => Some(Interpolator::from_sitk(&i.to_string()).ok_or_else(|| interpolator_error(&key, &i.to_string()))?),
+                                    _ => return Err(bad(&key, "must be a SimpleITK interpolator name, e.g. sitkBSpline")),
+                                }
+                            }
+                            "padDistance" => s.pad_distance = v.as_i64().filter(|i| *i >= 0).ok_or_else(|| bad(&key, "must be an integer ≥ 0"))? as usize,
                             "additionalInfo" | "enableCExtensions" => {
                                 boolean(&key, v)?;
                             }
@@ -271,9 +306,6 @@ impl Settings {
                                 return Err(SettingsError::Unsupported { key: format!("setting.{key}"), value: format!("{v:?} (its image type is not supported yet)") });
                             }
                             // Known to PyRadiomics; only the default is honoured.
-                            "resampledPixelSpacing" => default_only(&key, v, |v| v.is_null() || list(&key, v).is_ok_and(|l| l.iter().all(|x| *x == 0.0)))?,
-                            "interpolator" => default_only(&key, v, |v| v.is_null() || v.as_str() == Some("sitkBSpline"))?,
-                            "padDistance" => default_only(&key, v, |v| v.as_i64() == Some(5))?,
                             "force2D" => default_only(&key, v, |v| v.as_bool() == Some(false))?,
                             "force2Ddimension" => default_only(&key, v, |v| v.as_i64() == Some(0))?,
                             "distances" => default_only(&key, v, |v| v.as_vec().is_some_and(|l| l.len() == 1 && l[0].as_i64() == Some(1)))?,
@@ -344,6 +376,16 @@ impl Settings {
             s.resegment = Some((reseg_mode, r[0], r.get(1).copied()));
         }
         Ok(s)
+    }
+}
+
+/// A named interpolator FedRad does not have is "unsupported"; anything else is a bad value.
+fn interpolator_error(key: &str, name: &str) -> SettingsError {
+    const SITK: [&str; 7] = ["sitkGaussian", "sitkLabelGaussian", "sitkHammingWindowedSinc", "sitkCosineWindowedSinc", "sitkWelchWindowedSinc", "sitkLanczosWindowedSinc", "sitkBlackmanWindowedSinc"];
+    if SITK.contains(&name) || name.parse::<i64>().is_ok_and(|i| (3..=10).contains(&i)) {
+        SettingsError::Unsupported { key: format!("setting.{key}"), value: format!("{name} (FedRad has sitkNearestNeighbor, sitkLinear and sitkBSpline)") }
+    } else {
+        bad(key, &format!("unknown interpolator {name:?}: use sitkNearestNeighbor, sitkLinear or sitkBSpline"))
     }
 }
 
@@ -467,6 +509,18 @@ mod tests {
     }
 
     #[test]
+    fn reads_resampling_as_pyradiomics_writes_it() {
+        let s = Settings::from_pyradiomics_yaml("setting:\n  resampledPixelSpacing: [1, 1, 0]\n  interpolator: 'sitkLinear'\n  padDistance: 0\n").unwrap();
+        assert_eq!(s.resampled_spacing, Some([1.0, 1.0, 0.0]));
+        assert_eq!(s.interpolator, Some(Interpolator::Linear));
+        assert_eq!(s.pad_distance, 0);
+        let s = Settings::from_pyradiomics_yaml("setting:\n  resampledPixelSpacing: [2, 2, 2]\n  preCrop: true\n").unwrap();
+        assert_eq!((s.interpolator, s.pad_distance, s.pre_crop), (Some(Interpolator::BSpline), 5, true));
+        let s = Settings::from_pyradiomics_yaml("setting:\n  interpolator: 1\n").unwrap();
+        assert_eq!(s.interpolator, Some(Interpolator::NearestNeighbor));
+    }
+
+    #[test]
     fn reads_filter_image_types_with_their_options() {
         let s = Settings::from_pyradiomics_yaml(
             "setting:\n  sigma: [1, 2.5]\nimageType:\n  LoG: {}\n  Wavelet: {wavelet: haar, level: 2}\n  Original: {}\n",
@@ -491,7 +545,11 @@ mod tests {
             ("setting:\n  binWidht: 5\n", "setting.binWidht"),
             ("setting:\n  binWidth: -5\n", "binWidth"),
             ("setting:\n  binWidth: 5\n  binCount: 16\n", "binCount"),
-            ("setting:\n  resampledPixelSpacing: [1, 1, 1]\n", "resampledPixelSpacing"),
+            ("setting:\n  resampledPixelSpacing: [1, 1]\n", "resampledPixelSpacing"),
+            ("setting:\n  resampledPixelSpacing: [1, -1, 1]\n", "resampledPixelSpacing"),
+            ("setting:\n  interpolator: sitkLanczosWindowedSinc\n", "setting.interpolator"),
+            ("setting:\n  interpolator: sitkCubic\n", "interpolator"),
+            ("setting:\n  padDistance: -1\n", "padDistance"),
             ("imageType:\n  LBP3D: {}\n", "imageType.LBP3D"),
             ("imageType:\n  Gradient: {gradientUseSpacing: 1}\n", "imageType.Gradient.gradientUseSpacing"),
             ("imageType:\n  LoG: {}\n", "imageType.LoG.sigma"),
