@@ -113,7 +113,7 @@ pub fn extract(image: &Volume, mask: &Volume, s: &Settings) -> Result<Vec<Featur
     match (s.resampled_spacing, s.interpolator) {
         (Some(spacing), Some(interpolator)) => {
             let sample = if s.normalize_scale.is_some() { SampleType::Float64 } else { image.sample };
-            roi = resample::resample(&roi, spacing, interpolator, s.pad_distance, sample);
+            roi = resample::resample(&roi, &image.geometry, &mask.geometry, spacing, interpolator, s.pad_distance, sample);
         }
         _ if s.pre_crop => {
             let (lo, hi) = resample::padded_mask_box(&roi, s.pad_distance);
