@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Writes the resampling reference fixture: a small int16 MR-like volume and its mask, saved by
+SimpleITK as NIfTI, and the features PyRadiomics 3.1 (pip install pyradiomics-bhklab) computes
+on them after resampling with each interpolator. The Rust test
+site-agent/tests/resampling.rs reads the files and checks FedRad's values against these, so
+the test needs no Python. Re-run only to regenerate:
+
+    python3 scripts/make_resampling_fixture.py site-agent/tests/data/resampling
+"""
+import json, logging, os, sys
+
+import numpy as np
+import SimpleITK as sitk
+from radiomics import featureextractor
+
+out = sys.argv[1] if len(sys.argv) > 1 else "site-agent/tests/data/resampling"
+os.makedirs(out, exist_ok=True)
+
+# 40 x 36 x 10 voxels of 0.8 x 0.8 x 3 mm, an oblique-free scanner frame with a non-zero origin.
+nz, ny, nx = 10, 36, 40
+z, y, x = np.indices((nz, ny, nx))
+rng = np.random.default_rng(20261130)
+smooth = 400 + 120 * np.sin(x / 5.0) + 80 * np.cos(y / 7.0) + 30 * z
+texture = rng.integers(-60, 61, size=(nz, ny, nx))
+image = np.clip(smooth + texture, 0, 4000).astype(np.int16)
+inside = ((x - 19.5) / 11.0) ** 2 + ((y - 17.0) / 9.0) ** 2 + ((z - 4.5) / 3.2) ** 2 <= 1.0
+mask = inside.astype(np.uint8)
+
+img = sitk.GetImageFromArray(image)
+msk = sitk.GetImageFromArray(mask)
+for im in (img, msk):
+    im.SetSpacing((0.8, 0.8, 3.0))
+    im.SetOrigin((12.5, -30.25, 4.0))
+sitk.WriteImage(img, os.path.join(out, "image.nii.gz"))
+sitk.WriteImage(msk, os.path.join(out, "mask.nii.gz"))
+
+# (name, settings). PyRadiomics names map to FedRad columns below.
+CONFIGS = [
+    ("bspline_1mm", {"resampledPixelSpacing": [1, 1, 1], "interpolator": "sitkBSpline"}),
+    ("linear_anisotropic", {"resampledPixelSpacing": [0.6, 0.6, 2], "interpolator": "sitkLinear"}),
+    ("nearest_in_plane", {"resampledPixelSpacing": [1.6, 1.6, 0], "interpolator": "sitkNearestNeighbor", "padDistance": 2}),
+    ("bspline_normalized", {"resampledPixelSpacing": [1.2, 1.2, 2.5], "interpolator": "sitkBSpline", "normalize": True, "normalizeScale": 100}),
+]
+FEATURES = {
+    "firstorder": {"Mean": "Mean", "Variance": "Variance", "Minimum": "Minimum", "Maximum": "Maximum", "Median": "Median",
+                   "Energy": "Energy", "Entropy": "Entropy"},
+    "glcm": {"Contrast": "Contrast", "JointEntropy": "JointEntropy", "Correlation": "Correlation"},
+    "glszm": {"SmallAreaEmphasis": "SmallZoneEmphasis", "ZonePercentage": "ZonePercentage"},
+    "shape": {"VoxelVolume": "VolumeVoxelCounting"},
+}
+SUFFIX = {"firstorder": "", "glcm": "_3Davg", "glszm": "_3D", "shape": ""}
+
+logging.getLogger("radiomics").setLevel(logging.ERROR)
+reference = {}
+for name, extra in CONFIGS:
+    setting = {"binWidth": 25 if not extra.get("normalize") else 5, "label": 1}
+    setting.update(extra)
+    ex = featureextractor.RadiomicsFeatureExtractor({"setting": setting, "imageType": {"Original": {}},
+                                                     "featureClass": {c: None for c in FEATURES}})
+    values = ex.execute(os.path.join(out, "image.nii.gz"), os.path.join(out, "mask.nii.gz"))
+    feats = {}
+    for cls, table in FEATURES.items():
+        for py, ours in table.items():
+            fam = "shape" if cls == "shape" else cls
+            feats[f"original_{fam}_{ours}{SUFFIX[cls]}"] = float(values[f"original_{cls}_{py}"])
+    reference[name] = {"setting": setting, "features": feats}
+with open(os.path.join(out, "reference.json"), "w") as f:
+    json.dump({"generator": "scripts/make_resampling_fixture.py", "pyradiomics": __import__("radiomics").__version__,
+               "simpleitk": sitk.Version_VersionString(), "configs": reference}, f, indent=1, sort_keys=True)
+print(f"wrote {out}")
