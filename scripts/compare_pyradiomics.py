@@ -11,6 +11,7 @@ by more than 1e-6 relative.
     python3 scripts/compare_pyradiomics.py IMAGE MASK [--bin-width 25] [--normalize 100]
         [--image-types Original,Wavelet,LoG] [--sigma 1.0,3.0] [--wavelet coif1] [--site-agent PATH]
         [--resample 2,2,2 [--interpolator sitkBSpline]] [--pad-distance 5] [--pre-crop]
+        [--setting 'distances: [1, 2]'] [--setting 'weightingNorm: euclidean'] ...
 """
 import argparse, csv, logging, os, subprocess, sys, tempfile
 
@@ -74,6 +75,7 @@ ap.add_argument("--resample", default=None, help="resampledPixelSpacing, e.g. 1,
 ap.add_argument("--interpolator", default="sitkBSpline", help="sitkNearestNeighbor, sitkLinear or sitkBSpline")
 ap.add_argument("--pad-distance", type=int, default=5)
 ap.add_argument("--pre-crop", action="store_true", help="crop to the ROI box + padDistance before filtering")
+ap.add_argument("--setting", action="append", default=[], help="any further `setting` entry, as YAML 'key: value', given to both")
 ap.add_argument("--site-agent", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "site-agent"))
 a = ap.parse_args()
 
@@ -92,7 +94,10 @@ with open(params, "w") as f:
     if a.resample:
         norm += f"  resampledPixelSpacing: [{a.resample}]\n  interpolator: {a.interpolator}\n"
     norm += f"  padDistance: {a.pad_distance}\n  preCrop: {'true' if a.pre_crop else 'false'}\n"
-    f.write(f"setting:\n  binWidth: {a.bin_width}\n{norm}  ibsiAggregation: [\"3D, averaged\", \"3D\"]\nimageType:\n")
+    for extra in a.setting:
+        norm += f"  {extra}\n"
+    agg = "3D, merged" if any(e.strip().startswith("weightingNorm") for e in a.setting) else "3D, averaged"
+    f.write(f"setting:\n  binWidth: {a.bin_width}\n{norm}  ibsiAggregation: [\"{agg}\", \"3D\"]\nimageType:\n")
     for t in types:
         f.write(f"  {t}: {options(t)}\n")
     f.write("featureClass:\n")
@@ -102,7 +107,7 @@ out = os.path.join(tmp, "fedrad.csv")
 subprocess.run([a.site_agent, "extract", "--image", a.image, "--mask", a.mask, "--params", params, "--out", out], check=True, stdout=subprocess.DEVNULL)
 ours = {}
 for row in csv.DictReader(open(out)):
-    short = {"3D, averaged": "_3Davg", "3D": "_3D", "": ""}[row["aggregation"]]
+    short = {"3D, averaged": "_3Davg", "3D, merged": "_3Davg", "3D": "_3D", "": ""}[row["aggregation"]]
     ours[row["feature"] + short] = float(row["value"])
 
 logging.getLogger("radiomics").setLevel(logging.ERROR)
@@ -112,6 +117,10 @@ if a.normalize:
 if a.resample:
     setting.update(resampledPixelSpacing=[float(x) for x in a.resample.split(",")], interpolator=a.interpolator)
 setting.update(padDistance=a.pad_distance, preCrop=a.pre_crop)
+import yaml
+for extra in a.setting:
+    setting.update(yaml.safe_load(extra))
+weighted = any(e.strip().startswith("weightingNorm") for e in a.setting)
 ex = featureextractor.RadiomicsFeatureExtractor({"setting": setting, "imageType": {t: options(t, True) for t in types},
     "featureClass": {c: None for c in CLASSES}})
 theirs = {k: float(v) for k, v in ex.execute(a.image, a.mask).items() if not k.startswith("diagnostics")}

@@ -225,6 +225,9 @@ fn families(roi: &Roi, grey: &GreyLevels, s: &Settings, prefix: &str, original: 
         out.extend(statistics::features(&xs));
         let levels: Vec<u32> = grey.levels.iter().copied().filter(|l| *l > 0).collect();
         out.extend(statistics::pyradiomics_features(&xs, &levels, roi.spacing.iter().product()));
+        if s.voxel_array_shift != 0.0 {
+            statistics::shift_energies(&mut out, &xs, s.voxel_array_shift, roi.spacing.iter().product());
+        }
     }
     if has(Family::Histogram) {
         out.extend(intensity_histogram::features(grey));
@@ -236,10 +239,10 @@ fn families(roi: &Roi, grey: &GreyLevels, s: &Settings, prefix: &str, original: 
     for &agg in &s.aggregations {
         if Aggregation::DIRECTIONAL.contains(&agg) {
             if has(Family::Glcm) {
-                out.extend(glcm::features(grey, agg));
+                out.extend(glcm::features(grey, agg, &s.texture, roi.spacing));
             }
             if has(Family::Glrlm) {
-                out.extend(glrlm::features(grey, agg));
+                out.extend(glrlm::features(grey, agg, &s.texture, roi.spacing));
             }
         } else {
             if has(Family::Glszm) {
@@ -249,10 +252,10 @@ fn families(roi: &Roi, grey: &GreyLevels, s: &Settings, prefix: &str, original: 
                 out.extend(gldzm::features(grey, agg));
             }
             if has(Family::Ngtdm) {
-                out.extend(ngtdm::features(grey, agg));
+                out.extend(ngtdm::features(grey, agg, &s.texture));
             }
             if has(Family::Gldm) {
-                out.extend(ngldm::features(grey, agg));
+                out.extend(ngldm::features(grey, agg, &s.texture));
             }
         }
     }

@@ -1,7 +1,8 @@
 //! Grey level co-occurrence matrix (IBSI 3.6, LFYI).
 //!
 //! For a direction δ, M[i][j] counts ROI voxel pairs (v, v+δ) with grey levels i and j,
-//! counted both ways (symmetric). With p = M/ΣM, marginals p_x(i) = Σ_j p_ij, the diagonal
+//! counted both ways (symmetric; PyRadiomics `symmetricalGLCM: false` counts one way). The
+//! directions are those at the Chebyshev distances in `distances` (default 1: 13 in 3D). With p = M/ΣM, marginals p_x(i) = Σ_j p_ij, the diagonal
 //! and cross sums p_{x−y}(k) = Σ_{|i−j|=k} p_ij and p_{x+y}(k) = Σ_{i+j=k} p_ij, μ = Σ i p_ij:
 //!
 //! | feature | code | formula |
@@ -35,7 +36,7 @@
 //! HX, HY: entropies of the marginals; HXY1 = −Σ p_ij log2(p_x(i) p_y(j));
 //! HXY2 = −Σ p_x(i) p_y(j) log2(p_x(i) p_y(j)).
 
-use super::texture::{CountMatrix, directional, entropy, named};
+use super::texture::{CountMatrix, TextureSettings, directional, directions, entropy, named, without_ibsi_codes};
 use super::{Aggregation, Feature, GreyLevels};
 
 pub const FEATURES: [(&str, &str); 25] = [
@@ -66,15 +67,18 @@ pub const FEATURES: [(&str, &str); 25] = [
     ("InformationCorrelation2", "JN9H"),
 ];
 
-/// The symmetric co-occurrence counts of one grid in direction `d`.
-pub fn matrix(g: &GreyLevels, d: [isize; 3]) -> CountMatrix {
+/// The co-occurrence counts of one grid in direction `d`: M[a][b] counts voxels of level a
+/// whose neighbour at +d has level b, and, when `symmetric`, also the reverse.
+pub fn matrix(g: &GreyLevels, d: [isize; 3], symmetric: bool) -> CountMatrix {
     let ng = g.ng as usize;
     let mut m = CountMatrix::new(ng, ng);
     g.for_each_roi_voxel(|x, y, z, a| {
         let b = g.get(x + d[0], y + d[1], z + d[2]);
         if b > 0 {
             m.add(a as usize - 1, b as usize - 1, 1.0);
-            m.add(b as usize - 1, a as usize - 1, 1.0);
+            if symmetric {
+                m.add(b as usize - 1, a as usize - 1, 1.0);
+            }
         }
     });
     m
@@ -155,6 +159,13 @@ pub fn from_matrix(m: &CountMatrix) -> Vec<f64> {
     ]
 }
 
-pub fn features(g: &GreyLevels, agg: Aggregation) -> Vec<Feature> {
-    named("glcm", &FEATURES, directional(g, agg, &matrix, &from_matrix), agg)
+/// GLCM features of a grid. `spacing` (mm) weighs directions when `t.weighting` is set.
+/// IBSI's GLCM is symmetric at one distance: an asymmetric one (PyRadiomics
+/// `symmetricalGLCM: false`) or other `distances` keep the names but drop the IBSI codes.
+pub fn features(g: &GreyLevels, agg: Aggregation, t: &TextureSettings, spacing: [f64; 3]) -> Vec<Feature> {
+    let dirs = directions(&t.distances, false);
+    let weight = t.weighting.map(|w| move |d: [isize; 3]| w.glcm_weight(d, spacing));
+    let weight = weight.as_ref().map(|w| w as &dyn Fn([isize; 3]) -> f64);
+    let values = directional(g, agg, &dirs, weight, &|g, d| matrix(g, d, t.symmetrical_glcm), &from_matrix);
+    without_ibsi_codes(named("glcm", &FEATURES, values, agg), t.symmetrical_glcm && t.ibsi_distances())
 }

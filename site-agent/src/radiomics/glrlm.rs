@@ -23,7 +23,7 @@
 //! | Run length variance | SXLW | Σ (j − μ_j)² p_ij |
 //! | Run entropy | HJ9O | −Σ p_ij log2 p_ij |
 
-use super::texture::{CountMatrix, directional, named, size_zone_features};
+use super::texture::{CountMatrix, TextureSettings, directional, directions, named, size_zone_features};
 use super::{Aggregation, Feature, GreyLevels};
 
 pub const FEATURES: [(&str, &str); 16] = [
@@ -66,6 +66,12 @@ pub fn from_matrix(m: &CountMatrix) -> Vec<f64> {
     size_zone_features(m, 1.0).sixteen()
 }
 
-pub fn features(g: &GreyLevels, agg: Aggregation) -> Vec<Feature> {
-    named("glrlm", &FEATURES, directional(g, agg, &matrix, &from_matrix), agg)
+/// GLRLM features of a grid: runs along the 13 (3D) or 4 (in-plane) directions at distance
+/// 1, whatever `distances` says (as PyRadiomics). `spacing` (mm) weighs directions when
+/// `t.weighting` is set.
+pub fn features(g: &GreyLevels, agg: Aggregation, t: &TextureSettings, spacing: [f64; 3]) -> Vec<Feature> {
+    let dirs = directions(&[1], false);
+    let weight = t.weighting.map(|w| move |d: [isize; 3]| w.glrlm_weight(d, spacing));
+    let weight = weight.as_ref().map(|w| w as &dyn Fn([isize; 3]) -> f64);
+    named("glrlm", &FEATURES, directional(g, agg, &dirs, weight, &matrix, &from_matrix), agg)
 }

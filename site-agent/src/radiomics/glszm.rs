@@ -48,7 +48,7 @@ pub const FEATURES: [(&str, &str); 16] = [
 /// Connected zones of equal grey level: (level, voxel indices) per zone.
 pub fn zones(g: &GreyLevels, planar: bool) -> Vec<(u32, Vec<usize>)> {
     let [nx, ny, nz] = g.dims;
-    let offsets = neighbours(planar);
+    let offsets = neighbours(&[1], planar);
     let mut seen = vec![false; g.levels.len()];
     let mut out = Vec::new();
     for start in 0..g.levels.len() {

@@ -237,15 +237,16 @@ pub fn ibsi_features(roi: &Roi, grey: &GreyLevels, ivh_step: f64) -> Vec<Feature
     out.extend(intensity_histogram::features(grey));
     let grey_values: Vec<f64> = grey.levels.iter().filter(|l| **l > 0).map(|l| *l as f64).collect();
     out.extend(ivh::features(&grey_values, ivh_step));
+    let t = texture::TextureSettings::default();
     for agg in Aggregation::DIRECTIONAL {
-        out.extend(glcm::features(grey, agg));
-        out.extend(glrlm::features(grey, agg));
+        out.extend(glcm::features(grey, agg, &t, roi.spacing));
+        out.extend(glrlm::features(grey, agg, &t, roi.spacing));
     }
     for agg in Aggregation::ZONAL {
         out.extend(glszm::features(grey, agg));
         out.extend(gldzm::features(grey, agg));
-        out.extend(ngtdm::features(grey, agg));
-        out.extend(ngldm::features(grey, agg));
+        out.extend(ngtdm::features(grey, agg, &t));
+        out.extend(ngldm::features(grey, agg, &t));
     }
     out
 }

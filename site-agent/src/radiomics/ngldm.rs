@@ -1,4 +1,5 @@
-//! Neighbouring grey level dependence matrix (IBSI 3.11, REK0), coarseness α = 0, distance 1.
+//! Neighbouring grey level dependence matrix (IBSI 3.11, REK0): coarseness α (`gldm_a`,
+//! default 0) and neighbourhood distance (`distances`, default 1) as PyRadiomics' GLDM.
 //!
 //! For each ROI voxel of level i, its dependence j is 1 + the number of ROI voxels in its
 //! neighbourhood (26 in 3D, 8 in a slice) with the same level. s[i][j] counts voxels;
@@ -24,7 +25,7 @@
 //! | Dependence count entropy | FCBV | −Σ p_ij log2 p_ij |
 //! | Dependence count energy | CAS9 | Σ p_ij² |
 
-use super::texture::{CountMatrix, named, neighbours, size_zone_features, zonal};
+use super::texture::{CountMatrix, TextureSettings, named, neighbours, size_zone_features, without_ibsi_codes, zonal};
 use super::{Aggregation, Feature, GreyLevels};
 
 pub const FEATURES: [(&str, &str); 17] = [
@@ -47,12 +48,20 @@ pub const FEATURES: [(&str, &str); 17] = [
     ("DependenceCountEnergy", "CAS9"),
 ];
 
-pub fn matrix(g: &GreyLevels, planar: bool) -> CountMatrix {
+/// The NGLDM of a grid: neighbours at the Chebyshev `distances`, dependent when in the ROI
+/// and within `alpha` grey levels of the centre.
+pub fn matrix(g: &GreyLevels, planar: bool, distances: &[u32], alpha: u32) -> CountMatrix {
     let mut m = CountMatrix::new(g.ng as usize, 1);
     m.voxels = g.roi_voxels() as f64;
-    let offsets = neighbours(planar);
+    let offsets = neighbours(distances, planar);
     g.for_each_roi_voxel(|x, y, z, a| {
-        let same = offsets.iter().filter(|o| g.get(x + o[0], y + o[1], z + o[2]) == a).count();
+        let same = offsets
+            .iter()
+            .filter(|o| {
+                let b = g.get(x + o[0], y + o[1], z + o[2]);
+                b > 0 && b.abs_diff(a) <= alpha
+            })
+            .count();
         m.add(a as usize - 1, same, 1.0);
     });
     m
@@ -65,7 +74,7 @@ pub fn from_matrix(m: &CountMatrix) -> Vec<f64> {
     v
 }
 
-pub fn features(g: &GreyLevels, agg: Aggregation) -> Vec<Feature> {
-    let values = zonal(g, agg, &matrix, &|a: &mut CountMatrix, b| a.merge(b), &|m| m.total() == 0.0, &from_matrix);
-    named("gldm", &FEATURES, values, agg)
+pub fn features(g: &GreyLevels, agg: Aggregation, t: &TextureSettings) -> Vec<Feature> {
+    let values = zonal(g, agg, &|g, planar| matrix(g, planar, &t.distances, t.gldm_alpha), &|a: &mut CountMatrix, b| a.merge(b), &|m| m.total() == 0.0, &from_matrix);
+    without_ibsi_codes(named("gldm", &FEATURES, values, agg), t.ibsi_distances())
 }

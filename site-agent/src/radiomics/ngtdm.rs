@@ -13,7 +13,7 @@
 //! | Complexity | HDEZ | Σ_i Σ_j \|i − j\| (p_i s_i + p_j s_j)/(p_i + p_j) / N_vc |
 //! | Strength | 1X9X | Σ_i Σ_j (p_i + p_j)(i − j)² / Σ s_i |
 
-use super::texture::{named, neighbours, zonal};
+use super::texture::{TextureSettings, named, neighbours, without_ibsi_codes, zonal};
 use super::{Aggregation, Feature, GreyLevels};
 
 pub const FEATURES: [(&str, &str); 5] =
@@ -25,10 +25,11 @@ pub struct Ngtdm {
     pub n: Vec<f64>,
 }
 
-pub fn matrix(g: &GreyLevels, planar: bool) -> Ngtdm {
+/// The NGTDM of a grid over the neighbours at the Chebyshev `distances`.
+pub fn matrix(g: &GreyLevels, planar: bool, distances: &[u32]) -> Ngtdm {
     let ng = g.ng as usize;
     let mut m = Ngtdm { s: vec![0.0; ng], n: vec![0.0; ng] };
-    let offsets = neighbours(planar);
+    let offsets = neighbours(distances, planar);
     g.for_each_roi_voxel(|x, y, z, a| {
         let (mut sum, mut count) = (0.0, 0.0);
         for o in &offsets {
@@ -69,11 +70,11 @@ pub fn from_matrix(m: &Ngtdm) -> Vec<f64> {
     vec![coarseness, contrast, busyness, complexity / nvc, strength]
 }
 
-pub fn features(g: &GreyLevels, agg: Aggregation) -> Vec<Feature> {
+pub fn features(g: &GreyLevels, agg: Aggregation, t: &TextureSettings) -> Vec<Feature> {
     let merge = |a: &mut Ngtdm, b: &Ngtdm| {
         a.s.iter_mut().zip(&b.s).for_each(|(x, y)| *x += y);
         a.n.iter_mut().zip(&b.n).for_each(|(x, y)| *x += y);
     };
-    let values = zonal(g, agg, &matrix, &merge, &|m: &Ngtdm| m.n.iter().sum::<f64>() == 0.0, &from_matrix);
-    named("ngtdm", &FEATURES, values, agg)
+    let values = zonal(g, agg, &|g, planar| matrix(g, planar, &t.distances), &merge, &|m: &Ngtdm| m.n.iter().sum::<f64>() == 0.0, &from_matrix);
+    without_ibsi_codes(named("ngtdm", &FEATURES, values, agg), t.ibsi_distances())
 }

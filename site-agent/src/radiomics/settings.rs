@@ -5,10 +5,12 @@
 //! `normalize`, `normalizeScale`, `removeOutliers`, `resegmentRange`, `resegmentMode`
 //! (absolute, relative, sigma), `resegmentShape`, `minimumROIDimensions`, `minimumROISize`,
 //! `geometryTolerance`, `resampledPixelSpacing`, `interpolator` (`sitkNearestNeighbor`,
-//! `sitkLinear`, `sitkBSpline`), `padDistance`, `preCrop`. Keys PyRadiomics knows whose
-//! non-default values FedRad cannot honour yet (`force2D`, `force2Ddimension`,
-//! `distances`, `symmetricalGLCM`, `weightingNorm`, `gldm_a`, `voxelArrayShift`) are accepted
-//! at their defaults and refused otherwise, naming the key — never silently ignored. Image
+//! `sitkLinear`, `sitkBSpline`), `padDistance`, `preCrop`, `distances`, `symmetricalGLCM`,
+//! `weightingNorm` (directions merged with weights; needs merged aggregations, and turns the
+//! PyRadiomics default "3D, averaged" into "3D, merged"), `gldm_a`, `voxelArrayShift`. Keys
+//! PyRadiomics knows whose non-default values FedRad cannot honour yet (`force2D`,
+//! `force2Ddimension`) are accepted at their defaults and refused otherwise, naming the
+//! key — never silently ignored. Image
 //! types: `Original`, `Square`, `SquareRoot`, `Logarithm`, `Exponential` (see
 //! [`super::filters`]), `Wavelet` (options `wavelet`, `start_level`, `level`; see
 //! [`super::wavelet`]), `LoG` (option `sigma`; see [`super::laplacian_of_gaussian`]) and
@@ -30,10 +32,11 @@ use super::Aggregation;
 use super::discretise::Discretisation;
 use super::filters::{ImageType, PointTransform};
 use super::resample::Interpolator;
+use super::texture::{TextureSettings, WeightingNorm};
 use super::wavelet::WaveletSettings;
 
 /// Bump whenever any feature's value can change, so cached features are recomputed.
-pub const FEATURE_CODE_VERSION: u32 = 4;
+pub const FEATURE_CODE_VERSION: u32 = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Family {
@@ -113,6 +116,12 @@ pub struct Settings {
     /// Crop image and mask to the padded bounding box before filtering (PyRadiomics `preCrop`,
     /// without resampling).
     pub pre_crop: bool,
+    /// Texture neighbourhoods and GLCM options (`distances`, `symmetricalGLCM`,
+    /// `weightingNorm`, `gldm_a`).
+    pub texture: TextureSettings,
+    /// Added to intensities for Energy, TotalEnergy and RootMeanSquare (PyRadiomics
+    /// `voxelArrayShift`, default 0).
+    pub voxel_array_shift: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -171,6 +180,8 @@ impl Settings {
             interpolator: Some(Interpolator::BSpline),
             pad_distance: 5,
             pre_crop: false,
+            texture: TextureSettings::default(),
+            voxel_array_shift: 0.0,
         }
     }
 
@@ -204,6 +215,8 @@ impl Settings {
         let mut lower_bound = None;
         let mut reseg_range: Option<Vec<f64>> = None;
         let mut reseg_mode = ResegmentMode::Absolute;
+        let mut weighting_given = false;
+        let mut aggregation_given = false;
         // Image types with their own options; filter options under `setting` apply to all.
         let mut image_options: Vec<(String, yaml_rust2::yaml::Hash)> = Vec::new();
         let mut filter_settings = yaml_rust2::yaml::Hash::new();
@@ -272,6 +285,7 @@ impl Settings {
                             "ibsiDiscretisation" => discretisation_kind = Some(v.as_str().ok_or_else(|| bad(&key, "must be a string"))?.to_string()),
                             "ibsiBinLowerBound" => lower_bound = Some(number(&key, v)?),
                             "ibsiAggregation" => {
+                                aggregation_given = true;
                                 let names = v.as_vec().ok_or_else(|| bad(&key, "must be a list"))?;
                                 s.aggregations = names
                                     .iter()
@@ -308,11 +322,30 @@ impl Settings {
                             // Known to PyRadiomics; only the default is honoured.
                             "force2D" => default_only(&key, v, |v| v.as_bool() == Some(false))?,
                             "force2Ddimension" => default_only(&key, v, |v| v.as_i64() == Some(0))?,
-                            "distances" => default_only(&key, v, |v| v.as_vec().is_some_and(|l| l.len() == 1 && l[0].as_i64() == Some(1)))?,
-                            "symmetricalGLCM" => default_only(&key, v, |v| v.as_bool() == Some(true))?,
-                            "weightingNorm" => default_only(&key, v, |v| v.is_null())?,
-                            "gldm_a" => default_only(&key, v, |v| v.as_i64() == Some(0) || v.as_f64() == Some(0.0))?,
-                            "voxelArrayShift" => default_only(&key, v, |v| v.as_i64() == Some(0))?,
+                            "distances" => {
+                                let l = v.as_vec().ok_or_else(|| bad(&key, "must be a list of distances, e.g. [1, 2]"))?;
+                                let d: Vec<u32> = l.iter().map(|x| x.as_i64().filter(|d| (1..=10).contains(d)).map(|d| d as u32)).collect::<Option<_>>().ok_or_else(|| bad(&key, "distances must be integers 1–10"))?;
+                                if d.is_empty() {
+                                    return Err(bad(&key, "is empty"));
+                                }
+                                s.texture.distances = d;
+                            }
+                            "symmetricalGLCM" => s.texture.symmetrical_glcm = boolean(&key, v)?,
+                            "weightingNorm" => {
+                                s.texture.weighting = match v {
+                                    Yaml::Null => None,
+                                    _ => Some(v.as_str().and_then(WeightingNorm::from_name).ok_or_else(|| bad(&key, "must be manhattan, euclidean, infinity or no_weighting"))?),
+                                };
+                                weighting_given = s.texture.weighting.is_some();
+                            }
+                            "gldm_a" => {
+                                let a = number(&key, v)?;
+                                if !(a >= 0.0 && a.fract() == 0.0 && a <= 1000.0) {
+                                    return Err(bad(&key, "must be a whole number of grey levels ≥ 0"));
+                                }
+                                s.texture.gldm_alpha = a as u32;
+                            }
+                            "voxelArrayShift" => s.voxel_array_shift = number(&key, v)?,
                             _ => return Err(SettingsError::UnknownKey(format!("setting.{key}"))),
                         }
                     }
@@ -355,6 +388,15 @@ impl Settings {
         }
         if normalize {
             s.normalize_scale = Some(scale);
+        }
+        // PyRadiomics' weighted directions give one merged matrix, not a per-direction average.
+        if weighting_given {
+            if !aggregation_given {
+                s.aggregations = s.aggregations.iter().map(|a| if *a == Aggregation::ThreeDAveraged { Aggregation::ThreeDMerged } else { *a }).collect();
+            }
+            if let Some(a) = s.aggregations.iter().find(|a| matches!(a, Aggregation::TwoDAveraged | Aggregation::TwoPointFiveDDirectionMerged | Aggregation::ThreeDAveraged)) {
+                return Err(bad("setting.weightingNorm", &format!("weights directions as they are merged, so it needs merged aggregations, not {:?}", a.ibsi_label())));
+            }
         }
         if s.remove_outliers.is_some() && !normalize {
             return Err(bad("setting.removeOutliers", "only applies with normalize: true"));

@@ -121,6 +121,30 @@ pub fn pyradiomics_features(xs: &[f64], levels: &[u32], voxel_volume: f64) -> Ve
     names.iter().zip(values).map(|(nm, v)| feature(&format!("firstorder_{nm}"), v, "", None)).collect()
 }
 
+/// PyRadiomics `voxelArrayShift` c: Energy, TotalEnergy and RootMeanSquare are computed on
+/// X + c, so that negative intensities do not add energy. Shifted values no longer follow
+/// IBSI's definitions and lose their codes.
+///
+/// | feature | formula |
+/// |---|---|
+/// | Energy | Σ (X + c)² |
+/// | TotalEnergy | voxel volume · Σ (X + c)² |
+/// | RootMeanSquare | √(Σ (X + c)² / N_v) |
+pub fn shift_energies(features: &mut [Feature], xs: &[f64], shift: f64, voxel_volume: f64) {
+    let energy: f64 = xs.iter().map(|x| (x + shift).powi(2)).sum();
+    let n = xs.len() as f64;
+    for f in features.iter_mut() {
+        let value = match f.name.as_str() {
+            "firstorder_Energy" => energy,
+            "firstorder_TotalEnergy" => energy * voxel_volume,
+            "firstorder_RootMeanSquare" => (energy / n).sqrt(),
+            _ => continue,
+        };
+        f.value = if xs.is_empty() { f64::NAN } else { value };
+        f.ibsi_code = "";
+    }
+}
+
 pub fn features(roi_intensities: &[f64]) -> Vec<Feature> {
     let v = if roi_intensities.is_empty() { vec![f64::NAN; FEATURES.len()] } else { values(roi_intensities) };
     FEATURES.iter().zip(v).map(|((n, c), x)| feature(&format!("firstorder_{n}"), x, c, None)).collect()

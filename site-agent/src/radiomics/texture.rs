@@ -3,30 +3,116 @@
 
 use super::{Aggregation, Feature, GreyLevels, feature};
 
-/// The 13 unique 3D directions at Chebyshev distance 1 (each also counts its opposite).
-pub const DIRECTIONS_3D: [[isize; 3]; 13] = [
-    [1, 0, 0], [0, 1, 0], [1, 1, 0], [1, -1, 0],
-    [0, 0, 1], [1, 0, 1], [1, 0, -1], [0, 1, 1], [0, 1, -1],
-    [1, 1, 1], [1, 1, -1], [1, -1, 1], [1, -1, -1],
-];
+/// PyRadiomics' texture settings; the defaults (distance 1, symmetric GLCM, no weighting,
+/// α = 0) are IBSI's usual choices.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextureSettings {
+    /// Chebyshev distances of the neighbours (PyRadiomics `distances`): GLCM pairs and the
+    /// NGTDM and NGLDM neighbourhoods. GLRLM, GLSZM and GLDZM do not use them.
+    pub distances: Vec<u32>,
+    /// Count each GLCM pair both ways (`symmetricalGLCM`). IBSI's GLCM is symmetric, so an
+    /// asymmetric one carries no IBSI codes.
+    pub symmetrical_glcm: bool,
+    /// How directions are weighted when their matrices are merged (`weightingNorm`).
+    pub weighting: Option<WeightingNorm>,
+    /// NGLDM coarseness α (`gldm_a`): a neighbour within α grey levels counts as dependent.
+    pub gldm_alpha: u32,
+}
 
-/// The 4 unique in-plane directions.
-pub const DIRECTIONS_2D: [[isize; 3]; 4] = [[1, 0, 0], [0, 1, 0], [1, 1, 0], [1, -1, 0]];
+impl TextureSettings {
+    /// Whether neighbourhoods are IBSI's at distance 1. PyRadiomics' other `distances` take
+    /// Chebyshev shells (not balls) and average over several distances, which IBSI does not
+    /// define, so those values carry no IBSI codes.
+    pub fn ibsi_distances(&self) -> bool {
+        self.distances == [1]
+    }
+}
 
-/// All 26 (3D) or 8 (2D, one slice) neighbours at Chebyshev distance 1.
-pub fn neighbours(planar: bool) -> Vec<[isize; 3]> {
-    let mut v = Vec::new();
-    let zr: &[isize] = if planar { &[0] } else { &[-1, 0, 1] };
-    for &dz in zr {
-        for dy in -1..=1 {
-            for dx in -1..=1 {
-                if (dx, dy, dz) != (0, 0, 0) {
-                    v.push([dx, dy, dz]);
+/// Clears the IBSI codes of features whose settings leave IBSI's definitions.
+pub fn without_ibsi_codes(mut features: Vec<Feature>, keep: bool) -> Vec<Feature> {
+    if !keep {
+        features.iter_mut().for_each(|f| f.ibsi_code = "");
+    }
+    features
+}
+
+impl Default for TextureSettings {
+    fn default() -> Self {
+        TextureSettings { distances: vec![1], symmetrical_glcm: true, weighting: None, gldm_alpha: 0 }
+    }
+}
+
+/// PyRadiomics `weightingNorm`: the length in mm of a direction's offset, by which merged
+/// matrices are weighted (GLCM by exp(−length²), GLRLM by the length).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightingNorm {
+    Manhattan,
+    Euclidean,
+    Infinity,
+    /// Every direction weighs 1: the plain sum of the matrices.
+    NoWeighting,
+}
+
+impl WeightingNorm {
+    pub fn from_name(name: &str) -> Option<WeightingNorm> {
+        Some(match name {
+            "manhattan" => WeightingNorm::Manhattan,
+            "euclidean" => WeightingNorm::Euclidean,
+            "infinity" => WeightingNorm::Infinity,
+            "no_weighting" => WeightingNorm::NoWeighting,
+            _ => return None,
+        })
+    }
+
+    /// GLCM weight, exp(−‖δ‖²) (PyRadiomics glcm.py; the squared norm for Euclidean).
+    pub fn glcm_weight(self, d: [isize; 3], spacing: [f64; 3]) -> f64 {
+        let mm = [0, 1, 2].map(|a| d[a].unsigned_abs() as f64 * spacing[a]);
+        match self {
+            WeightingNorm::Infinity => (-mm.iter().fold(0.0f64, |m, v| m.max(*v)).powi(2)).exp(),
+            WeightingNorm::Euclidean => (-mm.iter().map(|v| v * v).sum::<f64>()).exp(),
+            WeightingNorm::Manhattan => (-mm.iter().sum::<f64>().powi(2)).exp(),
+            WeightingNorm::NoWeighting => 1.0,
+        }
+    }
+
+    /// GLRLM weight, ‖δ‖ (PyRadiomics glrlm.py).
+    pub fn glrlm_weight(self, d: [isize; 3], spacing: [f64; 3]) -> f64 {
+        let mm = [0, 1, 2].map(|a| d[a].unsigned_abs() as f64 * spacing[a]);
+        match self {
+            WeightingNorm::Infinity => mm.iter().fold(0.0f64, |m, v| m.max(*v)),
+            WeightingNorm::Euclidean => mm.iter().map(|v| v * v).sum::<f64>().sqrt(),
+            WeightingNorm::Manhattan => mm.iter().sum(),
+            WeightingNorm::NoWeighting => 1.0,
+        }
+    }
+}
+
+/// One offset (dx, dy, dz) of each ± pair at the given Chebyshev distances, in PyRadiomics'
+/// order (`build_angles`: z, then y, then x, each from +max to −max; the pair member whose
+/// first non-zero component in z, y, x order is positive). `planar` keeps dz = 0. The sign
+/// matters only for an asymmetric GLCM.
+pub fn directions(distances: &[u32], planar: bool) -> Vec<[isize; 3]> {
+    let max = distances.iter().copied().max().unwrap_or(1) as isize;
+    let mut out = Vec::new();
+    let zs: Vec<isize> = if planar { vec![0] } else { (-max..=max).rev().collect() };
+    for &dz in &zs {
+        for dy in (-max..=max).rev() {
+            for dx in (-max..=max).rev() {
+                let chebyshev = dx.abs().max(dy.abs()).max(dz.abs());
+                let positive = dz > 0 || (dz == 0 && (dy > 0 || (dy == 0 && dx > 0)));
+                if positive && distances.contains(&(chebyshev as u32)) {
+                    out.push([dx, dy, dz]);
                 }
             }
         }
     }
-    v
+    out
+}
+
+/// Every neighbour offset at the given Chebyshev distances (both members of each pair):
+/// 26 (3D) or 8 (one slice) at distance 1.
+pub fn neighbours(distances: &[u32], planar: bool) -> Vec<[isize; 3]> {
+    directions(distances, planar).into_iter().flat_map(|d| [d, d.map(|v| -v)]).collect()
 }
 
 /// A matrix of counts indexed by grey level (rows 1..=Ng, stored from 0) and a second index
@@ -66,15 +152,21 @@ impl CountMatrix {
     }
 
     pub fn merge(&mut self, o: &CountMatrix) {
+        self.merge_weighted(o, 1.0);
+    }
+
+    /// Adds `w` times another matrix, and `w` times its voxels (PyRadiomics' distance-weighted
+    /// merging).
+    pub fn merge_weighted(&mut self, o: &CountMatrix, w: f64) {
         if o.cols > self.cols {
             self.grow(o.cols);
         }
         for r in 0..self.rows {
             for c in 0..o.cols {
-                self.data[r * self.cols + c] += o.data[r * o.cols + c];
+                self.data[r * self.cols + c] += w * o.data[r * o.cols + c];
             }
         }
-        self.voxels += o.voxels;
+        self.voxels += w * o.voxels;
     }
 
     pub fn total(&self) -> f64 {
@@ -98,61 +190,57 @@ fn average(sets: &[Vec<f64>]) -> Option<Vec<f64>> {
     Some(acc.into_iter().map(|a| a / sets.len() as f64).collect())
 }
 
-/// Directional families (GLCM, GLRLM): build one matrix per grid and direction and aggregate
-/// as `agg` says. Empty matrices (no pairs or runs) are left out. `None` if nothing remains.
+/// Directional families (GLCM, GLRLM): build one matrix per grid and direction in `dirs`
+/// (3D directions; the in-plane ones serve 2D and 2.5D) and aggregate as `agg` says. Empty
+/// matrices (no pairs or runs) are left out of averages. Merged aggregations add the
+/// matrices, weighted by `weight(direction)` when given. `None` if nothing remains.
 pub fn directional(
     grid: &GreyLevels,
     agg: Aggregation,
+    dirs: &[[isize; 3]],
+    weight: Option<&dyn Fn([isize; 3]) -> f64>,
     build: &dyn Fn(&GreyLevels, [isize; 3]) -> CountMatrix,
     features: &dyn Fn(&CountMatrix) -> Vec<f64>,
 ) -> Option<Vec<f64>> {
     let nonempty = |m: &CountMatrix| m.total() > 0.0;
-    let merged = |ms: Vec<CountMatrix>| -> Option<CountMatrix> {
+    let planar: Vec<[isize; 3]> = dirs.iter().copied().filter(|d| d[2] == 0).collect();
+    let merged = |ms: Vec<([isize; 3], CountMatrix)>| -> Option<CountMatrix> {
         let mut it = ms.into_iter();
-        let mut first = it.next()?;
-        for m in it {
-            first.merge(&m);
+        let (d, first) = it.next()?;
+        let w = |d| weight.map_or(1.0, |f| f(d));
+        let mut acc = CountMatrix { data: vec![0.0; first.data.len()], voxels: 0.0, ..first.clone() };
+        acc.merge_weighted(&first, w(d));
+        for (d, m) in it {
+            acc.merge_weighted(&m, w(d));
         }
-        nonempty(&first).then_some(first)
+        nonempty(&acc).then_some(acc)
     };
     match agg {
         Aggregation::TwoDAveraged => {
-            let sets: Vec<Vec<f64>> = grid
-                .slices()
-                .iter()
-                .flat_map(|s| DIRECTIONS_2D.iter().map(move |d| build(s, *d)))
-                .filter(nonempty)
-                .map(|m| features(&m))
-                .collect();
+            let sets: Vec<Vec<f64>> =
+                grid.slices().iter().flat_map(|s| planar.iter().map(move |d| build(s, *d))).filter(nonempty).map(|m| features(&m)).collect();
             average(&sets)
         }
         Aggregation::TwoDSliceMerged => {
-            let sets: Vec<Vec<f64>> = grid
-                .slices()
-                .iter()
-                .filter_map(|s| merged(DIRECTIONS_2D.iter().map(|d| build(s, *d)).collect()))
-                .map(|m| features(&m))
-                .collect();
+            let sets: Vec<Vec<f64>> =
+                grid.slices().iter().filter_map(|s| merged(planar.iter().map(|d| (*d, build(s, *d))).collect())).map(|m| features(&m)).collect();
             average(&sets)
         }
         Aggregation::TwoPointFiveDDirectionMerged => {
             let slices = grid.slices();
-            let sets: Vec<Vec<f64>> = DIRECTIONS_2D
-                .iter()
-                .filter_map(|d| merged(slices.iter().map(|s| build(s, *d)).collect()))
-                .map(|m| features(&m))
-                .collect();
+            let sets: Vec<Vec<f64>> =
+                planar.iter().filter_map(|d| merged(slices.iter().map(|s| (*d, build(s, *d))).collect())).map(|m| features(&m)).collect();
             average(&sets)
         }
         Aggregation::TwoPointFiveDMerged => {
             let slices = grid.slices();
-            merged(slices.iter().flat_map(|s| DIRECTIONS_2D.iter().map(move |d| build(s, *d))).collect()).map(|m| features(&m))
+            merged(slices.iter().flat_map(|s| planar.iter().map(move |d| (*d, build(s, *d)))).collect()).map(|m| features(&m))
         }
         Aggregation::ThreeDAveraged => {
-            let sets: Vec<Vec<f64>> = DIRECTIONS_3D.iter().map(|d| build(grid, *d)).filter(nonempty).map(|m| features(&m)).collect();
+            let sets: Vec<Vec<f64>> = dirs.iter().map(|d| build(grid, *d)).filter(nonempty).map(|m| features(&m)).collect();
             average(&sets)
         }
-        Aggregation::ThreeDMerged => merged(DIRECTIONS_3D.iter().map(|d| build(grid, *d)).collect()).map(|m| features(&m)),
+        Aggregation::ThreeDMerged => merged(dirs.iter().map(|d| (*d, build(grid, *d))).collect()).map(|m| features(&m)),
         _ => None,
     }
 }
