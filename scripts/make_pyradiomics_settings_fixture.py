@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Writes the resampling reference fixture: a small int16 MR-like volume and its mask, saved by
 SimpleITK as NIfTI, and the features PyRadiomics 3.1 (pip install pyradiomics-bhklab) computes
-on them after resampling with each interpolator. The Rust test
-site-agent/tests/resampling.rs reads the files and checks FedRad's values against these, so
+on them after resampling with each interpolator, and with PyRadiomics' texture settings
+(distances, symmetricalGLCM, weightingNorm, gldm_a, voxelArrayShift). The Rust test
+site-agent/tests/pyradiomics_settings.rs reads the files and checks FedRad's values against these, so
 the test needs no Python. Re-run only to regenerate:
 
-    python3 scripts/make_resampling_fixture.py site-agent/tests/data/resampling
+    python3 scripts/make_pyradiomics_settings_fixture.py site-agent/tests/data/pyradiomics_settings
 """
 import json, logging, os, sys
 
@@ -13,7 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 from radiomics import featureextractor
 
-out = sys.argv[1] if len(sys.argv) > 1 else "site-agent/tests/data/resampling"
+out = sys.argv[1] if len(sys.argv) > 1 else "site-agent/tests/data/pyradiomics_settings"
 os.makedirs(out, exist_ok=True)
 
 # 40 x 36 x 10 voxels of 0.8 x 0.8 x 3 mm, an oblique-free scanner frame with a non-zero origin.
@@ -40,15 +41,22 @@ CONFIGS = [
     ("linear_anisotropic", {"resampledPixelSpacing": [0.6, 0.6, 2], "interpolator": "sitkLinear"}),
     ("nearest_in_plane", {"resampledPixelSpacing": [1.6, 1.6, 0], "interpolator": "sitkNearestNeighbor", "padDistance": 2}),
     ("bspline_normalized", {"resampledPixelSpacing": [1.2, 1.2, 2.5], "interpolator": "sitkBSpline", "normalize": True, "normalizeScale": 100}),
+    # Texture settings, without resampling.
+    ("distances_1_2", {"distances": [1, 2]}),
+    ("asymmetric_glcm_gldm_a", {"symmetricalGLCM": False, "gldm_a": 1}),
+    ("weighting_euclidean_shift", {"weightingNorm": "euclidean", "voxelArrayShift": 300}),
 ]
 FEATURES = {
     "firstorder": {"Mean": "Mean", "Variance": "Variance", "Minimum": "Minimum", "Maximum": "Maximum", "Median": "Median",
-                   "Energy": "Energy", "Entropy": "Entropy"},
-    "glcm": {"Contrast": "Contrast", "JointEntropy": "JointEntropy", "Correlation": "Correlation"},
+                   "Energy": "Energy", "TotalEnergy": "TotalEnergy", "RootMeanSquared": "RootMeanSquare", "Entropy": "Entropy"},
+    "glcm": {"Contrast": "Contrast", "JointEntropy": "JointEntropy", "Correlation": "Correlation", "JointAverage": "JointAverage"},
+    "glrlm": {"RunPercentage": "RunPercentage", "LongRunEmphasis": "LongRunsEmphasis"},
+    "gldm": {"DependenceEntropy": "DependenceCountEntropy", "LargeDependenceEmphasis": "HighDependenceEmphasis"},
+    "ngtdm": {"Coarseness": "Coarseness", "Busyness": "Busyness"},
     "glszm": {"SmallAreaEmphasis": "SmallZoneEmphasis", "ZonePercentage": "ZonePercentage"},
     "shape": {"VoxelVolume": "VolumeVoxelCounting"},
 }
-SUFFIX = {"firstorder": "", "glcm": "_3Davg", "glszm": "_3D", "shape": ""}
+SUFFIX = {"firstorder": "", "glcm": "_3Davg", "glrlm": "_3Davg", "glszm": "_3D", "gldm": "_3D", "ngtdm": "_3D", "shape": ""}
 
 logging.getLogger("radiomics").setLevel(logging.ERROR)
 reference = {}
@@ -62,9 +70,10 @@ for name, extra in CONFIGS:
     for cls, table in FEATURES.items():
         for py, ours in table.items():
             fam = "shape" if cls == "shape" else cls
-            feats[f"original_{fam}_{ours}{SUFFIX[cls]}"] = float(values[f"original_{cls}_{py}"])
+            suffix = "_3Dmrg" if extra.get("weightingNorm") and SUFFIX[cls] == "_3Davg" else SUFFIX[cls]
+            feats[f"original_{fam}_{ours}{suffix}"] = float(values[f"original_{cls}_{py}"])
     reference[name] = {"setting": setting, "features": feats}
 with open(os.path.join(out, "reference.json"), "w") as f:
-    json.dump({"generator": "scripts/make_resampling_fixture.py", "pyradiomics": __import__("radiomics").__version__,
+    json.dump({"generator": "scripts/make_pyradiomics_settings_fixture.py", "pyradiomics": __import__("radiomics").__version__,
                "simpleitk": sitk.Version_VersionString(), "configs": reference}, f, indent=1, sort_keys=True)
 print(f"wrote {out}")

@@ -1,10 +1,12 @@
-//! Resampling (`resampledPixelSpacing`, `interpolator`, `padDistance`) against PyRadiomics.
+//! PyRadiomics settings beyond the defaults, against PyRadiomics itself: resampling
+//! (`resampledPixelSpacing`, `interpolator`, `padDistance`) and the texture settings
+//! (`distances`, `symmetricalGLCM`, `weightingNorm`, `gldm_a`, `voxelArrayShift`).
 //!
-//! `tests/data/resampling/` holds an int16 volume and its mask written by SimpleITK, and the
-//! features PyRadiomics 3.1.4 computed on them after resampling with each interpolator
-//! (`scripts/make_resampling_fixture.py`). Integer images are where resampling is delicate:
-//! ITK truncates interpolated values back to int16, so a voxel that interpolates to an exact
-//! integer must land on the same side as ITK's arithmetic or a feature moves.
+//! `tests/data/pyradiomics_settings/` holds an int16 volume and its mask written by
+//! SimpleITK, and the features PyRadiomics 3.1.4 computed on them under each setting
+//! (`scripts/make_pyradiomics_settings_fixture.py`). Integer images are where resampling is
+//! delicate: ITK truncates interpolated values back to int16, so a voxel that interpolates to
+//! an exact integer must land on the same side as ITK's arithmetic or a feature moves.
 
 use std::path::Path;
 
@@ -12,19 +14,21 @@ use site_agent::radiomics::extract::extract_files;
 use site_agent::radiomics::settings::Settings;
 
 #[test]
-fn resampled_features_match_pyradiomics_for_every_interpolator() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/resampling");
+fn features_match_pyradiomics_under_each_setting() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pyradiomics_settings");
     let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
     let configs = reference["configs"].as_object().unwrap();
-    assert_eq!(configs.len(), 4);
+    assert_eq!(configs.len(), 7);
     let mut report = Vec::new();
     let mut worst: f64 = 0.0;
     for (name, config) in configs {
-        let mut yaml = String::from("setting:\n  ibsiAggregation: [\"3D, averaged\", \"3D\"]\n");
+        // PyRadiomics' weighted directions are one merged matrix.
+        let directional = if config["setting"].get("weightingNorm").is_some() { "3D, merged" } else { "3D, averaged" };
+        let mut yaml = format!("setting:\n  ibsiAggregation: [\"{directional}\", \"3D\"]\n");
         for (key, value) in config["setting"].as_object().unwrap() {
             yaml.push_str(&format!("  {key}: {value}\n"));
         }
-        yaml.push_str("imageType:\n  Original: {}\nfeatureClass:\n  shape:\n  firstorder:\n  glcm:\n  glszm:\n");
+        yaml.push_str("imageType:\n  Original: {}\nfeatureClass:\n  shape:\n  firstorder:\n  glcm:\n  glrlm:\n  glszm:\n  gldm:\n  ngtdm:\n");
         let settings = Settings::from_pyradiomics_yaml(&yaml).unwrap_or_else(|e| panic!("{name}: {e}\n{yaml}"));
         let ours = extract_files(&dir.join("image.nii.gz"), &dir.join("mask.nii.gz"), &settings).unwrap();
         for (column, expected) in config["features"].as_object().unwrap() {
@@ -43,7 +47,7 @@ fn resampled_features_match_pyradiomics_for_every_interpolator() {
 /// PyRadiomics: a LoG filter near the crop edge then sees the edge, so values change.
 #[test]
 fn pre_crop_limits_what_the_filters_see() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/resampling");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pyradiomics_settings");
     let run = |extra: &str| {
         let s = Settings::from_pyradiomics_yaml(&format!("setting:\n  padDistance: 1\n{extra}imageType:\n  Original: {{}}\n  LoG: {{sigma: [2.0]}}\nfeatureClass:\n  firstorder:\n")).unwrap();
         extract_files(&dir.join("image.nii.gz"), &dir.join("mask.nii.gz"), &s).unwrap()
