@@ -563,6 +563,18 @@ mod tests {
     }
 
     #[test]
+    fn reads_texture_settings() {
+        let s = Settings::from_pyradiomics_yaml(
+            "setting:\n  distances: [1, 2]\n  symmetricalGLCM: false\n  weightingNorm: manhattan\n  gldm_a: 2\n  voxelArrayShift: 1000\n",
+        )
+        .unwrap();
+        assert_eq!(s.texture, TextureSettings { distances: vec![1, 2], symmetrical_glcm: false, weighting: Some(WeightingNorm::Manhattan), gldm_alpha: 2 });
+        assert_eq!(s.voxel_array_shift, 1000.0);
+        // Weighted directions are merged: PyRadiomics' "3D, averaged" default becomes "3D, merged".
+        assert_eq!(s.aggregations, vec![Aggregation::ThreeDMerged, Aggregation::ThreeD]);
+    }
+
+    #[test]
     fn reads_filter_image_types_with_their_options() {
         let s = Settings::from_pyradiomics_yaml(
             "setting:\n  sigma: [1, 2.5]\nimageType:\n  LoG: {}\n  Wavelet: {wavelet: haar, level: 2}\n  Original: {}\n",
@@ -592,6 +604,11 @@ mod tests {
             ("setting:\n  interpolator: sitkLanczosWindowedSinc\n", "setting.interpolator"),
             ("setting:\n  interpolator: sitkCubic\n", "interpolator"),
             ("setting:\n  padDistance: -1\n", "padDistance"),
+            ("setting:\n  distances: [0]\n", "distances"),
+            ("setting:\n  weightingNorm: l2\n", "weightingNorm"),
+            ("setting:\n  weightingNorm: euclidean\n  ibsiAggregation: [\"3D, averaged\"]\n", "weightingNorm"),
+            ("setting:\n  gldm_a: 0.5\n", "gldm_a"),
+            ("setting:\n  force2D: true\n", "setting.force2D"),
             ("imageType:\n  LBP3D: {}\n", "imageType.LBP3D"),
             ("imageType:\n  Gradient: {gradientUseSpacing: 1}\n", "imageType.Gradient.gradientUseSpacing"),
             ("imageType:\n  LoG: {}\n", "imageType.LoG.sigma"),

@@ -368,3 +368,35 @@ impl SizeZone {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// PyRadiomics' 13 angles at distance 1, in its order, as (z, y, x).
+    #[test]
+    fn directions_follow_pyradiomics_angles() {
+        let zyx: Vec<[isize; 3]> = directions(&[1], false).into_iter().map(|[x, y, z]| [z, y, x]).collect();
+        assert_eq!(
+            zyx,
+            vec![
+                [1, 1, 1], [1, 1, 0], [1, 1, -1], [1, 0, 1], [1, 0, 0], [1, 0, -1], [1, -1, 1], [1, -1, 0], [1, -1, -1],
+                [0, 1, 1], [0, 1, 0], [0, 1, -1], [0, 0, 1],
+            ]
+        );
+        assert_eq!(directions(&[1, 2], false).len(), 13 + 49);
+        assert_eq!(directions(&[2], true).len(), 8);
+        assert_eq!(neighbours(&[1], false).len(), 26);
+        assert_eq!(neighbours(&[1], true).len(), 8);
+    }
+
+    #[test]
+    fn weights_follow_pyradiomics() {
+        let sp = [0.5, 0.5, 2.0];
+        let d = [1, -1, 1];
+        assert!((WeightingNorm::Euclidean.glcm_weight(d, sp) - (-(0.25 + 0.25 + 4.0f64)).exp()).abs() < 1e-15);
+        assert!((WeightingNorm::Manhattan.glcm_weight(d, sp) - (-(3.0f64 * 3.0)).exp()).abs() < 1e-15);
+        assert!((WeightingNorm::Infinity.glrlm_weight(d, sp) - 2.0).abs() < 1e-15);
+        assert_eq!(WeightingNorm::NoWeighting.glcm_weight(d, sp), 1.0);
+    }
+}
