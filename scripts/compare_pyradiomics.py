@@ -96,8 +96,12 @@ with open(params, "w") as f:
     norm += f"  padDistance: {a.pad_distance}\n  preCrop: {'true' if a.pre_crop else 'false'}\n"
     for extra in a.setting:
         norm += f"  {extra}\n"
-    agg = "3D, merged" if any(e.strip().startswith("weightingNorm") for e in a.setting) else "3D, averaged"
-    f.write(f"setting:\n  binWidth: {a.bin_width}\n{norm}  ibsiAggregation: [\"{agg}\", \"3D\"]\nimageType:\n")
+    # The aggregations PyRadiomics computes: weighted directions are merged; force2D is 2.5D.
+    weighted = any(e.strip().startswith("weightingNorm") for e in a.setting)
+    force2d = any(e.replace(" ", "") == "force2D:true" for e in a.setting)
+    directional = ("2.5D, " if force2d else "3D, ") + ("merged" if weighted else ("direction-merged" if force2d else "averaged"))
+    zonal = "2.5D" if force2d else "3D"
+    f.write(f"setting:\n  binWidth: {a.bin_width}\n{norm}  ibsiAggregation: [\"{directional}\", \"{zonal}\"]\nimageType:\n")
     for t in types:
         f.write(f"  {t}: {options(t)}\n")
     f.write("featureClass:\n")
@@ -107,7 +111,8 @@ out = os.path.join(tmp, "fedrad.csv")
 subprocess.run([a.site_agent, "extract", "--image", a.image, "--mask", a.mask, "--params", params, "--out", out], check=True, stdout=subprocess.DEVNULL)
 ours = {}
 for row in csv.DictReader(open(out)):
-    short = {"3D, averaged": "_3Davg", "3D, merged": "_3Davg", "3D": "_3D", "": ""}[row["aggregation"]]
+    # One directional and one zonal aggregation are requested; name them as the tables expect.
+    short = "" if not row["aggregation"] else ("_3D" if row["aggregation"] in ("3D", "2.5D") else "_3Davg")
     ours[row["feature"] + short] = float(row["value"])
 
 logging.getLogger("radiomics").setLevel(logging.ERROR)
@@ -120,7 +125,6 @@ setting.update(padDistance=a.pad_distance, preCrop=a.pre_crop)
 import yaml
 for extra in a.setting:
     setting.update(yaml.safe_load(extra))
-weighted = any(e.strip().startswith("weightingNorm") for e in a.setting)
 ex = featureextractor.RadiomicsFeatureExtractor({"setting": setting, "imageType": {t: options(t, True) for t in types},
     "featureClass": {c: None for c in CLASSES}})
 theirs = {k: float(v) for k, v in ex.execute(a.image, a.mask).items() if not k.startswith("diagnostics")}

@@ -2,7 +2,7 @@
 """Writes the resampling reference fixture: a small int16 MR-like volume and its mask, saved by
 SimpleITK as NIfTI, and the features PyRadiomics 3.1 (pip install pyradiomics-bhklab) computes
 on them after resampling with each interpolator, and with PyRadiomics' texture settings
-(distances, symmetricalGLCM, weightingNorm, gldm_a, voxelArrayShift). The Rust test
+(distances, symmetricalGLCM, weightingNorm, gldm_a, voxelArrayShift, force2D). The Rust test
 site-agent/tests/pyradiomics_settings.rs reads the files and checks FedRad's values against these, so
 the test needs no Python. Re-run only to regenerate:
 
@@ -45,6 +45,9 @@ CONFIGS = [
     ("distances_1_2", {"distances": [1, 2]}),
     ("asymmetric_glcm_gldm_a", {"symmetricalGLCM": False, "gldm_a": 1}),
     ("weighting_euclidean_shift", {"weightingNorm": "euclidean", "voxelArrayShift": 300}),
+    # force2D: texture in slices, merged over the volume (IBSI 2.5D), across z and across x.
+    ("force2d_axial", {"force2D": True}),
+    ("force2d_sagittal_weighted", {"force2D": True, "force2Ddimension": 2, "weightingNorm": "infinity"}),
 ]
 FEATURES = {
     "firstorder": {"Mean": "Mean", "Variance": "Variance", "Minimum": "Minimum", "Maximum": "Maximum", "Median": "Median",
@@ -70,7 +73,14 @@ for name, extra in CONFIGS:
     for cls, table in FEATURES.items():
         for py, ours in table.items():
             fam = "shape" if cls == "shape" else cls
-            suffix = "_3Dmrg" if extra.get("weightingNorm") and SUFFIX[cls] == "_3Davg" else SUFFIX[cls]
+            # FedRad's aggregation for what PyRadiomics computes: weighted directions are
+            # merged, force2D is 2.5D.
+            suffix = SUFFIX[cls]
+            if suffix == "_3Davg":
+                suffix = {(False, False): "_3Davg", (True, False): "_3Dmrg", (False, True): "_25Ddmrg", (True, True): "_25Dmrg"}[
+                    (bool(extra.get("weightingNorm")), bool(extra.get("force2D")))]
+            elif suffix == "_3D" and extra.get("force2D"):
+                suffix = "_25D"
             feats[f"original_{fam}_{ours}{suffix}"] = float(values[f"original_{cls}_{py}"])
     reference[name] = {"setting": setting, "features": feats}
 with open(os.path.join(out, "reference.json"), "w") as f:

@@ -1,6 +1,7 @@
 //! PyRadiomics settings beyond the defaults, against PyRadiomics itself: resampling
 //! (`resampledPixelSpacing`, `interpolator`, `padDistance`) and the texture settings
-//! (`distances`, `symmetricalGLCM`, `weightingNorm`, `gldm_a`, `voxelArrayShift`).
+//! (`distances`, `symmetricalGLCM`, `weightingNorm`, `gldm_a`, `voxelArrayShift`) and
+//! `force2D` with `force2Ddimension`.
 //!
 //! `tests/data/pyradiomics_settings/` holds an int16 volume and its mask written by
 //! SimpleITK, and the features PyRadiomics 3.1.4 computed on them under each setting
@@ -18,13 +19,13 @@ fn features_match_pyradiomics_under_each_setting() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pyradiomics_settings");
     let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
     let configs = reference["configs"].as_object().unwrap();
-    assert_eq!(configs.len(), 7);
+    assert_eq!(configs.len(), 9);
     let mut report = Vec::new();
     let mut worst: f64 = 0.0;
     for (name, config) in configs {
-        // PyRadiomics' weighted directions are one merged matrix.
-        let directional = if config["setting"].get("weightingNorm").is_some() { "3D, merged" } else { "3D, averaged" };
-        let mut yaml = format!("setting:\n  ibsiAggregation: [\"{directional}\", \"3D\"]\n");
+        // The aggregations follow from the settings as in a plain PyRadiomics file (weighted
+        // directions are merged, force2D is 2.5D).
+        let mut yaml = String::from("setting:\n");
         for (key, value) in config["setting"].as_object().unwrap() {
             yaml.push_str(&format!("  {key}: {value}\n"));
         }

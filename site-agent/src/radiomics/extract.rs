@@ -14,6 +14,7 @@ use fedrad_imaging::{ImagingError, SampleType, Volume};
 use super::discretise::{DiscretisationError, discretise};
 use super::filters::ImageType;
 use super::resample;
+use super::turned_axes;
 use super::settings::{Family, ResegmentMode, Settings};
 use super::*;
 
@@ -236,13 +237,22 @@ fn families(roi: &Roi, grey: &GreyLevels, s: &Settings, prefix: &str, original: 
         let levels: Vec<f64> = grey.levels.iter().filter(|l| **l > 0).map(|l| *l as f64).collect();
         out.extend(ivh::features(&levels, s.ivh_step.unwrap_or(1.0)));
     }
+    // 2D and 2.5D texture take slices across `slice_axis` (PyRadiomics `force2Ddimension`):
+    // the grid is turned so that this axis is the third.
+    let turned = (s.slice_axis != 2).then(|| grey.with_slices_across(s.slice_axis));
+    let turned_spacing = turned_axes(s.slice_axis).map(|a| roi.spacing[a]);
     for &agg in &s.aggregations {
+        let in_slices = !matches!(agg, Aggregation::ThreeDAveraged | Aggregation::ThreeDMerged | Aggregation::ThreeD);
+        let (grey, spacing) = match &turned {
+            Some(t) if in_slices => (t, turned_spacing),
+            _ => (grey, roi.spacing),
+        };
         if Aggregation::DIRECTIONAL.contains(&agg) {
             if has(Family::Glcm) {
-                out.extend(glcm::features(grey, agg, &s.texture, roi.spacing));
+                out.extend(glcm::features(grey, agg, &s.texture, spacing));
             }
             if has(Family::Glrlm) {
-                out.extend(glrlm::features(grey, agg, &s.texture, roi.spacing));
+                out.extend(glrlm::features(grey, agg, &s.texture, spacing));
             }
         } else {
             if has(Family::Glszm) {

@@ -165,6 +165,17 @@ impl Roi {
     }
 }
 
+/// Which original axes become (x, y, z) when slices run across `axis`. PyRadiomics orders
+/// angles by (z, y, x) with the out-of-plane offset 0, so the remaining axes keep that order:
+/// across y, (x, z, y); across x, (y, z, x).
+pub fn turned_axes(axis: usize) -> [usize; 3] {
+    match axis {
+        0 => [1, 2, 0],
+        1 => [0, 2, 1],
+        _ => [0, 1, 2],
+    }
+}
+
 /// Grey levels 1..=`ng` on a grid; 0 marks voxels outside the ROI.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GreyLevels {
@@ -206,6 +217,27 @@ impl GreyLevels {
             .map(|z| GreyLevels { dims: [self.dims[0], self.dims[1], 1], levels: self.levels[z * n..(z + 1) * n].to_vec(), ng: self.ng })
             .filter(|s| s.levels.iter().any(|l| *l > 0))
             .collect()
+    }
+
+    /// The same grid with its axes turned so that slices (constant third axis) run across
+    /// `axis` (0 = x: sagittal slices, 1 = y: coronal, 2 = z: unchanged), keeping a
+    /// right-handed cycle of the other two as the slice's x and y (see [`turned_axes`]).
+    pub fn with_slices_across(&self, axis: usize) -> GreyLevels {
+        let order = turned_axes(axis);
+        let dims = order.map(|a| self.dims[a]);
+        let mut levels = vec![0; self.levels.len()];
+        for z in 0..dims[2] {
+            for y in 0..dims[1] {
+                for x in 0..dims[0] {
+                    let mut old = [0usize; 3];
+                    old[order[0]] = x;
+                    old[order[1]] = y;
+                    old[order[2]] = z;
+                    levels[x + dims[0] * (y + dims[1] * z)] = self.levels[old[0] + self.dims[0] * (old[1] + self.dims[1] * old[2])];
+                }
+            }
+        }
+        GreyLevels { dims, levels, ng: self.ng }
     }
 
     pub fn roi_voxels(&self) -> usize {

@@ -13,6 +13,12 @@
 //! | Complexity | HDEZ | Σ_i Σ_j \|i − j\| (p_i s_i + p_j s_j)/(p_i + p_j) / N_vc |
 //! | Strength | 1X9X | Σ_i Σ_j (p_i + p_j)(i − j)² / Σ s_i |
 
+//!
+//! PyRadiomics differs in one case: it also counts a ROI voxel with no ROI neighbour, with
+//! s = 0, where IBSI (and FedRad) leave it out. The two agree unless the ROI has such
+//! voxels — rare in 3D, commoner in 2D slices across thick slices (PyRadiomics `force2D`
+//! with `force2Ddimension` 1 or 2).
+
 use super::texture::{TextureSettings, named, neighbours, without_ibsi_codes, zonal};
 use super::{Aggregation, Feature, GreyLevels};
 

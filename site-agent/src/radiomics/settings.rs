@@ -7,10 +7,10 @@
 //! `geometryTolerance`, `resampledPixelSpacing`, `interpolator` (`sitkNearestNeighbor`,
 //! `sitkLinear`, `sitkBSpline`), `padDistance`, `preCrop`, `distances`, `symmetricalGLCM`,
 //! `weightingNorm` (directions merged with weights; needs merged aggregations, and turns the
-//! PyRadiomics default "3D, averaged" into "3D, merged"), `gldm_a`, `voxelArrayShift`. Keys
-//! PyRadiomics knows whose non-default values FedRad cannot honour yet (`force2D`,
-//! `force2Ddimension`) are accepted at their defaults and refused otherwise, naming the
-//! key — never silently ignored. Image
+//! PyRadiomics default "3D, averaged" into "3D, merged"), `gldm_a`, `voxelArrayShift`,
+//! `force2D` (texture in slices merged over the volume: IBSI's 2.5D aggregations replace the
+//! 3D ones) and `force2Ddimension` (the axis slices run across, for every 2D and 2.5D
+//! aggregation). Image
 //! types: `Original`, `Square`, `SquareRoot`, `Logarithm`, `Exponential` (see
 //! [`super::filters`]), `Wavelet` (options `wavelet`, `start_level`, `level`; see
 //! [`super::wavelet`]), `LoG` (option `sigma`; see [`super::laplacian_of_gaussian`]) and
@@ -122,6 +122,9 @@ pub struct Settings {
     /// Added to intensities for Energy, TotalEnergy and RootMeanSquare (PyRadiomics
     /// `voxelArrayShift`, default 0).
     pub voxel_array_shift: f64,
+    /// The axis (0 = x, 1 = y, 2 = z) that 2D and 2.5D texture slices across (PyRadiomics
+    /// `force2Ddimension` 2, 1, 0); 2, axial slices, unless set.
+    pub slice_axis: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -182,6 +185,7 @@ impl Settings {
             pre_crop: false,
             texture: TextureSettings::default(),
             voxel_array_shift: 0.0,
+            slice_axis: 2,
         }
     }
 
@@ -216,6 +220,7 @@ impl Settings {
         let mut reseg_range: Option<Vec<f64>> = None;
         let mut reseg_mode = ResegmentMode::Absolute;
         let mut weighting_given = false;
+        let mut force_2d = false;
         let mut aggregation_given = false;
         // Image types with their own options; filter options under `setting` apply to all.
         let mut image_options: Vec<(String, yaml_rust2::yaml::Hash)> = Vec::new();
@@ -320,8 +325,14 @@ impl Settings {
                                 return Err(SettingsError::Unsupported { key: format!("setting.{key}"), value: format!("{v:?} (its image type is not supported yet)") });
                             }
                             // Known to PyRadiomics; only the default is honoured.
-                            "force2D" => default_only(&key, v, |v| v.as_bool() == Some(false))?,
-                            "force2Ddimension" => default_only(&key, v, |v| v.as_i64() == Some(0))?,
+                            "force2D" => force_2d = boolean(&key, v)?,
+                            "force2Ddimension" => {
+                                // PyRadiomics counts axes in numpy order (z, y, x).
+                                s.slice_axis = match v.as_i64() {
+                                    Some(d @ 0..=2) => 2 - d as usize,
+                                    _ => return Err(bad(&key, "must be 0 (axial slices), 1 (coronal) or 2 (sagittal)")),
+                                }
+                            }
                             "distances" => {
                                 let l = v.as_vec().ok_or_else(|| bad(&key, "must be a list of distances, e.g. [1, 2]"))?;
                                 let d: Vec<u32> = l.iter().map(|x| x.as_i64().filter(|d| (1..=10).contains(d)).map(|d| d as u32)).collect::<Option<_>>().ok_or_else(|| bad(&key, "distances must be integers 1–10"))?;
@@ -394,6 +405,21 @@ impl Settings {
             if !aggregation_given {
                 s.aggregations = s.aggregations.iter().map(|a| if *a == Aggregation::ThreeDAveraged { Aggregation::ThreeDMerged } else { *a }).collect();
             }
+        }
+        // PyRadiomics' force2D: in-plane neighbours, matrices over all slices, i.e. IBSI's 2.5D.
+        if force_2d && !aggregation_given {
+            s.aggregations = s
+                .aggregations
+                .iter()
+                .map(|a| match a {
+                    Aggregation::ThreeDAveraged => Aggregation::TwoPointFiveDDirectionMerged,
+                    Aggregation::ThreeDMerged => Aggregation::TwoPointFiveDMerged,
+                    Aggregation::ThreeD => Aggregation::TwoPointFiveD,
+                    other => *other,
+                })
+                .collect();
+        }
+        if weighting_given {
             if let Some(a) = s.aggregations.iter().find(|a| matches!(a, Aggregation::TwoDAveraged | Aggregation::TwoPointFiveDDirectionMerged | Aggregation::ThreeDAveraged)) {
                 return Err(bad("setting.weightingNorm", &format!("weights directions as they are merged, so it needs merged aggregations, not {:?}", a.ibsi_label())));
             }
@@ -529,10 +555,6 @@ fn list(key: &str, v: &Yaml) -> Result<Vec<f64>, SettingsError> {
     v.as_vec().ok_or_else(|| bad(key, "must be a list"))?.iter().map(|x| number(key, x)).collect()
 }
 
-fn default_only(key: &str, v: &Yaml, is_default: impl Fn(&Yaml) -> bool) -> Result<(), SettingsError> {
-    if is_default(v) { Ok(()) } else { Err(SettingsError::Unsupported { key: format!("setting.{key}"), value: format!("{v:?}") }) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -572,6 +594,10 @@ mod tests {
         assert_eq!(s.voxel_array_shift, 1000.0);
         // Weighted directions are merged: PyRadiomics' "3D, averaged" default becomes "3D, merged".
         assert_eq!(s.aggregations, vec![Aggregation::ThreeDMerged, Aggregation::ThreeD]);
+        // force2D is IBSI's 2.5D; force2Ddimension counts axes as numpy does (z, y, x).
+        let s = Settings::from_pyradiomics_yaml("setting:\n  force2D: true\n  force2Ddimension: 1\n").unwrap();
+        assert_eq!(s.aggregations, vec![Aggregation::TwoPointFiveDDirectionMerged, Aggregation::TwoPointFiveD]);
+        assert_eq!(s.slice_axis, 1);
     }
 
     #[test]
@@ -608,7 +634,8 @@ mod tests {
             ("setting:\n  weightingNorm: l2\n", "weightingNorm"),
             ("setting:\n  weightingNorm: euclidean\n  ibsiAggregation: [\"3D, averaged\"]\n", "weightingNorm"),
             ("setting:\n  gldm_a: 0.5\n", "gldm_a"),
-            ("setting:\n  force2D: true\n", "setting.force2D"),
+            ("setting:\n  force2D: 1\n", "force2D"),
+            ("setting:\n  force2Ddimension: 3\n", "force2Ddimension"),
             ("imageType:\n  LBP3D: {}\n", "imageType.LBP3D"),
             ("imageType:\n  Gradient: {gradientUseSpacing: 1}\n", "imageType.Gradient.gradientUseSpacing"),
             ("imageType:\n  LoG: {}\n", "imageType.LoG.sigma"),
