@@ -2,7 +2,8 @@
 """Writes the resampling reference fixture: a small int16 MR-like volume and its mask, saved by
 SimpleITK as NIfTI, and the features PyRadiomics 3.1 (pip install pyradiomics-bhklab) computes
 on them after resampling with each interpolator, and with PyRadiomics' texture settings
-(distances, symmetricalGLCM, weightingNorm, gldm_a, voxelArrayShift, force2D). The Rust test
+(distances, symmetricalGLCM, weightingNorm, gldm_a, voxelArrayShift, force2D) and with the
+LBP2D image type. The Rust test
 site-agent/tests/pyradiomics_settings.rs reads the files and checks FedRad's values against these, so
 the test needs no Python. Re-run only to regenerate:
 
@@ -48,7 +49,11 @@ CONFIGS = [
     # force2D: texture in slices, merged over the volume (IBSI 2.5D), across z and across x.
     ("force2d_axial", {"force2D": True}),
     ("force2d_sagittal_weighted", {"force2D": True, "force2Ddimension": 2, "weightingNorm": "infinity"}),
+    # The LBP2D image type (scikit-image's local binary patterns), in coronal slices.
+    ("lbp2d_coronal", {"lbp2DMethod": "default", "lbp2DRadius": 1.5, "force2Ddimension": 1, "binWidth": 8}),
 ]
+# Image types per setting (Original unless given).
+IMAGE_TYPES = {"lbp2d_coronal": ["Original", "LBP2D"]}
 FEATURES = {
     "firstorder": {"Mean": "Mean", "Variance": "Variance", "Minimum": "Minimum", "Maximum": "Maximum", "Median": "Median",
                    "Energy": "Energy", "TotalEnergy": "TotalEnergy", "RootMeanSquared": "RootMeanSquare", "Entropy": "Entropy"},
@@ -66,11 +71,15 @@ reference = {}
 for name, extra in CONFIGS:
     setting = {"binWidth": 25 if not extra.get("normalize") else 5, "label": 1}
     setting.update(extra)
-    ex = featureextractor.RadiomicsFeatureExtractor({"setting": setting, "imageType": {"Original": {}},
+    types = IMAGE_TYPES.get(name, ["Original"])
+    ex = featureextractor.RadiomicsFeatureExtractor({"setting": setting, "imageType": {t: {} for t in types},
                                                      "featureClass": {c: None for c in FEATURES}})
     values = ex.execute(os.path.join(out, "image.nii.gz"), os.path.join(out, "mask.nii.gz"))
     feats = {}
-    for cls, table in FEATURES.items():
+    for prefix in ["original"] + (["lbp-2D"] if "LBP2D" in types else []):
+      for cls, table in FEATURES.items():
+        if cls == "shape" and prefix != "original":
+            continue
         for py, ours in table.items():
             fam = "shape" if cls == "shape" else cls
             # FedRad's aggregation for what PyRadiomics computes: weighted directions are
@@ -81,8 +90,8 @@ for name, extra in CONFIGS:
                     (bool(extra.get("weightingNorm")), bool(extra.get("force2D")))]
             elif suffix == "_3D" and extra.get("force2D"):
                 suffix = "_25D"
-            feats[f"original_{fam}_{ours}{suffix}"] = float(values[f"original_{cls}_{py}"])
-    reference[name] = {"setting": setting, "features": feats}
+            feats[f"{prefix}_{fam}_{ours}{suffix}"] = float(values[f"{prefix}_{cls}_{py}"])
+    reference[name] = {"setting": setting, "imageType": types, "features": feats}
 with open(os.path.join(out, "reference.json"), "w") as f:
     json.dump({"generator": "scripts/make_pyradiomics_settings_fixture.py", "pyradiomics": __import__("radiomics").__version__,
                "simpleitk": sitk.Version_VersionString(), "configs": reference}, f, indent=1, sort_keys=True)

@@ -12,10 +12,11 @@
 //!
 //! Neighbourhood filters, each in its own module: `Wavelet` ([`super::wavelet`], 8 sub-band
 //! images per level), `LoG` ([`super::laplacian_of_gaussian`], one image per σ) and
-//! `Gradient` ([`super::gradient`]).
+//! `Gradient` ([`super::gradient`]) and `LBP2D` ([`super::local_binary_pattern`]).
 
 use super::Roi;
 use super::laplacian_of_gaussian as log;
+use super::local_binary_pattern::Lbp2dSettings;
 use super::wavelet::{self, WaveletSettings};
 
 /// A point transform of the intensities.
@@ -37,6 +38,7 @@ pub enum ImageType {
     LoG(Vec<(f64, String)>),
     /// Gradient magnitude; `true` divides the differences by the spacing.
     Gradient { use_spacing: bool },
+    Lbp2d(Lbp2dSettings),
 }
 
 impl ImageType {
@@ -49,6 +51,7 @@ impl ImageType {
             ImageType::Wavelet(_) => "Wavelet",
             ImageType::LoG(_) => "LoG",
             ImageType::Gradient { .. } => "Gradient",
+            ImageType::Lbp2d(_) => "LBP2D",
         }
     }
 
@@ -59,6 +62,7 @@ impl ImageType {
             ImageType::Wavelet(_) => 10,
             ImageType::LoG(_) => 11,
             ImageType::Gradient { .. } => 12,
+            ImageType::Lbp2d(_) => 13,
         }
     }
 
@@ -91,6 +95,7 @@ impl ImageType {
             ImageType::Gradient { use_spacing } => {
                 vec![("gradient".to_string(), super::gradient::gradient_magnitude(&roi.intensities, roi.dims, roi.spacing, *use_spacing, lo, hi))]
             }
+            ImageType::Lbp2d(s) => vec![("lbp-2D".to_string(), super::local_binary_pattern::lbp_2d(&roi.intensities, roi.dims, lo, hi, s))],
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod hull;
 pub mod intensity_histogram;
 pub mod ivh;
 pub mod laplacian_of_gaussian;
+pub mod local_binary_pattern;
 pub mod local_intensity;
 pub mod mesh;
 pub mod morphology;

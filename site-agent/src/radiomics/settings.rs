@@ -14,9 +14,10 @@
 //! types: `Original`, `Square`, `SquareRoot`, `Logarithm`, `Exponential` (see
 //! [`super::filters`]), `Wavelet` (options `wavelet`, `start_level`, `level`; see
 //! [`super::wavelet`]), `LoG` (option `sigma`; see [`super::laplacian_of_gaussian`]) and
-//! `Gradient` (option `gradientUseSpacing`; see [`super::gradient`]), their options given
-//! under the image type or, as PyRadiomics allows, under `setting`; `LBP2D` and `LBP3D` are
-//! refused as not yet supported. IBSI-only keys: `ibsiDiscretisation` (`fixedBinNumber`,
+//! `Gradient` (option `gradientUseSpacing`; see [`super::gradient`]) and `LBP2D` (options
+//! `lbp2DRadius`, `lbp2DSamples`, `lbp2DMethod`; see [`super::local_binary_pattern`]), their
+//! options given under the image type or, as PyRadiomics allows, under `setting`; `LBP3D`
+//! is refused as not yet supported. IBSI-only keys: `ibsiDiscretisation` (`fixedBinNumber`,
 //! `fixedBinSize`, `pyradiomics`), `ibsiBinLowerBound`, `ibsiAggregation` (a list of IBSI
 //! aggregation names, e.g. `["3D, averaged", "3D"]`), `ivhStep`.
 //!
@@ -31,6 +32,7 @@ use yaml_rust2::{Yaml, YamlLoader};
 use super::Aggregation;
 use super::discretise::Discretisation;
 use super::filters::{ImageType, PointTransform};
+use super::local_binary_pattern::{Lbp2dSettings, LbpMethod};
 use super::resample::Interpolator;
 use super::texture::{TextureSettings, WeightingNorm};
 use super::wavelet::WaveletSettings;
@@ -321,7 +323,10 @@ impl Settings {
                             "sigma" | "wavelet" | "start_level" | "level" | "gradientUseSpacing" => {
                                 filter_settings.insert(k.clone(), v.clone());
                             }
-                            "lbp2DRadius" | "lbp2DSamples" | "lbp2DMethod" | "lbp3DLevels" | "lbp3DIcosphereRadius" | "lbp3DIcosphereSubdivision" => {
+                            "lbp2DRadius" | "lbp2DSamples" | "lbp2DMethod" => {
+                                filter_settings.insert(k.clone(), v.clone());
+                            }
+                            "lbp3DLevels" | "lbp3DIcosphereRadius" | "lbp3DIcosphereSubdivision" => {
                                 return Err(SettingsError::Unsupported { key: format!("setting.{key}"), value: format!("{v:?} (its image type is not supported yet)") });
                             }
                             // Known to PyRadiomics; only the default is honoured.
@@ -396,6 +401,12 @@ impl Settings {
         if !image_options.is_empty() {
             s.image_types = image_options.iter().map(|(name, opts)| image_type(name, opts, &filter_settings)).collect::<Result<_, _>>()?;
             s.image_types.sort_by_key(ImageType::rank);
+            // LBP2D slices across the force2Ddimension axis, as PyRadiomics.
+            for t in &mut s.image_types {
+                if let ImageType::Lbp2d(l) = t {
+                    l.slice_axis = s.slice_axis;
+                }
+            }
         }
         if normalize {
             s.normalize_scale = Some(scale);
@@ -525,7 +536,32 @@ fn image_type(name: &str, opts: &yaml_rust2::yaml::Hash, general: &yaml_rust2::y
             };
             Ok(ImageType::Gradient { use_spacing })
         }
-        "LBP2D" | "LBP3D" => Err(SettingsError::Unsupported { key: format!("imageType.{name}"), value: "enabled".into() }),
+        "LBP2D" => {
+            allow(&["lbp2DRadius", "lbp2DSamples", "lbp2DMethod"])?;
+            let mut l = Lbp2dSettings::default();
+            if let Some(v) = get("lbp2DRadius") {
+                let r = number(&key("lbp2DRadius"), v)?;
+                if !(r > 0.0 && r <= 50.0) {
+                    return Err(bad(&key("lbp2DRadius"), "must be a radius in voxels, 0 < R ≤ 50"));
+                }
+                l.radius = r as f32;
+            }
+            if let Some(v) = get("lbp2DSamples") {
+                l.samples = v.as_i64().filter(|p| (1..=32).contains(p)).ok_or_else(|| bad(&key("lbp2DSamples"), "must be an integer 1–32"))? as u32;
+            }
+            if let Some(v) = get("lbp2DMethod") {
+                let name = v.as_str().unwrap_or("");
+                l.method = match LbpMethod::from_name(name) {
+                    Some(m) => m,
+                    None if name == "var" => {
+                        return Err(SettingsError::Unsupported { key: key("lbp2DMethod"), value: "var (default, ror, uniform and nri_uniform are supported)".into() });
+                    }
+                    None => return Err(bad(&key("lbp2DMethod"), "must be default, ror, uniform, nri_uniform or var")),
+                };
+            }
+            Ok(ImageType::Lbp2d(l))
+        }
+        "LBP3D" => Err(SettingsError::Unsupported { key: format!("imageType.{name}"), value: "enabled (LBP2D is supported)".into() }),
         _ => Err(SettingsError::UnknownKey(format!("imageType.{name}"))),
     }
 }
@@ -637,6 +673,8 @@ mod tests {
             ("setting:\n  force2D: 1\n", "force2D"),
             ("setting:\n  force2Ddimension: 3\n", "force2Ddimension"),
             ("imageType:\n  LBP3D: {}\n", "imageType.LBP3D"),
+            ("imageType:\n  LBP2D: {lbp2DMethod: var}\n", "imageType.LBP2D.lbp2DMethod"),
+            ("imageType:\n  LBP2D: {lbp2DSamples: 0}\n", "imageType.LBP2D.lbp2DSamples"),
             ("imageType:\n  Gradient: {gradientUseSpacing: 1}\n", "imageType.Gradient.gradientUseSpacing"),
             ("imageType:\n  LoG: {}\n", "imageType.LoG.sigma"),
             ("imageType:\n  LoG: {sigma: [0, 1]}\n", "imageType.LoG.sigma"),
