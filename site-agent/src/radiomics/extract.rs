@@ -96,13 +96,18 @@ pub fn extract(image: &Volume, mask: &Volume, s: &Settings) -> Result<Vec<Featur
     }
     let mut roi = Roi::from_volumes(image, mask, s.label as f32);
     if let Some(scale) = s.normalize_scale {
+        // ITK's NormalizeImageFilter (PyRadiomics `normalize`), in its own arithmetic: mean and
+        // unbiased variance from the sum and the sum of squares, then (x − mean)·(1/σ). For
+        // integer images both sums are exact, so the normalised values are ITK's to the last
+        // bit — which matters where a filter compares values (LBP) or ties are broken.
         let n = roi.intensities.len() as f64;
-        let mean = roi.intensities.iter().sum::<f64>() / n;
-        // The unbiased SD, as ITK's NormalizeImageFilter (PyRadiomics `normalize`) takes it.
-        let sd = (roi.intensities.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
-        let sd = if sd > 0.0 { sd } else { 1.0 };
+        let (sum, sum_sq) = roi.intensities.iter().fold((0.0, 0.0), |(s, q), x| (s + x, q + x * x));
+        let mean = sum / n;
+        let sd = ((sum_sq - sum * sum / n) / (n - 1.0).max(1.0)).max(0.0).sqrt();
+        let inverse_sd = if sd > 0.0 { 1.0 / sd } else { 1.0 };
+        let shift = -mean;
         for x in &mut roi.intensities {
-            let mut z = (*x - mean) / sd;
+            let mut z = (*x + shift) * inverse_sd;
             if let Some(k) = s.remove_outliers {
                 z = z.clamp(-k, k);
             }

@@ -25,7 +25,7 @@
 //! | Inverse difference moment | WF0Z | Σ p_{x−y}(k)/(1 + k²) |
 //! | Normalised inverse difference moment | 1QCO | Σ p_{x−y}(k)/(1 + (k/Ng)²) |
 //! | Inverse variance | E8JP | Σ_{k≥1} p_{x−y}(k)/k² |
-//! | Correlation | NI2N | (Σ i j p_ij − μ_x μ_y)/(σ_x σ_y) |
+//! | Correlation | NI2N | (Σ i j p_ij − μ_x μ_y)/(σ_x σ_y); 1 when σ_x σ_y = 0 |
 //! | Autocorrelation | QWB0 | Σ i j p_ij |
 //! | Cluster tendency | DG8W | Σ (i + j − μ_x − μ_y)² p_ij |
 //! | Cluster shade | 7NFM | Σ (i + j − μ_x − μ_y)³ p_ij |
@@ -150,7 +150,9 @@ pub fn from_matrix(m: &CountMatrix) -> Vec<f64> {
     let idm: f64 = diff.iter().enumerate().map(|(k, v)| v / (1.0 + (k * k) as f64)).sum();
     let idmn: f64 = diff.iter().enumerate().map(|(k, v)| v / (1.0 + (k as f64 / ngf).powi(2))).sum();
     let inv_var: f64 = diff.iter().enumerate().skip(1).map(|(k, v)| v / (k * k) as f64).sum();
-    let correlation = (autocorr - mu * mu_y) / (var.sqrt() * var_y.sqrt());
+    // A matrix of one grey level has no spread: its correlation is 1, as in PyRadiomics
+    // (IBSI leaves it undefined).
+    let correlation = if var * var_y > 0.0 { (autocorr - mu * mu_y) / (var.sqrt() * var_y.sqrt()) } else { 1.0 };
     let ic1 = if hx.max(hy) > 0.0 { (hxy - hxy1) / hx.max(hy) } else { 0.0 };
     let ic2 = (1.0 - (-2.0 * (hxy2 - hxy)).exp()).max(0.0).sqrt();
     vec![
