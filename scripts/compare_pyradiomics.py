@@ -60,8 +60,13 @@ NGTDM = {k: k for k in ["Coarseness", "Contrast", "Busyness", "Complexity", "Str
 SHAPE = {"MeshVolume": "VolumeMesh", "VoxelVolume": "VolumeVoxelCounting", "SurfaceArea": "SurfaceArea", "SurfaceVolumeRatio": "SurfaceToVolumeRatio",
     "Sphericity": "Sphericity", "Maximum3DDiameter": "Maximum3DDiameter", "MajorAxisLength": "MajorAxisLength", "MinorAxisLength": "MinorAxisLength",
     "LeastAxisLength": "LeastAxisLength", "Elongation": "Elongation", "Flatness": "Flatness"}
+SHAPE2D = {k: k for k in ["MeshSurface", "PixelSurface", "Perimeter", "PerimeterSurfaceRatio", "Sphericity", "SphericalDisproportion",
+    "MaximumDiameter", "MajorAxisLength", "MinorAxisLength", "Elongation"]}
 CLASSES = {"firstorder": (FIRSTORDER, "firstorder", ""), "glcm": (GLCM, "glcm", "_3Davg"), "glrlm": (GLRLM, "glrlm", "_3Davg"),
     "glszm": (GLSZM, "glszm", "_3D"), "gldm": (GLDM, "gldm", "_3D"), "ngtdm": (NGTDM, "ngtdm", "_3D"), "shape": (SHAPE, "shape", "")}
+if "--shape2d" in sys.argv:
+    sys.argv.remove("--shape2d")
+    CLASSES["shape2D"] = (SHAPE2D, "shape2D", "")
 
 ap = argparse.ArgumentParser()
 ap.add_argument("image"); ap.add_argument("mask")
@@ -105,7 +110,7 @@ with open(params, "w") as f:
     for t in types:
         f.write(f"  {t}: {options(t)}\n")
     f.write("featureClass:\n")
-    for c in ["shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm"]:
+    for c in CLASSES:
         f.write(f"  {c}:\n")
 out = os.path.join(tmp, "fedrad.csv")
 subprocess.run([a.site_agent, "extract", "--image", a.image, "--mask", a.mask, "--params", params, "--out", out], check=True, stdout=subprocess.DEVNULL)
@@ -133,7 +138,7 @@ prefixes = sorted({k.split("_")[0] for k in theirs} | {k.split("_")[0] for k in 
 rows, bad = [], 0
 for prefix in prefixes:
   for cls, (table, fam, suffix) in CLASSES.items():
-    if cls == "shape" and prefix != "original":
+    if cls in ("shape", "shape2D") and prefix != "original":
         continue
     for py, spec in table.items():
         name, rel = (spec, "same") if isinstance(spec, str) else spec

@@ -35,6 +35,12 @@ for im in (img, msk):
     im.SetOrigin((12.5, -30.25, 4.0))
 sitk.WriteImage(img, os.path.join(out, "image.nii.gz"))
 sitk.WriteImage(msk, os.path.join(out, "mask.nii.gz"))
+# One sagittal slice of the same ROI, for the shape2D class.
+one = np.zeros_like(mask)
+one[:, :, 19] = mask[:, :, 19]
+one_slice = sitk.GetImageFromArray(one)
+one_slice.CopyInformation(msk)
+sitk.WriteImage(one_slice, os.path.join(out, "mask_one_sagittal_slice.nii.gz"))
 
 # (name, settings). PyRadiomics names map to FedRad columns below.
 CONFIGS = [
@@ -51,9 +57,12 @@ CONFIGS = [
     ("force2d_sagittal_weighted", {"force2D": True, "force2Ddimension": 2, "weightingNorm": "infinity"}),
     # The LBP2D image type (scikit-image's local binary patterns), in coronal slices.
     ("lbp2d_coronal", {"lbp2DMethod": "default", "lbp2DRadius": 1.5, "force2Ddimension": 1, "binWidth": 8}),
+    # PyRadiomics' shape2D class on a one-slice ROI (sagittal: force2Ddimension 2).
+    ("shape2d_sagittal", {"force2D": True, "force2Ddimension": 2}),
 ]
 # Image types per setting (Original unless given).
 IMAGE_TYPES = {"lbp2d_coronal": ["Original", "LBP2D"]}
+MASKS = {"shape2d_sagittal": "mask_one_sagittal_slice.nii.gz"}
 FEATURES = {
     "firstorder": {"Mean": "Mean", "Variance": "Variance", "Minimum": "Minimum", "Maximum": "Maximum", "Median": "Median",
                    "Energy": "Energy", "TotalEnergy": "TotalEnergy", "RootMeanSquared": "RootMeanSquare", "Entropy": "Entropy"},
@@ -61,10 +70,12 @@ FEATURES = {
     "glrlm": {"RunPercentage": "RunPercentage", "LongRunEmphasis": "LongRunsEmphasis"},
     "gldm": {"DependenceEntropy": "DependenceCountEntropy", "LargeDependenceEmphasis": "HighDependenceEmphasis"},
     "ngtdm": {"Coarseness": "Coarseness", "Busyness": "Busyness"},
+    "shape2D": {k: k for k in ["MeshSurface", "PixelSurface", "Perimeter", "PerimeterSurfaceRatio", "Sphericity",
+                               "MaximumDiameter", "MajorAxisLength", "MinorAxisLength", "Elongation"]},
     "glszm": {"SmallAreaEmphasis": "SmallZoneEmphasis", "ZonePercentage": "ZonePercentage"},
     "shape": {"VoxelVolume": "VolumeVoxelCounting"},
 }
-SUFFIX = {"firstorder": "", "glcm": "_3Davg", "glrlm": "_3Davg", "glszm": "_3D", "gldm": "_3D", "ngtdm": "_3D", "shape": ""}
+SUFFIX = {"shape2D": "", "firstorder": "", "glcm": "_3Davg", "glrlm": "_3Davg", "glszm": "_3D", "gldm": "_3D", "ngtdm": "_3D", "shape": ""}
 
 logging.getLogger("radiomics").setLevel(logging.ERROR)
 reference = {}
@@ -73,15 +84,17 @@ for name, extra in CONFIGS:
     setting.update(extra)
     types = IMAGE_TYPES.get(name, ["Original"])
     ex = featureextractor.RadiomicsFeatureExtractor({"setting": setting, "imageType": {t: {} for t in types},
-                                                     "featureClass": {c: None for c in FEATURES}})
-    values = ex.execute(os.path.join(out, "image.nii.gz"), os.path.join(out, "mask.nii.gz"))
+                                                     "featureClass": {c: None for c in FEATURES if c != "shape2D" or name in MASKS}})
+    mask_file = MASKS.get(name, "mask.nii.gz")
+    values = ex.execute(os.path.join(out, "image.nii.gz"), os.path.join(out, mask_file))
     feats = {}
+    classes = [c for c in FEATURES if c != "shape2D" or name in MASKS]
     for prefix in ["original"] + (["lbp-2D"] if "LBP2D" in types else []):
       for cls, table in FEATURES.items():
-        if cls == "shape" and prefix != "original":
+        if cls not in classes or (cls in ("shape", "shape2D") and prefix != "original"):
             continue
         for py, ours in table.items():
-            fam = "shape" if cls == "shape" else cls
+            fam = cls
             # FedRad's aggregation for what PyRadiomics computes: weighted directions are
             # merged, force2D is 2.5D.
             suffix = SUFFIX[cls]
@@ -91,7 +104,7 @@ for name, extra in CONFIGS:
             elif suffix == "_3D" and extra.get("force2D"):
                 suffix = "_25D"
             feats[f"{prefix}_{fam}_{ours}{suffix}"] = float(values[f"{prefix}_{cls}_{py}"])
-    reference[name] = {"setting": setting, "imageType": types, "features": feats}
+    reference[name] = {"setting": setting, "imageType": types, "mask": mask_file, "classes": classes, "features": feats}
 with open(os.path.join(out, "reference.json"), "w") as f:
     json.dump({"generator": "scripts/make_pyradiomics_settings_fixture.py", "pyradiomics": __import__("radiomics").__version__,
                "simpleitk": sitk.Version_VersionString(), "configs": reference}, f, indent=1, sort_keys=True)

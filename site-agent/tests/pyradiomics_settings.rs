@@ -1,7 +1,7 @@
 //! PyRadiomics settings beyond the defaults, against PyRadiomics itself: resampling
 //! (`resampledPixelSpacing`, `interpolator`, `padDistance`) and the texture settings
 //! (`distances`, `symmetricalGLCM`, `weightingNorm`, `gldm_a`, `voxelArrayShift`) and
-//! `force2D` with `force2Ddimension`, and the LBP2D image type.
+//! `force2D` with `force2Ddimension`, the LBP2D image type and the shape2D class.
 //!
 //! `tests/data/pyradiomics_settings/` holds an int16 volume and its mask written by
 //! SimpleITK, and the features PyRadiomics 3.1.4 computed on them under each setting
@@ -19,7 +19,7 @@ fn features_match_pyradiomics_under_each_setting() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pyradiomics_settings");
     let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
     let configs = reference["configs"].as_object().unwrap();
-    assert_eq!(configs.len(), 10);
+    assert_eq!(configs.len(), 11);
     let mut report = Vec::new();
     let mut worst: f64 = 0.0;
     for (name, config) in configs {
@@ -33,9 +33,12 @@ fn features_match_pyradiomics_under_each_setting() {
         for t in config["imageType"].as_array().unwrap() {
             yaml.push_str(&format!("  {}: {{}}\n", t.as_str().unwrap()));
         }
-        yaml.push_str("featureClass:\n  shape:\n  firstorder:\n  glcm:\n  glrlm:\n  glszm:\n  gldm:\n  ngtdm:\n");
+        yaml.push_str("featureClass:\n");
+        for class in config["classes"].as_array().unwrap() {
+            yaml.push_str(&format!("  {}:\n", class.as_str().unwrap()));
+        }
         let settings = Settings::from_pyradiomics_yaml(&yaml).unwrap_or_else(|e| panic!("{name}: {e}\n{yaml}"));
-        let ours = extract_files(&dir.join("image.nii.gz"), &dir.join("mask.nii.gz"), &settings).unwrap();
+        let ours = extract_files(&dir.join("image.nii.gz"), &dir.join(config["mask"].as_str().unwrap()), &settings).unwrap();
         for (column, expected) in config["features"].as_object().unwrap() {
             let expected = expected.as_f64().unwrap();
             let got = ours.iter().find(|f| f.column() == *column).unwrap_or_else(|| panic!("{name}: no {column}")).value;

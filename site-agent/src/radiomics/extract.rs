@@ -223,6 +223,9 @@ fn families(roi: &Roi, grey: &GreyLevels, s: &Settings, prefix: &str, original: 
     if has(Family::Shape) && original {
         out.extend(morphology::features(roi));
     }
+    if has(Family::Shape2D) && original {
+        out.extend(shape_2d::features(roi, s.slice_axis));
+    }
     if has(Family::LocalIntensity) {
         out.extend(local_intensity::features(roi));
     }

@@ -29,6 +29,7 @@ pub mod ngldm;
 pub mod ngtdm;
 pub mod resample;
 pub mod settings;
+pub mod shape_2d;
 pub mod statistics;
 pub mod texture;
 pub mod wavelet;

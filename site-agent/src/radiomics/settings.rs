@@ -21,7 +21,8 @@
 //! `fixedBinSize`, `pyradiomics`), `ibsiBinLowerBound`, `ibsiAggregation` (a list of IBSI
 //! aggregation names, e.g. `["3D, averaged", "3D"]`), `ivhStep`.
 //!
-//! Feature classes: `shape` (IBSI morphology), `firstorder` (IBSI intensity statistics),
+//! Feature classes: `shape` (IBSI morphology), `shape2D` (PyRadiomics' 2D shape of a
+//! one-slice ROI, see [`super::shape_2d`]), `firstorder` (IBSI intensity statistics),
 //! `glcm`, `glrlm`, `glszm`, `gldm` (IBSI NGLDM), `ngtdm`, and the IBSI families
 //! `histogram`, `ivh`, `localintensity`, `gldzm`.
 
@@ -43,6 +44,8 @@ pub const FEATURE_CODE_VERSION: u32 = 6;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Family {
     Shape,
+    /// PyRadiomics' 2D shape of a one-slice ROI; asked for by name only.
+    Shape2D,
     FirstOrder,
     Histogram,
     Ivh,
@@ -61,9 +64,15 @@ impl Family {
         Family::Glszm, Family::Gldzm, Family::Ngtdm, Family::Gldm,
     ];
 
+    /// Every family a parameter file can name: [`Family::ALL`] and `shape2D`.
+    pub fn from_key(name: &str) -> Option<Family> {
+        Family::ALL.into_iter().chain([Family::Shape2D]).find(|f| f.key() == name)
+    }
+
     pub fn key(self) -> &'static str {
         match self {
             Family::Shape => "shape",
+            Family::Shape2D => "shape2D",
             Family::FirstOrder => "firstorder",
             Family::Histogram => "histogram",
             Family::Ivh => "ivh",
@@ -315,7 +324,7 @@ impl Settings {
                                         .iter()
                                         .map(|n| {
                                             let n = n.as_str().unwrap_or("");
-                                            Family::ALL.iter().find(|f| f.key() == n).copied().ok_or_else(|| bad(&key, &format!("unknown feature class {n:?}")))
+                                            Family::from_key(n).ok_or_else(|| bad(&key, &format!("unknown feature class {n:?}")))
                                         })
                                         .collect::<Result<_, _>>()?,
                                 );
@@ -384,11 +393,7 @@ impl Settings {
                     s.families.clear();
                     for (k, v) in map {
                         let name = k.as_str().unwrap_or("");
-                        let fam = Family::ALL
-                            .iter()
-                            .find(|f| f.key() == name)
-                            .copied()
-                            .ok_or_else(|| SettingsError::UnknownKey(format!("featureClass.{name}")))?;
+                        let fam = Family::from_key(name).ok_or_else(|| SettingsError::UnknownKey(format!("featureClass.{name}")))?;
                         if !(v.is_null() || v.as_vec().is_some_and(|l| l.is_empty())) {
                             return Err(SettingsError::Unsupported { key: format!("featureClass.{name}"), value: "a feature list (all features of a class are computed)".into() });
                         }
