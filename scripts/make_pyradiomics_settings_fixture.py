@@ -73,7 +73,8 @@ FEATURES = {
     "shape2D": {k: k for k in ["MeshSurface", "PixelSurface", "Perimeter", "PerimeterSurfaceRatio", "Sphericity",
                                "MaximumDiameter", "MajorAxisLength", "MinorAxisLength", "Elongation"]},
     "glszm": {"SmallAreaEmphasis": "SmallZoneEmphasis", "ZonePercentage": "ZonePercentage"},
-    "shape": {"VoxelVolume": "VolumeVoxelCounting"},
+    "shape": {"VoxelVolume": "VolumeVoxelCounting", "MeshVolume": "VolumeMesh", "SurfaceArea": "SurfaceArea",
+              "SurfaceVolumeRatio": "SurfaceToVolumeRatio", "Sphericity": "Sphericity", "Maximum3DDiameter": "Maximum3DDiameter"},
 }
 SUFFIX = {"shape2D": "", "firstorder": "", "glcm": "_3Davg", "glrlm": "_3Davg", "glszm": "_3D", "gldm": "_3D", "ngtdm": "_3D", "shape": ""}
 

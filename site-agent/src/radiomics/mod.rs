@@ -23,6 +23,7 @@ pub mod ivh;
 pub mod laplacian_of_gaussian;
 pub mod local_binary_pattern;
 pub mod local_intensity;
+pub mod marching_cubes_table;
 pub mod mesh;
 pub mod morphology;
 pub mod ngldm;

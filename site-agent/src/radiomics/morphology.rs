@@ -1,6 +1,7 @@
 //! Morphological features (IBSI 3.1, HCUG), from voxel centres in world millimetres.
 //!
-//! Mesh features use the closed surface of the mask from [`super::mesh`] (volume V, area A);
+//! Mesh features use the marching-cubes surface of the mask from [`super::mesh`] (volume V,
+//! area A, as PyRadiomics computes them);
 //! λ₁ ≥ λ₂ ≥ λ₃ are the eigenvalues of the sample covariance (n − 1) of voxel centres.
 //!
 //! | feature | code | formula |
@@ -105,8 +106,8 @@ fn legendre_sum(alpha: f64, beta: f64) -> f64 {
 /// The mesh-based features, in the order of the table above.
 fn mesh_features(roi: &Roi, eigenvalues: [f64; 3], mean_intensity: f64) -> Vec<(&'static str, &'static str, f64)> {
     use std::f64::consts::PI;
-    let mesh = super::mesh::Mesh::from_mask(&roi.morph_mask, roi.dims, roi.spacing);
-    let (v, a) = (mesh.volume(), mesh.area());
+    let mesh = super::mesh::Surface::of_mask(&roi.morph_mask, roi.dims, roi.spacing);
+    let (v, a) = (mesh.volume, mesh.area);
     let hull = super::hull::Hull::new(&mesh.vertices);
     let hull_points: Vec<[f64; 3]> = hull.as_ref().map_or(mesh.vertices.clone(), |h| h.vertices().iter().map(|i| h.points[*i]).collect());
     let mut diameter = 0.0f64;

@@ -39,7 +39,7 @@ use super::texture::{TextureSettings, WeightingNorm};
 use super::wavelet::WaveletSettings;
 
 /// Bump whenever any feature's value can change, so cached features are recomputed.
-pub const FEATURE_CODE_VERSION: u32 = 6;
+pub const FEATURE_CODE_VERSION: u32 = 7;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Family {
