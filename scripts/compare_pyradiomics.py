@@ -71,7 +71,7 @@ if "--shape2d" in sys.argv:
 ap = argparse.ArgumentParser()
 ap.add_argument("image"); ap.add_argument("mask")
 ap.add_argument("--bin-width", type=float, default=25.0)
-ap.add_argument("--image-types", default="Original", help="comma-separated: Original,Square,SquareRoot,Logarithm,Exponential,Wavelet,LoG")
+ap.add_argument("--image-types", default="Original", help="comma-separated: Original,Square,SquareRoot,Logarithm,Exponential,Wavelet,LoG,Gradient,LBP2D,LBP3D")
 ap.add_argument("--sigma", default="1.0,3.0", help="LoG σ values in mm")
 ap.add_argument("--wavelet", default="coif1")
 ap.add_argument("--level", type=int, default=1)

@@ -3,11 +3,13 @@
 SimpleITK as NIfTI, and the features PyRadiomics 3.1 (pip install pyradiomics-bhklab) computes
 on them after resampling with each interpolator, and with PyRadiomics' texture settings
 (distances, symmetricalGLCM, weightingNorm, gldm_a, voxelArrayShift, force2D) and with the
-LBP2D image type. The Rust test
+LBP2D and LBP3D image types. The Rust test
 site-agent/tests/pyradiomics_settings.rs reads the files and checks FedRad's values against these, so
-the test needs no Python. Re-run only to regenerate:
+the test needs no Python. Re-run only to regenerate. PyRadiomics' LBP3D needs scipy's
+`sph_harm` (removed in scipy 1.17) and trimesh:
 
-    python3 scripts/make_pyradiomics_settings_fixture.py site-agent/tests/data/pyradiomics_settings
+    python3 -m venv --system-site-packages /tmp/lbp3venv && /tmp/lbp3venv/bin/pip install "scipy<1.17" trimesh
+    /tmp/lbp3venv/bin/python scripts/make_pyradiomics_settings_fixture.py site-agent/tests/data/pyradiomics_settings
 """
 import json, logging, os, sys
 
@@ -59,9 +61,13 @@ CONFIGS = [
     ("lbp2d_coronal", {"lbp2DMethod": "default", "lbp2DRadius": 1.5, "force2Ddimension": 1, "binWidth": 8}),
     # PyRadiomics' shape2D class on a one-slice ROI (sagittal: force2Ddimension 2).
     ("shape2d_sagittal", {"force2D": True, "force2Ddimension": 2}),
+    # LBP3D (spherical harmonics on an icosphere) with non-default options.
+    ("lbp3d_levels_3", {"binWidth": 2, "lbp3DLevels": 3, "lbp3DIcosphereRadius": 1.5}),
 ]
 # Image types per setting (Original unless given).
-IMAGE_TYPES = {"lbp2d_coronal": ["Original", "LBP2D"]}
+IMAGE_TYPES = {"lbp2d_coronal": ["Original", "LBP2D"], "lbp3d_levels_3": ["LBP3D"]}
+# Feature-name prefixes of each image type.
+PREFIXES = {"Original": ["original"], "LBP2D": ["lbp-2D"], "LBP3D": ["lbp-3D-m1", "lbp-3D-m2", "lbp-3D-m3", "lbp-3D-k"]}
 MASKS = {"shape2d_sagittal": "mask_one_sagittal_slice.nii.gz"}
 FEATURES = {
     "firstorder": {"Mean": "Mean", "Variance": "Variance", "Minimum": "Minimum", "Maximum": "Maximum", "Median": "Median",
@@ -90,7 +96,7 @@ for name, extra in CONFIGS:
     values = ex.execute(os.path.join(out, "image.nii.gz"), os.path.join(out, mask_file))
     feats = {}
     classes = [c for c in FEATURES if c != "shape2D" or name in MASKS]
-    for prefix in ["original"] + (["lbp-2D"] if "LBP2D" in types else []):
+    for prefix in [p for t in types for p in PREFIXES[t]]:
       for cls, table in FEATURES.items():
         if cls not in classes or (cls in ("shape", "shape2D") and prefix != "original"):
             continue

@@ -1,7 +1,7 @@
 //! PyRadiomics settings beyond the defaults, against PyRadiomics itself: resampling
 //! (`resampledPixelSpacing`, `interpolator`, `padDistance`) and the texture settings
 //! (`distances`, `symmetricalGLCM`, `weightingNorm`, `gldm_a`, `voxelArrayShift`) and
-//! `force2D` with `force2Ddimension`, the LBP2D image type, the shape2D class, and the mesh volume and surface
+//! `force2D` with `force2Ddimension`, the LBP2D and LBP3D image types, the shape2D class, and the mesh volume and surface
 //! area (every setting also checks them, on the resampled mask where there is one).
 //!
 //! `tests/data/pyradiomics_settings/` holds an int16 volume and its mask written by
@@ -20,7 +20,7 @@ fn features_match_pyradiomics_under_each_setting() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pyradiomics_settings");
     let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
     let configs = reference["configs"].as_object().unwrap();
-    assert_eq!(configs.len(), 11);
+    assert_eq!(configs.len(), 12);
     let mut report = Vec::new();
     let mut worst: f64 = 0.0;
     for (name, config) in configs {

@@ -116,9 +116,9 @@ pub fn extract(image: &Volume, mask: &Volume, s: &Settings) -> Result<Vec<Featur
     }
     // PyRadiomics resamples (or pre-crops) after normalising the whole image; the result is
     // the image every filter and feature then sees. Normalised images are doubles in ITK.
+    let sample = if s.normalize_scale.is_some() { SampleType::Float64 } else { image.sample };
     match (s.resampled_spacing, s.interpolator) {
         (Some(spacing), Some(interpolator)) => {
-            let sample = if s.normalize_scale.is_some() { SampleType::Float64 } else { image.sample };
             roi = resample::resample(&roi, &image.geometry, &mask.geometry, spacing, interpolator, s.pad_distance, sample);
         }
         _ if s.pre_crop => {
@@ -164,8 +164,16 @@ pub fn extract(image: &Volume, mask: &Volume, s: &Settings) -> Result<Vec<Featur
     let (lo, hi) = crop_box(&roi);
     let cropped = crop_to(&roi, lo, hi);
     let mut out = Vec::new();
+    // PyRadiomics computes the shape classes on the original image whether or not the
+    // Original image type is enabled.
+    if !s.image_types.contains(&ImageType::ORIGINAL) {
+        out.extend(shape_families(&cropped, s).into_iter().map(|mut f| {
+            f.name = format!("original_{}", f.name);
+            f
+        }));
+    }
     for image_type in &s.image_types {
-        for (prefix, values) in image_type.derive(&roi, &cropped.intensities, lo, hi, m) {
+        for (prefix, values) in image_type.derive(&roi, &cropped.intensities, lo, hi, m, sample) {
             let filtered = Roi { intensities: values, ..cropped.clone() };
             if filtered.roi_intensities().iter().any(|v| !v.is_finite()) {
                 return Err(ExtractionError::NonFinite);
@@ -217,15 +225,21 @@ fn extent_dimensions(roi: &Roi) -> u32 {
     roi.bounding_box(|i| roi.mask[i]).map_or(0, |(lo, hi)| (0..3).filter(|a| hi[*a] > lo[*a]).count() as u32)
 }
 
-fn families(roi: &Roi, grey: &GreyLevels, s: &Settings, prefix: &str, original: bool) -> Vec<Feature> {
-    let has = |f| s.families.contains(&f) && (original || s.filtered_families.as_ref().is_none_or(|only| only.contains(&f)));
+/// The shape classes (3D and 2D) the settings enable, unprefixed.
+fn shape_families(roi: &Roi, s: &Settings) -> Vec<Feature> {
     let mut out = Vec::new();
-    if has(Family::Shape) && original {
+    if s.families.contains(&Family::Shape) {
         out.extend(morphology::features(roi));
     }
-    if has(Family::Shape2D) && original {
+    if s.families.contains(&Family::Shape2D) {
         out.extend(shape_2d::features(roi, s.slice_axis));
     }
+    out
+}
+
+fn families(roi: &Roi, grey: &GreyLevels, s: &Settings, prefix: &str, original: bool) -> Vec<Feature> {
+    let has = |f| s.families.contains(&f) && (original || s.filtered_families.as_ref().is_none_or(|only| only.contains(&f)));
+    let mut out = if original { shape_families(roi, s) } else { Vec::new() };
     if has(Family::LocalIntensity) {
         out.extend(local_intensity::features(roi));
     }

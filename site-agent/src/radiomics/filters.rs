@@ -12,11 +12,14 @@
 //!
 //! Neighbourhood filters, each in its own module: `Wavelet` ([`super::wavelet`], 8 sub-band
 //! images per level), `LoG` ([`super::laplacian_of_gaussian`], one image per σ) and
-//! `Gradient` ([`super::gradient`]) and `LBP2D` ([`super::local_binary_pattern`]).
+//! `Gradient` ([`super::gradient`]), `LBP2D` ([`super::local_binary_pattern`]) and `LBP3D`
+//! ([`super::local_binary_pattern_3d`], two level images and a kurtosis image).
 
 use super::Roi;
 use super::laplacian_of_gaussian as log;
 use super::local_binary_pattern::Lbp2dSettings;
+use super::local_binary_pattern_3d::Lbp3dSettings;
+use fedrad_imaging::SampleType;
 use super::wavelet::{self, WaveletSettings};
 
 /// A point transform of the intensities.
@@ -39,6 +42,7 @@ pub enum ImageType {
     /// Gradient magnitude; `true` divides the differences by the spacing.
     Gradient { use_spacing: bool },
     Lbp2d(Lbp2dSettings),
+    Lbp3d(Lbp3dSettings),
 }
 
 impl ImageType {
@@ -52,6 +56,7 @@ impl ImageType {
             ImageType::LoG(_) => "LoG",
             ImageType::Gradient { .. } => "Gradient",
             ImageType::Lbp2d(_) => "LBP2D",
+            ImageType::Lbp3d(_) => "LBP3D",
         }
     }
 
@@ -63,6 +68,7 @@ impl ImageType {
             ImageType::LoG(_) => 11,
             ImageType::Gradient { .. } => 12,
             ImageType::Lbp2d(_) => 13,
+            ImageType::Lbp3d(_) => 14,
         }
     }
 
@@ -83,8 +89,9 @@ impl ImageType {
 
     /// The images this type derives, named by their feature-name prefix, over the crop box
     /// `lo..=hi` of the whole (normalised) image `roi`; `cropped` holds the box's original
-    /// intensities and `m` the whole image's max |x|.
-    pub fn derive(&self, roi: &Roi, cropped: &[f64], lo: [usize; 3], hi: [usize; 3], m: f64) -> Vec<(String, Vec<f64>)> {
+    /// intensities, `m` the whole image's max |x| and `sample` the type PyRadiomics holds the
+    /// image in at this point (float64 once normalised).
+    pub fn derive(&self, roi: &Roi, cropped: &[f64], lo: [usize; 3], hi: [usize; 3], m: f64, sample: SampleType) -> Vec<(String, Vec<f64>)> {
         match self {
             ImageType::Point(p) => vec![(p.prefix().to_string(), p.apply(cropped, m))],
             ImageType::Wavelet(w) => wavelet::decompose(&roi.intensities, roi.dims, lo, hi, w).unwrap_or_default(),
@@ -96,6 +103,7 @@ impl ImageType {
                 vec![("gradient".to_string(), super::gradient::gradient_magnitude(&roi.intensities, roi.dims, roi.spacing, *use_spacing, lo, hi))]
             }
             ImageType::Lbp2d(s) => vec![("lbp-2D".to_string(), super::local_binary_pattern::lbp_2d(&roi.intensities, roi.dims, lo, hi, s))],
+            ImageType::Lbp3d(s) => super::local_binary_pattern_3d::lbp_3d(&roi.intensities, &roi.mask, roi.dims, lo, hi, s, sample),
         }
     }
 }

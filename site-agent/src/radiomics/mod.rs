@@ -22,6 +22,7 @@ pub mod intensity_histogram;
 pub mod ivh;
 pub mod laplacian_of_gaussian;
 pub mod local_binary_pattern;
+pub mod local_binary_pattern_3d;
 pub mod local_intensity;
 pub mod marching_cubes_table;
 pub mod mesh;

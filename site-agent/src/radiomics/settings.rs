@@ -15,9 +15,10 @@
 //! [`super::filters`]), `Wavelet` (options `wavelet`, `start_level`, `level`; see
 //! [`super::wavelet`]), `LoG` (option `sigma`; see [`super::laplacian_of_gaussian`]) and
 //! `Gradient` (option `gradientUseSpacing`; see [`super::gradient`]) and `LBP2D` (options
-//! `lbp2DRadius`, `lbp2DSamples`, `lbp2DMethod`; see [`super::local_binary_pattern`]), their
-//! options given under the image type or, as PyRadiomics allows, under `setting`; `LBP3D`
-//! is refused as not yet supported. IBSI-only keys: `ibsiDiscretisation` (`fixedBinNumber`,
+//! `lbp2DRadius`, `lbp2DSamples`, `lbp2DMethod`; see [`super::local_binary_pattern`]) and
+//! `LBP3D` (options `lbp3DLevels`, `lbp3DIcosphereRadius`, `lbp3DIcosphereSubdivision`; see
+//! [`super::local_binary_pattern_3d`]), their options given under the image type or, as
+//! PyRadiomics allows, under `setting`. IBSI-only keys: `ibsiDiscretisation` (`fixedBinNumber`,
 //! `fixedBinSize`, `pyradiomics`), `ibsiBinLowerBound`, `ibsiAggregation` (a list of IBSI
 //! aggregation names, e.g. `["3D, averaged", "3D"]`), `ivhStep`.
 //!
@@ -34,12 +35,13 @@ use super::Aggregation;
 use super::discretise::Discretisation;
 use super::filters::{ImageType, PointTransform};
 use super::local_binary_pattern::{Lbp2dSettings, LbpMethod};
+use super::local_binary_pattern_3d::Lbp3dSettings;
 use super::resample::Interpolator;
 use super::texture::{TextureSettings, WeightingNorm};
 use super::wavelet::WaveletSettings;
 
 /// Bump whenever any feature's value can change, so cached features are recomputed.
-pub const FEATURE_CODE_VERSION: u32 = 7;
+pub const FEATURE_CODE_VERSION: u32 = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Family {
@@ -336,7 +338,7 @@ impl Settings {
                                 filter_settings.insert(k.clone(), v.clone());
                             }
                             "lbp3DLevels" | "lbp3DIcosphereRadius" | "lbp3DIcosphereSubdivision" => {
-                                return Err(SettingsError::Unsupported { key: format!("setting.{key}"), value: format!("{v:?} (its image type is not supported yet)") });
+                                filter_settings.insert(k.clone(), v.clone());
                             }
                             // Known to PyRadiomics; only the default is honoured.
                             "force2D" => force_2d = boolean(&key, v)?,
@@ -566,7 +568,26 @@ fn image_type(name: &str, opts: &yaml_rust2::yaml::Hash, general: &yaml_rust2::y
             }
             Ok(ImageType::Lbp2d(l))
         }
-        "LBP3D" => Err(SettingsError::Unsupported { key: format!("imageType.{name}"), value: "enabled (LBP2D is supported)".into() }),
+        "LBP3D" => {
+            allow(&["lbp3DLevels", "lbp3DIcosphereRadius", "lbp3DIcosphereSubdivision"])?;
+            let mut l = Lbp3dSettings::default();
+            if let Some(v) = get("lbp3DLevels") {
+                l.levels = v.as_i64().filter(|n| (1..=10).contains(n)).ok_or_else(|| bad(&key("lbp3DLevels"), "must be an integer 1–10"))? as u32;
+            }
+            if let Some(v) = get("lbp3DIcosphereRadius") {
+                let r = number(&key("lbp3DIcosphereRadius"), v)?;
+                if !(r > 0.0 && r <= 50.0) {
+                    return Err(bad(&key("lbp3DIcosphereRadius"), "must be a radius in voxels, 0 < R ≤ 50"));
+                }
+                l.radius = r;
+            }
+            if let Some(v) = get("lbp3DIcosphereSubdivision") {
+                // 4 subdivisions are 2 562 points per voxel; more is beyond any use.
+                l.subdivisions =
+                    v.as_i64().filter(|n| (0..=4).contains(n)).ok_or_else(|| bad(&key("lbp3DIcosphereSubdivision"), "must be an integer 0–4"))? as u32;
+            }
+            Ok(ImageType::Lbp3d(l))
+        }
         _ => Err(SettingsError::UnknownKey(format!("imageType.{name}"))),
     }
 }
@@ -677,7 +698,8 @@ mod tests {
             ("setting:\n  gldm_a: 0.5\n", "gldm_a"),
             ("setting:\n  force2D: 1\n", "force2D"),
             ("setting:\n  force2Ddimension: 3\n", "force2Ddimension"),
-            ("imageType:\n  LBP3D: {}\n", "imageType.LBP3D"),
+            ("imageType:\n  LBP3D: {lbp3DLevels: 0}\n", "imageType.LBP3D.lbp3DLevels"),
+            ("imageType:\n  LBP3D: {lbp3DIcosphereSubdivision: 9}\n", "imageType.LBP3D.lbp3DIcosphereSubdivision"),
             ("imageType:\n  LBP2D: {lbp2DMethod: var}\n", "imageType.LBP2D.lbp2DMethod"),
             ("imageType:\n  LBP2D: {lbp2DSamples: 0}\n", "imageType.LBP2D.lbp2DSamples"),
             ("imageType:\n  Gradient: {gradientUseSpacing: 1}\n", "imageType.Gradient.gradientUseSpacing"),
