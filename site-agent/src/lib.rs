@@ -8,6 +8,7 @@ pub mod deep;
 pub mod engine;
 pub mod features;
 pub mod manifest;
+pub mod memory;
 pub mod onnx;
 pub mod predict;
 pub mod radiomics;

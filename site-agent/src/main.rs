@@ -72,6 +72,8 @@ enum AuditAction {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Before any thread starts: extraction reuses freed image buffers (see `memory`).
+    site_agent::memory::keep_freed_buffers();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_target(false)

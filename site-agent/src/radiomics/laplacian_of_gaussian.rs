@@ -115,19 +115,21 @@ impl Recursive {
         Recursive { n, d, m, bn: d.map(|v| v * sn / sd), bm: d.map(|v| v * sm / sd) }
     }
 
-    /// ITK `FilterDataArray` on `inner` lines at once: `data` holds `n` rows of `inner`
-    /// values, row i being sample i of every line (so lines along y or z are filtered with
-    /// contiguous, vectorisable row operations instead of large strides). Per line the
+    /// ITK `FilterDataArray` on `inner` lines at once: `data` holds `n` rows, row i starting
+    /// at `i * stride` and holding sample i of each of the `inner` lines (so lines along y or
+    /// z are filtered with contiguous, vectorisable row operations instead of large strides);
+    /// `out` is laid out as `data`, `s1` and `s2` are scratch of `n * inner`. Per line the
     /// arithmetic is ITK's, step for step: the causal pass, the anti-causal pass, their sum,
     /// stored in single precision.
-    fn filter_rows(&self, data: &[f64], n: usize, inner: usize, s1: &mut [f64], s2: &mut [f64], out: &mut [f32]) {
+    fn filter_rows(&self, data: &[f64], stride: usize, n: usize, inner: usize, s1: &mut [f64], s2: &mut [f64], out: &mut [f32]) {
         let (nn, d, m, bn, bm) = (self.n, self.d, self.m, self.bn, self.bm);
         let ema = |a1: f64, b1: f64, a2: f64, b2: f64, a3: f64, b3: f64, a4: f64, b4: f64| a1 * b1 + a2 * b2 + a3 * b3 + a4 * b4;
         let at = |i: usize, j: usize| i * inner + j;
+        let row = |i: usize| &data[i * stride..i * stride + inner];
         // Causal pass; the value before the line is its first sample, to infinity.
         for j in 0..inner {
-            let v1 = data[at(0, j)];
-            let x = |i: usize| data[at(i, j)];
+            let x = |i: usize| data[i * stride + j];
+            let v1 = x(0);
             let mut c = [0.0; 4];
             c[0] = ema(v1, nn[0], v1, nn[1], v1, nn[2], v1, nn[3]);
             c[1] = ema(x(1), nn[0], v1, nn[1], v1, nn[2], v1, nn[3]);
@@ -143,13 +145,13 @@ impl Recursive {
         }
         for i in 4..n {
             let (done, rest) = s1.split_at_mut(i * inner);
-            let row = &mut rest[..inner];
+            let target = &mut rest[..inner];
             let (p1, p2, p3, p4) = (&done[(i - 1) * inner..i * inner], &done[(i - 2) * inner..(i - 1) * inner], &done[(i - 3) * inner..(i - 2) * inner], &done[(i - 4) * inner..(i - 3) * inner]);
-            let (x0, x1, x2, x3) = (&data[i * inner..(i + 1) * inner], &data[(i - 1) * inner..i * inner], &data[(i - 2) * inner..(i - 1) * inner], &data[(i - 3) * inner..(i - 2) * inner]);
+            let (x0, x1, x2, x3) = (row(i), row(i - 1), row(i - 2), row(i - 3));
             // Zipped slices, so the row loop has no bounds checks and vectorises.
             let inputs = x0.iter().zip(x1).zip(x2).zip(x3);
             let previous = p1.iter().zip(p2).zip(p3).zip(p4);
-            for (r, ((((a0, a1), a2), a3), (((q1, q2), q3), q4))) in row.iter_mut().zip(inputs.zip(previous)) {
+            for (r, ((((a0, a1), a2), a3), (((q1, q2), q3), q4))) in target.iter_mut().zip(inputs.zip(previous)) {
                 let mut v = ema(*a0, nn[0], *a1, nn[1], *a2, nn[2], *a3, nn[3]);
                 v -= ema(*q1, d[0], *q2, d[1], *q3, d[2], *q4, d[3]);
                 *r = v;
@@ -157,8 +159,8 @@ impl Recursive {
         }
         // Anti-causal pass; the value after the line is its last sample, to infinity.
         for j in 0..inner {
-            let v2 = data[at(n - 1, j)];
-            let x = |i: usize| data[at(i, j)];
+            let x = |i: usize| data[i * stride + j];
+            let v2 = x(n - 1);
             let mut c = [0.0; 4]; // c[k] = s2[n - 1 - k]
             c[0] = ema(v2, m[0], v2, m[1], v2, m[2], v2, m[3]);
             c[1] = ema(x(n - 1), m[0], v2, m[1], v2, m[2], v2, m[3]);
@@ -174,19 +176,22 @@ impl Recursive {
         }
         for i in (1..=n - 4).rev() {
             let (head, done) = s2.split_at_mut(i * inner);
-            let row = &mut head[(i - 1) * inner..i * inner];
+            let target = &mut head[(i - 1) * inner..i * inner];
             let (p1, p2, p3, p4) = (&done[..inner], &done[inner..2 * inner], &done[2 * inner..3 * inner], &done[3 * inner..4 * inner]);
-            let (x0, x1, x2, x3) = (&data[i * inner..(i + 1) * inner], &data[(i + 1) * inner..(i + 2) * inner], &data[(i + 2) * inner..(i + 3) * inner], &data[(i + 3) * inner..(i + 4) * inner]);
+            let (x0, x1, x2, x3) = (row(i), row(i + 1), row(i + 2), row(i + 3));
             let inputs = x0.iter().zip(x1).zip(x2).zip(x3);
             let previous = p1.iter().zip(p2).zip(p3).zip(p4);
-            for (r, ((((a0, a1), a2), a3), (((q1, q2), q3), q4))) in row.iter_mut().zip(inputs.zip(previous)) {
+            for (r, ((((a0, a1), a2), a3), (((q1, q2), q3), q4))) in target.iter_mut().zip(inputs.zip(previous)) {
                 let mut v = ema(*a0, m[0], *a1, m[1], *a2, m[2], *a3, m[3]);
                 v -= ema(*q1, d[0], *q2, d[1], *q3, d[2], *q4, d[3]);
                 *r = v;
             }
         }
-        for ((o, a), b) in out.iter_mut().zip(&s1[..n * inner]).zip(&s2[..n * inner]) {
-            *o = (a + b) as f32;
+        for i in 0..n {
+            let o = &mut out[i * stride..i * stride + inner];
+            for ((o, a), b) in o.iter_mut().zip(&s1[i * inner..(i + 1) * inner]).zip(&s2[i * inner..(i + 1) * inner]) {
+                *o = (a + b) as f32;
+            }
         }
     }
 
@@ -237,9 +242,13 @@ impl Recursive {
         let inner: usize = dims[..axis].iter().product();
         let mut out = vec![0f32; image.len()];
         // Lines along x, filtered one by one, would be bound by the latency of the
-        // recursion; transposed in groups, their independent recursions interleave.
+        // recursion; transposed in groups, their independent recursions interleave. Lines
+        // along y and z are filtered in groups of up to COLUMNS side by side, so the rows the
+        // recursion reads stay in cache.
         const GROUP: usize = 16;
-        let (mut s1, mut s2) = (vec![0.0; n * inner.max(GROUP)], vec![0.0; n * inner.max(GROUP)]);
+        const COLUMNS: usize = 2048;
+        let width = if axis == 0 { GROUP } else { inner.min(COLUMNS) };
+        let (mut s1, mut s2) = (vec![0.0; n * width], vec![0.0; n * width]);
         if axis == 0 {
             let lines = image.len() / n;
             let (mut rows, mut rows_out) = (vec![0.0; n * GROUP], vec![0f32; n * GROUP]);
@@ -251,7 +260,7 @@ impl Recursive {
                         rows[i * k + q] = image[(first + q) * n + i];
                     }
                 }
-                self.filter_rows(&rows[..n * k], n, k, &mut s1, &mut s2, &mut rows_out[..n * k]);
+                self.filter_rows(&rows[..n * k], k, n, k, &mut s1, &mut s2, &mut rows_out[..n * k]);
                 for q in 0..k {
                     for i in 0..n {
                         out[(first + q) * n + i] = rows_out[i * k + q];
@@ -261,7 +270,13 @@ impl Recursive {
             }
         } else {
             for (block, o) in image.chunks(n * inner).zip(out.chunks_mut(n * inner)) {
-                self.filter_rows(block, n, inner, &mut s1, &mut s2, o);
+                let mut j = 0;
+                while j < inner {
+                    let k = width.min(inner - j);
+                    let end = (n - 1) * inner + j + k;
+                    self.filter_rows(&block[j..end], inner, n, k, &mut s1, &mut s2, &mut o[j..end]);
+                    j += k;
+                }
             }
         }
         out
@@ -388,13 +403,21 @@ mod tests {
             let r = Recursive::gaussian(2.0, 0.7, second);
             let rows: Vec<f64> = (0..n).flat_map(|i| lines.iter().map(move |l| l[i])).collect();
             let (mut s1, mut s2, mut out) = (vec![0.0; n * 5], vec![0.0; n * 5], vec![0f32; n * 5]);
-            r.filter_rows(&rows, n, 5, &mut s1, &mut s2, &mut out);
+            r.filter_rows(&rows, 5, n, 5, &mut s1, &mut s2, &mut out);
             for (k, line) in lines.iter().enumerate() {
                 let (mut o, mut sc) = (vec![0.0; n], vec![0.0; n]);
                 r.filter_line(line, &mut o, &mut sc);
                 for i in 0..n {
                     assert_eq!(out[i * 5 + k], o[i] as f32, "line {k}, sample {i}");
                 }
+            }
+            // Columns 1..4 only, read and written with the full row stride (the chunks `apply`
+            // uses for wide slabs): the same values, the other columns untouched.
+            let (mut s1, mut s2, mut part) = (vec![0.0; n * 3], vec![0.0; n * 3], vec![-1f32; n * 5]);
+            r.filter_rows(&rows[1..(n - 1) * 5 + 4], 5, n, 3, &mut s1, &mut s2, &mut part[1..(n - 1) * 5 + 4]);
+            for i in 0..n {
+                assert_eq!(&part[i * 5 + 1..i * 5 + 4], &out[i * 5 + 1..i * 5 + 4], "sample {i}");
+                assert_eq!((part[i * 5], part[i * 5 + 4]), (-1.0, -1.0));
             }
         }
     }
