@@ -62,8 +62,9 @@ SHAPE = {"MeshVolume": "VolumeMesh", "VoxelVolume": "VolumeVoxelCounting", "Surf
     "LeastAxisLength": "LeastAxisLength", "Elongation": "Elongation", "Flatness": "Flatness"}
 SHAPE2D = {k: k for k in ["MeshSurface", "PixelSurface", "Perimeter", "PerimeterSurfaceRatio", "Sphericity", "SphericalDisproportion",
     "MaximumDiameter", "MajorAxisLength", "MinorAxisLength", "Elongation"]}
-CLASSES = {"firstorder": (FIRSTORDER, "firstorder", ""), "glcm": (GLCM, "glcm", "_3Davg"), "glrlm": (GLRLM, "glrlm", "_3Davg"),
-    "glszm": (GLSZM, "glszm", "_3D"), "gldm": (GLDM, "gldm", "_3D"), "ngtdm": (NGTDM, "ngtdm", "_3D"), "shape": (SHAPE, "shape", "")}
+# Class -> (name table, FedRad family, which of the two requested aggregations it has).
+CLASSES = {"firstorder": (FIRSTORDER, "firstorder", ""), "glcm": (GLCM, "glcm", "@directional"), "glrlm": (GLRLM, "glrlm", "@directional"),
+    "glszm": (GLSZM, "glszm", "@zonal"), "gldm": (GLDM, "gldm", "@zonal"), "ngtdm": (NGTDM, "ngtdm", "@zonal"), "shape": (SHAPE, "shape", "")}
 if "--shape2d" in sys.argv:
     sys.argv.remove("--shape2d")
     CLASSES["shape2D"] = (SHAPE2D, "shape2D", "")
@@ -116,9 +117,10 @@ out = os.path.join(tmp, "fedrad.csv")
 subprocess.run([a.site_agent, "extract", "--image", a.image, "--mask", a.mask, "--params", params, "--out", out], check=True, stdout=subprocess.DEVNULL)
 ours = {}
 for row in csv.DictReader(open(out)):
-    # One directional and one zonal aggregation are requested; name them as the tables expect.
-    short = "" if not row["aggregation"] else ("_3D" if row["aggregation"] in ("3D", "2.5D") else "_3Davg")
-    ours[row["feature"] + short] = float(row["value"])
+    # One directional and one zonal aggregation are requested (see `ibsiAggregation` above);
+    # key each feature by which of the two it is.
+    kind = "" if not row["aggregation"] else ("@zonal" if row["aggregation"] == zonal else "@directional")
+    ours[row["feature"] + kind] = float(row["value"])
 
 logging.getLogger("radiomics").setLevel(logging.ERROR)
 setting = {"binWidth": a.bin_width, "label": 1}

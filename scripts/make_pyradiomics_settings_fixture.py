@@ -44,7 +44,8 @@ one_slice = sitk.GetImageFromArray(one)
 one_slice.CopyInformation(msk)
 sitk.WriteImage(one_slice, os.path.join(out, "mask_one_sagittal_slice.nii.gz"))
 
-# (name, settings). PyRadiomics names map to FedRad columns below.
+# (name, settings, image types and mask where not Original and mask.nii.gz). PyRadiomics
+# names map to FedRad columns below.
 CONFIGS = [
     ("bspline_1mm", {"resampledPixelSpacing": [1, 1, 1], "interpolator": "sitkBSpline"}),
     ("linear_anisotropic", {"resampledPixelSpacing": [0.6, 0.6, 2], "interpolator": "sitkLinear"}),
@@ -58,17 +59,14 @@ CONFIGS = [
     ("force2d_axial", {"force2D": True}),
     ("force2d_sagittal_weighted", {"force2D": True, "force2Ddimension": 2, "weightingNorm": "infinity"}),
     # The LBP2D image type (scikit-image's local binary patterns), in coronal slices.
-    ("lbp2d_coronal", {"lbp2DMethod": "default", "lbp2DRadius": 1.5, "force2Ddimension": 1, "binWidth": 8}),
+    ("lbp2d_coronal", {"lbp2DMethod": "default", "lbp2DRadius": 1.5, "force2Ddimension": 1, "binWidth": 8}, {"imageType": ["Original", "LBP2D"]}),
     # PyRadiomics' shape2D class on a one-slice ROI (sagittal: force2Ddimension 2).
-    ("shape2d_sagittal", {"force2D": True, "force2Ddimension": 2}),
+    ("shape2d_sagittal", {"force2D": True, "force2Ddimension": 2}, {"mask": "mask_one_sagittal_slice.nii.gz"}),
     # LBP3D (spherical harmonics on an icosphere) with non-default options.
-    ("lbp3d_levels_3", {"binWidth": 2, "lbp3DLevels": 3, "lbp3DIcosphereRadius": 1.5}),
+    ("lbp3d_levels_3", {"binWidth": 2, "lbp3DLevels": 3, "lbp3DIcosphereRadius": 1.5}, {"imageType": ["LBP3D"]}),
 ]
-# Image types per setting (Original unless given).
-IMAGE_TYPES = {"lbp2d_coronal": ["Original", "LBP2D"], "lbp3d_levels_3": ["LBP3D"]}
 # Feature-name prefixes of each image type.
 PREFIXES = {"Original": ["original"], "LBP2D": ["lbp-2D"], "LBP3D": ["lbp-3D-m1", "lbp-3D-m2", "lbp-3D-m3", "lbp-3D-k"]}
-MASKS = {"shape2d_sagittal": "mask_one_sagittal_slice.nii.gz"}
 FEATURES = {
     "firstorder": {"Mean": "Mean", "Variance": "Variance", "Minimum": "Minimum", "Maximum": "Maximum", "Median": "Median",
                    "Energy": "Energy", "TotalEnergy": "TotalEnergy", "RootMeanSquared": "RootMeanSquare", "Entropy": "Entropy"},
@@ -86,16 +84,18 @@ SUFFIX = {"shape2D": "", "firstorder": "", "glcm": "_3Davg", "glrlm": "_3Davg", 
 
 logging.getLogger("radiomics").setLevel(logging.ERROR)
 reference = {}
-for name, extra in CONFIGS:
+for name, extra, *more in CONFIGS:
+    more = more[0] if more else {}
     setting = {"binWidth": 25 if not extra.get("normalize") else 5, "label": 1}
     setting.update(extra)
-    types = IMAGE_TYPES.get(name, ["Original"])
+    types = more.get("imageType", ["Original"])
+    mask_file = more.get("mask", "mask.nii.gz")
+    # shape2D only on the one-slice mask (PyRadiomics leaves it out for a 3D ROI).
+    classes = [c for c in FEATURES if c != "shape2D" or "mask" in more]
     ex = featureextractor.RadiomicsFeatureExtractor({"setting": setting, "imageType": {t: {} for t in types},
-                                                     "featureClass": {c: None for c in FEATURES if c != "shape2D" or name in MASKS}})
-    mask_file = MASKS.get(name, "mask.nii.gz")
+                                                     "featureClass": {c: None for c in classes}})
     values = ex.execute(os.path.join(out, "image.nii.gz"), os.path.join(out, mask_file))
     feats = {}
-    classes = [c for c in FEATURES if c != "shape2D" or name in MASKS]
     for prefix in [p for t in types for p in PREFIXES[t]]:
       for cls, table in FEATURES.items():
         if cls not in classes or (cls in ("shape", "shape2D") and prefix != "original"):
