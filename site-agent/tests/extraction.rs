@@ -53,6 +53,22 @@ fn the_study_default_adds_wavelet_and_log_images() {
 }
 
 #[test]
+fn an_lbp3d_kurtosis_without_spread_is_a_clear_error() {
+    // A flat image: every icosphere sample equals its centre, the kurtosis is 0/0.
+    let g = Geometry::axis_aligned([12, 12, 6], [1.0, 1.0, 2.0]);
+    let flat = Volume::new(g, vec![50.0; 12 * 12 * 6]);
+    let s = Settings::from_pyradiomics_yaml("imageType:\n  LBP3D: {}\nfeatureClass:\n  firstorder:\n").unwrap();
+    let e = extract(&flat, &mask_with(cube), &s).unwrap_err();
+    assert_eq!(e, ExtractionError::FilteredNonFinite("lbp-3D-k".into()));
+    assert_eq!(e.reason(), "non_finite_voxels");
+    // A textured image gives finite LBP3D features, named as PyRadiomics names them.
+    let f = extract(&image(), &mask_with(cube), &s).unwrap();
+    for prefix in ["lbp-3D-m1_", "lbp-3D-m2_", "lbp-3D-k_"] {
+        assert!(f.iter().any(|f| f.name.starts_with(prefix) && f.name.ends_with("firstorder_Mean") && f.value.is_finite()), "{prefix}");
+    }
+}
+
+#[test]
 fn a_log_sigma_the_image_cannot_hold_is_a_clear_error() {
     let s = Settings::from_pyradiomics_yaml("imageType:\n  LoG: {sigma: [30.0]}\n").unwrap();
     let e = extract(&image(), &mask_with(cube), &s).unwrap_err();
