@@ -122,6 +122,25 @@ impl Recursive {
     /// arithmetic is ITK's, step for step: the causal pass, the anti-causal pass, their sum,
     /// stored in single precision.
     fn filter_rows(&self, data: &[f64], stride: usize, n: usize, inner: usize, s1: &mut [f64], s2: &mut [f64], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, which is all the function is compiled for.
+            return unsafe { self.filter_rows_avx2(data, stride, n, inner, s1, s2, out) };
+        }
+        self.filter_rows_body(data, stride, n, inner, s1, s2, out)
+    }
+
+    /// [`Self::filter_rows`] compiled with 256-bit vectors (4 lines per instruction instead
+    /// of 2). AVX2 only, not FMA: Rust never fuses a multiply and an add on its own, so the
+    /// arithmetic — and ITK's values — stay bit for bit the same.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn filter_rows_avx2(&self, data: &[f64], stride: usize, n: usize, inner: usize, s1: &mut [f64], s2: &mut [f64], out: &mut [f32]) {
+        self.filter_rows_body(data, stride, n, inner, s1, s2, out)
+    }
+
+    #[inline(always)]
+    fn filter_rows_body(&self, data: &[f64], stride: usize, n: usize, inner: usize, s1: &mut [f64], s2: &mut [f64], out: &mut [f32]) {
         let (nn, d, m, bn, bm) = (self.n, self.d, self.m, self.bn, self.bm);
         let ema = |a1: f64, b1: f64, a2: f64, b2: f64, a3: f64, b3: f64, a4: f64, b4: f64| a1 * b1 + a2 * b2 + a3 * b3 + a4 * b4;
         let at = |i: usize, j: usize| i * inner + j;
