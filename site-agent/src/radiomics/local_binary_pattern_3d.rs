@@ -261,11 +261,12 @@ fn interpolate(coefficients: &[f64], dims: [usize; 3], p: [f64; 3]) -> f64 {
 pub fn lbp_3d(data: &[f64], mask: &[bool], dims: [usize; 3], lo: [usize; 3], hi: [usize; 3], s: &Lbp3dSettings, sample: SampleType) -> Vec<(String, Vec<f64>)> {
     let vertices = icosphere(s.subdivisions, s.radius);
     // Vertex columns (0, 1, 2) are offsets along numpy's (z, y, x); θ and φ as PyRadiomics.
-    let harmonics: Vec<(u32, Vec<Complex>)> = (0..s.levels)
-        .flat_map(|n| (-(n as i32)..=n as i32).map(move |m| (n, m)))
-        .map(|(n, m)| {
-            let y = vertices.iter().map(|v| spherical_harmonic(m, n, (v[2] / s.radius).acos(), v[1].atan2(v[0]))).collect();
-            (n, y)
+    // Y_n^m at every vertex, grouped by level n (m = −n … n).
+    let harmonics: Vec<Vec<Vec<Complex>>> = (0..s.levels)
+        .map(|n| {
+            (-(n as i32)..=n as i32)
+                .map(|m| vertices.iter().map(|v| spherical_harmonic(m, n, (v[2] / s.radius).acos(), v[1].atan2(v[0]))).collect())
+                .collect()
         })
         .collect();
     let coefficients = spline_coefficients(data, dims);
@@ -275,6 +276,7 @@ pub fn lbp_3d(data: &[f64], mask: &[bool], dims: [usize; 3], lo: [usize; 3], hi:
     let mut kurtosis = vec![0.0; size];
     let mut samples = vec![0.0; vertices.len()];
     let mut signs = vec![0.0; vertices.len()];
+    let mut c: Vec<Complex> = Vec::with_capacity(2 * s.levels as usize + 1);
     let mut out_index = 0;
     for z in lo[2]..=hi[2] {
         for y in lo[1]..=hi[1] {
@@ -293,12 +295,11 @@ pub fn lbp_3d(data: &[f64], mask: &[bool], dims: [usize; 3], lo: [usize; 3], hi:
                     for (sign, f) in signs.iter_mut().zip(&samples) {
                         *sign = if *f >= data[i] { 1.0 } else { 0.0 };
                     }
-                    for (n, level) in levels.iter_mut().enumerate() {
-                        let of_level: Vec<&Vec<Complex>> = harmonics.iter().filter(|(l, _)| *l == n as u32).map(|(_, y)| y).collect();
-                        let c: Vec<Complex> = of_level
-                            .iter()
-                            .map(|y| y.iter().zip(&signs).fold(Complex::default(), |acc, (yv, sv)| acc.add(Complex { re: yv.re * sv, im: yv.im * sv })))
-                            .collect();
+                    for (level, of_level) in levels.iter_mut().zip(&harmonics) {
+                        c.clear();
+                        c.extend(
+                            of_level.iter().map(|y| y.iter().zip(&signs).fold(Complex::default(), |acc, (yv, sv)| acc.add(Complex { re: yv.re * sv, im: yv.im * sv }))),
+                        );
                         let mut sum_of_squares = Complex::default();
                         for v in 0..vertices.len() {
                             let g = of_level.iter().zip(&c).fold(Complex::default(), |acc, (y, cm)| acc.add(cm.mul(y[v])));
