@@ -118,16 +118,16 @@ impl Recursive {
     /// ITK `FilterDataArray` on `inner` lines at once: `data` holds `n` rows, row i starting
     /// at `i * stride` and holding sample i of each of the `inner` lines (so lines along y or
     /// z are filtered with contiguous, vectorisable row operations instead of large strides);
-    /// `out` is laid out as `data`, `s1` and `s2` are scratch of `n * inner`. Per line the
-    /// arithmetic is ITK's, step for step: the causal pass, the anti-causal pass, their sum,
-    /// stored in single precision.
-    fn filter_rows(&self, data: &[f64], stride: usize, n: usize, inner: usize, s1: &mut [f64], s2: &mut [f64], out: &mut [f32]) {
+    /// `out` receives rows `keep.0..=keep.1` only, `out_stride` apart. Per line the arithmetic is ITK's, step for step: the
+    /// causal pass, the anti-causal pass, their sum, stored in single precision. The input is
+    /// widened to double on reading, as ITK copies each line into a double buffer.
+    fn filter_rows<T: Copy + Into<f64>>(&self, data: &[T], stride: usize, n: usize, inner: usize, keep: (usize, usize), scratch: &mut LineScratch, out: &mut [f32], out_stride: usize) {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2, which is all the function is compiled for.
-            return unsafe { self.filter_rows_avx2(data, stride, n, inner, s1, s2, out) };
+            return unsafe { self.filter_rows_avx2(data, stride, n, inner, keep, scratch, out, out_stride) };
         }
-        self.filter_rows_body(data, stride, n, inner, s1, s2, out)
+        self.filter_rows_body(data, stride, n, inner, keep, scratch, out, out_stride)
     }
 
     /// [`Self::filter_rows`] compiled with 256-bit vectors (4 lines per instruction instead
@@ -135,34 +135,42 @@ impl Recursive {
     /// arithmetic — and ITK's values — stay bit for bit the same.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn filter_rows_avx2(&self, data: &[f64], stride: usize, n: usize, inner: usize, s1: &mut [f64], s2: &mut [f64], out: &mut [f32]) {
-        self.filter_rows_body(data, stride, n, inner, s1, s2, out)
+    unsafe fn filter_rows_avx2<T: Copy + Into<f64>>(&self, data: &[T], stride: usize, n: usize, inner: usize, keep: (usize, usize), scratch: &mut LineScratch, out: &mut [f32], out_stride: usize) {
+        self.filter_rows_body(data, stride, n, inner, keep, scratch, out, out_stride)
     }
 
+    /// Only the rows kept are computed in full: the causal pass runs from the line's start to
+    /// the last row kept, the anti-causal pass from the line's end back to the first row kept
+    /// (each value is the one the whole line would give, computed the same way). The causal
+    /// rows are stored; the anti-causal pass keeps only its last four rows, and each of its
+    /// rows is added to the causal one and stored as soon as it is known.
     #[inline(always)]
-    fn filter_rows_body(&self, data: &[f64], stride: usize, n: usize, inner: usize, s1: &mut [f64], s2: &mut [f64], out: &mut [f32]) {
+    fn filter_rows_body<T: Copy + Into<f64>>(&self, data: &[T], stride: usize, n: usize, inner: usize, keep: (usize, usize), scratch: &mut LineScratch, out: &mut [f32], out_stride: usize) {
         let (nn, d, m, bn, bm) = (self.n, self.d, self.m, self.bn, self.bm);
         let ema = |a1: f64, b1: f64, a2: f64, b2: f64, a3: f64, b3: f64, a4: f64, b4: f64| a1 * b1 + a2 * b2 + a3 * b3 + a4 * b4;
-        let at = |i: usize, j: usize| i * inner + j;
         let row = |i: usize| &data[i * stride..i * stride + inner];
+        let x = |i: usize, j: usize| -> f64 { data[i * stride + j].into() };
+        let (first_kept, last_kept) = keep;
+        debug_assert!(first_kept <= last_kept && last_kept < n && n >= 4);
+        let causal_rows = last_kept.max(3) + 1;
+        let (s1, recent, target) = scratch.buffers(causal_rows, inner);
         // Causal pass; the value before the line is its first sample, to infinity.
         for j in 0..inner {
-            let x = |i: usize| data[i * stride + j];
-            let v1 = x(0);
+            let v1 = x(0, j);
             let mut c = [0.0; 4];
             c[0] = ema(v1, nn[0], v1, nn[1], v1, nn[2], v1, nn[3]);
-            c[1] = ema(x(1), nn[0], v1, nn[1], v1, nn[2], v1, nn[3]);
-            c[2] = ema(x(2), nn[0], x(1), nn[1], v1, nn[2], v1, nn[3]);
-            c[3] = ema(x(3), nn[0], x(2), nn[1], x(1), nn[2], v1, nn[3]);
+            c[1] = ema(x(1, j), nn[0], v1, nn[1], v1, nn[2], v1, nn[3]);
+            c[2] = ema(x(2, j), nn[0], x(1, j), nn[1], v1, nn[2], v1, nn[3]);
+            c[3] = ema(x(3, j), nn[0], x(2, j), nn[1], x(1, j), nn[2], v1, nn[3]);
             c[0] -= ema(v1, bn[0], v1, bn[1], v1, bn[2], v1, bn[3]);
             c[1] -= ema(c[0], d[0], v1, bn[1], v1, bn[2], v1, bn[3]);
             c[2] -= ema(c[1], d[0], c[0], d[1], v1, bn[2], v1, bn[3]);
             c[3] -= ema(c[2], d[0], c[1], d[1], c[0], d[2], v1, bn[3]);
             for (i, v) in c.iter().enumerate() {
-                s1[at(i, j)] = *v;
+                s1[i * inner + j] = *v;
             }
         }
-        for i in 4..n {
+        for i in 4..causal_rows {
             let (done, rest) = s1.split_at_mut(i * inner);
             let target = &mut rest[..inner];
             let (p1, p2, p3, p4) = (&done[(i - 1) * inner..i * inner], &done[(i - 2) * inner..(i - 1) * inner], &done[(i - 3) * inner..(i - 2) * inner], &done[(i - 4) * inner..(i - 3) * inner]);
@@ -171,46 +179,53 @@ impl Recursive {
             let inputs = x0.iter().zip(x1).zip(x2).zip(x3);
             let previous = p1.iter().zip(p2).zip(p3).zip(p4);
             for (r, ((((a0, a1), a2), a3), (((q1, q2), q3), q4))) in target.iter_mut().zip(inputs.zip(previous)) {
-                let mut v = ema(*a0, nn[0], *a1, nn[1], *a2, nn[2], *a3, nn[3]);
+                let mut v = ema((*a0).into(), nn[0], (*a1).into(), nn[1], (*a2).into(), nn[2], (*a3).into(), nn[3]);
                 v -= ema(*q1, d[0], *q2, d[1], *q3, d[2], *q4, d[3]);
                 *r = v;
             }
         }
+        let s1 = &*s1;
         // Anti-causal pass; the value after the line is its last sample, to infinity.
+        // `recent[(first + k) % 4]` holds row i + k of the pass while row i − 1 is computed.
         for j in 0..inner {
-            let x = |i: usize| data[i * stride + j];
-            let v2 = x(n - 1);
-            let mut c = [0.0; 4]; // c[k] = s2[n - 1 - k]
+            let v2 = x(n - 1, j);
+            let mut c = [0.0; 4]; // c[k] is row n − 1 − k
             c[0] = ema(v2, m[0], v2, m[1], v2, m[2], v2, m[3]);
-            c[1] = ema(x(n - 1), m[0], v2, m[1], v2, m[2], v2, m[3]);
-            c[2] = ema(x(n - 2), m[0], x(n - 1), m[1], v2, m[2], v2, m[3]);
-            c[3] = ema(x(n - 3), m[0], x(n - 2), m[1], x(n - 1), m[2], v2, m[3]);
+            c[1] = ema(x(n - 1, j), m[0], v2, m[1], v2, m[2], v2, m[3]);
+            c[2] = ema(x(n - 2, j), m[0], x(n - 1, j), m[1], v2, m[2], v2, m[3]);
+            c[3] = ema(x(n - 3, j), m[0], x(n - 2, j), m[1], x(n - 1, j), m[2], v2, m[3]);
             c[0] -= ema(v2, bm[0], v2, bm[1], v2, bm[2], v2, bm[3]);
             c[1] -= ema(c[0], d[0], v2, bm[1], v2, bm[2], v2, bm[3]);
             c[2] -= ema(c[1], d[0], c[0], d[1], v2, bm[2], v2, bm[3]);
             c[3] -= ema(c[2], d[0], c[1], d[1], c[0], d[2], v2, bm[3]);
-            for (k, v) in c.iter().enumerate() {
-                s2[at(n - 1 - k, j)] = *v;
+            for k in 0..4 {
+                recent[3 - k][j] = c[k];
+                let r = n - 1 - k;
+                if (first_kept..=last_kept).contains(&r) {
+                    out[(r - first_kept) * out_stride + j] = (s1[r * inner + j] + c[k]) as f32;
+                }
             }
         }
-        for i in (1..=n - 4).rev() {
-            let (head, done) = s2.split_at_mut(i * inner);
-            let target = &mut head[(i - 1) * inner..i * inner];
-            let (p1, p2, p3, p4) = (&done[..inner], &done[inner..2 * inner], &done[2 * inner..3 * inner], &done[3 * inner..4 * inner]);
+        let mut first = 0;
+        for i in (first_kept + 1..=n - 4).rev() {
             let (x0, x1, x2, x3) = (row(i), row(i + 1), row(i + 2), row(i + 3));
             let inputs = x0.iter().zip(x1).zip(x2).zip(x3);
-            let previous = p1.iter().zip(p2).zip(p3).zip(p4);
+            let r = |k: usize| &recent[(first + k) % 4];
+            let previous = r(0).iter().zip(r(1)).zip(r(2)).zip(r(3));
             for (r, ((((a0, a1), a2), a3), (((q1, q2), q3), q4))) in target.iter_mut().zip(inputs.zip(previous)) {
-                let mut v = ema(*a0, m[0], *a1, m[1], *a2, m[2], *a3, m[3]);
+                let mut v = ema((*a0).into(), m[0], (*a1).into(), m[1], (*a2).into(), m[2], (*a3).into(), m[3]);
                 v -= ema(*q1, d[0], *q2, d[1], *q3, d[2], *q4, d[3]);
                 *r = v;
             }
-        }
-        for i in 0..n {
-            let o = &mut out[i * stride..i * stride + inner];
-            for ((o, a), b) in o.iter_mut().zip(&s1[i * inner..(i + 1) * inner]).zip(&s2[i * inner..(i + 1) * inner]) {
-                *o = (a + b) as f32;
+            if i - 1 <= last_kept {
+                let r = (i - 1 - first_kept) * out_stride;
+                for ((o, a), b) in out[r..r + inner].iter_mut().zip(&s1[(i - 1) * inner..i * inner]).zip(target.iter()) {
+                    *o = (a + b) as f32;
+                }
             }
+            // The new row becomes the most recent; the oldest row's buffer is reused.
+            first = (first + 3) % 4;
+            std::mem::swap(target, &mut recent[first]);
         }
     }
 
@@ -255,50 +270,89 @@ impl Recursive {
         }
     }
 
-    /// Filters every line of `image` along `axis`, storing single precision as ITK does.
-    fn apply(&self, image: &[f64], dims: [usize; 3], axis: usize) -> Vec<f32> {
-        let n = dims[axis];
-        let inner: usize = dims[..axis].iter().product();
-        let mut out = vec![0f32; image.len()];
-        // Lines along x, filtered one by one, would be bound by the latency of the
-        // recursion; transposed in groups, their independent recursions interleave. Lines
-        // along y and z are filtered in groups of up to COLUMNS side by side, so the rows the
-        // recursion reads stay in cache.
-        const GROUP: usize = 16;
-        const COLUMNS: usize = 2048;
-        let width = if axis == 0 { GROUP } else { inner.min(COLUMNS) };
-        let (mut s1, mut s2) = (vec![0.0; n * width], vec![0.0; n * width]);
+    /// Filters the lines of the box `lo..=hi` of `image` (dims, x-fastest) along `axis`,
+    /// each line running from `lo[axis]` to `hi[axis]`, and keeps samples `keep.0..=keep.1`
+    /// of each line (counted from `lo[axis]`), in single precision as ITK stores them.
+    /// Returns the kept box and its dims.
+    fn apply<T: Copy + Into<f64> + Default>(&self, image: &[T], dims: [usize; 3], axis: usize, lo: [usize; 3], hi: [usize; 3], keep: (usize, usize)) -> (Vec<f32>, [usize; 3]) {
+        let n = hi[axis] - lo[axis] + 1;
+        let mut odims = [0, 1, 2].map(|a| hi[a] - lo[a] + 1);
+        odims[axis] = keep.1 - keep.0 + 1;
+        let kept = odims[axis];
+        let at = |d: [usize; 3], p: [usize; 3]| p[0] + d[0] * (p[1] + d[1] * p[2]);
+        let mut out = vec![0f32; odims[0] * odims[1] * odims[2]];
+        let mut scratch = LineScratch::default();
         if axis == 0 {
-            let lines = image.len() / n;
-            let (mut rows, mut rows_out) = (vec![0.0; n * GROUP], vec![0f32; n * GROUP]);
-            let mut first = 0;
-            while first < lines {
-                let k = GROUP.min(lines - first);
-                for i in 0..n {
-                    for q in 0..k {
-                        rows[i * k + q] = image[(first + q) * n + i];
+            // Lines along x, filtered one by one, would be bound by the latency of the
+            // recursion; transposed in groups, their independent recursions interleave.
+            const GROUP: usize = 16;
+            let lines: Vec<usize> = (lo[2]..=hi[2]).flat_map(|z| (lo[1]..=hi[1]).map(move |y| at(dims, [lo[0], y, z]))).collect();
+            let (mut rows, mut rows_out) = (vec![T::default(); n * GROUP], vec![0f32; kept * GROUP]);
+            for (g, group) in lines.chunks(GROUP).enumerate() {
+                let k = group.len();
+                for (q, start) in group.iter().enumerate() {
+                    for (i, v) in image[*start..*start + n].iter().enumerate() {
+                        rows[i * k + q] = *v;
                     }
                 }
-                self.filter_rows(&rows[..n * k], k, n, k, &mut s1, &mut s2, &mut rows_out[..n * k]);
-                for q in 0..k {
-                    for i in 0..n {
-                        out[(first + q) * n + i] = rows_out[i * k + q];
+                self.filter_rows(&rows[..n * k], k, n, k, keep, &mut scratch, &mut rows_out[..kept * k], k);
+                for (q, line) in out[g * GROUP * kept..(g * GROUP + k) * kept].chunks_exact_mut(kept).enumerate() {
+                    for (i, o) in line.iter_mut().enumerate() {
+                        *o = rows_out[i * k + q];
                     }
                 }
-                first += k;
             }
         } else {
-            for (block, o) in image.chunks(n * inner).zip(out.chunks_mut(n * inner)) {
+            // Lines along y and z are filtered side by side, as runs of adjacent columns,
+            // in chunks narrow enough that the chunk's input and causal pass stay in the L2
+            // cache until the anti-causal pass reads them again, but no narrower than 256
+            // columns: short rows cost more in loop overhead than they save.
+            const CACHE_BUDGET: usize = 384 * 1024;
+            let width = (CACHE_BUDGET / (16 * n)).clamp(256, 4096);
+            let (stride, out_stride) = (if axis == 1 { dims[0] } else { dims[0] * dims[1] }, if axis == 1 { odims[0] } else { odims[0] * odims[1] });
+            // (input start, output start, columns) of each run.
+            let runs: Vec<(usize, usize, usize)> = if axis == 1 {
+                (lo[2]..=hi[2]).map(|z| (at(dims, [lo[0], lo[1], z]), at(odims, [0, 0, z - lo[2]]), odims[0])).collect()
+            } else if odims[0] == dims[0] {
+                vec![(at(dims, [0, lo[1], lo[2]]), 0, odims[0] * odims[1])]
+            } else {
+                (lo[1]..=hi[1]).map(|y| (at(dims, [lo[0], y, lo[2]]), at(odims, [0, y - lo[1], 0]), odims[0])).collect()
+            };
+            for (start, out_start, columns) in runs {
                 let mut j = 0;
-                while j < inner {
-                    let k = width.min(inner - j);
-                    let end = (n - 1) * inner + j + k;
-                    self.filter_rows(&block[j..end], inner, n, k, &mut s1, &mut s2, &mut o[j..end]);
+                while j < columns {
+                    let k = width.min(columns - j);
+                    let (a, b) = (start + j, out_start + j);
+                    self.filter_rows(&image[a..a + (n - 1) * stride + k], stride, n, k, keep, &mut scratch, &mut out[b..b + (kept - 1) * out_stride + k], out_stride);
                     j += k;
                 }
             }
         }
-        out
+        (out, odims)
+    }
+}
+
+/// Work buffers of [`Recursive::filter_rows`], reused over the chunks of a pass: the whole
+/// causal pass of a chunk, the anti-causal pass's four most recent rows and the row being
+/// computed.
+#[derive(Default)]
+struct LineScratch {
+    causal: Vec<f64>,
+    recent: [Vec<f64>; 4],
+    target: Vec<f64>,
+}
+
+impl LineScratch {
+    fn buffers(&mut self, n: usize, inner: usize) -> (&mut [f64], &mut [Vec<f64>; 4], &mut Vec<f64>) {
+        if self.causal.len() < n * inner {
+            self.causal.resize(n * inner, 0.0);
+        }
+        for r in self.recent.iter_mut().chain(std::iter::once(&mut self.target)) {
+            if r.len() < inner {
+                r.resize(inner, 0.0);
+            }
+        }
+        (&mut self.causal[..n * inner], &mut self.recent, &mut self.target)
     }
 }
 
@@ -312,40 +366,21 @@ pub fn log_filter(image: &[f64], dims: [usize; 3], spacing: [f64; 3], sigma: f64
         blo[a] = lo[a].saturating_sub(margin);
         bhi[a] = (hi[a] + margin).min(dims[a] - 1);
     }
-    let (block, bdims) = sub_box(image, dims, blo, bhi);
-    // The output box within the working box.
-    let (clo, chi) = ([0, 1, 2].map(|a| lo[a] - blo[a]), [0, 1, 2].map(|a| hi[a] - blo[a]));
-    let cdims = [0, 1, 2].map(|a| chi[a] - clo[a] + 1);
+    let cdims = [0, 1, 2].map(|a| hi[a] - lo[a] + 1);
     let mut cumulative = vec![0f32; cdims[0] * cdims[1] * cdims[2]];
+    // The output box's samples on a line of the working box along `axis`.
+    let keep = |axis: usize| (lo[axis] - blo[axis], hi[axis] - blo[axis]);
     for dim in 0..3 {
         // ∂²/∂x_dim² along every line of the box, then smoothing along the other two axes
         // in increasing order. A pass only needs the lines that reach the output box, so
-        // each pass narrows the region to the output box along the axis just filtered: the
-        // values computed are the same, in the same order, as over the whole box.
+        // each pass keeps only the output box's samples along the axis it filtered: the
+        // values kept are the same, computed in the same order, as over the whole box.
         let second = Recursive::gaussian(sigma, spacing[dim], true);
-        let mut region = bdims;
-        let mut current = second.apply(&block, region, dim);
-        let mut range_lo = [0usize; 3];
-        let mut range_hi = bdims.map(|n| n - 1);
-        let narrow = |data: &[f32], dims: [usize; 3], axis: usize, range_lo: &mut [usize; 3], range_hi: &mut [usize; 3]| {
-            let mut l = [0usize; 3];
-            let mut h = dims.map(|n| n - 1);
-            l[axis] = clo[axis] - range_lo[axis];
-            h[axis] = chi[axis] - range_lo[axis];
-            range_lo[axis] = clo[axis];
-            range_hi[axis] = chi[axis];
-            sub_box(data, dims, l, h)
-        };
-        let mut filtered_axis = dim;
+        let (mut current, mut current_dims) = second.apply(image, dims, dim, blo, bhi, keep(dim));
         for dir in (0..3).filter(|d| *d != dim) {
-            let (cut, cut_dims) = narrow(&current, region, filtered_axis, &mut range_lo, &mut range_hi);
-            region = cut_dims;
             let smooth = Recursive::gaussian(sigma, spacing[dir], false);
-            let as_f64: Vec<f64> = cut.iter().map(|v| *v as f64).collect();
-            current = smooth.apply(&as_f64, region, dir);
-            filtered_axis = dir;
+            (current, current_dims) = smooth.apply(&current, current_dims, dir, [0; 3], current_dims.map(|n| n - 1), keep(dir));
         }
-        let (current, _) = narrow(&current, region, filtered_axis, &mut range_lo, &mut range_hi);
         debug_assert_eq!(current.len(), cumulative.len());
         let scale = 1.0 / (spacing[dim] * spacing[dim]);
         for (c, v) in cumulative.iter_mut().zip(&current) {
@@ -355,7 +390,9 @@ pub fn log_filter(image: &[f64], dims: [usize; 3], spacing: [f64; 3], sigma: f64
     cumulative.into_iter().map(f64::from).collect()
 }
 
-/// The values of `data` (dims, x-fastest) in the inclusive box `lo..=hi`, and its dims.
+/// The values of `data` (dims, x-fastest) in the inclusive box `lo..=hi`, and its dims: the
+/// reference the tests hold the narrowed passes to.
+#[cfg(test)]
 fn sub_box<T: Copy>(data: &[T], dims: [usize; 3], lo: [usize; 3], hi: [usize; 3]) -> (Vec<T>, [usize; 3]) {
     let out_dims = [0, 1, 2].map(|a| hi[a] - lo[a] + 1);
     let mut out = Vec::with_capacity(out_dims[0] * out_dims[1] * out_dims[2]);
@@ -421,8 +458,8 @@ mod tests {
         for second in [false, true] {
             let r = Recursive::gaussian(2.0, 0.7, second);
             let rows: Vec<f64> = (0..n).flat_map(|i| lines.iter().map(move |l| l[i])).collect();
-            let (mut s1, mut s2, mut out) = (vec![0.0; n * 5], vec![0.0; n * 5], vec![0f32; n * 5]);
-            r.filter_rows(&rows, 5, n, 5, &mut s1, &mut s2, &mut out);
+            let mut out = vec![0f32; n * 5];
+            r.filter_rows(&rows, 5, n, 5, (0, n - 1), &mut LineScratch::default(), &mut out, 5);
             for (k, line) in lines.iter().enumerate() {
                 let (mut o, mut sc) = (vec![0.0; n], vec![0.0; n]);
                 r.filter_line(line, &mut o, &mut sc);
@@ -432,11 +469,42 @@ mod tests {
             }
             // Columns 1..4 only, read and written with the full row stride (the chunks `apply`
             // uses for wide slabs): the same values, the other columns untouched.
-            let (mut s1, mut s2, mut part) = (vec![0.0; n * 3], vec![0.0; n * 3], vec![-1f32; n * 5]);
-            r.filter_rows(&rows[1..(n - 1) * 5 + 4], 5, n, 3, &mut s1, &mut s2, &mut part[1..(n - 1) * 5 + 4]);
+            let mut part = vec![-1f32; n * 5];
+            r.filter_rows(&rows[1..(n - 1) * 5 + 4], 5, n, 3, (0, n - 1), &mut LineScratch::default(), &mut part[1..(n - 1) * 5 + 4], 5);
             for i in 0..n {
                 assert_eq!(&part[i * 5 + 1..i * 5 + 4], &out[i * 5 + 1..i * 5 + 4], "sample {i}");
                 assert_eq!((part[i * 5], part[i * 5 + 4]), (-1.0, -1.0));
+            }
+        }
+    }
+
+    #[test]
+    fn a_pass_over_a_box_or_part_of_its_lines_equals_that_part_of_a_whole_image_pass() {
+        // Every layout `apply` has: transposed x lines, y runs per slice, z runs merged
+        // across rows (whole x) or one per row (narrowed x); lines cut at both ends.
+        let dims = [37, 29, 11];
+        let img: Vec<f32> = (0..dims[0] * dims[1] * dims[2]).map(|i| ((i * 7919) % 101) as f32 - 50.0).collect();
+        let r = Recursive::gaussian(1.7, 0.9, false);
+        let boxes = [([3, 5, 2], [30, 20, 9]), ([0, 0, 0], [36, 28, 10]), ([0, 4, 1], [36, 25, 8]), ([9, 0, 0], [12, 28, 10])];
+        for axis in 0..3 {
+            for (lo, hi) in boxes {
+                // The reference: the box's own lines copied out, then filtered whole.
+                let (cut, cut_dims) = sub_box(&img, dims, lo, hi);
+                let whole_line = (0, cut_dims[axis] - 1);
+                let (expected, _) = r.apply(&cut, cut_dims, axis, [0; 3], cut_dims.map(|n| n - 1), whole_line);
+                let (got, got_dims) = r.apply(&img, dims, axis, lo, hi, whole_line);
+                assert_eq!(got_dims, cut_dims);
+                assert!(got == expected, "axis {axis}, box {lo:?}..={hi:?}");
+                // Keeping part of each line gives that part of the whole lines.
+                let last = cut_dims[axis] - 1;
+                for keep in [(0, 0), (2, 5.min(last)), (0, 3), (1, last), (last, last)] {
+                    let (part, part_dims) = r.apply(&img, dims, axis, lo, hi, keep);
+                    let (mut l, mut h) = ([0; 3], cut_dims.map(|n| n - 1));
+                    (l[axis], h[axis]) = keep;
+                    let (expected_part, expected_dims) = sub_box(&expected, cut_dims, l, h);
+                    assert_eq!(part_dims, expected_dims);
+                    assert!(part == expected_part, "axis {axis}, box {lo:?}..={hi:?}, keep {keep:?}");
+                }
             }
         }
     }
