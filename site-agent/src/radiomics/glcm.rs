@@ -72,8 +72,10 @@ pub const FEATURES: [(&str, &str); 25] = [
 pub fn matrix(g: &GreyLevels, d: [isize; 3], symmetric: bool) -> CountMatrix {
     let ng = g.ng as usize;
     let mut m = CountMatrix::new(ng, ng);
-    g.for_each_roi_voxel(|x, y, z, a| {
-        let b = g.get(x + d[0], y + d[1], z + d[2]);
+    let grid = g.padded(d.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0));
+    let step = grid.offset(d);
+    grid.for_each_roi_voxel(|i, a| {
+        let b = grid.at(i, step);
         if b > 0 {
             m.add(a as usize - 1, b as usize - 1, 1.0);
             if symmetric {

@@ -49,11 +49,14 @@ pub const FEATURES: [(&str, &str); 16] = [
 pub fn matrix(g: &GreyLevels, d: [isize; 3]) -> CountMatrix {
     let mut m = CountMatrix::new(g.ng as usize, 1);
     m.voxels = g.roi_voxels() as f64;
-    g.for_each_roi_voxel(|x, y, z, a| {
+    // δ is one voxel long, so a border of one ends every run.
+    let grid = g.padded(1);
+    let step = grid.offset(d);
+    grid.for_each_roi_voxel(|i, a| {
         // A run starts where the previous voxel along δ differs.
-        if g.get(x - d[0], y - d[1], z - d[2]) != a {
+        if grid.at(i, -step) != a {
             let mut len = 1;
-            while g.get(x + len * d[0], y + len * d[1], z + len * d[2]) == a {
+            while grid.at(i, len * step) == a {
                 len += 1;
             }
             m.add(a as usize - 1, len as usize - 1, 1.0);

@@ -200,20 +200,6 @@ impl GreyLevels {
         self.levels[x + self.dims[0] * (y + self.dims[1] * z)]
     }
 
-    /// Calls `f(x, y, z, level)` for every ROI voxel, in voxel order.
-    pub fn for_each_roi_voxel(&self, mut f: impl FnMut(isize, isize, isize, u32)) {
-        for z in 0..self.dims[2] as isize {
-            for y in 0..self.dims[1] as isize {
-                for x in 0..self.dims[0] as isize {
-                    let a = self.get(x, y, z);
-                    if a > 0 {
-                        f(x, y, z, a);
-                    }
-                }
-            }
-        }
-    }
-
     /// Axial slices (constant z) that contain ROI voxels, each as a one-slice grid.
     pub fn slices(&self) -> Vec<GreyLevels> {
         let n = self.dims[0] * self.dims[1];
@@ -246,6 +232,59 @@ impl GreyLevels {
 
     pub fn roi_voxels(&self) -> usize {
         self.levels.iter().filter(|l| **l > 0).count()
+    }
+
+    /// The grid inside a border of `pad` voxels of level 0, for scans that look at neighbours
+    /// up to `pad` voxels away: a neighbour is then one offset from the voxel's index, with
+    /// no bounds to test.
+    pub fn padded(&self, pad: usize) -> PaddedLevels {
+        let dims = self.dims.map(|n| n + 2 * pad);
+        let mut levels = vec![0; dims[0] * dims[1] * dims[2]];
+        for z in 0..self.dims[2] {
+            for y in 0..self.dims[1] {
+                let (from, to) = (self.dims[0] * (y + self.dims[1] * z), pad + dims[0] * (y + pad + dims[1] * (z + pad)));
+                levels[to..to + self.dims[0]].copy_from_slice(&self.levels[from..from + self.dims[0]]);
+            }
+        }
+        PaddedLevels { levels, dims, pad, inner: self.dims }
+    }
+}
+
+/// A [`GreyLevels`] grid inside a border of zeros (see [`GreyLevels::padded`]).
+pub struct PaddedLevels {
+    pub levels: Vec<u32>,
+    dims: [usize; 3],
+    pad: usize,
+    inner: [usize; 3],
+}
+
+impl PaddedLevels {
+    /// The index step of the displacement `d`, whose components must not exceed the border.
+    pub fn offset(&self, d: [isize; 3]) -> isize {
+        debug_assert!(d.iter().all(|v| v.unsigned_abs() <= self.pad));
+        d[0] + self.dims[0] as isize * (d[1] + self.dims[1] as isize * d[2])
+    }
+
+    /// The level at `index + offset`.
+    #[inline(always)]
+    pub fn at(&self, index: usize, offset: isize) -> u32 {
+        self.levels[index.wrapping_add_signed(offset)]
+    }
+
+    /// Calls `f(index, level)` for every ROI voxel in voxel order (z, then y, then x), the
+    /// order in which sums over voxels are added.
+    pub fn for_each_roi_voxel(&self, mut f: impl FnMut(usize, u32)) {
+        let p = self.pad;
+        for z in p..p + self.inner[2] {
+            for y in p..p + self.inner[1] {
+                let row = p + self.dims[0] * (y + self.dims[1] * z);
+                for (i, a) in self.levels[row..row + self.inner[0]].iter().enumerate() {
+                    if *a > 0 {
+                        f(row + i, *a);
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -54,11 +54,13 @@ pub fn matrix(g: &GreyLevels, planar: bool, distances: &[u32], alpha: u32) -> Co
     let mut m = CountMatrix::new(g.ng as usize, 1);
     m.voxels = g.roi_voxels() as f64;
     let offsets = neighbours(distances, planar);
-    g.for_each_roi_voxel(|x, y, z, a| {
-        let same = offsets
+    let grid = g.padded(distances.iter().max().copied().unwrap_or(0) as usize);
+    let steps: Vec<isize> = offsets.iter().map(|o| grid.offset(*o)).collect();
+    grid.for_each_roi_voxel(|i, a| {
+        let same = steps
             .iter()
-            .filter(|o| {
-                let b = g.get(x + o[0], y + o[1], z + o[2]);
+            .filter(|step| {
+                let b = grid.at(i, **step);
                 b > 0 && b.abs_diff(a) <= alpha
             })
             .count();

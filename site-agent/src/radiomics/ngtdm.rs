@@ -36,10 +36,12 @@ pub fn matrix(g: &GreyLevels, planar: bool, distances: &[u32]) -> Ngtdm {
     let ng = g.ng as usize;
     let mut m = Ngtdm { s: vec![0.0; ng], n: vec![0.0; ng] };
     let offsets = neighbours(distances, planar);
-    g.for_each_roi_voxel(|x, y, z, a| {
+    let grid = g.padded(distances.iter().max().copied().unwrap_or(0) as usize);
+    let steps: Vec<isize> = offsets.iter().map(|o| grid.offset(*o)).collect();
+    grid.for_each_roi_voxel(|i, a| {
         let (mut sum, mut count) = (0.0, 0.0);
-        for o in &offsets {
-            let b = g.get(x + o[0], y + o[1], z + o[2]);
+        for step in &steps {
+            let b = grid.at(i, *step);
             if b > 0 {
                 sum += b as f64;
                 count += 1.0;
