@@ -45,38 +45,36 @@ pub const FEATURES: [(&str, &str); 16] = [
     ("ZoneSizeEntropy", "GU8N"),
 ];
 
-/// Connected zones of equal grey level: (level, voxel indices) per zone.
+/// Connected zones of equal grey level: (level, voxel indices) per zone, zones in the order
+/// of their first voxel, each zone's voxels in the order the search reaches them.
 pub fn zones(g: &GreyLevels, planar: bool) -> Vec<(u32, Vec<usize>)> {
-    let [nx, ny, nz] = g.dims;
-    let offsets = neighbours(&[1], planar);
-    let mut seen = vec![false; g.levels.len()];
+    // A border of zeros stops the search at the grid's ends without bounds tests.
+    let grid = g.padded(1);
+    let steps: Vec<isize> = neighbours(&[1], planar).iter().map(|o| grid.offset(*o)).collect();
+    let mut seen = vec![false; grid.levels.len()];
     let mut out = Vec::new();
-    for start in 0..g.levels.len() {
-        let level = g.levels[start];
-        if level == 0 || seen[start] {
-            continue;
+    let mut zone = Vec::new();
+    grid.for_each_roi_voxel(|start, level| {
+        if seen[start] {
+            return;
         }
         seen[start] = true;
-        let mut zone = vec![start];
+        zone.clear();
+        zone.push(start);
         let mut k = 0;
         while k < zone.len() {
             let v = zone[k];
             k += 1;
-            let (x, y, z) = ((v % nx) as isize, ((v / nx) % ny) as isize, (v / (nx * ny)) as isize);
-            for o in &offsets {
-                let (a, b, c) = (x + o[0], y + o[1], z + o[2]);
-                if a < 0 || b < 0 || c < 0 || a >= nx as isize || b >= ny as isize || c >= nz as isize {
-                    continue;
-                }
-                let w = a as usize + nx * (b as usize + ny * c as usize);
-                if !seen[w] && g.levels[w] == level {
+            for step in &steps {
+                let w = v.wrapping_add_signed(*step);
+                if !seen[w] && grid.levels[w] == level {
                     seen[w] = true;
                     zone.push(w);
                 }
             }
         }
-        out.push((level, zone));
-    }
+        out.push((level, zone.iter().map(|v| grid.unpadded(*v)).collect()));
+    });
     out
 }
 

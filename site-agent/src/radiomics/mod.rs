@@ -265,6 +265,13 @@ impl PaddedLevels {
         d[0] + self.dims[0] as isize * (d[1] + self.dims[1] as isize * d[2])
     }
 
+    /// The index in the unpadded grid of the voxel at padded `index`.
+    pub fn unpadded(&self, index: usize) -> usize {
+        let (x, y, z) = (index % self.dims[0], (index / self.dims[0]) % self.dims[1], index / (self.dims[0] * self.dims[1]));
+        let p = self.pad;
+        (x - p) + self.inner[0] * ((y - p) + self.inner[1] * (z - p))
+    }
+
     /// The level at `index + offset`.
     #[inline(always)]
     pub fn at(&self, index: usize, offset: isize) -> u32 {

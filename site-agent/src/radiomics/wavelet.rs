@@ -91,7 +91,13 @@ impl Block {
         let stride = [1, nx, nx * ny][axis];
         let half = f.len() / 2;
         let mut out = vec![0.0; self.data.len()];
-        let mut line = vec![0.0; n];
+        // The line extended by the filter's length on both sides (periodically or by its end
+        // values), so the convolution below needs no index arithmetic per tap.
+        let pad = f.len();
+        let source: Vec<usize> = (-(pad as isize)..(n + pad) as isize)
+            .map(|k| if self.periodic[axis] { k.rem_euclid(n as isize) } else { k.clamp(0, n as isize - 1) } as usize)
+            .collect();
+        let mut line = vec![0.0; n + 2 * pad];
         let mut res = vec![0.0; n];
         let outer: Vec<usize> = match axis {
             0 => (0..ny * nz).map(|k| k * nx).collect(),
@@ -99,15 +105,15 @@ impl Block {
             _ => (0..nx * ny).collect(),
         };
         for start in outer {
-            for (i, v) in line.iter_mut().enumerate() {
-                *v = self.data[start + i * stride];
+            for (v, k) in line.iter_mut().zip(&source) {
+                *v = self.data[start + k * stride];
             }
             for (i, r) in res.iter_mut().enumerate() {
+                // Taps j = 0, 1, … read samples i + half − j: the window backwards.
+                let window = &line[i + half + pad + 1 - f.len()..=i + half + pad];
                 let mut sum = 0.0;
-                for (j, fj) in f.iter().enumerate() {
-                    let k = i as isize + half as isize - j as isize;
-                    let k = if self.periodic[axis] { k.rem_euclid(n as isize) } else { k.clamp(0, n as isize - 1) };
-                    sum += fj * line[k as usize];
+                for (fj, v) in f.iter().zip(window.iter().rev()) {
+                    sum += fj * v;
                 }
                 *r = sum;
             }
