@@ -59,7 +59,7 @@ fn an_lbp3d_kurtosis_without_spread_is_a_clear_error() {
     let flat = Volume::new(g, vec![50.0; 12 * 12 * 6]);
     let s = Settings::from_pyradiomics_yaml("imageType:\n  LBP3D: {}\nfeatureClass:\n  firstorder:\n").unwrap();
     let e = extract(&flat, &mask_with(cube), &s).unwrap_err();
-    assert_eq!(e, ExtractionError::FilteredNonFinite("lbp-3D-k".into()));
+    assert_eq!(e, ExtractionError::FilteredNonFinite { image: "lbp-3D-k".into(), cause: "LBP3D's kurtosis is undefined where all sampled neighbours are equal" });
     assert_eq!(e.reason(), "non_finite_voxels");
     // A textured image gives finite LBP3D features, named as PyRadiomics names them.
     let f = extract(&image(), &mask_with(cube), &s).unwrap();

@@ -32,10 +32,10 @@ pub enum ExtractionError {
     MissingLabel { label: u32, present: Vec<i64> },
     #[error("the image has non-finite voxels")]
     NonFinite,
-    /// A filter gave a non-finite value inside the ROI, e.g. LBP3D's kurtosis where every
-    /// sampled neighbour is equal (undefined, NaN in scipy and PyRadiomics).
-    #[error("the {0} image has non-finite values in the ROI (LBP3D's kurtosis is undefined where all sampled neighbours are equal)")]
-    FilteredNonFinite(String),
+    /// A filter gave a non-finite value inside the ROI; `cause` is that filter's way of
+    /// doing so (see [`ImageType::non_finite_cause`]).
+    #[error("the {image} image has non-finite values in the ROI ({cause})")]
+    FilteredNonFinite { image: String, cause: &'static str },
     #[error("the ROI has {voxels} voxels after resegmentation, fewer than the minimum {minimum}")]
     RoiTooSmall { voxels: usize, minimum: usize },
     #[error("the ROI extends in {dims} dimension(s), fewer than minimumROIDimensions = {minimum}")]
@@ -55,7 +55,7 @@ impl ExtractionError {
             ExtractionError::NonIntegralMask(_) => "non_integral_mask",
             ExtractionError::EmptyMask => "empty_mask",
             ExtractionError::MissingLabel { .. } => "missing_label",
-            ExtractionError::NonFinite | ExtractionError::FilteredNonFinite(_) => "non_finite_voxels",
+            ExtractionError::NonFinite | ExtractionError::FilteredNonFinite { .. } => "non_finite_voxels",
             ExtractionError::RoiTooSmall { .. } => "roi_too_small",
             ExtractionError::RoiTooFlat { .. } => "roi_too_flat",
             ExtractionError::Discretisation(_) => "discretisation",
@@ -180,7 +180,7 @@ pub fn extract(image: &Volume, mask: &Volume, s: &Settings) -> Result<Vec<Featur
         for (prefix, values) in image_type.derive(&roi, &cropped.intensities, lo, hi, m, sample) {
             let filtered = Roi { intensities: values, ..cropped.clone() };
             if filtered.roi_intensities().iter().any(|v| !v.is_finite()) {
-                return Err(ExtractionError::FilteredNonFinite(prefix));
+                return Err(ExtractionError::FilteredNonFinite { image: prefix, cause: image_type.non_finite_cause() });
             }
             let grey = discretise(&filtered, s.discretisation)?;
             out.extend(families(&filtered, &grey, s, &prefix, *image_type == ImageType::ORIGINAL));

@@ -48,6 +48,17 @@ pub enum ImageType {
 impl ImageType {
     pub const ORIGINAL: ImageType = ImageType::Point(PointTransform::Original);
 
+    /// How this filter can turn finite intensities into a non-finite value, for the error
+    /// that reports one.
+    pub fn non_finite_cause(&self) -> &'static str {
+        match self {
+            ImageType::Lbp3d(_) => "LBP3D's kurtosis is undefined where all sampled neighbours are equal",
+            // Single-precision intensities filtered in double precision stay finite in
+            // every other filter; a non-finite value there is a defect to report.
+            _ => "not expected from this filter on finite intensities: please report it with the case",
+        }
+    }
+
     /// The key in a PyRadiomics parameter file.
     pub fn key(&self) -> &'static str {
         match self {
