@@ -21,6 +21,13 @@
 //! (≤ 1e−12 of the input's scale) and uses the image's own ends where the margin reaches
 //! them.
 //!
+//! Within that box nothing is computed that the output does not need, and nothing needed is
+//! computed differently: each 1-D pass keeps only the output box's samples along its axis,
+//! so its causal recursion stops at the box's far end and its anti-causal recursion at the
+//! box's near end, and the next pass reads just the lines that remain. For σ ≥ 3 mm on a
+//! 256×256 slice this is about half the arithmetic and a fraction of the memory traffic of
+//! filtering whole lines and cutting the box out afterwards, with the same bits.
+//!
 //! PyRadiomics skips a σ for which an image axis is shorter than ⌈σ/spacing⌉ + 1 voxels,
 //! and the whole image type when an axis has fewer than 4 voxels; [`sigma_fits`] says so.
 
