@@ -176,12 +176,12 @@ pub fn decompose(image: &[f64], dims: [usize; 3], lo: [usize; 3], hi: [usize; 3]
     let mut out = Vec::new();
     for level in 0..levels {
         // Split along x, then y, then z: 8 bands indexed by their high-pass flags.
-        let mut bands = vec![approx.clone()];
+        let mut bands = vec![approx];
         for axis in 0..3 {
             let mut next = Vec::with_capacity(bands.len() * 2);
             for b in &bands {
-                next.push(Block { data: b.filter_axis(axis, flo), ..b.clone() });
-                next.push(Block { data: b.filter_axis(axis, fhi), ..b.clone() });
+                next.push(Block { data: b.filter_axis(axis, flo), dims: b.dims, periodic: b.periodic });
+                next.push(Block { data: b.filter_axis(axis, fhi), dims: b.dims, periodic: b.periodic });
             }
             bands = next;
         }
