@@ -125,9 +125,10 @@ impl Recursive {
     /// ITK `FilterDataArray` on `inner` lines at once: `data` holds `n` rows, row i starting
     /// at `i * stride` and holding sample i of each of the `inner` lines (so lines along y or
     /// z are filtered with contiguous, vectorisable row operations instead of large strides);
-    /// `out` receives rows `keep.0..=keep.1` only, `out_stride` apart. Per line the arithmetic is ITK's, step for step: the
-    /// causal pass, the anti-causal pass, their sum, stored in single precision. The input is
-    /// widened to double on reading, as ITK copies each line into a double buffer.
+    /// `out` receives rows `keep.0..=keep.1` only, `out_stride` apart. Per line the arithmetic
+    /// is ITK's, step for step: the causal pass, the anti-causal pass, their sum, stored in
+    /// single precision. The input is widened to double on reading, as ITK copies each line
+    /// into a double buffer.
     fn filter_rows<T: Copy + Into<f64>>(&self, data: &[T], stride: usize, n: usize, inner: usize, keep: (usize, usize), scratch: &mut LineScratch, out: &mut [f32], out_stride: usize) {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
