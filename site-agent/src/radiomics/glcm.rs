@@ -37,7 +37,7 @@
 //! HXY2 = −Σ p_x(i) p_y(j) log2(p_x(i) p_y(j)).
 
 use super::texture::{CountMatrix, TextureSettings, directional, directions, entropy, named, without_ibsi_codes};
-use super::{Aggregation, Feature, GreyLevels};
+use super::{Aggregation, Feature, GreyLevels, PaddedLevels};
 
 pub const FEATURES: [(&str, &str); 25] = [
     ("JointMaximum", "GYBY"),
@@ -67,12 +67,12 @@ pub const FEATURES: [(&str, &str); 25] = [
     ("InformationCorrelation2", "JN9H"),
 ];
 
-/// The co-occurrence counts of one grid in direction `d`: M[a][b] counts voxels of level a
-/// whose neighbour at +d has level b, and, when `symmetric`, also the reverse.
-pub fn matrix(g: &GreyLevels, d: [isize; 3], symmetric: bool) -> CountMatrix {
-    let ng = g.ng as usize;
+/// The co-occurrence counts of one grid in direction `d` (within the grid's border): M[a][b]
+/// counts voxels of level a whose neighbour at +d has level b, and, when `symmetric`, also
+/// the reverse.
+pub fn matrix(grid: &PaddedLevels, d: [isize; 3], symmetric: bool) -> CountMatrix {
+    let ng = grid.ng as usize;
     let mut m = CountMatrix::new(ng, ng);
-    let grid = g.padded(d.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0));
     let step = grid.offset(d);
     grid.for_each_roi_voxel(|i, a| {
         let b = grid.at(i, step);

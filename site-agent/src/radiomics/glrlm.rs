@@ -24,7 +24,7 @@
 //! | Run entropy | HJ9O | −Σ p_ij log2 p_ij |
 
 use super::texture::{CountMatrix, TextureSettings, directional, directions, named, size_zone_features};
-use super::{Aggregation, Feature, GreyLevels};
+use super::{Aggregation, Feature, GreyLevels, PaddedLevels};
 
 pub const FEATURES: [(&str, &str); 16] = [
     ("ShortRunsEmphasis", "22OV"),
@@ -46,11 +46,11 @@ pub const FEATURES: [(&str, &str); 16] = [
 ];
 
 /// Run counts of one grid along `d`; column j − 1 holds runs of length j.
-pub fn matrix(g: &GreyLevels, d: [isize; 3]) -> CountMatrix {
-    let mut m = CountMatrix::new(g.ng as usize, 1);
-    m.voxels = g.roi_voxels() as f64;
-    // δ is one voxel long, so a border of one ends every run.
-    let grid = g.padded(1);
+pub fn matrix(grid: &PaddedLevels, d: [isize; 3]) -> CountMatrix {
+    let mut m = CountMatrix::new(grid.ng as usize, 1);
+    m.voxels = grid.roi_voxels() as f64;
+    // δ is one voxel long, so any border ends every run.
+    debug_assert!(grid.pad() >= 1 && d.iter().all(|v| v.abs() <= 1));
     let step = grid.offset(d);
     grid.for_each_roi_voxel(|i, a| {
         // A run starts where the previous voxel along δ differs.

@@ -246,19 +246,29 @@ impl GreyLevels {
                 levels[to..to + self.dims[0]].copy_from_slice(&self.levels[from..from + self.dims[0]]);
             }
         }
-        PaddedLevels { levels, dims, pad, inner: self.dims }
+        PaddedLevels { levels, dims, pad, inner: self.dims, ng: self.ng }
     }
 }
 
 /// A [`GreyLevels`] grid inside a border of zeros (see [`GreyLevels::padded`]).
 pub struct PaddedLevels {
     pub levels: Vec<u32>,
+    pub ng: u32,
     dims: [usize; 3],
     pad: usize,
     inner: [usize; 3],
 }
 
 impl PaddedLevels {
+    /// The width of the border.
+    pub fn pad(&self) -> usize {
+        self.pad
+    }
+
+    pub fn roi_voxels(&self) -> usize {
+        self.levels.iter().filter(|l| **l > 0).count()
+    }
+
     /// The index step of the displacement `d`, whose components must not exceed the border.
     pub fn offset(&self, d: [isize; 3]) -> isize {
         debug_assert!(d.iter().all(|v| v.unsigned_abs() <= self.pad));

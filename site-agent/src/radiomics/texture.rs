@@ -1,7 +1,7 @@
 //! What the texture families share: neighbour directions, count matrices, and the IBSI
 //! aggregation of matrices and features over slices and directions.
 
-use super::{Aggregation, Feature, GreyLevels, feature};
+use super::{Aggregation, Feature, GreyLevels, PaddedLevels, feature};
 
 /// PyRadiomics' texture settings; the defaults (distance 1, symmetric GLCM, no weighting,
 /// α = 0) are IBSI's usual choices.
@@ -199,10 +199,14 @@ pub fn directional(
     agg: Aggregation,
     dirs: &[[isize; 3]],
     weight: Option<&dyn Fn([isize; 3]) -> f64>,
-    build: &dyn Fn(&GreyLevels, [isize; 3]) -> CountMatrix,
+    build: &dyn Fn(&PaddedLevels, [isize; 3]) -> CountMatrix,
     features: &dyn Fn(&CountMatrix) -> Vec<f64>,
 ) -> Option<Vec<f64>> {
     let nonempty = |m: &CountMatrix| m.total() > 0.0;
+    // Each grid (or slice) is bordered once, wide enough for every direction, and shared by
+    // the directions' scans.
+    let pad = dirs.iter().flatten().map(|v| v.unsigned_abs()).max().unwrap_or(0).max(1);
+    let slices = || -> Vec<PaddedLevels> { grid.slices().iter().map(|s| s.padded(pad)).collect() };
     let planar: Vec<[isize; 3]> = dirs.iter().copied().filter(|d| d[2] == 0).collect();
     let merged = |ms: Vec<([isize; 3], CountMatrix)>| -> Option<CountMatrix> {
         let mut it = ms.into_iter();
@@ -218,29 +222,33 @@ pub fn directional(
     match agg {
         Aggregation::TwoDAveraged => {
             let sets: Vec<Vec<f64>> =
-                grid.slices().iter().flat_map(|s| planar.iter().map(move |d| build(s, *d))).filter(nonempty).map(|m| features(&m)).collect();
+                slices().iter().flat_map(|s| planar.iter().map(move |d| build(s, *d))).filter(nonempty).map(|m| features(&m)).collect();
             average(&sets)
         }
         Aggregation::TwoDSliceMerged => {
             let sets: Vec<Vec<f64>> =
-                grid.slices().iter().filter_map(|s| merged(planar.iter().map(|d| (*d, build(s, *d))).collect())).map(|m| features(&m)).collect();
+                slices().iter().filter_map(|s| merged(planar.iter().map(|d| (*d, build(s, *d))).collect())).map(|m| features(&m)).collect();
             average(&sets)
         }
         Aggregation::TwoPointFiveDDirectionMerged => {
-            let slices = grid.slices();
+            let slices = slices();
             let sets: Vec<Vec<f64>> =
                 planar.iter().filter_map(|d| merged(slices.iter().map(|s| (*d, build(s, *d))).collect())).map(|m| features(&m)).collect();
             average(&sets)
         }
         Aggregation::TwoPointFiveDMerged => {
-            let slices = grid.slices();
+            let slices = slices();
             merged(slices.iter().flat_map(|s| planar.iter().map(move |d| (*d, build(s, *d)))).collect()).map(|m| features(&m))
         }
         Aggregation::ThreeDAveraged => {
-            let sets: Vec<Vec<f64>> = dirs.iter().map(|d| build(grid, *d)).filter(nonempty).map(|m| features(&m)).collect();
+            let grid = grid.padded(pad);
+            let sets: Vec<Vec<f64>> = dirs.iter().map(|d| build(&grid, *d)).filter(nonempty).map(|m| features(&m)).collect();
             average(&sets)
         }
-        Aggregation::ThreeDMerged => merged(dirs.iter().map(|d| (*d, build(grid, *d))).collect()).map(|m| features(&m)),
+        Aggregation::ThreeDMerged => {
+            let grid = grid.padded(pad);
+            merged(dirs.iter().map(|d| (*d, build(&grid, *d))).collect()).map(|m| features(&m))
+        }
         _ => None,
     }
 }
