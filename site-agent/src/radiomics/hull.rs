@@ -30,31 +30,33 @@ impl Hull {
             return None;
         }
         let interior = [0, 1, 2].map(|k| (points[p0][k] + points[p1][k] + points[p2][k] + points[p3][k]) / 4.0);
-        let mut faces: Vec<[usize; 3]> = Vec::new();
+        // Each face with its outward normal and the distance threshold of the visibility
+        // test, computed once when the face is made rather than for every point tested.
+        let plane = |f: [usize; 3]| {
+            let n = cross(sub(points[f[1]], points[f[0]]), sub(points[f[2]], points[f[0]]));
+            (f, n, eps * norm(n))
+        };
+        let mut faces: Vec<([usize; 3], [f64; 3], f64)> = Vec::new();
         for f in [[p0, p1, p2], [p0, p1, p3], [p0, p2, p3], [p1, p2, p3]] {
-            faces.push(orient(points, f, interior));
+            faces.push(plane(orient(points, f, interior)));
         }
         // Far points first: the hull reaches its final size early and most later points fall
         // inside it, which is cheap to test.
         let mut order: Vec<usize> = (0..points.len()).filter(|i| ![p0, p1, p2, p3].contains(i)).collect();
         let d2 = |i: usize| (0..3).map(|k| (points[i][k] - interior[k]).powi(2)).sum::<f64>();
         order.sort_by(|&a, &b| d2(b).total_cmp(&d2(a)).then(a.cmp(&b)));
+        let mut visible: Vec<bool> = Vec::new();
         for i in order {
             let p = &points[i];
-            let visible: Vec<bool> = faces
-                .iter()
-                .map(|f| {
-                    let n = cross(sub(points[f[1]], points[f[0]]), sub(points[f[2]], points[f[0]]));
-                    dot(n, sub(*p, points[f[0]])) > eps * norm(n)
-                })
-                .collect();
+            visible.clear();
+            visible.extend(faces.iter().map(|(f, n, threshold)| dot(*n, sub(*p, points[f[0]])) > *threshold));
             if !visible.iter().any(|v| *v) {
                 continue;
             }
             // Ordered, so the hull (and its volume on degenerate, coplanar inputs) is the same in
             // every run: a HashSet's iteration order differs between processes.
             let mut edges = std::collections::BTreeSet::new();
-            for (f, v) in faces.iter().zip(&visible) {
+            for ((f, _, _), v) in faces.iter().zip(&visible) {
                 if *v {
                     for (a, b) in [(f[0], f[1]), (f[1], f[2]), (f[2], f[0])] {
                         edges.insert((a, b));
@@ -62,12 +64,13 @@ impl Hull {
                 }
             }
             let horizon: Vec<(usize, usize)> = edges.iter().filter(|(a, b)| !edges.contains(&(*b, *a))).copied().collect();
-            let mut kept: Vec<[usize; 3]> = faces.iter().zip(&visible).filter(|(_, v)| !**v).map(|(f, _)| *f).collect();
+            let mut kept: Vec<([usize; 3], [f64; 3], f64)> = faces.iter().zip(&visible).filter(|(_, v)| !**v).map(|(f, _)| *f).collect();
             for (a, b) in horizon {
-                kept.push([a, b, i]);
+                kept.push(plane([a, b, i]));
             }
             faces = kept;
         }
+        let faces = faces.into_iter().map(|(f, _, _)| f).collect();
         Some(Hull { points: points.to_vec(), faces })
     }
 
