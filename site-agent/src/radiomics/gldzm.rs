@@ -49,42 +49,37 @@ pub const FEATURES: [(&str, &str); 16] = [
     ("ZoneDistanceEntropy", "GBDU"),
 ];
 
-/// City-block distance of every ROI voxel to the ROI edge (0 outside).
+/// City-block distance of every ROI voxel to the ROI edge (0 outside), by breadth-first
+/// search from the edge voxels. The search runs on the grid inside a border of zeros, which
+/// stands for "outside the grid", so a neighbour is one index offset away.
 pub fn edge_distance(g: &GreyLevels, planar: bool) -> Vec<u32> {
-    let [nx, ny, _] = g.dims;
     let faces: &[[isize; 3]] = if planar {
         &[[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0]]
     } else {
         &[[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]]
     };
-    let mut dist = vec![0u32; g.levels.len()];
+    let grid = g.padded(1);
+    let offsets: Vec<isize> = faces.iter().map(|f| grid.offset(*f)).collect();
+    let mut dist = vec![0u32; grid.levels.len()];
     let mut queue = VecDeque::new();
-    let coords = |v: usize| ((v % nx) as isize, ((v / nx) % ny) as isize, (v / (nx * ny)) as isize);
-    for v in 0..g.levels.len() {
-        if g.levels[v] == 0 {
-            continue;
-        }
-        let (x, y, z) = coords(v);
-        if faces.iter().any(|f| g.get(x + f[0], y + f[1], z + f[2]) == 0) {
+    grid.for_each_roi_voxel(|v, _| {
+        if offsets.iter().any(|o| grid.at(v, *o) == 0) {
             dist[v] = 1;
             queue.push_back(v);
         }
-    }
+    });
     while let Some(v) = queue.pop_front() {
-        let (x, y, z) = coords(v);
-        for f in faces {
-            let (a, b, c) = (x + f[0], y + f[1], z + f[2]);
-            if g.get(a, b, c) == 0 {
-                continue;
-            }
-            let w = a as usize + nx * (b as usize + ny * c as usize);
-            if dist[w] == 0 {
+        for o in &offsets {
+            let w = v.wrapping_add_signed(*o);
+            if grid.levels[w] != 0 && dist[w] == 0 {
                 dist[w] = dist[v] + 1;
                 queue.push_back(w);
             }
         }
     }
-    dist
+    let mut unpadded = vec![0u32; g.levels.len()];
+    grid.for_each_roi_voxel(|v, _| unpadded[grid.unpadded(v)] = dist[v]);
+    unpadded
 }
 
 pub fn matrix(g: &GreyLevels, planar: bool) -> CountMatrix {
@@ -101,4 +96,48 @@ pub fn matrix(g: &GreyLevels, planar: bool) -> CountMatrix {
 pub fn features(g: &GreyLevels, agg: Aggregation) -> Vec<Feature> {
     let values = zonal(g, agg, &matrix, &|a: &mut CountMatrix, b| a.merge(b), &|m| m.total() == 0.0, &|m| size_zone_features(m, 1.0).sixteen());
     named("gldzm", &FEATURES, values, agg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The search's distance is the least city-block distance to a voxel outside the ROI,
+    /// counting the voxels just beyond the grid as outside: a nearest such voxel is reached
+    /// by a monotone path whose voxels are all nearer, hence all in the ROI.
+    fn nearest_outside(g: &GreyLevels, planar: bool, v: usize) -> u32 {
+        let [nx, ny, nz] = g.dims;
+        let (x, y, z) = (v % nx, (v / nx) % ny, v / (nx * ny));
+        let mut best = [x + 1, nx - x, y + 1, ny - y].into_iter().chain(if planar { vec![] } else { vec![z + 1, nz - z] }).min().unwrap();
+        for (w, level) in g.levels.iter().enumerate() {
+            let (a, b, c) = (w % nx, (w / nx) % ny, w / (nx * ny));
+            if *level == 0 && (!planar || c == z) {
+                best = best.min(a.abs_diff(x) + b.abs_diff(y) + c.abs_diff(z));
+            }
+        }
+        best as u32
+    }
+
+    #[test]
+    fn edge_distance_is_the_city_block_distance_to_the_nearest_voxel_outside() {
+        let dims = [9, 8, 6];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let levels = (0..dims[0] * dims[1] * dims[2])
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                if state % 10 < 8 { 1 + (state % 3) as u32 } else { 0 }
+            })
+            .collect();
+        let g = GreyLevels { dims, levels, ng: 3 };
+        for planar in [false, true] {
+            let dist = edge_distance(&g, planar);
+            for (v, level) in g.levels.iter().enumerate() {
+                let expected = if *level == 0 { 0 } else { nearest_outside(&g, planar, v) };
+                assert_eq!(dist[v], expected, "voxel {v}, planar {planar}");
+            }
+            assert!(dist.iter().any(|d| *d >= 2), "the grid should have interior voxels");
+        }
+    }
 }

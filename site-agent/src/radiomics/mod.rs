@@ -189,17 +189,6 @@ pub struct GreyLevels {
 }
 
 impl GreyLevels {
-    pub fn get(&self, x: isize, y: isize, z: isize) -> u32 {
-        if x < 0 || y < 0 || z < 0 {
-            return 0;
-        }
-        let (x, y, z) = (x as usize, y as usize, z as usize);
-        if x >= self.dims[0] || y >= self.dims[1] || z >= self.dims[2] {
-            return 0;
-        }
-        self.levels[x + self.dims[0] * (y + self.dims[1] * z)]
-    }
-
     /// Axial slices (constant z) that contain ROI voxels, each as a one-slice grid.
     pub fn slices(&self) -> Vec<GreyLevels> {
         let n = self.dims[0] * self.dims[1];
@@ -341,4 +330,48 @@ pub fn ibsi_features(roi: &Roi, grey: &GreyLevels, ivh_step: f64) -> Vec<Feature
         out.extend(ngldm::features(grey, agg, &t));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 5×4×3 grid with ROI voxels on every face of the box and holes inside.
+    fn grid() -> GreyLevels {
+        let dims = [5, 4, 3];
+        let levels = (0..60u32).map(|i| if i % 3 == 0 || i % 7 == 1 { 1 + i % 4 } else { 0 }).collect();
+        GreyLevels { dims, levels, ng: 4 }
+    }
+
+    /// The level at (x, y, z), 0 outside the grid: what a bordered grid must see.
+    fn level_at(g: &GreyLevels, x: isize, y: isize, z: isize) -> u32 {
+        let inside = [x, y, z].iter().zip(g.dims).all(|(c, n)| (0..n as isize).contains(c));
+        if inside { g.levels[x as usize + g.dims[0] * (y as usize + g.dims[1] * z as usize)] } else { 0 }
+    }
+
+    #[test]
+    fn a_bordered_grid_visits_the_same_voxels_in_the_same_order_and_sees_the_same_neighbours() {
+        let g = grid();
+        for pad in [1, 2] {
+            let p = g.padded(pad);
+            assert_eq!(p.pad(), pad);
+            assert_eq!(p.roi_voxels(), g.roi_voxels());
+            let mut visited = Vec::new();
+            p.for_each_roi_voxel(|index, level| visited.push((p.unpadded(index), level, index)));
+            let expected: Vec<(usize, u32)> = g.levels.iter().enumerate().filter(|(_, l)| **l > 0).map(|(i, l)| (i, *l)).collect();
+            assert_eq!(visited.iter().map(|(i, l, _)| (*i, *l)).collect::<Vec<_>>(), expected);
+            let span = pad as isize;
+            for (i, _, index) in visited {
+                let (x, y, z) = ((i % 5) as isize, ((i / 5) % 4) as isize, (i / 20) as isize);
+                for dz in -span..=span {
+                    for dy in -span..=span {
+                        for dx in -span..=span {
+                            let seen = p.at(index, p.offset([dx, dy, dz]));
+                            assert_eq!(seen, level_at(&g, x + dx, y + dy, z + dz), "voxel {i}, step {:?}, border {pad}", [dx, dy, dz]);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
