@@ -60,7 +60,7 @@ pub fn edge_distance(g: &GreyLevels, planar: bool) -> Vec<u32> {
     };
     let grid = g.padded(1);
     let offsets: Vec<isize> = faces.iter().map(|f| grid.offset(*f)).collect();
-    let mut dist = vec![0u32; grid.levels.len()];
+    let mut dist = vec![0u32; grid.levels().len()];
     let mut queue = VecDeque::new();
     grid.for_each_roi_voxel(|v, _| {
         if offsets.iter().any(|o| grid.at(v, *o) == 0) {
@@ -71,7 +71,7 @@ pub fn edge_distance(g: &GreyLevels, planar: bool) -> Vec<u32> {
     while let Some(v) = queue.pop_front() {
         for o in &offsets {
             let w = v.wrapping_add_signed(*o);
-            if grid.levels[w] != 0 && dist[w] == 0 {
+            if grid.levels()[w] != 0 && dist[w] == 0 {
                 dist[w] = dist[v] + 1;
                 queue.push_back(w);
             }

@@ -51,7 +51,7 @@ pub fn zones(g: &GreyLevels, planar: bool) -> Vec<(u32, Vec<usize>)> {
     // A border of zeros stops the search at the grid's ends without bounds tests.
     let grid = g.padded(1);
     let steps: Vec<isize> = neighbours(&[1], planar).iter().map(|o| grid.offset(*o)).collect();
-    let mut seen = vec![false; grid.levels.len()];
+    let mut seen = vec![false; grid.levels().len()];
     let mut out = Vec::new();
     let mut zone = Vec::new();
     grid.for_each_roi_voxel(|start, level| {
@@ -67,7 +67,7 @@ pub fn zones(g: &GreyLevels, planar: bool) -> Vec<(u32, Vec<usize>)> {
             k += 1;
             for step in &steps {
                 let w = v.wrapping_add_signed(*step);
-                if !seen[w] && grid.levels[w] == level {
+                if !seen[w] && grid.levels()[w] == level {
                     seen[w] = true;
                     zone.push(w);
                 }

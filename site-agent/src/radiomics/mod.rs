@@ -229,33 +229,44 @@ impl GreyLevels {
     pub fn padded(&self, pad: usize) -> PaddedLevels {
         let dims = self.dims.map(|n| n + 2 * pad);
         let mut levels = vec![0; dims[0] * dims[1] * dims[2]];
+        let mut roi = Vec::new();
         for z in 0..self.dims[2] {
             for y in 0..self.dims[1] {
                 let (from, to) = (self.dims[0] * (y + self.dims[1] * z), pad + dims[0] * (y + pad + dims[1] * (z + pad)));
-                levels[to..to + self.dims[0]].copy_from_slice(&self.levels[from..from + self.dims[0]]);
+                let row = &self.levels[from..from + self.dims[0]];
+                levels[to..to + self.dims[0]].copy_from_slice(row);
+                roi.extend(row.iter().enumerate().filter(|(_, l)| **l > 0).map(|(x, l)| (to + x, *l)));
             }
         }
-        PaddedLevels { levels, dims, pad, inner: self.dims, ng: self.ng }
+        PaddedLevels { levels, roi, dims, pad, inner: self.dims, ng: self.ng }
     }
 }
 
 /// A [`GreyLevels`] grid inside a border of zeros (see [`GreyLevels::padded`]).
 pub struct PaddedLevels {
-    pub levels: Vec<u32>,
+    levels: Vec<u32>,
     pub ng: u32,
+    /// (index, level) of the ROI voxels in voxel order, listed once so that the scans (13
+    /// directions for GLCM and GLRLM alone) visit only them, not the whole box around them.
+    roi: Vec<(usize, u32)>,
     dims: [usize; 3],
     pad: usize,
     inner: [usize; 3],
 }
 
 impl PaddedLevels {
+    /// Every level of the bordered grid, x fastest.
+    pub fn levels(&self) -> &[u32] {
+        &self.levels
+    }
+
     /// The width of the border.
     pub fn pad(&self) -> usize {
         self.pad
     }
 
     pub fn roi_voxels(&self) -> usize {
-        self.levels.iter().filter(|l| **l > 0).count()
+        self.roi.len()
     }
 
     /// The index step of the displacement `d`, whose components must not exceed the border.
@@ -280,16 +291,8 @@ impl PaddedLevels {
     /// Calls `f(index, level)` for every ROI voxel in voxel order (z, then y, then x), the
     /// order in which sums over voxels are added.
     pub fn for_each_roi_voxel(&self, mut f: impl FnMut(usize, u32)) {
-        let p = self.pad;
-        for z in p..p + self.inner[2] {
-            for y in p..p + self.inner[1] {
-                let row = p + self.dims[0] * (y + self.dims[1] * z);
-                for (i, a) in self.levels[row..row + self.inner[0]].iter().enumerate() {
-                    if *a > 0 {
-                        f(row + i, *a);
-                    }
-                }
-            }
+        for (index, level) in &self.roi {
+            f(*index, *level);
         }
     }
 }
