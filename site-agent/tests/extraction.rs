@@ -90,6 +90,14 @@ fn each_bad_input_has_its_own_error() {
     // Empty, fractional and wrong-label masks.
     assert_eq!(extract(&img, &mask_with(|_, _, _| 0.0), &s), Err(ExtractionError::EmptyMask));
     assert!(matches!(extract(&img, &mask_with(|x, y, z| cube(x, y, z) * 0.5), &s), Err(ExtractionError::NonIntegralMask(_))));
+    for bad in [f32::NAN, f32::INFINITY, -2.5, 8_388_607.5] {
+        let mut m = mask_with(cube);
+        m.data[7] = bad;
+        assert!(matches!(extract(&img, &m, &s), Err(ExtractionError::NonIntegralMask(v)) if v.to_bits() == bad.to_bits()), "mask value {bad}");
+    }
+    // Labels beyond i32 are whole numbers too: only the label is missing.
+    let huge = mask_with(|x, y, z| cube(x, y, z) * 3.0e9);
+    assert_eq!(extract(&img, &huge, &s), Err(ExtractionError::MissingLabel { label: 1, present: vec![3_000_000_000] }));
     let two = mask_with(|x, y, z| cube(x, y, z) * 2.0);
     assert_eq!(extract(&img, &two, &s), Err(ExtractionError::MissingLabel { label: 1, present: vec![2] }));
     assert!(extract(&img, &two, &Settings { label: 2, ..s.clone() }).is_ok());
