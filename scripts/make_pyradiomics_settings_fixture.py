@@ -78,7 +78,9 @@ FEATURES = {
                                "MaximumDiameter", "MajorAxisLength", "MinorAxisLength", "Elongation"]},
     "glszm": {"SmallAreaEmphasis": "SmallZoneEmphasis", "ZonePercentage": "ZonePercentage"},
     "shape": {"VoxelVolume": "VolumeVoxelCounting", "MeshVolume": "VolumeMesh", "SurfaceArea": "SurfaceArea",
-              "SurfaceVolumeRatio": "SurfaceToVolumeRatio", "Sphericity": "Sphericity", "Maximum3DDiameter": "Maximum3DDiameter"},
+              "SurfaceVolumeRatio": "SurfaceToVolumeRatio", "Sphericity": "Sphericity", "Maximum3DDiameter": "Maximum3DDiameter",
+              "MajorAxisLength": "MajorAxisLength", "MinorAxisLength": "MinorAxisLength", "LeastAxisLength": "LeastAxisLength",
+              "Elongation": "Elongation", "Flatness": "Flatness"},
 }
 SUFFIX = {"shape2D": "", "firstorder": "", "glcm": "_3Davg", "glrlm": "_3Davg", "glszm": "_3D", "gldm": "_3D", "ngtdm": "_3D", "shape": ""}
 

@@ -419,7 +419,7 @@ impl Default for ClinicalModelSettings {
 pub struct FeatureSettings {
     /// A PyRadiomics parameter file (YAML), sent to every site; default: FedRad's MRI settings
     /// (z-score ×100, 32 fixed bins, 3D texture; the original image with all IBSI families,
-    /// 8 coif1 wavelet bands and LoG σ 1, 3 mm with the PyRadiomics classes: 1 194 features).
+    /// 8 coif1 wavelet bands and LoG σ 1, 3 mm with the PyRadiomics classes: 1 197 features).
     #[serde(default)]
     pub parameters: Option<PathBuf>,
 }

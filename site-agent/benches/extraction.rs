@@ -1,8 +1,8 @@
 //! Feature extraction speed on the case size of issue 3: a 256×256×25 MR volume with a
 //! ~4000-voxel tumour ROI. Reports the median and the best time per case on one core (the
 //! best is the steadier figure on a shared machine) for
-//! - the original image alone (all 11 IBSI families, 174 features);
-//! - the study default (original + 8 wavelet bands + LoG σ 1, 3 mm; 1 194 features);
+//! - the original image alone (all 11 IBSI families, 177 features);
+//! - the study default (original + 8 wavelet bands + LoG σ 1, 3 mm; 1 197 features);
 //! - Original + Wavelet + LoG(σ 1–5 mm) with the PyRadiomics classes, the set
 //!   `scripts/bench_pyradiomics.py` times in PyRadiomics;
 //!

@@ -35,7 +35,7 @@ fn cube(x: usize, y: usize, z: usize) -> f32 {
 #[test]
 fn a_good_case_gives_every_family() {
     let f = extract(&image(), &mask_with(cube), &Settings::original_only()).unwrap();
-    assert_eq!(f.len(), 25 + 2 + 18 + 5 + 23 + 6 + 25 + 16 + 16 + 16 + 5 + 17);
+    assert_eq!(f.len(), 28 + 2 + 18 + 5 + 23 + 6 + 25 + 16 + 16 + 16 + 5 + 17);
     assert!(f.iter().all(|f| f.name.starts_with("original_")));
     assert!(f.iter().filter(|f| !f.name.contains("MoransI") && !f.name.contains("GearysC")).all(|f| f.value.is_finite()), "non-finite feature");
 }
@@ -43,7 +43,7 @@ fn a_good_case_gives_every_family() {
 #[test]
 fn the_study_default_adds_wavelet_and_log_images() {
     let f = extract(&image(), &mask_with(cube), &Settings::study_default()).unwrap();
-    assert_eq!(f.len(), 174 + 10 * 102);
+    assert_eq!(f.len(), 177 + 10 * 102);
     for prefix in ["original_", "wavelet-LLH_", "wavelet-HHH_", "wavelet-LLL_", "log-sigma-1-0-mm-3D_", "log-sigma-3-0-mm-3D_"] {
         assert!(f.iter().any(|f| f.name.starts_with(prefix)), "{prefix}");
     }
@@ -189,6 +189,6 @@ fn extraction_is_bit_for_bit_repeatable() {
             assert!(a.value.to_bits() == b.value.to_bits(), "{}: {} vs {}", a.name, a.value, b.value);
         }
     }
-    assert_eq!(first.len(), 174 + 4 * (174 - 25));
+    assert_eq!(first.len(), 177 + 4 * (177 - 28));
     assert!(first.iter().any(|f| f.name == "squareroot_glcm_Contrast"));
 }

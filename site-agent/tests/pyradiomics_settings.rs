@@ -1,8 +1,10 @@
 //! PyRadiomics settings beyond the defaults, against PyRadiomics itself: resampling
 //! (`resampledPixelSpacing`, `interpolator`, `padDistance`) and the texture settings
 //! (`distances`, `symmetricalGLCM`, `weightingNorm`, `gldm_a`, `voxelArrayShift`) and
-//! `force2D` with `force2Ddimension`, the LBP2D and LBP3D image types, the shape2D class, and the mesh volume and surface
-//! area (every setting also checks them, on the resampled mask where there is one).
+//! `force2D` with `force2Ddimension`, the LBP2D and LBP3D image types, the shape2D class, and
+//! the shape class's mesh volume and surface area, diameter and PyRadiomics-defined axis
+//! lengths, elongation and flatness (every setting also checks them, on the resampled mask
+//! where there is one).
 //!
 //! `tests/data/pyradiomics_settings/` holds an int16 volume and its mask written by
 //! SimpleITK, and the features PyRadiomics 3.1.4 computed on them under each setting

@@ -4,6 +4,12 @@
 //! area A, as PyRadiomics computes them);
 //! λ₁ ≥ λ₂ ≥ λ₃ are the eigenvalues of the sample covariance (n − 1) of voxel centres.
 //!
+//! The axis lengths come twice because the two references differ: PyRadiomics divides the
+//! covariance by n, the IBSI by n − 1 (its digital phantom's reference values need it), so
+//! the lengths differ by √(n/(n − 1)). `MajorAxisLength` and its siblings are PyRadiomics'
+//! and carry no IBSI code; `IbsiMajorAxisLength` and its siblings carry the codes.
+//! Elongation and flatness are ratios, the same under both.
+//!
 //! | feature | code | formula |
 //! |---|---|---|
 //! | Volume (mesh) | RNU0 | V |
@@ -24,7 +30,8 @@
 //! |---|---|---|
 //! | Volume (voxel counting) | YEKZ | N_v · voxel volume |
 //! | Centre of mass shift | KLMA | ‖ mean of voxel centres − intensity-weighted mean ‖ |
-//! | Major / minor / least axis length | TDIC P9VJ 7J51 | 4 √λ for the eigenvalues λ₁ ≥ λ₂ ≥ λ₃ of the sample covariance (n − 1) of voxel centres |
+//! | Major / minor / least axis length | — | 4 √λ′ for the eigenvalues λ′_k = λ_k (n − 1)/n of the population covariance (PyRadiomics' definition) |
+//! | IBSI major / minor / least axis length | TDIC P9VJ 7J51 | 4 √λ for the eigenvalues λ₁ ≥ λ₂ ≥ λ₃ of the sample covariance (n − 1) of voxel centres (IBSI's definition) |
 //! | Elongation | Q3CK | √(λ₂/λ₁) |
 //! | Flatness | N17B | √(λ₃/λ₁) |
 //! | Moran's I | N365 | N_v/Σw · Σ_{k≠l} w_kl (X_k − μ)(X_l − μ) / Σ_k (X_k − μ)², w_kl = 1/‖r_k − r_l‖ |
@@ -156,9 +163,12 @@ pub fn features(roi: &Roi) -> Vec<Feature> {
     let names = [
         ("VolumeVoxelCounting", "YEKZ"),
         ("CentreOfMassShift", "KLMA"),
-        ("MajorAxisLength", "TDIC"),
-        ("MinorAxisLength", "P9VJ"),
-        ("LeastAxisLength", "7J51"),
+        ("MajorAxisLength", ""),
+        ("MinorAxisLength", ""),
+        ("LeastAxisLength", ""),
+        ("IbsiMajorAxisLength", "TDIC"),
+        ("IbsiMinorAxisLength", "P9VJ"),
+        ("IbsiLeastAxisLength", "7J51"),
         ("Elongation", "Q3CK"),
         ("Flatness", "N17B"),
         ("MoransI", "N365"),
@@ -180,10 +190,14 @@ pub fn features(roi: &Roi) -> Vec<Feature> {
         }
     }
     let ev = symmetric_eigenvalues(cov).map(|e| e.max(0.0));
+    let population = ev.map(|e| e * (n - 1.0).max(1.0) / n);
     let (moran, geary) = autocorrelation(roi);
     let values = [
         n * sp[0] * sp[1] * sp[2],
         shift,
+        4.0 * population[0].sqrt(),
+        4.0 * population[1].sqrt(),
+        4.0 * population[2].sqrt(),
         4.0 * ev[0].sqrt(),
         4.0 * ev[1].sqrt(),
         4.0 * ev[2].sqrt(),

@@ -41,7 +41,7 @@ use super::texture::{TextureSettings, WeightingNorm};
 use super::wavelet::WaveletSettings;
 
 /// Bump whenever any feature's value can change, so cached features are recomputed.
-pub const FEATURE_CODE_VERSION: u32 = 8;
+pub const FEATURE_CODE_VERSION: u32 = 9;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Family {
@@ -153,12 +153,13 @@ pub enum SettingsError {
 }
 
 impl Settings {
-    /// The study default for MRI, 1 194 features per sequence:
+    /// The study default for MRI, 1 197 features per sequence:
     /// - z-score normalisation of the whole image (×100): MR intensities have no units;
     /// - IBSI fixed bin number 32 within the ROI, robust to scanner intensity scales;
     /// - texture as "3D, averaged" (GLCM, GLRLM) and "3D" (the zone and neighbourhood
     ///   families);
-    /// - the original image with all 11 families (174 features: morphology, local intensity,
+    /// - the original image with all 11 families (177 features: morphology with the axis
+    ///   lengths both as PyRadiomics and as the IBSI define them, local intensity,
     ///   statistics, intensity histogram, IVH, GLCM, GLRLM, GLSZM, GLDZM, NGTDM, NGLDM);
     /// - 8 coif1 wavelet sub-bands and LoG at σ = 1 and 3 mm (fine and coarse texture of
     ///   tumours of 4–85 cm³), each with the PyRadiomics classes firstorder, glcm, glrlm,
@@ -175,7 +176,7 @@ impl Settings {
         }
     }
 
-    /// The study default's treatment of the original image alone (174 features).
+    /// The study default's treatment of the original image alone (177 features).
     pub fn original_only() -> Settings {
         Settings {
             label: 1,
