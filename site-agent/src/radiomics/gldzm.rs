@@ -28,7 +28,7 @@
 use std::collections::VecDeque;
 
 use super::texture::{CountMatrix, named, size_zone_features, zonal};
-use super::{Aggregation, Feature, GreyLevels};
+use super::{Aggregation, Feature, GreyLevels, PaddedLevels};
 
 pub const FEATURES: [(&str, &str); 16] = [
     ("SmallDistanceEmphasis", "0GBI"),
@@ -49,16 +49,16 @@ pub const FEATURES: [(&str, &str); 16] = [
     ("ZoneDistanceEntropy", "GBDU"),
 ];
 
-/// City-block distance of every ROI voxel to the ROI edge (0 outside), by breadth-first
-/// search from the edge voxels. The search runs on the grid inside a border of zeros, which
-/// stands for "outside the grid", so a neighbour is one index offset away.
-pub fn edge_distance(g: &GreyLevels, planar: bool) -> Vec<u32> {
+/// City-block distance of every ROI voxel to the ROI edge (0 outside), indexed as the
+/// bordered grid, by breadth-first search from the edge voxels. The border (≥ 1) stands for
+/// "outside the grid", so a neighbour is one index offset away.
+pub fn edge_distance(grid: &PaddedLevels, planar: bool) -> Vec<u32> {
+    debug_assert!(grid.pad() >= 1);
     let faces: &[[isize; 3]] = if planar {
         &[[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0]]
     } else {
         &[[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]]
     };
-    let grid = g.padded(1);
     let offsets: Vec<isize> = faces.iter().map(|f| grid.offset(*f)).collect();
     let mut dist = vec![0u32; grid.levels().len()];
     let mut queue = VecDeque::new();
@@ -77,16 +77,16 @@ pub fn edge_distance(g: &GreyLevels, planar: bool) -> Vec<u32> {
             }
         }
     }
-    let mut unpadded = vec![0u32; g.levels.len()];
-    grid.for_each_roi_voxel(|v, _| unpadded[grid.unpadded(v)] = dist[v]);
-    unpadded
+    dist
 }
 
 pub fn matrix(g: &GreyLevels, planar: bool) -> CountMatrix {
-    let dist = edge_distance(g, planar);
+    // Zones and distances on one bordered grid, indexed alike.
+    let grid = g.padded(1);
+    let dist = edge_distance(&grid, planar);
     let mut m = CountMatrix::new(g.ng as usize, 1);
-    m.voxels = g.roi_voxels() as f64;
-    for (level, zone) in super::glszm::zones(g, planar) {
+    m.voxels = grid.roi_voxels() as f64;
+    for (level, zone) in super::glszm::zones(&grid, planar) {
         let d = zone.iter().map(|v| dist[*v]).min().unwrap_or(1);
         m.add(level as usize - 1, d as usize - 1, 1.0);
     }
@@ -131,12 +131,14 @@ mod tests {
             })
             .collect();
         let g = GreyLevels { dims, levels, ng: 3 };
+        let grid = g.padded(1);
         for planar in [false, true] {
-            let dist = edge_distance(&g, planar);
-            for (v, level) in g.levels.iter().enumerate() {
-                let expected = if *level == 0 { 0 } else { nearest_outside(&g, planar, v) };
-                assert_eq!(dist[v], expected, "voxel {v}, planar {planar}");
-            }
+            let dist = edge_distance(&grid, planar);
+            assert!(dist.iter().zip(grid.levels()).all(|(d, l)| *l > 0 || *d == 0), "distance outside the ROI");
+            grid.for_each_roi_voxel(|i, _| {
+                let v = grid.unpadded(i);
+                assert_eq!(dist[i], nearest_outside(&g, planar, v), "voxel {v}, planar {planar}");
+            });
             assert!(dist.iter().any(|d| *d >= 2), "the grid should have interior voxels");
         }
     }

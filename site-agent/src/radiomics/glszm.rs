@@ -24,7 +24,7 @@
 //! | Zone size entropy | GU8N | −Σ p_ij log2 p_ij |
 
 use super::texture::{CountMatrix, named, neighbours, size_zone_features, zonal};
-use super::{Aggregation, Feature, GreyLevels};
+use super::{Aggregation, Feature, GreyLevels, PaddedLevels};
 
 pub const FEATURES: [(&str, &str); 16] = [
     ("SmallZoneEmphasis", "5QRC"),
@@ -45,11 +45,12 @@ pub const FEATURES: [(&str, &str); 16] = [
     ("ZoneSizeEntropy", "GU8N"),
 ];
 
-/// Connected zones of equal grey level: (level, voxel indices) per zone, zones in the order
-/// of their first voxel, each zone's voxels in the order the search reaches them.
-pub fn zones(g: &GreyLevels, planar: bool) -> Vec<(u32, Vec<usize>)> {
-    // A border of zeros stops the search at the grid's ends without bounds tests.
-    let grid = g.padded(1);
+/// Connected zones of equal grey level on a bordered grid (border ≥ 1, which stops the
+/// search at the grid's ends without bounds tests): (level, voxel indices in the bordered
+/// grid) per zone, zones in the order of their first voxel, each zone's voxels in the order
+/// the search reaches them.
+pub fn zones(grid: &PaddedLevels, planar: bool) -> Vec<(u32, Vec<usize>)> {
+    debug_assert!(grid.pad() >= 1);
     let steps: Vec<isize> = neighbours(&[1], planar).iter().map(|o| grid.offset(*o)).collect();
     let mut seen = vec![false; grid.levels().len()];
     let mut out = Vec::new();
@@ -73,15 +74,16 @@ pub fn zones(g: &GreyLevels, planar: bool) -> Vec<(u32, Vec<usize>)> {
                 }
             }
         }
-        out.push((level, zone.iter().map(|v| grid.unpadded(*v)).collect()));
+        out.push((level, std::mem::take(&mut zone)));
     });
     out
 }
 
 pub fn matrix(g: &GreyLevels, planar: bool) -> CountMatrix {
+    let grid = g.padded(1);
     let mut m = CountMatrix::new(g.ng as usize, 1);
-    m.voxels = g.roi_voxels() as f64;
-    for (level, zone) in zones(g, planar) {
+    m.voxels = grid.roi_voxels() as f64;
+    for (level, zone) in zones(&grid, planar) {
         m.add(level as usize - 1, zone.len() - 1, 1.0);
     }
     m
