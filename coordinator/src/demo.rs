@@ -119,39 +119,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         let server = crate::start_server(&cfg).await?;
         let url = format!("https://localhost:{}", server.addr.port());
 
-        // 4. Four site agents, as separate processes with their own config and work folder.
         let study_id = format!("demo-{}-{}-{}", args.seed, args.patients, (args.coarsen * 100.0).round() as u64);
-        let mut agents = Agents(Vec::new());
-        for (site, manifest) in &cohort.manifests {
-            let dir = out.join("sites").join(site);
-            let config = dir.join("site.toml");
-            // A rerun starts the study afresh at every site (its split, folds and cached
-            // replies are fixed per study, and the settings may have changed); the feature
-            // cache, keyed by settings and file contents, stays and keeps reruns fast.
-            let previous = dir.join("work").join("studies").join(&study_id);
-            if previous.exists() {
-                std::fs::remove_dir_all(&previous)?;
-            }
-            write_site_config(&config, site, &url, manifest, &dir.join("work"), &pki.site_bundle(site))?;
-            let log = std::fs::File::create(dir.join("agent.log"))?;
-            let child = Command::new(&agent_bin)
-                .args(["run", "--config"])
-                .arg(&config)
-                .env("RUST_LOG", std::env::var("FEDRAD_AGENT_LOG").unwrap_or_else(|_| "info".into()))
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("starting {}", agent_bin.display()))?;
-            agents.0.push(child);
-        }
-        println!("coordinator on {url}; site agents started (logs in {}/sites/*/agent.log)", out.display());
-
-        // 5. The study.
+        // 4. The study, and its plan, which every hospital's operator approves first.
         let study = StudyConfig {
-            study_id,
+            study_id: study_id.clone(),
             output_dir: out.join("study"),
             seed: args.seed,
-            sites,
+            sites: sites.clone(),
             timeouts: Timeouts { site_wait_secs: 120, task_secs: 600 },
             split: SplitSettings::default(),
             table1: Table1Settings::default(),
@@ -167,7 +141,40 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 ..Default::default()
             },
             deep: crate::config::DeepSettings { enabled: !args.no_deep, rounds: args.deep_rounds, ..Default::default() },
+            limits: Default::default(),
         };
+        let plan_file = out.join("plan.json");
+        std::fs::write(&plan_file, study.plan()?.canonical_json() + "\n")?;
+
+        // 5. Four site agents, as separate processes with their own config and work folder,
+        // each approving the study's plan first (`site-agent approve`).
+        let mut agents = Agents(Vec::new());
+        for (site, manifest) in &cohort.manifests {
+            let dir = out.join("sites").join(site);
+            let config = dir.join("site.toml");
+            // A rerun starts the study afresh at every site (its split, folds and cached
+            // replies are fixed per study, and the settings may have changed); the feature
+            // cache, keyed by settings and file contents, stays and keeps reruns fast.
+            let previous = dir.join("work").join("studies").join(&study_id);
+            if previous.exists() {
+                std::fs::remove_dir_all(&previous)?;
+            }
+            write_site_config(&config, site, &url, manifest, &dir.join("work"), &pki.site_bundle(site))?;
+            let approved = Command::new(&agent_bin).args(["approve", "--config"]).arg(&config).arg("--plan").arg(&plan_file).stdout(Stdio::null()).status()?;
+            anyhow::ensure!(approved.success(), "site {site} could not approve the study plan {}", plan_file.display());
+            let log = std::fs::File::create(dir.join("agent.log"))?;
+            let child = Command::new(&agent_bin)
+                .args(["run", "--config"])
+                .arg(&config)
+                .env("RUST_LOG", std::env::var("FEDRAD_AGENT_LOG").unwrap_or_else(|_| "info".into()))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("starting {}", agent_bin.display()))?;
+            agents.0.push(child);
+        }
+        println!("coordinator on {url}; the study's plan approved at every site; site agents started (logs in {}/sites/*/agent.log)", out.display());
+
         let progress = crate::TerminalProgress::default();
         let results = crate::study::StudyRunner::new(server.hub.clone(), study, &progress).run().await?;
         server.stop().await;

@@ -41,7 +41,7 @@ impl Journal {
             msg.extend_from_slice(part);
         }
         for (site, kind) in kinds {
-            let encoded = fedrad_shared::proto::Task { study_sites: Vec::new(), task_id: String::new(), study_id: String::new(), kind: Some(kind.clone()) }.encode_to_vec();
+            let encoded = fedrad_shared::proto::Task { kind: Some(kind.clone()), ..Default::default() }.encode_to_vec();
             for part in [site.as_bytes(), encoded.as_slice()] {
                 msg.extend_from_slice(&(part.len() as u64).to_le_bytes());
                 msg.extend_from_slice(part);

@@ -95,6 +95,8 @@ pub struct StudyRunner<'a> {
     resume: bool,
     journal: Option<crate::journal::Journal>,
     replayed: u64,
+    /// SHA-256 of the study's plan, sent with every task (sites answer only a plan they approved).
+    plan_sha256: String,
 }
 
 fn traffic_total(t: &std::collections::HashMap<String, Traffic>) -> Traffic {
@@ -107,7 +109,8 @@ fn traffic_total(t: &std::collections::HashMap<String, Traffic>) -> Traffic {
 
 impl<'a> StudyRunner<'a> {
     pub fn new(hub: Hub, study: StudyConfig, progress: &'a dyn Progress) -> Self {
-        StudyRunner { hub, study, progress, protocol: Vec::new(), resume: false, journal: None, replayed: 0 }
+        let plan_sha256 = study.plan().map(|p| p.sha256()).unwrap_or_default();
+        StudyRunner { hub, study, progress, protocol: Vec::new(), resume: false, journal: None, replayed: 0, plan_sha256 }
     }
 
     /// Continue an interrupted run: rounds recorded in `<output_dir>/journal/` are replayed
@@ -139,6 +142,7 @@ impl<'a> StudyRunner<'a> {
                 study_id: self.study.study_id.clone(),
                 kind: Some(kind),
                 study_sites: self.study.sites.clone(),
+                plan_sha256: self.plan_sha256.clone(),
             };
             set.spawn(async move {
                 let r = hub.run_task(&site, task, timeout).await;
@@ -235,6 +239,11 @@ impl<'a> StudyRunner<'a> {
     /// Runs every step and writes the outputs.
     pub async fn run(mut self) -> Result<StudyResults, StudyError> {
         let out = self.study.output_dir.clone();
+        let plan = self.study.plan().map_err(|e| StudyError::Algorithm { step: "start".into(), detail: format!("the study's plan: {e}") })?;
+        self.plan_sha256 = plan.sha256();
+        // What every site's operator approves, beside the results (`site-agent approve --plan`).
+        write_text(&out.join("plan.json"), &(plan.canonical_json() + "\n"))?;
+        tracing::info!(plan_sha256 = %self.plan_sha256, "study plan");
         let journal_dir = out.join("journal");
         self.journal = Some(
             crate::journal::Journal::open(journal_dir.clone(), self.resume).map_err(|source| StudyError::Output { path: journal_dir.display().to_string(), source })?,

@@ -98,6 +98,16 @@ impl Setup {
             let s = dir.join("sites").join(site);
             coordinator::demo::write_site_config(&s.join("site.toml"), site, &format!("https://localhost:{port}"), manifest, &s.join("work"), &self.pki.site_bundle(site))
                 .unwrap();
+            // Each hospital's operator approves the study file as the coordinator runs it.
+            let approved = Command::new(Path::new(env!("CARGO_BIN_EXE_coordinator")).with_file_name("site-agent"))
+                .args(["approve", "--config"])
+                .arg(s.join("site.toml"))
+                .arg("--study")
+                .arg(dir.join("study.toml"))
+                .output()
+                .unwrap();
+            assert!(approved.status.success(), "approve: {}", String::from_utf8_lossy(&approved.stderr));
+            assert!(String::from_utf8_lossy(&approved.stdout).contains("approved for"));
         }
         let mut procs = Processes { coordinator: None, agents: self.manifests.iter().map(|(site, _)| self.agent(label, site)).collect() };
         procs.coordinator = Some(self.coordinator(label, false));

@@ -13,7 +13,9 @@ pub mod aggregate;
 pub mod algorithms;
 pub mod clinical;
 pub mod identity;
+pub mod onnx_input;
 pub mod pki;
+pub mod plan;
 pub mod stats;
 pub mod tls;
 

@@ -11,6 +11,7 @@ use fedrad_shared::proto::{self, Task, TaskReply, task, task_reply};
 use prost::Message;
 use rayon::prelude::*;
 
+use crate::acceptance;
 use crate::audit::{AuditEntry, AuditLog, sha256_hex};
 use crate::config::SiteConfig;
 use crate::manifest::LoadedCohort;
@@ -47,7 +48,7 @@ pub enum EngineError {
 }
 
 /// Study ids name folders in the work directory, so they are restricted.
-fn valid_study_id(id: &str) -> bool {
+pub(crate) fn valid_study_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && !id.starts_with('.') && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
@@ -234,32 +235,68 @@ impl SiteEngine {
         }
     }
 
+    /// The approval of the task's study, refused unless the operator approved exactly the
+    /// task's plan and the task declares the plan's sites.
+    fn approved_plan(&self, task: &Task) -> Result<crate::approval::Approval, Failure> {
+        use crate::approval::{self, ApprovalError};
+        let approval = approval::load(&self.config.work_dir, &task.study_id).map_err(|e| match e {
+            ApprovalError::NotApproved(id) => Failure::Refused(SiteRefusal::Precondition(format!(
+                "study {id} is not approved at this site; its operator approves a study plan with `site-agent approve --study study.toml`"
+            ))),
+            ApprovalError::Io { .. } => Failure::Failed(e.to_string()),
+            other => Failure::Refused(SiteRefusal::Precondition(other.to_string())),
+        })?;
+        if task.plan_sha256 != approval.plan_sha256 {
+            return Err(Failure::Refused(SiteRefusal::Precondition(format!(
+                "the task's study plan ({}) is not the one approved at this site for study {} ({}); a changed plan needs a new approval",
+                task.plan_sha256.get(..12).unwrap_or(&task.plan_sha256),
+                task.study_id,
+                &approval.plan_sha256[..12]
+            ))));
+        }
+        let mut declared = task.study_sites.clone();
+        declared.sort();
+        declared.dedup();
+        if declared != approval.plan.site_set() {
+            return Err(Failure::Refused(SiteRefusal::Precondition(format!(
+                "the task declares the sites ({}), the approved plan ({})",
+                declared.join(", "),
+                approval.plan.site_set().join(", ")
+            ))));
+        }
+        Ok(approval)
+    }
+
     fn compute(&self, task: &Task) -> Result<proto::Aggregate, Failure> {
         let min = self.config.policy.min_count;
         let min_sites = self.config.policy.min_sites as usize;
-        if min_sites > 1 {
-            let mut declared: Vec<&String> = task.study_sites.iter().collect();
-            declared.sort();
-            declared.dedup();
-            if declared.len() < min_sites || !declared.iter().any(|s| **s == self.config.site_id) {
-                return Err(Failure::Refused(SiteRefusal::Precondition(format!(
-                    "this site takes part only in studies of at least {min_sites} sites including itself; the task declares {} ({})",
-                    declared.len(),
-                    declared.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-                ))));
-            }
-        }
         if let Some(allowed) = &self.config.policy.answers {
             let kind = kind_name(task);
             if kind != "unknown" && !allowed.iter().any(|a| a == kind) {
                 return Err(Failure::Refused(SiteRefusal::Precondition(format!("this site's policy does not answer {kind} tasks"))));
             }
         }
+        let Some(kind) = &task.kind else {
+            return Err(Failure::Refused(SiteRefusal::InvalidParameters("task kind not understood by this agent version".into())));
+        };
+        let approval = self.approved_plan(task)?;
+        let plan = &approval.plan;
+        let sites = plan.site_set();
+        if sites.len() < min_sites || !sites.iter().any(|s| *s == self.config.site_id) {
+            return Err(Failure::Refused(SiteRefusal::Precondition(format!(
+                "this site takes part only in studies of at least {min_sites} sites including itself; the study has {} ({})",
+                sites.len(),
+                sites.join(", ")
+            ))));
+        }
+        crate::acceptance::accept(kind, plan, min)?;
         let records = &self.cohort.records;
         match &task.kind {
             Some(task::Kind::CohortSummary(_)) => Ok(cohort_summary::site_cohort_summary(records, &self.cohort.excluded_counts(), min)?),
             Some(task::Kind::Split(s)) => {
                 let quota = split::ClassQuota { negative: s.training_quota_negative, positive: s.training_quota_positive };
+                let positives = records.iter().filter(|r| r.outcome).count() as u64;
+                split::site_accepts(s.seed, quota, plan.seed, plan.split.training_fraction, records.len() as u64 - positives, positives)?;
                 let roles = split::site_assign(records, s.seed, quota)?;
                 let agg = split::site_split_aggregate(records, &roles, min)?;
                 self.record_split(&task.study_id, s, &roles)?;
@@ -281,33 +318,53 @@ impl SiteEngine {
                 Ok(agg)
             }
             Some(task::Kind::FeatureMoments(t)) => selection::feature_moments(&self.training(&task.study_id, t.features.as_ref())?, min),
-            Some(task::Kind::RankHistogram(t)) => selection::rank_histogram(&self.training(&task.study_id, t.features.as_ref())?, t, min),
+            Some(task::Kind::RankHistogram(t)) => {
+                let data = self.training(&task.study_id, t.features.as_ref())?;
+                acceptance::standardiser(plan, t.standardiser.as_ref(), &data.x, t.features.as_ref().map_or(0, |f| f.columns.len()))?;
+                selection::rank_histogram(&data, t, min)
+            }
             Some(task::Kind::Correlation(t)) => selection::correlation(&self.training(&task.study_id, t.features.as_ref())?, min),
             Some(task::Kind::LassoRound(t)) => {
                 let data = self.training(&task.study_id, t.features.as_ref())?;
+                acceptance::standardiser(plan, t.standardiser.as_ref(), &data.x, t.features.as_ref().map_or(0, |f| f.columns.len()))?;
                 selection::lasso_round(&data, t, self.fold_count(&task.study_id), min)
             }
             Some(task::Kind::CvLoss(t)) => {
                 let data = self.training(&task.study_id, t.features.as_ref())?;
+                acceptance::standardiser(plan, t.standardiser.as_ref(), &data.x, t.features.as_ref().map_or(0, |f| f.columns.len()))?;
                 selection::cv_loss(&data, t, self.fold_count(&task.study_id), min)
             }
             Some(task::Kind::LogisticRound(t)) => {
                 let variables = self.checked_variables(&t.variables)?;
                 let roles = self.load_split(&task.study_id)?;
+                let rows: Vec<Vec<f64>> = records
+                    .iter()
+                    .zip(&roles)
+                    .filter(|(_, r)| **r == CohortRole::Training)
+                    .filter_map(|(p, _)| fedrad_shared::algorithms::logistic::design_row(p, &variables))
+                    .collect();
+                acceptance::clinical_models(plan, &rows, &t.models)?;
                 selection::logistic_round(records, &roles, &variables, &t.models, min, self.config.policy.max_parameter_ratio)
             }
             Some(task::Kind::DesignMoments(t)) => selection::design_moments(&self.design(&task.study_id, t.design.as_ref())?, min),
             Some(task::Kind::ClassifierRound(t)) => {
-                selection::classifier_round(&self.design(&task.study_id, t.design.as_ref())?, t, min, self.config.policy.max_parameter_ratio)
+                let data = self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?;
+                selection::classifier_round(&data, t, min, self.config.policy.max_parameter_ratio)
             }
-            Some(task::Kind::Score(t)) => selection::score(&self.design(&task.study_id, t.design.as_ref())?, t, min),
-            Some(task::Kind::ValueHistogram(t)) => selection::value_histogram(&self.design(&task.study_id, t.design.as_ref())?, t, min),
-            Some(task::Kind::TreeRound(t)) => selection::tree_round(&self.design(&task.study_id, t.design.as_ref())?, t, min),
+            Some(task::Kind::Score(t)) => selection::score(&self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?, t, min),
+            Some(task::Kind::ValueHistogram(t)) => {
+                selection::value_histogram(&self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?, t, min)
+            }
+            Some(task::Kind::TreeRound(t)) => selection::tree_round(&self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?, t, min),
             Some(task::Kind::PairedScores(t)) => {
                 if t.models.is_empty() || t.models.len() > 200 {
                     return Err(Failure::Refused(SiteRefusal::InvalidParameters("compare 1 to 200 models".into())));
                 }
-                let designs = t.models.iter().map(|m| self.design(&task.study_id, m.design.as_ref())).collect::<Result<Vec<_>, _>>()?;
+                let designs = t
+                    .models
+                    .iter()
+                    .map(|m| self.standardised_design(plan, &task.study_id, m.design.as_ref(), m.standardiser.as_ref()))
+                    .collect::<Result<Vec<_>, _>>()?;
                 selection::paired_scores(&designs, t, min)
             }
             Some(task::Kind::EncoderRound(t)) => self.encoder_round(&task.study_id, t),
@@ -581,6 +638,21 @@ impl SiteEngine {
                 *f = folds.get(id).copied().unwrap_or(0);
             }
         }
+        Ok(data)
+    }
+
+    /// The design rows of a model task whose standardiser this site accepts (no finer than its
+    /// own spread of the training rows, see [`acceptance::standardiser`]).
+    fn standardised_design(
+        &self,
+        plan: &fedrad_shared::plan::StudyPlan,
+        study_id: &str,
+        design: Option<&proto::ModelDesign>,
+        std: Option<&proto::Standardiser>,
+    ) -> Result<selection::DesignData, Failure> {
+        let data = self.design(study_id, design)?;
+        let training: Vec<Vec<f64>> = data.rows.iter().zip(&data.role).filter(|(_, r)| **r == CohortRole::Training).map(|(x, _)| x.clone()).collect();
+        acceptance::standardiser(plan, std, &training, data.width())?;
         Ok(data)
     }
 

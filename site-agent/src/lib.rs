@@ -1,6 +1,8 @@
 //! The FedRad site agent: it runs inside a hospital, loads the hospital's own images, masks
 //! and clinical table, and answers the coordinator's tasks with aggregates only.
 
+pub mod acceptance;
+pub mod approval;
 pub mod audit;
 pub mod client;
 pub mod config;

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use site_agent::{audit, config::SiteConfig, manifest};
+use site_agent::{approval, audit, config::SiteConfig, manifest};
 
 #[derive(Parser)]
 #[command(version, about = "FedRad site agent: answers a study coordinator with aggregates only.")]
@@ -49,6 +49,31 @@ enum Command {
         manifest: PathBuf,
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Approve a study: its plan (every setting that shapes a task) is recorded, and from then
+    /// on this site answers that study's tasks under exactly this plan and checks each task
+    /// against it. Review the printed summary (and the plan itself) before approving.
+    Approve {
+        #[arg(long)]
+        config: PathBuf,
+        /// The study file the coordinator runs (its feature parameter file is read beside it).
+        #[arg(long, conflicts_with = "plan")]
+        study: Option<PathBuf>,
+        /// Or the study's plan.json as the coordinator wrote it.
+        #[arg(long)]
+        plan: Option<PathBuf>,
+    },
+    /// List the studies this site has approved.
+    Studies {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Withdraw the approval of a study: its tasks are refused from then on.
+    Withdraw {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        study_id: String,
     },
     /// Inspect the audit log of what left this site.
     Audit {
@@ -132,6 +157,45 @@ fn main() -> anyhow::Result<()> {
             if summary.scored == 0 {
                 anyhow::bail!("no patient could be scored (reasons in {})", out.display());
             }
+            Ok(())
+        }
+        Command::Approve { config, study, plan } => {
+            let cfg = SiteConfig::load(&config)?;
+            let plan = match (study, plan) {
+                (Some(study), None) => fedrad_shared::plan::StudyConfig::load(&study)?.plan()?,
+                (None, Some(p)) => {
+                    let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+                    serde_json::from_str(&text).with_context(|| format!("{}: not a FedRad study plan", p.display()))?
+                }
+                _ => anyhow::bail!("give the study file (--study study.toml) or its plan (--plan plan.json)"),
+            };
+            let replaced = approval::load(&cfg.work_dir, &plan.study_id).ok();
+            let a = approval::approve(&cfg.work_dir, &cfg.site_id, &plan)?;
+            print!("{}", approval::summary(&a));
+            match replaced {
+                Some(old) if old.plan_sha256 != a.plan_sha256 => {
+                    println!("replaces the approval of plan {} (a split or folds already recorded for this study stay as they are)", &old.plan_sha256[..12])
+                }
+                _ => {}
+            }
+            println!("approved for {} in {}", cfg.site_id, cfg.work_dir.join("approved").display());
+            Ok(())
+        }
+        Command::Studies { config } => {
+            let cfg = SiteConfig::load(&config)?;
+            let all = approval::list(&cfg.work_dir)?;
+            if all.is_empty() {
+                println!("no study is approved at {}", cfg.site_id);
+            }
+            for a in &all {
+                print!("{}", approval::summary(a));
+            }
+            Ok(())
+        }
+        Command::Withdraw { config, study_id } => {
+            let cfg = SiteConfig::load(&config)?;
+            let a = approval::withdraw(&cfg.work_dir, &study_id)?;
+            println!("withdrew the approval of study {} (plan {}); its tasks are refused from now on", a.study_id, &a.plan_sha256[..12]);
             Ok(())
         }
         Command::Audit { action } => {

@@ -1,21 +1,36 @@
 //! A hostile or buggy coordinator: every malformed, out-of-range or over-small request is
 //! refused with a typed reason, nothing panics, and the site keeps serving valid tasks.
-//! (`cargo test hostile` runs this.)
+//! (`cargo test hostile` runs this.) The study is approved with settings that let the
+//! malformed requests reach the checks below the plan's (`tests/attacks.rs` tries what the
+//! plan itself stops).
 
+use fedrad_shared::plan::StudyPlan;
 use fedrad_shared::proto::{self, RefusalReason, task, task_reply};
 
 mod common;
 
-fn refusal(engine: &site_agent::engine::SiteEngine, id: &str, kind: Option<task::Kind>) -> (RefusalReason, String) {
-    let reply = engine.handle(&proto::Task { study_sites: Vec::new(), task_id: id.into(), study_id: "hostile".into(), kind });
+/// The plan of the hostile tests: two folds (a small cohort), a small encoder, 400 random
+/// features (to meet the parameter ratio), hyperparameter search on, seeds 1.
+fn hostile_plan(cfg: &site_agent::config::SiteConfig) -> StudyPlan {
+    common::approve(cfg, "hostile", |s| {
+        s.selection.lasso.folds = 2;
+        s.models.search.enabled = true;
+        s.models.rbf_svm = fedrad_shared::plan::RbfSvmSettings { features: 400, gamma: 0.3, c: 1.0, seed: 1 };
+        s.models.forest.seed = 1;
+        s.deep = fedrad_shared::plan::DeepSettings { crop: 16, field_mm: 48.0, channels: [2, 3], embedding: 8, batch_size: 5, ..Default::default() };
+    })
+}
+
+fn refusal(engine: &site_agent::engine::SiteEngine, plan: &StudyPlan, id: &str, kind: Option<task::Kind>) -> (RefusalReason, String) {
+    let reply = engine.handle(&common::task(plan, id, kind));
     match reply.outcome {
         Some(task_reply::Outcome::Refusal(r)) => (RefusalReason::try_from(r.reason).unwrap(), r.detail),
         other => panic!("{id}: expected a refusal, got {other:?}"),
     }
 }
 
-fn answered(engine: &site_agent::engine::SiteEngine, id: &str, kind: task::Kind) -> proto::Aggregate {
-    let reply = engine.handle(&proto::Task { study_sites: Vec::new(), task_id: id.into(), study_id: "hostile".into(), kind: Some(kind) });
+fn answered(engine: &site_agent::engine::SiteEngine, plan: &StudyPlan, id: &str, kind: task::Kind) -> proto::Aggregate {
+    let reply = engine.handle(&common::task(plan, id, Some(kind)));
     match reply.outcome {
         Some(task_reply::Outcome::Aggregate(a)) => a,
         other => panic!("{id}: expected an aggregate, got {other:?}"),
@@ -27,40 +42,41 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
     let dir = common::fresh_dir("hostile");
     let cohort = common::one_hospital(&dir.join("cohort"), 9, 100);
     let cfg = common::local_config(&cohort.manifests[0].1, &dir);
+    let plan = hostile_plan(&cfg);
     let engine = site_agent::load_engine(cfg).unwrap();
     use RefusalReason::*;
 
     // Before any split or features: preconditions.
     let columns = |digest: &str, cols: Vec<u32>| proto::FeatureColumns { sequence: "t2".into(), catalogue_sha256: digest.into(), columns: cols };
     let moments = |digest: &str, cols: Vec<u32>| Some(task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(columns(digest, cols)) }));
-    assert_eq!(refusal(&engine, "m0", moments("x", vec![0])).0, Precondition);
-    assert_eq!(refusal(&engine, "unknown", None).0, InvalidParameters);
+    assert_eq!(refusal(&engine, &plan, "m0", moments("x", vec![0])).0, Precondition);
+    assert_eq!(refusal(&engine, &plan, "unknown", None).0, InvalidParameters);
 
     let n = engine.cohort.records.len() as u64;
     let pos = engine.cohort.records.iter().filter(|r| r.outcome).count() as u64;
-    answered(&engine, "split", task::Kind::Split(proto::SplitTask { seed: 1, training_quota_negative: (n - pos) * 7 / 10, training_quota_positive: pos * 7 / 10 }));
-    answered(&engine, "extract", task::Kind::ExtractFeatures(proto::ExtractFeaturesTask { parameters_yaml: String::new() }));
+    answered(&engine, &plan, "split", task::Kind::Split(proto::SplitTask { seed: 1, training_quota_negative: (n - pos) * 7 / 10, training_quota_positive: pos * 7 / 10 }));
+    answered(&engine, &plan, "extract", task::Kind::ExtractFeatures(proto::ExtractFeaturesTask { parameters_yaml: String::new() }));
     let table = site_agent::selection::load_table(&dir.join("work/studies/hostile"), "t2").unwrap();
     let digest = table.digest.clone();
     let p = table.names.len() as u32;
 
     // Features: wrong catalogue, columns outside the table, unknown sequence.
-    assert_eq!(refusal(&engine, "m1", moments("0123", vec![0])).0, Precondition);
-    assert_eq!(refusal(&engine, "m2", moments(&digest, vec![p + 5])).0, InvalidParameters);
+    assert_eq!(refusal(&engine, &plan, "m1", moments("0123", vec![0])).0, Precondition);
+    assert_eq!(refusal(&engine, &plan, "m2", moments(&digest, vec![p + 5])).0, InvalidParameters);
     let mut flair = columns(&digest, vec![0]);
     flair.sequence = "../../etc".into();
-    assert_eq!(refusal(&engine, "m3", Some(task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(flair) }))).0, InvalidParameters);
+    assert_eq!(refusal(&engine, &plan, "m3", Some(task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(flair) }))).0, InvalidParameters);
 
-    // Tiny subsets: 50 folds of ~1 patient, a grid of 3 cells.
-    let (reason, detail) = refusal(&engine, "folds50", Some(task::Kind::Folds(proto::FoldsTask { seed: 1, folds: 50 })));
-    assert_eq!(reason, BelowMinCount, "{detail}");
-    assert_eq!(refusal(&engine, "folds0", Some(task::Kind::Folds(proto::FoldsTask { seed: 1, folds: 0 }))).0, InvalidParameters);
-    answered(&engine, "folds", task::Kind::Folds(proto::FoldsTask { seed: 1, folds: 2 }));
-    // Folds are fixed for the study once recorded.
-    assert_eq!(refusal(&engine, "folds-again", Some(task::Kind::Folds(proto::FoldsTask { seed: 2, folds: 3 }))).0, Precondition);
+    // Folds other than the plan's: 50 folds of ~1 patient, none, another seed.
+    let (reason, detail) = refusal(&engine, &plan, "folds50", Some(task::Kind::Folds(proto::FoldsTask { seed: 1, folds: 50 })));
+    assert_eq!(reason, InvalidParameters, "{detail}");
+    assert!(detail.contains("study plan"), "{detail}");
+    assert_eq!(refusal(&engine, &plan, "folds0", Some(task::Kind::Folds(proto::FoldsTask { seed: 1, folds: 0 }))).0, InvalidParameters);
+    answered(&engine, &plan, "folds", task::Kind::Folds(proto::FoldsTask { seed: 1, folds: 2 }));
+    assert_eq!(refusal(&engine, &plan, "folds-again", Some(task::Kind::Folds(proto::FoldsTask { seed: 2, folds: 2 }))).0, InvalidParameters);
 
     // LASSO points: a fold that does not exist, unsorted positions, NaN, no standardiser, too many points.
-    let std = proto::Standardiser { center: vec![0.0; 3], scale: vec![1.0; 3] };
+    let std = common::standardiser_of(&table, &[0, 1, 2]);
     let lasso = |points: Vec<proto::GlmPoint>, std: Option<proto::Standardiser>| {
         Some(task::Kind::LassoRound(proto::LassoRoundTask {
             features: Some(columns(&digest, vec![0, 1, 2])),
@@ -71,22 +87,23 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
         }))
     };
     let point = |fold: u32, nonzero: Vec<u32>, coefficients: Vec<f64>| proto::GlmPoint { fold, intercept: 0.0, nonzero, coefficients, hessian: vec![] };
-    assert_eq!(refusal(&engine, "l1", lasso(vec![point(9, vec![], vec![])], Some(std.clone()))).0, InvalidParameters);
-    assert_eq!(refusal(&engine, "l2", lasso(vec![point(0, vec![2, 1], vec![1.0, 1.0])], Some(std.clone()))).0, InvalidParameters);
-    assert_eq!(refusal(&engine, "l3", lasso(vec![point(0, vec![1], vec![f64::NAN])], Some(std.clone()))).0, InvalidParameters);
-    assert_eq!(refusal(&engine, "l4", lasso(vec![point(0, vec![], vec![])], None)).0, InvalidParameters);
+    assert_eq!(refusal(&engine, &plan, "l1", lasso(vec![point(9, vec![], vec![])], Some(std.clone()))).0, InvalidParameters);
+    assert_eq!(refusal(&engine, &plan, "l2", lasso(vec![point(0, vec![2, 1], vec![1.0, 1.0])], Some(std.clone()))).0, InvalidParameters);
+    assert_eq!(refusal(&engine, &plan, "l3", lasso(vec![point(0, vec![1], vec![f64::NAN])], Some(std.clone()))).0, InvalidParameters);
+    assert_eq!(refusal(&engine, &plan, "l4", lasso(vec![point(0, vec![], vec![])], None)).0, InvalidParameters);
     let bad_scale = proto::Standardiser { center: vec![0.0; 3], scale: vec![0.0; 3] };
-    assert_eq!(refusal(&engine, "l5", lasso(vec![point(0, vec![], vec![])], Some(bad_scale))).0, InvalidParameters);
-    assert_eq!(refusal(&engine, "l6", lasso(vec![point(0, vec![], vec![]); 100_001], Some(std.clone()))).0, InvalidParameters);
+    assert_eq!(refusal(&engine, &plan, "l5", lasso(vec![point(0, vec![], vec![])], Some(bad_scale))).0, InvalidParameters);
+    assert_eq!(refusal(&engine, &plan, "l6", lasso(vec![point(0, vec![], vec![]); 100_001], Some(std.clone()))).0, InvalidParameters);
 
     // Models: more parameters than the policy allows per patient, a made-up clinical variable.
     let wide = proto::ModelDesign { features: Some(columns(&digest, (0..40).collect())), variables: vec![], clinical_columns: vec![] };
     let (reason, detail) = refusal(
         &engine,
+        &plan,
         "wide",
         Some(task::Kind::ClassifierRound(proto::ClassifierRoundTask {
             design: Some(wide),
-            standardiser: Some(proto::Standardiser { center: vec![0.0; 40], scale: vec![1.0; 40] }),
+            standardiser: Some(common::standardiser_of(&table, &(0..40).collect::<Vec<_>>())),
             objective: proto::ClassifierObjective::SquaredHinge as i32,
             parameters: vec![0.0; 41],
             svm: vec![],
@@ -100,6 +117,7 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
     let narrow = proto::ModelDesign { features: Some(columns(&digest, vec![0, 1, 2])), variables: vec![], clinical_columns: vec![] };
     let (reason, detail) = refusal(
         &engine,
+        &plan,
         "rff",
         Some(task::Kind::ClassifierRound(proto::ClassifierRoundTask {
             design: Some(narrow.clone()),
@@ -117,6 +135,7 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
     // Cross-validation: a fold the site never recorded.
     let (reason, detail) = refusal(
         &engine,
+        &plan,
         "cv-fold",
         Some(task::Kind::ClassifierRound(proto::ClassifierRoundTask {
             design: Some(narrow.clone()),
@@ -148,21 +167,21 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
     let root_only = vec![1.0, 1.0, -1.0, 0.0, 0.0, 0.0, 0.5];
     let split = vec![1.0, 3.0, 0.0, 0.0, 1.0, 2.0, 0.5, -1.0, 0.0, 0.0, 0.0, 0.4, -1.0, 0.0, 0.0, 0.0, 0.6];
     let request = |node: u32, columns: Vec<u32>| vec![proto::NodeRequest { tree: 0, node, columns }];
-    assert_eq!(refusal(&engine, "t1", tree(split.clone(), request(0, vec![0]), vec![0.0])).0, InvalidParameters);
-    assert_eq!(refusal(&engine, "t2", tree(root_only.clone(), request(0, vec![3]), vec![0.0])).0, InvalidParameters);
+    assert_eq!(refusal(&engine, &plan, "t1", tree(split.clone(), request(0, vec![0]), vec![0.0])).0, InvalidParameters);
+    assert_eq!(refusal(&engine, &plan, "t2", tree(root_only.clone(), request(0, vec![3]), vec![0.0])).0, InvalidParameters);
     let cycle = vec![1.0, 2.0, 0.0, 0.0, 1.0, 0.0, 0.5, -1.0, 0.0, 0.0, 0.0, 0.4];
-    assert_eq!(refusal(&engine, "t3", tree(cycle, request(1, vec![0]), vec![0.0])).0, InvalidParameters);
-    assert_eq!(refusal(&engine, "t4", tree(root_only.clone(), request(0, vec![0]), vec![1.0, 0.0])).0, InvalidParameters);
+    assert_eq!(refusal(&engine, &plan, "t3", tree(cycle, request(1, vec![0]), vec![0.0])).0, InvalidParameters);
+    assert_eq!(refusal(&engine, &plan, "t4", tree(root_only.clone(), request(0, vec![0]), vec![1.0, 0.0])).0, InvalidParameters);
     let many: Vec<proto::NodeRequest> = (0..3000).map(|t| proto::NodeRequest { tree: t, node: 0, columns: vec![0, 1, 2] }).collect();
     let forest: Vec<f64> = std::iter::once(3000.0).chain((0..3000).flat_map(|_| root_only[1..].to_vec())).collect();
     let edges: Vec<f64> = (0..1000).map(|k| k as f64 * 0.01).collect();
-    assert_eq!(refusal(&engine, "t5", tree(forest, many, edges)).0, InvalidParameters);
+    assert_eq!(refusal(&engine, &plan, "t5", tree(forest, many, edges)).0, InvalidParameters);
     // A valid root request is answered.
-    let a = answered(&engine, "t-ok", tree(root_only, request(0, vec![0, 2]), vec![-0.5, 0.0, 0.5]).unwrap());
+    let a = answered(&engine, &plan, "t-ok", tree(root_only, request(0, vec![0, 2]), vec![-0.5, 0.0, 0.5]).unwrap());
     assert_eq!(a.tensors.iter().find(|t| t.name == "histogram").unwrap().values.len(), 2 * 4 * 3);
     let fake = proto::ClinicalVariable { name: "salary".into(), kind: Some(proto::clinical_variable::Kind::Continuous(proto::ContinuousGrid { resolution: 1.0 })) };
     let logistic = Some(task::Kind::LogisticRound(proto::LogisticRoundTask { variables: vec![fake], models: vec![proto::ClinicalModel { columns: vec![0], coefficients: vec![0.0, 0.0] }] }));
-    assert_eq!(refusal(&engine, "salary", logistic).0, InvalidParameters);
+    assert_eq!(refusal(&engine, &plan, "salary", logistic).0, InvalidParameters);
 
     // Deep features: weights that do not fit the architecture, non-finite weights, a crop
     // size the encoder does not support, weights that do not match their SHA-256, an
@@ -183,7 +202,7 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
             weights,
             round: 1,
             local_epochs: 1,
-            batch_size: 4,
+            batch_size: 5,
             learning_rate: lr,
             momentum: 0.9,
             proximal_mu: 0.0,
@@ -191,31 +210,31 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
             seed: 1,
         }))
     };
-    assert_eq!(refusal(&engine, "e1", round(arch_proto(&arch), w[1..].to_vec(), 0.1)).0, InvalidParameters);
+    assert_eq!(refusal(&engine, &plan, "e1", round(arch_proto(&arch), w[1..].to_vec(), 0.1)).0, InvalidParameters);
     let mut nan = w.clone();
     nan[3] = f64::NAN;
-    assert_eq!(refusal(&engine, "e2", round(arch_proto(&arch), nan, 0.1)).0, InvalidParameters);
+    assert_eq!(refusal(&engine, &plan, "e2", round(arch_proto(&arch), nan, 0.1)).0, InvalidParameters);
     let odd = Architecture { crop: 30, ..arch };
-    assert_eq!(refusal(&engine, "e3", round(arch_proto(&odd), vec![0.0; odd.parameter_count()], 0.1)).0, InvalidParameters);
-    assert_eq!(refusal(&engine, "e4", round(arch_proto(&arch), w.clone(), 1e6)).0, InvalidParameters);
-    let trained = answered(&engine, "e-ok", round(arch_proto(&arch), w.clone(), 0.1).unwrap());
+    assert_eq!(refusal(&engine, &plan, "e3", round(arch_proto(&odd), vec![0.0; odd.parameter_count()], 0.1)).0, InvalidParameters);
+    assert_eq!(refusal(&engine, &plan, "e4", round(arch_proto(&arch), w.clone(), 1e6)).0, InvalidParameters);
+    let trained = answered(&engine, &plan, "e-ok", round(arch_proto(&arch), w.clone(), 0.1).unwrap());
     assert_eq!(trained.tensors.iter().find(|t| t.name == "weights").unwrap().values.len(), w.len());
     let weights_digest = fedrad_shared::algorithms::fedavg::weights_sha256(&w);
     let embed = |weights: Vec<f64>, sha: String| Some(task::Kind::Embed(proto::EmbedTask { sequence: "t2".into(), architecture: Some(arch_proto(&arch)), weights, weights_sha256: sha }));
     let mut tampered = w.clone();
     tampered[0] += 1e-9;
-    let (reason, detail) = refusal(&engine, "e5", embed(tampered, weights_digest.clone()));
+    let (reason, detail) = refusal(&engine, &plan, "e5", embed(tampered, weights_digest.clone()));
     assert_eq!(reason, InvalidParameters);
     assert!(detail.contains("SHA-256"), "{detail}");
     assert!(!dir.join("work/studies/hostile/features/t2.deep.csv").exists(), "tampered weights write nothing");
-    let a = answered(&engine, "e-embed", embed(w.clone(), weights_digest).unwrap());
+    let a = answered(&engine, &plan, "e-embed", embed(w.clone(), weights_digest).unwrap());
     assert_eq!(a.tensors.iter().find(|t| t.name == "embedded").unwrap().values, vec![n as f64]);
     let joined = site_agent::selection::load_table(&dir.join("work/studies/hostile"), "t2+deep").unwrap();
     assert_eq!(joined.names.len(), p as usize + 8);
     assert_eq!(joined.rows.len() as u64, n);
 
     // The site still answers a valid request, and every refusal is in the audit log.
-    let a = answered(&engine, "m-ok", moments(&digest, vec![0, 1, 2]).unwrap());
+    let a = answered(&engine, &plan, "m-ok", moments(&digest, vec![0, 1, 2]).unwrap());
     assert_eq!(a.patient_count, (n - pos) * 7 / 10 + pos * 7 / 10, "the training cohort");
     let log = site_agent::audit::verify(&dir.join("work/audit.jsonl")).unwrap();
     assert!(log.iter().filter(|e| e.outcome == "refused").count() >= 26);
@@ -229,9 +248,10 @@ fn hostile_task_kinds_outside_the_sites_allow_list_are_refused() {
     let mut cfg = common::local_config(&cohort.manifests[0].1, &dir);
     cfg.policy.answers = Some(vec!["cohort_summary".into()]);
     cfg.validate().unwrap();
+    let plan = common::approve(&cfg, "hostile", |_| {});
     let engine = site_agent::load_engine(cfg.clone()).unwrap();
-    answered(&engine, "summary", task::Kind::CohortSummary(proto::CohortSummaryTask {}));
-    let (reason, detail) = refusal(&engine, "split", Some(task::Kind::Split(proto::SplitTask { seed: 1, training_quota_negative: 10, training_quota_positive: 5 })));
+    answered(&engine, &plan, "summary", task::Kind::CohortSummary(proto::CohortSummaryTask {}));
+    let (reason, detail) = refusal(&engine, &plan, "split", Some(task::Kind::Split(proto::SplitTask { seed: 1, training_quota_negative: 10, training_quota_positive: 5 })));
     assert_eq!(reason, RefusalReason::Precondition);
     assert!(detail.contains("does not answer split"), "{detail}");
     assert!(!dir.join("work/studies/hostile/split.csv").exists(), "a refused split records nothing");
@@ -249,16 +269,12 @@ fn hostile_a_study_with_too_few_sites_is_refused_by_a_min_sites_policy() {
     cfg.policy.min_sites = 3;
     cfg.validate().unwrap();
     let engine = site_agent::load_engine(cfg.clone()).unwrap();
-    let task = |id: &str, sites: &[&str]| proto::Task {
-        study_sites: sites.iter().map(|s| s.to_string()).collect(),
-        task_id: id.into(),
-        study_id: "hostile".into(),
-        kind: Some(task::Kind::CohortSummary(proto::CohortSummaryTask {})),
-    };
-    let outcome = |t: proto::Task| engine.handle(&t).outcome;
-    // Two sites, the same site named twice, three sites without this one: refused.
-    for (id, sites) in [("two", &["hospital-a", "hospital-b"][..]), ("dup", &["hospital-a", "hospital-b", "hospital-b"]), ("absent", &["x-1", "x-2", "x-3"])] {
-        match outcome(task(id, sites)) {
+    let summary = Some(task::Kind::CohortSummary(proto::CohortSummaryTask {}));
+    let sites = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // Two sites, or the same site named twice: refused even though approved.
+    for (id, list) in [("two", &["hospital-a", "hospital-b"][..]), ("dup", &["hospital-a", "hospital-b", "hospital-b"])] {
+        let plan = common::approve(&cfg, id, |s| s.sites = sites(list));
+        match engine.handle(&common::task(&plan, id, summary.clone())).outcome {
             Some(task_reply::Outcome::Refusal(r)) => {
                 assert_eq!(RefusalReason::try_from(r.reason).unwrap(), RefusalReason::Precondition);
                 assert!(r.detail.contains("at least 3 sites"), "{}", r.detail);
@@ -266,7 +282,18 @@ fn hostile_a_study_with_too_few_sites_is_refused_by_a_min_sites_policy() {
             other => panic!("{id}: expected a refusal, got {other:?}"),
         }
     }
-    assert!(matches!(outcome(task("three", &["hospital-a", "hospital-b", "hospital-c"])), Some(task_reply::Outcome::Aggregate(_))));
+    // A plan without this site cannot be approved here.
+    let other = fedrad_shared::plan::StudyConfig { sites: sites(&["x-1", "x-2", "x-3"]), ..toml::from_str("study_id = \"absent\"\noutput_dir = \"o\"\nseed = 1\nsites = [\"x\"]").unwrap() };
+    assert!(site_agent::approval::approve(&cfg.work_dir, "hospital-a", &other.plan().unwrap()).is_err());
+    let plan = common::approve(&cfg, "three", |s| s.sites = sites(&["hospital-a", "hospital-b", "hospital-c"]));
+    assert!(matches!(engine.handle(&common::task(&plan, "three", summary.clone())).outcome, Some(task_reply::Outcome::Aggregate(_))));
+    // A task that declares other sites than its approved plan: refused.
+    let mut t = common::task(&plan, "three-b", summary);
+    t.study_sites = sites(&["hospital-a", "hospital-b", "hospital-c", "hospital-d"]);
+    match engine.handle(&t).outcome {
+        Some(task_reply::Outcome::Refusal(r)) => assert!(r.detail.contains("declares the sites"), "{}", r.detail),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
     cfg.policy.min_sites = 0;
     assert!(cfg.validate().unwrap_err().contains("min_sites"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -282,17 +309,18 @@ fn hostile_mutated_task_bytes_never_crash_the_site() {
     let dir = common::fresh_dir("hostile-mutated");
     let cohort = common::one_hospital(&dir.join("cohort"), 9, 200);
     let cfg = common::local_config(&cohort.manifests[0].1, &dir);
+    let plan = hostile_plan(&cfg);
     let engine = site_agent::load_engine(cfg).unwrap();
     let n = engine.cohort.records.len() as u64;
     let pos = engine.cohort.records.iter().filter(|r| r.outcome).count() as u64;
     let split = task::Kind::Split(proto::SplitTask { seed: 1, training_quota_negative: (n - pos) * 7 / 10, training_quota_positive: pos * 7 / 10 });
-    answered(&engine, "split", split.clone());
-    answered(&engine, "extract", task::Kind::ExtractFeatures(proto::ExtractFeaturesTask { parameters_yaml: String::new() }));
-    answered(&engine, "folds", task::Kind::Folds(proto::FoldsTask { seed: 1, folds: 2 }));
+    answered(&engine, &plan, "split", split.clone());
+    answered(&engine, &plan, "extract", task::Kind::ExtractFeatures(proto::ExtractFeaturesTask { parameters_yaml: String::new() }));
+    answered(&engine, &plan, "folds", task::Kind::Folds(proto::FoldsTask { seed: 1, folds: 2 }));
     let table = site_agent::selection::load_table(&dir.join("work/studies/hostile"), "t2").unwrap();
     let features = proto::FeatureColumns { sequence: "t2".into(), catalogue_sha256: table.digest.clone(), columns: vec![0, 1, 2] };
     let design = proto::ModelDesign { features: Some(features.clone()), variables: vec![], clinical_columns: vec![] };
-    let std = proto::Standardiser { center: vec![0.0; 3], scale: vec![1.0; 3] };
+    let std = common::standardiser_of(&table, &[0, 1, 2]);
     let seeds = [
         task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(features.clone()) }),
         task::Kind::ClassifierRound(proto::ClassifierRoundTask {
@@ -319,12 +347,12 @@ fn hostile_mutated_task_bytes_never_crash_the_site() {
             design: Some(design),
             standardiser: Some(std),
             scorers: vec![proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0, 1.0, -1.0, 0.5], random_features: None }],
-            grid: 1000,
+            grid: fedrad_shared::algorithms::metrics::DEFAULT_GRID,
             folds: 0,
         }),
     ];
     for (k, seed) in seeds.iter().enumerate() {
-        answered(&engine, &format!("seed-{k}"), seed.clone());
+        answered(&engine, &plan, &format!("seed-{k}"), seed.clone());
     }
     let mut state = 0x5851_f42d_4c95_7f2du64;
     let mut next = move |n: usize| {
@@ -336,7 +364,7 @@ fn hostile_mutated_task_bytes_never_crash_the_site() {
     let (mut decoded, mut answered_ok) = (0, 0);
     for i in 0..3000 {
         let seed = &seeds[i % seeds.len()];
-        let mut bytes = proto::Task { study_sites: Vec::new(), task_id: format!("fuzz-{i}"), study_id: "hostile".into(), kind: Some(seed.clone()) }.encode_to_vec();
+        let mut bytes = common::task(&plan, &format!("fuzz-{i}"), Some(seed.clone())).encode_to_vec();
         match next(4) {
             // One flipped bit: usually still a valid message, with a changed value.
             3 => {
@@ -365,6 +393,6 @@ fn hostile_mutated_task_bytes_never_crash_the_site() {
     }
     assert!(decoded > 300, "only {decoded} damaged tasks decoded");
     assert!(answered_ok > 0 && answered_ok < decoded, "{answered_ok} of {decoded} answered");
-    answered(&engine, "after", task::Kind::CohortSummary(proto::CohortSummaryTask {}));
+    answered(&engine, &plan, "after", task::Kind::CohortSummary(proto::CohortSummaryTask {}));
     let _ = std::fs::remove_dir_all(&dir);
 }

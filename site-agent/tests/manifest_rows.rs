@@ -92,13 +92,9 @@ fn each_bad_row_is_excluded_with_its_reason_and_the_rest_loads() {
 
     // The site still works and reports counts per reason (only counts).
     let cfg = common::local_config(manifest, &dir);
+    let plan = common::approve(&cfg, "s", |_| {});
     let engine = site_agent::engine::SiteEngine::new(cfg, loaded).unwrap();
-    let reply = engine.handle(&proto::Task {
-        study_sites: Vec::new(),
-        task_id: "summary-1".into(),
-        study_id: "s".into(),
-        kind: Some(task::Kind::CohortSummary(proto::CohortSummaryTask {})),
-    });
+    let reply = engine.handle(&common::task(&plan, "summary-1", Some(task::Kind::CohortSummary(proto::CohortSummaryTask {}))));
     let Some(task_reply::Outcome::Aggregate(agg)) = reply.outcome else { panic!("no aggregate: {reply:?}") };
     let summary = cohort_summary::combine(&[SiteAggregate::new("hospital-a", agg)]).unwrap();
     assert_eq!(summary.excluded, 12);

@@ -66,8 +66,22 @@ fn onnx_embed_task_stores_the_networks_outputs_as_deep_features() {
     let networks = cfg.networks_dir();
     std::fs::create_dir_all(&networks).unwrap();
     let bytes = std::fs::read(fixtures().join("tiny_cnn_3ch.onnx")).unwrap();
-    std::fs::write(networks.join("tiny.onnx"), &bytes).unwrap();
     let sha = site_agent::audit::sha256_hex(&bytes);
+    // A tampered file under the approved name first.
+    let mut tampered = bytes.clone();
+    tampered[10] ^= 1;
+    std::fs::write(networks.join("tiny.onnx"), &tampered).unwrap();
+    let plan = common::approve(&cfg, "onnx", |s| {
+        s.deep.source = fedrad_shared::plan::DeepSource::Onnx;
+        s.deep.onnx = Some(fedrad_shared::plan::OnnxNetwork {
+            file: "tiny.onnx".into(),
+            sha256: sha.clone(),
+            input_size: 32,
+            channels: 3,
+            field_mm: 64.0,
+            intensity: "imagenet".into(),
+        });
+    });
     let engine = site_agent::load_engine(cfg).unwrap();
     let handle = |id: &str, sha: &str| {
         let kind = task::Kind::OnnxEmbed(proto::OnnxEmbedTask {
@@ -79,16 +93,21 @@ fn onnx_embed_task_stores_the_networks_outputs_as_deep_features() {
             field_mm: 64.0,
             intensity: "imagenet".into(),
         });
-        engine.handle(&proto::Task { study_sites: Vec::new(), task_id: id.into(), study_id: "onnx".into(), kind: Some(kind) })
+        engine.handle(&common::task(&plan, id, Some(kind)))
     };
-    // The wrong hash: refused, named, nothing written.
-    match handle("wrong", &"0".repeat(64)).outcome {
+    let refused = |id: &str, sha: &str| match handle(id, sha).outcome {
         Some(task_reply::Outcome::Refusal(r)) => {
             assert_eq!(RefusalReason::try_from(r.reason).unwrap(), RefusalReason::InvalidParameters);
-            assert!(r.detail.contains("SHA-256") && r.detail.contains("tiny.onnx"), "{}", r.detail);
+            r.detail
         }
         other => panic!("expected a refusal, got {other:?}"),
-    }
+    };
+    // Another network than the plan's: refused by the plan.
+    assert!(refused("other", &"0".repeat(64)).contains("study plan"));
+    // The plan's network, but the file on disk does not hash to it: refused, named, nothing written.
+    let detail = refused("wrong", &sha);
+    assert!(detail.contains("SHA-256") && detail.contains("tiny.onnx"), "{detail}");
+    std::fs::write(networks.join("tiny.onnx"), &bytes).unwrap();
     let table_path = dir.join("work/studies/onnx/features/t2.deep.csv");
     assert!(!table_path.exists());
     let agg = match handle("right", &sha).outcome {

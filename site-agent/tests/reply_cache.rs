@@ -11,16 +11,12 @@ fn repeated_task_ids_are_answered_from_the_cache_and_reuse_is_refused() {
     let dir = common::fresh_dir("reply-cache");
     let cohort = common::one_hospital(&dir.join("cohort"), 4, 100);
     let cfg = common::local_config(&cohort.manifests[0].1, &dir);
+    let plan = common::approve(&cfg, "s1", |s| s.seed = 7);
     let engine = site_agent::load_engine(cfg).unwrap();
     let positives = engine.cohort.records.iter().filter(|r| r.outcome).count() as u64;
     let negatives = engine.cohort.records.len() as u64 - positives;
     let (qn, qp) = (negatives * 7 / 10, positives * 7 / 10);
-    let split = |seed| proto::Task {
-        study_sites: Vec::new(),
-        task_id: "split-r1".into(),
-        study_id: "s1".into(),
-        kind: Some(task::Kind::Split(proto::SplitTask { seed, training_quota_negative: qn, training_quota_positive: qp })),
-    };
+    let split = |seed| common::task(&plan, "split-r1", Some(task::Kind::Split(proto::SplitTask { seed, training_quota_negative: qn, training_quota_positive: qp })));
     let first = engine.handle(&split(7));
     assert!(matches!(first.outcome, Some(task_reply::Outcome::Aggregate(_))), "{first:?}");
     let again = engine.handle(&split(7));
@@ -30,11 +26,11 @@ fn repeated_task_ids_are_answered_from_the_cache_and_reuse_is_refused() {
         Some(task_reply::Outcome::Refusal(r)) => assert!(r.detail.contains("already used for a different task"), "{}", r.detail),
         other => panic!("expected a refusal, got {other:?}"),
     }
-    // A new id that tries to change the recorded split is refused too.
+    // A new id that tries to change the split is refused too: its seed is not the plan's.
     let mut other = split(8);
     other.task_id = "split-r2".into();
     match engine.handle(&other).outcome {
-        Some(task_reply::Outcome::Refusal(r)) => assert!(r.detail.contains("already fixed"), "{}", r.detail),
+        Some(task_reply::Outcome::Refusal(r)) => assert!(r.detail.contains("study plan"), "{}", r.detail),
         other => panic!("expected a refusal, got {other:?}"),
     }
     let log = site_agent::audit::verify(&dir.join("work/audit.jsonl")).unwrap();
@@ -56,13 +52,9 @@ fn a_task_resent_while_it_is_computed_waits_and_is_answered_from_the_cache() {
     let dir = common::fresh_dir("reply-in-flight");
     let cohort = common::one_hospital(&dir.join("cohort"), 6, 101);
     let cfg = common::local_config(&cohort.manifests[0].1, &dir);
+    let plan = common::approve(&cfg, "s1", |_| {});
     let engine = std::sync::Arc::new(site_agent::load_engine(cfg).unwrap());
-    let extract = proto::Task {
-        study_sites: Vec::new(),
-        task_id: "extract-r1".into(),
-        study_id: "s1".into(),
-        kind: Some(task::Kind::ExtractFeatures(proto::ExtractFeaturesTask { parameters_yaml: String::new() })),
-    };
+    let extract = common::task(&plan, "extract-r1", Some(task::Kind::ExtractFeatures(proto::ExtractFeaturesTask { parameters_yaml: String::new() })));
     let replies: Vec<proto::TaskReply> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..3).map(|_| s.spawn(|| engine.handle(&extract))).collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()

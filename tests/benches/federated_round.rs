@@ -29,6 +29,9 @@ fn main() {
             agents.push(start_agent(cfg).await);
         }
         server.hub.wait_for_sites(&sites, Duration::from_secs(30), &|_| {}).await.unwrap();
+        let study = fedrad_tests::study_config("bench", &dir.path().join("out"), sites.clone(), 1);
+        fedrad_tests::approve_study(&agents, &study);
+        let plan = study.plan().unwrap();
 
         let mut times = Vec::with_capacity(rounds);
         for r in 0..rounds + 20 {
@@ -38,9 +41,10 @@ fn main() {
                 let hub = server.hub.clone();
                 let site = site.clone();
                 let t = proto::Task {
-                    study_sites: Vec::new(),
+                    study_sites: plan.sites.clone(),
                     task_id: format!("bench-{r}"),
                     study_id: "bench".into(),
+                    plan_sha256: plan.sha256(),
                     kind: Some(task::Kind::CohortSummary(proto::CohortSummaryTask {})),
                 };
                 set.spawn(async move { (site.clone(), hub.run_task(&site, t, Duration::from_secs(30)).await) });

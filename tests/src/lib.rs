@@ -82,6 +82,19 @@ pub fn study_config(study_id: &str, out: &Path, sites: Vec<String>, seed: u64) -
         models: Default::default(),
         // A small, quick encoder: the tests check the federation, not the features' quality.
         deep: coordinator::config::DeepSettings { rounds: 3, embedding: 48, ..Default::default() },
+        limits: Default::default(),
+    }
+}
+
+/// Every listed site's operator approves the study's plan (what `site-agent approve --study`
+/// does at each hospital); sites the plan does not list are left alone.
+pub fn approve_study(agents: &[RunningAgent], study: &StudyConfig) {
+    let plan = study.plan().expect("the study's plan");
+    for a in agents {
+        let cfg = &a.engine.config;
+        if plan.sites.contains(&cfg.site_id) {
+            site_agent::approval::approve(&cfg.work_dir, &cfg.site_id, &plan).expect("approval");
+        }
     }
 }
 

@@ -58,6 +58,7 @@ async fn four_sites_over_mtls_give_the_pooled_split_table1_selection_and_models(
     // C of logistic regression and the SVMs chosen by cross-validated AUC (checked below).
     study.models.search = coordinator::config::SearchSettings { enabled: true, c: vec![0.1, 10.0] };
     let deep_settings = study.deep.clone();
+    approve_study(&agents, &study);
     let results = StudyRunner::new(server.hub.clone(), study, &Quiet).run().await.expect("study runs");
     check_deep_features(&dir, &cohort, &results, &deep_settings, seed);
 
@@ -469,7 +470,9 @@ async fn a_site_requiring_more_sites_stops_the_study_before_any_task() {
         cfg.policy.min_sites = if k == 2 { 5 } else { 1 };
         agents.push(start_agent(cfg).await);
     }
-    let err = StudyRunner::new(server.hub.clone(), study_config("min-sites", &dir.path().join("study"), sites.clone(), 1), &Quiet).run().await.unwrap_err();
+    let study = study_config("min-sites", &dir.path().join("study"), sites.clone(), 1);
+    approve_study(&agents, &study);
+    let err = StudyRunner::new(server.hub.clone(), study, &Quiet).run().await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, StudyError::Refused { .. }) && text.contains(&sites[2]) && text.contains("at least 5 sites"), "{text}");
     assert_eq!(server.hub.traffic().values().map(|t| t.tasks).sum::<u64>(), 0, "no task was sent");
@@ -514,6 +517,7 @@ async fn a_site_below_its_minimum_refuses_and_the_study_says_which_and_why() {
     })
     .await;
     let study = study_config("refusal", &dir.path().join("study"), sites, 1);
+    approve_study(&_agents, &study);
     let err = StudyRunner::new(server.hub.clone(), study, &Quiet).run().await.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, StudyError::Refused { .. }), "{msg}");
@@ -531,10 +535,35 @@ async fn ten_folds_at_a_small_site_are_refused_and_the_study_names_site_and_fold
     let cohort = small_cohort(&dir.path().join("cohort"), 80, 5);
     let Federation { server, agents: _agents, sites } = start_federation(dir.path(), &cohort, |_, cfg| cfg.policy.min_count = 3).await;
     let study = study_config("fold-refusal", &dir.path().join("study"), sites, 1);
+    approve_study(&_agents, &study);
     let err = StudyRunner::new(server.hub.clone(), study, &Quiet).run().await.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(&err, StudyError::Refused { step, .. } if step == "folds"), "{msg}");
     // Small hospitals refuse (which one answers first varies); the message names it and the fold.
     assert!(msg.contains("site hospital-") && msg.contains("cross-validation fold") && msg.contains("fewer than this site's minimum of 3"), "{msg}");
+    server.stop().await;
+}
+
+/// A site answers only a study its operator approved, and only under the approved plan: a
+/// study nobody approved, and a study whose file changed after approval, both stop at the
+/// first task with the site's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unapproved_study_or_a_changed_plan_is_refused_by_every_site() {
+    let dir = TempDir::new("approval");
+    let cohort = small_cohort(&dir.path().join("cohort"), 60, 6);
+    let Federation { server, agents, sites } = start_federation(dir.path(), &cohort, |_, _| {}).await;
+    let study = study_config("approval", &dir.path().join("study"), sites.clone(), 1);
+    let err = StudyRunner::new(server.hub.clone(), study.clone(), &Quiet).run().await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(&err, StudyError::Refused { step, .. } if step == "cohort_summary") && msg.contains("is not approved at this site"), "{msg}");
+    approve_study(&agents, &study);
+    let mut changed = study.clone();
+    changed.split.training_fraction = 0.69;
+    let err = StudyRunner::new(server.hub.clone(), changed, &Quiet).run().await.unwrap_err();
+    assert!(err.to_string().contains("is not the one approved at this site"), "{err}");
+    for site in &sites {
+        let log = site_agent::audit::verify(&dir.path().join("work").join(site).join("audit.jsonl")).unwrap();
+        assert!(log.iter().all(|e| e.outcome == "refused"), "{site} answered an unapproved study");
+    }
     server.stop().await;
 }

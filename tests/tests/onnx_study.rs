@@ -46,6 +46,7 @@ async fn onnx_network_deep_features_reach_model_ii_and_a_tampered_copy_is_refuse
         s
     };
 
+    approve_study(&agents, &study("onnx-ok"));
     let results = StudyRunner::new(server.hub.clone(), study("onnx-ok"), &Quiet).run().await.expect("study runs");
     assert!(results.deep_notes.is_empty(), "{:?}", results.deep_notes);
     let d = &results.deep[0];
@@ -63,6 +64,7 @@ async fn onnx_network_deep_features_reach_model_ii_and_a_tampered_copy_is_refuse
     let k = bytes.len() - 20;
     bytes[k] ^= 0x40;
     std::fs::write(&networks[3], &bytes).unwrap();
+    approve_study(&agents, &study("onnx-tampered"));
     let results = StudyRunner::new(server.hub.clone(), study("onnx-tampered"), &Quiet).run().await.expect("study runs");
     let note = results.deep_notes.get("t2").expect("no deep features for t2");
     assert!(note.contains(&sites[3]) && note.contains("SHA-256"), "{note}");

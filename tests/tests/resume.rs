@@ -20,6 +20,7 @@ async fn a_resumed_study_replays_its_journal_and_writes_the_same_results() {
     let mut study = study_config("resume-test", &out, sites, seed);
     study.selection.lasso.folds = 5;
     study.models.classifiers = vec![ClassifierKind::LogisticRegression, ClassifierKind::RandomForest];
+    approve_study(&agents, &study);
     let run = async |resume: bool| StudyRunner::new(server.hub.clone(), study.clone(), &Quiet).resume(resume).run().await.expect("study runs");
     let read = || std::fs::read(out.join("results.json")).unwrap();
 
@@ -67,6 +68,7 @@ async fn a_resumed_study_replays_its_journal_and_writes_the_same_results() {
     // A study file that changed makes its rounds differ: they are asked, not replayed.
     let mut changed = study.clone();
     changed.models.logistic.c = 0.5;
+    approve_study(&agents, &changed);
     let other = StudyRunner::new(server.hub.clone(), changed, &Quiet).resume(true).run().await.expect("study runs");
     let step = |name: &str| other.protocol.iter().find(|p| p.step == name).unwrap();
     assert_eq!(step("split").tasks, 0);

@@ -20,6 +20,7 @@ async fn the_best_validation_auc_is_within_0_1_of_the_oracle() {
     })
     .await;
     let study = study_config("quality", &dir.path().join("study"), sites, seed);
+    approve_study(&agents, &study);
     let results = StudyRunner::new(server.hub.clone(), study, &Quiet).run().await.expect("study runs");
     assert_eq!((results.split.total.training(), results.split.total.validation()), (229, 99));
     let oracle = cohort.truth.oracle_auc;

@@ -96,7 +96,7 @@ async fn aggregates_far_above_grpc_default_limit_arrive_intact() {
         }
     });
     server.hub.wait_for_sites(&["hospital-a".into()], Duration::from_secs(20), &|_| {}).await.unwrap();
-    let task = Task { study_sites: Vec::new(), task_id: "big-1".into(), study_id: "s".into(), kind: Some(task::Kind::CohortSummary(Default::default())) };
+    let task = Task { task_id: "big-1".into(), study_id: "s".into(), kind: Some(task::Kind::CohortSummary(Default::default())), ..Default::default() };
     let reply = server.hub.run_task("hospital-a", task, Duration::from_secs(60)).await.unwrap();
     let Some(task_reply::Outcome::Aggregate(a)) = reply.outcome else { panic!("no aggregate") };
     assert_eq!(a.tensors[0].values.len(), 5_000_000);

@@ -501,6 +501,59 @@ pub fn naive_bayes(moments: &FeatureMoments) -> Scorer {
     Scorer::NaiveBayes { log_prior: [(n0 / n).ln(), (n1 / n).ln()], mean: [m0, m1], variance: [v0, v1] }
 }
 
+// ---- what a site accepts ------------------------------------------------------------------
+
+impl Scorer {
+    /// The classifier a scorer is an instance of.
+    pub fn kind(&self) -> ClassifierKind {
+        match self {
+            Scorer::Logistic { .. } => ClassifierKind::LogisticRegression,
+            Scorer::LinearSvm { .. } => ClassifierKind::LinearSvm,
+            Scorer::RbfSvm { .. } => ClassifierKind::RbfSvm,
+            Scorer::NaiveBayes { .. } => ClassifierKind::NaiveBayes,
+            Scorer::Forest { .. } => ClassifierKind::RandomForest,
+            Scorer::Boosted { .. } => ClassifierKind::GradientBoosting,
+        }
+    }
+
+    /// The trees of a tree ensemble (none for the other scorers).
+    pub fn trees(&self) -> &[Tree] {
+        match self {
+            Scorer::Forest { trees, .. } | Scorer::Boosted { trees, .. } => trees,
+            _ => &[],
+        }
+    }
+}
+
+/// A model a site scores or fits is accepted only with bounded parameters on the standardised
+/// scale ([`super::glm::accept_coefficients`]): linear coefficients, intercepts, Platt's A and
+/// B, boosting margins and leaf values within ±`max_coefficient`; naive Bayes means within it
+/// and variances no smaller than 1/`max_scale_ratio`² (a narrow Gaussian is a membership test
+/// for one value). Tree depth and size are the plan's ([`super::trees::site_accepts_tree_round`]).
+pub fn site_accepts_scorer(s: &Scorer, max_coefficient: f64, max_scale_ratio: f64) -> Result<(), SiteRefusal> {
+    use super::glm::accept_coefficients;
+    let what = format!("the {} model", s.kind().label());
+    match s {
+        Scorer::Logistic { intercept, coefficients } => accept_coefficients(&what, &[&[*intercept][..], coefficients].concat(), max_coefficient),
+        Scorer::LinearSvm { intercept, coefficients, platt_a, platt_b } | Scorer::RbfSvm { intercept, coefficients, platt_a, platt_b, .. } => {
+            accept_coefficients(&what, &[&[*intercept, *platt_a, *platt_b][..], coefficients].concat(), max_coefficient)
+        }
+        Scorer::NaiveBayes { mean, variance, .. } => {
+            accept_coefficients(&what, &[&mean[0][..], &mean[1][..]].concat(), max_coefficient)?;
+            let floor = 1.0 / (max_scale_ratio * max_scale_ratio);
+            match variance.iter().flatten().find(|v| !(**v >= floor)) {
+                Some(v) => Err(SiteRefusal::InvalidParameters(format!("{what}: a variance of {v:.3e}, below the study's floor of {floor:.3e} (standardised)"))),
+                None => Ok(()),
+            }
+        }
+        Scorer::Forest { .. } => Ok(()),
+        Scorer::Boosted { base_margin, trees, .. } => {
+            let leaves: Vec<f64> = trees.iter().flat_map(|t| t.nodes.iter().map(|n| n.value)).collect();
+            accept_coefficients(&what, &[&[*base_margin][..], &leaves].concat(), max_coefficient)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

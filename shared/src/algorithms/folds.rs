@@ -92,6 +92,20 @@ pub fn combine(answers: &[SiteAggregate], k: u32) -> Result<FoldSummary, Combine
     Ok(FoldSummary { folds: k, per_site, total })
 }
 
+// ---- what a site accepts ------------------------------------------------------------------
+
+/// Folds are dealt only with the plan's seed and number of folds: the fold populations are
+/// then fixed by the approved plan, and the site records them once per study, so no task
+/// can redraw them to difference one patient out of a fold.
+pub fn site_accepts(seed: u64, folds: u32, plan_seed: u64, plan_folds: u32) -> Result<(), SiteRefusal> {
+    if seed != plan_seed || folds != plan_folds {
+        return Err(SiteRefusal::InvalidParameters(format!(
+            "folds with seed {seed} and K = {folds}; the study plan has seed {plan_seed} and K = {plan_folds}"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -175,3 +175,58 @@ impl GlmPoint {
 pub fn in_population(point_fold: u32, patient_fold: u32) -> bool {
     point_fold == 0 || patient_fold != point_fold
 }
+
+// ---- what a site accepts -------------------------------------------------------------------
+//
+// Every model-shaped task (LASSO and classifier rounds, scores, tree rounds, histograms of
+// standardised values) names a standardiser and, for linear models, coefficients. Left free,
+// both turn a sum over patients into a probe of one patient: a scale far below the data's
+// spread zooms every grid onto single values, and a coefficient of 1e9 makes the logistic loss
+// a step at a threshold the coordinator chooses, so that two gradients whose thresholds
+// bracket one patient differ by that patient's row. A site therefore accepts a standardiser
+// no finer than its own spread divided by the plan's `max_scale_ratio`, and coefficients and
+// intercepts within the plan's `max_coefficient` on that scale. This bounds the steepness of
+// every step a model can take through the site's patients; it does not make a sequence of
+// bounded points harmless, which is why the number of points per task and the task kinds are
+// checked against the plan as well.
+
+/// The site's own population SD of each column over `rows` (finite values only; 0 with
+/// fewer than two).
+pub fn column_sd(rows: &[Vec<f64>], width: usize) -> Vec<f64> {
+    (0..width)
+        .map(|j| {
+            let v: Vec<f64> = rows.iter().filter_map(|r| r.get(j).copied()).filter(|x| x.is_finite()).collect();
+            if v.len() < 2 {
+                return 0.0;
+            }
+            let mean = v.iter().sum::<f64>() / v.len() as f64;
+            (v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / v.len() as f64).sqrt()
+        })
+        .collect()
+}
+
+/// Refuses a standardiser whose scale of some column is below the site's own SD of it
+/// divided by `max_ratio` (columns the site holds constant are exempt: their scale reveals
+/// nothing).
+pub fn accept_standardiser(std: &Standardiser, own_sd: &[f64], max_ratio: f64) -> Result<(), SiteRefusal> {
+    for (j, (&s, &own)) in std.scale.iter().zip(own_sd).enumerate() {
+        if own > 0.0 && s < own / max_ratio {
+            return Err(SiteRefusal::InvalidParameters(format!(
+                "the standardiser's scale of column {j} is {s:.3e}, below this site's own SD / {max_ratio} ({:.3e}): it would zoom onto single patients",
+                own / max_ratio
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a linear model with an intercept or coefficient beyond ±`max` (standardised scale).
+pub fn accept_coefficients(what: &str, values: &[f64], max: f64) -> Result<(), SiteRefusal> {
+    match values.iter().position(|v| !(v.abs() <= max)) {
+        Some(k) => Err(SiteRefusal::InvalidParameters(format!(
+            "{what}: parameter {k} is {:.3e}, beyond the study's bound of ±{max} per SD (a steep model probes single patients)",
+            values[k]
+        ))),
+        None => Ok(()),
+    }
+}

@@ -372,6 +372,18 @@ pub fn pooled_auc(scores: &[f64], outcome: &[bool]) -> (f64, f64) {
     (auc, (var(&v10) / pos.len() as f64 + var(&v01) / neg.len() as f64).sqrt())
 }
 
+// ---- what a site accepts ------------------------------------------------------------------
+
+/// Score histograms only on the study's grid ([`DEFAULT_GRID`] cells of probability), so the
+/// coordinator cannot choose the resolution. Which models may be scored at all is checked
+/// against the plan by the site (`site-agent`'s acceptance of score tasks).
+pub fn site_accepts_grid(grid: u32) -> Result<(), SiteRefusal> {
+    if grid != DEFAULT_GRID {
+        return Err(SiteRefusal::InvalidParameters(format!("a score grid of {grid} cells; the study's is {DEFAULT_GRID}")));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

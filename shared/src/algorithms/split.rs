@@ -194,6 +194,30 @@ pub fn pooled(patients: &[(String, PatientRecord)], seed: u64, fraction: f64) ->
     (roles, SplitSummary { per_site, total })
 }
 
+// ---- what a site accepts ------------------------------------------------------------------
+
+/// A split task is answered only with the plan's seed and, per outcome class, the quota the
+/// plan's fraction gives this site's own count: ⌊f·n⌋ or one more (the largest-remainder
+/// rounding across sites in [`plan_quotas`]). Why this suffices: the training cohort is then
+/// a function of the approved plan and the site's own counts, so a coordinator cannot move
+/// one patient in or out of training by asking with other quotas (and the site records one
+/// split per study, so it cannot ask twice).
+pub fn site_accepts(seed: u64, quota: ClassQuota, plan_seed: u64, fraction: f64, negatives: u64, positives: u64) -> Result<(), SiteRefusal> {
+    if seed != plan_seed {
+        return Err(SiteRefusal::InvalidParameters(format!("split seed {seed} is not the study plan's ({plan_seed})")));
+    }
+    for (what, q, n) in [("negative", quota.negative, negatives), ("positive", quota.positive, positives)] {
+        let base = (fraction * n as f64 + 1e-9).floor() as u64;
+        if q != base && q != base + 1 {
+            return Err(SiteRefusal::InvalidParameters(format!(
+                "training quota {q} for the {what} class is not what the plan's fraction {fraction} gives this site's {n} patients ({base} or {})",
+                base + 1
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -450,3 +450,28 @@ pub fn to_markdown(t: &Table1) -> String {
     }
     out
 }
+
+// ---- what a site accepts ------------------------------------------------------------------
+
+/// Table 1 is answered only for the plan's variables with the schema's levels and grids: a
+/// coordinator may not choose a finer grid (a resolution of 1e-6 years would place every
+/// patient's exact age in a cell of its own) or variables the plan does not tabulate.
+pub fn site_accepts(asked: &[VariableSpec], planned: &[VariableSpec]) -> Result<(), SiteRefusal> {
+    let same = |a: &VariableSpec, b: &VariableSpec| {
+        a.name == b.name
+            && match (&a.kind, &b.kind) {
+                (VariableKind::Categorical { levels: x }, VariableKind::Categorical { levels: y }) => x == y,
+                (VariableKind::Continuous { resolution: x, .. }, VariableKind::Continuous { resolution: y, .. }) => x == y,
+                _ => false,
+            }
+    };
+    if asked.len() != planned.len() || asked.iter().zip(planned).any(|(a, b)| !same(a, b)) {
+        let names = |v: &[VariableSpec]| v.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ");
+        return Err(SiteRefusal::InvalidParameters(format!(
+            "Table 1 of ({}) with their levels and grids is not the study plan's ({})",
+            names(asked),
+            names(planned)
+        )));
+    }
+    Ok(())
+}

@@ -90,6 +90,19 @@ impl Tree {
         self.nodes.iter().filter(|n| n.column.is_none()).count()
     }
 
+    /// The number of splits on the longest path from the root to a leaf.
+    pub fn depth(&self) -> u32 {
+        let mut depth = vec![0u32; self.nodes.len()];
+        for (k, n) in self.nodes.iter().enumerate() {
+            if n.column.is_some() {
+                for &c in &n.children {
+                    depth[c as usize] = depth[c as usize].max(depth[k] + 1);
+                }
+            }
+        }
+        depth.into_iter().max().unwrap_or(0)
+    }
+
     /// Wire form: node count, then per node (column or −1, threshold, left, right, value).
     pub fn write_flat(&self, out: &mut Vec<f64>) {
         out.push(self.nodes.len() as f64);
@@ -807,6 +820,60 @@ pub fn pooled_bin_edges(z: &[Vec<f64>], width: usize, grid: ValueGrid, bins: u32
             quantile_edges(&counts, grid, bins)
         })
         .collect()
+}
+
+// ---- what a site accepts ------------------------------------------------------------------
+
+/// Value histograms only on the study's grid ([`ValueGrid::DEFAULT`]); tree rounds only for a
+/// tree kind the plan fits, with its seed, at most its number of trees and depth, at most its
+/// bins per column, and (boosting) at most its rounds in the ensemble. Why: the grid, the
+/// bootstrap seed and the size of what is grown are then the approved plan's, not the
+/// coordinator's. Not yet checked here: that thresholds lie on the bin edges the site saw
+/// merged from the value histograms, and that two nodes do not differ by fewer than
+/// `min_count` patients (a ledger of node populations).
+pub fn site_accepts_value_grid(grid: ValueGrid) -> Result<(), SiteRefusal> {
+    if grid != ValueGrid::DEFAULT {
+        return Err(SiteRefusal::InvalidParameters(format!(
+            "a value grid of {} cells per SD over ±{} SD; the study's is {} over ±{}",
+            grid.cells_per_sd,
+            grid.limit_sd,
+            ValueGrid::DEFAULT.cells_per_sd,
+            ValueGrid::DEFAULT.limit_sd
+        )));
+    }
+    Ok(())
+}
+
+/// The size limits of a tree round from the plan: see [`site_accepts_value_grid`].
+pub struct TreeLimits {
+    pub seed: Option<u64>,
+    pub trees: usize,
+    pub max_depth: u32,
+    pub bins: u32,
+    pub ensemble: usize,
+}
+
+pub fn site_accepts_tree_round(edges: &[Vec<f64>], growing: &[Tree], ensemble: &[Tree], seed: Option<u64>, limits: &TreeLimits) -> Result<(), SiteRefusal> {
+    let invalid = |m: String| Err(SiteRefusal::InvalidParameters(m));
+    if limits.seed.is_some() && seed != limits.seed {
+        return invalid("the forest's bootstrap seed is not the study plan's".into());
+    }
+    if growing.len() > limits.trees {
+        return invalid(format!("{} trees grown at once; the study plan grows {}", growing.len(), limits.trees));
+    }
+    if ensemble.len() > limits.ensemble {
+        return invalid(format!("an ensemble of {} trees; the study plan has at most {}", ensemble.len(), limits.ensemble));
+    }
+    if let Some(e) = edges.iter().find(|e| e.len() + 1 > limits.bins as usize) {
+        return invalid(format!("{} bins in a column; the study plan has {}", e.len() + 1, limits.bins));
+    }
+    for t in growing.iter().chain(ensemble) {
+        let depth = t.depth();
+        if depth > limits.max_depth {
+            return invalid(format!("a tree of depth {depth}; the study plan's trees are at most {} deep", limits.max_depth));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

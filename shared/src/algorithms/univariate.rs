@@ -150,6 +150,23 @@ pub fn pooled_mann_whitney(values: &[f64], outcome: &[bool]) -> (f64, f64) {
     (t.statistic, t.p_value)
 }
 
+// ---- what a site accepts ------------------------------------------------------------------
+
+/// Rank histograms only when the plan's univariate test is Mann–Whitney, and only on the
+/// plan's grid (resolution and range in SD units): the coordinator cannot zoom the grid, and
+/// the standardiser is bounded by [`super::glm::accept_standardiser`].
+pub fn site_accepts(resolution: f64, limit: f64, mann_whitney_planned: bool, plan_resolution: f64, plan_limit: f64) -> Result<(), SiteRefusal> {
+    if !mann_whitney_planned {
+        return Err(SiteRefusal::InvalidParameters("the study plan's univariate test needs no rank histograms".into()));
+    }
+    if resolution != plan_resolution || limit != plan_limit {
+        return Err(SiteRefusal::InvalidParameters(format!(
+            "rank grid of {resolution} SD over ±{limit}; the study plan's is {plan_resolution} SD over ±{plan_limit}"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

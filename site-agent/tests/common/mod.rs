@@ -34,3 +34,31 @@ pub fn local_config(manifest: &Path, dir: &Path) -> site_agent::config::SiteConf
         networks_dir: None,
     }
 }
+
+/// Approves at `cfg`'s site a study plan `study_id` with this site alone, seed 1 and the
+/// defaults, after `edit` (e.g. fewer folds for a small test cohort); returns the plan.
+#[allow(dead_code)]
+pub fn approve(cfg: &site_agent::config::SiteConfig, study_id: &str, edit: impl FnOnce(&mut fedrad_shared::plan::StudyConfig)) -> fedrad_shared::plan::StudyPlan {
+    let text = format!("study_id = \"{study_id}\"\noutput_dir = \"out\"\nseed = 1\nsites = [\"{}\"]\n", cfg.site_id);
+    let mut study: fedrad_shared::plan::StudyConfig = toml::from_str(&text).unwrap();
+    edit(&mut study);
+    let plan = study.plan().unwrap();
+    site_agent::approval::approve(&cfg.work_dir, &cfg.site_id, &plan).unwrap();
+    plan
+}
+
+/// A task of an approved study, as its coordinator sends it.
+#[allow(dead_code)]
+pub fn task(plan: &fedrad_shared::plan::StudyPlan, id: &str, kind: Option<fedrad_shared::proto::task::Kind>) -> fedrad_shared::proto::Task {
+    fedrad_shared::proto::Task { task_id: id.into(), study_id: plan.study_id.clone(), study_sites: plan.sites.clone(), plan_sha256: plan.sha256(), kind }
+}
+
+/// The centre and scale (mean and population SD over every patient) of some feature columns:
+/// a standardiser as the study would compute it, close enough for a site to accept.
+#[allow(dead_code)]
+pub fn standardiser_of(table: &site_agent::selection::FeatureTable, columns: &[u32]) -> fedrad_shared::proto::Standardiser {
+    let rows: Vec<Vec<f64>> = table.rows.values().map(|r| columns.iter().map(|&c| r[c as usize]).collect()).collect();
+    let sd = fedrad_shared::algorithms::glm::column_sd(&rows, columns.len());
+    let mean = (0..columns.len()).map(|j| rows.iter().map(|r| r[j]).sum::<f64>() / rows.len() as f64).collect();
+    fedrad_shared::proto::Standardiser { center: mean, scale: sd.into_iter().map(|s| if s > 0.0 { s } else { 1.0 }).collect() }
+}

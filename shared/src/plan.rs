@@ -1,0 +1,688 @@
+//! The study file (`study.toml`) and the study's plan: what the coordinator runs and what
+//! each site's operator approves. The plan ([`StudyPlan`]) is every setting that shapes a task
+//! the sites receive; its SHA-256 travels with every task, and a site answers only tasks of a
+//! plan its operator approved (`site-agent approve --study study.toml`), checking each task's
+//! parameters against it. Relative paths are relative to the file's folder.
+//!
+//! ```toml
+//! # study.toml
+//! study_id = "npc-recurrence"
+//! output_dir = "results"
+//! seed = 20260101
+//! sites = ["hospital-a", "hospital-b", "hospital-c", "hospital-d"]
+//! [timeouts]
+//! site_wait_secs = 600   # how long to wait for every site to connect
+//! task_secs = 900        # how long one site may take for one task (incl. reconnects)
+//! [split]
+//! training_fraction = 0.7
+//! [table1]
+//! variables = ["age", "sex", "t_stage", "n_stage", "overall_stage", "ebv_dna", "histology"]
+//! [features]
+//! parameters = "radiomics.yaml"   # PyRadiomics parameter file; default: FedRad's MRI settings
+//! [selection]                     # every key optional; these are the defaults
+//! sequences = ["t1c", "t2"]
+//! univariate = { test = "welch", alpha = 0.05 }      # or "mann_whitney", "none"
+//! redundancy = { enabled = true, threshold = 0.9 }
+//! select_at = "lambda_min"        # or "lambda_1se"
+//! [selection.lasso]
+//! family = "binomial"             # or "gaussian" (scikit-learn's Lasso on the 0/1 outcome)
+//! mixing = 1.0                    # elastic-net α; 1 = LASSO
+//! path_length = 100
+//! lambda_min_ratio = 0.01
+//! folds = 10
+//! [clinical_model]
+//! entry_p = 0.05                  # univariate p below which a variable enters the model
+//! [models]
+//! classifiers = ["logistic_regression", "linear_svm", "rbf_svm", "random_forest", "gradient_boosting", "naive_bayes"]
+//! logistic = { c = 1.0 }
+//! linear_svm = { c = 1.0 }
+//! rbf_svm = { features = 24, gamma = 0.0, c = 1.0 }   # gamma 0 = 1 / design columns
+//! forest = { trees = 100, max_depth = 6, min_leaf = 5, max_features = 0, bins = 32 }
+//! boosting = { rounds = 100, max_depth = 3, learning_rate = 0.1, lambda = 1.0, min_leaf = 5, bins = 32 }
+//! search = { enabled = false, c = [0.01, 0.1, 1, 10, 100] }  # C by CV AUC on the selection folds
+//! [deep]                          # deep features: encoder trained by federated averaging
+//! enabled = true
+//! rounds = 20
+//! local_epochs = 1
+//! batch_size = 16                 # 0 = full batch (with local_epochs = 1: FedSGD)
+//! learning_rate = 0.1 
+//! momentum = 0.9
+//! proximal_mu = 0.0               # FedProx; 0 = FedAvg
+//! mask_fraction = 0.25            # masked-autoencoder corruption
+//! crop = 32                       # pixels; 2.5D crop of the largest tumour slice ± 1
+//! field_mm = 64.0
+//! channels = [8, 16]
+//! embedding = 1000                # deep features per sequence
+//! source = "encoder"              # or "onnx": a study-supplied network, then:
+//! # onnx = { file = "resnet50.onnx", sha256 = "…", input_size = 224, channels = 3, field_mm = 64.0, intensity = "imagenet" }
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use crate::clinical::{VariableSpec, builtin_schema};
+
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StudyConfig {
+    pub study_id: String,
+    pub output_dir: PathBuf,
+    pub seed: u64,
+    pub sites: Vec<String>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub split: SplitSettings,
+    #[serde(default)]
+    pub table1: Table1Settings,
+    #[serde(default)]
+    pub features: FeatureSettings,
+    #[serde(default)]
+    pub selection: SelectionSettings,
+    #[serde(default)]
+    pub clinical_model: ClinicalModelSettings,
+    #[serde(default)]
+    pub models: ModelSettings,
+    #[serde(default)]
+    pub deep: DeepSettings,
+    #[serde(default)]
+    pub limits: DisclosureLimits,
+}
+
+/// Bounds on the models a task may ask a site about, on the study's standardised scale: part
+/// of the plan, checked by every site. The defaults are far beyond what an honest fit reaches
+/// and far below what a reconstruction attack needs (a steep logistic step at a chosen
+/// threshold needs coefficients of 1e3 to 1e9 per standard deviation).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DisclosureLimits {
+    /// Largest |coefficient| of a linear model per standard deviation of its column, and the
+    /// largest |intercept|.
+    pub max_coefficient: f64,
+    /// Largest standardiser a task may use, relative to the site's own: a task's scale of a
+    /// column must be at least the site's own standard deviation divided by this (a smaller
+    /// scale zooms grids and steepens models).
+    pub max_scale_ratio: f64,
+}
+
+impl Default for DisclosureLimits {
+    fn default() -> Self {
+        DisclosureLimits { max_coefficient: 50.0, max_scale_ratio: 10.0 }
+    }
+}
+
+impl DisclosureLimits {
+    fn validate(&self) -> Result<(), String> {
+        if !(self.max_coefficient > 0.0 && self.max_coefficient <= 1e4) {
+            return Err(format!("limits.max_coefficient must be in (0, 10000], not {}", self.max_coefficient));
+        }
+        if !(self.max_scale_ratio >= 1.0 && self.max_scale_ratio <= 1e3) {
+            return Err(format!("limits.max_scale_ratio must be in [1, 1000], not {}", self.max_scale_ratio));
+        }
+        Ok(())
+    }
+}
+
+/// The study's plan: every setting of the study file that shapes a task a site receives, with
+/// the feature parameter file's text in place of its path. What a site's operator approves.
+/// Its canonical form is its JSON (fields in declaration order, floats as shortest round-trip
+/// decimals), and [`StudyPlan::sha256`] names it on every task.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StudyPlan {
+    pub study_id: String,
+    pub seed: u64,
+    pub sites: Vec<String>,
+    pub split: SplitSettings,
+    pub table1: Table1Settings,
+    /// The PyRadiomics parameter file's text sent to every site ("" = FedRad's default).
+    pub feature_parameters: String,
+    pub selection: SelectionSettings,
+    pub clinical_model: ClinicalModelSettings,
+    pub models: ModelSettings,
+    pub deep: DeepSettings,
+    pub limits: DisclosureLimits,
+}
+
+impl StudyPlan {
+    /// The canonical bytes the plan's SHA-256 is taken over.
+    pub fn canonical_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a plan serialises")
+    }
+
+    pub fn sha256(&self) -> String {
+        let d = ring::digest::digest(&ring::digest::SHA256, self.canonical_json().as_bytes());
+        d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The study's sites, sorted and without repeats (the form tasks are compared in).
+    pub fn site_set(&self) -> Vec<String> {
+        let mut s = self.sites.clone();
+        s.sort();
+        s.dedup();
+        s
+    }
+}
+
+/// Deep features: the encoder trained across the sites by federated averaging
+/// (`crate::algorithms::{encoder, fedavg}`).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeepSettings {
+    pub enabled: bool,
+    /// Federated rounds per sequence.
+    pub rounds: u32,
+    pub local_epochs: u32,
+    /// Patients per local mini-batch; 0 = each site's whole training cohort.
+    pub batch_size: u32,
+    pub learning_rate: f64,
+    pub momentum: f64,
+    /// FedProx's μ; 0 = FedAvg.
+    pub proximal_mu: f64,
+    /// Fraction of 4×4 input patches masked in training.
+    pub mask_fraction: f64,
+    /// Crop side in pixels (a multiple of 4) and in millimetres.
+    pub crop: usize,
+    pub field_mm: f64,
+    pub channels: [usize; 2],
+    /// Number of deep features per sequence.
+    pub embedding: usize,
+    /// Seed of the initial weights, masks and batch order (default: the study seed).
+    pub seed: Option<u64>,
+    /// Where deep features come from: the federated encoder, or a study-supplied network.
+    pub source: DeepSource,
+    /// The study-supplied network (`source = "onnx"`).
+    pub onnx: Option<OnnxNetwork>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeepSource {
+    Encoder,
+    Onnx,
+}
+
+/// A study-supplied ONNX network: each site holds the approved file in its `networks_dir`
+/// and runs it only if it hashes to `sha256`.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnnxNetwork {
+    /// File name in the sites' networks folder.
+    pub file: String,
+    /// SHA-256 of the file (hex).
+    pub sha256: String,
+    /// Input side in pixels (`1 × channels × size × size`).
+    #[serde(default = "default_input_size")]
+    pub input_size: usize,
+    /// 3 = the largest tumour slice and its neighbours; 1 = that slice.
+    #[serde(default = "default_channels")]
+    pub channels: usize,
+    #[serde(default = "default_field")]
+    pub field_mm: f64,
+    /// "imagenet" (crop to [0, 1], ImageNet mean/SD) or "zscore" (tumour z-scores).
+    #[serde(default = "default_intensity")]
+    pub intensity: String,
+}
+
+fn default_input_size() -> usize {
+    224
+}
+fn default_channels() -> usize {
+    3
+}
+fn default_field() -> f64 {
+    64.0
+}
+fn default_intensity() -> String {
+    "imagenet".into()
+}
+
+impl Default for DeepSettings {
+    fn default() -> Self {
+        let a = crate::algorithms::encoder::Architecture::default();
+        DeepSettings {
+            enabled: true,
+            rounds: 20,
+            local_epochs: 1,
+            batch_size: 16,
+            learning_rate: 0.1,
+            momentum: 0.9,
+            proximal_mu: 0.0,
+            mask_fraction: 0.25,
+            crop: a.crop,
+            field_mm: a.field_mm,
+            channels: a.channels,
+            embedding: a.embedding,
+            seed: None,
+            source: DeepSource::Encoder,
+            onnx: None,
+        }
+    }
+}
+
+impl DeepSettings {
+    pub fn architecture(&self) -> crate::algorithms::encoder::Architecture {
+        crate::algorithms::encoder::Architecture { crop: self.crop, field_mm: self.field_mm, channels: self.channels, embedding: self.embedding }
+    }
+
+    pub fn local_training(&self, study_seed: u64) -> crate::algorithms::fedavg::LocalTraining {
+        crate::algorithms::fedavg::LocalTraining {
+            epochs: self.local_epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            momentum: self.momentum,
+            proximal_mu: self.proximal_mu,
+            mask_fraction: self.mask_fraction,
+            seed: self.seed.unwrap_or(study_seed),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.source == DeepSource::Onnx {
+            let n = self.onnx.as_ref().ok_or("deep.source = \"onnx\" needs [deep.onnx] with file and sha256")?;
+            if n.file.is_empty() || n.file.contains(['/', '\\']) || n.file.starts_with('.') {
+                return Err(format!("deep.onnx.file {:?}: a plain file name in the sites' networks folder", n.file));
+            }
+            if n.sha256.len() != 64 || !n.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("deep.onnx.sha256 {:?}: 64 hexadecimal digits", n.sha256));
+            }
+            let intensity = crate::onnx_input::Intensity::parse(&n.intensity).ok_or_else(|| format!("deep.onnx.intensity {:?}: use \"imagenet\" or \"zscore\"", n.intensity))?;
+            let recipe = crate::onnx_input::InputRecipe { size: n.input_size, channels: n.channels, field_mm: n.field_mm, intensity };
+            return recipe.validate().map_err(|e| format!("deep.onnx.{e}"));
+        }
+        if self.rounds == 0 || self.rounds > 1000 {
+            return Err(format!("deep.rounds must be from 1 to 1000, not {}", self.rounds));
+        }
+        self.architecture().validate().map_err(|e| format!("deep.{e}"))?;
+        self.local_training(0).validate().map_err(|e| format!("deep.{e}"))
+    }
+}
+
+/// The classifiers of the models step and their hyperparameters.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSettings {
+    /// Which classifiers to fit (default: all six).
+    pub classifiers: Vec<crate::algorithms::classifiers::ClassifierKind>,
+    pub logistic: PenaltySettings,
+    pub linear_svm: PenaltySettings,
+    pub rbf_svm: RbfSvmSettings,
+    pub forest: crate::algorithms::trees::ForestSettings,
+    pub boosting: crate::algorithms::trees::BoostingSettings,
+    pub search: SearchSettings,
+}
+
+/// Optional search of C (logistic regression, linear and RBF SVM) by cross-validated AUC on
+/// the training folds of the selection step; off by default (one fit per value and fold).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchSettings {
+    pub enabled: bool,
+    pub c: Vec<f64>,
+}
+
+impl Default for SearchSettings {
+    fn default() -> Self {
+        SearchSettings { enabled: false, c: vec![0.01, 0.1, 1.0, 10.0, 100.0] }
+    }
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        ModelSettings {
+            classifiers: crate::algorithms::classifiers::ClassifierKind::ALL.to_vec(),
+            logistic: PenaltySettings::default(),
+            linear_svm: PenaltySettings::default(),
+            rbf_svm: RbfSvmSettings::default(),
+            forest: Default::default(),
+            boosting: Default::default(),
+            search: SearchSettings::default(),
+        }
+    }
+}
+
+/// scikit-learn's C: inverse strength of the L2 penalty.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PenaltySettings {
+    pub c: f64,
+}
+
+impl Default for PenaltySettings {
+    fn default() -> Self {
+        PenaltySettings { c: 1.0 }
+    }
+}
+
+/// The RBF SVM's random Fourier features. Each feature is a model parameter, so `features + 1`
+/// must stay within every site's `max_parameter_ratio` × its training patients.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RbfSvmSettings {
+    pub features: u32,
+    /// Kernel width γ in exp(−γ‖z − z'‖²) on the standardised design; 0 = 1 / (design
+    /// columns), scikit-learn's `gamma = "scale"` on standardised data.
+    pub gamma: f64,
+    pub c: f64,
+    pub seed: u64,
+}
+
+impl Default for RbfSvmSettings {
+    fn default() -> Self {
+        RbfSvmSettings { features: 24, gamma: 0.0, c: 1.0, seed: 20_261_130 }
+    }
+}
+
+/// Feature selection per sequence: standardisation, univariate filter, redundancy filter,
+/// LASSO with cross-validation (see `shared::algorithms`).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelectionSettings {
+    pub enabled: bool,
+    pub sequences: Vec<String>,
+    pub univariate: UnivariateSettings,
+    pub redundancy: RedundancySettings,
+    pub lasso: crate::algorithms::lasso::LassoSettings,
+    /// Which λ's non-zero coefficients are the selected features.
+    pub select_at: SelectAt,
+}
+
+impl Default for SelectionSettings {
+    fn default() -> Self {
+        SelectionSettings {
+            enabled: true,
+            sequences: vec!["t1c".into(), "t2".into()],
+            univariate: UnivariateSettings::default(),
+            redundancy: RedundancySettings::default(),
+            lasso: Default::default(),
+            select_at: SelectAt::LambdaMin,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnivariateChoice {
+    Welch,
+    MannWhitney,
+    None,
+}
+
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UnivariateSettings {
+    /// `welch` (exact from moments), `mann_whitney` (grid counts; see the docs on accuracy and
+    /// disclosure) or `none`.
+    pub test: UnivariateChoice,
+    pub alpha: f64,
+    /// Mann–Whitney grid step and range, in SD units.
+    pub resolution: f64,
+    pub limit: f64,
+}
+
+impl Default for UnivariateSettings {
+    fn default() -> Self {
+        UnivariateSettings { test: UnivariateChoice::Welch, alpha: 0.05, resolution: 0.01, limit: 8.0 }
+    }
+}
+
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedundancySettings {
+    pub enabled: bool,
+    /// Drop one of each pair with |Pearson r| above this.
+    pub threshold: f64,
+}
+
+impl Default for RedundancySettings {
+    fn default() -> Self {
+        RedundancySettings { enabled: true, threshold: 0.9 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SelectAt {
+    LambdaMin,
+    /// Spelt `lambda_1se`, as the docs and glmnet's `lambda.1se` (snake case alone would
+    /// give `lambda1se`, which is also accepted).
+    #[serde(rename = "lambda_1se", alias = "lambda1se")]
+    Lambda1se,
+}
+
+/// The clinical model of Model III: univariate logistic regression per variable, then a
+/// multivariable model of those with p below `entry_p`.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClinicalModelSettings {
+    pub enabled: bool,
+    /// Built-in variables to consider (default: all); extras from `[[table1.extra]]` by name.
+    pub variables: Option<Vec<String>>,
+    pub entry_p: f64,
+}
+
+impl Default for ClinicalModelSettings {
+    fn default() -> Self {
+        ClinicalModelSettings { enabled: true, variables: None, entry_p: 0.05 }
+    }
+}
+
+/// Radiomic feature extraction at the sites.
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureSettings {
+    /// A PyRadiomics parameter file (YAML), sent to every site; default: FedRad's MRI settings
+    /// (z-score ×100, 32 fixed bins, 3D texture; the original image with all IBSI families,
+    /// 8 coif1 wavelet bands and LoG σ 1, 3 mm with the PyRadiomics classes: 1 197 features).
+    #[serde(default)]
+    pub parameters: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    #[serde(default = "default_site_wait")]
+    pub site_wait_secs: u64,
+    #[serde(default = "default_task")]
+    pub task_secs: u64,
+}
+
+fn default_site_wait() -> u64 {
+    600
+}
+fn default_task() -> u64 {
+    900
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { site_wait_secs: default_site_wait(), task_secs: default_task() }
+    }
+}
+
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitSettings {
+    #[serde(default = "default_fraction")]
+    pub training_fraction: f64,
+}
+
+fn default_fraction() -> f64 {
+    0.7
+}
+
+impl Default for SplitSettings {
+    fn default() -> Self {
+        SplitSettings { training_fraction: default_fraction() }
+    }
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Table1Settings {
+    /// Built-in variables to tabulate (default: all of them).
+    #[serde(default)]
+    pub variables: Option<Vec<String>>,
+    /// Extra variables the sites declare in their `[clinical.extra]`.
+    #[serde(default)]
+    pub extra: Vec<VariableSpec>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("{path}: {detail}")]
+    Invalid { path: PathBuf, detail: String },
+}
+
+pub fn read_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })
+}
+
+impl StudyConfig {
+    /// The plan the sites approve: this file's settings with the feature parameter file read.
+    pub fn plan(&self) -> Result<StudyPlan, ConfigError> {
+        let feature_parameters = match &self.features.parameters {
+            Some(p) => read_file(p)?,
+            None => String::new(),
+        };
+        Ok(StudyPlan {
+            study_id: self.study_id.clone(),
+            seed: self.seed,
+            sites: self.sites.clone(),
+            split: self.split.clone(),
+            table1: self.table1.clone(),
+            feature_parameters,
+            selection: self.selection.clone(),
+            clinical_model: self.clinical_model.clone(),
+            models: self.models.clone(),
+            deep: self.deep.clone(),
+            limits: self.limits.clone(),
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut s: StudyConfig = toml::from_str(&read_file(path)?).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        s.output_dir = base.join(&s.output_dir);
+        s.features.parameters = s.features.parameters.map(|p| base.join(p));
+        s.validate().map_err(|detail| ConfigError::Invalid { path: path.into(), detail })?;
+        Ok(s)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let ok_id = !self.study_id.is_empty()
+            && self.study_id.len() <= 64
+            && !self.study_id.starts_with('.')
+            && self.study_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !ok_id {
+            return Err(format!("study_id {:?}: use 1-64 characters A-Z a-z 0-9 . _ -", self.study_id));
+        }
+        if self.sites.is_empty() {
+            return Err("sites: list at least one site".into());
+        }
+        for s in &self.sites {
+            crate::identity::validate_site_id(s).map_err(|e| e.to_string())?;
+        }
+        let f = self.split.training_fraction;
+        if !(f > 0.0 && f < 1.0) {
+            return Err(format!("split.training_fraction = {f}: must be between 0 and 1"));
+        }
+        self.table1_variables()?;
+        let sel = &self.selection;
+        for seq in &sel.sequences {
+            if !crate::algorithms::extraction::SEQUENCES.contains(&seq.as_str()) {
+                return Err(format!("selection.sequences: unknown sequence `{seq}` (use t1c, t2)"));
+            }
+        }
+        if !(sel.univariate.alpha > 0.0 && sel.univariate.alpha <= 1.0) {
+            return Err("selection.univariate.alpha must be in (0, 1]".into());
+        }
+        if !(sel.univariate.resolution > 1e-4 && sel.univariate.limit > sel.univariate.resolution && sel.univariate.limit / sel.univariate.resolution <= 10_000.0) {
+            return Err("selection.univariate: resolution must be > 1e-4 and limit/resolution at most 10000".into());
+        }
+        if !(sel.redundancy.threshold > 0.0 && sel.redundancy.threshold <= 1.0) {
+            return Err("selection.redundancy.threshold must be in (0, 1]".into());
+        }
+        sel.lasso.validate().map_err(|e| format!("selection.lasso: {e}"))?;
+        if !(self.clinical_model.entry_p > 0.0 && self.clinical_model.entry_p <= 1.0) {
+            return Err("clinical_model.entry_p must be in (0, 1]".into());
+        }
+        self.clinical_variables()?;
+        let m = &self.models;
+        for (name, c) in [("logistic", m.logistic.c), ("linear_svm", m.linear_svm.c), ("rbf_svm", m.rbf_svm.c)] {
+            if !(c > 0.0 && c.is_finite()) {
+                return Err(format!("models.{name}.c must be positive"));
+            }
+        }
+        if m.rbf_svm.features == 0 || m.rbf_svm.features > crate::algorithms::classifiers::MAX_RANDOM_FEATURES || !(m.rbf_svm.gamma >= 0.0 && m.rbf_svm.gamma.is_finite()) {
+            return Err("models.rbf_svm: features must be 1 to 4096 and gamma ≥ 0".into());
+        }
+        if m.search.enabled && (m.search.c.is_empty() || m.search.c.len() > 20 || m.search.c.iter().any(|c| !(*c > 0.0 && c.is_finite()))) {
+            return Err("models.search.c: list 1 to 20 positive values".into());
+        }
+        m.forest.validate().map_err(|e| format!("models.{e}"))?;
+        m.boosting.validate().map_err(|e| format!("models.{e}"))?;
+        if self.deep.enabled {
+            self.deep.validate()?;
+        }
+        self.limits.validate()
+    }
+
+    /// The clinical model's candidate variables.
+    pub fn clinical_variables(&self) -> Result<Vec<VariableSpec>, String> {
+        clinical_variables(&self.table1, &self.clinical_model)
+    }
+
+    /// The Table 1 variables in order: chosen built-ins, then extras.
+    pub fn table1_variables(&self) -> Result<Vec<VariableSpec>, String> {
+        table1_variables(&self.table1)
+    }
+}
+
+impl StudyPlan {
+    /// The clinical model's candidate variables (also the clinical columns of Model III).
+    pub fn clinical_variables(&self) -> Result<Vec<VariableSpec>, String> {
+        clinical_variables(&self.table1, &self.clinical_model)
+    }
+
+    /// The Table 1 variables in order: chosen built-ins, then extras.
+    pub fn table1_variables(&self) -> Result<Vec<VariableSpec>, String> {
+        table1_variables(&self.table1)
+    }
+
+    /// The feature tables tasks may name: the selected sequences, and with deep features
+    /// enabled each sequence's `+deep` table.
+    pub fn allows_table(&self, table: &str) -> bool {
+        let (sequence, deep) = table.split_once('+').map_or((table, false), |(s, d)| (s, d == "deep"));
+        let known = table == sequence || deep;
+        known && self.selection.sequences.iter().any(|s| s == sequence) && (!deep || self.deep.enabled)
+    }
+}
+
+fn clinical_variables(table1: &Table1Settings, clinical_model: &ClinicalModelSettings) -> Result<Vec<VariableSpec>, String> {
+    let mut all = builtin_schema();
+    all.extend(table1.extra.iter().cloned());
+    match &clinical_model.variables {
+        None => Ok(builtin_schema()),
+        Some(names) => names
+            .iter()
+            .map(|n| all.iter().find(|v| &v.name == n).cloned().ok_or_else(|| format!("clinical_model.variables: unknown variable `{n}`")))
+            .collect(),
+    }
+}
+
+fn table1_variables(table1: &Table1Settings) -> Result<Vec<VariableSpec>, String> {
+    let builtin = builtin_schema();
+    let mut out = match &table1.variables {
+        None => builtin.clone(),
+        Some(names) => names
+            .iter()
+            .map(|n| builtin.iter().find(|v| &v.name == n).cloned().ok_or_else(|| format!("table1.variables: unknown variable `{n}` (declare it under [[table1.extra]])")))
+            .collect::<Result<_, _>>()?,
+    };
+    out.extend(table1.extra.iter().cloned());
+    Ok(out)
+}

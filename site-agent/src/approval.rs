@@ -1,0 +1,174 @@
+//! Which studies this site takes part in: the operator's approvals.
+//!
+//! A site answers a task only if its operator approved the task's study, and only under the
+//! exact plan approved: the study's id and the SHA-256 of its canonical plan
+//! ([`fedrad_shared::plan::StudyPlan`]) travel with every task. The approved plan is kept here
+//! in full, because the site checks every task's parameters against it (grids, folds, seeds,
+//! model bounds, encoder settings, the feature parameter file), whatever the coordinator sends.
+//!
+//! Files: `<work_dir>/approved/<study_id>.json` (one per approved study). Withdrawing an
+//! approval removes the file; the approval and its withdrawal are both in the audit log.
+
+use std::path::{Path, PathBuf};
+
+use fedrad_shared::plan::StudyPlan;
+
+/// One study this site's operator approved.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    pub study_id: String,
+    pub plan_sha256: String,
+    pub approved_unix_millis: u64,
+    pub plan: StudyPlan,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not an approval record: {source}")]
+    Corrupt { path: PathBuf, source: serde_json::Error },
+    #[error("{path}: the recorded plan hashes to {actual}, not the recorded {recorded} (the file was edited)")]
+    Tampered { path: PathBuf, recorded: String, actual: String },
+    #[error("study id {0:?}: use 1-64 characters A-Z a-z 0-9 . _ -")]
+    BadStudyId(String),
+    #[error("the plan of study {study_id} does not list this site ({site_id}) among its sites ({sites})")]
+    NotAmongSites { study_id: String, site_id: String, sites: String },
+    #[error("study {0} is not approved at this site")]
+    NotApproved(String),
+}
+
+fn dir(work_dir: &Path) -> PathBuf {
+    work_dir.join("approved")
+}
+
+fn path(work_dir: &Path, study_id: &str) -> Result<PathBuf, ApprovalError> {
+    if !crate::engine::valid_study_id(study_id) {
+        return Err(ApprovalError::BadStudyId(study_id.into()));
+    }
+    Ok(dir(work_dir).join(format!("{study_id}.json")))
+}
+
+/// Records the operator's approval of `plan` for this site. Replaces an earlier approval of the
+/// same study id (the split and folds the site already recorded for it stay fixed).
+pub fn approve(work_dir: &Path, site_id: &str, plan: &StudyPlan) -> Result<Approval, ApprovalError> {
+    let p = path(work_dir, &plan.study_id)?;
+    if !plan.sites.iter().any(|s| s == site_id) {
+        return Err(ApprovalError::NotAmongSites { study_id: plan.study_id.clone(), site_id: site_id.into(), sites: plan.sites.join(", ") });
+    }
+    let approval = Approval {
+        study_id: plan.study_id.clone(),
+        plan_sha256: plan.sha256(),
+        approved_unix_millis: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+        plan: plan.clone(),
+    };
+    let text = serde_json::to_string_pretty(&approval).expect("an approval serialises") + "\n";
+    crate::engine::write_atomic(&p, text.as_bytes()).map_err(|source| ApprovalError::Io { path: p.clone(), source })?;
+    Ok(approval)
+}
+
+/// Withdraws the approval of `study_id`: from then on its tasks are refused.
+pub fn withdraw(work_dir: &Path, study_id: &str) -> Result<Approval, ApprovalError> {
+    let approval = load(work_dir, study_id)?;
+    let p = path(work_dir, study_id)?;
+    std::fs::remove_file(&p).map_err(|source| ApprovalError::Io { path: p, source })?;
+    Ok(approval)
+}
+
+/// The approval of `study_id`, checked: a record whose plan no longer hashes to its recorded
+/// SHA-256 is refused as tampered.
+pub fn load(work_dir: &Path, study_id: &str) -> Result<Approval, ApprovalError> {
+    let p = path(work_dir, study_id)?;
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ApprovalError::NotApproved(study_id.into())),
+        Err(source) => return Err(ApprovalError::Io { path: p, source }),
+    };
+    let a: Approval = serde_json::from_str(&text).map_err(|source| ApprovalError::Corrupt { path: p.clone(), source })?;
+    let actual = a.plan.sha256();
+    if actual != a.plan_sha256 || a.plan.study_id != a.study_id || a.study_id != study_id {
+        return Err(ApprovalError::Tampered { path: p, recorded: a.plan_sha256, actual });
+    }
+    Ok(a)
+}
+
+/// Every approved study, by id.
+pub fn list(work_dir: &Path) -> Result<Vec<Approval>, ApprovalError> {
+    let d = dir(work_dir);
+    let entries = match std::fs::read_dir(&d) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(ApprovalError::Io { path: d, source }),
+    };
+    let mut ids: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).map(str::to_string))
+        .collect();
+    ids.sort();
+    ids.iter().map(|id| load(work_dir, id)).collect()
+}
+
+/// What an operator reads before and after approving: the plan's identity and the settings
+/// that decide what this site will be asked.
+pub fn summary(a: &Approval) -> String {
+    let p = &a.plan;
+    let classifiers: Vec<&str> = p.models.classifiers.iter().map(|c| c.label()).collect();
+    let deep = match (p.deep.enabled, p.deep.source) {
+        (false, _) => "none".to_string(),
+        (true, fedrad_shared::plan::DeepSource::Encoder) => format!(
+            "encoder trained here, {} rounds, batches of {}, {} features",
+            p.deep.rounds,
+            if p.deep.batch_size == 0 { "the whole cohort".to_string() } else { p.deep.batch_size.to_string() },
+            p.deep.embedding
+        ),
+        (true, fedrad_shared::plan::DeepSource::Onnx) => format!("ONNX network {}", p.deep.onnx.as_ref().map_or("?", |n| n.file.as_str())),
+    };
+    format!(
+        "study {} — plan {}\n  sites: {}\n  seed {}, training fraction {}, {} folds, sequences {}\n  feature parameters: {}\n  classifiers: {}\n  deep features: {}\n  model bounds: |coefficient| ≤ {} per SD, standardiser ≥ site SD / {}\n",
+        a.study_id,
+        a.plan_sha256,
+        p.sites.join(", "),
+        p.seed,
+        p.split.training_fraction,
+        p.selection.lasso.folds,
+        p.selection.sequences.join(", "),
+        if p.feature_parameters.is_empty() { "FedRad's default".to_string() } else { format!("{} bytes of PyRadiomics YAML", p.feature_parameters.len()) },
+        classifiers.join(", "),
+        deep,
+        p.limits.max_coefficient,
+        p.limits.max_scale_ratio,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(study: &str) -> StudyPlan {
+        let cfg: fedrad_shared::plan::StudyConfig =
+            toml::from_str(&format!("study_id = \"{study}\"\noutput_dir = \"out\"\nseed = 7\nsites = [\"site-a\", \"site-b\"]\n")).unwrap();
+        cfg.plan().unwrap()
+    }
+
+    #[test]
+    fn approve_list_withdraw_and_tamper_detection() {
+        let work = std::env::temp_dir().join(format!("fedrad-approval-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        let p = plan("s1");
+        assert!(matches!(approve(&work, "site-z", &p), Err(ApprovalError::NotAmongSites { .. })));
+        let a = approve(&work, "site-a", &p).unwrap();
+        assert_eq!(a.plan_sha256, p.sha256());
+        approve(&work, "site-a", &plan("s2")).unwrap();
+        assert_eq!(list(&work).unwrap().iter().map(|a| a.study_id.as_str()).collect::<Vec<_>>(), ["s1", "s2"]);
+        // A plan edited in the record no longer matches its hash.
+        let file = work.join("approved/s1.json");
+        let text = std::fs::read_to_string(&file).unwrap().replace("\"seed\": 7", "\"seed\": 8");
+        std::fs::write(&file, text).unwrap();
+        assert!(matches!(load(&work, "s1"), Err(ApprovalError::Tampered { .. })));
+        withdraw(&work, "s2").unwrap();
+        assert!(matches!(load(&work, "s2"), Err(ApprovalError::NotApproved(_))));
+        assert!(matches!(load(&work, "../x"), Err(ApprovalError::BadStudyId(_))));
+        let _ = std::fs::remove_dir_all(&work);
+    }
+}
