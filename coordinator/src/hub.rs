@@ -5,6 +5,9 @@
 //! Delivery: a task is sent on the site's current session. If that session drops before
 //! the reply arrives, the same task (same id) is sent again as soon as the site reconnects,
 //! until the task's deadline; the site answers a repeated id from its cache.
+//!
+//! Receipts: for a study whose receipts folder was set ([`Hub::journal_receipts`]), every reply
+//! received is journaled there ([`crate::receipts`]) before it is handed to the study.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,6 +54,8 @@ pub struct Hub {
     next_id: Arc<AtomicU64>,
     /// Plaintext development mode: no certificates, so the hello's site id is trusted.
     trust_claimed_identity: bool,
+    /// Where each study's receipts go, by study id.
+    receipts: Arc<Mutex<HashMap<String, std::path::PathBuf>>>,
 }
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
@@ -66,6 +71,21 @@ impl Hub {
             changed: Arc::new(Notify::new()),
             next_id: Arc::new(AtomicU64::new(1)),
             trust_claimed_identity,
+            receipts: Default::default(),
+        }
+    }
+
+    /// From now on, every reply to a task of `study_id` is journaled as a receipt in
+    /// `dir/<site>.jsonl` (see [`crate::receipts`]).
+    pub fn journal_receipts(&self, study_id: &str, dir: std::path::PathBuf) {
+        self.receipts.lock().unwrap().insert(study_id.to_string(), dir);
+    }
+
+    fn write_receipt(&self, site: &str, study_id: &str, reply: &TaskReply) {
+        let Some(dir) = self.receipts.lock().unwrap().get(study_id).cloned() else { return };
+        let receipt = crate::receipts::Receipt::of(study_id, site, reply);
+        if let Err(e) = crate::receipts::append(&dir, &receipt) {
+            tracing::warn!(%site, task = %reply.task_id, error = %e, "could not journal the receipt of a reply");
         }
     }
 
@@ -144,8 +164,8 @@ impl Hub {
                     }
                     match tokio::time::timeout(left, rx).await {
                         Ok(Ok(reply)) => {
-                            let mut st = self.state.lock().unwrap();
-                            st.traffic.entry(site.to_string()).or_default().bytes_from_site += reply.encoded_len() as u64;
+                            self.state.lock().unwrap().traffic.entry(site.to_string()).or_default().bytes_from_site += reply.encoded_len() as u64;
+                            self.write_receipt(site, &task.study_id, &reply);
                             return Ok(reply);
                         }
                         // Session dropped with the task in flight: resend after reconnect.

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod html;
 pub mod hub;
 pub mod journal;
+pub mod receipts;
 pub mod models;
 pub mod report;
 pub mod selection;

@@ -248,6 +248,7 @@ impl<'a> StudyRunner<'a> {
         self.journal = Some(
             crate::journal::Journal::open(journal_dir.clone(), self.resume).map_err(|source| StudyError::Output { path: journal_dir.display().to_string(), source })?,
         );
+        self.hub.journal_receipts(&self.study.study_id, out.join("receipts"));
         self.wait_for_sites().await?;
         // A site that takes part only in larger studies would refuse every task; say so now.
         let n = self.study.sites.len();

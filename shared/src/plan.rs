@@ -55,6 +55,9 @@
 //! embedding = 1000                # deep features per sequence
 //! source = "encoder"              # or "onnx": a study-supplied network, then:
 //! # onnx = { file = "resnet50.onnx", sha256 = "…", input_size = 224, channels = 3, field_mm = 64.0, intensity = "imagenet" }
+//! [limits]                        # bounds every site checks on the models it is asked about
+//! max_coefficient = 50.0          # |coefficient| per SD of its column, and |intercept|
+//! max_scale_ratio = 10.0          # standardiser scale ≥ the site's own SD / this
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -685,4 +688,46 @@ fn table1_variables(table1: &Table1Settings) -> Result<Vec<VariableSpec>, String
     };
     out.extend(table1.extra.iter().cloned());
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn study(extra: &str) -> StudyConfig {
+        toml::from_str(&format!("study_id = \"s\"\noutput_dir = \"out\"\nseed = 3\nsites = [\"a\", \"b\"]\n{extra}")).unwrap()
+    }
+
+    #[test]
+    fn the_plan_hash_covers_every_task_shaping_setting_and_nothing_else() {
+        let base = study("").plan().unwrap().sha256();
+        assert_eq!(base, study("").plan().unwrap().sha256(), "deterministic");
+        // Where results go and how long to wait do not shape a task.
+        assert_eq!(base, study("[timeouts]\ntask_secs = 5\n").plan().unwrap().sha256());
+        let mut other = study("");
+        other.output_dir = "elsewhere".into();
+        assert_eq!(base, other.plan().unwrap().sha256());
+        for changed in [
+            "[split]\ntraining_fraction = 0.71\n",
+            "[selection.lasso]\nfolds = 9\n",
+            "[selection.univariate]\nresolution = 0.02\n",
+            "[models.forest]\nmax_depth = 7\n",
+            "[deep]\nbatch_size = 8\n",
+            "[limits]\nmax_coefficient = 51.0\n",
+        ] {
+            assert_ne!(base, study(changed).plan().unwrap().sha256(), "{changed}");
+        }
+        let mut seed = study("");
+        seed.seed = 4;
+        assert_ne!(base, seed.plan().unwrap().sha256());
+    }
+
+    #[test]
+    fn a_plan_names_the_feature_tables_tasks_may_use() {
+        let p = study("[selection]\nsequences = [\"t2\"]\n").plan().unwrap();
+        assert!(p.allows_table("t2") && p.allows_table("t2+deep"));
+        assert!(!p.allows_table("t1c") && !p.allows_table("t2+x") && !p.allows_table("../t2"));
+        assert!(!study("[selection]\nsequences = [\"t2\"]\n[deep]\nenabled = false\n").plan().unwrap().allows_table("t2+deep"));
+        assert!(study("[limits]\nmax_coefficient = 0.0\n").validate().unwrap_err().contains("max_coefficient"));
+    }
 }

@@ -18,6 +18,9 @@
 //! | `tree_round` | deep trees, other bootstrap seeds | the plan's tree kinds, seed, depth, bins, tree and round counts |
 //! | `encoder_round` | batch size 1, chosen rates: gradients of one patient | the plan's local training settings; batches of at least `min_count`; the plan's initial weights in round 1; rounds in order |
 //! | model tasks | classifiers the study does not fit | only the plan's classifiers (logistic regression also for the site-alone baselines) |
+//! | `score`, `paired_scores` | a "model" that is one column, scored at fine resolution | only models whose fitting rounds the site answered, or within a per-study budget of unverifiable ones ([`crate::ledger`]); comparisons only of models already scored |
+//! | `paired_scores` round 2 | forged "merged" histograms as a membership test | the merged histograms must contain the site's own patients, cell by cell |
+//! | `encoder_round`, `embed` | weights of the coordinator's choosing | round 1 from the plan's initial weights, rounds in order, each global step at most 10× this site's own; embedding only after the plan's last round, one step from it |
 
 use fedrad_shared::algorithms::classifiers::{ClassifierKind, RandomFeatures, Scorer, site_accepts_scorer};
 use fedrad_shared::algorithms::glm::{self, GlmFamily, Standardiser};

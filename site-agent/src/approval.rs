@@ -6,8 +6,9 @@
 //! in full, because the site checks every task's parameters against it (grids, folds, seeds,
 //! model bounds, encoder settings, the feature parameter file), whatever the coordinator sends.
 //!
-//! Files: `<work_dir>/approved/<study_id>.json` (one per approved study). Withdrawing an
-//! approval removes the file; the approval and its withdrawal are both in the audit log.
+//! Files: `<work_dir>/approved/<study_id>.json` (one per approved study, with the plan in full
+//! and when it was approved). Withdrawing an approval removes the file. Approvals are not yet
+//! entries of the audit log; the log's entries name the study each answer belongs to.
 
 use std::path::{Path, PathBuf};
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fedrad_shared::proto::federation_client::FederationClient;
-use fedrad_shared::proto::{Heartbeat, SiteHello, SiteMessage, SitePolicy, coordinator_message, site_message};
-use tokio::sync::mpsc;
+use fedrad_shared::proto::{Heartbeat, SiteHello, SiteMessage, SitePolicy, TaskReply, coordinator_message, site_message};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
@@ -91,18 +91,9 @@ pub async fn session(engine: Arc<SiteEngine>) -> Result<(), SessionError> {
         match inbound.message().await {
             Ok(Some(msg)) => {
                 if let Some(coordinator_message::Body::Task(task)) = msg.body {
+                    let slots = engine.task_slots();
                     let engine = engine.clone();
-                    let tx = tx.clone();
-                    tokio::spawn(async move {
-                        let reply = match tokio::task::spawn_blocking(move || engine.handle(&task)).await {
-                            Ok(r) => r,
-                            Err(e) => {
-                                tracing::error!(error = %e, "task handler panicked");
-                                return;
-                            }
-                        };
-                        let _ = tx.send(SiteMessage { body: Some(site_message::Body::Reply(reply)) }).await;
-                    });
+                    spawn_bounded(slots, move || engine.handle(&task), tx.clone());
                 }
             }
             Ok(None) => break Ok(()),
@@ -111,6 +102,24 @@ pub async fn session(engine: Arc<SiteEngine>) -> Result<(), SessionError> {
     };
     heartbeat.abort();
     result
+}
+
+/// Runs one task's `work` on a blocking thread once one of `slots` is free (the engine's
+/// `policy.max_concurrent_tasks`; tasks beyond it wait here, holding no thread) and sends its
+/// reply. The permit is the engine's, not the session's: tasks still running from a session
+/// that dropped keep theirs.
+pub(crate) fn spawn_bounded(slots: Arc<Semaphore>, work: impl FnOnce() -> TaskReply + Send + 'static, tx: mpsc::Sender<SiteMessage>) {
+    tokio::spawn(async move {
+        let Ok(_permit) = slots.acquire_owned().await else { return };
+        let reply = match tokio::task::spawn_blocking(work).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "task handler panicked");
+                return;
+            }
+        };
+        let _ = tx.send(SiteMessage { body: Some(site_message::Body::Reply(reply)) }).await;
+    });
 }
 
 /// Keeps a session up until `shutdown` resolves: reconnects after any failure, waiting
@@ -136,5 +145,43 @@ pub async fn run(engine: Arc<SiteEngine>, shutdown: impl std::future::Future<Out
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Tasks beyond the bound wait for a slot: never more than `max_concurrent_tasks` run at
+    /// once, and every task is still answered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn tasks_beyond_the_bound_wait_for_a_slot() {
+        for bound in [1usize, 2] {
+            let slots = Arc::new(Semaphore::new(bound));
+            let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            let (tx, mut rx) = mpsc::channel(16);
+            for i in 0..6 {
+                let (running, most) = (running.clone(), most.clone());
+                let work = move || {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(40));
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    TaskReply { task_id: format!("t{i}"), ..Default::default() }
+                };
+                spawn_bounded(slots.clone(), work, tx.clone());
+            }
+            let mut answered = Vec::new();
+            for _ in 0..6 {
+                match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap().body {
+                    Some(site_message::Body::Reply(r)) => answered.push(r.task_id),
+                    other => panic!("{other:?}"),
+                }
+            }
+            answered.sort();
+            assert_eq!(answered, ["t0", "t1", "t2", "t3", "t4", "t5"]);
+            assert_eq!(most.load(Ordering::SeqCst), bound, "at most {bound} tasks at once");
+        }
     }
 }

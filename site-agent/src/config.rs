@@ -17,6 +17,8 @@
 //! max_parameter_ratio = 0.33                 # most model parameters per training patient
 //! min_sites = 3                              # answer only studies of at least 3 sites
 //! # answers = ["cohort_summary", "split", ...] # task kinds answered (default: all)
+//! max_concurrent_tasks = 2                   # tasks computed at once; more wait their turn
+//! max_study_disk_bytes = 2147483648          # per study: cached replies + kept task bytes (2 GiB)
 //!
 //! [[clinical.extra]]                         # optional extra manifest columns
 //! name = "smoking"
@@ -81,6 +83,23 @@ pub struct Policy {
     /// With one or two sites, a study's "aggregates" are close to one hospital's data.
     #[serde(default = "default_min_sites")]
     pub min_sites: u32,
+    /// Most tasks computed at once (default 2); further tasks wait for one to finish. Each
+    /// task can use every core (extraction, encoder training), so more rarely helps.
+    #[serde(default = "default_max_concurrent_tasks")]
+    pub max_concurrent_tasks: u32,
+    /// Most bytes of this site's disk one study may take (default 2 GiB): its cached replies
+    /// (`studies/<study>/replies/`) and its tasks' bytes kept for the audit. Past it, the
+    /// study's tasks are refused with the reason instead of filling the disk.
+    #[serde(default = "default_max_study_disk_bytes")]
+    pub max_study_disk_bytes: u64,
+}
+
+fn default_max_concurrent_tasks() -> u32 {
+    2
+}
+
+fn default_max_study_disk_bytes() -> u64 {
+    2 << 30
 }
 
 fn default_min_sites() -> u32 {
@@ -97,7 +116,14 @@ fn default_ratio() -> f64 {
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { min_count: default_min_count(), max_parameter_ratio: default_ratio(), answers: None, min_sites: default_min_sites() }
+        Policy {
+            min_count: default_min_count(),
+            max_parameter_ratio: default_ratio(),
+            answers: None,
+            min_sites: default_min_sites(),
+            max_concurrent_tasks: default_max_concurrent_tasks(),
+            max_study_disk_bytes: default_max_study_disk_bytes(),
+        }
     }
 }
 
@@ -142,6 +168,12 @@ impl SiteConfig {
         if self.policy.min_count == 0 {
             return Err("policy.min_count must be at least 1".into());
         }
+        if self.policy.max_concurrent_tasks == 0 || self.policy.max_concurrent_tasks > 64 {
+            return Err("policy.max_concurrent_tasks must be from 1 to 64".into());
+        }
+        if self.policy.max_study_disk_bytes < 1 << 20 {
+            return Err(format!("policy.max_study_disk_bytes must be at least 1 MiB (1048576), not {}", self.policy.max_study_disk_bytes));
+        }
         for kind in self.policy.answers.iter().flatten() {
             if !crate::engine::TASK_KINDS.contains(&kind.as_str()) {
                 return Err(format!("policy.answers: unknown task kind `{kind}` (known: {})", crate::engine::TASK_KINDS.join(", ")));
@@ -185,5 +217,40 @@ impl SiteConfig {
             return stripped.split(']').next().unwrap_or("").to_string();
         }
         hostport.rsplit_once(':').map_or(hostport, |(h, _)| h).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(policy: &str) -> Result<SiteConfig, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("fedrad-config-{}-{}", std::process::id(), policy.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("site.toml");
+        let text = format!(
+            "site_id = \"hospital-a\"\ncoordinator = \"https://c.example.org:50051\"\nmanifest = \"m.csv\"\nwork_dir = \"w\"\n\
+             [tls]\nca = \"ca.pem\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n[policy]\n{policy}"
+        );
+        std::fs::write(&path, text).unwrap();
+        let cfg = SiteConfig::load(&path);
+        let _ = std::fs::remove_dir_all(&dir);
+        cfg
+    }
+
+    #[test]
+    fn resource_bounds_have_defaults_and_are_validated() {
+        let cfg = load("").unwrap();
+        assert_eq!((cfg.policy.max_concurrent_tasks, cfg.policy.max_study_disk_bytes), (2, 2 * 1024 * 1024 * 1024));
+        let cfg = load("max_concurrent_tasks = 4\nmax_study_disk_bytes = 10485760\n").unwrap();
+        assert_eq!((cfg.policy.max_concurrent_tasks, cfg.policy.max_study_disk_bytes), (4, 10 << 20));
+        for (bad, needle) in [
+            ("max_concurrent_tasks = 0\n", "max_concurrent_tasks"),
+            ("max_concurrent_tasks = 65\n", "max_concurrent_tasks"),
+            ("max_study_disk_bytes = 2048\n", "max_study_disk_bytes"),
+        ] {
+            let err = load(bad).unwrap_err().to_string();
+            assert!(err.contains(needle), "{bad}: {err}");
+        }
     }
 }

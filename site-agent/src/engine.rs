@@ -37,7 +37,18 @@ pub struct SiteEngine {
     /// and is answered from the reply cache, instead of computing the same thing twice side
     /// by side over the same files.
     in_flight: Mutex<BTreeMap<(String, String), Arc<Mutex<()>>>>,
+    /// Bytes each study holds on this site's disk — its reply cache (`studies/<study>/replies/`)
+    /// and its tasks' bytes kept for the audit — counted once per study from the files, then
+    /// kept up to date; bounded by `policy.max_study_disk_bytes`.
+    study_disk: Mutex<BTreeMap<String, u64>>,
+    /// One permit per task computed at once (`policy.max_concurrent_tasks`); the client takes
+    /// one before it starts a task, so tasks beyond the bound wait.
+    task_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// What `audit_head` (field 5: a one-byte tag, a one-byte length and 64 hex digits) adds to an
+/// encoded reply.
+const AUDIT_HEAD_FIELD_BYTES: u64 = 66;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -108,6 +119,7 @@ impl SiteEngine {
         std::fs::create_dir_all(&config.work_dir).map_err(|source| EngineError::WorkDir { path: config.work_dir.clone(), source })?;
         let audit = AuditLog::open(&config.work_dir.join("audit.jsonl"))?;
         let schema = config.schema();
+        let task_slots = Arc::new(tokio::sync::Semaphore::new(config.policy.max_concurrent_tasks.max(1) as usize));
         Ok(SiteEngine {
             config,
             cohort,
@@ -117,7 +129,14 @@ impl SiteEngine {
             tables: Mutex::new(BTreeMap::new()),
             crops: Mutex::new(BTreeMap::new()),
             in_flight: Mutex::new(BTreeMap::new()),
+            study_disk: Mutex::new(BTreeMap::new()),
+            task_slots,
         })
+    }
+
+    /// The permits of the tasks computed at once: take one before calling [`Self::handle`].
+    pub fn task_slots(&self) -> Arc<tokio::sync::Semaphore> {
+        self.task_slots.clone()
     }
 
     fn study_dir(&self, study_id: &str) -> PathBuf {
@@ -128,22 +147,23 @@ impl SiteEngine {
         self.study_dir(study_id).join("replies").join(format!("{}.pb", &sha256_hex(task_id.as_bytes())[..32]))
     }
 
-    /// Answers one task. Never panics on a hostile task; every answer is audited.
+    /// Answers one task. Never panics on a hostile task; every answer is audited before it is
+    /// returned, and carries the hash of its audit entry (`audit_head`).
     pub fn handle(&self, task: &Task) -> TaskReply {
-        let task_digest = sha256_hex(&task.encode_to_vec());
-        let reply_with = |outcome| TaskReply { task_id: task.task_id.clone(), outcome: Some(outcome) };
+        let task_bytes = task.encode_to_vec();
+        let task_digest = sha256_hex(&task_bytes);
+        let reply_with = |outcome| TaskReply { task_id: task.task_id.clone(), outcome: Some(outcome), audit_head: String::new() };
         if task.task_id.is_empty() || task.task_id.len() > 200 || !valid_study_id(&task.study_id) {
             let r = reply_with(task_reply::Outcome::Refusal(
                 SiteRefusal::InvalidParameters("task id or study id is empty, too long or has characters outside A-Z a-z 0-9 . _ -".into()).to_proto(),
             ));
-            self.audit(task, &task_digest, &r, "refused");
-            return r;
+            return self.audit(task, &task_digest, false, r, "refused").unwrap_or_else(|failure| failure);
         }
         let key = (task.study_id.clone(), task.task_id.clone());
         let task_lock = self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).entry(key.clone()).or_default().clone();
         let reply = {
             let _computing = task_lock.lock().unwrap_or_else(|p| p.into_inner());
-            self.answer(task, &task_digest)
+            self.answer(task, &task_bytes, &task_digest)
         };
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         // The map and this call hold the only references: nobody else waits for this task.
@@ -154,25 +174,37 @@ impl SiteEngine {
     }
 
     /// [`Self::handle`] for a well-formed task, with no other copy of it being computed.
-    fn answer(&self, task: &Task, task_digest: &str) -> TaskReply {
-        let task_digest = task_digest.to_string();
-        let reply_with = |outcome| TaskReply { task_id: task.task_id.clone(), outcome: Some(outcome) };
+    ///
+    /// Order: the task's bytes are kept for the audit (tasks of approved studies), then the
+    /// reply is computed or read from the cache, its audit entry is appended, and only then is
+    /// the reply cached and returned. If the audit cannot be written the reply is not sent (a
+    /// `TaskFailure` says why) and not cached. A study whose replies and kept tasks would take
+    /// more than `policy.max_study_disk_bytes` of this site's disk is refused instead.
+    fn answer(&self, task: &Task, task_bytes: &[u8], task_digest: &str) -> TaskReply {
+        let reply_with = |outcome| TaskReply { task_id: task.task_id.clone(), outcome: Some(outcome), audit_head: String::new() };
+        let refuse = |r: SiteRefusal| reply_with(task_reply::Outcome::Refusal(r.to_proto()));
+        let task_kept = match self.keep_task(task, task_bytes, task_digest) {
+            Ok(kept) => kept,
+            Err(Failure::Refused(r)) => return self.audit(task, task_digest, false, refuse(r), "refused").unwrap_or_else(|f| f),
+            Err(Failure::Failed(detail)) => {
+                let r = reply_with(task_reply::Outcome::Failure(proto::TaskFailure { detail: format!("the audit log could not be written: {detail}") }));
+                return self.audit(task, task_digest, false, r, "failed").unwrap_or_else(|f| f);
+            }
+        };
+        let record = |reply, outcome| self.audit(task, task_digest, task_kept, reply, outcome).unwrap_or_else(|failure| failure);
         // A resent task is answered from the cache, byte for byte, without recomputing.
         let cache = self.cache_path(&task.study_id, &task.task_id);
         if let Ok(bytes) = std::fs::read(&cache) {
-            // Cache file: the task's digest (64 hex), a newline, the encoded reply.
+            // Cache file: the task's digest (64 hex), a newline, the encoded reply (without its
+            // audit head: a resent reply carries the head of its own "sent_from_cache" entry).
             if bytes.len() > 65 && bytes[64] == b'\n' {
                 if bytes[..64] == *task_digest.as_bytes() {
                     if let Ok(r) = TaskReply::decode(&bytes[65..]) {
-                        self.audit(task, &task_digest, &r, "sent_from_cache");
-                        return r;
+                        return record(r, "sent_from_cache");
                     }
                 } else {
-                    let r = reply_with(task_reply::Outcome::Refusal(
-                        SiteRefusal::InvalidParameters(format!("task id {} was already used for a different task", task.task_id)).to_proto(),
-                    ));
-                    self.audit(task, &task_digest, &r, "refused");
-                    return r;
+                    let r = refuse(SiteRefusal::InvalidParameters(format!("task id {} was already used for a different task", task.task_id)));
+                    return record(r, "refused");
                 }
             }
         }
@@ -184,24 +216,135 @@ impl SiteEngine {
             Err(Failure::Refused(r)) => task_reply::Outcome::Refusal(r.to_proto()),
             Err(Failure::Failed(detail)) => task_reply::Outcome::Failure(proto::TaskFailure { detail }),
         };
-        let reply = reply_with(outcome);
+        let mut reply = reply_with(outcome);
+        let mut cached = None;
+        if matches!(reply.outcome, Some(task_reply::Outcome::Aggregate(_))) {
+            let mut bytes = format!("{task_digest}\n").into_bytes();
+            bytes.extend_from_slice(&reply.encode_to_vec());
+            match self.charge_disk(&task.study_id, bytes.len() as u64) {
+                Ok(()) => cached = Some(bytes),
+                Err(r) => reply = refuse(r),
+            }
+        }
         let label = match &reply.outcome {
             Some(task_reply::Outcome::Aggregate(_)) => "sent",
             Some(task_reply::Outcome::Refusal(_)) => "refused",
             _ => "failed",
         };
-        if label == "sent" {
-            let mut cached = format!("{task_digest}\n").into_bytes();
-            cached.extend_from_slice(&reply.encode_to_vec());
-            if let Err(e) = write_atomic(&cache, &cached) {
-                tracing::warn!(error = %e, "could not cache the reply; a resend will recompute it");
+        match self.audit(task, task_digest, task_kept, reply, label) {
+            Ok(sent) => {
+                if let Some(bytes) = cached
+                    && let Err(e) = write_atomic(&cache, &bytes)
+                {
+                    self.release_disk(&task.study_id, bytes.len() as u64);
+                    tracing::warn!(error = %e, "could not cache the reply; a resend will recompute it");
+                }
+                sent
+            }
+            Err(failure) => {
+                if let Some(bytes) = cached {
+                    self.release_disk(&task.study_id, bytes.len() as u64);
+                }
+                failure
             }
         }
-        self.audit(task, &task_digest, &reply, label);
-        reply
     }
 
-    fn audit(&self, task: &Task, task_digest: &str, reply: &TaskReply, outcome: &str) {
+    /// Keeps the task's bytes beside the audit log (`audit/tasks/<task_digest>.pb`, written
+    /// once) if its study is approved here, charged to the study's disk use; returns whether
+    /// they are kept. Tasks of study ids not approved here are refused unread and not kept, so
+    /// invented study ids cannot fill the disk. Refused past the study's disk bound.
+    fn keep_task(&self, task: &Task, bytes: &[u8], task_digest: &str) -> Result<bool, Failure> {
+        if crate::approval::load(&self.config.work_dir, &task.study_id).is_err() {
+            return Ok(false);
+        }
+        let path = crate::audit::task_file(&self.audit_path(), task_digest);
+        if std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == bytes.len() as u64) {
+            return Ok(true);
+        }
+        self.charge_disk(&task.study_id, bytes.len() as u64)?;
+        let kept = self.audit.lock().unwrap_or_else(|p| p.into_inner()).keep_task(task_digest, bytes);
+        if let Err(e) = kept {
+            self.release_disk(&task.study_id, bytes.len() as u64);
+            return Err(Failure::Failed(format!("cannot keep the task's bytes: {e}")));
+        }
+        Ok(true)
+    }
+
+    fn audit_path(&self) -> PathBuf {
+        self.config.work_dir.join("audit.jsonl")
+    }
+
+    /// Adds `bytes` to the study's disk use, or refuses if that would pass the policy's bound.
+    fn charge_disk(&self, study_id: &str, bytes: u64) -> Result<(), SiteRefusal> {
+        let max = self.config.policy.max_study_disk_bytes;
+        let mut totals = self.study_disk.lock().unwrap_or_else(|p| p.into_inner());
+        let used = match totals.get(study_id) {
+            Some(u) => *u,
+            None => *totals.entry(study_id.to_string()).or_insert(self.scan_study_disk(study_id)),
+        };
+        if used.saturating_add(bytes) > max {
+            return Err(SiteRefusal::Precondition(format!(
+                "this study has used {used} bytes of this site's disk, its policy allows {max} (policy.max_study_disk_bytes); {bytes} more would pass it"
+            )));
+        }
+        totals.insert(study_id.to_string(), used + bytes);
+        Ok(())
+    }
+
+    fn release_disk(&self, study_id: &str, bytes: u64) {
+        if let Some(u) = self.study_disk.lock().unwrap_or_else(|p| p.into_inner()).get_mut(study_id) {
+            *u = u.saturating_sub(bytes);
+        }
+    }
+
+    /// What a study holds on disk: its cached replies and the kept bytes of its tasks (found
+    /// through the audit log's entries for it). Read once per study and process.
+    fn scan_study_disk(&self, study_id: &str) -> u64 {
+        let replies: u64 = std::fs::read_dir(self.study_dir(study_id).join("replies"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum();
+        let log = self.audit_path();
+        let entries = crate::audit::verify(&log).unwrap_or_default();
+        let digests: std::collections::BTreeSet<&str> = entries.iter().filter(|e| e.study_id == study_id && e.task_kept).map(|e| e.task_digest.as_str()).collect();
+        let tasks: u64 = digests.iter().filter_map(|d| std::fs::metadata(crate::audit::task_file(&log, d)).ok()).map(|m| m.len()).sum();
+        replies + tasks
+    }
+
+    /// Appends the audit entry of `reply` and returns the reply with `audit_head` set to the
+    /// entry's hash. If the entry cannot be written the reply must not be sent: `Err` holds a
+    /// `TaskFailure` naming the problem instead (itself audited if the log takes it).
+    fn audit(&self, task: &Task, task_digest: &str, task_kept: bool, mut reply: TaskReply, outcome: &str) -> Result<TaskReply, TaskReply> {
+        reply.audit_head.clear();
+        match self.append_entry(task, task_digest, task_kept, &reply, outcome) {
+            Ok(head) => {
+                reply.audit_head = head;
+                Ok(reply)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, task = %task.task_id, "could not append to the audit log; the reply is not sent");
+                let mut failure = TaskReply {
+                    task_id: task.task_id.clone(),
+                    outcome: Some(task_reply::Outcome::Failure(proto::TaskFailure { detail: format!("the audit log could not be written: {e}") })),
+                    audit_head: String::new(),
+                };
+                if let Ok(head) = self.append_entry(task, task_digest, task_kept, &failure, "failed") {
+                    failure.audit_head = head;
+                }
+                Err(failure)
+            }
+        }
+    }
+
+    /// Appends the entry of `reply` (whose `audit_head` is empty) and returns its hash. The
+    /// entry's `reply_digest` is the SHA-256 of the reply encoded without its `audit_head` (the
+    /// head is the entry's own hash, so it cannot be part of it); `bytes_sent` counts the head.
+    fn append_entry(&self, task: &Task, task_digest: &str, task_kept: bool, reply: &TaskReply, outcome: &str) -> Result<String, crate::audit::AuditError> {
         let (patient_count, detail) = match &reply.outcome {
             Some(task_reply::Outcome::Aggregate(a)) => (a.patient_count, String::new()),
             Some(task_reply::Outcome::Refusal(r)) => (0, r.detail.clone()),
@@ -209,30 +352,27 @@ impl SiteEngine {
             None => (0, String::new()),
         };
         let bytes = reply.encode_to_vec();
+        let bytes_sent = bytes.len() as u64 + AUDIT_HEAD_FIELD_BYTES;
         match outcome {
             "refused" => tracing::warn!(task = %task.task_id, kind = kind_name(task), %detail, "refused"),
             "failed" => tracing::error!(task = %task.task_id, kind = kind_name(task), %detail, "task failed"),
-            _ => tracing::info!(task = %task.task_id, kind = kind_name(task), patients = patient_count, bytes = bytes.len(), outcome, "answered"),
+            _ => tracing::info!(task = %task.task_id, kind = kind_name(task), patients = patient_count, bytes = bytes_sent, outcome, "answered"),
         }
         let entry = AuditEntry {
-            seq: 0,
             unix_millis: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
             study_id: task.study_id.clone(),
             task_id: task.task_id.clone(),
             kind: kind_name(task).into(),
             task_digest: task_digest.into(),
+            task_kept,
             outcome: outcome.into(),
             patient_count,
-            bytes_sent: bytes.len() as u64,
+            bytes_sent,
             reply_digest: sha256_hex(&bytes),
             detail,
-            prev_hash: String::new(),
-            hash: String::new(),
+            ..Default::default()
         };
-        let mut log = self.audit.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = log.append(entry) {
-            tracing::error!(error = %e, "could not append to the audit log");
-        }
+        Ok(self.audit.lock().unwrap_or_else(|p| p.into_inner()).append(entry)?.hash)
     }
 
     /// The approval of the task's study, refused unless the operator approved exactly the
@@ -349,17 +489,38 @@ impl SiteEngine {
             Some(task::Kind::DesignMoments(t)) => selection::design_moments(&self.design(&task.study_id, t.design.as_ref())?, min),
             Some(task::Kind::ClassifierRound(t)) => {
                 let data = self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?;
-                selection::classifier_round(&data, t, min, self.config.policy.max_parameter_ratio)
+                let agg = selection::classifier_round(&data, t, min, self.config.policy.max_parameter_ratio)?;
+                let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
+                self.ledger(&task.study_id).record_fit(t).map_err(|e| Failure::Failed(format!("cannot record the fitted model: {e}")))?;
+                Ok(agg)
             }
-            Some(task::Kind::Score(t)) => selection::score(&self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?, t, min),
+            Some(task::Kind::Score(t)) => {
+                let data = self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?;
+                let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
+                self.ledger(&task.study_id).accept_scorers(plan, &self.config.site_id, t.design.as_ref(), t.standardiser.as_ref(), &t.scorers)?;
+                drop(_guard);
+                selection::score(&data, t, min)
+            }
             Some(task::Kind::ValueHistogram(t)) => {
                 selection::value_histogram(&self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?, t, min)
             }
-            Some(task::Kind::TreeRound(t)) => selection::tree_round(&self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?, t, min),
+            Some(task::Kind::TreeRound(t)) => {
+                let data = self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?;
+                let forest = t.objective == proto::TreeObjective::ForestCounts as i32;
+                let edges: Vec<Vec<f64>> = t.edges.iter().map(|e| e.edges.clone()).collect();
+                // Edges are pinned by the first tree round this site answers for the design.
+                let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
+                let ledger = self.ledger(&task.study_id);
+                let pin = ledger.accept_edges(t.design.as_ref(), t.standardiser.as_ref(), forest, &edges)?;
+                let agg = selection::tree_round(&data, t, min)?;
+                pin.record().map_err(|e| Failure::Failed(format!("cannot record the bin edges: {e}")))?;
+                Ok(agg)
+            }
             Some(task::Kind::PairedScores(t)) => {
                 if t.models.is_empty() || t.models.len() > 200 {
                     return Err(Failure::Refused(SiteRefusal::InvalidParameters("compare 1 to 200 models".into())));
                 }
+                self.ledger(&task.study_id).accept_compared(&t.models)?;
                 let designs = t
                     .models
                     .iter()
@@ -367,14 +528,14 @@ impl SiteEngine {
                     .collect::<Result<Vec<_>, _>>()?;
                 selection::paired_scores(&designs, t, min)
             }
-            Some(task::Kind::EncoderRound(t)) => self.encoder_round(&task.study_id, t),
+            Some(task::Kind::EncoderRound(t)) => self.encoder_round(&task.study_id, t, plan),
             Some(task::Kind::OnnxEmbed(t)) => {
                 let agg = self.onnx_embed(&task.study_id, t)?;
                 self.tables.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| k.0 != task.study_id);
                 Ok(agg)
             }
             Some(task::Kind::Embed(t)) => {
-                let agg = self.embed(&task.study_id, t)?;
+                let agg = self.embed(&task.study_id, t, plan)?;
                 self.tables.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| k.0 != task.study_id);
                 Ok(agg)
             }
@@ -426,7 +587,7 @@ impl SiteEngine {
     }
 
     /// One FedAvg round on this site's training patients; weights and losses leave.
-    fn encoder_round(&self, study_id: &str, t: &proto::EncoderRoundTask) -> Result<proto::Aggregate, Failure> {
+    fn encoder_round(&self, study_id: &str, t: &proto::EncoderRoundTask, plan: &fedrad_shared::plan::StudyPlan) -> Result<proto::Aggregate, Failure> {
         let (sequence, arch) = encoder_task(&t.sequence, t.architecture.as_ref(), &t.weights)?;
         let training = LocalTraining {
             epochs: t.local_epochs,
@@ -441,6 +602,9 @@ impl SiteEngine {
         if t.round == 0 || t.round > 10_000 {
             return Err(Failure::Refused(SiteRefusal::InvalidParameters(format!("round {} is outside 1..=10000", t.round))));
         }
+        let ledger_path = self.study_dir(study_id).join("encoder").join(format!("{sequence}.json"));
+        let initial = arch.initial_weights(plan.deep.local_training(plan.seed).seed);
+        fedavg::site_accepts_round(read_round_record(&ledger_path)?.as_ref(), t.round, &t.weights, &initial)?;
         let roles = self.load_split(study_id)?;
         let crops = self.crops(sequence, &arch);
         let samples: Vec<Sample> = self
@@ -454,11 +618,17 @@ impl SiteEngine {
             .collect();
         fedrad_shared::algorithms::require_min_count("the training cohort with encoder crops", samples.len() as u64, self.config.policy.min_count)?;
         let update = fedavg::site_train(&arch, &t.weights, &samples, &training, t.round);
-        Ok(fedavg::site_aggregate(&update, self.config.policy.min_count)?)
+        let agg = fedavg::site_aggregate(&update, self.config.policy.min_count)?;
+        let sent = agg.tensors.iter().find(|x| x.name == "weights").map_or(&[][..], |x| &x.values[..]);
+        let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let record = fedavg::RoundRecord { round: t.round, input: t.weights.clone(), own_change: fedavg::max_abs_difference(sent, &t.weights) };
+        write_atomic(&ledger_path, &serde_json::to_vec(&record).expect("a record serialises"))
+            .map_err(|e| Failure::Failed(format!("cannot record the encoder round: {e}")))?;
+        Ok(agg)
     }
 
     /// Embeds every patient with the final weights and writes the deep-feature table; counts leave.
-    fn embed(&self, study_id: &str, t: &proto::EmbedTask) -> Result<proto::Aggregate, Failure> {
+    fn embed(&self, study_id: &str, t: &proto::EmbedTask, plan: &fedrad_shared::plan::StudyPlan) -> Result<proto::Aggregate, Failure> {
         let (sequence, arch) = encoder_task(&t.sequence, t.architecture.as_ref(), &t.weights)?;
         let digest = fedavg::weights_sha256(&t.weights);
         if digest != t.weights_sha256 {
@@ -468,6 +638,8 @@ impl SiteEngine {
                 &digest[..12]
             ))));
         }
+        let last = read_round_record(&self.study_dir(study_id).join("encoder").join(format!("{sequence}.json")))?;
+        fedavg::site_accepts_final(last.as_ref(), &t.weights, plan.deep.rounds)?;
         let crops = self.crops(sequence, &arch);
         let rows = crops.par_iter().map(|c| c.as_ref().map(|c| encoder::embed(&arch, &t.weights, c)).map_err(|e| e.reason().to_string())).collect();
         let about = serde_json::json!({"source": "encoder", "weights_sha256": digest, "architecture": arch});
@@ -656,6 +828,10 @@ impl SiteEngine {
         Ok(data)
     }
 
+    fn ledger(&self, study_id: &str) -> crate::ledger::ModelLedger {
+        crate::ledger::ModelLedger::new(&self.study_dir(study_id))
+    }
+
     fn fold_count(&self, study_id: &str) -> u32 {
         std::fs::read_to_string(self.study_dir(study_id).join("folds.params"))
             .ok()
@@ -742,6 +918,15 @@ fn variable_from_proto(v: &proto::ClinicalVariable) -> Result<VariableSpec, Fail
         None => return Err(Failure::Refused(SiteRefusal::InvalidParameters(format!("variable `{}` has no kind", v.name)))),
     };
     Ok(VariableSpec { name: v.name.clone(), label: String::new(), kind })
+}
+
+/// The encoder rounds this site answered for one sequence, in its study folder.
+fn read_round_record(path: &Path) -> Result<Option<fedavg::RoundRecord>, Failure> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| Failure::Failed(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Failure::Failed(format!("{}: {e}", path.display()))),
+    }
 }
 
 /// The sequence and architecture of an encoder task, refused unless valid and matching the weights.

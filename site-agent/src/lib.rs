@@ -9,6 +9,7 @@ pub mod config;
 pub mod deep;
 pub mod engine;
 pub mod features;
+pub mod ledger;
 pub mod manifest;
 pub mod memory;
 pub mod onnx;

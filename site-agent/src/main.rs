@@ -75,7 +75,8 @@ enum Command {
         #[arg(long)]
         study_id: String,
     },
-    /// Inspect the audit log of what left this site.
+    /// Inspect the audit log of what left this site (`<work_dir>/audit.jsonl`, with the tasks as
+    /// received in `<work_dir>/audit/tasks/`).
     Audit {
         #[command(subcommand)]
         action: AuditAction,
@@ -89,10 +90,25 @@ enum AuditAction {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Check the hash chain; exits non-zero if any entry was edited, removed or inserted.
+    /// Check the hash chain and the kept tasks; exits non-zero if any entry was edited, removed
+    /// or inserted, or a kept task file was changed. With --receipts (the coordinator's
+    /// `receipts/<site>.jsonl`), also checks that every answer the coordinator received is
+    /// still in the log, which finds a log whose tail was deleted or that was rewritten.
     Verify {
         #[arg(long)]
         config: PathBuf,
+        /// The coordinator's receipts for this site (may be given more than once).
+        #[arg(long)]
+        receipts: Vec<PathBuf>,
+    },
+    /// For the site's IT and data-protection officer: every aggregate a study was sent, over
+    /// how many patients, how many bytes and when, every refusal with its reason, and totals.
+    Report {
+        #[arg(long)]
+        config: PathBuf,
+        /// The study's id.
+        #[arg(long)]
+        study: String,
     },
 }
 
@@ -199,18 +215,45 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit { action } => {
-            let (config, verify_only) = match action {
-                AuditAction::Show { config } => (config, false),
-                AuditAction::Verify { config } => (config, true),
+            let config = match &action {
+                AuditAction::Show { config } | AuditAction::Verify { config, .. } | AuditAction::Report { config, .. } => config,
             };
-            let cfg = SiteConfig::load(&config)?;
+            let cfg = SiteConfig::load(config)?;
             let path = cfg.work_dir.join("audit.jsonl");
             let entries = audit::verify(&path).with_context(|| "the audit log failed verification")?;
-            if verify_only {
-                println!("{}: {} entries, chain intact", path.display(), entries.len());
-                return Ok(());
+            match action {
+                AuditAction::Show { .. } => print_audit(&entries),
+                AuditAction::Verify { receipts, .. } => {
+                    let tasks = audit::verify_task_files(&path, &entries).with_context(|| "a kept task failed verification")?;
+                    let start = match entries.first() {
+                        Some(e) if e.genesis.is_empty() => ", starting at the all-zero genesis of an older agent",
+                        _ => "",
+                    };
+                    println!("{}: {} entries, chain intact{start}", path.display(), entries.len());
+                    println!(
+                        "tasks kept in {}: {} files hash to their names; {} missing{}; {} entries without kept task bytes",
+                        audit::tasks_dir(&path).display(),
+                        tasks.checked,
+                        tasks.missing.len(),
+                        if tasks.missing.is_empty() { String::new() } else { format!(" (warning: {})", tasks.missing.join(", ")) },
+                        tasks.not_kept
+                    );
+                    let mut problems = Vec::new();
+                    for file in &receipts {
+                        let rs = audit::read_receipts(file)?;
+                        let found = audit::check_receipts(&entries, &rs);
+                        println!("{}: {} receipts, {} not matched by the log", file.display(), rs.len(), found.len());
+                        problems.extend(found.into_iter().map(|p| format!("{}: {p}", file.display())));
+                    }
+                    if !problems.is_empty() {
+                        for p in &problems {
+                            eprintln!("  {p}");
+                        }
+                        anyhow::bail!("{} receipt(s) name answers the audit log no longer holds: the log was truncated or rewritten", problems.len());
+                    }
+                }
+                AuditAction::Report { study, .. } => print!("{}", audit::report(&cfg.site_id, &path, &entries, &study)),
             }
-            print_audit(&entries);
             Ok(())
         }
     }

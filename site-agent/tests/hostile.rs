@@ -17,7 +17,7 @@ fn hostile_plan(cfg: &site_agent::config::SiteConfig) -> StudyPlan {
         s.models.search.enabled = true;
         s.models.rbf_svm = fedrad_shared::plan::RbfSvmSettings { features: 400, gamma: 0.3, c: 1.0, seed: 1 };
         s.models.forest.seed = 1;
-        s.deep = fedrad_shared::plan::DeepSettings { crop: 16, field_mm: 48.0, channels: [2, 3], embedding: 8, batch_size: 5, ..Default::default() };
+        s.deep = fedrad_shared::plan::DeepSettings { rounds: 1, crop: 16, field_mm: 48.0, channels: [2, 3], embedding: 8, batch_size: 5, ..Default::default() };
     })
 }
 
@@ -337,7 +337,7 @@ fn hostile_mutated_task_bytes_never_crash_the_site() {
             standardiser: Some(std.clone()),
             objective: proto::TreeObjective::BoostingGradients as i32,
             edges: vec![proto::BinEdges { edges: vec![-1.0, 0.0, 1.0] }; 3],
-            growing: vec![1.0, 3.0, 0.0, 0.5, 1.0, 2.0, 0.1, -1.0, 0.0, 0.0, 0.0, -0.2, -1.0, 0.0, 0.0, 0.0, 0.3],
+            growing: vec![1.0, 3.0, 0.0, 1.0, 1.0, 2.0, 0.1, -1.0, 0.0, 0.0, 0.0, -0.2, -1.0, 0.0, 0.0, 0.0, 0.3],
             nodes: vec![proto::NodeRequest { tree: 0, node: 1, columns: vec![0, 2] }],
             seed: 3,
             base_margin: -0.5,
@@ -346,7 +346,8 @@ fn hostile_mutated_task_bytes_never_crash_the_site() {
         task::Kind::Score(proto::ScoreTask {
             design: Some(design),
             standardiser: Some(std),
-            scorers: vec![proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0, 1.0, -1.0, 0.5], random_features: None }],
+            // The model of the classifier round above: a site scores only models it helped fit.
+            scorers: vec![proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.1, 0.2, 0.3, 0.4], random_features: None }],
             grid: fedrad_shared::algorithms::metrics::DEFAULT_GRID,
             folds: 0,
         }),

@@ -8,6 +8,7 @@ fn deploy_examples_parse_with_the_real_loaders() {
     let site = site_agent::config::SiteConfig::load(&root.join("site.example.toml")).unwrap();
     assert_eq!(site.site_id, "hospital-a");
     assert_eq!(site.policy.min_count, 5);
+    assert_eq!((site.policy.max_concurrent_tasks, site.policy.max_study_disk_bytes), (2, 2 << 30));
     assert_eq!(site.server_name(), "coordinator.example.org");
     coordinator::config::CoordinatorConfig::load(&root.join("coordinator.example.toml")).unwrap();
     let study = coordinator::config::StudyConfig::load(&root.join("study.example.toml")).unwrap();

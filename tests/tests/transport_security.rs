@@ -90,7 +90,7 @@ async fn aggregates_far_above_grpc_default_limit_arrive_intact() {
             if let Some(coordinator_message::Body::Task(t)) = m.body {
                 let values: Vec<f64> = (0..5_000_000).map(|i| i as f64 * 0.5).collect();
                 let agg = Aggregate { patient_count: 100, tensors: vec![Tensor { name: "gram".into(), shape: vec![2000, 2500], values }] };
-                let reply = TaskReply { task_id: t.task_id, outcome: Some(task_reply::Outcome::Aggregate(agg)) };
+                let reply = TaskReply { task_id: t.task_id, outcome: Some(task_reply::Outcome::Aggregate(agg)), ..Default::default() };
                 tx.send(SiteMessage { body: Some(site_message::Body::Reply(reply)) }).await.unwrap();
             }
         }

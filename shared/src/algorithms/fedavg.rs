@@ -276,9 +276,100 @@ pub fn simulate(arch: &Architecture, initial: &[f64], sites: &[Vec<Sample>], t: 
     (w, history)
 }
 
+// ---- what a site accepts ------------------------------------------------------------------
+
+/// How far the global weights of one round may move from the previous round's, as a multiple
+/// of this site's own move in that round. The global move is a patient-weighted average of
+/// every site's move, so it exceeds this site's only where other sites moved further (more
+/// local steps on more patients), never by orders of magnitude.
+pub const STEP_FACTOR: f64 = 10.0;
+
+/// What a site records of one sequence's encoder training: the last round it answered, the
+/// global weights it received then, and how far its own training moved them (largest absolute
+/// change of a weight).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RoundRecord {
+    pub round: u32,
+    pub input: Vec<f64>,
+    pub own_change: f64,
+}
+
+/// The largest absolute difference of two weight vectors (∞ when their lengths differ).
+pub fn max_abs_difference(a: &[f64], b: &[f64]) -> f64 {
+    if a.len() != b.len() {
+        return f64::INFINITY;
+    }
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
+fn too_far(what: &str, moved: f64, own: f64) -> SiteRefusal {
+    SiteRefusal::InvalidParameters(format!(
+        "{what} moved {moved:.3e} from the last round's weights; this site moved them {own:.3e}, and accepts at most {STEP_FACTOR}× that"
+    ))
+}
+
+/// A site trains on weights only along the study's own federated averaging: round 1 from the
+/// plan's initial weights, round r + 1 right after the round r it answered and by a step of
+/// averaging size, a round already answered only again with the same weights. A coordinator
+/// can then not have a site train weights of its choosing (e.g. weights made elsewhere to
+/// memorise, with a learning rate that copies one patient's crop into them).
+pub fn site_accepts_round(last: Option<&RoundRecord>, round: u32, weights: &[f64], initial: &[f64]) -> Result<(), SiteRefusal> {
+    let invalid = |m: String| Err(SiteRefusal::InvalidParameters(m));
+    match last {
+        _ if round == 1 => {
+            if weights != initial {
+                return invalid("encoder round 1 must start from the study plan's initial weights".into());
+            }
+            Ok(())
+        }
+        Some(l) if round == l.round + 1 => {
+            let moved = max_abs_difference(weights, &l.input);
+            if moved > STEP_FACTOR * l.own_change {
+                return Err(too_far(&format!("the global weights of round {round}"), moved, l.own_change));
+            }
+            Ok(())
+        }
+        Some(l) if round == l.round && weights == &l.input[..] => Ok(()),
+        Some(l) => invalid(format!("encoder round {round} does not follow the last round this site answered ({})", l.round)),
+        None => invalid(format!("encoder round {round} before this site answered round 1")),
+    }
+}
+
+/// A site embeds its patients only with weights one averaging step from the last round it
+/// trained, once that round is the plan's last: the deep features are the study's encoder's,
+/// not a network of the coordinator's choosing.
+pub fn site_accepts_final(last: Option<&RoundRecord>, weights: &[f64], rounds: u32) -> Result<(), SiteRefusal> {
+    match last {
+        Some(l) if l.round == rounds => {
+            let moved = max_abs_difference(weights, &l.input);
+            if moved > STEP_FACTOR * l.own_change {
+                return Err(too_far("the weights to embed with", moved, l.own_change));
+            }
+            Ok(())
+        }
+        _ => Err(SiteRefusal::Precondition(format!("embedding needs the encoder trained here through the study plan's {rounds} rounds first"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_site_trains_only_along_the_studys_own_rounds() {
+        let initial = vec![0.0, 1.0, 2.0];
+        assert!(site_accepts_round(None, 1, &initial, &initial).is_ok());
+        assert!(site_accepts_round(None, 1, &[0.0, 1.0, 2.5], &initial).is_err(), "round 1 from chosen weights");
+        assert!(site_accepts_round(None, 2, &initial, &initial).is_err(), "round 2 before round 1");
+        let last = RoundRecord { round: 1, input: initial.clone(), own_change: 0.01 };
+        assert!(site_accepts_round(Some(&last), 2, &[0.05, 1.0, 2.0], &initial).is_ok(), "a step of 5x this site's own");
+        assert!(site_accepts_round(Some(&last), 2, &[0.5, 1.0, 2.0], &initial).is_err(), "a step of 50x");
+        assert!(site_accepts_round(Some(&last), 3, &initial, &initial).is_err(), "a skipped round");
+        assert!(site_accepts_round(Some(&last), 1, &initial, &initial).is_ok(), "a resend of round 1");
+        assert!(site_accepts_final(Some(&last), &[0.05, 1.0, 2.0], 1).is_ok());
+        assert!(site_accepts_final(Some(&last), &[0.05, 1.0, 2.0], 20).is_err(), "before the plan's last round");
+        assert!(site_accepts_final(Some(&last), &[9.0, 1.0, 2.0], 1).is_err(), "weights far from the last round");
+    }
     use crate::algorithms::encoder::SplitMix;
     use crate::algorithms::testdata::site_ranges;
 

@@ -5,7 +5,11 @@
 //!   site's `min_count` on every population the aggregate summarises;
 //! * **coordinator half** — `combine*` functions: how the answers of all sites are merged;
 //! * **pooled reference** — `pooled*` functions: the same computation on all rows in one
-//!   process. Tests check that combine(site halves) equals the pooled reference.
+//!   process. Tests check that combine(site halves) equals the pooled reference;
+//! * **what a site accepts** — `site_accepts*` / `accept_*` functions: the checks a site runs
+//!   on a task's parameters against the study plan its operator approved (grids, seeds,
+//!   populations, model bounds, rounds), each with the attack it stops and why it suffices.
+//!   The site agent's `acceptance` module applies them to every task kind.
 
 pub mod classifiers;
 pub mod cohort_summary;

@@ -53,6 +53,7 @@ pub fn site_placements(log_odds: &[Vec<f64>], outcome: &[bool], merged: &[ClassH
     if merged.iter().any(|h| h.negative.is_empty() || h.positive.is_empty()) {
         return Err(SiteRefusal::InvalidParameters("every model needs patients of both classes".into()));
     }
+    site_accepts_merged(log_odds, outcome, merged, grid)?;
     let mut b = AggregateBuilder::new(log_odds.len() as u64);
     for class in [false, true] {
         let rows: Vec<&Vec<f64>> = log_odds.iter().zip(outcome).filter(|(_, y)| **y == class).map(|(s, _)| s).collect();
@@ -158,9 +159,54 @@ pub fn pooled_paired_auc(scores: &[Vec<f64>], outcome: &[bool]) -> PairedAuc {
     PairedAuc { auc, covariance, negatives: neg.len() as u64, positives: pos.len() as u64 }
 }
 
+// ---- what a site accepts ------------------------------------------------------------------
+
+/// Round 2 sends back "merged" histograms, and the placements a site returns are sums over
+/// its patients of values read from them: a forged histogram (one cell of weight 1 just above
+/// one patient's score, say) turns a placement sum into a membership test. A site therefore
+/// accepts merged histograms only if they contain its own: in every cell, per model and class,
+/// at least as many patients as it holds there itself. With secure aggregation and signed
+/// answers (not yet) the site could check the merge itself; without them a coordinator can
+/// still add made-up patients, but cannot remove or move this site's own.
+pub fn site_accepts_merged(log_odds: &[Vec<f64>], outcome: &[bool], merged: &[ClassHistograms], grid: u32) -> Result<(), SiteRefusal> {
+    for (k, h) in merged.iter().enumerate() {
+        let mut own: [BTreeMap<u32, u64>; 2] = Default::default();
+        for (r, &y) in log_odds.iter().zip(outcome) {
+            let Some(&score) = r.get(k) else { continue };
+            *own[usize::from(y)].entry(score_cell(score, grid)).or_default() += 1;
+        }
+        for (class, theirs) in [(0, &h.negative), (1, &h.positive)] {
+            if own[class].iter().any(|(cell, n)| theirs.get(cell).copied().unwrap_or(0) < *n) {
+                return Err(SiteRefusal::InvalidParameters(format!(
+                    "the merged histograms of model {k} hold fewer patients in some cell than this site itself: they are not a merge of the sites' answers"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merged_histograms_must_hold_the_sites_own_patients() {
+        let grid = 1000;
+        let log_odds = vec![vec![-1.0], vec![0.5], vec![0.5], vec![2.0]];
+        let outcome = vec![false, false, true, true];
+        let cell = |x: f64| score_cell(x, grid);
+        let merged = |extra_neg: u64| ClassHistograms {
+            negative: [(cell(-1.0), 1 + extra_neg), (cell(0.5), 1)].into_iter().collect(),
+            positive: [(cell(0.5), 1), (cell(2.0), 3)].into_iter().collect(),
+        };
+        assert!(site_accepts_merged(&log_odds, &outcome, &[merged(0)], grid).is_ok());
+        assert!(site_accepts_merged(&log_odds, &outcome, &[merged(5)], grid).is_ok(), "other sites' patients on top");
+        let mut moved = merged(0);
+        moved.negative.remove(&cell(-1.0));
+        moved.negative.insert(cell(-0.9), 1);
+        assert!(site_accepts_merged(&log_odds, &outcome, &[moved], grid).is_err(), "one of this site's patients moved");
+    }
     use crate::algorithms::testdata::uniform_stream;
 
     /// Three models on the same 99 patients: informative, correlated with the first, noise.
@@ -243,7 +289,7 @@ mod tests {
         let (rows, y) = cohort();
         let grid = crate::algorithms::metrics::DEFAULT_GRID;
         let other = merged(&rows[50..], &y[50..], grid);
-        assert!(matches!(site_placements(&rows[..40], &y[..40], &other, grid, 1), Err(SiteRefusal::Precondition(_))));
+        assert!(matches!(site_placements(&rows[..40], &y[..40], &other, grid, 1), Err(SiteRefusal::InvalidParameters(_))));
         let h = merged(&rows, &y, grid);
         assert!(matches!(site_placements(&rows[..8], &y[..8], &h, grid, 5), Err(SiteRefusal::BelowMinCount { .. })));
     }

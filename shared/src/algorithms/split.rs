@@ -222,6 +222,23 @@ pub fn site_accepts(seed: u64, quota: ClassQuota, plan_seed: u64, fraction: f64,
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_site_accepts_only_the_plans_seed_and_the_quota_its_own_counts_give() {
+        let q = |negative, positive| ClassQuota { negative, positive };
+        // 0.7 of 37 negatives = 25.9, of 19 positives = 13.3.
+        assert!(site_accepts(1, q(25, 13), 1, 0.7, 37, 19).is_ok());
+        assert!(site_accepts(1, q(26, 14), 1, 0.7, 37, 19).is_ok(), "largest-remainder rounding adds one");
+        assert!(site_accepts(1, q(27, 13), 1, 0.7, 37, 19).is_err(), "one patient more than the plan gives");
+        assert!(site_accepts(1, q(24, 13), 1, 0.7, 37, 19).is_err(), "one patient fewer");
+        assert!(site_accepts(2, q(25, 13), 1, 0.7, 37, 19).is_err(), "another seed");
+        // The coordinator's own quotas always pass every site's check.
+        let strata: BTreeMap<String, (u64, u64)> = [("a", (37, 19)), ("b", (20, 9)), ("c", (51, 30))].iter().map(|(s, c)| (s.to_string(), *c)).collect();
+        for (site, quota) in plan_quotas(&strata, 0.7) {
+            let (n, p) = strata[&site];
+            assert!(site_accepts(5, quota, 5, 0.7, n, p).is_ok(), "{site}");
+        }
+    }
+
     fn record(id: &str, outcome: bool) -> PatientRecord {
         PatientRecord { patient_id: id.into(), outcome, clinical: Default::default() }
     }

@@ -828,9 +828,13 @@ pub fn pooled_bin_edges(z: &[Vec<f64>], width: usize, grid: ValueGrid, bins: u32
 /// tree kind the plan fits, with its seed, at most its number of trees and depth, at most its
 /// bins per column, and (boosting) at most its rounds in the ensemble. Why: the grid, the
 /// bootstrap seed and the size of what is grown are then the approved plan's, not the
-/// coordinator's. Not yet checked here: that thresholds lie on the bin edges the site saw
-/// merged from the value histograms, and that two nodes do not differ by fewer than
-/// `min_count` patients (a ledger of node populations).
+/// coordinator's. Bin edges lie on the value grid's cell boundaries (where
+/// [`combine_bin_edges`] puts them, so no threshold is finer than the grid's 0.05 SD) and every
+/// split's threshold is one of its column's edges; the site also pins a design's edges at its
+/// first tree round (`site-agent`'s model ledger), so later rounds cannot move them to
+/// difference one patient out of a node. Not yet checked: that two nodes do not differ by
+/// fewer than `min_count` patients (a ledger of node populations), and the "withheld" flag
+/// still tells an empty node from one with 1 to `min_count` − 1 of the site's patients.
 pub fn site_accepts_value_grid(grid: ValueGrid) -> Result<(), SiteRefusal> {
     if grid != ValueGrid::DEFAULT {
         return Err(SiteRefusal::InvalidParameters(format!(
@@ -840,6 +844,30 @@ pub fn site_accepts_value_grid(grid: ValueGrid) -> Result<(), SiteRefusal> {
             ValueGrid::DEFAULT.cells_per_sd,
             ValueGrid::DEFAULT.limit_sd
         )));
+    }
+    Ok(())
+}
+
+/// Bin edges only on the study's value grid's cell boundaries (see [`site_accepts_value_grid`]).
+pub fn site_accepts_edges(edges: &[Vec<f64>]) -> Result<(), SiteRefusal> {
+    let grid = ValueGrid::DEFAULT;
+    for e in edges.iter().flatten() {
+        let cell = ((e + grid.limit_sd) * f64::from(grid.cells_per_sd)).round() - 1.0;
+        if !(cell >= 0.0 && (cell as usize) < grid.cells() && grid.upper(cell as usize) == *e) {
+            return Err(SiteRefusal::InvalidParameters(format!("bin edge {e} is not on the study's value grid (cells of 1/{} SD)", grid.cells_per_sd)));
+        }
+    }
+    Ok(())
+}
+
+/// Every split of a tree on one of its column's bin edges.
+pub fn site_accepts_thresholds(tree: &Tree, edges: &[Vec<f64>]) -> Result<(), SiteRefusal> {
+    for n in &tree.nodes {
+        if let Some(c) = n.column {
+            if !edges.get(c as usize).is_some_and(|e| e.contains(&n.threshold)) {
+                return Err(SiteRefusal::InvalidParameters(format!("a split at {} on column {c}, not one of the column's bin edges", n.threshold)));
+            }
+        }
     }
     Ok(())
 }
@@ -867,6 +895,10 @@ pub fn site_accepts_tree_round(edges: &[Vec<f64>], growing: &[Tree], ensemble: &
     if let Some(e) = edges.iter().find(|e| e.len() + 1 > limits.bins as usize) {
         return invalid(format!("{} bins in a column; the study plan has {}", e.len() + 1, limits.bins));
     }
+    site_accepts_edges(edges)?;
+    for t in growing.iter().chain(ensemble) {
+        site_accepts_thresholds(t, edges)?;
+    }
     for t in growing.iter().chain(ensemble) {
         let depth = t.depth();
         if depth > limits.max_depth {
@@ -879,6 +911,31 @@ pub fn site_accepts_tree_round(edges: &[Vec<f64>], growing: &[Tree], ensemble: &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_site_accepts_edges_on_the_value_grid_and_splits_only_on_them() {
+        let grid = ValueGrid::DEFAULT;
+        assert!(site_accepts_edges(&[vec![grid.upper(0), grid.upper(119), grid.upper(200)]]).is_ok());
+        assert!(site_accepts_edges(&[vec![0.0125]]).is_err(), "between two grid boundaries");
+        assert!(site_accepts_edges(&[vec![1e6]]).is_err(), "beyond the grid");
+        let edges = vec![vec![-0.5, 0.0, 0.5]];
+        let split = |t: f64| Tree {
+            nodes: vec![
+                TreeNode { column: Some(0), threshold: t, children: [1, 2], value: 0.0 },
+                TreeNode { column: None, threshold: 0.0, children: [0, 0], value: 0.1 },
+                TreeNode { column: None, threshold: 0.0, children: [0, 0], value: 0.2 },
+            ],
+        };
+        assert!(site_accepts_thresholds(&split(0.5), &edges).is_ok());
+        assert!(site_accepts_thresholds(&split(0.49), &edges).is_err());
+        assert_eq!(split(0.5).depth(), 1);
+        let limits = TreeLimits { seed: Some(3), trees: 2, max_depth: 1, bins: 4, ensemble: 0 };
+        assert!(site_accepts_tree_round(&edges, &[split(0.0)], &[], Some(3), &limits).is_ok());
+        assert!(site_accepts_tree_round(&edges, &[split(0.0)], &[], Some(4), &limits).is_err(), "another bootstrap seed");
+        assert!(site_accepts_tree_round(&edges, &vec![split(0.0); 3], &[], Some(3), &limits).is_err(), "more trees than planned");
+        let deep = TreeLimits { max_depth: 0, ..limits };
+        assert!(site_accepts_tree_round(&edges, &[split(0.0)], &[], Some(3), &deep).is_err(), "deeper than planned");
+    }
     use crate::algorithms::block_on_ready;
     use crate::algorithms::metrics::pooled_auc;
     use crate::algorithms::testdata::{cohort, standardiser};

@@ -1,0 +1,211 @@
+//! The models this site helped fit, so that it scores only those (issue 17, property 5).
+//!
+//! Attack: a score task answers, per cohort and outcome class, a histogram of each scorer's
+//! predictions on a fine grid. A "model" that is one feature column (or a tree whose leaf is a
+//! box on age, sex and stage) turns that histogram into every patient's value of the column
+//! with their outcome. The plan's coefficient bounds do not stop this: the grid is fine enough
+//! for any bounded slope.
+//!
+//! Check: the site records every linear model it evaluated in a classifier round (logistic
+//! regression, the SVMs' Platt rounds) under the design and standardiser of that round, and
+//! scores a logistic regression or SVM only if it is one of them (a Newton fit ends at the
+//! point whose gradient it last asked for, so the fitted model is always recorded). Scorers it
+//! cannot verify from its own rounds — naive Bayes (from merged moments), tree ensembles (whose
+//! last splits come from merged histograms) and other sites' site-alone baselines — are
+//! accepted only within a per-study budget derived from the plan: one of each kind per model
+//! of the plan (three per sequence), and one site-alone baseline per other site and sequence.
+//! A scorer answered once may be asked again (DeLong's comparison re-scores the same models);
+//! a comparison may only name models already scored.
+//!
+//! What remains: within the budget an attacker may still choose an unverifiable scorer (six
+//! naive Bayes "models" on single columns, say); small-cell merging of the score histograms
+//! (property 6) is what bounds their resolution.
+
+use std::path::{Path, PathBuf};
+
+use fedrad_shared::algorithms::SiteRefusal;
+use fedrad_shared::algorithms::classifiers::{ClassifierKind, Scorer};
+use fedrad_shared::plan::StudyPlan;
+use fedrad_shared::proto;
+use prost::Message;
+
+/// Bin edges to pin once their first tree round is answered (nothing when already pinned).
+pub struct EdgePin {
+    path: PathBuf,
+    edges: Option<Vec<Vec<f64>>>,
+}
+
+impl EdgePin {
+    pub fn record(self) -> std::io::Result<()> {
+        match self.edges {
+            Some(e) => crate::engine::write_atomic(&self.path, &serde_json::to_vec(&e).expect("edges serialise")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One study's ledger: `<study>/ledger/{fits,scored,unverified}.txt`, one key per line.
+pub struct ModelLedger {
+    dir: PathBuf,
+}
+
+fn sha256_hex(parts: &[&[u8]]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for p in parts {
+        ctx.update(&(p.len() as u64).to_le_bytes());
+        ctx.update(p);
+    }
+    crate::audit::hex(ctx.finish().as_ref())
+}
+
+fn floats(v: &[f64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The design and standardiser a model applies to, as bytes.
+fn model_frame(design: Option<&proto::ModelDesign>, std: Option<&proto::Standardiser>) -> Vec<u8> {
+    let mut b = design.map(|d| d.encode_to_vec()).unwrap_or_default();
+    b.extend(std.map(|s| s.encode_to_vec()).unwrap_or_default());
+    b
+}
+
+/// The key of a linear model: its frame, its kind (with its random features) and parameters.
+fn linear_key(frame: &[u8], kind: &str, rff: Option<&proto::RandomFeatures>, coefficients: &[f64], extra: &[f64]) -> String {
+    let rff = rff.map(|r| r.encode_to_vec()).unwrap_or_default();
+    sha256_hex(&[frame, kind.as_bytes(), &rff, &floats(coefficients), &floats(extra)])
+}
+
+impl ModelLedger {
+    pub fn new(study_dir: &Path) -> ModelLedger {
+        ModelLedger { dir: study_dir.join("ledger") }
+    }
+
+    fn lines(&self, file: &str) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join(file)).unwrap_or_default().lines().map(str::to_string).collect()
+    }
+
+    fn append(&self, file: &str, line: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        std::fs::create_dir_all(&self.dir)?;
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(file))?;
+        writeln!(f, "{line}")?;
+        f.sync_data()
+    }
+
+    /// Records the model a classifier round evaluated (after the site answered it).
+    pub fn record_fit(&self, t: &proto::ClassifierRoundTask) -> std::io::Result<()> {
+        use proto::ClassifierObjective as O;
+        let frame = model_frame(t.design.as_ref(), t.standardiser.as_ref());
+        let key = match O::try_from(t.objective) {
+            Ok(O::Logistic) => linear_key(&frame, "logistic", None, &t.parameters, &[]),
+            Ok(O::Platt) => linear_key(&frame, "platt", t.random_features.as_ref(), &t.svm, &t.parameters),
+            _ => return Ok(()), // squared-hinge rounds fit the SVM that its Platt rounds then name
+        };
+        self.append("fits.txt", &key)
+    }
+
+    /// Accepts the scorers of a score task (recording the new ones), or refuses naming why.
+    pub fn accept_scorers(&self, plan: &StudyPlan, site_id: &str, design: Option<&proto::ModelDesign>, std: Option<&proto::Standardiser>, scorers: &[proto::ScorerSpec]) -> Result<(), SiteRefusal> {
+        let frame = model_frame(design, std);
+        let width = design.map_or(0, |d| d.features.as_ref().map_or(0, |f| f.columns.len()) + d.clinical_columns.len());
+        let fits = self.lines("fits.txt");
+        let mut scored = self.lines("scored.txt");
+        let mut unverified = self.lines("unverified.txt");
+        let sequences = plan.selection.sequences.len().max(1);
+        let other_sites = plan.site_set().iter().filter(|s| s.as_str() != site_id).count();
+        let mut new = Vec::new();
+        for spec in scorers {
+            let key = sha256_hex(&[&frame, &spec.encode_to_vec()]);
+            if scored.contains(&key) || new.iter().any(|(k, _)| k == &key) {
+                continue;
+            }
+            let scorer = Scorer::from_proto(spec, width)?;
+            let fitted = match &scorer {
+                Scorer::Logistic { intercept, coefficients } => Some(linear_key(&frame, "logistic", None, &[&[*intercept][..], coefficients].concat(), &[])),
+                Scorer::LinearSvm { intercept, coefficients, platt_a, platt_b } => {
+                    Some(linear_key(&frame, "platt", None, &[&[*intercept][..], coefficients].concat(), &[*platt_a, *platt_b]))
+                }
+                Scorer::RbfSvm { intercept, coefficients, platt_a, platt_b, .. } => {
+                    Some(linear_key(&frame, "platt", spec.random_features.as_ref(), &[&[*intercept][..], coefficients].concat(), &[*platt_a, *platt_b]))
+                }
+                _ => None,
+            };
+            if fitted.as_ref().is_some_and(|f| fits.contains(f)) {
+                new.push((key, None));
+                continue;
+            }
+            let kind = scorer.kind();
+            if matches!(kind, ClassifierKind::RandomForest | ClassifierKind::GradientBoosting) {
+                let edges = self
+                    .pinned_edges(&frame, kind == ClassifierKind::RandomForest)
+                    .ok_or_else(|| SiteRefusal::InvalidParameters(format!("a {} this site took no part in growing", kind.label())))?;
+                for t in scorer.trees() {
+                    fedrad_shared::algorithms::trees::site_accepts_thresholds(t, &edges)?;
+                }
+            }
+            let (budget, why) = match kind {
+                ClassifierKind::LogisticRegression => (other_sites * sequences, "other sites' site-alone baselines"),
+                ClassifierKind::LinearSvm | ClassifierKind::RbfSvm => (0, "SVMs this site fitted"),
+                _ => (3 * sequences, "one per model of the plan"),
+            };
+            let used = unverified.iter().chain(new.iter().filter_map(|(_, k)| k.as_ref())).filter(|k| k.as_str() == kind.label()).count();
+            if used >= budget {
+                return Err(SiteRefusal::InvalidParameters(format!(
+                    "a {} model this site did not fit: it scores only models whose fitting rounds it answered, and of the ones it cannot verify at most {budget} ({why}), all used",
+                    kind.label()
+                )));
+            }
+            new.push((key, Some(kind.label().to_string())));
+        }
+        let io = |e: std::io::Error| SiteRefusal::Precondition(format!("cannot record the scored models: {e}"));
+        for (key, kind) in new {
+            self.append("scored.txt", &key).map_err(io)?;
+            scored.push(key);
+            if let Some(k) = kind {
+                self.append("unverified.txt", &k).map_err(io)?;
+                unverified.push(k);
+            }
+        }
+        Ok(())
+    }
+
+    fn edges_path(&self, frame: &[u8], forest: bool) -> PathBuf {
+        let kind: &[u8] = if forest { b"forest" } else { b"boosting" };
+        self.dir.join(format!("edges-{}.json", &sha256_hex(&[frame, kind])[..32]))
+    }
+
+    /// Pins a design's tree bin edges at the first tree round this site answers for it: later
+    /// rounds (and the trees scored) must use the same, so a coordinator cannot move an edge to
+    /// difference one patient out of a node. Returns what to record once the round is answered.
+    pub fn accept_edges(&self, design: Option<&proto::ModelDesign>, std: Option<&proto::Standardiser>, forest: bool, edges: &[Vec<f64>]) -> Result<EdgePin, SiteRefusal> {
+        let path = self.edges_path(&model_frame(design, std), forest);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let pinned: Vec<Vec<f64>> = serde_json::from_slice(&bytes).map_err(|e| SiteRefusal::Precondition(format!("{}: {e}", path.display())))?;
+                if pinned != edges {
+                    return Err(SiteRefusal::InvalidParameters("the bin edges differ from the ones this design's trees were grown on".into()));
+                }
+                Ok(EdgePin { path, edges: None })
+            }
+            Err(_) => Ok(EdgePin { path, edges: Some(edges.to_vec()) }),
+        }
+    }
+
+    /// The edges a design's trees were grown on here, if any.
+    fn pinned_edges(&self, frame: &[u8], forest: bool) -> Option<Vec<Vec<f64>>> {
+        serde_json::from_slice(&std::fs::read(self.edges_path(frame, forest)).ok()?).ok()
+    }
+
+    /// A comparison names only models this site has already scored.
+    pub fn accept_compared(&self, models: &[proto::ScoredModel]) -> Result<(), SiteRefusal> {
+        let scored = self.lines("scored.txt");
+        for (k, m) in models.iter().enumerate() {
+            let frame = model_frame(m.design.as_ref(), m.standardiser.as_ref());
+            let key = sha256_hex(&[&frame, &m.scorer.as_ref().map(|s| s.encode_to_vec()).unwrap_or_default()]);
+            if !scored.contains(&key) {
+                return Err(SiteRefusal::InvalidParameters(format!("compared model {k} is not one this site has scored in this study")));
+            }
+        }
+        Ok(())
+    }
+}
