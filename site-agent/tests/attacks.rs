@@ -1,0 +1,1714 @@
+//! A malicious coordinator against one real site engine (`cargo test attacks`; issue 17).
+//!
+//! Each test sets up one hospital of the synthetic cohort (hospital-a, 81 patients), the
+//! default policy (`min_count` 5, `max_parameter_ratio` 0.33), a study approved with the
+//! default plan (seed 1, 10 folds, every classifier, the default disclosure limits), and runs
+//! the honest first steps (cohort summary, the plan's split ⌊0.7·n⌋ per class, extraction with
+//! the default settings, the plan's folds, the training moments every study asks for). It then
+//! sends the attacks of issue 17 as well-formed tasks through `SiteEngine::handle`, exactly as
+//! a coordinator would, and measures what they recover against the site's own files (the
+//! ground truth the harness reads; the attacker never sees it).
+//!
+//! Every attack prints one line, `ATTACK | attack | outcome | measurement` (run with
+//! `-- --nocapture`). Defences are asserted: a regression that lets a refused attack through
+//! fails the test. Where an attack still succeeds against the current checks, the test prints
+//! what it recovers and a `// GAP:` comment says what remains; those parts assert nothing
+//! about the attack's success (and report "refused" instead once a check stops it).
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use fedrad_shared::algorithms::metrics::{DEFAULT_GRID, LOG_ODDS_LIMIT, score_cell};
+use fedrad_shared::algorithms::trees::{Tree, TreeNode, ValueGrid, write_trees};
+use fedrad_shared::clinical::{CohortRole, VariableKind, VariableSpec};
+use fedrad_shared::plan::StudyPlan;
+use fedrad_shared::proto::{self, RefusalReason, task, task_reply};
+use site_agent::engine::SiteEngine;
+
+mod common;
+
+const STUDY: &str = "study";
+/// Patients in the whole synthetic cohort; hospital-a gets 81 of them (issue 17's site).
+const COHORT: usize = 253;
+const SEED: u64 = 11;
+
+// ---- the site and the coordinator's side of the conversation -------------------------------
+
+/// One patient as the site holds it: the ground truth the measurements compare with.
+#[derive(Debug, Clone)]
+struct Truth {
+    role: CohortRole,
+    outcome: bool,
+    /// Cross-validation fold (training patients; 0 otherwise).
+    fold: u32,
+    /// The patient's t2 feature row.
+    row: Vec<f64>,
+    /// The clinical design row (complete cases only).
+    clinical: Option<Vec<f64>>,
+}
+
+#[derive(Debug)]
+enum Reply {
+    Answered(proto::Aggregate),
+    Refused(RefusalReason, String),
+    Failed(String),
+}
+
+struct Site {
+    dir: PathBuf,
+    engine: Arc<SiteEngine>,
+    plan: StudyPlan,
+    /// Catalogue digest and width of the t2 feature table (from the honest extraction).
+    digest: String,
+    width: usize,
+    next: Cell<u32>,
+    /// What the coordinator knows from the honest `feature_moments` answer: the training mean
+    /// and population SD of every t2 column, and the columns that are finite and not constant.
+    mean: Vec<f64>,
+    sd: Vec<f64>,
+    usable: Vec<u32>,
+    /// Ground truth, for measuring only.
+    patients: Vec<Truth>,
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn tensor<'a>(a: &'a proto::Aggregate, name: &str) -> &'a [f64] {
+    &a.tensors.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("no tensor {name} in the answer")).values
+}
+
+fn report(attack: &str, outcome: &str, measured: &str) {
+    println!("ATTACK | {attack} | {outcome} | {measured}");
+}
+
+fn variable_to_proto(v: &VariableSpec) -> proto::ClinicalVariable {
+    use proto::clinical_variable::Kind;
+    let kind = match &v.kind {
+        VariableKind::Categorical { levels } => Kind::Categorical(proto::CategoricalLevels { levels: levels.clone() }),
+        VariableKind::Continuous { resolution, .. } => Kind::Continuous(proto::ContinuousGrid { resolution: *resolution }),
+    };
+    proto::ClinicalVariable { name: v.name.clone(), kind: Some(kind) }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn quantile(v: &mut [f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+/// A hospital with the study approved and its honest first steps answered.
+fn site(name: &str) -> Site {
+    let dir = common::fresh_dir(&format!("attacks-{name}"));
+    let cohort = common::one_hospital(&dir.join("cohort"), SEED, COHORT);
+    let cfg = common::local_config(&cohort.manifests[0].1, &dir);
+    assert_eq!((cfg.policy.min_count, cfg.policy.max_parameter_ratio), (5, 0.33), "the default policy");
+    let plan = common::approve(&cfg, STUDY, |_| {});
+    assert_eq!((plan.seed, plan.selection.lasso.folds), (1, 10));
+    let engine = site_agent::load_engine(cfg).unwrap();
+    let mut s = Site { dir, engine, plan, digest: String::new(), width: 0, next: Cell::new(0), mean: vec![], sd: vec![], usable: vec![], patients: vec![] };
+
+    // The honest first steps of every study.
+    let records = &s.engine.cohort.records;
+    let n = records.len() as u64;
+    let pos = records.iter().filter(|r| r.outcome).count() as u64;
+    assert_eq!(n, 81, "hospital-a holds issue 17's 81 patients");
+    s.answered("cohort summary", task::Kind::CohortSummary(proto::CohortSummaryTask {}));
+    let fraction = s.plan.split.training_fraction;
+    let quota = |k: u64| (fraction * k as f64 + 1e-9).floor() as u64;
+    s.answered("split", task::Kind::Split(proto::SplitTask { seed: 1, training_quota_negative: quota(n - pos), training_quota_positive: quota(pos) }));
+    s.answered("extraction", task::Kind::ExtractFeatures(proto::ExtractFeaturesTask { parameters_yaml: String::new() }));
+    s.answered("folds", task::Kind::Folds(proto::FoldsTask { seed: 1, folds: 10 }));
+    let study_dir = s.dir.join("work/studies").join(STUDY);
+    let table = site_agent::selection::load_table(&study_dir, "t2").unwrap();
+    s.digest = table.digest.clone();
+    s.width = table.names.len();
+
+    // The training moments (Welch's screen asks them of every column).
+    let all: Vec<u32> = (0..s.width as u32).collect();
+    let m = s.answered("feature moments", task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(s.features(&all)) }));
+    let (n0, m0, q0, f0) = (tensor(&m, "negative.count"), tensor(&m, "negative.mean"), tensor(&m, "negative.m2"), tensor(&m, "negative.nonfinite"));
+    let (n1, m1, q1, f1) = (tensor(&m, "positive.count"), tensor(&m, "positive.mean"), tensor(&m, "positive.m2"), tensor(&m, "positive.nonfinite"));
+    for j in 0..s.width {
+        let nt = n0[j] + n1[j];
+        let mean = (n0[j] * m0[j] + n1[j] * m1[j]) / nt;
+        let m2 = q0[j] + q1[j] + n0[j] * n1[j] / nt * (m0[j] - m1[j]).powi(2);
+        let sd = (m2 / nt).sqrt();
+        s.mean.push(mean);
+        s.sd.push(sd);
+        if f0[j] + f1[j] == 0.0 && sd > 1e-9 * mean.abs().max(1.0) {
+            s.usable.push(j as u32);
+        }
+    }
+
+    // Ground truth from the site's own records and files.
+    let roles = s.engine.load_split(STUDY).unwrap();
+    let folds: BTreeMap<String, u32> = std::fs::read_to_string(study_dir.join("folds.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(',').map(|(id, f)| (id.to_string(), f.parse().unwrap())))
+        .collect();
+    let variables = s.plan.clinical_variables().unwrap();
+    for (r, role) in s.engine.cohort.records.iter().zip(roles) {
+        let Some(row) = table.rows.get(&r.patient_id) else { continue };
+        s.patients.push(Truth {
+            role,
+            outcome: r.outcome,
+            fold: folds.get(&r.patient_id).copied().unwrap_or(0),
+            row: row.clone(),
+            clinical: fedrad_shared::algorithms::logistic::design_row(r, &variables),
+        });
+    }
+    s
+}
+
+impl Site {
+    fn ask_as(&self, plan: &StudyPlan, kind: task::Kind) -> Reply {
+        let id = format!("attack-{}", self.next.get());
+        self.next.set(self.next.get() + 1);
+        match self.engine.handle(&common::task(plan, &id, Some(kind))).outcome {
+            Some(task_reply::Outcome::Aggregate(a)) => Reply::Answered(a),
+            Some(task_reply::Outcome::Refusal(r)) => Reply::Refused(RefusalReason::try_from(r.reason).unwrap(), r.detail),
+            Some(task_reply::Outcome::Failure(f)) => Reply::Failed(f.detail),
+            None => Reply::Failed("no outcome".into()),
+        }
+    }
+
+    fn ask(&self, kind: task::Kind) -> Reply {
+        self.ask_as(&self.plan, kind)
+    }
+
+    fn answered(&self, what: &str, kind: task::Kind) -> proto::Aggregate {
+        match self.ask(kind) {
+            Reply::Answered(a) => a,
+            Reply::Refused(reason, detail) => panic!("{what}: expected an answer, got a refusal ({reason:?}: {detail})"),
+            Reply::Failed(detail) => panic!("{what}: expected an answer, got a failure ({detail})"),
+        }
+    }
+
+    /// Asserts a refusal and returns its detail.
+    fn refused_as(&self, plan: &StudyPlan, what: &str, kind: task::Kind) -> (RefusalReason, String) {
+        match self.ask_as(plan, kind) {
+            Reply::Refused(reason, detail) => (reason, detail),
+            Reply::Answered(a) => panic!("{what}: expected a refusal, the site answered ({} tensors over {} patients)", a.tensors.len(), a.patient_count),
+            Reply::Failed(detail) => panic!("{what}: expected a refusal, got a failure ({detail})"),
+        }
+    }
+
+    fn refused(&self, what: &str, kind: task::Kind) -> String {
+        let (reason, detail) = self.refused_as(&self.plan, what, kind);
+        report(what, "refused", &format!("nothing recovered; {reason:?}: {detail}"));
+        detail
+    }
+
+    fn features(&self, columns: &[u32]) -> proto::FeatureColumns {
+        proto::FeatureColumns { sequence: "t2".into(), catalogue_sha256: self.digest.clone(), columns: columns.to_vec() }
+    }
+
+    fn design(&self, columns: &[u32]) -> proto::ModelDesign {
+        proto::ModelDesign { features: Some(self.features(columns)), variables: vec![], clinical_columns: vec![] }
+    }
+
+    /// A standardiser over `columns`: centres at the training means except where `centre`
+    /// says otherwise, scales the training SD divided by `zoom` (the plan lets a task zoom up
+    /// to `max_scale_ratio`; the 1e-6 keeps clear of rounding in the site's own SD).
+    fn standardiser(&self, columns: &[u32], zoom: f64, centre: &BTreeMap<u32, f64>) -> proto::Standardiser {
+        proto::Standardiser {
+            center: columns.iter().map(|&c| centre.get(&c).copied().unwrap_or(self.mean[c as usize])).collect(),
+            scale: columns.iter().map(|&c| if self.sd[c as usize] > 0.0 { self.sd[c as usize] / zoom * (1.0 + 1e-6) } else { 1.0 }).collect(),
+        }
+    }
+
+    fn training(&self) -> Vec<&Truth> {
+        self.patients.iter().filter(|p| p.role == CohortRole::Training).collect()
+    }
+
+    /// The usable column whose training values are farthest apart at their closest (in SD):
+    /// the column an attacker steps on. (The chosen-scorer attack below reveals every value of
+    /// a column in one task, so the attacker knows these gaps.)
+    fn step_column(&self) -> (u32, f64) {
+        let train = self.training();
+        self.usable
+            .iter()
+            .map(|&c| {
+                let mut v: Vec<f64> = train.iter().map(|p| p.row[c as usize]).collect();
+                v.sort_by(|a, b| a.total_cmp(b));
+                let gap = v.windows(2).map(|w| w[1] - w[0]).fold(f64::INFINITY, f64::min) / self.sd[c as usize];
+                (c, gap)
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap()
+    }
+}
+
+/// Σ r·(1, x) in raw units from a gradient Σ r·(1, z) with z = (x − c)/s: the intercept
+/// entry, then s·g + c·g₀ per column.
+fn raw_moments(gradient: &[f64], std: &proto::Standardiser) -> Vec<f64> {
+    let g0 = gradient[0];
+    std::iter::once(g0).chain(gradient[1..].iter().zip(std.center.iter().zip(&std.scale)).map(|(g, (c, s))| s * g + c * g0)).collect()
+}
+
+/// The row the difference of two such moment vectors isolates: Σ w·x / Σ w.
+fn isolated_row(a: &[f64], b: &[f64]) -> (f64, Vec<f64>) {
+    let d0 = a[0] - b[0];
+    (d0, a[1..].iter().zip(&b[1..]).map(|(x, y)| (x - y) / d0).collect())
+}
+
+/// Per-feature error of a reconstructed row, in SD units of the training cohort.
+fn errors(site: &Site, columns: &[u32], estimate: &[f64], truth: &[f64]) -> Vec<f64> {
+    columns.iter().zip(estimate).map(|(&c, e)| (e - truth[c as usize]).abs() / site.sd[c as usize]).map(|e| if e.is_nan() { f64::INFINITY } else { e }).collect()
+}
+
+// ---- 1. steep-step gradients ---------------------------------------------------------------
+
+/// One LASSO round: at each fold in `folds`, a point with coefficient `b` on column `step`
+/// only and a zero intercept, the column's centre at the raw threshold `t` (so the logistic
+/// loss steps where x = t), every scale the training SD / `zoom`. Returns per point the
+/// raw moments Σ (μ − y)·(1, x) over the point's population, or the refusal.
+fn lasso_step(site: &Site, step: u32, t: f64, b: f64, zoom: f64, folds: &[u32]) -> Result<Vec<Vec<f64>>, (RefusalReason, String)> {
+    let columns = &site.usable;
+    let position = columns.iter().position(|&c| c == step).unwrap() as u32;
+    let std = site.standardiser(columns, zoom, &[(step, t)].into());
+    let points = folds.iter().map(|&fold| proto::GlmPoint { fold, intercept: 0.0, nonzero: vec![position], coefficients: vec![b], hessian: vec![] }).collect();
+    let kind = task::Kind::LassoRound(proto::LassoRoundTask {
+        features: Some(site.features(columns)),
+        standardiser: Some(std.clone()),
+        family: proto::GlmFamily::Binomial as i32,
+        mixing: 1.0,
+        points,
+    });
+    match site.ask(kind) {
+        Reply::Answered(a) => {
+            let g = tensor(&a, "gradient");
+            let p = columns.len() + 1;
+            Ok(g.chunks(p).map(|row| raw_moments(row, &std)).collect())
+        }
+        Reply::Refused(reason, detail) => Err((reason, detail)),
+        Reply::Failed(detail) => panic!("LASSO round failed: {detail}"),
+    }
+}
+
+struct StepResult {
+    /// The thresholds (raw units) and the fold-0 moments answered at each.
+    thresholds: Vec<f64>,
+    moments: Vec<Vec<f64>>,
+    /// Per training patient (in order of the step column): median and worst per-feature error (SD).
+    median_error: Vec<f64>,
+    max_error: Vec<f64>,
+    all_errors: Vec<f64>,
+    folds_right: usize,
+    outcomes_right: usize,
+    tasks: usize,
+}
+
+/// The bracketing attack on every training patient: one LASSO round per threshold between
+/// consecutive values of the step column (one point per fold, as the plan allows), then the
+/// rounds with the threshold above everyone, whose fold differences are the per-fold sums
+/// Σ y·(1, x) that give the outcomes once the rows are known.
+fn bracket_all(site: &Site, step: u32, b: f64, zoom: f64, with_folds: bool) -> Result<StepResult, String> {
+    let train = site.training();
+    let mut order: Vec<&Truth> = train.clone();
+    order.sort_by(|a, b| a.row[step as usize].total_cmp(&b.row[step as usize]));
+    let v: Vec<f64> = order.iter().map(|p| p.row[step as usize]).collect();
+    let sd = site.sd[step as usize];
+    let mut thresholds = vec![v[0] - sd];
+    thresholds.extend(v.windows(2).map(|w| 0.5 * (w[0] + w[1])));
+    thresholds.push(v[v.len() - 1] + sd);
+    let folds: Vec<u32> = if with_folds { (0..=site.plan.selection.lasso.folds).collect() } else { vec![0] };
+    let answers: Vec<Vec<Vec<f64>>> = thresholds.iter().map(|&t| lasso_step(site, step, t, b, zoom, &folds).map_err(|(_, d)| d)).collect::<Result<_, _>>()?;
+    let mut result = StepResult {
+        thresholds: thresholds.clone(),
+        moments: answers.iter().map(|a| a[0].clone()).collect(),
+        median_error: vec![],
+        max_error: vec![],
+        all_errors: vec![],
+        folds_right: 0,
+        outcomes_right: 0,
+        tasks: answers.len(),
+    };
+    let mut rows = Vec::new();
+    let mut fold_of = Vec::new();
+    for (k, p) in order.iter().enumerate() {
+        let (_, row) = isolated_row(&answers[k][0], &answers[k + 1][0]);
+        let mut e = errors(site, &site.usable, &row, &p.row);
+        result.all_errors.extend(&e);
+        result.max_error.push(e.iter().cloned().fold(0.0, f64::max));
+        result.median_error.push(median(&mut e));
+        if with_folds {
+            // Out of fold f's population, the patient's weight vanishes from the point at fold f.
+            let (d0, _) = isolated_row(&answers[k][0], &answers[k + 1][0]);
+            let f = (1..folds.len()).min_by(|&a, &b| (answers[k][a][0] - answers[k + 1][a][0]).total_cmp(&(answers[k][b][0] - answers[k + 1][b][0]))).unwrap();
+            let dropped = (answers[k][f][0] - answers[k + 1][f][0]) < 0.5 * d0;
+            let f = if dropped { f as u32 } else { 0 };
+            result.folds_right += usize::from(f == p.fold);
+            fold_of.push(f);
+        }
+        rows.push(row);
+    }
+    if with_folds {
+        // Far above everyone μ = 0: the moments are −Σ y·(1, x) over each point's population,
+        // and their fold differences −Σ_{fold f} y·(1, x).
+        let top = lasso_step(site, step, v[v.len() - 1] + 1e4 * sd, b, zoom, &folds).map_err(|(_, d)| d)?;
+        result.tasks += 1;
+        for f in 1..folds.len() as u32 {
+            let members: Vec<usize> = (0..order.len()).filter(|&k| fold_of[k] == f).collect();
+            if members.is_empty() || members.len() > 16 {
+                continue;
+            }
+            let target: Vec<f64> = top[0].iter().zip(&top[f as usize]).map(|(a, b)| -(a - b)).collect();
+            let mut best = (f64::INFINITY, 0u32);
+            for mask in 0..1u32 << members.len() {
+                let mut cost = 0.0;
+                let count: f64 = (0..members.len()).filter(|&i| mask >> i & 1 == 1).count() as f64;
+                cost += (count - target[0]).powi(2);
+                for (m, &c) in site.usable.iter().enumerate() {
+                    let s: f64 = (0..members.len()).filter(|&i| mask >> i & 1 == 1).map(|i| rows[members[i]][m]).sum();
+                    cost += ((s - target[m + 1]) / site.sd[c as usize]).powi(2);
+                }
+                if cost < best.0 {
+                    best = (cost, mask);
+                }
+            }
+            for (i, &k) in members.iter().enumerate() {
+                result.outcomes_right += usize::from((best.1 >> i & 1 == 1) == order[k].outcome);
+            }
+        }
+    }
+    Ok(result)
+}
+
+#[test]
+fn attacks_steep_step_gradients() {
+    let site = site("steep");
+    let train = site.training();
+    let n = train.len();
+    let (step, gap) = site.step_column();
+    let max_b = site.plan.limits.max_coefficient;
+    let zoom = site.plan.limits.max_scale_ratio;
+    println!("{n} training patients, {} usable t2 columns; step column {step} (closest training values {gap:.4} SD apart)", site.usable.len());
+
+    // The attack of issue 17: coefficient 1e9 per SD, thresholds between patients. Refused.
+    let mid = {
+        let mut v: Vec<f64> = train.iter().map(|p| p.row[step as usize]).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[n / 2]
+    };
+    let (reason, detail) = lasso_step(&site, step, mid, 1e9, 1.0, &[0]).expect_err("a 1e9 step must be refused");
+    assert_eq!(reason, RefusalReason::InvalidParameters);
+    assert!(detail.contains("bound"), "{detail}");
+    report("lasso_round, coefficient 1e9 per SD (steep step)", "refused", &detail);
+    // Just beyond the bound, and the bound reached through the scale: refused too.
+    assert!(lasso_step(&site, step, mid, max_b * 1.001, 1.0, &[0]).is_err());
+    assert!(lasso_step(&site, step, mid, max_b, zoom * 1.01, &[0]).is_err(), "a scale below SD / max_scale_ratio");
+
+    // classifier_round (logistic objective): 17 columns (18 parameters ≤ 0.33 × 56).
+    let mut cols: Vec<u32> = vec![step];
+    cols.extend(site.usable.iter().copied().filter(|&c| c != step).take(16));
+    let classifier = |t: f64, b: f64| {
+        let std = site.standardiser(&cols, zoom, &[(step, t)].into());
+        let mut parameters = vec![0.0; cols.len() + 1];
+        parameters[1] = b;
+        let kind = task::Kind::ClassifierRound(proto::ClassifierRoundTask {
+            design: Some(site.design(&cols)),
+            standardiser: Some(std.clone()),
+            objective: proto::ClassifierObjective::Logistic as i32,
+            parameters,
+            svm: vec![],
+            random_features: None,
+            exclude_fold: 0,
+        });
+        (site.ask(kind), std)
+    };
+    match classifier(mid, 1e9).0 {
+        Reply::Refused(reason, detail) => {
+            assert_eq!(reason, RefusalReason::InvalidParameters, "{detail}");
+            report("classifier_round logistic, coefficient 1e9", "refused", &detail);
+        }
+        other => panic!("classifier_round with a 1e9 coefficient: {other:?}"),
+    }
+
+    // logistic_round (clinical model, raw design): 1e9 per SD of EBV DNA. Refused.
+    let variables = site.plan.clinical_variables().unwrap();
+    let design = fedrad_shared::algorithms::logistic::design_columns(&variables);
+    let ebv = design.iter().position(|c| c.variable == "ebv_dna").unwrap();
+    let complete: Vec<(&Vec<f64>, bool)> = train.iter().filter_map(|p| p.clinical.as_ref().map(|c| (c, p.outcome))).collect();
+    let clinical_sd = fedrad_shared::algorithms::glm::column_sd(&complete.iter().map(|c| c.0.clone()).collect::<Vec<_>>(), design.len());
+    let clinical_mean: Vec<f64> = (0..design.len()).map(|j| complete.iter().map(|c| c.0[j]).sum::<f64>() / complete.len() as f64).collect();
+    let clinical = |t: f64, b_per_sd: f64| {
+        let b = b_per_sd / clinical_sd[ebv];
+        let mut coefficients = vec![-b * t];
+        coefficients.extend((0..design.len()).map(|j| if j == ebv { b } else { 0.0 }));
+        site.ask(task::Kind::LogisticRound(proto::LogisticRoundTask {
+            variables: variables.iter().map(variable_to_proto).collect(),
+            models: vec![proto::ClinicalModel { columns: (0..design.len() as u32).collect(), coefficients }],
+        }))
+    };
+    match clinical(clinical_mean[ebv], 1e9) {
+        Reply::Refused(reason, detail) => {
+            assert_eq!(reason, RefusalReason::InvalidParameters, "{detail}");
+            report("logistic_round (clinical), 1e9 per SD of EBV DNA", "refused", &detail);
+        }
+        other => panic!("logistic_round with a 1e9 coefficient: {other:?}"),
+    }
+
+    // The strongest step still allowed: coefficient at the plan's bound (50 per SD of the
+    // task's scale) on a scale of SD / max_scale_ratio, i.e. 500 per SD of the site's data,
+    // with the threshold placed by the standardiser's centre (not checked). One LASSO round
+    // per threshold, one point per fold as the plan allows.
+    let bounded = "lasso_round, coefficient 50 per SD on scale SD/10 (bounded step)";
+    let r = match bracket_all(&site, step, max_b, zoom, true) {
+        Ok(r) => r,
+        Err(detail) => {
+            report(bounded, "refused", &detail);
+            return;
+        }
+    };
+    let good = r.median_error.iter().filter(|&&e| e < 1e-3).count();
+    // GAP: bounded coefficients do not stop the bracketing: with the free centre and the
+    // allowed ×max_scale_ratio zoom the step is 500 per SD of the data, sharp enough to isolate
+    // one patient between neighbours a few hundredths of an SD apart, and the fold points give
+    // each patient's fold and, with the rows, the outcomes. Nothing bounds the number of LASSO
+    // rounds, nor checks that a point is the solver's next iterate (property 2), nor pins the
+    // standardiser's centre to the study's (property 4).
+    report(
+        bounded,
+        "answered",
+        &format!(
+            "{} tasks: rows of {n}/{n} training patients × {} features; per-feature error (SD) median {:.1e}, 90th pct {:.1e}; median patient's median error {:.1e} (worst feature {:.1e}); {good}/{n} patients with median error < 1e-3 SD, worst patient {:.1e}; fold of {}/{n} and outcome of {}/{n} recovered (fold sums)",
+            r.tasks,
+            site.usable.len(),
+            quantile(&mut r.all_errors.clone(), 0.5),
+            quantile(&mut r.all_errors.clone(), 0.9),
+            r.median_error[n / 2],
+            r.max_error[n / 2],
+            r.median_error.iter().cloned().fold(0.0, f64::max),
+            r.folds_right,
+            r.outcomes_right
+        ),
+    );
+
+    // The same without the zoom (scale = the site's SD): what max_scale_ratio adds.
+    let unzoomed = "lasso_round, coefficient 50 per SD on scale = SD (no zoom)";
+    let r1 = bracket_all(&site, step, max_b, 1.0, false);
+    match &r1 {
+        Ok(r1) => report(
+            unzoomed,
+            "answered",
+            &format!(
+                "{} tasks: per-feature error (SD) median {:.1e}, 90th pct {:.1e}; patients with median error < 1e-3 SD: {}/{n}; median patient's median error {:.1e}",
+                r1.tasks,
+                quantile(&mut r1.all_errors.clone(), 0.5),
+                quantile(&mut r1.all_errors.clone(), 0.9),
+                r1.median_error.iter().filter(|&&e| e < 1e-3).count(),
+                r1.median_error[n / 2]
+            ),
+        ),
+        Err(detail) => report(unzoomed, "refused", detail),
+    }
+
+    // classifier_round at the bound, bracketing the median patient (two tasks).
+    let mut order: Vec<&Truth> = train.clone();
+    order.sort_by(|a, b| a.row[step as usize].total_cmp(&b.row[step as usize]));
+    let k = n / 2;
+    let (lo, hi) = (0.5 * (order[k - 1].row[step as usize] + order[k].row[step as usize]), 0.5 * (order[k].row[step as usize] + order[k + 1].row[step as usize]));
+    let moments = |t: f64| match classifier(t, max_b) {
+        (Reply::Answered(a), std) => Ok(raw_moments(tensor(&a, "gradient.0"), &std)),
+        (Reply::Refused(_, detail), _) => Err(detail),
+        (Reply::Failed(detail), _) => panic!("classifier_round at the bound failed: {detail}"),
+    };
+    let attack = "classifier_round logistic, coefficient 50 on scale SD/10";
+    match (moments(lo), moments(hi)) {
+        (Ok(a), Ok(b)) => {
+            let (_, row) = isolated_row(&a, &b);
+            let e = errors(&site, &cols, &row, &order[k].row);
+            // GAP: the same bounded step through the classifier round (its 17 columns per task).
+            report(
+                attack,
+                "answered",
+                &format!("2 tasks: median patient's 17 design values, error median {:.1e} SD, worst {:.1e} SD", median(&mut e.clone()), e.iter().cloned().fold(0.0, f64::max)),
+            );
+        }
+        (Err(d), _) | (_, Err(d)) => report(attack, "refused", &d),
+    }
+
+    // logistic_round at the bound on EBV DNA (raw design, no zoom: the threshold must stay
+    // within about one SD of the site's mean, where the intercept bound allows it).
+    let mut by_ebv: Vec<&Vec<f64>> = complete.iter().map(|c| c.0).collect();
+    by_ebv.sort_by(|a, b| a[ebv].total_cmp(&b[ebv]));
+    let k = by_ebv.len() / 2;
+    let (lo, hi) = (0.5 * (by_ebv[k - 1][ebv] + by_ebv[k][ebv]), 0.5 * (by_ebv[k][ebv] + by_ebv[k + 1][ebv]));
+    let gradient = |t: f64| match clinical(t, max_b * 0.999) {
+        Reply::Answered(a) => Ok(tensor(&a, "gradient.0").to_vec()),
+        Reply::Refused(_, detail) => Err(detail),
+        Reply::Failed(detail) => panic!("logistic_round at the bound failed: {detail}"),
+    };
+    let attack = "logistic_round (clinical), coefficient 50 per SD of EBV DNA";
+    match (gradient(lo), gradient(hi)) {
+        (Ok(a), Ok(b)) => {
+            let (d0, row) = isolated_row(&a, &b);
+            let e: Vec<f64> = row.iter().zip(by_ebv[k]).zip(&clinical_sd).filter(|(_, s)| **s > 0.0).map(|((a, b), s)| (a - b).abs() / s).collect();
+            let gap_ebv = (by_ebv[k + 1][ebv] - by_ebv[k - 1][ebv]) / clinical_sd[ebv] / 2.0;
+            // GAP (smaller): at 50 per SD without a zoom, neighbours a few hundredths of an SD
+            // away still weigh in; the median patient's clinical row comes back blurred.
+            report(
+                attack,
+                "answered",
+                &format!(
+                    "2 tasks: median patient's 12 design values, weight {:.2} on the bracket (1 = one patient), error median {:.1e} SD, worst {:.1e} SD (neighbours ±{gap_ebv:.3} SD away)",
+                    d0.abs(),
+                    median(&mut e.clone()),
+                    e.iter().cloned().fold(0.0, f64::max)
+                ),
+            );
+        }
+        (Err(d), _) | (_, Err(d)) => report(attack, "refused", &d),
+    }
+
+    // The strongest form still allowed: the attacker knows every training value of the step
+    // column (a laundered chosen-scorer task, attack 2, gives them to 3e-6 SD with their
+    // cohort), hence the weight σ(b·(x − t)/s) of every patient at every threshold, and solves
+    // the 57 differences for all 56 rows at once instead of reading them off one bracket at a
+    // time. (Without those values, re-estimating them from the brackets and iterating diverges.)
+    let (learned, reply) = learn_column(&site, step, true);
+    let mut from_scores: Vec<f64> = learned.iter().filter(|v| v.role == CohortRole::Training).flat_map(|v| std::iter::repeat_n(v.value, v.count)).collect();
+    from_scores.sort_by(|a, b| a.total_cmp(b));
+    let scored = matches!(reply, Reply::Answered(_)) && from_scores.len() == n;
+    for (label, result, z) in [("scale SD/10", Some(&r), zoom), ("scale = SD", r1.as_ref().ok(), 1.0)] {
+        let attack = format!("lasso_round, coefficient 50 per SD, {label}, deconvolved");
+        let Some(result) = result else { continue };
+        if !scored {
+            report(&attack, "not run", &format!("the values of the step column were not learned (score task: {reply:?})"));
+            continue;
+        }
+        let scale = site.sd[step as usize] / z * (1.0 + 1e-6);
+        let rows = deconvolve(&result.thresholds, &result.moments, &from_scores, max_b / scale);
+        let mut all = Vec::new();
+        let mut per_patient = Vec::new();
+        for (row, p) in rows.iter().zip(&order) {
+            let e = errors(&site, &site.usable, row, &p.row);
+            per_patient.push(e.iter().cloned().fold(0.0, f64::max));
+            all.extend(e);
+        }
+        let exact = per_patient.iter().filter(|&&e| e < 1e-3).count();
+        // GAP: a known kernel deconvolves: bounded steps recover every row. The attacker needs
+        // the step column's values, which laundered one-column "models" give (attack 2).
+        report(
+            &attack,
+            "answered",
+            &format!(
+                "{} tasks + 3 laundered fits and 1 score task (the step column's values): rows of {n} training patients, per-feature error (SD) median {:.1e}, 99th pct {:.1e}, max {:.1e}; {exact}/{n} patients with every feature within 1e-3 SD",
+                result.tasks,
+                quantile(&mut all.clone(), 0.5),
+                quantile(&mut all.clone(), 0.99),
+                all.iter().cloned().fold(0.0, f64::max)
+            ),
+        );
+    }
+}
+
+/// Every training row from the moments A(t_k) = Σ σ(b·(x_i − t_k))·(1, x_i) − Σ y·(1, x) at
+/// the thresholds, given each patient's value `values[i]` (ascending) of the step column and
+/// the slope `b` per raw unit: least squares on the consecutive differences.
+fn deconvolve(thresholds: &[f64], moments: &[Vec<f64>], values: &[f64], b: f64) -> Vec<Vec<f64>> {
+    let n = values.len();
+    let sigma = |x: f64, t: f64| fedrad_shared::algorithms::glm::sigmoid(b * (x - t));
+    let w: Vec<Vec<f64>> = thresholds.iter().map(|&t| values.iter().map(|&x| sigma(x, t)).collect()).collect();
+    let d: Vec<Vec<f64>> = w.windows(2).map(|p| p[0].iter().zip(&p[1]).map(|(a, b)| a - b).collect()).collect();
+    let rhs: Vec<Vec<f64>> = moments.windows(2).map(|p| p[0].iter().zip(&p[1]).map(|(a, b)| a - b).collect()).collect();
+    let width = rhs[0].len();
+    let mut normal = vec![vec![0.0; n]; n];
+    let mut right = vec![vec![0.0; width]; n];
+    for (dk, rk) in d.iter().zip(&rhs) {
+        for i in 0..n {
+            for j in 0..n {
+                normal[i][j] += dk[i] * dk[j];
+            }
+            for m in 0..width {
+                right[i][m] += dk[i] * rk[m];
+            }
+        }
+    }
+    solve(normal, right).into_iter().map(|row| row[1..].to_vec()).collect()
+}
+
+/// Solves A X = B (A square) by Gaussian elimination with partial pivoting.
+fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<Vec<f64>>) -> Vec<Vec<f64>> {
+    let n = a.len();
+    for c in 0..n {
+        let p = (c..n).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs())).unwrap();
+        a.swap(c, p);
+        b.swap(c, p);
+        for r in c + 1..n {
+            let f = a[r][c] / a[c][c];
+            if f != 0.0 {
+                for k in c..n {
+                    a[r][k] -= f * a[c][k];
+                }
+                for k in 0..b[r].len() {
+                    b[r][k] -= f * b[c][k];
+                }
+            }
+        }
+    }
+    for c in (0..n).rev() {
+        for k in 0..b[c].len() {
+            let s: f64 = (c + 1..n).map(|j| a[c][j] * b[j][k]).sum();
+            b[c][k] = (b[c][k] - s) / a[c][c];
+        }
+    }
+    b
+}
+
+// ---- 2. chosen scorers ---------------------------------------------------------------------
+
+/// A value of one column the score histograms reveal: the cohort and class of its cell, and
+/// how many patients share the cell.
+#[derive(Debug, Clone)]
+struct Learned {
+    role: CohortRole,
+    outcome: bool,
+    value: f64,
+    count: usize,
+}
+
+/// The "models" that are one column: log-odds 50·(x − mean)/(3·SD) + a with a = +50, 0, −50
+/// (coefficients and intercepts at the plan's bound), which between them keep the log-odds
+/// unsaturated over ±6 SD. Returns the design, standardiser and (intercept, scorer) list.
+fn column_models(site: &Site, column: u32) -> (proto::ModelDesign, proto::Standardiser, Vec<(f64, proto::ScorerSpec)>) {
+    let bound = site.plan.limits.max_coefficient;
+    let std = proto::Standardiser { center: vec![site.mean[column as usize]], scale: vec![3.0 * site.sd[column as usize]] };
+    let scorers =
+        [bound, 0.0, -bound].iter().map(|&a| (a, proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![a, bound], random_features: None })).collect();
+    (site.design(&[column]), std, scorers)
+}
+
+fn score_task(design: &proto::ModelDesign, std: &proto::Standardiser, scorers: Vec<proto::ScorerSpec>) -> task::Kind {
+    task::Kind::Score(proto::ScoreTask { design: Some(design.clone()), standardiser: Some(std.clone()), scorers, grid: DEFAULT_GRID, folds: 0 })
+}
+
+/// Has the site "fit" a model: one classifier round (logistic objective) at exactly these
+/// parameters, which the site records as a model whose fitting rounds it answered.
+fn launder(site: &Site, design: &proto::ModelDesign, std: &proto::Standardiser, parameters: Vec<f64>) -> Reply {
+    site.ask(task::Kind::ClassifierRound(proto::ClassifierRoundTask {
+        design: Some(design.clone()),
+        standardiser: Some(std.clone()),
+        objective: proto::ClassifierObjective::Logistic as i32,
+        parameters,
+        svm: vec![],
+        random_features: None,
+        exclude_fold: 0,
+    }))
+}
+
+/// The values a score answer reveals: scorer k's log-odds are `offsets[k] + slope·z` with
+/// z = (x − centre)/scale; each occupied cell of the 1e-4 log-odds grid, away from the
+/// clamped ends, is a value (to 5e-5/slope of the scale) with its cohort and outcome.
+fn read_values(a: &proto::Aggregate, offsets: &[f64], slope: f64, centre: f64, scale: f64) -> Vec<Learned> {
+    let mut out = Vec::new();
+    let reach = LOG_ODDS_LIMIT / slope;
+    for (k, &offset) in offsets.iter().enumerate() {
+        for role in CohortRole::ALL {
+            for (outcome, class) in [(false, "negative"), (true, "positive")] {
+                let cells = tensor(a, &format!("s{k}.cells.{}.{class}", role.as_str()));
+                let counts = tensor(a, &format!("s{k}.counts.{}.{class}", role.as_str()));
+                for (&cell, &count) in cells.iter().zip(counts) {
+                    let eta = -LOG_ODDS_LIMIT + 2.0 * LOG_ODDS_LIMIT * (cell + 0.5) / DEFAULT_GRID as f64;
+                    let z = (eta - offset) / slope;
+                    // Each scorer reads its own part of the range, away from the clamped ends.
+                    let own = -offset / slope;
+                    let lo = if k == 0 { f64::NEG_INFINITY } else { 0.5 * (own + -offsets[k - 1] / slope) };
+                    let hi = if k + 1 == offsets.len() { f64::INFINITY } else { 0.5 * (own + -offsets[k + 1] / slope) };
+                    if z >= lo && z < hi && (z - own).abs() < 0.98 * reach {
+                        out.push(Learned { role, outcome, value: centre + scale * z, count: count as usize });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Patients whose (value, cohort, outcome) the learned cells give alone in their cell, to
+/// `tolerance` SD.
+fn recovered(site: &Site, column: u32, learned: &[Learned], tolerance: f64) -> (usize, f64) {
+    let sd = site.sd[column as usize];
+    let mut worst: f64 = 0.0;
+    let n = site
+        .patients
+        .iter()
+        .filter(|p| {
+            let x = p.row[column as usize];
+            match learned.iter().filter(|l| l.count == 1 && l.role == p.role && l.outcome == p.outcome).map(|l| (l.value - x).abs() / sd).min_by(|a, b| a.total_cmp(b)) {
+                Some(e) if e <= tolerance => {
+                    worst = worst.max(e);
+                    true
+                }
+                _ => false,
+            }
+        })
+        .count();
+    (n, worst)
+}
+
+/// Every value of one column with its cohort and outcome, as a coordinator learns it: the
+/// one-column models are first "fitted" (one classifier round each) if `launder`, then scored.
+fn learn_column(site: &Site, column: u32, launder_first: bool) -> (Vec<Learned>, Reply) {
+    let (design, std, scorers) = column_models(site, column);
+    if launder_first {
+        for (a, spec) in &scorers {
+            let r = launder(site, &design, &std, vec![*a, spec.parameters[1]]);
+            assert!(!matches!(r, Reply::Failed(_)), "{r:?}");
+        }
+    }
+    let offsets: Vec<f64> = scorers.iter().map(|s| s.0).collect();
+    let reply = site.ask(score_task(&design, &std, scorers.into_iter().map(|s| s.1).collect()));
+    let learned = match &reply {
+        Reply::Answered(a) => read_values(a, &offsets, site.plan.limits.max_coefficient, std.center[0], std.scale[0]),
+        _ => vec![],
+    };
+    (learned, reply)
+}
+
+#[test]
+fn attacks_chosen_scorers() {
+    let site = site("scorers");
+    let (column, _) = site.step_column();
+    let total = site.patients.len();
+    let bound = site.plan.limits.max_coefficient;
+    let (design, std, scorers) = column_models(&site, column);
+
+    // A one-column "model" with a huge coefficient: refused.
+    let huge = proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0, 1e6], random_features: None };
+    let detail = site.refused("score: one-column logistic \"model\", coefficient 1e6", score_task(&design, &std, vec![huge.clone()]));
+    assert!(detail.contains("bound") || detail.contains("did not fit"), "{detail}");
+    // Nor can it be laundered through a fitting round first: the round itself is bounded.
+    assert!(matches!(launder(&site, &design, &std, vec![0.0, 1e6]), Reply::Refused(RefusalReason::InvalidParameters, _)));
+
+    // The same "model" at the plan's bound, scored directly: the site scores only models whose
+    // fitting rounds it answered.
+    let direct = site.ask(score_task(&design, &std, scorers.iter().map(|s| s.1.clone()).collect()));
+    match &direct {
+        Reply::Refused(reason, detail) => {
+            assert_eq!(*reason, RefusalReason::InvalidParameters, "{detail}");
+            report("score: one-column logistic \"model\" at the bound (50), never fitted", "refused", detail);
+        }
+        other => panic!("a one-column model the site never fitted was scored: {other:?}"),
+    }
+
+    // The strongest still allowed: the same three "models", each first sent as one classifier
+    // round (logistic objective, bounded parameters: the site answers it and records the model
+    // as fitted), then scored at the plan's grid. Three fits and one score task per column.
+    let (learned, reply) = learn_column(&site, column, true);
+    match &reply {
+        Reply::Answered(_) => {
+            let (n, worst) = recovered(&site, column, &learned, 1e-5);
+            let training = site.patients.iter().filter(|p| p.role == CohortRole::Training).count();
+            // GAP: a classifier round at any bounded point counts as a fit; nothing checks that it
+            // is a Newton iterate of the study's model (property 2), so any one-column "model" can
+            // be fitted and then scored on the 1e-4 log-odds grid (property 6: no small-cell merging).
+            report(
+                "score: one-column logistic \"model\", laundered by 3 classifier rounds",
+                "answered",
+                &format!("4 tasks: (value, cohort, outcome) of {n}/{total} patients ({training} training), value error ≤ {worst:.1e} SD, per column"),
+            );
+        }
+        other => report("score: one-column logistic \"model\", laundered by 3 classifier rounds", "refused", &format!("{other:?}")),
+    }
+
+    // Naive Bayes on one column (a scorer the site cannot verify, within the plan's budget of
+    // unverifiable models): means ±0.25, variance 0.01 (the floor, 1/max_scale_ratio²) give a
+    // slope of 50 per scale unit; the log-priors (not bounded) move the window.
+    let offsets = [bound, 0.0, -bound];
+    let nb: Vec<proto::ScorerSpec> = offsets
+        .iter()
+        .map(|&o| proto::ScorerSpec { kind: proto::ScorerKind::NaiveBayes as i32, parameters: vec![0.0, o, -0.25, 0.25, 0.01, 0.01], random_features: None })
+        .collect();
+    match site.ask(score_task(&design, &std, nb)) {
+        Reply::Answered(a) => {
+            let learned = read_values(&a, &offsets, 50.0, std.center[0], std.scale[0]);
+            let (n, worst) = recovered(&site, column, &learned, 1e-5);
+            // GAP: unverifiable scorers within the per-study budget are as fine as the laundered ones.
+            report("score: one-column naive Bayes (unverified budget)", "answered", &format!("1 task: (value, cohort, outcome) of {n}/{total} patients, error ≤ {worst:.1e} SD"));
+        }
+        Reply::Refused(_, detail) => report("score: one-column naive Bayes (unverified budget)", "refused", &detail),
+        Reply::Failed(detail) => panic!("naive Bayes score failed: {detail}"),
+    }
+
+    // A forest "model" whose tree k has a leaf that is a box of ±1e-6 SD around person k's
+    // value (the attacker knows whom it asks about: it has their scans), leaf value (k + 1)/T
+    // there and 0 elsewhere: the person's forest probability is a cell of its own, whose cohort
+    // × class histogram says whether the person is among this site's patients, in which cohort,
+    // and with which outcome. 81 patients and 19 people who are not (values between two
+    // patients'); trees and depth within the plan's (100, 6).
+    let mut sorted: Vec<f64> = site.patients.iter().map(|p| p.row[column as usize]).collect();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let trees_max = site.plan.models.forest.trees as usize;
+    let mut people: Vec<(f64, Option<&Truth>)> = site.patients.iter().map(|p| (p.row[column as usize], Some(p))).collect();
+    people.extend(sorted.windows(2).step_by(4).map(|w| (0.5 * (w[0] + w[1]), None)).take(trees_max.saturating_sub(people.len())));
+    let t = people.len() as f64;
+    let trees: Vec<Tree> = people
+        .iter()
+        .enumerate()
+        .map(|(k, (x, _))| {
+            let z = (x - std.center[0]) / std.scale[0];
+            let d = 1e-6 / 3.0;
+            let leaf = |value: f64| TreeNode { column: None, threshold: 0.0, children: [0, 0], value };
+            Tree {
+                nodes: vec![
+                    TreeNode { column: Some(0), threshold: z + d, children: [1, 4], value: 0.0 },
+                    TreeNode { column: Some(0), threshold: z - d, children: [2, 3], value: 0.0 },
+                    leaf(0.0),
+                    leaf((k + 1) as f64 / t),
+                    leaf(0.0),
+                ],
+            }
+        })
+        .collect();
+    let forest = proto::ScorerSpec { kind: proto::ScorerKind::RandomForest as i32, parameters: write_trees(&trees), random_features: None };
+    match site.ask(score_task(&design, &std, vec![forest])) {
+        Reply::Answered(a) => {
+            let (mut right, mut members_hit, mut others_hit) = (0, 0, 0);
+            for (k, (_, truth)) in people.iter().enumerate() {
+                let q = (k + 1) as f64 / t / t;
+                let cell = score_cell((q / (1.0 - q)).ln(), DEFAULT_GRID) as f64;
+                let mut hits = Vec::new();
+                for role in CohortRole::ALL {
+                    for (outcome, class) in [(false, "negative"), (true, "positive")] {
+                        let cells = tensor(&a, &format!("s0.cells.{}.{class}", role.as_str()));
+                        let counts = tensor(&a, &format!("s0.counts.{}.{class}", role.as_str()));
+                        if let Some(i) = cells.iter().position(|&c| c == cell) {
+                            hits.push((role, outcome, counts[i]));
+                        }
+                    }
+                }
+                match truth {
+                    Some(p) => {
+                        members_hit += usize::from(!hits.is_empty());
+                        right += usize::from(hits.len() == 1 && hits[0] == (p.role, p.outcome, 1.0));
+                    }
+                    None => others_hit += usize::from(!hits.is_empty()),
+                }
+            }
+            let members = site.patients.len();
+            let others = people.len() - members;
+            let advantage = members_hit as f64 / members as f64 - others_hit as f64 / others.max(1) as f64;
+            // GAP: tree scorers are accepted unverified (within the budget) with any thresholds:
+            // one such "model" is a membership, cohort and outcome test for up to 100 people.
+            report(
+                "score: forest \"model\" of boxes around known people (unverified budget)",
+                "answered",
+                &format!(
+                    "1 task: membership advantage {advantage:.2} ({members_hit}/{members} patients vs {others_hit}/{others} others flagged); cohort and outcome of {right}/{members} patients"
+                ),
+            );
+        }
+        Reply::Refused(_, detail) => report("score: forest \"model\" of boxes (unverified budget)", "refused", &detail),
+        Reply::Failed(detail) => panic!("forest score failed: {detail}"),
+    }
+
+    // The linear SVM's Platt scaling multiplies two bounded parameters: A·w = 50 × 50 per SD.
+    let svm = proto::ScorerSpec { kind: proto::ScorerKind::LinearSvm as i32, parameters: vec![0.0, bound, bound, 0.0], random_features: None };
+    let r = site.ask(score_task(&design, &std, vec![svm]));
+    report(
+        "score: linear SVM with Platt A = w = 50 (slope 2500 per SD), never fitted",
+        if matches!(r, Reply::Answered(_)) { "answered" } else { "refused" },
+        &match &r {
+            Reply::Refused(_, d) => d.clone(),
+            _ => "the bound holds per parameter, not for the product".into(),
+        },
+    );
+    assert!(!matches!(r, Reply::Answered(_)), "an SVM the site never fitted was scored");
+}
+
+// ---- 3. population differencing ------------------------------------------------------------
+
+#[test]
+fn attacks_population_differencing() {
+    let site = site("populations");
+    let records = &site.engine.cohort.records;
+    let n = records.len() as u64;
+    let pos = records.iter().filter(|r| r.outcome).count() as u64;
+    let quota = |k: u64| (0.7 * k as f64 + 1e-9).floor() as u64;
+    let (qn, qp) = (quota(n - pos), quota(pos));
+    let summary = || task::Kind::CohortSummary(proto::CohortSummaryTask {});
+    let moments = || task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(site.features(&site.usable)) });
+
+    // A second study the operator never approved (the same plan under another id): every task,
+    // hence a second split whose quotas differ by one, is refused before anything is computed.
+    let mut other = site.plan.clone();
+    other.study_id = "study-2".into();
+    let split = |neg: u64, positive: u64| task::Kind::Split(proto::SplitTask { seed: 1, training_quota_negative: neg, training_quota_positive: positive });
+    for (what, kind) in [("cohort summary", summary()), ("split with quota + 1", split(qn + 1, qp)), ("feature moments", moments())] {
+        let (reason, detail) = site.refused_as(&other, what, kind);
+        assert_eq!(reason, RefusalReason::Precondition, "{detail}");
+        assert!(detail.contains("not approved"), "{detail}");
+        report(&format!("unapproved study id: {what}"), "refused", &format!("nothing recovered; {detail}"));
+    }
+    assert!(!site.dir.join("work/studies/study-2/split.csv").exists(), "a refused study records nothing");
+    // The approved study id with a changed plan (another seed): refused.
+    let mut changed = site.plan.clone();
+    changed.seed = 2;
+    let (reason, detail) = site.refused_as(&changed, "changed plan", summary());
+    assert_eq!(reason, RefusalReason::Precondition, "{detail}");
+    report("approved study id, changed plan (seed 2)", "refused", &format!("nothing recovered; {detail}"));
+
+    // In the approved study: the split is fixed. Quota + 1 (a value the plan's rounding allows
+    // a site in general) and + 2 (which it never allows) are both refused; the same split
+    // again is answered identically (it changes nothing).
+    let before = site.answered("feature moments before", moments());
+    let d = site.refused("re-split with negative quota + 1", split(qn + 1, qp));
+    assert!(d.contains("already fixed"), "{d}");
+    let d = site.refused("re-split with positive quota + 1", split(qn, qp + 1));
+    assert!(d.contains("already fixed"), "{d}");
+    let d = site.refused("split with quota + 2", split(qn + 2, qp));
+    assert!(d.contains("fraction") || d.contains("fixed"), "{d}");
+    site.answered("the same split again", split(qn, qp));
+    let after = site.answered("feature moments after", moments());
+    assert_eq!(before.tensors, after.tensors, "the training cohort did not move");
+    let differenced = before.tensors.iter().zip(&after.tensors).map(|(a, b)| a.values.iter().zip(&b.values).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)).fold(0.0, f64::max);
+    report("moments of the training cohort before and after the re-splits", "answered", &format!("largest difference {differenced:e}: no patient differenced out"));
+
+    // Folds: another seed, another K, and K = 50 (folds of one patient): refused.
+    for (what, seed, folds) in [("folds with another seed", 2, 10), ("folds with K = 9", 1, 9), ("folds with K = 50", 1, 50)] {
+        let d = site.refused(what, task::Kind::Folds(proto::FoldsTask { seed, folds }));
+        assert!(d.contains("study plan") || d.contains("fixed"), "{d}");
+    }
+    site.answered("the plan's folds again", task::Kind::Folds(proto::FoldsTask { seed: 1, folds: 10 }));
+
+    // Populations inside the study: two points on one population in a LASSO round, more points
+    // than the plan's fits, out-of-fold rounds and scores without a hyperparameter search.
+    let std = site.standardiser(&site.usable, 1.0, &BTreeMap::new());
+    let point = |fold: u32| proto::GlmPoint { fold, intercept: 0.0, nonzero: vec![], coefficients: vec![], hessian: vec![] };
+    let lasso = |points: Vec<proto::GlmPoint>| {
+        task::Kind::LassoRound(proto::LassoRoundTask {
+            features: Some(site.features(&site.usable)),
+            standardiser: Some(std.clone()),
+            family: proto::GlmFamily::Binomial as i32,
+            mixing: 1.0,
+            points,
+        })
+    };
+    site.refused("lasso_round: two points on fold 0", lasso(vec![point(0), point(0)]));
+    site.refused("lasso_round: 12 points (plan: 10 folds + 1)", lasso((0..12).map(|f| point(f % 11)).collect()));
+    let cols: Vec<u32> = site.usable[..3].to_vec();
+    let design = site.design(&cols);
+    let cstd = site.standardiser(&cols, 1.0, &BTreeMap::new());
+    site.refused(
+        "classifier_round without fold 3 (no search in the plan)",
+        task::Kind::ClassifierRound(proto::ClassifierRoundTask {
+            design: Some(design.clone()),
+            standardiser: Some(cstd.clone()),
+            objective: proto::ClassifierObjective::Logistic as i32,
+            parameters: vec![0.0; 4],
+            svm: vec![],
+            random_features: None,
+            exclude_fold: 3,
+        }),
+    );
+    site.refused(
+        "score out of fold (no search in the plan)",
+        task::Kind::Score(proto::ScoreTask {
+            design: Some(design),
+            standardiser: Some(cstd),
+            scorers: vec![proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0; 4], random_features: None }; 10],
+            grid: DEFAULT_GRID,
+            folds: 10,
+        }),
+    );
+    // What differencing can still compare: the plan's own populations (training, each fold's
+    // complement), each of at least min_count patients.
+    let folds = site.plan.selection.lasso.folds;
+    let mut sizes = vec![0usize; folds as usize + 1];
+    for p in site.training() {
+        sizes[p.fold as usize] += 1;
+    }
+    let smallest = sizes[1..].iter().min().copied().unwrap_or(0);
+    assert!(smallest as u64 >= site.engine.config.policy.min_count, "every fold holds at least min_count patients");
+    report(
+        "differencing across studies, splits and folds",
+        "refused",
+        &format!("membership advantage 0; the finest plan population difference is one fold of {smallest} patients (min_count 5)"),
+    );
+}
+
+// ---- 4. zoomed histograms ------------------------------------------------------------------
+
+/// Training patients alone in their cell of a value histogram (columns `[column]`, the plan's
+/// grid), over windows whose centres sweep the column: how many values the histograms place to
+/// within one cell.
+fn singletons(site: &Site, column: u32, zoom: f64) -> Result<(usize, usize, f64), String> {
+    let grid = ValueGrid::DEFAULT;
+    let sd = site.sd[column as usize];
+    let scale = sd / zoom * (1.0 + 1e-6);
+    let reach = grid.limit_sd * scale;
+    let cell = scale / f64::from(grid.cells_per_sd);
+    let mut alone = std::collections::BTreeSet::new();
+    let mut tasks = 0;
+    let values: Vec<f64> = site.training().iter().map(|p| p.row[column as usize]).collect();
+    let (lo, hi) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    // Windows [centre − reach, centre + reach) overlapping by two cells (the end cells also
+    // count the values beyond the window).
+    let mut centre = lo - 2.0 * cell + reach;
+    while centre - reach <= hi {
+        tasks += 1;
+        let a = match site.ask(task::Kind::ValueHistogram(proto::ValueHistogramTask {
+            design: Some(site.design(&[column])),
+            standardiser: Some(proto::Standardiser { center: vec![centre], scale: vec![scale] }),
+            cells_per_sd: grid.cells_per_sd,
+            limit_sd: grid.limit_sd,
+        })) {
+            Reply::Answered(a) => a,
+            Reply::Refused(_, detail) => return Err(detail),
+            Reply::Failed(detail) => panic!("value histogram failed: {detail}"),
+        };
+        let counts = tensor(&a, "counts");
+        let last = counts.len() - 1;
+        for (k, &c) in counts.iter().enumerate() {
+            if c == 1.0 && k != 0 && k != last {
+                let lower = centre - reach + k as f64 * cell;
+                if let Some(i) = values.iter().position(|&v| v >= lower && v < lower + cell) {
+                    alone.insert(i);
+                }
+            }
+        }
+        centre += 2.0 * reach - 4.0 * cell;
+    }
+    Ok((alone.len(), tasks, cell / sd))
+}
+
+#[test]
+fn attacks_zoomed_histograms() {
+    let site = site("zoom");
+    let (column, _) = site.step_column();
+    let cols: Vec<u32> = site.usable[..3].to_vec();
+    let std = site.standardiser(&cols, 1.0, &BTreeMap::new());
+    let features = || Some(site.features(&cols));
+
+    // Rank histograms: the default plan tests with Welch and needs none; a plan with
+    // Mann–Whitney gets only its own grid.
+    let rank = |resolution: f64, limit: f64| task::Kind::RankHistogram(proto::RankHistogramTask { features: features(), standardiser: Some(std.clone()), resolution, limit });
+    site.refused("rank_histogram (Welch plan)", rank(0.01, 8.0));
+    let mw = common::approve(&site.engine.config, "study-mw", |s| s.selection.univariate.test = fedrad_shared::plan::UnivariateChoice::MannWhitney);
+    let (_, detail) = site.refused_as(&mw, "rank histogram 1e-4 SD", rank(1e-4, 8.0));
+    assert!(detail.contains("rank grid"), "{detail}");
+    report("rank_histogram at 1e-4 SD (Mann–Whitney plan, grid 0.01)", "refused", &detail);
+
+    // Table 1 with a finer age grid: refused; the plan's: answered.
+    let planned = site.plan.table1_variables().unwrap();
+    let mut fine: Vec<proto::ClinicalVariable> = planned.iter().map(variable_to_proto).collect();
+    for v in &mut fine {
+        if let Some(proto::clinical_variable::Kind::Continuous(g)) = &mut v.kind {
+            g.resolution = 1e-6;
+        }
+    }
+    site.refused("table1 with continuous grids of 1e-6", task::Kind::Table1(proto::Table1Task { variables: fine }));
+    site.answered("table1", task::Kind::Table1(proto::Table1Task { variables: planned.iter().map(variable_to_proto).collect() }));
+
+    // Value histograms on a finer or narrower grid than the plan's.
+    let value = |cells_per_sd: u32, limit_sd: f64, std: proto::Standardiser| {
+        task::Kind::ValueHistogram(proto::ValueHistogramTask { design: Some(site.design(&cols)), standardiser: Some(std), cells_per_sd, limit_sd })
+    };
+    site.refused("value_histogram, 1000 cells per SD", value(1000, 6.0, std.clone()));
+    site.refused("value_histogram, ±0.1 SD", value(20, 0.1, std.clone()));
+    // Score grids other than the plan's.
+    for grid in [999_999, 100] {
+        site.refused(
+            &format!("score on a grid of {grid} cells"),
+            task::Kind::Score(proto::ScoreTask {
+                design: Some(site.design(&cols)),
+                standardiser: Some(std.clone()),
+                scorers: vec![proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0; 4], random_features: None }],
+                grid,
+                folds: 0,
+            }),
+        );
+    }
+
+    // A standardiser of 1e-6 × the site's SD (a zoom of 10⁶): refused wherever a task has one.
+    let tiny = proto::Standardiser { center: std.center.clone(), scale: std.scale.iter().map(|s| s * 1e-6).collect() };
+    let d = site.refused("value_histogram with scale 1e-6 × SD", value(20, 6.0, tiny.clone()));
+    assert!(d.contains("own SD"), "{d}");
+    site.refused(
+        "lasso_round with scale 1e-6 × SD",
+        task::Kind::LassoRound(proto::LassoRoundTask {
+            features: features(),
+            standardiser: Some(tiny.clone()),
+            family: proto::GlmFamily::Binomial as i32,
+            mixing: 1.0,
+            points: vec![proto::GlmPoint { fold: 0, intercept: 0.0, nonzero: vec![], coefficients: vec![], hessian: vec![] }],
+        }),
+    );
+    site.refused(
+        "classifier_round with scale 1e-6 × SD",
+        task::Kind::ClassifierRound(proto::ClassifierRoundTask {
+            design: Some(site.design(&cols)),
+            standardiser: Some(tiny.clone()),
+            objective: proto::ClassifierObjective::Logistic as i32,
+            parameters: vec![0.0; 4],
+            svm: vec![],
+            random_features: None,
+            exclude_fold: 0,
+        }),
+    );
+    site.refused(
+        "score with scale 1e-6 × SD",
+        task::Kind::Score(proto::ScoreTask {
+            design: Some(site.design(&cols)),
+            standardiser: Some(tiny.clone()),
+            scorers: vec![proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0; 4], random_features: None }],
+            grid: DEFAULT_GRID,
+            folds: 0,
+        }),
+    );
+    let root = Tree { nodes: vec![TreeNode { column: None, threshold: 0.0, children: [0, 0], value: 0.0 }] };
+    site.refused(
+        "tree_round with scale 1e-6 × SD",
+        task::Kind::TreeRound(proto::TreeRoundTask {
+            design: Some(site.design(&cols)),
+            standardiser: Some(tiny),
+            objective: proto::TreeObjective::BoostingGradients as i32,
+            edges: vec![proto::BinEdges { edges: vec![0.0] }; 3],
+            growing: write_trees(&[root]),
+            nodes: vec![proto::NodeRequest { tree: 0, node: 0, columns: vec![0, 1, 2] }],
+            seed: 0,
+            base_margin: 0.0,
+            ensemble: vec![0.0],
+        }),
+    );
+
+    // What the plan's own grid gives, and what the allowed zoom (scale SD / max_scale_ratio)
+    // with a free centre adds: training values alone in a cell of the value histogram.
+    let n = site.training().len();
+    let (honest, tasks, cell) = singletons(&site, column, 1.0).expect("the study's own value histogram is answered");
+    report(
+        "value_histogram at the plan's grid, scale = SD (the study's own)",
+        "answered",
+        &format!("{tasks} task(s): {honest}/{n} training values alone in a cell of {cell:.3} SD (values only, no outcome)"),
+    );
+    let zoom = site.plan.limits.max_scale_ratio;
+    let attack = "value_histogram at the plan's grid, scale SD/10, centre swept";
+    match singletons(&site, column, zoom) {
+        // GAP: the standardiser's centre is free and its scale may be SD / max_scale_ratio, so
+        // value histograms (and score and tree tasks) zoom ×10 beyond the plan's grid, window
+        // by window; no small-cell merging (property 6) yet.
+        Ok((zoomed, tasks, cell)) => report(attack, "answered", &format!("{tasks} tasks: {zoomed}/{n} training values alone in a cell of {cell:.4} SD (values only, no outcome)")),
+        Err(detail) => report(attack, "refused", &detail),
+    }
+}
+
+// ---- 5. encoder rounds and embedding -------------------------------------------------------
+
+#[test]
+fn attacks_encoder() {
+    let site = site("encoder");
+    let d = &site.plan.deep;
+    let arch = d.architecture();
+    let planned = d.local_training(site.plan.seed);
+    let initial = arch.initial_weights(planned.seed);
+    let architecture = proto::EncoderArchitecture {
+        crop_pixels: arch.crop as u32,
+        field_mm: arch.field_mm,
+        channels: arch.channels.iter().map(|&c| c as u32).collect(),
+        embedding_dim: arch.embedding as u32,
+    };
+    let round = |r: u32, weights: Vec<f64>, batch_size: u32, learning_rate: f64| {
+        task::Kind::EncoderRound(proto::EncoderRoundTask {
+            sequence: "t2".into(),
+            architecture: Some(architecture.clone()),
+            weights,
+            round: r,
+            local_epochs: planned.epochs,
+            batch_size,
+            learning_rate,
+            momentum: planned.momentum,
+            proximal_mu: planned.proximal_mu,
+            mask_fraction: planned.mask_fraction,
+            seed: planned.seed,
+        })
+    };
+    let embed = |weights: Vec<f64>| {
+        let sha = fedrad_shared::algorithms::fedavg::weights_sha256(&weights);
+        task::Kind::Embed(proto::EmbedTask { sequence: "t2".into(), architecture: Some(architecture.clone()), weights, weights_sha256: sha })
+    };
+
+    // Batches of one patient (each local step a single patient's gradient), another rate.
+    let detail = site.refused("encoder_round with batch size 1", round(1, initial.clone(), 1, planned.learning_rate));
+    assert!(detail.contains("local training") || detail.contains("batches"), "{detail}");
+    site.refused("encoder_round with learning rate 0.2", round(1, initial.clone(), planned.batch_size, 0.2));
+    site.refused("encoder_round with learning rate 10", round(1, initial.clone(), planned.batch_size, 10.0));
+    // Weights of the coordinator's choosing: round 1 from other weights, a round out of order,
+    // and embedding with arbitrary weights under the SHA-256 the coordinator supplies.
+    let chosen = arch.initial_weights(999);
+    let chosen_round = site.ask(round(1, chosen.clone(), planned.batch_size, planned.learning_rate));
+    let outcome = |r: &Reply| match r {
+        Reply::Answered(_) => ("answered".to_string(), "the site trained the coordinator's weights".to_string()),
+        Reply::Refused(reason, detail) => ("refused".to_string(), format!("{reason:?}: {detail}")),
+        Reply::Failed(detail) => ("failed".to_string(), detail.clone()),
+    };
+    let (o, m) = outcome(&chosen_round);
+    report("encoder_round 1 from weights of the coordinator's choosing", &o, &m);
+    let embed_chosen = site.ask(embed(chosen.clone()));
+    let (o, m) = outcome(&embed_chosen);
+    report("embed with arbitrary weights and their self-supplied SHA-256", &o, &m);
+    let deep = site.dir.join("work/studies").join(STUDY).join("features/t2.deep.csv");
+    // The defences: neither is answered, and no deep-feature table of the chosen network exists.
+    assert!(matches!(chosen_round, Reply::Refused(..)), "{chosen_round:?}");
+    assert!(matches!(embed_chosen, Reply::Refused(..)), "{embed_chosen:?}");
+    assert!(!deep.exists(), "a refused embedding writes no deep features");
+
+    // What remains: the study's own rounds, each global step within STEP_FACTOR × this site's
+    // own move, steered towards the chosen weights instead of averaged; then embedding one
+    // step from the last round. Measured: how close the coordinator gets to its weights.
+    let started = std::time::Instant::now();
+    let answer = site.answered("encoder round 1", round(1, initial.clone(), planned.batch_size, planned.learning_rate));
+    let mut sent = tensor(&answer, "weights").to_vec();
+    let mut input = initial.clone();
+    let distance = |w: &[f64]| w.iter().zip(&chosen).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let start_distance = distance(&initial);
+    let mut steered = 1;
+    let factor = fedrad_shared::algorithms::fedavg::STEP_FACTOR * 0.999;
+    for r in 2..=d.rounds {
+        let own = input.iter().zip(&sent).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let next: Vec<f64> = input.iter().zip(&chosen).map(|(w, c)| w + (c - w).clamp(-factor * own, factor * own)).collect();
+        match site.ask(round(r, next.clone(), planned.batch_size, planned.learning_rate)) {
+            Reply::Answered(a) => {
+                sent = tensor(&a, "weights").to_vec();
+                input = next;
+                steered += 1;
+            }
+            Reply::Refused(_, detail) => {
+                report("encoder rounds steered within STEP_FACTOR × the site's own step", "refused", &format!("round {r}: {detail}"));
+                break;
+            }
+            Reply::Failed(detail) => panic!("encoder round {r} failed: {detail}"),
+        }
+    }
+    let own = input.iter().zip(&sent).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let last: Vec<f64> = input.iter().zip(&chosen).map(|(w, c)| w + (c - w).clamp(-factor * own, factor * own)).collect();
+    let within = last.iter().zip(&chosen).filter(|(a, b)| (*a - *b).abs() < 1e-9).count();
+    let embedded = site.ask(embed(last.clone()));
+    let (o, _) = outcome(&embedded);
+    // GAP: the step bound is per weight and relative to the site's largest own change, so a
+    // coordinator can move every weight by up to 10× that per round, in any direction: over
+    // the plan's rounds it steers the encoder towards a network of its choosing and then has
+    // the site embed with it. (Deep features are derived, not released; they then feed the
+    // selection and model tasks above.)
+    report(
+        "encoder rounds steered towards chosen weights, then embed",
+        &o,
+        &format!(
+            "{steered} rounds in {:.1} s: L∞ distance to the chosen weights {start_distance:.2} → {:.2}; {within}/{} weights exactly the chosen ones; embed {o}",
+            started.elapsed().as_secs_f64(),
+            distance(&last),
+            last.len()
+        ),
+    );
+}
+
+// ---- 6. forged merged aggregates (DeLong round 2) ------------------------------------------
+
+#[test]
+fn attacks_forged_merged_paired_scores() {
+    let site = site("paired");
+    let bound = site.plan.limits.max_coefficient;
+    // Two columns whose validation values the attacker wants to link into rows.
+    let (a_col, _) = site.step_column();
+    let b_col = *site.usable.iter().find(|&&c| c != a_col).unwrap();
+    let model = |column: u32| {
+        let (design, std, _) = column_models(&site, column);
+        (design, std, proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0, bound], random_features: None })
+    };
+    let scored = |m: &(proto::ModelDesign, proto::Standardiser, proto::ScorerSpec)| proto::ScoredModel {
+        design: Some(m.0.clone()),
+        standardiser: Some(m.1.clone()),
+        scorer: Some(m.2.clone()),
+    };
+    let (ma, mb) = (model(a_col), model(b_col));
+    let paired = |models: Vec<proto::ScoredModel>, negatives: Vec<proto::SparseHistogram>, positives: Vec<proto::SparseHistogram>, grid: u32| {
+        task::Kind::PairedScores(proto::PairedScoresTask { models, grid, negatives, positives })
+    };
+
+    // A comparison of models the site never scored: refused.
+    let d = site.refused("paired_scores of models never scored", paired(vec![scored(&ma), scored(&mb)], vec![], vec![], DEFAULT_GRID));
+    assert!(d.contains("not one this site has scored") || d.contains("did not fit"), "{d}");
+    // Launder both (one classifier round each), score them, then compare: round 1.
+    for m in [&ma, &mb] {
+        let fit = launder(&site, &m.0, &m.1, m.2.parameters.clone());
+        let score = site.ask(score_task(&m.0, &m.1, vec![m.2.clone()]));
+        if !matches!((&fit, &score), (Reply::Answered(_), Reply::Answered(_))) {
+            report("paired_scores of laundered one-column models", "refused", &format!("fit: {fit:?}; score: {score:?}"));
+            return;
+        }
+    }
+    site.refused("paired_scores on another grid", paired(vec![scored(&ma), scored(&mb)], vec![], vec![], 100_000));
+    let round1 = match site.ask(paired(vec![scored(&ma), scored(&mb)], vec![], vec![], DEFAULT_GRID)) {
+        Reply::Answered(a) => a,
+        other => {
+            report("paired_scores round 1 of laundered one-column models", "refused", &format!("{other:?}"));
+            return;
+        }
+    };
+    let cells = |k: usize, class: &str| -> Vec<(u32, u64)> {
+        let c = tensor(&round1, &format!("m{k}.cells.validation.{class}"));
+        let n = tensor(&round1, &format!("m{k}.counts.validation.{class}"));
+        c.iter().zip(n).map(|(&c, &n)| (c as u32, n as u64)).collect()
+    };
+    let own = |k: usize| (cells(k, "negative"), cells(k, "positive"));
+    let histogram = |cells: &[(u32, u64)], extra: Option<(u32, u64)>| {
+        let mut h: BTreeMap<u32, u64> = cells.iter().copied().collect();
+        if let Some((c, k)) = extra {
+            *h.entry(c).or_default() += k;
+        }
+        proto::SparseHistogram { cells: h.keys().copied().collect(), counts: h.values().copied().collect() }
+    };
+
+    // Round 2 with "merged" histograms that leave out this site's own patients: refused.
+    let (a_neg, a_pos) = own(0);
+    let (b_neg, b_pos) = own(1);
+    let d = site.refused(
+        "paired_scores round 2 with merged histograms missing the site's own cells",
+        paired(
+            vec![scored(&ma), scored(&mb)],
+            vec![histogram(&[(a_neg[0].0 + 1, 1)], None), histogram(&b_neg, None)],
+            vec![histogram(&a_pos, None), histogram(&b_pos, None)],
+            DEFAULT_GRID,
+        ),
+    );
+    assert!(d.contains("merged") || d.contains("describe"), "{d}");
+
+    // The forgery still allowed: the site's own cells plus a heavy made-up cell (10¹² patients)
+    // at a threshold of the coordinator's choosing, per copy of a model. Each placement is then
+    // an indicator of the patient's score against the threshold, and the placement products
+    // across copies of two one-column models are the joint counts of the two columns: which
+    // validation patient holds which pair of values.
+    const HEAVY: u64 = 1_000_000_000_000;
+    let (pos_a, neg_a): (Vec<u32>, Vec<u32>) = (a_pos.iter().map(|c| c.0).collect(), a_neg.iter().map(|c| c.0).collect());
+    let (pos_b, neg_b): (Vec<u32>, Vec<u32>) = (b_pos.iter().map(|c| c.0).collect(), b_neg.iter().map(|c| c.0).collect());
+    let l = pos_a.len().max(neg_a.len());
+    let mut models = Vec::new();
+    let (mut negatives, mut positives) = (Vec::new(), Vec::new());
+    for (m, pos, neg, own_neg, own_pos) in [(&ma, &pos_a, &neg_a, &a_neg, &a_pos), (&mb, &pos_b, &neg_b, &b_neg, &b_pos)] {
+        for k in 0..l {
+            models.push(scored(m));
+            // Positives are placed against the negatives: a heavy cell just below the k-th
+            // positive's score makes the placement [score ≥ that score]. Negatives against the
+            // positives: a heavy cell just below the k-th negative's, [score < that score].
+            negatives.push(histogram(own_neg, pos.get(k).map(|&c| (c.saturating_sub(1), HEAVY))));
+            positives.push(histogram(own_pos, neg.get(k).map(|&c| (c.saturating_sub(1), HEAVY))));
+        }
+    }
+    let forged = site.ask(paired(models, negatives, positives, DEFAULT_GRID));
+    let validation: Vec<&Truth> = site.patients.iter().filter(|p| p.role == CohortRole::Validation).collect();
+    let cell_of = |column: u32, p: &Truth| score_cell(bound * (p.row[column as usize] - site.mean[column as usize]) / (3.0 * site.sd[column as usize]), DEFAULT_GRID);
+    match forged {
+        Reply::Answered(a) => {
+            let (mut linked, mut false_links) = (0, 0);
+            for (class, pa, pb) in [("positive", &pos_a, &pos_b), ("negative", &neg_a, &neg_b)] {
+                let products = tensor(&a, &format!("products.{class}"));
+                let sums = tensor(&a, &format!("sum.{class}"));
+                let count = tensor(&a, &format!("n.{class}"))[0];
+                let m = 2 * l;
+                let (na, nb) = (pa.len(), pb.len());
+                // Joint counts J(k, j) = #(A vs a_k, B vs b_j), with the edges of the range.
+                let joint = |k: usize, j: usize| -> f64 {
+                    let v = match (k < na, j < nb) {
+                        (true, true) => products[k * m + l + j],
+                        (true, false) => {
+                            if class == "positive" {
+                                0.0
+                            } else {
+                                sums[k]
+                            }
+                        }
+                        (false, true) => {
+                            if class == "positive" {
+                                0.0
+                            } else {
+                                sums[l + j]
+                            }
+                        }
+                        (false, false) => {
+                            if class == "positive" {
+                                0.0
+                            } else {
+                                count
+                            }
+                        }
+                    };
+                    v.round()
+                };
+                let positive = class == "positive";
+                let members: Vec<&&Truth> = validation.iter().filter(|p| p.outcome == positive).collect();
+                for k in 0..na {
+                    for j in 0..nb {
+                        let here = if positive {
+                            joint(k, j) - joint(k + 1, j) - joint(k, j + 1) + joint(k + 1, j + 1)
+                        } else {
+                            joint(k + 1, j + 1) - joint(k, j + 1) - joint(k + 1, j) + joint(k, j)
+                        };
+                        let truth = members.iter().filter(|p| cell_of(a_col, p) == pa[k] && cell_of(b_col, p) == pb[j]).count();
+                        match (here == 1.0, truth == 1) {
+                            (true, true) => linked += 1,
+                            (true, false) => false_links += 1,
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            // GAP: the merged-histogram check (own cells present) does not stop made-up cells; with
+            // chosen thresholds the placement products link values across models, i.e. rebuild
+            // rows of the validation cohort (any number of columns, 200 models per task).
+            report(
+                "paired_scores round 2 with forged merged histograms (own cells + a heavy made-up cell)",
+                "answered",
+                &format!(
+                    "6 tasks in all: (value of column {a_col}, value of column {b_col}, outcome) of {linked}/{} validation patients linked, {false_links} false links",
+                    validation.len()
+                ),
+            );
+        }
+        Reply::Refused(reason, detail) => report("paired_scores round 2 with forged merged histograms", "refused", &format!("{reason:?}: {detail}")),
+        Reply::Failed(detail) => panic!("paired scores failed: {detail}"),
+    }
+}
+
+// ---- 7. tree rounds --------------------------------------------------------------------------
+
+fn leaf() -> TreeNode {
+    TreeNode { column: None, threshold: 0.0, children: [0, 0], value: 0.0 }
+}
+
+/// A root split `z[column] < threshold` with two leaves.
+fn split_tree(column: u32, threshold: f64) -> Tree {
+    Tree { nodes: vec![TreeNode { column: Some(column), threshold, children: [1, 2], value: 0.0 }, leaf(), leaf()] }
+}
+
+/// The leaf `lo ≤ z[column] < hi` (node 3) of a depth-2 tree.
+fn box_tree(column: u32, lo: f64, hi: f64) -> Tree {
+    Tree {
+        nodes: vec![
+            TreeNode { column: Some(column), threshold: hi, children: [1, 4], value: 0.0 },
+            TreeNode { column: Some(column), threshold: lo, children: [2, 3], value: 0.0 },
+            leaf(),
+            leaf(),
+            leaf(),
+        ],
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tree_task(
+    site: &Site,
+    columns: &[u32],
+    std: &proto::Standardiser,
+    boosting: bool,
+    edges: Vec<Vec<f64>>,
+    growing: &[Tree],
+    nodes: Vec<proto::NodeRequest>,
+    seed: u64,
+) -> task::Kind {
+    task::Kind::TreeRound(proto::TreeRoundTask {
+        design: Some(site.design(columns)),
+        standardiser: Some(std.clone()),
+        objective: if boosting { proto::TreeObjective::BoostingGradients } else { proto::TreeObjective::ForestCounts } as i32,
+        edges: edges.into_iter().map(|edges| proto::BinEdges { edges }).collect(),
+        growing: write_trees(growing),
+        nodes,
+        seed,
+        base_margin: 0.0,
+        ensemble: vec![0.0],
+    })
+}
+
+#[test]
+fn attacks_tree_rounds() {
+    let site = site("trees");
+    let (step, _) = site.step_column();
+    let columns = site.usable.clone();
+    let w = columns.len();
+    let position = columns.iter().position(|&c| c == step).unwrap() as u32;
+    let std = site.standardiser(&columns, 1.0, &BTreeMap::new());
+    let z = |c: usize, x: f64| (x - std.center[c]) / std.scale[c];
+    let (f, b) = (&site.plan.models.forest, &site.plan.models.boosting);
+    let all_nodes = |node: u32| vec![proto::NodeRequest { tree: 0, node, columns: (0..w as u32).collect() }];
+    let few: Vec<u32> = (0..3).collect();
+    let small = &columns[..3];
+    let small_std = site.standardiser(small, 1.0, &BTreeMap::new());
+    let root = || Tree { nodes: vec![leaf()] };
+    let req = |tree: u32| proto::NodeRequest { tree, node: 0, columns: few.clone() };
+
+    // The plan's tree settings: another bootstrap seed, deeper trees, more bins, more trees.
+    let d = site.refused("tree_round (forest) with another bootstrap seed", tree_task(&site, small, &small_std, false, vec![vec![0.0]; 3], &[root()], vec![req(0)], f.seed + 1));
+    assert!(d.contains("seed"), "{d}");
+    let mut deep = root();
+    for k in 0..=b.max_depth {
+        let n = deep.nodes.len() as u32;
+        deep.nodes[(n - 1) as usize] = TreeNode { column: Some(0), threshold: k as f64 * 0.1, children: [n, n + 1], value: 0.0 };
+        deep.nodes.extend([leaf(), leaf()]);
+    }
+    site.refused("tree_round (boosting) deeper than the plan's", tree_task(&site, small, &small_std, true, vec![vec![0.0]; 3], &[deep], vec![req(0)], 0));
+    let bins: Vec<f64> = (0..b.bins).map(|k| k as f64 * 0.01).collect();
+    site.refused("tree_round with more bins than the plan's", tree_task(&site, small, &small_std, true, vec![bins; 3], &[root()], vec![req(0)], 0));
+    site.refused("tree_round (boosting) growing two trees", tree_task(&site, small, &small_std, true, vec![vec![0.0]; 3], &[root(), root()], vec![req(0), req(1)], 0));
+    let many: Vec<Tree> = (0..=f.trees).map(|_| root()).collect();
+    site.refused(
+        "tree_round (forest) growing more trees than the plan's",
+        tree_task(&site, small, &small_std, false, vec![vec![0.0]; 3], &many, (0..=f.trees).map(req).collect(), f.seed),
+    );
+
+    // Two nodes whose thresholds differ by one patient, in two rounds: left of a root split just
+    // below and just above the median patient's value of the step column. Both nodes hold more
+    // than min_count patients, so neither is withheld; their histograms differ by that patient:
+    // one bin per column (the bin edges are the task's, up to the plan's 32 bins), and in the
+    // gradient sum g = σ(0) − y its outcome. Each further pair of rounds puts 31 edges inside
+    // the bin found, per column.
+    let train = site.training();
+    let n = train.len();
+    let mut order = train.clone();
+    order.sort_by(|a, b| a.row[step as usize].total_cmp(&b.row[step as usize]));
+    let k = n / 2;
+    let target = order[k];
+    let zs = |i: usize| z(position as usize, order[i].row[step as usize]);
+    let (t1, t2) = (0.5 * (zs(k - 1) + zs(k)), 0.5 * (zs(k) + zs(k + 1)));
+    let mut interval: Vec<(Option<f64>, Option<f64>)> = vec![(None, None); w];
+    let mut outcome = None;
+    let mut ambiguous = 0;
+    let mut refused = false;
+    let rounds = 5;
+    for r in 0..rounds {
+        let edges: Vec<Vec<f64>> = interval
+            .iter()
+            .map(|&(lo, hi)| match (lo, hi) {
+                _ if r == 0 => (1..32).map(|i| -4.0 + 0.25 * i as f64).collect(),
+                (Some(lo), Some(hi)) => (1..32).map(|i| lo + (hi - lo) * i as f64 / 32.0).collect(),
+                (None, Some(hi)) => (1..32).map(|i| hi - 256.0 + 8.0 * i as f64).collect(),
+                (Some(lo), None) => (1..32).map(|i| lo + 8.0 * i as f64).collect(),
+                (None, None) => unreachable!(),
+            })
+            .collect();
+        let ask = |t: f64| match site.ask(tree_task(&site, &columns, &std, true, edges.clone(), &[split_tree(position, t)], all_nodes(1), 0)) {
+            Reply::Answered(a) => Ok(tensor(&a, "histogram").to_vec()),
+            Reply::Refused(_, detail) => Err(detail),
+            Reply::Failed(detail) => panic!("tree round failed: {detail}"),
+        };
+        let (ha, hb) = match (ask(t1), ask(t2)) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(d), _) | (_, Err(d)) => {
+                report("tree_round: two nodes one patient apart", "refused", &format!("refinement {r}: {d}"));
+                refused = true;
+                break;
+            }
+        };
+        let mut at = 0;
+        for (c, e) in edges.iter().enumerate() {
+            let bins = e.len() + 1;
+            let diff: Vec<usize> = (0..bins).filter(|&i| hb[at + 3 * i] - ha[at + 3 * i] != 0.0).collect();
+            if diff.len() == 1 && hb[at + 3 * diff[0]] - ha[at + 3 * diff[0]] == 1.0 {
+                let i = diff[0];
+                let (lo, hi) = interval[c];
+                interval[c] = (if i == 0 { lo } else { Some(e[i - 1]) }, if i == bins - 1 { hi } else { Some(e[i]) });
+                if c == position as usize && r == 0 {
+                    let dg = hb[at + 3 * i + 1] - ha[at + 3 * i + 1];
+                    outcome = Some(0.5 - dg > 0.5);
+                }
+            } else {
+                ambiguous += 1;
+            }
+            at += 3 * bins;
+        }
+    }
+    let mut errs = Vec::new();
+    let mut unresolved = 0;
+    for (c, &(lo, hi)) in interval.iter().enumerate() {
+        match (lo, hi) {
+            (Some(lo), Some(hi)) => errs.push((0.5 * (lo + hi) - z(c, target.row[columns[c] as usize])).abs() * (1.0 + 1e-6)),
+            _ => unresolved += 1,
+        }
+    }
+    let worst = errs.iter().cloned().fold(0.0, f64::max);
+    if !refused {
+        // GAP: thresholds and bin edges are the task's (not the bin edges the site recorded from
+        // the study's value histograms), and there is no ledger of node populations: two nodes one
+        // patient apart give that patient's row, to any resolution, and outcome (property 3).
+        report(
+            "tree_round: two nodes one patient apart (boosting, 2 rounds per refinement)",
+            "answered",
+            &format!(
+                "{} tasks: median training patient's row, {} of {w} features to error median {:.1e} SD (worst {worst:.1e}), {unresolved} unresolved, {ambiguous} ambiguous bins; outcome {}",
+                2 * rounds,
+                errs.len(),
+                median(&mut errs.clone()),
+                match outcome {
+                    Some(y) if y == target.outcome => "recovered",
+                    Some(_) => "wrong",
+                    None => "not found",
+                }
+            ),
+        );
+    }
+
+    // The withheld flag as a membership oracle: a leaf that is a box around one value of the
+    // step column. 0 patients → patients 0, withheld 0; 1–4 → patients 0, withheld 1.
+    let one = [step];
+    let one_std = site.standardiser(&one, 1.0, &BTreeMap::new());
+    let zv = |x: f64| (x - one_std.center[0]) / one_std.scale[0];
+    let probe = |lo: f64, hi: f64| -> Result<(f64, f64), String> {
+        match site.ask(tree_task(&site, &one, &one_std, true, vec![vec![]], &[box_tree(0, lo, hi)], vec![proto::NodeRequest { tree: 0, node: 3, columns: vec![0] }], 0)) {
+            Reply::Answered(a) => Ok((tensor(&a, "patients")[0], tensor(&a, "withheld")[0])),
+            Reply::Refused(_, detail) => Err(detail),
+            Reply::Failed(detail) => panic!("box probe failed: {detail}"),
+        }
+    };
+    let values: Vec<f64> = order.iter().map(|p| zv(p.row[step as usize])).collect();
+    let eps = 1e-9;
+    let mut looks = Vec::new();
+    for c in 0..=5usize {
+        let (lo, hi) = if c == 0 { (0.75 * values[k - 1] + 0.25 * values[k], 0.25 * values[k - 1] + 0.75 * values[k]) } else { (values[k] - eps, values[k + c - 1] + eps) };
+        match probe(lo, hi) {
+            Ok((p, held)) => looks.push(format!("{c}→(patients {p}, withheld {held})")),
+            Err(d) => looks.push(format!("{c}→refused ({d})")),
+        }
+    }
+    let delta = 1e-7;
+    let (mut members, mut members_hit, mut others, mut others_hit) = (0, 0, 0, 0);
+    for p in &site.patients {
+        let v = zv(p.row[step as usize]);
+        // A refused probe tells the attacker nothing.
+        let hit = probe(v - delta, v + delta).is_ok_and(|(count, held)| count > 0.0 || held > 0.0);
+        if p.role == CohortRole::Training {
+            members += 1;
+            members_hit += usize::from(hit);
+        } else {
+            others += 1;
+            others_hit += usize::from(hit);
+        }
+    }
+    let advantage = members_hit as f64 / members as f64 - others_hit as f64 / others as f64;
+    // GAP: a withheld node looks different from an empty one (property 3): a box around a
+    // known value answers whether a training patient holds it.
+    report(
+        "tree_round: withheld flag of a box around a known value",
+        if members_hit + others_hit > 0 { "answered" } else { "refused" },
+        &format!(
+            "{}; membership of the training cohort for {} known patients: advantage {advantage:.2} ({members_hit}/{members} training vs {others_hit}/{others} validation flagged)",
+            looks.join(", "),
+            site.patients.len()
+        ),
+    );
+}
