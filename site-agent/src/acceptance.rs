@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | every kind | differencing across made-up studies | approved study and plan only (`site-agent approve`); the task's site list is the plan's |
 //! | `split`, `folds` | quotas or fold draws differing by one patient | the plan's seed, fraction and K; one split and one fold draw per study |
-//! | `table1`, `rank_histogram`, `value_histogram`, `score` | grids zoomed onto single values | the plan's variables, levels and grids |
+//! | `table1`, `rank_histogram`, `value_histogram`, `score` | grids zoomed onto single values, or swept across one | the plan's variables, levels and grids; standardisers no finer than the site's SD / `max_scale_ratio` and pinned at first use per feature column or model design ([`crate::ledger`]) |
 //! | `extract_features`, `onnx_embed`, `embed` | other settings or networks | the plan's parameter file, network and architecture |
 //! | `lasso_round`, `cv_loss`, `classifier_round`, `logistic_round`, `score`, `paired_scores` | steep models whose gradients or scores step at one patient | coefficients within the plan's bound per SD; standardiser no finer than the site's SD / `max_scale_ratio`; the plan's family, mixing, path length, random features; at most one point per fit (K + 1) per round |
 //! | `tree_round` | deep trees, other bootstrap seeds | the plan's tree kinds, seed, depth, bins, tree and round counts |

@@ -460,18 +460,18 @@ impl SiteEngine {
             Some(task::Kind::FeatureMoments(t)) => selection::feature_moments(&self.training(&task.study_id, t.features.as_ref())?, min),
             Some(task::Kind::RankHistogram(t)) => {
                 let data = self.training(&task.study_id, t.features.as_ref())?;
-                acceptance::standardiser(plan, t.standardiser.as_ref(), &data.x, t.features.as_ref().map_or(0, |f| f.columns.len()))?;
+                self.accept_feature_standardiser(plan, &task.study_id, t.features.as_ref(), t.standardiser.as_ref(), &data.x)?;
                 selection::rank_histogram(&data, t, min)
             }
             Some(task::Kind::Correlation(t)) => selection::correlation(&self.training(&task.study_id, t.features.as_ref())?, min),
             Some(task::Kind::LassoRound(t)) => {
                 let data = self.training(&task.study_id, t.features.as_ref())?;
-                acceptance::standardiser(plan, t.standardiser.as_ref(), &data.x, t.features.as_ref().map_or(0, |f| f.columns.len()))?;
+                self.accept_feature_standardiser(plan, &task.study_id, t.features.as_ref(), t.standardiser.as_ref(), &data.x)?;
                 selection::lasso_round(&data, t, self.fold_count(&task.study_id), min)
             }
             Some(task::Kind::CvLoss(t)) => {
                 let data = self.training(&task.study_id, t.features.as_ref())?;
-                acceptance::standardiser(plan, t.standardiser.as_ref(), &data.x, t.features.as_ref().map_or(0, |f| f.columns.len()))?;
+                self.accept_feature_standardiser(plan, &task.study_id, t.features.as_ref(), t.standardiser.as_ref(), &data.x)?;
                 selection::cv_loss(&data, t, self.fold_count(&task.study_id), min)
             }
             Some(task::Kind::LogisticRound(t)) => {
@@ -825,7 +825,25 @@ impl SiteEngine {
         let data = self.design(study_id, design)?;
         let training: Vec<Vec<f64>> = data.rows.iter().zip(&data.role).filter(|(_, r)| **r == CohortRole::Training).map(|(x, _)| x.clone()).collect();
         acceptance::standardiser(plan, std, &training, data.width())?;
+        let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.ledger(study_id).pin_design_standardiser(design, std)?;
         Ok(data)
+    }
+
+    /// A feature task's standardiser: no finer than this site's spread, and each column's the
+    /// same as at its first use in the table ([`crate::ledger::ModelLedger::pin_feature_standardiser`]).
+    fn accept_feature_standardiser(
+        &self,
+        plan: &fedrad_shared::plan::StudyPlan,
+        study_id: &str,
+        features: Option<&proto::FeatureColumns>,
+        std: Option<&proto::Standardiser>,
+        rows: &[Vec<f64>],
+    ) -> Result<(), Failure> {
+        let Some(f) = features else { return Ok(()) };
+        acceptance::standardiser(plan, std, rows, f.columns.len())?;
+        let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(self.ledger(study_id).pin_feature_standardiser(&f.sequence, &f.columns, std)?)
     }
 
     fn ledger(&self, study_id: &str) -> crate::ledger::ModelLedger {

@@ -1,4 +1,5 @@
-//! The models this site helped fit, so that it scores only those (issue 17, property 5).
+//! The models this site helped fit, so that it scores only those (issue 17, property 5), and
+//! the standardisers and tree edges it first answered with, so that they stay fixed.
 //!
 //! Attack: a score task answers, per cohort and outcome class, a histogram of each scorer's
 //! predictions on a fine grid. A "model" that is one feature column (or a tree whose leaf is a
@@ -16,6 +17,12 @@
 //! of the plan (three per sequence), and one site-alone baseline per other site and sequence.
 //! A scorer answered once may be asked again (DeLong's comparison re-scores the same models);
 //! a comparison may only name models already scored.
+//!
+//! The ledger also pins what a sweep would move: a model design's standardiser and each
+//! feature column's centre and scale at their first use, and a design's tree bin edges at its
+//! first tree round. The first choice is still the coordinator's (bounded by the plan's
+//! `max_scale_ratio` and the value grid); only the repeats that difference one patient are
+//! refused.
 //!
 //! What remains: within the budget an attacker may still choose an unverifiable scorer (six
 //! naive Bayes "models" on single columns, say); small-cell merging of the score histograms
@@ -194,6 +201,51 @@ impl ModelLedger {
     /// The edges a design's trees were grown on here, if any.
     fn pinned_edges(&self, frame: &[u8], forest: bool) -> Option<Vec<Vec<f64>>> {
         serde_json::from_slice(&std::fs::read(self.edges_path(frame, forest)).ok()?).ok()
+    }
+
+    /// Pins the standardiser of a model design at its first use here: every later task on the
+    /// design (classifier rounds, value histograms, tree rounds, scores, comparisons) must use
+    /// the same centre and scale, so a coordinator cannot sweep the centre or rescale between
+    /// tasks to move a grid cell or a tree's bin edges across one patient.
+    pub fn pin_design_standardiser(&self, design: Option<&proto::ModelDesign>, std: Option<&proto::Standardiser>) -> Result<(), SiteRefusal> {
+        let design = design.map(|d| d.encode_to_vec()).unwrap_or_default();
+        let path = self.dir.join(format!("standardiser-{}.pb", &sha256_hex(&[&design])[..32]));
+        let std = std.map(|s| s.encode_to_vec()).unwrap_or_default();
+        match std::fs::read(&path) {
+            Ok(pinned) if pinned == std => Ok(()),
+            Ok(_) => Err(SiteRefusal::InvalidParameters("the standardiser differs from the one this model design was first used with here".into())),
+            Err(_) => crate::engine::write_atomic(&path, &std).map_err(|e| SiteRefusal::Precondition(format!("cannot record the standardiser: {e}"))),
+        }
+    }
+
+    /// Pins each feature column's centre and scale at its first use in a table (rank
+    /// histograms, LASSO rounds, cross-validation): see [`Self::pin_design_standardiser`].
+    pub fn pin_feature_standardiser(&self, table: &str, columns: &[u32], std: Option<&proto::Standardiser>) -> Result<(), SiteRefusal> {
+        let Some(std) = std else { return Ok(()) };
+        let path = self.dir.join(format!("standardiser-{}.json", &sha256_hex(&[table.as_bytes()])[..32]));
+        let mut pinned: std::collections::BTreeMap<u32, (f64, f64)> =
+            std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        let mut grew = false;
+        for (k, &c) in columns.iter().enumerate() {
+            let (Some(&center), Some(&scale)) = (std.center.get(k), std.scale.get(k)) else { continue };
+            match pinned.get(&c) {
+                Some(&(pc, ps)) if pc == center && ps == scale => {}
+                Some(_) => {
+                    return Err(SiteRefusal::InvalidParameters(format!(
+                        "the standardiser of column {c} differs from the one this table's column was first used with here"
+                    )));
+                }
+                None => {
+                    pinned.insert(c, (center, scale));
+                    grew = true;
+                }
+            }
+        }
+        if grew {
+            crate::engine::write_atomic(&path, &serde_json::to_vec(&pinned).expect("a map serialises"))
+                .map_err(|e| SiteRefusal::Precondition(format!("cannot record the standardiser: {e}")))?;
+        }
+        Ok(())
     }
 
     /// A comparison names only models this site has already scored.
