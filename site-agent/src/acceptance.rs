@@ -211,7 +211,7 @@ pub fn accept(kind: &task::Kind, plan: &StudyPlan, min_count: u64) -> Result<(),
             if asked != want {
                 return invalid("the network or its input recipe is not the study plan's");
             }
-            if !plan.selection.sequences.iter().any(|s| *s == t.sequence) {
+            if !plan.selection.sequences.contains(&t.sequence) {
                 return invalid(format!("sequence {:?} is not among the study plan's", t.sequence));
             }
             Ok(())

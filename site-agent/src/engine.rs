@@ -422,7 +422,7 @@ impl SiteEngine {
         let approval = self.approved_plan(task)?;
         let plan = &approval.plan;
         let sites = plan.site_set();
-        if sites.len() < min_sites || !sites.iter().any(|s| *s == self.config.site_id) {
+        if sites.len() < min_sites || !sites.contains(&self.config.site_id) {
             return Err(Failure::Refused(SiteRefusal::Precondition(format!(
                 "this site takes part only in studies of at least {min_sites} sites including itself; the study has {} ({})",
                 sites.len(),

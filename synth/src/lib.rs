@@ -184,6 +184,9 @@ fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
     a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 }
 
+// Phases are drawn from [0, 6.283), not [0, τ): the generator's fixed recipe, which every
+// cohort and test expectation depends on.
+#[allow(clippy::approx_constant)]
 impl Tumour {
     fn new(z: f64, t_stage: usize, r: &mut Rng) -> Tumour {
         let ln_v = (24_000f64).ln() + 0.35 * z + 0.18 * (t_stage as f64 - 2.2) + 0.4 * r.normal();
@@ -249,6 +252,7 @@ struct Anatomy {
     airway: [f64; 3],
 }
 
+#[allow(clippy::approx_constant)] // the same fixed recipe as the tumour phases
 impl Anatomy {
     fn new(r: &mut Rng) -> Self {
         Anatomy {

@@ -541,7 +541,7 @@ pub fn site_accepts_scorer(s: &Scorer, max_coefficient: f64, max_scale_ratio: f6
         Scorer::NaiveBayes { mean, variance, .. } => {
             accept_coefficients(&what, &[&mean[0][..], &mean[1][..]].concat(), max_coefficient)?;
             let floor = 1.0 / (max_scale_ratio * max_scale_ratio);
-            match variance.iter().flatten().find(|v| !(**v >= floor)) {
+            match variance.iter().flatten().find(|v| v.is_nan() || **v < floor) {
                 Some(v) => Err(SiteRefusal::InvalidParameters(format!("{what}: a variance of {v:.3e}, below the study's floor of {floor:.3e} (standardised)"))),
                 None => Ok(()),
             }

@@ -222,7 +222,7 @@ pub fn accept_standardiser(std: &Standardiser, own_sd: &[f64], max_ratio: f64) -
 
 /// Refuses a linear model with an intercept or coefficient beyond ±`max` (standardised scale).
 pub fn accept_coefficients(what: &str, values: &[f64], max: f64) -> Result<(), SiteRefusal> {
-    match values.iter().position(|v| !(v.abs() <= max)) {
+    match values.iter().position(|v| v.is_nan() || v.abs() > max) {
         Some(k) => Err(SiteRefusal::InvalidParameters(format!(
             "{what}: parameter {k} is {:.3e}, beyond the study's bound of ±{max} per SD (a steep model probes single patients)",
             values[k]

@@ -863,10 +863,10 @@ pub fn site_accepts_edges(edges: &[Vec<f64>]) -> Result<(), SiteRefusal> {
 /// Every split of a tree on one of its column's bin edges.
 pub fn site_accepts_thresholds(tree: &Tree, edges: &[Vec<f64>]) -> Result<(), SiteRefusal> {
     for n in &tree.nodes {
-        if let Some(c) = n.column {
-            if !edges.get(c as usize).is_some_and(|e| e.contains(&n.threshold)) {
-                return Err(SiteRefusal::InvalidParameters(format!("a split at {} on column {c}, not one of the column's bin edges", n.threshold)));
-            }
+        if let Some(c) = n.column
+            && !edges.get(c as usize).is_some_and(|e| e.contains(&n.threshold))
+        {
+            return Err(SiteRefusal::InvalidParameters(format!("a split at {} on column {c}, not one of the column's bin edges", n.threshold)));
         }
     }
     Ok(())
