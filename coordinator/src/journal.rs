@@ -33,10 +33,14 @@ impl Journal {
         Ok(Journal { dir, resume })
     }
 
-    /// Identifies a round by everything that is sent in it.
-    pub fn round_digest(study_id: &str, task_id: &str, kinds: &BTreeMap<String, task::Kind>) -> String {
+    /// Identifies a round by everything that is sent in it: the study, its plan (which names
+    /// the sites), the round and each site's task. A changed, re-approved plan thus replays
+    /// nothing and never reuses a task id the sites answered under the earlier plan: each site
+    /// keeps its ledgers per approved plan (`site-agent`'s `ledger`), so it must see every round
+    /// of the new plan itself.
+    pub fn round_digest(study_id: &str, plan_sha256: &str, task_id: &str, kinds: &BTreeMap<String, task::Kind>) -> String {
         let mut msg = Vec::new();
-        for part in [study_id.as_bytes(), task_id.as_bytes()] {
+        for part in [study_id.as_bytes(), plan_sha256.as_bytes(), task_id.as_bytes()] {
             msg.extend_from_slice(&(part.len() as u64).to_le_bytes());
             msg.extend_from_slice(part);
         }

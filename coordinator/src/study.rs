@@ -124,7 +124,7 @@ impl<'a> StudyRunner<'a> {
     pub(crate) async fn round(&mut self, step: &str, round: u64, kinds: BTreeMap<String, task::Kind>) -> Result<Vec<SiteAggregate>, StudyError> {
         let timeout = Duration::from_secs(self.study.timeouts.task_secs);
         let task_id = format!("{step}-r{round}");
-        let round_digest = crate::journal::Journal::round_digest(&self.study.study_id, &task_id, &kinds);
+        let round_digest = crate::journal::Journal::round_digest(&self.study.study_id, &self.plan_sha256, &task_id, &kinds);
         if let Some(answers) = self.journal.as_ref().and_then(|j| j.replay(&task_id, &round_digest)) {
             self.replayed += 1;
             for a in &answers {

@@ -646,6 +646,26 @@ impl StudyConfig {
 }
 
 impl StudyPlan {
+    /// The study file's checks, for a plan read on its own (`site-agent approve --plan`).
+    pub fn validate(&self) -> Result<(), String> {
+        StudyConfig {
+            study_id: self.study_id.clone(),
+            output_dir: PathBuf::new(),
+            seed: self.seed,
+            sites: self.sites.clone(),
+            timeouts: Timeouts::default(),
+            split: self.split.clone(),
+            table1: self.table1.clone(),
+            features: FeatureSettings::default(),
+            selection: self.selection.clone(),
+            clinical_model: self.clinical_model.clone(),
+            models: self.models.clone(),
+            deep: self.deep.clone(),
+            limits: self.limits.clone(),
+        }
+        .validate()
+    }
+
     /// The clinical model's candidate variables (also the clinical columns of Model III).
     pub fn clinical_variables(&self) -> Result<Vec<VariableSpec>, String> {
         clinical_variables(&self.table1, &self.clinical_model)

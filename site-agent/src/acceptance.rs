@@ -179,6 +179,9 @@ pub fn accept(kind: &task::Kind, plan: &StudyPlan, min_count: u64) -> Result<(),
         }
         task::Kind::EncoderRound(t) => {
             let d = encoder_planned(plan)?;
+            if !plan.selection.sequences.contains(&t.sequence) {
+                return invalid(format!("sequence {:?} is not among the study plan's", t.sequence));
+            }
             architecture(plan, t.architecture.as_ref())?;
             let planned = d.local_training(plan.seed);
             let asked = (t.local_epochs, t.batch_size, t.learning_rate, t.momentum, t.proximal_mu, t.mask_fraction, t.seed);
@@ -199,6 +202,9 @@ pub fn accept(kind: &task::Kind, plan: &StudyPlan, min_count: u64) -> Result<(),
         }
         task::Kind::Embed(t) => {
             encoder_planned(plan)?;
+            if !plan.selection.sequences.contains(&t.sequence) {
+                return invalid(format!("sequence {:?} is not among the study plan's", t.sequence));
+            }
             architecture(plan, t.architecture.as_ref())
         }
         task::Kind::OnnxEmbed(t) => {
@@ -265,7 +271,7 @@ fn clinical_variables(plan: &StudyPlan, raw: &[proto::ClinicalVariable]) -> Resu
             a.name == b.name
                 && match (&a.kind, &b.kind) {
                     (VariableKind::Categorical { levels: x }, VariableKind::Categorical { levels: y }) => x == y,
-                    (VariableKind::Continuous { .. }, VariableKind::Continuous { .. }) => true,
+                    (VariableKind::Continuous { resolution: x, .. }, VariableKind::Continuous { resolution: y, .. }) => x == y,
                     _ => false,
                 }
         });
@@ -280,9 +286,22 @@ fn design(plan: &StudyPlan, d: Option<&proto::ModelDesign>) -> Result<(), SiteRe
     let d = d.ok_or(SiteRefusal::InvalidParameters("the task has no model design".into()))?;
     if let Some(f) = &d.features {
         feature_table(plan, Some(f))?;
+        let mut seen = std::collections::BTreeSet::new();
+        if !f.columns.iter().all(|c| seen.insert(*c)) {
+            return invalid("a model design names a feature column twice");
+        }
     }
-    if !d.variables.is_empty() || !d.clinical_columns.is_empty() {
+    // Variables come with the columns they define, and only then: one design, one encoding
+    // (the site's ledgers key pins and fits by the design).
+    if d.variables.is_empty() != d.clinical_columns.is_empty() {
+        return invalid("a model design lists clinical variables without clinical columns, or columns without their variables");
+    }
+    if !d.variables.is_empty() {
         clinical_variables(plan, &d.variables)?;
+        let mut seen = std::collections::BTreeSet::new();
+        if !d.clinical_columns.iter().all(|c| seen.insert(*c)) {
+            return invalid("a model design names a clinical column twice");
+        }
     }
     Ok(())
 }
@@ -323,7 +342,7 @@ fn scorer(plan: &StudyPlan, spec: &proto::ScorerSpec, width: usize) -> Result<()
     if s.trees().len() > count || s.trees().iter().any(|t| t.depth() > depth) {
         return invalid("a tree ensemble larger or deeper than the study plan's");
     }
-    site_accepts_scorer(&s, plan.limits.max_coefficient, plan.limits.max_scale_ratio)
+    site_accepts_scorer(&s, plan.limits.max_coefficient)
 }
 
 fn encoder_planned(plan: &StudyPlan) -> Result<&fedrad_shared::plan::DeepSettings, SiteRefusal> {

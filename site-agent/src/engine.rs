@@ -192,6 +192,11 @@ impl SiteEngine {
             }
         };
         let record = |reply, outcome| self.audit(task, task_digest, task_kept, reply, outcome).unwrap_or_else(|failure| failure);
+        let approval = match self.gate(task) {
+            Ok(a) => a,
+            Err(Failure::Refused(r)) => return record(refuse(r), "refused"),
+            Err(Failure::Failed(detail)) => return record(reply_with(task_reply::Outcome::Failure(proto::TaskFailure { detail })), "failed"),
+        };
         // A resent task is answered from the cache, byte for byte, without recomputing.
         let cache = self.cache_path(&task.study_id, &task.task_id);
         if let Ok(bytes) = std::fs::read(&cache) {
@@ -209,7 +214,7 @@ impl SiteEngine {
             }
         }
         let started = std::time::Instant::now();
-        let computed = self.compute(task);
+        let computed = self.compute(task, &approval);
         tracing::debug!(task = %task.task_id, millis = started.elapsed().as_secs_f64() * 1e3, "computed");
         let outcome = match computed {
             Ok(agg) => task_reply::Outcome::Aggregate(agg),
@@ -360,8 +365,10 @@ impl SiteEngine {
         }
         let entry = AuditEntry {
             unix_millis: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
-            study_id: task.study_id.clone(),
-            task_id: task.task_id.clone(),
+            // What a coordinator chose is kept bounded: a hostile id or an echoed parameter must
+            // not grow the log by megabytes per task (the task's bytes, when kept, are in full).
+            study_id: bounded(&task.study_id, 200),
+            task_id: bounded(&task.task_id, 200),
             kind: kind_name(task).into(),
             task_digest: task_digest.into(),
             task_kept,
@@ -369,7 +376,7 @@ impl SiteEngine {
             patient_count,
             bytes_sent,
             reply_digest: sha256_hex(&bytes),
-            detail,
+            detail: bounded(&detail, 2000),
             ..Default::default()
         };
         Ok(self.audit.lock().unwrap_or_else(|p| p.into_inner()).append(entry)?.hash)
@@ -407,8 +414,10 @@ impl SiteEngine {
         Ok(approval)
     }
 
-    fn compute(&self, task: &Task) -> Result<proto::Aggregate, Failure> {
-        let min = self.config.policy.min_count;
+    /// Whether this site answers the task at all: its policy's task kinds, an approved study
+    /// under exactly the task's plan, and the plan's sites. Checked before the reply cache, so a
+    /// withdrawn approval or a narrowed policy also stops resends of earlier answers.
+    fn gate(&self, task: &Task) -> Result<crate::approval::Approval, Failure> {
         let min_sites = self.config.policy.min_sites as usize;
         if let Some(allowed) = &self.config.policy.answers {
             let kind = kind_name(task);
@@ -416,12 +425,11 @@ impl SiteEngine {
                 return Err(Failure::Refused(SiteRefusal::Precondition(format!("this site's policy does not answer {kind} tasks"))));
             }
         }
-        let Some(kind) = &task.kind else {
+        if task.kind.is_none() {
             return Err(Failure::Refused(SiteRefusal::InvalidParameters("task kind not understood by this agent version".into())));
-        };
+        }
         let approval = self.approved_plan(task)?;
-        let plan = &approval.plan;
-        let sites = plan.site_set();
+        let sites = approval.plan.site_set();
         if sites.len() < min_sites || !sites.contains(&self.config.site_id) {
             return Err(Failure::Refused(SiteRefusal::Precondition(format!(
                 "this site takes part only in studies of at least {min_sites} sites including itself; the study has {} ({})",
@@ -429,6 +437,15 @@ impl SiteEngine {
                 sites.join(", ")
             ))));
         }
+        Ok(approval)
+    }
+
+    fn compute(&self, task: &Task, approval: &crate::approval::Approval) -> Result<proto::Aggregate, Failure> {
+        let min = self.config.policy.min_count;
+        let plan = &approval.plan;
+        let Some(kind) = &task.kind else {
+            return Err(Failure::Refused(SiteRefusal::InvalidParameters("task kind not understood by this agent version".into())));
+        };
         crate::acceptance::accept(kind, plan, min)?;
         let records = &self.cohort.records;
         match &task.kind {
@@ -491,13 +508,13 @@ impl SiteEngine {
                 let data = self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?;
                 let agg = selection::classifier_round(&data, t, min, self.config.policy.max_parameter_ratio)?;
                 let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
-                self.ledger(&task.study_id).record_fit(t).map_err(|e| Failure::Failed(format!("cannot record the fitted model: {e}")))?;
+                self.ledger(&task.study_id, plan).record_fit(t).map_err(|e| Failure::Failed(format!("cannot record the fitted model: {e}")))?;
                 Ok(agg)
             }
             Some(task::Kind::Score(t)) => {
                 let data = self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?;
                 let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
-                self.ledger(&task.study_id).accept_scorers(plan, &self.config.site_id, t.design.as_ref(), t.standardiser.as_ref(), &t.scorers)?;
+                self.ledger(&task.study_id, plan).accept_scorers(plan, &self.config.site_id, t.design.as_ref(), t.standardiser.as_ref(), &t.scorers)?;
                 drop(_guard);
                 selection::score(&data, t, min)
             }
@@ -510,7 +527,7 @@ impl SiteEngine {
                 let edges: Vec<Vec<f64>> = t.edges.iter().map(|e| e.edges.clone()).collect();
                 // Edges are pinned by the first tree round this site answers for the design.
                 let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
-                let ledger = self.ledger(&task.study_id);
+                let ledger = self.ledger(&task.study_id, plan);
                 let pin = ledger.accept_edges(t.design.as_ref(), t.standardiser.as_ref(), forest, &edges)?;
                 let agg = selection::tree_round(&data, t, min)?;
                 pin.record().map_err(|e| Failure::Failed(format!("cannot record the bin edges: {e}")))?;
@@ -520,7 +537,7 @@ impl SiteEngine {
                 if t.models.is_empty() || t.models.len() > 200 {
                     return Err(Failure::Refused(SiteRefusal::InvalidParameters("compare 1 to 200 models".into())));
                 }
-                self.ledger(&task.study_id).accept_compared(&t.models)?;
+                self.ledger(&task.study_id, plan).accept_compared(&t.models)?;
                 let designs = t
                     .models
                     .iter()
@@ -602,7 +619,7 @@ impl SiteEngine {
         if t.round == 0 || t.round > 10_000 {
             return Err(Failure::Refused(SiteRefusal::InvalidParameters(format!("round {} is outside 1..=10000", t.round))));
         }
-        let ledger_path = self.study_dir(study_id).join("encoder").join(format!("{sequence}.json"));
+        let ledger_path = self.study_dir(study_id).join("encoder").join(&plan.sha256()[..16]).join(format!("{sequence}.json"));
         let initial = arch.initial_weights(plan.deep.local_training(plan.seed).seed);
         fedavg::site_accepts_round(read_round_record(&ledger_path)?.as_ref(), t.round, &t.weights, &initial)?;
         let roles = self.load_split(study_id)?;
@@ -638,7 +655,7 @@ impl SiteEngine {
                 &digest[..12]
             ))));
         }
-        let last = read_round_record(&self.study_dir(study_id).join("encoder").join(format!("{sequence}.json")))?;
+        let last = read_round_record(&self.study_dir(study_id).join("encoder").join(&plan.sha256()[..16]).join(format!("{sequence}.json")))?;
         fedavg::site_accepts_final(last.as_ref(), &t.weights, plan.deep.rounds)?;
         let crops = self.crops(sequence, &arch);
         let rows = crops.par_iter().map(|c| c.as_ref().map(|c| encoder::embed(&arch, &t.weights, c)).map_err(|e| e.reason().to_string())).collect();
@@ -826,7 +843,7 @@ impl SiteEngine {
         let training: Vec<Vec<f64>> = data.rows.iter().zip(&data.role).filter(|(_, r)| **r == CohortRole::Training).map(|(x, _)| x.clone()).collect();
         acceptance::standardiser(plan, std, &training, data.width())?;
         let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.ledger(study_id).pin_design_standardiser(design, std)?;
+        self.ledger(study_id, plan).pin_design_standardiser(design, std)?;
         Ok(data)
     }
 
@@ -843,11 +860,11 @@ impl SiteEngine {
         let Some(f) = features else { return Ok(()) };
         acceptance::standardiser(plan, std, rows, f.columns.len())?;
         let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(self.ledger(study_id).pin_feature_standardiser(&f.sequence, &f.columns, std)?)
+        Ok(self.ledger(study_id, plan).pin_feature_standardiser(&f.sequence, &f.columns, std)?)
     }
 
-    fn ledger(&self, study_id: &str) -> crate::ledger::ModelLedger {
-        crate::ledger::ModelLedger::new(&self.study_dir(study_id))
+    fn ledger(&self, study_id: &str, plan: &fedrad_shared::plan::StudyPlan) -> crate::ledger::ModelLedger {
+        crate::ledger::ModelLedger::new(&self.study_dir(study_id), &plan.sha256())
     }
 
     fn fold_count(&self, study_id: &str) -> u32 {
@@ -972,6 +989,18 @@ fn encoder_task(sequence: &str, arch: Option<&proto::EncoderArchitecture>, weigh
         return Err(invalid("the encoder weights have non-finite values".into()));
     }
     Ok((sequence, arch))
+}
+
+/// At most `max` bytes of `text` (cut at a character boundary, marked with "…").
+fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 /// Write to a temporary file and rename, so a crash never leaves half a record.

@@ -51,7 +51,8 @@ impl EdgePin {
     }
 }
 
-/// One study's ledger: `<study>/ledger/{fits,scored,unverified}.txt`, one key per line.
+/// One study plan's ledger: `<study>/ledger/<plan>/{fits,scored,unverified}.txt` (one key per
+/// line) and its pinned standardisers and bin edges.
 pub struct ModelLedger {
     dir: PathBuf,
 }
@@ -83,8 +84,10 @@ fn linear_key(frame: &[u8], kind: &str, rff: Option<&proto::RandomFeatures>, coe
 }
 
 impl ModelLedger {
-    pub fn new(study_dir: &Path) -> ModelLedger {
-        ModelLedger { dir: study_dir.join("ledger") }
+    /// The ledger of one approved plan of a study: a re-approved, changed plan starts its own
+    /// (the split and folds, fixed per study, stay).
+    pub fn new(study_dir: &Path, plan_sha256: &str) -> ModelLedger {
+        ModelLedger { dir: study_dir.join("ledger").join(plan_sha256.get(..16).unwrap_or(plan_sha256)) }
     }
 
     fn lines(&self, file: &str) -> Vec<String> {

@@ -181,7 +181,9 @@ fn main() -> anyhow::Result<()> {
                 (Some(study), None) => fedrad_shared::plan::StudyConfig::load(&study)?.plan()?,
                 (None, Some(p)) => {
                     let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
-                    serde_json::from_str(&text).with_context(|| format!("{}: not a FedRad study plan", p.display()))?
+                    let plan: fedrad_shared::plan::StudyPlan = serde_json::from_str(&text).with_context(|| format!("{}: not a FedRad study plan", p.display()))?;
+                    plan.validate().map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+                    plan
                 }
                 _ => anyhow::bail!("give the study file (--study study.toml) or its plan (--plan plan.json)"),
             };

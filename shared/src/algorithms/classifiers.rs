@@ -527,10 +527,12 @@ impl Scorer {
 
 /// A model a site scores or fits is accepted only with bounded parameters on the standardised
 /// scale ([`super::glm::accept_coefficients`]): linear coefficients, intercepts, Platt's A and
-/// B, boosting margins and leaf values within ±`max_coefficient`; naive Bayes means within it
-/// and variances no smaller than 1/`max_scale_ratio`² (a narrow Gaussian is a membership test
-/// for one value). Tree depth and size are the plan's ([`super::trees::site_accepts_tree_round`]).
-pub fn site_accepts_scorer(s: &Scorer, max_coefficient: f64, max_scale_ratio: f64) -> Result<(), SiteRefusal> {
+/// B, boosting margins and leaf values within ±`max_coefficient`; naive Bayes means within it.
+/// (Naive Bayes variances are not floored: the honest fit's variance of a clinical level absent
+/// from one class is near zero. A narrow Gaussian is a membership test for one value, which is
+/// why unverifiable scorers are budgeted by the site's ledger.) Tree depth and size are the
+/// plan's ([`super::trees::site_accepts_tree_round`]).
+pub fn site_accepts_scorer(s: &Scorer, max_coefficient: f64) -> Result<(), SiteRefusal> {
     use super::glm::accept_coefficients;
     let what = format!("the {} model", s.kind().label());
     match s {
@@ -538,14 +540,7 @@ pub fn site_accepts_scorer(s: &Scorer, max_coefficient: f64, max_scale_ratio: f6
         Scorer::LinearSvm { intercept, coefficients, platt_a, platt_b } | Scorer::RbfSvm { intercept, coefficients, platt_a, platt_b, .. } => {
             accept_coefficients(&what, &[&[*intercept, *platt_a, *platt_b][..], coefficients].concat(), max_coefficient)
         }
-        Scorer::NaiveBayes { mean, variance, .. } => {
-            accept_coefficients(&what, &[&mean[0][..], &mean[1][..]].concat(), max_coefficient)?;
-            let floor = 1.0 / (max_scale_ratio * max_scale_ratio);
-            match variance.iter().flatten().find(|v| v.is_nan() || **v < floor) {
-                Some(v) => Err(SiteRefusal::InvalidParameters(format!("{what}: a variance of {v:.3e}, below the study's floor of {floor:.3e} (standardised)"))),
-                None => Ok(()),
-            }
-        }
+        Scorer::NaiveBayes { mean, .. } => accept_coefficients(&what, &[&mean[0][..], &mean[1][..]].concat(), max_coefficient),
         Scorer::Forest { .. } => Ok(()),
         Scorer::Boosted { base_margin, trees, .. } => {
             let leaves: Vec<f64> = trees.iter().flat_map(|t| t.nodes.iter().map(|n| n.value)).collect();

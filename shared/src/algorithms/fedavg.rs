@@ -299,7 +299,7 @@ pub fn max_abs_difference(a: &[f64], b: &[f64]) -> f64 {
     if a.len() != b.len() {
         return f64::INFINITY;
     }
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, |m, d| if d.is_nan() || m.is_nan() { f64::NAN } else { m.max(d) })
 }
 
 fn too_far(what: &str, moved: f64, own: f64) -> SiteRefusal {
@@ -320,11 +320,14 @@ pub fn site_accepts_round(last: Option<&RoundRecord>, round: u32, weights: &[f64
             if weights != initial {
                 return invalid("encoder round 1 must start from the study plan's initial weights".into());
             }
+            if last.is_some_and(|l| l.round > 1) {
+                return invalid("the encoder's training cannot start again once past round 1".into());
+            }
             Ok(())
         }
         Some(l) if round == l.round + 1 => {
             let moved = max_abs_difference(weights, &l.input);
-            if moved > STEP_FACTOR * l.own_change {
+            if moved.is_nan() || moved > STEP_FACTOR * l.own_change || !l.own_change.is_finite() {
                 return Err(too_far(&format!("the global weights of round {round}"), moved, l.own_change));
             }
             Ok(())
@@ -342,7 +345,7 @@ pub fn site_accepts_final(last: Option<&RoundRecord>, weights: &[f64], rounds: u
     match last {
         Some(l) if l.round == rounds => {
             let moved = max_abs_difference(weights, &l.input);
-            if moved > STEP_FACTOR * l.own_change {
+            if moved.is_nan() || moved > STEP_FACTOR * l.own_change || !l.own_change.is_finite() {
                 return Err(too_far("the weights to embed with", moved, l.own_change));
             }
             Ok(())
@@ -366,6 +369,9 @@ mod tests {
         assert!(site_accepts_round(Some(&last), 2, &[0.5, 1.0, 2.0], &initial).is_err(), "a step of 50x");
         assert!(site_accepts_round(Some(&last), 3, &initial, &initial).is_err(), "a skipped round");
         assert!(site_accepts_round(Some(&last), 1, &initial, &initial).is_ok(), "a resend of round 1");
+        let later = RoundRecord { round: 2, ..last.clone() };
+        assert!(site_accepts_round(Some(&later), 1, &initial, &initial).is_err(), "training started again");
+        assert!(site_accepts_round(Some(&last), 2, &[f64::NAN, 1.0, 2.0], &initial).is_err(), "NaN weights");
         assert!(site_accepts_final(Some(&last), &[0.05, 1.0, 2.0], 1).is_ok());
         assert!(site_accepts_final(Some(&last), &[0.05, 1.0, 2.0], 20).is_err(), "before the plan's last round");
         assert!(site_accepts_final(Some(&last), &[9.0, 1.0, 2.0], 1).is_err(), "weights far from the last round");
@@ -411,7 +417,7 @@ mod tests {
     }
 
     fn max_diff(a: &[f64], b: &[f64]) -> f64 {
-        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, |m, d| if d.is_nan() || m.is_nan() { f64::NAN } else { m.max(d) })
     }
 
     #[test]
