@@ -91,3 +91,26 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// The approval gate comes before the cache: once the operator withdraws a study, even a resend
+/// of an answered task is refused, and approving again answers it from the cache.
+#[test]
+fn a_withdrawn_study_gets_no_resends_from_the_cache() {
+    let dir = common::fresh_dir("reply-withdrawn");
+    let cohort = common::one_hospital(&dir.join("cohort"), 4, 100);
+    let cfg = common::local_config(&cohort.manifests[0].1, &dir);
+    let plan = common::approve(&cfg, "s1", |_| {});
+    let engine = site_agent::load_engine(cfg.clone()).unwrap();
+    let summary = common::task(&plan, "summary-r1", Some(task::Kind::CohortSummary(proto::CohortSummaryTask {})));
+    assert!(matches!(engine.handle(&summary).outcome, Some(task_reply::Outcome::Aggregate(_))));
+    site_agent::approval::withdraw(&cfg.work_dir, "s1").unwrap();
+    match engine.handle(&summary).outcome {
+        Some(task_reply::Outcome::Refusal(r)) => assert!(r.detail.contains("not approved"), "{}", r.detail),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    site_agent::approval::approve(&cfg.work_dir, "hospital-a", &plan).unwrap();
+    assert!(matches!(engine.handle(&summary).outcome, Some(task_reply::Outcome::Aggregate(_))));
+    let log = site_agent::audit::verify(&dir.join("work/audit.jsonl")).unwrap();
+    assert_eq!(log.iter().map(|e| e.outcome.as_str()).collect::<Vec<_>>(), ["sent", "refused", "sent_from_cache"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
