@@ -253,7 +253,8 @@ fn glm_point(p: &proto::GlmPoint, max: f64) -> Result<(), SiteRefusal> {
     glm::accept_coefficients("the LASSO point", &[&[p.intercept][..], &p.coefficients].concat(), max)
 }
 
-fn variable_spec(v: &proto::ClinicalVariable) -> Result<VariableSpec, SiteRefusal> {
+/// A clinical variable of a task as the site's schema types describe it.
+pub(crate) fn variable_spec(v: &proto::ClinicalVariable) -> Result<VariableSpec, SiteRefusal> {
     let kind = match &v.kind {
         Some(proto::clinical_variable::Kind::Categorical(c)) => VariableKind::Categorical { levels: c.levels.clone() },
         Some(proto::clinical_variable::Kind::Continuous(c)) => VariableKind::Continuous { resolution: c.resolution, unit: String::new() },

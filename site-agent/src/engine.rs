@@ -947,12 +947,7 @@ impl From<SiteRefusal> for Failure {
 }
 
 fn variable_from_proto(v: &proto::ClinicalVariable) -> Result<VariableSpec, Failure> {
-    let kind = match &v.kind {
-        Some(proto::clinical_variable::Kind::Categorical(c)) => VariableKind::Categorical { levels: c.levels.clone() },
-        Some(proto::clinical_variable::Kind::Continuous(c)) => VariableKind::Continuous { resolution: c.resolution, unit: String::new() },
-        None => return Err(Failure::Refused(SiteRefusal::InvalidParameters(format!("variable `{}` has no kind", v.name)))),
-    };
-    Ok(VariableSpec { name: v.name.clone(), label: String::new(), kind })
+    Ok(acceptance::variable_spec(v)?)
 }
 
 /// The encoder rounds this site answered for one sequence, in its study folder.
