@@ -57,7 +57,11 @@ impl StudyRunner<'_> {
                 keys.push((m.sequence.clone(), m.model.clone(), c.classifier));
                 scored.push(proto::ScoredModel {
                     design: Some(proto::ModelDesign {
-                        features: Some(proto::FeatureColumns { sequence: file.sequence.clone(), catalogue_sha256: file.catalogue_sha256.clone(), columns: file.feature_columns.clone() }),
+                        features: Some(proto::FeatureColumns {
+                            sequence: file.sequence.clone(),
+                            catalogue_sha256: file.catalogue_sha256.clone(),
+                            columns: file.feature_columns.clone(),
+                        }),
                         variables: file.clinical_variables.iter().map(variable_to_proto).collect(),
                         clinical_columns: file.clinical_columns.clone(),
                     }),
@@ -86,7 +90,8 @@ impl StudyRunner<'_> {
         let answers = self.round(step, 2, self.all_sites(task::Kind::PairedScores(second))).await?;
         let paired = paired_auc::combine_placements(&answers, labels.len()).map_err(|source| StudyError::Combine { step: step.into(), source })?;
 
-        let pair = |a: usize, b: usize| PairedComparison { a: labels[a].clone(), b: labels[b].clone(), auc_a: paired.auc[a], auc_b: paired.auc[b], test: paired.compare(a, b) };
+        let pair =
+            |a: usize, b: usize| PairedComparison { a: labels[a].clone(), b: labels[b].clone(), auc_a: paired.auc[a], auc_b: paired.auc[b], test: paired.compare(a, b) };
         // The best on these patients (the earliest on ties, as in the main table).
         let best = (0..labels.len()).fold(0, |b, k| if paired.auc[k] > paired.auc[b] { k } else { b });
         let best_versus_others = (0..labels.len()).filter(|&k| k != best).map(|k| pair(best, k)).collect();

@@ -48,4 +48,3 @@ impl CoordinatorConfig {
         Ok(c)
     }
 }
-

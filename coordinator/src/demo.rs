@@ -90,13 +90,18 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     // 1. The cohort, as four hospitals' folders.
     let mut spec = fedrad_synth::default_cohort(args.seed, args.patients);
     spec.coarsen = args.coarsen;
-    let bar = indicatif::ProgressBar::new(args.patients as u64).with_style(
-        indicatif::ProgressStyle::with_template("{spinner} synthetic cohort [{bar:30}] {pos}/{len} patients ({eta})").unwrap(),
-    );
+    let bar = indicatif::ProgressBar::new(args.patients as u64)
+        .with_style(indicatif::ProgressStyle::with_template("{spinner} synthetic cohort [{bar:30}] {pos}/{len} patients ({eta})").unwrap());
     let cohort_dir = out.join("cohort");
     let cohort = fedrad_synth::generate_or_reuse(&spec, &cohort_dir, &|| bar.inc(1))?;
     bar.finish_and_clear();
-    println!("cohort: {} patients in {} hospitals under {} (oracle AUC {:.3})", cohort.truth.patients, cohort.manifests.len(), cohort_dir.display(), cohort.truth.oracle_auc);
+    println!(
+        "cohort: {} patients in {} hospitals under {} (oracle AUC {:.3})",
+        cohort.truth.patients,
+        cohort.manifests.len(),
+        cohort_dir.display(),
+        cohort.truth.oracle_auc
+    );
 
     // 2. Certificates.
     let pki_dir = out.join("pki");
@@ -136,10 +141,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 ..Default::default()
             },
             clinical_model: Default::default(),
-            models: crate::config::ModelSettings {
-                search: crate::config::SearchSettings { enabled: args.search, ..Default::default() },
-                ..Default::default()
-            },
+            models: crate::config::ModelSettings { search: crate::config::SearchSettings { enabled: args.search, ..Default::default() }, ..Default::default() },
             deep: crate::config::DeepSettings { enabled: !args.no_deep, rounds: args.deep_rounds, ..Default::default() },
             limits: Default::default(),
         };

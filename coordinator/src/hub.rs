@@ -15,9 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fedrad_shared::proto::federation_server::Federation;
-use fedrad_shared::proto::{
-    CoordinatorMessage, SiteMessage, Task, TaskReply, Welcome, coordinator_message, site_message,
-};
+use fedrad_shared::proto::{CoordinatorMessage, SiteMessage, Task, TaskReply, Welcome, coordinator_message, site_message};
 use prost::Message;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
@@ -66,13 +64,7 @@ pub enum TaskError {
 
 impl Hub {
     pub fn new(trust_claimed_identity: bool) -> Self {
-        Hub {
-            state: Default::default(),
-            changed: Arc::new(Notify::new()),
-            next_id: Arc::new(AtomicU64::new(1)),
-            trust_claimed_identity,
-            receipts: Default::default(),
-        }
+        Hub { state: Default::default(), changed: Arc::new(Notify::new()), next_id: Arc::new(AtomicU64::new(1)), trust_claimed_identity, receipts: Default::default() }
     }
 
     /// From now on, every reply to a task of `study_id` is journaled as a receipt in
@@ -136,15 +128,18 @@ impl Hub {
             let notified = self.changed.notified();
             let attempt = {
                 let mut st = self.state.lock().unwrap();
-                st.sites.get(site).map(|c| {
-                    let (tx, rx) = oneshot::channel();
-                    c.pending.lock().unwrap().insert(task.task_id.clone(), tx);
-                    (c.tx.clone(), rx)
-                }).inspect(|_| {
-                    let t = st.traffic.entry(site.to_string()).or_default();
-                    t.tasks += 1;
-                    t.bytes_to_site += task_bytes;
-                })
+                st.sites
+                    .get(site)
+                    .map(|c| {
+                        let (tx, rx) = oneshot::channel();
+                        c.pending.lock().unwrap().insert(task.task_id.clone(), tx);
+                        (c.tx.clone(), rx)
+                    })
+                    .inspect(|_| {
+                        let t = st.traffic.entry(site.to_string()).or_default();
+                        t.tasks += 1;
+                        t.bytes_to_site += task_bytes;
+                    })
             };
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -215,19 +210,13 @@ impl Federation for Hub {
         let peer_cert = request.peer_certs().and_then(|c| c.first().map(|c| c.as_ref().to_vec()));
         let remote = request.remote_addr();
         let mut inbound = request.into_inner();
-        let first = tokio::time::timeout(Duration::from_secs(30), inbound.message())
-            .await
-            .map_err(|_| Status::deadline_exceeded("no hello within 30 s"))??;
+        let first = tokio::time::timeout(Duration::from_secs(30), inbound.message()).await.map_err(|_| Status::deadline_exceeded("no hello within 30 s"))??;
         let hello = match first.and_then(|m| m.body) {
             Some(site_message::Body::Hello(h)) => h,
             _ => return Err(Status::invalid_argument("the first message of a session must be SiteHello")),
         };
         if hello.protocol != fedrad_shared::PROTOCOL {
-            return Err(Status::failed_precondition(format!(
-                "protocol {:?} not supported; this coordinator speaks {}",
-                hello.protocol,
-                fedrad_shared::PROTOCOL
-            )));
+            return Err(Status::failed_precondition(format!("protocol {:?} not supported; this coordinator speaks {}", hello.protocol, fedrad_shared::PROTOCOL)));
         }
         match (&peer_cert, self.trust_claimed_identity) {
             (Some(der), _) => fedrad_shared::identity::verify_site_certificate(der, &hello.site_id).map_err(|e| {
@@ -242,9 +231,7 @@ impl Federation for Hub {
         let min_sites = hello.policy.map_or(1, |p| p.min_sites.max(1));
         let (tx, rx) = mpsc::channel(64);
         let welcome = Welcome { protocol: fedrad_shared::PROTOCOL.into(), coordinator_version: env!("CARGO_PKG_VERSION").into() };
-        tx.send(Ok(CoordinatorMessage { body: Some(coordinator_message::Body::Welcome(welcome)) }))
-            .await
-            .map_err(|_| Status::internal("stream closed"))?;
+        tx.send(Ok(CoordinatorMessage { body: Some(coordinator_message::Body::Welcome(welcome)) })).await.map_err(|_| Status::internal("stream closed"))?;
         let (id, pending) = self.register(&site, tx, min_count, min_sites);
         let hub = self.clone();
         tokio::spawn(async move {

@@ -8,8 +8,8 @@ pub mod demo;
 pub mod html;
 pub mod hub;
 pub mod journal;
-pub mod receipts;
 pub mod models;
+pub mod receipts;
 pub mod report;
 pub mod selection;
 pub mod study;
@@ -66,9 +66,7 @@ pub async fn start_server(cfg: &config::CoordinatorConfig) -> anyhow::Result<Run
         builder = builder.tls_config(fedrad_shared::tls::server_config(tls)?).context("TLS configuration")?;
     }
     let hub = hub::Hub::new(plaintext);
-    let service = FederationServer::new(hub.clone())
-        .max_decoding_message_size(cfg.max_message_bytes)
-        .max_encoding_message_size(cfg.max_message_bytes);
+    let service = FederationServer::new(hub.clone()).max_decoding_message_size(cfg.max_message_bytes).max_encoding_message_size(cfg.max_message_bytes);
     let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();

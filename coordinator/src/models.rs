@@ -10,12 +10,12 @@
 use std::collections::BTreeMap;
 
 use fedrad_shared::algorithms::classifiers::{self, ClassifierKind, ModelFile, RandomFeatures, Scorer};
-use fedrad_shared::algorithms::trees::{self, Tree};
 use fedrad_shared::algorithms::extraction::catalogue_sha256;
 use fedrad_shared::algorithms::glm::Standardiser;
 use fedrad_shared::algorithms::logistic::{self, ClinicalModel, DesignColumn};
 use fedrad_shared::algorithms::metrics::{self, CohortMetrics};
 use fedrad_shared::algorithms::standardise;
+use fedrad_shared::algorithms::trees::{self, Tree};
 use fedrad_shared::clinical::CohortRole;
 use fedrad_shared::proto::{self, task};
 use fedrad_shared::stats::Moments;
@@ -108,8 +108,7 @@ impl StudyRunner<'_> {
                     _ => (seq, String::new(), catalogue),
                 };
                 let digest = catalogue_sha256(cat);
-                let features: Vec<u32> =
-                    source.selected.iter().map(|f| cat.iter().position(|c| c == &f.name).expect("selected from the catalogue") as u32).collect();
+                let features: Vec<u32> = source.selected.iter().map(|f| cat.iter().position(|c| c == &f.name).expect("selected from the catalogue") as u32).collect();
                 let names: Vec<String> = source.selected.iter().map(|f| f.name.clone()).collect();
                 let clinical_terms: Vec<String> = if with_clinical { clinical_cols.iter().map(|&k| columns[k as usize].label()).collect() } else { Vec::new() };
                 let mut result = ModelResult {
@@ -340,11 +339,9 @@ impl StudyRunner<'_> {
         // C as set, or chosen by cross-validated AUC over the folds the sites recorded.
         let folds = self.study.selection.lasso.folds;
         let mut penalties: BTreeMap<ClassifierKind, (f64, Vec<classifiers::CvPoint>)> = BTreeMap::new();
-        for (kind, c) in [
-            (ClassifierKind::LogisticRegression, settings.logistic.c),
-            (ClassifierKind::LinearSvm, settings.linear_svm.c),
-            (ClassifierKind::RbfSvm, settings.rbf_svm.c),
-        ] {
+        for (kind, c) in
+            [(ClassifierKind::LogisticRegression, settings.logistic.c), (ClassifierKind::LinearSvm, settings.linear_svm.c), (ClassifierKind::RbfSvm, settings.rbf_svm.c)]
+        {
             if !wanted(kind) {
                 continue;
             }
@@ -413,7 +410,15 @@ impl StudyRunner<'_> {
             });
             let counts = self.round(step, round, self.all_sites(kind)).await;
             let floor = self.largest_min_count();
-            let tree_round = async |s: &mut Self, round: &mut u64, edges: &[Vec<f64>], objective: proto::TreeObjective, seed: u64, base: f64, ensemble: &[Tree], growing: &[Tree], nodes: &[trees::NodeRequest]| {
+            let tree_round = async |s: &mut Self,
+                                    round: &mut u64,
+                                    edges: &[Vec<f64>],
+                                    objective: proto::TreeObjective,
+                                    seed: u64,
+                                    base: f64,
+                                    ensemble: &[Tree],
+                                    growing: &[Tree],
+                                    nodes: &[trees::NodeRequest]| {
                 *round += 1;
                 let kind = task::Kind::TreeRound(proto::TreeRoundTask {
                     design: Some(design.clone()),
@@ -430,7 +435,11 @@ impl StudyRunner<'_> {
                 trees::combine_tree_round(&answers, edges, nodes).map_err(|e| e.to_string())
             };
             let describe = |g: &trees::Growth, what: String| {
-                let withheld = if g.withheld_nodes > 0 { format!("; {} node(s) kept as leaves because a site held too few of their patients", g.withheld_nodes) } else { String::new() };
+                let withheld = if g.withheld_nodes > 0 {
+                    format!("; {} node(s) kept as leaves because a site held too few of their patients", g.withheld_nodes)
+                } else {
+                    String::new()
+                };
                 format!("{what}, {} leaves, {} rounds{withheld}", g.leaves, g.rounds)
             };
             match counts {
@@ -492,10 +501,7 @@ impl StudyRunner<'_> {
             let threshold = total[&CohortRole::Training].youden_cell();
             let training = total[&CohortRole::Training].metrics(threshold);
             let validation = total[&CohortRole::Validation].metrics(threshold);
-            let per_site_auc = per_site
-                .iter()
-                .map(|(site, h)| (site.clone(), (h[&CohortRole::Training].auc().0, h[&CohortRole::Validation].auc().0)))
-                .collect();
+            let per_site_auc = per_site.iter().map(|(site, h)| (site.clone(), (h[&CohortRole::Training].auc().0, h[&CohortRole::Validation].auc().0))).collect();
             file.classifier = kind;
             file.standardiser = std.clone();
             file.scorer = scorer;

@@ -64,10 +64,7 @@ pub fn append(dir: &Path, r: &Receipt) -> std::io::Result<()> {
 /// Every receipt in a file.
 pub fn read(path: &Path) -> std::io::Result<Vec<Receipt>> {
     let text = std::fs::read_to_string(path)?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
-        .collect()
+    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))).collect()
 }
 
 #[cfg(test)]

@@ -27,14 +27,21 @@ pub fn markdown(r: &StudyResults) -> String {
         if !baselines.is_empty() {
             s.push_str("### Site-alone baselines\n\nModel I's logistic regression trained on one hospital's patients alone (the same objective, C = 1), validated on every hospital's validation patients; the last column is the federated model for comparison.\n\n| Sequence | Trained at | Training patients | Validation AUC (95% CI) | Federated validation AUC |\n|---|---|---|---|---|\n");
             for m in baselines {
-                let fed = m.classifiers.iter().find(|c| c.classifier == fedrad_shared::algorithms::classifiers::ClassifierKind::LogisticRegression).map(|c| c.validation.auc);
+                let fed =
+                    m.classifiers.iter().find(|c| c.classifier == fedrad_shared::algorithms::classifiers::ClassifierKind::LogisticRegression).map(|c| c.validation.auc);
                 for b in &m.site_alone {
                     let v = match (&b.validation, &b.note) {
                         (Some(v), _) => format!("{:.3} ({:.3}–{:.3})", v.auc, v.auc_ci.0, v.auc_ci.1),
                         (None, Some(n)) => format!("not available: {n}"),
                         (None, None) => "–".into(),
                     };
-                    s.push_str(&format!("| {} | {} | {} | {v} | {} |\n", sequence_label(&m.sequence), b.site, b.training_patients, fed.map_or("–".into(), |a| format!("{a:.3}"))));
+                    s.push_str(&format!(
+                        "| {} | {} | {} | {v} | {} |\n",
+                        sequence_label(&m.sequence),
+                        b.site,
+                        b.training_patients,
+                        fed.map_or("–".into(), |a| format!("{a:.3}"))
+                    ));
                 }
             }
             s.push('\n');
@@ -53,7 +60,14 @@ pub fn markdown(r: &StudyResults) -> String {
     s.push_str("## Cohort\n\n| Site | Loaded | Recurrence | Excluded rows |\n|---|---|---|---|\n");
     for c in &r.cohort.sites {
         let ex: Vec<String> = c.excluded.iter().map(|(k, v)| format!("{v} {}", k.as_str())).collect();
-        s.push_str(&format!("| {} | {} | {} ({:.1}%) | {} |\n", c.site_id, c.loaded, c.positives, 100.0 * c.positives as f64 / c.loaded.max(1) as f64, if ex.is_empty() { "0".into() } else { ex.join(", ") }));
+        s.push_str(&format!(
+            "| {} | {} | {} ({:.1}%) | {} |\n",
+            c.site_id,
+            c.loaded,
+            c.positives,
+            100.0 * c.positives as f64 / c.loaded.max(1) as f64,
+            if ex.is_empty() { "0".into() } else { ex.join(", ") }
+        ));
     }
     s.push_str(&format!("| **All** | {} | {} | {} |\n\n", r.cohort.loaded, r.cohort.positives, r.cohort.excluded));
     s.push_str("## Training / validation split\n\nStratified by site and outcome; each site ranks its patients by SHA-256(seed, patient id) and records the assignment locally.\n\n");
@@ -128,7 +142,16 @@ pub fn markdown(r: &StudyResults) -> String {
     }
     s.push_str("## Protocol cost\n\nRounds are round trips to every site at once. The last column estimates the step's wall time over a network with a 50 ms round trip (measured time plus 50 ms per round).\n\n| Step | Rounds | Tasks | Bytes to sites | Bytes from sites | Seconds | At 50 ms RTT (s) |\n|---|---|---|---|---|---|---|\n");
     for p in &r.protocol {
-        s.push_str(&format!("| {} | {} | {} | {} | {} | {:.2} | {:.1} |\n", p.step, p.rounds, p.tasks, p.bytes_to_sites, p.bytes_from_sites, p.seconds, p.seconds + 0.05 * p.rounds as f64));
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {:.2} | {:.1} |\n",
+            p.step,
+            p.rounds,
+            p.tasks,
+            p.bytes_to_sites,
+            p.bytes_from_sites,
+            p.seconds,
+            p.seconds + 0.05 * p.rounds as f64
+        ));
     }
     s
 }
@@ -198,12 +221,19 @@ fn comparison_markdown(r: &StudyResults) -> String {
 /// The study's main table (like the published one): per sequence × model × classifier, AUC
 /// (95% CI), accuracy, sensitivity and specificity in training and validation.
 pub fn main_table_markdown(r: &StudyResults) -> String {
-    let mut s = String::from("## Models\n\nModel I = radiomic features selected by LASSO; Model II = radiomic and deep features selected together by LASSO; Model III = Model II's features + the clinical model's variables (Model I's where a sequence has no deep features). Fitted from site aggregates; each site scored its own patients and returned histograms of the predicted log-odds (cells 0.0001 wide), from which AUC (DeLong 95% CI) and, at the Youden threshold chosen on training, accuracy, sensitivity and specificity follow. **Bold**: best validation AUC.\n\n");
+    let mut s = String::from(
+        "## Models\n\nModel I = radiomic features selected by LASSO; Model II = radiomic and deep features selected together by LASSO; Model III = Model II's features + the clinical model's variables (Model I's where a sequence has no deep features). Fitted from site aggregates; each site scored its own patients and returned histograms of the predicted log-odds (cells 0.0001 wide), from which AUC (DeLong 95% CI) and, at the Youden threshold chosen on training, accuracy, sensitivity and specificity follow. **Bold**: best validation AUC.\n\n",
+    );
     s.push_str("| Sequence | Model | Classifier | Training AUC (95% CI) | ACC | SEN | SPE | Validation AUC (95% CI) | ACC | SEN | SPE |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     let best = best(r);
     for (m, model) in r.models.iter().enumerate() {
         if model.classifiers.is_empty() {
-            s.push_str(&format!("| {} | {} | – | not available: {} | | | | | | | |\n", sequence_label(&model.sequence), model.model, model.note.as_deref().unwrap_or("")));
+            s.push_str(&format!(
+                "| {} | {} | – | not available: {} | | | | | | | |\n",
+                sequence_label(&model.sequence),
+                model.model,
+                model.note.as_deref().unwrap_or("")
+            ));
             continue;
         }
         for (c, cl) in model.classifiers.iter().enumerate() {
@@ -236,7 +266,11 @@ pub fn main_table_markdown(r: &StudyResults) -> String {
     let notes: Vec<String> = r
         .models
         .iter()
-        .flat_map(|m| m.classifiers.iter().filter_map(move |c| c.note.as_ref().map(|n| format!("- {} Model {}, {}: {n}\n", sequence_label(&m.sequence), m.model, c.classifier.label()))))
+        .flat_map(|m| {
+            m.classifiers
+                .iter()
+                .filter_map(move |c| c.note.as_ref().map(|n| format!("- {} Model {}, {}: {n}\n", sequence_label(&m.sequence), m.model, c.classifier.label())))
+        })
         .collect();
     if !notes.is_empty() {
         s.push_str("How the classifiers were built (random Fourier features of the RBF SVM; trees grown level by level from per-node histograms over shared quantile bins, a node kept as a leaf when a site holds between 1 and its `min_count` − 1 of the node's patients; C chosen by cross-validation when searched):\n\n");
@@ -276,18 +310,40 @@ pub fn write_all(r: &StudyResults, settings_json: &str, out: &std::path::Path) -
         for s in &mut cal {
             s.label = s.label.as_ref().map(|l| l.split(" (").next().unwrap_or(l).to_string());
         }
-        let calibration =
-            Chart { title: &title("Calibration"), x_label: "mean predicted risk", y_label: "observed recurrence", series: cal, markers: vec![], x_range: Some((0.0, 1.0)), y_range: Some((0.0, 1.0)), diagonal: true };
+        let calibration = Chart {
+            title: &title("Calibration"),
+            x_label: "mean predicted risk",
+            y_label: "observed recurrence",
+            series: cal,
+            markers: vec![],
+            x_range: Some((0.0, 1.0)),
+            y_range: Some((0.0, 1.0)),
+            diagonal: true,
+        };
         std::fs::write(dir.join("calibration.svg"), render(&calibration))?;
         let mut dc = series(&|c| c.validation.decision_curve.iter().filter(|d| d.0 <= 0.8).map(|d| (d.0, d.1)).collect());
         for s in &mut dc {
             s.label = s.label.as_ref().map(|l| l.split(" (").next().unwrap_or(l).to_string());
         }
         if let Some(first) = m.classifiers.first() {
-            dc.push(Series { points: first.validation.decision_curve.iter().filter(|d| d.0 <= 0.8).map(|d| (d.0, d.2)).collect(), color: "#999999".into(), label: Some("treat all".into()), error: None });
+            dc.push(Series {
+                points: first.validation.decision_curve.iter().filter(|d| d.0 <= 0.8).map(|d| (d.0, d.2)).collect(),
+                color: "#999999".into(),
+                label: Some("treat all".into()),
+                error: None,
+            });
         }
         let top = m.classifiers.first().map_or(0.5, |c| c.validation.positives as f64 / c.validation.n.max(1) as f64);
-        let decision = Chart { title: &title("Decision curve"), x_label: "threshold probability", y_label: "net benefit", series: dc, markers: vec![], x_range: Some((0.0, 0.8)), y_range: Some((-0.05, top + 0.02)), diagonal: false };
+        let decision = Chart {
+            title: &title("Decision curve"),
+            x_label: "threshold probability",
+            y_label: "net benefit",
+            series: dc,
+            markers: vec![],
+            x_range: Some((0.0, 0.8)),
+            y_range: Some((-0.05, top + 0.02)),
+            diagonal: false,
+        };
         std::fs::write(dir.join("decision.svg"), render(&decision))?;
     }
     for d in r.deep.iter().filter(|d| !d.rounds.is_empty()) {
@@ -339,7 +395,9 @@ fn deep_markdown(r: &StudyResults) -> String {
     if r.deep.is_empty() && r.deep_notes.is_empty() {
         return String::new();
     }
-    let mut s = String::from("## Deep features\n\nA convolutional encoder over a 2.5D tumour crop (the slice with the largest tumour area and its two neighbours), trained without outcome labels as a masked autoencoder on the training cohort only, by federated averaging: each round every site trained the global weights on its own patients and returned its weights and patient count; the coordinator averaged them by count. Every site then embedded all its patients (training and validation) with the final weights and stored the embedding beside its radiomic features; only counts left. The weights are an aggregate over each site's training patients, but networks can memorise: treat them as sensitive.\n\n");
+    let mut s = String::from(
+        "## Deep features\n\nA convolutional encoder over a 2.5D tumour crop (the slice with the largest tumour area and its two neighbours), trained without outcome labels as a masked autoencoder on the training cohort only, by federated averaging: each round every site trained the global weights on its own patients and returned its weights and patient count; the coordinator averaged them by count. Every site then embedded all its patients (training and validation) with the final weights and stored the embedding beside its radiomic features; only counts left. The weights are an aggregate over each site's training patients, but networks can memorise: treat them as sensitive.\n\n",
+    );
     for (seq, note) in &r.deep_notes {
         s.push_str(&format!("- {}: no deep features: {note}\n", sequence_label(seq)));
     }
@@ -418,7 +476,12 @@ fn deep_markdown(r: &StudyResults) -> String {
 /// The encoder's loss per round: overall and per site.
 fn deep_loss_chart(d: &crate::deep::DeepResult) -> String {
     use crate::svg::{Chart, Series, palette, render};
-    let mut series = vec![Series { points: d.rounds.iter().map(|x| (x.round as f64, x.loss_at_start)).collect(), color: "#000000".into(), label: Some("all sites".into()), error: None }];
+    let mut series = vec![Series {
+        points: d.rounds.iter().map(|x| (x.round as f64, x.loss_at_start)).collect(),
+        color: "#000000".into(),
+        label: Some("all sites".into()),
+        error: None,
+    }];
     let sites: Vec<&String> = d.rounds.first().map(|x| x.per_site.keys().collect()).unwrap_or_default();
     for (k, site) in sites.iter().enumerate() {
         series.push(Series {
@@ -429,5 +492,14 @@ fn deep_loss_chart(d: &crate::deep::DeepResult) -> String {
         });
     }
     let title = format!("Encoder training, {}", sequence_label(&d.sequence));
-    render(&Chart { title: &title, x_label: "round", y_label: "reconstruction loss (global weights)", series, markers: vec![], x_range: None, y_range: None, diagonal: false })
+    render(&Chart {
+        title: &title,
+        x_label: "round",
+        y_label: "reconstruction loss (global weights)",
+        series,
+        markers: vec![],
+        x_range: None,
+        y_range: None,
+        diagonal: false,
+    })
 }

@@ -212,11 +212,8 @@ impl StudyRunner<'_> {
                 .await?
             }
         };
-        let passed: Vec<FeatureTest> = if settings.univariate.test == UnivariateChoice::None {
-            tests
-        } else {
-            tests.into_iter().filter(|t| t.p_value < settings.univariate.alpha).collect()
-        };
+        let passed: Vec<FeatureTest> =
+            if settings.univariate.test == UnivariateChoice::None { tests } else { tests.into_iter().filter(|t| t.p_value < settings.univariate.alpha).collect() };
         out.univariate_passed = passed.len();
         write_json(&self.study.output_dir.join("lasso").join(seq).join(format!("univariate{}.json", suffix.replace('.', "_"))), &named_tests(&passed, catalogue))?;
 
@@ -265,7 +262,8 @@ impl StudyRunner<'_> {
                                 points: points.iter().map(|p| p.to_proto()).collect(),
                             });
                             let answers = s.round(&step, round, s.all_sites(kind)).await?;
-                            let totals = lasso::combine_round(&answers, &points, candidates.len()).map_err(|source| StudyError::Combine { step: step.clone(), source })?;
+                            let totals =
+                                lasso::combine_round(&answers, &points, candidates.len()).map_err(|source| StudyError::Combine { step: step.clone(), source })?;
                             solver.absorb_round(&totals).map_err(|e| algorithm_error(&step)(e.to_string()))?;
                         }
                         LassoRequest::CvLoss(points) => {
@@ -352,7 +350,10 @@ impl StudyRunner<'_> {
                     round += 1;
                     let kind = task::Kind::LogisticRound(proto::LogisticRoundTask {
                         variables: proto_vars.clone(),
-                        models: points.iter().map(|m| proto::ClinicalModel { columns: m.columns.iter().map(|&c| c as u32).collect(), coefficients: m.coefficients.clone() }).collect(),
+                        models: points
+                            .iter()
+                            .map(|m| proto::ClinicalModel { columns: m.columns.iter().map(|&c| c as u32).collect(), coefficients: m.coefficients.clone() })
+                            .collect(),
                     });
                     let answers = s.round("clinical_model", round, s.all_sites(kind)).await.map_err(|e| e.to_string())?;
                     logistic::combine(&answers, points).map_err(|e| e.to_string())
@@ -388,12 +389,7 @@ fn path_chart(seq: &str, path: &LassoPath, names: &[&str]) -> String {
         if path.coefficients.iter().any(|c| c[j] != 0.0) {
             let k = shown.len();
             shown.insert(j, k);
-            series.push(svg::Series {
-                points: x.iter().zip(&path.coefficients).map(|(x, c)| (*x, c[j])).collect(),
-                color: svg::palette(k),
-                label: None,
-                error: None,
-            });
+            series.push(svg::Series { points: x.iter().zip(&path.coefficients).map(|(x, c)| (*x, c[j])).collect(), color: svg::palette(k), label: None, error: None });
         }
     }
     svg::render(&svg::Chart {
@@ -418,7 +414,12 @@ fn cv_chart(seq: &str, path: &LassoPath) -> String {
         title: &format!("{}-fold cross-validation, {seq} radiomic features", path.folds),
         x_label: "log10(λ)",
         y_label: label,
-        series: vec![svg::Series { points: x.iter().copied().zip(path.cv_mean.iter().copied()).collect(), color: svg::palette(1), label: None, error: Some(path.cv_se.clone()) }],
+        series: vec![svg::Series {
+            points: x.iter().copied().zip(path.cv_mean.iter().copied()).collect(),
+            color: svg::palette(1),
+            label: None,
+            error: Some(path.cv_se.clone()),
+        }],
         markers: vec![(x[path.lambda_min_index], "λ_min".into()), (x[path.lambda_1se_index], "λ_1se".into())],
         x_range: None,
         y_range: None,

@@ -186,11 +186,7 @@ impl<'a> StudyRunner<'a> {
         Ok(answers)
     }
 
-    pub(crate) async fn step<T>(
-        &mut self,
-        name: &str,
-        body: impl AsyncFnOnce(&mut Self) -> Result<(T, u64), StudyError>,
-    ) -> Result<T, StudyError> {
+    pub(crate) async fn step<T>(&mut self, name: &str, body: impl AsyncFnOnce(&mut Self) -> Result<(T, u64), StudyError>) -> Result<T, StudyError> {
         self.progress.step_started(name, self.study.sites.len());
         let before = traffic_total(&self.hub.traffic());
         let replayed_before = self.replayed;

@@ -85,7 +85,13 @@ pub fn render(c: &Chart) -> String {
         escape(c.y_label)
     ));
     if c.diagonal {
-        s.push_str(&format!("<line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#999\" stroke-dasharray=\"2 3\"/>\n", px(x0.max(y0)), py(x0.max(y0)), px(x1.min(y1)), py(x1.min(y1))));
+        s.push_str(&format!(
+            "<line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#999\" stroke-dasharray=\"2 3\"/>\n",
+            px(x0.max(y0)),
+            py(x0.max(y0)),
+            px(x1.min(y1)),
+            py(x1.min(y1))
+        ));
     }
     for (x, label) in &c.markers {
         s.push_str(&format!("<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{t}\" y2=\"{1}\" stroke=\"#666\" stroke-dasharray=\"4 3\"/>\n", px(*x), h - b));
@@ -97,11 +103,22 @@ pub fn render(c: &Chart) -> String {
         s.push_str(&format!("<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\" points=\"{}\"/>\n", se.color, pts.join(" ")));
         if let Some(err) = &se.error {
             for ((x, y), e) in se.points.iter().zip(err) {
-                s.push_str(&format!("<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{1:.1}\" y2=\"{2:.1}\" stroke=\"{3}\" stroke-opacity=\"0.5\"/>\n", px(*x), py(y - e), py(y + e), se.color));
+                s.push_str(&format!(
+                    "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{1:.1}\" y2=\"{2:.1}\" stroke=\"{3}\" stroke-opacity=\"0.5\"/>\n",
+                    px(*x),
+                    py(y - e),
+                    py(y + e),
+                    se.color
+                ));
             }
         }
         if let Some(label) = &se.label {
-            s.push_str(&format!("<line x1=\"{}\" x2=\"{}\" y1=\"{legend_y:.1}\" y2=\"{legend_y:.1}\" stroke=\"{}\" stroke-width=\"2\"/>\n", w - r - 150.0, w - r - 134.0, se.color));
+            s.push_str(&format!(
+                "<line x1=\"{}\" x2=\"{}\" y1=\"{legend_y:.1}\" y2=\"{legend_y:.1}\" stroke=\"{}\" stroke-width=\"2\"/>\n",
+                w - r - 150.0,
+                w - r - 134.0,
+                se.color
+            ));
             s.push_str(&format!("<text x=\"{}\" y=\"{:.1}\" font-size=\"10\">{}</text>\n", w - r - 130.0, legend_y + 3.5, escape(label)));
             legend_y += 13.0;
         }

@@ -96,8 +96,15 @@ impl Setup {
         .unwrap();
         for (site, manifest) in &self.manifests {
             let s = dir.join("sites").join(site);
-            coordinator::demo::write_site_config(&s.join("site.toml"), site, &format!("https://localhost:{port}"), manifest, &s.join("work"), &self.pki.site_bundle(site))
-                .unwrap();
+            coordinator::demo::write_site_config(
+                &s.join("site.toml"),
+                site,
+                &format!("https://localhost:{port}"),
+                manifest,
+                &s.join("work"),
+                &self.pki.site_bundle(site),
+            )
+            .unwrap();
             // Each hospital's operator approves the study file as the coordinator runs it.
             let approved = Command::new(Path::new(env!("CARGO_BIN_EXE_coordinator")).with_file_name("site-agent"))
                 .args(["approve", "--config"])

@@ -12,13 +12,7 @@ fn tmp(name: &str) -> std::path::PathBuf {
 #[test]
 fn certs_init_writes_bundles_with_private_keys_closed_and_never_overwrites() {
     let out = tmp("certs");
-    let run = || {
-        Command::new(env!("CARGO_BIN_EXE_coordinator"))
-            .args(["certs", "init", "--sites", "hospital-a,hospital-b", "--out"])
-            .arg(&out)
-            .output()
-            .unwrap()
-    };
+    let run = || Command::new(env!("CARGO_BIN_EXE_coordinator")).args(["certs", "init", "--sites", "hospital-a,hospital-b", "--out"]).arg(&out).output().unwrap();
     let first = run();
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     for f in ["ca.pem", "ca.key", "coordinator/cert.pem", "coordinator/key.pem", "sites/hospital-a/cert.pem", "sites/hospital-b/key.pem", "sites/hospital-b/ca.pem"] {

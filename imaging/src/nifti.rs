@@ -95,11 +95,7 @@ fn path_str(p: &Path) -> String {
 fn open(path: &Path) -> Result<Box<dyn Read>, ImagingError> {
     let f = File::open(path).map_err(|source| ImagingError::Io { path: path_str(path), source })?;
     let r = BufReader::new(f);
-    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz")) {
-        Ok(Box::new(GzDecoder::new(r)))
-    } else {
-        Ok(Box::new(r))
-    }
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz")) { Ok(Box::new(GzDecoder::new(r))) } else { Ok(Box::new(r)) }
 }
 
 fn read_exact_or(r: &mut dyn Read, buf: &mut [u8], path: &Path, what: &str) -> Result<usize, ImagingError> {
@@ -137,11 +133,8 @@ pub fn parse_header(buf: &[u8; HEADER_SIZE], path: &Path) -> Result<Header, Imag
         _ => return Err(ImagingError::NotNifti { path: path_str(path), detail: "sizeof_hdr is not 348".into() }),
     };
     if &buf[344..347] != b"n+1" {
-        let detail = if &buf[344..347] == b"ni1" {
-            "two-file NIfTI (.hdr/.img) is not supported; convert to .nii".to_string()
-        } else {
-            "missing the n+1 magic".to_string()
-        };
+        let detail =
+            if &buf[344..347] == b"ni1" { "two-file NIfTI (.hdr/.img) is not supported; convert to .nii".to_string() } else { "missing the n+1 magic".to_string() };
         return Err(ImagingError::NotNifti { path: path_str(path), detail });
     }
     let i16_at = |o: usize| {
@@ -171,8 +164,7 @@ pub fn parse_header(buf: &[u8; HEADER_SIZE], path: &Path) -> Result<Header, Imag
         }
     }
     let code = i16_at(70);
-    let datatype = DataType::from_code(code)
-        .ok_or_else(|| ImagingError::Unsupported { path: path_str(path), what: "datatype", value: code.to_string() })?;
+    let datatype = DataType::from_code(code).ok_or_else(|| ImagingError::Unsupported { path: path_str(path), what: "datatype", value: code.to_string() })?;
     let pixdim: Vec<f64> = (0..8).map(|i| f32_at(76 + 4 * i) as f64).collect();
     let vox_offset = f32_at(108);
     if !(vox_offset.is_finite() && vox_offset >= HEADER_SIZE as f32 && vox_offset < 1.0e9) {
@@ -340,8 +332,7 @@ pub fn write(path: &Path, vol: &Volume, stored: StoredType) -> Result<(), Imagin
     put_i16(&mut h, 72, bitpix);
     // qform from the direction matrix (proper rotation, possibly with qfac = -1).
     let mut r = g.direction;
-    let det = r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1]) - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0])
-        + r[0][2] * (r[1][0] * r[2][1] - r[1][1] * r[2][0]);
+    let det = r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1]) - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0]) + r[0][2] * (r[1][0] * r[2][1] - r[1][1] * r[2][0]);
     let qfac = if det < 0.0 { -1.0 } else { 1.0 };
     if det < 0.0 {
         for row in r.iter_mut() {

@@ -177,7 +177,13 @@ pub fn write(path: &Path, vol: &Volume) -> Result<(), ImagingError> {
         .collect();
     let header = format!(
         "NRRD0004\ntype: float\ndimension: 3\nspace: left-posterior-superior\nsizes: {} {} {}\nspace directions: {}\nkinds: domain domain domain\nendian: little\nencoding: gzip\nspace origin: ({},{},{})\n\n",
-        g.dims[0], g.dims[1], g.dims[2], dirs.join(" "), lps(0, g.origin[0]), lps(1, g.origin[1]), g.origin[2]
+        g.dims[0],
+        g.dims[1],
+        g.dims[2],
+        dirs.join(" "),
+        lps(0, g.origin[0]),
+        lps(1, g.origin[1]),
+        g.origin[2]
     );
     let io = |source| ImagingError::Io { path: path.display().to_string(), source };
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);

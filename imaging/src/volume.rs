@@ -71,7 +71,10 @@ pub struct Volume {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SampleType {
     /// An integer type with its range (e.g. int16: −32768..=32767).
-    Integer { min: f64, max: f64 },
+    Integer {
+        min: f64,
+        max: f64,
+    },
     Float32,
     Float64,
 }

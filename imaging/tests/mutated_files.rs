@@ -61,9 +61,30 @@ fn mutated_nifti_and_nrrd_files_give_errors_not_panics() {
     std::fs::create_dir_all(&dir).unwrap();
     let vol = sample();
     let originals = [
-        ("nii", { nifti::write(&dir.join("a.nii"), &vol, StoredType::I16).unwrap(); std::fs::read(dir.join("a.nii")).unwrap() }, 352),
-        ("nii.gz", { nifti::write(&dir.join("a.nii.gz"), &vol, StoredType::F32).unwrap(); std::fs::read(dir.join("a.nii.gz")).unwrap() }, 64),
-        ("nrrd", { nrrd::write(&dir.join("a.nrrd"), &vol).unwrap(); std::fs::read(dir.join("a.nrrd")).unwrap() }, 300),
+        (
+            "nii",
+            {
+                nifti::write(&dir.join("a.nii"), &vol, StoredType::I16).unwrap();
+                std::fs::read(dir.join("a.nii")).unwrap()
+            },
+            352,
+        ),
+        (
+            "nii.gz",
+            {
+                nifti::write(&dir.join("a.nii.gz"), &vol, StoredType::F32).unwrap();
+                std::fs::read(dir.join("a.nii.gz")).unwrap()
+            },
+            64,
+        ),
+        (
+            "nrrd",
+            {
+                nrrd::write(&dir.join("a.nrrd"), &vol).unwrap();
+                std::fs::read(dir.join("a.nrrd")).unwrap()
+            },
+            300,
+        ),
     ];
     let mut s = Stream(0x9e37_79b9_7f4a_7c15);
     let (mut ok, mut refused) = (0, 0);

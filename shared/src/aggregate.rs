@@ -98,12 +98,7 @@ impl SiteAggregate {
     }
 
     pub fn values(&self, name: &str) -> Result<&[f64], AggregateError> {
-        let t = self
-            .aggregate
-            .tensors
-            .iter()
-            .find(|t| t.name == name)
-            .ok_or_else(|| AggregateError::Missing { site: self.site_id.clone(), name: name.into() })?;
+        let t = self.aggregate.tensors.iter().find(|t| t.name == name).ok_or_else(|| AggregateError::Missing { site: self.site_id.clone(), name: name.into() })?;
         if t.values.iter().any(|v| !v.is_finite()) {
             return Err(AggregateError::NonFinite { site: self.site_id.clone(), name: name.into() });
         }
@@ -113,12 +108,7 @@ impl SiteAggregate {
     pub fn vector(&self, name: &str, expected_len: usize) -> Result<&[f64], AggregateError> {
         let v = self.values(name)?;
         if v.len() != expected_len {
-            return Err(AggregateError::Length {
-                site: self.site_id.clone(),
-                name: name.into(),
-                got: v.len(),
-                expected: expected_len,
-            });
+            return Err(AggregateError::Length { site: self.site_id.clone(), name: name.into(), got: v.len(), expected: expected_len });
         }
         Ok(v)
     }

@@ -14,7 +14,11 @@ pub enum VariableKind {
     Categorical { levels: Vec<String> },
     /// A number. `resolution` is the grid on which rank statistics are counted
     /// (1 year for age): medians, quartiles and Mann-Whitney are exact for values on it.
-    Continuous { resolution: f64, #[serde(default)] unit: String },
+    Continuous {
+        resolution: f64,
+        #[serde(default)]
+        unit: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -30,11 +34,7 @@ pub struct VariableSpec {
 
 impl VariableSpec {
     pub fn categorical(name: &str, label: &str, levels: &[&str]) -> Self {
-        VariableSpec {
-            name: name.into(),
-            label: label.into(),
-            kind: VariableKind::Categorical { levels: levels.iter().map(|s| s.to_string()).collect() },
-        }
+        VariableSpec { name: name.into(), label: label.into(), kind: VariableKind::Categorical { levels: levels.iter().map(|s| s.to_string()).collect() } }
     }
 
     pub fn continuous(name: &str, label: &str, resolution: f64, unit: &str) -> Self {

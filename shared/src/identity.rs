@@ -9,9 +9,7 @@ use rustls_pki_types::{CertificateDer, ServerName};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum IdentityError {
-    #[error(
-        "site id `{0}` is not valid: use 1-63 characters a-z, 0-9 and '-', not starting or ending with '-'"
-    )]
+    #[error("site id `{0}` is not valid: use 1-63 characters a-z, 0-9 and '-', not starting or ending with '-'")]
     InvalidSiteId(String),
     #[error("the connection presented no client certificate")]
     NoCertificate,
@@ -24,11 +22,8 @@ pub enum IdentityError {
 /// Site ids double as certificate DNS names and directory names, so they are kept to a
 /// conservative alphabet.
 pub fn validate_site_id(id: &str) -> Result<(), IdentityError> {
-    let ok = !id.is_empty()
-        && id.len() <= 63
-        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !id.starts_with('-')
-        && !id.ends_with('-');
+    let ok =
+        !id.is_empty() && id.len() <= 63 && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && !id.starts_with('-') && !id.ends_with('-');
     if ok { Ok(()) } else { Err(IdentityError::InvalidSiteId(id.to_string())) }
 }
 
@@ -39,8 +34,7 @@ pub fn verify_site_certificate(leaf_der: &[u8], site_id: &str) -> Result<(), Ide
     let der = CertificateDer::from(leaf_der);
     let cert = webpki::EndEntityCert::try_from(&der).map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
     let name = ServerName::try_from(site_id).map_err(|_| IdentityError::InvalidSiteId(site_id.into()))?;
-    cert.verify_is_valid_for_subject_name(&name)
-        .map_err(|_| IdentityError::NameMismatch(site_id.to_string()))
+    cert.verify_is_valid_for_subject_name(&name).map_err(|_| IdentityError::NameMismatch(site_id.to_string()))
 }
 
 #[cfg(test)]

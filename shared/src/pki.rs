@@ -13,10 +13,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose,
-};
+use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
 use crate::identity::validate_site_id;
 
@@ -77,12 +74,10 @@ impl StudyPki {
     }
 
     fn issuer(&self) -> Result<Issuer<'static, KeyPair>, PkiError> {
-        let info: CaInfo = serde_json::from_slice(&read_file(&self.dir.join("ca.json"))?).map_err(|e| {
-            PkiError::Invalid { path: self.dir.join("ca.json"), detail: e.to_string() }
-        })?;
+        let info: CaInfo =
+            serde_json::from_slice(&read_file(&self.dir.join("ca.json"))?).map_err(|e| PkiError::Invalid { path: self.dir.join("ca.json"), detail: e.to_string() })?;
         let key_path = self.dir.join("ca.key");
-        let key_pem = String::from_utf8(read_file(&key_path)?)
-            .map_err(|e| PkiError::Invalid { path: key_path.clone(), detail: e.to_string() })?;
+        let key_pem = String::from_utf8(read_file(&key_path)?).map_err(|e| PkiError::Invalid { path: key_path.clone(), detail: e.to_string() })?;
         let key = KeyPair::from_pem(&key_pem)?;
         Ok(Issuer::new(ca_params(&info.common_name), key))
     }
@@ -97,8 +92,7 @@ impl StudyPki {
         set_validity(&mut params);
         let cert = params.signed_by(&key, &issuer)?;
         create_dir(bundle)?;
-        fs::copy(self.dir.join("ca.pem"), bundle.join("ca.pem"))
-            .map_err(|source| PkiError::Io { path: bundle.join("ca.pem"), source })?;
+        fs::copy(self.dir.join("ca.pem"), bundle.join("ca.pem")).map_err(|source| PkiError::Io { path: bundle.join("ca.pem"), source })?;
         write_file(&bundle.join("cert.pem"), cert.pem().as_bytes(), false)?;
         write_file(&bundle.join("key.pem"), key.serialize_pem().as_bytes(), true)?;
         Ok(())

@@ -45,7 +45,7 @@
 //! rounds = 20
 //! local_epochs = 1
 //! batch_size = 16                 # 0 = full batch (with local_epochs = 1: FedSGD)
-//! learning_rate = 0.1 
+//! learning_rate = 0.1
 //! momentum = 0.9
 //! proximal_mu = 0.0               # FedProx; 0 = FedAvg
 //! mask_fraction = 0.25            # masked-autoencoder corruption
@@ -288,7 +288,8 @@ impl DeepSettings {
             if n.sha256.len() != 64 || !n.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(format!("deep.onnx.sha256 {:?}: 64 hexadecimal digits", n.sha256));
             }
-            let intensity = crate::onnx_input::Intensity::parse(&n.intensity).ok_or_else(|| format!("deep.onnx.intensity {:?}: use \"imagenet\" or \"zscore\"", n.intensity))?;
+            let intensity =
+                crate::onnx_input::Intensity::parse(&n.intensity).ok_or_else(|| format!("deep.onnx.intensity {:?}: use \"imagenet\" or \"zscore\"", n.intensity))?;
             let recipe = crate::onnx_input::InputRecipe { size: n.input_size, channels: n.channels, field_mm: n.field_mm, intensity };
             return recipe.validate().map_err(|e| format!("deep.onnx.{e}"));
         }
@@ -620,7 +621,8 @@ impl StudyConfig {
                 return Err(format!("models.{name}.c must be positive"));
             }
         }
-        if m.rbf_svm.features == 0 || m.rbf_svm.features > crate::algorithms::classifiers::MAX_RANDOM_FEATURES || !(m.rbf_svm.gamma >= 0.0 && m.rbf_svm.gamma.is_finite()) {
+        if m.rbf_svm.features == 0 || m.rbf_svm.features > crate::algorithms::classifiers::MAX_RANDOM_FEATURES || !(m.rbf_svm.gamma >= 0.0 && m.rbf_svm.gamma.is_finite())
+        {
             return Err("models.rbf_svm: features must be 1 to 4096 and gamma ≥ 0".into());
         }
         if m.search.enabled && (m.search.c.is_empty() || m.search.c.len() > 20 || m.search.c.iter().any(|c| !(*c > 0.0 && c.is_finite()))) {
@@ -690,10 +692,9 @@ fn clinical_variables(table1: &Table1Settings, clinical_model: &ClinicalModelSet
     all.extend(table1.extra.iter().cloned());
     match &clinical_model.variables {
         None => Ok(builtin_schema()),
-        Some(names) => names
-            .iter()
-            .map(|n| all.iter().find(|v| &v.name == n).cloned().ok_or_else(|| format!("clinical_model.variables: unknown variable `{n}`")))
-            .collect(),
+        Some(names) => {
+            names.iter().map(|n| all.iter().find(|v| &v.name == n).cloned().ok_or_else(|| format!("clinical_model.variables: unknown variable `{n}`"))).collect()
+        }
     }
 }
 
@@ -703,7 +704,9 @@ fn table1_variables(table1: &Table1Settings) -> Result<Vec<VariableSpec>, String
         None => builtin.clone(),
         Some(names) => names
             .iter()
-            .map(|n| builtin.iter().find(|v| &v.name == n).cloned().ok_or_else(|| format!("table1.variables: unknown variable `{n}` (declare it under [[table1.extra]])")))
+            .map(|n| {
+                builtin.iter().find(|v| &v.name == n).cloned().ok_or_else(|| format!("table1.variables: unknown variable `{n}` (declare it under [[table1.extra]])"))
+            })
             .collect::<Result<_, _>>()?,
     };
     out.extend(table1.extra.iter().cloned());

@@ -35,11 +35,7 @@ impl Moments {
         }
         let n = self.n + other.n;
         let delta = other.mean - self.mean;
-        Moments {
-            n,
-            mean: self.mean + delta * other.n / n,
-            m2: self.m2 + other.m2 + delta * delta * self.n * other.n / n,
-        }
+        Moments { n, mean: self.mean + delta * other.n / n, m2: self.m2 + other.m2 + delta * delta * self.n * other.n / n }
     }
 
     /// Sample variance (n - 1 denominator).
@@ -98,11 +94,7 @@ pub fn gamma_q(a: f64, x: f64) -> f64 {
     if x <= 0.0 {
         return 1.0;
     }
-    if x < a + 1.0 {
-        1.0 - gamma_p_series(a, x)
-    } else {
-        gamma_q_continued_fraction(a, x)
-    }
+    if x < a + 1.0 { 1.0 - gamma_p_series(a, x) } else { gamma_q_continued_fraction(a, x) }
 }
 
 fn gamma_p_series(a: f64, x: f64) -> f64 {
@@ -155,11 +147,7 @@ pub fn beta_inc(a: f64, b: f64, x: f64) -> f64 {
         return 1.0;
     }
     let ln_front = ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln();
-    if x < (a + 1.0) / (a + b + 2.0) {
-        ln_front.exp() * beta_continued_fraction(a, b, x) / a
-    } else {
-        1.0 - ln_front.exp() * beta_continued_fraction(b, a, 1.0 - x) / b
-    }
+    if x < (a + 1.0) / (a + b + 2.0) { ln_front.exp() * beta_continued_fraction(a, b, x) / a } else { 1.0 - ln_front.exp() * beta_continued_fraction(b, a, 1.0 - x) / b }
 }
 
 fn beta_continued_fraction(a: f64, b: f64, x: f64) -> f64 {
@@ -416,9 +404,7 @@ mod tests {
     fn moments_merge_equals_pooled_and_survives_large_offsets() {
         let xs: Vec<f64> = (0..100).map(|i| 1.0e9 + (i as f64 * 0.37).sin()).collect();
         let pooled = Moments::from_values(&xs);
-        let merged = Moments::from_values(&xs[..13])
-            .merge(Moments::from_values(&xs[13..70]))
-            .merge(Moments::from_values(&xs[70..]));
+        let merged = Moments::from_values(&xs[..13]).merge(Moments::from_values(&xs[13..70])).merge(Moments::from_values(&xs[70..]));
         assert!(close(merged.mean, pooled.mean, 1e-15));
         // Both are limited by the f64 resolution of a mean near 1e9 (~1e-7 absolute).
         assert!(close(merged.variance(), pooled.variance(), 1e-6), "{} vs {}", merged.variance(), pooled.variance());
@@ -477,7 +463,13 @@ mod tests {
         let mut u = 0.0;
         for x in a {
             for y in b {
-                u += if x > y { 1.0 } else if x == y { 0.5 } else { 0.0 };
+                u += if x > y {
+                    1.0
+                } else if x == y {
+                    0.5
+                } else {
+                    0.0
+                };
             }
         }
         assert_eq!(r.statistic, u);

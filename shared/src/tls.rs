@@ -45,10 +45,7 @@ pub fn server_config(files: &TlsFiles) -> Result<ServerTlsConfig, TlsError> {
     let ca = read_pem("CA certificate", &files.ca)?;
     let cert = read_pem("certificate", &files.cert)?;
     let key = read_pem("private key", &files.key)?;
-    Ok(ServerTlsConfig::new()
-        .identity(Identity::from_pem(cert, key))
-        .client_ca_root(Certificate::from_pem(ca))
-        .client_auth_optional(false))
+    Ok(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)).client_ca_root(Certificate::from_pem(ca)).client_auth_optional(false))
 }
 
 /// Client side: trust only the study CA and present our certificate. `server_name` is the
@@ -57,10 +54,7 @@ pub fn client_config(files: &TlsFiles, server_name: &str) -> Result<ClientTlsCon
     let ca = read_pem("CA certificate", &files.ca)?;
     let cert = read_pem("certificate", &files.cert)?;
     let key = read_pem("private key", &files.key)?;
-    Ok(ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca))
-        .identity(Identity::from_pem(cert, key))
-        .domain_name(server_name))
+    Ok(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)).identity(Identity::from_pem(cert, key)).domain_name(server_name))
 }
 
 /// rustls picks a process-wide crypto provider on the server side; install ring's once so

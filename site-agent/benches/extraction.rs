@@ -56,7 +56,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     // The allocator policy `site-agent` itself runs with.
     site_agent::memory::keep_freed_buffers();
-    let out = std::env::args().skip(1).find(|a| !a.starts_with('-')).map(std::path::PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("fedrad-bench-extraction"));
+    let out =
+        std::env::args().skip(1).find(|a| !a.starts_with('-')).map(std::path::PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("fedrad-bench-extraction"));
     std::fs::create_dir_all(&out).unwrap();
     let (img, mask) = case(1);
     let roi = mask.data.iter().filter(|v| **v > 0.0).count();

@@ -31,7 +31,14 @@ fn main() {
         sites.push(rows.iter().zip(crops).filter_map(|(r, c)| Some(Sample { patient_id: r[0].clone(), crop: c.ok()? })).collect::<Vec<_>>());
     }
     let all: Vec<&Sample> = sites.iter().flatten().collect();
-    let baseline: f64 = all.iter().map(|s| { let t = fedrad_shared::algorithms::encoder::target_of(&arch, &s.crop); t.iter().map(|v| v * v).sum::<f64>() / t.len() as f64 }).sum::<f64>() / all.len() as f64;
+    let baseline: f64 = all
+        .iter()
+        .map(|s| {
+            let t = fedrad_shared::algorithms::encoder::target_of(&arch, &s.crop);
+            t.iter().map(|v| v * v).sum::<f64>() / t.len() as f64
+        })
+        .sum::<f64>()
+        / all.len() as f64;
     println!("predicting zero: loss {baseline:.4}");
     let t = LocalTraining { epochs, batch_size: batch, learning_rate: lr, momentum: 0.9, proximal_mu: 0.0, mask_fraction: 0.25, seed: 1 };
     let start = std::time::Instant::now();

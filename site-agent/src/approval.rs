@@ -102,10 +102,7 @@ pub fn list(work_dir: &Path) -> Result<Vec<Approval>, ApprovalError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => return Err(ApprovalError::Io { path: d, source }),
     };
-    let mut ids: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).map(str::to_string))
-        .collect();
+    let mut ids: Vec<String> = entries.filter_map(|e| e.ok()).filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).map(str::to_string)).collect();
     ids.sort();
     ids.iter().map(|id| load(work_dir, id)).collect()
 }

@@ -231,17 +231,10 @@ pub fn check_receipts(entries: &[AuditEntry], receipts: &[Receipt]) -> Vec<Strin
             continue;
         }
         match by_hash.get(r.audit_head.as_str()) {
-            None => problems.push(format!(
-                "task {}: entry {} is not in the log (the log was truncated or rewritten after it)",
-                r.task_id, r.audit_head
-            )),
-            Some(e) if e.task_id != r.task_id => {
-                problems.push(format!("task {}: entry {} (#{}) is for task {}", r.task_id, r.audit_head, e.seq, e.task_id))
-            }
-            Some(e) if !r.reply_digest.is_empty() && e.reply_digest != r.reply_digest => problems.push(format!(
-                "task {}: entry {} (#{}) records reply {}, the coordinator received {}",
-                r.task_id, r.audit_head, e.seq, e.reply_digest, r.reply_digest
-            )),
+            None => problems.push(format!("task {}: entry {} is not in the log (the log was truncated or rewritten after it)", r.task_id, r.audit_head)),
+            Some(e) if e.task_id != r.task_id => problems.push(format!("task {}: entry {} (#{}) is for task {}", r.task_id, r.audit_head, e.seq, e.task_id)),
+            Some(e) if !r.reply_digest.is_empty() && e.reply_digest != r.reply_digest => problems
+                .push(format!("task {}: entry {} (#{}) records reply {}, the coordinator received {}", r.task_id, r.audit_head, e.seq, e.reply_digest, r.reply_digest)),
             Some(_) => {}
         }
     }
@@ -291,8 +284,8 @@ fn last_entry(f: &mut std::fs::File, path: &Path) -> Result<Option<AuditEntry>, 
                 continue;
             }
         };
-        let e: AuditEntry = serde_json::from_slice(line)
-            .map_err(|e| AuditError::Tail { path: path.into(), detail: format!("the last line is not an audit entry: {e}") })?;
+        let e: AuditEntry =
+            serde_json::from_slice(line).map_err(|e| AuditError::Tail { path: path.into(), detail: format!("the last line is not an audit entry: {e}") })?;
         return Ok(Some(e));
     }
 }

@@ -31,8 +31,7 @@ impl SessionError {
     /// Errors that retrying cannot fix (bad config or certificate), as opposed to a
     /// coordinator that is down or restarting.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, SessionError::Address(_) | SessionError::Tls(_))
-            || matches!(self, SessionError::Status(s) if s.code() == tonic::Code::PermissionDenied)
+        matches!(self, SessionError::Address(_) | SessionError::Tls(_)) || matches!(self, SessionError::Status(s) if s.code() == tonic::Code::PermissionDenied)
     }
 }
 
@@ -46,9 +45,7 @@ pub async fn channel(cfg: &crate::config::SiteConfig) -> Result<Channel, Session
         .keep_alive_while_idle(true);
     if let Some(tls) = &cfg.tls {
         if !cfg.insecure_plaintext {
-            endpoint = endpoint
-                .tls_config(fedrad_shared::tls::client_config(tls, &cfg.server_name())?)
-                .map_err(|e| SessionError::Address(e.to_string()))?;
+            endpoint = endpoint.tls_config(fedrad_shared::tls::client_config(tls, &cfg.server_name())?).map_err(|e| SessionError::Address(e.to_string()))?;
         }
     }
     endpoint.connect().await.map_err(SessionError::Connect)
@@ -58,9 +55,7 @@ pub async fn channel(cfg: &crate::config::SiteConfig) -> Result<Channel, Session
 pub async fn session(engine: Arc<SiteEngine>) -> Result<(), SessionError> {
     let cfg = &engine.config;
     let ch = channel(cfg).await?;
-    let mut client = FederationClient::new(ch)
-        .max_decoding_message_size(cfg.max_message_bytes)
-        .max_encoding_message_size(cfg.max_message_bytes);
+    let mut client = FederationClient::new(ch).max_decoding_message_size(cfg.max_message_bytes).max_encoding_message_size(cfg.max_message_bytes);
     let (tx, rx) = mpsc::channel::<SiteMessage>(64);
     let hello = SiteHello {
         protocol: fedrad_shared::PROTOCOL.into(),

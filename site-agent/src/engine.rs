@@ -14,10 +14,10 @@ use rayon::prelude::*;
 use crate::acceptance;
 use crate::audit::{AuditEntry, AuditLog, sha256_hex};
 use crate::config::SiteConfig;
-use crate::manifest::LoadedCohort;
 use crate::deep::CropError;
-use crate::selection::{self, FeatureTable, TrainingData};
+use crate::manifest::LoadedCohort;
 use crate::onnx::{InputRecipe, Intensity, Network, NetworkError};
+use crate::selection::{self, FeatureTable, TrainingData};
 use fedrad_shared::algorithms::encoder::{self, Architecture};
 use fedrad_shared::algorithms::fedavg::{self, LocalTraining, Sample};
 
@@ -538,11 +538,8 @@ impl SiteEngine {
                     return Err(Failure::Refused(SiteRefusal::InvalidParameters("compare 1 to 200 models".into())));
                 }
                 self.ledger(&task.study_id, plan).accept_compared(&t.models)?;
-                let designs = t
-                    .models
-                    .iter()
-                    .map(|m| self.standardised_design(plan, &task.study_id, m.design.as_ref(), m.standardiser.as_ref()))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let designs =
+                    t.models.iter().map(|m| self.standardised_design(plan, &task.study_id, m.design.as_ref(), m.standardiser.as_ref())).collect::<Result<Vec<_>, _>>()?;
                 selection::paired_scores(&designs, t, min)
             }
             Some(task::Kind::EncoderRound(t)) => self.encoder_round(&task.study_id, t, plan),
@@ -568,8 +565,7 @@ impl SiteEngine {
         let settings = if t.parameters_yaml.trim().is_empty() {
             Settings::study_default()
         } else {
-            Settings::from_pyradiomics_yaml(&t.parameters_yaml)
-                .map_err(|e| Failure::Refused(SiteRefusal::InvalidParameters(format!("extraction parameters: {e}"))))?
+            Settings::from_pyradiomics_yaml(&t.parameters_yaml).map_err(|e| Failure::Refused(SiteRefusal::InvalidParameters(format!("extraction parameters: {e}"))))?
         };
         let total = 2 * self.cohort.records.len();
         let done = std::sync::atomic::AtomicUsize::new(0);
@@ -704,7 +700,14 @@ impl SiteEngine {
 
     /// Writes `<sequence>.deep.csv` (the patients with an embedding) and `.deep.json` (its
     /// provenance and the failures), and returns the counts that leave the site.
-    fn write_deep_table(&self, study_id: &str, sequence: &str, rows: Vec<Result<Vec<f64>, String>>, dimension: usize, mut about: serde_json::Value) -> Result<proto::Aggregate, Failure> {
+    fn write_deep_table(
+        &self,
+        study_id: &str,
+        sequence: &str,
+        rows: Vec<Result<Vec<f64>, String>>,
+        dimension: usize,
+        mut about: serde_json::Value,
+    ) -> Result<proto::Aggregate, Failure> {
         let n = self.cohort.records.len() as u64;
         fedrad_shared::algorithms::require_min_count("the loaded cohort", n, self.config.policy.min_count)?;
         let mut table = String::from("patient_id");
@@ -755,10 +758,7 @@ impl SiteEngine {
         let params_path = dir.join("split.params");
         if let Ok(existing) = std::fs::read_to_string(&params_path) {
             if existing.trim() != params {
-                return Err(Failure::Refused(SiteRefusal::Precondition(format!(
-                    "this study's split is already fixed ({}); it cannot be changed",
-                    existing.trim()
-                ))));
+                return Err(Failure::Refused(SiteRefusal::Precondition(format!("this study's split is already fixed ({}); it cannot be changed", existing.trim()))));
             }
         }
         let mut rows: Vec<(String, CohortRole)> = self.cohort.records.iter().map(|r| r.patient_id.clone()).zip(roles.iter().copied()).collect();
@@ -887,10 +887,7 @@ impl SiteEngine {
         let params_path = dir.join("folds.params");
         if let Ok(existing) = std::fs::read_to_string(&params_path) {
             if existing.trim() != params {
-                return Err(Failure::Refused(SiteRefusal::Precondition(format!(
-                    "this study's folds are already fixed ({}); they cannot be changed",
-                    existing.trim()
-                ))));
+                return Err(Failure::Refused(SiteRefusal::Precondition(format!("this study's folds are already fixed ({}); they cannot be changed", existing.trim()))));
             }
         }
         let mut rows = assignment.to_vec();
@@ -907,8 +904,8 @@ impl SiteEngine {
     /// Roles of the loaded records from the study's recorded split.
     pub fn load_split(&self, study_id: &str) -> Result<Vec<CohortRole>, Failure> {
         let path = self.study_dir(study_id).join("split.csv");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|_| Failure::Refused(SiteRefusal::Precondition("no training/validation split recorded for this study".into())))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|_| Failure::Refused(SiteRefusal::Precondition("no training/validation split recorded for this study".into())))?;
         let mut by_id = BTreeMap::new();
         for line in text.lines().skip(1) {
             if let Some((id, role)) = line.split_once(',') {
@@ -924,11 +921,10 @@ impl SiteEngine {
             .records
             .iter()
             .map(|r| {
-                by_id.get(&r.patient_id).copied().ok_or_else(|| {
-                    Failure::Refused(SiteRefusal::Precondition(
-                        "the manifest changed since the split was recorded (a patient has no assignment)".into(),
-                    ))
-                })
+                by_id
+                    .get(&r.patient_id)
+                    .copied()
+                    .ok_or_else(|| Failure::Refused(SiteRefusal::Precondition("the manifest changed since the split was recorded (a patient has no assignment)".into())))
             })
             .collect()
     }

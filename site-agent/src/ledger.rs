@@ -115,7 +115,14 @@ impl ModelLedger {
     }
 
     /// Accepts the scorers of a score task (recording the new ones), or refuses naming why.
-    pub fn accept_scorers(&self, plan: &StudyPlan, site_id: &str, design: Option<&proto::ModelDesign>, std: Option<&proto::Standardiser>, scorers: &[proto::ScorerSpec]) -> Result<(), SiteRefusal> {
+    pub fn accept_scorers(
+        &self,
+        plan: &StudyPlan,
+        site_id: &str,
+        design: Option<&proto::ModelDesign>,
+        std: Option<&proto::Standardiser>,
+        scorers: &[proto::ScorerSpec],
+    ) -> Result<(), SiteRefusal> {
         let frame = model_frame(design, std);
         let width = design.map_or(0, |d| d.features.as_ref().map_or(0, |f| f.columns.len()) + d.clinical_columns.len());
         let fits = self.lines("fits.txt");
@@ -226,8 +233,7 @@ impl ModelLedger {
     pub fn pin_feature_standardiser(&self, table: &str, columns: &[u32], std: Option<&proto::Standardiser>) -> Result<(), SiteRefusal> {
         let Some(std) = std else { return Ok(()) };
         let path = self.dir.join(format!("standardiser-{}.json", &sha256_hex(&[table.as_bytes()])[..32]));
-        let mut pinned: std::collections::BTreeMap<u32, (f64, f64)> =
-            std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        let mut pinned: std::collections::BTreeMap<u32, (f64, f64)> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
         let mut grew = false;
         for (k, &c) in columns.iter().enumerate() {
             let (Some(&center), Some(&scale)) = (std.center.get(k), std.scale.get(k)) else { continue };

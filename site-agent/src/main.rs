@@ -151,8 +151,7 @@ fn main() -> anyhow::Result<()> {
             if let Some(l) = label {
                 settings.label = l;
             }
-            let features = extract::extract_files(&image, &mask, &settings)
-                .with_context(|| format!("extracting {} with mask {}", image.display(), mask.display()))?;
+            let features = extract::extract_files(&image, &mask, &settings).with_context(|| format!("extracting {} with mask {}", image.display(), mask.display()))?;
             std::fs::write(&out, extract::to_csv(&features)).with_context(|| format!("writing {}", out.display()))?;
             println!("{} features written to {}", features.len(), out.display());
             Ok(())
@@ -270,8 +269,12 @@ fn print_audit(entries: &[audit::AuditEntry]) {
     for (study, es) in by_study {
         let sent: Vec<_> = es.iter().filter(|e| e.outcome.starts_with("sent")).collect();
         let bytes: u64 = sent.iter().map(|e| e.bytes_sent).sum();
-        println!("study {study}: {} answers sent ({bytes} bytes), {} refused, {} failed", sent.len(),
-            es.iter().filter(|e| e.outcome == "refused").count(), es.iter().filter(|e| e.outcome == "failed").count());
+        println!(
+            "study {study}: {} answers sent ({bytes} bytes), {} refused, {} failed",
+            sent.len(),
+            es.iter().filter(|e| e.outcome == "refused").count(),
+            es.iter().filter(|e| e.outcome == "failed").count()
+        );
         for e in es {
             println!("  #{:<5} {:<16} {:<16} patients {:>5}  bytes {:>9}  {}", e.seq, e.kind, e.outcome, e.patient_count, e.bytes_sent, e.detail);
         }

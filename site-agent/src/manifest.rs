@@ -78,11 +78,7 @@ pub enum ImageCheck {
 
 pub fn load(path: &Path, schema: &[VariableSpec], check: ImageCheck) -> Result<LoadedCohort, ManifestError> {
     let base = path.parent().unwrap_or(Path::new("."));
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|source| ManifestError::Read { path: path.into(), source })?;
+    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_path(path).map_err(|source| ManifestError::Read { path: path.into(), source })?;
     let headers = reader.headers().map_err(|source| ManifestError::Read { path: path.into(), source })?.clone();
     let col: HashMap<&str, usize> = headers.iter().enumerate().map(|(i, h)| (h, i)).collect();
     let required: Vec<&str> = RESERVED_COLUMNS.iter().copied().chain(schema.iter().map(|v| v.name.as_str())).collect();
@@ -131,12 +127,7 @@ pub fn load(path: &Path, schema: &[VariableSpec], check: ImageCheck) -> Result<L
     let (dups, unique): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|(_, r, _)| seen[&r.patient_id] > 1);
     for (line, r, _) in dups {
         let n = seen[&r.patient_id];
-        out.excluded.push(ExcludedRow {
-            line,
-            patient_id: Some(r.patient_id),
-            reason: ExclusionReason::DuplicateId,
-            detail: format!("patient id appears on {n} rows"),
-        });
+        out.excluded.push(ExcludedRow { line, patient_id: Some(r.patient_id), reason: ExclusionReason::DuplicateId, detail: format!("patient id appears on {n} rows") });
     }
 
     let checked: Vec<_> = unique
@@ -161,12 +152,7 @@ pub fn load(path: &Path, schema: &[VariableSpec], check: ImageCheck) -> Result<L
 
 type RowError = (ExclusionReason, String);
 
-fn parse_row(
-    row: &csv::StringRecord,
-    col: &HashMap<&str, usize>,
-    schema: &[VariableSpec],
-    base: &Path,
-) -> Result<(PatientRecord, PatientImages), RowError> {
+fn parse_row(row: &csv::StringRecord, col: &HashMap<&str, usize>, schema: &[VariableSpec], base: &Path) -> Result<(PatientRecord, PatientImages), RowError> {
     let get = |name: &str| row.get(col[name]).unwrap_or("");
     let pid = get("patient_id");
     if pid.is_empty() {

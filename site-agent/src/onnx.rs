@@ -19,7 +19,6 @@ use std::path::Path;
 use rayon::prelude::*;
 use tract_onnx::prelude::*;
 
-
 pub use fedrad_shared::onnx_input::{InputRecipe, Intensity};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +27,9 @@ pub enum NetworkError {
     BadName(String),
     #[error("network {path}: {detail}")]
     Unreadable { path: String, detail: String },
-    #[error("network {path} does not match the study's SHA-256 (the study names {expected}, the file hashes to {found}): a different or tampered file; ask the study team for the approved network")]
+    #[error(
+        "network {path} does not match the study's SHA-256 (the study names {expected}, the file hashes to {found}): a different or tampered file; ask the study team for the approved network"
+    )]
     HashMismatch { path: String, expected: String, found: String },
     #[error("network {path} cannot be loaded for input {shape:?}: {detail}")]
     Load { path: String, shape: Vec<usize>, detail: String },

@@ -91,15 +91,7 @@ pub fn predict(model: &ModelFile, manifest: &Path, out: &Path) -> anyhow::Result
     Ok(summary)
 }
 
-fn score_one(
-    model: &ModelFile,
-    settings: &Settings,
-    base: &Path,
-    get: &dyn Fn(&str) -> String,
-    image_col: &str,
-    mask_col: &str,
-    id: &str,
-) -> Result<f64, String> {
+fn score_one(model: &ModelFile, settings: &Settings, base: &Path, get: &dyn Fn(&str) -> String, image_col: &str, mask_col: &str, id: &str) -> Result<f64, String> {
     let features = extract_files(&base.join(get(image_col)), &base.join(get(mask_col)), settings).map_err(|e| format!("{}: {e}", e.reason()))?;
     let names: Vec<String> = features.iter().map(|f| f.column()).collect();
     if catalogue_sha256(&names) != model.catalogue_sha256 {

@@ -30,8 +30,7 @@ pub fn load_table(study_dir: &Path, name: &str) -> Result<FeatureTable, Failure>
     let dir = study_dir.join("features");
     let (mut names, mut rows) = read_table(&dir.join(format!("{sequence}.csv")), || format!("no {sequence} features extracted for this study yet"))?;
     if with_deep {
-        let (deep_names, deep_rows) =
-            read_table(&dir.join(format!("{sequence}.deep.csv")), || format!("no {sequence} deep features computed for this study yet"))?;
+        let (deep_names, deep_rows) = read_table(&dir.join(format!("{sequence}.deep.csv")), || format!("no {sequence} deep features computed for this study yet"))?;
         names.extend(deep_names);
         rows = rows
             .into_iter()
@@ -116,17 +115,11 @@ pub fn training_data(
 }
 
 /// Assigns folds to the training cohort; returns (patient id, fold) pairs and the aggregate.
-pub fn assign_folds(
-    records: &[PatientRecord],
-    roles: &[CohortRole],
-    task: &proto::FoldsTask,
-    min_count: u64,
-) -> Result<(Vec<(String, u32)>, proto::Aggregate), Failure> {
+pub fn assign_folds(records: &[PatientRecord], roles: &[CohortRole], task: &proto::FoldsTask, min_count: u64) -> Result<(Vec<(String, u32)>, proto::Aggregate), Failure> {
     if !(2..=50).contains(&task.folds) {
         return Err(SiteRefusal::InvalidParameters(format!("{} folds: use 2 to 50", task.folds)).into());
     }
-    let training: Vec<(String, bool)> =
-        records.iter().zip(roles).filter(|(_, r)| **r == CohortRole::Training).map(|(p, _)| (p.patient_id.clone(), p.outcome)).collect();
+    let training: Vec<(String, bool)> = records.iter().zip(roles).filter(|(_, r)| **r == CohortRole::Training).map(|(p, _)| (p.patient_id.clone(), p.outcome)).collect();
     let fold = folds::site_assign(&training, task.seed, task.folds);
     let outcome: Vec<bool> = training.iter().map(|t| t.1).collect();
     let agg = folds::site_fold_counts(&fold, &outcome, task.folds, min_count)?;
@@ -428,12 +421,8 @@ pub fn paired_scores(designs: &[DesignData], t: &proto::PairedScoresTask, min_co
         }
         Ok(h.cells.iter().copied().zip(h.counts.iter().copied()).collect())
     };
-    let merged: Vec<ClassHistograms> = t
-        .negatives
-        .iter()
-        .zip(&t.positives)
-        .map(|(n, p)| Ok(ClassHistograms { negative: histogram(n)?, positive: histogram(p)? }))
-        .collect::<Result<_, Failure>>()?;
+    let merged: Vec<ClassHistograms> =
+        t.negatives.iter().zip(&t.positives).map(|(n, p)| Ok(ClassHistograms { negative: histogram(n)?, positive: histogram(p)? })).collect::<Result<_, Failure>>()?;
     let validation: Vec<&str> = common.into_iter().filter(|id| scores[0][id].0 == CohortRole::Validation).collect();
     let log_odds: Vec<Vec<f64>> = validation.iter().map(|id| scores.iter().map(|s| s[id].2).collect()).collect();
     let outcome: Vec<bool> = validation.iter().map(|id| scores[0][id].1).collect();
@@ -449,10 +438,7 @@ fn out_of_fold_scores(data: &DesignData, z: &[Vec<f64>], t: &proto::ScoreTask, m
     use fedrad_shared::algorithms::metrics::site_class_histograms;
     let k = t.folds as usize;
     if t.folds != data.folds || t.scorers.len() % k != 0 {
-        return Err(Failure::Refused(SiteRefusal::Precondition(format!(
-            "out-of-fold scoring needs one scorer per recorded fold ({} here) and value",
-            data.folds
-        ))));
+        return Err(Failure::Refused(SiteRefusal::Precondition(format!("out-of-fold scoring needs one scorer per recorded fold ({} here) and value", data.folds))));
     }
     let scorers = t.scorers.iter().map(|s| Scorer::from_proto(s, data.width())).collect::<Result<Vec<_>, _>>()?;
     let training: Vec<usize> = (0..z.len()).filter(|&i| data.role[i] == CohortRole::Training && data.fold[i] > 0).collect();

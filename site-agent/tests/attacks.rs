@@ -541,7 +541,11 @@ fn attacks_steep_step_gradients() {
             report(
                 attack,
                 "answered",
-                &format!("2 tasks: median patient's 17 design values, error median {:.1e} SD, worst {:.1e} SD", median(&mut e.clone()), e.iter().cloned().fold(0.0, f64::max)),
+                &format!(
+                    "2 tasks: median patient's 17 design values, error median {:.1e} SD, worst {:.1e} SD",
+                    median(&mut e.clone()),
+                    e.iter().cloned().fold(0.0, f64::max)
+                ),
             );
         }
         (Err(d), _) | (_, Err(d)) => report(attack, "refused", &d),
@@ -693,8 +697,10 @@ struct Learned {
 fn column_models(site: &Site, column: u32) -> (proto::ModelDesign, proto::Standardiser, Vec<(f64, proto::ScorerSpec)>) {
     let bound = site.plan.limits.max_coefficient;
     let std = proto::Standardiser { center: vec![site.mean[column as usize]], scale: vec![3.0 * site.sd[column as usize]] };
-    let scorers =
-        [bound, 0.0, -bound].iter().map(|&a| (a, proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![a, bound], random_features: None })).collect();
+    let scorers = [bound, 0.0, -bound]
+        .iter()
+        .map(|&a| (a, proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![a, bound], random_features: None }))
+        .collect();
     (site.design(&[column]), std, scorers)
 }
 
@@ -844,7 +850,11 @@ fn attacks_chosen_scorers() {
             let learned = read_values(&a, &offsets, 50.0, std.center[0], std.scale[0]);
             let (n, worst) = recovered(&site, column, &learned, 1e-5);
             // GAP: unverifiable scorers within the per-study budget are as fine as the laundered ones.
-            report("score: one-column naive Bayes (unverified budget)", "answered", &format!("1 task: (value, cohort, outcome) of {n}/{total} patients, error ≤ {worst:.1e} SD"));
+            report(
+                "score: one-column naive Bayes (unverified budget)",
+                "answered",
+                &format!("1 task: (value, cohort, outcome) of {n}/{total} patients, error ≤ {worst:.1e} SD"),
+            );
         }
         Reply::Refused(_, detail) => report("score: one-column naive Bayes (unverified budget)", "refused", &detail),
         Reply::Failed(detail) => panic!("naive Bayes score failed: {detail}"),
@@ -981,7 +991,8 @@ fn attacks_population_differencing() {
     site.answered("the same split again", split(qn, qp));
     let after = site.answered("feature moments after", moments());
     assert_eq!(before.tensors, after.tensors, "the training cohort did not move");
-    let differenced = before.tensors.iter().zip(&after.tensors).map(|(a, b)| a.values.iter().zip(&b.values).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)).fold(0.0, f64::max);
+    let differenced =
+        before.tensors.iter().zip(&after.tensors).map(|(a, b)| a.values.iter().zip(&b.values).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)).fold(0.0, f64::max);
     report("moments of the training cohort before and after the re-splits", "answered", &format!("largest difference {differenced:e}: no patient differenced out"));
 
     // Folds: another seed, another K, and K = 50 (folds of one patient): refused.
@@ -1102,7 +1113,8 @@ fn attacks_zoomed_histograms() {
 
     // Rank histograms: the default plan tests with Welch and needs none; a plan with
     // Mann–Whitney gets only its own grid.
-    let rank = |resolution: f64, limit: f64| task::Kind::RankHistogram(proto::RankHistogramTask { features: features(), standardiser: Some(std.clone()), resolution, limit });
+    let rank =
+        |resolution: f64, limit: f64| task::Kind::RankHistogram(proto::RankHistogramTask { features: features(), standardiser: Some(std.clone()), resolution, limit });
     site.refused("rank_histogram (Welch plan)", rank(0.01, 8.0));
     let mw = common::approve(&site.engine.config, "study-mw", |s| s.selection.univariate.test = fedrad_shared::plan::UnivariateChoice::MannWhitney);
     let (_, detail) = site.refused_as(&mw, "rank histogram 1e-4 SD", rank(1e-4, 8.0));
@@ -1207,7 +1219,9 @@ fn attacks_zoomed_histograms() {
         // GAP: the standardiser's centre is free and its scale may be SD / max_scale_ratio, so
         // value histograms (and score and tree tasks) zoom ×10 beyond the plan's grid, window
         // by window; no small-cell merging (property 6) yet.
-        Ok((zoomed, tasks, cell)) => report(attack, "answered", &format!("{tasks} tasks: {zoomed}/{n} training values alone in a cell of {cell:.4} SD (values only, no outcome)")),
+        Ok((zoomed, tasks, cell)) => {
+            report(attack, "answered", &format!("{tasks} tasks: {zoomed}/{n} training values alone in a cell of {cell:.4} SD (values only, no outcome)"))
+        }
         Err(detail) => report(attack, "refused", &detail),
     }
 }
@@ -1554,7 +1568,8 @@ fn attacks_tree_rounds() {
     let req = |tree: u32| proto::NodeRequest { tree, node: 0, columns: few.clone() };
 
     // The plan's tree settings: another bootstrap seed, deeper trees, more bins, more trees.
-    let d = site.refused("tree_round (forest) with another bootstrap seed", tree_task(&site, small, &small_std, false, vec![vec![0.0]; 3], &[root()], vec![req(0)], f.seed + 1));
+    let d = site
+        .refused("tree_round (forest) with another bootstrap seed", tree_task(&site, small, &small_std, false, vec![vec![0.0]; 3], &[root()], vec![req(0)], f.seed + 1));
     assert!(d.contains("seed"), "{d}");
     let mut deep = root();
     for k in 0..=b.max_depth {
@@ -1679,7 +1694,8 @@ fn attacks_tree_rounds() {
     let eps = 1e-9;
     let mut looks = Vec::new();
     for c in 0..=5usize {
-        let (lo, hi) = if c == 0 { (0.75 * values[k - 1] + 0.25 * values[k], 0.25 * values[k - 1] + 0.75 * values[k]) } else { (values[k] - eps, values[k + c - 1] + eps) };
+        let (lo, hi) =
+            if c == 0 { (0.75 * values[k - 1] + 0.25 * values[k], 0.25 * values[k - 1] + 0.75 * values[k]) } else { (values[k] - eps, values[k + c - 1] + eps) };
         match probe(lo, hi) {
             Ok((p, held)) => looks.push(format!("{c}→(patients {p}, withheld {held})")),
             Err(d) => looks.push(format!("{c}→refused ({d})")),

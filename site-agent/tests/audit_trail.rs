@@ -149,7 +149,11 @@ fn receipts_find_a_truncated_or_rewritten_log_and_the_report_lists_what_left() {
     let positives = engine.cohort.records.iter().filter(|r| r.outcome).count() as u64;
     let negatives = engine.cohort.records.len() as u64 - positives;
     let split = |seed, id: &str| {
-        common::task(&plan, id, Some(task::Kind::Split(proto::SplitTask { seed, training_quota_negative: negatives * 7 / 10, training_quota_positive: positives * 7 / 10 })))
+        common::task(
+            &plan,
+            id,
+            Some(task::Kind::Split(proto::SplitTask { seed, training_quota_negative: negatives * 7 / 10, training_quota_positive: positives * 7 / 10 })),
+        )
     };
     let replies = [
         engine.handle(&summary(&plan, "c1")),

@@ -143,18 +143,30 @@ fn the_extract_command_writes_ibsi_tagged_csv_and_reports_bad_cases() {
     // A bad parameter file and a bad mask: non-zero exit, a message naming the problem.
     std::fs::write(&params, "setting:\n  binWdth: 6\n").unwrap();
     let bad = Command::new(env!("CARGO_BIN_EXE_site-agent"))
-        .args(["extract", "--image"]).arg(data.join("phantom_image.nii.gz"))
-        .arg("--mask").arg(data.join("phantom_mask.nii.gz")).arg("--params").arg(&params).arg("--out").arg(&out)
-        .output().unwrap();
+        .args(["extract", "--image"])
+        .arg(data.join("phantom_image.nii.gz"))
+        .arg("--mask")
+        .arg(data.join("phantom_mask.nii.gz"))
+        .arg("--params")
+        .arg(&params)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("binWdth"));
     let empty = dir.join("empty.nii.gz");
     let m = nifti::read(&data.join("phantom_mask.nii.gz")).unwrap();
     nifti::write(&empty, &Volume::new(m.geometry.clone(), vec![0.0; m.data.len()]), StoredType::U8).unwrap();
     let bad = Command::new(env!("CARGO_BIN_EXE_site-agent"))
-        .args(["extract", "--image"]).arg(data.join("phantom_image.nii.gz"))
-        .arg("--mask").arg(&empty).arg("--out").arg(&out)
-        .output().unwrap();
+        .args(["extract", "--image"])
+        .arg(data.join("phantom_image.nii.gz"))
+        .arg("--mask")
+        .arg(&empty)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("the mask is empty"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -181,7 +193,10 @@ fn nrrd_and_nifti_inputs_give_the_same_features() {
 fn extraction_is_bit_for_bit_repeatable() {
     // A box-shaped ROI: many coplanar mesh points, where an order-dependent hull would vary.
     let (img, mask) = (image(), mask_with(cube));
-    let s = Settings { image_types: site_agent::radiomics::filters::PointTransform::ALL.map(site_agent::radiomics::filters::ImageType::Point).to_vec(), ..Settings::original_only() };
+    let s = Settings {
+        image_types: site_agent::radiomics::filters::PointTransform::ALL.map(site_agent::radiomics::filters::ImageType::Point).to_vec(),
+        ..Settings::original_only()
+    };
     let first = extract(&img, &mask, &s).unwrap();
     for _ in 0..5 {
         let again = extract(&img, &mask, &s).unwrap();

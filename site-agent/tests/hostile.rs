@@ -54,7 +54,12 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
 
     let n = engine.cohort.records.len() as u64;
     let pos = engine.cohort.records.iter().filter(|r| r.outcome).count() as u64;
-    answered(&engine, &plan, "split", task::Kind::Split(proto::SplitTask { seed: 1, training_quota_negative: (n - pos) * 7 / 10, training_quota_positive: pos * 7 / 10 }));
+    answered(
+        &engine,
+        &plan,
+        "split",
+        task::Kind::Split(proto::SplitTask { seed: 1, training_quota_negative: (n - pos) * 7 / 10, training_quota_positive: pos * 7 / 10 }),
+    );
     answered(&engine, &plan, "extract", task::Kind::ExtractFeatures(proto::ExtractFeaturesTask { parameters_yaml: String::new() }));
     let table = site_agent::selection::load_table(&dir.join("work/studies/hostile"), "t2").unwrap();
     let digest = table.digest.clone();
@@ -180,7 +185,10 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
     let a = answered(&engine, &plan, "t-ok", tree(root_only, request(0, vec![0, 2]), vec![-0.5, 0.0, 0.5]).unwrap());
     assert_eq!(a.tensors.iter().find(|t| t.name == "histogram").unwrap().values.len(), 2 * 4 * 3);
     let fake = proto::ClinicalVariable { name: "salary".into(), kind: Some(proto::clinical_variable::Kind::Continuous(proto::ContinuousGrid { resolution: 1.0 })) };
-    let logistic = Some(task::Kind::LogisticRound(proto::LogisticRoundTask { variables: vec![fake], models: vec![proto::ClinicalModel { columns: vec![0], coefficients: vec![0.0, 0.0] }] }));
+    let logistic = Some(task::Kind::LogisticRound(proto::LogisticRoundTask {
+        variables: vec![fake],
+        models: vec![proto::ClinicalModel { columns: vec![0], coefficients: vec![0.0, 0.0] }],
+    }));
     assert_eq!(refusal(&engine, &plan, "salary", logistic).0, InvalidParameters);
 
     // Deep features: weights that do not fit the architecture, non-finite weights, a crop
@@ -220,7 +228,9 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
     let trained = answered(&engine, &plan, "e-ok", round(arch_proto(&arch), w.clone(), 0.1).unwrap());
     assert_eq!(trained.tensors.iter().find(|t| t.name == "weights").unwrap().values.len(), w.len());
     let weights_digest = fedrad_shared::algorithms::fedavg::weights_sha256(&w);
-    let embed = |weights: Vec<f64>, sha: String| Some(task::Kind::Embed(proto::EmbedTask { sequence: "t2".into(), architecture: Some(arch_proto(&arch)), weights, weights_sha256: sha }));
+    let embed = |weights: Vec<f64>, sha: String| {
+        Some(task::Kind::Embed(proto::EmbedTask { sequence: "t2".into(), architecture: Some(arch_proto(&arch)), weights, weights_sha256: sha }))
+    };
     let mut tampered = w.clone();
     tampered[0] += 1e-9;
     let (reason, detail) = refusal(&engine, &plan, "e5", embed(tampered, weights_digest.clone()));
@@ -251,7 +261,8 @@ fn hostile_task_kinds_outside_the_sites_allow_list_are_refused() {
     let plan = common::approve(&cfg, "hostile", |_| {});
     let engine = site_agent::load_engine(cfg.clone()).unwrap();
     answered(&engine, &plan, "summary", task::Kind::CohortSummary(proto::CohortSummaryTask {}));
-    let (reason, detail) = refusal(&engine, &plan, "split", Some(task::Kind::Split(proto::SplitTask { seed: 1, training_quota_negative: 10, training_quota_positive: 5 })));
+    let (reason, detail) =
+        refusal(&engine, &plan, "split", Some(task::Kind::Split(proto::SplitTask { seed: 1, training_quota_negative: 10, training_quota_positive: 5 })));
     assert_eq!(reason, RefusalReason::Precondition);
     assert!(detail.contains("does not answer split"), "{detail}");
     assert!(!dir.join("work/studies/hostile/split.csv").exists(), "a refused split records nothing");
@@ -283,7 +294,10 @@ fn hostile_a_study_with_too_few_sites_is_refused_by_a_min_sites_policy() {
         }
     }
     // A plan without this site cannot be approved here.
-    let other = fedrad_shared::plan::StudyConfig { sites: sites(&["x-1", "x-2", "x-3"]), ..toml::from_str("study_id = \"absent\"\noutput_dir = \"o\"\nseed = 1\nsites = [\"x\"]").unwrap() };
+    let other = fedrad_shared::plan::StudyConfig {
+        sites: sites(&["x-1", "x-2", "x-3"]),
+        ..toml::from_str("study_id = \"absent\"\noutput_dir = \"o\"\nseed = 1\nsites = [\"x\"]").unwrap()
+    };
     assert!(site_agent::approval::approve(&cfg.work_dir, "hospital-a", &other.plan().unwrap()).is_err());
     let plan = common::approve(&cfg, "three", |s| s.sites = sites(&["hospital-a", "hospital-b", "hospital-c"]));
     assert!(matches!(engine.handle(&common::task(&plan, "three", summary.clone())).outcome, Some(task_reply::Outcome::Aggregate(_))));

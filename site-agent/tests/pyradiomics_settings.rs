@@ -60,7 +60,10 @@ fn features_match_pyradiomics_under_each_setting() {
 fn pre_crop_limits_what_the_filters_see() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pyradiomics_settings");
     let run = |extra: &str| {
-        let s = Settings::from_pyradiomics_yaml(&format!("setting:\n  padDistance: 1\n{extra}imageType:\n  Original: {{}}\n  LoG: {{sigma: [2.0]}}\nfeatureClass:\n  firstorder:\n")).unwrap();
+        let s = Settings::from_pyradiomics_yaml(&format!(
+            "setting:\n  padDistance: 1\n{extra}imageType:\n  Original: {{}}\n  LoG: {{sigma: [2.0]}}\nfeatureClass:\n  firstorder:\n"
+        ))
+        .unwrap();
         extract_files(&dir.join("image.nii.gz"), &dir.join("mask.nii.gz"), &s).unwrap()
     };
     let (whole, cropped) = (run(""), run("  preCrop: true\n"));

@@ -90,9 +90,7 @@ pub fn default_cohort(seed: u64, patients: usize) -> CohortSpec {
         seed,
         field_of_view_mm: [80.0, 80.0, 72.0],
         coarsen: 1.0,
-        hospitals: (0..4)
-            .map(|h| HospitalSpec { site_id: format!("hospital-{}", (b'a' + h as u8) as char), patients: sizes[h], scanner: scanners[h].clone() })
-            .collect(),
+        hospitals: (0..4).map(|h| HospitalSpec { site_id: format!("hospital-{}", (b'a' + h as u8) as char), patients: sizes[h], scanner: scanners[h].clone() }).collect(),
     }
 }
 
@@ -155,11 +153,7 @@ fn clinical(z: f64, r: &mut Rng) -> Clinical {
     if t <= 1 && n <= 1 {
         n = 2; // locally advanced disease only: T1-2 need N2+
     }
-    let ebv = if r.bernoulli(0.12 * (1.0 - 0.5 * sigmoid(z))) {
-        0
-    } else {
-        10f64.powf(3.1 + 0.55 * z + 0.8 * r.normal()).round() as u64
-    };
+    let ebv = if r.bernoulli(0.12 * (1.0 - 0.5 * sigmoid(z))) { 0 } else { 10f64.powf(3.1 + 0.55 * z + 0.8 * r.normal()).round() as u64 };
     let histology = r.categorical(&[0.02, 0.10, 0.88]);
     Clinical { age, male, t, n, ebv, histology }
 }
@@ -193,9 +187,7 @@ impl Tumour {
         let volume = ln_v.exp().clamp(4_000.0, 65_000.0);
         let radius = (3.0 * volume / (4.0 * std::f64::consts::PI)).cbrt();
         let irregular = 0.05 + 0.12 * sigmoid(1.3 * z + 0.5 * r.normal());
-        let surface = (0..7)
-            .map(|_| (r.direction(), irregular * r.range(0.4, 1.0), r.range(1.0, 3.0), r.range(0.0, 6.283)))
-            .collect();
+        let surface = (0..7).map(|_| (r.direction(), irregular * r.range(0.4, 1.0), r.range(1.0, 3.0), r.range(0.0, 6.283))).collect();
         let wave = |r: &mut Rng, lo: f64, hi: f64| {
             (0..10)
                 .map(|_| {
@@ -224,11 +216,7 @@ impl Tumour {
 
     /// Normalised radial coordinate: < 1 inside the tumour.
     fn rho(&self, p: [f64; 3]) -> f64 {
-        let q = [
-            (p[0] - self.center[0]) / self.axes[0],
-            (p[1] - self.center[1]) / self.axes[1],
-            (p[2] - self.center[2]) / self.axes[2],
-        ];
+        let q = [(p[0] - self.center[0]) / self.axes[0], (p[1] - self.center[1]) / self.axes[1], (p[2] - self.center[2]) / self.axes[2]];
         let len = dot(q, q).sqrt();
         if len < 1e-9 {
             return 0.0;
@@ -352,10 +340,8 @@ const N_STAGES: [&str; 4] = ["N0", "N1", "N2", "N3"];
 const HISTOLOGY: [&str; 3] = ["WHO-I", "WHO-II", "WHO-III"];
 
 /// Column order of the manifest a hospital exports.
-pub const MANIFEST_COLUMNS: [&str; 13] = [
-    "patient_id", "t1c_image", "t1c_mask", "t2_image", "t2_mask", "age", "sex", "t_stage", "n_stage", "overall_stage",
-    "ebv_dna", "histology", "recurrence",
-];
+pub const MANIFEST_COLUMNS: [&str; 13] =
+    ["patient_id", "t1c_image", "t1c_mask", "t2_image", "t2_mask", "age", "sex", "t_stage", "n_stage", "overall_stage", "ebv_dna", "histology", "recurrence"];
 
 /// Generates one patient and writes its four volumes; returns the manifest row and truth.
 fn patient(spec: &CohortSpec, h: usize, idx: usize, folder: &Path) -> Result<(Vec<String>, PatientTruth), SynthError> {
@@ -401,7 +387,13 @@ pub fn auc(scores: &[f64], labels: &[bool]) -> f64 {
     for (s1, _) in scores.iter().zip(labels).filter(|x| *x.1) {
         for (s0, _) in scores.iter().zip(labels).filter(|x| !*x.1) {
             pairs += 1.0;
-            wins += if s1 > s0 { 1.0 } else if s1 == s0 { 0.5 } else { 0.0 };
+            wins += if s1 > s0 {
+                1.0
+            } else if s1 == s0 {
+                0.5
+            } else {
+                0.0
+            };
         }
     }
     wins / pairs

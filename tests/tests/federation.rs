@@ -89,8 +89,22 @@ async fn four_sites_over_mtls_give_the_pooled_split_table1_selection_and_models(
     }
     let steps: Vec<&str> = results.protocol.iter().map(|p| p.step.as_str()).collect();
     assert_eq!(steps[..9], ["cohort_summary", "split", "table1", "extract_features", "deep.t1c", "embed.t1c", "deep.t2", "embed.t2", "folds"]);
-    assert!(steps.contains(&"lasso.t2.radiomic") && steps.contains(&"clinical_model") && steps.contains(&"models.t2.III") && steps.last() == Some(&"compare_models"), "{steps:?}");
-    for f in ["selection.json", "clinical_model.json", "model_comparison.json", "lasso/t2/radiomic.json", "lasso/t2/radiomic_path.svg", "lasso/t1c/radiomic_cv.svg", "lasso/t2/combined.json", "deep/t2/training.json", "deep/t1c/loss.svg", "deep/t1c/checkpoint.json"] {
+    assert!(
+        steps.contains(&"lasso.t2.radiomic") && steps.contains(&"clinical_model") && steps.contains(&"models.t2.III") && steps.last() == Some(&"compare_models"),
+        "{steps:?}"
+    );
+    for f in [
+        "selection.json",
+        "clinical_model.json",
+        "model_comparison.json",
+        "lasso/t2/radiomic.json",
+        "lasso/t2/radiomic_path.svg",
+        "lasso/t1c/radiomic_cv.svg",
+        "lasso/t2/combined.json",
+        "deep/t2/training.json",
+        "deep/t1c/loss.svg",
+        "deep/t1c/checkpoint.json",
+    ] {
         assert!(out.join(f).is_file(), "{f} not written");
     }
     check_selection_against_pooled(&dir, &cohort, &results, &patients, &roles);
@@ -157,7 +171,13 @@ fn table_text(study_dir: &std::path::Path, name: &str) -> String {
 /// The deep steps recomputed in one process: FedAvg over the four sites' training crops with
 /// the study's settings gives the coordinator's final weights bit for bit, and every site's
 /// stored embedding equals the encoder applied to that patient's crop.
-fn check_deep_features(dir: &TempDir, cohort: &fedrad_synth::GeneratedCohort, results: &coordinator::study::StudyResults, settings: &coordinator::config::DeepSettings, seed: u64) {
+fn check_deep_features(
+    dir: &TempDir,
+    cohort: &fedrad_synth::GeneratedCohort,
+    results: &coordinator::study::StudyResults,
+    settings: &coordinator::config::DeepSettings,
+    seed: u64,
+) {
     use fedrad_shared::algorithms::{encoder, fedavg};
     assert_eq!(results.deep.len(), 2, "deep features for both sequences: {:?}", results.deep_notes);
     let arch = settings.architecture();
@@ -173,7 +193,8 @@ fn check_deep_features(dir: &TempDir, cohort: &fedrad_synth::GeneratedCohort, re
             let mut all = Vec::new();
             for line in split.lines().skip(1) {
                 let (id, role) = line.split_once(',').unwrap();
-                let crop = site_agent::deep::crop_files(&folder.join(format!("images/{id}_{seq}.nii.gz")), &folder.join(format!("images/{id}_{seq}_mask.nii.gz")), &arch).unwrap();
+                let crop = site_agent::deep::crop_files(&folder.join(format!("images/{id}_{seq}.nii.gz")), &folder.join(format!("images/{id}_{seq}_mask.nii.gz")), &arch)
+                    .unwrap();
                 if role == "training" {
                     train.push(fedavg::Sample { patient_id: id.into(), crop: crop.clone() });
                 }
@@ -359,11 +380,14 @@ fn check_models_against_pooled(
                 // The search: out-of-fold AUC per C over the folds the sites recorded.
                 assert_eq!(cl.cross_validation.len(), 2, "two values searched");
                 let fold_of = |id: &str| -> u32 {
-                    cohort.manifests.iter().find_map(|(site, _)| {
-                        let text = std::fs::read_to_string(dir.path().join("work").join(site).join("studies/federation-test/folds.csv")).unwrap();
-                        text.lines().skip(1).find_map(|l| l.split_once(',').filter(|(i, _)| *i == id).map(|(_, f)| f.parse().unwrap()))
-                    })
-                    .expect("every training patient has a fold")
+                    cohort
+                        .manifests
+                        .iter()
+                        .find_map(|(site, _)| {
+                            let text = std::fs::read_to_string(dir.path().join("work").join(site).join("studies/federation-test/folds.csv")).unwrap();
+                            text.lines().skip(1).find_map(|l| l.split_once(',').filter(|(i, _)| *i == id).map(|(_, f)| f.parse().unwrap()))
+                        })
+                        .expect("every training patient has a fold")
                 };
                 let fold: Vec<u32> = training.iter().map(|r| fold_of(&r.3)).collect();
                 for point in &cl.cross_validation {

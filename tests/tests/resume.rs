@@ -33,12 +33,7 @@ async fn a_resumed_study_replays_its_journal_and_writes_the_same_results() {
     assert_eq!(read(), reference, "results.json is byte-identical");
     // A refused round is not journaled (a site's policy may have changed since): the one
     // round where a site refused a classifier is asked again, nothing else.
-    let refused: Vec<String> = first
-        .models
-        .iter()
-        .filter(|m| !m.not_fitted.is_empty())
-        .map(|m| format!("models.{}.{}", m.sequence, m.model))
-        .collect();
+    let refused: Vec<String> = first.models.iter().filter(|m| !m.not_fitted.is_empty()).map(|m| format!("models.{}.{}", m.sequence, m.model)).collect();
     for p in &again.protocol {
         if refused.contains(&p.step) {
             assert_eq!(p.replayed_rounds + 1, p.rounds, "{}: only the refused round is asked again", p.step);

@@ -133,13 +133,39 @@ impl RandomFeatureMap {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Scorer {
-    Logistic { intercept: f64, coefficients: Vec<f64> },
-    LinearSvm { intercept: f64, coefficients: Vec<f64>, platt_a: f64, platt_b: f64 },
-    NaiveBayes { log_prior: [f64; 2], mean: [Vec<f64>; 2], variance: [Vec<f64>; 2] },
+    Logistic {
+        intercept: f64,
+        coefficients: Vec<f64>,
+    },
+    LinearSvm {
+        intercept: f64,
+        coefficients: Vec<f64>,
+        platt_a: f64,
+        platt_b: f64,
+    },
+    NaiveBayes {
+        log_prior: [f64; 2],
+        mean: [Vec<f64>; 2],
+        variance: [Vec<f64>; 2],
+    },
     /// Linear SVM on random Fourier features of the `width` design columns.
-    RbfSvm { width: usize, features: RandomFeatures, intercept: f64, coefficients: Vec<f64>, platt_a: f64, platt_b: f64 },
-    Forest { width: usize, trees: Vec<Tree> },
-    Boosted { width: usize, base_margin: f64, trees: Vec<Tree> },
+    RbfSvm {
+        width: usize,
+        features: RandomFeatures,
+        intercept: f64,
+        coefficients: Vec<f64>,
+        platt_a: f64,
+        platt_b: f64,
+    },
+    Forest {
+        width: usize,
+        trees: Vec<Tree>,
+    },
+    Boosted {
+        width: usize,
+        base_margin: f64,
+        trees: Vec<Tree>,
+    },
 }
 
 /// Forest probabilities are fractions and may be 0 or 1; their log-odds are taken at this
@@ -168,11 +194,7 @@ impl Scorer {
             Scorer::NaiveBayes { log_prior, mean, variance } => {
                 let ll = |c: usize| {
                     log_prior[c]
-                        + z.iter()
-                            .zip(&mean[c])
-                            .zip(&variance[c])
-                            .map(|((x, m), v)| -0.5 * ((2.0 * std::f64::consts::PI * v).ln() + (x - m) * (x - m) / v))
-                            .sum::<f64>()
+                        + z.iter().zip(&mean[c]).zip(&variance[c]).map(|((x, m), v)| -0.5 * ((2.0 * std::f64::consts::PI * v).ln() + (x - m) * (x - m) / v)).sum::<f64>()
                 };
                 ll(1) - ll(0)
             }
@@ -196,10 +218,9 @@ impl Scorer {
             Scorer::LinearSvm { intercept, coefficients, platt_a, platt_b } => {
                 (K::LinearSvm, std::iter::once(*intercept).chain(coefficients.iter().copied()).chain([*platt_a, *platt_b]).collect())
             }
-            Scorer::NaiveBayes { log_prior, mean, variance } => (
-                K::NaiveBayes,
-                log_prior.iter().chain(&mean[0]).chain(&mean[1]).chain(&variance[0]).chain(&variance[1]).copied().collect(),
-            ),
+            Scorer::NaiveBayes { log_prior, mean, variance } => {
+                (K::NaiveBayes, log_prior.iter().chain(&mean[0]).chain(&mean[1]).chain(&variance[0]).chain(&variance[1]).copied().collect())
+            }
             Scorer::RbfSvm { features, intercept, coefficients, platt_a, platt_b, .. } => {
                 let p = std::iter::once(*intercept).chain(coefficients.iter().copied()).chain([*platt_a, *platt_b]).collect();
                 return crate::proto::ScorerSpec { kind: K::RbfSvm as i32, parameters: p, random_features: Some(features.to_proto()) };
@@ -231,7 +252,8 @@ impl Scorer {
                 Ok(Scorer::NaiveBayes { log_prior: [p[0], p[1]], mean: [v(0), v(1)], variance })
             }
             Ok(K::RbfSvm) => {
-                let features = RandomFeatures::from_proto(s.random_features.as_ref().ok_or_else(|| SiteRefusal::InvalidParameters("RBF SVM without its random features".into()))?)?;
+                let features =
+                    RandomFeatures::from_proto(s.random_features.as_ref().ok_or_else(|| SiteRefusal::InvalidParameters("RBF SVM without its random features".into()))?)?;
                 let d = features.count as usize;
                 if p.len() != d + 3 {
                     return Err(bad());
@@ -387,10 +409,7 @@ pub fn combine_newton(answers: &[SiteAggregate], value: &str, q: usize) -> Resul
 
 /// Newton's method with step halving on an objective assembled from summed answers.
 /// `evaluate(params)` returns (objective, gradient, Hessian) of the *minimised* objective.
-pub async fn minimise(
-    start: Vec<f64>,
-    mut evaluate: impl AsyncFnMut(&[f64]) -> Result<Totals, String>,
-) -> Result<(Vec<f64>, u64, bool), String> {
+pub async fn minimise(start: Vec<f64>, mut evaluate: impl AsyncFnMut(&[f64]) -> Result<Totals, String>) -> Result<(Vec<f64>, u64, bool), String> {
     let q = start.len();
     let mut x = start;
     let mut rounds = 0;
@@ -606,8 +625,11 @@ mod tests {
         let map = features.map(q - 1);
         let phi: Vec<Vec<f64>> = z.iter().map(|r| map.apply(r)).collect();
         let (rbf, rbf_ab) = fit_svm(&phi);
-        let moments: Vec<SiteAggregate> =
-            sites.iter().enumerate().map(|(k, r)| SiteAggregate::new(format!("s{k}"), standardise::site_moments(&z[r.clone()], &y[r.clone()], q - 1, 1).unwrap())).collect();
+        let moments: Vec<SiteAggregate> = sites
+            .iter()
+            .enumerate()
+            .map(|(k, r)| SiteAggregate::new(format!("s{k}"), standardise::site_moments(&z[r.clone()], &y[r.clone()], q - 1, 1).unwrap()))
+            .collect();
         let nb = naive_bayes(&standardise::combine(&moments, q - 1).unwrap());
         vec![
             Scorer::Logistic { intercept: lr[0], coefficients: lr[1..].to_vec() },
@@ -766,9 +788,7 @@ mod tests {
         let (z, y) = data();
         let mut scorers = fit_all(&z, &y, &[229]);
         let leaf = |v: f64| trees::TreeNode { column: None, threshold: 0.0, children: [0, 0], value: v };
-        let tree = Tree {
-            nodes: vec![trees::TreeNode { column: Some(2), threshold: 0.1, children: [1, 2], value: 0.3 }, leaf(0.1), leaf(0.7)],
-        };
+        let tree = Tree { nodes: vec![trees::TreeNode { column: Some(2), threshold: 0.1, children: [1, 2], value: 0.3 }, leaf(0.1), leaf(0.7)] };
         scorers.push(Scorer::Forest { width: 8, trees: vec![tree.clone(), tree.clone()] });
         scorers.push(Scorer::Boosted { width: 8, base_margin: -0.4, trees: vec![tree] });
         for s in &scorers {

@@ -29,11 +29,7 @@ pub struct CohortSummary {
 
 // ---- site half ---------------------------------------------------------------------------
 
-pub fn site_cohort_summary(
-    records: &[PatientRecord],
-    excluded: &BTreeMap<ExclusionReason, u64>,
-    min_count: u64,
-) -> Result<Aggregate, SiteRefusal> {
+pub fn site_cohort_summary(records: &[PatientRecord], excluded: &BTreeMap<ExclusionReason, u64>, min_count: u64) -> Result<Aggregate, SiteRefusal> {
     let n = records.len() as u64;
     require_min_count("the loaded cohort", n, min_count)?;
     let positives = records.iter().filter(|r| r.outcome).count() as u64;

@@ -11,8 +11,8 @@
 //! feature is dropped if its |r| with one already kept exceeds the threshold. The result is
 //! deterministic and never drops both members of a pair.
 
-use super::{CombineError, SiteRefusal, require_min_count};
 use super::univariate::FeatureTest;
+use super::{CombineError, SiteRefusal, require_min_count};
 use crate::aggregate::{AggregateBuilder, SiteAggregate};
 use crate::proto::Aggregate;
 

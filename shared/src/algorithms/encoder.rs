@@ -237,17 +237,7 @@ fn conv3x3(input: &[f64], cin: usize, n: usize, w: &[f64], b: &[f64], cout: usiz
 /// Gradients of [`conv3x3`]: adds dL/dw and dL/db into `dw`, `db` and returns dL/dinput
 /// (when asked).
 #[allow(clippy::too_many_arguments)]
-fn conv3x3_backward(
-    input: &[f64],
-    cin: usize,
-    n: usize,
-    w: &[f64],
-    cout: usize,
-    dout: &[f64],
-    dw: &mut [f64],
-    db: &mut [f64],
-    want_input: bool,
-) -> Vec<f64> {
+fn conv3x3_backward(input: &[f64], cin: usize, n: usize, w: &[f64], cout: usize, dout: &[f64], dw: &mut [f64], db: &mut [f64], want_input: bool) -> Vec<f64> {
     let mut din = if want_input { vec![0.0; cin * n * n] } else { Vec::new() };
     for o in 0..cout {
         let g = &dout[o * n * n..(o + 1) * n * n];

@@ -10,8 +10,16 @@ use crate::proto::Aggregate;
 
 /// Why a case could not be extracted, in the order of the `failed_by_reason` tensor.
 pub const FAILURE_REASONS: [&str; 10] = [
-    "unreadable_volume", "geometry_mismatch", "non_integral_mask", "empty_mask", "missing_label", "non_finite_voxels", "roi_too_small",
-    "roi_too_flat", "discretisation", "image_too_small_for_filter",
+    "unreadable_volume",
+    "geometry_mismatch",
+    "non_integral_mask",
+    "empty_mask",
+    "missing_label",
+    "non_finite_voxels",
+    "roi_too_small",
+    "roi_too_flat",
+    "discretisation",
+    "image_too_small_for_filter",
 ];
 
 /// The MR sequences of the study, in tensor-name form.
@@ -67,7 +75,10 @@ pub fn combine(answers: &[SiteAggregate]) -> Result<ExtractionSummary, CombineEr
             let t = total.entry(seq.to_string()).or_default();
             if succeeded > 0 {
                 if t.features != 0 && t.features != features {
-                    return Err(CombineError::Inconsistent { site: a.site_id.clone(), detail: format!("{seq}: {features} features where other sites have {}", t.features) });
+                    return Err(CombineError::Inconsistent {
+                        site: a.site_id.clone(),
+                        detail: format!("{seq}: {features} features where other sites have {}", t.features),
+                    });
                 }
                 t.features = features;
             }

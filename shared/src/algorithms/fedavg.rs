@@ -139,7 +139,8 @@ pub fn site_train(arch: &Architecture, global: &[f64], samples: &[Sample], t: &L
     let mut loss_count = 0usize;
     for epoch in 0..t.epochs {
         // Patients in an order drawn from the seed; the last batch may be smaller.
-        let mut order: Vec<(u64, &Sample)> = samples.iter().map(|s| (stream(t.seed, &[b"order", &round.to_le_bytes(), &epoch.to_le_bytes(), s.patient_id.as_bytes()]), s)).collect();
+        let mut order: Vec<(u64, &Sample)> =
+            samples.iter().map(|s| (stream(t.seed, &[b"order", &round.to_le_bytes(), &epoch.to_le_bytes(), s.patient_id.as_bytes()]), s)).collect();
         order.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.patient_id.cmp(&b.1.patient_id)));
         let order: Vec<&Sample> = order.into_iter().map(|(_, s)| s).collect();
         for chunk in order.chunks(batch.max(1)) {
@@ -487,10 +488,7 @@ mod tests {
     #[test]
     fn fedavg_combine_weights_by_patient_count_and_refuses_small_sites() {
         let update = |w: f64, n| LocalUpdate { weights: vec![w, 2.0 * w], patients: n, loss_at_start: w, mean_training_loss: w };
-        let answers = vec![
-            SiteAggregate::new("b", site_aggregate(&update(1.0, 30), 5).unwrap()),
-            SiteAggregate::new("a", site_aggregate(&update(4.0, 10), 5).unwrap()),
-        ];
+        let answers = vec![SiteAggregate::new("b", site_aggregate(&update(1.0, 30), 5).unwrap()), SiteAggregate::new("a", site_aggregate(&update(4.0, 10), 5).unwrap())];
         let (w, s) = combine(&answers, 2, 1).unwrap();
         assert_eq!(w, vec![1.75, 3.5]);
         assert_eq!(s.patients, 40);

@@ -56,9 +56,7 @@ pub fn site_fold_counts(fold: &[u32], outcome: &[bool], k: u32, min_count: u64) 
     for (j, c) in counts.iter().enumerate() {
         require_min_count(&format!("cross-validation fold {}", j + 1), c[0] + c[1], min_count)?;
     }
-    Ok(AggregateBuilder::new(fold.len() as u64)
-        .matrix("fold_counts", k as usize, 2, counts.iter().flat_map(|c| [c[0] as f64, c[1] as f64]).collect())
-        .build())
+    Ok(AggregateBuilder::new(fold.len() as u64).matrix("fold_counts", k as usize, 2, counts.iter().flat_map(|c| [c[0] as f64, c[1] as f64]).collect()).build())
 }
 
 // ---- coordinator half --------------------------------------------------------------------
@@ -99,9 +97,7 @@ pub fn combine(answers: &[SiteAggregate], k: u32) -> Result<FoldSummary, Combine
 /// can redraw them to difference one patient out of a fold.
 pub fn site_accepts(seed: u64, folds: u32, plan_seed: u64, plan_folds: u32) -> Result<(), SiteRefusal> {
     if seed != plan_seed || folds != plan_folds {
-        return Err(SiteRefusal::InvalidParameters(format!(
-            "folds with seed {seed} and K = {folds}; the study plan has seed {plan_seed} and K = {plan_folds}"
-        )));
+        return Err(SiteRefusal::InvalidParameters(format!("folds with seed {seed} and K = {folds}; the study plan has seed {plan_seed} and K = {plan_folds}")));
     }
     Ok(())
 }

@@ -79,11 +79,7 @@ impl Standardiser {
     pub fn from_proto(s: Option<&proto::Standardiser>, n_features: usize) -> Result<Self, SiteRefusal> {
         let s = s.ok_or_else(|| SiteRefusal::InvalidParameters("the task has no standardiser".into()))?;
         if s.center.len() != n_features || s.scale.len() != n_features {
-            return Err(SiteRefusal::InvalidParameters(format!(
-                "standardiser has {}/{} values for {n_features} features",
-                s.center.len(),
-                s.scale.len()
-            )));
+            return Err(SiteRefusal::InvalidParameters(format!("standardiser has {}/{} values for {n_features} features", s.center.len(), s.scale.len())));
         }
         if s.center.iter().any(|v| !v.is_finite()) || s.scale.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
             return Err(SiteRefusal::InvalidParameters("standardiser values must be finite with positive scales".into()));

@@ -63,15 +63,7 @@ pub struct LassoSettings {
 
 impl Default for LassoSettings {
     fn default() -> Self {
-        LassoSettings {
-            family: GlmFamily::Binomial,
-            mixing: 1.0,
-            path_length: 100,
-            lambda_min_ratio: 0.01,
-            folds: 10,
-            tolerance: 1e-10,
-            max_rounds_per_lambda: 50,
-        }
+        LassoSettings { family: GlmFamily::Binomial, mixing: 1.0, path_length: 100, lambda_min_ratio: 0.01, folds: 10, tolerance: 1e-10, max_rounds_per_lambda: 50 }
     }
 }
 
@@ -108,13 +100,7 @@ fn penalty(beta: &[f64], lambda: f64, alpha: f64) -> f64 {
 /// One round: for each point, over its population, n, Σ loss, Σ gradient (intercept first,
 /// then every column) and the Hessian block of the intercept and the point's `hessian`
 /// columns (upper triangle, row by row). Refuses when a population, or the fold it leaves out, is below `min_count`.
-pub fn site_round(
-    data: TrainingView,
-    standardiser: &Standardiser,
-    family: GlmFamily,
-    points: &[GlmPoint],
-    min_count: u64,
-) -> Result<Aggregate, SiteRefusal> {
+pub fn site_round(data: TrainingView, standardiser: &Standardiser, family: GlmFamily, points: &[GlmPoint], min_count: u64) -> Result<Aggregate, SiteRefusal> {
     let z = standardiser.apply(data.x)?;
     let p = standardiser.center.len();
     let n_all = data.y.len() as u64;
@@ -165,10 +151,7 @@ pub fn site_round(
         grad_out.extend(grad);
         builder_hessians.push(packed);
     }
-    let mut b = AggregateBuilder::new(n_all)
-        .vector("n", n_out)
-        .vector("loss", loss_out)
-        .matrix("gradient", points.len(), p + 1, grad_out);
+    let mut b = AggregateBuilder::new(n_all).vector("n", n_out).vector("loss", loss_out).matrix("gradient", points.len(), p + 1, grad_out);
     for (k, packed) in builder_hessians.into_iter().enumerate() {
         b = b.vector(format!("hessian.{k}"), packed);
     }
@@ -480,8 +463,7 @@ impl LassoPathSolver {
                     return Err(LassoError::NothingToSelect);
                 }
                 let l = self.settings.path_length;
-                self.lambdas =
-                    (0..l).map(|i| lambda_max * self.settings.lambda_min_ratio.powf(i as f64 / (l - 1) as f64)).collect();
+                self.lambdas = (0..l).map(|i| lambda_max * self.settings.lambda_min_ratio.powf(i as f64 / (l - 1) as f64)).collect();
                 self.stage = Stage::Path;
                 for (k, t) in totals.iter().enumerate() {
                     self.step(k, t);
@@ -610,7 +592,6 @@ impl LassoPathSolver {
             rounds: self.rounds,
         })
     }
-
 }
 
 fn objective_at(t: &PointTotals, beta: &[f64], lambda: f64, alpha: f64) -> f64 {
@@ -889,13 +870,8 @@ pub(crate) mod tests {
             let targets = ndarray::Array1::from(y.clone());
             let data = linfa::Dataset::new(records, targets);
             for l in [5, 20, 40, 70, 99] {
-                let model = linfa_elasticnet::ElasticNet::params()
-                    .penalty(path.lambdas[l])
-                    .l1_ratio(mixing)
-                    .tolerance(1e-13)
-                    .max_iterations(1_000_000)
-                    .fit(&data)
-                    .unwrap();
+                let model =
+                    linfa_elasticnet::ElasticNet::params().penalty(path.lambdas[l]).l1_ratio(mixing).tolerance(1e-13).max_iterations(1_000_000).fit(&data).unwrap();
                 assert!((model.intercept() - path.intercepts[l]).abs() < 1e-6, "intercept at λ {l}");
                 for (j, b) in model.hyperplane().iter().enumerate() {
                     assert!((b - path.coefficients[l][j]).abs() < 1e-6, "α {mixing}, λ {l}, β{j}: linfa {b} vs {}", path.coefficients[l][j]);

@@ -41,9 +41,7 @@ pub fn design_columns(variables: &[VariableSpec]) -> Vec<DesignColumn> {
     for v in variables {
         match &v.kind {
             VariableKind::Continuous { .. } => out.push(DesignColumn { variable: v.name.clone(), level: None }),
-            VariableKind::Categorical { levels } => {
-                out.extend(levels.iter().skip(1).map(|l| DesignColumn { variable: v.name.clone(), level: Some(l.clone()) }))
-            }
+            VariableKind::Categorical { levels } => out.extend(levels.iter().skip(1).map(|l| DesignColumn { variable: v.name.clone(), level: Some(l.clone()) })),
         }
     }
     out
@@ -176,10 +174,7 @@ pub type ModelTotals = Vec<(f64, f64, Vec<f64>, Vec<f64>)>;
 
 /// Fits several models at once; `round` asks the sites and answers with [`combine`]'s totals
 /// (async so the coordinator can go over the network; [`block_on_ready`] runs it in-process).
-pub async fn fit_models(
-    models: &[Vec<usize>],
-    round: &mut impl AsyncFnMut(&[ModelPoint]) -> Result<ModelTotals, String>,
-) -> Result<(Vec<LogisticFit>, u64), String> {
+pub async fn fit_models(models: &[Vec<usize>], round: &mut impl AsyncFnMut(&[ModelPoint]) -> Result<ModelTotals, String>) -> Result<(Vec<LogisticFit>, u64), String> {
     struct State {
         beta: Vec<f64>,
         last: Option<(Vec<f64>, f64)>,
@@ -187,8 +182,7 @@ pub async fn fit_models(
         done: Option<LogisticFit>,
         iterations: u32,
     }
-    let mut states: Vec<State> =
-        models.iter().map(|m| State { beta: vec![0.0; m.len() + 1], last: None, halvings: 0, done: None, iterations: 0 }).collect();
+    let mut states: Vec<State> = models.iter().map(|m| State { beta: vec![0.0; m.len() + 1], last: None, halvings: 0, done: None, iterations: 0 }).collect();
     let mut rounds = 0;
     while states.iter().any(|s| s.done.is_none()) {
         let running: Vec<usize> = (0..states.len()).filter(|&k| states[k].done.is_none()).collect();
@@ -208,7 +202,15 @@ pub async fn fit_models(
             s.halvings = 0;
             s.iterations += 1;
             let Some(inverse) = invert_spd(&h, q) else {
-                s.done = Some(LogisticFit { columns: models[k].clone(), coefficients: s.beta.clone(), standard_errors: vec![f64::NAN; q], loglik: ll, n, converged: false, iterations: s.iterations });
+                s.done = Some(LogisticFit {
+                    columns: models[k].clone(),
+                    coefficients: s.beta.clone(),
+                    standard_errors: vec![f64::NAN; q],
+                    loglik: ll,
+                    n,
+                    converged: false,
+                    iterations: s.iterations,
+                });
                 continue;
             };
             let step: Vec<f64> = (0..q).map(|a| (0..q).map(|c| inverse[a * q + c] * g[c]).sum()).collect();
@@ -426,12 +428,7 @@ mod tests {
             }
         }
         // The pooled Newton fit of the same columns.
-        let cols: Vec<usize> = design_columns(&vars)
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| reference.selected.contains(&c.variable))
-            .map(|(k, _)| k)
-            .collect();
+        let cols: Vec<usize> = design_columns(&vars).iter().enumerate().filter(|(_, c)| reference.selected.contains(&c.variable)).map(|(k, _)| k).collect();
         let beta = pooled_fit(&x, &y, &cols);
         for (a, or) in reference.multivariable.iter().enumerate() {
             assert!((or.odds_ratio.ln() - beta[a + 1]).abs() < 1e-9);

@@ -174,7 +174,10 @@ pub struct ScoreHistogram {
 }
 
 /// Merges the answers, per cohort; `per_site` also returns each site's own histograms.
-pub fn combine(answers: &[SiteAggregate], grid: u32) -> Result<(BTreeMap<CohortRole, ScoreHistogram>, BTreeMap<String, BTreeMap<CohortRole, ScoreHistogram>>), CombineError> {
+pub fn combine(
+    answers: &[SiteAggregate],
+    grid: u32,
+) -> Result<(BTreeMap<CohortRole, ScoreHistogram>, BTreeMap<String, BTreeMap<CohortRole, ScoreHistogram>>), CombineError> {
     if answers.is_empty() {
         return Err(CombineError::NoSites);
     }
@@ -323,12 +326,7 @@ impl ScoreHistogram {
         if roc.last() != Some(&(1.0, 1.0)) {
             roc.push((1.0, 1.0));
         }
-        let calibration = self
-            .calibration
-            .iter()
-            .filter(|b| b[0] > 0.0)
-            .map(|b| (b[1] / b[0], b[2] / b[0], b[0] as u64))
-            .collect();
+        let calibration = self.calibration.iter().filter(|b| b[0] > 0.0).map(|b| (b[1] / b[0], b[2] / b[0], b[0] as u64)).collect();
         let prevalence = n1 as f64 / n.max(1.0);
         let decision_curve = (1..100)
             .map(|t| {
@@ -364,7 +362,15 @@ impl ScoreHistogram {
 pub fn pooled_auc(scores: &[f64], outcome: &[bool]) -> (f64, f64) {
     let pos: Vec<f64> = scores.iter().zip(outcome).filter(|(_, y)| **y).map(|(s, _)| *s).collect();
     let neg: Vec<f64> = scores.iter().zip(outcome).filter(|(_, y)| !**y).map(|(s, _)| *s).collect();
-    let psi = |a: f64, b: f64| if a > b { 1.0 } else if a == b { 0.5 } else { 0.0 };
+    let psi = |a: f64, b: f64| {
+        if a > b {
+            1.0
+        } else if a == b {
+            0.5
+        } else {
+            0.0
+        }
+    };
     let v10: Vec<f64> = pos.iter().map(|&p| neg.iter().map(|&q| psi(p, q)).sum::<f64>() / neg.len() as f64).collect();
     let v01: Vec<f64> = neg.iter().map(|&q| pos.iter().map(|&p| psi(p, q)).sum::<f64>() / pos.len() as f64).collect();
     let auc = v10.iter().sum::<f64>() / pos.len() as f64;

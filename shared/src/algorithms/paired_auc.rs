@@ -37,7 +37,8 @@ pub struct ClassHistograms {
 impl ClassHistograms {
     /// Placement of a patient in `cell` against the other class.
     fn placement(&self, cell: u32, positive: bool) -> f64 {
-        let (other, total): (&BTreeMap<u32, u64>, u64) = if positive { (&self.negative, self.negative.values().sum()) } else { (&self.positive, self.positive.values().sum()) };
+        let (other, total): (&BTreeMap<u32, u64>, u64) =
+            if positive { (&self.negative, self.negative.values().sum()) } else { (&self.positive, self.positive.values().sum()) };
         let tied = *other.get(&cell).unwrap_or(&0) as f64;
         let beaten: u64 = if positive { other.range(..cell).map(|(_, v)| v).sum() } else { other.range(cell + 1..).map(|(_, v)| v).sum() };
         (beaten as f64 + 0.5 * tied) / total as f64
@@ -150,7 +151,15 @@ pub fn pooled_paired_auc(scores: &[Vec<f64>], outcome: &[bool]) -> PairedAuc {
     let m = scores[0].len();
     let pos: Vec<&Vec<f64>> = scores.iter().zip(outcome).filter(|(_, y)| **y).map(|(s, _)| s).collect();
     let neg: Vec<&Vec<f64>> = scores.iter().zip(outcome).filter(|(_, y)| !**y).map(|(s, _)| s).collect();
-    let psi = |a: f64, b: f64| if a > b { 1.0 } else if a == b { 0.5 } else { 0.0 };
+    let psi = |a: f64, b: f64| {
+        if a > b {
+            1.0
+        } else if a == b {
+            0.5
+        } else {
+            0.0
+        }
+    };
     let v10: Vec<Vec<f64>> = pos.iter().map(|p| (0..m).map(|k| neg.iter().map(|q| psi(p[k], q[k])).sum::<f64>() / neg.len() as f64).collect()).collect();
     let v01: Vec<Vec<f64>> = neg.iter().map(|q| (0..m).map(|k| pos.iter().map(|p| psi(p[k], q[k])).sum::<f64>() / pos.len() as f64).collect()).collect();
     let auc: Vec<f64> = (0..m).map(|k| v10.iter().map(|v| v[k]).sum::<f64>() / pos.len() as f64).collect();

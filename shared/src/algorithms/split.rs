@@ -72,9 +72,7 @@ pub fn plan_quotas(strata: &BTreeMap<String, (u64, u64)>, fraction: f64) -> BTre
     let assigned: u64 = cells.iter().map(|c| c.2).sum();
     let mut order: Vec<usize> = (0..cells.len()).collect();
     // Largest fractional part first; ties by site id then class, for determinism.
-    order.sort_by(|&a, &b| {
-        cells[b].3.total_cmp(&cells[a].3).then_with(|| cells[a].0.cmp(&cells[b].0)).then(cells[a].1.cmp(&cells[b].1))
-    });
+    order.sort_by(|&a, &b| cells[b].3.total_cmp(&cells[a].3).then_with(|| cells[a].0.cmp(&cells[b].0)).then(cells[a].1.cmp(&cells[b].1)));
     for &i in order.iter().take(target.saturating_sub(assigned) as usize) {
         cells[i].2 += 1;
     }
@@ -103,10 +101,7 @@ pub fn site_assign(records: &[PatientRecord], seed: u64, quota: ClassQuota) -> R
     for (class, q) in [(false, quota.negative), (true, quota.positive)] {
         let mut idx: Vec<usize> = (0..records.len()).filter(|&i| records[i].outcome == class).collect();
         if q > idx.len() as u64 {
-            return Err(SiteRefusal::InvalidParameters(format!(
-                "training quota {q} exceeds the site's {} patients of that outcome class",
-                idx.len()
-            )));
+            return Err(SiteRefusal::InvalidParameters(format!("training quota {q} exceeds the site's {} patients of that outcome class", idx.len())));
         }
         idx.sort_by_cached_key(|&i| (rank_key(seed, &records[i].patient_id), records[i].patient_id.clone()));
         for &i in idx.iter().take(q as usize) {
@@ -135,15 +130,7 @@ pub fn site_split_aggregate(records: &[PatientRecord], roles: &[CohortRole], min
     require_min_count("the training cohort", c.training(), min_count)?;
     require_min_count("the validation cohort", c.validation(), min_count)?;
     Ok(AggregateBuilder::new(records.len() as u64)
-        .vector(
-            "split_counts",
-            vec![
-                c.training_negative as f64,
-                c.training_positive as f64,
-                c.validation_negative as f64,
-                c.validation_positive as f64,
-            ],
-        )
+        .vector("split_counts", vec![c.training_negative as f64, c.training_positive as f64, c.validation_negative as f64, c.validation_positive as f64])
         .build())
 }
 

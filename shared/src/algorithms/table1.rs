@@ -25,8 +25,7 @@ use crate::aggregate::{AggregateBuilder, SiteAggregate};
 use crate::clinical::{ClinicalValue, CohortRole, PatientRecord, VariableKind, VariableSpec};
 use crate::proto::Aggregate;
 use crate::stats::{
-    GridCounts, Moments, TestResult, chi_square_independence, fisher_exact_2x2, mann_whitney_from_counts, min_expected,
-    quantile_from_counts, welch_t_test,
+    GridCounts, Moments, TestResult, chi_square_independence, fisher_exact_2x2, mann_whitney_from_counts, min_expected, quantile_from_counts, welch_t_test,
 };
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -109,9 +108,7 @@ fn grid_index(v: f64, resolution: f64) -> i64 {
 
 fn validate_spec(spec: &VariableSpec) -> Result<(), SiteRefusal> {
     match &spec.kind {
-        VariableKind::Categorical { levels } if levels.is_empty() => {
-            Err(SiteRefusal::InvalidParameters(format!("variable `{}` has no levels", spec.name)))
-        }
+        VariableKind::Categorical { levels } if levels.is_empty() => Err(SiteRefusal::InvalidParameters(format!("variable `{}` has no levels", spec.name))),
         VariableKind::Continuous { resolution, .. } if !(resolution.is_finite() && *resolution > 0.0) => {
             Err(SiteRefusal::InvalidParameters(format!("variable `{}` has grid resolution {resolution}", spec.name)))
         }
@@ -136,15 +133,13 @@ pub fn site_table1(
     let mut b = AggregateBuilder::new(records.len() as u64);
     for spec in variables {
         validate_spec(spec)?;
-        let own = schema.iter().find(|s| s.name == spec.name).ok_or_else(|| {
-            SiteRefusal::InvalidParameters(format!("variable `{}` is not in this site's clinical schema", spec.name))
-        })?;
+        let own = schema
+            .iter()
+            .find(|s| s.name == spec.name)
+            .ok_or_else(|| SiteRefusal::InvalidParameters(format!("variable `{}` is not in this site's clinical schema", spec.name)))?;
         if let (VariableKind::Categorical { levels: a }, VariableKind::Categorical { levels: b }) = (&own.kind, &spec.kind) {
             if a != b {
-                return Err(SiteRefusal::InvalidParameters(format!(
-                    "variable `{}`: the study's levels {b:?} differ from this site's {a:?}",
-                    spec.name
-                )));
+                return Err(SiteRefusal::InvalidParameters(format!("variable `{}`: the study's levels {b:?} differ from this site's {a:?}", spec.name)));
             }
         }
         for role in CohortRole::ALL {
@@ -205,10 +200,7 @@ fn decode(a: &SiteAggregate, variables: &[VariableSpec]) -> Result<Vec<[Stats; 2
                     let counts = a.counts(&format!("{prefix}/grid_counts"), keys.len())?;
                     let grid: BTreeMap<i64, u64> = keys.into_iter().zip(counts).collect();
                     if grid.values().sum::<u64>() as f64 != m[0] {
-                        return Err(CombineError::Inconsistent {
-                            site: a.site_id.clone(),
-                            detail: format!("histogram of `{}` does not match its count", spec.name),
-                        });
+                        return Err(CombineError::Inconsistent { site: a.site_id.clone(), detail: format!("histogram of `{}` does not match its count", spec.name) });
                     }
                     Stats::Continuous { moments: Moments { n: m[0], mean: m[1], m2: m[2] }, grid }
                 }
@@ -467,11 +459,7 @@ pub fn site_accepts(asked: &[VariableSpec], planned: &[VariableSpec]) -> Result<
     };
     if asked.len() != planned.len() || asked.iter().zip(planned).any(|(a, b)| !same(a, b)) {
         let names = |v: &[VariableSpec]| v.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ");
-        return Err(SiteRefusal::InvalidParameters(format!(
-            "Table 1 of ({}) with their levels and grids is not the study plan's ({})",
-            names(asked),
-            names(planned)
-        )));
+        return Err(SiteRefusal::InvalidParameters(format!("Table 1 of ({}) with their levels and grids is not the study plan's ({})", names(asked), names(planned))));
     }
     Ok(())
 }

@@ -31,8 +31,7 @@ pub fn cohort(seed: u64) -> (Vec<Vec<f64>>, Vec<f64>, Vec<u32>) {
     let mut y = Vec::new();
     for _ in 0..n {
         let latent: Vec<f64> = (0..8).map(|_| normal(&mut uniform)).collect();
-        let row: Vec<f64> =
-            (0..40).map(|j| 3.0 * j as f64 + (1.0 + j as f64 * 0.1) * (0.8 * latent[j % 8] + 0.6 * normal(&mut uniform))).collect();
+        let row: Vec<f64> = (0..40).map(|j| 3.0 * j as f64 + (1.0 + j as f64 * 0.1) * (0.8 * latent[j % 8] + 0.6 * normal(&mut uniform))).collect();
         let eta = -0.7 + 0.9 * latent[0] - 0.7 * latent[3] + 0.5 * latent[5];
         let p = 1.0 / (1.0 + (-eta).exp());
         draws.push(uniform());
@@ -102,4 +101,3 @@ pub fn federated(x: &[Vec<f64>], y: &[f64], fold: &[u32], sizes: &[usize], setti
         },
     )
 }
-

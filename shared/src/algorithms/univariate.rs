@@ -160,9 +160,7 @@ pub fn site_accepts(resolution: f64, limit: f64, mann_whitney_planned: bool, pla
         return Err(SiteRefusal::InvalidParameters("the study plan's univariate test needs no rank histograms".into()));
     }
     if resolution != plan_resolution || limit != plan_limit {
-        return Err(SiteRefusal::InvalidParameters(format!(
-            "rank grid of {resolution} SD over ±{limit}; the study plan's is {plan_resolution} SD over ±{plan_limit}"
-        )));
+        return Err(SiteRefusal::InvalidParameters(format!("rank grid of {resolution} SD over ±{limit}; the study plan's is {plan_resolution} SD over ±{plan_limit}")));
     }
     Ok(())
 }
@@ -188,10 +186,7 @@ mod tests {
             for (k, s) in sizes.iter().enumerate() {
                 let r = start..start + s;
                 moments.push(SiteAggregate::new(format!("s{k}"), standardise::site_moments(&x[r.clone()], &outcome[r.clone()], 40, 1).unwrap()));
-                histograms.push(SiteAggregate::new(
-                    format!("s{k}"),
-                    site_rank_histograms(&x[r.clone()], &outcome[r.clone()], &std, 0.01, 8.0, 1).unwrap(),
-                ));
+                histograms.push(SiteAggregate::new(format!("s{k}"), site_rank_histograms(&x[r.clone()], &outcome[r.clone()], &std, 0.01, 8.0, 1).unwrap()));
                 start += s;
             }
             let fed = welch(&standardise::combine(&moments, 40).unwrap(), &columns);

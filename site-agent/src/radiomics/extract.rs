@@ -14,8 +14,8 @@ use fedrad_imaging::{ImagingError, SampleType, Volume};
 use super::discretise::{DiscretisationError, discretise};
 use super::filters::ImageType;
 use super::resample;
-use super::turned_axes;
 use super::settings::{Family, ResegmentMode, Settings};
+use super::turned_axes;
 use super::*;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

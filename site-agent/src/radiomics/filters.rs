@@ -19,8 +19,8 @@ use super::Roi;
 use super::laplacian_of_gaussian as log;
 use super::local_binary_pattern::Lbp2dSettings;
 use super::local_binary_pattern_3d::Lbp3dSettings;
-use fedrad_imaging::SampleType;
 use super::wavelet::{self, WaveletSettings};
+use fedrad_imaging::SampleType;
 
 /// A point transform of the intensities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -40,7 +40,9 @@ pub enum ImageType {
     /// σ values in mm, each with its text as PyRadiomics prints it (it names the image).
     LoG(Vec<(f64, String)>),
     /// Gradient magnitude; `true` divides the differences by the spacing.
-    Gradient { use_spacing: bool },
+    Gradient {
+        use_spacing: bool,
+    },
     Lbp2d(Lbp2dSettings),
     Lbp3d(Lbp3dSettings),
 }
@@ -89,9 +91,9 @@ impl ImageType {
     pub fn check(&self, dims: [usize; 3], spacing: [f64; 3]) -> Result<(), String> {
         match self {
             ImageType::LoG(sigmas) => match sigmas.iter().find(|(s, _)| !log::sigma_fits(*s, dims, spacing)) {
-                Some((s, _)) => Err(format!(
-                    "LoG σ = {s} mm needs every axis to have at least 4 and ⌈σ/spacing⌉ + 1 voxels; the image has {dims:?} voxels of {spacing:?} mm"
-                )),
+                Some((s, _)) => {
+                    Err(format!("LoG σ = {s} mm needs every axis to have at least 4 and ⌈σ/spacing⌉ + 1 voxels; the image has {dims:?} voxels of {spacing:?} mm"))
+                }
                 None => Ok(()),
             },
             _ => Ok(()),
@@ -106,10 +108,9 @@ impl ImageType {
         match self {
             ImageType::Point(p) => vec![(p.prefix().to_string(), p.apply(cropped, m))],
             ImageType::Wavelet(w) => wavelet::decompose(&roi.intensities, roi.dims, lo, hi, w).unwrap_or_default(),
-            ImageType::LoG(sigmas) => sigmas
-                .iter()
-                .map(|(sigma, text)| (log::prefix(text), log::log_filter(&roi.intensities, roi.dims, roi.spacing, *sigma, lo, hi)))
-                .collect(),
+            ImageType::LoG(sigmas) => {
+                sigmas.iter().map(|(sigma, text)| (log::prefix(text), log::log_filter(&roi.intensities, roi.dims, roi.spacing, *sigma, lo, hi))).collect()
+            }
             ImageType::Gradient { use_spacing } => {
                 vec![("gradient".to_string(), super::gradient::gradient_magnitude(&roi.intensities, roi.dims, roi.spacing, *use_spacing, lo, hi))]
             }
@@ -120,7 +121,8 @@ impl ImageType {
 }
 
 impl PointTransform {
-    pub const ALL: [PointTransform; 5] = [PointTransform::Original, PointTransform::Square, PointTransform::SquareRoot, PointTransform::Logarithm, PointTransform::Exponential];
+    pub const ALL: [PointTransform; 5] =
+        [PointTransform::Original, PointTransform::Square, PointTransform::SquareRoot, PointTransform::Logarithm, PointTransform::Exponential];
 
     /// The key in a PyRadiomics parameter file.
     pub fn key(self) -> &'static str {
@@ -158,10 +160,33 @@ impl PointTransform {
                 let c = 1.0 / m.sqrt();
                 values.iter().map(|x| (c * x).powi(2)).collect()
             }
-            PointTransform::SquareRoot => values.iter().map(|&x| if x > 0.0 { (x * m).sqrt() } else if x < 0.0 { -(-x * m).sqrt() } else { 0.0 }).collect(),
+            PointTransform::SquareRoot => values
+                .iter()
+                .map(|&x| {
+                    if x > 0.0 {
+                        (x * m).sqrt()
+                    } else if x < 0.0 {
+                        -(-x * m).sqrt()
+                    } else {
+                        0.0
+                    }
+                })
+                .collect(),
             PointTransform::Logarithm => {
                 let scale = m / (m + 1.0).ln();
-                values.iter().map(|&x| scale * if x > 0.0 { (x + 1.0).ln() } else if x < 0.0 { -(-(x - 1.0)).ln() } else { 0.0 }).collect()
+                values
+                    .iter()
+                    .map(|&x| {
+                        scale
+                            * if x > 0.0 {
+                                (x + 1.0).ln()
+                            } else if x < 0.0 {
+                                -(-(x - 1.0)).ln()
+                            } else {
+                                0.0
+                            }
+                    })
+                    .collect()
             }
             PointTransform::Exponential => {
                 let c = m.ln() / m;

@@ -158,8 +158,31 @@ pub fn from_matrix(m: &CountMatrix) -> Vec<f64> {
     let ic1 = if hx.max(hy) > 0.0 { (hxy - hxy1) / hx.max(hy) } else { 0.0 };
     let ic2 = (1.0 - (-2.0 * (hxy2 - hxy)).exp()).max(0.0).sqrt();
     vec![
-        jmax, mu, var, hxy, mu_d, var_d, entropy(diff.iter().copied()), mu_s, var_s, entropy(sum.iter().copied()), asm, contrast, dissim,
-        id, idn, idm, idmn, inv_var, correlation, autocorr, tendency, shade, prominence, ic1, ic2,
+        jmax,
+        mu,
+        var,
+        hxy,
+        mu_d,
+        var_d,
+        entropy(diff.iter().copied()),
+        mu_s,
+        var_s,
+        entropy(sum.iter().copied()),
+        asm,
+        contrast,
+        dissim,
+        id,
+        idn,
+        idm,
+        idmn,
+        inv_var,
+        correlation,
+        autocorr,
+        tendency,
+        shade,
+        prominence,
+        ic1,
+        ic2,
     ]
 }
 

@@ -54,11 +54,8 @@ pub const FEATURES: [(&str, &str); 16] = [
 /// "outside the grid", so a neighbour is one index offset away.
 pub fn edge_distance(grid: &PaddedLevels, planar: bool) -> Vec<u32> {
     debug_assert!(grid.pad() >= 1);
-    let faces: &[[isize; 3]] = if planar {
-        &[[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0]]
-    } else {
-        &[[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]]
-    };
+    let faces: &[[isize; 3]] =
+        if planar { &[[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0]] } else { &[[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]] };
     let offsets: Vec<isize> = faces.iter().map(|f| grid.offset(*f)).collect();
     let mut dist = vec![0u32; grid.levels().len()];
     let mut queue = VecDeque::new();

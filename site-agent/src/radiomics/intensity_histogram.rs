@@ -82,10 +82,29 @@ pub fn features(g: &GreyLevels) -> Vec<Feature> {
         }
     }
     let values = vec![
-        s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], mode, s[9], s[10], s[11], s[12], s[13], s[14], s[15],
+        s[0],
+        s[1],
+        s[2],
+        s[3],
+        s[4],
+        s[5],
+        s[6],
+        s[7],
+        s[8],
+        mode,
+        s[9],
+        s[10],
+        s[11],
+        s[12],
+        s[13],
+        s[14],
+        s[15],
         entropy(h.iter().map(|c| c / n)),
         h.iter().map(|c| (c / n).powi(2)).sum(),
-        gmax, imax as f64, gmin, imin as f64,
+        gmax,
+        imax as f64,
+        gmin,
+        imin as f64,
     ];
     FEATURES.iter().zip(values).map(|((nm, c), x)| feature(&format!("histogram_{nm}"), x, c, None)).collect()
 }

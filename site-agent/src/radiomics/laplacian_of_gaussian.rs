@@ -129,7 +129,17 @@ impl Recursive {
     /// is ITK's, step for step: the causal pass, the anti-causal pass, their sum, stored in
     /// single precision. The input is widened to double on reading, as ITK copies each line
     /// into a double buffer.
-    fn filter_rows<T: Copy + Into<f64>>(&self, data: &[T], stride: usize, n: usize, inner: usize, keep: (usize, usize), scratch: &mut LineScratch, out: &mut [f32], out_stride: usize) {
+    fn filter_rows<T: Copy + Into<f64>>(
+        &self,
+        data: &[T],
+        stride: usize,
+        n: usize,
+        inner: usize,
+        keep: (usize, usize),
+        scratch: &mut LineScratch,
+        out: &mut [f32],
+        out_stride: usize,
+    ) {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2, which is all the function is compiled for.
@@ -143,7 +153,17 @@ impl Recursive {
     /// arithmetic — and ITK's values — stay bit for bit the same.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn filter_rows_avx2<T: Copy + Into<f64>>(&self, data: &[T], stride: usize, n: usize, inner: usize, keep: (usize, usize), scratch: &mut LineScratch, out: &mut [f32], out_stride: usize) {
+    unsafe fn filter_rows_avx2<T: Copy + Into<f64>>(
+        &self,
+        data: &[T],
+        stride: usize,
+        n: usize,
+        inner: usize,
+        keep: (usize, usize),
+        scratch: &mut LineScratch,
+        out: &mut [f32],
+        out_stride: usize,
+    ) {
         self.filter_rows_body(data, stride, n, inner, keep, scratch, out, out_stride)
     }
 
@@ -153,7 +173,17 @@ impl Recursive {
     /// rows are stored; the anti-causal pass keeps only its last four rows, and each of its
     /// rows is added to the causal one and stored as soon as it is known.
     #[inline(always)]
-    fn filter_rows_body<T: Copy + Into<f64>>(&self, data: &[T], stride: usize, n: usize, inner: usize, keep: (usize, usize), scratch: &mut LineScratch, out: &mut [f32], out_stride: usize) {
+    fn filter_rows_body<T: Copy + Into<f64>>(
+        &self,
+        data: &[T],
+        stride: usize,
+        n: usize,
+        inner: usize,
+        keep: (usize, usize),
+        scratch: &mut LineScratch,
+        out: &mut [f32],
+        out_stride: usize,
+    ) {
         let (nn, d, m, bn, bm) = (self.n, self.d, self.m, self.bn, self.bm);
         let ema = |a1: f64, b1: f64, a2: f64, b2: f64, a3: f64, b3: f64, a4: f64, b4: f64| a1 * b1 + a2 * b2 + a3 * b3 + a4 * b4;
         let row = |i: usize| &data[i * stride..i * stride + inner];
@@ -181,7 +211,12 @@ impl Recursive {
         for i in 4..causal_rows {
             let (done, rest) = s1.split_at_mut(i * inner);
             let target = &mut rest[..inner];
-            let (p1, p2, p3, p4) = (&done[(i - 1) * inner..i * inner], &done[(i - 2) * inner..(i - 1) * inner], &done[(i - 3) * inner..(i - 2) * inner], &done[(i - 4) * inner..(i - 3) * inner]);
+            let (p1, p2, p3, p4) = (
+                &done[(i - 1) * inner..i * inner],
+                &done[(i - 2) * inner..(i - 1) * inner],
+                &done[(i - 3) * inner..(i - 2) * inner],
+                &done[(i - 4) * inner..(i - 3) * inner],
+            );
             let (x0, x1, x2, x3) = (row(i), row(i - 1), row(i - 2), row(i - 3));
             // Zipped slices, so the row loop has no bounds checks and vectorises.
             let inputs = x0.iter().zip(x1).zip(x2).zip(x3);
@@ -282,7 +317,15 @@ impl Recursive {
     /// each line running from `lo[axis]` to `hi[axis]`, and keeps samples `keep.0..=keep.1`
     /// of each line (counted from `lo[axis]`), in single precision as ITK stores them.
     /// Returns the kept box and its dims.
-    fn apply<T: Copy + Into<f64> + Default>(&self, image: &[T], dims: [usize; 3], axis: usize, lo: [usize; 3], hi: [usize; 3], keep: (usize, usize)) -> (Vec<f32>, [usize; 3]) {
+    fn apply<T: Copy + Into<f64> + Default>(
+        &self,
+        image: &[T],
+        dims: [usize; 3],
+        axis: usize,
+        lo: [usize; 3],
+        hi: [usize; 3],
+        keep: (usize, usize),
+    ) -> (Vec<f32>, [usize; 3]) {
         let n = hi[axis] - lo[axis] + 1;
         let mut odims = [0, 1, 2].map(|a| hi[a] - lo[a] + 1);
         odims[axis] = keep.1 - keep.0 + 1;

@@ -75,15 +75,42 @@ pub fn icosphere(subdivisions: u32, radius: f64) -> Vec<[f64; 3]> {
     let t = (1.0 + 5f64.sqrt()) / 2.0;
     let s = (2.0 + t).sqrt();
     let mut vertices: Vec<[f64; 3]> = [
-        [-1.0, t, 0.0], [1.0, t, 0.0], [-1.0, -t, 0.0], [1.0, -t, 0.0],
-        [0.0, -1.0, t], [0.0, 1.0, t], [0.0, -1.0, -t], [0.0, 1.0, -t],
-        [t, 0.0, -1.0], [t, 0.0, 1.0], [-t, 0.0, -1.0], [-t, 0.0, 1.0],
+        [-1.0, t, 0.0],
+        [1.0, t, 0.0],
+        [-1.0, -t, 0.0],
+        [1.0, -t, 0.0],
+        [0.0, -1.0, t],
+        [0.0, 1.0, t],
+        [0.0, -1.0, -t],
+        [0.0, 1.0, -t],
+        [t, 0.0, -1.0],
+        [t, 0.0, 1.0],
+        [-t, 0.0, -1.0],
+        [-t, 0.0, 1.0],
     ]
     .map(|v| v.map(|c| c / s))
     .to_vec();
     let mut faces: Vec<[usize; 3]> = vec![
-        [0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11], [1, 5, 9], [5, 11, 4], [11, 10, 2], [10, 7, 6], [7, 1, 8],
-        [3, 9, 4], [3, 4, 2], [3, 2, 6], [3, 6, 8], [3, 8, 9], [4, 9, 5], [2, 4, 11], [6, 2, 10], [8, 6, 7], [9, 8, 1],
+        [0, 11, 5],
+        [0, 5, 1],
+        [0, 1, 7],
+        [0, 7, 10],
+        [0, 10, 11],
+        [1, 5, 9],
+        [5, 11, 4],
+        [11, 10, 2],
+        [10, 7, 6],
+        [7, 1, 8],
+        [3, 9, 4],
+        [3, 4, 2],
+        [3, 2, 6],
+        [3, 6, 8],
+        [3, 8, 9],
+        [4, 9, 5],
+        [2, 4, 11],
+        [6, 2, 10],
+        [8, 6, 7],
+        [9, 8, 1],
     ];
     let push_out = |vertices: &mut Vec<[f64; 3]>| {
         for v in vertices.iter_mut() {
@@ -263,11 +290,7 @@ pub fn lbp_3d(data: &[f64], mask: &[bool], dims: [usize; 3], lo: [usize; 3], hi:
     // Vertex columns (0, 1, 2) are offsets along numpy's (z, y, x); θ and φ as PyRadiomics.
     // Y_n^m at every vertex, grouped by level n (m = −n … n).
     let harmonics: Vec<Vec<Vec<Complex>>> = (0..s.levels)
-        .map(|n| {
-            (-(n as i32)..=n as i32)
-                .map(|m| vertices.iter().map(|v| spherical_harmonic(m, n, (v[2] / s.radius).acos(), v[1].atan2(v[0]))).collect())
-                .collect()
-        })
+        .map(|n| (-(n as i32)..=n as i32).map(|m| vertices.iter().map(|v| spherical_harmonic(m, n, (v[2] / s.radius).acos(), v[1].atan2(v[0]))).collect()).collect())
         .collect();
     let coefficients = spline_coefficients(data, dims);
     let box_dims = [0, 1, 2].map(|a| hi[a] - lo[a] + 1);

@@ -27,8 +27,7 @@ impl Surface {
     pub fn of_mask(mask: &[bool], dims: [usize; 3], spacing: [f64; 3]) -> Surface {
         let [nx, ny, nz] = dims;
         let inside = |x: isize, y: isize, z: isize| -> bool {
-            x >= 0 && y >= 0 && z >= 0 && (x as usize) < nx && (y as usize) < ny && (z as usize) < nz
-                && mask[x as usize + nx * (y as usize + ny * z as usize)]
+            x >= 0 && y >= 0 && z >= 0 && (x as usize) < nx && (y as usize) < ny && (z as usize) < nz && mask[x as usize + nx * (y as usize + ny * z as usize)]
         };
         let mut vertices = Vec::new();
         // Each grid edge once: from every voxel of the grid padded by one, towards +x, +y, +z.
@@ -55,9 +54,18 @@ impl Surface {
 const TABLE_CORNERS: [[usize; 3]; 8] = [[0, 0, 0], [0, 0, 1], [0, 1, 1], [0, 1, 0], [1, 0, 0], [1, 0, 1], [1, 1, 1], [1, 1, 0]];
 /// Edge midpoints in PyRadiomics' order, as (z, y, x) offsets in the cube.
 const TABLE_EDGE_MIDPOINTS: [[f64; 3]; 12] = [
-    [0.0, 0.0, 0.5], [0.0, 0.5, 1.0], [0.0, 1.0, 0.5], [0.0, 0.5, 0.0],
-    [1.0, 0.0, 0.5], [1.0, 0.5, 1.0], [1.0, 1.0, 0.5], [1.0, 0.5, 0.0],
-    [0.5, 0.0, 0.0], [0.5, 0.0, 1.0], [0.5, 1.0, 1.0], [0.5, 1.0, 0.0],
+    [0.0, 0.0, 0.5],
+    [0.0, 0.5, 1.0],
+    [0.0, 1.0, 0.5],
+    [0.0, 0.5, 0.0],
+    [1.0, 0.0, 0.5],
+    [1.0, 0.5, 1.0],
+    [1.0, 1.0, 0.5],
+    [1.0, 0.5, 0.0],
+    [0.5, 0.0, 0.0],
+    [0.5, 0.0, 1.0],
+    [0.5, 1.0, 1.0],
+    [0.5, 1.0, 0.0],
 ];
 
 /// Surface area and volume of `mask` as PyRadiomics computes them (its `shape_SurfaceArea`
@@ -87,8 +95,7 @@ fn table_area_and_volume(mask: &[bool], dims: [usize; 3], spacing: [f64; 3]) -> 
         return (0.0, 0.0);
     }
     let inside = |x: isize, y: isize, z: isize| -> bool {
-        x >= 0 && y >= 0 && z >= 0 && (x as usize) < nx && (y as usize) < ny && (z as usize) < nz
-            && mask[x as usize + nx * (y as usize + ny * z as usize)]
+        x >= 0 && y >= 0 && z >= 0 && (x as usize) < nx && (y as usize) < ny && (z as usize) < nz && mask[x as usize + nx * (y as usize + ny * z as usize)]
     };
     let s = [spacing[2], spacing[1], spacing[0]];
     let (mut area, mut volume) = (0.0, 0.0);

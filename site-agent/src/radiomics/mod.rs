@@ -12,8 +12,8 @@
 pub mod discretise;
 pub mod extract;
 pub mod filters;
-pub mod gldzm;
 pub mod glcm;
+pub mod gldzm;
 pub mod glrlm;
 pub mod glszm;
 pub mod gradient;
@@ -132,13 +132,7 @@ pub struct Roi {
 impl Roi {
     pub fn from_volumes(image: &Volume, mask: &Volume, label: f32) -> Roi {
         let m: Vec<bool> = mask.data.iter().map(|v| (*v - label).abs() < 0.5).collect();
-        Roi {
-            dims: image.geometry.dims,
-            spacing: image.geometry.spacing,
-            intensities: image.data.iter().map(|v| *v as f64).collect(),
-            morph_mask: m.clone(),
-            mask: m,
-        }
+        Roi { dims: image.geometry.dims, spacing: image.geometry.spacing, intensities: image.data.iter().map(|v| *v as f64).collect(), morph_mask: m.clone(), mask: m }
     }
 
     pub fn voxel_count(&self) -> usize {

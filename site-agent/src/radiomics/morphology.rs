@@ -236,15 +236,19 @@ fn autocorrelation(roi: &Roi) -> (f64, f64) {
         return (f64::NAN, f64::NAN);
     }
     // Padded to at least 2n − 1 per axis (no wrap-around), rounded up to a 2·3·5-smooth size.
-    let smooth = |min: usize| (min..).find(|&m| {
-        let mut r = m;
-        for f in [2, 3, 5] {
-            while r % f == 0 {
-                r /= f;
-            }
-        }
-        r == 1
-    }).unwrap();
+    let smooth = |min: usize| {
+        (min..)
+            .find(|&m| {
+                let mut r = m;
+                for f in [2, 3, 5] {
+                    while r % f == 0 {
+                        r /= f;
+                    }
+                }
+                r == 1
+            })
+            .unwrap()
+    };
     let p = [smooth(2 * nx - 1), smooth(2 * ny - 1), smooth(2 * nz - 1)];
     let len = p[0] * p[1] * p[2];
     let mut planner = FftPlanner::<f64>::new();

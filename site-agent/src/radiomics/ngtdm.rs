@@ -22,8 +22,7 @@
 use super::texture::{TextureSettings, named, neighbours, without_ibsi_codes, zonal};
 use super::{Aggregation, Feature, GreyLevels};
 
-pub const FEATURES: [(&str, &str); 5] =
-    [("Coarseness", "QCDE"), ("Contrast", "65HE"), ("Busyness", "NQ30"), ("Complexity", "HDEZ"), ("Strength", "1X9X")];
+pub const FEATURES: [(&str, &str); 5] = [("Coarseness", "QCDE"), ("Contrast", "65HE"), ("Busyness", "NQ30"), ("Complexity", "HDEZ"), ("Strength", "1X9X")];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ngtdm {
@@ -57,8 +56,7 @@ pub fn matrix(g: &GreyLevels, planar: bool, distances: &[u32]) -> Ngtdm {
 
 pub fn from_matrix(m: &Ngtdm) -> Vec<f64> {
     let nvc: f64 = m.n.iter().sum();
-    let levels: Vec<(f64, f64, f64)> =
-        m.n.iter().zip(&m.s).enumerate().filter(|(_, (n, _))| **n > 0.0).map(|(i, (n, s))| ((i + 1) as f64, n / nvc, *s)).collect();
+    let levels: Vec<(f64, f64, f64)> = m.n.iter().zip(&m.s).enumerate().filter(|(_, (n, _))| **n > 0.0).map(|(i, (n, s))| ((i + 1) as f64, n / nvc, *s)).collect();
     let ngp = levels.len() as f64;
     let sum_ps: f64 = levels.iter().map(|(_, p, s)| p * s).sum();
     let sum_s: f64 = levels.iter().map(|(_, _, s)| s).sum();

@@ -94,7 +94,8 @@ pub fn resample(roi: &Roi, image: &Geometry, mask: &Geometry, spacing: [f64; 3],
         }
         _ => &roi.intensities,
     };
-    let intensities = sample_grid(&output, dims, &Frame::new(image), roi.dims, |c| interpolate(source, roi.dims, c, interpolator)).into_iter().map(|v| sample.cast(v)).collect();
+    let intensities =
+        sample_grid(&output, dims, &Frame::new(image), roi.dims, |c| interpolate(source, roi.dims, c, interpolator)).into_iter().map(|v| sample.cast(v)).collect();
     let as_f64: Vec<f64> = roi.mask.iter().map(|m| if *m { 1.0 } else { 0.0 }).collect();
     let mask: Vec<bool> =
         sample_grid(&output, dims, &mask_frame, roi.dims, |c| interpolate(&as_f64, roi.dims, c, Interpolator::NearestNeighbor)).into_iter().map(|v| v > 0.5).collect();
@@ -120,8 +121,8 @@ impl Frame {
         let to_index = if axis_aligned {
             [0, 1, 2].map(|r| [0, 1, 2].map(|c| if m[c][r] != 0.0 { 1.0 / m[c][r] } else { 0.0 }))
         } else {
-            let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
-                + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+            let det =
+                m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
             [0, 1, 2].map(|r| {
                 [0, 1, 2].map(|c| {
                     let (r1, r2, c1, c2) = ((c + 1) % 3, (c + 2) % 3, (r + 1) % 3, (r + 2) % 3);

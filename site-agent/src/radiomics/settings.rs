@@ -62,8 +62,17 @@ pub enum Family {
 
 impl Family {
     pub const ALL: [Family; 11] = [
-        Family::Shape, Family::FirstOrder, Family::Histogram, Family::Ivh, Family::LocalIntensity, Family::Glcm, Family::Glrlm,
-        Family::Glszm, Family::Gldzm, Family::Ngtdm, Family::Gldm,
+        Family::Shape,
+        Family::FirstOrder,
+        Family::Histogram,
+        Family::Ivh,
+        Family::LocalIntensity,
+        Family::Glcm,
+        Family::Glrlm,
+        Family::Glszm,
+        Family::Gldzm,
+        Family::Ngtdm,
+        Family::Gldm,
     ];
 
     /// Every family a parameter file can name: [`Family::ALL`] and `shape2D`.
@@ -166,11 +175,7 @@ impl Settings {
     ///   glszm, gldm and ngtdm (102 features per image, 1 020 in all).
     pub fn study_default() -> Settings {
         Settings {
-            image_types: vec![
-                ImageType::ORIGINAL,
-                ImageType::Wavelet(WaveletSettings::default()),
-                ImageType::LoG(vec![(1.0, "1.0".into()), (3.0, "3.0".into())]),
-            ],
+            image_types: vec![ImageType::ORIGINAL, ImageType::Wavelet(WaveletSettings::default()), ImageType::LoG(vec![(1.0, "1.0".into()), (3.0, "3.0".into())])],
             filtered_families: Some([Family::FirstOrder, Family::Glcm, Family::Glrlm, Family::Glszm, Family::Gldm, Family::Ngtdm].into_iter().collect()),
             ..Settings::original_only()
         }
@@ -206,12 +211,7 @@ impl Settings {
     /// PyRadiomics' own defaults (binWidth 25, no normalisation), used as the base of a
     /// parameter file.
     pub fn pyradiomics_default() -> Settings {
-        Settings {
-            discretisation: Discretisation::PyRadiomicsBinWidth(25.0),
-            normalize_scale: None,
-            minimum_roi_dimensions: 2,
-            ..Settings::original_only()
-        }
+        Settings { discretisation: Discretisation::PyRadiomicsBinWidth(25.0), normalize_scale: None, minimum_roi_dimensions: 2, ..Settings::original_only() }
     }
 
     /// A canonical text of everything that changes the values, for cache keys: the
@@ -352,7 +352,11 @@ impl Settings {
                             }
                             "distances" => {
                                 let l = v.as_vec().ok_or_else(|| bad(&key, "must be a list of distances, e.g. [1, 2]"))?;
-                                let d: Vec<u32> = l.iter().map(|x| x.as_i64().filter(|d| (1..=10).contains(d)).map(|d| d as u32)).collect::<Option<_>>().ok_or_else(|| bad(&key, "distances must be integers 1–10"))?;
+                                let d: Vec<u32> = l
+                                    .iter()
+                                    .map(|x| x.as_i64().filter(|d| (1..=10).contains(d)).map(|d| d as u32))
+                                    .collect::<Option<_>>()
+                                    .ok_or_else(|| bad(&key, "distances must be integers 1–10"))?;
                                 if d.is_empty() {
                                     return Err(bad(&key, "is empty"));
                                 }
@@ -362,7 +366,11 @@ impl Settings {
                             "weightingNorm" => {
                                 s.texture.weighting = match v {
                                     Yaml::Null => None,
-                                    _ => Some(v.as_str().and_then(WeightingNorm::from_name).ok_or_else(|| bad(&key, "must be manhattan, euclidean, infinity or no_weighting"))?),
+                                    _ => Some(
+                                        v.as_str()
+                                            .and_then(WeightingNorm::from_name)
+                                            .ok_or_else(|| bad(&key, "must be manhattan, euclidean, infinity or no_weighting"))?,
+                                    ),
                                 };
                                 weighting_given = s.texture.weighting.is_some();
                             }
@@ -398,7 +406,10 @@ impl Settings {
                         let name = k.as_str().unwrap_or("");
                         let fam = Family::from_key(name).ok_or_else(|| SettingsError::UnknownKey(format!("featureClass.{name}")))?;
                         if !(v.is_null() || v.as_vec().is_some_and(|l| l.is_empty())) {
-                            return Err(SettingsError::Unsupported { key: format!("featureClass.{name}"), value: "a feature list (all features of a class are computed)".into() });
+                            return Err(SettingsError::Unsupported {
+                                key: format!("featureClass.{name}"),
+                                value: "a feature list (all features of a class are computed)".into(),
+                            });
                         }
                         s.families.insert(fam);
                     }
@@ -439,7 +450,9 @@ impl Settings {
                 .collect();
         }
         if weighting_given {
-            if let Some(a) = s.aggregations.iter().find(|a| matches!(a, Aggregation::TwoDAveraged | Aggregation::TwoPointFiveDDirectionMerged | Aggregation::ThreeDAveraged)) {
+            if let Some(a) =
+                s.aggregations.iter().find(|a| matches!(a, Aggregation::TwoDAveraged | Aggregation::TwoPointFiveDDirectionMerged | Aggregation::ThreeDAveraged))
+            {
                 return Err(bad("setting.weightingNorm", &format!("weights directions as they are merged, so it needs merged aggregations, not {:?}", a.ibsi_label())));
             }
         }
@@ -468,7 +481,15 @@ impl Settings {
 
 /// A named interpolator FedRad does not have is "unsupported"; anything else is a bad value.
 fn interpolator_error(key: &str, name: &str) -> SettingsError {
-    const SITK: [&str; 7] = ["sitkGaussian", "sitkLabelGaussian", "sitkHammingWindowedSinc", "sitkCosineWindowedSinc", "sitkWelchWindowedSinc", "sitkLanczosWindowedSinc", "sitkBlackmanWindowedSinc"];
+    const SITK: [&str; 7] = [
+        "sitkGaussian",
+        "sitkLabelGaussian",
+        "sitkHammingWindowedSinc",
+        "sitkCosineWindowedSinc",
+        "sitkWelchWindowedSinc",
+        "sitkLanczosWindowedSinc",
+        "sitkBlackmanWindowedSinc",
+    ];
     if SITK.contains(&name) || name.parse::<i64>().is_ok_and(|i| (3..=10).contains(&i)) {
         SettingsError::Unsupported { key: format!("setting.{key}"), value: format!("{name} (FedRad has sitkNearestNeighbor, sitkLinear and sitkBSpline)") }
     } else {
@@ -584,8 +605,7 @@ fn image_type(name: &str, opts: &yaml_rust2::yaml::Hash, general: &yaml_rust2::y
             }
             if let Some(v) = get("lbp3DIcosphereSubdivision") {
                 // 4 subdivisions are 2 562 points per voxel; more is beyond any use.
-                l.subdivisions =
-                    v.as_i64().filter(|n| (0..=4).contains(n)).ok_or_else(|| bad(&key("lbp3DIcosphereSubdivision"), "must be an integer 0–4"))? as u32;
+                l.subdivisions = v.as_i64().filter(|n| (0..=4).contains(n)).ok_or_else(|| bad(&key("lbp3DIcosphereSubdivision"), "must be an integer 0–4"))? as u32;
             }
             Ok(ImageType::Lbp3d(l))
         }
@@ -665,10 +685,7 @@ mod tests {
 
     #[test]
     fn reads_filter_image_types_with_their_options() {
-        let s = Settings::from_pyradiomics_yaml(
-            "setting:\n  sigma: [1, 2.5]\nimageType:\n  LoG: {}\n  Wavelet: {wavelet: haar, level: 2}\n  Original: {}\n",
-        )
-        .unwrap();
+        let s = Settings::from_pyradiomics_yaml("setting:\n  sigma: [1, 2.5]\nimageType:\n  LoG: {}\n  Wavelet: {wavelet: haar, level: 2}\n  Original: {}\n").unwrap();
         assert_eq!(
             s.image_types,
             vec![

@@ -221,19 +221,16 @@ pub fn directional(
     };
     match agg {
         Aggregation::TwoDAveraged => {
-            let sets: Vec<Vec<f64>> =
-                slices().iter().flat_map(|s| planar.iter().map(move |d| build(s, *d))).filter(nonempty).map(|m| features(&m)).collect();
+            let sets: Vec<Vec<f64>> = slices().iter().flat_map(|s| planar.iter().map(move |d| build(s, *d))).filter(nonempty).map(|m| features(&m)).collect();
             average(&sets)
         }
         Aggregation::TwoDSliceMerged => {
-            let sets: Vec<Vec<f64>> =
-                slices().iter().filter_map(|s| merged(planar.iter().map(|d| (*d, build(s, *d))).collect())).map(|m| features(&m)).collect();
+            let sets: Vec<Vec<f64>> = slices().iter().filter_map(|s| merged(planar.iter().map(|d| (*d, build(s, *d))).collect())).map(|m| features(&m)).collect();
             average(&sets)
         }
         Aggregation::TwoPointFiveDDirectionMerged => {
             let slices = slices();
-            let sets: Vec<Vec<f64>> =
-                planar.iter().filter_map(|d| merged(slices.iter().map(|s| (*d, build(s, *d))).collect())).map(|m| features(&m)).collect();
+            let sets: Vec<Vec<f64>> = planar.iter().filter_map(|d| merged(slices.iter().map(|s| (*d, build(s, *d))).collect())).map(|m| features(&m)).collect();
             average(&sets)
         }
         Aggregation::TwoPointFiveDMerged => {
@@ -286,13 +283,7 @@ pub fn zonal<M: Clone>(
 
 /// Names, codes and values into features; NaN where the aggregation gave nothing.
 pub fn named(family: &str, table: &[(&str, &'static str)], values: Option<Vec<f64>>, agg: Aggregation) -> Vec<Feature> {
-    table
-        .iter()
-        .enumerate()
-        .map(|(i, (name, code))| {
-            feature(&format!("{family}_{name}"), values.as_ref().map_or(f64::NAN, |v| v[i]), code, Some(agg))
-        })
-        .collect()
+    table.iter().enumerate().map(|(i, (name, code))| feature(&format!("{family}_{name}"), values.as_ref().map_or(f64::NAN, |v| v[i]), code, Some(agg))).collect()
 }
 
 /// Σ p log2 p over positive entries, negated.
@@ -370,9 +361,22 @@ impl SizeZone {
     /// The 16 features in the order of the IBSI tables for GLRLM/GLSZM/GLDZM.
     pub fn sixteen(&self) -> Vec<f64> {
         vec![
-            self.small, self.large, self.low_grey, self.high_grey, self.small_low, self.small_high, self.large_low, self.large_high,
-            self.grey_nonuniformity, self.grey_nonuniformity_norm, self.size_nonuniformity, self.size_nonuniformity_norm,
-            self.percentage, self.grey_variance, self.size_variance, self.entropy,
+            self.small,
+            self.large,
+            self.low_grey,
+            self.high_grey,
+            self.small_low,
+            self.small_high,
+            self.large_low,
+            self.large_high,
+            self.grey_nonuniformity,
+            self.grey_nonuniformity_norm,
+            self.size_nonuniformity,
+            self.size_nonuniformity_norm,
+            self.percentage,
+            self.grey_variance,
+            self.size_variance,
+            self.entropy,
         ]
     }
 }
@@ -387,10 +391,7 @@ mod tests {
         let zyx: Vec<[isize; 3]> = directions(&[1], false).into_iter().map(|[x, y, z]| [z, y, x]).collect();
         assert_eq!(
             zyx,
-            vec![
-                [1, 1, 1], [1, 1, 0], [1, 1, -1], [1, 0, 1], [1, 0, 0], [1, 0, -1], [1, -1, 1], [1, -1, 0], [1, -1, -1],
-                [0, 1, 1], [0, 1, 0], [0, 1, -1], [0, 0, 1],
-            ]
+            vec![[1, 1, 1], [1, 1, 0], [1, 1, -1], [1, 0, 1], [1, 0, 0], [1, 0, -1], [1, -1, 1], [1, -1, 0], [1, -1, -1], [0, 1, 1], [0, 1, 0], [0, 1, -1], [0, 0, 1],]
         );
         assert_eq!(directions(&[1, 2], false).len(), 13 + 49);
         assert_eq!(directions(&[2], true).len(), 8);

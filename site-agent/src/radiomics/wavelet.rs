@@ -42,15 +42,8 @@ impl Default for WaveletSettings {
 }
 
 /// The detail bands in the order PyRadiomics yields them, as (x, y, z) high-pass flags.
-const DETAIL_BANDS: [[bool; 3]; 7] = [
-    [false, false, true],
-    [false, true, false],
-    [false, true, true],
-    [true, false, false],
-    [true, false, true],
-    [true, true, false],
-    [true, true, true],
-];
+const DETAIL_BANDS: [[bool; 3]; 7] =
+    [[false, false, true], [false, true, false], [false, true, true], [true, false, false], [true, false, true], [true, true, false], [true, true, true]];
 
 /// The decomposition filters of a wavelet PyWavelets knows, by name.
 pub fn filters(name: &str) -> Option<(&'static [f64], &'static [f64])> {
@@ -94,9 +87,8 @@ impl Block {
         // The line extended by the filter's length on both sides (periodically or by its end
         // values), so the convolution below needs no index arithmetic per tap.
         let pad = f.len();
-        let source: Vec<usize> = (-(pad as isize)..(n + pad) as isize)
-            .map(|k| if self.periodic[axis] { k.rem_euclid(n as isize) } else { k.clamp(0, n as isize - 1) } as usize)
-            .collect();
+        let source: Vec<usize> =
+            (-(pad as isize)..(n + pad) as isize).map(|k| if self.periodic[axis] { k.rem_euclid(n as isize) } else { k.clamp(0, n as isize - 1) } as usize).collect();
         let mut line = vec![0.0; n + 2 * pad];
         let mut res = vec![0.0; n];
         let outer: Vec<usize> = match axis {
