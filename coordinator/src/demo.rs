@@ -88,7 +88,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let out = std::fs::canonicalize(&args.out)?;
 
     // 1. The cohort, as four hospitals' folders.
-    let mut spec = fedrad_synth::default_cohort(args.seed, args.patients);
+    // One hospital exports DICOM (series + RT structure sets), as a radiotherapy department does.
+    let mut spec = fedrad_synth::default_cohort(args.seed, args.patients).with_dicom_export("hospital-d");
     spec.coarsen = args.coarsen;
     let bar = indicatif::ProgressBar::new(args.patients as u64)
         .with_style(indicatif::ProgressStyle::with_template("{spinner} synthetic cohort [{bar:30}] {pos}/{len} patients ({eta})").unwrap());

@@ -24,7 +24,9 @@ fn main() {
         let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
         let (ci, cm) = (col(&format!("{seq}_image")), col(&format!("{seq}_mask")));
         let rows: Vec<Vec<String>> = lines.map(|l| l.split(',').map(str::to_string).collect()).collect();
-        let pairs: Vec<(PathBuf, PathBuf)> = rows.iter().map(|r| (dir.join(&r[ci]), dir.join(&r[cm]))).collect();
+        let roi = header.iter().position(|h| *h == format!("{seq}_roi"));
+        let pairs: Vec<site_agent::manifest::ImagePair> =
+            rows.iter().map(|r| site_agent::manifest::ImagePair { image: dir.join(&r[ci]), mask: dir.join(&r[cm]), roi: roi.map(|c| r[c].clone()) }).collect();
         let t = std::time::Instant::now();
         let crops = site_agent::deep::crop_all(&pairs, &arch);
         eprintln!("{manifest}: {} crops in {:.2} s", crops.len(), t.elapsed().as_secs_f64());

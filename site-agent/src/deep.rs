@@ -14,11 +14,11 @@
 //! `deep_0000` …) and `<sequence>.deep.json` (the weights' SHA-256, the architecture, the
 //! patients that failed and why).
 
-use std::path::{Path, PathBuf};
-
 use rayon::prelude::*;
 
 use fedrad_imaging::Volume;
+
+use crate::manifest::ImagePair;
 use fedrad_shared::algorithms::encoder::{Architecture, INPUT_CHANNELS};
 
 /// Why a patient has no crop.
@@ -49,9 +49,8 @@ impl CropError {
 /// Reasons in the order of the `failed_by_reason` tensor.
 pub const CROP_FAILURE_REASONS: [&str; 4] = ["unreadable_volume", "geometry_mismatch", "empty_mask", "non_finite_voxels"];
 
-pub fn crop_files(image: &Path, mask: &Path, arch: &Architecture) -> Result<Vec<f64>, CropError> {
-    let image = fedrad_imaging::read_volume(image).map_err(|e| CropError::Unreadable(e.to_string()))?;
-    let mask = fedrad_imaging::read_volume(mask).map_err(|e| CropError::Unreadable(e.to_string()))?;
+pub fn crop_files(pair: &ImagePair, arch: &Architecture) -> Result<Vec<f64>, CropError> {
+    let (image, mask) = pair.read().map_err(|e| CropError::Unreadable(e.to_string()))?;
     crop(&image, &mask, arch)
 }
 
@@ -123,6 +122,6 @@ pub fn crop(image: &Volume, mask: &Volume, arch: &Architecture) -> Result<Vec<f6
 }
 
 /// Crops for a list of (image, mask) pairs, in parallel; order kept.
-pub fn crop_all(pairs: &[(PathBuf, PathBuf)], arch: &Architecture) -> Vec<Result<Vec<f64>, CropError>> {
-    pairs.par_iter().map(|(i, m)| crop_files(i, m, arch)).collect()
+pub fn crop_all(pairs: &[ImagePair], arch: &Architecture) -> Vec<Result<Vec<f64>, CropError>> {
+    pairs.par_iter().map(|p| crop_files(p, arch)).collect()
 }

@@ -586,12 +586,7 @@ impl SiteEngine {
         if let Some(c) = self.crops.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return c.clone();
         }
-        let pairs: Vec<(PathBuf, PathBuf)> = self
-            .cohort
-            .images
-            .iter()
-            .map(|img| if sequence == "t1c" { (img.t1c_image.clone(), img.t1c_mask.clone()) } else { (img.t2_image.clone(), img.t2_mask.clone()) })
-            .collect();
+        let pairs: Vec<crate::manifest::ImagePair> = self.cohort.images.iter().map(|img| img.sequence(sequence).clone()).collect();
         let started = std::time::Instant::now();
         let crops = Arc::new(crate::deep::crop_all(&pairs, arch));
         tracing::info!(sequence, patients = pairs.len(), seconds = started.elapsed().as_secs_f64(), "encoder crops prepared");

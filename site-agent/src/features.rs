@@ -14,16 +14,42 @@ use rayon::prelude::*;
 use fedrad_shared::algorithms::extraction::SequenceSummary;
 
 use crate::audit::sha256_hex;
-use crate::manifest::{LoadedCohort, SEQUENCES};
+use crate::manifest::{ImagePair, LoadedCohort, SEQUENCES};
 use crate::radiomics::extract::{ExtractionError, extract_files};
 use crate::radiomics::settings::Settings;
 
 /// One patient's features for one sequence: column names and values, in a fixed order.
 pub type FeatureRow = (Vec<String>, Vec<f64>);
 
-fn cached_extract(cache_dir: &Path, settings: &Settings, image: &Path, mask: &Path) -> Result<FeatureRow, ExtractionError> {
-    let read = |p: &Path| std::fs::read(p).map_err(|e| ExtractionError::Read(format!("{}: {e}", p.display())));
-    let key = sha256_hex(format!("{}|{}|{}", settings.digest_text(), sha256_hex(&read(image)?), sha256_hex(&read(mask)?)).as_bytes());
+/// SHA-256 of a file's bytes, or of a folder's files (relative names and bytes, in name order):
+/// a DICOM series is a folder.
+fn content_digest(p: &Path) -> Result<String, ExtractionError> {
+    let err = |e: std::io::Error| ExtractionError::Read(format!("{}: {e}", p.display()));
+    if !p.is_dir() {
+        return Ok(sha256_hex(&std::fs::read(p).map_err(err)?));
+    }
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        for e in std::fs::read_dir(dir)? {
+            let path = e?.path();
+            if path.is_dir() { walk(&path, out)? } else { out.push(path) }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(p, &mut files).map_err(err)?;
+    files.sort();
+    let mut text = String::new();
+    for f in files {
+        let bytes = std::fs::read(&f).map_err(err)?;
+        text.push_str(&format!("{}:{}\n", f.strip_prefix(p).unwrap_or(&f).display(), sha256_hex(&bytes)));
+    }
+    Ok(sha256_hex(text.as_bytes()))
+}
+
+fn cached_extract(cache_dir: &Path, settings: &Settings, pair: &ImagePair) -> Result<FeatureRow, ExtractionError> {
+    let key = sha256_hex(
+        format!("{}|{}|{}|{}", settings.digest_text(), content_digest(&pair.image)?, content_digest(&pair.mask)?, pair.roi.as_deref().unwrap_or("")).as_bytes(),
+    );
     let path = cache_dir.join(format!("{key}.csv"));
     if let Ok(text) = std::fs::read_to_string(&path) {
         let mut names = Vec::new();
@@ -42,7 +68,7 @@ fn cached_extract(cache_dir: &Path, settings: &Settings, image: &Path, mask: &Pa
             return Ok((names, values));
         }
     }
-    let features = extract_files(image, mask, settings)?;
+    let features = extract_files(&pair.image, &pair.mask, pair.roi.as_deref(), settings)?;
     let names: Vec<String> = features.iter().map(|f| f.column()).collect();
     let values: Vec<f64> = features.iter().map(|f| f.value).collect();
     let text: String = names.iter().zip(&values).map(|(n, v)| format!("{n},{v}\n")).collect();
@@ -94,20 +120,12 @@ pub fn extract_cohort(
     std::fs::create_dir_all(&out_dir)?;
     let mut outcomes = BTreeMap::new();
     for seq in SEQUENCES {
-        let cases: Vec<(String, PathBuf, PathBuf)> = cohort
-            .records
-            .iter()
-            .zip(&cohort.images)
-            .map(|(r, img)| {
-                let (i, m) = if seq == "t1c" { (&img.t1c_image, &img.t1c_mask) } else { (&img.t2_image, &img.t2_mask) };
-                (r.patient_id.clone(), i.clone(), m.clone())
-            })
-            .collect();
+        let cases: Vec<(String, &ImagePair)> = cohort.records.iter().zip(&cohort.images).map(|(r, img)| (r.patient_id.clone(), img.sequence(seq))).collect();
         // Each case is computed on one thread, so results do not depend on the thread count.
         let results: Vec<(String, Result<FeatureRow, ExtractionError>)> = cases
             .par_iter()
-            .map(|(id, i, m)| {
-                let r = cached_extract(&cache, settings, i, m);
+            .map(|(id, pair)| {
+                let r = cached_extract(&cache, settings, pair);
                 progress();
                 (id.clone(), r)
             })

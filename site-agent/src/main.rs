@@ -26,10 +26,15 @@ enum Command {
     /// Extract radiomic features from one image and mask into a CSV
     /// (columns feature,value,ibsi_code,aggregation).
     Extract {
+        /// A NIfTI/NRRD file, or a folder holding one DICOM series.
         #[arg(long)]
         image: PathBuf,
+        /// A NIfTI/NRRD label file, or an RTSTRUCT or SEG file drawn on the DICOM series.
         #[arg(long)]
         mask: PathBuf,
+        /// The region's name in an RTSTRUCT (ROI name) or SEG (segment label).
+        #[arg(long)]
+        roi: Option<String>,
         /// PyRadiomics parameter file (YAML); default: FedRad's MRI study settings.
         #[arg(long)]
         params: Option<PathBuf>,
@@ -132,6 +137,9 @@ fn main() -> anyhow::Result<()> {
         Command::Check { config } => {
             let cfg = SiteConfig::load(&config)?;
             let cohort = manifest::load(&cfg.manifest, &cfg.schema(), manifest::ImageCheck::Full)?;
+            for (line, found) in &cohort.found {
+                println!("line {line:>4}  {found}");
+            }
             for e in &cohort.excluded {
                 println!("line {:>4}  {:<12} {:<18} {}", e.line, e.patient_id.as_deref().unwrap_or("?"), e.reason.as_str(), e.detail);
             }
@@ -139,7 +147,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}: {} patients loaded ({} recurrences), {} rows excluded", cfg.site_id, cohort.records.len(), pos, cohort.excluded.len());
             Ok(())
         }
-        Command::Extract { image, mask, params, label, out } => {
+        Command::Extract { image, mask, roi, params, label, out } => {
             use site_agent::radiomics::{extract, settings::Settings};
             let mut settings = match &params {
                 Some(p) => {
@@ -151,7 +159,8 @@ fn main() -> anyhow::Result<()> {
             if let Some(l) = label {
                 settings.label = l;
             }
-            let features = extract::extract_files(&image, &mask, &settings).with_context(|| format!("extracting {} with mask {}", image.display(), mask.display()))?;
+            let features = extract::extract_files(&image, &mask, roi.as_deref(), &settings)
+                .with_context(|| format!("extracting {} with mask {}", image.display(), mask.display()))?;
             std::fs::write(&out, extract::to_csv(&features)).with_context(|| format!("writing {}", out.display()))?;
             println!("{} features written to {}", features.len(), out.display());
             Ok(())

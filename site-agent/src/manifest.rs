@@ -16,20 +16,45 @@ use rayon::prelude::*;
 /// Columns with a fixed meaning; every other column must be declared in the schema.
 pub const RESERVED_COLUMNS: [&str; 6] = ["patient_id", "t1c_image", "t1c_mask", "t2_image", "t2_mask", "recurrence"];
 
+/// Optional columns: the site's own name of the tumour region in a DICOM mask (an RTSTRUCT's
+/// ROI name or a SEG's segment label, e.g. `GTVnx` at one hospital and `GTV_P` at another).
+/// An image column may name a folder holding one DICOM series, and a mask column an RTSTRUCT or
+/// SEG file drawn on it.
+pub const OPTIONAL_COLUMNS: [&str; 2] = ["t1c_roi", "t2_roi"];
+
 /// The MR sequences of the study.
 pub const SEQUENCES: [&str; 2] = ["t1c", "t2"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PatientImages {
-    pub t1c_image: PathBuf,
-    pub t1c_mask: PathBuf,
-    pub t2_image: PathBuf,
-    pub t2_mask: PathBuf,
+    pub t1c: ImagePair,
+    pub t2: ImagePair,
+}
+
+/// One sequence's image and mask, as the manifest names them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ImagePair {
+    /// A NIfTI/NRRD file or a folder holding one DICOM series.
+    pub image: PathBuf,
+    /// A NIfTI/NRRD label file, or an RTSTRUCT or SEG file drawn on the series.
+    pub mask: PathBuf,
+    /// The region's name in a DICOM mask.
+    pub roi: Option<String>,
+}
+
+impl ImagePair {
+    pub fn read(&self) -> Result<(fedrad_imaging::Volume, fedrad_imaging::Volume), fedrad_imaging::ImagingError> {
+        fedrad_imaging::read_image_and_mask(&self.image, &self.mask, self.roi.as_deref())
+    }
 }
 
 impl PatientImages {
-    fn pairs(&self) -> [(&'static str, &Path, &Path); 2] {
-        [("t1c", &self.t1c_image, &self.t1c_mask), ("t2", &self.t2_image, &self.t2_mask)]
+    pub fn sequence(&self, seq: &str) -> &ImagePair {
+        if seq == "t1c" { &self.t1c } else { &self.t2 }
+    }
+
+    fn pairs(&self) -> [(&'static str, &ImagePair); 2] {
+        [("t1c", &self.t1c), ("t2", &self.t2)]
     }
 }
 
@@ -47,6 +72,9 @@ pub struct LoadedCohort {
     pub records: Vec<PatientRecord>,
     pub images: Vec<PatientImages>,
     pub excluded: Vec<ExcludedRow>,
+    /// What was found for each loaded row (line, and per sequence a description: format, grid,
+    /// region, voxels), for `site-agent check`; empty when images were not opened.
+    pub found: Vec<(usize, String)>,
 }
 
 impl LoadedCohort {
@@ -86,7 +114,7 @@ pub fn load(path: &Path, schema: &[VariableSpec], check: ImageCheck) -> Result<L
     if !missing.is_empty() {
         return Err(ManifestError::MissingColumns { path: path.into(), missing: missing.join(", ") });
     }
-    if let Some(extra) = headers.iter().find(|h| !required.contains(h)) {
+    if let Some(extra) = headers.iter().find(|h| !required.contains(h) && !OPTIONAL_COLUMNS.contains(h)) {
         return Err(ManifestError::UndeclaredColumn { path: path.into(), column: extra.to_string() });
     }
 
@@ -139,7 +167,10 @@ pub fn load(path: &Path, schema: &[VariableSpec], check: ImageCheck) -> Result<L
         .collect();
     for (line, rec, img, verdict) in checked {
         match verdict {
-            Ok(()) => {
+            Ok(found) => {
+                if !found.is_empty() {
+                    out.found.push((line, format!("{} {found}", rec.patient_id)));
+                }
                 out.records.push(rec);
                 out.images.push(img);
             }
@@ -181,24 +212,45 @@ fn parse_row(row: &csv::StringRecord, col: &HashMap<&str, usize>, schema: &[Vari
         let v = get(name);
         if v.is_empty() { Err((ExclusionReason::MissingValue, format!("missing {name}"))) } else { Ok(base.join(v)) }
     };
-    let images = PatientImages { t1c_image: path("t1c_image")?, t1c_mask: path("t1c_mask")?, t2_image: path("t2_image")?, t2_mask: path("t2_mask")? };
+    let roi = |name: &str| col.get(name).and_then(|&c| row.get(c)).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+    let images = PatientImages {
+        t1c: ImagePair { image: path("t1c_image")?, mask: path("t1c_mask")?, roi: roi("t1c_roi") },
+        t2: ImagePair { image: path("t2_image")?, mask: path("t2_mask")?, roi: roi("t2_roi") },
+    };
     Ok((PatientRecord { patient_id: pid.to_string(), outcome, clinical }, images))
 }
 
 /// Image and mask must exist, be readable, share a grid, and the mask must mark a region.
-fn check_images(img: &PatientImages, check: ImageCheck) -> Result<(), RowError> {
-    for (seq, image, mask) in img.pairs() {
-        for p in [image, mask] {
-            if !p.is_file() {
-                return Err((ExclusionReason::MissingFile, format!("{seq}: {} does not exist", p.display())));
-            }
+/// What `check` says of one sequence: where the image and mask came from, the grid and the
+/// region's size.
+fn describe(seq: &str, pair: &ImagePair, image: &fedrad_imaging::Volume, mask: &fedrad_imaging::Volume) -> String {
+    let g = &image.geometry;
+    let source = if pair.image.is_dir() { format!("DICOM series ({} slices)", g.dims[2]) } else { "volume file".to_string() };
+    let region = match &pair.roi {
+        Some(roi) if fedrad_imaging::is_dicom_file(&pair.mask) => format!("region {roi:?}"),
+        _ => "mask file".to_string(),
+    };
+    let voxels = mask.data.iter().filter(|v| **v >= 0.5).count();
+    format!(
+        "{seq}: {source}, {}×{}×{} voxels of {:.3}×{:.3}×{:.3} mm, {region}: {voxels} voxels",
+        g.dims[0], g.dims[1], g.dims[2], g.spacing[0], g.spacing[1], g.spacing[2]
+    )
+}
+
+fn check_images(img: &PatientImages, check: ImageCheck) -> Result<String, RowError> {
+    let mut found = Vec::new();
+    for (seq, pair) in img.pairs() {
+        if !(pair.image.is_file() || pair.image.is_dir()) {
+            return Err((ExclusionReason::MissingFile, format!("{seq}: {} does not exist", pair.image.display())));
+        }
+        if !pair.mask.is_file() {
+            return Err((ExclusionReason::MissingFile, format!("{seq}: {} does not exist", pair.mask.display())));
         }
         if check == ImageCheck::ExistenceOnly {
             continue;
         }
         let unreadable = |e: fedrad_imaging::ImagingError| (ExclusionReason::UnreadableVolume, format!("{seq}: {e}"));
-        let iv = fedrad_imaging::read_volume(image).map_err(unreadable)?;
-        let mv = fedrad_imaging::read_volume(mask).map_err(unreadable)?;
+        let (iv, mv) = pair.read().map_err(unreadable)?;
         if let Some(diff) = iv.geometry.mismatch(&mv.geometry, 1e-3) {
             return Err((ExclusionReason::GeometryMismatch, format!("{seq}: mask and image differ in {diff}")));
         }
@@ -208,6 +260,7 @@ fn check_images(img: &PatientImages, check: ImageCheck) -> Result<(), RowError> 
         if !mv.data.iter().any(|v| *v >= 0.5) {
             return Err((ExclusionReason::EmptyMask, format!("{seq}: the mask marks no voxel")));
         }
+        found.push(describe(seq, pair, &iv, &mv));
     }
-    Ok(())
+    Ok(found.join("; "))
 }

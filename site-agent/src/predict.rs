@@ -67,7 +67,7 @@ pub fn predict(model: &ModelFile, manifest: &Path, out: &Path) -> anyhow::Result
     let results: Vec<(String, Result<f64, String>)> = rows
         .par_iter()
         .map(|row| {
-            let get = |c: &str| row.get(col(c).expect("checked")).unwrap_or("").trim().to_string();
+            let get = |c: &str| col(c).and_then(|i| row.get(i)).unwrap_or("").trim().to_string();
             let id = get("patient_id");
             (id.clone(), score_one(model, &settings, base, &get, &image_col, &mask_col, &id))
         })
@@ -92,7 +92,10 @@ pub fn predict(model: &ModelFile, manifest: &Path, out: &Path) -> anyhow::Result
 }
 
 fn score_one(model: &ModelFile, settings: &Settings, base: &Path, get: &dyn Fn(&str) -> String, image_col: &str, mask_col: &str, id: &str) -> Result<f64, String> {
-    let features = extract_files(&base.join(get(image_col)), &base.join(get(mask_col)), settings).map_err(|e| format!("{}: {e}", e.reason()))?;
+    // A DICOM mask names its region in the optional `<sequence>_roi` column.
+    let roi = get(&mask_col.replace("_mask", "_roi"));
+    let roi = Some(roi.as_str()).filter(|r| !r.is_empty());
+    let features = extract_files(&base.join(get(image_col)), &base.join(get(mask_col)), roi, settings).map_err(|e| format!("{}: {e}", e.reason()))?;
     let names: Vec<String> = features.iter().map(|f| f.column()).collect();
     if catalogue_sha256(&names) != model.catalogue_sha256 {
         return Err("the extracted features differ from the study's (another FedRad version or settings?)".into());

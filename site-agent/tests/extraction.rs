@@ -180,7 +180,7 @@ fn nrrd_and_nifti_inputs_give_the_same_features() {
     fedrad_imaging::nrrd::write(&dir.join("img.nrrd"), &img).unwrap();
     nifti::write(&dir.join("mask.nii.gz"), &mask, StoredType::U8).unwrap();
     let s = Settings::study_default();
-    let from_files = site_agent::radiomics::extract::extract_files(&dir.join("img.nrrd"), &dir.join("mask.nii.gz"), &s).unwrap();
+    let from_files = site_agent::radiomics::extract::extract_files(&dir.join("img.nrrd"), &dir.join("mask.nii.gz"), None, &s).unwrap();
     let in_memory = extract(&img, &mask, &s).unwrap();
     assert_eq!(from_files.len(), in_memory.len());
     for (a, b) in from_files.iter().zip(&in_memory) {

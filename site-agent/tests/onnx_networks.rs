@@ -128,8 +128,11 @@ fn onnx_embed_task_stores_the_networks_outputs_as_deep_features() {
         let id = cells.next().unwrap();
         let stored: Vec<f64> = cells.map(|c| c.parse().unwrap()).collect();
         let crop = site_agent::deep::crop_files(
-            &folder.join(format!("images/{id}_t2.nii.gz")),
-            &folder.join(format!("images/{id}_t2_mask.nii.gz")),
+            &site_agent::manifest::ImagePair {
+                image: folder.join(format!("images/{id}_t2.nii.gz")),
+                mask: folder.join(format!("images/{id}_t2_mask.nii.gz")),
+                roi: None,
+            },
             &recipe.crop_architecture(),
         )
         .unwrap();

@@ -41,7 +41,7 @@ fn features_match_pyradiomics_under_each_setting() {
             yaml.push_str(&format!("  {}:\n", class.as_str().unwrap()));
         }
         let settings = Settings::from_pyradiomics_yaml(&yaml).unwrap_or_else(|e| panic!("{name}: {e}\n{yaml}"));
-        let ours = extract_files(&dir.join("image.nii.gz"), &dir.join(config["mask"].as_str().unwrap()), &settings).unwrap();
+        let ours = extract_files(&dir.join("image.nii.gz"), &dir.join(config["mask"].as_str().unwrap()), None, &settings).unwrap();
         for (column, expected) in config["features"].as_object().unwrap() {
             let expected = expected.as_f64().unwrap();
             let got = ours.iter().find(|f| f.column() == *column).unwrap_or_else(|| panic!("{name}: no {column}")).value;
@@ -64,7 +64,7 @@ fn pre_crop_limits_what_the_filters_see() {
             "setting:\n  padDistance: 1\n{extra}imageType:\n  Original: {{}}\n  LoG: {{sigma: [2.0]}}\nfeatureClass:\n  firstorder:\n"
         ))
         .unwrap();
-        extract_files(&dir.join("image.nii.gz"), &dir.join("mask.nii.gz"), &s).unwrap()
+        extract_files(&dir.join("image.nii.gz"), &dir.join("mask.nii.gz"), None, &s).unwrap()
     };
     let (whole, cropped) = (run(""), run("  preCrop: true\n"));
     let value = |f: &[site_agent::radiomics::Feature], n: &str| f.iter().find(|f| f.name == n).unwrap().value;

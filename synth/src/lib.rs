@@ -59,6 +59,34 @@ pub struct HospitalSpec {
     pub site_id: String,
     pub patients: usize,
     pub scanner: ScannerProfile,
+    /// How the hospital exports its images.
+    #[serde(default)]
+    pub export: ImageExport,
+}
+
+/// What a hospital's export holds: NIfTI volumes and label masks (what a research PACS or a
+/// conversion script gives), or what a scanner and a planning system write — a DICOM MR series
+/// per sequence (one file per slice) with the tumour contoured in an RT structure set, next to
+/// another structure, under the hospital's own ROI name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageExport {
+    #[default]
+    Nifti,
+    Dicom,
+}
+
+/// The local ROI name of the tumour in a DICOM-exporting hospital's structure sets.
+pub const DICOM_TUMOUR_ROI: &str = "GTVnx";
+
+impl CohortSpec {
+    /// The same cohort with `site_id` exporting DICOM (as the demo runs one hospital).
+    pub fn with_dicom_export(mut self, site_id: &str) -> Self {
+        for h in self.hospitals.iter_mut().filter(|h| h.site_id == site_id) {
+            h.export = ImageExport::Dicom;
+        }
+        self
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -90,7 +118,14 @@ pub fn default_cohort(seed: u64, patients: usize) -> CohortSpec {
         seed,
         field_of_view_mm: [80.0, 80.0, 72.0],
         coarsen: 1.0,
-        hospitals: (0..4).map(|h| HospitalSpec { site_id: format!("hospital-{}", (b'a' + h as u8) as char), patients: sizes[h], scanner: scanners[h].clone() }).collect(),
+        hospitals: (0..4)
+            .map(|h| HospitalSpec {
+                site_id: format!("hospital-{}", (b'a' + h as u8) as char),
+                patients: sizes[h],
+                scanner: scanners[h].clone(),
+                export: ImageExport::Nifti,
+            })
+            .collect(),
     }
 }
 
@@ -356,18 +391,21 @@ fn patient(spec: &CohortSpec, h: usize, idx: usize, folder: &Path) -> Result<(Ve
     let acq = acquire(spec, &hosp.scanner, &tumour, &anatomy, &mut r);
     let pid = format!("{}-{:04}", hosp.site_id.trim_start_matches("hospital-").to_uppercase(), idx + 1);
     let images = folder.join("images");
-    let name = |s: &str| format!("images/{pid}_{s}.nii.gz");
-    nifti::write(&images.join(format!("{pid}_t1c.nii.gz")), &acq.t1c, StoredType::I16)?;
-    nifti::write(&images.join(format!("{pid}_t1c_mask.nii.gz")), &acq.mask, StoredType::U8)?;
-    nifti::write(&images.join(format!("{pid}_t2.nii.gz")), &acq.t2, StoredType::I16)?;
-    nifti::write(&images.join(format!("{pid}_t2_mask.nii.gz")), &acq.mask, StoredType::U8)?;
+    let paths = match hosp.export {
+        ImageExport::Nifti => {
+            let name = |s: &str| format!("images/{pid}_{s}.nii.gz");
+            nifti::write(&images.join(format!("{pid}_t1c.nii.gz")), &acq.t1c, StoredType::I16)?;
+            nifti::write(&images.join(format!("{pid}_t1c_mask.nii.gz")), &acq.mask, StoredType::U8)?;
+            nifti::write(&images.join(format!("{pid}_t2.nii.gz")), &acq.t2, StoredType::I16)?;
+            nifti::write(&images.join(format!("{pid}_t2_mask.nii.gz")), &acq.mask, StoredType::U8)?;
+            vec![name("t1c"), name("t1c_mask"), name("t2"), name("t2_mask")]
+        }
+        ImageExport::Dicom => write_dicom_patient(&images, &pid, &acq)?,
+    };
     let stage = if c.t == 3 || c.n == 3 { "IVA" } else { "III" };
-    let row = vec![
-        pid.clone(),
-        name("t1c"),
-        name("t1c_mask"),
-        name("t2"),
-        name("t2_mask"),
+    let mut row = paths;
+    row.insert(0, pid.clone());
+    row.extend([
         c.age.to_string(),
         if c.male { "male" } else { "female" }.to_string(),
         T_STAGES[c.t].to_string(),
@@ -376,9 +414,42 @@ fn patient(spec: &CohortSpec, h: usize, idx: usize, folder: &Path) -> Result<(Ve
         c.ebv.to_string(),
         HISTOLOGY[c.histology].to_string(),
         (recurrence as u8).to_string(),
-    ];
+    ]);
+    if hosp.export == ImageExport::Dicom {
+        row.extend([DICOM_TUMOUR_ROI.to_string(), DICOM_TUMOUR_ROI.to_string()]);
+    }
     let truth = PatientTruth { patient_id: pid, site_id: hosp.site_id.clone(), risk: z, p_recurrence: p, recurrence, tumour_volume_mm3: acq.tumour_volume_mm3 };
     Ok((row, truth))
+}
+
+/// Writes one patient's two sequences as DICOM MR series (stored as int16, rounded and clamped
+/// like the NIfTI export) with an RT structure set each, holding the tumour as
+/// [`DICOM_TUMOUR_ROI`] and a second structure a planning system would also hold (a brainstem
+/// stand-in, so the ROI has to be chosen by name). Returns the manifest's four path cells.
+fn write_dicom_patient(images: &Path, pid: &str, acq: &Acquired) -> Result<Vec<String>, SynthError> {
+    use fedrad_imaging::dicom::write::{SeriesIdentity, write_rtstruct, write_series};
+    let [nx, ny, nz] = acq.mask.geometry.dims;
+    let brainstem = Volume::new(
+        acq.mask.geometry.clone(),
+        (0..nx * ny * nz)
+            .map(|v| {
+                let (i, j, k) = (v % nx, (v / nx) % ny, v / (nx * ny));
+                let inside = (nx / 2..nx / 2 + 3).contains(&i) && (ny - 4..ny - 1).contains(&j) && (nz / 2..nz / 2 + 2).contains(&k);
+                f32::from(u8::from(inside))
+            })
+            .collect(),
+    );
+    let mut cells = Vec::new();
+    for (seq, description, volume) in [("t1c", "T1WI+C", &acq.t1c), ("t2", "T2WI", &acq.t2)] {
+        let rounded = Volume::new(volume.geometry.clone(), volume.data.iter().map(|v| v.round().clamp(f32::from(i16::MIN), f32::from(i16::MAX))).collect());
+        let mut id = SeriesIdentity::derived(pid, description, "MR");
+        id.series_number = if seq == "t1c" { 5 } else { 3 };
+        write_series(&images.join(pid).join(seq), &rounded, &id)?;
+        write_rtstruct(&images.join(pid).join(format!("{seq}_rtstruct.dcm")), &rounded, &id, &[(DICOM_TUMOUR_ROI, &acq.mask), ("Brainstem", &brainstem)])?;
+        cells.push(format!("images/{pid}/{seq}"));
+        cells.push(format!("images/{pid}/{seq}_rtstruct.dcm"));
+    }
+    Ok(cells)
 }
 
 /// AUC by the Mann-Whitney definition (ties count one half).
@@ -421,7 +492,11 @@ pub fn generate(spec: &CohortSpec, root: &Path, progress: &(dyn Fn() + Sync)) ->
         let path = folder.join("manifest.csv");
         let csv_err = |source| SynthError::Csv { path: path.clone(), source };
         let mut w = csv::Writer::from_path(&path).map_err(csv_err)?;
-        w.write_record(MANIFEST_COLUMNS).map_err(csv_err)?;
+        let mut columns = MANIFEST_COLUMNS.to_vec();
+        if hosp.export == ImageExport::Dicom {
+            columns.extend(["t1c_roi", "t2_roi"]);
+        }
+        w.write_record(&columns).map_err(csv_err)?;
         for (row, t) in rows {
             w.write_record(&row).map_err(csv_err)?;
             truths.push(t);

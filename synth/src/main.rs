@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(version, about = "Generate a synthetic four-hospital NPC MRI cohort (NIfTI volumes, masks, manifests).")]
+#[command(version, about = "Generate a synthetic four-hospital NPC MRI cohort (NIfTI or DICOM + RTSTRUCT, manifests).")]
 struct Args {
     /// Output folder; one sub-folder per hospital plus truth/.
     #[arg(long)]
@@ -19,12 +19,20 @@ struct Args {
     /// Multiply voxel sizes by this factor (2 = 8× fewer voxels, for quick runs).
     #[arg(long, default_value_t = 1.0)]
     coarsen: f64,
+    /// Hospitals that export DICOM series with RT structure sets instead of NIfTI (repeatable),
+    /// e.g. `--dicom hospital-d`.
+    #[arg(long)]
+    dicom: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut spec = fedrad_synth::default_cohort(args.seed, args.patients);
     spec.coarsen = args.coarsen;
+    for site in &args.dicom {
+        anyhow::ensure!(spec.hospitals.iter().any(|h| &h.site_id == site), "--dicom {site}: no such hospital (hospital-a … hospital-d)");
+        spec = spec.with_dicom_export(site);
+    }
     let bar = indicatif::ProgressBar::new(args.patients as u64)
         .with_style(indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} patients ({eta})").unwrap())
         .with_message("generating");

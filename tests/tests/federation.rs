@@ -126,6 +126,7 @@ async fn four_sites_over_mtls_give_the_pooled_split_table1_selection_and_models(
     let direct = site_agent::radiomics::extract::extract_files(
         &folder.join(format!("images/{}_t2.nii.gz", row[0])),
         &folder.join(format!("images/{}_t2_mask.nii.gz", row[0])),
+        None,
         &site_agent::radiomics::settings::Settings::study_default(),
     )
     .unwrap();
@@ -193,8 +194,15 @@ fn check_deep_features(
             let mut all = Vec::new();
             for line in split.lines().skip(1) {
                 let (id, role) = line.split_once(',').unwrap();
-                let crop = site_agent::deep::crop_files(&folder.join(format!("images/{id}_{seq}.nii.gz")), &folder.join(format!("images/{id}_{seq}_mask.nii.gz")), &arch)
-                    .unwrap();
+                let crop = site_agent::deep::crop_files(
+                    &site_agent::manifest::ImagePair {
+                        image: folder.join(format!("images/{id}_{seq}.nii.gz")),
+                        mask: folder.join(format!("images/{id}_{seq}_mask.nii.gz")),
+                        roi: None,
+                    },
+                    &arch,
+                )
+                .unwrap();
                 if role == "training" {
                     train.push(fedavg::Sample { patient_id: id.into(), crop: crop.clone() });
                 }

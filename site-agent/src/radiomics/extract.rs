@@ -73,9 +73,10 @@ impl From<ImagingError> for ExtractionError {
     }
 }
 
-pub fn extract_files(image: &Path, mask: &Path, settings: &Settings) -> Result<Vec<Feature>, ExtractionError> {
-    let image = fedrad_imaging::read_volume(image)?;
-    let mask = fedrad_imaging::read_volume(mask)?;
+/// Features of an image and mask as files: NIfTI/NRRD, or a DICOM series folder with an
+/// RTSTRUCT or SEG file and the region's name `roi` (see [`fedrad_imaging::read_image_and_mask`]).
+pub fn extract_files(image: &Path, mask: &Path, roi: Option<&str>, settings: &Settings) -> Result<Vec<Feature>, ExtractionError> {
+    let (image, mask) = fedrad_imaging::read_image_and_mask(image, mask, roi)?;
     extract(&image, &mask, settings)
 }
 
