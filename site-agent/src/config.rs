@@ -24,7 +24,17 @@
 //! name = "smoking"
 //! kind = "categorical"
 //! levels = ["never", "former", "current"]
+//!
+//! [export]                                   # the hospital's own names and codes (optional)
+//! missing = ["", "NA", "unknown"]
+//! [export.columns]                           # the study's column = the export's column
+//! patient_id = "MRN"
+//! [export.codes.sex]                         # the export's code = the study's level
+//! M = "male"
+//! F = "female"
 //! ```
+//!
+//! See [`crate::export_mapping`] for every `[export]` setting.
 //!
 //! Relative paths are relative to the config file's folder.
 
@@ -53,6 +63,9 @@ pub struct SiteConfig {
     pub policy: Policy,
     #[serde(default)]
     pub clinical: ClinicalConfig,
+    /// How the hospital's export names and codes the study's columns.
+    #[serde(default)]
+    pub export: crate::export_mapping::ExportMapping,
     #[serde(default = "default_max_message")]
     pub max_message_bytes: usize,
     /// Where hospital IT puts study-supplied ONNX networks it has approved (default:
@@ -193,6 +206,10 @@ impl SiteConfig {
                 return Err(format!("clinical.extra column `{}` clashes with a built-in column", v.name));
             }
         }
+        let schema = self.schema();
+        let study: Vec<&str> =
+            crate::manifest::RESERVED_COLUMNS.iter().copied().chain(schema.iter().map(|v| v.name.as_str())).chain(crate::manifest::OPTIONAL_COLUMNS).collect();
+        self.export.validate(&study, &schema).map_err(|e| format!("[export]: {e}"))?;
         Ok(())
     }
 

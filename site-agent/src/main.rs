@@ -136,7 +136,12 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Check { config } => {
             let cfg = SiteConfig::load(&config)?;
-            let cohort = manifest::load(&cfg.manifest, &cfg.schema(), manifest::ImageCheck::Full)?;
+            let schema = cfg.schema();
+            println!("columns of {} (after the site's [export] mapping):", cfg.manifest.display());
+            for summary in manifest::column_summaries(&cfg.manifest, &schema, &cfg.export)? {
+                println!("  {summary}");
+            }
+            let cohort = manifest::load_mapped(&cfg.manifest, &schema, &cfg.export, manifest::ImageCheck::Full)?;
             for (line, found) in &cohort.found {
                 println!("line {line:>4}  {found}");
             }

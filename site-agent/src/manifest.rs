@@ -10,7 +10,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use fedrad_shared::clinical::{ClinicalValue, ExclusionReason, PatientRecord, VariableSpec};
+use fedrad_shared::clinical::{ExclusionReason, PatientRecord, VariableSpec};
+
+use crate::export_mapping::{ColumnSummary, ExportMapping, summarise};
 use rayon::prelude::*;
 
 /// Columns with a fixed meaning; every other column must be declared in the schema.
@@ -104,17 +106,37 @@ pub enum ImageCheck {
     ExistenceOnly,
 }
 
+/// Loads a manifest that uses the study's column names and codes.
 pub fn load(path: &Path, schema: &[VariableSpec], check: ImageCheck) -> Result<LoadedCohort, ManifestError> {
+    load_mapped(path, schema, &ExportMapping::default(), check)
+}
+
+/// The study's columns: fixed, then the schema's, then the optional ones.
+fn study_columns(schema: &[VariableSpec]) -> Vec<&str> {
+    RESERVED_COLUMNS.iter().copied().chain(schema.iter().map(|v| v.name.as_str())).chain(OPTIONAL_COLUMNS).collect()
+}
+
+/// Loads a hospital's export through the site's [`ExportMapping`] (its column names, codes,
+/// missing markers and units).
+pub fn load_mapped(path: &Path, schema: &[VariableSpec], mapping: &ExportMapping, check: ImageCheck) -> Result<LoadedCohort, ManifestError> {
     let base = path.parent().unwrap_or(Path::new("."));
     let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_path(path).map_err(|source| ManifestError::Read { path: path.into(), source })?;
     let headers = reader.headers().map_err(|source| ManifestError::Read { path: path.into(), source })?.clone();
-    let col: HashMap<&str, usize> = headers.iter().enumerate().map(|(i, h)| (h, i)).collect();
-    let required: Vec<&str> = RESERVED_COLUMNS.iter().copied().chain(schema.iter().map(|v| v.name.as_str())).collect();
-    let missing: Vec<&str> = required.iter().filter(|c| !col.contains_key(*c)).copied().collect();
+    let by_export: HashMap<&str, usize> = headers.iter().enumerate().map(|(i, h)| (h, i)).collect();
+    let study = study_columns(schema);
+    // Study column → position, through the export's names.
+    let col: HashMap<&str, usize> = study.iter().filter_map(|&c| by_export.get(mapping.column(c)).map(|&i| (c, i))).collect();
+    let required = &study[..study.len() - OPTIONAL_COLUMNS.len()];
+    let missing: Vec<String> = required
+        .iter()
+        .filter(|c| !col.contains_key(*c))
+        .map(|c| if mapping.column(c) == *c { c.to_string() } else { format!("{} (the study's {c})", mapping.column(c)) })
+        .collect();
     if !missing.is_empty() {
         return Err(ManifestError::MissingColumns { path: path.into(), missing: missing.join(", ") });
     }
-    if let Some(extra) = headers.iter().find(|h| !required.contains(h) && !OPTIONAL_COLUMNS.contains(h)) {
+    let used: Vec<&str> = study.iter().map(|c| mapping.column(c)).collect();
+    if let Some(extra) = headers.iter().find(|h| !used.contains(h) && !mapping.ignore.iter().any(|i| i == h)) {
         return Err(ManifestError::UndeclaredColumn { path: path.into(), column: extra.to_string() });
     }
 
@@ -138,7 +160,7 @@ pub fn load(path: &Path, schema: &[VariableSpec], check: ImageCheck) -> Result<L
             });
             continue;
         }
-        match parse_row(&row, &col, schema, base) {
+        match parse_row(&row, &col, schema, mapping, base) {
             Ok((rec, img)) => candidates.push((line, rec, img)),
             Err((reason, detail)) => {
                 let pid = row.get(col["patient_id"]).filter(|s| !s.is_empty()).map(str::to_string);
@@ -183,30 +205,22 @@ pub fn load(path: &Path, schema: &[VariableSpec], check: ImageCheck) -> Result<L
 
 type RowError = (ExclusionReason, String);
 
-fn parse_row(row: &csv::StringRecord, col: &HashMap<&str, usize>, schema: &[VariableSpec], base: &Path) -> Result<(PatientRecord, PatientImages), RowError> {
+fn parse_row(
+    row: &csv::StringRecord,
+    col: &HashMap<&str, usize>,
+    schema: &[VariableSpec],
+    mapping: &ExportMapping,
+    base: &Path,
+) -> Result<(PatientRecord, PatientImages), RowError> {
     let get = |name: &str| row.get(col[name]).unwrap_or("");
     let pid = get("patient_id");
     if pid.is_empty() {
         return Err((ExclusionReason::MissingValue, "missing patient_id".into()));
     }
-    let outcome = match get("recurrence") {
-        "0" => false,
-        "1" => true,
-        "" => return Err((ExclusionReason::BadOutcome, "missing recurrence".into())),
-        other => return Err((ExclusionReason::BadOutcome, format!("recurrence = {other:?}, expected 0 or 1"))),
-    };
+    let outcome = mapping.outcome(get("recurrence"))?;
     let mut clinical = BTreeMap::new();
     for spec in schema {
-        let raw = get(&spec.name);
-        let value: ClinicalValue = spec.parse(raw).map_err(|detail| {
-            let reason = if raw.trim().is_empty() || raw.eq_ignore_ascii_case("na") || raw.eq_ignore_ascii_case("nan") {
-                ExclusionReason::MissingValue
-            } else {
-                ExclusionReason::UnparsableValue
-            };
-            (reason, detail)
-        })?;
-        clinical.insert(spec.name.clone(), value);
+        clinical.insert(spec.name.clone(), mapping.parse(spec, get(&spec.name))?);
     }
     let path = |name: &str| -> Result<PathBuf, RowError> {
         let v = get(name);
@@ -263,4 +277,21 @@ fn check_images(img: &PatientImages, check: ImageCheck) -> Result<String, RowErr
         found.push(describe(seq, pair, &iv, &mv));
     }
     Ok(found.join("; "))
+}
+
+/// Per clinical column of the export, what it holds after mapping (levels with counts,
+/// missing and unreadable cells, numeric range): `site-agent check` prints it before a study
+/// starts. Reads the manifest only; a manifest that cannot be read is an error as in [`load_mapped`].
+pub fn column_summaries(path: &Path, schema: &[VariableSpec], mapping: &ExportMapping) -> Result<Vec<ColumnSummary>, ManifestError> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_path(path).map_err(|source| ManifestError::Read { path: path.into(), source })?;
+    let headers = reader.headers().map_err(|source| ManifestError::Read { path: path.into(), source })?.clone();
+    let rows: Vec<csv::StringRecord> = reader.records().filter_map(Result::ok).collect();
+    let outcome = VariableSpec::categorical("recurrence", "Recurrence", &["0", "1"]);
+    let mut out = Vec::new();
+    for spec in schema.iter().chain(std::iter::once(&outcome)) {
+        let Some(c) = headers.iter().position(|h| h == mapping.column(&spec.name)) else { continue };
+        let cells: Vec<&str> = rows.iter().map(|r| r.get(c).unwrap_or("")).collect();
+        out.push(summarise(mapping, spec, &cells));
+    }
+    Ok(out)
 }

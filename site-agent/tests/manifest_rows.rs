@@ -242,3 +242,93 @@ fn a_dicom_hospital_loads_by_roi_name_and_gives_its_nifti_twins_features() {
     assert!(by_line[&3].contains("GTV_P") && by_line[&3].contains("GTVnx") && by_line[&3].contains("Brainstem"), "{}", by_line[&3]);
     assert!(cohort.excluded.iter().all(|e| e.reason == ExclusionReason::UnreadableVolume));
 }
+
+/// A hospital's own clinical export (its column names, `M`/`F`, `WHO III`, `yes`/`no`, EBV DNA
+/// per µL, `unknown` for missing, an extra column): through the site's `[export]` mapping it
+/// loads to exactly the records of the study-coded manifest; without it nothing loads; a code
+/// the mapping lacks excludes that row, naming the value and the table to extend.
+#[test]
+fn a_hospitals_own_export_loads_through_the_sites_mapping() {
+    use site_agent::export_mapping::ExportMapping;
+    use site_agent::manifest::{column_summaries, load_mapped};
+    let dir = common::fresh_dir("manifest-export");
+    let cohort = common::one_hospital(&dir, 33, 60);
+    let manifest = &cohort.manifests[0].1;
+    let reference = load(manifest, &builtin_schema(), ImageCheck::ExistenceOnly).unwrap();
+    assert!(reference.excluded.is_empty());
+
+    let header: Vec<String> = csv::Reader::from_path(manifest).unwrap().headers().unwrap().iter().map(str::to_string).collect();
+    let at = |name: &str| header.iter().position(|c| c == name).unwrap();
+    let mut rows = rewrite(manifest, |_, row| {
+        row[at("sex")] = if row[at("sex")] == "male" { "M" } else { "F" }.into();
+        row[at("histology")] = row[at("histology")].replace('-', " ");
+        row[at("recurrence")] = if row[at("recurrence")] == "1" { "yes" } else { "no" }.into();
+        row[at("ebv_dna")] = format!("{}", row[at("ebv_dna")].parse::<f64>().unwrap() / 1000.0);
+        row.push("Jane Doe".into());
+    });
+    for (c, name) in [("patient_id", "MRN"), ("sex", "gender"), ("recurrence", "relapse_2y")] {
+        rows[0][at(c)] = name.into();
+    }
+    rows[0].push("name".into());
+    let export = manifest.with_file_name("export.csv");
+    let write = |rows: &[Vec<String>]| {
+        let mut w = csv::Writer::from_path(&export).unwrap();
+        rows.iter().for_each(|r| w.write_record(r).unwrap());
+        w.flush().unwrap();
+    };
+    write(&rows);
+    assert!(load(&export, &builtin_schema(), ImageCheck::ExistenceOnly).is_err(), "the export's names are not the study's");
+
+    let mapping: ExportMapping = toml::from_str(
+        r#"
+        missing = ["", "NA", "unknown"]
+        ignore = ["name"]
+        [columns]
+        patient_id = "MRN"
+        sex = "gender"
+        recurrence = "relapse_2y"
+        [codes.sex]
+        M = "male"
+        F = "female"
+        [codes.histology]
+        "WHO I" = "WHO-I"
+        "WHO II" = "WHO-II"
+        "WHO III" = "WHO-III"
+        [codes.recurrence]
+        yes = "1"
+        no = "0"
+        [scale]
+        ebv_dna = 1000.0
+        "#,
+    )
+    .unwrap();
+    let mapped = load_mapped(&export, &builtin_schema(), &mapping, ImageCheck::ExistenceOnly).unwrap();
+    assert!(mapped.excluded.is_empty(), "{:?}", mapped.excluded);
+    assert_eq!(mapped.records.len(), reference.records.len());
+    for (a, b) in mapped.records.iter().zip(&reference.records) {
+        assert_eq!((&a.patient_id, a.outcome), (&b.patient_id, b.outcome));
+        for (name, value) in &b.clinical {
+            match (value, &a.clinical[name]) {
+                (fedrad_shared::clinical::ClinicalValue::Number(x), fedrad_shared::clinical::ClinicalValue::Number(y)) => {
+                    assert!((x - y).abs() <= 1e-9 * x.abs().max(1.0), "{name}")
+                }
+                (x, y) => assert_eq!(x, y, "{name}"),
+            }
+        }
+    }
+
+    // An unmapped code and a missing marker.
+    rows[1][at("sex")] = "X".into();
+    rows[2][at("age")] = "unknown".into();
+    write(&rows);
+    let mapped = load_mapped(&export, &builtin_schema(), &mapping, ImageCheck::ExistenceOnly).unwrap();
+    let by_line: BTreeMap<usize, (ExclusionReason, &str)> = mapped.excluded.iter().map(|e| (e.line, (e.reason, e.detail.as_str()))).collect();
+    assert_eq!(by_line[&2].0, ExclusionReason::UnparsableValue);
+    assert!(by_line[&2].1.contains("\"X\"") && by_line[&2].1.contains("[export.codes.sex]"), "{}", by_line[&2].1);
+    assert_eq!(by_line[&3].0, ExclusionReason::MissingValue);
+    let summaries = column_summaries(&export, &builtin_schema(), &mapping).unwrap();
+    let sex = summaries.iter().find(|s| s.study_column == "sex").unwrap();
+    assert_eq!(sex.unreadable.get("X"), Some(&1));
+    assert_eq!(summaries.iter().find(|s| s.study_column == "age").unwrap().missing, 1);
+    println!("{}", summaries.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("\n"));
+}

@@ -62,6 +62,7 @@ pub fn site_config(site: &str, port: u16, manifest: &Path, work: &Path, tls: Tls
         insecure_plaintext: false,
         policy: Policy::default(),
         clinical: Default::default(),
+        export: Default::default(),
         max_message_bytes: fedrad_shared::DEFAULT_MAX_MESSAGE_BYTES,
         networks_dir: None,
     }

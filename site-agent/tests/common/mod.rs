@@ -30,6 +30,7 @@ pub fn local_config(manifest: &Path, dir: &Path) -> site_agent::config::SiteConf
         insecure_plaintext: false,
         policy: Default::default(),
         clinical: Default::default(),
+        export: Default::default(),
         max_message_bytes: 1 << 20,
         networks_dir: None,
     }
