@@ -101,15 +101,15 @@ impl StudyRunner<'_> {
         let mut deep_added = Vec::new();
         let find = |seq: &str, model: &str, classifier| keys.iter().position(|(s, m, c)| s == seq && m == model && c == classifier);
         for (k, (seq, model, classifier)) in keys.iter().enumerate() {
-            if model == "III" {
-                if let Some(base) = find(seq, "II", classifier).or_else(|| find(seq, "I", classifier)) {
-                    clinical_added.push(pair(k, base));
-                }
+            if model == "III"
+                && let Some(base) = find(seq, "II", classifier).or_else(|| find(seq, "I", classifier))
+            {
+                clinical_added.push(pair(k, base));
             }
-            if model == "II" {
-                if let Some(base) = find(seq, "I", classifier) {
-                    deep_added.push(pair(k, base));
-                }
+            if model == "II"
+                && let Some(base) = find(seq, "I", classifier)
+            {
+                deep_added.push(pair(k, base));
             }
         }
         let comparison = ModelComparison {

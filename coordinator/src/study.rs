@@ -178,10 +178,10 @@ impl<'a> StudyRunner<'a> {
             return Err(e);
         }
         answers.sort_by(|a, b| a.site_id.cmp(&b.site_id));
-        if let Some(j) = &self.journal {
-            if let Err(e) = j.record(&task_id, &round_digest, &answers) {
-                tracing::warn!(error = %e, round = %task_id, "could not journal the round; a resumed run will ask it again");
-            }
+        if let Some(j) = &self.journal
+            && let Err(e) = j.record(&task_id, &round_digest, &answers)
+        {
+            tracing::warn!(error = %e, round = %task_id, "could not journal the round; a resumed run will ask it again");
         }
         Ok(answers)
     }

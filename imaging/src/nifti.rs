@@ -392,6 +392,11 @@ pub fn write(path: &Path, vol: &Volume, stored: StoredType) -> Result<(), Imagin
     }
 }
 
+/// Decodes raw samples without scaling.
+pub(crate) fn decode_samples(raw: &[u8], dt: DataType, be: bool) -> Vec<f32> {
+    decode(raw, dt, be, 1.0, 0.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,9 +459,4 @@ mod tests {
         std::fs::write(&p, b"hello").unwrap();
         assert!(matches!(read(&p), Err(ImagingError::NotNifti { .. })));
     }
-}
-
-/// Decodes raw samples without scaling.
-pub(crate) fn decode_samples(raw: &[u8], dt: DataType, be: bool) -> Vec<f32> {
-    decode(raw, dt, be, 1.0, 0.0)
 }

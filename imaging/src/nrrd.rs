@@ -90,7 +90,7 @@ pub fn read_with_limit(path: &Path, max_voxels: u128) -> Result<Volume, ImagingE
         .map(|s| s.parse::<usize>())
         .collect::<Result<_, _>>()
         .map_err(|_| invalid(path, "bad `sizes`"))?;
-    if sizes.len() != 3 || sizes.iter().any(|s| *s == 0) {
+    if sizes.len() != 3 || sizes.contains(&0) {
         return Err(invalid(path, format!("`sizes` must be three positive numbers, got {sizes:?}")));
     }
     let voxels: u128 = sizes.iter().map(|s| *s as u128).product();

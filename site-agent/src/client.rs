@@ -43,10 +43,10 @@ pub async fn channel(cfg: &crate::config::SiteConfig) -> Result<Channel, Session
         .http2_keep_alive_interval(Duration::from_secs(20))
         .keep_alive_timeout(Duration::from_secs(20))
         .keep_alive_while_idle(true);
-    if let Some(tls) = &cfg.tls {
-        if !cfg.insecure_plaintext {
-            endpoint = endpoint.tls_config(fedrad_shared::tls::client_config(tls, &cfg.server_name())?).map_err(|e| SessionError::Address(e.to_string()))?;
-        }
+    if let Some(tls) = &cfg.tls
+        && !cfg.insecure_plaintext
+    {
+        endpoint = endpoint.tls_config(fedrad_shared::tls::client_config(tls, &cfg.server_name())?).map_err(|e| SessionError::Address(e.to_string()))?;
     }
     endpoint.connect().await.map_err(SessionError::Connect)
 }

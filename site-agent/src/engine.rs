@@ -571,7 +571,7 @@ impl SiteEngine {
         let done = std::sync::atomic::AtomicUsize::new(0);
         let progress = || {
             let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            if k % 50 == 0 || k == total {
+            if k.is_multiple_of(50) || k == total {
                 tracing::info!(done = k, total, "feature extraction");
             }
         };
@@ -751,10 +751,10 @@ impl SiteEngine {
         let dir = self.study_dir(study_id);
         let params = format!("seed={} quota_negative={} quota_positive={}", s.seed, s.training_quota_negative, s.training_quota_positive);
         let params_path = dir.join("split.params");
-        if let Ok(existing) = std::fs::read_to_string(&params_path) {
-            if existing.trim() != params {
-                return Err(Failure::Refused(SiteRefusal::Precondition(format!("this study's split is already fixed ({}); it cannot be changed", existing.trim()))));
-            }
+        if let Ok(existing) = std::fs::read_to_string(&params_path)
+            && existing.trim() != params
+        {
+            return Err(Failure::Refused(SiteRefusal::Precondition(format!("this study's split is already fixed ({}); it cannot be changed", existing.trim()))));
         }
         let mut rows: Vec<(String, CohortRole)> = self.cohort.records.iter().map(|r| r.patient_id.clone()).zip(roles.iter().copied()).collect();
         rows.sort();
@@ -880,10 +880,10 @@ impl SiteEngine {
         let dir = self.study_dir(study_id);
         let params = format!("seed={} folds={}", f.seed, f.folds);
         let params_path = dir.join("folds.params");
-        if let Ok(existing) = std::fs::read_to_string(&params_path) {
-            if existing.trim() != params {
-                return Err(Failure::Refused(SiteRefusal::Precondition(format!("this study's folds are already fixed ({}); they cannot be changed", existing.trim()))));
-            }
+        if let Ok(existing) = std::fs::read_to_string(&params_path)
+            && existing.trim() != params
+        {
+            return Err(Failure::Refused(SiteRefusal::Precondition(format!("this study's folds are already fixed ({}); they cannot be changed", existing.trim()))));
         }
         let mut rows = assignment.to_vec();
         rows.sort();

@@ -184,11 +184,11 @@ pub fn logistic_round(
     let mut x = Vec::new();
     let mut y = Vec::new();
     for (r, role) in records.iter().zip(roles) {
-        if *role == CohortRole::Training {
-            if let Some(row) = logistic::design_row(r, variables) {
-                x.push(row);
-                y.push(r.outcome);
-            }
+        if *role == CohortRole::Training
+            && let Some(row) = logistic::design_row(r, variables)
+        {
+            x.push(row);
+            y.push(r.outcome);
         }
     }
     if models.is_empty() || models.len() > 1000 {
@@ -437,7 +437,7 @@ fn out_of_fold_scores(data: &DesignData, z: &[Vec<f64>], t: &proto::ScoreTask, m
     use fedrad_shared::algorithms::classifiers::Scorer;
     use fedrad_shared::algorithms::metrics::site_class_histograms;
     let k = t.folds as usize;
-    if t.folds != data.folds || t.scorers.len() % k != 0 {
+    if t.folds != data.folds || !t.scorers.len().is_multiple_of(k) {
         return Err(Failure::Refused(SiteRefusal::Precondition(format!("out-of-fold scoring needs one scorer per recorded fold ({} here) and value", data.folds))));
     }
     let scorers = t.scorers.iter().map(|s| Scorer::from_proto(s, data.width())).collect::<Result<Vec<_>, _>>()?;

@@ -39,7 +39,7 @@ fn ibsi_digital_phantom_reference_values() {
 
     let mut reader = csv::Reader::from_path(data.join("ibsi1_reference_values_digital_phantom.csv")).unwrap();
     let (mut pass, mut fail, mut missing) = (Vec::new(), Vec::new(), Vec::new());
-    println!("{:<5} {:<24} {:>12} {:>12} {:>8}  {}", "code", "aggregation", "expected", "got", "", "feature");
+    println!("{:<5} {:<24} {:>12} {:>12} {:>8}  feature", "code", "aggregation", "expected", "got", "");
     for row in reader.deserialize::<std::collections::HashMap<String, String>>() {
         let row = row.unwrap();
         let (code, agg, name) = (&row["ibsi_code"], &row["aggregation"], &row["feature"]);

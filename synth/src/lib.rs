@@ -531,12 +531,12 @@ pub fn generate(spec: &CohortSpec, root: &Path, progress: &(dyn Fn() + Sync)) ->
 pub fn generate_or_reuse(spec: &CohortSpec, root: &Path, progress: &(dyn Fn() + Sync)) -> Result<GeneratedCohort, SynthError> {
     let existing = std::fs::read_to_string(root.join("cohort.json")).ok().and_then(|s| serde_json::from_str::<CohortSpec>(&s).ok());
     let truth = std::fs::read_to_string(root.join("truth/truth.json")).ok().and_then(|s| serde_json::from_str::<CohortTruth>(&s).ok());
-    if let (Some(existing), Some(truth)) = (existing, truth) {
-        if &existing == spec {
-            let manifests = spec.hospitals.iter().map(|h| (h.site_id.clone(), root.join(&h.site_id).join("manifest.csv"))).collect::<Vec<_>>();
-            if manifests.iter().all(|(_, p)| p.exists()) {
-                return Ok(GeneratedCohort { root: root.to_path_buf(), manifests, truth });
-            }
+    if let (Some(existing), Some(truth)) = (existing, truth)
+        && &existing == spec
+    {
+        let manifests = spec.hospitals.iter().map(|h| (h.site_id.clone(), root.join(&h.site_id).join("manifest.csv"))).collect::<Vec<_>>();
+        if manifests.iter().all(|(_, p)| p.exists()) {
+            return Ok(GeneratedCohort { root: root.to_path_buf(), manifests, truth });
         }
     }
     generate(spec, root, progress)

@@ -20,7 +20,7 @@ async fn foreign_ca_missing_certificate_and_wrong_identity_are_refused() {
     let cohort = small_cohort(&dir.path().join("cohort"), 40, 2);
     let (site, manifest) = cohort.manifests[0].clone();
     let study = StudyPki::init(&dir.path().join("pki"), "study", &["localhost".into()], &[site.clone(), "hospital-b".into()]).unwrap();
-    let foreign = StudyPki::init(&dir.path().join("foreign"), "other", &["localhost".into()], &[site.clone()]).unwrap();
+    let foreign = StudyPki::init(&dir.path().join("foreign"), "other", &["localhost".into()], std::slice::from_ref(&site)).unwrap();
     let server = coordinator::start_server(&coordinator_config(&study)).await.unwrap();
     let port = server.addr.port();
     let work = dir.path().join("work");
@@ -57,7 +57,7 @@ async fn foreign_ca_missing_certificate_and_wrong_identity_are_refused() {
     let engine = engine_for(site_config(&site, port, &manifest, &work, TlsFiles::bundle(&study.site_bundle(&site)))).await;
     let running = tokio::spawn(session(engine));
     let hub = server.hub.clone();
-    hub.wait_for_sites(&[site.clone()], Duration::from_secs(20), &|_| {}).await.expect("genuine site connects");
+    hub.wait_for_sites(std::slice::from_ref(&site), Duration::from_secs(20), &|_| {}).await.expect("genuine site connects");
     running.abort();
     server.stop().await;
 }

@@ -23,6 +23,9 @@ use dicom_dictionary_std::tags;
 use super::{DicomSeries, Obj, dicom_error, floats, string_of};
 use crate::{ImagingError, Volume};
 
+/// A polygon edge in continuous (i, j) voxel coordinates of one slice.
+type Edge = ([f64; 2], [f64; 2]);
+
 /// One region of interest of a structure set, as `site-agent check` lists them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoiSummary {
@@ -110,7 +113,7 @@ pub fn read_rtstruct_mask(path: &Path, roi: &str, series: &DicomSeries) -> Resul
     }
     let [nx, ny, nz] = series.volume.geometry.dims;
     // Edges per slice, in continuous (i, j) voxel coordinates.
-    let mut edges: BTreeMap<usize, Vec<([f64; 2], [f64; 2])>> = BTreeMap::new();
+    let mut edges: BTreeMap<usize, Vec<Edge>> = BTreeMap::new();
     let mut closed = 0;
     for (c, contour) in contours_of(&obj, chosen.number).iter().enumerate() {
         let kind = string_of(contour, tags::CONTOUR_GEOMETRIC_TYPE).unwrap_or_default();
@@ -122,7 +125,7 @@ pub fn read_rtstruct_mask(path: &Path, roi: &str, series: &DicomSeries) -> Resul
             }
         }
         let data = floats(contour, tags::CONTOUR_DATA).unwrap_or_default();
-        if data.len() < 9 || data.len() % 3 != 0 {
+        if data.len() < 9 || !data.len().is_multiple_of(3) {
             return Err(dicom_error(path, format!("ROI {:?} contour {}: {} coordinates, not a polygon of at least 3 points", chosen.name, c + 1, data.len())));
         }
         let points: Vec<[f64; 3]> = data.chunks_exact(3).map(|p| series.lps_to_index([p[0], p[1], p[2]])).collect();

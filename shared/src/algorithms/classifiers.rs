@@ -418,12 +418,13 @@ pub async fn minimise(start: Vec<f64>, mut evaluate: impl AsyncFnMut(&[f64]) -> 
     for _ in 0..200 {
         let (f, g, h) = evaluate(&x).await?;
         rounds += 1;
-        if let Some((px, pf)) = &previous {
-            if f > pf + 1e-12 * pf.abs().max(1.0) && halvings < 40 {
-                halvings += 1;
-                x = x.iter().zip(px).map(|(a, b)| 0.5 * (a + b)).collect();
-                continue;
-            }
+        if let Some((px, pf)) = &previous
+            && f > pf + 1e-12 * pf.abs().max(1.0)
+            && halvings < 40
+        {
+            halvings += 1;
+            x = x.iter().zip(px).map(|(a, b)| 0.5 * (a + b)).collect();
+            continue;
         }
         halvings = 0;
         let Some(inv) = invert_spd(&h, q) else { return Err("the Hessian is singular (perfect separation or a constant column?)".into()) };
@@ -809,7 +810,7 @@ mod tests {
             .iter()
             .map(|_| {
                 state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                (state >> 33) % 3 == 0
+                (state >> 33).is_multiple_of(3)
             })
             .collect();
         let cut = 160;

@@ -21,6 +21,7 @@
 //! 4. declares the λ converged when the step is below the tolerance and nothing violates, and
 //!    moves to the next λ at once with the same answer (warm start, sequential strong rule
 //!    |gⱼ| ≥ α(2λₗ₊₁ − λₗ) to choose the next column set).
+//!
 //! No p × p matrix crosses the wire: only gradients and the Hessian of the columns that can be
 //! active. The gaussian model is quadratic, so it needs about one round per λ; the binomial
 //! one two to four.
@@ -171,7 +172,7 @@ pub fn site_cv_loss(
 ) -> Result<Aggregate, SiteRefusal> {
     let z = standardiser.apply(data.x)?;
     require_min_count("the training cohort", data.y.len() as u64, min_count)?;
-    if path_length == 0 || points.len() % path_length != 0 {
+    if path_length == 0 || !points.len().is_multiple_of(path_length) {
         return Err(SiteRefusal::InvalidParameters("points are not folds × path length".into()));
     }
     let folds = (points.len() / path_length) as u32;
@@ -505,15 +506,16 @@ impl LassoPathSolver {
         let objective = t.loss / t.n + penalty(&fit.beta, lambda, alpha);
 
         // 1. Backtracking: the Newton step raised the objective; halve it and ask again.
-        if let Some((b0, beta, obj)) = &fit.previous {
-            if objective > obj + 1e-13 * obj.abs().max(1.0) && fit.halvings < 40 {
-                fit.halvings += 1;
-                fit.intercept = 0.5 * (fit.intercept + b0);
-                for (x, p) in fit.beta.iter_mut().zip(beta) {
-                    *x = 0.5 * (*x + p);
-                }
-                return;
+        if let Some((b0, beta, obj)) = &fit.previous
+            && objective > obj + 1e-13 * obj.abs().max(1.0)
+            && fit.halvings < 40
+        {
+            fit.halvings += 1;
+            fit.intercept = 0.5 * (fit.intercept + b0);
+            for (x, p) in fit.beta.iter_mut().zip(beta) {
+                *x = 0.5 * (*x + p);
             }
+            return;
         }
         fit.halvings = 0;
         fit.rounds_at_lambda += 1;
@@ -837,7 +839,7 @@ pub(crate) mod tests {
         }
         // The path selects something, and the CV curve has an interior minimum.
         let nonzero = reference.coefficients[reference.lambda_min_index].iter().filter(|b| **b != 0.0).count();
-        assert!(nonzero >= 2 && nonzero < 40, "{nonzero} features at λ_min");
+        assert!((2..40).contains(&nonzero), "{nonzero} features at λ_min");
         assert!(reference.lambda_1se_index <= reference.lambda_min_index);
     }
 

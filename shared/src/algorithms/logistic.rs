@@ -192,12 +192,13 @@ pub async fn fit_models(models: &[Vec<usize>], round: &mut impl AsyncFnMut(&[Mod
         for (&k, (n, ll, g, h)) in running.iter().zip(totals) {
             let s = &mut states[k];
             let q = s.beta.len();
-            if let Some((prev, prev_ll)) = &s.last {
-                if ll < prev_ll - 1e-10 * prev_ll.abs().max(1.0) && s.halvings < 30 {
-                    s.halvings += 1;
-                    s.beta = s.beta.iter().zip(prev).map(|(b, p)| 0.5 * (b + p)).collect();
-                    continue;
-                }
+            if let Some((prev, prev_ll)) = &s.last
+                && ll < prev_ll - 1e-10 * prev_ll.abs().max(1.0)
+                && s.halvings < 30
+            {
+                s.halvings += 1;
+                s.beta = s.beta.iter().zip(prev).map(|(b, p)| 0.5 * (b + p)).collect();
+                continue;
             }
             s.halvings = 0;
             s.iterations += 1;

@@ -167,7 +167,7 @@ mod tests {
                     .map(|j| match j {
                         0 => 7.0,
                         1 if i == 100 => f64::NAN,
-                        _ => 10f64.powi(j as i32 % 9 - 2) * (next() + 0.1 * j as f64) + 1e6 * (j % 3 == 0) as u8 as f64,
+                        _ => 10f64.powi(j % 9 - 2) * (next() + 0.1 * j as f64) + 1e6 * (j % 3 == 0) as u8 as f64,
                     })
                     .collect()
             })

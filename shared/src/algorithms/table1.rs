@@ -137,10 +137,10 @@ pub fn site_table1(
             .iter()
             .find(|s| s.name == spec.name)
             .ok_or_else(|| SiteRefusal::InvalidParameters(format!("variable `{}` is not in this site's clinical schema", spec.name)))?;
-        if let (VariableKind::Categorical { levels: a }, VariableKind::Categorical { levels: b }) = (&own.kind, &spec.kind) {
-            if a != b {
-                return Err(SiteRefusal::InvalidParameters(format!("variable `{}`: the study's levels {b:?} differ from this site's {a:?}", spec.name)));
-            }
+        if let (VariableKind::Categorical { levels: a }, VariableKind::Categorical { levels: b }) = (&own.kind, &spec.kind)
+            && a != b
+        {
+            return Err(SiteRefusal::InvalidParameters(format!("variable `{}`: the study's levels {b:?} differ from this site's {a:?}", spec.name)));
         }
         for role in CohortRole::ALL {
             let values = records.iter().zip(roles).filter(|(_, r)| **r == role).map(|(p, _)| p.clinical.get(&spec.name));

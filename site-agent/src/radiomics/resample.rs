@@ -332,7 +332,7 @@ fn initial_causal_coefficient(c: &[f64], z: f64) -> f64 {
         let iz = 1.0 / z;
         let mut z2n = z.powf((n - 1) as f64);
         let mut sum = c[0] + z2n * c[n - 1];
-        z2n *= z2n * iz;
+        z2n = z2n * (z2n * iz); // z^(2n−2) · z^(2n−2) / z, in the order ITK multiplies
         for v in &c[1..n - 1] {
             sum += (zn + z2n) * v;
             zn *= z;

@@ -431,10 +431,8 @@ impl Settings {
             s.normalize_scale = Some(scale);
         }
         // PyRadiomics' weighted directions give one merged matrix, not a per-direction average.
-        if weighting_given {
-            if !aggregation_given {
-                s.aggregations = s.aggregations.iter().map(|a| if *a == Aggregation::ThreeDAveraged { Aggregation::ThreeDMerged } else { *a }).collect();
-            }
+        if weighting_given && !aggregation_given {
+            s.aggregations = s.aggregations.iter().map(|a| if *a == Aggregation::ThreeDAveraged { Aggregation::ThreeDMerged } else { *a }).collect();
         }
         // PyRadiomics' force2D: in-plane neighbours, matrices over all slices, i.e. IBSI's 2.5D.
         if force_2d && !aggregation_given {
@@ -449,12 +447,11 @@ impl Settings {
                 })
                 .collect();
         }
-        if weighting_given {
-            if let Some(a) =
+        if weighting_given
+            && let Some(a) =
                 s.aggregations.iter().find(|a| matches!(a, Aggregation::TwoDAveraged | Aggregation::TwoPointFiveDDirectionMerged | Aggregation::ThreeDAveraged))
-            {
-                return Err(bad("setting.weightingNorm", &format!("weights directions as they are merged, so it needs merged aggregations, not {:?}", a.ibsi_label())));
-            }
+        {
+            return Err(bad("setting.weightingNorm", &format!("weights directions as they are merged, so it needs merged aggregations, not {:?}", a.ibsi_label())));
         }
         if s.remove_outliers.is_some() && !normalize {
             return Err(bad("setting.removeOutliers", "only applies with normalize: true"));
