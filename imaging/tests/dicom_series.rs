@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use fedrad_imaging::dicom::write::{SeriesIdentity, trace_loops, write_rtstruct, write_series};
+use fedrad_imaging::dicom::write::{SeriesIdentity, trace_loops, write_enhanced_series, write_rtstruct, write_series};
 use fedrad_imaging::dicom::{read_mask, read_rtstruct_mask, read_series, rtstruct_rois};
 use fedrad_imaging::{Geometry, ImagingError, Volume};
 
@@ -186,4 +186,65 @@ fn traced_loops_rasterise_back_to_their_voxels() {
             }
         }
     }
+}
+
+#[test]
+fn an_enhanced_multi_frame_series_reads_as_its_classic_twin_with_frames_out_of_order() {
+    let dir = tempdir("enhanced");
+    let g = geometry();
+    // Integral values: the classic twin stores them as they are, the enhanced object per frame.
+    let img = image(&g);
+    let id = SeriesIdentity::derived("P001", "T2", "MR");
+    write_series(&dir.join("classic"), &img, &id).unwrap();
+    write_enhanced_series(&dir.join("enhanced/mr.dcm"), &img, &id, &[3, 0, 5, 1, 4, 2]).unwrap();
+    let classic = read_series(&dir.join("classic")).unwrap();
+    let enhanced = read_series(&dir.join("enhanced")).unwrap();
+    assert_eq!(enhanced.slices, 6, "six frames of one file");
+    assert_eq!(enhanced.volume.data, classic.volume.data);
+    assert_eq!(enhanced.volume.geometry.mismatch(&classic.volume.geometry, 1e-9), None);
+    // The structure set drawn on the classic series fits the enhanced one (same frame of reference).
+    let m = mask(&g);
+    write_rtstruct(&dir.join("rs.dcm"), &img, &id, &[("GTVnx", &m)]).unwrap();
+    assert_eq!(read_rtstruct_mask(&dir.join("rs.dcm"), "GTVnx", &enhanced).unwrap().data, m.data);
+
+    // Non-integral values go through a rescale per frame; each frame's own must be applied.
+    let n = g.voxel_count();
+    let per_slice = g.dims[0] * g.dims[1];
+    let v = Volume::new(g.clone(), (0..n).map(|i| ((i * 7919) % 1000) as f32 * 0.37 * (1 + i / per_slice) as f32 - 50.5).collect());
+    write_enhanced_series(&dir.join("scaled/mr.dcm"), &v, &id, &[5, 4, 3, 2, 1, 0]).unwrap();
+    let back = read_series(&dir.join("scaled")).unwrap();
+    for k in 0..6 {
+        let plane = |d: &[f32]| d[k * per_slice..(k + 1) * per_slice].to_vec();
+        let (want, got) = (plane(&v.data), plane(&back.volume.data));
+        let range = want.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) - want.iter().fold(f32::INFINITY, |a, &b| a.min(b));
+        let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(worst <= 0.5 * range / 65535.0 + 1e-3, "slice {k}: error {worst} for a step of {}", range / 65535.0);
+    }
+    let e = detail(write_enhanced_series(&dir.join("bad/mr.dcm"), &v, &id, &[0, 1, 2]).unwrap_err());
+    assert!(e.contains("not a permutation"), "{e}");
+}
+
+#[test]
+fn a_series_in_a_transfer_syntax_without_a_decoder_here_is_refused_naming_it() {
+    use dicom_core::value::PixelFragmentSequence;
+    use dicom_core::{DataElement, VR};
+    use dicom_dictionary_std::tags;
+    use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+
+    let dir = tempdir("jpeg2000");
+    let id = SeriesIdentity::derived("P002", "T1C", "MR");
+    write_series(&dir.join("s"), &image(&geometry()), &id).unwrap();
+    // Re-encapsulate each slice as JPEG 2000 (the codestream's bytes are never reached: the
+    // reader must refuse by transfer syntax before trying a decoder).
+    for entry in std::fs::read_dir(dir.join("s")).unwrap() {
+        let path = entry.unwrap().path();
+        let file = dicom_object::open_file(&path).unwrap();
+        let mut obj: InMemDicomObject = file.into_inner();
+        let codestream = vec![0xFF, 0x4F, 0xFF, 0x51, 0, 0, 0, 0];
+        obj.put(DataElement::new(tags::PIXEL_DATA, VR::OB, PixelFragmentSequence::new_fragments(vec![codestream])));
+        let j2k = obj.with_meta(FileMetaTableBuilder::new().transfer_syntax("1.2.840.10008.1.2.4.90")).unwrap();
+        j2k.write_to_file(&path).unwrap();
+    }
+    let e = detail(read_series(&dir.join("s")).unwrap_err());
+    assert!(e.contains("JPEG 2000") && e.contains("1.2.840.10008.1.2.4.90") && e.contains("IM000"), "{e}");
 }

@@ -21,6 +21,7 @@ use super::lps_to_ras;
 use crate::{ImagingError, Volume};
 
 pub const MR_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.4";
+pub const ENHANCED_MR_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.4.1";
 pub const CT_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
 pub const RT_STRUCTURE_SET_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.481.3";
 
@@ -114,6 +115,15 @@ fn storage(data: &[f32]) -> (bool, f64, f64) {
     }
 }
 
+/// The stored 16-bit values of `values` under [`storage`]'s choice.
+fn stored(values: &[f32], signed: bool, slope: f64, intercept: f64) -> PrimitiveValue {
+    if signed {
+        PrimitiveValue::I16(values.iter().map(|&v| v as i16).collect())
+    } else {
+        PrimitiveValue::U16(values.iter().map(|&v| ((f64::from(v) - intercept) / slope).round().clamp(0.0, 65535.0) as u16).collect())
+    }
+}
+
 /// Writes `volume` as one file per slice into `dir` (created), named `IM{k:04}.dcm`, and
 /// returns the paths. Slice k is at the volume's k-th plane; instance numbers follow k.
 pub fn write_series(dir: &Path, volume: &Volume, id: &SeriesIdentity) -> Result<Vec<PathBuf>, ImagingError> {
@@ -153,18 +163,96 @@ pub fn write_series(dir: &Path, volume: &Volume, id: &SeriesIdentity) -> Result<
         obj.put(el(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(u16::from(signed))));
         obj.put(el(tags::RESCALE_INTERCEPT, VR::DS, ds(intercept)));
         obj.put(el(tags::RESCALE_SLOPE, VR::DS, ds(slope)));
-        let plane = &volume.data[k * nx * ny..(k + 1) * nx * ny];
-        let pixels = if signed {
-            PrimitiveValue::I16(plane.iter().map(|&v| v as i16).collect())
-        } else {
-            PrimitiveValue::U16(plane.iter().map(|&v| ((f64::from(v) - intercept) / slope).round().clamp(0.0, 65535.0) as u16).collect())
-        };
-        obj.put(el(tags::PIXEL_DATA, VR::OW, pixels));
+        obj.put(el(tags::PIXEL_DATA, VR::OW, stored(&volume.data[k * nx * ny..(k + 1) * nx * ny], signed, slope, intercept)));
         let path = dir.join(format!("IM{k:04}.dcm"));
         write(obj, &path)?;
         paths.push(path);
     }
     Ok(paths)
+}
+
+/// Writes `volume` as one enhanced MR image object (a multi-frame file) at `path`, as newer
+/// scanners export: orientation and pixel spacing in the shared functional groups, each
+/// frame's position and rescale in its own. Frames are stored in `frame_order` (slice indices,
+/// each once): scanners store frames in acquisition order, which need not be spatial, so a
+/// reader must order them by position as it does a classic series' files.
+pub fn write_enhanced_series(path: &Path, volume: &Volume, id: &SeriesIdentity, frame_order: &[usize]) -> Result<(), ImagingError> {
+    let [nx, ny, nz] = volume.geometry.dims;
+    let mut sorted = frame_order.to_vec();
+    sorted.sort_unstable();
+    if sorted != (0..nz).collect::<Vec<_>>() {
+        return Err(ImagingError::Dicom { path: path.display().to_string(), detail: format!("frame order {frame_order:?} is not a permutation of the {nz} slices") });
+    }
+    let spacing = volume.geometry.spacing;
+    let ([row_dir, col_dir, slice_dir], origin) = lps_axes(volume);
+    let (signed, _, _) = storage(&volume.data);
+    let mut obj = InMemDicomObject::new_empty();
+    obj.put(el(tags::SOP_CLASS_UID, VR::UI, ENHANCED_MR_IMAGE_STORAGE));
+    obj.put(el(tags::SOP_INSTANCE_UID, VR::UI, uid_from(&format!("{}/enhanced", id.series_uid)).as_str()));
+    obj.put(el(tags::STUDY_INSTANCE_UID, VR::UI, id.study_uid.as_str()));
+    obj.put(el(tags::SERIES_INSTANCE_UID, VR::UI, id.series_uid.as_str()));
+    obj.put(el(tags::FRAME_OF_REFERENCE_UID, VR::UI, id.frame_of_reference_uid.as_str()));
+    obj.put(el(tags::MODALITY, VR::CS, id.modality.as_str()));
+    obj.put(el(tags::PATIENT_ID, VR::LO, id.patient_id.as_str()));
+    obj.put(el(tags::PATIENT_NAME, VR::PN, id.patient_id.as_str()));
+    obj.put(el(tags::SERIES_DESCRIPTION, VR::LO, id.series_description.as_str()));
+    obj.put(el(tags::SERIES_NUMBER, VR::IS, id.series_number.to_string()));
+    obj.put(el(tags::INSTANCE_NUMBER, VR::IS, "1"));
+    obj.put(el(tags::NUMBER_OF_FRAMES, VR::IS, nz.to_string()));
+    obj.put(el(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)));
+    obj.put(el(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"));
+    obj.put(el(tags::ROWS, VR::US, PrimitiveValue::from(ny as u16)));
+    obj.put(el(tags::COLUMNS, VR::US, PrimitiveValue::from(nx as u16)));
+    obj.put(el(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16)));
+    obj.put(el(tags::BITS_STORED, VR::US, PrimitiveValue::from(16u16)));
+    obj.put(el(tags::HIGH_BIT, VR::US, PrimitiveValue::from(15u16)));
+    obj.put(el(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(u16::from(signed))));
+    let item = |tag, value: DataElement<InMemDicomObject>| {
+        let mut inner = InMemDicomObject::new_empty();
+        inner.put(value);
+        sequence(tag, vec![inner])
+    };
+    let mut shared = InMemDicomObject::new_empty();
+    shared.put(item(tags::PLANE_ORIENTATION_SEQUENCE, el(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, ds_multi(&[row_dir, col_dir].concat()))));
+    let mut measures = InMemDicomObject::new_empty();
+    measures.put(el(tags::PIXEL_SPACING, VR::DS, ds_multi(&[spacing[1], spacing[0]])));
+    measures.put(el(tags::SLICE_THICKNESS, VR::DS, ds(spacing[2])));
+    shared.put(sequence(tags::PIXEL_MEASURES_SEQUENCE, vec![measures]));
+    obj.put(sequence(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, vec![shared]));
+    let mut frames = Vec::with_capacity(nz);
+    let (mut signed_pixels, mut unsigned_pixels) = (Vec::new(), Vec::new());
+    for &k in frame_order {
+        let position: Vec<f64> = (0..3).map(|r| origin[r] + slice_dir[r] * spacing[2] * k as f64).collect();
+        let mut groups = InMemDicomObject::new_empty();
+        groups.put(item(tags::PLANE_POSITION_SEQUENCE, el(tags::IMAGE_POSITION_PATIENT, VR::DS, ds_multi(&position))));
+        // Each frame gets its own rescale when values go through one (as scanners that scale
+        // per slice do), so a reader must apply the frame's, not the first's.
+        let plane = &volume.data[k * nx * ny..(k + 1) * nx * ny];
+        let (slope, intercept) = match storage(plane) {
+            _ if signed => (1.0, 0.0),
+            (true, _, _) => (1.0, plane.iter().fold(f64::INFINITY, |a, &v| a.min(f64::from(v)))),
+            (false, slope, intercept) => (slope, intercept),
+        };
+        let mut transform = InMemDicomObject::new_empty();
+        transform.put(el(tags::RESCALE_INTERCEPT, VR::DS, ds(intercept)));
+        transform.put(el(tags::RESCALE_SLOPE, VR::DS, ds(slope)));
+        transform.put(el(tags::RESCALE_TYPE, VR::LO, "US"));
+        groups.put(sequence(tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE, vec![transform]));
+        groups.put(item(tags::FRAME_CONTENT_SEQUENCE, el(tags::IN_STACK_POSITION_NUMBER, VR::UL, PrimitiveValue::from((k + 1) as u32))));
+        frames.push(groups);
+        match stored(plane, signed, slope, intercept) {
+            PrimitiveValue::I16(v) => signed_pixels.extend_from_slice(&v),
+            PrimitiveValue::U16(v) => unsigned_pixels.extend_from_slice(&v),
+            _ => unreachable!("stored() makes 16-bit values"),
+        }
+    }
+    obj.put(sequence(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, frames));
+    let pixels = if signed { PrimitiveValue::I16(signed_pixels.into()) } else { PrimitiveValue::U16(unsigned_pixels.into()) };
+    obj.put(el(tags::PIXEL_DATA, VR::OW, pixels));
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| ImagingError::Io { path: parent.display().to_string(), source })?;
+    }
+    write(obj, path)
 }
 
 /// The closed loops (in voxel index coordinates of one slice; corners at half-integers) that
