@@ -133,6 +133,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             seed: args.seed,
             sites: sites.clone(),
             timeouts: Timeouts { site_wait_secs: 120, task_secs: 600 },
+            variables: fedrad_shared::clinical::npc_dictionary(),
             split: SplitSettings::default(),
             table1: Table1Settings::default(),
             features: FeatureSettings::default(),

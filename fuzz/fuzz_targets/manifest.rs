@@ -8,7 +8,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join("manifest.csv");
     if std::fs::write(&path, data).is_ok() {
-        let schema = fedrad_shared::clinical::builtin_schema();
+        let schema = fedrad_shared::clinical::npc_dictionary();
         let _ = site_agent::manifest::load(&path, &schema, site_agent::manifest::ImageCheck::ExistenceOnly);
     }
 });

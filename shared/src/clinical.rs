@@ -1,9 +1,11 @@
 //! Clinical variables and patient records as both sides understand them.
 //!
 //! The schema is shared so that every site types its table the same way and the
-//! coordinator can ask for, say, T-stage counts without knowing any row. The built-in
-//! variables are those of the nasopharyngeal-carcinoma study; a site declares any extra
-//! columns in its config with the same [`VariableSpec`].
+//! coordinator can ask for, say, T-stage counts without knowing any row. A study declares its
+//! data dictionary in its study file (`[[variables]]`, sent to the sites in the plan they
+//! approve); a site's table holds the NPC study's variables ([`npc_dictionary`]) and any extra
+//! columns its config declares with the same [`VariableSpec`], and a site approves only a
+//! study whose variables its table describes the same way ([`dictionary_mismatch`]).
 
 use std::collections::BTreeMap;
 
@@ -65,9 +67,11 @@ impl VariableSpec {
     }
 }
 
-/// The NPC study's clinical table (AJCC/UICC 8th edition staging; WHO histological type;
-/// plasma EBV DNA before treatment).
-pub fn builtin_schema() -> Vec<VariableSpec> {
+/// The NPC study's data dictionary (AJCC/UICC 8th edition staging; WHO histological type;
+/// plasma EBV DNA before treatment): what a study file that declares no `[[variables]]` uses
+/// (`deploy/study.example.toml` spells it out), and the clinical table a site's manifest
+/// holds unless its config declares more under `[[clinical.extra]]`.
+pub fn npc_dictionary() -> Vec<VariableSpec> {
     vec![
         VariableSpec::continuous("age", "Age (years)", 1.0, "years"),
         VariableSpec::categorical("sex", "Sex", &["male", "female"]),
@@ -77,6 +81,61 @@ pub fn builtin_schema() -> Vec<VariableSpec> {
         VariableSpec::continuous("ebv_dna", "EBV DNA (copies/mL)", 1.0, "copies/mL"),
         VariableSpec::categorical("histology", "WHO histology", &["WHO-I", "WHO-II", "WHO-III"]),
     ]
+}
+
+/// Why a site's table cannot serve a study's variable `wanted`, if it cannot: absent, of
+/// another kind, with other levels (names and order: counts are kept by level index) or in
+/// another unit.
+pub fn dictionary_mismatch(site: &[VariableSpec], wanted: &VariableSpec) -> Option<String> {
+    let Some(have) = site.iter().find(|v| v.name == wanted.name) else {
+        return Some(format!("the study's variable `{}` is not a column of this site's table (declare it under [[clinical.extra]] and map the export)", wanted.name));
+    };
+    match (&have.kind, &wanted.kind) {
+        (VariableKind::Categorical { levels: a }, VariableKind::Categorical { levels: b }) if a != b => {
+            Some(format!("`{}`: the study's levels are {}, this site's table has {}", wanted.name, b.join(", "), a.join(", ")))
+        }
+        (VariableKind::Continuous { unit: a, .. }, VariableKind::Continuous { unit: b, .. }) if !a.is_empty() && !b.is_empty() && a != b => {
+            Some(format!("`{}`: the study measures it in {b}, this site's table in {a} (convert with [export.scale])", wanted.name))
+        }
+        (VariableKind::Categorical { .. }, VariableKind::Continuous { .. }) => {
+            Some(format!("`{}`: the study wants a number, this site's table holds levels", wanted.name))
+        }
+        (VariableKind::Continuous { .. }, VariableKind::Categorical { .. }) => {
+            Some(format!("`{}`: the study wants levels, this site's table holds a number", wanted.name))
+        }
+        _ => None,
+    }
+}
+
+/// Checks a study's data dictionary: names usable as columns and unique, two or more distinct
+/// levels per categorical variable, a positive grid for each continuous one.
+pub fn validate_dictionary(variables: &[VariableSpec]) -> Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for v in variables {
+        if v.name.is_empty() || v.name.len() > 64 || !v.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!("variable {:?}: use 1-64 characters A-Z a-z 0-9 _", v.name));
+        }
+        if ["patient_id", "recurrence"].contains(&v.name.as_str()) || v.name.ends_with("_image") || v.name.ends_with("_mask") || v.name.ends_with("_roi") {
+            return Err(format!("variable `{}`: the name of a fixed manifest column", v.name));
+        }
+        if !seen.insert(v.name.to_ascii_lowercase()) {
+            return Err(format!("variable `{}` is declared twice", v.name));
+        }
+        match &v.kind {
+            VariableKind::Categorical { levels } => {
+                let distinct: std::collections::BTreeSet<String> = levels.iter().map(|l| l.to_ascii_lowercase()).collect();
+                if levels.len() < 2 || distinct.len() != levels.len() || levels.iter().any(|l| l.trim().is_empty()) {
+                    return Err(format!("variable `{}`: list two or more distinct, non-empty levels", v.name));
+                }
+            }
+            VariableKind::Continuous { resolution, .. } => {
+                if !(*resolution > 0.0 && resolution.is_finite()) {
+                    return Err(format!("variable `{}`: resolution must be positive", v.name));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -13,6 +13,17 @@
 //! [timeouts]
 //! site_wait_secs = 600   # how long to wait for every site to connect
 //! task_secs = 900        # how long one site may take for one task (incl. reconnects)
+//! [[variables]]                  # the data dictionary; none declared: the NPC study's
+//! name = "age"                    # (deploy/study.example.toml lists all seven)
+//! label = "Age (years)"
+//! kind = "continuous"
+//! resolution = 1.0                # grid of rank statistics (medians, Mann-Whitney)
+//! unit = "years"
+//! [[variables]]
+//! name = "t_stage"
+//! label = "T stage"
+//! kind = "categorical"
+//! levels = ["T1", "T2", "T3", "T4"]
 //! [split]
 //! training_fraction = 0.7
 //! [table1]
@@ -62,7 +73,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::clinical::{VariableSpec, builtin_schema};
+use crate::clinical::{VariableSpec, npc_dictionary};
 
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -73,6 +84,10 @@ pub struct StudyConfig {
     pub sites: Vec<String>,
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// The study's data dictionary (`[[variables]]`): every clinical variable Table 1 and the
+    /// clinical model may use. None declared: the NPC study's ([`npc_dictionary`]).
+    #[serde(default)]
+    pub variables: Vec<VariableSpec>,
     #[serde(default)]
     pub split: SplitSettings,
     #[serde(default)]
@@ -135,6 +150,9 @@ pub struct StudyPlan {
     pub study_id: String,
     pub seed: u64,
     pub sites: Vec<String>,
+    /// The study's data dictionary in full (the NPC study's when the study file declares
+    /// none): each site checks on approval that its table describes these variables the same way.
+    pub variables: Vec<VariableSpec>,
     pub split: SplitSettings,
     pub table1: Table1Settings,
     /// The PyRadiomics parameter file's text sent to every site ("" = FedRad's default).
@@ -523,10 +541,11 @@ impl Default for SplitSettings {
 #[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Table1Settings {
-    /// Built-in variables to tabulate (default: all of them).
+    /// Variables of the study's dictionary to tabulate (default: all of them).
     #[serde(default)]
     pub variables: Option<Vec<String>>,
-    /// Extra variables the sites declare in their `[clinical.extra]`.
+    /// Further variables to tabulate beyond the dictionary (kept for study files written
+    /// before `[[variables]]`; declaring them there is clearer).
     #[serde(default)]
     pub extra: Vec<VariableSpec>,
 }
@@ -556,6 +575,7 @@ impl StudyConfig {
             study_id: self.study_id.clone(),
             seed: self.seed,
             sites: self.sites.clone(),
+            variables: self.dictionary(),
             split: self.split.clone(),
             table1: self.table1.clone(),
             feature_parameters,
@@ -594,6 +614,7 @@ impl StudyConfig {
         if !(f > 0.0 && f < 1.0) {
             return Err(format!("split.training_fraction = {f}: must be between 0 and 1"));
         }
+        crate::clinical::validate_dictionary(&self.dictionary()).map_err(|e| format!("[[variables]]: {e}"))?;
         self.table1_variables()?;
         let sel = &self.selection;
         for seq in &sel.sequences {
@@ -636,14 +657,19 @@ impl StudyConfig {
         self.limits.validate()
     }
 
-    /// The clinical model's candidate variables.
-    pub fn clinical_variables(&self) -> Result<Vec<VariableSpec>, String> {
-        clinical_variables(&self.table1, &self.clinical_model)
+    /// The study's data dictionary: the declared `[[variables]]`, or the NPC study's.
+    pub fn dictionary(&self) -> Vec<VariableSpec> {
+        if self.variables.is_empty() { npc_dictionary() } else { self.variables.clone() }
     }
 
-    /// The Table 1 variables in order: chosen built-ins, then extras.
+    /// The clinical model's candidate variables.
+    pub fn clinical_variables(&self) -> Result<Vec<VariableSpec>, String> {
+        clinical_variables(&self.dictionary(), &self.table1, &self.clinical_model)
+    }
+
+    /// The Table 1 variables in order: those chosen from the dictionary, then extras.
     pub fn table1_variables(&self) -> Result<Vec<VariableSpec>, String> {
-        table1_variables(&self.table1)
+        table1_variables(&self.dictionary(), &self.table1)
     }
 }
 
@@ -656,6 +682,7 @@ impl StudyPlan {
             seed: self.seed,
             sites: self.sites.clone(),
             timeouts: Timeouts::default(),
+            variables: self.variables.clone(),
             split: self.split.clone(),
             table1: self.table1.clone(),
             features: FeatureSettings::default(),
@@ -670,12 +697,24 @@ impl StudyPlan {
 
     /// The clinical model's candidate variables (also the clinical columns of Model III).
     pub fn clinical_variables(&self) -> Result<Vec<VariableSpec>, String> {
-        clinical_variables(&self.table1, &self.clinical_model)
+        clinical_variables(&self.variables, &self.table1, &self.clinical_model)
     }
 
-    /// The Table 1 variables in order: chosen built-ins, then extras.
+    /// The Table 1 variables in order: those chosen from the dictionary, then extras.
     pub fn table1_variables(&self) -> Result<Vec<VariableSpec>, String> {
-        table1_variables(&self.table1)
+        table1_variables(&self.variables, &self.table1)
+    }
+
+    /// Every variable a task of this study may ask a site about (Table 1's, then the clinical
+    /// model's not already listed): what a site's table must describe as the study does.
+    pub fn used_variables(&self) -> Result<Vec<VariableSpec>, String> {
+        let mut out = self.table1_variables()?;
+        for v in self.clinical_variables()? {
+            if !out.iter().any(|u| u.name == v.name) {
+                out.push(v);
+            }
+        }
+        Ok(out)
     }
 
     /// The feature tables tasks may name: the selected sequences, and with deep features
@@ -687,25 +726,24 @@ impl StudyPlan {
     }
 }
 
-fn clinical_variables(table1: &Table1Settings, clinical_model: &ClinicalModelSettings) -> Result<Vec<VariableSpec>, String> {
-    let mut all = builtin_schema();
+fn clinical_variables(dictionary: &[VariableSpec], table1: &Table1Settings, clinical_model: &ClinicalModelSettings) -> Result<Vec<VariableSpec>, String> {
+    let mut all = dictionary.to_vec();
     all.extend(table1.extra.iter().cloned());
     match &clinical_model.variables {
-        None => Ok(builtin_schema()),
+        None => Ok(dictionary.to_vec()),
         Some(names) => {
             names.iter().map(|n| all.iter().find(|v| &v.name == n).cloned().ok_or_else(|| format!("clinical_model.variables: unknown variable `{n}`"))).collect()
         }
     }
 }
 
-fn table1_variables(table1: &Table1Settings) -> Result<Vec<VariableSpec>, String> {
-    let builtin = builtin_schema();
+fn table1_variables(dictionary: &[VariableSpec], table1: &Table1Settings) -> Result<Vec<VariableSpec>, String> {
     let mut out = match &table1.variables {
-        None => builtin.clone(),
+        None => dictionary.to_vec(),
         Some(names) => names
             .iter()
             .map(|n| {
-                builtin.iter().find(|v| &v.name == n).cloned().ok_or_else(|| format!("table1.variables: unknown variable `{n}` (declare it under [[table1.extra]])"))
+                dictionary.iter().find(|v| &v.name == n).cloned().ok_or_else(|| format!("table1.variables: unknown variable `{n}` (declare it under [[variables]])"))
             })
             .collect::<Result<_, _>>()?,
     };

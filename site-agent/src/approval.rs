@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
+use fedrad_shared::clinical::{VariableSpec, dictionary_mismatch};
 use fedrad_shared::plan::StudyPlan;
 
 /// One study this site's operator approved.
@@ -38,6 +39,10 @@ pub enum ApprovalError {
     NotAmongSites { study_id: String, site_id: String, sites: String },
     #[error("study {0} is not approved at this site")]
     NotApproved(String),
+    #[error("study {study_id} cannot be approved here: {}", problems.join("; "))]
+    Dictionary { study_id: String, problems: Vec<String> },
+    #[error("study {study_id}: its plan is not valid: {detail}")]
+    InvalidPlan { study_id: String, detail: String },
 }
 
 fn dir(work_dir: &Path) -> PathBuf {
@@ -53,10 +58,21 @@ fn path(work_dir: &Path, study_id: &str) -> Result<PathBuf, ApprovalError> {
 
 /// Records the operator's approval of `plan` for this site. Replaces an earlier approval of the
 /// same study id (the split and folds the site already recorded for it stay fixed).
-pub fn approve(work_dir: &Path, site_id: &str, plan: &StudyPlan) -> Result<Approval, ApprovalError> {
+///
+/// The plan carries the study's data dictionary; every variable the study will ask about
+/// (Table 1's and the clinical model's) must be a column of this site's table (`schema`: its
+/// manifest as the config describes it) with the same kind, levels and unit. A study that
+/// means something else by a name is refused here, naming each variable, rather than answered
+/// with counts of the wrong thing.
+pub fn approve(work_dir: &Path, site_id: &str, schema: &[VariableSpec], plan: &StudyPlan) -> Result<Approval, ApprovalError> {
     let p = path(work_dir, &plan.study_id)?;
     if !plan.sites.iter().any(|s| s == site_id) {
         return Err(ApprovalError::NotAmongSites { study_id: plan.study_id.clone(), site_id: site_id.into(), sites: plan.sites.join(", ") });
+    }
+    let used = plan.used_variables().map_err(|detail| ApprovalError::InvalidPlan { study_id: plan.study_id.clone(), detail })?;
+    let problems: Vec<String> = used.iter().filter_map(|v| dictionary_mismatch(schema, v)).collect();
+    if !problems.is_empty() {
+        return Err(ApprovalError::Dictionary { study_id: plan.study_id.clone(), problems });
     }
     let approval = Approval {
         study_id: plan.study_id.clone(),
@@ -166,10 +182,11 @@ mod tests {
         let work = std::env::temp_dir().join(format!("fedrad-approval-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&work);
         let p = plan("s1");
-        assert!(matches!(approve(&work, "site-z", &p), Err(ApprovalError::NotAmongSites { .. })));
-        let a = approve(&work, "site-a", &p).unwrap();
+        let schema = fedrad_shared::clinical::npc_dictionary();
+        assert!(matches!(approve(&work, "site-z", &schema, &p), Err(ApprovalError::NotAmongSites { .. })));
+        let a = approve(&work, "site-a", &schema, &p).unwrap();
         assert_eq!(a.plan_sha256, p.sha256());
-        approve(&work, "site-a", &plan("s2")).unwrap();
+        approve(&work, "site-a", &schema, &plan("s2")).unwrap();
         assert_eq!(list(&work).unwrap().iter().map(|a| a.study_id.as_str()).collect::<Vec<_>>(), ["s1", "s2"]);
         // A plan edited in the record no longer matches its hash.
         let file = work.join("approved/s1.json");
@@ -179,6 +196,45 @@ mod tests {
         withdraw(&work, "s2").unwrap();
         assert!(matches!(load(&work, "s2"), Err(ApprovalError::NotApproved(_))));
         assert!(matches!(load(&work, "../x"), Err(ApprovalError::BadStudyId(_))));
+        let _ = std::fs::remove_dir_all(&work);
+    }
+
+    #[test]
+    fn a_study_whose_dictionary_this_sites_table_does_not_match_is_refused_naming_each_variable() {
+        let work = std::env::temp_dir().join(format!("fedrad-approval-dict-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        let schema = fedrad_shared::clinical::npc_dictionary();
+        let study = |vars: &str| -> StudyPlan {
+            let cfg: fedrad_shared::plan::StudyConfig =
+                toml::from_str(&format!("study_id = \"d\"\noutput_dir = \"out\"\nseed = 7\nsites = [\"site-a\"]\n{vars}")).unwrap();
+            cfg.validate().unwrap();
+            cfg.plan().unwrap()
+        };
+        // The NPC dictionary spelled out in the study file equals the default, hash included.
+        let spelled: String = schema
+            .iter()
+            .map(|v| match &v.kind {
+                fedrad_shared::clinical::VariableKind::Categorical { levels } => {
+                    format!("[[variables]]\nname = \"{}\"\nlabel = \"{}\"\nkind = \"categorical\"\nlevels = {levels:?}\n", v.name, v.label)
+                }
+                fedrad_shared::clinical::VariableKind::Continuous { resolution, unit } => {
+                    format!("[[variables]]\nname = \"{}\"\nlabel = \"{}\"\nkind = \"continuous\"\nresolution = {resolution:?}\nunit = \"{unit}\"\n", v.name, v.label)
+                }
+            })
+            .collect();
+        assert_eq!(study(&spelled).sha256(), study("").sha256());
+        approve(&work, "site-a", &schema, &study(&spelled)).unwrap();
+        // Another level order, another unit, a variable this site does not hold: each named.
+        let other = spelled.replace("[\"male\", \"female\"]", "[\"female\", \"male\"]").replace("unit = \"copies/mL\"", "unit = \"kcopies/mL\"")
+            + "[[variables]]\nname = \"smoking\"\nkind = \"categorical\"\nlevels = [\"never\", \"former\", \"current\"]\n";
+        let Err(ApprovalError::Dictionary { problems, .. }) = approve(&work, "site-a", &schema, &study(&other)) else { panic!("approved a mismatching dictionary") };
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("`sex`") && problems[0].contains("female, male"), "{problems:?}");
+        assert!(problems[1].contains("`ebv_dna`") && problems[1].contains("kcopies/mL"), "{problems:?}");
+        assert!(problems[2].contains("`smoking`") && problems[2].contains("[[clinical.extra]]"), "{problems:?}");
+        // A study that uses only what the site holds is approved, whatever else its dictionary lists.
+        let narrow = other + "[table1]\nvariables = [\"age\", \"t_stage\"]\n[clinical_model]\nvariables = [\"age\"]\n";
+        approve(&work, "site-a", &schema, &study(&narrow)).unwrap();
         let _ = std::fs::remove_dir_all(&work);
     }
 }

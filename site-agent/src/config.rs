@@ -40,7 +40,7 @@
 
 use std::path::{Path, PathBuf};
 
-use fedrad_shared::clinical::{VariableSpec, builtin_schema};
+use fedrad_shared::clinical::{VariableSpec, npc_dictionary};
 use fedrad_shared::tls::TlsFiles;
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -200,7 +200,7 @@ impl SiteConfig {
             (true, _, true) => return Err("insecure_plaintext = true needs an http:// coordinator URL".into()),
             _ => return Err(format!("coordinator {:?} must start with https://", self.coordinator)),
         }
-        let builtin: Vec<String> = builtin_schema().into_iter().map(|v| v.name).collect();
+        let builtin: Vec<String> = npc_dictionary().into_iter().map(|v| v.name).collect();
         for v in &self.clinical.extra {
             if builtin.contains(&v.name) || crate::manifest::RESERVED_COLUMNS.contains(&v.name.as_str()) {
                 return Err(format!("clinical.extra column `{}` clashes with a built-in column", v.name));
@@ -219,7 +219,7 @@ impl SiteConfig {
 
     /// The site's full clinical schema: built-in variables, then declared extras.
     pub fn schema(&self) -> Vec<VariableSpec> {
-        let mut s = builtin_schema();
+        let mut s = npc_dictionary();
         s.extend(self.clinical.extra.iter().cloned());
         s
     }

@@ -225,7 +225,7 @@ pub fn summarise(mapping: &ExportMapping, spec: &VariableSpec, cells: &[&str]) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fedrad_shared::clinical::builtin_schema;
+    use fedrad_shared::clinical::npc_dictionary;
 
     fn mapping() -> ExportMapping {
         toml::from_str(
@@ -250,13 +250,13 @@ mod tests {
     }
 
     fn spec(name: &str) -> VariableSpec {
-        builtin_schema().into_iter().find(|s| s.name == name).unwrap()
+        npc_dictionary().into_iter().find(|s| s.name == name).unwrap()
     }
 
     #[test]
     fn codes_units_and_missing_markers_map_to_the_study() {
         let m = mapping();
-        m.validate(&["patient_id", "recurrence", "sex"], &builtin_schema()).unwrap();
+        m.validate(&["patient_id", "recurrence", "sex"], &npc_dictionary()).unwrap();
         assert_eq!(m.column("sex"), "gender");
         assert_eq!(m.parse(&spec("sex"), " m "), Ok(ClinicalValue::Level(0)));
         assert_eq!(m.parse(&spec("sex"), "female"), Ok(ClinicalValue::Level(1)), "study codes still read");
@@ -278,7 +278,7 @@ mod tests {
     #[test]
     fn a_mapping_onto_what_the_study_does_not_have_is_a_config_error() {
         let cols = ["patient_id", "recurrence", "sex"];
-        let bad = |text: &str| toml::from_str::<ExportMapping>(text).unwrap().validate(&cols, &builtin_schema()).unwrap_err();
+        let bad = |text: &str| toml::from_str::<ExportMapping>(text).unwrap().validate(&cols, &npc_dictionary()).unwrap_err();
         assert!(bad("[codes.sex]\nM = \"man\"").contains("not a level of `sex`"));
         assert!(bad("[codes.recurrence]\nyes = \"true\"").contains("0 or 1"));
         assert!(bad("[columns]\nsmoker = \"SMK\"").contains("not a study column"));

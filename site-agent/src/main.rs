@@ -145,8 +145,18 @@ fn main() -> anyhow::Result<()> {
             for (line, found) in &cohort.found {
                 println!("line {line:>4}  {found}");
             }
+            for f in &cohort.findings {
+                println!("line {:>4}  {:<12} finding {:<20} {}: {}", f.line, f.patient_id, f.kind.as_str(), f.sequence, f.detail);
+            }
             for e in &cohort.excluded {
                 println!("line {:>4}  {:<12} {:<18} {}", e.line, e.patient_id.as_deref().unwrap_or("?"), e.reason.as_str(), e.detail);
+            }
+            let mut by_kind: std::collections::BTreeMap<manifest::FindingKind, usize> = Default::default();
+            for f in &cohort.findings {
+                *by_kind.entry(f.kind).or_default() += 1;
+            }
+            for (kind, n) in by_kind {
+                println!("finding {}: {n} sequence(s) (the rows stay in; look at them before the study starts)", kind.as_str());
             }
             let pos = cohort.records.iter().filter(|r| r.outcome).count();
             println!("{}: {} patients loaded ({} recurrences), {} rows excluded", cfg.site_id, cohort.records.len(), pos, cohort.excluded.len());
@@ -201,7 +211,7 @@ fn main() -> anyhow::Result<()> {
                 _ => anyhow::bail!("give the study file (--study study.toml) or its plan (--plan plan.json)"),
             };
             let replaced = approval::load(&cfg.work_dir, &plan.study_id).ok();
-            let a = approval::approve(&cfg.work_dir, &cfg.site_id, &plan)?;
+            let a = approval::approve(&cfg.work_dir, &cfg.site_id, &cfg.schema(), &plan)?;
             print!("{}", approval::summary(&a));
             match replaced {
                 Some(old) if old.plan_sha256 != a.plan_sha256 => {

@@ -69,6 +69,49 @@ pub struct ExcludedRow {
     pub detail: String,
 }
 
+/// What a careful analyst would want to know about a loaded row before a study starts: none
+/// of these excludes the row (each can be legitimate), but each changes what the features
+/// mean, so `site-agent check` lists them at the site. They never leave the site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FindingKind {
+    /// The mask holds labels besides the study's (a necrotic core labelled 2, a node labelled
+    /// 3): those voxels are not analysed, which may not be what the contouring meant.
+    OtherMaskLabels,
+    /// The region reaches the first or last voxel of an image axis: the tumour may continue
+    /// beyond the field of view, so shape and texture describe a cut tumour.
+    RegionAtImageEdge,
+    /// The longest voxel side is more than [`ANISOTROPY_LIMIT`] times the shortest: 3D texture
+    /// matrices then mix neighbours at very different distances.
+    AnisotropicVoxels,
+}
+
+impl FindingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::OtherMaskLabels => "other_mask_labels",
+            FindingKind::RegionAtImageEdge => "region_at_image_edge",
+            FindingKind::AnisotropicVoxels => "anisotropic_voxels",
+        }
+    }
+}
+
+/// The mask label the study analyses (PyRadiomics' `label`, the study default's 1).
+pub const STUDY_MASK_LABEL: u32 = 1;
+
+/// Longest over shortest voxel side above which voxels count as strongly anisotropic (a
+/// 0.5 × 0.5 × 3 mm MR voxel is 6×; the IBSI recommends isotropic resampling well below that).
+pub const ANISOTROPY_LIMIT: f64 = 5.0;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataFinding {
+    /// 1-based manifest line.
+    pub line: usize,
+    pub patient_id: String,
+    pub sequence: &'static str,
+    pub kind: FindingKind,
+    pub detail: String,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct LoadedCohort {
     pub records: Vec<PatientRecord>,
@@ -77,6 +120,8 @@ pub struct LoadedCohort {
     /// What was found for each loaded row (line, and per sequence a description: format, grid,
     /// region, voxels), for `site-agent check`; empty when images were not opened.
     pub found: Vec<(usize, String)>,
+    /// Data-quality findings on loaded rows (see [`FindingKind`]); empty when images were not opened.
+    pub findings: Vec<DataFinding>,
 }
 
 impl LoadedCohort {
@@ -174,10 +219,18 @@ pub fn load_mapped(path: &Path, schema: &[VariableSpec], mapping: &ExportMapping
     for (_, r, _) in &candidates {
         *seen.entry(r.patient_id.clone()).or_default() += 1;
     }
+    let mut lines_of: HashMap<String, Vec<usize>> = HashMap::new();
+    for (line, r, _) in &candidates {
+        lines_of.entry(r.patient_id.clone()).or_default().push(*line);
+    }
     let (dups, unique): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|(_, r, _)| seen[&r.patient_id] > 1);
     for (line, r, _) in dups {
-        let n = seen[&r.patient_id];
-        out.excluded.push(ExcludedRow { line, patient_id: Some(r.patient_id), reason: ExclusionReason::DuplicateId, detail: format!("patient id appears on {n} rows") });
+        let lines: Vec<String> = lines_of[&r.patient_id].iter().map(usize::to_string).collect();
+        let detail = format!(
+            "patient id appears on lines {}: none of them is kept, since which row is this patient's cannot be told from the manifest (fix the export and check again)",
+            lines.join(", ")
+        );
+        out.excluded.push(ExcludedRow { line, patient_id: Some(r.patient_id), reason: ExclusionReason::DuplicateId, detail });
     }
 
     let checked: Vec<_> = unique
@@ -189,10 +242,17 @@ pub fn load_mapped(path: &Path, schema: &[VariableSpec], mapping: &ExportMapping
         .collect();
     for (line, rec, img, verdict) in checked {
         match verdict {
-            Ok(found) => {
+            Ok((found, findings)) => {
                 if !found.is_empty() {
                     out.found.push((line, format!("{} {found}", rec.patient_id)));
                 }
+                out.findings.extend(findings.into_iter().map(|(sequence, kind, detail)| DataFinding {
+                    line,
+                    patient_id: rec.patient_id.clone(),
+                    sequence,
+                    kind,
+                    detail,
+                }));
                 out.records.push(rec);
                 out.images.push(img);
             }
@@ -251,8 +311,72 @@ fn describe(seq: &str, pair: &ImagePair, image: &fedrad_imaging::Volume, mask: &
     )
 }
 
-fn check_images(img: &PatientImages, check: ImageCheck) -> Result<String, RowError> {
+/// The findings of one sequence's image and mask (already checked to share a grid).
+pub fn findings_of(image: &fedrad_imaging::Volume, mask: &fedrad_imaging::Volume) -> Vec<(FindingKind, String)> {
+    let mut out = Vec::new();
+    let mut labels: BTreeMap<i64, usize> = BTreeMap::new();
+    for &v in &mask.data {
+        let l = v.round() as i64;
+        if l != 0 {
+            *labels.entry(l).or_default() += 1;
+        }
+    }
+    let study = i64::from(STUDY_MASK_LABEL);
+    if labels.keys().any(|&l| l != study) {
+        let listed: Vec<String> = labels.iter().map(|(l, n)| format!("{l} ({n} voxels)")).collect();
+        let analysed = if labels.contains_key(&study) { format!("only label {study} is analysed") } else { format!("label {study}, the one analysed, is absent") };
+        out.push((FindingKind::OtherMaskLabels, format!("the mask holds labels {}: {analysed}", listed.join(", "))));
+    }
+    // The region's extent, of the analysed label (or of any label when it is absent).
+    let [nx, ny, nz] = mask.geometry.dims;
+    let in_region = |v: f32| if labels.contains_key(&study) { v.round() as i64 == study } else { v >= 0.5 };
+    let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
+    for k in 0..nz {
+        for j in 0..ny {
+            for i in 0..nx {
+                if in_region(mask.data[i + nx * (j + ny * k)]) {
+                    for (a, x) in [i, j, k].into_iter().enumerate() {
+                        lo[a] = lo[a].min(x);
+                        hi[a] = hi[a].max(x);
+                    }
+                }
+            }
+        }
+    }
+    let mut edges = Vec::new();
+    for (a, name) in ["i (columns)", "j (rows)", "k (slices)"].into_iter().enumerate() {
+        if lo[a] == 0 {
+            edges.push(format!("the first voxel along {name}"));
+        }
+        if hi[a] + 1 == mask.geometry.dims[a] && lo[a] != usize::MAX {
+            edges.push(format!("the last voxel along {name}"));
+        }
+    }
+    if !edges.is_empty() {
+        out.push((FindingKind::RegionAtImageEdge, format!("the region reaches {}: the tumour may continue beyond the field of view", edges.join(" and "))));
+    }
+    let sp = image.geometry.spacing;
+    let (short, long) = sp.iter().fold((f64::INFINITY, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
+    if long > ANISOTROPY_LIMIT * short {
+        out.push((
+            FindingKind::AnisotropicVoxels,
+            format!(
+                "voxels of {:.3} × {:.3} × {:.3} mm ({:.1}× longer in one direction): 3D texture mixes neighbours at different distances; consider 2D texture or resampling",
+                sp[0],
+                sp[1],
+                sp[2],
+                long / short
+            ),
+        ));
+    }
+    out
+}
+
+type Found = (String, Vec<(&'static str, FindingKind, String)>);
+
+fn check_images(img: &PatientImages, check: ImageCheck) -> Result<Found, RowError> {
     let mut found = Vec::new();
+    let mut findings = Vec::new();
     for (seq, pair) in img.pairs() {
         if !(pair.image.is_file() || pair.image.is_dir()) {
             return Err((ExclusionReason::MissingFile, format!("{seq}: {} does not exist", pair.image.display())));
@@ -275,8 +399,9 @@ fn check_images(img: &PatientImages, check: ImageCheck) -> Result<String, RowErr
             return Err((ExclusionReason::EmptyMask, format!("{seq}: the mask marks no voxel")));
         }
         found.push(describe(seq, pair, &iv, &mv));
+        findings.extend(findings_of(&iv, &mv).into_iter().map(|(kind, detail)| (seq, kind, detail)));
     }
-    Ok(found.join("; "))
+    Ok((found.join("; "), findings))
 }
 
 /// Per clinical column of the export, what it holds after mapping (levels with counts,

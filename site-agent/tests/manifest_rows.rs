@@ -8,7 +8,7 @@ use fedrad_imaging::nifti::{self, StoredType};
 use fedrad_imaging::{Geometry, Volume};
 use fedrad_shared::aggregate::SiteAggregate;
 use fedrad_shared::algorithms::cohort_summary;
-use fedrad_shared::clinical::{ExclusionReason, builtin_schema};
+use fedrad_shared::clinical::{ExclusionReason, npc_dictionary};
 use fedrad_shared::proto::{self, task, task_reply};
 use site_agent::manifest::{ImageCheck, load};
 
@@ -78,7 +78,7 @@ fn each_bad_row_is_excluded_with_its_reason_and_the_rest_loads() {
     }
     w.flush().unwrap();
 
-    let loaded = load(manifest, &builtin_schema(), ImageCheck::Full).unwrap();
+    let loaded = load(manifest, &npc_dictionary(), ImageCheck::Full).unwrap();
     let n_rows = rows.len() - 1;
     assert_eq!(loaded.records.len() + loaded.excluded.len(), n_rows, "a row was dropped silently");
     for e in &loaded.excluded {
@@ -110,10 +110,10 @@ fn a_manifest_without_required_columns_is_a_clear_error() {
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join("manifest.csv");
     std::fs::write(&p, "patient_id,t1c_image,recurrence\nA,x,1\n").unwrap();
-    let err = load(&p, &builtin_schema(), ImageCheck::Full).unwrap_err().to_string();
+    let err = load(&p, &npc_dictionary(), ImageCheck::Full).unwrap_err().to_string();
     assert!(err.contains("t1c_mask") && err.contains("age"), "{err}");
     std::fs::write(&p, format!("{},mystery\n", fedrad_synth::MANIFEST_COLUMNS.join(","))).unwrap();
-    let err = load(&p, &builtin_schema(), ImageCheck::Full).unwrap_err().to_string();
+    let err = load(&p, &npc_dictionary(), ImageCheck::Full).unwrap_err().to_string();
     assert!(err.contains("mystery"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -166,7 +166,7 @@ fn mutated_manifests_never_crash_the_parser() {
             }
         }
         std::fs::write(&target, &b).unwrap();
-        match load(&target, &builtin_schema(), ImageCheck::ExistenceOnly) {
+        match load(&target, &npc_dictionary(), ImageCheck::ExistenceOnly) {
             Ok(c) => {
                 loaded += 1;
                 let ids: std::collections::BTreeSet<&str> = c.records.iter().map(|r| r.patient_id.as_str()).collect();
@@ -201,7 +201,7 @@ fn a_dicom_hospital_loads_by_roi_name_and_gives_its_nifti_twins_features() {
     };
     let (nii, dcm) = (make("nifti", false), make("dicom", true));
     let manifest = &dcm.manifests[0].1;
-    let cohort = load(manifest, &builtin_schema(), ImageCheck::Full).unwrap();
+    let cohort = load(manifest, &npc_dictionary(), ImageCheck::Full).unwrap();
     assert!(cohort.excluded.is_empty(), "{:?}", cohort.excluded);
     assert_eq!(cohort.found.len(), cohort.records.len());
     let (_, first) = &cohort.found[0];
@@ -235,7 +235,7 @@ fn a_dicom_hospital_loads_by_roi_name_and_gives_its_nifti_twins_features() {
         w.write_record(r).unwrap();
     }
     w.flush().unwrap();
-    let cohort = load(manifest, &builtin_schema(), ImageCheck::Full).unwrap();
+    let cohort = load(manifest, &npc_dictionary(), ImageCheck::Full).unwrap();
     let by_line: BTreeMap<usize, &str> = cohort.excluded.iter().map(|e| (e.line, e.detail.as_str())).collect();
     assert_eq!(by_line.len(), 2, "{by_line:?}");
     assert!(by_line[&2].contains("t2_roi"), "{}", by_line[&2]);
@@ -254,7 +254,7 @@ fn a_hospitals_own_export_loads_through_the_sites_mapping() {
     let dir = common::fresh_dir("manifest-export");
     let cohort = common::one_hospital(&dir, 33, 60);
     let manifest = &cohort.manifests[0].1;
-    let reference = load(manifest, &builtin_schema(), ImageCheck::ExistenceOnly).unwrap();
+    let reference = load(manifest, &npc_dictionary(), ImageCheck::ExistenceOnly).unwrap();
     assert!(reference.excluded.is_empty());
 
     let header: Vec<String> = csv::Reader::from_path(manifest).unwrap().headers().unwrap().iter().map(str::to_string).collect();
@@ -277,7 +277,7 @@ fn a_hospitals_own_export_loads_through_the_sites_mapping() {
         w.flush().unwrap();
     };
     write(&rows);
-    assert!(load(&export, &builtin_schema(), ImageCheck::ExistenceOnly).is_err(), "the export's names are not the study's");
+    assert!(load(&export, &npc_dictionary(), ImageCheck::ExistenceOnly).is_err(), "the export's names are not the study's");
 
     let mapping: ExportMapping = toml::from_str(
         r#"
@@ -302,7 +302,7 @@ fn a_hospitals_own_export_loads_through_the_sites_mapping() {
         "#,
     )
     .unwrap();
-    let mapped = load_mapped(&export, &builtin_schema(), &mapping, ImageCheck::ExistenceOnly).unwrap();
+    let mapped = load_mapped(&export, &npc_dictionary(), &mapping, ImageCheck::ExistenceOnly).unwrap();
     assert!(mapped.excluded.is_empty(), "{:?}", mapped.excluded);
     assert_eq!(mapped.records.len(), reference.records.len());
     for (a, b) in mapped.records.iter().zip(&reference.records) {
@@ -321,14 +321,87 @@ fn a_hospitals_own_export_loads_through_the_sites_mapping() {
     rows[1][at("sex")] = "X".into();
     rows[2][at("age")] = "unknown".into();
     write(&rows);
-    let mapped = load_mapped(&export, &builtin_schema(), &mapping, ImageCheck::ExistenceOnly).unwrap();
+    let mapped = load_mapped(&export, &npc_dictionary(), &mapping, ImageCheck::ExistenceOnly).unwrap();
     let by_line: BTreeMap<usize, (ExclusionReason, &str)> = mapped.excluded.iter().map(|e| (e.line, (e.reason, e.detail.as_str()))).collect();
     assert_eq!(by_line[&2].0, ExclusionReason::UnparsableValue);
     assert!(by_line[&2].1.contains("\"X\"") && by_line[&2].1.contains("[export.codes.sex]"), "{}", by_line[&2].1);
     assert_eq!(by_line[&3].0, ExclusionReason::MissingValue);
-    let summaries = column_summaries(&export, &builtin_schema(), &mapping).unwrap();
+    let summaries = column_summaries(&export, &npc_dictionary(), &mapping).unwrap();
     let sex = summaries.iter().find(|s| s.study_column == "sex").unwrap();
     assert_eq!(sex.unreadable.get("X"), Some(&1));
     assert_eq!(summaries.iter().find(|s| s.study_column == "age").unwrap().missing, 1);
     println!("{}", summaries.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("\n"));
+}
+
+#[test]
+fn check_reports_other_mask_labels_a_tumour_at_the_edge_and_anisotropic_voxels_without_excluding() {
+    use site_agent::manifest::FindingKind;
+    let dir = common::fresh_dir("findings");
+    let cohort = common::one_hospital(&dir, 21, 30);
+    let manifest = &cohort.manifests[0].1;
+    let base = manifest.parent().unwrap();
+    let col = |name: &str| fedrad_synth::MANIFEST_COLUMNS.iter().position(|c| *c == name).unwrap();
+    let rows = rewrite(manifest, |_, _| {});
+    let path_of = |row: usize, c: &str| base.join(&rows[row + 1][col(c)]);
+    let before = load(manifest, &npc_dictionary(), ImageCheck::Full).unwrap();
+    let baseline: Vec<_> = before.findings.iter().map(|f| (f.line, f.sequence, f.kind)).collect();
+    assert!(!baseline.iter().any(|f| f.2 == FindingKind::OtherMaskLabels), "{baseline:?}");
+
+    // Row 0: a necrotic core labelled 2 inside the T2 tumour (every fourth tumour voxel).
+    let m = nifti::read(&path_of(0, "t2_mask")).unwrap();
+    let relabelled: Vec<f32> = m.data.iter().enumerate().map(|(i, &v)| if v >= 0.5 && i % 4 == 0 { 2.0 } else { v }).collect();
+    nifti::write(&path_of(0, "t2_mask"), &Volume::new(m.geometry.clone(), relabelled), StoredType::U8).unwrap();
+    // Row 1: the T1 tumour reaches the first slice.
+    let m = nifti::read(&path_of(1, "t1c_mask")).unwrap();
+    let mut data = m.data.clone();
+    data[0] = 1.0;
+    nifti::write(&path_of(1, "t1c_mask"), &Volume::new(m.geometry.clone(), data), StoredType::U8).unwrap();
+    // Row 2: T2 slices 8× thicker than its pixels (image and mask alike).
+    for c in ["t2_image", "t2_mask"] {
+        let v = nifti::read(&path_of(2, c)).unwrap();
+        let mut g = v.geometry.clone();
+        g.spacing = [0.5, 0.5, 4.0];
+        let stored = if c.ends_with("mask") { StoredType::U8 } else { StoredType::F32 };
+        nifti::write(&path_of(2, c), &Volume::new(g, v.data.clone()), stored).unwrap();
+    }
+
+    let after = load(manifest, &npc_dictionary(), ImageCheck::Full).unwrap();
+    assert_eq!(after.records.len(), before.records.len(), "findings never exclude a row");
+    let find = |line: usize, seq: &str, kind: FindingKind| after.findings.iter().find(|f| (f.line, f.sequence, f.kind) == (line, seq, kind));
+    for (line, seq, kind) in [(3, "t1c", FindingKind::RegionAtImageEdge), (4, "t2", FindingKind::AnisotropicVoxels)] {
+        assert!(!baseline.contains(&(line, seq, kind)), "the synthetic row already had {kind:?}");
+    }
+    let labels = find(2, "t2", FindingKind::OtherMaskLabels).expect("other labels on line 2");
+    assert!(labels.detail.contains("labels 1 (") && labels.detail.contains(", 2 (") && labels.detail.contains("only label 1 is analysed"), "{}", labels.detail);
+    let others: Vec<_> = after.findings.iter().filter(|f| f.kind == FindingKind::OtherMaskLabels).map(|f| f.line).collect();
+    assert_eq!(others, [2]);
+    let edge = find(3, "t1c", FindingKind::RegionAtImageEdge).expect("edge on line 3");
+    assert!(edge.detail.contains("first voxel along k (slices)"), "{}", edge.detail);
+    let thick = find(4, "t2", FindingKind::AnisotropicVoxels).expect("anisotropy on line 4");
+    assert!(thick.detail.contains("8.0×"), "{}", thick.detail);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_duplicated_patient_id_names_every_line_it_is_on_and_keeps_none() {
+    let dir = common::fresh_dir("dups");
+    let cohort = common::one_hospital(&dir, 22, 30);
+    let manifest = &cohort.manifests[0].1;
+    let col = |name: &str| fedrad_synth::MANIFEST_COLUMNS.iter().position(|c| *c == name).unwrap();
+    let rows = rewrite(manifest, |i, row| {
+        if i == 1 || i == 4 {
+            row[col("patient_id")] = "A-TWICE".into();
+        }
+    });
+    let mut w = csv::Writer::from_path(manifest).unwrap();
+    for r in &rows {
+        w.write_record(r).unwrap();
+    }
+    w.flush().unwrap();
+    let loaded = load(manifest, &npc_dictionary(), ImageCheck::ExistenceOnly).unwrap();
+    let dups: Vec<_> = loaded.excluded.iter().filter(|e| e.reason == ExclusionReason::DuplicateId).collect();
+    assert_eq!(dups.iter().map(|e| e.line).collect::<Vec<_>>(), [3, 6]);
+    assert!(dups.iter().all(|e| e.detail.contains("lines 3, 6") && e.detail.contains("none of them is kept")), "{dups:?}");
+    assert!(!loaded.records.iter().any(|r| r.patient_id == "A-TWICE"));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use coordinator::config::{CoordinatorConfig, FeatureSettings, SplitSettings, StudyConfig, Table1Settings, Timeouts};
-use fedrad_shared::clinical::{PatientRecord, VariableSpec, builtin_schema};
+use fedrad_shared::clinical::{PatientRecord, VariableSpec, npc_dictionary};
 use fedrad_shared::pki::StudyPki;
 use fedrad_shared::tls::TlsFiles;
 use site_agent::config::{Policy, SiteConfig};
@@ -75,6 +75,7 @@ pub fn study_config(study_id: &str, out: &Path, sites: Vec<String>, seed: u64) -
         seed,
         sites,
         timeouts: Timeouts { site_wait_secs: 60, task_secs: 60 },
+        variables: Vec::new(),
         split: SplitSettings::default(),
         table1: Table1Settings::default(),
         features: FeatureSettings::default(),
@@ -94,7 +95,7 @@ pub fn approve_study(agents: &[RunningAgent], study: &StudyConfig) {
     for a in agents {
         let cfg = &a.engine.config;
         if plan.sites.contains(&cfg.site_id) {
-            site_agent::approval::approve(&cfg.work_dir, &cfg.site_id, &plan).expect("approval");
+            site_agent::approval::approve(&cfg.work_dir, &cfg.site_id, &cfg.schema(), &plan).expect("approval");
         }
     }
 }
@@ -125,7 +126,7 @@ pub async fn start_agent(cfg: SiteConfig) -> RunningAgent {
 /// Every patient of every manifest, read straight from the files with the shared schema —
 /// independent of the site agent's loader — for pooled references.
 pub fn pooled_records(cohort: &fedrad_synth::GeneratedCohort) -> Vec<(String, PatientRecord)> {
-    let schema: Vec<VariableSpec> = builtin_schema();
+    let schema: Vec<VariableSpec> = npc_dictionary();
     let mut out = Vec::new();
     for (site, manifest) in &cohort.manifests {
         let mut r = csv::Reader::from_path(manifest).unwrap();

@@ -13,6 +13,11 @@ fn deploy_examples_parse_with_the_real_loaders() {
     coordinator::config::CoordinatorConfig::load(&root.join("coordinator.example.toml")).unwrap();
     let study = coordinator::config::StudyConfig::load(&root.join("study.example.toml")).unwrap();
     assert_eq!(study.table1_variables().unwrap().len(), 7);
+    // The example spells out the NPC dictionary: the same plan as a study file without it.
+    assert_eq!(study.variables, fedrad_shared::clinical::npc_dictionary());
+    let mut implicit = study.clone();
+    implicit.variables.clear();
+    assert_eq!(implicit.plan().unwrap().sha256(), study.plan().unwrap().sha256());
     assert_eq!(study.selection.lasso.folds, 10);
     assert_eq!(study.selection.lasso.family, fedrad_shared::algorithms::glm::GlmFamily::Binomial);
     assert_eq!(study.clinical_model.entry_p, 0.05);
@@ -35,6 +40,10 @@ fn study_selection_mistakes_are_named() {
         ("[selection]\nsequences = [\"flair\"]\n", "flair"),
         ("[selection]\nunivariate = { test = \"anova\" }\n", "anova"),
         ("[models]\nclassifiers = [\"knn\"]\n", "knn"),
+        ("[[variables]]\nname = \"sex\"\nkind = \"categorical\"\nlevels = [\"m\"]\n", "two or more distinct"),
+        ("[[variables]]\nname = \"age\"\nkind = \"continuous\"\nresolution = 0\n", "resolution must be positive"),
+        ("[[variables]]\nname = \"patient_id\"\nkind = \"continuous\"\nresolution = 1\n", "fixed manifest column"),
+        ("[[variables]]\nname = \"age\"\nkind = \"continuous\"\nresolution = 1\n[table1]\nvariables = [\"sex\"]\n", "unknown variable `sex`"),
         ("[models]\nsearch = { enabled = true, c = [] }\n", "models.search.c"),
         ("[models]\nforest = { trees = 0 }\n", "forest.trees"),
         ("[models]\nboosting = { learning_rate = 2.0 }\n", "boosting.learning_rate"),

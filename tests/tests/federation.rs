@@ -3,7 +3,7 @@
 
 use coordinator::study::{Quiet, StudyError, StudyRunner};
 use fedrad_shared::algorithms::{split, table1};
-use fedrad_shared::clinical::builtin_schema;
+use fedrad_shared::clinical::npc_dictionary;
 use fedrad_shared::pki::StudyPki;
 use fedrad_shared::tls::TlsFiles;
 use fedrad_tests::*;
@@ -81,7 +81,7 @@ async fn four_sites_over_mtls_give_the_pooled_split_table1_selection_and_models(
     }
 
     let with_roles: Vec<_> = patients.clone().into_iter().zip(roles.clone()).map(|((s, r), role)| (s, r, role)).collect();
-    let pooled_table = table1::pooled(&with_roles, &builtin_schema());
+    let pooled_table = table1::pooled(&with_roles, &npc_dictionary());
     assert_json_close(&serde_json::to_value(&results.table1).unwrap(), &serde_json::to_value(&pooled_table).unwrap(), 1e-9, "table1");
 
     for f in ["results.json", "cohort_summary.json", "split.json", "table1.json", "table1.md", "report.md", "extraction.json"] {
@@ -314,7 +314,7 @@ fn check_selection_against_pooled(
     }
     // Clinical model: the pooled Newton fit of the entered variables.
     let clinical = results.clinical_model.as_ref().expect("clinical model ran");
-    let schema = builtin_schema();
+    let schema = npc_dictionary();
     let vars: Vec<_> = schema.iter().filter(|v| ["age", "sex", "overall_stage"].contains(&v.name.as_str())).cloned().collect();
     let training: Vec<_> = patients.iter().zip(roles).filter(|(_, r)| **r == CohortRole::Training).map(|(p, _)| &p.1).collect();
     let x: Vec<Vec<f64>> = training.iter().map(|r| logistic::design_row(r, &vars).unwrap()).collect();

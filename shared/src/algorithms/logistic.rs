@@ -401,7 +401,7 @@ mod tests {
 
     #[test]
     fn partition_clinical_model_equals_pooled_newton() {
-        let schema = crate::clinical::builtin_schema();
+        let schema = crate::clinical::npc_dictionary();
         let vars: Vec<VariableSpec> = schema.into_iter().filter(|v| ["age", "sex", "t_stage"].contains(&v.name.as_str())).collect();
         let recs = records(229);
         let x: Vec<Vec<f64>> = recs.iter().map(|r| design_row(r, &vars).unwrap()).collect();
@@ -439,7 +439,7 @@ mod tests {
     #[test]
     fn too_many_parameters_for_the_patients_is_refused() {
         let recs = records(12);
-        let vars = crate::clinical::builtin_schema().into_iter().filter(|v| v.name == "t_stage").collect::<Vec<_>>();
+        let vars = crate::clinical::npc_dictionary().into_iter().filter(|v| v.name == "t_stage").collect::<Vec<_>>();
         let x: Vec<Vec<f64>> = recs.iter().map(|r| design_row(r, &vars).unwrap()).collect();
         let y: Vec<bool> = (0..12).map(|i| i % 2 == 0).collect();
         let m = ModelPoint { columns: vec![0, 1, 2], coefficients: vec![0.0; 4] };

@@ -44,7 +44,7 @@ pub fn approve(cfg: &site_agent::config::SiteConfig, study_id: &str, edit: impl 
     let mut study: fedrad_shared::plan::StudyConfig = toml::from_str(&text).unwrap();
     edit(&mut study);
     let plan = study.plan().unwrap();
-    site_agent::approval::approve(&cfg.work_dir, &cfg.site_id, &plan).unwrap();
+    site_agent::approval::approve(&cfg.work_dir, &cfg.site_id, &cfg.schema(), &plan).unwrap();
     plan
 }
 
