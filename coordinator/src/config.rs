@@ -31,6 +31,11 @@ pub struct CoordinatorConfig {
     pub insecure_plaintext: bool,
     #[serde(default = "default_max_message")]
     pub max_message_bytes: usize,
+    /// The revocation list (`pki/revoked.txt`, from `coordinator certs revoke`): a site whose
+    /// certificate is on it is refused at every session start. Read at start and at each
+    /// session, so a revocation needs no restart.
+    #[serde(default)]
+    pub revoked: Option<std::path::PathBuf>,
 }
 
 fn default_max_message() -> usize {
@@ -42,6 +47,7 @@ impl CoordinatorConfig {
         let mut c: CoordinatorConfig = toml::from_str(&read_file(path)?).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
         let base = path.parent().unwrap_or(Path::new("."));
         c.tls = c.tls.map(|t| t.resolve(base));
+        c.revoked = c.revoked.map(|r| base.join(r));
         if c.tls.is_none() && !c.insecure_plaintext {
             return Err(ConfigError::Invalid { path: path.into(), detail: "[tls] is required (or insecure_plaintext = true for development)".into() });
         }

@@ -110,8 +110,22 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let pki = if pki_dir.join("ca.key").exists() {
         fedrad_shared::pki::StudyPki::open(&pki_dir)
     } else {
-        fedrad_shared::pki::StudyPki::init(&pki_dir, "FedRad demo", &["localhost".into(), "127.0.0.1".into()], &sites)?
+        fedrad_shared::pki::StudyPki::init(&pki_dir, "FedRad demo", &["localhost".into(), "127.0.0.1".into()])?
     };
+    // Each hospital makes its own key (`site-agent enroll`, in its own folder) and the
+    // coordinator signs its request: no site key is ever in the coordinator's pki/ folder.
+    for site in &sites {
+        let tls = out.join("sites").join(site).join("tls");
+        if !tls.join("key.pem").exists() {
+            let enrolled = Command::new(&agent_bin).args(["enroll", "--site-id", site, "--out"]).arg(&tls).stdout(Stdio::null()).status()?;
+            anyhow::ensure!(enrolled.success(), "site {site} could not enrol");
+        }
+        let request = std::fs::read_to_string(tls.join("request.pem"))?;
+        let signed = pki.sign_site_request(site, &request, fedrad_shared::pki::SITE_VALIDITY_DAYS)?;
+        for f in ["cert.pem", "ca.pem"] {
+            std::fs::copy(signed.join(f), tls.join(f))?;
+        }
+    }
 
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
@@ -121,6 +135,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             tls: Some(fedrad_shared::tls::TlsFiles::bundle(&pki.coordinator_bundle())),
             insecure_plaintext: false,
             max_message_bytes: fedrad_shared::DEFAULT_MAX_MESSAGE_BYTES,
+            revoked: Some(pki.revocation_list()),
         };
         let server = crate::start_server(&cfg).await?;
         let url = format!("https://localhost:{}", server.addr.port());
@@ -163,7 +178,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             if previous.exists() {
                 std::fs::remove_dir_all(&previous)?;
             }
-            write_site_config(&config, site, &url, manifest, &dir.join("work"), &pki.site_bundle(site))?;
+            write_site_config(&config, site, &url, manifest, &dir.join("work"), &dir.join("tls"))?;
             let approved = Command::new(&agent_bin).args(["approve", "--config"]).arg(&config).arg("--plan").arg(&plan_file).stdout(Stdio::null()).status()?;
             anyhow::ensure!(approved.success(), "site {site} could not approve the study plan {}", plan_file.display());
             let log = std::fs::File::create(dir.join("agent.log"))?;

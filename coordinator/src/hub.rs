@@ -52,6 +52,8 @@ pub struct Hub {
     next_id: Arc<AtomicU64>,
     /// Plaintext development mode: no certificates, so the hello's site id is trusted.
     trust_claimed_identity: bool,
+    /// Revoked site certificates' fingerprints are read from here at each session start.
+    revocation_list: Option<std::path::PathBuf>,
     /// Where each study's receipts go, by study id.
     receipts: Arc<Mutex<HashMap<String, std::path::PathBuf>>>,
 }
@@ -63,8 +65,21 @@ pub enum TaskError {
 }
 
 impl Hub {
+    /// Refuse sites whose certificate is on the list at `path` (checked at each session start).
+    pub fn with_revocation_list(mut self, path: std::path::PathBuf) -> Self {
+        self.revocation_list = Some(path);
+        self
+    }
+
     pub fn new(trust_claimed_identity: bool) -> Self {
-        Hub { state: Default::default(), changed: Arc::new(Notify::new()), next_id: Arc::new(AtomicU64::new(1)), trust_claimed_identity, receipts: Default::default() }
+        Hub {
+            state: Default::default(),
+            changed: Arc::new(Notify::new()),
+            next_id: Arc::new(AtomicU64::new(1)),
+            trust_claimed_identity,
+            revocation_list: None,
+            receipts: Default::default(),
+        }
     }
 
     /// From now on, every reply to a task of `study_id` is journaled as a receipt in
@@ -225,6 +240,17 @@ impl Federation for Hub {
             })?,
             (None, true) => fedrad_shared::identity::validate_site_id(&hello.site_id).map_err(|e| Status::invalid_argument(e.to_string()))?,
             (None, false) => return Err(Status::unauthenticated("a client certificate from the study CA is required")),
+        }
+        if let (Some(der), Some(list)) = (&peer_cert, &self.revocation_list) {
+            // A list that cannot be read refuses everyone: failing open would readmit the revoked.
+            let revoked = fedrad_shared::identity::read_revocation_list(list).map_err(|e| {
+                tracing::error!(error = %e, "revocation list unreadable; refusing sessions");
+                Status::unavailable(e)
+            })?;
+            if revoked.contains(&fedrad_shared::identity::certificate_fingerprint(der)) {
+                tracing::warn!(?remote, site = %hello.site_id, "revoked site certificate refused");
+                return Err(Status::permission_denied(format!("the certificate of site {} has been revoked", hello.site_id)));
+            }
         }
         let site = hello.site_id.clone();
         let min_count = hello.policy.map_or(1, |p| p.min_count);

@@ -65,7 +65,12 @@ pub async fn start_server(cfg: &config::CoordinatorConfig) -> anyhow::Result<Run
         let tls = cfg.tls.as_ref().context("[tls] is required")?;
         builder = builder.tls_config(fedrad_shared::tls::server_config(tls)?).context("TLS configuration")?;
     }
-    let hub = hub::Hub::new(plaintext);
+    let mut hub = hub::Hub::new(plaintext);
+    if let Some(list) = &cfg.revoked {
+        let revoked = fedrad_shared::identity::read_revocation_list(list).map_err(|e| anyhow::anyhow!(e))?;
+        tracing::info!(list = %list.display(), revoked = revoked.len(), "site certificate revocation list");
+        hub = hub.with_revocation_list(list.clone());
+    }
     let service = FederationServer::new(hub.clone()).max_decoding_message_size(cfg.max_message_bytes).max_encoding_message_size(cfg.max_message_bytes);
     let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;

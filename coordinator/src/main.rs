@@ -35,25 +35,41 @@ enum Command {
 
 #[derive(Subcommand)]
 enum CertsAction {
-    /// New study CA, coordinator certificate and one bundle per site.
+    /// New study CA and the coordinator's certificate. Sites make their own keys
+    /// (`site-agent enroll`) and send their requests to be signed (`certs sign`).
     Init {
         #[arg(long)]
         out: PathBuf,
-        /// Comma-separated site ids, e.g. hospital-a,hospital-b.
-        #[arg(long, value_delimiter = ',')]
-        sites: Vec<String>,
         /// Names or IP addresses the coordinator is reached at.
         #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
         hosts: Vec<String>,
         #[arg(long, default_value = "FedRad study")]
         study_name: String,
     },
-    /// Issue a bundle for one more site with an existing CA.
-    AddSite {
+    /// Sign a site's certificate request (request.pem from `site-agent enroll`); writes
+    /// sites/<site>/cert.pem and ca.pem under the PKI folder, to send back to the site.
+    Sign {
+        #[arg(long)]
+        pki: PathBuf,
+        /// The site id the certificate is for; the request must name the same.
+        #[arg(long)]
+        site: String,
+        #[arg(long)]
+        request: PathBuf,
+        /// Validity in days (renew by enrolling again before it ends).
+        #[arg(long, default_value_t = fedrad_shared::pki::SITE_VALIDITY_DAYS)]
+        days: u32,
+    },
+    /// Revoke every certificate issued to a site (pki/revoked.txt); a coordinator whose config
+    /// names that list refuses the site from its next session on, without a restart.
+    Revoke {
         #[arg(long)]
         pki: PathBuf,
         #[arg(long)]
         site: String,
+        /// Why, kept in the list for whoever reads it later.
+        #[arg(long, default_value = "revoked")]
+        reason: String,
     },
 }
 
@@ -64,19 +80,25 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Certs { action: CertsAction::Init { out, sites, hosts, study_name } } => {
-            fedrad_shared::pki::StudyPki::init(&out, &study_name, &hosts, &sites)?;
-            println!("study CA and certificates written to {}", out.display());
+        Command::Certs { action: CertsAction::Init { out, hosts, study_name } } => {
+            fedrad_shared::pki::StudyPki::init(&out, &study_name, &hosts)?;
+            println!("study CA and the coordinator's certificate written to {}", out.display());
             println!("  coordinator: {}", out.join("coordinator").display());
-            for s in &sites {
-                println!("  {s}: {} (hand this folder to the site's IT)", out.join("sites").join(s).display());
-            }
-            println!("keep {} offline once every site has its bundle", out.join("ca.key").display());
+            println!("each site runs `site-agent enroll --site-id SITE --out DIR` and sends you DIR/request.pem; sign it with");
+            println!("  coordinator certs sign --pki {} --site SITE --request request.pem", out.display());
+            println!("keep {} offline once every site has its certificate", out.join("ca.key").display());
             Ok(())
         }
-        Command::Certs { action: CertsAction::AddSite { pki, site } } => {
-            let dir = fedrad_shared::pki::StudyPki::open(&pki).issue_site(&site)?;
-            println!("{site}: {}", dir.display());
+        Command::Certs { action: CertsAction::Sign { pki, site, request, days } } => {
+            let pem = std::fs::read_to_string(&request).with_context(|| format!("reading {}", request.display()))?;
+            let dir = fedrad_shared::pki::StudyPki::open(&pki).sign_site_request(&site, &pem, days).with_context(|| format!("signing {}", request.display()))?;
+            println!("{site}: certificate valid for {days} days in {}; send cert.pem and ca.pem back to the site (there is no key here)", dir.display());
+            Ok(())
+        }
+        Command::Certs { action: CertsAction::Revoke { pki, site, reason } } => {
+            let pki = fedrad_shared::pki::StudyPki::open(&pki);
+            let revoked = pki.revoke_site(&site, &reason)?;
+            println!("{site}: {} certificate(s) newly revoked in {}", revoked.len(), pki.revocation_list().display());
             Ok(())
         }
         Command::Serve { config, study, resume } => {

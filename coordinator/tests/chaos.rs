@@ -165,7 +165,7 @@ fn chaos_killed_coordinator_and_agents_resume_to_byte_identical_results() {
     spec.coarsen = 3.0;
     let cohort = fedrad_synth::generate(&spec, &base.join("cohort"), &|| {}).unwrap();
     let sites: Vec<String> = cohort.manifests.iter().map(|m| m.0.clone()).collect();
-    let pki = StudyPki::init(&base.join("pki"), "chaos", &["localhost".into()], &sites).unwrap();
+    let pki = StudyPki::init_with_enrolled_sites(&base.join("pki"), "chaos", &["localhost".into()], &sites).unwrap();
     let setup = Setup { base: base.clone(), pki, manifests: cohort.manifests.clone() };
     let calm = setup.run("calm", false);
     let disturbed = setup.run("disturbed", true);

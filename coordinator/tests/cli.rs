@@ -1,4 +1,5 @@
-//! The binaries as users run them: `coordinator certs init` and the README's demo, with four
+//! The binaries as users run them: `coordinator certs init` and `certs sign` with `site-agent
+//! enroll`, and the README's demo, with four
 //! separate `site-agent` processes talking mutual-TLS gRPC to the coordinator.
 
 use std::process::Command;
@@ -10,24 +11,39 @@ fn tmp(name: &str) -> std::path::PathBuf {
 }
 
 #[test]
-fn certs_init_writes_bundles_with_private_keys_closed_and_never_overwrites() {
+fn certs_init_makes_no_site_key_and_a_site_enrols_with_its_own_then_certs_sign_issues_its_certificate() {
     let out = tmp("certs");
-    let run = || Command::new(env!("CARGO_BIN_EXE_coordinator")).args(["certs", "init", "--sites", "hospital-a,hospital-b", "--out"]).arg(&out).output().unwrap();
-    let first = run();
+    let coordinator = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_coordinator")).args(args).output().unwrap();
+    let pki = out.join("pki");
+    let pki_arg = pki.to_str().unwrap();
+    let first = coordinator(&["certs", "init", "--out", pki_arg]);
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
-    for f in ["ca.pem", "ca.key", "coordinator/cert.pem", "coordinator/key.pem", "sites/hospital-a/cert.pem", "sites/hospital-b/key.pem", "sites/hospital-b/ca.pem"] {
-        assert!(out.join(f).is_file(), "{f} missing");
+    for f in ["ca.pem", "ca.key", "coordinator/cert.pem", "coordinator/key.pem"] {
+        assert!(pki.join(f).is_file(), "{f} missing");
     }
+    assert!(!pki.join("sites").exists(), "certs init wrote site files");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(out.join("sites/hospital-a/key.pem")).unwrap().permissions().mode();
-        assert_eq!(mode & 0o077, 0, "site key readable by others: {mode:o}");
+        let mode = std::fs::metadata(pki.join("ca.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "CA key readable by others: {mode:o}");
     }
-    let second = run();
+    let second = coordinator(&["certs", "init", "--out", pki_arg]);
     assert!(!second.status.success());
     assert!(String::from_utf8_lossy(&second.stderr).contains("refusing to overwrite"));
-    let bad = Command::new(env!("CARGO_BIN_EXE_coordinator")).args(["certs", "init", "--sites", "Bad Site", "--out"]).arg(tmp("bad")).output().unwrap();
+
+    // The hospital enrols with the site-agent binary; only its request travels.
+    let agent = std::path::Path::new(env!("CARGO_BIN_EXE_coordinator")).with_file_name("site-agent");
+    let site_tls = out.join("hospital-a-tls");
+    let enrolled = Command::new(&agent).args(["enroll", "--site-id", "hospital-a", "--out"]).arg(&site_tls).output().unwrap();
+    assert!(enrolled.status.success(), "{}", String::from_utf8_lossy(&enrolled.stderr));
+    let request = site_tls.join("request.pem");
+    let wrong_site = coordinator(&["certs", "sign", "--pki", pki_arg, "--site", "hospital-b", "--request", request.to_str().unwrap()]);
+    assert!(!wrong_site.status.success() && String::from_utf8_lossy(&wrong_site.stderr).contains("not for site"), "{}", String::from_utf8_lossy(&wrong_site.stderr));
+    let signed = coordinator(&["certs", "sign", "--pki", pki_arg, "--site", "hospital-a", "--request", request.to_str().unwrap(), "--days", "20"]);
+    assert!(signed.status.success(), "{}", String::from_utf8_lossy(&signed.stderr));
+    assert!(pki.join("sites/hospital-a/cert.pem").is_file() && !pki.join("sites/hospital-a/key.pem").exists());
+    let bad = coordinator(&["certs", "sign", "--pki", pki_arg, "--site", "Bad Site", "--request", request.to_str().unwrap()]);
     assert!(!bad.status.success());
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -37,6 +37,33 @@ pub fn verify_site_certificate(leaf_der: &[u8], site_id: &str) -> Result<(), Ide
     cert.verify_is_valid_for_subject_name(&name).map_err(|_| IdentityError::NameMismatch(site_id.to_string()))
 }
 
+/// The SHA-256 of a certificate's DER bytes, in hex: how revocation lists name certificates.
+pub fn certificate_fingerprint(der: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, der).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The fingerprints a revocation list holds (`pki/revoked.txt`, written by `coordinator certs
+/// revoke`: one certificate per line, its fingerprint first, then what it was; `#` starts a
+/// comment). A missing file revokes nothing; a line whose first word is not a fingerprint is
+/// an error naming it, since a list misread is a revocation lost.
+pub fn read_revocation_list(path: &std::path::Path) -> Result<std::collections::BTreeSet<String>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(e) => return Err(format!("cannot read the revocation list {}: {e}", path.display())),
+    };
+    let mut out = std::collections::BTreeSet::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        let Some(fp) = line.split_whitespace().next() else { continue };
+        if fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("{} line {}: {fp:?} is not a SHA-256 certificate fingerprint", path.display(), n + 1));
+        }
+        out.insert(fp.to_ascii_lowercase());
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,8 @@ pub enum TlsError {
     Read { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{what} {path} is not a PEM file")]
     NotPem { what: &'static str, path: PathBuf },
+    #[error("private key {path} is readable by other users (mode {mode:o}); make it readable by this user only: chmod 600 {path}")]
+    KeyReadableByOthers { path: PathBuf, mode: u32 },
 }
 
 fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -40,11 +42,26 @@ fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     Ok(bytes)
 }
 
+/// A private key, only if no one but its owner can read it: a key others can read is a key
+/// others may have copied, so this end refuses to start rather than use it.
+fn read_private_key(path: &Path) -> Result<Vec<u8>, TlsError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|source| TlsError::Read { what: "private key", path: path.to_path_buf(), source })?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(TlsError::KeyReadableByOthers { path: path.to_path_buf(), mode });
+        }
+    }
+    read_pem("private key", path)
+}
+
 /// Server side: present our certificate and require a client certificate from the CA.
 pub fn server_config(files: &TlsFiles) -> Result<ServerTlsConfig, TlsError> {
     let ca = read_pem("CA certificate", &files.ca)?;
     let cert = read_pem("certificate", &files.cert)?;
-    let key = read_pem("private key", &files.key)?;
+    let key = read_private_key(&files.key)?;
     Ok(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)).client_ca_root(Certificate::from_pem(ca)).client_auth_optional(false))
 }
 
@@ -53,12 +70,42 @@ pub fn server_config(files: &TlsFiles) -> Result<ServerTlsConfig, TlsError> {
 pub fn client_config(files: &TlsFiles, server_name: &str) -> Result<ClientTlsConfig, TlsError> {
     let ca = read_pem("CA certificate", &files.ca)?;
     let cert = read_pem("certificate", &files.cert)?;
-    let key = read_pem("private key", &files.key)?;
+    let key = read_private_key(&files.key)?;
     Ok(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)).identity(Identity::from_pem(cert, key)).domain_name(server_name))
 }
 
-/// rustls picks a process-wide crypto provider on the server side; install ring's once so
-/// the choice never depends on which crates happen to be linked.
+/// rustls picks a process-wide crypto provider on both ends; install ring's once so the
+/// choice never depends on which crates happen to be linked — with its TLS 1.3 cipher suites
+/// only, so that neither end can negotiate TLS 1.2 (nothing here needs it, and tonic's TLS
+/// builders offer no other way to switch it off). Call it before any TLS configuration is
+/// built; both binaries do first thing.
 pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites.retain(|s| s.version().version == rustls::ProtocolVersion::TLSv1_3);
+    let _ = provider.install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_others_can_read_is_refused_on_both_ends() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("fedrad-tls-mode-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let pki = crate::pki::StudyPki::init(&dir, "t", &["localhost".into()]).unwrap();
+        let files = TlsFiles::bundle(&pki.coordinator_bundle());
+        server_config(&files).unwrap();
+        for mode in [0o640, 0o604, 0o644] {
+            std::fs::set_permissions(&files.key, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = server_config(&files).unwrap_err().to_string();
+            assert!(e.contains("readable by other users") && e.contains(&format!("{mode:o}")), "{e}");
+            assert!(matches!(client_config(&files, "localhost"), Err(TlsError::KeyReadableByOthers { .. })));
+        }
+        std::fs::set_permissions(&files.key, std::fs::Permissions::from_mode(0o400)).unwrap();
+        client_config(&files, "localhost").unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

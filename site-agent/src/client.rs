@@ -119,6 +119,35 @@ pub(crate) fn spawn_bounded(slots: Arc<Semaphore>, work: impl FnOnce() -> TaskRe
 
 /// Keeps a session up until `shutdown` resolves: reconnects after any failure, waiting
 /// 0.5 s, 1 s, 2 s … up to 30 s between attempts (reset after a session that worked).
+/// Days before a site certificate's end from which the agent warns at every start.
+pub const CERTIFICATE_WARNING_DAYS: i64 = 30;
+
+/// Refuses to start on an expired site certificate (naming the date and what to do), and warns
+/// when it ends within [`CERTIFICATE_WARNING_DAYS`]: a study must not stop mid-way because a
+/// certificate ran out unnoticed. Returns the days left. Plaintext development setups have none.
+pub fn check_certificate_lifetime(cfg: &crate::config::SiteConfig) -> Result<Option<i64>, CertificateLifetimeError> {
+    let Some(tls) = &cfg.tls else { return Ok(None) };
+    let pem = std::fs::read_to_string(&tls.cert).map_err(|e| CertificateLifetimeError(format!("cannot read {}: {e}", tls.cert.display())))?;
+    let not_after = fedrad_shared::pki::certificate_not_after(&pem).map_err(|e| CertificateLifetimeError(format!("{}: {e}", tls.cert.display())))?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let days = (not_after - now).div_euclid(86_400);
+    if not_after <= now {
+        return Err(CertificateLifetimeError(format!(
+            "the site certificate {} expired {} day(s) ago; enrol again (`site-agent enroll`) and have the coordinator sign the new request",
+            tls.cert.display(),
+            -days
+        )));
+    }
+    if days < CERTIFICATE_WARNING_DAYS {
+        tracing::warn!(days_left = days, cert = %tls.cert.display(), "the site certificate ends soon; enrol again and have the coordinator sign the new request");
+    }
+    Ok(Some(days))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CertificateLifetimeError(String);
+
 pub async fn run(engine: Arc<SiteEngine>, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(500);

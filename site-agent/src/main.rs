@@ -18,6 +18,15 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Make this site's private key (key.pem, readable by this user only; it never leaves the
+    /// site) and a certificate request (request.pem) for the study coordinator to sign. Put the
+    /// returned cert.pem and ca.pem beside the key and point [tls] at the folder.
+    Enroll {
+        #[arg(long)]
+        site_id: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Load and check the manifest and every volume, print what would be excluded, and exit.
     Check {
         #[arg(long)]
@@ -129,9 +138,16 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run { config } => {
             let cfg = SiteConfig::load(&config)?;
+            site_agent::client::check_certificate_lifetime(&cfg)?;
             let engine = site_agent::load_engine(cfg)?;
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(site_agent::client::run(engine, shutdown_signal()));
+            Ok(())
+        }
+        Command::Enroll { site_id, out } => {
+            let request = fedrad_shared::pki::enroll_site(&out, &site_id)?;
+            println!("{site_id}: private key {} (mode 0600, stays here)", out.join("key.pem").display());
+            println!("send {} to the study coordinator; put the cert.pem and ca.pem you get back into {}", request.display(), out.display());
             Ok(())
         }
         Command::Check { config } => {
@@ -145,8 +161,21 @@ fn main() -> anyhow::Result<()> {
             for (line, found) in &cohort.found {
                 println!("line {line:>4}  {found}");
             }
+            // A finding shared by many rows (one scanner protocol's voxels) is printed once.
+            let mut same: std::collections::BTreeMap<(manifest::FindingKind, &str), Vec<&manifest::DataFinding>> = Default::default();
             for f in &cohort.findings {
-                println!("line {:>4}  {:<12} finding {:<20} {}: {}", f.line, f.patient_id, f.kind.as_str(), f.sequence, f.detail);
+                same.entry((f.kind, f.detail.as_str())).or_default().push(f);
+            }
+            for ((kind, detail), rows) in &same {
+                if rows.len() > 3 {
+                    let lines: Vec<String> = rows.iter().take(5).map(|f| format!("{} {}", f.line, f.sequence)).collect();
+                    let more = if rows.len() > 5 { format!(", … {} more", rows.len() - 5) } else { String::new() };
+                    println!("finding {:<20} on {} sequences (lines {}{more}): {detail}", kind.as_str(), rows.len(), lines.join(", "));
+                } else {
+                    for f in rows {
+                        println!("line {:>4}  {:<12} finding {:<20} {}: {}", f.line, f.patient_id, f.kind.as_str(), f.sequence, f.detail);
+                    }
+                }
             }
             for e in &cohort.excluded {
                 println!("line {:>4}  {:<12} {:<18} {}", e.line, e.patient_id.as_deref().unwrap_or("?"), e.reason.as_str(), e.detail);

@@ -21,7 +21,7 @@ fn main() {
         let dir = TempDir::new("bench-round");
         let cohort = small_cohort(&dir.path().join("cohort"), 80, 1);
         let sites: Vec<String> = cohort.manifests.iter().map(|m| m.0.clone()).collect();
-        let pki = StudyPki::init(&dir.path().join("pki"), "bench", &["localhost".into()], &sites).unwrap();
+        let pki = StudyPki::init_with_enrolled_sites(&dir.path().join("pki"), "bench", &["localhost".into()], &sites).unwrap();
         let server = coordinator::start_server(&coordinator_config(&pki)).await.unwrap();
         let mut agents = Vec::new();
         for (site, manifest) in &cohort.manifests {

@@ -48,6 +48,7 @@ pub fn coordinator_config(pki: &StudyPki) -> CoordinatorConfig {
         tls: Some(TlsFiles::bundle(&pki.coordinator_bundle())),
         insecure_plaintext: false,
         max_message_bytes: fedrad_shared::DEFAULT_MAX_MESSAGE_BYTES,
+        revoked: None,
     }
 }
 
@@ -151,7 +152,7 @@ pub struct Federation {
 
 pub async fn start_federation(dir: &Path, cohort: &fedrad_synth::GeneratedCohort, adjust: impl Fn(&str, &mut SiteConfig)) -> Federation {
     let sites: Vec<String> = cohort.manifests.iter().map(|m| m.0.clone()).collect();
-    let pki = StudyPki::init(&dir.join("pki"), "test", &["localhost".into()], &sites).unwrap();
+    let pki = StudyPki::init_with_enrolled_sites(&dir.join("pki"), "test", &["localhost".into()], &sites).unwrap();
     let server = coordinator::start_server(&coordinator_config(&pki)).await.unwrap();
     let mut agents = Vec::new();
     for (site, manifest) in &cohort.manifests {

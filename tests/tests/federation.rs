@@ -38,7 +38,7 @@ async fn four_sites_over_mtls_give_the_pooled_split_table1_selection_and_models(
     let seed = 11;
     let cohort = small_cohort(&dir.path().join("cohort"), 120, seed);
     let sites: Vec<String> = cohort.manifests.iter().map(|m| m.0.clone()).collect();
-    let pki = StudyPki::init(&dir.path().join("pki"), "test", &["localhost".into()], &sites).unwrap();
+    let pki = StudyPki::init_with_enrolled_sites(&dir.path().join("pki"), "test", &["localhost".into()], &sites).unwrap();
     let server = coordinator::start_server(&coordinator_config(&pki)).await.unwrap();
     let mut agents = Vec::new();
     for (site, manifest) in &cohort.manifests {
@@ -494,7 +494,7 @@ async fn a_site_requiring_more_sites_stops_the_study_before_any_task() {
     let dir = TempDir::new("min-sites");
     let cohort = small_cohort(&dir.path().join("cohort"), 60, 4);
     let sites: Vec<String> = cohort.manifests.iter().map(|m| m.0.clone()).collect();
-    let pki = StudyPki::init(&dir.path().join("pki"), "test", &["localhost".into()], &sites).unwrap();
+    let pki = StudyPki::init_with_enrolled_sites(&dir.path().join("pki"), "test", &["localhost".into()], &sites).unwrap();
     let server = coordinator::start_server(&coordinator_config(&pki)).await.unwrap();
     let mut agents = Vec::new();
     for (k, (site, manifest)) in cohort.manifests.iter().enumerate() {
@@ -517,7 +517,7 @@ async fn a_missing_site_makes_the_study_wait_then_fail_naming_it() {
     let dir = TempDir::new("missing-site");
     let cohort = small_cohort(&dir.path().join("cohort"), 80, 3);
     let mut sites: Vec<String> = cohort.manifests.iter().map(|m| m.0.clone()).collect();
-    let pki = StudyPki::init(&dir.path().join("pki"), "test", &["localhost".into()], &sites).unwrap();
+    let pki = StudyPki::init_with_enrolled_sites(&dir.path().join("pki"), "test", &["localhost".into()], &sites).unwrap();
     let server = coordinator::start_server(&coordinator_config(&pki)).await.unwrap();
     let mut agents = Vec::new();
     for (site, manifest) in &cohort.manifests[..3] {

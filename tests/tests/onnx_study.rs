@@ -15,7 +15,7 @@ async fn onnx_network_deep_features_reach_model_ii_and_a_tampered_copy_is_refuse
     let dir = TempDir::new("onnx-study");
     let cohort = small_cohort(&dir.path().join("cohort"), 100, 21);
     let sites: Vec<String> = cohort.manifests.iter().map(|m| m.0.clone()).collect();
-    let pki = StudyPki::init(&dir.path().join("pki"), "test", &["localhost".into()], &sites).unwrap();
+    let pki = StudyPki::init_with_enrolled_sites(&dir.path().join("pki"), "test", &["localhost".into()], &sites).unwrap();
     let server = coordinator::start_server(&coordinator_config(&pki)).await.unwrap();
     let network = std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../site-agent/tests/fixtures/onnx/tiny_cnn_1ch.onnx")).unwrap();
     let sha256 = site_agent::audit::sha256_hex(&network);

@@ -16,7 +16,7 @@ async fn receipts_name_the_sites_audit_entries_and_find_a_truncated_log() {
     let dir = TempDir::new("receipts");
     let cohort = small_cohort(&dir.path().join("cohort"), 100, 3);
     let (site, manifest) = cohort.manifests[0].clone();
-    let pki = StudyPki::init(&dir.path().join("pki"), "receipts", &["localhost".into()], std::slice::from_ref(&site)).unwrap();
+    let pki = StudyPki::init_with_enrolled_sites(&dir.path().join("pki"), "receipts", &["localhost".into()], std::slice::from_ref(&site)).unwrap();
     let server = coordinator::start_server(&coordinator_config(&pki)).await.unwrap();
     let work = dir.path().join("work");
     let agent = start_agent(site_config(&site, server.addr.port(), &manifest, &work, TlsFiles::bundle(&pki.site_bundle(&site)))).await;

@@ -19,8 +19,8 @@ async fn foreign_ca_missing_certificate_and_wrong_identity_are_refused() {
     let dir = TempDir::new("mtls");
     let cohort = small_cohort(&dir.path().join("cohort"), 40, 2);
     let (site, manifest) = cohort.manifests[0].clone();
-    let study = StudyPki::init(&dir.path().join("pki"), "study", &["localhost".into()], &[site.clone(), "hospital-b".into()]).unwrap();
-    let foreign = StudyPki::init(&dir.path().join("foreign"), "other", &["localhost".into()], std::slice::from_ref(&site)).unwrap();
+    let study = StudyPki::init_with_enrolled_sites(&dir.path().join("pki"), "study", &["localhost".into()], &[site.clone(), "hospital-b".into()]).unwrap();
+    let foreign = StudyPki::init_with_enrolled_sites(&dir.path().join("foreign"), "other", &["localhost".into()], std::slice::from_ref(&site)).unwrap();
     let server = coordinator::start_server(&coordinator_config(&study)).await.unwrap();
     let port = server.addr.port();
     let work = dir.path().join("work");
@@ -74,7 +74,7 @@ async fn aggregates_far_above_grpc_default_limit_arrive_intact() {
     use fedrad_shared::proto::{Aggregate, Task, TaskReply, Tensor, coordinator_message, task, task_reply};
     fedrad_shared::tls::install_crypto_provider();
     let dir = TempDir::new("large");
-    let pki = StudyPki::init(&dir.path().join("pki"), "large", &["localhost".into()], &["hospital-a".into()]).unwrap();
+    let pki = StudyPki::init_with_enrolled_sites(&dir.path().join("pki"), "large", &["localhost".into()], &["hospital-a".into()]).unwrap();
     let server = coordinator::start_server(&coordinator_config(&pki)).await.unwrap();
     let port = server.addr.port();
     let tls = fedrad_shared::tls::client_config(&TlsFiles::bundle(&pki.site_bundle("hospital-a")), "localhost").unwrap();
@@ -103,5 +103,118 @@ async fn aggregates_far_above_grpc_default_limit_arrive_intact() {
     assert_eq!(a.tensors[0].values[4_999_999], 4_999_999.0 * 0.5);
     assert!(server.hub.traffic()["hospital-a"].bytes_from_site > 40_000_000);
     site.abort();
+    server.stop().await;
+}
+
+/// A site enrols with its own key; the agent reads how long its certificate has left (it warns
+/// from 30 days before the end and refuses an expired one).
+#[test]
+fn an_enrolled_sites_certificate_lifetime_is_read_at_start() {
+    let dir = TempDir::new("lifetime");
+    let pki = StudyPki::init(&dir.path().join("pki"), "t", &["localhost".into()]).unwrap();
+    let tls = dir.path().join("site-tls");
+    let request = fedrad_shared::pki::enroll_site(&tls, "hospital-a").unwrap();
+    for days in [20u32, 200] {
+        let signed = pki.sign_site_request("hospital-a", &std::fs::read_to_string(&request).unwrap(), days).unwrap();
+        for f in ["cert.pem", "ca.pem"] {
+            std::fs::copy(signed.join(f), tls.join(f)).unwrap();
+        }
+        let cfg = site_config("hospital-a", 1, &dir.path().join("manifest.csv"), &dir.path().join("work"), TlsFiles::bundle(&tls));
+        let left = site_agent::client::check_certificate_lifetime(&cfg).unwrap().unwrap();
+        assert!((i64::from(days) - 2..=i64::from(days)).contains(&left), "{days} days issued, {left} left");
+    }
+    fedrad_shared::tls::client_config(&TlsFiles::bundle(&tls), "localhost").unwrap();
+}
+
+/// A revoked site is refused at its next session, the others are not, and the same site
+/// enrolled again with a new key gets back in; no restart of the coordinator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revoked_site_certificate_is_refused_until_the_site_enrols_again() {
+    fedrad_shared::tls::install_crypto_provider();
+    let dir = TempDir::new("revoke");
+    let cohort = small_cohort(&dir.path().join("cohort"), 40, 2);
+    let sites: Vec<String> = cohort.manifests.iter().map(|(s, _)| s.clone()).collect();
+    let pki = StudyPki::init_with_enrolled_sites(&dir.path().join("pki"), "study", &["localhost".into()], &sites).unwrap();
+    let mut cfg = coordinator_config(&pki);
+    cfg.revoked = Some(pki.revocation_list());
+    let server = coordinator::start_server(&cfg).await.unwrap();
+    let port = server.addr.port();
+    let connect = |site: &str, manifest: &std::path::Path, tls: TlsFiles| {
+        let cfg = site_config(site, port, manifest, &dir.path().join("work").join(site), tls);
+        async move { tokio::time::timeout(Duration::from_secs(20), session(engine_for(cfg).await)).await.expect("answers fast") }
+    };
+    let (a, a_manifest) = cohort.manifests[0].clone();
+    let (b, b_manifest) = cohort.manifests[1].clone();
+
+    assert_eq!(pki.revoke_site(&a, "left the study").unwrap().len(), 1);
+    assert_eq!(pki.revoke_site(&a, "again").unwrap().len(), 0, "revoking twice adds nothing");
+    match connect(&a, &a_manifest, TlsFiles::bundle(&pki.site_bundle(&a))).await {
+        Err(SessionError::Status(s)) => assert!(s.code() == tonic::Code::PermissionDenied && s.message().contains("revoked"), "{s}"),
+        other => panic!("a revoked site got {other:?}"),
+    }
+    let running_b = tokio::spawn(connect(&b, &b_manifest, TlsFiles::bundle(&pki.site_bundle(&b))));
+    server.hub.wait_for_sites(std::slice::from_ref(&b), Duration::from_secs(20), &|_| {}).await.expect("an unrevoked site connects");
+
+    // Re-admitted: a new key, a new certificate.
+    let fresh = dir.path().join("a-again");
+    let request = fedrad_shared::pki::enroll_site(&fresh, &a).unwrap();
+    let signed = pki.sign_site_request(&a, &std::fs::read_to_string(request).unwrap(), 30).unwrap();
+    for f in ["cert.pem", "ca.pem"] {
+        std::fs::copy(signed.join(f), fresh.join(f)).unwrap();
+    }
+    let running_a = tokio::spawn(connect(&a, &a_manifest, TlsFiles::bundle(&fresh)));
+    server.hub.wait_for_sites(std::slice::from_ref(&a), Duration::from_secs(20), &|_| {}).await.expect("the re-enrolled site connects");
+    running_a.abort();
+    running_b.abort();
+
+    // A list that cannot be parsed refuses everyone rather than readmitting the revoked.
+    std::fs::write(pki.revocation_list(), "not-a-fingerprint hospital-a\n").unwrap();
+    assert!(matches!(connect(&b, &b_manifest, TlsFiles::bundle(&pki.site_bundle(&b))).await, Err(SessionError::Status(_))));
+    server.stop().await;
+}
+
+/// Neither end speaks TLS 1.2: a client that offers only TLS 1.2, with a valid study
+/// certificate, gets no handshake; the same client offering TLS 1.3 does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coordinator_accepts_tls_1_3_only() {
+    use rustls_pki_types::pem::PemObject;
+    use std::io::{Read, Write};
+    fedrad_shared::tls::install_crypto_provider();
+    let dir = TempDir::new("tls13");
+    let pki = StudyPki::init_with_enrolled_sites(&dir.path().join("pki"), "study", &["localhost".into()], &["hospital-a".into()]).unwrap();
+    let server = coordinator::start_server(&coordinator_config(&pki)).await.unwrap();
+    let port = server.addr.port();
+    let bundle = pki.site_bundle("hospital-a");
+    let handshake = move |version: &'static rustls::SupportedProtocolVersion| -> Result<(), String> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(rustls_pki_types::CertificateDer::from_pem_file(bundle.join("ca.pem")).unwrap()).unwrap();
+        let certs = vec![rustls_pki_types::CertificateDer::from_pem_file(bundle.join("cert.pem")).unwrap()];
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_file(bundle.join("key.pem")).unwrap();
+        // ring's full provider, TLS 1.2 suites included: the refusal must come from the server.
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(certs, key)
+            .unwrap();
+        let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), "localhost".try_into().unwrap()).unwrap();
+        let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+        tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").map_err(|e| e.to_string())?;
+        tls.flush().map_err(|e| e.to_string())?;
+        let mut first = [0u8; 9];
+        tls.read_exact(&mut first).map_err(|e| e.to_string())?;
+        Ok(())
+    };
+    let tls12 = tokio::task::spawn_blocking({
+        let h = handshake.clone();
+        move || h(&rustls::version::TLS12)
+    })
+    .await
+    .unwrap();
+    let e = tls12.expect_err("a TLS 1.2 handshake succeeded");
+    assert!(e.to_lowercase().contains("alert") || e.contains("HandshakeFailure") || e.contains("ProtocolVersion"), "{e}");
+    tokio::task::spawn_blocking(move || handshake(&rustls::version::TLS13)).await.unwrap().expect("TLS 1.3 with the same certificate works");
     server.stop().await;
 }
