@@ -110,6 +110,23 @@ pub fn load(work_dir: &Path, study_id: &str) -> Result<Approval, ApprovalError> 
     Ok(a)
 }
 
+/// Every approval record that reads and checks, by study id; the others are skipped with a
+/// warning (a task of such a study is refused at the site with the reason).
+pub fn readable(work_dir: &Path) -> Vec<Approval> {
+    let Ok(entries) = std::fs::read_dir(dir(work_dir)) else { return Vec::new() };
+    let mut ids: Vec<String> = entries.filter_map(|e| e.ok()).filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).map(str::to_string)).collect();
+    ids.sort();
+    ids.iter()
+        .filter_map(|id| match load(work_dir, id) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::warn!(study = %id, error = %e, "approval record skipped");
+                None
+            }
+        })
+        .collect()
+}
+
 /// Every approved study, by id.
 pub fn list(work_dir: &Path) -> Result<Vec<Approval>, ApprovalError> {
     let d = dir(work_dir);
@@ -151,7 +168,7 @@ pub fn summary(a: &Approval) -> String {
         p.selection.univariate.test,
         p.selection.univariate.resolution,
         p.selection.univariate.limit,
-        p.clinical_variables().map(|v| v.iter().map(|v| v.name.clone()).collect::<Vec<_>>().join(", ")).unwrap_or_else(|e| e),
+        p.used_variables().map(|v| v.iter().map(|v| v.name.clone()).collect::<Vec<_>>().join(", ")).unwrap_or_else(|e| e),
         classifiers.join(", "),
         p.models.rbf_svm.features,
         p.models.forest.trees,

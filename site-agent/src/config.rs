@@ -159,6 +159,15 @@ pub enum ConfigError {
 
 impl SiteConfig {
     pub fn load(path: &Path) -> Result<SiteConfig, ConfigError> {
+        let cfg = Self::load_unchecked(path)?;
+        cfg.validate().map_err(|detail| ConfigError::Invalid { path: path.into(), detail })?;
+        Ok(cfg)
+    }
+
+    /// The config parsed, paths resolved, not yet validated: `site-agent approve` validates it
+    /// against the table the study being approved would give ([`SiteConfig::validate_against`]),
+    /// so that the export mapping of a variable the study brings can be written beforehand.
+    pub fn load_unchecked(path: &Path) -> Result<SiteConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
         let mut cfg: SiteConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -166,11 +175,15 @@ impl SiteConfig {
         cfg.work_dir = base.join(&cfg.work_dir);
         cfg.tls = cfg.tls.map(|t| t.resolve(base));
         cfg.networks_dir = cfg.networks_dir.map(|d| base.join(d));
-        cfg.validate().map_err(|detail| ConfigError::Invalid { path: path.into(), detail })?;
         Ok(cfg)
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        self.validate_against(&self.table_schema()?)
+    }
+
+    /// Every check of [`SiteConfig::validate`], with the export mapping checked against `schema`.
+    pub fn validate_against(&self, schema: &[VariableSpec]) -> Result<(), String> {
         fedrad_shared::identity::validate_site_id(&self.site_id).map_err(|e| e.to_string())?;
         if !(self.policy.max_parameter_ratio > 0.0 && self.policy.max_parameter_ratio <= 1.0) {
             return Err("policy.max_parameter_ratio must be in (0, 1]".into());
@@ -206,10 +219,9 @@ impl SiteConfig {
                 return Err(format!("clinical.extra column `{}` clashes with a built-in column", v.name));
             }
         }
-        let schema = self.schema();
         let study: Vec<&str> =
             crate::manifest::RESERVED_COLUMNS.iter().copied().chain(schema.iter().map(|v| v.name.as_str())).chain(crate::manifest::OPTIONAL_COLUMNS).collect();
-        self.export.validate(&study, &schema).map_err(|e| format!("[export]: {e}"))?;
+        self.export.validate(&study, schema).map_err(|e| format!("[export]: {e}"))?;
         Ok(())
     }
 
@@ -217,11 +229,37 @@ impl SiteConfig {
         self.networks_dir.clone().unwrap_or_else(|| self.work_dir.join("networks"))
     }
 
-    /// The site's full clinical schema: built-in variables, then declared extras.
+    /// The site's own description of its clinical table: the NPC study's variables, then the
+    /// extras its config declares.
     pub fn schema(&self) -> Vec<VariableSpec> {
         let mut s = npc_dictionary();
         s.extend(self.clinical.extra.iter().cloned());
         s
+    }
+
+    /// The clinical table as the agent types it when it starts: [`SiteConfig::schema`], then
+    /// each variable an approved study uses that the site's own schema lacks, typed by that
+    /// study's data dictionary (its plan). So a study that brings a variable of its own
+    /// (`smoking`) needs no code and no `[[clinical.extra]]` at the site: the operator approves
+    /// it, maps the export column if its name differs, and restarts the agent. Two approved
+    /// studies that type one variable differently are an error naming both; an approval record
+    /// that cannot be read is skipped here (its tasks are refused with the reason).
+    pub fn table_schema(&self) -> Result<Vec<VariableSpec>, String> {
+        let mut schema = self.schema();
+        let mut typed_by: Vec<(String, String)> = Vec::new();
+        for approval in crate::approval::readable(&self.work_dir) {
+            let Ok(used) = approval.plan.used_variables() else { continue };
+            for v in used {
+                if !schema.iter().any(|s| s.name == v.name) {
+                    typed_by.push((v.name.clone(), approval.study_id.clone()));
+                    schema.push(v);
+                } else if let Some(why) = fedrad_shared::clinical::dictionary_mismatch(&schema, &v) {
+                    let by = typed_by.iter().find(|(n, _)| n == &v.name).map_or("this site's config".to_string(), |(_, s)| format!("approved study {s}"));
+                    return Err(format!("approved study {} and {by} type a clinical variable differently: {why}", approval.study_id));
+                }
+            }
+        }
+        Ok(schema)
     }
 
     pub fn server_name(&self) -> String {

@@ -56,6 +56,8 @@ pub enum EngineError {
     Audit(#[from] crate::audit::AuditError),
     #[error("work directory {path}: {source}")]
     WorkDir { path: PathBuf, source: std::io::Error },
+    #[error("clinical table: {0}")]
+    Schema(String),
 }
 
 /// Study ids name folders in the work directory, so they are restricted.
@@ -118,7 +120,7 @@ impl SiteEngine {
     pub fn new(config: SiteConfig, cohort: LoadedCohort) -> Result<Self, EngineError> {
         std::fs::create_dir_all(&config.work_dir).map_err(|source| EngineError::WorkDir { path: config.work_dir.clone(), source })?;
         let audit = AuditLog::open(&config.work_dir.join("audit.jsonl"))?;
-        let schema = config.schema();
+        let schema = config.table_schema().map_err(EngineError::Schema)?;
         let task_slots = Arc::new(tokio::sync::Semaphore::new(config.policy.max_concurrent_tasks.max(1) as usize));
         Ok(SiteEngine {
             config,

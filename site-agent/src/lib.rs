@@ -27,7 +27,8 @@ pub fn load_engine(cfg: config::SiteConfig) -> anyhow::Result<Arc<engine::SiteEn
     if cfg.insecure_plaintext {
         tracing::warn!("INSECURE: insecure_plaintext = true — no TLS, no site authentication. Development only.");
     }
-    let cohort = manifest::load_mapped(&cfg.manifest, &cfg.schema(), &cfg.export, manifest::ImageCheck::Full)
+    let schema = cfg.table_schema().map_err(|e| anyhow::anyhow!("site {}: {e}", cfg.site_id))?;
+    let cohort = manifest::load_mapped(&cfg.manifest, &schema, &cfg.export, manifest::ImageCheck::Full)
         .with_context(|| format!("loading the manifest of site {}", cfg.site_id))?;
     for e in &cohort.excluded {
         tracing::warn!(line = e.line, patient = e.patient_id.as_deref().unwrap_or("?"), reason = e.reason.as_str(), detail = %e.detail, "manifest row excluded");

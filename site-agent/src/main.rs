@@ -152,7 +152,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Check { config } => {
             let cfg = SiteConfig::load(&config)?;
-            let schema = cfg.schema();
+            let schema = cfg.table_schema().map_err(|e| anyhow::anyhow!(e))?;
             println!("columns of {} (after the site's [export] mapping):", cfg.manifest.display());
             for summary in manifest::column_summaries(&cfg.manifest, &schema, &cfg.export)? {
                 println!("  {summary}");
@@ -228,7 +228,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Approve { config, study, plan } => {
-            let cfg = SiteConfig::load(&config)?;
+            let cfg = SiteConfig::load_unchecked(&config)?;
             let plan = match (study, plan) {
                 (Some(study), None) => fedrad_shared::plan::StudyConfig::load(&study)?.plan()?,
                 (None, Some(p)) => {
@@ -240,7 +240,23 @@ fn main() -> anyhow::Result<()> {
                 _ => anyhow::bail!("give the study file (--study study.toml) or its plan (--plan plan.json)"),
             };
             let replaced = approval::load(&cfg.work_dir, &plan.study_id).ok();
-            let a = approval::approve(&cfg.work_dir, &cfg.site_id, &cfg.schema(), &plan)?;
+            // A variable the study brings that the site's table lacks is approved when the
+            // manifest has its column (after [export.columns]); the agent types it by the
+            // study's dictionary from its next start.
+            let mut table = cfg.table_schema().map_err(|e| anyhow::anyhow!(e))?;
+            let headers = manifest::headers(&cfg.manifest)?;
+            let mut brought = Vec::new();
+            for v in plan.used_variables().map_err(|e| anyhow::anyhow!(e))? {
+                if !table.iter().any(|t| t.name == v.name) && headers.iter().any(|h| h == cfg.export.column(&v.name)) {
+                    brought.push(v.name.clone());
+                    table.push(v);
+                }
+            }
+            cfg.validate_against(&table).map_err(|e| anyhow::anyhow!("config {}: {e}", config.display()))?;
+            let a = approval::approve(&cfg.work_dir, &cfg.site_id, &table, &plan)?;
+            if !brought.is_empty() {
+                println!("the study brings {}: read from the manifest's column(s) once the agent (re)starts", brought.join(", "));
+            }
             print!("{}", approval::summary(&a));
             match replaced {
                 Some(old) if old.plan_sha256 != a.plan_sha256 => {

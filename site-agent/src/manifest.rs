@@ -404,6 +404,12 @@ fn check_images(img: &PatientImages, check: ImageCheck) -> Result<Found, RowErro
     Ok((found.join("; "), findings))
 }
 
+/// The manifest's column names as exported (its header row).
+pub fn headers(path: &Path) -> Result<Vec<String>, ManifestError> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_path(path).map_err(|source| ManifestError::Read { path: path.into(), source })?;
+    Ok(reader.headers().map_err(|source| ManifestError::Read { path: path.into(), source })?.iter().map(str::to_string).collect())
+}
+
 /// Per clinical column of the export, what it holds after mapping (levels with counts,
 /// missing and unreadable cells, numeric range): `site-agent check` prints it before a study
 /// starts. Reads the manifest only; a manifest that cannot be read is an error as in [`load_mapped`].

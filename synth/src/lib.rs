@@ -87,6 +87,27 @@ impl CohortSpec {
         }
         self
     }
+
+    /// The same cohort with the given number of patients per hospital, in order (e.g. a
+    /// study team's 95/85/80/68, to see how a study fits hospitals of those sizes). Each
+    /// hospital needs at least one patient.
+    pub fn with_hospital_sizes(mut self, sizes: &[usize]) -> Result<Self, String> {
+        if sizes.len() != self.hospitals.len() {
+            return Err(format!("{} hospital sizes given for {} hospitals", sizes.len(), self.hospitals.len()));
+        }
+        if let Some((h, _)) = self.hospitals.iter().zip(sizes).find(|(_, n)| **n == 0) {
+            return Err(format!("{} needs at least one patient", h.site_id));
+        }
+        for (h, &n) in self.hospitals.iter_mut().zip(sizes) {
+            h.patients = n;
+        }
+        Ok(self)
+    }
+
+    /// Patients over all hospitals.
+    pub fn patients(&self) -> usize {
+        self.hospitals.iter().map(|h| h.patients).sum()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -540,4 +561,24 @@ pub fn generate_or_reuse(spec: &CohortSpec, root: &Path, progress: &(dyn Fn() + 
         }
     }
     generate(spec, root, progress)
+}
+
+#[cfg(test)]
+mod hospital_size_tests {
+    use super::*;
+
+    #[test]
+    fn hospital_sizes_are_taken_in_order_and_written_as_given() {
+        assert!(default_cohort(1, 20).with_hospital_sizes(&[5, 5, 5]).unwrap_err().contains("3 hospital sizes given for 4"));
+        assert!(default_cohort(1, 20).with_hospital_sizes(&[5, 0, 5, 5]).unwrap_err().contains("hospital-b"));
+        let mut spec = default_cohort(7, 20).with_hospital_sizes(&[4, 3, 2, 1]).unwrap();
+        spec.coarsen = 4.0;
+        assert_eq!(spec.patients(), 10);
+        let dir = std::env::temp_dir().join(format!("fedrad-synth-sizes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cohort = generate(&spec, &dir, &|| {}).unwrap();
+        let rows: Vec<usize> = cohort.manifests.iter().map(|(_, m)| std::fs::read_to_string(m).unwrap().lines().count() - 1).collect();
+        assert_eq!(rows, [4, 3, 2, 1]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -11,9 +11,12 @@ struct Args {
     /// Output folder; one sub-folder per hospital plus truth/.
     #[arg(long)]
     out: PathBuf,
-    /// Total number of patients over the four hospitals.
+    /// Total number of patients over the four hospitals (shared 32/27/23/18 %).
     #[arg(long, default_value_t = 328)]
     patients: usize,
+    /// Patients per hospital instead, in order a,b,c,d (e.g. 95,85,80,68); overrides --patients.
+    #[arg(long, value_delimiter = ',')]
+    hospital_sizes: Option<Vec<usize>>,
     #[arg(long, default_value_t = 20260101)]
     seed: u64,
     /// Multiply voxel sizes by this factor (2 = 8× fewer voxels, for quick runs).
@@ -29,11 +32,14 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut spec = fedrad_synth::default_cohort(args.seed, args.patients);
     spec.coarsen = args.coarsen;
+    if let Some(sizes) = &args.hospital_sizes {
+        spec = spec.with_hospital_sizes(sizes).map_err(|e| anyhow::anyhow!("--hospital-sizes: {e}"))?;
+    }
     for site in &args.dicom {
         anyhow::ensure!(spec.hospitals.iter().any(|h| &h.site_id == site), "--dicom {site}: no such hospital (hospital-a … hospital-d)");
         spec = spec.with_dicom_export(site);
     }
-    let bar = indicatif::ProgressBar::new(args.patients as u64)
+    let bar = indicatif::ProgressBar::new(spec.patients() as u64)
         .with_style(indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} patients ({eta})").unwrap())
         .with_message("generating");
     let cohort = fedrad_synth::generate(&spec, &args.out, &|| bar.inc(1)).with_context(|| format!("writing {}", args.out.display()))?;

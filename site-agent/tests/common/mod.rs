@@ -19,6 +19,7 @@ pub fn one_hospital(dir: &Path, seed: u64, patients: usize) -> fedrad_synth::Gen
 }
 
 /// A config for `hospital-a` reading `manifest`, with its work folder in `dir`.
+#[allow(dead_code)]
 pub fn local_config(manifest: &Path, dir: &Path) -> site_agent::config::SiteConfig {
     site_agent::config::SiteConfig {
         site_id: "hospital-a".into(),

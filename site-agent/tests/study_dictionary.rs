@@ -1,0 +1,108 @@
+//! A study that brings a clinical variable of its own (`smoking`): the hospital maps its
+//! export column and codes, its operator approves the study, and from then on the agent types
+//! the column by the study's data dictionary — no code, no `[[clinical.extra]]`.
+
+use std::process::{Command, Output};
+
+use fedrad_shared::aggregate::SiteAggregate;
+use fedrad_shared::algorithms::table1;
+use fedrad_shared::clinical::{ClinicalValue, VariableKind, VariableSpec};
+use fedrad_shared::proto::{self, task, task_reply};
+use site_agent::config::SiteConfig;
+use site_agent::manifest::{ImageCheck, load_mapped};
+
+mod common;
+
+fn variable_to_proto(v: &VariableSpec) -> proto::ClinicalVariable {
+    use proto::clinical_variable::Kind;
+    let kind = match &v.kind {
+        VariableKind::Categorical { levels } => Kind::Categorical(proto::CategoricalLevels { levels: levels.clone() }),
+        VariableKind::Continuous { resolution, .. } => Kind::Continuous(proto::ContinuousGrid { resolution: *resolution }),
+    };
+    proto::ClinicalVariable { name: v.name.clone(), kind: Some(kind) }
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn a_variable_a_study_brings_is_typed_by_its_dictionary_once_approved() {
+    let dir = common::fresh_dir("study-dictionary");
+    let cohort = common::one_hospital(&dir, 41, 80);
+    let manifest = cohort.manifests[0].1.clone();
+    // The export holds smoking as `SMK`, coded 1/2/3; line 6 has a code nobody mapped.
+    let original = std::fs::read_to_string(&manifest).unwrap();
+    let mut export = String::new();
+    for (i, line) in original.lines().enumerate() {
+        let cell = match i {
+            0 => "SMK".to_string(),
+            5 => "9".to_string(),
+            _ => (i % 3 + 1).to_string(),
+        };
+        export += &format!("{line},{cell}\n");
+    }
+    std::fs::write(&manifest, export).unwrap();
+    let config = dir.join("site.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "site_id = \"hospital-a\"\ncoordinator = \"http://localhost:1\"\ninsecure_plaintext = true\nmanifest = \"{}\"\nwork_dir = \"{}\"\n\n[export.columns]\nsmoking = \"SMK\"\n\n[export.codes.smoking]\n\"1\" = \"never\"\n\"2\" = \"former\"\n\"3\" = \"current\"\n",
+            manifest.display(),
+            dir.join("work").display()
+        ),
+    )
+    .unwrap();
+    let study = dir.join("study.toml");
+    std::fs::write(
+        &study,
+        "study_id = \"smoking\"\noutput_dir = \"out\"\nseed = 1\nsites = [\"hospital-a\"]\n\n[[variables]]\nname = \"age\"\nlabel = \"Age (years)\"\nkind = \"continuous\"\nresolution = 1.0\nunit = \"years\"\n\n[[variables]]\nname = \"smoking\"\nlabel = \"Smoking\"\nkind = \"categorical\"\nlevels = [\"never\", \"former\", \"current\"]\n",
+    )
+    .unwrap();
+    let agent = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_site-agent")).args(args).output().unwrap();
+    let cfg_arg = config.to_str().unwrap();
+
+    // Before any study needs it, `smoking` is no variable of this site: mapping it is an error.
+    let before = agent(&["check", "--config", cfg_arg]);
+    assert!(!before.status.success() && text(&before).contains("smoking"), "{}", text(&before));
+
+    let approved = agent(&["approve", "--config", cfg_arg, "--study", study.to_str().unwrap()]);
+    assert!(approved.status.success(), "{}", text(&approved));
+    assert!(text(&approved).contains("the study brings smoking"), "{}", text(&approved));
+
+    // Now the site's table has it, typed by the study: levels counted, the unmapped code
+    // excludes its row naming the value and the table to extend.
+    let after = agent(&["check", "--config", cfg_arg]);
+    let out = text(&after);
+    assert!(after.status.success(), "{out}");
+    assert!(out.contains("smoking (export `SMK`):") && out.contains(" never ") && out.contains("UNREADABLE \"9\""), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("line    6") && l.contains("[export.codes.smoking]")), "{out}");
+
+    let cfg = SiteConfig::load(&config).unwrap();
+    let schema = cfg.table_schema().unwrap();
+    let smoking = schema.iter().find(|v| v.name == "smoking").expect("typed by the study").clone();
+    let loaded = load_mapped(&cfg.manifest, &schema, &cfg.export, ImageCheck::ExistenceOnly).unwrap();
+    for (i, r) in loaded.records.iter().enumerate() {
+        assert!(matches!(r.clinical["smoking"], ClinicalValue::Level(l) if l < 3), "record {i}: {:?}", r.clinical);
+    }
+
+    // A Table 1 task of the study is answered over the new variable.
+    let plan = fedrad_shared::plan::StudyConfig::load(&study).unwrap().plan().unwrap();
+    let (n, pos) = (loaded.records.len() as u64, loaded.records.iter().filter(|r| r.outcome).count() as u64);
+    let quota = |k: u64| (0.7 * k as f64).floor() as u64;
+    let engine = site_agent::load_engine(cfg).unwrap();
+    let split = engine.handle(&common::task(
+        &plan,
+        "split-1",
+        Some(task::Kind::Split(proto::SplitTask { seed: 1, training_quota_negative: quota(n - pos), training_quota_positive: quota(pos) })),
+    ));
+    assert!(matches!(split.outcome, Some(task_reply::Outcome::Aggregate(_))), "{split:?}");
+    let variables = plan.table1_variables().unwrap();
+    assert_eq!(variables[1], smoking);
+    let reply =
+        engine.handle(&common::task(&plan, "table1-1", Some(task::Kind::Table1(proto::Table1Task { variables: variables.iter().map(variable_to_proto).collect() }))));
+    let Some(task_reply::Outcome::Aggregate(agg)) = reply.outcome else { panic!("Table 1 not answered: {reply:?}") };
+    let table = table1::combine(&[SiteAggregate::new("hospital-a", agg)], &variables).unwrap();
+    assert!(table.scopes[0].variables.iter().any(|v| v.name == "smoking" && v.label == "Smoking"), "{table:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
