@@ -29,6 +29,8 @@ struct Connection {
     pending: Arc<Mutex<HashMap<String, oneshot::Sender<TaskReply>>>>,
     min_count: u64,
     min_sites: u32,
+    /// SHA-256 of the site's certificate, to end the session if it is revoked.
+    fingerprint: Option<String>,
 }
 
 /// Bytes and messages exchanged with one site, for the report's protocol accounting.
@@ -193,10 +195,63 @@ impl Hub {
         self.changed.notify_waiters();
     }
 
-    fn register(&self, site: &str, tx: Outbound, min_count: u64, min_sites: u32) -> (u64, Arc<Mutex<HashMap<String, oneshot::Sender<TaskReply>>>>) {
+    /// Ends the open session of every site whose certificate is now on the revocation list,
+    /// telling it why; returns those sites. A list that cannot be read ends nothing (new
+    /// sessions are refused while it stays unreadable): a half-written line must not stop a
+    /// running study.
+    pub fn end_revoked_sessions(&self) -> Vec<String> {
+        let Some(list) = &self.revocation_list else { return Vec::new() };
+        let revoked = match fedrad_shared::identity::read_revocation_list(list) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "revocation list unreadable; open sessions kept, new ones refused");
+                return Vec::new();
+            }
+        };
+        let mut st = self.state.lock().unwrap();
+        let ended: Vec<String> = st.sites.iter().filter(|(_, c)| c.fingerprint.as_ref().is_some_and(|f| revoked.contains(f))).map(|(s, _)| s.clone()).collect();
+        for site in &ended {
+            if let Some(c) = st.sites.remove(site) {
+                let _ = c.tx.try_send(Err(Status::permission_denied(format!("the certificate of site {site} has been revoked"))));
+                tracing::warn!(%site, "revoked site certificate: session ended");
+            }
+        }
+        drop(st);
+        if !ended.is_empty() {
+            self.changed.notify_waiters();
+        }
+        ended
+    }
+
+    /// Watches the revocation list (every `every`) and ends revoked sessions when it changes.
+    pub fn watch_revocations(&self, every: Duration) -> Option<tokio::task::JoinHandle<()>> {
+        let list = self.revocation_list.clone()?;
+        let hub = self.clone();
+        Some(tokio::spawn(async move {
+            let stamp = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| (m.modified().ok(), m.len()));
+            let mut seen = stamp(&list);
+            loop {
+                tokio::time::sleep(every).await;
+                let now = stamp(&list);
+                if now != seen {
+                    seen = now;
+                    hub.end_revoked_sessions();
+                }
+            }
+        }))
+    }
+
+    fn register(
+        &self,
+        site: &str,
+        tx: Outbound,
+        min_count: u64,
+        min_sites: u32,
+        fingerprint: Option<String>,
+    ) -> (u64, Arc<Mutex<HashMap<String, oneshot::Sender<TaskReply>>>>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let pending = Arc::new(Mutex::new(HashMap::new()));
-        let old = self.state.lock().unwrap().sites.insert(site.to_string(), Connection { id, tx, pending: pending.clone(), min_count, min_sites });
+        let old = self.state.lock().unwrap().sites.insert(site.to_string(), Connection { id, tx, pending: pending.clone(), min_count, min_sites, fingerprint });
         if old.is_some() {
             tracing::info!(%site, "site reconnected; the previous session is replaced");
         } else {
@@ -258,7 +313,8 @@ impl Federation for Hub {
         let (tx, rx) = mpsc::channel(64);
         let welcome = Welcome { protocol: fedrad_shared::PROTOCOL.into(), coordinator_version: env!("CARGO_PKG_VERSION").into() };
         tx.send(Ok(CoordinatorMessage { body: Some(coordinator_message::Body::Welcome(welcome)) })).await.map_err(|_| Status::internal("stream closed"))?;
-        let (id, pending) = self.register(&site, tx, min_count, min_sites);
+        let fingerprint = peer_cert.as_deref().map(fedrad_shared::identity::certificate_fingerprint);
+        let (id, pending) = self.register(&site, tx, min_count, min_sites, fingerprint);
         let hub = self.clone();
         tokio::spawn(async move {
             loop {

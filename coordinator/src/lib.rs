@@ -28,12 +28,17 @@ pub struct RunningServer {
     pub hub: hub::Hub,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    /// Ends revoked sites' open sessions when the revocation list changes.
+    revocation_watch: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningServer {
     /// Ends every site session (agents see a clean close and start reconnecting), then
     /// stops the server, waiting at most a few seconds for connections to drain.
     pub async fn stop(mut self) {
+        if let Some(w) = self.revocation_watch.take() {
+            w.abort();
+        }
         self.hub.close_all();
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
@@ -46,6 +51,9 @@ impl RunningServer {
 
 impl Drop for RunningServer {
     fn drop(&mut self) {
+        if let Some(w) = self.revocation_watch.take() {
+            w.abort();
+        }
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
@@ -88,7 +96,8 @@ pub async fn start_server(cfg: &config::CoordinatorConfig) -> anyhow::Result<Run
         let _ = stop_rx.await;
     }));
     tracing::info!(%addr, tls = !plaintext, "coordinator listening");
-    Ok(RunningServer { addr, hub, stop: Some(stop_tx), task })
+    let revocation_watch = hub.watch_revocations(std::time::Duration::from_secs(2));
+    Ok(RunningServer { addr, hub, stop: Some(stop_tx), task, revocation_watch })
 }
 
 /// Progress bars on the terminal (hidden automatically when stderr is not a terminal).

@@ -155,6 +155,15 @@ async fn a_revoked_site_certificate_is_refused_until_the_site_enrols_again() {
     let running_b = tokio::spawn(connect(&b, &b_manifest, TlsFiles::bundle(&pki.site_bundle(&b))));
     server.hub.wait_for_sites(std::slice::from_ref(&b), Duration::from_secs(20), &|_| {}).await.expect("an unrevoked site connects");
 
+    // Revoking a site with an open session ends it within the watcher's period, with the reason.
+    assert_eq!(pki.revoke_site(&b, "key leaked").unwrap().len(), 1);
+    let ended = tokio::time::timeout(Duration::from_secs(10), running_b).await.expect("the revoked session ends").unwrap();
+    match ended {
+        Err(SessionError::Status(s)) => assert!(s.code() == tonic::Code::PermissionDenied && s.message().contains("revoked"), "{s}"),
+        other => panic!("the revoked session ended with {other:?}"),
+    }
+    assert!(!server.hub.connected_sites().contains(&b));
+
     // Re-admitted: a new key, a new certificate.
     let fresh = dir.path().join("a-again");
     let request = fedrad_shared::pki::enroll_site(&fresh, &a).unwrap();
@@ -164,12 +173,14 @@ async fn a_revoked_site_certificate_is_refused_until_the_site_enrols_again() {
     }
     let running_a = tokio::spawn(connect(&a, &a_manifest, TlsFiles::bundle(&fresh)));
     server.hub.wait_for_sites(std::slice::from_ref(&a), Duration::from_secs(20), &|_| {}).await.expect("the re-enrolled site connects");
-    running_a.abort();
-    running_b.abort();
-
-    // A list that cannot be parsed refuses everyone rather than readmitting the revoked.
+    // A list that cannot be parsed refuses new sessions rather than readmitting the revoked,
+    // and leaves open ones as they are (a half-written line must not stop a study).
     std::fs::write(pki.revocation_list(), "not-a-fingerprint hospital-a\n").unwrap();
-    assert!(matches!(connect(&b, &b_manifest, TlsFiles::bundle(&pki.site_bundle(&b))).await, Err(SessionError::Status(_))));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(server.hub.connected_sites().contains(&a), "an unreadable list ended an open session");
+    running_a.abort();
+    let c = cohort.manifests[2].clone();
+    assert!(matches!(connect(&c.0, &c.1, TlsFiles::bundle(&pki.site_bundle(&c.0))).await, Err(SessionError::Status(_))));
     server.stop().await;
 }
 
