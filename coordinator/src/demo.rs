@@ -108,7 +108,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let pki_dir = out.join("pki");
     let sites: Vec<String> = cohort.manifests.iter().map(|(s, _)| s.clone()).collect();
     let pki = if pki_dir.join("ca.key").exists() {
-        fedrad_shared::pki::StudyPki::open(&pki_dir)
+        let pki = fedrad_shared::pki::StudyPki::open(&pki_dir);
+        pki.ensure_revocation_list()?;
+        pki
     } else {
         fedrad_shared::pki::StudyPki::init(&pki_dir, "FedRad demo", &["localhost".into(), "127.0.0.1".into()])?
     };

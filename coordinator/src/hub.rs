@@ -212,6 +212,8 @@ impl Hub {
         let ended: Vec<String> = st.sites.iter().filter(|(_, c)| c.fingerprint.as_ref().is_some_and(|f| revoked.contains(f))).map(|(s, _)| s.clone()).collect();
         for site in &ended {
             if let Some(c) = st.sites.remove(site) {
+                // Replies still in flight from the revoked site are no longer awaited.
+                c.pending.lock().unwrap().clear();
                 let _ = c.tx.try_send(Err(Status::permission_denied(format!("the certificate of site {site} has been revoked"))));
                 tracing::warn!(%site, "revoked site certificate: session ended");
             }
@@ -302,7 +304,8 @@ impl Federation for Hub {
                 tracing::error!(error = %e, "revocation list unreadable; refusing sessions");
                 Status::unavailable(e)
             })?;
-            if revoked.contains(&fedrad_shared::identity::certificate_fingerprint(der)) {
+            let key = fedrad_shared::identity::public_key_fingerprint(der).map_err(|e| Status::permission_denied(e.to_string()))?;
+            if revoked.contains(&key) {
                 tracing::warn!(?remote, site = %hello.site_id, "revoked site certificate refused");
                 return Err(Status::permission_denied(format!("the certificate of site {} has been revoked", hello.site_id)));
             }
@@ -313,7 +316,7 @@ impl Federation for Hub {
         let (tx, rx) = mpsc::channel(64);
         let welcome = Welcome { protocol: fedrad_shared::PROTOCOL.into(), coordinator_version: env!("CARGO_PKG_VERSION").into() };
         tx.send(Ok(CoordinatorMessage { body: Some(coordinator_message::Body::Welcome(welcome)) })).await.map_err(|_| Status::internal("stream closed"))?;
-        let fingerprint = peer_cert.as_deref().map(fedrad_shared::identity::certificate_fingerprint);
+        let fingerprint = peer_cert.as_deref().and_then(|der| fedrad_shared::identity::public_key_fingerprint(der).ok());
         let (id, pending) = self.register(&site, tx, min_count, min_sites, fingerprint);
         let hub = self.clone();
         tokio::spawn(async move {

@@ -37,21 +37,22 @@ pub fn verify_site_certificate(leaf_der: &[u8], site_id: &str) -> Result<(), Ide
     cert.verify_is_valid_for_subject_name(&name).map_err(|_| IdentityError::NameMismatch(site_id.to_string()))
 }
 
-/// The SHA-256 of a certificate's DER bytes, in hex: how revocation lists name certificates.
-pub fn certificate_fingerprint(der: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, der).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+/// The SHA-256 of a certificate's public key (its DER SubjectPublicKeyInfo), in hex: how
+/// revocation lists name a site's key. The key and not the certificate's bytes, because a
+/// certificate can be re-encoded without changing what it certifies (an ECDSA signature
+/// (r, s) verifies as (r, n − s) too), which would slip past a list of certificate hashes.
+pub fn public_key_fingerprint(cert_der: &[u8]) -> Result<String, IdentityError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
+    Ok(ring::digest::digest(&ring::digest::SHA256, cert.tbs_certificate.subject_pki.raw).as_ref().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// The fingerprints a revocation list holds (`pki/revoked.txt`, written by `coordinator certs
-/// revoke`: one certificate per line, its fingerprint first, then what it was; `#` starts a
-/// comment). A missing file revokes nothing; a line whose first word is not a fingerprint is
-/// an error naming it, since a list misread is a revocation lost.
+/// The key fingerprints a revocation list holds (`pki/revoked.txt`, made by `coordinator
+/// certs init` and extended by `certs revoke`: one key per line, its
+/// [`public_key_fingerprint`] first, then whose it was; `#` starts a comment). A missing file
+/// or a line whose first word is not a fingerprint is an error naming it: a list deleted or
+/// misread is a revocation lost.
 pub fn read_revocation_list(path: &std::path::Path) -> Result<std::collections::BTreeSet<String>, String> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
-        Err(e) => return Err(format!("cannot read the revocation list {}: {e}", path.display())),
-    };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the revocation list {}: {e}", path.display()))?;
     let mut out = std::collections::BTreeSet::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();

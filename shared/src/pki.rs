@@ -4,8 +4,10 @@
 //! A hospital's key never leaves it: `site-agent enroll` ([`enroll_site`]) writes the site's
 //! `key.pem` (mode 0600) and a certificate request; the coordinator's operator signs the
 //! request (`coordinator certs sign`, [`StudyPki::sign_site_request`]) and hands back the
-//! certificate and the study CA. Whoever holds the coordinator's `pki/` folder can therefore
-//! not act as a site. Site certificates are short-lived ([`SITE_VALIDITY_DAYS`] by default);
+//! certificate and the study CA. The coordinator's `pki/` folder therefore holds no site key;
+//! its `ca.key` can still sign a certificate for any name, which is why it belongs offline
+//! once the sites are enrolled (the coordinator does not yet accept only the keys it issued).
+//! Site certificates are short-lived ([`SITE_VALIDITY_DAYS`] by default);
 //! renewing is enrolling again with a new key.
 //!
 //! Layout written by [`StudyPki::init`] and [`StudyPki::sign_site_request`]:
@@ -81,7 +83,18 @@ impl StudyPki {
         write_file(&dir.join("ca.json"), serde_json::to_string_pretty(&info).unwrap().as_bytes(), false)?;
         let pki = StudyPki { dir: dir.to_path_buf() };
         pki.issue_coordinator(coordinator_hosts)?;
+        pki.ensure_revocation_list()?;
         Ok(pki)
+    }
+
+    /// Creates the (empty) revocation list if it is missing, e.g. in a PKI folder made before
+    /// lists existed. Once it exists, a coordinator that names it refuses to run without it.
+    pub fn ensure_revocation_list(&self) -> Result<(), PkiError> {
+        let list = self.revocation_list();
+        if !list.exists() {
+            write_file(&list, b"# revoked site keys (coordinator certs revoke): key fingerprint, site, reason\n", false)?;
+        }
+        Ok(())
     }
 
     /// A study CA, the coordinator's certificate, and every site enrolled as a hospital would
@@ -166,12 +179,17 @@ impl StudyPki {
         set_validity(&mut params, days);
         request.params = params;
         let cert = request.signed_by(&self.issuer()?)?;
+        // Every certificate issued is recorded by its key, so that revoking a site revokes all
+        // of them; a revoked key is never signed again (the site enrols with a new one).
+        let fingerprint = crate::identity::public_key_fingerprint(cert.der()).map_err(|e| PkiError::Request(e.to_string()))?;
+        let list = self.revocation_list();
+        if list.exists() && crate::identity::read_revocation_list(&list).map_err(|detail| PkiError::Invalid { path: list.clone(), detail })?.contains(&fingerprint) {
+            return Err(PkiError::Request(format!("the key in this request was revoked; {site_id} must enrol again with a new key")));
+        }
         let bundle = self.site_bundle(site_id);
         create_dir(&bundle)?;
         fs::copy(self.dir.join("ca.pem"), bundle.join("ca.pem")).map_err(|source| PkiError::Io { path: bundle.join("ca.pem"), source })?;
         write_file(&bundle.join("cert.pem"), cert.pem().as_bytes(), false)?;
-        // Every certificate issued is recorded, so that revoking a site revokes all of them.
-        let fingerprint = crate::identity::certificate_fingerprint(cert.der());
         append_line(&self.dir.join("issued.txt"), &format!("{fingerprint} {site_id} valid for {days} days"))?;
         Ok(bundle)
     }
@@ -189,6 +207,7 @@ impl StudyPki {
         validate_site_id(site_id)?;
         let issued_path = self.dir.join("issued.txt");
         let issued = fs::read_to_string(&issued_path).unwrap_or_default();
+        self.ensure_revocation_list()?;
         let list = self.revocation_list();
         let already = crate::identity::read_revocation_list(&list).map_err(|detail| PkiError::Invalid { path: list.clone(), detail })?;
         let mine: Vec<String> = issued
@@ -238,7 +257,7 @@ pub fn enroll_site(dir: &Path, site_id: &str) -> Result<PathBuf, PkiError> {
     let mut params = CertificateParams::new(vec![site_id.to_string()])?;
     params.distinguished_name = dn(site_id);
     let request = params.serialize_request(&key)?;
-    write_file(&dir.join("key.pem"), key.serialize_pem().as_bytes(), true)?;
+    write_new_secret(&dir.join("key.pem"), key.serialize_pem().as_bytes())?;
     let path = dir.join("request.pem");
     write_file(&path, request.pem()?.as_bytes(), false)?;
     Ok(path)
@@ -281,6 +300,22 @@ fn create_dir(dir: &Path) -> Result<(), PkiError> {
 
 fn read_file(path: &Path) -> Result<Vec<u8>, PkiError> {
     fs::read(path).map_err(|source| PkiError::Io { path: path.to_path_buf(), source })
+}
+
+/// Writes a new private key file (mode 0600), failing if anything, a symlink included, is
+/// already at `path`.
+fn write_new_secret(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AlreadyExists { PkiError::Exists(path.to_path_buf()) } else { PkiError::Io { path: path.to_path_buf(), source } }
+    })?;
+    f.write_all(bytes).map_err(|source| PkiError::Io { path: path.to_path_buf(), source })
 }
 
 fn append_line(path: &Path, line: &str) -> Result<(), PkiError> {
@@ -340,6 +375,16 @@ mod tests {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
         let left = certificate_not_after(&fs::read_to_string(bundle.join("cert.pem")).unwrap()).unwrap() - now;
         assert!((left - 30 * 86_400).abs() < 120, "{left}");
+        // Revoked by its key: the same key is never signed again, a new one is.
+        assert_eq!(pki.revoke_site("hospital-a", "test").unwrap().len(), 1);
+        let listed = crate::identity::read_revocation_list(&pki.revocation_list()).unwrap();
+        assert!(listed.contains(&crate::identity::public_key_fingerprint(cert.as_ref()).unwrap()));
+        assert!(pki.sign_site_request("hospital-a", &pem, 30).unwrap_err().to_string().contains("revoked"));
+        let fresh = enroll_site(&dir.join("hospital-a-new"), "hospital-a").unwrap();
+        pki.sign_site_request("hospital-a", &fs::read_to_string(fresh).unwrap(), 30).unwrap();
+        // A deleted list is an error, not an empty list.
+        fs::remove_file(pki.revocation_list()).unwrap();
+        assert!(crate::identity::read_revocation_list(&pki.revocation_list()).is_err());
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -615,6 +615,7 @@ impl StudyConfig {
             return Err(format!("split.training_fraction = {f}: must be between 0 and 1"));
         }
         crate::clinical::validate_dictionary(&self.dictionary()).map_err(|e| format!("[[variables]]: {e}"))?;
+        crate::clinical::validate_dictionary(&self.table1.extra).map_err(|e| format!("[[table1.extra]]: {e}"))?;
         self.table1_variables()?;
         let sel = &self.selection;
         for seq in &sel.sequences {

@@ -45,16 +45,24 @@ fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
 /// A private key, only if no one but its owner can read it: a key others can read is a key
 /// others may have copied, so this end refuses to start rather than use it.
 fn read_private_key(path: &Path) -> Result<Vec<u8>, TlsError> {
+    use std::io::Read;
+    let read_err = |source| TlsError::Read { what: "private key", path: path.to_path_buf(), source };
+    // One handle for the check and the read, so the file checked is the file used.
+    let mut file = std::fs::File::open(path).map_err(read_err)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(path).map_err(|source| TlsError::Read { what: "private key", path: path.to_path_buf(), source })?;
-        let mode = meta.permissions().mode() & 0o777;
+        let mode = file.metadata().map_err(read_err)?.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(TlsError::KeyReadableByOthers { path: path.to_path_buf(), mode });
         }
     }
-    read_pem("private key", path)
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(read_err)?;
+    if !bytes.windows(10).any(|w| w == b"-----BEGIN") {
+        return Err(TlsError::NotPem { what: "private key", path: path.to_path_buf() });
+    }
+    Ok(bytes)
 }
 
 /// Server side: present our certificate and require a client certificate from the CA.
@@ -83,6 +91,14 @@ pub fn install_crypto_provider() {
     let mut provider = rustls::crypto::ring::default_provider();
     provider.cipher_suites.retain(|s| s.version().version == rustls::ProtocolVersion::TLSv1_3);
     let _ = provider.install_default();
+    if !tls13_only() {
+        tracing::error!("a TLS provider allowing TLS 1.2 was installed before FedRad's; TLS 1.2 stays possible in this process");
+    }
+}
+
+/// Whether the process's TLS provider offers TLS 1.3 cipher suites only.
+pub fn tls13_only() -> bool {
+    rustls::crypto::CryptoProvider::get_default().is_some_and(|p| p.cipher_suites.iter().all(|s| s.version().version == rustls::ProtocolVersion::TLSv1_3))
 }
 
 #[cfg(test)]

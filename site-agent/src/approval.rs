@@ -70,6 +70,7 @@ pub fn approve(work_dir: &Path, site_id: &str, schema: &[VariableSpec], plan: &S
         return Err(ApprovalError::NotAmongSites { study_id: plan.study_id.clone(), site_id: site_id.into(), sites: plan.sites.join(", ") });
     }
     let used = plan.used_variables().map_err(|detail| ApprovalError::InvalidPlan { study_id: plan.study_id.clone(), detail })?;
+    fedrad_shared::clinical::validate_dictionary(&used).map_err(|detail| ApprovalError::InvalidPlan { study_id: plan.study_id.clone(), detail })?;
     let problems: Vec<String> = used.iter().filter_map(|v| dictionary_mismatch(schema, v)).collect();
     if !problems.is_empty() {
         return Err(ApprovalError::Dictionary { study_id: plan.study_id.clone(), problems });

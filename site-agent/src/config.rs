@@ -244,6 +244,26 @@ impl SiteConfig {
     /// it, maps the export column if its name differs, and restarts the agent. Two approved
     /// studies that type one variable differently are an error naming both; an approval record
     /// that cannot be read is skipped here (its tasks are refused with the reason).
+    /// Whether a study may bring variable `name` to this site: not a fixed manifest column,
+    /// and read from no export column the site keeps out of studies (its `[export] ignore`)
+    /// or that holds a fixed column (the patient id, an image path): a study's "variable"
+    /// `patient_id` with guessed ids as levels would otherwise tell, by the rows it excludes,
+    /// who is in the cohort.
+    pub fn admissible_study_variable(&self, name: &str) -> Result<(), String> {
+        let fixed: Vec<&str> = crate::manifest::RESERVED_COLUMNS.iter().chain(crate::manifest::OPTIONAL_COLUMNS.iter()).copied().collect();
+        if fixed.contains(&name) || name.ends_with("_image") || name.ends_with("_mask") || name.ends_with("_roi") {
+            return Err(format!("`{name}` is a fixed manifest column, not a clinical variable"));
+        }
+        let column = self.export.column(name);
+        if self.export.ignore.iter().any(|i| i == column) {
+            return Err(format!("`{name}` would read the export column `{column}`, which this site's [export] ignore keeps out of every study"));
+        }
+        if let Some(f) = fixed.iter().find(|f| self.export.column(f) == column) {
+            return Err(format!("`{name}` would read the export column `{column}`, which holds this site's `{f}`"));
+        }
+        Ok(())
+    }
+
     pub fn table_schema(&self) -> Result<Vec<VariableSpec>, String> {
         let mut schema = self.schema();
         let mut typed_by: Vec<(String, String)> = Vec::new();
@@ -251,6 +271,7 @@ impl SiteConfig {
             let Ok(used) = approval.plan.used_variables() else { continue };
             for v in used {
                 if !schema.iter().any(|s| s.name == v.name) {
+                    self.admissible_study_variable(&v.name).map_err(|e| format!("approved study {}: {e}", approval.study_id))?;
                     typed_by.push((v.name.clone(), approval.study_id.clone()));
                     schema.push(v);
                 } else if let Some(why) = fedrad_shared::clinical::dictionary_mismatch(&schema, &v) {

@@ -76,6 +76,10 @@ enum Command {
         /// Or the study's plan.json as the coordinator wrote it.
         #[arg(long)]
         plan: Option<PathBuf>,
+        /// Print what approving would mean (the summary, the variables the study brings and
+        /// the export columns they would be read from) and record nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// List the studies this site has approved.
     Studies {
@@ -227,7 +231,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Approve { config, study, plan } => {
+        Command::Approve { config, study, plan, dry_run } => {
             let cfg = SiteConfig::load_unchecked(&config)?;
             let plan = match (study, plan) {
                 (Some(study), None) => fedrad_shared::plan::StudyConfig::load(&study)?.plan()?,
@@ -241,23 +245,59 @@ fn main() -> anyhow::Result<()> {
             };
             let replaced = approval::load(&cfg.work_dir, &plan.study_id).ok();
             // A variable the study brings that the site's table lacks is approved when the
-            // manifest has its column (after [export.columns]); the agent types it by the
-            // study's dictionary from its next start.
-            let mut table = cfg.table_schema().map_err(|e| anyhow::anyhow!(e))?;
+            // manifest has its column (after [export.columns]) and the site lets studies read
+            // it; the agent types it by the study's dictionary from its next start.
+            let current = cfg.table_schema().map_err(|e| anyhow::anyhow!(e))?;
+            let mut table = current.clone();
             let headers = manifest::headers(&cfg.manifest)?;
             let mut brought = Vec::new();
             for v in plan.used_variables().map_err(|e| anyhow::anyhow!(e))? {
                 if !table.iter().any(|t| t.name == v.name) && headers.iter().any(|h| h == cfg.export.column(&v.name)) {
-                    brought.push(v.name.clone());
+                    cfg.admissible_study_variable(&v.name).map_err(|e| anyhow::anyhow!("study {} cannot be approved here: {e}", plan.study_id))?;
+                    brought.push(v.clone());
                     table.push(v);
                 }
             }
             cfg.validate_against(&table).map_err(|e| anyhow::anyhow!("config {}: {e}", config.display()))?;
-            let a = approval::approve(&cfg.work_dir, &cfg.site_id, &table, &plan)?;
+            // A brought variable must not take rows from the studies already approved here.
             if !brought.is_empty() {
-                println!("the study brings {}: read from the manifest's column(s) once the agent (re)starts", brought.join(", "));
+                // Today's table, with the brought columns set aside as they are until approval.
+                let mut today = cfg.export.clone();
+                today.ignore.extend(brought.iter().map(|v| cfg.export.column(&v.name).to_string()));
+                let before = manifest::load_mapped(&cfg.manifest, &current, &today, manifest::ImageCheck::ExistenceOnly)?;
+                let after = manifest::load_mapped(&cfg.manifest, &table, &cfg.export, manifest::ImageCheck::ExistenceOnly)?;
+                let lost: Vec<String> =
+                    after.excluded.iter().filter(|e| !before.excluded.iter().any(|b| b.line == e.line)).map(|e| format!("line {}: {}", e.line, e.detail)).collect();
+                if !lost.is_empty() {
+                    anyhow::bail!(
+                        "approving study {} would exclude {} row(s) from every study at this site (fix the export or its mapping first): {}",
+                        plan.study_id,
+                        lost.len(),
+                        lost.join("; ")
+                    );
+                }
             }
+            let describe = |v: &fedrad_shared::clinical::VariableSpec| {
+                let kind = match &v.kind {
+                    fedrad_shared::clinical::VariableKind::Categorical { levels } => format!("levels {}", levels.join(", ")),
+                    fedrad_shared::clinical::VariableKind::Continuous { unit, .. } => format!("a number ({unit})"),
+                };
+                format!("{} ({kind}) from the export column `{}`", v.name, cfg.export.column(&v.name))
+            };
+            if dry_run {
+                let preview = approval::Approval { study_id: plan.study_id.clone(), plan_sha256: plan.sha256(), approved_unix_millis: 0, plan: plan.clone() };
+                print!("{}", approval::summary(&preview));
+                for v in &brought {
+                    println!("the study brings {}", describe(v));
+                }
+                println!("dry run: nothing recorded");
+                return Ok(());
+            }
+            let a = approval::approve(&cfg.work_dir, &cfg.site_id, &table, &plan)?;
             print!("{}", approval::summary(&a));
+            for v in &brought {
+                println!("the study brings {}; read once the agent (re)starts", describe(v));
+            }
             match replaced {
                 Some(old) if old.plan_sha256 != a.plan_sha256 => {
                     println!("replaces the approval of plan {} (a split or folds already recorded for this study stay as they are)", &old.plan_sha256[..12])

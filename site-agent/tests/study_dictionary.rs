@@ -66,17 +66,55 @@ fn a_variable_a_study_brings_is_typed_by_its_dictionary_once_approved() {
     let before = agent(&["check", "--config", cfg_arg]);
     assert!(!before.status.success() && text(&before).contains("smoking"), "{}", text(&before));
 
+    // Line 6's code is mapped to nothing: approving would take that patient from every study
+    // at this site, so approval is refused until the export is fixed.
+    let refused = agent(&["approve", "--config", cfg_arg, "--study", study.to_str().unwrap()]);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(text(&refused).contains("would exclude 1 row(s)") && text(&refused).contains("line 6") && text(&refused).contains("\"9\""), "{}", text(&refused));
+    let fixed: String = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .lines()
+        .enumerate()
+        .map(|(i, l)| if i == 5 { format!("{},2\n", l.strip_suffix(",9").unwrap()) } else { format!("{l}\n") })
+        .collect();
+    std::fs::write(&manifest, fixed).unwrap();
+
+    // What approving would mean, recorded nowhere.
+    let dry = agent(&["approve", "--config", cfg_arg, "--study", study.to_str().unwrap(), "--dry-run"]);
+    assert!(dry.status.success(), "{}", text(&dry));
+    assert!(
+        text(&dry).contains("the study brings smoking (levels never, former, current) from the export column `SMK`") && text(&dry).contains("nothing recorded"),
+        "{}",
+        text(&dry)
+    );
+    assert!(!agent(&["check", "--config", cfg_arg]).status.success(), "a dry run approved");
+
     let approved = agent(&["approve", "--config", cfg_arg, "--study", study.to_str().unwrap()]);
     assert!(approved.status.success(), "{}", text(&approved));
     assert!(text(&approved).contains("the study brings smoking"), "{}", text(&approved));
 
-    // Now the site's table has it, typed by the study: levels counted, the unmapped code
-    // excludes its row naming the value and the table to extend.
+    // Now the site's table has it, typed by the study: levels counted.
     let after = agent(&["check", "--config", cfg_arg]);
     let out = text(&after);
     assert!(after.status.success(), "{out}");
-    assert!(out.contains("smoking (export `SMK`):") && out.contains(" never ") && out.contains("UNREADABLE \"9\""), "{out}");
-    assert!(out.lines().any(|l| l.starts_with("line    6") && l.contains("[export.codes.smoking]")), "{out}");
+    assert!(out.contains("smoking (export `SMK`):") && out.contains(" never ") && !out.contains("UNREADABLE"), "{out}");
+
+    // A study cannot bring a column the site keeps out of studies, nor one holding the patient id.
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap().replace("[export.columns]", "[export]\nignore = [\"DOB\"]\n\n[export.columns]")).unwrap();
+    let with_dob: String =
+        std::fs::read_to_string(&manifest).unwrap().lines().enumerate().map(|(i, l)| format!("{l},{}\n", if i == 0 { "DOB" } else { "1970-01-01" })).collect();
+    std::fs::write(&manifest, with_dob).unwrap();
+    for (id, variable) in [("dob", "DOB"), ("ids", "patient_id")] {
+        let other = dir.join(format!("{id}.toml"));
+        std::fs::write(
+            &other,
+            format!("study_id = \"{id}\"\noutput_dir = \"out\"\nseed = 1\nsites = [\"hospital-a\"]\n\n[[variables]]\nname = \"{variable}\"\nkind = \"categorical\"\nlevels = [\"A-0001\", \"A-0002\"]\n"),
+        )
+        .unwrap();
+        let o = agent(&["approve", "--config", cfg_arg, "--study", other.to_str().unwrap()]);
+        assert!(!o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains("ignore") || text(&o).contains("fixed manifest column"), "{}", text(&o));
+    }
 
     let cfg = SiteConfig::load(&config).unwrap();
     let schema = cfg.table_schema().unwrap();
