@@ -124,6 +124,32 @@ fn stored(values: &[f32], signed: bool, slope: f64, intercept: f64) -> Primitive
     }
 }
 
+/// What every image object here carries: its identity (SOP class and instance, study, series,
+/// frame of reference, patient) and a 16-bit greyscale pixel module of `columns × rows`.
+fn image_object(id: &SeriesIdentity, sop_class: &str, sop_instance: &str, instance: usize, [columns, rows]: [usize; 2], signed: bool) -> InMemDicomObject {
+    let mut obj = InMemDicomObject::new_empty();
+    obj.put(el(tags::SOP_CLASS_UID, VR::UI, sop_class));
+    obj.put(el(tags::SOP_INSTANCE_UID, VR::UI, sop_instance));
+    obj.put(el(tags::STUDY_INSTANCE_UID, VR::UI, id.study_uid.as_str()));
+    obj.put(el(tags::SERIES_INSTANCE_UID, VR::UI, id.series_uid.as_str()));
+    obj.put(el(tags::FRAME_OF_REFERENCE_UID, VR::UI, id.frame_of_reference_uid.as_str()));
+    obj.put(el(tags::MODALITY, VR::CS, id.modality.as_str()));
+    obj.put(el(tags::PATIENT_ID, VR::LO, id.patient_id.as_str()));
+    obj.put(el(tags::PATIENT_NAME, VR::PN, id.patient_id.as_str()));
+    obj.put(el(tags::SERIES_DESCRIPTION, VR::LO, id.series_description.as_str()));
+    obj.put(el(tags::SERIES_NUMBER, VR::IS, id.series_number.to_string()));
+    obj.put(el(tags::INSTANCE_NUMBER, VR::IS, instance.to_string()));
+    obj.put(el(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)));
+    obj.put(el(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"));
+    obj.put(el(tags::ROWS, VR::US, PrimitiveValue::from(rows as u16)));
+    obj.put(el(tags::COLUMNS, VR::US, PrimitiveValue::from(columns as u16)));
+    obj.put(el(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16)));
+    obj.put(el(tags::BITS_STORED, VR::US, PrimitiveValue::from(16u16)));
+    obj.put(el(tags::HIGH_BIT, VR::US, PrimitiveValue::from(15u16)));
+    obj.put(el(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(u16::from(signed))));
+    obj
+}
+
 /// Writes `volume` as one file per slice into `dir` (created), named `IM{k:04}.dcm`, and
 /// returns the paths. Slice k is at the volume's k-th plane; instance numbers follow k.
 pub fn write_series(dir: &Path, volume: &Volume, id: &SeriesIdentity) -> Result<Vec<PathBuf>, ImagingError> {
@@ -136,31 +162,11 @@ pub fn write_series(dir: &Path, volume: &Volume, id: &SeriesIdentity) -> Result<
     let mut paths = Vec::with_capacity(nz);
     for k in 0..nz {
         let position: Vec<f64> = (0..3).map(|r| origin[r] + slice_dir[r] * spacing[2] * k as f64).collect();
-        let mut obj = InMemDicomObject::new_empty();
-        let sop_instance = uid_from(&format!("{}/{k}", id.series_uid));
-        obj.put(el(tags::SOP_CLASS_UID, VR::UI, sop_class));
-        obj.put(el(tags::SOP_INSTANCE_UID, VR::UI, sop_instance.as_str()));
-        obj.put(el(tags::STUDY_INSTANCE_UID, VR::UI, id.study_uid.as_str()));
-        obj.put(el(tags::SERIES_INSTANCE_UID, VR::UI, id.series_uid.as_str()));
-        obj.put(el(tags::FRAME_OF_REFERENCE_UID, VR::UI, id.frame_of_reference_uid.as_str()));
-        obj.put(el(tags::MODALITY, VR::CS, id.modality.as_str()));
-        obj.put(el(tags::PATIENT_ID, VR::LO, id.patient_id.as_str()));
-        obj.put(el(tags::PATIENT_NAME, VR::PN, id.patient_id.as_str()));
-        obj.put(el(tags::SERIES_DESCRIPTION, VR::LO, id.series_description.as_str()));
-        obj.put(el(tags::SERIES_NUMBER, VR::IS, id.series_number.to_string()));
-        obj.put(el(tags::INSTANCE_NUMBER, VR::IS, (k + 1).to_string()));
+        let mut obj = image_object(id, sop_class, &uid_from(&format!("{}/{k}", id.series_uid)), k + 1, [nx, ny], signed);
         obj.put(el(tags::IMAGE_POSITION_PATIENT, VR::DS, ds_multi(&position)));
         obj.put(el(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, ds_multi(&[row_dir, col_dir].concat())));
         obj.put(el(tags::PIXEL_SPACING, VR::DS, ds_multi(&[spacing[1], spacing[0]])));
         obj.put(el(tags::SLICE_THICKNESS, VR::DS, ds(spacing[2])));
-        obj.put(el(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)));
-        obj.put(el(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"));
-        obj.put(el(tags::ROWS, VR::US, PrimitiveValue::from(ny as u16)));
-        obj.put(el(tags::COLUMNS, VR::US, PrimitiveValue::from(nx as u16)));
-        obj.put(el(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16)));
-        obj.put(el(tags::BITS_STORED, VR::US, PrimitiveValue::from(16u16)));
-        obj.put(el(tags::HIGH_BIT, VR::US, PrimitiveValue::from(15u16)));
-        obj.put(el(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(u16::from(signed))));
         obj.put(el(tags::RESCALE_INTERCEPT, VR::DS, ds(intercept)));
         obj.put(el(tags::RESCALE_SLOPE, VR::DS, ds(slope)));
         obj.put(el(tags::PIXEL_DATA, VR::OW, stored(&volume.data[k * nx * ny..(k + 1) * nx * ny], signed, slope, intercept)));
@@ -186,27 +192,8 @@ pub fn write_enhanced_series(path: &Path, volume: &Volume, id: &SeriesIdentity, 
     let spacing = volume.geometry.spacing;
     let ([row_dir, col_dir, slice_dir], origin) = lps_axes(volume);
     let (signed, _, _) = storage(&volume.data);
-    let mut obj = InMemDicomObject::new_empty();
-    obj.put(el(tags::SOP_CLASS_UID, VR::UI, ENHANCED_MR_IMAGE_STORAGE));
-    obj.put(el(tags::SOP_INSTANCE_UID, VR::UI, uid_from(&format!("{}/enhanced", id.series_uid)).as_str()));
-    obj.put(el(tags::STUDY_INSTANCE_UID, VR::UI, id.study_uid.as_str()));
-    obj.put(el(tags::SERIES_INSTANCE_UID, VR::UI, id.series_uid.as_str()));
-    obj.put(el(tags::FRAME_OF_REFERENCE_UID, VR::UI, id.frame_of_reference_uid.as_str()));
-    obj.put(el(tags::MODALITY, VR::CS, id.modality.as_str()));
-    obj.put(el(tags::PATIENT_ID, VR::LO, id.patient_id.as_str()));
-    obj.put(el(tags::PATIENT_NAME, VR::PN, id.patient_id.as_str()));
-    obj.put(el(tags::SERIES_DESCRIPTION, VR::LO, id.series_description.as_str()));
-    obj.put(el(tags::SERIES_NUMBER, VR::IS, id.series_number.to_string()));
-    obj.put(el(tags::INSTANCE_NUMBER, VR::IS, "1"));
+    let mut obj = image_object(id, ENHANCED_MR_IMAGE_STORAGE, &uid_from(&format!("{}/enhanced", id.series_uid)), 1, [nx, ny], signed);
     obj.put(el(tags::NUMBER_OF_FRAMES, VR::IS, nz.to_string()));
-    obj.put(el(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)));
-    obj.put(el(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"));
-    obj.put(el(tags::ROWS, VR::US, PrimitiveValue::from(ny as u16)));
-    obj.put(el(tags::COLUMNS, VR::US, PrimitiveValue::from(nx as u16)));
-    obj.put(el(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16)));
-    obj.put(el(tags::BITS_STORED, VR::US, PrimitiveValue::from(16u16)));
-    obj.put(el(tags::HIGH_BIT, VR::US, PrimitiveValue::from(15u16)));
-    obj.put(el(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(u16::from(signed))));
     let item = |tag, value: DataElement<InMemDicomObject>| {
         let mut inner = InMemDicomObject::new_empty();
         inner.put(value);
