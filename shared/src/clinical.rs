@@ -94,9 +94,12 @@ pub fn dictionary_mismatch(site: &[VariableSpec], wanted: &VariableSpec) -> Opti
         (VariableKind::Categorical { levels: a }, VariableKind::Categorical { levels: b }) if a != b => {
             Some(format!("`{}`: the study's levels are {}, this site's table has {}", wanted.name, b.join(", "), a.join(", ")))
         }
-        (VariableKind::Continuous { unit: a, .. }, VariableKind::Continuous { unit: b, .. }) if !a.is_empty() && !b.is_empty() && a != b => {
-            Some(format!("`{}`: the study measures it in {b}, this site's table in {a} (convert with [export.scale])", wanted.name))
-        }
+        // A unit the study fixes must be the site's; a site that states none is asked to.
+        (VariableKind::Continuous { unit: a, .. }, VariableKind::Continuous { unit: b, .. }) if !b.is_empty() && a != b => Some(if a.is_empty() {
+            format!("`{}`: the study measures it in {b}, this site's table states no unit (give `unit` in its [[clinical.extra]])", wanted.name)
+        } else {
+            format!("`{}`: the study measures it in {b}, this site's table in {a} (convert with [export.scale])", wanted.name)
+        }),
         (VariableKind::Categorical { .. }, VariableKind::Continuous { .. }) => {
             Some(format!("`{}`: the study wants a number, this site's table holds levels", wanted.name))
         }
@@ -219,6 +222,17 @@ impl ExclusionReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_unit_the_study_fixes_must_be_the_sites() {
+        let site = |unit: &str| vec![VariableSpec::continuous("ebv_dna", "EBV", 1.0, unit)];
+        let study = |unit: &str| VariableSpec::continuous("ebv_dna", "EBV", 1.0, unit);
+        assert_eq!(dictionary_mismatch(&site("copies/mL"), &study("copies/mL")), None);
+        assert_eq!(dictionary_mismatch(&site("copies/mL"), &study("")), None, "a study that fixes no unit takes the site's");
+        assert!(dictionary_mismatch(&site(""), &study("copies/mL")).unwrap().contains("states no unit"));
+        assert!(dictionary_mismatch(&site("IU/mL"), &study("copies/mL")).unwrap().contains("in IU/mL"));
+        assert!(dictionary_mismatch(&[], &study("x")).unwrap().contains("not a column"));
+    }
 
     #[test]
     fn parses_levels_case_insensitively_and_rejects_others() {

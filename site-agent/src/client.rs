@@ -122,6 +122,30 @@ pub(crate) fn spawn_bounded(slots: Arc<Semaphore>, work: impl FnOnce() -> TaskRe
 /// Days before a site certificate's end from which the agent warns at every start.
 pub const CERTIFICATE_WARNING_DAYS: i64 = 30;
 
+/// What a certificate that ends at `not_after` means at `now` (both Unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateLifetime {
+    Valid {
+        days_left: i64,
+    },
+    /// Fewer than [`CERTIFICATE_WARNING_DAYS`] left: time to enrol again.
+    EndsSoon {
+        days_left: i64,
+    },
+    /// At or past its end: the agent does not start.
+    Expired {
+        days_ago: i64,
+    },
+}
+
+pub fn certificate_lifetime(not_after: i64, now: i64) -> CertificateLifetime {
+    if not_after <= now {
+        return CertificateLifetime::Expired { days_ago: (now - not_after).div_euclid(86_400) };
+    }
+    let days_left = (not_after - now).div_euclid(86_400);
+    if days_left < CERTIFICATE_WARNING_DAYS { CertificateLifetime::EndsSoon { days_left } } else { CertificateLifetime::Valid { days_left } }
+}
+
 /// Refuses to start on an expired site certificate (naming the date and what to do), and warns
 /// when it ends within [`CERTIFICATE_WARNING_DAYS`]: a study must not stop mid-way because a
 /// certificate ran out unnoticed. Returns the days left. Plaintext development setups have none.
@@ -130,18 +154,17 @@ pub fn check_certificate_lifetime(cfg: &crate::config::SiteConfig) -> Result<Opt
     let pem = std::fs::read_to_string(&tls.cert).map_err(|e| CertificateLifetimeError(format!("cannot read {}: {e}", tls.cert.display())))?;
     let not_after = fedrad_shared::pki::certificate_not_after(&pem).map_err(|e| CertificateLifetimeError(format!("{}: {e}", tls.cert.display())))?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    let days = (not_after - now).div_euclid(86_400);
-    if not_after <= now {
-        return Err(CertificateLifetimeError(format!(
-            "the site certificate {} expired {} day(s) ago; enrol again (`site-agent enroll`) and have the coordinator sign the new request",
-            tls.cert.display(),
-            -days
-        )));
+    match certificate_lifetime(not_after, now) {
+        CertificateLifetime::Expired { days_ago } => Err(CertificateLifetimeError(format!(
+            "the site certificate {} expired {days_ago} day(s) ago; enrol again (`site-agent enroll`) and have the coordinator sign the new request",
+            tls.cert.display()
+        ))),
+        CertificateLifetime::EndsSoon { days_left } => {
+            tracing::warn!(days_left, cert = %tls.cert.display(), "the site certificate ends soon; enrol again and have the coordinator sign the new request");
+            Ok(Some(days_left))
+        }
+        CertificateLifetime::Valid { days_left } => Ok(Some(days_left)),
     }
-    if days < CERTIFICATE_WARNING_DAYS {
-        tracing::warn!(days_left = days, cert = %tls.cert.display(), "the site certificate ends soon; enrol again and have the coordinator sign the new request");
-    }
-    Ok(Some(days))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -207,5 +230,20 @@ mod tests {
             assert_eq!(answered, ["t0", "t1", "t2", "t3", "t4", "t5"]);
             assert_eq!(most.load(Ordering::SeqCst), bound, "at most {bound} tasks at once");
         }
+    }
+}
+
+#[cfg(test)]
+mod lifetime_tests {
+    use super::*;
+
+    #[test]
+    fn an_expired_certificate_stops_the_agent_and_one_ending_within_30_days_warns() {
+        let (now, day) = (1_800_000_000i64, 86_400i64);
+        assert_eq!(certificate_lifetime(now - 3 * day - 5, now), CertificateLifetime::Expired { days_ago: 3 });
+        assert_eq!(certificate_lifetime(now, now), CertificateLifetime::Expired { days_ago: 0 });
+        assert_eq!(certificate_lifetime(now + 1, now), CertificateLifetime::EndsSoon { days_left: 0 });
+        assert_eq!(certificate_lifetime(now + 29 * day + 10, now), CertificateLifetime::EndsSoon { days_left: 29 });
+        assert_eq!(certificate_lifetime(now + 30 * day, now), CertificateLifetime::Valid { days_left: 30 });
     }
 }
