@@ -30,6 +30,8 @@ pub enum TlsError {
     Read { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{what} {path} is not a PEM file")]
     NotPem { what: &'static str, path: PathBuf },
+    #[error("this process's TLS provider allows TLS 1.2 (another was installed before FedRad's); refusing to build a TLS configuration")]
+    Tls12Possible,
     #[error("private key {path} is readable by other users (mode {mode:o}); make it readable by this user only: chmod 600 {path}")]
     KeyReadableByOthers { path: PathBuf, mode: u32 },
 }
@@ -67,6 +69,7 @@ fn read_private_key(path: &Path) -> Result<Vec<u8>, TlsError> {
 
 /// Server side: present our certificate and require a client certificate from the CA.
 pub fn server_config(files: &TlsFiles) -> Result<ServerTlsConfig, TlsError> {
+    require_tls13_only()?;
     let ca = read_pem("CA certificate", &files.ca)?;
     let cert = read_pem("certificate", &files.cert)?;
     let key = read_private_key(&files.key)?;
@@ -76,6 +79,7 @@ pub fn server_config(files: &TlsFiles) -> Result<ServerTlsConfig, TlsError> {
 /// Client side: trust only the study CA and present our certificate. `server_name` is the
 /// name the coordinator's certificate must be valid for.
 pub fn client_config(files: &TlsFiles, server_name: &str) -> Result<ClientTlsConfig, TlsError> {
+    require_tls13_only()?;
     let ca = read_pem("CA certificate", &files.ca)?;
     let cert = read_pem("certificate", &files.cert)?;
     let key = read_private_key(&files.key)?;
@@ -94,6 +98,13 @@ pub fn install_crypto_provider() {
     if !tls13_only() {
         tracing::error!("a TLS provider allowing TLS 1.2 was installed before FedRad's; TLS 1.2 stays possible in this process");
     }
+}
+
+/// Installs FedRad's provider if none is, and refuses if the one installed allows TLS 1.2:
+/// every TLS configuration here is built through this, so neither end can offer TLS 1.2.
+fn require_tls13_only() -> Result<(), TlsError> {
+    install_crypto_provider();
+    if tls13_only() { Ok(()) } else { Err(TlsError::Tls12Possible) }
 }
 
 /// Whether the process's TLS provider offers TLS 1.3 cipher suites only.
