@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use fedrad_shared::algorithms::metrics::{DEFAULT_GRID, LOG_ODDS_LIMIT, score_cell};
 use fedrad_shared::algorithms::trees::{Tree, TreeNode, ValueGrid, write_trees};
-use fedrad_shared::clinical::{CohortRole, VariableKind, VariableSpec};
+use fedrad_shared::clinical::CohortRole;
 use fedrad_shared::plan::StudyPlan;
 use fedrad_shared::proto::{self, RefusalReason, task, task_reply};
 use site_agent::engine::SiteEngine;
@@ -85,15 +85,6 @@ fn tensor<'a>(a: &'a proto::Aggregate, name: &str) -> &'a [f64] {
 
 fn report(attack: &str, outcome: &str, measured: &str) {
     println!("ATTACK | {attack} | {outcome} | {measured}");
-}
-
-fn variable_to_proto(v: &VariableSpec) -> proto::ClinicalVariable {
-    use proto::clinical_variable::Kind;
-    let kind = match &v.kind {
-        VariableKind::Categorical { levels } => Kind::Categorical(proto::CategoricalLevels { levels: levels.clone() }),
-        VariableKind::Continuous { resolution, .. } => Kind::Continuous(proto::ContinuousGrid { resolution: *resolution }),
-    };
-    proto::ClinicalVariable { name: v.name.clone(), kind: Some(kind) }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -455,7 +446,7 @@ fn attacks_steep_step_gradients() {
         let mut coefficients = vec![-b * t];
         coefficients.extend((0..design.len()).map(|j| if j == ebv { b } else { 0.0 }));
         site.ask(task::Kind::LogisticRound(proto::LogisticRoundTask {
-            variables: variables.iter().map(variable_to_proto).collect(),
+            variables: variables.iter().map(common::variable_to_proto).collect(),
             models: vec![proto::ClinicalModel { columns: (0..design.len() as u32).collect(), coefficients }],
         }))
     };
@@ -1123,14 +1114,14 @@ fn attacks_zoomed_histograms() {
 
     // Table 1 with a finer age grid: refused; the plan's: answered.
     let planned = site.plan.table1_variables().unwrap();
-    let mut fine: Vec<proto::ClinicalVariable> = planned.iter().map(variable_to_proto).collect();
+    let mut fine: Vec<proto::ClinicalVariable> = planned.iter().map(common::variable_to_proto).collect();
     for v in &mut fine {
         if let Some(proto::clinical_variable::Kind::Continuous(g)) = &mut v.kind {
             g.resolution = 1e-6;
         }
     }
     site.refused("table1 with continuous grids of 1e-6", task::Kind::Table1(proto::Table1Task { variables: fine }));
-    site.answered("table1", task::Kind::Table1(proto::Table1Task { variables: planned.iter().map(variable_to_proto).collect() }));
+    site.answered("table1", task::Kind::Table1(proto::Table1Task { variables: planned.iter().map(common::variable_to_proto).collect() }));
 
     // Value histograms on a finer or narrower grid than the plan's.
     let value = |cells_per_sd: u32, limit_sd: f64, std: proto::Standardiser| {

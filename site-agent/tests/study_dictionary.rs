@@ -6,21 +6,12 @@ use std::process::{Command, Output};
 
 use fedrad_shared::aggregate::SiteAggregate;
 use fedrad_shared::algorithms::table1;
-use fedrad_shared::clinical::{ClinicalValue, VariableKind, VariableSpec};
+use fedrad_shared::clinical::ClinicalValue;
 use fedrad_shared::proto::{self, task, task_reply};
 use site_agent::config::SiteConfig;
 use site_agent::manifest::{ImageCheck, load_mapped};
 
 mod common;
-
-fn variable_to_proto(v: &VariableSpec) -> proto::ClinicalVariable {
-    use proto::clinical_variable::Kind;
-    let kind = match &v.kind {
-        VariableKind::Categorical { levels } => Kind::Categorical(proto::CategoricalLevels { levels: levels.clone() }),
-        VariableKind::Continuous { resolution, .. } => Kind::Continuous(proto::ContinuousGrid { resolution: *resolution }),
-    };
-    proto::ClinicalVariable { name: v.name.clone(), kind: Some(kind) }
-}
 
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
@@ -137,8 +128,11 @@ fn a_variable_a_study_brings_is_typed_by_its_dictionary_once_approved() {
     assert!(matches!(split.outcome, Some(task_reply::Outcome::Aggregate(_))), "{split:?}");
     let variables = plan.table1_variables().unwrap();
     assert_eq!(variables[1], smoking);
-    let reply =
-        engine.handle(&common::task(&plan, "table1-1", Some(task::Kind::Table1(proto::Table1Task { variables: variables.iter().map(variable_to_proto).collect() }))));
+    let reply = engine.handle(&common::task(
+        &plan,
+        "table1-1",
+        Some(task::Kind::Table1(proto::Table1Task { variables: variables.iter().map(common::variable_to_proto).collect() })),
+    ));
     let Some(task_reply::Outcome::Aggregate(agg)) = reply.outcome else { panic!("Table 1 not answered: {reply:?}") };
     let table = table1::combine(&[SiteAggregate::new("hospital-a", agg)], &variables).unwrap();
     assert!(table.scopes[0].variables.iter().any(|v| v.name == "smoking" && v.label == "Smoking"), "{table:?}");

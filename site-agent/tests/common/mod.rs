@@ -64,3 +64,15 @@ pub fn standardiser_of(table: &site_agent::selection::FeatureTable, columns: &[u
     let mean = (0..columns.len()).map(|j| rows.iter().map(|r| r[j]).sum::<f64>() / rows.len() as f64).collect();
     fedrad_shared::proto::Standardiser { center: mean, scale: sd.into_iter().map(|s| if s > 0.0 { s } else { 1.0 }).collect() }
 }
+
+/// A clinical variable as a task carries it (what the coordinator sends).
+#[allow(dead_code)]
+pub fn variable_to_proto(v: &fedrad_shared::clinical::VariableSpec) -> fedrad_shared::proto::ClinicalVariable {
+    use fedrad_shared::clinical::VariableKind;
+    use fedrad_shared::proto::{self, clinical_variable::Kind};
+    let kind = match &v.kind {
+        VariableKind::Categorical { levels } => Kind::Categorical(proto::CategoricalLevels { levels: levels.clone() }),
+        VariableKind::Continuous { resolution, .. } => Kind::Continuous(proto::ContinuousGrid { resolution: *resolution }),
+    };
+    proto::ClinicalVariable { name: v.name.clone(), kind: Some(kind) }
+}
