@@ -35,6 +35,10 @@ pub struct DemoArgs {
     /// Skip the deep features (the federated encoder): no Model II.
     #[arg(long)]
     pub no_deep: bool,
+    /// Run without secure aggregation (the results are the same; the coordinator then sees
+    /// each site's answers).
+    #[arg(long)]
+    pub no_secure_aggregation: bool,
     /// Federated rounds of the encoder per sequence.
     #[arg(long, default_value_t = 20)]
     pub deep_rounds: u32,
@@ -163,6 +167,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             models: crate::config::ModelSettings { search: crate::config::SearchSettings { enabled: args.search, ..Default::default() }, ..Default::default() },
             deep: crate::config::DeepSettings { enabled: !args.no_deep, rounds: args.deep_rounds, ..Default::default() },
             limits: Default::default(),
+            // Secure aggregation with the keys just signed pinned in the plan; the site-alone
+            // baselines (per-site results) are opted in, and labelled so in the report.
+            secure_aggregation: fedrad_shared::plan::SecureAggregationSettings {
+                enabled: Some(!args.no_secure_aggregation),
+                site_keys: if args.no_secure_aggregation { Default::default() } else { pki.current_pins()?.into_iter().filter(|(s, _)| sites.contains(s)).collect() },
+                site_alone_baselines: true,
+            },
         };
         let plan_file = out.join("plan.json");
         std::fs::write(&plan_file, study.plan()?.canonical_json() + "\n")?;

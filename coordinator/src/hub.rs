@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use fedrad_shared::proto;
 use fedrad_shared::proto::federation_server::Federation;
 use fedrad_shared::proto::{CoordinatorMessage, SiteMessage, Task, TaskReply, Welcome, coordinator_message, site_message};
 use prost::Message;
@@ -45,6 +46,9 @@ pub struct Traffic {
 struct State {
     sites: HashMap<String, Connection>,
     traffic: HashMap<String, Traffic>,
+    /// Each site's signed secure-sum key with its certificate key, from its latest hello
+    /// (kept across disconnects: a round's tasks name every site's key).
+    masking_keys: HashMap<String, proto::SiteMaskingKey>,
 }
 
 #[derive(Clone)]
@@ -111,6 +115,16 @@ impl Hub {
     /// The fewest sites a study must have for `site` to take part, from its hello.
     pub fn min_sites(&self, site: &str) -> Option<u32> {
         self.state.lock().unwrap().sites.get(site).map(|c| c.min_sites)
+    }
+
+    /// Every site's secure-sum key for a round over `sites`, or the sites that sent none.
+    pub fn secure_sum_directory(&self, sites: &[String]) -> Result<proto::SecureSum, Vec<String>> {
+        let st = self.state.lock().unwrap();
+        let missing: Vec<String> = sites.iter().filter(|s| !st.masking_keys.contains_key(*s)).cloned().collect();
+        if !missing.is_empty() {
+            return Err(missing);
+        }
+        Ok(proto::SecureSum { sites: sites.iter().map(|s| st.masking_keys[s].clone()).collect() })
     }
 
     pub fn traffic(&self) -> HashMap<String, Traffic> {
@@ -317,6 +331,14 @@ impl Federation for Hub {
         let welcome = Welcome { protocol: fedrad_shared::PROTOCOL.into(), coordinator_version: env!("CARGO_PKG_VERSION").into() };
         tx.send(Ok(CoordinatorMessage { body: Some(coordinator_message::Body::Welcome(welcome)) })).await.map_err(|_| Status::internal("stream closed"))?;
         let fingerprint = peer_cert.as_deref().and_then(|der| fedrad_shared::identity::public_key_fingerprint(der).ok());
+        if let (Some(der), Some(key)) = (&peer_cert, hello.masking_key) {
+            // Checked here so a bad key is found at connection, not at the first secure round;
+            // every site checks it again against the key its plan pins.
+            let spki = fedrad_shared::secure_sum::certificate_spki(der).map_err(|e| Status::permission_denied(e.to_string()))?;
+            fedrad_shared::secure_sum::verify_signed_key(&site, &spki, &key).map_err(|e| Status::permission_denied(e.to_string()))?;
+            let entry = proto::SiteMaskingKey { site_id: site.clone(), subject_public_key_info: spki, key: Some(key) };
+            self.state.lock().unwrap().masking_keys.insert(site.clone(), entry);
+        }
         let (id, pending) = self.register(&site, tx, min_count, min_sites, fingerprint);
         let hub = self.clone();
         tokio::spawn(async move {

@@ -60,6 +60,13 @@ enum CertsAction {
         #[arg(long, default_value_t = fedrad_shared::pki::SITE_VALIDITY_DAYS)]
         days: u32,
     },
+    /// Print the `[secure_aggregation]` section that pins each site's current key (the latest
+    /// certificate signed for it and not revoked), to paste into the study file. Each
+    /// hospital's operator sees these fingerprints when approving the plan and checks its own.
+    Pins {
+        #[arg(long)]
+        pki: PathBuf,
+    },
     /// Revoke every certificate issued to a site (pki/revoked.txt); a coordinator whose config
     /// names that list refuses the site from its next session on, without a restart.
     Revoke {
@@ -93,6 +100,13 @@ fn main() -> anyhow::Result<()> {
             let pem = std::fs::read_to_string(&request).with_context(|| format!("reading {}", request.display()))?;
             let dir = fedrad_shared::pki::StudyPki::open(&pki).sign_site_request(&site, &pem, days).with_context(|| format!("signing {}", request.display()))?;
             println!("{site}: certificate valid for {days} days in {}; send cert.pem and ca.pem back to the site (there is no key here)", dir.display());
+            Ok(())
+        }
+        Command::Certs { action: CertsAction::Pins { pki } } => {
+            let pins = fedrad_shared::pki::StudyPki::open(&pki).current_pins()?;
+            anyhow::ensure!(!pins.is_empty(), "no site certificate issued from {} yet (`certs sign` first)", pki.display());
+            println!("[secure_aggregation]");
+            println!("site_keys = {{ {} }}", pins.iter().map(|(s, f)| format!("{s} = \"{f}\"")).collect::<Vec<_>>().join(", "));
             Ok(())
         }
         Command::Certs { action: CertsAction::Revoke { pki, site, reason } } => {

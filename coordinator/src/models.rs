@@ -162,7 +162,14 @@ impl StudyRunner<'_> {
                     Ok(fitted) => {
                         result.classifiers = fitted.results;
                         result.not_fitted = fitted.not_fitted;
-                        if model == "I" {
+                        if model == "I" && self.secure && !self.study.secure_aggregation.site_alone_baselines {
+                            result.site_alone = vec![SiteAlone {
+                                site: "all".into(),
+                                training_patients: 0,
+                                validation: None,
+                                note: Some("not run: a site-alone baseline is a per-site result, which a secure-summed study publishes only if its plan opts in (secure_aggregation.site_alone_baselines)".into()),
+                            }];
+                        } else if model == "I" {
                             let step = format!("site_alone.{}", seq.sequence);
                             let std = file.standardiser.clone();
                             match self.step(&step.clone(), async |s: &mut Self| s.site_alone(&step, &design, &std).await).await {

@@ -76,7 +76,7 @@ mod tests {
     fn the_digest_leaves_out_the_audit_head() {
         let reply = TaskReply {
             task_id: "t".into(),
-            outcome: Some(task_reply::Outcome::Aggregate(Aggregate { patient_count: 9, tensors: vec![] })),
+            outcome: Some(task_reply::Outcome::Aggregate(Aggregate { patient_count: 9, tensors: vec![], masked: vec![] })),
             audit_head: "ab".repeat(32),
         };
         let r = Receipt::of("s", "hospital-a", &reply);

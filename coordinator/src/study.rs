@@ -9,6 +9,7 @@ use fedrad_shared::aggregate::SiteAggregate;
 use fedrad_shared::algorithms::{CombineError, cohort_summary, extraction, split, table1};
 use fedrad_shared::clinical::{VariableKind, VariableSpec};
 use fedrad_shared::proto::{self, Task, task, task_reply};
+use fedrad_shared::secure_sum;
 
 use crate::config::StudyConfig;
 use crate::hub::{Hub, TaskError, Traffic};
@@ -44,6 +45,9 @@ pub struct StepProtocol {
     pub completed: bool,
     /// Rounds answered from the journal of an earlier run (`--resume`), which cost nothing.
     pub replayed_rounds: u64,
+    /// Rounds whose answers the sites masked, so that only their sum was learnt
+    /// (`fedrad_shared::secure_sum`).
+    pub secure_summed_rounds: u64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -97,6 +101,9 @@ pub struct StudyRunner<'a> {
     replayed: u64,
     /// SHA-256 of the study's plan, sent with every task (sites answer only a plan they approved).
     plan_sha256: String,
+    /// The plan secure-sums the kinds the coordinator only adds up.
+    pub(crate) secure: bool,
+    secure_rounds: u64,
 }
 
 fn traffic_total(t: &std::collections::HashMap<String, Traffic>) -> Traffic {
@@ -109,8 +116,10 @@ fn traffic_total(t: &std::collections::HashMap<String, Traffic>) -> Traffic {
 
 impl<'a> StudyRunner<'a> {
     pub fn new(hub: Hub, study: StudyConfig, progress: &'a dyn Progress) -> Self {
-        let plan_sha256 = study.plan().map(|p| p.sha256()).unwrap_or_default();
-        StudyRunner { hub, study, progress, protocol: Vec::new(), resume: false, journal: None, replayed: 0, plan_sha256 }
+        let plan = study.plan().ok();
+        let plan_sha256 = plan.as_ref().map(|p| p.sha256()).unwrap_or_default();
+        let secure = plan.is_some_and(|p| p.secure_aggregation.is_some());
+        StudyRunner { hub, study, progress, protocol: Vec::new(), resume: false, journal: None, replayed: 0, plan_sha256, secure, secure_rounds: 0 }
     }
 
     /// Continue an interrupted run: rounds recorded in `<output_dir>/journal/` are replayed
@@ -121,10 +130,32 @@ impl<'a> StudyRunner<'a> {
     }
 
     /// One round of a step: the same task kind to every site, concurrently.
+    ///
+    /// A round of a kind the coordinator only adds up ([`secure_sum::secure_summable`]) over
+    /// all the study's sites comes back as one answer, their sum, from
+    /// [`secure_sum::SUM_OF_SITES`]: masked by the sites when the plan secure-sums, and summed
+    /// in the same fixed point when it does not, so both give the same results.
     pub(crate) async fn round(&mut self, step: &str, round: u64, kinds: BTreeMap<String, task::Kind>) -> Result<Vec<SiteAggregate>, StudyError> {
         let timeout = Duration::from_secs(self.study.timeouts.task_secs);
         let task_id = format!("{step}-r{round}");
         let round_digest = crate::journal::Journal::round_digest(&self.study.study_id, &self.plan_sha256, &task_id, &kinds);
+        let mut study_sites = self.study.sites.clone();
+        study_sites.sort();
+        study_sites.dedup();
+        let summed = study_sites.len() >= 2 && kinds.keys().eq(study_sites.iter()) && kinds.values().all(secure_sum::secure_summable);
+        let directory = match (summed && self.secure).then(|| self.hub.secure_sum_directory(&study_sites)) {
+            Some(Ok(d)) => Some(d),
+            Some(Err(missing)) => {
+                return Err(StudyError::Algorithm {
+                    step: step.into(),
+                    detail: format!(
+                        "the study secure-sums and site(s) {} sent no secure-sum key (an agent without a certificate key, or of a version before secure aggregation)",
+                        missing.join(", ")
+                    ),
+                });
+            }
+            None => None,
+        };
         if let Some(answers) = self.journal.as_ref().and_then(|j| j.replay(&task_id, &round_digest)) {
             self.replayed += 1;
             for a in &answers {
@@ -143,6 +174,7 @@ impl<'a> StudyRunner<'a> {
                 kind: Some(kind),
                 study_sites: self.study.sites.clone(),
                 plan_sha256: self.plan_sha256.clone(),
+                secure_sum: directory.clone(),
             };
             set.spawn(async move {
                 let r = hub.run_task(&site, task, timeout).await;
@@ -178,6 +210,10 @@ impl<'a> StudyRunner<'a> {
             return Err(e);
         }
         answers.sort_by(|a, b| a.site_id.cmp(&b.site_id));
+        if summed {
+            answers = vec![secure_sum::combine(&answers).map_err(|source| StudyError::Combine { step: step.into(), source })?];
+            self.secure_rounds += u64::from(directory.is_some());
+        }
         if let Some(j) = &self.journal
             && let Err(e) = j.record(&task_id, &round_digest, &answers)
         {
@@ -190,6 +226,7 @@ impl<'a> StudyRunner<'a> {
         self.progress.step_started(name, self.study.sites.len());
         let before = traffic_total(&self.hub.traffic());
         let replayed_before = self.replayed;
+        let secure_before = self.secure_rounds;
         let start = Instant::now();
         let result = body(self).await;
         let after = traffic_total(&self.hub.traffic());
@@ -208,6 +245,7 @@ impl<'a> StudyRunner<'a> {
             seconds: start.elapsed().as_secs_f64(),
             completed: result.is_ok(),
             replayed_rounds: self.replayed - replayed_before,
+            secure_summed_rounds: self.secure_rounds - secure_before,
         });
         self.progress.step_finished(name);
         tracing::info!(step = name, rounds, seconds = format!("{:.2}", start.elapsed().as_secs_f64()), "step done");

@@ -89,8 +89,11 @@ impl Setup {
                 "study_id = \"chaos\"\noutput_dir = \"study\"\nseed = 7\nsites = [{}]\n[timeouts]\nsite_wait_secs = 120\ntask_secs = 120\n\
                  [selection]\nselect_at = \"lambda_1se\"\n[selection.lasso]\nfolds = 3\n\
                  [models]\nclassifiers = [\"logistic_regression\", \"random_forest\", \"naive_bayes\"]\nforest = {{ trees = 20 }}\n\
-                 [deep]\nrounds = 4\nembedding = 32\n",
-                sites.join(", ")
+                 [deep]\nrounds = 4\nembedding = 32\n\
+                 [secure_aggregation]\nsite_keys = {{ {} }}\n",
+                sites.join(", "),
+                // What `coordinator certs pins` prints: secure aggregation is on (four sites).
+                self.pki.current_pins().unwrap().iter().map(|(s, f)| format!("{s} = \"{f}\"")).collect::<Vec<_>>().join(", ")
             ),
         )
         .unwrap();

@@ -45,6 +45,17 @@ fn certs_init_makes_no_site_key_and_a_site_enrols_with_its_own_then_certs_sign_i
     assert!(pki.join("sites/hospital-a/cert.pem").is_file() && !pki.join("sites/hospital-a/key.pem").exists());
     let bad = coordinator(&["certs", "sign", "--pki", pki_arg, "--site", "Bad Site", "--request", request.to_str().unwrap()]);
     assert!(!bad.status.success());
+    // The pins for the study file: the signed key's fingerprint, which the site computes too;
+    // after revocation the site has no current key to pin.
+    let cert = std::fs::read(pki.join("sites/hospital-a/cert.pem")).unwrap();
+    let der = rustls_pki_types::pem::PemObject::from_pem_slice(&cert).map(|c: rustls_pki_types::CertificateDer| c.to_vec()).unwrap();
+    let fingerprint = fedrad_shared::identity::public_key_fingerprint(&der).unwrap();
+    let pins = coordinator(&["certs", "pins", "--pki", pki_arg]);
+    let printed = String::from_utf8_lossy(&pins.stdout);
+    assert!(pins.status.success() && printed.contains("[secure_aggregation]") && printed.contains(&format!("hospital-a = \"{fingerprint}\"")), "{printed}");
+    assert!(coordinator(&["certs", "revoke", "--pki", pki_arg, "--site", "hospital-a"]).status.success());
+    let after = coordinator(&["certs", "pins", "--pki", pki_arg]);
+    assert!(!after.status.success() && String::from_utf8_lossy(&after.stderr).contains("no site certificate"), "{}", String::from_utf8_lossy(&after.stderr));
     let _ = std::fs::remove_dir_all(&out);
 }
 

@@ -66,7 +66,7 @@ impl AggregateBuilder {
     }
 
     pub fn build(self) -> Aggregate {
-        Aggregate { patient_count: self.patient_count, tensors: self.tensors }
+        Aggregate { patient_count: self.patient_count, tensors: self.tensors, masked: Vec::new() }
     }
 }
 
@@ -94,7 +94,7 @@ impl SiteAggregate {
             .iter()
             .filter_map(|t| t.name.strip_prefix(prefix).map(|n| Tensor { name: n.to_string(), shape: t.shape.clone(), values: t.values.clone() }))
             .collect();
-        SiteAggregate::new(self.site_id.clone(), Aggregate { patient_count: self.aggregate.patient_count, tensors })
+        SiteAggregate::new(self.site_id.clone(), Aggregate { patient_count: self.aggregate.patient_count, tensors, masked: Vec::new() })
     }
 
     pub fn values(&self, name: &str) -> Result<&[f64], AggregateError> {

@@ -18,6 +18,7 @@ pub mod identity;
 pub mod onnx_input;
 pub mod pki;
 pub mod plan;
+pub mod secure_sum;
 pub mod stats;
 pub mod tls;
 

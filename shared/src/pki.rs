@@ -234,6 +234,30 @@ impl StudyPki {
         Ok(newly)
     }
 
+    /// Each site's key fingerprint to pin in a study's `[secure_aggregation] site_keys`: the
+    /// key of the latest certificate issued to it (from `issued.txt`) that is not revoked.
+    /// Sites with none are left out.
+    pub fn current_pins(&self) -> Result<std::collections::BTreeMap<String, String>, PkiError> {
+        let issued_path = self.dir.join("issued.txt");
+        let issued = fs::read_to_string(&issued_path).map_err(|source| PkiError::Io { path: issued_path.clone(), source })?;
+        let list = self.revocation_list();
+        let revoked = if list.exists() {
+            crate::identity::read_revocation_list(&list).map_err(|detail| PkiError::Invalid { path: list.clone(), detail })?
+        } else {
+            Default::default()
+        };
+        let mut pins = std::collections::BTreeMap::new();
+        for line in issued.lines() {
+            let mut w = line.split_whitespace();
+            if let (Some(fp), Some(site)) = (w.next(), w.next())
+                && !revoked.contains(fp)
+            {
+                pins.insert(site.to_string(), fp.to_string());
+            }
+        }
+        Ok(pins)
+    }
+
     pub fn site_bundle(&self, site_id: &str) -> PathBuf {
         self.dir.join("sites").join(site_id)
     }

@@ -69,6 +69,9 @@
 //! [limits]                        # bounds every site checks on the models it is asked about
 //! max_coefficient = 50.0          # |coefficient| per SD of its column, and |intercept|
 //! max_scale_ratio = 10.0          # standardiser scale ≥ the site's own SD / this
+//! [secure_aggregation]            # crate::secure_sum; on by default for ≥ 4 sites
+//! site_keys = { hospital-a = "…" }  # every site's key fingerprint: `coordinator certs pins`
+//! site_alone_baselines = false    # per-site results, published only if true
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -104,6 +107,74 @@ pub struct StudyConfig {
     pub deep: DeepSettings,
     #[serde(default)]
     pub limits: DisclosureLimits,
+    #[serde(default)]
+    pub secure_aggregation: SecureAggregationSettings,
+}
+
+/// `[secure_aggregation]` of the study file ([`crate::secure_sum`]): the sites mask their
+/// replies to the task kinds the coordinator only sums, so it learns only sums over all sites.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecureAggregationSettings {
+    /// Unset: on for studies of four or more sites (with fewer, one site's answer is close to
+    /// what the sum minus the others' reveals anyway, and a two-site sum hides nothing from
+    /// either site).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Each site's certificate key fingerprint (SHA-256 of its SubjectPublicKeyInfo, hex), as
+    /// `coordinator certs pins` prints them. Part of the plan, so the keys every site checks
+    /// the others' against are the ones its operator approved.
+    #[serde(default)]
+    pub site_keys: std::collections::BTreeMap<String, String>,
+    /// Run the site-alone baselines (a logistic regression fitted on one site's patients, whose
+    /// rounds go to that site alone and so cannot be secure-summed). Off by default when secure
+    /// aggregation is on: they are per-site results.
+    #[serde(default)]
+    pub site_alone_baselines: bool,
+}
+
+/// Secure aggregation as the plan fixes it (absent when off).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecureAggregationPlan {
+    pub site_keys: std::collections::BTreeMap<String, String>,
+    pub site_alone_baselines: bool,
+}
+
+impl SecureAggregationSettings {
+    /// Whether a study of `sites` sites secure-sums.
+    pub fn on(&self, sites: usize) -> bool {
+        self.enabled.unwrap_or(sites >= 4)
+    }
+
+    fn validate(&self, sites: &[String]) -> Result<(), String> {
+        if !self.on(sites.len()) {
+            return Ok(());
+        }
+        if sites.len() < 2 {
+            return Err("secure_aggregation.enabled: a secure sum needs at least two sites".into());
+        }
+        let missing: Vec<&str> = sites.iter().filter(|s| !self.site_keys.contains_key(*s)).map(|s| s.as_str()).collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "secure aggregation (on by default for four or more sites) needs each site's key fingerprint in [secure_aggregation] site_keys; missing {}. `coordinator certs pins` prints them once the sites' certificates are signed; or set secure_aggregation.enabled = false",
+                missing.join(", ")
+            ));
+        }
+        for (site, fp) in &self.site_keys {
+            if !sites.contains(site) {
+                return Err(format!("secure_aggregation.site_keys: {site} is not one of the study's sites"));
+            }
+            if fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+                return Err(format!("secure_aggregation.site_keys.{site}: {fp:?} is not a SHA-256 fingerprint (64 lower-case hex digits)"));
+            }
+        }
+        Ok(())
+    }
+
+    fn plan(&self, sites: usize) -> Option<SecureAggregationPlan> {
+        self.on(sites).then(|| SecureAggregationPlan { site_keys: self.site_keys.clone(), site_alone_baselines: self.site_alone_baselines })
+    }
 }
 
 /// Bounds on the models a task may ask a site about, on the study's standardised scale: part
@@ -162,6 +233,9 @@ pub struct StudyPlan {
     pub models: ModelSettings,
     pub deep: DeepSettings,
     pub limits: DisclosureLimits,
+    /// Absent (and so not in the canonical JSON, whose hash stays what it was) when off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure_aggregation: Option<SecureAggregationPlan>,
 }
 
 impl StudyPlan {
@@ -584,6 +658,7 @@ impl StudyConfig {
             models: self.models.clone(),
             deep: self.deep.clone(),
             limits: self.limits.clone(),
+            secure_aggregation: self.secure_aggregation.plan(self.sites.len()),
         })
     }
 
@@ -655,6 +730,7 @@ impl StudyConfig {
         if self.deep.enabled {
             self.deep.validate()?;
         }
+        self.secure_aggregation.validate(&self.sites)?;
         self.limits.validate()
     }
 
@@ -692,6 +768,11 @@ impl StudyPlan {
             models: self.models.clone(),
             deep: self.deep.clone(),
             limits: self.limits.clone(),
+            secure_aggregation: SecureAggregationSettings {
+                enabled: Some(self.secure_aggregation.is_some()),
+                site_keys: self.secure_aggregation.as_ref().map(|s| s.site_keys.clone()).unwrap_or_default(),
+                site_alone_baselines: self.secure_aggregation.as_ref().is_some_and(|s| s.site_alone_baselines),
+            },
         }
         .validate()
     }

@@ -43,6 +43,10 @@ pub enum ApprovalError {
     Dictionary { study_id: String, problems: Vec<String> },
     #[error("study {study_id}: its plan is not valid: {detail}")]
     InvalidPlan { study_id: String, detail: String },
+    #[error(
+        "study {study_id} secure-sums its aggregates and pins key {pinned} for this site, but {actual}: the plan was made for another key (enrolled again since?) or was altered; ask the coordinator for a plan with this site's key (`coordinator certs pins`)"
+    )]
+    OwnKeyNotPinned { study_id: String, pinned: String, actual: String },
 }
 
 fn dir(work_dir: &Path) -> PathBuf {
@@ -64,10 +68,20 @@ fn path(work_dir: &Path, study_id: &str) -> Result<PathBuf, ApprovalError> {
 /// manifest as the config describes it) with the same kind, levels and unit. A study that
 /// means something else by a name is refused here, naming each variable, rather than answered
 /// with counts of the wrong thing.
-pub fn approve(work_dir: &Path, site_id: &str, schema: &[VariableSpec], plan: &StudyPlan) -> Result<Approval, ApprovalError> {
+///
+/// A plan that secure-sums must pin `own_key`, the fingerprint of this site's certificate key
+/// (None: the site has no certificate, and cannot take part in secure sums).
+pub fn approve(work_dir: &Path, site_id: &str, schema: &[VariableSpec], plan: &StudyPlan, own_key: Option<&str>) -> Result<Approval, ApprovalError> {
     let p = path(work_dir, &plan.study_id)?;
     if !plan.sites.iter().any(|s| s == site_id) {
         return Err(ApprovalError::NotAmongSites { study_id: plan.study_id.clone(), site_id: site_id.into(), sites: plan.sites.join(", ") });
+    }
+    if let Some(secure) = &plan.secure_aggregation {
+        let pinned = secure.site_keys.get(site_id).cloned().unwrap_or_else(|| "none".into());
+        if own_key != Some(pinned.as_str()) {
+            let actual = own_key.map_or("this site has no certificate key ([tls])".to_string(), |k| format!("this site's certificate key is {k}"));
+            return Err(ApprovalError::OwnKeyNotPinned { study_id: plan.study_id.clone(), pinned, actual });
+        }
     }
     let used = plan.used_variables().map_err(|detail| ApprovalError::InvalidPlan { study_id: plan.study_id.clone(), detail })?;
     fedrad_shared::clinical::validate_dictionary(&used).map_err(|detail| ApprovalError::InvalidPlan { study_id: plan.study_id.clone(), detail })?;
@@ -182,7 +196,25 @@ pub fn summary(a: &Approval) -> String {
         deep,
         p.limits.max_coefficient,
         p.limits.max_scale_ratio,
-    )
+    ) + &secure_summary(p)
+}
+
+/// The secure-aggregation lines of the summary: each site's pinned key, which the operator
+/// compares (its own is checked on approval; the others' with those hospitals, with the plan hash).
+fn secure_summary(p: &StudyPlan) -> String {
+    match &p.secure_aggregation {
+        None => "  secure aggregation: off (the coordinator sees this site's aggregates)\n".into(),
+        Some(s) => {
+            let mut out = format!(
+                "  secure aggregation: on (the coordinator learns only sums over all sites of the rounds it adds up); site-alone baselines {}\n",
+                if s.site_alone_baselines { "published (per-site results)" } else { "not run" }
+            );
+            for (site, key) in &s.site_keys {
+                out += &format!("    {site} key {key}\n");
+            }
+            out
+        }
+    }
 }
 
 #[cfg(test)]
@@ -201,10 +233,10 @@ mod tests {
         let _ = std::fs::remove_dir_all(&work);
         let p = plan("s1");
         let schema = fedrad_shared::clinical::npc_dictionary();
-        assert!(matches!(approve(&work, "site-z", &schema, &p), Err(ApprovalError::NotAmongSites { .. })));
-        let a = approve(&work, "site-a", &schema, &p).unwrap();
+        assert!(matches!(approve(&work, "site-z", &schema, &p, None), Err(ApprovalError::NotAmongSites { .. })));
+        let a = approve(&work, "site-a", &schema, &p, None).unwrap();
         assert_eq!(a.plan_sha256, p.sha256());
-        approve(&work, "site-a", &schema, &plan("s2")).unwrap();
+        approve(&work, "site-a", &schema, &plan("s2"), None).unwrap();
         assert_eq!(list(&work).unwrap().iter().map(|a| a.study_id.as_str()).collect::<Vec<_>>(), ["s1", "s2"]);
         // A plan edited in the record no longer matches its hash.
         let file = work.join("approved/s1.json");
@@ -241,18 +273,20 @@ mod tests {
             })
             .collect();
         assert_eq!(study(&spelled).sha256(), study("").sha256());
-        approve(&work, "site-a", &schema, &study(&spelled)).unwrap();
+        approve(&work, "site-a", &schema, &study(&spelled), None).unwrap();
         // Another level order, another unit, a variable this site does not hold: each named.
         let other = spelled.replace("[\"male\", \"female\"]", "[\"female\", \"male\"]").replace("unit = \"copies/mL\"", "unit = \"kcopies/mL\"")
             + "[[variables]]\nname = \"smoking\"\nkind = \"categorical\"\nlevels = [\"never\", \"former\", \"current\"]\n";
-        let Err(ApprovalError::Dictionary { problems, .. }) = approve(&work, "site-a", &schema, &study(&other)) else { panic!("approved a mismatching dictionary") };
+        let Err(ApprovalError::Dictionary { problems, .. }) = approve(&work, "site-a", &schema, &study(&other), None) else {
+            panic!("approved a mismatching dictionary")
+        };
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems[0].contains("`sex`") && problems[0].contains("female, male"), "{problems:?}");
         assert!(problems[1].contains("`ebv_dna`") && problems[1].contains("kcopies/mL"), "{problems:?}");
         assert!(problems[2].contains("`smoking`") && problems[2].contains("[[clinical.extra]]"), "{problems:?}");
         // A study that uses only what the site holds is approved, whatever else its dictionary lists.
         let narrow = other + "[table1]\nvariables = [\"age\", \"t_stage\"]\n[clinical_model]\nvariables = [\"age\"]\n";
-        approve(&work, "site-a", &schema, &study(&narrow)).unwrap();
+        approve(&work, "site-a", &schema, &study(&narrow), None).unwrap();
         let _ = std::fs::remove_dir_all(&work);
     }
 }

@@ -44,6 +44,12 @@ pub struct AuditEntry {
     pub task_kept: bool,
     /// "sent", "sent_from_cache", "refused" or "failed".
     pub outcome: String,
+    /// The reply was masked for a secure sum (`fedrad_shared::secure_sum`): the coordinator
+    /// can read only its sum with every other site's. Its patient count is the one the site
+    /// computed (a masked reply carries it only inside the masked words; 0 when resent from the
+    /// cache).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub secure_sum: bool,
     pub patient_count: u64,
     /// Size of the encoded reply as sent (its `audit_head` included).
     pub bytes_sent: u64,
@@ -405,9 +411,16 @@ pub fn report(site_id: &str, log: &Path, entries: &[AuditEntry], study_id: &str)
         }
         any = true;
         let bytes: u64 = sent.iter().map(|e| e.bytes_sent).sum();
-        let _ = writeln!(o, "  {kind} ({} released, {bytes} bytes)", sent.len());
+        let masked = sent.iter().filter(|e| e.secure_sum).count();
+        let how = match masked {
+            0 => String::new(),
+            m if m == sent.len() => ", all masked for a secure sum: the coordinator read only their sums with the other sites'".to_string(),
+            m => format!(", {m} masked for a secure sum"),
+        };
+        let _ = writeln!(o, "  {kind} ({} released, {bytes} bytes{how})", sent.len());
         for e in &sent {
             let again = if e.outcome == "sent_from_cache" { "  (resent from the cache)" } else { "" };
+            let again = if e.secure_sum { format!("{again}  (masked)") } else { again.to_string() };
             let _ = writeln!(
                 o,
                 "    #{:<6} {}  task {}  over {} patients  {} bytes  task bytes {}{again}",

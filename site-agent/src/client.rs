@@ -62,6 +62,7 @@ pub async fn session(engine: Arc<SiteEngine>) -> Result<(), SessionError> {
         site_id: cfg.site_id.clone(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
         policy: Some(SitePolicy { min_count: cfg.policy.min_count, max_parameter_ratio: cfg.policy.max_parameter_ratio, min_sites: cfg.policy.min_sites }),
+        masking_key: engine.masking_key(),
     };
     tx.send(SiteMessage { body: Some(site_message::Body::Hello(hello)) }).await.map_err(|_| SessionError::Protocol("stream closed".into()))?;
     let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();

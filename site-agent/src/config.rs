@@ -158,6 +158,15 @@ pub enum ConfigError {
 }
 
 impl SiteConfig {
+    /// The fingerprint of this site's certificate key (`[tls] cert`), as study plans pin it;
+    /// None without `[tls]`.
+    pub fn key_fingerprint(&self) -> Result<Option<String>, String> {
+        let Some(tls) = &self.tls else { return Ok(None) };
+        use rustls_pki_types::pem::PemObject;
+        let cert = rustls_pki_types::CertificateDer::from_pem_file(&tls.cert).map_err(|e| format!("{}: {e}", tls.cert.display()))?;
+        fedrad_shared::identity::public_key_fingerprint(&cert).map(Some).map_err(|e| format!("{}: {e}", tls.cert.display()))
+    }
+
     pub fn load(path: &Path) -> Result<SiteConfig, ConfigError> {
         let cfg = Self::load_unchecked(path)?;
         cfg.validate().map_err(|detail| ConfigError::Invalid { path: path.into(), detail })?;

@@ -20,6 +20,7 @@ use crate::onnx::{InputRecipe, Intensity, Network, NetworkError};
 use crate::selection::{self, FeatureTable, TrainingData};
 use fedrad_shared::algorithms::encoder::{self, Architecture};
 use fedrad_shared::algorithms::fedavg::{self, LocalTraining, Sample};
+use fedrad_shared::secure_sum::{self, MaskingIdentity, RoundBinding, VerifiedSites};
 
 pub struct SiteEngine {
     pub config: SiteConfig,
@@ -44,6 +45,29 @@ pub struct SiteEngine {
     /// One permit per task computed at once (`policy.max_concurrent_tasks`); the client takes
     /// one before it starts a task, so tasks beyond the bound wait.
     task_slots: Arc<tokio::sync::Semaphore>,
+    /// The site's secure-sum key, derived from its certificate key; why there is none (no
+    /// `[tls]`, or a key secure aggregation cannot use) otherwise.
+    masking: Result<MaskingIdentity, String>,
+}
+
+/// The secure-sum key from the site's certificate key (`[tls] key`, PKCS#8 P-256) and
+/// certificate. Its signature is kept in `<work_dir>/masking-key.sig`, so the signed key (and
+/// the tasks that carry it) stay the same across restarts.
+fn masking_identity(config: &SiteConfig) -> Result<MaskingIdentity, String> {
+    let tls = config.tls.as_ref().ok_or("the site runs without [tls] (plaintext test mode)")?;
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    use rustls_pki_types::pem::PemObject;
+    let key = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(&read(&tls.key)?).map_err(|e| format!("{}: not a PKCS#8 PEM key ({e})", tls.key.display()))?;
+    let cert = rustls_pki_types::CertificateDer::from_pem_slice(&read(&tls.cert)?).map_err(|e| format!("{}: not a PEM certificate ({e})", tls.cert.display()))?;
+    let sig_path = config.work_dir.join("masking-key.sig");
+    let previous = std::fs::read(&sig_path).ok();
+    let identity = MaskingIdentity::new(&config.site_id, key.secret_pkcs8_der(), &cert, previous.clone()).map_err(|e| e.to_string())?;
+    if previous.as_deref() != Some(identity.signed_key().signature.as_slice())
+        && let Err(e) = write_atomic(&sig_path, &identity.signed_key().signature)
+    {
+        tracing::warn!(error = %e, path = %sig_path.display(), "could not keep the secure-sum key's signature; it will be signed anew at the next start");
+    }
+    Ok(identity)
 }
 
 /// What `audit_head` (field 5: a one-byte tag, a one-byte length and 64 hex digits) adds to an
@@ -122,6 +146,10 @@ impl SiteEngine {
         let audit = AuditLog::open(&config.work_dir.join("audit.jsonl"))?;
         let schema = config.table_schema().map_err(EngineError::Schema)?;
         let task_slots = Arc::new(tokio::sync::Semaphore::new(config.policy.max_concurrent_tasks.max(1) as usize));
+        let masking = masking_identity(&config);
+        if let Err(why) = &masking {
+            tracing::warn!(reason = %why, "no secure-sum key: studies that secure-sum will be refused");
+        }
         Ok(SiteEngine {
             config,
             cohort,
@@ -133,7 +161,48 @@ impl SiteEngine {
             in_flight: Mutex::new(BTreeMap::new()),
             study_disk: Mutex::new(BTreeMap::new()),
             task_slots,
+            masking,
         })
+    }
+
+    /// The signed secure-sum key the hello carries (none without a usable certificate key).
+    pub fn masking_key(&self) -> Option<proto::MaskingKey> {
+        self.masking.as_ref().ok().map(|m| m.signed_key().clone())
+    }
+
+    /// The fingerprint of this site's certificate key, as a plan pins it.
+    pub fn key_fingerprint(&self) -> Option<String> {
+        self.masking.as_ref().ok().map(|m| m.fingerprint())
+    }
+
+    /// What the approved plan says about secure aggregation, for this task: the verified
+    /// sites to mask for, none for a plain reply, or a refusal. A plan that secure-sums a kind
+    /// gets no plain reply to it (except site-alone baseline rounds, if the plan opts in), and
+    /// a task that asks for a secure sum the plan does not make is refused too.
+    fn secure_sum_rule(&self, task: &Task, plan: &fedrad_shared::plan::StudyPlan) -> Result<Option<VerifiedSites>, SiteRefusal> {
+        let Some(kind) = &task.kind else { return Ok(None) };
+        let summable = secure_sum::secure_summable(kind);
+        match (&plan.secure_aggregation, &task.secure_sum, summable) {
+            (Some(settings), Some(secure), true) => {
+                let own = self
+                    .masking
+                    .as_ref()
+                    .map_err(|why| SiteRefusal::Precondition(format!("this study secure-sums its aggregates and this site has no secure-sum key: {why}")))?;
+                secure_sum::verify_peers(own, &plan.site_set(), &settings.site_keys, secure)
+                    .map(Some)
+                    .map_err(|e| SiteRefusal::InvalidParameters(format!("secure sum: {e}")))
+            }
+            (Some(settings), None, true) => {
+                if settings.site_alone_baselines && matches!(kind, task::Kind::ClassifierRound(c) if c.objective == proto::ClassifierObjective::Logistic as i32) {
+                    return Ok(None);
+                }
+                Err(SiteRefusal::InvalidParameters(format!("the approved plan secure-sums {} replies; this task asks for a plain one", kind_name(task))))
+            }
+            (_, Some(_), _) => {
+                Err(SiteRefusal::InvalidParameters(format!("this task asks for a secure sum of {} replies, which the approved plan does not make", kind_name(task))))
+            }
+            (_, None, _) => Ok(None),
+        }
     }
 
     /// The permits of the tasks computed at once: take one before calling [`Self::handle`].
@@ -199,6 +268,10 @@ impl SiteEngine {
             Err(Failure::Refused(r)) => return record(refuse(r), "refused"),
             Err(Failure::Failed(detail)) => return record(reply_with(task_reply::Outcome::Failure(proto::TaskFailure { detail })), "failed"),
         };
+        let secure = match self.secure_sum_rule(task, &approval.plan) {
+            Ok(s) => s,
+            Err(r) => return record(refuse(r), "refused"),
+        };
         // A resent task is answered from the cache, byte for byte, without recomputing.
         let cache = self.cache_path(&task.study_id, &task.task_id);
         if let Ok(bytes) = std::fs::read(&cache) {
@@ -216,7 +289,15 @@ impl SiteEngine {
             }
         }
         let started = std::time::Instant::now();
-        let computed = self.compute(task, &approval);
+        let mut clear_count = None;
+        let computed = self.compute(task, &approval).and_then(|agg| match (&secure, &self.masking) {
+            (Some(sites), Ok(own)) => {
+                clear_count = Some(agg.patient_count);
+                let round = RoundBinding { study_id: &task.study_id, plan_sha256: &task.plan_sha256, task_id: &task.task_id };
+                secure_sum::mask(own, sites, round, agg).map_err(|e| Failure::Refused(SiteRefusal::InvalidParameters(format!("secure sum: {e}"))))
+            }
+            _ => Ok(agg),
+        });
         tracing::debug!(task = %task.task_id, millis = started.elapsed().as_secs_f64() * 1e3, "computed");
         let outcome = match computed {
             Ok(agg) => task_reply::Outcome::Aggregate(agg),
@@ -238,7 +319,7 @@ impl SiteEngine {
             Some(task_reply::Outcome::Refusal(_)) => "refused",
             _ => "failed",
         };
-        match self.audit(task, task_digest, task_kept, reply, label) {
+        match self.audit_counted(task, task_digest, task_kept, reply, label, clear_count) {
             Ok(sent) => {
                 if let Some(bytes) = cached
                     && let Err(e) = write_atomic(&cache, &bytes)
@@ -326,9 +407,23 @@ impl SiteEngine {
     /// Appends the audit entry of `reply` and returns the reply with `audit_head` set to the
     /// entry's hash. If the entry cannot be written the reply must not be sent: `Err` holds a
     /// `TaskFailure` naming the problem instead (itself audited if the log takes it).
-    fn audit(&self, task: &Task, task_digest: &str, task_kept: bool, mut reply: TaskReply, outcome: &str) -> Result<TaskReply, TaskReply> {
+    fn audit(&self, task: &Task, task_digest: &str, task_kept: bool, reply: TaskReply, outcome: &str) -> Result<TaskReply, TaskReply> {
+        self.audit_counted(task, task_digest, task_kept, reply, outcome, None)
+    }
+
+    /// [`Self::audit`], recording `clear_count` as the reply's patient count: a masked reply
+    /// carries its count only inside its masked words.
+    fn audit_counted(
+        &self,
+        task: &Task,
+        task_digest: &str,
+        task_kept: bool,
+        mut reply: TaskReply,
+        outcome: &str,
+        clear_count: Option<u64>,
+    ) -> Result<TaskReply, TaskReply> {
         reply.audit_head.clear();
-        match self.append_entry(task, task_digest, task_kept, &reply, outcome) {
+        match self.append_entry(task, task_digest, task_kept, &reply, outcome, clear_count) {
             Ok(head) => {
                 reply.audit_head = head;
                 Ok(reply)
@@ -340,7 +435,7 @@ impl SiteEngine {
                     outcome: Some(task_reply::Outcome::Failure(proto::TaskFailure { detail: format!("the audit log could not be written: {e}") })),
                     audit_head: String::new(),
                 };
-                if let Ok(head) = self.append_entry(task, task_digest, task_kept, &failure, "failed") {
+                if let Ok(head) = self.append_entry(task, task_digest, task_kept, &failure, "failed", None) {
                     failure.audit_head = head;
                 }
                 Err(failure)
@@ -351,9 +446,18 @@ impl SiteEngine {
     /// Appends the entry of `reply` (whose `audit_head` is empty) and returns its hash. The
     /// entry's `reply_digest` is the SHA-256 of the reply encoded without its `audit_head` (the
     /// head is the entry's own hash, so it cannot be part of it); `bytes_sent` counts the head.
-    fn append_entry(&self, task: &Task, task_digest: &str, task_kept: bool, reply: &TaskReply, outcome: &str) -> Result<String, crate::audit::AuditError> {
+    fn append_entry(
+        &self,
+        task: &Task,
+        task_digest: &str,
+        task_kept: bool,
+        reply: &TaskReply,
+        outcome: &str,
+        clear_count: Option<u64>,
+    ) -> Result<String, crate::audit::AuditError> {
+        let secure_sum = matches!(&reply.outcome, Some(task_reply::Outcome::Aggregate(a)) if !a.masked.is_empty());
         let (patient_count, detail) = match &reply.outcome {
-            Some(task_reply::Outcome::Aggregate(a)) => (a.patient_count, String::new()),
+            Some(task_reply::Outcome::Aggregate(a)) => (clear_count.unwrap_or(a.patient_count), String::new()),
             Some(task_reply::Outcome::Refusal(r)) => (0, r.detail.clone()),
             Some(task_reply::Outcome::Failure(f)) => (0, f.detail.clone()),
             None => (0, String::new()),
@@ -379,6 +483,7 @@ impl SiteEngine {
             bytes_sent,
             reply_digest: sha256_hex(&bytes),
             detail: bounded(&detail, 2000),
+            secure_sum,
             ..Default::default()
         };
         Ok(self.audit.lock().unwrap_or_else(|p| p.into_inner()).append(entry)?.hash)

@@ -293,7 +293,8 @@ fn main() -> anyhow::Result<()> {
                 println!("dry run: nothing recorded");
                 return Ok(());
             }
-            let a = approval::approve(&cfg.work_dir, &cfg.site_id, &table, &plan)?;
+            let own_key = cfg.key_fingerprint().map_err(|e| anyhow::anyhow!("the site's certificate: {e}"))?;
+            let a = approval::approve(&cfg.work_dir, &cfg.site_id, &table, &plan, own_key.as_deref())?;
             print!("{}", approval::summary(&a));
             for v in &brought {
                 println!("the study brings {}; read once the agent (re)starts", describe(v));

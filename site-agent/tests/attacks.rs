@@ -105,11 +105,19 @@ fn quantile(v: &mut [f64], q: f64) -> f64 {
 
 /// A hospital with the study approved and its honest first steps answered.
 fn site(name: &str) -> Site {
+    site_with(name, None, |_| {})
+}
+
+/// [`site`] with the site's certificate and key (`tls`) and the study file edited by `edit`.
+fn site_with(name: &str, tls: Option<fedrad_shared::tls::TlsFiles>, edit: impl FnOnce(&mut fedrad_shared::plan::StudyConfig)) -> Site {
     let dir = common::fresh_dir(&format!("attacks-{name}"));
     let cohort = common::one_hospital(&dir.join("cohort"), SEED, COHORT);
-    let cfg = common::local_config(&cohort.manifests[0].1, &dir);
+    let mut cfg = common::local_config(&cohort.manifests[0].1, &dir);
+    if let Some(tls) = tls {
+        cfg.tls = Some(tls);
+    }
     assert_eq!((cfg.policy.min_count, cfg.policy.max_parameter_ratio), (5, 0.33), "the default policy");
-    let plan = common::approve(&cfg, STUDY, |_| {});
+    let plan = common::approve(&cfg, STUDY, edit);
     assert_eq!((plan.seed, plan.selection.lasso.folds), (1, 10));
     let engine = site_agent::load_engine(cfg).unwrap();
     let mut s = Site { dir, engine, plan, digest: String::new(), width: 0, next: Cell::new(0), mean: vec![], sd: vec![], usable: vec![], patients: vec![] };
@@ -171,9 +179,15 @@ fn site(name: &str) -> Site {
 
 impl Site {
     fn ask_as(&self, plan: &StudyPlan, kind: task::Kind) -> Reply {
+        self.ask_with(plan, kind, None)
+    }
+
+    /// A task with a secure-sum directory (`secure`), as a study that secure-sums sends it.
+    fn ask_with(&self, plan: &StudyPlan, kind: task::Kind, secure: Option<proto::SecureSum>) -> Reply {
         let id = format!("attack-{}", self.next.get());
         self.next.set(self.next.get() + 1);
-        match self.engine.handle(&common::task(plan, &id, Some(kind))).outcome {
+        let task = proto::Task { secure_sum: secure, ..common::task(plan, &id, Some(kind)) };
+        match self.engine.handle(&task).outcome {
             Some(task_reply::Outcome::Aggregate(a)) => Reply::Answered(a),
             Some(task_reply::Outcome::Refusal(r)) => Reply::Refused(RefusalReason::try_from(r.reason).unwrap(), r.detail),
             Some(task_reply::Outcome::Failure(f)) => Reply::Failed(f.detail),
@@ -1718,4 +1732,96 @@ fn attacks_tree_rounds() {
             site.patients.len()
         ),
     );
+}
+
+// ---- secure aggregation --------------------------------------------------------------------
+
+/// A study of four hospitals that secure-sums, seen from hospital-a: its LASSO rounds come
+/// back only as masked words; a plain reply, a substituted key, a directory without one of the
+/// sites, or a secure sum of a kind read per site are refused.
+#[test]
+fn secure_sum_attacks_are_refused_and_a_masked_reply_reveals_nothing() {
+    use fedrad_shared::secure_sum::{self, Encoding, MaskingIdentity};
+    use rustls_pki_types::pem::PemObject;
+    let sites: Vec<String> = ["hospital-a", "hospital-b", "hospital-c", "hospital-d"].map(String::from).to_vec();
+    let pki_dir = common::fresh_dir("attacks-secure-pki");
+    let pki = fedrad_shared::pki::StudyPki::init_with_enrolled_sites(&pki_dir, "attacks", &["localhost".into()], &sites).unwrap();
+    let identity = |site: &str, bundle: &std::path::Path| {
+        let key = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_file(bundle.join("key.pem")).unwrap();
+        let cert = rustls_pki_types::CertificateDer::from_pem_file(bundle.join("cert.pem")).unwrap();
+        MaskingIdentity::new(site, key.secret_pkcs8_der(), &cert, None).unwrap()
+    };
+    let identities: Vec<MaskingIdentity> = sites.iter().map(|s| identity(s, &pki.site_bundle(s))).collect();
+    let pins: BTreeMap<String, String> = identities.iter().map(|i| (i.site_id().to_string(), i.fingerprint())).collect();
+    let site = site_with("secure", Some(fedrad_shared::tls::TlsFiles::bundle(&pki.site_bundle("hospital-a"))), |s| {
+        s.sites = sites.clone();
+        s.secure_aggregation.site_keys = pins.clone();
+    });
+    assert!(site.plan.secure_aggregation.is_some(), "four sites: secure aggregation is on by default");
+    assert_eq!(site.engine.key_fingerprint().as_deref(), Some(pins["hospital-a"].as_str()));
+    let directory = proto::SecureSum { sites: identities.iter().map(|i| i.entry()).collect() };
+
+    let columns = site.usable.clone();
+    let std = site.standardiser(&columns, 1.0, &BTreeMap::new());
+    let lasso = |b: f64| {
+        task::Kind::LassoRound(proto::LassoRoundTask {
+            features: Some(site.features(&columns)),
+            standardiser: Some(std.clone()),
+            family: proto::GlmFamily::Binomial as i32,
+            mixing: 1.0,
+            points: vec![proto::GlmPoint { fold: 0, intercept: 0.0, nonzero: vec![0], coefficients: vec![b], hessian: vec![] }],
+        })
+    };
+
+    // The honest round: masked words only, no count, no values.
+    let Reply::Answered(masked) = site.ask_with(&site.plan, lasso(0.5), Some(directory.clone())) else { panic!("the honest secure round was not answered") };
+    assert_eq!(masked.patient_count, 0);
+    assert!(masked.tensors.iter().all(|t| t.values.is_empty()));
+    let values = 1 + masked.tensors.iter().map(|t| t.shape.iter().product::<u64>() as usize).sum::<usize>();
+    assert_eq!(masked.masked.len(), values);
+    // What the coordinator reads off the words without the other sites' secrets, against the
+    // truth (the gradient's intercept entry Σ(μ − y) is bounded by the training count).
+    let train = site.training().len() as f64;
+    let decoded: Vec<f64> = masked.masked.iter().map(|&w| secure_sum::Encoding::FINE.decode(w)).collect();
+    let plausible = decoded.iter().filter(|v| v.abs() <= train).count();
+    report(
+        "secure sum: read a site's masked LASSO round",
+        "answered masked",
+        &format!(
+            "{plausible} of {values} decoded words even lie within ±{train} (uniform words: ~{:.0})",
+            values as f64 * 2.0 * train / Encoding::FINE.sum_bound() / 2.0
+        ),
+    );
+    assert!(plausible <= 2, "masked words decode to plausible values: {plausible}");
+
+    // The same round in the clear: refused, the plan secure-sums it.
+    let d = match site.ask_with(&site.plan, lasso(0.5), None) {
+        Reply::Refused(_, d) => d,
+        other => panic!("a plain LASSO round was not refused: {other:?}"),
+    };
+    assert!(d.contains("secure-sums"), "{d}");
+    report("secure sum: ask the LASSO round in the clear", "refused", &d);
+
+    // The coordinator puts in its own key for hospital-b (a certificate it made itself).
+    let intruder_pki = fedrad_shared::pki::StudyPki::init_with_enrolled_sites(&pki_dir.join("intruder"), "intruder", &["localhost".into()], &sites).unwrap();
+    let mut swapped = directory.clone();
+    swapped.sites[1] = identity("hospital-b", &intruder_pki.site_bundle("hospital-b")).entry();
+    for (what, dir, needle) in [
+        ("secure sum: substitute hospital-b's key", swapped, "substituted"),
+        ("secure sum: leave hospital-d out (its mask would go with it)", proto::SecureSum { sites: directory.sites[..3].to_vec() }, "plan's are"),
+    ] {
+        match site.ask_with(&site.plan, lasso(0.5), Some(dir)) {
+            Reply::Refused(_, d) => {
+                assert!(d.contains(needle), "{what}: {d}");
+                report(what, "refused", &d);
+            }
+            other => panic!("{what}: not refused: {other:?}"),
+        }
+    }
+    // A secure sum of a kind the plan reads per site.
+    match site.ask_with(&site.plan, task::Kind::CohortSummary(proto::CohortSummaryTask {}), Some(directory.clone())) {
+        Reply::Refused(_, d) => report("secure sum: of the cohort summary", "refused", &d),
+        other => panic!("a secure cohort summary was not refused: {other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(&pki_dir);
 }

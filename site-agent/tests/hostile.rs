@@ -298,7 +298,7 @@ fn hostile_a_study_with_too_few_sites_is_refused_by_a_min_sites_policy() {
         sites: sites(&["x-1", "x-2", "x-3"]),
         ..toml::from_str("study_id = \"absent\"\noutput_dir = \"o\"\nseed = 1\nsites = [\"x\"]").unwrap()
     };
-    assert!(site_agent::approval::approve(&cfg.work_dir, "hospital-a", &cfg.schema(), &other.plan().unwrap()).is_err());
+    assert!(site_agent::approval::approve(&cfg.work_dir, "hospital-a", &cfg.schema(), &other.plan().unwrap(), None).is_err());
     let plan = common::approve(&cfg, "three", |s| s.sites = sites(&["hospital-a", "hospital-b", "hospital-c"]));
     assert!(matches!(engine.handle(&common::task(&plan, "three", summary.clone())).outcome, Some(task_reply::Outcome::Aggregate(_))));
     // A task that declares other sites than its approved plan: refused.

@@ -108,7 +108,7 @@ fn a_withdrawn_study_gets_no_resends_from_the_cache() {
         Some(task_reply::Outcome::Refusal(r)) => assert!(r.detail.contains("not approved"), "{}", r.detail),
         other => panic!("expected a refusal, got {other:?}"),
     }
-    site_agent::approval::approve(&cfg.work_dir, "hospital-a", &cfg.schema(), &plan).unwrap();
+    site_agent::approval::approve(&cfg.work_dir, "hospital-a", &cfg.schema(), &plan, None).unwrap();
     assert!(matches!(engine.handle(&summary).outcome, Some(task_reply::Outcome::Aggregate(_))));
     let log = site_agent::audit::verify(&dir.join("work/audit.jsonl")).unwrap();
     assert_eq!(log.iter().map(|e| e.outcome.as_str()).collect::<Vec<_>>(), ["sent", "refused", "sent_from_cache"]);

@@ -29,8 +29,8 @@ fn main() {
             agents.push(start_agent(cfg).await);
         }
         server.hub.wait_for_sites(&sites, Duration::from_secs(30), &|_| {}).await.unwrap();
-        let study = fedrad_tests::study_config("bench", &dir.path().join("out"), sites.clone(), 1);
-        fedrad_tests::approve_study(&agents, &study);
+        let mut study = fedrad_tests::study_config("bench", &dir.path().join("out"), sites.clone(), 1);
+        fedrad_tests::approve_study(&agents, &mut study);
         let plan = study.plan().unwrap();
 
         let mut times = Vec::with_capacity(rounds);
@@ -46,6 +46,7 @@ fn main() {
                     study_id: "bench".into(),
                     plan_sha256: plan.sha256(),
                     kind: Some(task::Kind::CohortSummary(proto::CohortSummaryTask {})),
+                    secure_sum: None,
                 };
                 set.spawn(async move { (site.clone(), hub.run_task(&site, t, Duration::from_secs(30)).await) });
             }

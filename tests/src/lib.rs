@@ -86,17 +86,26 @@ pub fn study_config(study_id: &str, out: &Path, sites: Vec<String>, seed: u64) -
         // A small, quick encoder: the tests check the federation, not the features' quality.
         deep: coordinator::config::DeepSettings { rounds: 3, embedding: 48, ..Default::default() },
         limits: Default::default(),
+        secure_aggregation: Default::default(),
     }
 }
 
 /// Every listed site's operator approves the study's plan (what `site-agent approve --study`
-/// does at each hospital); sites the plan does not list are left alone.
-pub fn approve_study(agents: &[RunningAgent], study: &StudyConfig) {
+/// does at each hospital); sites the plan does not list are left alone. A study that
+/// secure-sums and pins no keys first gets the agents' (what `coordinator certs pins` prints).
+pub fn approve_study(agents: &[RunningAgent], study: &mut StudyConfig) {
+    if study.secure_aggregation.on(study.sites.len()) && study.secure_aggregation.site_keys.is_empty() {
+        study.secure_aggregation.site_keys = agents
+            .iter()
+            .filter(|a| study.sites.contains(&a.engine.config.site_id))
+            .filter_map(|a| Some((a.engine.config.site_id.clone(), a.engine.key_fingerprint()?)))
+            .collect();
+    }
     let plan = study.plan().expect("the study's plan");
     for a in agents {
         let cfg = &a.engine.config;
         if plan.sites.contains(&cfg.site_id) {
-            site_agent::approval::approve(&cfg.work_dir, &cfg.site_id, &cfg.schema(), &plan).expect("approval");
+            site_agent::approval::approve(&cfg.work_dir, &cfg.site_id, &cfg.schema(), &plan, cfg.key_fingerprint().unwrap().as_deref()).expect("approval");
         }
     }
 }

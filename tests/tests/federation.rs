@@ -58,7 +58,7 @@ async fn four_sites_over_mtls_give_the_pooled_split_table1_selection_and_models(
     // C of logistic regression and the SVMs chosen by cross-validated AUC (checked below).
     study.models.search = coordinator::config::SearchSettings { enabled: true, c: vec![0.1, 10.0] };
     let deep_settings = study.deep.clone();
-    approve_study(&agents, &study);
+    approve_study(&agents, &mut study);
     let results = StudyRunner::new(server.hub.clone(), study, &Quiet).run().await.expect("study runs");
     check_deep_features(&dir, &cohort, &results, &deep_settings, seed);
 
@@ -489,6 +489,52 @@ fn check_comparison_against_pooled(
     assert!(!comparison.clinical_added.is_empty(), "Model III is compared with its base model");
 }
 
+/// Secure aggregation changes what the coordinator sees, not what the study finds: the same
+/// study with it on and off writes the same `results.json`, byte for byte (both paths sum in
+/// the same fixed point); with it on, the LASSO, CV-loss, classifier and tree rounds
+/// came back masked, and each site's audit log says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn secure_aggregation_on_and_off_give_the_same_results_json_byte_for_byte() {
+    let dir = TempDir::new("secure-equal");
+    let seed = 5;
+    let cohort = small_cohort(&dir.path().join("cohort"), 100, seed);
+    let Federation { server, agents, sites } = start_federation(dir.path(), &cohort, |_, cfg| {
+        cfg.policy.min_count = 1;
+        cfg.policy.max_parameter_ratio = 1.0;
+    })
+    .await;
+    let mut outputs = Vec::new();
+    for secure in [true, false] {
+        let id = if secure { "secure-on" } else { "secure-off" };
+        let out = dir.path().join(id);
+        let mut study = study_config(id, &out, sites.clone(), seed);
+        study.selection.sequences = vec!["t2".into()];
+        study.selection.lasso.folds = 3;
+        study.deep.enabled = false;
+        study.clinical_model.variables = Some(vec!["age".into(), "sex".into(), "overall_stage".into()]);
+        study.secure_aggregation.enabled = Some(secure);
+        study.secure_aggregation.site_alone_baselines = true;
+        approve_study(&agents, &mut study);
+        let results = StudyRunner::new(server.hub.clone(), study, &Quiet).run().await.expect("study runs");
+        let masked: u64 = results.protocol.iter().map(|p| p.secure_summed_rounds).sum();
+        let fitted: usize = results.models.iter().map(|m| m.classifiers.len()).sum();
+        let text = std::fs::read_to_string(out.join("results.json")).unwrap();
+        outputs.push((masked, fitted, text.replace(&format!("\"{id}\""), "\"ID\"")));
+    }
+    let (on, off) = (&outputs[0], &outputs[1]);
+    assert!(on.0 > 100, "secure-summed rounds with it on: {}", on.0);
+    assert_eq!(off.0, 0, "secure-summed rounds with it off");
+    assert!(on.1 >= 10, "classifiers fitted: {}", on.1);
+    assert!(on.2 == off.2, "results.json differs between secure aggregation on and off");
+    for site in &sites {
+        let log = site_agent::audit::verify(&dir.path().join("work").join(site).join("audit.jsonl")).unwrap();
+        let masked = |study: &str| log.iter().filter(|e| e.study_id == study && e.secure_sum).count();
+        assert!(masked("secure-on") > 100 && masked("secure-off") == 0, "{site}: masked replies {} / {}", masked("secure-on"), masked("secure-off"));
+        assert!(log.iter().filter(|e| e.secure_sum).all(|e| matches!(e.kind.as_str(), "lasso_round" | "cv_loss" | "classifier_round" | "tree_round")));
+    }
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_site_requiring_more_sites_stops_the_study_before_any_task() {
     let dir = TempDir::new("min-sites");
@@ -502,8 +548,8 @@ async fn a_site_requiring_more_sites_stops_the_study_before_any_task() {
         cfg.policy.min_sites = if k == 2 { 5 } else { 1 };
         agents.push(start_agent(cfg).await);
     }
-    let study = study_config("min-sites", &dir.path().join("study"), sites.clone(), 1);
-    approve_study(&agents, &study);
+    let mut study = study_config("min-sites", &dir.path().join("study"), sites.clone(), 1);
+    approve_study(&agents, &mut study);
     let err = StudyRunner::new(server.hub.clone(), study, &Quiet).run().await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, StudyError::Refused { .. }) && text.contains(&sites[2]) && text.contains("at least 5 sites"), "{text}");
@@ -548,8 +594,8 @@ async fn a_site_below_its_minimum_refuses_and_the_study_says_which_and_why() {
         }
     })
     .await;
-    let study = study_config("refusal", &dir.path().join("study"), sites, 1);
-    approve_study(&_agents, &study);
+    let mut study = study_config("refusal", &dir.path().join("study"), sites, 1);
+    approve_study(&_agents, &mut study);
     let err = StudyRunner::new(server.hub.clone(), study, &Quiet).run().await.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, StudyError::Refused { .. }), "{msg}");
@@ -566,8 +612,8 @@ async fn ten_folds_at_a_small_site_are_refused_and_the_study_names_site_and_fold
     // 80 patients: the smallest hospital has ~10 training patients, one per fold at K = 10.
     let cohort = small_cohort(&dir.path().join("cohort"), 80, 5);
     let Federation { server, agents: _agents, sites } = start_federation(dir.path(), &cohort, |_, cfg| cfg.policy.min_count = 3).await;
-    let study = study_config("fold-refusal", &dir.path().join("study"), sites, 1);
-    approve_study(&_agents, &study);
+    let mut study = study_config("fold-refusal", &dir.path().join("study"), sites, 1);
+    approve_study(&_agents, &mut study);
     let err = StudyRunner::new(server.hub.clone(), study, &Quiet).run().await.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(&err, StudyError::Refused { step, .. } if step == "folds"), "{msg}");
@@ -584,11 +630,11 @@ async fn an_unapproved_study_or_a_changed_plan_is_refused_by_every_site() {
     let dir = TempDir::new("approval");
     let cohort = small_cohort(&dir.path().join("cohort"), 60, 6);
     let Federation { server, agents, sites } = start_federation(dir.path(), &cohort, |_, _| {}).await;
-    let study = study_config("approval", &dir.path().join("study"), sites.clone(), 1);
+    let mut study = study_config("approval", &dir.path().join("study"), sites.clone(), 1);
     let err = StudyRunner::new(server.hub.clone(), study.clone(), &Quiet).run().await.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(&err, StudyError::Refused { step, .. } if step == "cohort_summary") && msg.contains("is not approved at this site"), "{msg}");
-    approve_study(&agents, &study);
+    approve_study(&agents, &mut study);
     let mut changed = study.clone();
     changed.split.training_fraction = 0.69;
     let err = StudyRunner::new(server.hub.clone(), changed, &Quiet).run().await.unwrap_err();

@@ -42,12 +42,13 @@ async fn onnx_network_deep_features_reach_model_ii_and_a_tampered_copy_is_refuse
             onnx: Some(OnnxNetwork { file: "tiny.onnx".into(), sha256: sha256.clone(), input_size: 16, channels: 1, field_mm: 48.0, intensity: "zscore".into() }),
             ..Default::default()
         };
-        s.validate().unwrap();
         s
     };
 
-    approve_study(&agents, &study("onnx-ok"));
-    let results = StudyRunner::new(server.hub.clone(), study("onnx-ok"), &Quiet).run().await.expect("study runs");
+    let mut ok = study("onnx-ok");
+    approve_study(&agents, &mut ok);
+    ok.validate().unwrap();
+    let results = StudyRunner::new(server.hub.clone(), ok, &Quiet).run().await.expect("study runs");
     assert!(results.deep_notes.is_empty(), "{:?}", results.deep_notes);
     let d = &results.deep[0];
     assert_eq!((d.dimension, d.embedded), (5, 100));
@@ -64,8 +65,9 @@ async fn onnx_network_deep_features_reach_model_ii_and_a_tampered_copy_is_refuse
     let k = bytes.len() - 20;
     bytes[k] ^= 0x40;
     std::fs::write(&networks[3], &bytes).unwrap();
-    approve_study(&agents, &study("onnx-tampered"));
-    let results = StudyRunner::new(server.hub.clone(), study("onnx-tampered"), &Quiet).run().await.expect("study runs");
+    let mut tampered = study("onnx-tampered");
+    approve_study(&agents, &mut tampered);
+    let results = StudyRunner::new(server.hub.clone(), tampered, &Quiet).run().await.expect("study runs");
     let note = results.deep_notes.get("t2").expect("no deep features for t2");
     assert!(note.contains(&sites[3]) && note.contains("SHA-256"), "{note}");
     assert!(results.deep.is_empty());

@@ -37,8 +37,8 @@ async fn receipts_name_the_sites_audit_entries_and_find_a_truncated_log() {
     assert_eq!(receipts[0].reply_digest, log.last().unwrap().reply_digest);
 
     // An approved study's answers, through the hub with receipts on.
-    let study = study_config("approved", &dir.path().join("approved"), vec![site.clone()], 1);
-    approve_study(std::slice::from_ref(&agent), &study);
+    let mut study = study_config("approved", &dir.path().join("approved"), vec![site.clone()], 1);
+    approve_study(std::slice::from_ref(&agent), &mut study);
     let plan = study.plan().unwrap();
     let receipts_dir = dir.path().join("approved/receipts");
     hub.journal_receipts("approved", receipts_dir.clone());
@@ -48,6 +48,7 @@ async fn receipts_name_the_sites_audit_entries_and_find_a_truncated_log() {
         study_sites: plan.sites.clone(),
         plan_sha256: plan.sha256(),
         kind: Some(task::Kind::CohortSummary(proto::CohortSummaryTask {})),
+        secure_sum: None,
     };
     for id in ["c1", "c2", "c1", "c3"] {
         let reply = hub.run_task(&site, task(id), Duration::from_secs(60)).await.unwrap();

@@ -20,7 +20,7 @@ async fn a_resumed_study_replays_its_journal_and_writes_the_same_results() {
     let mut study = study_config("resume-test", &out, sites, seed);
     study.selection.lasso.folds = 5;
     study.models.classifiers = vec![ClassifierKind::LogisticRegression, ClassifierKind::RandomForest];
-    approve_study(&agents, &study);
+    approve_study(&agents, &mut study);
     let run = async |resume: bool| StudyRunner::new(server.hub.clone(), study.clone(), &Quiet).resume(resume).run().await.expect("study runs");
     let read = || std::fs::read(out.join("results.json")).unwrap();
 
@@ -64,7 +64,7 @@ async fn a_resumed_study_replays_its_journal_and_writes_the_same_results() {
     // full (they keep their ledgers per plan): nothing is replayed, the split stays as fixed.
     let mut changed = study.clone();
     changed.models.logistic.c = 0.5;
-    approve_study(&agents, &changed);
+    approve_study(&agents, &mut changed);
     let other = StudyRunner::new(server.hub.clone(), changed, &Quiet).resume(true).run().await.expect("study runs");
     let step = |name: &str| other.protocol.iter().find(|p| p.step == name).unwrap();
     assert!(step("split").tasks > 0 && step("split").replayed_rounds == 0);

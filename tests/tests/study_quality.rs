@@ -19,8 +19,8 @@ async fn the_best_validation_auc_is_within_0_1_of_the_oracle() {
         cfg.policy.max_parameter_ratio = 0.75;
     })
     .await;
-    let study = study_config("quality", &dir.path().join("study"), sites, seed);
-    approve_study(&agents, &study);
+    let mut study = study_config("quality", &dir.path().join("study"), sites, seed);
+    approve_study(&agents, &mut study);
     let results = StudyRunner::new(server.hub.clone(), study, &Quiet).run().await.expect("study runs");
     assert_eq!((results.split.total.training(), results.split.total.validation()), (229, 99));
     let oracle = cohort.truth.oracle_auc;

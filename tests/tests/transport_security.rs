@@ -37,7 +37,13 @@ async fn foreign_ca_missing_certificate_and_wrong_identity_are_refused() {
     let outcome = async {
         let ch = tonic::transport::Endpoint::from_shared(format!("https://localhost:{port}"))?.tls_config(tls)?.connect().await?;
         let hello = SiteMessage {
-            body: Some(site_message::Body::Hello(SiteHello { protocol: fedrad_shared::PROTOCOL.into(), site_id: site.clone(), agent_version: "x".into(), policy: None })),
+            body: Some(site_message::Body::Hello(SiteHello {
+                protocol: fedrad_shared::PROTOCOL.into(),
+                site_id: site.clone(),
+                agent_version: "x".into(),
+                policy: None,
+                masking_key: None,
+            })),
         };
         let mut s = FederationClient::new(ch).session(tokio_stream_once(hello)).await?.into_inner();
         s.message().await?;
@@ -81,7 +87,7 @@ async fn aggregates_far_above_grpc_default_limit_arrive_intact() {
     let ch = tonic::transport::Endpoint::from_shared(format!("https://localhost:{port}")).unwrap().tls_config(tls).unwrap().connect().await.unwrap();
     let mut client = FederationClient::new(ch).max_decoding_message_size(1 << 28).max_encoding_message_size(1 << 28);
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let hello = SiteHello { protocol: fedrad_shared::PROTOCOL.into(), site_id: "hospital-a".into(), agent_version: "t".into(), policy: None };
+    let hello = SiteHello { protocol: fedrad_shared::PROTOCOL.into(), site_id: "hospital-a".into(), agent_version: "t".into(), policy: None, masking_key: None };
     tx.send(SiteMessage { body: Some(site_message::Body::Hello(hello)) }).await.unwrap();
     let mut inbound = client.session(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
     // A minimal site: answer the one task with a 2000×2500 matrix.
@@ -89,7 +95,7 @@ async fn aggregates_far_above_grpc_default_limit_arrive_intact() {
         while let Some(m) = inbound.message().await.unwrap() {
             if let Some(coordinator_message::Body::Task(t)) = m.body {
                 let values: Vec<f64> = (0..5_000_000).map(|i| i as f64 * 0.5).collect();
-                let agg = Aggregate { patient_count: 100, tensors: vec![Tensor { name: "gram".into(), shape: vec![2000, 2500], values }] };
+                let agg = Aggregate { patient_count: 100, tensors: vec![Tensor { name: "gram".into(), shape: vec![2000, 2500], values }], masked: vec![] };
                 let reply = TaskReply { task_id: t.task_id, outcome: Some(task_reply::Outcome::Aggregate(agg)), ..Default::default() };
                 tx.send(SiteMessage { body: Some(site_message::Body::Reply(reply)) }).await.unwrap();
             }

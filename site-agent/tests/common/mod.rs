@@ -45,14 +45,21 @@ pub fn approve(cfg: &site_agent::config::SiteConfig, study_id: &str, edit: impl 
     let mut study: fedrad_shared::plan::StudyConfig = toml::from_str(&text).unwrap();
     edit(&mut study);
     let plan = study.plan().unwrap();
-    site_agent::approval::approve(&cfg.work_dir, &cfg.site_id, &cfg.schema(), &plan).unwrap();
+    site_agent::approval::approve(&cfg.work_dir, &cfg.site_id, &cfg.schema(), &plan, cfg.key_fingerprint().ok().flatten().as_deref()).unwrap();
     plan
 }
 
 /// A task of an approved study, as its coordinator sends it.
 #[allow(dead_code)]
 pub fn task(plan: &fedrad_shared::plan::StudyPlan, id: &str, kind: Option<fedrad_shared::proto::task::Kind>) -> fedrad_shared::proto::Task {
-    fedrad_shared::proto::Task { task_id: id.into(), study_id: plan.study_id.clone(), study_sites: plan.sites.clone(), plan_sha256: plan.sha256(), kind }
+    fedrad_shared::proto::Task {
+        task_id: id.into(),
+        study_id: plan.study_id.clone(),
+        study_sites: plan.sites.clone(),
+        plan_sha256: plan.sha256(),
+        kind,
+        secure_sum: None,
+    }
 }
 
 /// The centre and scale (mean and population SD over every patient) of some feature columns:

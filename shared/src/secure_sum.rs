@@ -1,0 +1,640 @@
+//! Secure aggregation: for the task kinds whose replies the coordinator only adds up, it
+//! learns the sum over the study's sites and never one site's aggregate.
+//!
+//! **Method** (pairwise masking, Bonawitz et al., CCS 2017, without its dropout recovery):
+//! 1. *Keys.* Each site holds an X25519 key pair derived by HKDF from its certificate key, so
+//!    it is the same after a restart and changes with the certificate key, and signs the
+//!    public half with that certificate key (ECDSA P-256). The signed key travels in its hello.
+//! 2. *Who takes part.* A task the study secure-sums carries every study site's signed key as
+//!    the coordinator holds it ([`proto::SecureSum`]). A site masks only if those sites are
+//!    exactly its approved plan's, and every key's certificate public key has the fingerprint
+//!    the plan pins for that site and its signature verifies ([`verify_peers`]). The
+//!    coordinator cannot slip in a key of its own: the fingerprints are part of the plan whose
+//!    hash every site approved.
+//! 3. *Masks.* For every other site j, site i takes the X25519 secret it shares with j and
+//!    derives from it by HKDF-SHA256, bound to the study, the plan's hash, the task id and the
+//!    site set, a 256-bit seed; the ChaCha20 stream from that seed is the pair's mask, which i
+//!    adds if its id sorts before j's and subtracts otherwise ([`mask`]).
+//! 4. *Encoding.* The site writes its aggregate in fixed point — value·2^F rounded to the
+//!    nearest integer, as a two's-complement word modulo 2⁶⁴ — its patient count first, then
+//!    every tensor's values in order, and adds the masks. The coordinator adds the words of
+//!    all sites modulo 2⁶⁴ ([`combine`]): the masks cancel, and what is left is the exact sum
+//!    of the encoded values.
+//!
+//! **Same results with or without it.** The coordinator sums these task kinds' replies in the
+//! same fixed point when the study does not mask them ([`combine`] encodes plain replies the
+//! way a site does), so a study's results are the same bit for bit with secure aggregation on
+//! or off, and no longer depend on the order in which the sites' floating-point sums would be
+//! added.
+//!
+//! **Precision and range** ([`Encoding`]). Hessian blocks, the bulk of the bytes, use F = 32:
+//! each value is rounded by at most 2⁻³³ ≈ 1.2·10⁻¹⁰ and a sum must stay within ±2³¹; a
+//! Hessian only sets a Newton step's direction, and the point the solvers converge to is
+//! where the gradient vanishes. Everything else — counts, losses, gradients, histograms —
+//! uses F = 40: rounded by at most 2⁻⁴¹ ≈ 4.5·10⁻¹³, sums within ±2²³ ≈ 8.4·10⁶, fine enough
+//! for the solvers' backtracking tests, which compare objectives to 10⁻¹³ of their size (at
+//! F = 32 their rounding noise made the LASSO halve its steps without end). With K sites each
+//! value a site sends must lie within ±(bound)/K; a site refuses a reply with a value beyond
+//! it rather than let the sum wrap. The kinds summed here ([`secure_summable`]) hold counts,
+//! losses, gradients, Hessian blocks and tree histograms on the study's standardised scale,
+//! which grow with the patient count N (Σ zᵢ² = N over the training cohort; binomial weights
+//! are ≤ ¼): of the order of N, a gradient entry at most N·max|z| ≤ N^1.5, a loss N·|η| at a
+//! linear predictor η — within range up to about 10 000 training patients.
+//!
+//! **What it does not hide.** The sum itself, with its patient count; whatever the task kinds
+//! that are not summed here reveal per site (they are listed in the README and the report);
+//! and a coordinator colluding with all the other sites can subtract their answers. Without
+//! even one other site's secret the residual of a site's words is a ChaCha20 stream (tests
+//! below). A site that leaves for good is never unmasked — there are no recovery shares — so
+//! the round waits for it as for any answer, and the study stops if it does not return
+//! within the task timeout.
+
+use std::collections::BTreeMap;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use ring::signature::{self, KeyPair};
+use x25519_dalek::{PublicKey, StaticSecret};
+
+use crate::aggregate::SiteAggregate;
+use crate::algorithms::CombineError;
+use crate::proto::{self, Aggregate, Tensor, task};
+
+/// The fixed point of a tensor: its value·2^`fraction_bits`, rounded, in a 64-bit word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encoding {
+    pub fraction_bits: u32,
+}
+
+impl Encoding {
+    /// Counts, losses, gradients and histograms: 2⁴⁰ per unit (rounded by at most
+    /// 4.5·10⁻¹³), sums within ±2²³ ≈ 8.4·10⁶. The backtracking tests of the Newton solvers
+    /// compare objectives to 10⁻¹³ of their size, so these need the finer grid.
+    pub const FINE: Encoding = Encoding { fraction_bits: 40 };
+    /// Hessian blocks (the bulk of the bytes): 2³² per unit (rounded by at most 1.2·10⁻¹⁰),
+    /// sums within ±2³¹ ≈ 2.1·10⁹. A Hessian only sets the Newton direction; the point the
+    /// solvers converge to is where the (finely encoded) gradient vanishes.
+    pub const COARSE: Encoding = Encoding { fraction_bits: 32 };
+
+    /// The encoding of the tensor named `name` (the same on every site and the coordinator).
+    pub fn of(name: &str) -> Encoding {
+        if name.starts_with("hessian") { Encoding::COARSE } else { Encoding::FINE }
+    }
+
+    fn unit(self) -> f64 {
+        (1u64 << self.fraction_bits) as f64
+    }
+
+    /// The largest magnitude a sum can take.
+    pub fn sum_bound(self) -> f64 {
+        (1u64 << (63 - self.fraction_bits)) as f64
+    }
+
+    /// `value` as a word modulo 2⁶⁴; `None` if not finite or |value| ≥ `bound`.
+    pub fn encode(self, value: f64, bound: f64) -> Option<u64> {
+        (value.is_finite() && value.abs() < bound).then(|| (value * self.unit()).round() as i64 as u64)
+    }
+
+    /// The value a (summed) word stands for.
+    pub fn decode(self, word: u64) -> f64 {
+        word as i64 as f64 / self.unit()
+    }
+}
+
+/// The site id the coordinator gives a summed answer.
+pub const SUM_OF_SITES: &str = "sum-of-sites";
+
+const KEY_LABEL: &[u8] = b"fedrad.v1 secure-sum key";
+
+/// The task kinds whose replies the coordinator only adds up, element by element, over all
+/// the study's sites, on the study's standardised scale: these go through secure aggregation
+/// when the study turns it on (and through the same fixed-point sum when it does not). The
+/// others are read per site (cohort counts, splits, folds, Table 1, feature moments, per-site
+/// AUC, encoder rounds) or are on raw scales no fixed range holds (the clinical model's
+/// `logistic_round`, whose design is age in years and level indicators: its Hessian reaches
+/// 10⁹ and more) and stay plain; the report names both lists.
+pub fn secure_summable(kind: &task::Kind) -> bool {
+    matches!(kind, task::Kind::LassoRound(_) | task::Kind::CvLoss(_) | task::Kind::ClassifierRound(_) | task::Kind::TreeRound(_))
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SecureSumError {
+    #[error("the secure sum names sites [{}], the approved plan's are [{}]", .got.join(", "), .expected.join(", "))]
+    SiteSet { expected: Vec<String>, got: Vec<String> },
+    #[error("a secure sum needs at least two sites; this plan has {0}")]
+    TooFewSites(usize),
+    #[error("the approved plan pins no key for site {0}")]
+    Unpinned(String),
+    #[error("the key given for site {site} has fingerprint {got}, the approved plan pins {pinned}: the coordinator may have substituted it")]
+    PinMismatch { site: String, pinned: String, got: String },
+    #[error("site {0}'s masking key has no valid signature by its certificate key")]
+    BadSignature(String),
+    #[error("site {site}'s masking key is unusable: {detail}")]
+    BadKey { site: String, detail: String },
+    #[error("the secure sum carries another masking key for this site than its own")]
+    OwnKeyReplaced,
+    #[error("tensor `{tensor}` holds {value}, outside ±{bound} that a secure sum over these sites can hold")]
+    OutOfRange { tensor: String, value: f64, bound: f64 },
+    #[error("the site's certificate key: {0}")]
+    CertificateKey(String),
+}
+
+/// SHA-256 (hex) of a DER SubjectPublicKeyInfo: the fingerprint plans pin and revocation
+/// lists name ([`crate::identity::public_key_fingerprint`] takes it from a certificate).
+pub fn key_fingerprint(spki_der: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, spki_der).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn signed_message(site_id: &str, public_key: &[u8]) -> Vec<u8> {
+    let mut m = KEY_LABEL.to_vec();
+    m.push(0);
+    m.extend_from_slice(site_id.as_bytes());
+    m.push(0);
+    m.extend_from_slice(public_key);
+    m
+}
+
+struct Len32;
+impl ring::hkdf::KeyType for Len32 {
+    fn len(&self) -> usize {
+        32
+    }
+}
+
+fn hkdf32(salt: &[u8], ikm: &[u8], info: &[&[u8]]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, salt)
+        .extract(ikm)
+        .expand(info, Len32)
+        .expect("32 bytes is a valid HKDF length")
+        .fill(&mut out)
+        .expect("fills 32 bytes");
+    out
+}
+
+/// The EC point of a P-256 SubjectPublicKeyInfo.
+fn spki_point(spki_der: &[u8]) -> Result<Vec<u8>, String> {
+    use x509_parser::prelude::FromDer;
+    let (rest, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der).map_err(|e| e.to_string())?;
+    if !rest.is_empty() {
+        return Err("trailing bytes after the SubjectPublicKeyInfo".into());
+    }
+    Ok(spki.subject_public_key.data.to_vec())
+}
+
+/// The DER SubjectPublicKeyInfo of a certificate (DER).
+pub fn certificate_spki(cert_der: &[u8]) -> Result<Vec<u8>, SecureSumError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).map_err(|e| SecureSumError::CertificateKey(format!("the certificate cannot be read: {e}")))?;
+    Ok(cert.tbs_certificate.subject_pki.raw.to_vec())
+}
+
+/// Checks that `key` is signed by the certificate key whose SubjectPublicKeyInfo is `spki_der`.
+pub fn verify_signed_key(site_id: &str, spki_der: &[u8], key: &proto::MaskingKey) -> Result<(), SecureSumError> {
+    let point = spki_point(spki_der).map_err(|detail| SecureSumError::BadKey { site: site_id.into(), detail })?;
+    signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, &point)
+        .verify(&signed_message(site_id, &key.public_key), &key.signature)
+        .map_err(|_| SecureSumError::BadSignature(site_id.into()))
+}
+
+/// A site's secret for secure sums, and its signed public key.
+pub struct MaskingIdentity {
+    site_id: String,
+    secret: StaticSecret,
+    key: proto::MaskingKey,
+    spki: Vec<u8>,
+}
+
+impl std::fmt::Debug for MaskingIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MaskingIdentity").field("site_id", &self.site_id).field("fingerprint", &key_fingerprint(&self.spki)).finish_non_exhaustive()
+    }
+}
+
+impl MaskingIdentity {
+    /// From the site's certificate key (PKCS#8 DER, ECDSA P-256) and certificate (DER). A
+    /// `previous` signature over the same key is kept (ECDSA signatures are randomised, and
+    /// a signed key that changed at every start would change the tasks that carry it);
+    /// otherwise the key is signed anew.
+    pub fn new(site_id: &str, pkcs8: &[u8], cert_der: &[u8], previous: Option<Vec<u8>>) -> Result<Self, SecureSumError> {
+        let err = |e: String| SecureSumError::CertificateKey(e);
+        let spki = certificate_spki(cert_der)?;
+        let rng = ring::rand::SystemRandom::new();
+        let pair = signature::EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8, &rng)
+            .map_err(|e| err(format!("not an ECDSA P-256 PKCS#8 key ({e}); secure aggregation needs the key `site-agent enroll` makes")))?;
+        if pair.public_key().as_ref() != spki_point(&spki).map_err(err)?.as_slice() {
+            return Err(err("the key does not belong to the certificate".into()));
+        }
+        let secret = StaticSecret::from(hkdf32(b"fedrad.v1 masking key", pkcs8, &[site_id.as_bytes()]));
+        let public_key = PublicKey::from(&secret).as_bytes().to_vec();
+        let mut key = proto::MaskingKey { public_key, signature: previous.unwrap_or_default() };
+        if verify_signed_key(site_id, &spki, &key).is_err() {
+            key.signature = pair.sign(&rng, &signed_message(site_id, &key.public_key)).map_err(|_| err("signing failed".into()))?.as_ref().to_vec();
+        }
+        Ok(MaskingIdentity { site_id: site_id.into(), secret, key, spki })
+    }
+
+    pub fn site_id(&self) -> &str {
+        &self.site_id
+    }
+
+    /// The signed public key, as the hello carries it.
+    pub fn signed_key(&self) -> &proto::MaskingKey {
+        &self.key
+    }
+
+    /// The fingerprint of the certificate key, as a plan pins it.
+    pub fn fingerprint(&self) -> String {
+        key_fingerprint(&self.spki)
+    }
+
+    /// This site's entry in a [`proto::SecureSum`].
+    pub fn entry(&self) -> proto::SiteMaskingKey {
+        proto::SiteMaskingKey { site_id: self.site_id.clone(), subject_public_key_info: self.spki.clone(), key: Some(self.key.clone()) }
+    }
+}
+
+/// The study sites' verified masking keys, sorted by site id.
+#[derive(Debug, Clone)]
+pub struct VerifiedSites(Vec<(String, PublicKey)>);
+
+impl VerifiedSites {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn ids(&self) -> Vec<String> {
+        self.0.iter().map(|(s, _)| s.clone()).collect()
+    }
+}
+
+/// What a site accepts before it masks: the sites are exactly its plan's (`plan_sites`, sorted
+/// and without repeats, at least two), each key is the pinned site's, signed by it, and its
+/// own entry is its own key.
+pub fn verify_peers(own: &MaskingIdentity, plan_sites: &[String], pins: &BTreeMap<String, String>, secure: &proto::SecureSum) -> Result<VerifiedSites, SecureSumError> {
+    let got: Vec<String> = secure.sites.iter().map(|s| s.site_id.clone()).collect();
+    let mut sorted = got.clone();
+    sorted.sort();
+    sorted.dedup();
+    if sorted != plan_sites || got.len() != sorted.len() {
+        return Err(SecureSumError::SiteSet { expected: plan_sites.to_vec(), got });
+    }
+    if plan_sites.len() < 2 {
+        return Err(SecureSumError::TooFewSites(plan_sites.len()));
+    }
+    let mut out = Vec::with_capacity(secure.sites.len());
+    for s in &secure.sites {
+        let pinned = pins.get(&s.site_id).ok_or_else(|| SecureSumError::Unpinned(s.site_id.clone()))?;
+        let fingerprint = key_fingerprint(&s.subject_public_key_info);
+        if fingerprint != *pinned {
+            return Err(SecureSumError::PinMismatch { site: s.site_id.clone(), pinned: pinned.clone(), got: fingerprint });
+        }
+        let key = s.key.as_ref().ok_or_else(|| SecureSumError::BadKey { site: s.site_id.clone(), detail: "no masking key".into() })?;
+        verify_signed_key(&s.site_id, &s.subject_public_key_info, key)?;
+        let bytes: [u8; 32] = key.public_key.as_slice().try_into().map_err(|_| SecureSumError::BadKey { site: s.site_id.clone(), detail: "not 32 bytes".into() })?;
+        if s.site_id == own.site_id && bytes != *own.key.public_key.as_slice() {
+            return Err(SecureSumError::OwnKeyReplaced);
+        }
+        out.push((s.site_id.clone(), PublicKey::from(bytes)));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(VerifiedSites(out))
+}
+
+/// What a round's masks are bound to: a mask never serves two tasks, studies or plans.
+#[derive(Debug, Clone, Copy)]
+pub struct RoundBinding<'a> {
+    pub study_id: &'a str,
+    pub plan_sha256: &'a str,
+    pub task_id: &'a str,
+}
+
+impl RoundBinding<'_> {
+    fn info(&self, sites: &VerifiedSites) -> Vec<u8> {
+        let mut info = Vec::new();
+        for part in [self.study_id, self.plan_sha256, self.task_id].into_iter().chain(sites.0.iter().map(|(s, _)| s.as_str())) {
+            info.extend_from_slice(part.as_bytes());
+            info.push(0);
+        }
+        info
+    }
+}
+
+/// The mask stream `own` shares with `peer` for one round (the same stream at both ends).
+fn pair_stream(own: &StaticSecret, peer_id: &str, peer: &PublicKey, info: &[u8]) -> Result<ChaCha20Rng, SecureSumError> {
+    let shared = own.diffie_hellman(peer);
+    if !shared.was_contributory() {
+        return Err(SecureSumError::BadKey { site: peer_id.into(), detail: "a low-order point".into() });
+    }
+    Ok(ChaCha20Rng::from_seed(hkdf32(b"fedrad.v1 pairwise mask", shared.as_bytes(), &[info])))
+}
+
+/// The words of an aggregate in fixed point: its patient count, then each tensor's values,
+/// each within ±(its encoding's sum bound)/`sites`.
+fn encode_aggregate(aggregate: &Aggregate, sites: usize) -> Result<Vec<u64>, SecureSumError> {
+    let n = 1 + aggregate.tensors.iter().map(|t| t.values.len()).sum::<usize>();
+    let mut words = Vec::with_capacity(n);
+    let count = aggregate.patient_count as f64;
+    let fine = Encoding::FINE;
+    let bound = fine.sum_bound() / sites as f64;
+    words.push(fine.encode(count, bound).ok_or(SecureSumError::OutOfRange { tensor: "patient_count".into(), value: count, bound })?);
+    for t in &aggregate.tensors {
+        let e = Encoding::of(&t.name);
+        let bound = e.sum_bound() / sites as f64;
+        for &v in &t.values {
+            words.push(e.encode(v, bound).ok_or_else(|| SecureSumError::OutOfRange { tensor: t.name.clone(), value: v, bound })?);
+        }
+    }
+    Ok(words)
+}
+
+/// Site half: `aggregate` encoded and masked for the round; its tensors keep their names and
+/// shapes, their values move into [`Aggregate::masked`].
+pub fn mask(own: &MaskingIdentity, sites: &VerifiedSites, round: RoundBinding, aggregate: Aggregate) -> Result<Aggregate, SecureSumError> {
+    let mut words = encode_aggregate(&aggregate, sites.len().max(1))?;
+    let info = round.info(sites);
+    for (peer_id, peer) in &sites.0 {
+        if *peer_id == own.site_id {
+            continue;
+        }
+        let mut stream = pair_stream(&own.secret, peer_id, peer, &info)?;
+        let add = own.site_id < *peer_id;
+        for w in &mut words {
+            let m = stream.next_u64();
+            *w = if add { w.wrapping_add(m) } else { w.wrapping_sub(m) };
+        }
+    }
+    let tensors = aggregate.tensors.into_iter().map(|t| Tensor { name: t.name, shape: t.shape, values: Vec::new() }).collect();
+    Ok(Aggregate { patient_count: 0, tensors, masked: words })
+}
+
+fn shape_len(t: &Tensor) -> usize {
+    t.shape.iter().map(|&d| d as usize).product()
+}
+
+/// Coordinator half: the sum of every site's answer to one round, as one answer from
+/// [`SUM_OF_SITES`]. Masked answers are added as words (the masks cancel only if every site
+/// of the round is there); plain ones are first encoded as a site would, so both give the same
+/// bits. All answers must have the same tensors in the same order.
+pub fn combine(answers: &[SiteAggregate]) -> Result<SiteAggregate, CombineError> {
+    let first = answers.first().ok_or(CombineError::NoSites)?;
+    let layout: Vec<(&str, &[u64])> = first.aggregate.tensors.iter().map(|t| (t.name.as_str(), t.shape.as_slice())).collect();
+    let n = 1 + first.aggregate.tensors.iter().map(shape_len).sum::<usize>();
+    let masked = !first.aggregate.masked.is_empty();
+    let mut sum = vec![0u64; n];
+    for a in answers {
+        let bad = |detail: String| CombineError::Inconsistent { site: a.site_id.clone(), detail };
+        let this: Vec<(&str, &[u64])> = a.aggregate.tensors.iter().map(|t| (t.name.as_str(), t.shape.as_slice())).collect();
+        if this != layout {
+            return Err(bad(format!("its tensors differ from site {}'s, so the answers cannot be summed", first.site_id)));
+        }
+        let words = if masked {
+            if a.aggregate.masked.len() != n {
+                return Err(bad(format!("{} masked words, expected {n} (or a plain answer in a secure sum)", a.aggregate.masked.len())));
+            }
+            a.aggregate.masked.clone()
+        } else {
+            if !a.aggregate.masked.is_empty() {
+                return Err(bad("a masked answer among plain ones".into()));
+            }
+            if let Some(t) = a.aggregate.tensors.iter().find(|t| t.values.len() != shape_len(t)) {
+                return Err(bad(format!("tensor `{}` has {} values for shape {:?}", t.name, t.values.len(), t.shape)));
+            }
+            encode_aggregate(&a.aggregate, answers.len()).map_err(|e| bad(e.to_string()))?
+        };
+        for (s, w) in sum.iter_mut().zip(words) {
+            *s = s.wrapping_add(w);
+        }
+    }
+    let count = Encoding::FINE.decode(sum[0]);
+    if !(count >= 0.0 && count.fract() == 0.0) {
+        return Err(CombineError::Inconsistent { site: SUM_OF_SITES.into(), detail: format!("the summed patient count is {count}: a site's masks did not cancel") });
+    }
+    let mut words = sum[1..].iter();
+    let tensors = first
+        .aggregate
+        .tensors
+        .iter()
+        .map(|t| {
+            let e = Encoding::of(&t.name);
+            Tensor { name: t.name.clone(), shape: t.shape.clone(), values: words.by_ref().take(shape_len(t)).map(|&w| e.decode(w)).collect() }
+        })
+        .collect();
+    Ok(SiteAggregate::new(SUM_OF_SITES, Aggregate { patient_count: count as u64, tensors, masked: Vec::new() }))
+}
+
+/// The fingerprints to pin for `sites`, from their certificates (PEM files), for tests and
+/// `coordinator certs pins`.
+pub fn pins_from_certificates(certs: &[(String, Vec<u8>)]) -> Result<BTreeMap<String, String>, crate::identity::IdentityError> {
+    certs.iter().map(|(site, der)| Ok((site.clone(), crate::identity::public_key_fingerprint(der)?))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::AggregateBuilder;
+
+    /// A site's certificate key and certificate (self-signed: only the key matters here).
+    fn site_identity(site: &str) -> MaskingIdentity {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![site.to_string()]).unwrap().self_signed(&key).unwrap();
+        MaskingIdentity::new(site, &key.serialize_der(), cert.der(), None).unwrap()
+    }
+
+    fn federation(k: usize) -> (Vec<MaskingIdentity>, Vec<String>, BTreeMap<String, String>, proto::SecureSum) {
+        let ids: Vec<MaskingIdentity> = (0..k).map(|i| site_identity(&format!("site-{i}"))).collect();
+        let names: Vec<String> = ids.iter().map(|i| i.site_id.clone()).collect();
+        let pins = ids.iter().map(|i| (i.site_id.clone(), i.fingerprint())).collect();
+        let secure = proto::SecureSum { sites: ids.iter().map(|i| i.entry()).collect() };
+        (ids, names, pins, secure)
+    }
+
+    const ROUND: RoundBinding = RoundBinding { study_id: "s", plan_sha256: "p", task_id: "lasso-r1" };
+
+    /// An uneven aggregate for site `i`: counts, signed reals over a wide range, a matrix.
+    fn aggregate(i: usize) -> Aggregate {
+        let x = (i + 1) as f64;
+        AggregateBuilder::new(10 + 7 * i as u64)
+            .vector("n", vec![10.0 + x, 3.0 * x])
+            .scalar("loss", 12.345_678_9 * x)
+            .matrix("hessian", 2, 2, vec![1e-7 * x, -2.5e4 * x, 0.333 / x, 1e5 + x])
+            .build()
+    }
+
+    fn masked_answers(k: usize, round: RoundBinding) -> (Vec<SiteAggregate>, Vec<Aggregate>) {
+        let (ids, names, pins, secure) = federation(k);
+        let plain: Vec<Aggregate> = (0..k).map(aggregate).collect();
+        let answers = ids
+            .iter()
+            .zip(&plain)
+            .map(|(id, a)| {
+                let sites = verify_peers(id, &names, &pins, &secure).unwrap();
+                SiteAggregate::new(id.site_id.clone(), mask(id, &sites, round, a.clone()).unwrap())
+            })
+            .collect();
+        (answers, plain)
+    }
+
+    #[test]
+    fn masked_answers_sum_to_the_plain_fixed_point_sum_bit_for_bit_over_1_4_and_7_sites() {
+        for k in [1, 4, 7] {
+            let (ids, names, pins, secure) = federation(k);
+            let plain: Vec<SiteAggregate> = (0..k).map(|i| SiteAggregate::new(format!("site-{i}"), aggregate(i))).collect();
+            let plain_sum = combine(&plain).unwrap();
+            if k == 1 {
+                // One site cannot be secure-summed (there is no one to share a mask with).
+                assert_eq!(verify_peers(&ids[0], &names, &pins, &secure).unwrap_err(), SecureSumError::TooFewSites(1));
+            } else {
+                let (masked, _) = masked_answers(k, ROUND);
+                let secure_sum = combine(&masked).unwrap();
+                assert_eq!(secure_sum, plain_sum, "{k} sites");
+            }
+            // And the fixed-point sum is the float sum to the encoding's rounding (half a unit
+            // per value: 2^-33 for the coarse Hessian, 2^-41 for the rest).
+            let n: u64 = (0..k).map(|i| 10 + 7 * i as u64).sum();
+            assert_eq!(plain_sum.patient_count(), n);
+            let h = plain_sum.vector("hessian", 4).unwrap();
+            for (e, want) in
+                [(0, (1..=k).map(|x| 1e-7 * x as f64).sum::<f64>()), (1, (1..=k).map(|x| -2.5e4 * x as f64).sum()), (3, (1..=k).map(|x| 1e5 + x as f64).sum())]
+            {
+                assert!((h[e] - want).abs() <= k as f64 * 2f64.powi(-33), "{k} sites, element {e}: {} vs {want}", h[e]);
+            }
+        }
+    }
+
+    #[test]
+    fn the_fixed_point_sum_does_not_depend_on_the_order_of_the_answers() {
+        let a: Vec<SiteAggregate> = (0..5).map(|i| SiteAggregate::new(format!("s{i}"), aggregate(i))).collect();
+        let mut b = a.clone();
+        b.reverse();
+        assert_eq!(combine(&a).unwrap(), combine(&b).unwrap());
+    }
+
+    /// Bits of masked words over many rounds with the same data: each bit position is set
+    /// about half the time, and the bytes pass a chi-square test for uniformity.
+    #[test]
+    fn a_sites_masked_words_are_indistinguishable_from_uniform() {
+        let (ids, names, pins, secure) = federation(4);
+        let sites = verify_peers(&ids[0], &names, &pins, &secure).unwrap();
+        let mut byte_counts = [0u64; 256];
+        let mut bit_counts = [0u64; 64];
+        let mut words = 0u64;
+        for r in 0..400 {
+            let task_id = format!("round-{r}");
+            let m = mask(&ids[0], &sites, RoundBinding { task_id: &task_id, ..ROUND }, aggregate(0)).unwrap();
+            for w in m.masked {
+                words += 1;
+                for (b, c) in bit_counts.iter_mut().enumerate() {
+                    *c += (w >> b) & 1;
+                }
+                for byte in w.to_le_bytes() {
+                    byte_counts[byte as usize] += 1;
+                }
+            }
+        }
+        // 8 words × 400 rounds: each bit is set 3 200 / 2 ± 5 sd (sd ≈ 28).
+        for (b, &c) in bit_counts.iter().enumerate() {
+            assert!((c as f64 - words as f64 / 2.0).abs() < 5.0 * (words as f64 / 4.0).sqrt(), "bit {b} set {c} of {words} times");
+        }
+        let expected = words as f64 * 8.0 / 256.0;
+        let chi2: f64 = byte_counts.iter().map(|&c| (c as f64 - expected).powi(2) / expected).sum();
+        // 255 degrees of freedom: the 99.99th percentile is about 347.
+        assert!(chi2 < 347.0, "chi-square {chi2} over byte values");
+        // The same data in the clear is far from uniform (the test can fail).
+        let plain = encode_aggregate(&aggregate(0), 4).unwrap();
+        assert!(plain.iter().any(|w| w >> 40 == 0), "small values have zero high bytes in the clear");
+    }
+
+    /// Unmasking one site's words needs the secrets it shares with every other site: with one
+    /// missing, what is left is still a ChaCha20 stream, not the aggregate.
+    #[test]
+    fn recovering_one_sites_aggregate_needs_every_other_sites_seed() {
+        let (ids, names, pins, secure) = federation(4);
+        let sites = verify_peers(&ids[0], &names, &pins, &secure).unwrap();
+        let masked = mask(&ids[0], &sites, ROUND, aggregate(0)).unwrap().masked;
+        let truth = encode_aggregate(&aggregate(0), 4).unwrap();
+        let info = ROUND.info(&sites);
+        // Site 0's mask with site j, as site j computes it from its own secret.
+        let streams: Vec<Vec<u64>> = (1..4)
+            .map(|j| {
+                let mut s = pair_stream(&ids[j].secret, "site-0", &PublicKey::from(<[u8; 32]>::try_from(ids[0].key.public_key.as_slice()).unwrap()), &info).unwrap();
+                (0..truth.len()).map(|_| s.next_u64()).collect()
+            })
+            .collect();
+        let unmask = |known: &[usize]| -> Vec<u64> { masked.iter().enumerate().map(|(e, &w)| known.iter().fold(w, |w, &j| w.wrapping_sub(streams[j][e]))).collect() };
+        assert_eq!(unmask(&[0, 1, 2]), truth, "all three peers' seeds recover it");
+        for known in [[0, 1], [0, 2], [1, 2]] {
+            let partial = unmask(&known);
+            assert!(partial.iter().zip(&truth).all(|(a, b)| a != b), "two of three seeds ({known:?}) leave every word masked");
+        }
+    }
+
+    #[test]
+    fn a_substituted_or_unsigned_key_is_refused() {
+        let (ids, names, pins, secure) = federation(4);
+        // The coordinator replaces site-2's key by one of its own, with a certificate it made.
+        let intruder = site_identity("site-2");
+        let mut swapped = secure.clone();
+        swapped.sites[2] = intruder.entry();
+        assert!(matches!(verify_peers(&ids[0], &names, &pins, &swapped), Err(SecureSumError::PinMismatch { site, .. }) if site == "site-2"));
+        // It keeps site-2's certificate key but puts in its own X25519 key.
+        let mut forged = secure.clone();
+        forged.sites[2].key.as_mut().unwrap().public_key = intruder.key.public_key.clone();
+        assert_eq!(verify_peers(&ids[0], &names, &pins, &forged).unwrap_err(), SecureSumError::BadSignature("site-2".into()));
+        // It replaces the site's own key.
+        let mut own = secure.clone();
+        own.sites[0] = proto::SiteMaskingKey { site_id: "site-0".into(), ..ids[0].entry() };
+        own.sites[0].key = Some(proto::MaskingKey { public_key: ids[1].key.public_key.clone(), signature: Vec::new() });
+        assert!(verify_peers(&ids[0], &names, &pins, &own).is_err());
+        // It leaves a site out, adds one, or repeats one.
+        let mut fewer = secure.clone();
+        fewer.sites.pop();
+        assert!(matches!(verify_peers(&ids[0], &names, &pins, &fewer), Err(SecureSumError::SiteSet { .. })));
+        let mut repeated = secure.clone();
+        repeated.sites[3] = repeated.sites[2].clone();
+        assert!(matches!(verify_peers(&ids[0], &names, &pins, &repeated), Err(SecureSumError::SiteSet { .. })));
+        // A plan without a pin for a site.
+        let mut unpinned = pins.clone();
+        unpinned.remove("site-3");
+        assert_eq!(verify_peers(&ids[0], &names, &unpinned, &secure).unwrap_err(), SecureSumError::Unpinned("site-3".into()));
+        // The honest directory passes.
+        assert_eq!(verify_peers(&ids[0], &names, &pins, &secure).unwrap().ids(), names);
+    }
+
+    #[test]
+    fn a_value_beyond_the_range_is_refused_and_the_sum_of_a_missing_site_does_not_decode() {
+        let (ids, names, pins, secure) = federation(4);
+        let sites = verify_peers(&ids[0], &names, &pins, &secure).unwrap();
+        let big = AggregateBuilder::new(20).scalar("loss", Encoding::FINE.sum_bound() / 4.0).build();
+        assert!(matches!(mask(&ids[0], &sites, ROUND, big), Err(SecureSumError::OutOfRange { tensor, .. }) if tensor == "loss"));
+        let nan = AggregateBuilder::new(20).scalar("loss", f64::NAN).build();
+        assert!(mask(&ids[0], &sites, ROUND, nan).is_err());
+        // Three of four sites: the masks do not cancel, and the coordinator says so.
+        let (mut masked, _) = masked_answers(4, ROUND);
+        masked.pop();
+        // (a random word is a whole patient count with probability 2^-32)
+        assert!(matches!(combine(&masked), Err(CombineError::Inconsistent { site, .. }) if site == SUM_OF_SITES), "a partial sum is noise");
+        // Masks of another round do not cancel with this one's.
+        let (a, _) = masked_answers(2, ROUND);
+        let (b, _) = masked_answers(2, RoundBinding { task_id: "lasso-r2", ..ROUND });
+        assert_ne!(a[0].aggregate.masked, b[0].aggregate.masked);
+    }
+
+    #[test]
+    fn a_restarted_site_keeps_its_key_and_signature() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["site-a".to_string()]).unwrap().self_signed(&key).unwrap();
+        let first = MaskingIdentity::new("site-a", &key.serialize_der(), cert.der(), None).unwrap();
+        let again = MaskingIdentity::new("site-a", &key.serialize_der(), cert.der(), Some(first.key.signature.clone())).unwrap();
+        assert_eq!(first.key, again.key);
+        // A signature that does not verify is replaced.
+        let fresh = MaskingIdentity::new("site-a", &key.serialize_der(), cert.der(), Some(vec![1, 2, 3])).unwrap();
+        assert_eq!(fresh.key.public_key, first.key.public_key);
+        verify_signed_key("site-a", &fresh.spki, &fresh.key).unwrap();
+        // Another site's certificate with this key: refused.
+        let other = rcgen::KeyPair::generate().unwrap();
+        let other_cert = rcgen::CertificateParams::new(vec!["site-a".to_string()]).unwrap().self_signed(&other).unwrap();
+        assert!(MaskingIdentity::new("site-a", &key.serialize_der(), other_cert.der(), None).is_err());
+    }
+}
