@@ -165,7 +165,7 @@ fn secure_aggregation_markdown(r: &StudyResults) -> String {
         return "## Secure aggregation\n\nOff: the coordinator saw every site's aggregates (the results are the same with it on).\n\n".into();
     }
     format!(
-        "## Secure aggregation\n\nOn: in {secure} rounds (LASSO and cross-validation losses, logistic and SVM fitting rounds, tree histograms) each site masked its answer with pairwise masks agreed with every other site, so the coordinator learnt only the sum over all {} sites. Read per site, as published below: cohort and exclusion counts, split and fold counts, Table 1 per hospital, extraction counts, feature and design moments, correlation, rank and value histograms, score histograms (per-site AUC), DeLong placements, encoder rounds and embedding counts, the clinical model's logistic rounds (on raw scales){}.\n\n",
+        "## Secure aggregation\n\nOn: in {secure} rounds (LASSO and cross-validation losses, logistic and SVM fitting rounds, tree histograms, Mann–Whitney rank histograms, DeLong placement sums) each site masked its answer with pairwise masks agreed with every other site, so the coordinator learnt only the sum over all {} sites. Read per site, as published below: cohort and exclusion counts, split and fold counts, Table 1 per hospital, extraction counts, feature and design moments, correlation, value histograms, score histograms (per-site AUC; also the first DeLong round), encoder rounds and embedding counts, the clinical model's logistic rounds (on raw scales){}.\n\n",
         r.sites.len(),
         if r.models.iter().any(|m| m.site_alone.iter().any(|b| b.validation.is_some())) {
             ", and the site-alone baselines, which the plan opted in to publish"

@@ -512,6 +512,8 @@ async fn secure_aggregation_on_and_off_give_the_same_results_json_byte_for_byte(
         study.selection.lasso.folds = 3;
         study.deep.enabled = false;
         study.clinical_model.variables = Some(vec!["age".into(), "sex".into(), "overall_stage".into()]);
+        // Mann–Whitney's rank histograms are secure-summed too.
+        study.selection.univariate.test = fedrad_shared::plan::UnivariateChoice::MannWhitney;
         study.secure_aggregation.enabled = Some(secure);
         study.secure_aggregation.site_alone_baselines = true;
         approve_study(&agents, &mut study);
@@ -530,7 +532,14 @@ async fn secure_aggregation_on_and_off_give_the_same_results_json_byte_for_byte(
         let log = site_agent::audit::verify(&dir.path().join("work").join(site).join("audit.jsonl")).unwrap();
         let masked = |study: &str| log.iter().filter(|e| e.study_id == study && e.secure_sum).count();
         assert!(masked("secure-on") > 100 && masked("secure-off") == 0, "{site}: masked replies {} / {}", masked("secure-on"), masked("secure-off"));
-        assert!(log.iter().filter(|e| e.secure_sum).all(|e| matches!(e.kind.as_str(), "lasso_round" | "cv_loss" | "classifier_round" | "tree_round")));
+        for kind in ["lasso_round", "cv_loss", "classifier_round", "tree_round", "rank_histogram", "paired_scores"] {
+            assert!(log.iter().any(|e| e.secure_sum && e.kind == kind), "{site}: no masked {kind} reply");
+        }
+        assert!(
+            log.iter()
+                .filter(|e| e.secure_sum)
+                .all(|e| matches!(e.kind.as_str(), "lasso_round" | "cv_loss" | "classifier_round" | "tree_round" | "rank_histogram" | "paired_scores"))
+        );
     }
     server.stop().await;
 }
