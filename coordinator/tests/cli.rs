@@ -53,6 +53,11 @@ fn certs_init_makes_no_site_key_and_a_site_enrols_with_its_own_then_certs_sign_i
     let pins = coordinator(&["certs", "pins", "--pki", pki_arg]);
     let printed = String::from_utf8_lossy(&pins.stdout);
     assert!(pins.status.success() && printed.contains("[secure_aggregation]") && printed.contains(&format!("hospital-a = \"{fingerprint}\"")), "{printed}");
+    // Renewal: a request for the same key, signed again: the pin does not change.
+    let renewal = Command::new(&agent).args(["enroll", "--renew", "--site-id", "hospital-a", "--out"]).arg(&site_tls).output().unwrap();
+    assert!(renewal.status.success(), "{}", String::from_utf8_lossy(&renewal.stderr));
+    assert!(coordinator(&["certs", "sign", "--pki", pki_arg, "--site", "hospital-a", "--request", request.to_str().unwrap()]).status.success());
+    assert_eq!(String::from_utf8_lossy(&coordinator(&["certs", "pins", "--pki", pki_arg]).stdout), printed);
     assert!(coordinator(&["certs", "revoke", "--pki", pki_arg, "--site", "hospital-a"]).status.success());
     let after = coordinator(&["certs", "pins", "--pki", pki_arg]);
     assert!(!after.status.success() && String::from_utf8_lossy(&after.stderr).contains("no site certificate"), "{}", String::from_utf8_lossy(&after.stderr));

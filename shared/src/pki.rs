@@ -287,6 +287,24 @@ pub fn enroll_site(dir: &Path, site_id: &str) -> Result<PathBuf, PkiError> {
     Ok(path)
 }
 
+/// A certificate request for the key the site already holds in `dir` (`key.pem`), to renew its
+/// certificate before it expires: the key, and so its fingerprint, stay the same, so the
+/// secure-aggregation pins of the studies it approved (`[secure_aggregation] site_keys`) stay
+/// valid and no plan has to be approved again. A key readable by others is refused, as at
+/// start. Enrol anew (a new key) instead if the key may have been exposed.
+pub fn renewal_request(dir: &Path, site_id: &str) -> Result<PathBuf, PkiError> {
+    validate_site_id(site_id)?;
+    let key_path = dir.join("key.pem");
+    let pem = crate::tls::read_private_key(&key_path).map_err(|e| PkiError::Request(e.to_string()))?;
+    let key = KeyPair::from_pem(&String::from_utf8_lossy(&pem))?;
+    let mut params = CertificateParams::new(vec![site_id.to_string()])?;
+    params.distinguished_name = dn(site_id);
+    let request = params.serialize_request(&key)?;
+    let path = dir.join("request.pem");
+    write_file(&path, request.pem()?.as_bytes(), false)?;
+    Ok(path)
+}
+
 /// When the certificate in `pem` stops being valid, as seconds since the Unix epoch.
 pub fn certificate_not_after(pem: &str) -> Result<i64, PkiError> {
     let unreadable = |e: String| PkiError::Request(format!("not a readable certificate: {e}"));
@@ -406,6 +424,16 @@ mod tests {
         assert!(pki.sign_site_request("hospital-a", &pem, 30).unwrap_err().to_string().contains("revoked"));
         let fresh = enroll_site(&dir.join("hospital-a-new"), "hospital-a").unwrap();
         pki.sign_site_request("hospital-a", &fs::read_to_string(fresh).unwrap(), 30).unwrap();
+        // Renewal: a new request for the key the site holds, a new certificate for the same
+        // key, so the pins of approved studies stay as they were.
+        let fresh_dir = dir.join("hospital-a-new");
+        let before = pki.current_pins().unwrap()["hospital-a"].clone();
+        let renewal = renewal_request(&fresh_dir, "hospital-a").unwrap();
+        let renewed = pki.sign_site_request("hospital-a", &fs::read_to_string(renewal).unwrap(), 30).unwrap();
+        let renewed_cert = rustls_pki_types::CertificateDer::from_pem_slice(&fs::read(renewed.join("cert.pem")).unwrap()).unwrap();
+        assert_eq!(crate::identity::public_key_fingerprint(renewed_cert.as_ref()).unwrap(), before);
+        assert_eq!(pki.current_pins().unwrap()["hospital-a"], before);
+        assert!(renewal_request(&dir.join("nobody"), "hospital-a").is_err(), "no key, no renewal");
         // A deleted list is an error, not an empty list.
         fs::remove_file(pki.revocation_list()).unwrap();
         assert!(crate::identity::read_revocation_list(&pki.revocation_list()).is_err());

@@ -46,7 +46,7 @@ fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
 
 /// A private key, only if no one but its owner can read it: a key others can read is a key
 /// others may have copied, so this end refuses to start rather than use it.
-fn read_private_key(path: &Path) -> Result<Vec<u8>, TlsError> {
+pub fn read_private_key(path: &Path) -> Result<Vec<u8>, TlsError> {
     use std::io::Read;
     let read_err = |source| TlsError::Read { what: "private key", path: path.to_path_buf(), source };
     // One handle for the check and the read, so the file checked is the file used.

@@ -57,7 +57,8 @@ fn masking_identity(config: &SiteConfig) -> Result<MaskingIdentity, String> {
     let tls = config.tls.as_ref().ok_or("the site runs without [tls] (plaintext test mode)")?;
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     use rustls_pki_types::pem::PemObject;
-    let key = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(&read(&tls.key)?).map_err(|e| format!("{}: not a PKCS#8 PEM key ({e})", tls.key.display()))?;
+    let key_pem = fedrad_shared::tls::read_private_key(&tls.key).map_err(|e| e.to_string())?;
+    let key = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(&key_pem).map_err(|e| format!("{}: not a PKCS#8 PEM key ({e})", tls.key.display()))?;
     let cert = rustls_pki_types::CertificateDer::from_pem_slice(&read(&tls.cert)?).map_err(|e| format!("{}: not a PEM certificate ({e})", tls.cert.display()))?;
     let sig_path = config.work_dir.join("masking-key.sig");
     let previous = std::fs::read(&sig_path).ok();

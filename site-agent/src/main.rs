@@ -21,11 +21,17 @@ enum Command {
     /// Make this site's private key (key.pem, readable by this user only; it never leaves the
     /// site) and a certificate request (request.pem) for the study coordinator to sign. Put the
     /// returned cert.pem and ca.pem beside the key and point [tls] at the folder.
+    ///
+    /// With --renew: a new request for the key already in OUT (its fingerprint, and so the
+    /// secure-aggregation pins of the studies this site approved, stay the same), to renew the
+    /// certificate before it expires.
     Enroll {
         #[arg(long)]
         site_id: String,
         #[arg(long)]
         out: PathBuf,
+        #[arg(long)]
+        renew: bool,
     },
     /// Load and check the manifest and every volume, print what would be excluded, and exit.
     Check {
@@ -148,7 +154,13 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(site_agent::client::run(engine, shutdown_signal()));
             Ok(())
         }
-        Command::Enroll { site_id, out } => {
+        Command::Enroll { site_id, out, renew: true } => {
+            let request = fedrad_shared::pki::renewal_request(&out, &site_id)?;
+            println!("{site_id}: renewal request for the key in {} (the same key, so the studies' pins stay valid)", out.join("key.pem").display());
+            println!("send {} to the study coordinator; replace cert.pem in {} with the one you get back and restart the agent", request.display(), out.display());
+            Ok(())
+        }
+        Command::Enroll { site_id, out, renew: false } => {
             let request = fedrad_shared::pki::enroll_site(&out, &site_id)?;
             println!("{site_id}: private key {} (mode 0600, stays here)", out.join("key.pem").display());
             println!("send {} to the study coordinator; put the cert.pem and ca.pem you get back into {}", request.display(), out.display());
