@@ -36,6 +36,12 @@ pub struct CoordinatorConfig {
     /// session, so a revocation needs no restart.
     #[serde(default)]
     pub revoked: Option<std::path::PathBuf>,
+    /// The keys this coordinator issued certificates for (`pki/issued.txt`, appended by
+    /// `coordinator certs sign`): a site is admitted only if its certificate's key is listed
+    /// there for its site id, so a certificate from a copied or misused CA key is refused.
+    /// Read at each session start, so a newly signed site needs no restart.
+    #[serde(default)]
+    pub issued: Option<std::path::PathBuf>,
 }
 
 fn default_max_message() -> usize {
@@ -48,6 +54,7 @@ impl CoordinatorConfig {
         let base = path.parent().unwrap_or(Path::new("."));
         c.tls = c.tls.map(|t| t.resolve(base));
         c.revoked = c.revoked.map(|r| base.join(r));
+        c.issued = c.issued.map(|r| base.join(r));
         if c.tls.is_none() && !c.insecure_plaintext {
             return Err(ConfigError::Invalid { path: path.into(), detail: "[tls] is required (or insecure_plaintext = true for development)".into() });
         }

@@ -142,6 +142,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             insecure_plaintext: false,
             max_message_bytes: fedrad_shared::DEFAULT_MAX_MESSAGE_BYTES,
             revoked: Some(pki.revocation_list()),
+            issued: Some(pki_dir.join("issued.txt")),
         };
         let server = crate::start_server(&cfg).await?;
         let url = format!("https://localhost:{}", server.addr.port());

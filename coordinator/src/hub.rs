@@ -60,6 +60,8 @@ pub struct Hub {
     trust_claimed_identity: bool,
     /// Revoked site certificates' fingerprints are read from here at each session start.
     revocation_list: Option<std::path::PathBuf>,
+    /// The keys issued to each site; when set, no other key is admitted.
+    issued_list: Option<std::path::PathBuf>,
     /// Where each study's receipts go, by study id.
     receipts: Arc<Mutex<HashMap<String, std::path::PathBuf>>>,
 }
@@ -77,8 +79,15 @@ impl Hub {
         self
     }
 
+    /// Admit only sites whose certificate key is listed for them at `path` (`pki/issued.txt`).
+    pub fn with_issued_list(mut self, path: std::path::PathBuf) -> Self {
+        self.issued_list = Some(path);
+        self
+    }
+
     pub fn new(trust_claimed_identity: bool) -> Self {
         Hub {
+            issued_list: None,
             state: Default::default(),
             changed: Arc::new(Notify::new()),
             next_id: Arc::new(AtomicU64::new(1)),
@@ -322,6 +331,22 @@ impl Federation for Hub {
             if revoked.contains(&key) {
                 tracing::warn!(?remote, site = %hello.site_id, "revoked site certificate refused");
                 return Err(Status::permission_denied(format!("the certificate of site {} has been revoked", hello.site_id)));
+            }
+        }
+        if let (Some(der), Some(list)) = (&peer_cert, &self.issued_list) {
+            // Unreadable: refuse (failing open would admit any certificate the CA key signs).
+            let issued = fedrad_shared::identity::read_issued_list(list).map_err(|e| {
+                tracing::error!(error = %e, "list of issued keys unreadable; refusing sessions");
+                Status::unavailable(e)
+            })?;
+            let key = fedrad_shared::identity::public_key_fingerprint(der).map_err(|e| Status::permission_denied(e.to_string()))?;
+            if !issued.contains(&(key, hello.site_id.clone())) {
+                tracing::warn!(?remote, site = %hello.site_id, "site certificate for a key this coordinator did not issue");
+                return Err(Status::permission_denied(format!(
+                    "the certificate of site {} is for a key this coordinator did not issue to it (not in {}); enrol and have the request signed with `coordinator certs sign`",
+                    hello.site_id,
+                    list.display()
+                )));
             }
         }
         let site = hello.site_id.clone();

@@ -79,6 +79,11 @@ pub async fn start_server(cfg: &config::CoordinatorConfig) -> anyhow::Result<Run
         tracing::info!(list = %list.display(), revoked = revoked.len(), "site certificate revocation list");
         hub = hub.with_revocation_list(list.clone());
     }
+    if let Some(list) = &cfg.issued {
+        let issued = fedrad_shared::identity::read_issued_list(list).map_err(|e| anyhow::anyhow!(e))?;
+        tracing::info!(list = %list.display(), keys = issued.len(), "keys issued to sites (only these are admitted)");
+        hub = hub.with_issued_list(list.clone());
+    }
     let service = FederationServer::new(hub.clone()).max_decoding_message_size(cfg.max_message_bytes).max_encoding_message_size(cfg.max_message_bytes);
     let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;

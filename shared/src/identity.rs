@@ -46,6 +46,28 @@ pub fn public_key_fingerprint(cert_der: &[u8]) -> Result<String, IdentityError> 
     Ok(ring::digest::digest(&ring::digest::SHA256, cert.tbs_certificate.subject_pki.raw).as_ref().iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The (key fingerprint, site id) pairs of `pki/issued.txt` (one line per certificate
+/// `coordinator certs sign` issued: fingerprint, site, then a note). A missing file or a line
+/// whose first word is not a fingerprint is an error naming it.
+pub fn read_issued_list(path: &std::path::Path) -> Result<std::collections::BTreeSet<(String, String)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = std::collections::BTreeSet::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some(fp), Some(site)) if fp.len() == 64 && fp.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                out.insert((fp.to_ascii_lowercase(), site.to_string()));
+            }
+            _ => return Err(format!("{} line {}: expected a SHA-256 key fingerprint and a site id", path.display(), n + 1)),
+        }
+    }
+    Ok(out)
+}
+
 /// The key fingerprints a revocation list holds (`pki/revoked.txt`, made by `coordinator
 /// certs init` and extended by `certs revoke`: one key per line, its
 /// [`public_key_fingerprint`] first, then whose it was; `#` starts a comment). A missing file

@@ -49,6 +49,7 @@ pub fn coordinator_config(pki: &StudyPki) -> CoordinatorConfig {
         insecure_plaintext: false,
         max_message_bytes: fedrad_shared::DEFAULT_MAX_MESSAGE_BYTES,
         revoked: None,
+        issued: None,
     }
 }
 

@@ -190,6 +190,54 @@ async fn a_revoked_site_certificate_is_refused_until_the_site_enrols_again() {
     server.stop().await;
 }
 
+/// With `issued` set, the coordinator admits only keys `certs sign` issued to that site: a
+/// certificate the CA key signed outside it (here: signed, then struck from `issued.txt`, as a
+/// copied CA key would mint one) is refused, the listed sites are not; an unreadable list
+/// refuses everyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_keys_the_coordinator_issued_are_admitted() {
+    fedrad_shared::tls::install_crypto_provider();
+    let dir = TempDir::new("issued");
+    let cohort = small_cohort(&dir.path().join("cohort"), 40, 3);
+    let sites: Vec<String> = cohort.manifests.iter().map(|(s, _)| s.clone()).collect();
+    let pki_dir = dir.path().join("pki");
+    let pki = StudyPki::init_with_enrolled_sites(&pki_dir, "study", &["localhost".into()], &sites).unwrap();
+    let mut cfg = coordinator_config(&pki);
+    cfg.issued = Some(pki_dir.join("issued.txt"));
+    let server = coordinator::start_server(&cfg).await.unwrap();
+    let port = server.addr.port();
+    let connect = |site: &str, manifest: &std::path::Path, tls: TlsFiles| {
+        let cfg = site_config(site, port, manifest, &dir.path().join("work").join(site), tls);
+        async move { tokio::time::timeout(Duration::from_secs(20), session(engine_for(cfg).await)).await.expect("answers fast") }
+    };
+    let (a, a_manifest) = cohort.manifests[0].clone();
+    let (b, b_manifest) = cohort.manifests[1].clone();
+    let issued_before = std::fs::read_to_string(pki_dir.join("issued.txt")).unwrap();
+
+    // A second key for hospital-b, signed by the CA but not on the list.
+    let minted = dir.path().join("minted");
+    let request = fedrad_shared::pki::enroll_site(&minted, &b).unwrap();
+    let signed = pki.sign_site_request(&b, &std::fs::read_to_string(request).unwrap(), 30).unwrap();
+    for f in ["cert.pem", "ca.pem"] {
+        std::fs::copy(signed.join(f), minted.join(f)).unwrap();
+    }
+    std::fs::write(pki_dir.join("issued.txt"), &issued_before).unwrap();
+    match connect(&b, &b_manifest, TlsFiles::bundle(&minted)).await {
+        Err(SessionError::Status(s)) => assert!(s.code() == tonic::Code::PermissionDenied && s.message().contains("did not issue"), "{s}"),
+        other => panic!("a key the coordinator did not issue got {other:?}"),
+    }
+    // hospital-a's listed key is admitted; hospital-a's key presented as another site is not
+    // possible (the certificate names the site), so the pair (key, site) is what is checked.
+    let running_a = tokio::spawn(connect(&a, &a_manifest, TlsFiles::bundle(&pki.site_bundle(&a))));
+    server.hub.wait_for_sites(std::slice::from_ref(&a), Duration::from_secs(20), &|_| {}).await.expect("an issued key connects");
+    running_a.abort();
+    // An unreadable list refuses new sessions.
+    std::fs::write(pki_dir.join("issued.txt"), "not a fingerprint\n").unwrap();
+    let c = cohort.manifests[2].clone();
+    assert!(matches!(connect(&c.0, &c.1, TlsFiles::bundle(&pki.site_bundle(&c.0))).await, Err(SessionError::Status(_))));
+    server.stop().await;
+}
+
 /// Neither end speaks TLS 1.2: a client that offers only TLS 1.2, with a valid study
 /// certificate, gets no handshake; the same client offering TLS 1.3 does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
