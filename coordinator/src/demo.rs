@@ -74,7 +74,7 @@ fn site_agent_binary(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 /// Writes a site's config as hospital IT would.
 pub fn write_site_config(path: &Path, site: &str, coordinator: &str, manifest: &Path, work: &Path, bundle: &Path) -> anyhow::Result<()> {
     let text = format!(
-        "site_id = \"{site}\"\ncoordinator = \"{coordinator}\"\nmanifest = \"{}\"\nwork_dir = \"{}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[policy]\n# DataSHIELD's default subset filter; lets the smallest hospital (~41 training patients) answer 10-fold CV\nmin_count = 3\n# Model III has ~22 parameters; the smallest hospital has ~41 training patients (DataSHIELD's default ratio is 0.33)\nmax_parameter_ratio = 0.75\n",
+        "site_id = \"{site}\"\ncoordinator = \"{coordinator}\"\nmanifest = \"{}\"\nwork_dir = \"{}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[policy]\n# DataSHIELD's default subset filter; lets the smallest hospital (~41 training patients) answer 10-fold CV\nmin_count = 3\n# Model III has ~22 parameters; the smallest hospital has ~41 training patients (DataSHIELD's default ratio is 0.33)\nmax_parameter_ratio = 0.75\n# Publish this hospital's own logistic fit (a per-site result) when a secure-summed study asks\nsite_alone_baselines = true\n",
         manifest.display(),
         work.display(),
         bundle.join("ca.pem").display(),

@@ -105,6 +105,12 @@ pub struct Policy {
     /// study's tasks are refused with the reason instead of filling the disk.
     #[serde(default = "default_max_study_disk_bytes")]
     pub max_study_disk_bytes: u64,
+    /// In a study that secure-sums, answer the rounds of this site's own site-alone baseline
+    /// (a logistic regression fitted on this site's patients alone, whose rounds come to this
+    /// site only and so cannot be masked), if the plan asks for them. Off by default: such a
+    /// baseline is a per-site result this hospital publishes by choice.
+    #[serde(default)]
+    pub site_alone_baselines: bool,
 }
 
 fn default_max_concurrent_tasks() -> u32 {
@@ -136,6 +142,7 @@ impl Default for Policy {
             min_sites: default_min_sites(),
             max_concurrent_tasks: default_max_concurrent_tasks(),
             max_study_disk_bytes: default_max_study_disk_bytes(),
+            site_alone_baselines: false,
         }
     }
 }

@@ -195,7 +195,13 @@ impl SiteEngine {
             }
             (Some(settings), None, true) => {
                 if settings.site_alone_baselines && matches!(kind, task::Kind::ClassifierRound(c) if c.objective == proto::ClassifierObjective::Logistic as i32) {
-                    return Ok(None);
+                    if self.config.policy.site_alone_baselines {
+                        return Ok(None);
+                    }
+                    return Err(SiteRefusal::Precondition(
+                        "this site publishes no site-alone baseline in a study that secure-sums (policy.site_alone_baselines); this task asks for a plain logistic round"
+                            .into(),
+                    ));
                 }
                 Err(SiteRefusal::InvalidParameters(format!("the approved plan secure-sums {} replies; this task asks for a plain one", kind_name(task))))
             }

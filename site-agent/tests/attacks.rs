@@ -1818,6 +1818,28 @@ fn secure_sum_attacks_are_refused_and_a_masked_reply_reveals_nothing() {
             other => panic!("{what}: not refused: {other:?}"),
         }
     }
+    // A plan that opts in to site-alone baselines gets a plain logistic round only from a site
+    // whose own policy publishes them (off by default).
+    let baseline_plan = common::approve(&site.engine.config, "study-baseline", |s| {
+        s.sites = sites.clone();
+        s.secure_aggregation.site_keys = pins.clone();
+        s.secure_aggregation.site_alone_baselines = true;
+    });
+    let cols: Vec<u32> = columns.iter().take(3).copied().collect();
+    let (_, d) = site.refused_as(
+        &baseline_plan,
+        "secure sum: a plain 'site-alone' logistic round from a site whose policy does not publish one",
+        task::Kind::ClassifierRound(proto::ClassifierRoundTask {
+            design: Some(site.design(&cols)),
+            standardiser: Some(site.standardiser(&cols, 1.0, &BTreeMap::new())),
+            objective: proto::ClassifierObjective::Logistic as i32,
+            parameters: vec![0.0; 4],
+            svm: vec![],
+            random_features: None,
+            exclude_fold: 0,
+        }),
+    );
+    assert!(d.contains("policy.site_alone_baselines"), "{d}");
     // A secure sum of a kind the plan reads per site.
     match site.ask_with(&site.plan, task::Kind::CohortSummary(proto::CohortSummaryTask {}), Some(directory.clone())) {
         Reply::Refused(_, d) => report("secure sum: of the cohort summary", "refused", &d),

@@ -501,6 +501,8 @@ async fn secure_aggregation_on_and_off_give_the_same_results_json_byte_for_byte(
     let Federation { server, agents, sites } = start_federation(dir.path(), &cohort, |_, cfg| {
         cfg.policy.min_count = 1;
         cfg.policy.max_parameter_ratio = 1.0;
+        // The site-alone baselines are per-site results each hospital publishes by choice.
+        cfg.policy.site_alone_baselines = true;
     })
     .await;
     let mut outputs = Vec::new();
