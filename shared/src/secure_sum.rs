@@ -141,7 +141,9 @@ pub enum SecureSumError {
     BadKey { site: String, detail: String },
     #[error("the secure sum carries another masking key for this site than its own")]
     OwnKeyReplaced,
-    #[error("tensor `{tensor}` holds {value}, outside ±{bound} that a secure sum over these sites can hold")]
+    /// The message leaves the value out: a site sends it as its refusal, and the value is
+    /// exactly what masking hides (`value` is for the site's own log).
+    #[error("tensor `{tensor}` holds a value outside ±{bound}, which a secure sum over these sites cannot hold")]
     OutOfRange { tensor: String, value: f64, bound: f64 },
     #[error("the site's certificate key: {0}")]
     CertificateKey(String),
@@ -311,17 +313,23 @@ pub fn verify_peers(own: &MaskingIdentity, plan_sites: &[String], pins: &BTreeMa
 }
 
 /// What a round's masks are bound to: a mask never serves two tasks, studies or plans.
+///
+/// The task's own bytes are part of it (`task_sha256`, the SHA-256 of the task as the site
+/// received it): in an honest round every site gets the same task, so the masks cancel; a
+/// coordinator that sends sites different content under one task id — to isolate one site in
+/// the difference of two sums — gets masks that do not cancel, and a sum that is noise.
 #[derive(Debug, Clone, Copy)]
 pub struct RoundBinding<'a> {
     pub study_id: &'a str,
     pub plan_sha256: &'a str,
     pub task_id: &'a str,
+    pub task_sha256: &'a str,
 }
 
 impl RoundBinding<'_> {
     fn info(&self, sites: &VerifiedSites) -> Vec<u8> {
         let mut info = Vec::new();
-        for part in [self.study_id, self.plan_sha256, self.task_id].into_iter().chain(sites.0.iter().map(|(s, _)| s.as_str())) {
+        for part in [self.study_id, self.plan_sha256, self.task_id, self.task_sha256].into_iter().chain(sites.0.iter().map(|(s, _)| s.as_str())) {
             info.extend_from_slice(part.as_bytes());
             info.push(0);
         }
@@ -458,7 +466,7 @@ mod tests {
         (ids, names, pins, secure)
     }
 
-    const ROUND: RoundBinding = RoundBinding { study_id: "s", plan_sha256: "p", task_id: "lasso-r1" };
+    const ROUND: RoundBinding = RoundBinding { study_id: "s", plan_sha256: "p", task_id: "lasso-r1", task_sha256: "t1" };
 
     /// An uneven aggregate for site `i`: counts, signed reals over a wide range, a matrix.
     fn aggregate(i: usize) -> Aggregate {
@@ -627,6 +635,24 @@ mod tests {
         let (a, _) = masked_answers(2, ROUND);
         let (b, _) = masked_answers(2, RoundBinding { task_id: "lasso-r2", ..ROUND });
         assert_ne!(a[0].aggregate.masked, b[0].aggregate.masked);
+    }
+
+    /// A coordinator that sends one site other content than the rest under the same task id
+    /// (so that the difference of two sums would be that site's alone) gets noise: the masks
+    /// are bound to the task's bytes.
+    #[test]
+    fn different_tasks_to_different_sites_under_one_id_sum_to_noise() {
+        let (ids, names, pins, secure) = federation(4);
+        let answers: Vec<SiteAggregate> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let sites = verify_peers(id, &names, &pins, &secure).unwrap();
+                let round = RoundBinding { task_sha256: if i == 0 { "content X" } else { "content W" }, ..ROUND };
+                SiteAggregate::new(id.site_id.clone(), mask(id, &sites, round, aggregate(i)).unwrap())
+            })
+            .collect();
+        assert!(matches!(combine(&answers), Err(CombineError::Inconsistent { site, .. }) if site == SUM_OF_SITES));
     }
 
     #[test]

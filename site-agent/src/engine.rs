@@ -50,6 +50,10 @@ pub struct SiteEngine {
     masking: Result<MaskingIdentity, String>,
 }
 
+/// Beside a study's records: present once the site refused a secure sum of the study for a
+/// value out of range; it then answers no more secure sums of that study.
+const RANGE_LATCH: &str = "secure-sum-range-refused";
+
 /// The secure-sum key from the site's certificate key (`[tls] key`, PKCS#8 P-256) and
 /// certificate. Its signature is kept in `<work_dir>/masking-key.sig`, so the signed key (and
 /// the tasks that carry it) stay the same across restarts.
@@ -185,6 +189,11 @@ impl SiteEngine {
         let summable = secure_sum::secure_summable(kind);
         match (&plan.secure_aggregation, &task.secure_sum, summable) {
             (Some(settings), Some(secure), true) => {
+                if self.study_dir(&task.study_id).join(RANGE_LATCH).exists() {
+                    return Err(SiteRefusal::Precondition(
+                        "this site answers no more secure sums of this study: it refused one for a value out of range, and answers that yes-or-no question about its data only once".into(),
+                    ));
+                }
                 let own = self
                     .masking
                     .as_ref()
@@ -300,8 +309,18 @@ impl SiteEngine {
         let computed = self.compute(task, &approval).and_then(|agg| match (&secure, &self.masking) {
             (Some(sites), Ok(own)) => {
                 clear_count = Some(agg.patient_count);
-                let round = RoundBinding { study_id: &task.study_id, plan_sha256: &task.plan_sha256, task_id: &task.task_id };
-                secure_sum::mask(own, sites, round, agg).map_err(|e| Failure::Refused(SiteRefusal::InvalidParameters(format!("secure sum: {e}"))))
+                let round = RoundBinding { study_id: &task.study_id, plan_sha256: &task.plan_sha256, task_id: &task.task_id, task_sha256: task_digest };
+                secure_sum::mask(own, sites, round, agg).map_err(|e| {
+                    if let secure_sum::SecureSumError::OutOfRange { tensor, value, .. } = &e {
+                        // Whether a value is in range is itself a fact about this site's data:
+                        // answer that once per study, then no more secure sums of it.
+                        tracing::warn!(task = %task.task_id, %tensor, value, "secure sum refused: a value out of range; no more secure sums of this study");
+                        if let Err(io) = write_atomic(&self.study_dir(&task.study_id).join(RANGE_LATCH), task.task_id.as_bytes()) {
+                            tracing::error!(error = %io, "could not record the range refusal");
+                        }
+                    }
+                    Failure::Refused(SiteRefusal::InvalidParameters(format!("secure sum: {e}")))
+                })
             }
             _ => Ok(agg),
         });

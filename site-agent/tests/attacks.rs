@@ -1845,5 +1845,37 @@ fn secure_sum_attacks_are_refused_and_a_masked_reply_reveals_nothing() {
         Reply::Refused(_, d) => report("secure sum: of the cohort summary", "refused", &d),
         other => panic!("a secure cohort summary was not refused: {other:?}"),
     }
+    // Out of range: cross-validation losses at steep (allowed) coefficients on every column
+    // put Σ loss² beyond what a four-site sum holds. The refusal names no value, and the site
+    // then answers no more secure sums of this study: whether a value is in range is a
+    // yes-or-no question about its data, answered once.
+    let (k, l) = (site.plan.selection.lasso.folds, site.plan.selection.lasso.path_length as u32);
+    let all: Vec<u32> = (0..columns.len() as u32).collect();
+    let points = (1..=k)
+        .flat_map(|fold| {
+            let all = all.clone();
+            (0..l).map(move |_| proto::GlmPoint { fold, intercept: 50.0, nonzero: all.clone(), coefficients: vec![50.0; all.len()], hessian: vec![] })
+        })
+        .collect();
+    let steep = task::Kind::CvLoss(proto::CvLossTask {
+        features: Some(site.features(&columns)),
+        standardiser: Some(std.clone()),
+        family: proto::GlmFamily::Binomial as i32,
+        path_length: l,
+        points,
+    });
+    let d = match site.ask_with(&site.plan, steep, Some(directory.clone())) {
+        Reply::Refused(_, d) => d,
+        other => panic!("a secure sum out of range was not refused: {other:?}"),
+    };
+    assert!(d.contains("holds a value outside ±"), "the refusal states no value: {d}");
+    report("secure sum: probe a site's value by the range refusal", "refused once", &d);
+    match site.ask_with(&site.plan, lasso(0.5), Some(directory.clone())) {
+        Reply::Refused(_, d) => {
+            assert!(d.contains("no more secure sums"), "{d}");
+            report("secure sum: probe again after a range refusal", "refused", &d);
+        }
+        other => panic!("a second secure sum after a range refusal was answered: {other:?}"),
+    }
     let _ = std::fs::remove_dir_all(&pki_dir);
 }
