@@ -28,8 +28,9 @@ struct Connection {
     id: u64,
     tx: Outbound,
     pending: Arc<Mutex<HashMap<String, oneshot::Sender<TaskReply>>>>,
-    min_count: u64,
-    min_sites: u32,
+    /// The disclosure policy the site published in its hello (what it will accept; it
+    /// enforces it regardless).
+    policy: proto::SitePolicy,
     /// SHA-256 of the site's certificate, to end the session if it is revoked.
     fingerprint: Option<String>,
 }
@@ -117,13 +118,15 @@ impl Hub {
         v
     }
 
-    pub fn min_count(&self, site: &str) -> Option<u64> {
-        self.state.lock().unwrap().sites.get(site).map(|c| c.min_count)
+    /// The disclosure policy `site` published in its hello (a missing policy reads as
+    /// `min_count` 1, ratio 1 and `min_sites` 1: the site still enforces its own).
+    pub fn policy(&self, site: &str) -> Option<proto::SitePolicy> {
+        self.state.lock().unwrap().sites.get(site).map(|c| c.policy)
     }
 
     /// The fewest sites a study must have for `site` to take part, from its hello.
     pub fn min_sites(&self, site: &str) -> Option<u32> {
-        self.state.lock().unwrap().sites.get(site).map(|c| c.min_sites)
+        self.policy(site).map(|p| p.min_sites)
     }
 
     /// Every site's secure-sum key for a round over `sites`, or the sites that sent none.
@@ -270,13 +273,12 @@ impl Hub {
         &self,
         site: &str,
         tx: Outbound,
-        min_count: u64,
-        min_sites: u32,
+        policy: proto::SitePolicy,
         fingerprint: Option<String>,
     ) -> (u64, Arc<Mutex<HashMap<String, oneshot::Sender<TaskReply>>>>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let pending = Arc::new(Mutex::new(HashMap::new()));
-        let old = self.state.lock().unwrap().sites.insert(site.to_string(), Connection { id, tx, pending: pending.clone(), min_count, min_sites, fingerprint });
+        let old = self.state.lock().unwrap().sites.insert(site.to_string(), Connection { id, tx, pending: pending.clone(), policy, fingerprint });
         if old.is_some() {
             tracing::info!(%site, "site reconnected; the previous session is replaced");
         } else {
@@ -350,8 +352,11 @@ impl Federation for Hub {
             }
         }
         let site = hello.site_id.clone();
-        let min_count = hello.policy.map_or(1, |p| p.min_count);
-        let min_sites = hello.policy.map_or(1, |p| p.min_sites.max(1));
+        let policy = hello.policy.map_or(proto::SitePolicy { min_count: 1, max_parameter_ratio: 1.0, min_sites: 1 }, |p| proto::SitePolicy {
+            min_sites: p.min_sites.max(1),
+            max_parameter_ratio: if p.max_parameter_ratio > 0.0 { p.max_parameter_ratio } else { 1.0 },
+            ..p
+        });
         let (tx, rx) = mpsc::channel(64);
         let welcome = Welcome { protocol: fedrad_shared::PROTOCOL.into(), coordinator_version: env!("CARGO_PKG_VERSION").into() };
         tx.send(Ok(CoordinatorMessage { body: Some(coordinator_message::Body::Welcome(welcome)) })).await.map_err(|_| Status::internal("stream closed"))?;
@@ -364,7 +369,7 @@ impl Federation for Hub {
             let entry = proto::SiteMaskingKey { site_id: site.clone(), subject_public_key_info: spki, key: Some(key) };
             self.state.lock().unwrap().masking_keys.insert(site.clone(), entry);
         }
-        let (id, pending) = self.register(&site, tx, min_count, min_sites, fingerprint);
+        let (id, pending) = self.register(&site, tx, policy, fingerprint);
         let hub = self.clone();
         tokio::spawn(async move {
             loop {
