@@ -20,12 +20,12 @@ pub struct DemoArgs {
     /// Multiply voxel sizes (2 = 8× fewer voxels, for a quick run).
     #[arg(long, default_value_t = 1.0)]
     pub coarsen: f64,
-    /// Cross-validation folds for LASSO. Each site's folds must reach its min_count (3 in the
-    /// demo): with fewer than ~130 patients the smallest hospital needs fewer folds.
+    /// Cross-validation folds for LASSO, at most: the study lowers them until every site's
+    /// folds reach its min_count (3 in the demo).
     #[arg(long, default_value_t = 10)]
     pub folds: u32,
-    /// Select features at λ_1se (sparser models) instead of λ_min; small cohorts need it so
-    /// that the smallest hospital has enough patients per model parameter.
+    /// Select features at λ_1se (sparser models) instead of λ_min. (Models too large for a
+    /// site's parameter limit are sized down either way.)
     #[arg(long)]
     pub lambda_1se: bool,
     /// Choose C of logistic regression and the SVMs by cross-validated AUC over
@@ -74,7 +74,7 @@ fn site_agent_binary(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 /// Writes a site's config as hospital IT would.
 pub fn write_site_config(path: &Path, site: &str, coordinator: &str, manifest: &Path, work: &Path, bundle: &Path) -> anyhow::Result<()> {
     let text = format!(
-        "site_id = \"{site}\"\ncoordinator = \"{coordinator}\"\nmanifest = \"{}\"\nwork_dir = \"{}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[policy]\n# DataSHIELD's default subset filter; lets the smallest hospital (~41 training patients) answer 10-fold CV\nmin_count = 3\n# Model III has ~22 parameters; the smallest hospital has ~41 training patients (DataSHIELD's default ratio is 0.33)\nmax_parameter_ratio = 0.75\n# Publish this hospital's own logistic fit (a per-site result) when a secure-summed study asks\nsite_alone_baselines = true\n",
+        "site_id = \"{site}\"\ncoordinator = \"{coordinator}\"\nmanifest = \"{}\"\nwork_dir = \"{}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[policy]\n# DataSHIELD's default subset filter; the smallest hospital (~41 training patients) keeps 10 folds\nmin_count = 3\n# The smallest hospital then fits Model III's ~22 parameters; at the default 0.33 the study\n# sizes every model down to the 13 parameters it fits (README: model size every site accepts)\nmax_parameter_ratio = 0.75\n# Publish this hospital's own logistic fit (a per-site result) when a secure-summed study asks\nsite_alone_baselines = true\n",
         manifest.display(),
         work.display(),
         bundle.join("ca.pem").display(),

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod html;
 pub mod hub;
 pub mod journal;
+pub mod model_size;
 pub mod models;
 pub mod receipts;
 pub mod report;

@@ -20,6 +20,7 @@ use fedrad_shared::clinical::CohortRole;
 use fedrad_shared::proto::{self, task};
 use fedrad_shared::stats::Moments;
 
+use crate::model_size::ModelSize;
 use crate::selection::{FeatureGroup, SelectionResults};
 use crate::study::{StudyError, StudyRunner, algorithm_error, variable_to_proto, write_json};
 
@@ -80,6 +81,12 @@ pub struct SiteAlone {
     pub note: Option<String>,
 }
 
+/// The design columns (indices into [`logistic::design_columns`]) of the clinical model's
+/// variables: the clinical terms Model III adds.
+pub(crate) fn clinical_design_columns(variables: &[fedrad_shared::clinical::VariableSpec], clinical: &ClinicalModel) -> Vec<u32> {
+    logistic::design_columns(variables).iter().enumerate().filter(|(_, col)| clinical.selected.contains(&col.variable)).map(|(k, _)| k as u32).collect()
+}
+
 impl StudyRunner<'_> {
     pub(crate) async fn run_models(
         &mut self,
@@ -91,10 +98,7 @@ impl StudyRunner<'_> {
     ) -> Result<Vec<ModelResult>, StudyError> {
         let variables = self.study.clinical_variables().expect("validated at load");
         let columns: Vec<DesignColumn> = logistic::design_columns(&variables);
-        let clinical_cols: Vec<u32> = match clinical {
-            Some(c) => columns.iter().enumerate().filter(|(_, col)| c.selected.contains(&col.variable)).map(|(k, _)| k as u32).collect(),
-            None => Vec::new(),
-        };
+        let clinical_cols: Vec<u32> = clinical.map_or_else(Vec::new, |c| clinical_design_columns(&variables, c));
         let mut out = Vec::new();
         for seq in selection.sequences.iter().filter(|s| s.group == FeatureGroup::Radiomic.name()) {
             let combined = selection.sequences.iter().find(|s| s.sequence == seq.sequence && s.group == FeatureGroup::Combined.name());
@@ -108,8 +112,12 @@ impl StudyRunner<'_> {
                     _ => (seq, String::new(), catalogue),
                 };
                 let digest = catalogue_sha256(cat);
-                let features: Vec<u32> = source.selected.iter().map(|f| cat.iter().position(|c| c == &f.name).expect("selected from the catalogue") as u32).collect();
-                let names: Vec<String> = source.selected.iter().map(|f| f.name.clone()).collect();
+                // Model III: the selection's features that fit beside the clinical terms at
+                // every site (crate::model_size), when Model II's are too many.
+                let sized = source.with_clinical.as_ref().filter(|_| with_clinical);
+                let selected = sized.map_or(&source.selected, |w| &w.selected);
+                let features: Vec<u32> = selected.iter().map(|f| cat.iter().position(|c| c == &f.name).expect("selected from the catalogue") as u32).collect();
+                let names: Vec<String> = selected.iter().map(|f| f.name.clone()).collect();
                 let clinical_terms: Vec<String> = if with_clinical { clinical_cols.iter().map(|&k| columns[k as usize].label()).collect() } else { Vec::new() };
                 let mut result = ModelResult {
                     sequence: seq.sequence.clone(),
@@ -124,6 +132,15 @@ impl StudyRunner<'_> {
                 if model == "II" && combined.is_none() {
                     result.features.clear();
                     result.note = Some("needs deep (CNN) features; the study has none for this sequence ([deep] enabled = false, or the encoder step failed)".into());
+                    out.push(result);
+                    continue;
+                }
+                if with_clinical && clinical_cols.is_empty() {
+                    result.features.clear();
+                    result.note = Some(match clinical {
+                        Some(_) => "the clinical model selected no variable: Model III would repeat Model II".into(),
+                        None => "the study has no clinical model ([clinical_model] enabled = false)".into(),
+                    });
                     out.push(result);
                     continue;
                 }
@@ -158,7 +175,7 @@ impl StudyRunner<'_> {
                 };
                 // A site may refuse one model (e.g. too many parameters for its patients); the
                 // study goes on and the report says which model and why.
-                match self.step(&step.clone(), async |s: &mut Self| s.fit_and_validate(&step, &design, &mut file).await).await {
+                match self.step(&step.clone(), async |s: &mut Self| s.fit_and_validate(&step, &design, &mut file, &selection.model_size).await).await {
                     Ok(fitted) => {
                         result.classifiers = fitted.results;
                         result.not_fitted = fitted.not_fitted;
@@ -248,7 +265,10 @@ impl StudyRunner<'_> {
         Ok((out, round))
     }
 
-    async fn fit_and_validate(&mut self, step: &str, design: &proto::ModelDesign, file: &mut ModelFile) -> Result<(Fitted, u64), StudyError> {
+    /// Fits every classifier of one model and validates it. `size` holds the most parameters
+    /// every site accepts: a classifier above it is reported as not fitted, with the site that
+    /// limits it, instead of being refused round after round.
+    async fn fit_and_validate(&mut self, step: &str, design: &proto::ModelDesign, file: &mut ModelFile, size: &ModelSize) -> Result<(Fitted, u64), StudyError> {
         let settings = self.study.models.clone();
         let wanted = |k: ClassifierKind| settings.classifiers.contains(&k);
         let mut round = 0u64;
@@ -295,9 +315,10 @@ impl StudyRunner<'_> {
             });
             s.round(step, *round, s.all_sites(kind)).await.map_err(|e| e.to_string())
         };
+        // The plan's random features, or fewer so that every site accepts the model.
         let rff = {
             let r = &settings.rbf_svm;
-            RandomFeatures { count: r.features, seed: r.seed, gamma: if r.gamma > 0.0 { r.gamma } else { 1.0 / width as f64 } }
+            size.random_features(r.features).map(|count| RandomFeatures { count, seed: r.seed, gamma: if r.gamma > 0.0 { r.gamma } else { 1.0 / width as f64 } })
         };
         // One Newton-fitted classifier (logistic, linear or RBF SVM with Platt scaling) with
         // penalty C, on the training patients outside `exclude_fold` (0: all of them).
@@ -312,7 +333,7 @@ impl StudyRunner<'_> {
                 .await?;
                 return Ok(Scorer::Logistic { intercept: b[0], coefficients: b[1..].to_vec() });
             }
-            let features = (kind == ClassifierKind::RbfSvm).then_some(rff);
+            let features = if kind == ClassifierKind::RbfSvm { Some(rff.ok_or("no random feature fits every site's parameter limit")?) } else { None };
             let q = features.map_or(q, |r| r.count as usize + 1);
             let (w, _, _) = classifiers::minimise(vec![0.0; q], async |w: &[f64]| {
                 let answers = classifier_round(s, round, proto::ClassifierObjective::SquaredHinge, w, &[], features, exclude_fold).await?;
@@ -352,9 +373,21 @@ impl StudyRunner<'_> {
             if !wanted(kind) {
                 continue;
             }
+            // Parameters: the design's columns and the intercept, or the random features and
+            // the intercept (at least one feature).
+            let parameters = if kind == ClassifierKind::RbfSvm { rff.map_or(2, |r| r.count as usize + 1) } else { q };
+            if let Some(reason) = size.refusal(parameters) {
+                record(kind, Err(format!("not fitted at any λ: {reason}")));
+                continue;
+            }
             let mut notes = Vec::new();
-            if kind == ClassifierKind::RbfSvm {
-                notes.push(format!("{} random Fourier features, γ = {:.3}", rff.count, rff.gamma));
+            if let (ClassifierKind::RbfSvm, Some(rff)) = (kind, rff) {
+                let fewer = if rff.count < settings.rbf_svm.features {
+                    format!(" (the plan's {}, fewer so that every site accepts the model)", settings.rbf_svm.features)
+                } else {
+                    String::new()
+                };
+                notes.push(format!("{} random Fourier features{fewer}, γ = {:.3}", rff.count, rff.gamma));
             }
             let c = if settings.search.enabled {
                 let mut ctx = (&mut *self, round);

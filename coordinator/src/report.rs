@@ -91,10 +91,11 @@ pub fn markdown(r: &StudyResults) -> String {
     s.push_str(&deep_markdown(r));
     if let Some(sel) = &r.selection {
         s.push_str("## Feature selection\n\nPer sequence over the training cohort, from site aggregates only: global standardisation (constant or non-finite features dropped), univariate filter, redundancy filter (|Pearson r| above the threshold, the feature more associated with the outcome kept), then LASSO with cross-validation (folds assigned at each site, stratified by outcome). Federated equals pooled: the tests `cargo test partition` run the same algorithms on 1, 4 and 7 sites.\n\n");
-        s.push_str("| Sequence | Features of | Training | Features | Dropped (constant / non-finite) | Univariate passed | Redundant dropped | LASSO candidates | λ_min | λ_1se | CV deviance | Selected |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        s.push_str(&model_size_markdown(&sel.model_size));
+        s.push_str("| Sequence | Features of | Training | Features | Dropped (constant / non-finite) | Univariate passed | Redundant dropped | LASSO candidates | λ_min | λ_1se | λ used | CV deviance | Selected |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for q in &sel.sequences {
             s.push_str(&format!(
-                "| {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 q.sequence,
                 group_label(&q.group),
                 q.training_patients,
@@ -106,6 +107,7 @@ pub fn markdown(r: &StudyResults) -> String {
                 q.lasso_candidates,
                 q.lambda_min.map_or("–".into(), |v| format!("{v:.4}")),
                 q.lambda_1se.map_or("–".into(), |v| format!("{v:.4}")),
+                q.lambda_used.map_or("–".into(), |v| format!("{v:.4}")),
                 q.cv_deviance_at_selected.map_or("–".into(), |v| format!("{v:.3}")),
                 q.selected.len()
             ));
@@ -114,6 +116,13 @@ pub fn markdown(r: &StudyResults) -> String {
             s.push_str(&format!("\n### {} ({})\n\n", q.sequence, group_label(&q.group)));
             if let Some(n) = &q.note {
                 s.push_str(&format!("Note: {n}\n\n"));
+            }
+            if let Some(n) = &q.size_note {
+                s.push_str(&format!("Model size: {n}.\n\n"));
+            }
+            if let Some(w) = &q.with_clinical {
+                let names: Vec<String> = w.selected.iter().map(|f| format!("`{}`", f.name)).collect();
+                s.push_str(&format!("{}: {}.\n\n", w.note, if names.is_empty() { "none".into() } else { names.join(", ") }));
             }
             if !q.selected.is_empty() {
                 s.push_str("| Feature | Coefficient (standardised) | Coefficient (per raw unit) |\n|---|---|---|\n");
@@ -398,6 +407,32 @@ pub fn write_all(r: &StudyResults, settings_json: &str, out: &std::path::Path) -
         }
     }
     std::fs::write(out.join("models.csv"), csv)
+}
+
+/// The folds and model size every site accepts, and the site that set each
+/// (`crate::model_size`).
+fn model_size_markdown(m: &crate::model_size::ModelSize) -> String {
+    let mut s = String::from(
+        "### Model size every site accepts\n\nEach site refuses a cross-validation fold of fewer than its `min_count` patients and a logistic or SVM model with more parameters than its `max_parameter_ratio` × the patients it is fitted on. From the policies the sites published and their training counts the study took ",
+    );
+    match &m.folds_limited_by {
+        Some(site) => s.push_str(&format!("{} folds (the plan allows {}; site {site}'s folds would fall below its `min_count` at more)", m.folds, m.folds_planned)),
+        None => s.push_str(&format!("the plan's {} folds", m.folds)),
+    }
+    s.push_str(&format!(
+        ", and at most {} parameters, intercept included (site {}). Where the λ that cross-validation chose keeps more features than that, the selection below moves to the first larger λ on the path whose model fits, and says so; the RBF SVM keeps at most {} random features.\n\n| Site | Training | `min_count` | Most folds | `max_parameter_ratio` | Fitted on | Most parameters |\n|---|---|---|---|---|---|---|\n",
+        m.max_parameters,
+        m.parameters_limited_by,
+        m.max_parameters.saturating_sub(1)
+    ));
+    for l in &m.per_site {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            l.site, l.training, l.min_count, l.max_folds, l.max_parameter_ratio, l.fit_patients, l.max_parameters
+        ));
+    }
+    s.push('\n');
+    s
 }
 
 fn group_label(group: &str) -> &str {

@@ -5,14 +5,16 @@
 
 use std::collections::BTreeMap;
 
+use fedrad_shared::algorithms::classifiers::ClassifierKind;
 use fedrad_shared::algorithms::extraction::catalogue_sha256;
 use fedrad_shared::algorithms::glm::Standardiser;
 use fedrad_shared::algorithms::lasso::{self, LassoPath, LassoPathSolver, LassoRequest};
 use fedrad_shared::algorithms::univariate::{self, FeatureTest};
-use fedrad_shared::algorithms::{correlation, folds, logistic, standardise};
+use fedrad_shared::algorithms::{correlation, folds, logistic, split, standardise};
 use fedrad_shared::proto::{self, task};
 
 use crate::config::{SelectAt, UnivariateChoice};
+use crate::model_size::{self, ModelSize, SiteCapacity};
 use crate::study::{StudyError, StudyRunner, algorithm_error, variable_to_proto, write_json, write_text};
 use crate::svg;
 
@@ -51,6 +53,14 @@ pub struct SequenceSelection {
     pub lambda_min: Option<f64>,
     pub lambda_1se: Option<f64>,
     pub select_at: SelectAt,
+    /// The λ whose features are `selected`: the one `select_at` names, or a larger one when
+    /// that model has more parameters than a site accepts ([`crate::model_size`]).
+    pub lambda_used: Option<f64>,
+    /// What the model-size rule did to λ, when it moved it.
+    pub size_note: Option<String>,
+    /// Model III's features when Model III uses this selection and its clinical terms make
+    /// `selected` too many for a site: the path's model at the first λ that fits beside them.
+    pub with_clinical: Option<ClinicalSizedSelection>,
     pub cv_deviance_at_selected: Option<f64>,
     pub intercept: Option<f64>,
     pub intercept_original: Option<f64>,
@@ -58,8 +68,19 @@ pub struct SequenceSelection {
     pub note: Option<String>,
 }
 
+/// The features a selection keeps beside the clinical model's terms (Model III).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClinicalSizedSelection {
+    pub clinical_columns: usize,
+    pub lambda: f64,
+    pub selected: Vec<SelectedFeature>,
+    pub note: String,
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SelectionResults {
+    /// The folds and model size every site accepts, from their policies and training counts.
+    pub model_size: ModelSize,
     pub folds: folds::FoldSummary,
     pub sequences: Vec<SequenceSelection>,
 }
@@ -115,12 +136,46 @@ fn columns(sequence: &str, digest: &str, cols: &[usize]) -> proto::FeatureColumn
 }
 
 impl StudyRunner<'_> {
+    /// The folds and model size every site accepts ([`crate::model_size`]), from the
+    /// policies the sites published and their training counts in the split.
+    pub(crate) fn model_size(&self, split: &split::SplitSummary) -> Result<ModelSize, StudyError> {
+        let sites: Vec<SiteCapacity> = self
+            .study
+            .sites
+            .iter()
+            .map(|site| {
+                let policy = self.policies.get(site);
+                SiteCapacity {
+                    site: site.clone(),
+                    training: split.per_site.get(site).map_or(0, |c| c.training()),
+                    min_count: policy.map_or(1, |p| p.min_count),
+                    max_parameter_ratio: policy.map_or(1.0, |p| p.max_parameter_ratio),
+                }
+            })
+            .collect();
+        let search = self.study.models.search.enabled;
+        model_size::plan(&sites, self.study.selection.lasso.folds, search).map_err(|e| match e {
+            model_size::ModelSizeError::TooFewForFolds { ref site, .. } => StudyError::Refused { step: "folds".into(), site: site.clone(), detail: e.to_string() },
+            e => algorithm_error("folds")(e.to_string()),
+        })
+    }
+
     /// Folds, then per sequence: standardisation + univariate, redundancy, LASSO.
     /// `deep` holds, per sequence with deep features, the catalogue of its `<seq>+deep` table
     /// (handcrafted then deep columns): those sequences get a second, "combined" selection.
-    pub(crate) async fn run_selection(&mut self, catalogue: &[String], deep: &BTreeMap<String, Vec<String>>) -> Result<SelectionResults, StudyError> {
-        let settings = self.study.selection.clone();
-        let k = settings.lasso.folds;
+    /// `clinical` is the clinical model, whose terms Model III adds to a selection.
+    pub(crate) async fn run_selection(
+        &mut self,
+        catalogue: &[String],
+        deep: &BTreeMap<String, Vec<String>>,
+        split: &split::SplitSummary,
+        clinical: Option<&logistic::ClinicalModel>,
+    ) -> Result<SelectionResults, StudyError> {
+        let size = self.model_size(split)?;
+        if let Some(site) = &size.folds_limited_by {
+            tracing::info!(planned = size.folds_planned, folds = size.folds, %site, "fewer folds so that every site's folds reach its min_count");
+        }
+        let k = size.folds;
         let seed = self.study.seed;
         let fold_summary = self
             .step("folds", async |s: &mut Self| {
@@ -129,20 +184,35 @@ impl StudyRunner<'_> {
                 Ok((f, 1))
             })
             .await?;
+        let clinical_columns = clinical.map_or(0, |c| crate::models::clinical_design_columns(&self.study.clinical_variables().expect("validated at load"), c).len());
         let digest = catalogue_sha256(catalogue);
         let mut sequences = Vec::new();
-        for seq in &settings.sequences {
-            sequences.push(self.select_sequence(seq, FeatureGroup::Radiomic, catalogue, &digest).await?);
-            if let Some(combined) = deep.get(seq) {
-                sequences.push(self.select_sequence(seq, FeatureGroup::Combined, combined, &catalogue_sha256(combined)).await?);
+        for seq in &self.study.selection.sequences.clone() {
+            // Model III adds the clinical terms to the combined selection, or to the radiomic
+            // one when the sequence has no deep features.
+            let combined = deep.get(seq);
+            let c = if combined.is_none() { clinical_columns } else { 0 };
+            sequences.push(self.select_sequence(seq, FeatureGroup::Radiomic, catalogue, &digest, &size, c).await?);
+            if let Some(combined) = combined {
+                sequences.push(self.select_sequence(seq, FeatureGroup::Combined, combined, &catalogue_sha256(combined), &size, clinical_columns).await?);
             }
         }
-        let results = SelectionResults { folds: fold_summary, sequences };
+        let results = SelectionResults { model_size: size, folds: fold_summary, sequences };
         write_json(&self.study.output_dir.join("selection.json"), &results)?;
         Ok(results)
     }
 
-    async fn select_sequence(&mut self, seq: &str, group: FeatureGroup, catalogue: &[String], digest: &str) -> Result<SequenceSelection, StudyError> {
+    /// One selection; `clinical_columns` is the number of clinical design columns Model III
+    /// adds to it (0 when Model III does not use it).
+    async fn select_sequence(
+        &mut self,
+        seq: &str,
+        group: FeatureGroup,
+        catalogue: &[String],
+        digest: &str,
+        size: &ModelSize,
+        clinical_columns: usize,
+    ) -> Result<SequenceSelection, StudyError> {
         let settings = self.study.selection.clone();
         let table = group.table(seq);
         let table = table.as_str();
@@ -180,6 +250,9 @@ impl StudyRunner<'_> {
             lambda_min: None,
             lambda_1se: None,
             select_at: settings.select_at,
+            lambda_used: None,
+            size_note: None,
+            with_clinical: None,
             cv_deviance_at_selected: None,
             intercept: None,
             intercept_original: None,
@@ -243,7 +316,8 @@ impl StudyRunner<'_> {
         // 4. LASSO with cross-validation.
         let step = format!("lasso.{seq}.{}", group.name());
         let std = standardiser_of(&candidates);
-        let lasso_settings = settings.lasso.clone();
+        // The folds every site accepts; the plan's `folds` is their most.
+        let lasso_settings = lasso::LassoSettings { folds: size.folds, ..settings.lasso.clone() };
         let family = lasso_settings.family.to_proto() as i32;
         let cols = columns(table, digest, &candidates);
         let path = self
@@ -286,7 +360,7 @@ impl StudyRunner<'_> {
             })
             .await?;
 
-        let at = match settings.select_at {
+        let chosen = match settings.select_at {
             SelectAt::LambdaMin => path.lambda_min_index,
             SelectAt::Lambda1se => path.lambda_1se_index,
         };
@@ -295,24 +369,63 @@ impl StudyRunner<'_> {
             let b0 = path.intercepts[l] - beta.iter().zip(&std.center).zip(&std.scale).map(|((b, m), s)| b * m / s).sum::<f64>();
             std::iter::once(b0).chain(beta.iter().zip(&std.scale).map(|(b, s)| b / s)).collect()
         };
+        let selected_at = |l: usize| -> Vec<SelectedFeature> {
+            let orig = original(l);
+            candidates
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| path.coefficients[l][*i] != 0.0)
+                .map(|(i, &j)| SelectedFeature {
+                    name: name(j),
+                    coefficient: path.coefficients[l][i],
+                    coefficient_original: orig[i + 1],
+                    mean: std.center[i],
+                    sd: std.scale[i],
+                })
+                .collect()
+        };
+        // The model-size rule: logistic regression and the linear SVM must stay within every
+        // site's parameter limit (the trees and naive Bayes share their features).
+        let active: Vec<usize> = path.coefficients.iter().map(|c| c.iter().filter(|b| **b != 0.0).count()).collect();
+        let linear = self.study.models.classifiers.iter().any(|k| matches!(k, ClassifierKind::LogisticRegression | ClassifierKind::LinearSvm));
+        let chosen_name = match settings.select_at {
+            SelectAt::LambdaMin => "λ_min",
+            SelectAt::Lambda1se => "λ_1se",
+        };
+        let limited = |max: usize| (linear && active[chosen] > max).then(|| model_size::lambda_within(&active, chosen, max));
+        let why = |max: usize, clinical: usize| {
+            let l = size.by_site()[size.parameters_limited_by.as_str()];
+            let beside = if clinical > 0 { format!(" beside {clinical} clinical design column(s) and") } else { " and".into() };
+            format!(
+                "{chosen_name} keeps {} features; site {} fits at most {} parameters ({} per patient × {} patients), so at most {max} features{beside} the intercept",
+                active[chosen], l.site, size.max_parameters, l.max_parameter_ratio, l.fit_patients
+            )
+        };
+        let at = match size.max_features(0).and_then(limited) {
+            Some(l) => {
+                out.size_note = Some(format!("{}: λ = {:.4} with {} features", why(size.max_features(0).unwrap_or(0), 0), path.lambdas[l], active[l]));
+                l
+            }
+            None => chosen,
+        };
+        if clinical_columns > 0
+            && let Some(max) = size.max_features(clinical_columns)
+            && let Some(l) = limited(max).filter(|l| *l != at)
+        {
+            out.with_clinical = Some(ClinicalSizedSelection {
+                clinical_columns,
+                lambda: path.lambdas[l],
+                selected: selected_at(l),
+                note: format!("Model III: {}: λ = {:.4} with {} features", why(max, clinical_columns), path.lambdas[l], active[l]),
+            });
+        }
         out.lambda_min = Some(path.lambdas[path.lambda_min_index]);
         out.lambda_1se = Some(path.lambdas[path.lambda_1se_index]);
+        out.lambda_used = Some(path.lambdas[at]);
         out.cv_deviance_at_selected = Some(path.cv_mean[at]);
         out.intercept = Some(path.intercepts[at]);
-        let orig = original(at);
-        out.intercept_original = Some(orig[0]);
-        out.selected = candidates
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| path.coefficients[at][*i] != 0.0)
-            .map(|(i, &j)| SelectedFeature {
-                name: name(j),
-                coefficient: path.coefficients[at][i],
-                coefficient_original: orig[i + 1],
-                mean: std.center[i],
-                sd: std.scale[i],
-            })
-            .collect();
+        out.intercept_original = Some(original(at)[0]);
+        out.selected = selected_at(at);
         if !path.converged.iter().all(|c| *c) || path.fold_fits_not_converged > 0 {
             out.note = Some(format!(
                 "the solver stopped at its round limit for {} λ values of the full fit and {} (fold, λ) pairs; those coefficients are the last iterate",

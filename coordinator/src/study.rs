@@ -104,6 +104,9 @@ pub struct StudyRunner<'a> {
     /// The plan secure-sums the kinds the coordinator only adds up.
     pub(crate) secure: bool,
     secure_rounds: u64,
+    /// Each site's policy as published in its hello when the study started (sites may
+    /// reconnect during the study; the plan of folds and model sizes uses these).
+    pub(crate) policies: BTreeMap<String, proto::SitePolicy>,
 }
 
 fn traffic_total(t: &std::collections::HashMap<String, Traffic>) -> Traffic {
@@ -119,7 +122,19 @@ impl<'a> StudyRunner<'a> {
         let plan = study.plan().ok();
         let plan_sha256 = plan.as_ref().map(|p| p.sha256()).unwrap_or_default();
         let secure = plan.is_some_and(|p| p.secure_aggregation.is_some());
-        StudyRunner { hub, study, progress, protocol: Vec::new(), resume: false, journal: None, replayed: 0, plan_sha256, secure, secure_rounds: 0 }
+        StudyRunner {
+            hub,
+            study,
+            progress,
+            protocol: Vec::new(),
+            resume: false,
+            journal: None,
+            replayed: 0,
+            plan_sha256,
+            secure,
+            secure_rounds: 0,
+            policies: BTreeMap::new(),
+        }
     }
 
     /// Continue an interrupted run: rounds recorded in `<output_dir>/journal/` are replayed
@@ -254,7 +269,7 @@ impl<'a> StudyRunner<'a> {
 
     /// The largest `min_count` the connected sites published: tree leaves never go below it.
     pub(crate) fn largest_min_count(&self) -> u64 {
-        self.study.sites.iter().filter_map(|s| self.hub.min_count(s)).max().unwrap_or(1)
+        self.policies.values().map(|p| p.min_count).max().unwrap_or(1)
     }
 
     pub(crate) fn all_sites(&self, kind: task::Kind) -> BTreeMap<String, task::Kind> {
@@ -284,6 +299,7 @@ impl<'a> StudyRunner<'a> {
         );
         self.hub.journal_receipts(&self.study.study_id, out.join("receipts"));
         self.wait_for_sites().await?;
+        self.policies = self.study.sites.iter().filter_map(|s| Some((s.clone(), self.hub.policy(s)?))).collect();
         // A site that takes part only in larger studies would refuse every task; say so now.
         let n = self.study.sites.len();
         for site in &self.study.sites {
@@ -354,7 +370,7 @@ impl<'a> StudyRunner<'a> {
         let mut deep = Vec::new();
         let mut deep_notes = BTreeMap::new();
         let mut deep_catalogues = BTreeMap::new();
-        let selection = if self.study.selection.enabled {
+        let (selection, clinical_model) = if self.study.selection.enabled {
             let settings = if parameters_yaml.trim().is_empty() {
                 site_agent::radiomics::settings::Settings::study_default()
             } else {
@@ -382,11 +398,13 @@ impl<'a> StudyRunner<'a> {
                     }
                 }
             }
-            Some(self.run_selection(&catalogue, &deep_catalogues).await?)
+            // The clinical model first: its terms count towards Model III's size at the sites.
+            let clinical_model = if self.study.clinical_model.enabled { Some(self.run_clinical_model().await?) } else { None };
+            let selection = self.run_selection(&catalogue, &deep_catalogues, &split, clinical_model.as_ref()).await?;
+            (Some(selection), clinical_model)
         } else {
-            None
+            (None, if self.study.clinical_model.enabled { Some(self.run_clinical_model().await?) } else { None })
         };
-        let clinical_model = if self.study.clinical_model.enabled { Some(self.run_clinical_model().await?) } else { None };
         let models = match &selection {
             Some(sel) => self.run_models(&catalogue, &deep_catalogues, sel, clinical_model.as_ref(), &parameters_yaml).await?,
             None => Vec::new(),
