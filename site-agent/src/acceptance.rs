@@ -11,10 +11,10 @@
 //! | task kind | attack if free | site check |
 //! |---|---|---|
 //! | every kind | differencing across made-up studies | approved study and plan only (`site-agent approve`); the task's site list is the plan's |
-//! | `split`, `folds` | quotas or fold draws differing by one patient | the plan's seed, fraction and K; one split and one fold draw per study |
+//! | `split`, `folds` | quotas or fold draws differing by one patient | the plan's seed and fraction, K from 2 to the plan's; one split and one fold draw per study |
 //! | `table1`, `rank_histogram`, `value_histogram`, `score` | grids zoomed onto single values, or swept across one | the plan's variables, levels and grids; standardisers no finer than the site's SD / `max_scale_ratio` and pinned at first use per feature column or model design ([`crate::ledger`]) |
 //! | `extract_features`, `onnx_embed`, `embed` | other settings or networks | the plan's parameter file, network and architecture |
-//! | `lasso_round`, `cv_loss`, `classifier_round`, `logistic_round`, `score`, `paired_scores` | steep models whose gradients or scores step at one patient | coefficients within the plan's bound per SD; standardiser no finer than the site's SD / `max_scale_ratio`; the plan's family, mixing, path length, random features; at most one point per fit (K + 1) per round |
+//! | `lasso_round`, `cv_loss`, `classifier_round`, `logistic_round`, `score`, `paired_scores` | steep models whose gradients or scores step at one patient | coefficients within the plan's bound per SD; standardiser no finer than the site's SD / `max_scale_ratio`; the plan's family, mixing, path length, random features (seed, γ, at most the plan's count); at most one point per fit (K + 1) per round |
 //! | `tree_round` | deep trees, other bootstrap seeds | the plan's tree kinds, seed, depth, bins, tree and round counts |
 //! | `encoder_round` | batch size 1, chosen rates: gradients of one patient | the plan's local training settings; batches of at least `min_count`; the plan's initial weights in round 1; rounds in order |
 //! | model tasks | classifiers the study does not fit | only the plan's classifiers (logistic regression also for the site-alone baselines) |
@@ -89,9 +89,11 @@ pub fn accept(kind: &task::Kind, plan: &StudyPlan, min_count: u64) -> Result<(),
         task::Kind::CvLoss(t) => {
             feature_table(plan, t.features.as_ref())?;
             lasso_family(plan, t.family, plan.selection.lasso.mixing)?;
+            // K folds of the path (2 ≤ K ≤ the plan's; the site's recorded K is checked where
+            // the folds are, in `lasso::site_cv_loss`).
             let (k, l) = (plan.selection.lasso.folds as usize, plan.selection.lasso.path_length);
-            if t.path_length as usize != l || t.points.len() != k * l {
-                return invalid(format!("cross-validation of {} points with a path of {}; the plan has {k} folds × {l}", t.points.len(), t.path_length));
+            if t.path_length as usize != l || !t.points.len().is_multiple_of(l) || !(2..=k).contains(&(t.points.len() / l)) {
+                return invalid(format!("cross-validation of {} points with a path of {}; the plan has at most {k} folds × {l}", t.points.len(), t.path_length));
             }
             t.points.iter().try_for_each(|p| glm_point(p, limits.max_coefficient))
         }
@@ -322,8 +324,12 @@ fn classifier_planned(plan: &StudyPlan, c: ClassifierKind) -> Result<(), SiteRef
 fn random_features(plan: &StudyPlan, rf: &proto::RandomFeatures, width: usize) -> Result<(), SiteRefusal> {
     let r = &plan.models.rbf_svm;
     let gamma = if r.gamma > 0.0 { r.gamma } else { 1.0 / width.max(1) as f64 };
-    if RandomFeatures::from_proto(rf)? != (RandomFeatures { count: r.features, seed: r.seed, gamma }) {
-        return invalid("the RBF SVM's random features are not the study plan's");
+    // Fewer features than the plan's are accepted: the study lowers their number until every
+    // site's parameter limit admits the model (coordinator `model_size`), and each count still
+    // meets this site's `max_parameter_ratio` where the round is computed.
+    let asked = RandomFeatures::from_proto(rf)?;
+    if !(1..=r.features).contains(&asked.count) || asked != (RandomFeatures { count: asked.count, seed: r.seed, gamma }) {
+        return invalid(format!("the RBF SVM's random features are not the study plan's (the plan's seed and γ, 1 to {} features)", r.features));
     }
     Ok(())
 }

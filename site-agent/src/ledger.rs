@@ -228,6 +228,22 @@ impl ModelLedger {
         }
     }
 
+    /// Pins a design's random Fourier features at their first classifier round here. A study
+    /// may use fewer features than the plan's (so that every site's parameter limit admits the
+    /// RBF SVM), but one number per design: each count draws another random map of the same
+    /// patients, so a coordinator free to vary it would get up to the plan's count of different
+    /// models' sums where the study needs one.
+    pub fn pin_random_features(&self, design: Option<&proto::ModelDesign>, rff: &proto::RandomFeatures) -> Result<(), SiteRefusal> {
+        let design = design.map(|d| d.encode_to_vec()).unwrap_or_default();
+        let path = self.dir.join(format!("random-features-{}.pb", &sha256_hex(&[&design])[..32]));
+        let rff = rff.encode_to_vec();
+        match std::fs::read(&path) {
+            Ok(pinned) if pinned == rff => Ok(()),
+            Ok(_) => Err(SiteRefusal::InvalidParameters("the random features differ from the ones this model design's RBF SVM was first fitted with here".into())),
+            Err(_) => crate::engine::write_atomic(&path, &rff).map_err(|e| SiteRefusal::Precondition(format!("cannot record the random features: {e}"))),
+        }
+    }
+
     /// Pins each feature column's centre and scale at its first use in a table (rank
     /// histograms, LASSO rounds, cross-validation): see [`Self::pin_design_standardiser`].
     pub fn pin_feature_standardiser(&self, table: &str, columns: &[u32], std: Option<&proto::Standardiser>) -> Result<(), SiteRefusal> {

@@ -1000,8 +1000,9 @@ fn attacks_population_differencing() {
         before.tensors.iter().zip(&after.tensors).map(|(a, b)| a.values.iter().zip(&b.values).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)).fold(0.0, f64::max);
     report("moments of the training cohort before and after the re-splits", "answered", &format!("largest difference {differenced:e}: no patient differenced out"));
 
-    // Folds: another seed, another K, and K = 50 (folds of one patient): refused.
-    for (what, seed, folds) in [("folds with another seed", 2, 10), ("folds with K = 9", 1, 9), ("folds with K = 50", 1, 50)] {
+    // Folds: another seed, another K once the folds are fixed (fewer folds than the plan's are
+    // accepted only as the study's one draw), and K = 50 (folds of one patient): refused.
+    for (what, seed, folds) in [("folds with another seed", 2, 10), ("folds with K = 9 after K = 10", 1, 9), ("folds with K = 50", 1, 50)] {
         let d = site.refused(what, task::Kind::Folds(proto::FoldsTask { seed, folds }));
         assert!(d.contains("study plan") || d.contains("fixed"), "{d}");
     }
@@ -1878,4 +1879,49 @@ fn secure_sum_attacks_are_refused_and_a_masked_reply_reveals_nothing() {
         other => panic!("a second secure sum after a range refusal was answered: {other:?}"),
     }
     let _ = std::fs::remove_dir_all(&pki_dir);
+}
+
+/// What the model-size rule (issue 21) leaves to the coordinator: fewer folds than the plan's,
+/// and fewer random Fourier features than the plan's, so that every site's limits admit the
+/// study. Attacks: redraw the folds with another K to move one patient between folds; fit the
+/// RBF SVM of one design with every count from 1 to the plan's, each count another random map
+/// of the same patients (up to the plan's count of models' sums where the study needs one).
+#[test]
+fn attacks_model_size_choices() {
+    let site = site("model-size");
+    // The folds were drawn at the plan's K = 10 (site_with); another K, smaller too, is refused.
+    for k in [2, 9] {
+        let d = site.refused(&format!("folds redrawn with K = {k} after K = 10"), task::Kind::Folds(proto::FoldsTask { seed: 1, folds: k }));
+        assert!(d.contains("already fixed"), "{d}");
+    }
+
+    let columns: Vec<u32> = site.usable.iter().take(3).copied().collect();
+    let design = site.design(&columns);
+    let std = site.standardiser(&columns, 1.0, &BTreeMap::new());
+    let r = &site.plan.models.rbf_svm;
+    let rbf = |count: u32, seed: u64| {
+        task::Kind::ClassifierRound(proto::ClassifierRoundTask {
+            design: Some(design.clone()),
+            standardiser: Some(std.clone()),
+            objective: proto::ClassifierObjective::SquaredHinge as i32,
+            parameters: vec![0.0; count as usize + 1],
+            svm: vec![],
+            random_features: Some(proto::RandomFeatures { count, seed, gamma: 1.0 / columns.len() as f64 }),
+            exclude_fold: 0,
+        })
+    };
+    // The study's choice: fewer features than the plan's 24 (this hospital's 56 training
+    // patients admit 0.33 · 56 = 18 parameters), answered.
+    assert_eq!(r.features, 24);
+    let honest = site.answered("RBF SVM round with 12 of the plan's 24 random features", rbf(12, r.seed));
+    assert_eq!(honest.patient_count, 56);
+    site.answered("the same round again", rbf(12, r.seed));
+    // Another count for the same design, more than the plan's, another seed: refused.
+    let d = site.refused("RBF SVM round of the same design with 11 random features", rbf(11, r.seed));
+    assert!(d.contains("first fitted with here"), "{d}");
+    let d = site.refused("RBF SVM round with 25 random features (the plan has 24)", rbf(25, r.seed));
+    assert!(d.contains("1 to 24"), "{d}");
+    let d = site.refused("RBF SVM round with another seed", rbf(12, r.seed + 1));
+    assert!(d.contains("study plan"), "{d}");
+    report("random maps per design", "answered once", "one random-feature count per model design: 1 map where a free count gave 24");
 }

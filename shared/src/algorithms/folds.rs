@@ -92,12 +92,14 @@ pub fn combine(answers: &[SiteAggregate], k: u32) -> Result<FoldSummary, Combine
 
 // ---- what a site accepts ------------------------------------------------------------------
 
-/// Folds are dealt only with the plan's seed and number of folds: the fold populations are
-/// then fixed by the approved plan, and the site records them once per study, so no task
-/// can redraw them to difference one patient out of a fold.
+/// Folds are dealt only with the plan's seed and at most the plan's number of folds: the
+/// fold populations are then fixed by the approved plan, and the site records them once per
+/// study, so no task can redraw them to difference one patient out of a fold. Fewer folds
+/// than the plan's are accepted because the study lowers K until every site's folds reach its
+/// `min_count` (coordinator `model_size`); fewer folds only make each fold larger.
 pub fn site_accepts(seed: u64, folds: u32, plan_seed: u64, plan_folds: u32) -> Result<(), SiteRefusal> {
-    if seed != plan_seed || folds != plan_folds {
-        return Err(SiteRefusal::InvalidParameters(format!("folds with seed {seed} and K = {folds}; the study plan has seed {plan_seed} and K = {plan_folds}")));
+    if seed != plan_seed || !(2..=plan_folds).contains(&folds) {
+        return Err(SiteRefusal::InvalidParameters(format!("folds with seed {seed} and K = {folds}; the study plan has seed {plan_seed} and K from 2 to {plan_folds}")));
     }
     Ok(())
 }
@@ -124,5 +126,14 @@ mod tests {
         let outcome: Vec<bool> = training.iter().map(|t| t.1).collect();
         assert!(site_fold_counts(&folds, &outcome, 10, 5).is_ok());
         assert!(matches!(site_fold_counts(&folds, &outcome, 10, 6), Err(SiteRefusal::BelowMinCount { .. })));
+    }
+
+    #[test]
+    fn a_site_accepts_the_plans_seed_and_at_most_its_folds() {
+        assert!(site_accepts(7, 10, 7, 10).is_ok());
+        assert!(site_accepts(7, 2, 7, 10).is_ok());
+        for (seed, k) in [(8, 10), (7, 11), (7, 1), (7, 0)] {
+            assert!(matches!(site_accepts(seed, k, 7, 10), Err(SiteRefusal::InvalidParameters(_))), "seed {seed}, K {k}");
+        }
     }
 }
