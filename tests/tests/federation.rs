@@ -2,6 +2,7 @@
 //! equal the same numbers computed directly from the generated files.
 
 use coordinator::study::{Quiet, StudyError, StudyRunner};
+use fedrad_shared::algorithms::classifiers::ClassifierKind;
 use fedrad_shared::algorithms::{split, table1};
 use fedrad_shared::clinical::npc_dictionary;
 use fedrad_shared::pki::StudyPki;
@@ -88,7 +89,8 @@ async fn four_sites_over_mtls_give_the_pooled_split_table1_selection_and_models(
         assert!(out.join(f).is_file(), "{f} not written");
     }
     let steps: Vec<&str> = results.protocol.iter().map(|p| p.step.as_str()).collect();
-    assert_eq!(steps[..9], ["cohort_summary", "split", "table1", "extract_features", "deep.t1c", "embed.t1c", "deep.t2", "embed.t2", "folds"]);
+    // The clinical model comes before the folds: its terms count towards Model III's size.
+    assert_eq!(steps[..10], ["cohort_summary", "split", "table1", "extract_features", "deep.t1c", "embed.t1c", "deep.t2", "embed.t2", "clinical_model", "folds"]);
     assert!(
         steps.contains(&"lasso.t2.radiomic") && steps.contains(&"clinical_model") && steps.contains(&"models.t2.III") && steps.last() == Some(&"compare_models"),
         "{steps:?}"
@@ -307,9 +309,15 @@ fn check_selection_against_pooled(
         for l in 0..cvm.len() {
             assert!((cvm[l] - path.cv_mean[l]).abs() < 1e-6, "{seq}: CV deviance at λ {l}");
         }
+        // λ_min, or the first larger λ whose model has at most P − 1 features, P the most
+        // parameters every site fits (ratio 1 here, on its training patients outside its
+        // largest fold as C is searched).
+        let most = results.split.per_site.values().map(|c| c.training() - c.training().div_ceil(5)).min().unwrap() as usize;
+        assert_eq!(selection.model_size.max_parameters, most, "P");
+        let at = (0..=path.lambda_min_index).rev().find(|&l| path.coefficients[l].iter().filter(|b| **b != 0.0).count() < most).unwrap();
+        assert_eq!(seq_result.lambda_used, Some(path.lambdas[at]), "{seq}: λ used");
         let selected: Vec<&str> = seq_result.selected.iter().map(|f| f.name.as_str()).collect();
-        let expected: Vec<&str> =
-            candidates.iter().enumerate().filter(|(i, _)| path.coefficients[path.lambda_min_index][*i] != 0.0).map(|(_, &j)| names[j].as_str()).collect();
+        let expected: Vec<&str> = candidates.iter().enumerate().filter(|(i, _)| path.coefficients[at][*i] != 0.0).map(|(_, &j)| names[j].as_str()).collect();
         assert_eq!(selected, expected);
     }
     // Clinical model: the pooled Newton fit of the entered variables.
@@ -617,19 +625,43 @@ async fn a_site_below_its_minimum_refuses_and_the_study_says_which_and_why() {
     server.stop().await;
 }
 
+/// Ten folds at a hospital of 28 training patients would be refused (folds of two patients at
+/// `min_count` 3): the study lowers K to what every site's `min_count` allows, before any fold
+/// task, and sizes the models to the smallest site's parameter limit; a classifier no λ can
+/// make small enough is reported as not fitted, naming the site, instead of being refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn ten_folds_at_a_small_site_are_refused_and_the_study_names_site_and_fold() {
+async fn a_small_site_lowers_the_folds_and_the_model_size_and_the_study_says_why() {
     let dir = TempDir::new("fold-refusal");
-    // 80 patients: the smallest hospital has ~10 training patients, one per fold at K = 10.
-    let cohort = small_cohort(&dir.path().join("cohort"), 80, 5);
+    let mut spec = fedrad_synth::default_cohort(5, 205).with_hospital_sizes(&[70, 50, 45, 40]).unwrap();
+    spec.coarsen = 3.0;
+    let cohort = fedrad_synth::generate(&spec, &dir.path().join("cohort"), &|| {}).expect("cohort generation");
     let Federation { server, agents: _agents, sites } = start_federation(dir.path(), &cohort, |_, cfg| cfg.policy.min_count = 3).await;
     let mut study = study_config("fold-refusal", &dir.path().join("study"), sites, 1);
+    study.deep.enabled = false;
+    study.clinical_model.variables = Some(vec!["age".into(), "sex".into(), "overall_stage".into()]);
     approve_study(&_agents, &mut study);
-    let err = StudyRunner::new(server.hub.clone(), study, &Quiet).run().await.unwrap_err();
-    let msg = err.to_string();
-    assert!(matches!(&err, StudyError::Refused { step, .. } if step == "folds"), "{msg}");
-    // Small hospitals refuse (which one answers first varies); the message names it and the fold.
-    assert!(msg.contains("site hospital-") && msg.contains("cross-validation fold") && msg.contains("fewer than this site's minimum of 3"), "{msg}");
+    let results = StudyRunner::new(server.hub.clone(), study, &Quiet).run().await.expect("the study runs");
+    let selection = results.selection.as_ref().unwrap();
+    let size = &selection.model_size;
+    let (smallest, counts) = results.split.per_site.iter().min_by_key(|(_, c)| c.training()).unwrap();
+    assert_eq!(size.folds, (counts.training() / 3) as u32, "{size:?}");
+    assert!(size.folds < 10 && size.folds_limited_by.as_deref() == Some(smallest.as_str()), "{size:?}");
+    assert_eq!(selection.folds.folds, size.folds);
+    assert_eq!(size.max_parameters, (0.33_f64 * counts.training() as f64).floor() as usize);
+    for m in results.models.iter().filter(|m| m.note.is_none()) {
+        for c in &m.classifiers {
+            if matches!(c.classifier, ClassifierKind::LogisticRegression | ClassifierKind::LinearSvm) {
+                assert!(m.features.len() + m.clinical_terms.len() < size.max_parameters, "{} {}: {:?}", m.sequence, m.model, m.features);
+            }
+        }
+        // What no λ can make small enough is said, with the site that limits it; no site refused.
+        for n in &m.not_fitted {
+            assert!(n.reason.starts_with("not fitted at any λ") && n.reason.contains(&format!("site {smallest} fits at most")), "{n:?}");
+        }
+    }
+    assert!(results.models.iter().any(|m| !m.classifiers.is_empty()), "{:?}", results.models.iter().map(|m| &m.note).collect::<Vec<_>>());
+    let report = std::fs::read_to_string(dir.path().join("study/report.md")).unwrap();
+    assert!(report.contains(&format!("{} folds (the plan allows 10; site {smallest}", size.folds)), "report");
     server.stop().await;
 }
 
