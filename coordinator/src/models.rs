@@ -365,7 +365,8 @@ impl StudyRunner<'_> {
 
         // 2–4. Logistic regression (ridge), linear SVM, RBF SVM on random Fourier features:
         // C as set, or chosen by cross-validated AUC over the folds the sites recorded.
-        let folds = self.study.selection.lasso.folds;
+        // The folds the sites recorded: the plan's K or fewer (crate::model_size).
+        let folds = size.folds;
         let mut penalties: BTreeMap<ClassifierKind, (f64, Vec<classifiers::CvPoint>)> = BTreeMap::new();
         for (kind, c) in
             [(ClassifierKind::LogisticRegression, settings.logistic.c), (ClassifierKind::LinearSvm, settings.linear_svm.c), (ClassifierKind::RbfSvm, settings.rbf_svm.c)]

@@ -639,12 +639,13 @@ impl SiteEngine {
             Some(task::Kind::DesignMoments(t)) => selection::design_moments(&self.design(&task.study_id, t.design.as_ref())?, min),
             Some(task::Kind::ClassifierRound(t)) => {
                 let data = self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?;
-                if let Some(rff) = &t.random_features {
-                    let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
-                    self.ledger(&task.study_id, plan).pin_random_features(t.design.as_ref(), rff)?;
-                }
                 let agg = selection::classifier_round(&data, t, min, self.config.policy.max_parameter_ratio)?;
                 let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
+                // Pinned once a round passed every check (a refused round pins nothing), and
+                // before its answer leaves (a round with other features is then refused).
+                if let Some(rff) = &t.random_features {
+                    self.ledger(&task.study_id, plan).pin_random_features(t.design.as_ref(), rff)?;
+                }
                 self.ledger(&task.study_id, plan).record_fit(t).map_err(|e| Failure::Failed(format!("cannot record the fitted model: {e}")))?;
                 Ok(agg)
             }

@@ -1911,8 +1911,11 @@ fn attacks_model_size_choices() {
         })
     };
     // The study's choice: fewer features than the plan's 24 (this hospital's 56 training
-    // patients admit 0.33 · 56 = 18 parameters), answered.
+    // patients admit 0.33 · 56 = 18 parameters), answered. A round the site refuses (here 20
+    // features, 21 parameters) pins nothing.
     assert_eq!(r.features, 24);
+    let d = site.refused("RBF SVM round with 20 random features (21 parameters for 56 patients)", rbf(20, r.seed));
+    assert!(d.contains("parameters"), "{d}");
     let honest = site.answered("RBF SVM round with 12 of the plan's 24 random features", rbf(12, r.seed));
     assert_eq!(honest.patient_count, 56);
     site.answered("the same round again", rbf(12, r.seed));
@@ -1923,5 +1926,7 @@ fn attacks_model_size_choices() {
     assert!(d.contains("1 to 24"), "{d}");
     let d = site.refused("RBF SVM round with another seed", rbf(12, r.seed + 1));
     assert!(d.contains("study plan"), "{d}");
-    report("random maps per design", "answered once", "one random-feature count per model design: 1 map where a free count gave 24");
+    // (A design listing the same columns in another order is another design, with its own
+    // map and pins: that was possible before the count could vary, and is not closed here.)
+    report("random maps per design", "answered once", "one random-feature count per model design: 1 map per design where a free count gave 24");
 }

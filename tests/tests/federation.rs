@@ -639,6 +639,8 @@ async fn a_small_site_lowers_the_folds_and_the_model_size_and_the_study_says_why
     let mut study = study_config("fold-refusal", &dir.path().join("study"), sites, 1);
     study.deep.enabled = false;
     study.clinical_model.variables = Some(vec!["age".into(), "sex".into(), "overall_stage".into()]);
+    // C searched over the lowered folds: fits leave out one of the sites' recorded folds.
+    study.models.search = coordinator::config::SearchSettings { enabled: true, c: vec![0.1, 10.0] };
     approve_study(&_agents, &mut study);
     let results = StudyRunner::new(server.hub.clone(), study, &Quiet).run().await.expect("the study runs");
     let selection = results.selection.as_ref().unwrap();
@@ -647,9 +649,13 @@ async fn a_small_site_lowers_the_folds_and_the_model_size_and_the_study_says_why
     assert_eq!(size.folds, (counts.training() / 3) as u32, "{size:?}");
     assert!(size.folds < 10 && size.folds_limited_by.as_deref() == Some(smallest.as_str()), "{size:?}");
     assert_eq!(selection.folds.folds, size.folds);
-    assert_eq!(size.max_parameters, (0.33_f64 * counts.training() as f64).floor() as usize);
+    let fit_on = counts.training() - counts.training().div_ceil(size.folds as u64);
+    assert_eq!(size.max_parameters, (0.33_f64 * fit_on as f64).floor() as usize);
     for m in results.models.iter().filter(|m| m.note.is_none()) {
         for c in &m.classifiers {
+            if matches!(c.classifier, ClassifierKind::LogisticRegression | ClassifierKind::LinearSvm | ClassifierKind::RbfSvm) {
+                assert_eq!(c.cross_validation.len(), 2, "{} {} {:?}: C searched over the {} folds", m.sequence, m.model, c.classifier, size.folds);
+            }
             if matches!(c.classifier, ClassifierKind::LogisticRegression | ClassifierKind::LinearSvm) {
                 assert!(m.features.len() + m.clinical_terms.len() < size.max_parameters, "{} {}: {:?}", m.sequence, m.model, m.features);
             }
@@ -659,7 +665,11 @@ async fn a_small_site_lowers_the_folds_and_the_model_size_and_the_study_says_why
             assert!(n.reason.starts_with("not fitted at any λ") && n.reason.contains(&format!("site {smallest} fits at most")), "{n:?}");
         }
     }
-    assert!(results.models.iter().any(|m| !m.classifiers.is_empty()), "{:?}", results.models.iter().map(|m| &m.note).collect::<Vec<_>>());
+    assert!(
+        results.models.iter().any(|m| m.classifiers.iter().any(|c| c.classifier == ClassifierKind::LogisticRegression)),
+        "{:?}",
+        results.models.iter().map(|m| (&m.note, &m.not_fitted)).collect::<Vec<_>>()
+    );
     let report = std::fs::read_to_string(dir.path().join("study/report.md")).unwrap();
     assert!(report.contains(&format!("{} folds (the plan allows 10; site {smallest}", size.folds)), "report");
     server.stop().await;
