@@ -12,10 +12,16 @@
 //! - **Folds.** K is the largest K ≤ the plan's `folds` (and ≥ 2) for which every site's
 //!   smallest fold holds at least its `min_count`. Sites deal their training patients to
 //!   folds in turn, so a site of n training patients has folds of ⌊n / K⌋ and ⌈n / K⌉. The
-//!   plan's K is thus a maximum: a site accepts any K from 2 up to it, once per study.
+//!   plan's K is thus a maximum: a site accepts any K from 2 up to it, once per study. A
+//!   held-out fold counts only patients with features, so a site's patients without a
+//!   feature row (failed extraction or embedding, known as counts) are taken off its
+//!   smallest fold: ⌊n / K⌋ − missing ≥ `min_count`.
 //! - **Parameters.** P = min over sites of ⌊r_s · m_s⌋, where m_s is the fewest patients a
-//!   site fits a model on: its training patients, or, when the study searches C by
-//!   cross-validation, its training patients outside its largest fold (n_s − ⌈n_s / K⌉).
+//!   site fits a model on: its training patients with features (n_s − missing_s), or, when
+//!   the study searches C by cross-validation, those outside its largest fold
+//!   (n_s − missing_s − ⌈n_s / K⌉). Model III's patients must also have complete clinical
+//!   data, which the coordinator learns only when it fits the model: a site that has fewer
+//!   refuses the linear classifiers there, and the report names it.
 //! - **λ.** Logistic regression and the linear SVM have p + c + 1 parameters (p selected
 //!   features, c clinical design columns, an intercept). From the λ that cross-validation chose
 //!   (λ_min or λ_1se, as the study file asks) the rule walks the path towards λ_max to the first
@@ -36,6 +42,10 @@ use std::collections::BTreeMap;
 pub struct SiteCapacity {
     pub site: String,
     pub training: u64,
+    /// The most training patients that may lack a row in a feature table (failed extraction
+    /// or embedding; the coordinator knows only counts over all the site's patients, so it
+    /// assumes every one of them is a training patient of the smallest fold).
+    pub missing: u64,
     pub min_count: u64,
     pub max_parameter_ratio: f64,
 }
@@ -45,6 +55,8 @@ pub struct SiteCapacity {
 pub struct SiteLimit {
     pub site: String,
     pub training: u64,
+    /// Training patients that may lack features (see [`SiteCapacity::missing`]).
+    pub missing: u64,
     pub min_count: u64,
     pub max_parameter_ratio: f64,
     /// The most folds this site's `min_count` allows (capped at 50).
@@ -71,15 +83,19 @@ pub struct ModelSize {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ModelSizeError {
-    #[error("site {site} has {training} training patients: two cross-validation folds would hold fewer than its min_count of {min_count}")]
-    TooFewForFolds { site: String, training: u64, min_count: u64 },
+    #[error(
+        "site {site} has {training} training patients (up to {missing} of them without features): two cross-validation folds would hold fewer than its min_count of {min_count}"
+    )]
+    TooFewForFolds { site: String, training: u64, missing: u64, min_count: u64 },
     #[error("no site to plan for")]
     NoSites,
 }
 
-/// The most folds a site of `training` patients accepts at `min_count` (0 if not even 2).
-fn max_folds(training: u64, min_count: u64) -> u32 {
-    (2..=50u32).rev().find(|&k| training / k as u64 >= min_count.max(1)).unwrap_or(0)
+/// The most folds a site of `training` patients accepts at `min_count` (0 if not even 2),
+/// when up to `missing` of them may lack features (a held-out fold counts the patients of the
+/// feature table).
+fn max_folds(training: u64, missing: u64, min_count: u64) -> u32 {
+    (2..=50u32).rev().find(|&k| (training / k as u64).saturating_sub(missing) >= min_count.max(1)).unwrap_or(0)
 }
 
 /// The most parameters a site fits on `patients` patients: the largest q with
@@ -96,9 +112,9 @@ pub fn plan(sites: &[SiteCapacity], planned_folds: u32, search: bool) -> Result<
     let mut folds = planned_folds;
     let mut folds_limited_by = None;
     for s in sites {
-        let m = max_folds(s.training, s.min_count);
+        let m = max_folds(s.training, s.missing, s.min_count);
         if m < 2 {
-            return Err(ModelSizeError::TooFewForFolds { site: s.site.clone(), training: s.training, min_count: s.min_count });
+            return Err(ModelSizeError::TooFewForFolds { site: s.site.clone(), training: s.training, missing: s.missing, min_count: s.min_count });
         }
         if m < folds {
             folds = m;
@@ -108,13 +124,15 @@ pub fn plan(sites: &[SiteCapacity], planned_folds: u32, search: bool) -> Result<
     let per_site: Vec<SiteLimit> = sites
         .iter()
         .map(|s| {
-            let fit_patients = if search { s.training - s.training.div_ceil(folds as u64) } else { s.training };
+            let with_rows = s.training.saturating_sub(s.missing);
+            let fit_patients = if search { with_rows.saturating_sub(s.training.div_ceil(folds as u64)) } else { with_rows };
             SiteLimit {
                 site: s.site.clone(),
                 training: s.training,
+                missing: s.missing,
                 min_count: s.min_count,
                 max_parameter_ratio: s.max_parameter_ratio,
-                max_folds: max_folds(s.training, s.min_count),
+                max_folds: max_folds(s.training, s.missing, s.min_count),
                 fit_patients,
                 max_parameters: max_parameters(s.max_parameter_ratio, fit_patients),
             }
@@ -165,7 +183,7 @@ mod tests {
     use super::*;
 
     fn site(name: &str, training: u64, min_count: u64, ratio: f64) -> SiteCapacity {
-        SiteCapacity { site: name.into(), training, min_count, max_parameter_ratio: ratio }
+        SiteCapacity { site: name.into(), training, missing: 0, min_count, max_parameter_ratio: ratio }
     }
 
     /// The study team's hospitals of 95/85/80/68 patients, 70 % in training, every site at
@@ -194,6 +212,7 @@ mod tests {
             let n = l.fit_patients as f64;
             assert!(!(l.max_parameters as f64 > l.max_parameter_ratio * n) && (l.max_parameters + 1) as f64 > l.max_parameter_ratio * n, "{l:?}");
             assert!(l.training / l.max_folds as u64 >= l.min_count && l.training / (l.max_folds as u64 + 1) < l.min_count, "{l:?}");
+            assert_eq!(l.missing, 0);
         }
     }
 
@@ -207,10 +226,22 @@ mod tests {
     }
 
     #[test]
+    fn patients_without_features_count_against_the_smallest_fold_and_the_fit() {
+        let mut sites = team();
+        sites[3].missing = 2;
+        let size = plan(&sites, 10, false).unwrap();
+        // d: ⌊47 / 9⌋ − 2 = 3 < 5, ⌊47 / 7⌋ − 2 = 4, ⌊47 / 6⌋ − 2 = 5; 0.33 · 45 = 14.85.
+        assert_eq!((size.folds, size.max_parameters), (6, 14));
+        let size = plan(&sites, 6, true).unwrap();
+        // d: 47 − 2 − ⌈47 / 6⌉ = 37 patients, 0.33 · 37 = 12.21.
+        assert_eq!((size.by_site()["d"].fit_patients, size.max_parameters), (37, 12));
+    }
+
+    #[test]
     fn a_site_too_small_for_two_folds_is_named() {
         let mut sites = team();
         sites.push(site("tiny", 9, 5, 0.33));
-        assert_eq!(plan(&sites, 10, false), Err(ModelSizeError::TooFewForFolds { site: "tiny".into(), training: 9, min_count: 5 }));
+        assert_eq!(plan(&sites, 10, false), Err(ModelSizeError::TooFewForFolds { site: "tiny".into(), training: 9, missing: 0, min_count: 5 }));
         assert_eq!(plan(&[], 10, false), Err(ModelSizeError::NoSites));
         // A site without a ratio rule (1.0) does not bind.
         let size = plan(&[site("a", 40, 1, 1.0), site("b", 100, 1, 0.33)], 10, false).unwrap();

@@ -137,8 +137,9 @@ fn columns(sequence: &str, digest: &str, cols: &[usize]) -> proto::FeatureColumn
 
 impl StudyRunner<'_> {
     /// The folds and model size every site accepts ([`crate::model_size`]), from the
-    /// policies the sites published and their training counts in the split.
-    pub(crate) fn model_size(&self, split: &split::SplitSummary) -> Result<ModelSize, StudyError> {
+    /// policies the sites published, their training counts in the split and how many of their
+    /// patients may lack a feature row (`missing`, per site).
+    pub(crate) fn model_size(&self, split: &split::SplitSummary, missing: &BTreeMap<String, u64>) -> Result<ModelSize, StudyError> {
         let sites: Vec<SiteCapacity> = self
             .study
             .sites
@@ -148,6 +149,7 @@ impl StudyRunner<'_> {
                 SiteCapacity {
                     site: site.clone(),
                     training: split.per_site.get(site).map_or(0, |c| c.training()),
+                    missing: missing.get(site).copied().unwrap_or(0),
                     min_count: policy.map_or(1, |p| p.min_count),
                     max_parameter_ratio: policy.map_or(1.0, |p| p.max_parameter_ratio),
                 }
@@ -169,9 +171,10 @@ impl StudyRunner<'_> {
         catalogue: &[String],
         deep: &BTreeMap<String, Vec<String>>,
         split: &split::SplitSummary,
+        missing: &BTreeMap<String, u64>,
         clinical: Option<&logistic::ClinicalModel>,
     ) -> Result<SelectionResults, StudyError> {
-        let size = self.model_size(split)?;
+        let size = self.model_size(split, missing)?;
         if let Some(site) = &size.folds_limited_by {
             tracing::info!(planned = size.folds_planned, folds = size.folds, %site, "fewer folds so that every site's folds reach its min_count");
         }

@@ -400,7 +400,8 @@ impl<'a> StudyRunner<'a> {
             }
             // The clinical model first: its terms count towards Model III's size at the sites.
             let clinical_model = if self.study.clinical_model.enabled { Some(self.run_clinical_model().await?) } else { None };
-            let selection = self.run_selection(&catalogue, &deep_catalogues, &split, clinical_model.as_ref()).await?;
+            let missing = patients_without_features(&cohort, &extraction_summary, &deep, &self.study.selection.sequences);
+            let selection = self.run_selection(&catalogue, &deep_catalogues, &split, &missing, clinical_model.as_ref()).await?;
             (Some(selection), clinical_model)
         } else {
             (None, if self.study.clinical_model.enabled { Some(self.run_clinical_model().await?) } else { None })
@@ -450,6 +451,34 @@ impl<'a> StudyRunner<'a> {
         crate::report::write_all(&results, &settings, &out).map_err(|source| StudyError::Output { path: out.display().to_string(), source })?;
         Ok(results)
     }
+}
+
+/// Per site, the most of its patients that may lack a row in a feature table the selection
+/// uses: those whose extraction failed for a sequence, plus, with deep features, those not
+/// embedded (both known only as counts over all the site's patients).
+fn patients_without_features(
+    cohort: &cohort_summary::CohortSummary,
+    extraction: &extraction::ExtractionSummary,
+    deep: &[crate::deep::DeepResult],
+    sequences: &[String],
+) -> BTreeMap<String, u64> {
+    cohort
+        .sites
+        .iter()
+        .map(|c| {
+            let most = sequences
+                .iter()
+                .map(|seq| {
+                    let extracted = extraction.per_site.get(&c.site_id).and_then(|m| m.get(seq)).map_or(0, |x| x.succeeded);
+                    let not_embedded =
+                        deep.iter().find(|d| &d.sequence == seq).map_or(0, |d| c.loaded.saturating_sub(d.embedded_per_site.get(&c.site_id).copied().unwrap_or(0)));
+                    c.loaded.saturating_sub(extracted) + not_embedded
+                })
+                .max()
+                .unwrap_or(0);
+            (c.site_id.clone(), most)
+        })
+        .collect()
 }
 
 /// An algorithm's failure in a step, as a [`StudyError`]; a detail that already names the

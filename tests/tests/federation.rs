@@ -646,6 +646,8 @@ async fn a_small_site_lowers_the_folds_and_the_model_size_and_the_study_says_why
     let selection = results.selection.as_ref().unwrap();
     let size = &selection.model_size;
     let (smallest, counts) = results.split.per_site.iter().min_by_key(|(_, c)| c.training()).unwrap();
+    // (Every patient of this cohort has features: nothing is taken off the smallest fold.)
+    assert!(size.per_site.iter().all(|l| l.missing == 0), "{size:?}");
     assert_eq!(size.folds, (counts.training() / 3) as u32, "{size:?}");
     assert!(size.folds < 10 && size.folds_limited_by.as_deref() == Some(smallest.as_str()), "{size:?}");
     assert_eq!(selection.folds.folds, size.folds);

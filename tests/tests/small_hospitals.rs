@@ -30,8 +30,20 @@ async fn hospitals_of_95_85_80_68_at_the_default_policy_fit_every_classifier_of_
     let size = &selection.model_size;
     let smallest = results.split.per_site.iter().min_by_key(|(_, c)| c.training()).map(|(s, c)| (s.clone(), c.training())).unwrap();
     assert_eq!(size.parameters_limited_by, smallest.0);
-    assert_eq!(size.max_parameters, (0.33_f64 * smallest.1 as f64).floor() as usize);
-    assert_eq!(size.folds, (smallest.1 / 5).min(planned_folds as u64) as u32);
+    // Patients the site may hold without a feature row: failed extractions and embeddings.
+    let loaded = results.cohort.sites.iter().find(|c| c.site_id == smallest.0).unwrap().loaded;
+    let missing = ["t1c", "t2"]
+        .iter()
+        .map(|seq| {
+            let extracted = results.extraction.per_site[&smallest.0][*seq].succeeded;
+            let embedded = results.deep.iter().find(|d| d.sequence == *seq).map_or(loaded, |d| d.embedded_per_site[&smallest.0]);
+            (loaded - extracted) + (loaded - embedded)
+        })
+        .max()
+        .unwrap();
+    assert_eq!(size.by_site()[smallest.0.as_str()].missing, missing);
+    assert_eq!(size.max_parameters, (0.33_f64 * (smallest.1 - missing) as f64).floor() as usize);
+    assert_eq!(size.folds, (2..=planned_folds).rev().find(|k| (smallest.1 / *k as u64).saturating_sub(missing) >= 5).unwrap());
     assert!(size.folds < planned_folds, "a hospital of {} training patients cannot answer {planned_folds} folds of 5: {size:?}", smallest.1);
     assert_eq!(selection.folds.folds, size.folds);
     assert!(selection.folds.per_site.values().flatten().all(|f| f[0] + f[1] >= 5));
