@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | every kind | differencing across made-up studies | approved study and plan only (`site-agent approve`); the task's site list is the plan's |
 //! | `split`, `folds` | quotas or fold draws differing by one patient | the plan's seed and fraction, K from 2 to the plan's; one split and one fold draw per study |
-//! | `table1`, `rank_histogram`, `value_histogram`, `score` | grids zoomed onto single values, or swept across one | the plan's variables, levels and grids; standardisers no finer than the site's SD / `max_scale_ratio` and pinned at first use per feature column or model design ([`crate::ledger`]) |
+//! | `table1`, `rank_histogram`, `value_histogram`, `score` | grids zoomed onto single values, or swept across one | the plan's variables, levels and grids; standardisers no finer than the site's SD / `max_scale_ratio` and pinned at first use per feature column or model design ([`crate::ledger`]); a design's columns in ascending order (a permuted design would start its pins afresh) |
 //! | `extract_features`, `onnx_embed`, `embed` | other settings or networks | the plan's parameter file, network and architecture |
 //! | `lasso_round`, `cv_loss`, `classifier_round`, `logistic_round`, `score`, `paired_scores` | steep models whose gradients or scores step at one patient | coefficients within the plan's bound per SD; standardiser no finer than the site's SD / `max_scale_ratio`; the plan's family, mixing, path length, random features (seed, γ, at most the plan's count); at most one point per fit (K + 1) per round |
 //! | `tree_round` | deep trees, other bootstrap seeds | the plan's tree kinds, seed, depth, bins, tree and round counts |
@@ -287,11 +287,14 @@ fn clinical_variables(plan: &StudyPlan, raw: &[proto::ClinicalVariable]) -> Resu
 fn design(plan: &StudyPlan, d: Option<&proto::ModelDesign>) -> Result<(), SiteRefusal> {
     selection_planned(plan)?;
     let d = d.ok_or(SiteRefusal::InvalidParameters("the task has no model design".into()))?;
+    // Columns in ascending order, each once: one design per set of columns, so that the
+    // ledger's pins (standardiser, bin edges, random features), keyed by the design, hold for
+    // the set and not for one ordering of it (a permuted design would otherwise start afresh:
+    // another standardiser to sweep a grid with, another random map of the same patients).
     if let Some(f) = &d.features {
         feature_table(plan, Some(f))?;
-        let mut seen = std::collections::BTreeSet::new();
-        if !f.columns.iter().all(|c| seen.insert(*c)) {
-            return invalid("a model design names a feature column twice");
+        if !f.columns.windows(2).all(|w| w[0] < w[1]) {
+            return invalid("a model design lists its feature columns in ascending order, each once");
         }
     }
     // Variables come with the columns they define, and only then: one design, one encoding
@@ -301,9 +304,8 @@ fn design(plan: &StudyPlan, d: Option<&proto::ModelDesign>) -> Result<(), SiteRe
     }
     if !d.variables.is_empty() {
         clinical_variables(plan, &d.variables)?;
-        let mut seen = std::collections::BTreeSet::new();
-        if !d.clinical_columns.iter().all(|c| seen.insert(*c)) {
-            return invalid("a model design names a clinical column twice");
+        if !d.clinical_columns.windows(2).all(|w| w[0] < w[1]) {
+            return invalid("a model design lists its clinical columns in ascending order, each once");
         }
     }
     Ok(())

@@ -1926,7 +1926,23 @@ fn attacks_model_size_choices() {
     assert!(d.contains("1 to 24"), "{d}");
     let d = site.refused("RBF SVM round with another seed", rbf(12, r.seed + 1));
     assert!(d.contains("study plan"), "{d}");
-    // (A design listing the same columns in another order is another design, with its own
-    // map and pins: that was possible before the count could vary, and is not closed here.)
-    report("random maps per design", "answered once", "one random-feature count per model design: 1 map per design where a free count gave 24");
+    // The same columns in another order would be another design, with pins of its own (another
+    // random map, another standardiser): designs list their columns in ascending order.
+    let mut reversed = columns.clone();
+    reversed.reverse();
+    let reversed_std = site.standardiser(&reversed, 1.0, &BTreeMap::new());
+    let d = site.refused(
+        "RBF SVM round of the same columns in reverse order, 11 random features",
+        task::Kind::ClassifierRound(proto::ClassifierRoundTask {
+            design: Some(site.design(&reversed)),
+            standardiser: Some(reversed_std),
+            objective: proto::ClassifierObjective::SquaredHinge as i32,
+            parameters: vec![0.0; 12],
+            svm: vec![],
+            random_features: Some(proto::RandomFeatures { count: 11, seed: r.seed, gamma: 1.0 / columns.len() as f64 }),
+            exclude_fold: 0,
+        }),
+    );
+    assert!(d.contains("ascending order"), "{d}");
+    report("random maps per set of columns", "answered once", "one random-feature count per set of design columns: 1 map where a free count or order gave 24 or more");
 }
