@@ -100,7 +100,7 @@ fn max_folds(training: u64, missing: u64, min_count: u64) -> u32 {
 
 /// The most parameters a site fits on `patients` patients: the largest q with
 /// q ≤ ratio · patients, the sites' own test (`q > ratio · n` refuses).
-fn max_parameters(ratio: f64, patients: u64) -> usize {
+pub fn max_parameters(ratio: f64, patients: u64) -> usize {
     (ratio * patients as f64).floor().max(0.0) as usize
 }
 

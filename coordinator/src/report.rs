@@ -137,7 +137,12 @@ pub fn markdown(r: &StudyResults) -> String {
     if let Some(c) = &r.clinical_model {
         s.push_str(&format!("## Clinical model\n\nLogistic regression fitted by Newton–Raphson on summed gradients and Hessians ({} training patients with complete data). Univariate screening by likelihood-ratio test; variables with p < {} enter the multivariable model.\n\n| Variable | Univariate p | Entered |\n|---|---|---|\n", c.n, c.entry_p));
         for u in &c.univariate {
-            s.push_str(&format!("| {} | {:.4} | {} |\n", u.variable, u.lr_p_value, if u.entered { "yes" } else { "no" }));
+            let p = u.lr_p_value.map_or("–".into(), |p| format!("{p:.4}"));
+            let entered = match (&u.note, u.entered) {
+                (Some(n), _) => format!("no ({n})"),
+                (None, e) => (if e { "yes" } else { "no" }).into(),
+            };
+            s.push_str(&format!("| {} | {p} | {entered} |\n", u.variable));
         }
         if c.multivariable.is_empty() {
             s.push_str("\nNo variable entered the multivariable model.\n\n");

@@ -449,20 +449,33 @@ impl StudyRunner<'_> {
             select_at: settings.select_at,
         };
         write_json(&dir.join(format!("{}.json", group.name())), &file)?;
-        write_text(&dir.join(format!("{}_path.svg", group.name())), &path_chart(seq, &path, &names))?;
-        write_text(&dir.join(format!("{}_cv.svg", group.name())), &cv_chart(seq, &path))?;
+        write_text(&dir.join(format!("{}_path.svg", group.name())), &path_chart(seq, &path, &names, at))?;
+        write_text(&dir.join(format!("{}_cv.svg", group.name())), &cv_chart(seq, &path, at))?;
         Ok(out)
     }
 
     /// Univariate screening and the multivariable clinical model.
-    pub(crate) async fn run_clinical_model(&mut self) -> Result<logistic::ClinicalModel, StudyError> {
+    /// The clinical model stays within the parameters every site fits on its training
+    /// patients ([`model_size::max_parameters`]; patients with incomplete clinical data, which
+    /// the sites also leave out, are not known beforehand).
+    pub(crate) async fn run_clinical_model(&mut self, split: &split::SplitSummary) -> Result<logistic::ClinicalModel, StudyError> {
         let variables = self.study.clinical_variables().expect("validated at load");
         let entry_p = self.study.clinical_model.entry_p;
+        let most = self
+            .study
+            .sites
+            .iter()
+            .map(|site| {
+                let ratio = self.policies.get(site).map_or(1.0, |p| p.max_parameter_ratio);
+                model_size::max_parameters(ratio, split.per_site.get(site).map_or(0, |c| c.training()))
+            })
+            .min()
+            .unwrap_or(usize::MAX);
         let proto_vars: Vec<proto::ClinicalVariable> = variables.iter().map(variable_to_proto).collect();
         let model = self
             .step("clinical_model", async |s: &mut Self| {
                 let mut round = 0;
-                let model = logistic::clinical_model(&variables, entry_p, async |points: &[logistic::ModelPoint]| {
+                let model = logistic::clinical_model(&variables, entry_p, most, async |points: &[logistic::ModelPoint]| {
                     round += 1;
                     let kind = task::Kind::LogisticRound(proto::LogisticRoundTask {
                         variables: proto_vars.clone(),
@@ -497,7 +510,17 @@ fn named_tests<'a>(tests: &[FeatureTest], catalogue: &'a [String]) -> Vec<NamedT
     tests.iter().map(|t| NamedTest { feature: &catalogue[t.column], statistic: t.statistic, p_value: t.p_value, effect: t.effect }).collect()
 }
 
-fn path_chart(seq: &str, path: &LassoPath, names: &[&str]) -> String {
+/// The markers of a path chart: λ_min, λ_1se and, where the model-size rule moved it, the λ
+/// used.
+fn lambda_markers(x: &[f64], path: &LassoPath, used: usize) -> Vec<(f64, String)> {
+    let mut m = vec![(x[path.lambda_min_index], "λ_min".into()), (x[path.lambda_1se_index], "λ_1se".into())];
+    if used != path.lambda_min_index && used != path.lambda_1se_index {
+        m.push((x[used], "λ used".into()));
+    }
+    m
+}
+
+fn path_chart(seq: &str, path: &LassoPath, names: &[&str], used: usize) -> String {
     let x: Vec<f64> = path.lambdas.iter().map(|l| l.log10()).collect();
     let mut series = Vec::new();
     let mut shown = BTreeMap::new();
@@ -513,14 +536,14 @@ fn path_chart(seq: &str, path: &LassoPath, names: &[&str]) -> String {
         x_label: "log10(λ)",
         y_label: "coefficient (standardised)",
         series,
-        markers: vec![(x[path.lambda_min_index], "λ_min".into()), (x[path.lambda_1se_index], "λ_1se".into())],
+        markers: lambda_markers(&x, path, used),
         x_range: None,
         y_range: None,
         diagonal: false,
     })
 }
 
-fn cv_chart(seq: &str, path: &LassoPath) -> String {
+fn cv_chart(seq: &str, path: &LassoPath, used: usize) -> String {
     let x: Vec<f64> = path.lambdas.iter().map(|l| l.log10()).collect();
     let label = match path.family {
         fedrad_shared::algorithms::glm::GlmFamily::Binomial => "binomial deviance (held out)",
@@ -536,7 +559,7 @@ fn cv_chart(seq: &str, path: &LassoPath) -> String {
             label: None,
             error: Some(path.cv_se.clone()),
         }],
-        markers: vec![(x[path.lambda_min_index], "λ_min".into()), (x[path.lambda_1se_index], "λ_1se".into())],
+        markers: lambda_markers(&x, path, used),
         x_range: None,
         y_range: None,
         diagonal: false,

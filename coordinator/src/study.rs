@@ -399,12 +399,12 @@ impl<'a> StudyRunner<'a> {
                 }
             }
             // The clinical model first: its terms count towards Model III's size at the sites.
-            let clinical_model = if self.study.clinical_model.enabled { Some(self.run_clinical_model().await?) } else { None };
+            let clinical_model = if self.study.clinical_model.enabled { Some(self.run_clinical_model(&split).await?) } else { None };
             let missing = patients_without_features(&cohort, &extraction_summary, &deep, &self.study.selection.sequences);
             let selection = self.run_selection(&catalogue, &deep_catalogues, &split, &missing, clinical_model.as_ref()).await?;
             (Some(selection), clinical_model)
         } else {
-            (None, if self.study.clinical_model.enabled { Some(self.run_clinical_model().await?) } else { None })
+            (None, if self.study.clinical_model.enabled { Some(self.run_clinical_model(&split).await?) } else { None })
         };
         let models = match &selection {
             Some(sel) => self.run_models(&catalogue, &deep_catalogues, sel, clinical_model.as_ref(), &parameters_yaml).await?,

@@ -291,10 +291,13 @@ pub struct OddsRatio {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UnivariateClinical {
     pub variable: String,
-    /// Likelihood-ratio test against the intercept-only model.
-    pub lr_p_value: f64,
+    /// Likelihood-ratio test against the intercept-only model; none when the variable's model
+    /// has more parameters than every site fits (`note` says so).
+    pub lr_p_value: Option<f64>,
     pub terms: Vec<OddsRatio>,
     pub entered: bool,
+    /// Why the variable was not screened, or screened but left out of the multivariable model.
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -328,33 +331,79 @@ fn odds_ratios(fit: &LogisticFit, columns: &[DesignColumn]) -> Vec<OddsRatio> {
 
 /// Univariate screening (each variable's columns vs the intercept-only model, likelihood-ratio
 /// test), then one multivariable model of the variables with p < `entry_p`.
+///
+/// `max_parameters` is the most parameters (intercept included) every site fits: a variable
+/// whose own model has more is not screened, and the multivariable model takes the entered
+/// variables in order of their p-values for as long as it stays within it (the others are
+/// noted), so that no site refuses a round.
 pub async fn clinical_model(
     variables: &[VariableSpec],
     entry_p: f64,
+    max_parameters: usize,
     mut round: impl AsyncFnMut(&[ModelPoint]) -> Result<ModelTotals, String>,
 ) -> Result<ClinicalModel, String> {
     let columns = design_columns(variables);
     let mut models: Vec<Vec<usize>> = vec![Vec::new()];
+    let mut screened = Vec::new();
     let mut start = 0;
     for v in variables {
         let width = design_columns(std::slice::from_ref(v)).len();
-        models.push((start..start + width).collect());
+        if width < max_parameters {
+            models.push((start..start + width).collect());
+            screened.push(true);
+        } else {
+            screened.push(false);
+        }
         start += width;
     }
     let (fits, mut rounds) = fit_models(&models, &mut round).await?;
     let null = &fits[0];
     let mut univariate = Vec::new();
-    let mut selected_columns = Vec::new();
-    let mut selected = Vec::new();
-    for (v, fit) in variables.iter().zip(&fits[1..]) {
+    let mut fits = fits[1..].iter();
+    // (p, variable index) of the variables that pass the screen.
+    let mut passing = Vec::new();
+    for (k, v) in variables.iter().enumerate() {
+        if !screened[k] {
+            let width = design_columns(std::slice::from_ref(v)).len();
+            univariate.push(UnivariateClinical {
+                variable: v.name.clone(),
+                lr_p_value: None,
+                terms: Vec::new(),
+                entered: false,
+                note: Some(format!("not screened: {} parameters, more than the {max_parameters} every site fits", width + 1)),
+            });
+            continue;
+        }
+        let fit = fits.next().expect("one fit per screened variable");
         let lr = 2.0 * (fit.loglik - null.loglik);
         let p = chi2_sf(lr.max(0.0), fit.columns.len() as f64);
-        let entered = p < entry_p && fit.converged;
-        if entered {
-            selected_columns.extend(fit.columns.iter().copied());
-            selected.push(v.name.clone());
+        if p < entry_p && fit.converged {
+            passing.push((p, k));
         }
-        univariate.push(UnivariateClinical { variable: v.name.clone(), lr_p_value: p, terms: odds_ratios(fit, &columns), entered });
+        univariate.push(UnivariateClinical { variable: v.name.clone(), lr_p_value: Some(p), terms: odds_ratios(fit, &columns), entered: false, note: None });
+    }
+    // The multivariable model: the strongest first, while every site fits it.
+    passing.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut entering = Vec::new();
+    let mut width = 0;
+    for &(_, k) in &passing {
+        let w = design_columns(std::slice::from_ref(&variables[k])).len();
+        if width + w < max_parameters {
+            width += w;
+            entering.push(k);
+        } else {
+            univariate[k].note =
+                Some(format!("passed the screen but left out: the multivariable model would have more than the {max_parameters} parameters every site fits"));
+        }
+    }
+    entering.sort_unstable();
+    let mut selected_columns = Vec::new();
+    let mut selected = Vec::new();
+    for &k in &entering {
+        univariate[k].entered = true;
+        selected.push(variables[k].name.clone());
+        let first = design_columns(&variables[..k]).len();
+        selected_columns.extend(first..first + design_columns(std::slice::from_ref(&variables[k])).len());
     }
     let (multivariable, converged) = if selected_columns.is_empty() {
         (Vec::new(), true)
@@ -408,7 +457,7 @@ mod tests {
         let y: Vec<bool> = recs.iter().map(|r| r.outcome).collect();
         let mut results = Vec::new();
         for sizes in [vec![229], vec![73, 62, 53, 41], vec![25, 60, 21, 40, 17, 50, 16]] {
-            let model = block_on_ready(clinical_model(&vars, 0.05, async |points: &[ModelPoint]| {
+            let model = block_on_ready(clinical_model(&vars, 0.05, usize::MAX, async |points: &[ModelPoint]| {
                 let mut answers = Vec::new();
                 let mut start = 0;
                 for (k, s) in sizes.iter().enumerate() {
@@ -434,6 +483,37 @@ mod tests {
         for (a, or) in reference.multivariable.iter().enumerate() {
             assert!((or.odds_ratio.ln() - beta[a + 1]).abs() < 1e-9);
         }
+    }
+
+    /// A site that fits at most three parameters (intercept included) on these 229 patients:
+    /// T stage (four parameters) is not screened, and the multivariable model keeps what fits;
+    /// no round is refused.
+    #[test]
+    fn the_clinical_model_stays_within_the_parameters_every_site_fits() {
+        let vars: Vec<VariableSpec> = crate::clinical::npc_dictionary().into_iter().filter(|v| ["age", "sex", "t_stage"].contains(&v.name.as_str())).collect();
+        let recs = records(229);
+        let x: Vec<Vec<f64>> = recs.iter().map(|r| design_row(r, &vars).unwrap()).collect();
+        let y: Vec<bool> = recs.iter().map(|r| r.outcome).collect();
+        let fit = |most: usize| {
+            let ratio = most as f64 / 229.0;
+            block_on_ready(clinical_model(&vars, 0.9, most, async |points: &[ModelPoint]| {
+                combine(&[SiteAggregate::new("s", site_round(&x, &y, points, 1, ratio).map_err(|e| e.to_string())?)], points).map_err(|e| e.to_string())
+            }))
+            .unwrap()
+        };
+        let m = fit(3);
+        let stage = m.univariate.iter().find(|u| u.variable == "t_stage").unwrap();
+        assert!(stage.lr_p_value.is_none() && !stage.entered && stage.note.as_deref().unwrap().contains("not screened: 4 parameters"), "{stage:?}");
+        assert_eq!(m.selected, ["age", "sex"], "{:?}", m.univariate);
+        // Two parameters: the stronger of age and sex alone.
+        let m = fit(2);
+        let p = |v: &str| m.univariate.iter().find(|u| u.variable == v).unwrap().lr_p_value.unwrap();
+        let stronger = if p("age") <= p("sex") { "age" } else { "sex" };
+        assert_eq!(m.selected, [stronger]);
+        let other = m.univariate.iter().find(|u| u.variable != stronger && u.variable != "t_stage").unwrap();
+        assert!(!other.entered && other.note.as_deref().unwrap().contains("left out"), "{other:?}");
+        // Without a limit all three enter (entry p 0.9).
+        assert_eq!(fit(usize::MAX).selected.len(), 3);
     }
 
     #[test]
