@@ -74,7 +74,7 @@ fn site_agent_binary(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 /// Writes a site's config as hospital IT would.
 pub fn write_site_config(path: &Path, site: &str, coordinator: &str, manifest: &Path, work: &Path, bundle: &Path) -> anyhow::Result<()> {
     let text = format!(
-        "site_id = \"{site}\"\ncoordinator = \"{coordinator}\"\nmanifest = \"{}\"\nwork_dir = \"{}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[policy]\n# DataSHIELD's default subset filter; the smallest hospital (~41 training patients) keeps 10 folds\nmin_count = 3\n# The smallest hospital then fits Model III's ~22 parameters; at the default 0.33 the study\n# sizes every model down to the 13 parameters it fits (README: model size every site accepts)\nmax_parameter_ratio = 0.75\n# Publish this hospital's own logistic fit (a per-site result) when a secure-summed study asks\nsite_alone_baselines = true\n",
+        "site_id = \"{site}\"\ncoordinator = \"{coordinator}\"\nmanifest = \"{}\"\nwork_dir = \"{}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[policy]\n# Below the default 5: the smallest hospital's validation cohort has few patients of each\n# outcome class, and each class's score histogram must reach min_count (DataSHIELD's default is 3)\nmin_count = 3\n# The default (DataSHIELD's nfilter.glm): the study sizes its models to what the smallest\n# hospital fits (README: model size every site accepts)\nmax_parameter_ratio = 0.33\n# Publish this hospital's own logistic fit (a per-site result) when a secure-summed study asks\nsite_alone_baselines = true\n",
         manifest.display(),
         work.display(),
         bundle.join("ca.pem").display(),
