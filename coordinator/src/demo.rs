@@ -15,6 +15,10 @@ pub struct DemoArgs {
     pub out: PathBuf,
     #[arg(long, default_value_t = 328)]
     pub patients: usize,
+    /// Patients per hospital instead, in order a,b,c,d (e.g. 95,85,80,68: a study team's
+    /// hospitals, to see how the study fits them); overrides --patients.
+    #[arg(long, value_delimiter = ',')]
+    pub hospital_sizes: Option<Vec<usize>>,
     #[arg(long, default_value_t = 20260101)]
     pub seed: u64,
     /// Multiply voxel sizes (2 = 8× fewer voxels, for a quick run).
@@ -93,9 +97,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     // 1. The cohort, as four hospitals' folders.
     // One hospital exports DICOM (series + RT structure sets), as a radiotherapy department does.
-    let mut spec = fedrad_synth::default_cohort(args.seed, args.patients).with_dicom_export("hospital-d");
+    let mut spec = fedrad_synth::default_cohort(args.seed, args.patients);
+    if let Some(sizes) = &args.hospital_sizes {
+        spec = spec.with_hospital_sizes(sizes).map_err(|e| anyhow::anyhow!("--hospital-sizes: {e}"))?;
+    }
+    let mut spec = spec.with_dicom_export("hospital-d");
     spec.coarsen = args.coarsen;
-    let bar = indicatif::ProgressBar::new(args.patients as u64)
+    let bar = indicatif::ProgressBar::new(spec.patients() as u64)
         .with_style(indicatif::ProgressStyle::with_template("{spinner} synthetic cohort [{bar:30}] {pos}/{len} patients ({eta})").unwrap());
     let cohort_dir = out.join("cohort");
     let cohort = fedrad_synth::generate_or_reuse(&spec, &cohort_dir, &|| bar.inc(1))?;
@@ -147,7 +155,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         let server = crate::start_server(&cfg).await?;
         let url = format!("https://localhost:{}", server.addr.port());
 
-        let study_id = format!("demo-{}-{}-{}", args.seed, args.patients, (args.coarsen * 100.0).round() as u64);
+        let sizes = match &args.hospital_sizes {
+            Some(s) => s.iter().map(|n| n.to_string()).collect::<Vec<_>>().join("-"),
+            None => args.patients.to_string(),
+        };
+        let study_id = format!("demo-{}-{sizes}-{}", args.seed, (args.coarsen * 100.0).round() as u64);
         // 4. The study, and its plan, which every hospital's operator approves first.
         let study = StudyConfig {
             study_id: study_id.clone(),
