@@ -138,7 +138,7 @@ impl StudyRunner<'_> {
                 if with_clinical && clinical_cols.is_empty() {
                     result.features.clear();
                     result.note = Some(match clinical {
-                        Some(_) => "the clinical model selected no variable: Model III would repeat Model II".into(),
+                        Some(_) => "the clinical model selected no variable: Model III would repeat the model without clinical terms".into(),
                         None => "the study has no clinical model ([clinical_model] enabled = false)".into(),
                     });
                     out.push(result);
