@@ -423,12 +423,16 @@ fn attacks_steep_step_gradients() {
     assert!(lasso_step(&site, step, mid, max_b, zoom * 1.01, &[0]).is_err(), "a scale below SD / max_scale_ratio");
 
     // classifier_round (logistic objective): 17 columns (18 parameters ≤ 0.33 × 56).
+    // (A design lists its columns in ascending order; the step column's coefficient goes where
+    // it stands.)
     let mut cols: Vec<u32> = vec![step];
     cols.extend(site.usable.iter().copied().filter(|&c| c != step).take(16));
+    cols.sort_unstable();
+    let at = cols.iter().position(|&c| c == step).unwrap();
     let classifier = |t: f64, b: f64| {
         let std = site.standardiser(&cols, zoom, &[(step, t)].into());
         let mut parameters = vec![0.0; cols.len() + 1];
-        parameters[1] = b;
+        parameters[at + 1] = b;
         let kind = task::Kind::ClassifierRound(proto::ClassifierRoundTask {
             design: Some(site.design(&cols)),
             standardiser: Some(std.clone()),
@@ -443,6 +447,7 @@ fn attacks_steep_step_gradients() {
     match classifier(mid, 1e9).0 {
         Reply::Refused(reason, detail) => {
             assert_eq!(reason, RefusalReason::InvalidParameters, "{detail}");
+            assert!(detail.contains("bound"), "{detail}");
             report("classifier_round logistic, coefficient 1e9", "refused", &detail);
         }
         other => panic!("classifier_round with a 1e9 coefficient: {other:?}"),
