@@ -46,6 +46,9 @@ pub struct SiteCapacity {
     /// or embedding; the coordinator knows only counts over all the site's patients, so it
     /// assumes every one of them is a training patient of the smallest fold).
     pub missing: u64,
+    /// The most training patients that may lack a clinical model variable (Table 1's missing
+    /// counts per variable, summed): they are not in a design with clinical terms.
+    pub clinical_missing: u64,
     pub min_count: u64,
     pub max_parameter_ratio: f64,
 }
@@ -65,6 +68,10 @@ pub struct SiteLimit {
     pub fit_patients: u64,
     /// The most parameters (intercept included) this site fits.
     pub max_parameters: usize,
+    /// Training patients that may lack a clinical variable (see [`SiteCapacity::clinical_missing`]).
+    pub clinical_missing: u64,
+    /// The most parameters this site fits in a design with clinical terms (Model III).
+    pub max_parameters_with_clinical: usize,
 }
 
 /// The study's folds and model size, and the sites that set them.
@@ -78,6 +85,10 @@ pub struct ModelSize {
     pub max_parameters: usize,
     /// The site that sets P.
     pub parameters_limited_by: String,
+    /// P for designs with clinical terms (Model III), whose patients need complete clinical
+    /// data too, and the site that sets it.
+    pub max_parameters_with_clinical: usize,
+    pub clinical_limited_by: String,
     pub per_site: Vec<SiteLimit>,
 }
 
@@ -125,7 +136,9 @@ pub fn plan(sites: &[SiteCapacity], planned_folds: u32, search: bool) -> Result<
         .iter()
         .map(|s| {
             let with_rows = s.training.saturating_sub(s.missing);
-            let fit_patients = if search { with_rows.saturating_sub(s.training.div_ceil(folds as u64)) } else { with_rows };
+            let fold = if search { s.training.div_ceil(folds as u64) } else { 0 };
+            let fit_patients = with_rows.saturating_sub(fold);
+            let with_clinical = fit_patients.saturating_sub(s.clinical_missing);
             SiteLimit {
                 site: s.site.clone(),
                 training: s.training,
@@ -135,34 +148,57 @@ pub fn plan(sites: &[SiteCapacity], planned_folds: u32, search: bool) -> Result<
                 max_folds: max_folds(s.training, s.missing, s.min_count),
                 fit_patients,
                 max_parameters: max_parameters(s.max_parameter_ratio, fit_patients),
+                clinical_missing: s.clinical_missing,
+                max_parameters_with_clinical: max_parameters(s.max_parameter_ratio, with_clinical),
             }
         })
         .collect();
     // The first site of the smallest limit (sites in the study's order).
     let binding = per_site.iter().min_by_key(|l| l.max_parameters).expect("not empty");
-    Ok(ModelSize { folds_planned: planned_folds, folds, folds_limited_by, max_parameters: binding.max_parameters, parameters_limited_by: binding.site.clone(), per_site })
+    let clinical = per_site.iter().min_by_key(|l| l.max_parameters_with_clinical).expect("not empty");
+    Ok(ModelSize {
+        folds_planned: planned_folds,
+        folds,
+        folds_limited_by,
+        max_parameters: binding.max_parameters,
+        parameters_limited_by: binding.site.clone(),
+        max_parameters_with_clinical: clinical.max_parameters_with_clinical,
+        clinical_limited_by: clinical.site.clone(),
+        per_site,
+    })
 }
 
 impl ModelSize {
+    /// P and the site that sets it, for a design with clinical terms or without.
+    pub fn limit(&self, clinical: bool) -> (usize, &SiteLimit) {
+        let (p, site) = if clinical { (self.max_parameters_with_clinical, &self.clinical_limited_by) } else { (self.max_parameters, &self.parameters_limited_by) };
+        (p, self.per_site.iter().find(|l| &l.site == site).expect("the limiting site is listed"))
+    }
+
+    /// The fewest patients a site fits a design on, with clinical terms or without.
+    pub fn fit_patients(l: &SiteLimit, clinical: bool) -> u64 {
+        if clinical { l.fit_patients.saturating_sub(l.clinical_missing) } else { l.fit_patients }
+    }
+
     /// The most selected features a logistic regression or linear SVM can have beside
     /// `clinical` clinical design columns and the intercept; `None` if even no feature is too
     /// many.
     pub fn max_features(&self, clinical: usize) -> Option<usize> {
-        self.max_parameters.checked_sub(1 + clinical)
+        self.limit(clinical > 0).0.checked_sub(1 + clinical)
     }
 
     /// The RBF SVM's random features: the plan's, or fewer so that every site accepts the
-    /// model; `None` if not even one fits.
-    pub fn random_features(&self, planned: u32) -> Option<u32> {
-        let most = self.max_parameters.checked_sub(1).filter(|m| *m >= 1)?;
+    /// model (of a design with clinical terms or without); `None` if not even one fits.
+    pub fn random_features(&self, planned: u32, clinical: bool) -> Option<u32> {
+        let most = self.limit(clinical).0.checked_sub(1).filter(|m| *m >= 1)?;
         Some(planned.min(most.min(u32::MAX as usize) as u32))
     }
 
     /// Why a model of `parameters` parameters cannot be fitted, naming the site that limits it.
-    pub fn refusal(&self, parameters: usize) -> Option<String> {
-        let l = self.per_site.iter().find(|l| l.site == self.parameters_limited_by).expect("the limiting site is listed");
-        (parameters > self.max_parameters).then(|| {
-            format!("{parameters} parameters; site {} fits at most {} ({} per patient × {} patients)", l.site, l.max_parameters, l.max_parameter_ratio, l.fit_patients)
+    pub fn refusal(&self, parameters: usize, clinical: bool) -> Option<String> {
+        let (most, l) = self.limit(clinical);
+        (parameters > most).then(|| {
+            format!("{parameters} parameters; site {} fits at most {most} ({} per patient × {} patients)", l.site, l.max_parameter_ratio, Self::fit_patients(l, clinical))
         })
     }
 
@@ -183,7 +219,7 @@ mod tests {
     use super::*;
 
     fn site(name: &str, training: u64, min_count: u64, ratio: f64) -> SiteCapacity {
-        SiteCapacity { site: name.into(), training, missing: 0, min_count, max_parameter_ratio: ratio }
+        SiteCapacity { site: name.into(), training, missing: 0, clinical_missing: 0, min_count, max_parameter_ratio: ratio }
     }
 
     /// The study team's hospitals of 95/85/80/68 patients, 70 % in training, every site at
@@ -202,10 +238,10 @@ mod tests {
         assert_eq!(size.max_features(0), Some(14));
         assert_eq!(size.max_features(6), Some(8));
         assert_eq!(size.max_features(15), None);
-        assert_eq!(size.random_features(24), Some(14));
-        assert_eq!(size.random_features(8), Some(8));
-        assert!(size.refusal(15).is_none());
-        let why = size.refusal(16).unwrap();
+        assert_eq!(size.random_features(24, false), Some(14));
+        assert_eq!(size.random_features(8, false), Some(8));
+        assert!(size.refusal(15, false).is_none());
+        let why = size.refusal(16, false).unwrap();
         assert!(why.contains("site d fits at most 15") && why.contains("47 patients"), "{why}");
         // Each limit is exactly the boundary of the sites' own tests.
         for l in &size.per_site {
@@ -238,6 +274,27 @@ mod tests {
     }
 
     #[test]
+    fn patients_without_clinical_data_count_against_designs_with_clinical_terms() {
+        let mut sites = team();
+        // b: 59 training patients, 12 of them may lack a clinical variable: 0.33 · 47 = 15.51;
+        // d: 0.33 · 46 = 15.18; feature-only designs stay limited by d (0.33 · 47).
+        sites[1].clinical_missing = 12;
+        sites[3].clinical_missing = 1;
+        let size = plan(&sites, 10, false).unwrap();
+        assert_eq!((size.max_parameters, size.parameters_limited_by.as_str()), (15, "d"));
+        assert_eq!((size.max_parameters_with_clinical, size.clinical_limited_by.as_str()), (15, "b"));
+        sites[1].clinical_missing = 20;
+        let size = plan(&sites, 10, false).unwrap();
+        // b: 0.33 · 39 = 12.87.
+        assert_eq!((size.max_parameters_with_clinical, size.clinical_limited_by.as_str()), (12, "b"));
+        assert_eq!((size.max_features(0), size.max_features(7)), (Some(14), Some(4)));
+        assert_eq!((size.random_features(24, false), size.random_features(24, true)), (Some(14), Some(11)));
+        let why = size.refusal(13, true).unwrap();
+        assert!(why.contains("site b fits at most 12") && why.contains("39 patients"), "{why}");
+        assert!(size.refusal(13, false).is_none());
+    }
+
+    #[test]
     fn a_site_too_small_for_two_folds_is_named() {
         let mut sites = team();
         sites.push(site("tiny", 9, 5, 0.33));
@@ -246,9 +303,9 @@ mod tests {
         // A site without a ratio rule (1.0) does not bind.
         let size = plan(&[site("a", 40, 1, 1.0), site("b", 100, 1, 0.33)], 10, false).unwrap();
         assert_eq!((size.max_parameters, size.parameters_limited_by.as_str()), (33, "b"));
-        assert_eq!(size.random_features(1), Some(1));
+        assert_eq!(size.random_features(1, false), Some(1));
         let tiny = plan(&[site("a", 4, 1, 0.33)], 2, false).unwrap();
-        assert_eq!((tiny.max_parameters, tiny.random_features(24), tiny.max_features(0)), (1, None, Some(0)));
+        assert_eq!((tiny.max_parameters, tiny.random_features(24, false), tiny.max_features(0)), (1, None, Some(0)));
     }
 
     #[test]

@@ -316,9 +316,14 @@ impl StudyRunner<'_> {
             s.round(step, *round, s.all_sites(kind)).await.map_err(|e| e.to_string())
         };
         // The plan's random features, or fewer so that every site accepts the model.
+        let clinical = !design.clinical_columns.is_empty();
         let rff = {
             let r = &settings.rbf_svm;
-            size.random_features(r.features).map(|count| RandomFeatures { count, seed: r.seed, gamma: if r.gamma > 0.0 { r.gamma } else { 1.0 / width as f64 } })
+            size.random_features(r.features, clinical).map(|count| RandomFeatures {
+                count,
+                seed: r.seed,
+                gamma: if r.gamma > 0.0 { r.gamma } else { 1.0 / width as f64 },
+            })
         };
         // One Newton-fitted classifier (logistic, linear or RBF SVM with Platt scaling) with
         // penalty C, on the training patients outside `exclude_fold` (0: all of them).
@@ -377,7 +382,7 @@ impl StudyRunner<'_> {
             // Parameters: the design's columns and the intercept, or the random features and
             // the intercept (at least one feature).
             let parameters = if kind == ClassifierKind::RbfSvm { rff.map_or(2, |r| r.count as usize + 1) } else { q };
-            if let Some(reason) = size.refusal(parameters) {
+            if let Some(reason) = size.refusal(parameters, clinical) {
                 record(kind, Err(format!("not fitted at any λ: {reason}")));
                 continue;
             }

@@ -425,15 +425,26 @@ fn model_size_markdown(m: &crate::model_size::ModelSize) -> String {
         None => s.push_str(&format!("the plan's {} folds", m.folds)),
     }
     s.push_str(&format!(
-        ", and at most {} parameters, intercept included (site {}). Where the λ that cross-validation chose keeps more features than that, the selection below moves to the first larger λ on the path whose model fits, and says so; the RBF SVM keeps at most {} random features.\n\n| Site | Training | Possibly without features | `min_count` | Most folds | `max_parameter_ratio` | Fitted on | Most parameters |\n|---|---|---|---|---|---|---|---|\n",
+        ", and at most {} parameters, intercept included (site {}; {} with clinical terms, whose patients need complete clinical data: site {}). Where the λ that cross-validation chose keeps more features than that, the selection below moves to the first larger λ on the path whose model fits, and says so; the RBF SVM keeps at most {} random features.\n\n| Site | Training | Possibly without features | Possibly without a clinical value | `min_count` | Most folds | `max_parameter_ratio` | Fitted on | Most parameters (with clinical terms) |\n|---|---|---|---|---|---|---|---|---|\n",
         m.max_parameters,
         m.parameters_limited_by,
+        m.max_parameters_with_clinical,
+        m.clinical_limited_by,
         m.max_parameters.saturating_sub(1)
     ));
     for l in &m.per_site {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            l.site, l.training, l.missing, l.min_count, l.max_folds, l.max_parameter_ratio, l.fit_patients, l.max_parameters
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) |\n",
+            l.site,
+            l.training,
+            l.missing,
+            l.clinical_missing,
+            l.min_count,
+            l.max_folds,
+            l.max_parameter_ratio,
+            l.fit_patients,
+            l.max_parameters,
+            l.max_parameters_with_clinical
         ));
     }
     s.push('\n');

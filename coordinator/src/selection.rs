@@ -36,6 +36,15 @@ pub struct RedundantFeature {
     pub r: f64,
 }
 
+/// Per site, the most training patients that may lack a row the study's designs need.
+#[derive(Debug, Clone, Default)]
+pub struct Missing {
+    /// Without a feature row in some table the selection uses (failed extraction or embedding).
+    pub features: BTreeMap<String, u64>,
+    /// Without a value of some clinical model variable.
+    pub clinical: BTreeMap<String, u64>,
+}
+
 /// Selection for one sequence and feature group.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SequenceSelection {
@@ -139,7 +148,7 @@ impl StudyRunner<'_> {
     /// The folds and model size every site accepts ([`crate::model_size`]), from the
     /// policies the sites published, their training counts in the split and how many of their
     /// patients may lack a feature row (`missing`, per site).
-    pub(crate) fn model_size(&self, split: &split::SplitSummary, missing: &BTreeMap<String, u64>) -> Result<ModelSize, StudyError> {
+    pub(crate) fn model_size(&self, split: &split::SplitSummary, missing: &Missing) -> Result<ModelSize, StudyError> {
         let sites: Vec<SiteCapacity> = self
             .study
             .sites
@@ -149,7 +158,8 @@ impl StudyRunner<'_> {
                 SiteCapacity {
                     site: site.clone(),
                     training: split.per_site.get(site).map_or(0, |c| c.training()),
-                    missing: missing.get(site).copied().unwrap_or(0),
+                    missing: missing.features.get(site).copied().unwrap_or(0),
+                    clinical_missing: missing.clinical.get(site).copied().unwrap_or(0),
                     min_count: policy.map_or(1, |p| p.min_count),
                     max_parameter_ratio: policy.map_or(1.0, |p| p.max_parameter_ratio),
                 }
@@ -171,7 +181,7 @@ impl StudyRunner<'_> {
         catalogue: &[String],
         deep: &BTreeMap<String, Vec<String>>,
         split: &split::SplitSummary,
-        missing: &BTreeMap<String, u64>,
+        missing: &Missing,
         clinical: Option<&logistic::ClinicalModel>,
     ) -> Result<SelectionResults, StudyError> {
         let size = self.model_size(split, missing)?;
@@ -397,11 +407,14 @@ impl StudyRunner<'_> {
         };
         let limited = |max: usize| (linear && active[chosen] > max).then(|| model_size::lambda_within(&active, chosen, max));
         let why = |max: usize, clinical: usize| {
-            let l = size.by_site()[size.parameters_limited_by.as_str()];
+            let (most, l) = size.limit(clinical > 0);
             let beside = if clinical > 0 { format!(" beside {clinical} clinical design column(s) and") } else { " and".into() };
             format!(
-                "{chosen_name} keeps {} features; site {} fits at most {} parameters ({} per patient × {} patients), so at most {max} features{beside} the intercept",
-                active[chosen], l.site, size.max_parameters, l.max_parameter_ratio, l.fit_patients
+                "{chosen_name} keeps {} features; site {} fits at most {most} parameters ({} per patient × {} patients), so at most {max} features{beside} the intercept",
+                active[chosen],
+                l.site,
+                l.max_parameter_ratio,
+                ModelSize::fit_patients(l, clinical > 0)
             )
         };
         let at = match size.max_features(0).and_then(limited) {
@@ -456,9 +469,9 @@ impl StudyRunner<'_> {
 
     /// Univariate screening and the multivariable clinical model.
     /// The clinical model stays within the parameters every site fits on its training
-    /// patients ([`model_size::max_parameters`]; patients with incomplete clinical data, which
-    /// the sites also leave out, are not known beforehand).
-    pub(crate) async fn run_clinical_model(&mut self, split: &split::SplitSummary) -> Result<logistic::ClinicalModel, StudyError> {
+    /// patients with complete clinical data ([`model_size::max_parameters`]; `missing` bounds
+    /// the incomplete ones per site from Table 1).
+    pub(crate) async fn run_clinical_model(&mut self, split: &split::SplitSummary, missing: &Missing) -> Result<logistic::ClinicalModel, StudyError> {
         let variables = self.study.clinical_variables().expect("validated at load");
         let entry_p = self.study.clinical_model.entry_p;
         let most = self
@@ -467,7 +480,8 @@ impl StudyRunner<'_> {
             .iter()
             .map(|site| {
                 let ratio = self.policies.get(site).map_or(1.0, |p| p.max_parameter_ratio);
-                model_size::max_parameters(ratio, split.per_site.get(site).map_or(0, |c| c.training()))
+                let training = split.per_site.get(site).map_or(0, |c| c.training());
+                model_size::max_parameters(ratio, training.saturating_sub(missing.clinical.get(site).copied().unwrap_or(0)))
             })
             .min()
             .unwrap_or(usize::MAX);

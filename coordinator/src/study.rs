@@ -370,6 +370,12 @@ impl<'a> StudyRunner<'a> {
         let mut deep = Vec::new();
         let mut deep_notes = BTreeMap::new();
         let mut deep_catalogues = BTreeMap::new();
+        // Per site, patients the designs may lack: clinical values now (from Table 1), feature
+        // rows once extracted.
+        let mut missing = crate::selection::Missing {
+            clinical: self.study.clinical_variables().map(|v| training_without_clinical(&table, &v)).unwrap_or_default(),
+            ..Default::default()
+        };
         let (selection, clinical_model) = if self.study.selection.enabled {
             let settings = if parameters_yaml.trim().is_empty() {
                 site_agent::radiomics::settings::Settings::study_default()
@@ -399,12 +405,12 @@ impl<'a> StudyRunner<'a> {
                 }
             }
             // The clinical model first: its terms count towards Model III's size at the sites.
-            let clinical_model = if self.study.clinical_model.enabled { Some(self.run_clinical_model(&split).await?) } else { None };
-            let missing = patients_without_features(&cohort, &extraction_summary, &deep, &self.study.selection.sequences);
+            let clinical_model = if self.study.clinical_model.enabled { Some(self.run_clinical_model(&split, &missing).await?) } else { None };
+            missing.features = patients_without_features(&cohort, &extraction_summary, &deep, &self.study.selection.sequences);
             let selection = self.run_selection(&catalogue, &deep_catalogues, &split, &missing, clinical_model.as_ref()).await?;
             (Some(selection), clinical_model)
         } else {
-            (None, if self.study.clinical_model.enabled { Some(self.run_clinical_model(&split).await?) } else { None })
+            (None, if self.study.clinical_model.enabled { Some(self.run_clinical_model(&split, &missing).await?) } else { None })
         };
         let models = match &selection {
             Some(sel) => self.run_models(&catalogue, &deep_catalogues, sel, clinical_model.as_ref(), &parameters_yaml).await?,
@@ -481,6 +487,32 @@ fn patients_without_features(
         .collect()
 }
 
+/// Per site, the most training patients that may lack a clinical model variable: Table 1's
+/// training patients without each variable, summed over the variables (a variable Table 1
+/// does not list counts as complete: the study cannot bound it beforehand).
+fn training_without_clinical(table: &table1::Table1, variables: &[fedrad_shared::clinical::VariableSpec]) -> BTreeMap<String, u64> {
+    table
+        .scopes
+        .iter()
+        .filter(|scope| scope.scope != table1::ALL_SITES)
+        .map(|scope| {
+            let missing = scope
+                .variables
+                .iter()
+                .filter(|row| variables.iter().any(|v| v.name == row.name))
+                .map(|row| {
+                    let observed = match &row.summary {
+                        table1::VariableSummary::Categorical { counts, .. } => counts[0].iter().sum::<u64>(),
+                        table1::VariableSummary::Continuous { moments, .. } => moments[0].n as u64,
+                    };
+                    scope.n[0].saturating_sub(observed)
+                })
+                .sum();
+            (scope.scope.clone(), missing)
+        })
+        .collect()
+}
+
 /// An algorithm's failure in a step, as a [`StudyError`]; a detail that already names the
 /// step (a round's error turned into text) is not prefixed twice.
 pub(crate) fn algorithm_error(step: &str) -> impl Fn(String) -> StudyError + '_ {
@@ -510,4 +542,47 @@ pub(crate) fn write_text(path: &Path, text: &str) -> Result<(), StudyError> {
 
 pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), StudyError> {
     write_text(path, &(serde_json::to_string_pretty(value).expect("serialisable") + "\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fedrad_shared::clinical::{ClinicalValue, CohortRole, PatientRecord, npc_dictionary};
+
+    /// Table 1's per-site counts bound the training patients without a clinical model value:
+    /// missing cells summed over the model's variables (a patient missing two counts twice,
+    /// which only lowers the bound), validation patients and other variables not counted.
+    #[test]
+    fn training_patients_without_a_clinical_value_are_counted_per_site() {
+        let dictionary = npc_dictionary();
+        let record = |i: usize, age: Option<f64>, sex: Option<usize>| {
+            let mut clinical = std::collections::BTreeMap::new();
+            if let Some(a) = age {
+                clinical.insert("age".to_string(), ClinicalValue::Number(a));
+            }
+            if let Some(s) = sex {
+                clinical.insert("sex".to_string(), ClinicalValue::Level(s));
+            }
+            PatientRecord { patient_id: format!("P{i}"), outcome: i.is_multiple_of(2), clinical }
+        };
+        let mut patients = Vec::new();
+        for i in 0..10 {
+            // Site a: 2 training patients without age, 1 without sex, 1 validation without both.
+            let (age, sex) = match i {
+                0 | 1 => (None, Some(0)),
+                2 => (Some(50.0), None),
+                9 => (None, None),
+                _ => (Some(40.0 + i as f64), Some(1)),
+            };
+            let role = if i < 8 { CohortRole::Training } else { CohortRole::Validation };
+            patients.push(("a".to_string(), record(i, age, sex), role));
+            patients.push(("b".to_string(), record(100 + i, Some(60.0), Some(0)), role));
+        }
+        let table = table1::pooled(&patients, &dictionary);
+        let age_and_sex: Vec<_> = dictionary.iter().filter(|v| v.name == "age" || v.name == "sex").cloned().collect();
+        let missing = training_without_clinical(&table, &age_and_sex);
+        assert_eq!(missing, BTreeMap::from([("a".to_string(), 3), ("b".to_string(), 0)]));
+        let age: Vec<_> = dictionary.iter().filter(|v| v.name == "age").cloned().collect();
+        assert_eq!(training_without_clinical(&table, &age)["a"], 2);
+    }
 }
