@@ -202,7 +202,7 @@ impl ModelSize {
         })
     }
 
-    /// The limit per site, for the report.
+    /// Each site's limits by its id (the report lists `per_site` in the study's order).
     pub fn by_site(&self) -> BTreeMap<&str, &SiteLimit> {
         self.per_site.iter().map(|l| (l.site.as_str(), l)).collect()
     }
