@@ -13,6 +13,7 @@
 
 pub mod classifiers;
 pub mod cohort_summary;
+pub mod combat;
 pub mod correlation;
 pub mod encoder;
 pub mod extraction;
