@@ -43,6 +43,10 @@ pub struct DemoArgs {
     /// each site's answers).
     #[arg(long)]
     pub no_secure_aggregation: bool,
+    /// Harmonise site effects with ComBat (parametric, protecting the outcome and age) before
+    /// selection: the study file's `[combat]`.
+    #[arg(long)]
+    pub combat: bool,
     /// Federated rounds of the encoder per sequence.
     #[arg(long, default_value_t = 20)]
     pub deep_rounds: u32,
@@ -187,6 +191,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 site_keys: if args.no_secure_aggregation { Default::default() } else { pki.current_pins()?.into_iter().filter(|(s, _)| sites.contains(s)).collect() },
                 site_alone_baselines: true,
             },
+            combat: fedrad_shared::algorithms::combat::CombatSettings { enabled: args.combat, ..Default::default() },
         };
         let plan_file = out.join("plan.json");
         std::fs::write(&plan_file, study.plan()?.canonical_json() + "\n")?;

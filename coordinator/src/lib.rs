@@ -5,6 +5,7 @@ pub mod comparison;
 pub mod config;
 pub mod deep;
 pub mod demo;
+pub mod harmonisation;
 pub mod html;
 pub mod hub;
 pub mod journal;

@@ -89,6 +89,9 @@ pub fn markdown(r: &StudyResults) -> String {
     }
     s.push('\n');
     s.push_str(&deep_markdown(r));
+    if let Some(h) = &r.harmonisation {
+        s.push_str(&harmonisation_markdown(h));
+    }
     if let Some(sel) = &r.selection {
         s.push_str("## Feature selection\n\nPer sequence over the training cohort, from site aggregates only: global standardisation (constant or non-finite features dropped), univariate filter, redundancy filter (|Pearson r| above the threshold, the feature more associated with the outcome kept), then LASSO with cross-validation (folds assigned at each site, stratified by outcome). Federated equals pooled: the tests `cargo test partition` run the same algorithms on 1, 4 and 7 sites.\n\n");
         s.push_str(&model_size_markdown(&sel.model_size));
@@ -173,6 +176,37 @@ pub fn markdown(r: &StudyResults) -> String {
 }
 
 /// Which aggregates the coordinator saw per site and which only as sums over all sites.
+fn harmonisation_markdown(h: &crate::harmonisation::Harmonisation) -> String {
+    let prior = match h.settings.prior {
+        fedrad_shared::algorithms::combat::Prior::Parametric => "parametric empirical Bayes",
+        fedrad_shared::algorithms::combat::Prior::NonParametric => "non-parametric empirical Bayes",
+        fedrad_shared::algorithms::combat::Prior::None => "no empirical Bayes",
+    };
+    let mut s = format!(
+        "## Harmonisation (ComBat)\n\nSite effects removed from every feature before selection by ComBat ({prior}{}), protecting {}: d-ComBat, equal to neuroCombat on the pooled training rows. The coordinator computed the pooled regression from sums over sites (no site's own means); each site then estimated and removed its own location and scale, which never left it, and harmonised its validation patients with the training mean of the covariate term (as `neuroCombatFromTraining`, so no validation outcome is used). A feature with a non-finite or constant training column passes through unchanged. Site effect: one-way ANOVA over the sites on the training patients, p < {}.\n\n| Sequence | Features of | Training patients | Features | Harmonised | Site effect before | Site effect after |\n|---|---|---|---|---|---|---|\n",
+        if h.settings.mean_only { ", location only" } else { "" },
+        h.settings.covariates.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "),
+        crate::harmonisation::SITE_EFFECT_ALPHA,
+    );
+    let share = |e: &fedrad_shared::algorithms::combat::SiteEffectShare| {
+        if e.tested == 0 { "–".to_string() } else { format!("{} of {} ({:.0}%)", e.significant, e.tested, 100.0 * e.significant as f64 / e.tested as f64) }
+    };
+    for t in &h.tables {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            sequence_label(&t.sequence),
+            if t.deep { "deep" } else { "radiomic" },
+            t.estimation_patients,
+            t.features,
+            t.harmonised,
+            share(&t.site_effect_before),
+            share(&t.site_effect_after)
+        ));
+    }
+    s.push('\n');
+    s
+}
+
 fn secure_aggregation_markdown(r: &StudyResults) -> String {
     let secure: u64 = r.protocol.iter().map(|p| p.secure_summed_rounds).sum();
     if secure == 0 {

@@ -63,6 +63,9 @@ pub struct StudyResults {
     pub deep: Vec<crate::deep::DeepResult>,
     /// Per sequence, why it has no deep features when the study asked for them.
     pub deep_notes: BTreeMap<String, String>,
+    /// ComBat harmonisation per feature table (absent, and not in `results.json`, when off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub harmonisation: Option<crate::harmonisation::Harmonisation>,
     /// Feature selection per sequence (absent if disabled in the study file).
     pub selection: Option<crate::selection::SelectionResults>,
     pub clinical_model: Option<fedrad_shared::algorithms::logistic::ClinicalModel>,
@@ -370,6 +373,7 @@ impl<'a> StudyRunner<'a> {
         let mut deep = Vec::new();
         let mut deep_notes = BTreeMap::new();
         let mut deep_catalogues = BTreeMap::new();
+        let mut harmonisation = None;
         // Per site, patients the designs may lack: clinical values now (from Table 1), feature
         // rows once extracted.
         let mut missing = crate::selection::Missing {
@@ -407,6 +411,10 @@ impl<'a> StudyRunner<'a> {
             // The clinical model first: its terms count towards Model III's size at the sites.
             let clinical_model = if self.study.clinical_model.enabled { Some(self.run_clinical_model(&split, &missing).await?) } else { None };
             missing.features = patients_without_features(&cohort, &extraction_summary, &deep, &self.study.selection.sequences);
+            if self.study.combat.enabled {
+                let deep_names = deep_catalogues.iter().map(|(seq, names)| (seq.clone(), names[catalogue.len()..].to_vec())).collect();
+                harmonisation = Some(self.run_combat(&catalogue, &deep_names).await?);
+            }
             let selection = self.run_selection(&catalogue, &deep_catalogues, &split, &missing, clinical_model.as_ref()).await?;
             (Some(selection), clinical_model)
         } else {
@@ -443,6 +451,7 @@ impl<'a> StudyRunner<'a> {
             extraction: extraction_summary,
             deep,
             deep_notes,
+            harmonisation,
             selection,
             clinical_model,
             models,

@@ -72,6 +72,11 @@
 //! [secure_aggregation]            # crate::secure_sum; on by default for ≥ 4 sites
 //! site_keys = { hospital-a = "…" }  # every site's key fingerprint: `coordinator certs pins`
 //! site_alone_baselines = false    # per-site results, published only if true
+//! [combat]                        # ComBat harmonisation before selection (algorithms::combat)
+//! enabled = false
+//! prior = "parametric"            # or "non_parametric", "none" (no empirical Bayes)
+//! mean_only = false
+//! covariates = ["outcome", "age"] # protected: `outcome` and [[variables]] names
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -109,6 +114,9 @@ pub struct StudyConfig {
     pub limits: DisclosureLimits,
     #[serde(default)]
     pub secure_aggregation: SecureAggregationSettings,
+    /// `[combat]`: ComBat harmonisation of site effects before selection (off by default).
+    #[serde(default)]
+    pub combat: crate::algorithms::combat::CombatSettings,
 }
 
 /// `[secure_aggregation]` of the study file ([`crate::secure_sum`]): the sites mask their
@@ -236,6 +244,9 @@ pub struct StudyPlan {
     /// Absent (and so not in the canonical JSON, whose hash stays what it was) when off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secure_aggregation: Option<SecureAggregationPlan>,
+    /// ComBat's settings when on; absent (and so not in the canonical JSON) when off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub combat: Option<crate::algorithms::combat::CombatSettings>,
 }
 
 impl StudyPlan {
@@ -659,6 +670,7 @@ impl StudyConfig {
             deep: self.deep.clone(),
             limits: self.limits.clone(),
             secure_aggregation: self.secure_aggregation.plan(self.sites.len()),
+            combat: self.combat.enabled.then(|| self.combat.clone()),
         })
     }
 
@@ -731,6 +743,12 @@ impl StudyConfig {
             self.deep.validate()?;
         }
         self.secure_aggregation.validate(&self.sites)?;
+        if self.combat.enabled {
+            if !self.selection.enabled {
+                return Err("combat.enabled: ComBat harmonises the features selection uses; enable [selection]".into());
+            }
+            self.combat.resolve(&self.dictionary())?;
+        }
         self.limits.validate()
     }
 
@@ -773,6 +791,7 @@ impl StudyPlan {
                 site_keys: self.secure_aggregation.as_ref().map(|s| s.site_keys.clone()).unwrap_or_default(),
                 site_alone_baselines: self.secure_aggregation.as_ref().is_some_and(|s| s.site_alone_baselines),
             },
+            combat: self.combat.clone().unwrap_or_default(),
         }
         .validate()
     }
@@ -791,7 +810,15 @@ impl StudyPlan {
     /// model's not already listed): what a site's table must describe as the study does.
     pub fn used_variables(&self) -> Result<Vec<VariableSpec>, String> {
         let mut out = self.table1_variables()?;
-        for v in self.clinical_variables()? {
+        let combat = match &self.combat {
+            Some(c) => c.resolve(&self.variables)?,
+            None => Vec::new(),
+        };
+        let protected = combat.into_iter().filter_map(|c| match c {
+            crate::algorithms::combat::Covariate::Clinical(v) => Some(v),
+            crate::algorithms::combat::Covariate::Outcome => None,
+        });
+        for v in self.clinical_variables()?.into_iter().chain(protected) {
             if !out.iter().any(|u| u.name == v.name) {
                 out.push(v);
             }

@@ -20,6 +20,8 @@
 //! | model tasks | classifiers the study does not fit | only the plan's classifiers (logistic regression also for the site-alone baselines) |
 //! | `score`, `paired_scores` | a "model" that is one column, scored at fine resolution | only models whose fitting rounds the site answered, or within a per-study budget of unverifiable ones ([`crate::ledger`]); comparisons only of models already scored |
 //! | `paired_scores` round 2 | forged "merged" histograms as a membership test | the merged histograms must contain the site's own patients, cell by cell |
+//! | `combat_sums` | none free: the plan's covariates over the site's training patients | the plan harmonises; each outcome class ≥ `min_count` when the outcome is protected; 1 + covariate columns within `max_parameter_ratio` |
+//! | `combat_apply` | estimates that zoom (tiny σ) or steer (steep β) every later task's values, or a second set to difference the first | σ within `max_scale_ratio` of the site's SD, the covariate term's spread within `max_scale_ratio` of the feature's; accepted once per table (pinned in `harmonisation/`) |
 //! | `encoder_round`, `embed` | weights of the coordinator's choosing | round 1 from the plan's initial weights, rounds in order, each global step at most 10× this site's own; embedding only after the plan's last round, one step from it |
 
 use fedrad_shared::algorithms::classifiers::{ClassifierKind, RandomFeatures, Scorer, site_accepts_scorer};
@@ -224,7 +226,23 @@ pub fn accept(kind: &task::Kind, plan: &StudyPlan, min_count: u64) -> Result<(),
             }
             Ok(())
         }
+        task::Kind::CombatSums(t) => combat_table(plan, t.table.as_ref()),
+        task::Kind::CombatApply(t) => combat_table(plan, t.table.as_ref()),
     }
+}
+
+/// A ComBat task: only in a plan that harmonises, on one of its tables (a sequence's
+/// radiomic features, or its deep features when the plan has them).
+fn combat_table(plan: &StudyPlan, t: Option<&proto::CombatTable>) -> Result<(), SiteRefusal> {
+    selection_planned(plan)?;
+    if plan.combat.is_none() {
+        return invalid("the study plan does not harmonise with ComBat");
+    }
+    let Some(t) = t else { return invalid("the task names no feature table") };
+    if !plan.selection.sequences.contains(&t.sequence) || (t.deep && !plan.deep.enabled) {
+        return invalid(format!("{} {} features are not among the study plan's tables", t.sequence, if t.deep { "deep" } else { "radiomic" }));
+    }
+    Ok(())
 }
 
 fn selection_planned(plan: &StudyPlan) -> Result<(), SiteRefusal> {

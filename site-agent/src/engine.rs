@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use fedrad_shared::algorithms::{SiteRefusal, cohort_summary, split, table1};
+use fedrad_shared::algorithms::{SiteRefusal, cohort_summary, combat, split, table1};
 use fedrad_shared::clinical::{CohortRole, VariableKind, VariableSpec};
 use fedrad_shared::proto::{self, Task, TaskReply, task, task_reply};
 use prost::Message;
@@ -48,6 +48,29 @@ pub struct SiteEngine {
     /// The site's secure-sum key, derived from its certificate key; why there is none (no
     /// `[tls]`, or a key secure aggregation cannot use) otherwise.
     masking: Result<MaskingIdentity, String>,
+}
+
+/// One feature table of a ComBat task: all its rows by patient, and its estimation rows (the
+/// training patients with every protected covariate) in cohort order.
+struct CombatPart {
+    sequence: String,
+    deep: bool,
+    names: Vec<String>,
+    rows: BTreeMap<String, Vec<f64>>,
+    settings: combat::CombatSettings,
+    y: Vec<Vec<f64>>,
+    x: Vec<Vec<f64>>,
+    outcome: Vec<bool>,
+    /// Covariate rows by patient.
+    estimation: BTreeMap<String, Vec<f64>>,
+}
+
+impl CombatPart {
+    fn sums(&self, y: &[Vec<f64>], min_count: u64, max_ratio: f64) -> Result<proto::Aggregate, Failure> {
+        let with_outcome = self.settings.covariates.iter().any(|c| c == combat::OUTCOME);
+        let q = self.x.first().map_or(0, |r| r.len());
+        Ok(combat::site_sums(y, &self.x, self.names.len(), q, with_outcome.then_some(self.outcome.as_slice()), min_count, max_ratio)?)
+    }
 }
 
 /// Beside a study's records: present once the site refused a secure sum of the study for a
@@ -141,6 +164,8 @@ fn kind_name(t: &Task) -> &'static str {
         Some(task::Kind::EncoderRound(_)) => "encoder_round",
         Some(task::Kind::Embed(_)) => "embed",
         Some(task::Kind::OnnxEmbed(_)) => "onnx_embed",
+        Some(task::Kind::CombatSums(_)) => "combat_sums",
+        Some(task::Kind::CombatApply(_)) => "combat_apply",
         None => "unknown",
     }
 }
@@ -607,20 +632,20 @@ impl SiteEngine {
                 self.record_folds(&task.study_id, f, &assignment)?;
                 Ok(agg)
             }
-            Some(task::Kind::FeatureMoments(t)) => selection::feature_moments(&self.training(&task.study_id, t.features.as_ref())?, min),
+            Some(task::Kind::FeatureMoments(t)) => selection::feature_moments(&self.training(plan, &task.study_id, t.features.as_ref())?, min),
             Some(task::Kind::RankHistogram(t)) => {
-                let data = self.training(&task.study_id, t.features.as_ref())?;
+                let data = self.training(plan, &task.study_id, t.features.as_ref())?;
                 self.accept_feature_standardiser(plan, &task.study_id, t.features.as_ref(), t.standardiser.as_ref(), &data.x)?;
                 selection::rank_histogram(&data, t, min)
             }
-            Some(task::Kind::Correlation(t)) => selection::correlation(&self.training(&task.study_id, t.features.as_ref())?, min),
+            Some(task::Kind::Correlation(t)) => selection::correlation(&self.training(plan, &task.study_id, t.features.as_ref())?, min),
             Some(task::Kind::LassoRound(t)) => {
-                let data = self.training(&task.study_id, t.features.as_ref())?;
+                let data = self.training(plan, &task.study_id, t.features.as_ref())?;
                 self.accept_feature_standardiser(plan, &task.study_id, t.features.as_ref(), t.standardiser.as_ref(), &data.x)?;
                 selection::lasso_round(&data, t, self.fold_count(&task.study_id), min)
             }
             Some(task::Kind::CvLoss(t)) => {
-                let data = self.training(&task.study_id, t.features.as_ref())?;
+                let data = self.training(plan, &task.study_id, t.features.as_ref())?;
                 self.accept_feature_standardiser(plan, &task.study_id, t.features.as_ref(), t.standardiser.as_ref(), &data.x)?;
                 selection::cv_loss(&data, t, self.fold_count(&task.study_id), min)
             }
@@ -636,7 +661,7 @@ impl SiteEngine {
                 acceptance::clinical_models(plan, &rows, &t.models)?;
                 selection::logistic_round(records, &roles, &variables, &t.models, min, self.config.policy.max_parameter_ratio)
             }
-            Some(task::Kind::DesignMoments(t)) => selection::design_moments(&self.design(&task.study_id, t.design.as_ref())?, min),
+            Some(task::Kind::DesignMoments(t)) => selection::design_moments(&self.design(plan, &task.study_id, t.design.as_ref())?, min),
             Some(task::Kind::ClassifierRound(t)) => {
                 let data = self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?;
                 let agg = selection::classifier_round(&data, t, min, self.config.policy.max_parameter_ratio)?;
@@ -691,8 +716,112 @@ impl SiteEngine {
                 self.tables.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| k.0 != task.study_id);
                 Ok(agg)
             }
+            Some(task::Kind::CombatSums(t)) => {
+                let part = self.combat_part(plan, &task.study_id, t.table.as_ref())?;
+                part.sums(&part.y, min, self.config.policy.max_parameter_ratio)
+            }
+            Some(task::Kind::CombatApply(t)) => {
+                let agg = self.combat_apply(plan, &task.study_id, t)?;
+                self.tables.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| k.0 != task.study_id);
+                Ok(agg)
+            }
             None => Err(Failure::Refused(SiteRefusal::InvalidParameters("task kind not understood by this agent version".into()))),
         }
+    }
+
+    /// One feature table of a ComBat task as extracted, with its estimation rows.
+    fn combat_part(&self, plan: &fedrad_shared::plan::StudyPlan, study_id: &str, table: Option<&proto::CombatTable>) -> Result<CombatPart, Failure> {
+        let table = table.ok_or_else(|| Failure::Refused(SiteRefusal::InvalidParameters("the task names no feature table".into())))?;
+        let settings = plan.combat.clone().ok_or_else(|| Failure::Refused(SiteRefusal::InvalidParameters("the approved plan does not harmonise with ComBat".into())))?;
+        let covariates = settings.resolve(&plan.variables).map_err(|e| Failure::Refused(SiteRefusal::InvalidParameters(e)))?;
+        let dir = self.study_dir(study_id);
+        let (names, rows) = selection::read_part(&dir, &table.sequence, table.deep, false)?;
+        if fedrad_shared::algorithms::extraction::catalogue_sha256(&names) != table.catalogue_sha256 {
+            return Err(Failure::Refused(SiteRefusal::InvalidParameters(format!("the {} feature names are not the ones the task names", table.sequence))));
+        }
+        let roles = self.load_split(study_id)?;
+        let mut part = CombatPart {
+            sequence: table.sequence.clone(),
+            deep: table.deep,
+            names,
+            rows,
+            settings,
+            y: Vec::new(),
+            x: Vec::new(),
+            outcome: Vec::new(),
+            estimation: BTreeMap::new(),
+        };
+        for (record, role) in self.cohort.records.iter().zip(&roles) {
+            let Some(values) = part.rows.get(&record.patient_id) else { continue };
+            if *role != CohortRole::Training {
+                continue;
+            }
+            if let Some(x) = combat::covariate_row(record, &covariates) {
+                part.y.push(values.clone());
+                part.x.push(x.clone());
+                part.outcome.push(record.outcome);
+                part.estimation.insert(record.patient_id.clone(), x);
+            }
+        }
+        let q = combat::covariate_columns(&covariates);
+        if part.x.iter().any(|r| r.len() != q) {
+            return Err(Failure::Failed("a covariate row does not have the plan's columns".into()));
+        }
+        Ok(part)
+    }
+
+    /// Checks the coordinator's estimates, harmonises the table's rows (once per table: the
+    /// estimates are pinned in `harmonisation/`), and answers with the harmonised sums.
+    fn combat_apply(&self, plan: &fedrad_shared::plan::StudyPlan, study_id: &str, t: &proto::CombatApplyTask) -> Result<proto::Aggregate, Failure> {
+        let part = self.combat_part(plan, study_id, t.table.as_ref())?;
+        let est = combat::CombatEstimates {
+            alpha: t.alpha.clone(),
+            beta: t.beta.clone(),
+            var_pooled: t.var_pooled.clone(),
+            covariate_mean: t.covariate_mean.clone(),
+            harmonised: t.harmonised.clone(),
+        };
+        let p = part.names.len();
+        let q = t.covariate_mean.len();
+        if part.x.first().is_some_and(|r| r.len() != q) {
+            return Err(Failure::Refused(SiteRefusal::InvalidParameters(format!("ComBat estimates: expected {} covariate columns", part.x[0].len()))));
+        }
+        combat::site_accepts_estimates(&est, p, q, &part.y, &part.x, plan.limits.max_scale_ratio)?;
+        let dir = self.study_dir(study_id);
+        let stem = format!("{}{}", part.sequence, if part.deep { ".deep" } else { "" });
+        let record_path = dir.join("harmonisation").join(format!("{stem}.json"));
+        let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let digest = sha256_hex(&t.encode_to_vec());
+        if let Ok(text) = std::fs::read_to_string(&record_path) {
+            let pinned = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v["task_sha256"].as_str().map(str::to_string));
+            if pinned.as_deref() != Some(digest.as_str()) {
+                return Err(Failure::Refused(SiteRefusal::Precondition(format!(
+                    "the {stem} features of this study are already harmonised with other ComBat estimates ({}); they cannot be changed",
+                    record_path.display()
+                ))));
+            }
+        }
+        let ids: Vec<&String> = part.rows.keys().collect();
+        let rows: Vec<Vec<f64>> = part.rows.values().cloned().collect();
+        let covariates: Vec<Option<Vec<f64>>> = ids.iter().map(|id| part.estimation.get(*id).cloned()).collect();
+        let h = combat::site_harmonise(&est, &part.settings, &rows, &covariates);
+        let harmonised: BTreeMap<String, Vec<f64>> = ids.iter().map(|id| (*id).clone()).zip(h.rows).collect();
+        // The harmonised estimation rows in the order of `part.x` (cohort order).
+        let y_in_order: Vec<Vec<f64>> =
+            self.cohort.records.iter().filter(|r| part.estimation.contains_key(&r.patient_id)).map(|r| harmonised[&r.patient_id].clone()).collect();
+        let agg = part.sums(&y_in_order, self.config.policy.min_count, self.config.policy.max_parameter_ratio)?;
+        let io = |e: std::io::Error| Failure::Failed(format!("cannot write the harmonised {stem} features: {e}"));
+        selection::write_part(&selection::part_path(&dir, &part.sequence, part.deep, true), &part.names, &harmonised).map_err(io)?;
+        let record = serde_json::json!({
+            "about": "ComBat harmonisation of this table (fedrad_shared::algorithms::combat): the estimates the coordinator sent, and this site's own empirical Bayes adjustment over the harmonised features (gamma/delta hat and star), which never left the site",
+            "task_sha256": digest,
+            "settings": part.settings,
+            "estimation_rows": part.estimation.len(),
+            "estimates": est,
+            "adjustment": h.adjustment,
+        });
+        write_atomic(&record_path, (serde_json::to_string_pretty(&record).expect("json") + "\n").as_bytes()).map_err(io)?;
+        Ok(agg)
     }
 
     /// Runs feature extraction over the cohort; only counts leave.
@@ -905,20 +1034,21 @@ impl SiteEngine {
         Ok(())
     }
 
-    fn table(&self, study_id: &str, sequence: &str) -> Result<Arc<FeatureTable>, Failure> {
+    /// A feature table of the study: ComBat's harmonised values when the plan harmonises.
+    fn table(&self, plan: &fedrad_shared::plan::StudyPlan, study_id: &str, sequence: &str) -> Result<Arc<FeatureTable>, Failure> {
         let key = (study_id.to_string(), sequence.to_string());
         if let Some(t) = self.tables.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(t.clone());
         }
-        let t = Arc::new(selection::load_table(&self.study_dir(study_id), sequence)?);
+        let t = Arc::new(selection::load_table(&self.study_dir(study_id), sequence, plan.combat.is_some())?);
         self.tables.lock().unwrap_or_else(|p| p.into_inner()).insert(key, t.clone());
         Ok(t)
     }
 
     /// The study's training patients with features for the task's sequence and columns.
-    fn training(&self, study_id: &str, columns: Option<&proto::FeatureColumns>) -> Result<TrainingData, Failure> {
+    fn training(&self, plan: &fedrad_shared::plan::StudyPlan, study_id: &str, columns: Option<&proto::FeatureColumns>) -> Result<TrainingData, Failure> {
         let columns = columns.ok_or_else(|| Failure::Refused(SiteRefusal::InvalidParameters("the task names no features".into())))?;
-        let table = self.table(study_id, &columns.sequence)?;
+        let table = self.table(plan, study_id, &columns.sequence)?;
         let roles = self.load_split(study_id)?;
         let folds = self.load_folds(study_id);
         selection::training_data(&table, columns, &self.cohort.records, &roles, &folds)
@@ -944,10 +1074,10 @@ impl SiteEngine {
     }
 
     /// The design rows of a model task.
-    fn design(&self, study_id: &str, design: Option<&proto::ModelDesign>) -> Result<selection::DesignData, Failure> {
+    fn design(&self, plan: &fedrad_shared::plan::StudyPlan, study_id: &str, design: Option<&proto::ModelDesign>) -> Result<selection::DesignData, Failure> {
         let design = design.ok_or_else(|| Failure::Refused(SiteRefusal::InvalidParameters("the task has no model design".into())))?;
         let table = match &design.features {
-            Some(f) => Some(self.table(study_id, &f.sequence)?),
+            Some(f) => Some(self.table(plan, study_id, &f.sequence)?),
             None => None,
         };
         let variables = self.checked_variables(&design.variables)?;
@@ -972,7 +1102,7 @@ impl SiteEngine {
         design: Option<&proto::ModelDesign>,
         std: Option<&proto::Standardiser>,
     ) -> Result<selection::DesignData, Failure> {
-        let data = self.design(study_id, design)?;
+        let data = self.design(plan, study_id, design)?;
         let training: Vec<Vec<f64>> = data.rows.iter().zip(&data.role).filter(|(_, r)| **r == CohortRole::Training).map(|(x, _)| x.clone()).collect();
         acceptance::standardiser(plan, std, &training, data.width())?;
         let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());

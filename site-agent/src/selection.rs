@@ -23,14 +23,13 @@ pub struct FeatureTable {
 
 /// One table as a task names it: `t2` (handcrafted features) or `t2+deep` (handcrafted then
 /// deep features, for the patients with both).
-pub fn load_table(study_dir: &Path, name: &str) -> Result<FeatureTable, Failure> {
+pub fn load_table(study_dir: &Path, name: &str, harmonised: bool) -> Result<FeatureTable, Failure> {
     let Some((sequence, with_deep)) = table_name(name) else {
         return Err(SiteRefusal::InvalidParameters(format!("unknown sequence {name:?}")).into());
     };
-    let dir = study_dir.join("features");
-    let (mut names, mut rows) = read_table(&dir.join(format!("{sequence}.csv")), || format!("no {sequence} features extracted for this study yet"))?;
+    let (mut names, mut rows) = read_part(study_dir, sequence, false, harmonised)?;
     if with_deep {
-        let (deep_names, deep_rows) = read_table(&dir.join(format!("{sequence}.deep.csv")), || format!("no {sequence} deep features computed for this study yet"))?;
+        let (deep_names, deep_rows) = read_part(study_dir, sequence, true, harmonised)?;
         names.extend(deep_names);
         rows = rows
             .into_iter()
@@ -44,7 +43,47 @@ pub fn load_table(study_dir: &Path, name: &str) -> Result<FeatureTable, Failure>
     Ok(FeatureTable { digest: catalogue_sha256(&names), names, rows })
 }
 
-type Rows = BTreeMap<String, Vec<f64>>;
+/// The file of one part of a sequence's features: its radiomic or its deep features, as
+/// extracted or as ComBat harmonised them.
+pub fn part_path(study_dir: &Path, sequence: &str, deep: bool, harmonised: bool) -> std::path::PathBuf {
+    let part = if deep { ".deep" } else { "" };
+    let stage = if harmonised { ".harmonised" } else { "" };
+    study_dir.join("features").join(format!("{sequence}{part}{stage}.csv"))
+}
+
+/// One part of a sequence's features (see [`part_path`]): names and rows by patient.
+pub fn read_part(study_dir: &Path, sequence: &str, deep: bool, harmonised: bool) -> Result<(Vec<String>, Rows), Failure> {
+    let what = if deep { "deep features" } else { "features" };
+    read_table(&part_path(study_dir, sequence, deep, harmonised), || {
+        if harmonised {
+            format!("ComBat has not harmonised the {sequence} {what} of this study yet")
+        } else if deep {
+            format!("no {sequence} deep features computed for this study yet")
+        } else {
+            format!("no {sequence} features extracted for this study yet")
+        }
+    })
+}
+
+/// Writes a part in [`read_part`]'s format (values in Rust's shortest round-trip form).
+pub fn write_part(path: &Path, names: &[String], rows: &BTreeMap<String, Vec<f64>>) -> std::io::Result<()> {
+    let mut text = String::from("patient_id");
+    for n in names {
+        text.push(',');
+        text.push_str(n);
+    }
+    text.push('\n');
+    for (id, values) in rows {
+        text.push_str(id);
+        for v in values {
+            text.push_str(&format!(",{v}"));
+        }
+        text.push('\n');
+    }
+    crate::engine::write_atomic(path, text.as_bytes())
+}
+
+pub type Rows = BTreeMap<String, Vec<f64>>;
 
 fn read_table(path: &Path, missing: impl Fn() -> String) -> Result<(Vec<String>, Rows), Failure> {
     let text = std::fs::read_to_string(path).map_err(|_| Failure::Refused(SiteRefusal::Precondition(missing())))?;

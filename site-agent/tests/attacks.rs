@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use fedrad_shared::algorithms::combat;
 use fedrad_shared::algorithms::metrics::{DEFAULT_GRID, LOG_ODDS_LIMIT, score_cell};
 use fedrad_shared::algorithms::trees::{Tree, TreeNode, ValueGrid, write_trees};
 use fedrad_shared::clinical::CohortRole;
@@ -134,7 +135,13 @@ fn site_with(name: &str, tls: Option<fedrad_shared::tls::TlsFiles>, edit: impl F
     s.answered("extraction", task::Kind::ExtractFeatures(proto::ExtractFeaturesTask { parameters_yaml: String::new() }));
     s.answered("folds", task::Kind::Folds(proto::FoldsTask { seed: 1, folds: 10 }));
     let study_dir = s.dir.join("work/studies").join(STUDY);
-    let table = site_agent::selection::load_table(&study_dir, "t2").unwrap();
+    if s.plan.combat.is_some() {
+        // ComBat's honest rounds for the t2 table, which the other steps then read harmonised.
+        let t2 = combat_table(&s, "t2");
+        let estimates = combat_estimates(&s, &t2);
+        s.answered("combat apply", combat_apply(&t2, &estimates));
+    }
+    let table = site_agent::selection::load_table(&study_dir, "t2", s.plan.combat.is_some()).unwrap();
     s.digest = table.digest.clone();
     s.width = table.names.len();
 
@@ -260,6 +267,94 @@ impl Site {
             .max_by(|a, b| a.1.total_cmp(&b.1))
             .unwrap()
     }
+}
+
+/// A radiomic table of the study as a ComBat task names it.
+fn combat_table(s: &Site, sequence: &str) -> proto::CombatTable {
+    let (names, _) = site_agent::selection::read_part(&s.dir.join("work/studies").join(STUDY), sequence, false, false).unwrap();
+    proto::CombatTable { sequence: sequence.into(), deep: false, catalogue_sha256: fedrad_shared::algorithms::extraction::catalogue_sha256(&names) }
+}
+
+/// The coordinator's honest estimates from the site's sums (with one site, the pooled ones).
+fn combat_estimates(s: &Site, table: &proto::CombatTable) -> combat::CombatEstimates {
+    let a = s.answered("combat sums", task::Kind::CombatSums(proto::CombatSumsTask { table: Some(table.clone()) }));
+    let (p, q) = (tensor(&a, "feature.sum").len(), tensor(&a, "covariate.sum").len());
+    combat::combine(&[fedrad_shared::aggregate::SiteAggregate::new("hospital-a", a)], p, q).unwrap().estimates().unwrap()
+}
+
+fn combat_apply(table: &proto::CombatTable, e: &combat::CombatEstimates) -> task::Kind {
+    task::Kind::CombatApply(proto::CombatApplyTask {
+        table: Some(table.clone()),
+        alpha: e.alpha.clone(),
+        beta: e.beta.clone(),
+        var_pooled: e.var_pooled.clone(),
+        covariate_mean: e.covariate_mean.clone(),
+        harmonised: e.harmonised.clone(),
+    })
+}
+
+/// ComBat's second round hands every site estimates that decide the values all later tasks
+/// compute on. Attacks: a tiny σ (the site's harmonised values squeezed together), a steep β
+/// (every feature made to carry a covariate — here age), a second set of estimates after the
+/// first (two harmonisations to difference), and ComBat in a plan that does not harmonise.
+#[test]
+fn attacks_combat_estimates() {
+    let s = site_with("combat", None, |study| study.combat.enabled = true);
+    let t1c = combat_table(&s, "t1c");
+    let honest = combat_estimates(&s, &t1c);
+    let p = honest.alpha.len();
+    assert!(honest.harmonised.len() > 1000, "{} of {p} features harmonised", honest.harmonised.len());
+
+    let mut tiny = honest.clone();
+    honest.harmonised.iter().for_each(|&j| tiny.var_pooled[j as usize] *= 1e-4);
+    let d = s.refused("combat: σ 100× below the site's residual SD", combat_apply(&t1c, &tiny));
+    assert!(d.contains("pooled SD") && d.contains("residual SD"), "{d}");
+    let mut steep = honest.clone();
+    // Covariate columns: outcome, then age (the plan's default covariates).
+    honest.harmonised.iter().for_each(|&j| steep.beta[p + j as usize] = 1e6);
+    let d = s.refused("combat: β of 1e6 per year of age in every feature", combat_apply(&t1c, &steep));
+    assert!(d.contains("residual SD"), "{d}");
+    // The same β with σ raised to the residual spread it leaves: the covariate term's bound.
+    honest.harmonised.iter().for_each(|&j| steep.var_pooled[j as usize] *= 1e12);
+    let d = s.refused("combat: β of 1e6 per year of age, σ raised to match", combat_apply(&t1c, &steep));
+    assert!(d.contains("covariate term"), "{d}");
+    let mut wrong = t1c.clone();
+    wrong.catalogue_sha256 = "0".repeat(64);
+    s.refused("combat: another feature catalogue", combat_apply(&wrong, &honest));
+
+    s.answered("combat apply (honest)", combat_apply(&t1c, &honest));
+    let mut other = honest.clone();
+    honest.harmonised.iter().for_each(|&j| other.var_pooled[j as usize] *= 1.5);
+    let (reason, d) = s.refused_as(&s.plan, "combat: a second set of estimates", combat_apply(&t1c, &other));
+    assert_eq!(reason, RefusalReason::Precondition, "{d}");
+    assert!(d.contains("already harmonised"), "{d}");
+    report("combat: a second set of estimates", "refused", &format!("nothing recovered; {d}"));
+    // The same estimates again (a round resent under a new task id) are answered, identically.
+    let again = s.answered("combat apply resent", combat_apply(&t1c, &honest));
+    assert_eq!(again, s.answered("combat apply resent", combat_apply(&t1c, &honest)));
+
+    // A plan that does not harmonise accepts no ComBat task.
+    let mut off = s.plan.clone();
+    off.combat = None;
+    let kind = task::Kind::CombatSums(proto::CombatSumsTask { table: Some(t1c.clone()) });
+    assert!(matches!(site_agent::acceptance::accept(&kind, &off, 5), Err(fedrad_shared::algorithms::SiteRefusal::InvalidParameters(_))));
+
+    // Later tasks read the harmonised values: the moments the harness asked equal the
+    // harmonised file's, and differ from the extracted file's.
+    let study_dir = s.dir.join("work/studies").join(STUDY);
+    let raw = site_agent::selection::load_table(&study_dir, "t2", false).unwrap();
+    let harmonised = site_agent::selection::load_table(&study_dir, "t2", true).unwrap();
+    let train = s.training();
+    let j = s.usable[0] as usize;
+    let mean_of = |t: &site_agent::selection::FeatureTable| {
+        let ids: Vec<&String> =
+            s.engine.cohort.records.iter().zip(s.engine.load_split(STUDY).unwrap()).filter(|(_, r)| *r == CohortRole::Training).map(|(p, _)| &p.patient_id).collect();
+        let v: Vec<f64> = ids.iter().filter_map(|id| t.rows.get(*id)).map(|r| r[j]).collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    assert_eq!(train.len(), 56);
+    assert!((s.mean[j] - mean_of(&harmonised)).abs() <= 1e-9 * s.mean[j].abs().max(1.0), "{} vs {}", s.mean[j], mean_of(&harmonised));
+    assert!(raw.rows.values().zip(harmonised.rows.values()).any(|(a, b)| a != b), "the harmonised table differs from the extracted one");
 }
 
 /// Σ r·(1, x) in raw units from a gradient Σ r·(1, z) with z = (x − c)/s: the intercept

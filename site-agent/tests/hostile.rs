@@ -61,7 +61,7 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
         task::Kind::Split(proto::SplitTask { seed: 1, training_quota_negative: (n - pos) * 7 / 10, training_quota_positive: pos * 7 / 10 }),
     );
     answered(&engine, &plan, "extract", task::Kind::ExtractFeatures(proto::ExtractFeaturesTask { parameters_yaml: String::new() }));
-    let table = site_agent::selection::load_table(&dir.join("work/studies/hostile"), "t2").unwrap();
+    let table = site_agent::selection::load_table(&dir.join("work/studies/hostile"), "t2", false).unwrap();
     let digest = table.digest.clone();
     let p = table.names.len() as u32;
 
@@ -239,7 +239,7 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
     assert!(!dir.join("work/studies/hostile/features/t2.deep.csv").exists(), "tampered weights write nothing");
     let a = answered(&engine, &plan, "e-embed", embed(w.clone(), weights_digest).unwrap());
     assert_eq!(a.tensors.iter().find(|t| t.name == "embedded").unwrap().values, vec![n as f64]);
-    let joined = site_agent::selection::load_table(&dir.join("work/studies/hostile"), "t2+deep").unwrap();
+    let joined = site_agent::selection::load_table(&dir.join("work/studies/hostile"), "t2+deep", false).unwrap();
     assert_eq!(joined.names.len(), p as usize + 8);
     assert_eq!(joined.rows.len() as u64, n);
 
@@ -331,7 +331,7 @@ fn hostile_mutated_task_bytes_never_crash_the_site() {
     answered(&engine, &plan, "split", split.clone());
     answered(&engine, &plan, "extract", task::Kind::ExtractFeatures(proto::ExtractFeaturesTask { parameters_yaml: String::new() }));
     answered(&engine, &plan, "folds", task::Kind::Folds(proto::FoldsTask { seed: 1, folds: 2 }));
-    let table = site_agent::selection::load_table(&dir.join("work/studies/hostile"), "t2").unwrap();
+    let table = site_agent::selection::load_table(&dir.join("work/studies/hostile"), "t2", false).unwrap();
     let features = proto::FeatureColumns { sequence: "t2".into(), catalogue_sha256: table.digest.clone(), columns: vec![0, 1, 2] };
     let design = proto::ModelDesign { features: Some(features.clone()), variables: vec![], clinical_columns: vec![] };
     let std = common::standardiser_of(&table, &[0, 1, 2]);

@@ -88,6 +88,7 @@ pub fn study_config(study_id: &str, out: &Path, sites: Vec<String>, seed: u64) -
         deep: coordinator::config::DeepSettings { rounds: 3, embedding: 48, ..Default::default() },
         limits: Default::default(),
         secure_aggregation: Default::default(),
+        combat: Default::default(),
     }
 }
 

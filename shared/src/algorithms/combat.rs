@@ -56,14 +56,17 @@
 //! parameters per feature within the site's `max_parameter_ratio`). The estimates the
 //! coordinator sends back decide the harmonised values every later task computes on, so a site
 //! accepts them once per table (the engine pins them; another set is refused), with the
-//! plan's shape, finite, and plausible for its own data: σ within `max_scale_ratio` of the
-//! site's own SD either way (a tiny σ would zoom every later grid onto single values), and the
-//! covariate term's spread at most `max_scale_ratio` times the feature's (a steep β would make
-//! a feature carry a covariate instead).
+//! plan's shape, finite, and plausible for its own data: σ at least the site's own residual
+//! SD under β divided by `max_scale_ratio` (an honest σ² is at least nₛ/N times the site's
+//! residual variance; a tiny σ would shrink this site's harmonised spread onto single values),
+//! and the covariate term's spread at most `max_scale_ratio` times the feature's SD at the
+//! site (a steep β would make a feature carry a covariate instead). σ above the site's SD is honest — a site
+//! whose scanner compresses a feature is what ComBat is for — and only coarsens.
 
 use super::logistic::invert_spd;
 use super::{CombineError, SiteRefusal, require_min_count};
 use crate::aggregate::{AggregateBuilder, SiteAggregate};
+use crate::clinical::{PatientRecord, VariableKind, VariableSpec};
 use crate::proto::Aggregate;
 
 /// How the site location and scale are shrunk (neuroCombat's `eb` and `parametric`).
@@ -100,6 +103,65 @@ impl Default for CombatSettings {
 
 /// The name of the outcome among [`CombatSettings::covariates`].
 pub const OUTCOME: &str = "outcome";
+
+/// A protected covariate, resolved against the study's dictionary.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Covariate {
+    Outcome,
+    Clinical(VariableSpec),
+}
+
+impl CombatSettings {
+    /// The covariates in design order, or why one is not usable.
+    pub fn resolve(&self, dictionary: &[VariableSpec]) -> Result<Vec<Covariate>, String> {
+        let mut out = Vec::new();
+        for (k, name) in self.covariates.iter().enumerate() {
+            if self.covariates[..k].contains(name) {
+                return Err(format!("combat.covariates: `{name}` is listed twice"));
+            }
+            out.push(if name == OUTCOME {
+                Covariate::Outcome
+            } else {
+                Covariate::Clinical(
+                    dictionary
+                        .iter()
+                        .find(|v| &v.name == name)
+                        .cloned()
+                        .ok_or_else(|| format!("combat.covariates: unknown variable `{name}` (use `outcome` or a [[variables]] name)"))?,
+                )
+            });
+        }
+        if out.len() > 8 {
+            return Err("combat.covariates: at most 8".into());
+        }
+        Ok(out)
+    }
+}
+
+/// The covariate design row of a patient (`None` if a covariate is missing): the outcome as
+/// 0/1, a continuous variable as is, a categorical one as indicators of its levels but the first.
+pub fn covariate_row(record: &PatientRecord, covariates: &[Covariate]) -> Option<Vec<f64>> {
+    let mut row = Vec::new();
+    for c in covariates {
+        match c {
+            Covariate::Outcome => row.push(f64::from(u8::from(record.outcome))),
+            Covariate::Clinical(v) => row.extend(super::logistic::design_row(record, std::slice::from_ref(v))?),
+        }
+    }
+    Some(row)
+}
+
+/// The number of design columns of the covariates.
+pub fn covariate_columns(covariates: &[Covariate]) -> usize {
+    covariates
+        .iter()
+        .map(|c| match c {
+            Covariate::Outcome => 1,
+            Covariate::Clinical(VariableSpec { kind: VariableKind::Categorical { levels }, .. }) => levels.len().saturating_sub(1),
+            Covariate::Clinical(_) => 1,
+        })
+        .sum()
+}
 
 /// neuroCombat's convergence threshold of the parametric iteration.
 const CONVERGENCE: f64 = 1e-4;
@@ -353,13 +415,23 @@ pub fn site_accepts_estimates(est: &CombatEstimates, p: usize, q: usize, y: &[Ve
             return bad(format!("feature {j} has a non-finite value at this site and cannot be harmonised"));
         }
         let site_sd = spread(&col);
-        let sd = est.var_pooled[j].sqrt();
-        if !(est.var_pooled[j] > 0.0) || (site_sd > 0.0 && (sd * max_scale_ratio < site_sd || sd > site_sd * max_scale_ratio)) {
-            return bad(format!("feature {j}: the pooled SD {sd:.6e} is not within {max_scale_ratio}× of this site's own SD {site_sd:.6e} over {n} training patients"));
-        }
         let term: Vec<f64> = x.iter().map(|r| r.iter().enumerate().map(|(k, v)| v * est.beta[k * p + j]).sum()).collect();
+        // The site's own residual spread under β: an honest σ² is at least (nₛ/N) times its
+        // square, so σ below it / `max_scale_ratio` is not a pooled value unless this site
+        // holds under 1/ratio² of the patients.
+        let residual_sd = spread(&col.iter().zip(&term).map(|(v, t)| v - t).collect::<Vec<_>>());
+        let sd = est.var_pooled[j].sqrt();
+        if !(est.var_pooled[j] > 0.0) || sd * max_scale_ratio < residual_sd {
+            return bad(format!(
+                "feature {j}: the pooled SD {sd:.6e} is below this site's own residual SD {residual_sd:.6e} over {n} training patients divided by {max_scale_ratio}"
+            ));
+        }
         let term_sd = spread(&term);
-        if term_sd > max_scale_ratio * site_sd.max(sd) {
+        // Against the site's own SD, which the coordinator cannot inflate (σ it can: with σ
+        // raised to match, a steep β would pass a bound on σ); a feature constant here has
+        // only σ to compare with.
+        let reference = if site_sd > 0.0 { site_sd } else { sd };
+        if term_sd > max_scale_ratio * reference {
             return bad(format!("feature {j}: the covariate term spreads {term_sd:.6e}, beyond {max_scale_ratio}× the feature's SD"));
         }
     }
@@ -811,7 +883,7 @@ mod tests {
             let s = settings(prior, mean_only);
             let (out, est, adjustments) = pooled(&y, &site, &xs, &estimation, &s);
             assert_eq!(est.harmonised.len(), 30);
-            assert_rows_close(&[est.var_pooled.clone()], &[run.var_pooled.clone()], 1e-10, &format!("{name}: var_pooled"));
+            assert_rows_close(std::slice::from_ref(&est.var_pooled), std::slice::from_ref(&run.var_pooled), 1e-10, &format!("{name}: var_pooled"));
             for (k, a) in adjustments.iter().enumerate() {
                 assert_rows_close(
                     &[a.gamma_star.clone(), a.delta_star.clone()],
@@ -852,7 +924,7 @@ mod tests {
             assert!(matches!(r, Err(SiteRefusal::InvalidParameters(_))), "{what}: {r:?}");
         };
         let mut tiny = honest.clone();
-        tiny.var_pooled[0] *= 1e-4; // SD 100× finer than the site's: every later grid zoomed
+        tiny.var_pooled[0] *= 1e-4; // SD 100× below the site's residual SD: its harmonised values squeezed
         refused(&tiny, "tiny variance");
         let mut steep = honest.clone();
         steep.beta[p] = 1e6; // age × 1e6 in feature 0: the feature would carry age
