@@ -172,6 +172,7 @@ impl StudyRunner<'_> {
                     standardiser: Standardiser { center: Vec::new(), scale: Vec::new() },
                     scorer: Scorer::Logistic { intercept: 0.0, coefficients: Vec::new() },
                     threshold: 0.5,
+                    combat: self.study.combat.enabled.then(|| self.study.combat.clone()),
                 };
                 // A site may refuse one model (e.g. too many parameters for its patients); the
                 // study goes on and the report says which model and why.

@@ -64,11 +64,15 @@ fn certs_init_makes_no_site_key_and_a_site_enrols_with_its_own_then_certs_sign_i
     let _ = std::fs::remove_dir_all(&out);
 }
 
+fn report_has_combat(out: &std::path::Path) -> bool {
+    std::fs::read_to_string(out.join("study/report.md")).unwrap().contains("## Harmonisation (ComBat)")
+}
+
 #[test]
 fn the_demo_runs_the_study_with_separate_site_agent_processes() {
     let out = tmp("demo");
     let output = Command::new(env!("CARGO_BIN_EXE_coordinator"))
-        .args(["demo", "--patients", "240", "--coarsen", "3", "--folds", "5", "--lambda-1se", "--deep-rounds", "5", "--out"])
+        .args(["demo", "--patients", "240", "--coarsen", "3", "--folds", "5", "--lambda-1se", "--deep-rounds", "5", "--combat", "--out"])
         .arg(&out)
         .output()
         .unwrap();
@@ -116,17 +120,23 @@ fn the_demo_runs_the_study_with_separate_site_agent_processes() {
     let model = out.join("study").join(lr["model_file"].as_str().unwrap());
     assert!(model.with_file_name("roc.svg").is_file());
     let scores = out.join("scores.csv");
-    let run = Command::new(&site_agent)
-        .args(["predict", "--model"])
-        .arg(&model)
-        .arg("--manifest")
-        .arg(out.join("cohort/hospital-a/manifest.csv"))
-        .arg("--out")
-        .arg(&scores)
-        .output()
-        .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let study_id = results["study_id"].as_str().unwrap();
+    // The study harmonised with ComBat (each site process adjusting its own rows): scoring
+    // needs the site's own adjustment, and refuses without it.
+    assert!(report_has_combat(&out), "the report has the harmonisation section");
+    let predict = |harmonisation: bool| {
+        let mut c = Command::new(&site_agent);
+        c.args(["predict", "--model"]).arg(&model).arg("--manifest").arg(out.join("cohort/hospital-a/manifest.csv")).arg("--out").arg(&scores);
+        if harmonisation {
+            let seq = lr["model_file"].as_str().unwrap().split('/').nth(1).unwrap().to_string();
+            c.arg("--harmonisation").arg(out.join(format!("sites/hospital-a/work/studies/{study_id}/harmonisation/{seq}.json")));
+        }
+        c.output().unwrap()
+    };
+    let without = predict(false);
+    assert!(!without.status.success() && String::from_utf8_lossy(&without.stderr).contains("--harmonisation"), "{}", String::from_utf8_lossy(&without.stderr));
+    let run = predict(true);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let split = std::fs::read_to_string(out.join(format!("sites/hospital-a/work/studies/{study_id}/split.csv"))).unwrap();
     let manifest = std::fs::read_to_string(out.join("cohort/hospital-a/manifest.csv")).unwrap();
     let header: Vec<&str> = manifest.lines().next().unwrap().split(',').collect();

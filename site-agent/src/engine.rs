@@ -767,13 +767,75 @@ impl SiteEngine {
         if part.x.iter().any(|r| r.len() != q) {
             return Err(Failure::Failed("a covariate row does not have the plan's columns".into()));
         }
+        self.combat_population_guard(plan, study_id, &part, &roles, &covariates)?;
         Ok(part)
     }
 
+    /// The estimation rows of a ComBat task must not differ from another population this
+    /// study's tasks summarise by 1 to `min_count` − 1 patients of a class: otherwise the
+    /// difference of two answers (e.g. ComBat's sums with the outcome protected against
+    /// `feature_moments` over every training patient with the table's row, or ComBat's sums of
+    /// two tables whose extraction failed for one patient) is that patient's row, covariates
+    /// and outcome. Compared with: every table's training patients with a row (the radiomic,
+    /// deep and combined tables of the plan's sequences that exist) and every table's
+    /// estimation rows.
+    fn combat_population_guard(
+        &self,
+        plan: &fedrad_shared::plan::StudyPlan,
+        study_id: &str,
+        part: &CombatPart,
+        roles: &[CohortRole],
+        covariates: &[combat::Covariate],
+    ) -> Result<(), Failure> {
+        use std::collections::BTreeSet;
+        let min = self.config.policy.min_count;
+        let dir = self.study_dir(study_id);
+        let training: Vec<&fedrad_shared::clinical::PatientRecord> =
+            self.cohort.records.iter().zip(roles).filter(|(_, r)| **r == CohortRole::Training).map(|(p, _)| p).collect();
+        let outcome: BTreeMap<&str, bool> = training.iter().map(|p| (p.patient_id.as_str(), p.outcome)).collect();
+        let complete: BTreeSet<&str> = training.iter().filter(|p| combat::covariate_row(p, covariates).is_some()).map(|p| p.patient_id.as_str()).collect();
+        let own: BTreeSet<&str> = part.estimation.keys().map(String::as_str).collect();
+        let mut others: Vec<(String, BTreeSet<&str>)> = Vec::new();
+        for seq in &plan.selection.sequences {
+            let mut with_rows = Vec::new();
+            for deep in [false, true] {
+                let Ok((_, rows)) = selection::read_part(&dir, seq, deep, false) else { continue };
+                let ids: BTreeSet<&str> = outcome.keys().copied().filter(|id| rows.contains_key(*id)).collect();
+                let label = format!("{seq}{}", if deep { " deep" } else { "" });
+                others.push((format!("the {label} training patients with features"), ids.clone()));
+                others.push((format!("the {label} ComBat estimation rows"), ids.intersection(&complete).copied().collect()));
+                with_rows.push(ids);
+            }
+            if let [radiomic, deep] = &with_rows[..] {
+                others.push((format!("the {seq}+deep training patients with features"), radiomic.intersection(deep).copied().collect()));
+            }
+        }
+        for (what, other) in &others {
+            for (a, b) in [(&own, other), (other, &own)] {
+                for class in [false, true] {
+                    let k = a.difference(b).filter(|id| outcome.get(*id) == Some(&class)).count() as u64;
+                    if k > 0 && k < min {
+                        return Err(Failure::Refused(SiteRefusal::Precondition(format!(
+                            "ComBat's estimation rows of the {} {} features (training patients with features and every protected covariate) differ from {what} by fewer than this site's minimum of {min} patients of a class: the difference of the two answers would describe them",
+                            part.sequence,
+                            if part.deep { "deep" } else { "radiomic" },
+                        ))));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the coordinator's estimates, harmonises the table's rows (once per table: the
-    /// estimates are pinned in `harmonisation/`), and answers with the harmonised sums.
+    /// estimates and the extracted table they apply to are pinned in `harmonisation/` before
+    /// anything is written), and answers with the harmonised sums.
     fn combat_apply(&self, plan: &fedrad_shared::plan::StudyPlan, study_id: &str, t: &proto::CombatApplyTask) -> Result<proto::Aggregate, Failure> {
         let part = self.combat_part(plan, study_id, t.table.as_ref())?;
+        let (min, ratio) = (self.config.policy.min_count, self.config.policy.max_parameter_ratio);
+        // The population first (counts, classes, parameters): the estimate checks below run on
+        // no fewer rows than any answer describes.
+        part.sums(&part.y, min, ratio)?;
         let est = combat::CombatEstimates {
             alpha: t.alpha.clone(),
             beta: t.beta.clone(),
@@ -781,46 +843,62 @@ impl SiteEngine {
             covariate_mean: t.covariate_mean.clone(),
             harmonised: t.harmonised.clone(),
         };
-        let p = part.names.len();
-        let q = t.covariate_mean.len();
-        if part.x.first().is_some_and(|r| r.len() != q) {
-            return Err(Failure::Refused(SiteRefusal::InvalidParameters(format!("ComBat estimates: expected {} covariate columns", part.x[0].len()))));
-        }
-        combat::site_accepts_estimates(&est, p, q, &part.y, &part.x, plan.limits.max_scale_ratio)?;
+        let (p, q) = (part.names.len(), part.x[0].len());
+        combat::site_accepts_estimates(&est, &part.settings, p, q, &part.y, &part.x, plan.limits.max_scale_ratio)?;
         let dir = self.study_dir(study_id);
         let stem = format!("{}{}", part.sequence, if part.deep { ".deep" } else { "" });
         let record_path = dir.join("harmonisation").join(format!("{stem}.json"));
-        let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let raw_path = selection::part_path(&dir, &part.sequence, part.deep, false);
+        let failed = |what: &str, e: std::io::Error| Failure::Failed(format!("cannot {what} the ComBat record of the {stem} features: {e}"));
+        let raw_sha256 = sha256_hex(&std::fs::read(&raw_path).map_err(|e| failed("read the extracted table for", e))?);
         let digest = sha256_hex(&t.encode_to_vec());
-        if let Ok(text) = std::fs::read_to_string(&record_path) {
-            let pinned = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v["task_sha256"].as_str().map(str::to_string));
-            if pinned.as_deref() != Some(digest.as_str()) {
-                return Err(Failure::Refused(SiteRefusal::Precondition(format!(
-                    "the {stem} features of this study are already harmonised with other ComBat estimates ({}); they cannot be changed",
-                    record_path.display()
-                ))));
+        let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
+        match std::fs::read_to_string(&record_path) {
+            Ok(text) => {
+                let pinned: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|e| Failure::Failed(format!("{}: not a ComBat record ({e})", record_path.display())))?;
+                if pinned["task_sha256"].as_str() != Some(digest.as_str()) {
+                    return Err(Failure::Refused(SiteRefusal::Precondition(format!(
+                        "the {stem} features of this study are already harmonised with other ComBat estimates ({}); they cannot be changed",
+                        record_path.display()
+                    ))));
+                }
+                if pinned["extracted_sha256"].as_str() != Some(raw_sha256.as_str()) {
+                    return Err(Failure::Refused(SiteRefusal::Precondition(format!(
+                        "the extracted {stem} features changed since this study harmonised them; ComBat is not applied twice"
+                    ))));
+                }
             }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(failed("read", e)),
         }
         let ids: Vec<&String> = part.rows.keys().collect();
         let rows: Vec<Vec<f64>> = part.rows.values().cloned().collect();
         let covariates: Vec<Option<Vec<f64>>> = ids.iter().map(|id| part.estimation.get(*id).cloned()).collect();
         let h = combat::site_harmonise(&est, &part.settings, &rows, &covariates);
+        // Estimates that turn a finite value non-finite (e.g. priors from a single feature)
+        // would pin a broken table.
+        if rows.iter().zip(&h.rows).any(|(a, b)| a.iter().zip(b).any(|(x, y)| x.is_finite() && !y.is_finite())) {
+            return Err(Failure::Refused(SiteRefusal::InvalidParameters("ComBat estimates: they make a finite feature value non-finite".into())));
+        }
         let harmonised: BTreeMap<String, Vec<f64>> = ids.iter().map(|id| (*id).clone()).zip(h.rows).collect();
         // The harmonised estimation rows in the order of `part.x` (cohort order).
-        let y_in_order: Vec<Vec<f64>> =
-            self.cohort.records.iter().filter(|r| part.estimation.contains_key(&r.patient_id)).map(|r| harmonised[&r.patient_id].clone()).collect();
-        let agg = part.sums(&y_in_order, self.config.policy.min_count, self.config.policy.max_parameter_ratio)?;
-        let io = |e: std::io::Error| Failure::Failed(format!("cannot write the harmonised {stem} features: {e}"));
-        selection::write_part(&selection::part_path(&dir, &part.sequence, part.deep, true), &part.names, &harmonised).map_err(io)?;
+        let y: Vec<Vec<f64>> = self.cohort.records.iter().filter(|r| part.estimation.contains_key(&r.patient_id)).map(|r| harmonised[&r.patient_id].clone()).collect();
+        let agg = part.sums(&y, min, ratio)?;
+        // The pin first, then the table: a failure in between leaves the pin, never an
+        // unpinned harmonised table.
         let record = serde_json::json!({
-            "about": "ComBat harmonisation of this table (fedrad_shared::algorithms::combat): the estimates the coordinator sent, and this site's own empirical Bayes adjustment over the harmonised features (gamma/delta hat and star), which never left the site",
+            "about": "ComBat harmonisation of this table (fedrad_shared::algorithms::combat): the estimates the coordinator sent, the extracted table they were applied to, and this site's own empirical Bayes adjustment over the harmonised features (gamma/delta hat and star). The adjustment is not sent, but the coordinator can derive it from this site's plain sums before and after",
             "task_sha256": digest,
+            "extracted_sha256": raw_sha256,
             "settings": part.settings,
             "estimation_rows": part.estimation.len(),
             "estimates": est,
             "adjustment": h.adjustment,
         });
-        write_atomic(&record_path, (serde_json::to_string_pretty(&record).expect("json") + "\n").as_bytes()).map_err(io)?;
+        write_atomic(&record_path, (serde_json::to_string_pretty(&record).expect("json") + "\n").as_bytes()).map_err(|e| failed("write", e))?;
+        selection::write_part(&selection::part_path(&dir, &part.sequence, part.deep, true), &part.names, &harmonised)
+            .map_err(|e| Failure::Failed(format!("cannot write the harmonised {stem} features: {e}")))?;
         Ok(agg)
     }
 

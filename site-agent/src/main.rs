@@ -69,6 +69,10 @@ enum Command {
         manifest: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// For a model of a study that harmonised with ComBat: this site's adjustment,
+        /// `<work_dir>/studies/<study>/harmonisation/<sequence>.json`.
+        #[arg(long)]
+        harmonisation: Option<PathBuf>,
     },
     /// Approve a study: its plan (every setting that shapes a task) is recorded, and from then
     /// on this site answers that study's tasks under exactly this plan and checks each task
@@ -225,9 +229,10 @@ fn main() -> anyhow::Result<()> {
             println!("{} features written to {}", features.len(), out.display());
             Ok(())
         }
-        Command::Predict { model, manifest, out } => {
+        Command::Predict { model, manifest, out, harmonisation } => {
             let m = site_agent::predict::load_model(&model)?;
-            let summary = site_agent::predict::predict(&m, &manifest, &out)?;
+            let h = harmonisation.as_deref().map(|p| site_agent::predict::load_harmonisation(p, &m)).transpose()?;
+            let summary = site_agent::predict::predict(&m, &manifest, &out, h.as_ref())?;
             println!(
                 "{} patient(s) scored with {} Model {} ({:?}), {} could not be scored; threshold {:.4}; written to {}",
                 summary.scored,

@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use rayon::prelude::*;
 
 use fedrad_shared::algorithms::classifiers::ModelFile;
+use fedrad_shared::algorithms::combat;
 use fedrad_shared::algorithms::extraction::catalogue_sha256;
 use fedrad_shared::algorithms::logistic;
 use fedrad_shared::clinical::PatientRecord;
@@ -36,14 +37,51 @@ pub fn load_model(path: &Path) -> anyhow::Result<ModelFile> {
     Ok(m)
 }
 
-/// Scores every row of `manifest`, writing `out`.
-pub fn predict(model: &ModelFile, manifest: &Path, out: &Path) -> anyhow::Result<PredictSummary> {
+/// This site's ComBat adjustment of a table, as `combat_apply` recorded it
+/// (`<work_dir>/studies/<study>/harmonisation/<sequence>.json`).
+#[derive(Debug, serde::Deserialize)]
+pub struct SiteHarmonisation {
+    pub estimates: combat::CombatEstimates,
+    pub adjustment: combat::BatchAdjustment,
+}
+
+/// Reads a site's harmonisation record, checked against the model's table.
+pub fn load_harmonisation(path: &Path, model: &ModelFile) -> anyhow::Result<SiteHarmonisation> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the harmonisation record {}", path.display()))?;
+    let h: SiteHarmonisation = serde_json::from_str(&text).with_context(|| format!("{} is not a FedRad harmonisation record", path.display()))?;
+    let e = &h.estimates;
+    let width = e.alpha.len();
+    if e.harmonised.len() != h.adjustment.gamma_star.len()
+        || e.harmonised.len() != h.adjustment.delta_star.len()
+        || e.var_pooled.len() != width
+        || e.beta.len() != width * e.covariate_mean.len()
+        || e.harmonised.iter().any(|&j| j as usize >= width)
+        || model.feature_columns.iter().any(|&c| c as usize >= width)
+    {
+        bail!("{}: the harmonisation record does not fit model {}'s {} table", path.display(), model.model, model.sequence);
+    }
+    Ok(h)
+}
+
+/// Scores every row of `manifest`, writing `out`. A model fitted on ComBat-harmonised features
+/// needs this site's `harmonisation` record: new patients are harmonised as the study's
+/// validation patients were (the training mean of the covariate term, this site's γ*, δ*).
+pub fn predict(model: &ModelFile, manifest: &Path, out: &Path, harmonisation: Option<&SiteHarmonisation>) -> anyhow::Result<PredictSummary> {
     if model.sequence.ends_with(fedrad_shared::algorithms::extraction::WITH_DEEP) {
         bail!(
             "this model ({}, Model {}) uses deep features, and `predict` does not yet run the study's encoder; Models I and III without deep features can be applied",
             model.sequence,
             model.model
         );
+    }
+    match (&model.combat, harmonisation) {
+        (Some(_), None) => bail!(
+            "this model was fitted on ComBat-harmonised features: pass --harmonisation <work_dir>/studies/{}/harmonisation/{}.json, this site's own adjustment",
+            model.study_id,
+            model.sequence
+        ),
+        (None, Some(_)) => bail!("this model was fitted on features as extracted; its study did not harmonise them, so --harmonisation does not apply"),
+        _ => {}
     }
     let settings = if model.extraction_parameters.trim().is_empty() {
         Settings::study_default()
@@ -69,7 +107,7 @@ pub fn predict(model: &ModelFile, manifest: &Path, out: &Path) -> anyhow::Result
         .map(|row| {
             let get = |c: &str| col(c).and_then(|i| row.get(i)).unwrap_or("").trim().to_string();
             let id = get("patient_id");
-            (id.clone(), score_one(model, &settings, base, &get, &image_col, &mask_col, &id))
+            (id.clone(), score_one(model, &settings, harmonisation, base, &get, &image_col, &mask_col, &id))
         })
         .collect();
     let mut text = String::from("patient_id,probability,positive,error\n");
@@ -91,7 +129,17 @@ pub fn predict(model: &ModelFile, manifest: &Path, out: &Path) -> anyhow::Result
     Ok(summary)
 }
 
-fn score_one(model: &ModelFile, settings: &Settings, base: &Path, get: &dyn Fn(&str) -> String, image_col: &str, mask_col: &str, id: &str) -> Result<f64, String> {
+#[allow(clippy::too_many_arguments)]
+fn score_one(
+    model: &ModelFile,
+    settings: &Settings,
+    harmonisation: Option<&SiteHarmonisation>,
+    base: &Path,
+    get: &dyn Fn(&str) -> String,
+    image_col: &str,
+    mask_col: &str,
+    id: &str,
+) -> Result<f64, String> {
     // A DICOM mask names its region in the optional `<sequence>_roi` column.
     let roi = get(&mask_col.replace("_mask", "_roi"));
     let roi = Some(roi.as_str()).filter(|r| !r.is_empty());
@@ -100,7 +148,11 @@ fn score_one(model: &ModelFile, settings: &Settings, base: &Path, get: &dyn Fn(&
     if catalogue_sha256(&names) != model.catalogue_sha256 {
         return Err("the extracted features differ from the study's (another FedRad version or settings?)".into());
     }
-    let mut row: Vec<f64> = model.feature_columns.iter().map(|&c| features[c as usize].value).collect();
+    let mut values: Vec<f64> = features.iter().map(|f| f.value).collect();
+    if let Some(h) = harmonisation {
+        values = combat::harmonise_row(&h.estimates, &h.adjustment, &values, None);
+    }
+    let mut row: Vec<f64> = model.feature_columns.iter().map(|&c| values[c as usize]).collect();
     if !model.clinical_columns.is_empty() {
         let mut record = PatientRecord { patient_id: id.into(), outcome: false, clinical: Default::default() };
         for v in &model.clinical_variables {

@@ -314,24 +314,68 @@ fn attacks_combat_estimates() {
     honest.harmonised.iter().for_each(|&j| steep.beta[p + j as usize] = 1e6);
     let d = s.refused("combat: β of 1e6 per year of age in every feature", combat_apply(&t1c, &steep));
     assert!(d.contains("residual SD"), "{d}");
-    // The same β with σ raised to the residual spread it leaves: the covariate term's bound.
-    honest.harmonised.iter().for_each(|&j| steep.var_pooled[j as usize] *= 1e12);
-    let d = s.refused("combat: β of 1e6 per year of age, σ raised to match", combat_apply(&t1c, &steep));
-    assert!(d.contains("covariate term"), "{d}");
+    let mut far = honest.clone();
+    far.covariate_mean[1] = 1e6;
+    let d = s.refused("combat: a training mean age of 1e6 (validation patients pushed out)", combat_apply(&t1c, &far));
+    assert!(d.contains("plausible"), "{d}");
     let mut wrong = t1c.clone();
     wrong.catalogue_sha256 = "0".repeat(64);
     s.refused("combat: another feature catalogue", combat_apply(&wrong, &honest));
 
-    s.answered("combat apply (honest)", combat_apply(&t1c, &honest));
-    let mut other = honest.clone();
-    honest.harmonised.iter().for_each(|&j| other.var_pooled[j as usize] *= 1.5);
-    let (reason, d) = s.refused_as(&s.plan, "combat: a second set of estimates", combat_apply(&t1c, &other));
+    // GAP: the same steep β with σ raised to the residual spread it leaves passes every check
+    // (no bound from above can refuse it and accept honest ComBat across MR scanners): the
+    // table's harmonised values then carry age. Once per table (pinned), and every later task
+    // checks the harmonised values as any feature column.
+    let study_dir = s.dir.join("work/studies").join(STUDY);
+    let roles = s.engine.load_split(STUDY).unwrap();
+    let age_of: BTreeMap<&str, f64> = s
+        .engine
+        .cohort
+        .records
+        .iter()
+        .zip(&roles)
+        .filter(|(_, r)| **r == CohortRole::Training)
+        .filter_map(|(p, _)| match p.clinical.get("age") {
+            Some(fedrad_shared::clinical::ClinicalValue::Number(a)) => Some((p.patient_id.as_str(), *a)),
+            _ => None,
+        })
+        .collect();
+    let correlation_with_age = |harmonised: bool| -> f64 {
+        let table = site_agent::selection::load_table(&study_dir, "t1c", harmonised).unwrap();
+        let j = honest.harmonised[0] as usize;
+        let pairs: Vec<(f64, f64)> = age_of.iter().filter_map(|(id, a)| table.rows.get(*id).map(|r| (r[j], *a))).collect();
+        let (mx, my) = (pairs.iter().map(|p| p.0).sum::<f64>() / pairs.len() as f64, pairs.iter().map(|p| p.1).sum::<f64>() / pairs.len() as f64);
+        let sxy: f64 = pairs.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+        let sxx: f64 = pairs.iter().map(|p| (p.0 - mx).powi(2)).sum();
+        let syy: f64 = pairs.iter().map(|p| (p.1 - my).powi(2)).sum();
+        sxy / (sxx * syy).sqrt()
+    };
+    // σ² the residual variance the steep β leaves: (1e6 × the SD of age)² more than honest.
+    let ages: Vec<f64> = age_of.values().copied().collect();
+    let age_mean = ages.iter().sum::<f64>() / ages.len() as f64;
+    let age_var = ages.iter().map(|a| (a - age_mean).powi(2)).sum::<f64>() / ages.len() as f64;
+    honest.harmonised.iter().for_each(|&j| steep.var_pooled[j as usize] += 1e12 * age_var);
+    let before = correlation_with_age(false);
+    match s.ask(combat_apply(&t1c, &steep)) {
+        Reply::Answered(_) => {
+            let after = correlation_with_age(true);
+            report(
+                "combat: β of 1e6 per year of age, σ raised to match",
+                "answered (gap)",
+                &format!("the first harmonised t1c feature's correlation with age: {before:.3} as extracted, {after:.6} harmonised"),
+            );
+        }
+        other => report("combat: β of 1e6 per year of age, σ raised to match", "refused", &format!("{other:?}")),
+    }
+
+    // A second set of estimates for the same table: refused, whatever the first was.
+    let (reason, d) = s.refused_as(&s.plan, "combat: a second set of estimates", combat_apply(&t1c, &honest));
     assert_eq!(reason, RefusalReason::Precondition, "{d}");
     assert!(d.contains("already harmonised"), "{d}");
     report("combat: a second set of estimates", "refused", &format!("nothing recovered; {d}"));
     // The same estimates again (a round resent under a new task id) are answered, identically.
-    let again = s.answered("combat apply resent", combat_apply(&t1c, &honest));
-    assert_eq!(again, s.answered("combat apply resent", combat_apply(&t1c, &honest)));
+    let again = s.answered("combat apply resent", combat_apply(&t1c, &steep));
+    assert_eq!(again, s.answered("combat apply resent", combat_apply(&t1c, &steep)));
 
     // A plan that does not harmonise accepts no ComBat task.
     let mut off = s.plan.clone();
@@ -355,6 +399,18 @@ fn attacks_combat_estimates() {
     assert_eq!(train.len(), 56);
     assert!((s.mean[j] - mean_of(&harmonised)).abs() <= 1e-9 * s.mean[j].abs().max(1.0), "{} vs {}", s.mean[j], mean_of(&harmonised));
     assert!(raw.rows.values().zip(harmonised.rows.values()).any(|(a, b)| a != b), "the harmonised table differs from the extracted one");
+
+    // Population differencing: had one training patient's t1c extraction failed, ComBat's t1c
+    // sums (outcome protected) minus its t2 sums, or the t2 moments, would be that patient.
+    let path = study_dir.join("features/t1c.csv");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let training_id = s.engine.cohort.records.iter().zip(s.engine.load_split(STUDY).unwrap()).find(|(_, r)| *r == CohortRole::Training).unwrap().0.patient_id.clone();
+    let kept: String = text.lines().filter(|l| !l.starts_with(&format!("{training_id},"))).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&path, kept).unwrap();
+    let (reason, d) = s.refused_as(&s.plan, "combat: sums over a table one patient short", task::Kind::CombatSums(proto::CombatSumsTask { table: Some(t1c.clone()) }));
+    assert_eq!(reason, RefusalReason::Precondition, "{d}");
+    assert!(d.contains("differ from"), "{d}");
+    report("combat: sums over a table one training patient short of another's", "refused", &format!("nothing recovered; {d}"));
 }
 
 /// Σ r·(1, x) in raw units from a gradient Σ r·(1, z) with z = (x − c)/s: the intercept

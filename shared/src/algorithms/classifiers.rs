@@ -307,6 +307,11 @@ pub struct ModelFile {
     pub scorer: Scorer,
     /// Probability at or above which a patient is called positive (Youden on training).
     pub threshold: f64,
+    /// The study harmonised the features with ComBat before fitting: a site scoring new
+    /// patients harmonises them first with its own adjustment (`site-agent predict
+    /// --harmonisation`). Absent when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub combat: Option<super::combat::CombatSettings>,
 }
 
 // ---- site half: the squared-hinge round and the Platt round -------------------------------
