@@ -92,6 +92,7 @@ impl StudyRunner<'_> {
         &mut self,
         catalogue: &[String],
         deep: &BTreeMap<String, Vec<String>>,
+        deep_results: &[crate::deep::DeepResult],
         selection: &SelectionResults,
         clinical: Option<&ClinicalModel>,
         extraction_parameters: &str,
@@ -173,6 +174,15 @@ impl StudyRunner<'_> {
                     scorer: Scorer::Logistic { intercept: 0.0, coefficients: Vec::new() },
                     threshold: 0.5,
                     combat: self.study.combat.enabled.then(|| self.study.combat.clone()),
+                    deep: table
+                        .ends_with(fedrad_shared::algorithms::extraction::WITH_DEEP)
+                        .then(|| deep_results.iter().find(|d| d.sequence == seq.sequence))
+                        .flatten()
+                        .map(|d| fedrad_shared::algorithms::classifiers::DeepRecipe {
+                            architecture: d.architecture,
+                            weights_sha256: d.weights_sha256.clone(),
+                            weights_file: format!("deep/{}/weights.json", d.sequence),
+                        }),
                 };
                 // A site may refuse one model (e.g. too many parameters for its patients); the
                 // study goes on and the report says which model and why.

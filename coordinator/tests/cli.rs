@@ -124,18 +124,17 @@ fn the_demo_runs_the_study_with_separate_site_agent_processes() {
     // The study harmonised with ComBat (each site process adjusting its own rows): scoring
     // needs the site's own adjustment, and refuses without it.
     assert!(report_has_combat(&out), "the report has the harmonisation section");
-    let predict = |harmonisation: bool| {
+    let record = |table: &str| out.join(format!("sites/hospital-a/work/studies/{study_id}/harmonisation/{table}.json"));
+    let predict = |model: &std::path::Path, extra: &[std::path::PathBuf]| {
         let mut c = Command::new(&site_agent);
-        c.args(["predict", "--model"]).arg(&model).arg("--manifest").arg(out.join("cohort/hospital-a/manifest.csv")).arg("--out").arg(&scores);
-        if harmonisation {
-            let seq = lr["model_file"].as_str().unwrap().split('/').nth(1).unwrap().to_string();
-            c.arg("--harmonisation").arg(out.join(format!("sites/hospital-a/work/studies/{study_id}/harmonisation/{seq}.json")));
-        }
+        c.args(["predict", "--model"]).arg(model).arg("--manifest").arg(out.join("cohort/hospital-a/manifest.csv")).arg("--out").arg(&scores);
+        c.args(extra);
         c.output().unwrap()
     };
-    let without = predict(false);
+    let seq = lr["model_file"].as_str().unwrap().split('/').nth(1).unwrap().to_string();
+    let without = predict(&model, &[]);
     assert!(!without.status.success() && String::from_utf8_lossy(&without.stderr).contains("--harmonisation"), "{}", String::from_utf8_lossy(&without.stderr));
-    let run = predict(true);
+    let run = predict(&model, &["--harmonisation".into(), record(&seq)]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let split = std::fs::read_to_string(out.join(format!("sites/hospital-a/work/studies/{study_id}/split.csv"))).unwrap();
     let manifest = std::fs::read_to_string(out.join("cohort/hospital-a/manifest.csv")).unwrap();
@@ -154,5 +153,33 @@ fn the_demo_runs_the_study_with_separate_site_agent_processes() {
     let (auc, _) = fedrad_shared::algorithms::metrics::pooled_auc(&s, &y);
     let site_auc = lr["per_site_auc"]["hospital-a"][1].as_f64().unwrap();
     assert!((auc - site_auc).abs() < 1e-3, "predict AUC {auc} vs the study's {site_auc} at hospital-a");
+
+    // Model II (radiomic and deep features): the site computes a new patient's deep features
+    // with the study's encoder, checked by hash, and harmonises both parts with its own
+    // adjustment; on its validation patients the AUC is the study's.
+    let m2 = models.iter().find(|m| m["model"] == "II" && !m["classifiers"].as_array().unwrap().is_empty()).expect("a Model II fitted");
+    let lr2 = m2["classifiers"].as_array().unwrap().iter().find(|c| c["classifier"] == "logistic_regression").unwrap();
+    let model2 = out.join("study").join(lr2["model_file"].as_str().unwrap());
+    let seq2 = m2["sequence"].as_str().unwrap();
+    let encoder = out.join(format!("study/deep/{seq2}/weights.json"));
+    let combat_records = ["--harmonisation".into(), record(seq2), "--harmonisation".into(), record(&format!("{seq2}.deep"))];
+    let no_encoder = predict(&model2, &combat_records);
+    assert!(!no_encoder.status.success() && String::from_utf8_lossy(&no_encoder.stderr).contains("--encoder"), "{}", String::from_utf8_lossy(&no_encoder.stderr));
+    let other_encoder = out.join(format!("study/deep/{}/weights.json", if seq2 == "t1c" { "t2" } else { "t1c" }));
+    let wrong = predict(&model2, &[combat_records.to_vec(), vec!["--encoder".into(), other_encoder]].concat());
+    assert!(!wrong.status.success() && String::from_utf8_lossy(&wrong.stderr).contains("not the study's encoder"), "{}", String::from_utf8_lossy(&wrong.stderr));
+    let run = predict(&model2, &[combat_records.to_vec(), vec!["--encoder".into(), encoder]].concat());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let (mut s, mut y) = (Vec::new(), Vec::new());
+    for line in std::fs::read_to_string(&scores).unwrap().lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        if split.contains(&format!("{},validation", cells[0])) && !cells[1].is_empty() {
+            s.push(cells[1].parse::<f64>().unwrap());
+            y.push(outcome(cells[0]));
+        }
+    }
+    let (auc, _) = fedrad_shared::algorithms::metrics::pooled_auc(&s, &y);
+    let site_auc = lr2["per_site_auc"]["hospital-a"][1].as_f64().unwrap();
+    assert!((auc - site_auc).abs() < 1e-3, "Model II predict AUC {auc} vs the study's {site_auc} at hospital-a");
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -889,6 +889,8 @@ impl SiteEngine {
         // unpinned harmonised table.
         let record = serde_json::json!({
             "about": "ComBat harmonisation of this table (fedrad_shared::algorithms::combat): the estimates the coordinator sent, the extracted table they were applied to, and this site's own empirical Bayes adjustment over the harmonised features (gamma/delta hat and star). The adjustment is not sent, but the coordinator can derive it from this site's plain sums before and after",
+            "sequence": part.sequence,
+            "deep": part.deep,
             "task_sha256": digest,
             "extracted_sha256": raw_sha256,
             "settings": part.settings,

@@ -70,9 +70,14 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
         /// For a model of a study that harmonised with ComBat: this site's adjustment,
-        /// `<work_dir>/studies/<study>/harmonisation/<sequence>.json`.
+        /// `<work_dir>/studies/<study>/harmonisation/<sequence>.json` (and
+        /// `<sequence>.deep.json` for a model with deep features); repeat the flag.
         #[arg(long)]
-        harmonisation: Option<PathBuf>,
+        harmonisation: Vec<PathBuf>,
+        /// For a model with deep features: the study's encoder weights,
+        /// `<study output>/deep/<sequence>/weights.json` (checked against the model's hash).
+        #[arg(long)]
+        encoder: Option<PathBuf>,
     },
     /// Approve a study: its plan (every setting that shapes a task) is recorded, and from then
     /// on this site answers that study's tasks under exactly this plan and checks each task
@@ -229,10 +234,13 @@ fn main() -> anyhow::Result<()> {
             println!("{} features written to {}", features.len(), out.display());
             Ok(())
         }
-        Command::Predict { model, manifest, out, harmonisation } => {
+        Command::Predict { model, manifest, out, harmonisation, encoder } => {
             let m = site_agent::predict::load_model(&model)?;
-            let h = harmonisation.as_deref().map(|p| site_agent::predict::load_harmonisation(p, &m)).transpose()?;
-            let summary = site_agent::predict::predict(&m, &manifest, &out, h.as_ref())?;
+            let inputs = site_agent::predict::PredictInputs {
+                harmonisation: harmonisation.iter().map(|p| site_agent::predict::load_harmonisation(p)).collect::<anyhow::Result<_>>()?,
+                encoder: encoder.as_deref().map(site_agent::predict::load_encoder).transpose()?,
+            };
+            let summary = site_agent::predict::predict(&m, &manifest, &out, &inputs)?;
             println!(
                 "{} patient(s) scored with {} Model {} ({:?}), {} could not be scored; threshold {:.4}; written to {}",
                 summary.scored,

@@ -14,7 +14,9 @@ use rayon::prelude::*;
 
 use fedrad_shared::algorithms::classifiers::ModelFile;
 use fedrad_shared::algorithms::combat;
-use fedrad_shared::algorithms::extraction::catalogue_sha256;
+use fedrad_shared::algorithms::encoder::{self, Architecture};
+use fedrad_shared::algorithms::extraction::{WITH_DEEP, catalogue_sha256, deep_feature_names};
+use fedrad_shared::algorithms::fedavg::weights_sha256;
 use fedrad_shared::algorithms::logistic;
 use fedrad_shared::clinical::PatientRecord;
 
@@ -38,15 +40,17 @@ pub fn load_model(path: &Path) -> anyhow::Result<ModelFile> {
 }
 
 /// This site's ComBat adjustment of a table, as `combat_apply` recorded it
-/// (`<work_dir>/studies/<study>/harmonisation/<sequence>.json`).
+/// (`<work_dir>/studies/<study>/harmonisation/<sequence>[.deep].json`).
 #[derive(Debug, serde::Deserialize)]
 pub struct SiteHarmonisation {
+    pub sequence: String,
+    pub deep: bool,
     pub estimates: combat::CombatEstimates,
     pub adjustment: combat::BatchAdjustment,
 }
 
-/// Reads a site's harmonisation record, checked against the model's table.
-pub fn load_harmonisation(path: &Path, model: &ModelFile) -> anyhow::Result<SiteHarmonisation> {
+/// Reads a site's harmonisation record.
+pub fn load_harmonisation(path: &Path) -> anyhow::Result<SiteHarmonisation> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading the harmonisation record {}", path.display()))?;
     let h: SiteHarmonisation = serde_json::from_str(&text).with_context(|| format!("{} is not a FedRad harmonisation record", path.display()))?;
     let e = &h.estimates;
@@ -56,33 +60,91 @@ pub fn load_harmonisation(path: &Path, model: &ModelFile) -> anyhow::Result<Site
         || e.var_pooled.len() != width
         || e.beta.len() != width * e.covariate_mean.len()
         || e.harmonised.iter().any(|&j| j as usize >= width)
-        || model.feature_columns.iter().any(|&c| c as usize >= width)
     {
-        bail!("{}: the harmonisation record does not fit model {}'s {} table", path.display(), model.model, model.sequence);
+        bail!("{}: the harmonisation record is inconsistent", path.display());
     }
     Ok(h)
 }
 
-/// Scores every row of `manifest`, writing `out`. A model fitted on ComBat-harmonised features
-/// needs this site's `harmonisation` record: new patients are harmonised as the study's
-/// validation patients were (the training mean of the covariate term, this site's γ*, δ*).
-pub fn predict(model: &ModelFile, manifest: &Path, out: &Path, harmonisation: Option<&SiteHarmonisation>) -> anyhow::Result<PredictSummary> {
-    if model.sequence.ends_with(fedrad_shared::algorithms::extraction::WITH_DEEP) {
-        bail!(
-            "this model ({}, Model {}) uses deep features, and `predict` does not yet run the study's encoder; Models I and III without deep features can be applied",
-            model.sequence,
-            model.model
-        );
-    }
-    match (&model.combat, harmonisation) {
+/// The study's encoder weights (`deep/<sequence>/weights.json` of its output folder).
+#[derive(Debug, serde::Deserialize)]
+pub struct EncoderWeights {
+    pub weights: Vec<f64>,
+}
+
+pub fn load_encoder(path: &Path) -> anyhow::Result<EncoderWeights> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the encoder weights {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a FedRad encoder weights file", path.display()))
+}
+
+/// What a model needs beside its file: this site's ComBat records and the study's encoder.
+#[derive(Debug, Default)]
+pub struct PredictInputs {
+    pub harmonisation: Vec<SiteHarmonisation>,
+    pub encoder: Option<EncoderWeights>,
+}
+
+/// The checked pieces of one model's feature row.
+struct Recipe<'a> {
+    sequence: &'a str,
+    radiomic_combat: Option<&'a SiteHarmonisation>,
+    deep: Option<(Architecture, &'a [f64], Option<&'a SiteHarmonisation>)>,
+}
+
+fn recipe<'a>(model: &'a ModelFile, inputs: &'a PredictInputs) -> anyhow::Result<Recipe<'a>> {
+    let sequence = model.sequence.strip_suffix(WITH_DEEP).unwrap_or(&model.sequence);
+    let with_deep = model.sequence.ends_with(WITH_DEEP);
+    let record = |deep: bool| inputs.harmonisation.iter().find(|h| h.sequence == sequence && h.deep == deep);
+    let table = |deep: bool| format!("{sequence}{}", if deep { ".deep" } else { "" });
+    let radiomic_combat = match (&model.combat, record(false)) {
         (Some(_), None) => bail!(
             "this model was fitted on ComBat-harmonised features: pass --harmonisation <work_dir>/studies/{}/harmonisation/{}.json, this site's own adjustment",
             model.study_id,
-            model.sequence
+            table(false)
         ),
         (None, Some(_)) => bail!("this model was fitted on features as extracted; its study did not harmonise them, so --harmonisation does not apply"),
-        _ => {}
-    }
+        (_, r) => r,
+    };
+    let deep = if with_deep {
+        let Some(recipe) = &model.deep else {
+            bail!("model {} of {} has deep features but no recipe for them (a model file of an older FedRad)", model.model, model.sequence)
+        };
+        let Some(arch) = recipe.architecture else {
+            bail!(
+                "this model's deep features come from a study-supplied ONNX network, which `predict` does not run yet; Models I and III without deep features can be applied"
+            )
+        };
+        let Some(encoder) = &inputs.encoder else {
+            bail!("this model uses the study's encoder: pass --encoder <the study's output folder>/{} (SHA-256 {})", recipe.weights_file, recipe.weights_sha256)
+        };
+        let digest = weights_sha256(&encoder.weights);
+        if digest != recipe.weights_sha256 || encoder.weights.len() != arch.parameter_count() {
+            bail!("the encoder weights given hash to {digest}, the model was fitted with {}: not the study's encoder", recipe.weights_sha256);
+        }
+        let deep_combat = match (&model.combat, record(true)) {
+            (Some(_), None) => {
+                bail!(
+                    "this model's deep features were ComBat-harmonised too: pass --harmonisation <work_dir>/studies/{}/harmonisation/{}.json as well",
+                    model.study_id,
+                    table(true)
+                )
+            }
+            (_, r) => r,
+        };
+        Some((arch, encoder.weights.as_slice(), deep_combat))
+    } else {
+        None
+    };
+    Ok(Recipe { sequence, radiomic_combat, deep })
+}
+
+/// Scores every row of `manifest`, writing `out`. A model fitted on ComBat-harmonised features
+/// needs this site's harmonisation records: new patients are harmonised as the study's
+/// validation patients were (the training mean of the covariate term, this site's γ*, δ*). A
+/// model with deep features needs the study's encoder weights, checked against the hash its
+/// model file names, and computes them from the same 2.5D crop the site embedded.
+pub fn predict(model: &ModelFile, manifest: &Path, out: &Path, inputs: &PredictInputs) -> anyhow::Result<PredictSummary> {
+    let recipe = recipe(model, inputs)?;
     let settings = if model.extraction_parameters.trim().is_empty() {
         Settings::study_default()
     } else {
@@ -92,7 +154,7 @@ pub fn predict(model: &ModelFile, manifest: &Path, out: &Path, harmonisation: Op
     let mut reader = csv::Reader::from_path(manifest).with_context(|| format!("reading {}", manifest.display()))?;
     let headers = reader.headers()?.clone();
     let col = |name: &str| headers.iter().position(|h| h == name);
-    let (image_col, mask_col) = (format!("{}_image", model.sequence), format!("{}_mask", model.sequence));
+    let (image_col, mask_col) = (format!("{}_image", recipe.sequence), format!("{}_mask", recipe.sequence));
     let mut required = vec!["patient_id".to_string(), image_col.clone(), mask_col.clone()];
     if !model.clinical_columns.is_empty() {
         required.extend(model.clinical_variables.iter().map(|v| v.name.clone()));
@@ -107,7 +169,7 @@ pub fn predict(model: &ModelFile, manifest: &Path, out: &Path, harmonisation: Op
         .map(|row| {
             let get = |c: &str| col(c).and_then(|i| row.get(i)).unwrap_or("").trim().to_string();
             let id = get("patient_id");
-            (id.clone(), score_one(model, &settings, harmonisation, base, &get, &image_col, &mask_col, &id))
+            (id.clone(), score_one(model, &settings, &recipe, base, &get, &image_col, &mask_col, &id))
         })
         .collect();
     let mut text = String::from("patient_id,probability,positive,error\n");
@@ -133,7 +195,7 @@ pub fn predict(model: &ModelFile, manifest: &Path, out: &Path, harmonisation: Op
 fn score_one(
     model: &ModelFile,
     settings: &Settings,
-    harmonisation: Option<&SiteHarmonisation>,
+    recipe: &Recipe,
     base: &Path,
     get: &dyn Fn(&str) -> String,
     image_col: &str,
@@ -143,14 +205,28 @@ fn score_one(
     // A DICOM mask names its region in the optional `<sequence>_roi` column.
     let roi = get(&mask_col.replace("_mask", "_roi"));
     let roi = Some(roi.as_str()).filter(|r| !r.is_empty());
-    let features = extract_files(&base.join(get(image_col)), &base.join(get(mask_col)), roi, settings).map_err(|e| format!("{}: {e}", e.reason()))?;
-    let names: Vec<String> = features.iter().map(|f| f.column()).collect();
+    let image = base.join(get(image_col));
+    let mask = base.join(get(mask_col));
+    let features = extract_files(&image, &mask, roi, settings).map_err(|e| format!("{}: {e}", e.reason()))?;
+    let mut names: Vec<String> = features.iter().map(|f| f.column()).collect();
+    let mut values: Vec<f64> = features.iter().map(|f| f.value).collect();
+    let harmonise = |h: Option<&SiteHarmonisation>, v: Vec<f64>| -> Result<Vec<f64>, String> {
+        match h {
+            None => Ok(v),
+            Some(h) if h.estimates.alpha.len() == v.len() => Ok(combat::harmonise_row(&h.estimates, &h.adjustment, &v, None)),
+            Some(_) => Err("the harmonisation record is for another feature table".into()),
+        }
+    };
+    values = harmonise(recipe.radiomic_combat, values)?;
+    if let Some((arch, weights, deep_combat)) = &recipe.deep {
+        let pair = crate::manifest::ImagePair { image, mask, roi: roi.map(str::to_string) };
+        let crop = crate::deep::crop_files(&pair, arch).map_err(|e| format!("deep features: {}", e.reason()))?;
+        let deep = encoder::embed(arch, weights, &crop);
+        names.extend(deep_feature_names(deep.len()));
+        values.extend(harmonise(*deep_combat, deep)?);
+    }
     if catalogue_sha256(&names) != model.catalogue_sha256 {
         return Err("the extracted features differ from the study's (another FedRad version or settings?)".into());
-    }
-    let mut values: Vec<f64> = features.iter().map(|f| f.value).collect();
-    if let Some(h) = harmonisation {
-        values = combat::harmonise_row(&h.estimates, &h.adjustment, &values, None);
     }
     let mut row: Vec<f64> = model.feature_columns.iter().map(|&c| values[c as usize]).collect();
     if !model.clinical_columns.is_empty() {

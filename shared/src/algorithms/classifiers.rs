@@ -312,6 +312,21 @@ pub struct ModelFile {
     /// --harmonisation`). Absent when it did not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub combat: Option<super::combat::CombatSettings>,
+    /// For a model with deep features (a `+deep` table): how the study computed them, so a
+    /// site can compute them for a new patient. Absent for radiomic-only models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deep: Option<DeepRecipe>,
+}
+
+/// The deep features of a model: the study's federated encoder, named by the SHA-256 of its
+/// final weights (the weights themselves are in the study's `deep/<sequence>/weights.json`),
+/// or a study-supplied ONNX network (which `predict` does not run yet).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DeepRecipe {
+    pub architecture: Option<super::encoder::Architecture>,
+    pub weights_sha256: String,
+    /// Where the study wrote the weights, relative to its output folder.
+    pub weights_file: String,
 }
 
 // ---- site half: the squared-hinge round and the Platt round -------------------------------
