@@ -24,6 +24,9 @@ pub struct TableHarmonisation {
     pub harmonised: usize,
     /// Training patients with features and every protected covariate, over all sites.
     pub estimation_patients: u64,
+    /// SHA-256 of the estimates sent to the sites ([`combat::estimates_sha256`]); model files
+    /// name it, and `site-agent predict` checks a site's record against it.
+    pub estimates_sha256: String,
     /// Features with a site effect (one-way ANOVA over the sites, p < 0.05) before and after.
     pub site_effect_before: SiteEffectShare,
     pub site_effect_after: SiteEffectShare,
@@ -74,6 +77,7 @@ impl StudyRunner<'_> {
                             features: p,
                             harmonised: est.harmonised.len(),
                             estimation_patients: before.n,
+                            estimates_sha256: combat::estimates_sha256(&est),
                             site_effect_before: combat::site_effect_share(&before.site_effect(), SITE_EFFECT_ALPHA),
                             site_effect_after: combat::site_effect_share(&after.site_effect(), SITE_EFFECT_ALPHA),
                         };

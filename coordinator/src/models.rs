@@ -95,6 +95,7 @@ impl StudyRunner<'_> {
         deep_results: &[crate::deep::DeepResult],
         selection: &SelectionResults,
         clinical: Option<&ClinicalModel>,
+        harmonisation: Option<&crate::harmonisation::Harmonisation>,
         extraction_parameters: &str,
     ) -> Result<Vec<ModelResult>, StudyError> {
         let variables = self.study.clinical_variables().expect("validated at load");
@@ -174,6 +175,16 @@ impl StudyRunner<'_> {
                     scorer: Scorer::Logistic { intercept: 0.0, coefficients: Vec::new() },
                     threshold: 0.5,
                     combat: self.study.combat.enabled.then(|| self.study.combat.clone()),
+                    combat_estimates: harmonisation
+                        .map(|h| {
+                            let with_deep = table.ends_with(fedrad_shared::algorithms::extraction::WITH_DEEP);
+                            h.tables
+                                .iter()
+                                .filter(|t| t.sequence == seq.sequence && (!t.deep || with_deep))
+                                .map(|t| (fedrad_shared::algorithms::combat::table_stem(&t.sequence, t.deep), t.estimates_sha256.clone()))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                     deep: table
                         .ends_with(fedrad_shared::algorithms::extraction::WITH_DEEP)
                         .then(|| deep_results.iter().find(|d| d.sequence == seq.sequence))

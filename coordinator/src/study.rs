@@ -421,7 +421,7 @@ impl<'a> StudyRunner<'a> {
             (None, if self.study.clinical_model.enabled { Some(self.run_clinical_model(&split, &missing).await?) } else { None })
         };
         let models = match &selection {
-            Some(sel) => self.run_models(&catalogue, &deep_catalogues, &deep, sel, clinical_model.as_ref(), &parameters_yaml).await?,
+            Some(sel) => self.run_models(&catalogue, &deep_catalogues, &deep, sel, clinical_model.as_ref(), harmonisation.as_ref(), &parameters_yaml).await?,
             None => Vec::new(),
         };
         // DeLong comparisons; a refusal (e.g. a site too small for the validation classes) is

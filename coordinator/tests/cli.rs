@@ -134,6 +134,21 @@ fn the_demo_runs_the_study_with_separate_site_agent_processes() {
     let seq = lr["model_file"].as_str().unwrap().split('/').nth(1).unwrap().to_string();
     let without = predict(&model, &[]);
     assert!(!without.status.success() && String::from_utf8_lossy(&without.stderr).contains("--harmonisation"), "{}", String::from_utf8_lossy(&without.stderr));
+    // Records the model does not name are refused: twice the same, another part's, and one
+    // whose estimates are not the study's (as a record of another study would be).
+    let refused = |extra: &[std::path::PathBuf], says: &str| {
+        let r = predict(&model, extra);
+        let stderr = String::from_utf8_lossy(&r.stderr).to_string();
+        assert!(!r.status.success() && stderr.contains(says), "{extra:?}: {stderr}");
+    };
+    refused(&["--harmonisation".into(), record(&seq), "--harmonisation".into(), record(&seq)], "pass each once");
+    refused(&["--harmonisation".into(), record(&seq), "--harmonisation".into(), record(&format!("{seq}.deep"))], "does not use");
+    let mut forged: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(record(&seq)).unwrap()).unwrap();
+    let alpha0 = forged["estimates"]["alpha"][0].as_f64().unwrap();
+    forged["estimates"]["alpha"][0] = serde_json::json!(alpha0 + 1.0);
+    let forged_path = out.join("forged-harmonisation.json");
+    std::fs::write(&forged_path, serde_json::to_string(&forged).unwrap()).unwrap();
+    refused(&["--harmonisation".into(), forged_path], "not the ones");
     let run = predict(&model, &["--harmonisation".into(), record(&seq)]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let split = std::fs::read_to_string(out.join(format!("sites/hospital-a/work/studies/{study_id}/split.csv"))).unwrap();

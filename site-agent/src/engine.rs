@@ -57,6 +57,8 @@ struct CombatPart {
     deep: bool,
     names: Vec<String>,
     rows: BTreeMap<String, Vec<f64>>,
+    /// SHA-256 of the extracted table's bytes that `rows` were parsed from.
+    extracted_sha256: String,
     settings: combat::CombatSettings,
     y: Vec<Vec<f64>>,
     x: Vec<Vec<f64>>,
@@ -253,6 +255,18 @@ impl SiteEngine {
 
     fn study_dir(&self, study_id: &str) -> PathBuf {
         self.config.work_dir.join("studies").join(study_id)
+    }
+
+    /// Feature tables are fixed once a ComBat task of the study was answered: a re-extraction
+    /// or a new embedding would change the rows under ComBat's recorded populations and pinned
+    /// estimates (and a re-extraction that drops one patient would difference them).
+    fn features_fixed_by_combat(&self, study_id: &str, what: &str) -> Result<(), Failure> {
+        if self.study_dir(study_id).join("harmonisation").join("populations.json").exists() {
+            return Err(Failure::Refused(SiteRefusal::Precondition(format!(
+                "this study has started ComBat harmonisation, so its feature tables are fixed: {what} again is refused"
+            ))));
+        }
+        Ok(())
     }
 
     fn cache_path(&self, study_id: &str, task_id: &str) -> PathBuf {
@@ -735,7 +749,7 @@ impl SiteEngine {
         let settings = plan.combat.clone().ok_or_else(|| Failure::Refused(SiteRefusal::InvalidParameters("the approved plan does not harmonise with ComBat".into())))?;
         let covariates = settings.resolve(&plan.variables).map_err(|e| Failure::Refused(SiteRefusal::InvalidParameters(e)))?;
         let dir = self.study_dir(study_id);
-        let (names, rows) = selection::read_part(&dir, &table.sequence, table.deep, false)?;
+        let (names, rows, extracted_sha256) = selection::read_part_with_digest(&dir, &table.sequence, table.deep, false)?;
         if fedrad_shared::algorithms::extraction::catalogue_sha256(&names) != table.catalogue_sha256 {
             return Err(Failure::Refused(SiteRefusal::InvalidParameters(format!("the {} feature names are not the ones the task names", table.sequence))));
         }
@@ -745,6 +759,7 @@ impl SiteEngine {
             deep: table.deep,
             names,
             rows,
+            extracted_sha256,
             settings,
             y: Vec::new(),
             x: Vec::new(),
@@ -771,14 +786,32 @@ impl SiteEngine {
         Ok(part)
     }
 
-    /// The estimation rows of a ComBat task must not differ from another population this
-    /// study's tasks summarise by 1 to `min_count` − 1 patients of a class: otherwise the
-    /// difference of two answers (e.g. ComBat's sums with the outcome protected against
-    /// `feature_moments` over every training patient with the table's row, or ComBat's sums of
-    /// two tables whose extraction failed for one patient) is that patient's row, covariates
-    /// and outcome. Compared with: every table's training patients with a row (the radiomic,
-    /// deep and combined tables of the plan's sequences that exist) and every table's
-    /// estimation rows.
+    /// The estimation rows of a ComBat task, with the other populations this study's answers
+    /// describe, must not isolate 1 to `min_count` − 1 patients of a class
+    /// ([`fedrad_shared::algorithms::isolates_few`]): otherwise sums and differences of answers
+    /// describe them — ComBat's sums with the outcome protected against `feature_moments` over
+    /// every training patient with the table's row, ComBat's sums of two tables whose
+    /// extraction failed for one patient, or (inclusion–exclusion) answers over R, R∩C, R∩D and
+    /// R∩C∩D whose pairwise differences are all large but whose cell R∖C∖D holds one patient.
+    ///
+    /// The other populations (training patients): all of them (Table 1, the split); those with
+    /// complete clinical data (the clinical model); per existing table of the plan's sequences
+    /// (radiomic, deep, radiomic+deep) those with a row, those also with complete clinical data
+    /// (Model III designs) and those also with every protected covariate (ComBat); and every
+    /// population an earlier ComBat answer of this study described, recorded in
+    /// `harmonisation/populations.json` (a re-extraction between two ComBat rounds cannot
+    /// shift the rows by one patient; extraction and embedding are refused from then on, too).
+    /// Not among them: cross-validation folds (their answers are LASSO losses, not sums of
+    /// covariates). Issue 17's population ledger is where every task kind's populations belong;
+    /// until then this guard protects ComBat's answers only.
+    ///
+    /// The populations are compared, not the statistics over them, so the check is
+    /// conservative: a site where 1 to `min_count` − 1 training patients of a class have
+    /// clinical data but no row in a table (a failed extraction) refuses ComBat for the study —
+    /// rightly so, as the clinical model's answers over them and ComBat's covariate sums
+    /// without them would describe those patients.
+    ///
+    /// The estimation rows are recorded before any answer leaves.
     fn combat_population_guard(
         &self,
         plan: &fedrad_shared::plan::StudyPlan,
@@ -792,37 +825,53 @@ impl SiteEngine {
         let dir = self.study_dir(study_id);
         let training: Vec<&fedrad_shared::clinical::PatientRecord> =
             self.cohort.records.iter().zip(roles).filter(|(_, r)| **r == CohortRole::Training).map(|(p, _)| p).collect();
-        let outcome: BTreeMap<&str, bool> = training.iter().map(|p| (p.patient_id.as_str(), p.outcome)).collect();
-        let complete: BTreeSet<&str> = training.iter().filter(|p| combat::covariate_row(p, covariates).is_some()).map(|p| p.patient_id.as_str()).collect();
-        let own: BTreeSet<&str> = part.estimation.keys().map(String::as_str).collect();
-        let mut others: Vec<(String, BTreeSet<&str>)> = Vec::new();
+        let complete_covariates: BTreeSet<&str> = training.iter().filter(|p| combat::covariate_row(p, covariates).is_some()).map(|p| p.patient_id.as_str()).collect();
+        let complete_clinical: BTreeSet<&str> =
+            training.iter().filter(|p| fedrad_shared::algorithms::logistic::design_row(p, &plan.variables).is_some()).map(|p| p.patient_id.as_str()).collect();
+        let all: BTreeSet<&str> = training.iter().map(|p| p.patient_id.as_str()).collect();
+        let owned = |ids: &BTreeSet<&str>| ids.iter().map(|id| id.to_string()).collect::<BTreeSet<String>>();
+        let mut populations: Vec<BTreeSet<String>> = vec![owned(&all), owned(&complete_clinical)];
+        // A table's patients with a row, and those of them in a clinical model or in ComBat.
+        let with_table = |ids: BTreeSet<&str>, populations: &mut Vec<BTreeSet<String>>| {
+            populations.push(ids.intersection(&complete_clinical).map(|id| id.to_string()).collect());
+            populations.push(ids.intersection(&complete_covariates).map(|id| id.to_string()).collect());
+            populations.push(ids.iter().map(|id| id.to_string()).collect());
+        };
         for seq in &plan.selection.sequences {
-            let mut with_rows = Vec::new();
+            let mut parts = Vec::new();
             for deep in [false, true] {
                 let Ok((_, rows)) = selection::read_part(&dir, seq, deep, false) else { continue };
-                let ids: BTreeSet<&str> = outcome.keys().copied().filter(|id| rows.contains_key(*id)).collect();
-                let label = format!("{seq}{}", if deep { " deep" } else { "" });
-                others.push((format!("the {label} training patients with features"), ids.clone()));
-                others.push((format!("the {label} ComBat estimation rows"), ids.intersection(&complete).copied().collect()));
-                with_rows.push(ids);
+                let ids: BTreeSet<&str> = all.iter().copied().filter(|id| rows.contains_key(*id)).collect();
+                with_table(ids.clone(), &mut populations);
+                parts.push(ids);
             }
-            if let [radiomic, deep] = &with_rows[..] {
-                others.push((format!("the {seq}+deep training patients with features"), radiomic.intersection(deep).copied().collect()));
+            if let [radiomic, deep] = &parts[..] {
+                with_table(radiomic.intersection(deep).copied().collect(), &mut populations);
             }
         }
-        for (what, other) in &others {
-            for (a, b) in [(&own, other), (other, &own)] {
-                for class in [false, true] {
-                    let k = a.difference(b).filter(|id| outcome.get(*id) == Some(&class)).count() as u64;
-                    if k > 0 && k < min {
-                        return Err(Failure::Refused(SiteRefusal::Precondition(format!(
-                            "ComBat's estimation rows of the {} {} features (training patients with features and every protected covariate) differ from {what} by fewer than this site's minimum of {min} patients of a class: the difference of the two answers would describe them",
-                            part.sequence,
-                            if part.deep { "deep" } else { "radiomic" },
-                        ))));
-                    }
-                }
-            }
+        let _lock = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let ledger_path = dir.join("harmonisation").join("populations.json");
+        let mut recorded: Vec<Vec<String>> = match std::fs::read_to_string(&ledger_path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| Failure::Failed(format!("{}: not a list of populations ({e})", ledger_path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(Failure::Failed(format!("cannot read {}: {e}", ledger_path.display()))),
+        };
+        let answered: Vec<BTreeSet<String>> = recorded.iter().map(|ids| ids.iter().filter(|id| all.contains(id.as_str())).cloned().collect()).collect();
+        let own: BTreeSet<String> = part.estimation.keys().cloned().collect();
+        let patients: Vec<(&str, bool)> = training.iter().map(|p| (p.patient_id.as_str(), p.outcome)).collect();
+        if fedrad_shared::algorithms::isolates_few(&patients, &answered, &populations, &own, min) {
+            // Nothing in the reason says which population or how many: repeated tasks would read it.
+            return Err(Failure::Refused(SiteRefusal::Precondition(format!(
+                "ComBat's estimation rows of the {} {} features (training patients with features and every protected covariate) together with the other populations this study's answers describe would isolate fewer than this site's minimum of {min} patients of a class: differences of the answers would describe them",
+                part.sequence,
+                if part.deep { "deep" } else { "radiomic" },
+            ))));
+        }
+        let own_ids: Vec<String> = own.into_iter().collect();
+        if !recorded.contains(&own_ids) {
+            recorded.push(own_ids);
+            let failed = |e: std::io::Error| Failure::Failed(format!("cannot record ComBat's population in {}: {e}", ledger_path.display()));
+            write_atomic(&ledger_path, (serde_json::to_string(&recorded).expect("json") + "\n").as_bytes()).map_err(failed)?;
         }
         Ok(())
     }
@@ -848,9 +897,8 @@ impl SiteEngine {
         let dir = self.study_dir(study_id);
         let stem = format!("{}{}", part.sequence, if part.deep { ".deep" } else { "" });
         let record_path = dir.join("harmonisation").join(format!("{stem}.json"));
-        let raw_path = selection::part_path(&dir, &part.sequence, part.deep, false);
         let failed = |what: &str, e: std::io::Error| Failure::Failed(format!("cannot {what} the ComBat record of the {stem} features: {e}"));
-        let raw_sha256 = sha256_hex(&std::fs::read(&raw_path).map_err(|e| failed("read the extracted table for", e))?);
+        let raw_sha256 = part.extracted_sha256.clone();
         let digest = sha256_hex(&t.encode_to_vec());
         let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
         match std::fs::read_to_string(&record_path) {
@@ -907,6 +955,7 @@ impl SiteEngine {
     /// Runs feature extraction over the cohort; only counts leave.
     fn extract_features(&self, study_id: &str, t: &proto::ExtractFeaturesTask) -> Result<proto::Aggregate, Failure> {
         use crate::radiomics::settings::Settings;
+        self.features_fixed_by_combat(study_id, "extracting features")?;
         let n = self.cohort.records.len() as u64;
         fedrad_shared::algorithms::require_min_count("the loaded cohort", n, self.config.policy.min_count)?;
         let settings = if t.parameters_yaml.trim().is_empty() {
@@ -984,6 +1033,7 @@ impl SiteEngine {
 
     /// Embeds every patient with the final weights and writes the deep-feature table; counts leave.
     fn embed(&self, study_id: &str, t: &proto::EmbedTask, plan: &fedrad_shared::plan::StudyPlan) -> Result<proto::Aggregate, Failure> {
+        self.features_fixed_by_combat(study_id, "computing deep features")?;
         let (sequence, arch) = encoder_task(&t.sequence, t.architecture.as_ref(), &t.weights)?;
         let digest = fedavg::weights_sha256(&t.weights);
         if digest != t.weights_sha256 {
@@ -1004,6 +1054,7 @@ impl SiteEngine {
     /// Runs a study-supplied ONNX network (hash-checked) on every patient's crop and writes
     /// the deep-feature table; counts leave.
     fn onnx_embed(&self, study_id: &str, t: &proto::OnnxEmbedTask) -> Result<proto::Aggregate, Failure> {
+        self.features_fixed_by_combat(study_id, "computing deep features")?;
         let invalid = |m: String| Failure::Refused(SiteRefusal::InvalidParameters(m));
         let sequence = match fedrad_shared::algorithms::extraction::table_name(&t.sequence) {
             Some((s, false)) => s,

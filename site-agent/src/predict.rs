@@ -19,6 +19,7 @@ use fedrad_shared::algorithms::extraction::{WITH_DEEP, catalogue_sha256, deep_fe
 use fedrad_shared::algorithms::fedavg::weights_sha256;
 use fedrad_shared::algorithms::logistic;
 use fedrad_shared::clinical::PatientRecord;
+use std::collections::BTreeMap;
 
 use crate::radiomics::extract::extract_files;
 use crate::radiomics::settings::Settings;
@@ -47,12 +48,16 @@ pub struct SiteHarmonisation {
     pub deep: bool,
     pub estimates: combat::CombatEstimates,
     pub adjustment: combat::BatchAdjustment,
+    /// Where it was read from (for messages).
+    #[serde(skip)]
+    pub path: std::path::PathBuf,
 }
 
 /// Reads a site's harmonisation record.
 pub fn load_harmonisation(path: &Path) -> anyhow::Result<SiteHarmonisation> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading the harmonisation record {}", path.display()))?;
-    let h: SiteHarmonisation = serde_json::from_str(&text).with_context(|| format!("{} is not a FedRad harmonisation record", path.display()))?;
+    let mut h: SiteHarmonisation = serde_json::from_str(&text).with_context(|| format!("{} is not a FedRad harmonisation record", path.display()))?;
+    h.path = path.to_path_buf();
     let e = &h.estimates;
     let width = e.alpha.len();
     if e.harmonised.len() != h.adjustment.gamma_star.len()
@@ -94,17 +99,43 @@ struct Recipe<'a> {
 fn recipe<'a>(model: &'a ModelFile, inputs: &'a PredictInputs) -> anyhow::Result<Recipe<'a>> {
     let sequence = model.sequence.strip_suffix(WITH_DEEP).unwrap_or(&model.sequence);
     let with_deep = model.sequence.ends_with(WITH_DEEP);
-    let record = |deep: bool| inputs.harmonisation.iter().find(|h| h.sequence == sequence && h.deep == deep);
-    let table = |deep: bool| format!("{sequence}{}", if deep { ".deep" } else { "" });
-    let radiomic_combat = match (&model.combat, record(false)) {
-        (Some(_), None) => bail!(
-            "this model was fitted on ComBat-harmonised features: pass --harmonisation <work_dir>/studies/{}/harmonisation/{}.json, this site's own adjustment",
-            model.study_id,
-            table(false)
-        ),
-        (None, Some(_)) => bail!("this model was fitted on features as extracted; its study did not harmonise them, so --harmonisation does not apply"),
-        (_, r) => r,
+    // Every record given must be one of this model's study, for a part the model uses, once.
+    let mut given: BTreeMap<String, &SiteHarmonisation> = BTreeMap::new();
+    for h in &inputs.harmonisation {
+        let stem = combat::table_stem(&h.sequence, h.deep);
+        if given.insert(stem.clone(), h).is_some() {
+            bail!("two harmonisation records for the {stem} features were given; pass each once");
+        }
+        if model.combat.is_none() {
+            bail!("this model was fitted on features as extracted; its study did not harmonise them, so --harmonisation {} does not apply", h.path.display());
+        }
+        let Some(expected) = model.combat_estimates.get(&stem) else {
+            bail!("this model does not use the {stem} features (it uses {}), so --harmonisation {} does not apply", model.sequence, h.path.display());
+        };
+        let digest = combat::estimates_sha256(&h.estimates);
+        if &digest != expected {
+            bail!(
+                "{}: these ComBat estimates (SHA-256 {digest}) are not the ones study {} sent for the {stem} features ({expected}): a record of another study or harmonisation",
+                h.path.display(),
+                model.study_id
+            );
+        }
+    }
+    let record = |deep: bool| -> anyhow::Result<Option<&SiteHarmonisation>> {
+        let stem = combat::table_stem(sequence, deep);
+        match (&model.combat, given.get(&stem)) {
+            (Some(_), None) => bail!(
+                "this model was fitted on ComBat-harmonised {} features: pass --harmonisation <work_dir>/studies/{}/harmonisation/{stem}.json, this site's own adjustment",
+                if deep { "deep" } else { "radiomic" },
+                model.study_id,
+            ),
+            (Some(_), Some(_)) if !model.combat_estimates.contains_key(&stem) => {
+                bail!("the model file names no ComBat estimates for the {stem} features (a model file of an older FedRad); it cannot be checked")
+            }
+            (_, r) => Ok(r.copied()),
+        }
     };
+    let radiomic_combat = record(false)?;
     let deep = if with_deep {
         let Some(recipe) = &model.deep else {
             bail!("model {} of {} has deep features but no recipe for them (a model file of an older FedRad)", model.model, model.sequence)
@@ -121,16 +152,7 @@ fn recipe<'a>(model: &'a ModelFile, inputs: &'a PredictInputs) -> anyhow::Result
         if digest != recipe.weights_sha256 || encoder.weights.len() != arch.parameter_count() {
             bail!("the encoder weights given hash to {digest}, the model was fitted with {}: not the study's encoder", recipe.weights_sha256);
         }
-        let deep_combat = match (&model.combat, record(true)) {
-            (Some(_), None) => {
-                bail!(
-                    "this model's deep features were ComBat-harmonised too: pass --harmonisation <work_dir>/studies/{}/harmonisation/{}.json as well",
-                    model.study_id,
-                    table(true)
-                )
-            }
-            (_, r) => r,
-        };
+        let deep_combat = record(true)?;
         Some((arch, encoder.weights.as_slice(), deep_combat))
     } else {
         None

@@ -53,6 +53,12 @@ pub fn part_path(study_dir: &Path, sequence: &str, deep: bool, harmonised: bool)
 
 /// One part of a sequence's features (see [`part_path`]): names and rows by patient.
 pub fn read_part(study_dir: &Path, sequence: &str, deep: bool, harmonised: bool) -> Result<(Vec<String>, Rows), Failure> {
+    read_part_with_digest(study_dir, sequence, deep, harmonised).map(|(names, rows, _)| (names, rows))
+}
+
+/// [`read_part`] with the SHA-256 (hex) of the very bytes it parsed, so that a record of what
+/// was read cannot name a file that changed in between.
+pub fn read_part_with_digest(study_dir: &Path, sequence: &str, deep: bool, harmonised: bool) -> Result<(Vec<String>, Rows, String), Failure> {
     let what = if deep { "deep features" } else { "features" };
     read_table(&part_path(study_dir, sequence, deep, harmonised), || {
         if harmonised {
@@ -85,8 +91,10 @@ pub fn write_part(path: &Path, names: &[String], rows: &BTreeMap<String, Vec<f64
 
 pub type Rows = BTreeMap<String, Vec<f64>>;
 
-fn read_table(path: &Path, missing: impl Fn() -> String) -> Result<(Vec<String>, Rows), Failure> {
-    let text = std::fs::read_to_string(path).map_err(|_| Failure::Refused(SiteRefusal::Precondition(missing())))?;
+fn read_table(path: &Path, missing: impl Fn() -> String) -> Result<(Vec<String>, Rows, String), Failure> {
+    let bytes = std::fs::read(path).map_err(|_| Failure::Refused(SiteRefusal::Precondition(missing())))?;
+    let digest = crate::audit::sha256_hex(&bytes);
+    let text = String::from_utf8(bytes).map_err(|_| Failure::Failed(format!("{}: not UTF-8 text", path.display())))?;
     let mut lines = text.lines();
     let names: Vec<String> = lines.next().unwrap_or("").split(',').skip(1).map(str::to_string).collect();
     let mut rows = BTreeMap::new();
@@ -101,7 +109,7 @@ fn read_table(path: &Path, missing: impl Fn() -> String) -> Result<(Vec<String>,
             _ => return Err(Failure::Failed(format!("{}: row {} is malformed", path.display(), k + 2))),
         }
     }
-    Ok((names, rows))
+    Ok((names, rows, digest))
 }
 
 /// The training patients of one task: the requested columns, the outcome and the fold.

@@ -409,7 +409,7 @@ fn attacks_combat_estimates() {
     std::fs::write(&path, kept).unwrap();
     let (reason, d) = s.refused_as(&s.plan, "combat: sums over a table one patient short", task::Kind::CombatSums(proto::CombatSumsTask { table: Some(t1c.clone()) }));
     assert_eq!(reason, RefusalReason::Precondition, "{d}");
-    assert!(d.contains("differ from"), "{d}");
+    assert!(d.contains("would isolate"), "{d}");
     report("combat: sums over a table one training patient short of another's", "refused", &format!("nothing recovered; {d}"));
 }
 

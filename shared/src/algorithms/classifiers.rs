@@ -312,6 +312,11 @@ pub struct ModelFile {
     /// --harmonisation`). Absent when it did not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub combat: Option<super::combat::CombatSettings>,
+    /// Per harmonised part of the model's table (`t1c`, `t1c.deep`): the SHA-256 of the
+    /// estimates the study sent ([`super::combat::estimates_sha256`]); a site's record must
+    /// match it.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub combat_estimates: std::collections::BTreeMap<String, String>,
     /// For a model with deep features (a `+deep` table): how the study computed them, so a
     /// site can compute them for a new patient. Absent for radiomic-only models.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -433,17 +433,20 @@ pub fn site_accepts_estimates(
         return bad("empirical Bayes needs at least two harmonised features".into());
     }
     // An honest x̄ is the pooled mean of the covariate columns: indicators (the outcome, a
-    // categorical level) within [0, 1], continuous ones within the plan's range of this
-    // site's values widened by `max_scale_ratio` of their spread. It sets the covariate term
-    // of every patient outside the estimation rows (validation patients).
+    // categorical level) within [0, 1], continuous ones within `max_scale_ratio` SDs of this
+    // site's mean. It sets the covariate term of every patient outside the estimation rows
+    // (validation patients). The bound is made of this site's mean and SD only: a coordinator
+    // that probes where it lies learns those two aggregates, not the extremes (a bound from the
+    // site's minimum and maximum would give away the oldest and youngest patient's age).
     for k in 0..q {
         let col: Vec<f64> = x.iter().map(|r| r[k]).collect();
-        let (lo, hi) = col.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
         let indicator = col.iter().all(|v| *v == 0.0 || *v == 1.0);
-        let widen = max_scale_ratio * spread(&col).max(hi - lo);
-        let (lo, hi) = if indicator { (0.0, 1.0) } else { (lo - widen, hi + widen) };
+        let (m, sd) = (mean(&col), spread(&col));
+        // A covariate constant at this site has no spread to scale by; its mean stands in.
+        let width = max_scale_ratio * if sd > 0.0 { sd } else { m.abs().max(1.0) };
+        let (lo, hi) = if indicator { (0.0, 1.0) } else { (m - width, m + width) };
         if !(est.covariate_mean[k] >= lo && est.covariate_mean[k] <= hi) {
-            return bad(format!("covariate column {k}: the training mean is not a plausible pooled mean of it"));
+            return bad("a covariate's training mean is not a plausible pooled mean of this site's values".into());
         }
     }
     for &j in &est.harmonised {
@@ -460,7 +463,7 @@ pub fn site_accepts_estimates(
         let sd = est.var_pooled[j].sqrt();
         if !(est.var_pooled[j] > 0.0) || sd * max_scale_ratio < residual_sd {
             // No number derived from the data in a refusal: repeated probes would read them.
-            return bad(format!("feature {j}: the pooled SD is below this site's own residual SD divided by {max_scale_ratio}"));
+            return bad(format!("a pooled SD is below this site's own residual SD divided by {max_scale_ratio}"));
         }
     }
     Ok(())
@@ -489,6 +492,20 @@ pub struct CombatSums {
     within: Vec<f64>,
     between: Vec<f64>,
     nonfinite: Vec<u64>,
+}
+
+/// SHA-256 (hex) of estimates in their JSON form (the form of the site's record): a model
+/// file names the estimates its study sent per table, so that `predict` applies only a
+/// record of that study's harmonisation.
+pub fn estimates_sha256(est: &CombatEstimates) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, &serde_json::to_vec(est).expect("estimates serialise"));
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The name of a feature table's part in harmonisation records and model files: `t1c`,
+/// `t1c.deep`.
+pub fn table_stem(sequence: &str, deep: bool) -> String {
+    format!("{sequence}{}", if deep { ".deep" } else { "" })
 }
 
 /// What the coordinator sends back: the pooled regression, per feature.
@@ -982,5 +999,43 @@ mod tests {
         // Too few patients of a class, or too many parameters for the site's ratio.
         assert!(matches!(site_sums(&ys, &xs, p, q, Some(&o), 40, 0.33), Err(SiteRefusal::BelowMinCount { .. })));
         assert!(matches!(site_sums(&ys[..8], &xs[..8], p, q, None, 3, 0.33), Err(SiteRefusal::InvalidParameters(_))));
+    }
+
+    /// Probing where the x̄ bound lies must not read the oldest or youngest patient's age:
+    /// two sites whose ages have the same mean and SD but other extremes accept and refuse the
+    /// same training means.
+    #[test]
+    fn the_covariate_mean_bound_reveals_only_the_mean_and_sd() {
+        let (y, _, x, estimation) = cohort(&[60], 3);
+        let ys: Vec<Vec<f64>> = y.iter().zip(&estimation).filter(|(_, e)| **e).map(|(r, _)| r[..11].to_vec()).collect();
+        let xs: Vec<Vec<f64>> = x.iter().zip(&estimation).filter(|(_, e)| **e).map(|(r, _)| r.clone()).collect();
+        let o: Vec<bool> = xs.iter().map(|r| r[0] == 1.0).collect();
+        let (p, q) = (11, 2);
+        let honest = combine(&[SiteAggregate::new("s", site_sums(&ys, &xs, p, q, Some(&o), 3, 0.33).unwrap())], p, q).unwrap().estimates().unwrap();
+        // The same ages with the oldest moved up and the youngest down by the same amount, then
+        // rescaled about the mean to the same SD: other extremes, same mean and SD.
+        let ages: Vec<f64> = xs.iter().map(|r| r[1]).collect();
+        let (m, sd) = (mean(&ages), spread(&ages));
+        let (lo, hi) = (0..ages.len()).fold((0, 0), |(l, h), i| (if ages[i] < ages[l] { i } else { l }, if ages[i] > ages[h] { i } else { h }));
+        let mut moved = ages.clone();
+        moved[lo] -= 20.0;
+        moved[hi] += 20.0;
+        let (m2, sd2) = (mean(&moved), spread(&moved));
+        let moved: Vec<f64> = moved.iter().map(|a| m + (a - m2) * sd / sd2).collect();
+        assert!((mean(&moved) - m).abs() < 1e-9 && (spread(&moved) - sd).abs() < 1e-9);
+        assert!(moved.iter().cloned().fold(f64::NEG_INFINITY, f64::max) > ages[hi] + 1.0, "the oldest patient is older");
+        let xs2: Vec<Vec<f64>> = xs.iter().zip(&moved).map(|(r, a)| vec![r[0], *a]).collect();
+        for k in -120i32..=120 {
+            let mut e = honest.clone();
+            e.covariate_mean[1] = m + sd * k as f64 / 10.0;
+            let a = site_accepts_estimates(&e, &CombatSettings::default(), p, q, &ys, &xs, 10.0).is_ok();
+            let b = site_accepts_estimates(&e, &CombatSettings::default(), p, q, &ys, &xs2, 10.0).is_ok();
+            // ±10 SD exactly is the bound (`max_scale_ratio`), where rounding decides.
+            if k.abs() == 100 {
+                continue;
+            }
+            assert_eq!(a, b, "x̄ = mean + {:.1} SD", k as f64 / 10.0);
+            assert!(a == (k.abs() < 100), "x̄ = mean + {:.1} SD accepted: {a}", k as f64 / 10.0);
+        }
     }
 }
