@@ -826,9 +826,14 @@ impl SiteEngine {
         let training: Vec<&fedrad_shared::clinical::PatientRecord> =
             self.cohort.records.iter().zip(roles).filter(|(_, r)| **r == CohortRole::Training).map(|(p, _)| p).collect();
         let complete_covariates: BTreeSet<&str> = training.iter().filter(|p| combat::covariate_row(p, covariates).is_some()).map(|p| p.patient_id.as_str()).collect();
+        // The clinical model's and Model III's rows: complete in the clinical model's variables.
+        let clinical_variables = plan.clinical_variables().map_err(|e| Failure::Refused(SiteRefusal::InvalidParameters(e)))?;
         let complete_clinical: BTreeSet<&str> =
-            training.iter().filter(|p| fedrad_shared::algorithms::logistic::design_row(p, &plan.variables).is_some()).map(|p| p.patient_id.as_str()).collect();
+            training.iter().filter(|p| fedrad_shared::algorithms::logistic::design_row(p, &clinical_variables).is_some()).map(|p| p.patient_id.as_str()).collect();
         let all: BTreeSet<&str> = training.iter().map(|p| p.patient_id.as_str()).collect();
+        // The tables are read and the population recorded under the study's lock, which the
+        // deep-table writer takes too (and refuses once a population is recorded).
+        let _lock = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
         let owned = |ids: &BTreeSet<&str>| ids.iter().map(|id| id.to_string()).collect::<BTreeSet<String>>();
         let mut populations: Vec<BTreeSet<String>> = vec![owned(&all), owned(&complete_clinical)];
         // A table's patients with a row, and those of them in a clinical model or in ComBat.
@@ -849,7 +854,6 @@ impl SiteEngine {
                 with_table(radiomic.intersection(deep).copied().collect(), &mut populations);
             }
         }
-        let _lock = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
         let ledger_path = dir.join("harmonisation").join("populations.json");
         let mut recorded: Vec<Vec<String>> = match std::fs::read_to_string(&ledger_path) {
             Ok(text) => serde_json::from_str(&text).map_err(|e| Failure::Failed(format!("{}: not a list of populations ({e})", ledger_path.display())))?,
@@ -1132,6 +1136,8 @@ impl SiteEngine {
         about["failed"] = failures.into();
         let dir = self.study_dir(study_id).join("features");
         let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
+        // Again under the lock: a ComBat task answered while the embedding ran fixed the tables.
+        self.features_fixed_by_combat(study_id, "computing deep features")?;
         let io = |e: std::io::Error| Failure::Failed(format!("cannot write the deep features: {e}"));
         write_atomic(&dir.join(format!("{sequence}.deep.csv")), table.as_bytes()).map_err(io)?;
         write_atomic(&dir.join(format!("{sequence}.deep.json")), (serde_json::to_string_pretty(&about).expect("json") + "\n").as_bytes()).map_err(io)?;

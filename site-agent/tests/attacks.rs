@@ -1889,6 +1889,46 @@ fn attacks_tree_rounds() {
             site.patients.len()
         ),
     );
+
+    // A parent minus its child is the sibling: a root split on a grid edge that leaves 1 to
+    // min_count − 1 of the site's training patients on the left, then the right child (large)
+    // asked in the next round. Before the sibling rule the root's histogram minus the right
+    // child's was the left patients' bins (0.05 SD) in every column and, in the gradient sums
+    // of boosting at margin 0 (σ − y), their outcomes.
+    let col = site.usable[7];
+    let one = [col];
+    let one_std = site.standardiser(&one, 1.0, &BTreeMap::new());
+    let zv = |x: f64| (x - one_std.center[0]) / one_std.scale[0];
+    let mut vals: Vec<(f64, bool)> = site.training().iter().map(|p| (zv(p.row[col as usize]), p.outcome)).collect();
+    vals.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let grid = ValueGrid::DEFAULT;
+    // The lowest grid boundary with 1 to 4 training patients below it.
+    let cell = (0..grid.cells()).find(|&k| (1..5).contains(&vals.iter().filter(|v| v.0 < grid.upper(k)).count())).expect("a boundary isolating a few");
+    let below = vals.iter().filter(|v| v.0 < grid.upper(cell)).count();
+    let edges = vec![(cell.saturating_sub(15)..(cell + 16).min(grid.cells() - 1)).map(|k| grid.upper(k)).collect::<Vec<f64>>()];
+    let node = |n: u32| vec![proto::NodeRequest { tree: 0, node: n, columns: vec![0] }];
+    let root_answer = site.answered("tree_round: root (boosting)", tree_task(&site, &one, &one_std, true, edges.clone(), &[root()], node(0), 0));
+    match site.ask(tree_task(&site, &one, &one_std, true, edges.clone(), &[split_tree(0, grid.upper(cell))], node(2), 0)) {
+        Reply::Answered(a) if tensor(&a, "withheld")[0] == 0.0 => {
+            let (hr, hc) = (tensor(&root_answer, "histogram"), tensor(&a, "histogram"));
+            let left: f64 = (0..hr.len() / 3).map(|i| hr[3 * i] - hc[3 * i]).sum();
+            let g: f64 = (0..hr.len() / 3).map(|i| hr[3 * i + 1] - hc[3 * i + 1]).sum();
+            let positives = (0.5 * left - g).round();
+            let truth = vals[..below].iter().filter(|v| v.1).count();
+            report(
+                "tree_round: a parent minus its child (sibling of 1–4 patients)",
+                "answered",
+                &format!("{left} patients isolated with their bins; {positives} positive (truth {truth})"),
+            );
+            panic!("the right child was answered although its sibling holds {below} of the site's patients");
+        }
+        Reply::Answered(_) => report(
+            "tree_round: a parent minus its child (sibling of 1–4 patients)",
+            "withheld",
+            &format!("nothing recovered: the left child holds {below} of the site's training patients, so the right child is withheld too"),
+        ),
+        other => panic!("the honest-looking second tree round failed: {other:?}"),
+    }
 }
 
 // ---- secure aggregation --------------------------------------------------------------------

@@ -71,10 +71,12 @@ pub fn require_min_count(what: &str, n: u64, min: u64) -> Result<(), SiteRefusal
 /// enough: with answers over R, R∩C and R∩D, the answer over R∩C∩D gives by
 /// inclusion–exclusion the cell R∖C∖D even when every pairwise difference is large. So, per
 /// outcome class (answers may carry the outcome), all the populations cut `patients`
-/// (id, outcome) into cells of patients with the same memberships, and a union of cells with 1
-/// to `min` − 1 patients is isolated when its indicator is a linear combination of the
-/// populations'. Refused: a small union isolated by `checked`, `others` and `new` together and
-/// not by `checked` alone. Small unions that `others` isolate without `new` are refused too:
+/// (id, outcome) into cells of patients with the same memberships, and a set of cells with 1
+/// to `min` − 1 patients is isolated when some linear combination of the populations'
+/// indicators is non-zero only on those cells (a union's indicator, or a signed combination
+/// such as one patient's cell minus another's, which gives the difference of their values and
+/// of their squares: both values). Refused: a small set isolated by `checked`, `others` and
+/// `new` together in more independent combinations than by `checked` alone. Small unions that `others` isolate without `new` are refused too:
 /// the populations are compared, not the statistics over them, and `new`'s statistics may be
 /// what completes such a difference (the clinical model's Hessian over all training patients
 /// with clinical data against ComBat's covariate cross-products over those with features,
@@ -112,7 +114,7 @@ where
     false
 }
 
-/// How many unions of small cells [`isolates_few`] judges before it refuses instead.
+/// How many sets of small cells [`isolates_few`] judges before it refuses instead.
 pub const MAX_UNIONS_CHECKED: usize = 200_000;
 
 #[allow(clippy::too_many_arguments)]
@@ -138,7 +140,7 @@ fn isolated_union(
             return true;
         }
         union[c] = 1.0;
-        let found = (after.contains(union) && !before.contains(union)) || isolated_union(cells, small, i + 1, t, min, union, before, after, checked);
+        let found = after.dimension_within(union) > before.dimension_within(union) || isolated_union(cells, small, i + 1, t, min, union, before, after, checked);
         union[c] = 0.0;
         if found {
             return true;
@@ -183,8 +185,27 @@ impl Span {
         v
     }
 
-    fn contains(&self, v: &[f64]) -> bool {
-        self.reduce(v.to_vec()).iter().all(|x| x.abs() <= 1e-9)
+    /// The dimension of the span's vectors that vanish outside the cells marked in `within`
+    /// (non-zero entries): the number of independent combinations of answers that describe
+    /// only those cells' patients — a difference such as age₁ − age₂ included, not only sums.
+    fn dimension_within(&self, within: &[f64]) -> usize {
+        let mut rows: Vec<Vec<f64>> = self.basis.iter().map(|(_, b)| b.iter().zip(within).filter(|(_, w)| **w == 0.0).map(|(x, _)| *x).collect()).collect();
+        // Rank of the basis restricted to the other cells, by elimination with partial pivoting.
+        let cols = rows.first().map_or(0, Vec::len);
+        let mut rank = 0;
+        for c in 0..cols {
+            let Some(p) = (rank..rows.len()).filter(|&r| rows[r][c].abs() > 1e-9).max_by(|&a, &b| rows[a][c].abs().total_cmp(&rows[b][c].abs())) else { continue };
+            rows.swap(rank, p);
+            let pivot = rows[rank].clone();
+            for r in rows.iter_mut().skip(rank + 1) {
+                let f = r[c] / pivot[c];
+                if f != 0.0 {
+                    r.iter_mut().zip(&pivot).for_each(|(x, y)| *x -= f * y);
+                }
+            }
+            rank += 1;
+        }
+        self.basis.len() - rank
     }
 }
 
@@ -256,6 +277,20 @@ mod tests {
         let (patients, r, c, d) = populations(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], &[5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
         let answered = vec![r.clone(), inter(&r, &c), inter(&r, &d)];
         assert!(!isolates(&patients, &answered, &inter(&inter(&r, &c), &d)));
+    }
+
+    /// Two tables that each miss a different patient (and five more patients miss both): no
+    /// union of fewer than five is isolated, but answers over one minus the other give patient
+    /// 1's values minus patient 2's, and with squares both values.
+    #[test]
+    fn a_signed_difference_of_two_patients_is_caught() {
+        let (patients, all, without_p1, without_p2) = populations(&[1, 10, 11, 12, 13, 14], &[2, 10, 11, 12, 13, 14]);
+        assert!(isolates(&patients, std::slice::from_ref(&all), &without_p1) || isolates(&patients, &[all.clone(), without_p1.clone()], &without_p2));
+        // Without `all` (the patients missing both are never described): still the pair.
+        assert!(isolates(&patients, std::slice::from_ref(&without_p1), &without_p2));
+        // And with five patients in each table's own gap, nothing is isolated.
+        let (patients, _, a, b) = populations(&[1, 2, 3, 4, 5], &[6, 7, 8, 9, 10]);
+        assert!(!isolates(&patients, std::slice::from_ref(&a), &b));
     }
 
     #[test]

@@ -86,6 +86,34 @@ impl Tree {
         self.nodes[self.leaf_of(z)].value
     }
 
+    /// Whether a standardised design row passes through `node` on its way to a leaf.
+    pub fn reaches(&self, z: &[f64], node: usize) -> bool {
+        let mut k = 0;
+        loop {
+            if k == node {
+                return true;
+            }
+            match self.nodes[k].column {
+                Some(c) => k = self.nodes[k].children[usize::from(z[c as usize] >= self.nodes[k].threshold)] as usize,
+                None => return false,
+            }
+        }
+    }
+
+    /// The siblings along `node`'s path to the root: the other child of its parent, of its
+    /// grandparent, … (empty for the root). Answers for an ancestor and for the path's nodes
+    /// below it differ by exactly these subtrees.
+    pub fn path_siblings(&self, node: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut k = node as u32;
+        while let Some(p) = self.nodes.iter().position(|p| p.column.is_some() && p.children.contains(&k)) {
+            let c = self.nodes[p].children;
+            out.push(if c[0] == k { c[1] } else { c[0] } as usize);
+            k = p as u32;
+        }
+        out
+    }
+
     pub fn leaves(&self) -> usize {
         self.nodes.iter().filter(|n| n.column.is_none()).count()
     }
@@ -132,6 +160,19 @@ impl Tree {
                 }
             }
             nodes.push(TreeNode { column, threshold: f[1], children, value: f[4] });
+        }
+        // A tree, not a graph: every node but the root is the child of exactly one parent (a
+        // node listed under two parents would let "parent minus child" name a population the
+        // site never answered as a parent).
+        let mut parents = vec![0u32; n];
+        for node in nodes.iter().filter(|t| t.column.is_some()) {
+            if node.children[0] == node.children[1] {
+                return Err(bad("a node's two children must differ"));
+            }
+            node.children.iter().for_each(|&c| parents[c as usize] += 1);
+        }
+        if parents.iter().skip(1).any(|&k| k != 1) {
+            return Err(bad("every node but the root must have exactly one parent"));
         }
         Ok(Tree { nodes })
     }
@@ -260,7 +301,7 @@ impl ValueGrid {
         (c.max(0.0) as usize).min(self.cells() - 1)
     }
 
-    fn upper(&self, cell: usize) -> f64 {
+    pub fn upper(&self, cell: usize) -> f64 {
         -self.limit_sd + (cell + 1) as f64 / f64::from(self.cells_per_sd)
     }
 
@@ -433,7 +474,15 @@ pub fn site_tree_round(
         let (s, leaf) = per_tree.entry(r.tree).or_insert_with(|| (stats(r.tree), z.iter().map(|zi| growing[r.tree as usize].leaf_of(zi)).collect()));
         let members: Vec<usize> = (0..n).filter(|&i| leaf[i] == r.node as usize && s[i].0 > 0.0).collect();
         let here = members.len() as u64;
-        let hold = here > 0 && here < min_count;
+        // An ancestor's answer minus this node's is the union of the siblings along the path
+        // (the parent's other child, the grandparent's, …): a sibling subtree with 1 to
+        // `min_count` − 1 of the site's patients withholds this node too. (In honest growth
+        // such a sibling was withheld, so its own sibling — this node's ancestor — was as
+        // well, and this node is never asked.)
+        let tree = &growing[r.tree as usize];
+        let small = |k: u64| k > 0 && k < min_count;
+        let small_sibling = tree.path_siblings(r.node as usize).into_iter().any(|sib| small((0..n).filter(|&i| s[i].0 > 0.0 && tree.reaches(&z[i], sib)).count() as u64));
+        let hold = small(here) || (here > 0 && small_sibling);
         patients.push(if hold { 0.0 } else { here as f64 });
         withheld.push(if hold { 1.0 } else { 0.0 });
         for &c in &r.columns {
@@ -832,9 +881,14 @@ pub fn pooled_bin_edges(z: &[Vec<f64>], width: usize, grid: ValueGrid, bins: u32
 /// [`combine_bin_edges`] puts them, so no threshold is finer than the grid's 0.05 SD) and every
 /// split's threshold is one of its column's edges; the site also pins a design's edges at its
 /// first tree round (`site-agent`'s model ledger), so later rounds cannot move them to
-/// difference one patient out of a node. Not yet checked: that two nodes do not differ by
-/// fewer than `min_count` patients (a ledger of node populations), and the "withheld" flag
-/// still tells an empty node from one with 1 to `min_count` − 1 of the site's patients.
+/// difference one patient out of a node. Within a tree, a node whose sibling holds 1 to
+/// `min_count` − 1 of the site's patients is withheld as well (its parent's answer minus its
+/// own would be the sibling's; likewise for every sibling along its path to the root, and a
+/// tree must be a tree: one parent per node). Not yet checked: nodes of different rounds or
+/// trees whose populations differ by a few patients (the growing trees are the task's, so
+/// "tree 0" may have another shape each round, and boosting's trees all grow over the same
+/// patients; a ledger of answered node populations is what stops that), and the "withheld" flag still tells an empty node from
+/// one with 1 to `min_count` − 1 of the site's patients.
 pub fn site_accepts_value_grid(grid: ValueGrid) -> Result<(), SiteRefusal> {
     if grid != ValueGrid::DEFAULT {
         return Err(SiteRefusal::InvalidParameters(format!(
@@ -1047,6 +1101,67 @@ mod tests {
         }
         let m: Vec<f64> = z.iter().map(|r| boosted_margin(base, &pooled, r)).collect();
         assert!(pooled_auc(&m, &y).0 > 0.8);
+    }
+
+    /// A parent's answer minus its child's is the sibling's: a child whose sibling holds 1 to
+    /// `min_count` − 1 of the site's patients is withheld too, whatever its own size.
+    #[test]
+    fn a_node_whose_sibling_is_small_is_withheld() {
+        let (z, y, ids) = data();
+        let (z, y, ids) = (&z[..60], &y[..60], &ids[..60]);
+        let mut col: Vec<f64> = z.iter().map(|r| r[0]).collect();
+        col.sort_by(f64::total_cmp);
+        let edges = vec![vec![-1.0, 0.0, 1.0]; z[0].len()];
+        let ask = |left: usize, min: u64| {
+            // Threshold between the `left`-th and next smallest value: `left` patients go left.
+            let threshold = (col[left - 1] + col[left]) / 2.0;
+            let tree = Tree {
+                nodes: vec![
+                    TreeNode { column: Some(0), threshold, children: [1, 2], value: 0.0 },
+                    TreeNode { column: None, threshold: 0.0, children: [0, 0], value: 0.0 },
+                    TreeNode { column: None, threshold: 0.0, children: [0, 0], value: 0.0 },
+                ],
+            };
+            let objective = TreeObjective::BoostingGradients { base_margin: 0.0, ensemble: Vec::new() };
+            let request = [NodeRequest { tree: 0, node: 2, columns: vec![1] }];
+            let a = site_tree_round(z, y, ids, &edges, &objective, &[tree], &request, min).unwrap();
+            a.tensors.iter().find(|t| t.name == "withheld").unwrap().values[0] != 0.0
+        };
+        assert!(ask(3, 5), "57 patients on the right, 3 on the left: the right child is withheld");
+        assert!(!ask(5, 5), "55 and 5: answered");
+        assert!(!ask(3, 3), "57 and 3 with a minimum of 3: answered");
+
+        // The small set left as an unasked leaf beside an inner node whose two children are
+        // asked: root − node 3 − node 4 would be it. Its nodes' path siblings include it.
+        let leaf = || TreeNode { column: None, threshold: 0.0, children: [0, 0], value: 0.0 };
+        let (a, b) = ((col[2] + col[3]) / 2.0, (col[30] + col[31]) / 2.0);
+        let uncle = Tree {
+            nodes: vec![
+                TreeNode { column: Some(0), threshold: a, children: [1, 2], value: 0.0 },
+                leaf(),
+                TreeNode { column: Some(0), threshold: b, children: [3, 4], value: 0.0 },
+                leaf(),
+                leaf(),
+            ],
+        };
+        let objective = TreeObjective::BoostingGradients { base_margin: 0.0, ensemble: Vec::new() };
+        let both = [NodeRequest { tree: 0, node: 3, columns: vec![1] }, NodeRequest { tree: 0, node: 4, columns: vec![1] }];
+        let a5 = site_tree_round(z, y, ids, &edges, &objective, std::slice::from_ref(&uncle), &both, 5).unwrap();
+        assert_eq!(a5.tensors.iter().find(|t| t.name == "withheld").unwrap().values, vec![1.0, 1.0], "an uncle of 3 patients withholds both");
+        let a3 = site_tree_round(z, y, ids, &edges, &objective, &[uncle], &both, 3).unwrap();
+        assert_eq!(a3.tensors.iter().find(|t| t.name == "withheld").unwrap().values, vec![0.0, 0.0]);
+
+        // A node under two parents is not a tree: refused when read.
+        let two_parents = Tree {
+            nodes: vec![
+                TreeNode { column: Some(0), threshold: a, children: [1, 2], value: 0.0 },
+                TreeNode { column: Some(0), threshold: b, children: [3, 2], value: 0.0 },
+                leaf(),
+                leaf(),
+            ],
+        };
+        let flat = write_trees(&[two_parents]);
+        assert!(matches!(read_trees(&flat, &mut 0, z[0].len()), Err(SiteRefusal::InvalidParameters(d)) if d.contains("exactly one parent")));
     }
 
     #[test]
