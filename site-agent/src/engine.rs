@@ -1187,8 +1187,82 @@ impl SiteEngine {
         let columns = columns.ok_or_else(|| Failure::Refused(SiteRefusal::InvalidParameters("the task names no features".into())))?;
         let table = self.table(plan, study_id, &columns.sequence)?;
         let roles = self.load_split(study_id)?;
+        let own: std::collections::BTreeSet<String> = self
+            .cohort
+            .records
+            .iter()
+            .zip(&roles)
+            .filter(|(p, r)| **r == CohortRole::Training && table.rows.contains_key(&p.patient_id))
+            .map(|(p, _)| p.patient_id.clone())
+            .collect();
+        self.feature_population_guard(study_id, &columns.sequence, &roles, own)?;
         let folds = self.load_folds(study_id);
         selection::training_data(&table, columns, &self.cohort.records, &roles, &folds)
+    }
+
+    /// The training patients of a feature-table task (standardisation moments, rank
+    /// histograms, correlation, LASSO and CV rounds) must not, with the other populations the
+    /// same sequence's features are answered over, isolate 1 to `min_count` − 1 patients of a
+    /// class ([`fedrad_shared::algorithms::isolates_few`]). Attack: `feature_moments` over
+    /// `t2` and over `t2+deep` differ by the patients whose deep features could not be
+    /// computed; with one such patient the difference is that patient's radiomic row and
+    /// outcome. Compared: the sequence's radiomic rows, deep rows and both (training
+    /// patients), ComBat's estimation rows, and every population such a task of this study
+    /// answered before (`ledger/populations/<sequence>.json`, recorded before the answer
+    /// leaves; a population recorded once is answered again without the comparison).
+    /// Only the sequence's own feature populations are compared: their answers carry its
+    /// features, where clinical answers (all training patients, complete clinical data) do
+    /// not. Model designs (`design_moments`, classifier, tree and score rounds) are not
+    /// guarded yet; cross-validation folds are not among the populations.
+    fn feature_population_guard(&self, study_id: &str, table: &str, roles: &[CohortRole], own: std::collections::BTreeSet<String>) -> Result<(), Failure> {
+        use std::collections::BTreeSet;
+        let Some((sequence, _)) = fedrad_shared::algorithms::extraction::table_name(table) else {
+            return Err(Failure::Refused(SiteRefusal::InvalidParameters(format!("unknown feature table {table:?}"))));
+        };
+        let dir = self.study_dir(study_id);
+        let ledger_path = dir.join("ledger").join("populations").join(format!("{sequence}.json"));
+        let read_sets = |path: &Path| -> Result<Vec<Vec<String>>, Failure> {
+            match std::fs::read_to_string(path) {
+                Ok(text) => serde_json::from_str(&text).map_err(|e| Failure::Failed(format!("{}: not a list of populations ({e})", path.display()))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(Failure::Failed(format!("cannot read {}: {e}", path.display()))),
+            }
+        };
+        let _lock = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut recorded = read_sets(&ledger_path)?;
+        let own_ids: Vec<String> = own.iter().cloned().collect();
+        if recorded.contains(&own_ids) {
+            return Ok(());
+        }
+        let min = self.config.policy.min_count;
+        let training: Vec<(&str, bool)> =
+            self.cohort.records.iter().zip(roles).filter(|(_, r)| **r == CohortRole::Training).map(|(p, _)| (p.patient_id.as_str(), p.outcome)).collect();
+        let all: BTreeSet<&str> = training.iter().map(|p| p.0).collect();
+        let mut others: Vec<BTreeSet<String>> = Vec::new();
+        let mut parts = Vec::new();
+        for deep in [false, true] {
+            let Ok((_, rows)) = selection::read_part(&dir, sequence, deep, false) else { continue };
+            let ids: BTreeSet<String> = all.iter().filter(|id| rows.contains_key(**id)).map(|id| id.to_string()).collect();
+            others.push(ids.clone());
+            parts.push(ids);
+        }
+        if let [radiomic, deep] = &parts[..] {
+            others.push(radiomic.intersection(deep).cloned().collect());
+        }
+        others.extend(
+            read_sets(&dir.join("harmonisation").join("populations.json"))?.into_iter().map(|ids| ids.into_iter().filter(|id| all.contains(id.as_str())).collect()),
+        );
+        let answered: Vec<BTreeSet<String>> = recorded.iter().map(|ids| ids.iter().filter(|id| all.contains(id.as_str())).cloned().collect()).collect();
+        if fedrad_shared::algorithms::isolates_few(&training, &answered, &others, &own, min) {
+            // Nothing in the reason says which population or how many: repeated tasks would read it.
+            return Err(Failure::Refused(SiteRefusal::Precondition(format!(
+                "the training patients with {table} features, with the other populations this study's answers about {sequence} features describe, would isolate fewer than this site's minimum of {min} patients of a class (e.g. patients whose deep features could not be computed): differences of the answers would describe them"
+            ))));
+        }
+        recorded.push(own_ids);
+        write_atomic(&ledger_path, (serde_json::to_string(&recorded).expect("json") + "\n").as_bytes())
+            .map_err(|e| Failure::Failed(format!("cannot record a population in {}: {e}", ledger_path.display())))?;
+        Ok(())
     }
 
     /// Clinical variables of a task, refused unless they match this site's table.

@@ -1664,6 +1664,47 @@ fn attacks_forged_merged_paired_scores() {
     }
 }
 
+/// Two feature tables of one sequence whose patients differ by a few: `feature_moments` over
+/// `t2` and over `t2+deep` differ by the patients whose deep features could not be computed
+/// (a crop that failed); with one such patient the difference is that patient's radiomic row
+/// and outcome. The site compares the training patients of every feature-table task with
+/// those its other answers about the sequence describe.
+#[test]
+fn attacks_deep_table_differencing() {
+    // Deep features for every training patient but `missing` of each class, as an embedding
+    // whose crops failed for them would leave.
+    let with_deep_table = |name: &str, missing: usize| {
+        let s = site(name);
+        let study_dir = s.dir.join("work/studies").join(STUDY);
+        let roles = s.engine.load_split(STUDY).unwrap();
+        let mut dropped = [0usize; 2];
+        let mut text = String::from("patient_id,deep_0000,deep_0001\n");
+        for (k, (p, r)) in s.engine.cohort.records.iter().zip(&roles).enumerate() {
+            let class = usize::from(p.outcome);
+            if *r == CohortRole::Training && dropped[class] < missing {
+                dropped[class] += 1;
+                continue;
+            }
+            text.push_str(&format!("{},{},{}\n", p.patient_id, k as f64 * 0.1, (k % 7) as f64));
+        }
+        std::fs::write(study_dir.join("features/t2.deep.csv"), text).unwrap();
+        let table = site_agent::selection::load_table(&study_dir, "t2+deep", false).unwrap();
+        let columns = proto::FeatureColumns { sequence: "t2+deep".into(), catalogue_sha256: table.digest.clone(), columns: (0..table.names.len() as u32).collect() };
+        (s, columns)
+    };
+    let moments = |c: &proto::FeatureColumns| task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(c.clone()) });
+    // The attack: t2's moments were answered (every training patient); t2+deep lacks one.
+    let (s, columns) = with_deep_table("deep-differencing", 1);
+    let (reason, d) = s.refused_as(&s.plan, "feature_moments: t2+deep one patient short of t2", moments(&columns));
+    assert_eq!(reason, RefusalReason::Precondition, "{d}");
+    assert!(d.contains("would isolate"), "{d}");
+    report("feature_moments: t2 versus t2+deep one training patient apart", "refused", &format!("nothing recovered; {d}"));
+    // Honest: five patients of each class without deep features differ by enough.
+    let (s, columns) = with_deep_table("deep-honest", 5);
+    s.answered("feature moments of t2+deep, five per class apart", moments(&columns));
+    s.answered("and again (recorded)", moments(&columns));
+}
+
 // ---- 7. tree rounds --------------------------------------------------------------------------
 
 fn leaf() -> TreeNode {
