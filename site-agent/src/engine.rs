@@ -1195,7 +1195,7 @@ impl SiteEngine {
             .filter(|(p, r)| **r == CohortRole::Training && table.rows.contains_key(&p.patient_id))
             .map(|(p, _)| p.patient_id.clone())
             .collect();
-        self.feature_population_guard(study_id, &columns.sequence, &roles, own)?;
+        self.feature_population_guard(study_id, &columns.sequence, &roles, own, Vec::new())?;
         let folds = self.load_folds(study_id);
         selection::training_data(&table, columns, &self.cohort.records, &roles, &folds)
     }
@@ -1212,9 +1212,17 @@ impl SiteEngine {
     /// leaves; a population recorded once is answered again without the comparison).
     /// Only the sequence's own feature populations are compared: their answers carry its
     /// features, where clinical answers (all training patients, complete clinical data) do
-    /// not. Model designs (`design_moments`, classifier, tree and score rounds) are not
-    /// guarded yet; cross-validation folds are not among the populations.
-    fn feature_population_guard(&self, study_id: &str, table: &str, roles: &[CohortRole], own: std::collections::BTreeSet<String>) -> Result<(), Failure> {
+    /// not. Model designs with features (`design_moments`, classifier, tree and score rounds)
+    /// go through the same check with their training rows, and with the clinical model's rows
+    /// when they have clinical columns. Cross-validation folds are not among the populations.
+    fn feature_population_guard(
+        &self,
+        study_id: &str,
+        table: &str,
+        roles: &[CohortRole],
+        own: std::collections::BTreeSet<String>,
+        extra: Vec<std::collections::BTreeSet<String>>,
+    ) -> Result<(), Failure> {
         use std::collections::BTreeSet;
         let Some((sequence, _)) = fedrad_shared::algorithms::extraction::table_name(table) else {
             return Err(Failure::Refused(SiteRefusal::InvalidParameters(format!("unknown feature table {table:?}"))));
@@ -1249,6 +1257,7 @@ impl SiteEngine {
         if let [radiomic, deep] = &parts[..] {
             others.push(radiomic.intersection(deep).cloned().collect());
         }
+        others.extend(extra);
         others.extend(
             read_sets(&dir.join("harmonisation").join("populations.json"))?.into_iter().map(|ids| ids.into_iter().filter(|id| all.contains(id.as_str())).collect()),
         );
@@ -1294,6 +1303,26 @@ impl SiteEngine {
         let variables = self.checked_variables(&design.variables)?;
         let roles = self.load_split(study_id)?;
         let mut data = selection::design_data(table.as_deref(), design, &variables, &self.cohort.records, &roles)?;
+        // A design with features: its training rows are one more population of the sequence's
+        // features (Model III's: those with complete clinical data), compared as the feature
+        // tables' are, beside the clinical model's rows when it has clinical columns.
+        if let Some(f) = &design.features {
+            let own: std::collections::BTreeSet<String> =
+                data.ids.iter().zip(&data.role).filter(|(_, r)| **r == CohortRole::Training).map(|(id, _)| id.clone()).collect();
+            let mut extra = Vec::new();
+            if !design.clinical_columns.is_empty() {
+                extra.push(
+                    self.cohort
+                        .records
+                        .iter()
+                        .zip(&roles)
+                        .filter(|(p, r)| **r == CohortRole::Training && fedrad_shared::algorithms::logistic::design_row(p, &variables).is_some())
+                        .map(|(p, _)| p.patient_id.clone())
+                        .collect(),
+                );
+            }
+            self.feature_population_guard(study_id, &f.sequence, &roles, own, extra)?;
+        }
         let folds = self.load_folds(study_id);
         if !folds.is_empty() {
             data.folds = self.fold_count(study_id);
