@@ -855,11 +855,7 @@ impl SiteEngine {
             }
         }
         let ledger_path = dir.join("harmonisation").join("populations.json");
-        let mut recorded: Vec<Vec<String>> = match std::fs::read_to_string(&ledger_path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| Failure::Failed(format!("{}: not a list of populations ({e})", ledger_path.display())))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(Failure::Failed(format!("cannot read {}: {e}", ledger_path.display()))),
-        };
+        let mut recorded = read_populations(&ledger_path)?;
         let answered: Vec<BTreeSet<String>> = recorded.iter().map(|ids| ids.iter().filter(|id| all.contains(id.as_str())).cloned().collect()).collect();
         let own: BTreeSet<String> = part.estimation.keys().cloned().collect();
         let patients: Vec<(&str, bool)> = training.iter().map(|p| (p.patient_id.as_str(), p.outcome)).collect();
@@ -1229,15 +1225,8 @@ impl SiteEngine {
         };
         let dir = self.study_dir(study_id);
         let ledger_path = dir.join("ledger").join("populations").join(format!("{sequence}.json"));
-        let read_sets = |path: &Path| -> Result<Vec<Vec<String>>, Failure> {
-            match std::fs::read_to_string(path) {
-                Ok(text) => serde_json::from_str(&text).map_err(|e| Failure::Failed(format!("{}: not a list of populations ({e})", path.display()))),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-                Err(e) => Err(Failure::Failed(format!("cannot read {}: {e}", path.display()))),
-            }
-        };
         let _lock = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut recorded = read_sets(&ledger_path)?;
+        let mut recorded = read_populations(&ledger_path)?;
         let own_ids: Vec<String> = own.iter().cloned().collect();
         if recorded.contains(&own_ids) {
             return Ok(());
@@ -1259,7 +1248,9 @@ impl SiteEngine {
         }
         others.extend(extra);
         others.extend(
-            read_sets(&dir.join("harmonisation").join("populations.json"))?.into_iter().map(|ids| ids.into_iter().filter(|id| all.contains(id.as_str())).collect()),
+            read_populations(&dir.join("harmonisation").join("populations.json"))?
+                .into_iter()
+                .map(|ids| ids.into_iter().filter(|id| all.contains(id.as_str())).collect()),
         );
         let answered: Vec<BTreeSet<String>> = recorded.iter().map(|ids| ids.iter().filter(|id| all.contains(id.as_str())).cloned().collect()).collect();
         if fedrad_shared::algorithms::isolates_few(&training, &answered, &others, &own, min) {
@@ -1498,6 +1489,15 @@ fn bounded(text: &str, max: usize) -> String {
 }
 
 /// Write to a temporary file and rename, so a crash never leaves half a record.
+/// A recorded list of populations (patient ids per answer); none when the file is absent.
+fn read_populations(path: &Path) -> Result<Vec<Vec<String>>, Failure> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| Failure::Failed(format!("{}: not a list of populations ({e})", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Failure::Failed(format!("cannot read {}: {e}", path.display()))),
+    }
+}
+
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
