@@ -158,7 +158,7 @@ impl StudyRunner<'_> {
     /// failure reason come back, and every site must report the same dimension.
     async fn embed_step(&mut self, seq: &str, kind: task::Kind, expected: Option<usize>) -> Result<(BTreeMap<String, u64>, BTreeMap<String, u64>, usize), StudyError> {
         let step = format!("embed.{seq}");
-        let reasons = site_agent::deep::CROP_FAILURE_REASONS;
+        let reasons = fedrad_shared::algorithms::encoder::CROP_FAILURE_REASONS;
         self.step(&step.clone(), async |s: &mut Self| {
             let answers = s.round(&step, 1, s.all_sites(kind)).await?;
             let mut per_site = BTreeMap::new();

@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use fedrad_shared::aggregate::SiteAggregate;
 use fedrad_shared::proto::{Aggregate, task};
 use prost::Message;
-use ring::digest::{SHA256, digest};
 
 pub struct Journal {
     dir: PathBuf,
@@ -51,7 +50,7 @@ impl Journal {
                 msg.extend_from_slice(part);
             }
         }
-        digest(&SHA256, &msg).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        fedrad_shared::digest::sha256_hex(&msg)
     }
 
     fn path(&self, task_id: &str) -> PathBuf {

@@ -38,7 +38,6 @@ impl Receipt {
         let bytes = reply.encoded_len() as u64;
         let mut headless = reply.clone();
         headless.audit_head.clear();
-        let digest = ring::digest::digest(&ring::digest::SHA256, &headless.encode_to_vec());
         Receipt {
             unix_millis: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
             study_id: study_id.into(),
@@ -46,7 +45,7 @@ impl Receipt {
             task_id: reply.task_id.clone(),
             outcome: outcome.into(),
             audit_head: reply.audit_head.clone(),
-            reply_digest: digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
+            reply_digest: fedrad_shared::digest::sha256_hex(&headless.encode_to_vec()),
             bytes,
         }
     }
@@ -81,7 +80,7 @@ mod tests {
         };
         let r = Receipt::of("s", "hospital-a", &reply);
         let headless = TaskReply { audit_head: String::new(), ..reply.clone() };
-        assert_eq!(r.reply_digest, site_agent::audit::sha256_hex(&headless.encode_to_vec()));
+        assert_eq!(r.reply_digest, fedrad_shared::digest::sha256_hex(&headless.encode_to_vec()));
         assert_eq!((r.audit_head.as_str(), r.outcome.as_str(), r.bytes), (reply.audit_head.as_str(), "aggregate", reply.encoded_len() as u64));
         let dir = std::env::temp_dir().join(format!("fedrad-receipts-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);

@@ -382,12 +382,12 @@ impl<'a> StudyRunner<'a> {
         };
         let (selection, clinical_model) = if self.study.selection.enabled {
             let settings = if parameters_yaml.trim().is_empty() {
-                site_agent::radiomics::settings::Settings::study_default()
+                fedrad_radiomics::settings::Settings::study_default()
             } else {
-                site_agent::radiomics::settings::Settings::from_pyradiomics_yaml(&parameters_yaml)
+                fedrad_radiomics::settings::Settings::from_pyradiomics_yaml(&parameters_yaml)
                     .map_err(|e| StudyError::Algorithm { step: "selection".into(), detail: format!("extraction parameters: {e}") })?
             };
-            catalogue = site_agent::features::feature_catalogue(&settings)
+            catalogue = fedrad_radiomics::catalogue::feature_catalogue(&settings)
                 .map_err(|e| StudyError::Algorithm { step: "selection".into(), detail: format!("feature catalogue: {e}") })?;
             if self.study.deep.enabled {
                 for seq in self.study.selection.sequences.clone() {

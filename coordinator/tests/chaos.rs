@@ -4,7 +4,9 @@
 //! with `--resume`). The final `results.json` must be byte-identical to an undisturbed run's.
 //! Bounded: four disturbances, each run at most five minutes.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -45,14 +47,7 @@ impl Setup {
     fn agent(&self, label: &str, site: &str) -> Child {
         let config = self.base.join(label).join("sites").join(site).join("site.toml");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(config.with_file_name("agent.log")).unwrap();
-        Command::new(Path::new(env!("CARGO_BIN_EXE_coordinator")).with_file_name("site-agent"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
+        Command::new(common::site_agent_binary()).args(["run", "--config"]).arg(&config).env("RUST_LOG", "info").stdout(Stdio::null()).stderr(log).spawn().unwrap()
     }
 
     fn coordinator(&self, label: &str, resume: bool) -> Child {
@@ -109,7 +104,7 @@ impl Setup {
             )
             .unwrap();
             // Each hospital's operator approves the study file as the coordinator runs it.
-            let approved = Command::new(Path::new(env!("CARGO_BIN_EXE_coordinator")).with_file_name("site-agent"))
+            let approved = Command::new(common::site_agent_binary())
                 .args(["approve", "--config"])
                 .arg(s.join("site.toml"))
                 .arg("--study")

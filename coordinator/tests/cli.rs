@@ -2,6 +2,8 @@
 //! enroll`, and the README's demo, with four
 //! separate `site-agent` processes talking mutual-TLS gRPC to the coordinator.
 
+mod common;
+
 use std::process::Command;
 
 fn tmp(name: &str) -> std::path::PathBuf {
@@ -33,7 +35,7 @@ fn certs_init_makes_no_site_key_and_a_site_enrols_with_its_own_then_certs_sign_i
     assert!(String::from_utf8_lossy(&second.stderr).contains("refusing to overwrite"));
 
     // The hospital enrols with the site-agent binary; only its request travels.
-    let agent = std::path::Path::new(env!("CARGO_BIN_EXE_coordinator")).with_file_name("site-agent");
+    let agent = common::site_agent_binary();
     let site_tls = out.join("hospital-a-tls");
     let enrolled = Command::new(&agent).args(["enroll", "--site-id", "hospital-a", "--out"]).arg(&site_tls).output().unwrap();
     assert!(enrolled.status.success(), "{}", String::from_utf8_lossy(&enrolled.stderr));
@@ -110,7 +112,7 @@ fn the_demo_runs_the_study_with_separate_site_agent_processes() {
     assert_eq!(audited, tasks, "one audit entry per task sent");
     // A hospital scores patients locally with a saved model: on its own validation patients
     // the AUC equals the one the study computed from that site's histograms.
-    let site_agent = std::path::Path::new(env!("CARGO_BIN_EXE_coordinator")).with_file_name("site-agent");
+    let site_agent = common::site_agent_binary();
     let models = results["models"].as_array().unwrap();
     // Sites refuse models they cannot answer for (too few patients per parameter or per class);
     // those are reported with the reason, the others fitted.

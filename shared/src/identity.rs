@@ -43,7 +43,7 @@ pub fn verify_site_certificate(leaf_der: &[u8], site_id: &str) -> Result<(), Ide
 /// (r, s) verifies as (r, n − s) too), which would slip past a list of certificate hashes.
 pub fn public_key_fingerprint(cert_der: &[u8]) -> Result<String, IdentityError> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der).map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
-    Ok(ring::digest::digest(&ring::digest::SHA256, cert.tbs_certificate.subject_pki.raw).as_ref().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::digest::sha256_hex(cert.tbs_certificate.subject_pki.raw))
 }
 
 /// The (key fingerprint, site id) pairs of `pki/issued.txt` (one line per certificate

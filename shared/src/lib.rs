@@ -14,6 +14,7 @@ pub mod proto {
 pub mod aggregate;
 pub mod algorithms;
 pub mod clinical;
+pub mod digest;
 pub mod identity;
 pub mod onnx_input;
 pub mod pki;

@@ -256,8 +256,7 @@ impl StudyPlan {
     }
 
     pub fn sha256(&self) -> String {
-        let d = ring::digest::digest(&ring::digest::SHA256, self.canonical_json().as_bytes());
-        d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        crate::digest::sha256_hex(self.canonical_json().as_bytes())
     }
 
     /// The study's sites, sorted and without repeats (the form tasks are compared in).

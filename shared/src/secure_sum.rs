@@ -152,7 +152,7 @@ pub enum SecureSumError {
 /// SHA-256 (hex) of a DER SubjectPublicKeyInfo: the fingerprint plans pin and revocation
 /// lists name ([`crate::identity::public_key_fingerprint`] takes it from a certificate).
 pub fn key_fingerprint(spki_der: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, spki_der).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::digest::sha256_hex(spki_der)
 }
 
 fn signed_message(site_id: &str, public_key: &[u8]) -> Vec<u8> {

@@ -24,8 +24,6 @@
 use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use ring::digest::{SHA256, digest};
-
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct AuditEntry {
     pub seq: u64,
@@ -69,13 +67,7 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(digest(&SHA256, bytes).as_ref())
-}
+pub use fedrad_shared::digest::{hex, sha256_hex};
 
 fn entry_hash(e: &AuditEntry) -> String {
     let mut unhashed = e.clone();

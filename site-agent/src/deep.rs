@@ -46,8 +46,7 @@ impl CropError {
     }
 }
 
-/// Reasons in the order of the `failed_by_reason` tensor.
-pub const CROP_FAILURE_REASONS: [&str; 4] = ["unreadable_volume", "geometry_mismatch", "empty_mask", "non_finite_voxels"];
+pub use fedrad_shared::algorithms::encoder::CROP_FAILURE_REASONS;
 
 pub fn crop_files(pair: &ImagePair, arch: &Architecture) -> Result<Vec<f64>, CropError> {
     let (image, mask) = pair.read().map_err(|e| CropError::Unreadable(e.to_string()))?;

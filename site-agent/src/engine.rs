@@ -954,7 +954,7 @@ impl SiteEngine {
 
     /// Runs feature extraction over the cohort; only counts leave.
     fn extract_features(&self, study_id: &str, t: &proto::ExtractFeaturesTask) -> Result<proto::Aggregate, Failure> {
-        use crate::radiomics::settings::Settings;
+        use fedrad_radiomics::settings::Settings;
         self.features_fixed_by_combat(study_id, "extracting features")?;
         let n = self.cohort.records.len() as u64;
         fedrad_shared::algorithms::require_min_count("the loaded cohort", n, self.config.policy.min_count)?;
@@ -1139,7 +1139,7 @@ impl SiteEngine {
         write_atomic(&dir.join(format!("{sequence}.deep.json")), (serde_json::to_string_pretty(&about).expect("json") + "\n").as_bytes()).map_err(io)?;
         Ok(fedrad_shared::aggregate::AggregateBuilder::new(n)
             .scalar("embedded", embedded as f64)
-            .vector("failed_by_reason", crate::deep::CROP_FAILURE_REASONS.iter().map(|r| *failed.get(*r).unwrap_or(&0) as f64).collect())
+            .vector("failed_by_reason", fedrad_shared::algorithms::encoder::CROP_FAILURE_REASONS.iter().map(|r| *failed.get(*r).unwrap_or(&0) as f64).collect())
             .scalar("dimension", dimension as f64)
             .build())
     }

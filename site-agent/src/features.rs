@@ -15,8 +15,8 @@ use fedrad_shared::algorithms::extraction::SequenceSummary;
 
 use crate::audit::sha256_hex;
 use crate::manifest::{ImagePair, LoadedCohort, SEQUENCES};
-use crate::radiomics::extract::{ExtractionError, extract_files};
-use crate::radiomics::settings::Settings;
+use fedrad_radiomics::extract::{ExtractionError, extract_files};
+use fedrad_radiomics::settings::Settings;
 
 /// One patient's features for one sequence: column names and values, in a fixed order.
 pub type FeatureRow = (Vec<String>, Vec<f64>);
@@ -76,33 +76,6 @@ fn cached_extract(cache_dir: &Path, settings: &Settings, pair: &ImagePair) -> Re
         tracing::warn!(error = %e, "could not write the feature cache");
     }
     Ok((names, values))
-}
-
-/// The feature columns the settings produce, in table order. Column names depend only on the
-/// settings, so they are read off a small built-in phantom (a lumpy ellipsoid) — the same code
-/// path as a patient, which keeps the coordinator's catalogue and the sites' tables in step.
-pub fn feature_catalogue(settings: &Settings) -> Result<Vec<String>, ExtractionError> {
-    use fedrad_imaging::{Geometry, Volume};
-    let dims = [24usize, 24, 16];
-    let geometry = Geometry::axis_aligned(dims, [1.0, 1.0, 1.5]);
-    let mut image = Vec::with_capacity(dims.iter().product());
-    let mut mask = Vec::with_capacity(dims.iter().product());
-    let mut state = 0x5eed_u64;
-    for k in 0..dims[2] {
-        for j in 0..dims[1] {
-            for i in 0..dims[0] {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                let noise = (state >> 40) as f32 / (1u64 << 24) as f32;
-                let (x, y, z) = (i as f32 - 11.5, j as f32 - 11.5, (k as f32 - 7.5) * 1.5);
-                let r = (x * x / 64.0 + y * y / 49.0 + z * z / 81.0).sqrt();
-                let inside = r < 1.0 + 0.15 * (x * 0.7).sin() * (y * 0.5).cos();
-                image.push(200.0 + 60.0 * (x * 0.4).sin() + 40.0 * noise + if inside { 150.0 } else { 0.0 });
-                mask.push(inside as u8 as f32);
-            }
-        }
-    }
-    let features = crate::radiomics::extract::extract(&Volume::new(geometry.clone(), image), &Volume::new(geometry, mask), settings)?;
-    Ok(features.iter().map(|f| f.column()).collect())
 }
 
 /// Extracts every patient's features for both sequences and writes the study's tables.
@@ -167,4 +140,13 @@ pub fn extract_cohort(
         outcomes.insert(seq.to_string(), outcome);
     }
     Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The engine's failure reasons are the study summary's tensor entries, in its order.
+    #[test]
+    fn the_engine_reasons_are_the_summary_reasons() {
+        assert_eq!(fedrad_radiomics::extract::ExtractionError::REASONS, fedrad_shared::algorithms::extraction::FAILURE_REASONS);
+    }
 }

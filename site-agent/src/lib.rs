@@ -12,10 +12,8 @@ pub mod export_mapping;
 pub mod features;
 pub mod ledger;
 pub mod manifest;
-pub mod memory;
 pub mod onnx;
 pub mod predict;
-pub mod radiomics;
 pub mod selection;
 
 use std::sync::Arc;

@@ -39,26 +39,8 @@ enum Command {
         config: PathBuf,
     },
     /// Extract radiomic features from one image and mask into a CSV
-    /// (columns feature,value,ibsi_code,aggregation).
-    Extract {
-        /// A NIfTI/NRRD file, or a folder holding one DICOM series.
-        #[arg(long)]
-        image: PathBuf,
-        /// A NIfTI/NRRD label file, or an RTSTRUCT or SEG file drawn on the DICOM series.
-        #[arg(long)]
-        mask: PathBuf,
-        /// The region's name in an RTSTRUCT (ROI name) or SEG (segment label).
-        #[arg(long)]
-        roi: Option<String>,
-        /// PyRadiomics parameter file (YAML); default: FedRad's MRI study settings.
-        #[arg(long)]
-        params: Option<PathBuf>,
-        /// Mask label of the ROI (overrides the parameter file).
-        #[arg(long)]
-        label: Option<u32>,
-        #[arg(long)]
-        out: PathBuf,
-    },
+    /// (columns feature,value,ibsi_code,aggregation); the same as `fedrad-radiomics extract`.
+    Extract(fedrad_radiomics::cli::ExtractArgs),
     /// Score new patients with a model the study saved (models/<sequence>/<model>/<classifier>.json):
     /// features are extracted from each patient's images with the study's settings; nothing leaves.
     Predict {
@@ -147,7 +129,7 @@ enum AuditAction {
 
 fn main() -> anyhow::Result<()> {
     // Before any thread starts: extraction reuses freed image buffers (see `memory`).
-    site_agent::memory::keep_freed_buffers();
+    fedrad_radiomics::memory::keep_freed_buffers();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_target(false)
@@ -216,22 +198,9 @@ fn main() -> anyhow::Result<()> {
             println!("{}: {} patients loaded ({} recurrences), {} rows excluded", cfg.site_id, cohort.records.len(), pos, cohort.excluded.len());
             Ok(())
         }
-        Command::Extract { image, mask, roi, params, label, out } => {
-            use site_agent::radiomics::{extract, settings::Settings};
-            let mut settings = match &params {
-                Some(p) => {
-                    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-                    Settings::from_pyradiomics_yaml(&text).with_context(|| format!("parameter file {}", p.display()))?
-                }
-                None => Settings::study_default(),
-            };
-            if let Some(l) = label {
-                settings.label = l;
-            }
-            let features = extract::extract_files(&image, &mask, roi.as_deref(), &settings)
-                .with_context(|| format!("extracting {} with mask {}", image.display(), mask.display()))?;
-            std::fs::write(&out, extract::to_csv(&features)).with_context(|| format!("writing {}", out.display()))?;
-            println!("{} features written to {}", features.len(), out.display());
+        Command::Extract(args) => {
+            let n = fedrad_radiomics::cli::extract_command(&args)?;
+            println!("{n} features written to {}", args.out.display());
             Ok(())
         }
         Command::Predict { model, manifest, out, harmonisation, encoder } => {

@@ -21,8 +21,8 @@ use fedrad_shared::algorithms::logistic;
 use fedrad_shared::clinical::PatientRecord;
 use std::collections::BTreeMap;
 
-use crate::radiomics::extract::extract_files;
-use crate::radiomics::settings::Settings;
+use fedrad_radiomics::extract::extract_files;
+use fedrad_radiomics::settings::Settings;
 
 /// How many patients were scored and how many could not be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

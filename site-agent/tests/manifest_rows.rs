@@ -209,14 +209,14 @@ fn a_dicom_hospital_loads_by_roi_name_and_gives_its_nifti_twins_features() {
 
     // The same patient from both exports: the same features (values are int16 in both; the
     // geometry passes through DICOM's decimal strings).
-    let s = site_agent::radiomics::settings::Settings::study_default();
+    let s = fedrad_radiomics::settings::Settings::study_default();
     let base_n = nii.manifests[0].1.parent().unwrap();
     let pid = &cohort.records[0].patient_id;
     let from_nifti =
-        site_agent::radiomics::extract::extract_files(&base_n.join(format!("images/{pid}_t2.nii.gz")), &base_n.join(format!("images/{pid}_t2_mask.nii.gz")), None, &s)
+        fedrad_radiomics::extract::extract_files(&base_n.join(format!("images/{pid}_t2.nii.gz")), &base_n.join(format!("images/{pid}_t2_mask.nii.gz")), None, &s)
             .unwrap();
     let pair = cohort.images[0].sequence("t2");
-    let from_dicom = site_agent::radiomics::extract::extract_files(&pair.image, &pair.mask, pair.roi.as_deref(), &s).unwrap();
+    let from_dicom = fedrad_radiomics::extract::extract_files(&pair.image, &pair.mask, pair.roi.as_deref(), &s).unwrap();
     assert_eq!(from_nifti.len(), from_dicom.len());
     let worst = from_nifti.iter().zip(&from_dicom).map(|(a, b)| (a.value - b.value).abs() / a.value.abs().max(1e-6)).fold(0.0, f64::max);
     println!("{} features, largest relative difference NIfTI vs DICOM {worst:.1e}", from_nifti.len());

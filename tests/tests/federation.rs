@@ -125,11 +125,11 @@ async fn four_sites_over_mtls_give_the_pooled_split_table1_selection_and_models(
     let header: Vec<&str> = table.lines().next().unwrap().split(',').collect();
     let row: Vec<&str> = table.lines().nth(1).unwrap().split(',').collect();
     let folder = manifest.parent().unwrap();
-    let direct = site_agent::radiomics::extract::extract_files(
+    let direct = fedrad_radiomics::extract::extract_files(
         &folder.join(format!("images/{}_t2.nii.gz", row[0])),
         &folder.join(format!("images/{}_t2_mask.nii.gz", row[0])),
         None,
-        &site_agent::radiomics::settings::Settings::study_default(),
+        &fedrad_radiomics::settings::Settings::study_default(),
     )
     .unwrap();
     assert_eq!(header.len(), direct.len() + 1);

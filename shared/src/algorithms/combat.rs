@@ -498,8 +498,7 @@ pub struct CombatSums {
 /// file names the estimates its study sent per table, so that `predict` applies only a
 /// record of that study's harmonisation.
 pub fn estimates_sha256(est: &CombatEstimates) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, &serde_json::to_vec(est).expect("estimates serialise"));
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::digest::sha256_hex(&serde_json::to_vec(est).expect("estimates serialise"))
 }
 
 /// The name of a feature table's part in harmonisation records and model files: `t1c`,

@@ -65,6 +65,11 @@ pub struct Layout {
 
 /// Input channels (the slice and its two neighbours) and decoder outputs per position.
 pub const INPUT_CHANNELS: usize = 3;
+
+/// Why a site has no crop for a patient, in the order of the embedding summary's
+/// `failed_by_reason` tensor (the site agent's `deep::CropError::reason`).
+pub const CROP_FAILURE_REASONS: [&str; 4] = ["unreadable_volume", "geometry_mismatch", "empty_mask", "non_finite_voxels"];
+
 const DECODER_OUTPUTS: usize = INPUT_CHANNELS * 4;
 
 impl Architecture {

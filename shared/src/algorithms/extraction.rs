@@ -96,8 +96,7 @@ pub fn combine(answers: &[SiteAggregate]) -> Result<ExtractionSummary, CombineEr
 /// The name of a feature table: SHA-256 (hex) of its column names joined by '\n'. Tasks carry
 /// it so a site never answers about other features than the coordinator means.
 pub fn catalogue_sha256(names: &[String]) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, names.join("\n").as_bytes());
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::digest::sha256_hex(names.join("\n").as_bytes())
 }
 
 /// Deep-feature column names, `deep_0000` …, as the sites' embedding tables use them.

@@ -103,7 +103,7 @@ fn stream(seed: u64, parts: &[&[u8]]) -> u64 {
 /// encoder to the sites, which check it before embedding.
 pub fn weights_sha256(weights: &[f64]) -> String {
     let bytes: Vec<u8> = weights.iter().flat_map(|w| w.to_le_bytes()).collect();
-    ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::digest::sha256_hex(&bytes)
 }
 
 /// The mask seed of a patient in a training step, or (`round = None`) its fixed evaluation mask.

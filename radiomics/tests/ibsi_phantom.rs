@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use fedrad_imaging::nifti;
-use site_agent::radiomics::discretise::{Discretisation, discretise};
-use site_agent::radiomics::{Feature, Roi, ibsi_features};
+use fedrad_radiomics::discretise::{Discretisation, discretise};
+use fedrad_radiomics::{Feature, Roi, ibsi_features};
 
 fn round_sig(x: f64, digits: i32) -> f64 {
     if x == 0.0 || !x.is_finite() {

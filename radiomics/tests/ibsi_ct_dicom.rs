@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use fedrad_imaging::dicom::{read_rtstruct_mask, read_series};
 use fedrad_imaging::{Volume, nifti};
-use site_agent::radiomics::discretise::{Discretisation, discretise};
-use site_agent::radiomics::{Feature, Roi, ibsi_features};
+use fedrad_radiomics::discretise::{Discretisation, discretise};
+use fedrad_radiomics::{Feature, Roi, ibsi_features};
 
 fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../imaging/tests/data/ibsi-ct")

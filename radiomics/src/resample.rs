@@ -70,7 +70,7 @@ pub fn resample(roi: &Roi, image: &Geometry, mask: &Geometry, spacing: [f64; 3],
     let new: [f64; 3] = [0, 1, 2].map(|a| if spacing[a] == 0.0 || hi[a] == lo[a] { old[a] } else { spacing[a] });
     if (0..3).all(|a| (image.spacing[a] - new[a]).abs() <= 1e-8 + 1e-5 * new[a].abs()) {
         let (lo, hi) = padded_mask_box(roi, pad);
-        return super::extract::crop_to(roi, lo, hi);
+        return roi.crop(lo, hi);
     }
     // The new grid, in PyRadiomics' own arithmetic (numpy, element by element).
     let mut first = [0.0; 3];

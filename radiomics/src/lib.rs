@@ -1,4 +1,6 @@
-//! Handcrafted radiomic features, computed at the site.
+//! Handcrafted radiomic features from an image and a mask: FedRad's extraction engine, which
+//! every site agent runs on its own images and the coordinator uses for the feature catalogue,
+//! and which anyone can use without the federation (the `fedrad-radiomics` command line).
 //!
 //! One module per feature family, each documenting its formulas with the IBSI code of every
 //! feature (Zwanenburg et al., *The Image Biomarker Standardization Initiative*, Radiology
@@ -9,6 +11,8 @@
 //! grid), discretise its intensities into grey levels 1..=Ng ([`discretise`]), then compute
 //! the families on the ROI and on the discretised grid.
 
+pub mod catalogue;
+pub mod cli;
 pub mod discretise;
 pub mod extract;
 pub mod filters;
@@ -25,6 +29,7 @@ pub mod local_binary_pattern;
 pub mod local_binary_pattern_3d;
 pub mod local_intensity;
 pub mod marching_cubes_table;
+pub mod memory;
 pub mod mesh;
 pub mod morphology;
 pub mod ngldm;
@@ -133,6 +138,25 @@ impl Roi {
     pub fn from_volumes(image: &Volume, mask: &Volume, label: f32) -> Roi {
         let m: Vec<bool> = mask.data.iter().map(|v| (*v - label).abs() < 0.5).collect();
         Roi { dims: image.geometry.dims, spacing: image.geometry.spacing, intensities: image.data.iter().map(|v| *v as f64).collect(), morph_mask: m.clone(), mask: m }
+    }
+
+    /// The box `lo..=hi` (inclusive voxel indices) of the ROI.
+    pub fn crop(&self, lo: [usize; 3], hi: [usize; 3]) -> Roi {
+        let [nx, ny, _] = self.dims;
+        let dims = [0, 1, 2].map(|a| hi[a] - lo[a] + 1);
+        let n = dims[0] * dims[1] * dims[2];
+        let (mut intensities, mut mask, mut morph_mask) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        for z in lo[2]..=hi[2] {
+            for y in lo[1]..=hi[1] {
+                for x in lo[0]..=hi[0] {
+                    let i = x + nx * (y + ny * z);
+                    intensities.push(self.intensities[i]);
+                    mask.push(self.mask[i]);
+                    morph_mask.push(self.morph_mask[i]);
+                }
+            }
+        }
+        Roi { dims, spacing: self.spacing, intensities, mask, morph_mask }
     }
 
     pub fn voxel_count(&self) -> usize {

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Write site-agent/src/radiomics/marching_cubes_table.rs: the triangle table of the
+"""Write radiomics/src/marching_cubes_table.rs: the triangle table of the
 marching-cubes cases PyRadiomics uses for its mesh volume and surface area (the first 128
 cases of the classic Lorensen–Cline table of Bourke and Bloyd, in PyRadiomics' corner and
 edge numbering), read from PyRadiomics' own C source.
 
     git show HEAD:radiomics/src/cshape.c > /tmp/cshape.c   # in a clone of AIM-Harvard/pyradiomics
-    python3 scripts/make_marching_cubes_table.py /tmp/cshape.c
+    python3 radiomics/scripts/make_marching_cubes_table.py /tmp/cshape.c
 """
 import os, re, sys
 
@@ -21,7 +21,7 @@ out = ["//! Triangles of the marching-cubes cases 0–127 in PyRadiomics' number
        "pub const TRIANGLES: [[i8; 16]; 128] = ["]
 out += ["    [" + ", ".join(str(v) for v in r) + "]," for r in rows]
 out.append("];")
-path = os.path.join(os.path.dirname(__file__), "..", "site-agent", "src", "radiomics", "marching_cubes_table.rs")
+path = os.path.join(os.path.dirname(__file__), "..", "src", "marching_cubes_table.rs")
 with open(path, "w") as f:
     f.write("\n".join(out) + "\n")
 print(f"128 cases -> {os.path.normpath(path)}")

@@ -14,8 +14,8 @@
 
 use std::path::Path;
 
-use site_agent::radiomics::extract::extract_files;
-use site_agent::radiomics::settings::Settings;
+use fedrad_radiomics::extract::extract_files;
+use fedrad_radiomics::settings::Settings;
 
 #[test]
 fn features_match_pyradiomics_under_each_setting() {
@@ -67,7 +67,7 @@ fn pre_crop_limits_what_the_filters_see() {
         extract_files(&dir.join("image.nii.gz"), &dir.join("mask.nii.gz"), None, &s).unwrap()
     };
     let (whole, cropped) = (run(""), run("  preCrop: true\n"));
-    let value = |f: &[site_agent::radiomics::Feature], n: &str| f.iter().find(|f| f.name == n).unwrap().value;
+    let value = |f: &[fedrad_radiomics::Feature], n: &str| f.iter().find(|f| f.name == n).unwrap().value;
     assert_eq!(value(&whole, "original_firstorder_Mean"), value(&cropped, "original_firstorder_Mean"));
     assert_ne!(value(&whole, "log-sigma-2-0-mm-3D_firstorder_Mean"), value(&cropped, "log-sigma-2-0-mm-3D_firstorder_Mean"));
 }

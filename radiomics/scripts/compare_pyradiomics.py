@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 """Compare FedRad's features with PyRadiomics on the same image, mask and settings.
 
-Runs `site-agent extract` and PyRadiomics (pip install pyradiomics-bhklab) with the same
+Runs `fedrad-radiomics extract` and PyRadiomics (pip install pyradiomics-bhklab) with the same
 discretisation (PyRadiomics binWidth), Original image, texture as PyRadiomics computes it
 ("3D, averaged" for GLCM/GLRLM, "3D" for the zone families), then prints, for every
 PyRadiomics feature FedRad computes under another name or definition, both values and their
 relative difference. Exit status 1 if a feature marked `same` (identical definition) differs
 by more than 1e-6 relative.
 
-    python3 scripts/compare_pyradiomics.py IMAGE MASK [--bin-width 25] [--normalize 100]
-        [--image-types Original,Wavelet,LoG] [--sigma 1.0,3.0] [--wavelet coif1] [--site-agent PATH]
+    python3 radiomics/scripts/compare_pyradiomics.py IMAGE MASK [--bin-width 25] [--normalize 100]
+        [--image-types Original,Wavelet,LoG] [--sigma 1.0,3.0] [--wavelet coif1] [--fedrad-radiomics PATH]
         [--resample 2,2,2 [--interpolator sitkBSpline]] [--pad-distance 5] [--pre-crop]
         [--setting 'distances: [1, 2]'] [--setting 'weightingNorm: euclidean'] ...
 """
@@ -82,7 +82,7 @@ ap.add_argument("--interpolator", default="sitkBSpline", help="sitkNearestNeighb
 ap.add_argument("--pad-distance", type=int, default=5)
 ap.add_argument("--pre-crop", action="store_true", help="crop to the ROI box + padDistance before filtering")
 ap.add_argument("--setting", action="append", default=[], help="any further `setting` entry, as YAML 'key: value', given to both")
-ap.add_argument("--site-agent", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "site-agent"))
+ap.add_argument("--fedrad-radiomics", default=os.path.join(os.path.dirname(__file__), "..", "..", "target", "release", "fedrad-radiomics"))
 a = ap.parse_args()
 
 sigmas = [float(x) for x in a.sigma.split(",")]
@@ -114,7 +114,7 @@ with open(params, "w") as f:
     for c in CLASSES:
         f.write(f"  {c}:\n")
 out = os.path.join(tmp, "fedrad.csv")
-subprocess.run([a.site_agent, "extract", "--image", a.image, "--mask", a.mask, "--params", params, "--out", out], check=True, stdout=subprocess.DEVNULL)
+subprocess.run([a.fedrad_radiomics, "extract", "--image", a.image, "--mask", a.mask, "--params", params, "--out", out], check=True, stdout=subprocess.DEVNULL)
 ours = {}
 for row in csv.DictReader(open(out)):
     # One directional and one zonal aggregation are requested (see `ibsiAggregation` above);

@@ -6,8 +6,8 @@ use std::process::Command;
 
 use fedrad_imaging::nifti::{self, StoredType};
 use fedrad_imaging::{Geometry, Volume};
-use site_agent::radiomics::extract::{ExtractionError, extract};
-use site_agent::radiomics::settings::Settings;
+use fedrad_radiomics::extract::{ExtractionError, extract};
+use fedrad_radiomics::settings::Settings;
 
 fn image() -> Volume {
     let g = Geometry::axis_aligned([12, 12, 6], [1.0, 1.0, 2.0]);
@@ -111,7 +111,7 @@ fn each_bad_input_has_its_own_error() {
     let strict = Settings { minimum_roi_size: Some(1000), ..s.clone() };
     assert!(matches!(extract(&img, &mask_with(cube), &strict), Err(ExtractionError::RoiTooSmall { voxels: 144, minimum: 1000 })));
     // Resegmentation that empties the ROI.
-    let reseg = Settings { resegment: Some((site_agent::radiomics::settings::ResegmentMode::Absolute, 1e9, None)), ..s.clone() };
+    let reseg = Settings { resegment: Some((fedrad_radiomics::settings::ResegmentMode::Absolute, 1e9, None)), ..s.clone() };
     assert!(matches!(extract(&img, &mask_with(cube), &reseg), Err(ExtractionError::RoiTooSmall { voxels: 0, .. })));
 }
 
@@ -123,7 +123,7 @@ fn the_extract_command_writes_ibsi_tagged_csv_and_reports_bad_cases() {
     let params = dir.join("phantom.yaml");
     std::fs::write(&params, "setting:\n  binCount: 6\n  ibsiAggregation: [\"3D, averaged\", \"2D, slice-merged\", \"3D\"]\n").unwrap();
     let out = dir.join("features.csv");
-    let status = Command::new(env!("CARGO_BIN_EXE_site-agent"))
+    let status = Command::new(env!("CARGO_BIN_EXE_fedrad-radiomics"))
         .args(["extract", "--image"])
         .arg(data.join("phantom_image.nii.gz"))
         .arg("--mask")
@@ -142,7 +142,7 @@ fn the_extract_command_writes_ibsi_tagged_csv_and_reports_bad_cases() {
     assert!(csv.lines().any(|l| l.starts_with("original_shape_VolumeVoxelCounting,592,YEKZ,")));
     // A bad parameter file and a bad mask: non-zero exit, a message naming the problem.
     std::fs::write(&params, "setting:\n  binWdth: 6\n").unwrap();
-    let bad = Command::new(env!("CARGO_BIN_EXE_site-agent"))
+    let bad = Command::new(env!("CARGO_BIN_EXE_fedrad-radiomics"))
         .args(["extract", "--image"])
         .arg(data.join("phantom_image.nii.gz"))
         .arg("--mask")
@@ -158,7 +158,7 @@ fn the_extract_command_writes_ibsi_tagged_csv_and_reports_bad_cases() {
     let empty = dir.join("empty.nii.gz");
     let m = nifti::read(&data.join("phantom_mask.nii.gz")).unwrap();
     nifti::write(&empty, &Volume::new(m.geometry.clone(), vec![0.0; m.data.len()]), StoredType::U8).unwrap();
-    let bad = Command::new(env!("CARGO_BIN_EXE_site-agent"))
+    let bad = Command::new(env!("CARGO_BIN_EXE_fedrad-radiomics"))
         .args(["extract", "--image"])
         .arg(data.join("phantom_image.nii.gz"))
         .arg("--mask")
@@ -180,7 +180,7 @@ fn nrrd_and_nifti_inputs_give_the_same_features() {
     fedrad_imaging::nrrd::write(&dir.join("img.nrrd"), &img).unwrap();
     nifti::write(&dir.join("mask.nii.gz"), &mask, StoredType::U8).unwrap();
     let s = Settings::study_default();
-    let from_files = site_agent::radiomics::extract::extract_files(&dir.join("img.nrrd"), &dir.join("mask.nii.gz"), None, &s).unwrap();
+    let from_files = fedrad_radiomics::extract::extract_files(&dir.join("img.nrrd"), &dir.join("mask.nii.gz"), None, &s).unwrap();
     let in_memory = extract(&img, &mask, &s).unwrap();
     assert_eq!(from_files.len(), in_memory.len());
     for (a, b) in from_files.iter().zip(&in_memory) {
@@ -193,10 +193,8 @@ fn nrrd_and_nifti_inputs_give_the_same_features() {
 fn extraction_is_bit_for_bit_repeatable() {
     // A box-shaped ROI: many coplanar mesh points, where an order-dependent hull would vary.
     let (img, mask) = (image(), mask_with(cube));
-    let s = Settings {
-        image_types: site_agent::radiomics::filters::PointTransform::ALL.map(site_agent::radiomics::filters::ImageType::Point).to_vec(),
-        ..Settings::original_only()
-    };
+    let s =
+        Settings { image_types: fedrad_radiomics::filters::PointTransform::ALL.map(fedrad_radiomics::filters::ImageType::Point).to_vec(), ..Settings::original_only() };
     let first = extract(&img, &mask, &s).unwrap();
     for _ in 0..5 {
         let again = extract(&img, &mask, &s).unwrap();

@@ -1,4 +1,4 @@
-//! The allocator policy of the site agent.
+//! The allocator policy for extraction (the site agent and `fedrad-radiomics` run with it).
 //!
 //! Feature extraction allocates and frees image-sized buffers (1–15 MB) many times per case:
 //! every pass of the LoG filter, every wavelet band, every filtered image's crop. glibc serves

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Time PyRadiomics on one core on the case written by `cargo bench -p site-agent --bench extraction`.
+"""Time PyRadiomics on one core on the case written by `cargo bench -p fedrad-radiomics --bench extraction`.
 
 Same image and mask, one core, the feature classes both tools compute (shape, firstorder,
 glcm, glrlm, glszm, gldm, ngtdm), for two image-type sets: the Original image, and Original +
 Wavelet (coif1, 8 bands) + LoG (σ = 1, 2, 3, 4, 5 mm) — the set issue 3 times. Needs
 `pip install pyradiomics-bhklab`.
 
-    python3 scripts/bench_pyradiomics.py [/tmp/fedrad-bench-extraction]
+    python3 radiomics/scripts/bench_pyradiomics.py [/tmp/fedrad-bench-extraction]
 """
 import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, as the FedRad figure

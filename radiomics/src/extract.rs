@@ -64,7 +64,18 @@ impl ExtractionError {
     }
 
     /// Every reason, in the order the study summary counts them.
-    pub const REASONS: [&'static str; 10] = fedrad_shared::algorithms::extraction::FAILURE_REASONS;
+    pub const REASONS: [&'static str; 10] = [
+        "unreadable_volume",
+        "geometry_mismatch",
+        "non_integral_mask",
+        "empty_mask",
+        "missing_label",
+        "non_finite_voxels",
+        "roi_too_small",
+        "roi_too_flat",
+        "discretisation",
+        "image_too_small_for_filter",
+    ];
 }
 
 impl From<ImagingError> for ExtractionError {
@@ -131,7 +142,7 @@ pub fn extract(image: &Volume, mask: &Volume, s: &Settings) -> Result<Vec<Featur
         }
         _ if s.pre_crop => {
             let (lo, hi) = resample::padded_mask_box(&roi, s.pad_distance);
-            roi = crop_to(&roi, lo, hi);
+            roi = roi.crop(lo, hi);
         }
         _ => {}
     }
@@ -170,7 +181,7 @@ pub fn extract(image: &Volume, mask: &Volume, s: &Settings) -> Result<Vec<Featur
     }
     let m = super::filters::max_abs(&roi.intensities);
     let (lo, hi) = crop_box(&roi);
-    let cropped = crop_to(&roi, lo, hi);
+    let cropped = roi.crop(lo, hi);
     let mut out = Vec::new();
     // PyRadiomics computes the shape classes on the original image whether or not the
     // Original image type is enabled.
@@ -198,7 +209,7 @@ pub fn extract(image: &Volume, mask: &Volume, s: &Settings) -> Result<Vec<Featur
 /// the work no longer scales with the size of the scan.
 pub fn crop(roi: &Roi) -> Roi {
     let (lo, hi) = crop_box(roi);
-    crop_to(roi, lo, hi)
+    roi.crop(lo, hi)
 }
 
 /// The inclusive voxel box [`crop`] keeps.
@@ -208,24 +219,6 @@ pub fn crop_box(roi: &Roi) -> ([usize; 3], [usize; 3]) {
     let lo = [0, 1, 2].map(|a| lo[a].saturating_sub(margin[a]));
     let hi = [0, 1, 2].map(|a| (hi[a] + margin[a]).min(roi.dims[a] - 1));
     (lo, hi)
-}
-
-pub(crate) fn crop_to(roi: &Roi, lo: [usize; 3], hi: [usize; 3]) -> Roi {
-    let [nx, ny, _] = roi.dims;
-    let dims = [0, 1, 2].map(|a| hi[a] - lo[a] + 1);
-    let n = dims[0] * dims[1] * dims[2];
-    let (mut intensities, mut mask, mut morph_mask) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    for z in lo[2]..=hi[2] {
-        for y in lo[1]..=hi[1] {
-            for x in lo[0]..=hi[0] {
-                let i = x + nx * (y + ny * z);
-                intensities.push(roi.intensities[i]);
-                mask.push(roi.mask[i]);
-                morph_mask.push(roi.morph_mask[i]);
-            }
-        }
-    }
-    Roi { dims, spacing: roi.spacing, intensities, mask, morph_mask }
 }
 
 /// In how many axes the ROI spans more than one voxel.

@@ -4,12 +4,12 @@ SimpleITK as NIfTI, and the features PyRadiomics 3.1 (pip install pyradiomics-bh
 on them after resampling with each interpolator, and with PyRadiomics' texture settings
 (distances, symmetricalGLCM, weightingNorm, gldm_a, voxelArrayShift, force2D) and with the
 LBP2D and LBP3D image types. The Rust test
-site-agent/tests/pyradiomics_settings.rs reads the files and checks FedRad's values against these, so
+radiomics/tests/pyradiomics_settings.rs reads the files and checks FedRad's values against these, so
 the test needs no Python. Re-run only to regenerate. PyRadiomics' LBP3D needs scipy's
 `sph_harm` (removed in scipy 1.17) and trimesh:
 
     python3 -m venv --system-site-packages /tmp/lbp3venv && /tmp/lbp3venv/bin/pip install "scipy<1.17" trimesh
-    /tmp/lbp3venv/bin/python scripts/make_pyradiomics_settings_fixture.py site-agent/tests/data/pyradiomics_settings
+    /tmp/lbp3venv/bin/python radiomics/scripts/make_pyradiomics_settings_fixture.py radiomics/tests/data/pyradiomics_settings
 """
 import json, logging, os, sys
 
@@ -17,7 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 from radiomics import featureextractor
 
-out = sys.argv[1] if len(sys.argv) > 1 else "site-agent/tests/data/pyradiomics_settings"
+out = sys.argv[1] if len(sys.argv) > 1 else "radiomics/tests/data/pyradiomics_settings"
 os.makedirs(out, exist_ok=True)
 
 # 40 x 36 x 10 voxels of 0.8 x 0.8 x 3 mm, an oblique-free scanner frame with a non-zero origin.
@@ -115,6 +115,6 @@ for name, extra, *more in CONFIGS:
             feats[f"{prefix}_{fam}_{ours}{suffix}"] = float(values[f"{prefix}_{cls}_{py}"])
     reference[name] = {"setting": setting, "imageType": types, "mask": mask_file, "classes": classes, "features": feats}
 with open(os.path.join(out, "reference.json"), "w") as f:
-    json.dump({"generator": "scripts/make_pyradiomics_settings_fixture.py", "pyradiomics": __import__("radiomics").__version__,
+    json.dump({"generator": "radiomics/scripts/make_pyradiomics_settings_fixture.py", "pyradiomics": __import__("radiomics").__version__,
                "simpleitk": sitk.Version_VersionString(), "configs": reference}, f, indent=1, sort_keys=True)
 print(f"wrote {out}")

@@ -4,20 +4,20 @@
 //! - the original image alone (all 11 IBSI families, 177 features);
 //! - the study default (original + 8 wavelet bands + LoG σ 1, 3 mm; 1 197 features);
 //! - Original + Wavelet + LoG(σ 1–5 mm) with the PyRadiomics classes, the set
-//!   `scripts/bench_pyradiomics.py` times in PyRadiomics;
+//!   `radiomics/scripts/bench_pyradiomics.py` times in PyRadiomics;
 //!
 //! and the study default's batch speed-up over the machine's cores. Writes the case as NIfTI so other tools can be timed on the same files
-//! (`scripts/bench_pyradiomics.py`).
+//! (`radiomics/scripts/bench_pyradiomics.py`).
 //!
-//!     cargo bench -p site-agent --bench extraction [-- OUT_DIR]
+//!     cargo bench -p fedrad-radiomics --bench extraction [-- OUT_DIR]
 
 use std::time::Instant;
 
 use fedrad_imaging::nifti::{self, StoredType};
 use fedrad_imaging::{Geometry, Volume};
+use fedrad_radiomics::extract::extract;
+use fedrad_radiomics::settings::Settings;
 use rayon::prelude::*;
-use site_agent::radiomics::extract::extract;
-use site_agent::radiomics::settings::Settings;
 
 /// A deterministic MR-like case: smooth background, a textured ellipsoidal tumour, Rician-ish noise.
 fn case(seed: u64) -> (Volume, Volume) {
@@ -54,8 +54,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    // The allocator policy `site-agent` itself runs with.
-    site_agent::memory::keep_freed_buffers();
+    // The allocator policy the site agent and `fedrad-radiomics` run with.
+    fedrad_radiomics::memory::keep_freed_buffers();
     let out =
         std::env::args().skip(1).find(|a| !a.starts_with('-')).map(std::path::PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("fedrad-bench-extraction"));
     std::fs::create_dir_all(&out).unwrap();
