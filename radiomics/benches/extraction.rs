@@ -64,7 +64,7 @@ fn main() {
     nifti::write(&out.join("image.nii.gz"), &img, StoredType::I16).unwrap();
     nifti::write(&out.join("mask.nii.gz"), &mask, StoredType::U8).unwrap();
     let pyradiomics_set = Settings::from_pyradiomics_yaml(
-        "setting:\n  binCount: 32\n  normalize: true\n  normalizeScale: 100\n  ibsiDiscretisation: fixedBinNumber\n  ibsiAggregation: [\"3D, averaged\", \"3D\"]\nimageType:\n  Original: {}\n  Wavelet: {}\n  LoG: {sigma: [1.0, 2.0, 3.0, 4.0, 5.0]}\nfeatureClass:\n  shape:\n  firstorder:\n  glcm:\n  glrlm:\n  glszm:\n  gldm:\n  ngtdm:\n",
+        "setting:\n  binCount: 32\n  normalize: true\n  normalizeScale: 100\n  ibsiDiscretisation: fixedBinNumber\nimageType:\n  Original: {}\n  Wavelet: {}\n  LoG: {sigma: [1.0, 2.0, 3.0, 4.0, 5.0]}\nfeatureClass:\n  shape:\n  firstorder:\n  glcm:\n  glrlm:\n  glszm:\n  gldm:\n  ngtdm:\n",
     )
     .unwrap();
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();

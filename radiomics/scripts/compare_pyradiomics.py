@@ -107,7 +107,8 @@ with open(params, "w") as f:
     force2d = any(e.replace(" ", "") == "force2D:true" for e in a.setting)
     directional = ("2.5D, " if force2d else "3D, ") + ("merged" if weighted else ("direction-merged" if force2d else "averaged"))
     zonal = "2.5D" if force2d else "3D"
-    f.write(f"setting:\n  binWidth: {a.bin_width}\n{norm}  ibsiAggregation: [\"{directional}\", \"{zonal}\"]\nimageType:\n")
+    # FedRad's IBSI names (with the aggregation column) are what the tables above map to.
+    f.write(f"setting:\n  featureNaming: ibsi\n  binWidth: {a.bin_width}\n{norm}  ibsiAggregation: [\"{directional}\", \"{zonal}\"]\nimageType:\n")
     for t in types:
         f.write(f"  {t}: {options(t)}\n")
     f.write("featureClass:\n")

@@ -201,7 +201,10 @@ pub fn extract(image: &Volume, mask: &Volume, s: &Settings) -> Result<Vec<Featur
             out.extend(families(&filtered, &grey, s, &prefix, *image_type == ImageType::ORIGINAL));
         }
     }
-    Ok(out)
+    Ok(match s.naming {
+        FeatureNaming::Ibsi => out,
+        FeatureNaming::PyRadiomics => super::naming::to_pyradiomics(out, &s.pyradiomics_selection),
+    })
 }
 
 /// The ROI's bounding box plus a margin that holds the local-intensity sphere (every other
@@ -231,6 +234,12 @@ fn shape_families(roi: &Roi, s: &Settings) -> Vec<Feature> {
     let mut out = Vec::new();
     if s.families.contains(&Family::Shape) {
         out.extend(morphology::features(roi));
+        if s.naming == FeatureNaming::PyRadiomics {
+            let [slice, column, row] = morphology::plane_diameters(roi);
+            for (name, value) in [("Slice", slice), ("Column", column), ("Row", row)] {
+                out.push(feature(&format!("shape_Maximum2DDiameter{name}"), value, "", None));
+            }
+        }
     }
     if s.families.contains(&Family::Shape2D) {
         out.extend(shape_2d::features(roi, s.slice_axis));
@@ -298,7 +307,8 @@ fn families(roi: &Roi, grey: &GreyLevels, s: &Settings, prefix: &str, original: 
     out
 }
 
-/// The CSV the `extract` command writes: feature,value,ibsi_code,aggregation.
+/// The CSV the `extract` command writes: feature,value,ibsi_code,aggregation (the feature's
+/// name without the aggregation suffix; PyRadiomics' names have none).
 pub fn to_csv(features: &[Feature]) -> String {
     let mut s = String::from("feature,value,ibsi_code,aggregation\n");
     for f in features {

@@ -35,6 +35,12 @@
 //!
 //! HX, HY: entropies of the marginals; HXY1 = −Σ p_ij log2(p_x(i) p_y(j));
 //! HXY2 = −Σ p_x(i) p_y(j) log2(p_x(i) p_y(j)).
+//!
+//! PyRadiomics' maximal correlation coefficient (`MCC`, no IBSI code, computed only when
+//! [`TextureSettings::maximal_correlation`] asks): √(second largest eigenvalue of
+//! Q(i, j) = Σ_k p_ik p_jk/(p_x(i) p_y(k))), 1 for a region of one grey level. Q = D_x⁻¹ P D_y⁻¹ Pᵀ
+//! is similar to the symmetric B Bᵀ with B = D_x^{-1/2} P D_y^{-1/2}, so its eigenvalues
+//! are those of B Bᵀ, found by cyclic Jacobi rotations ([`maximal_correlation`]).
 
 use super::texture::{CountMatrix, TextureSettings, directional, directions, entropy, named, without_ibsi_codes};
 use super::{Aggregation, Feature, GreyLevels, PaddedLevels};
@@ -193,6 +199,102 @@ pub fn features(g: &GreyLevels, agg: Aggregation, t: &TextureSettings, spacing: 
     let dirs = directions(&t.distances, false);
     let weight = t.weighting.map(|w| move |d: [isize; 3]| w.glcm_weight(d, spacing));
     let weight = weight.as_ref().map(|w| w as &dyn Fn([isize; 3]) -> f64);
-    let values = directional(g, agg, &dirs, weight, &|g, d| matrix(g, d, t.symmetrical_glcm), &from_matrix);
-    without_ibsi_codes(named("glcm", &FEATURES, values, agg), t.symmetrical_glcm && t.ibsi_distances())
+    let matrix_of = |g: &PaddedLevels, d: [isize; 3]| matrix(g, d, t.symmetrical_glcm);
+    let out = if t.maximal_correlation {
+        // PyRadiomics' Q has a row per grey level present in the ROI; with one level the
+        // region is flat and MCC is 1 whatever a direction's matrix holds.
+        let mut present: Vec<u32> = g.levels.iter().copied().filter(|l| *l > 0).collect();
+        present.sort_unstable();
+        present.dedup();
+        let flat = present.len() < 2;
+        let with_mcc = |m: &CountMatrix| {
+            let mut v = from_matrix(m);
+            v.push(if flat { 1.0 } else { maximal_correlation(m) });
+            v
+        };
+        let values = directional(g, agg, &dirs, weight, &matrix_of, &with_mcc);
+        let (values, mcc) = match values {
+            Some(mut v) => {
+                let mcc = v.pop().unwrap_or(f64::NAN);
+                (Some(v), mcc)
+            }
+            None => (None, f64::NAN),
+        };
+        let mut out = named("glcm", &FEATURES, values, agg);
+        out.push(super::feature("glcm_MaximalCorrelationCoefficient", mcc, "", Some(agg)));
+        out
+    } else {
+        named("glcm", &FEATURES, directional(g, agg, &dirs, weight, &matrix_of, &from_matrix), agg)
+    };
+    without_ibsi_codes(out, t.symmetrical_glcm && t.ibsi_distances())
+}
+
+/// PyRadiomics' MCC of one matrix: the square root of the second largest eigenvalue of
+/// B Bᵀ, B(i, k) = p_ik/√(p_x(i) p_y(k)), over the grey levels that occur in it (the others
+/// give Q zero rows and columns, eigenvalue 0).
+pub fn maximal_correlation(m: &CountMatrix) -> f64 {
+    let ng = m.rows;
+    let total = m.total();
+    let (mut px, mut py) = (vec![0.0; ng], vec![0.0; ng]);
+    for i in 0..ng {
+        for j in 0..ng {
+            let v = m.at(i, j) / total;
+            px[i] += v;
+            py[j] += v;
+        }
+    }
+    let rows: Vec<usize> = (0..ng).filter(|i| px[*i] > 0.0).collect();
+    let cols: Vec<usize> = (0..ng).filter(|k| py[*k] > 0.0).collect();
+    let n = rows.len();
+    if n < 2 {
+        return 0.0;
+    }
+    let b: Vec<Vec<f64>> = rows.iter().map(|&i| cols.iter().map(|&k| m.at(i, k) / total / (px[i] * py[k]).sqrt()).collect()).collect();
+    let mut c = vec![0.0; n * n];
+    for r in 0..n {
+        for s in r..n {
+            let v: f64 = b[r].iter().zip(&b[s]).map(|(x, y)| x * y).sum();
+            c[r * n + s] = v;
+            c[s * n + r] = v;
+        }
+    }
+    let mut eigenvalues = symmetric_eigenvalues(c, n);
+    eigenvalues.sort_by(|a, b| b.total_cmp(a));
+    eigenvalues[1].max(0.0).sqrt()
+}
+
+/// Eigenvalues of a symmetric n × n matrix (row-major) by cyclic Jacobi rotations, to
+/// machine precision.
+fn symmetric_eigenvalues(mut a: Vec<f64>, n: usize) -> Vec<f64> {
+    for _sweep in 0..100 {
+        let off: f64 = (0..n).flat_map(|p| (p + 1..n).map(move |q| (p, q))).map(|(p, q)| a[p * n + q] * a[p * n + q]).sum();
+        let diag: f64 = (0..n).map(|p| a[p * n + p] * a[p * n + p]).sum();
+        if off <= 1e-32 * diag.max(f64::MIN_POSITIVE) {
+            break;
+        }
+        for p in 0..n {
+            for q in p + 1..n {
+                let apq = a[p * n + q];
+                if apq == 0.0 {
+                    continue;
+                }
+                let theta = (a[q * n + q] - a[p * n + p]) / (2.0 * apq);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (t * t + 1.0).sqrt();
+                let s = t * c;
+                for k in 0..n {
+                    let (akp, akq) = (a[k * n + p], a[k * n + q]);
+                    a[k * n + p] = c * akp - s * akq;
+                    a[k * n + q] = s * akp + c * akq;
+                }
+                for k in 0..n {
+                    let (apk, aqk) = (a[p * n + k], a[q * n + k]);
+                    a[p * n + k] = c * apk - s * aqk;
+                    a[q * n + k] = s * apk + c * aqk;
+                }
+            }
+        }
+    }
+    (0..n).map(|p| a[p * n + p]).collect()
 }

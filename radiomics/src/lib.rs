@@ -32,6 +32,7 @@ pub mod marching_cubes_table;
 pub mod memory;
 pub mod mesh;
 pub mod morphology;
+pub mod naming;
 pub mod ngldm;
 pub mod ngtdm;
 pub mod resample;
@@ -118,6 +119,19 @@ pub struct Feature {
     /// IBSI identifier where the value follows the IBSI definition, else empty.
     pub ibsi_code: &'static str,
     pub aggregation: Option<Aggregation>,
+    /// Whose name `name` is; see [`naming`].
+    pub naming: FeatureNaming,
+}
+
+/// Which vocabulary feature names follow (see [`naming`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FeatureNaming {
+    /// FedRad's IBSI names (`glcm_JointMaximum`), the aggregation appended to the column.
+    #[default]
+    Ibsi,
+    /// PyRadiomics' names and feature set (`glcm_MaximumProbability`), one aggregation per
+    /// class and so none in the column.
+    PyRadiomics,
 }
 
 /// The region of interest on the image grid: voxel intensities and the ROI mask.
@@ -316,17 +330,18 @@ impl PaddedLevels {
 }
 
 impl Feature {
-    /// A name unique within one extraction: the aggregation is appended to texture features.
+    /// A name unique within one extraction: under IBSI naming the aggregation is appended to
+    /// texture features; PyRadiomics' names are unique as they are.
     pub fn column(&self) -> String {
-        match self.aggregation {
-            Some(a) => format!("{}_{}", self.name, a.short()),
-            None => self.name.clone(),
+        match (self.aggregation, self.naming) {
+            (Some(a), FeatureNaming::Ibsi) => format!("{}_{}", self.name, a.short()),
+            _ => self.name.clone(),
         }
     }
 }
 
 pub(crate) fn feature(name: &str, value: f64, ibsi_code: &'static str, aggregation: Option<Aggregation>) -> Feature {
-    Feature { name: name.to_string(), value, ibsi_code, aggregation }
+    Feature { name: name.to_string(), value, ibsi_code, aggregation, naming: FeatureNaming::Ibsi }
 }
 
 /// Every IBSI family on one ROI: statistics and local intensity on the raw intensities, the

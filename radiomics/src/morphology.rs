@@ -21,6 +21,7 @@
 //! | Sphericity | QCFX | (36π V²)^{1/3}/A |
 //! | Asphericity | 25C7 | (A³/(36π V²))^{1/3} − 1 |
 //! | Maximum 3D diameter | L0JK | largest distance between mesh (hull) vertices |
+//! | Maximum 2D diameter slice / column / row | — | largest distance between mesh vertices in one axial (same z) / coronal (same y) / sagittal (same x) plane; PyRadiomics' features, computed only under its naming ([`plane_diameters`]) |
 //! | Volume / area density, axis-aligned bounding box | PBX1 R59B | V/V_aabb, A/A_aabb of the mesh's box |
 //! | Volume / area density, approximate enclosing ellipsoid | 6BDE RDD2 | semi-axes 2√λ_k; area by the Legendre series (20 terms) |
 //! | Volume / area density, convex hull | R3ER 7T7F | V/V_hull, A/A_hull |
@@ -149,6 +150,66 @@ fn mesh_features(roi: &Roi, eigenvalues: [f64; 3], mean_intensity: f64) -> Vec<(
         ("AreaDensityConvexHull", "7T7F", a / hull_a),
         ("IntegratedIntensity", "99N0", mean_intensity * v),
     ]
+}
+
+/// PyRadiomics' `Maximum2DDiameterSlice`, `Maximum2DDiameterColumn` and
+/// `Maximum2DDiameterRow` of the morphological mask: for each axis z, y, x, the largest
+/// distance between two mesh vertices with the same coordinate on that axis. The largest
+/// distance within a plane is between two vertices of the plane's convex hull, so each plane
+/// takes its 2D hull first instead of PyRadiomics' all pairs.
+pub fn plane_diameters(roi: &Roi) -> [f64; 3] {
+    let mesh = super::mesh::Surface::of_mask(&roi.morph_mask, roi.dims, roi.spacing);
+    if mesh.vertices.is_empty() {
+        return [f64::NAN; 3];
+    }
+    // Vertices lie on grid lines or edge midpoints: twice the index is a whole number.
+    let half_index = |p: &[f64; 3], axis: usize| (p[axis] / roi.spacing[axis] * 2.0).round() as i64;
+    [2, 1, 0].map(|axis| {
+        let mut planes: std::collections::BTreeMap<i64, Vec<[f64; 2]>> = std::collections::BTreeMap::new();
+        let [u, v] = match axis {
+            2 => [0, 1],
+            1 => [0, 2],
+            _ => [1, 2],
+        };
+        for p in &mesh.vertices {
+            planes.entry(half_index(p, axis)).or_default().push([p[u], p[v]]);
+        }
+        planes.into_values().map(|points| widest_pair(&convex_hull_2d(points))).fold(0.0, f64::max)
+    })
+}
+
+/// The convex hull of points in the plane (Andrew's monotone chain), without collinear points.
+fn convex_hull_2d(mut points: Vec<[f64; 2]>) -> Vec<[f64; 2]> {
+    points.sort_by(|a, b| a[0].total_cmp(&b[0]).then(a[1].total_cmp(&b[1])));
+    points.dedup();
+    if points.len() < 3 {
+        return points;
+    }
+    let cross = |o: [f64; 2], a: [f64; 2], b: [f64; 2]| (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]);
+    let mut hull: Vec<[f64; 2]> = Vec::with_capacity(2 * points.len());
+    for pass in 0..2 {
+        let start = hull.len();
+        let ordered: Box<dyn Iterator<Item = &[f64; 2]>> = if pass == 0 { Box::new(points.iter()) } else { Box::new(points.iter().rev()) };
+        for &p in ordered {
+            while hull.len() >= start + 2 && cross(hull[hull.len() - 2], hull[hull.len() - 1], p) <= 0.0 {
+                hull.pop();
+            }
+            hull.push(p);
+        }
+        hull.pop();
+    }
+    hull
+}
+
+/// The largest distance between two of `points`.
+fn widest_pair(points: &[[f64; 2]]) -> f64 {
+    let mut widest = 0.0f64;
+    for (i, a) in points.iter().enumerate() {
+        for b in &points[i + 1..] {
+            widest = widest.max(((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt());
+        }
+    }
+    widest
 }
 
 pub fn features(roi: &Roi) -> Vec<Feature> {

@@ -26,19 +26,27 @@
 //! one-slice ROI, see [`super::shape_2d`]), `firstorder` (IBSI intensity statistics),
 //! `glcm`, `glrlm`, `glszm`, `gldm` (IBSI NGLDM), `ngtdm`, and the IBSI families
 //! `histogram`, `ivh`, `localintensity`, `gldzm`.
+//!
+//! Names (`featureNaming`, see [`super::naming`]): a parameter file gets PyRadiomics' names
+//! and feature set, as PyRadiomics' `execute` returns them — no `featureClass` means its seven
+//! default classes, a class may list features by PyRadiomics' names (deprecated ones it still
+//! computes included). `featureNaming: ibsi` gives FedRad's IBSI names with the aggregation in
+//! the column, the IBSI-only classes and `ibsiAggregation`, which PyRadiomics' names cannot
+//! express and are refused without it. FedRad's study default is IBSI-named.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use yaml_rust2::{Yaml, YamlLoader};
 
-use super::Aggregation;
 use super::discretise::Discretisation;
 use super::filters::{ImageType, PointTransform};
 use super::local_binary_pattern::{Lbp2dSettings, LbpMethod};
 use super::local_binary_pattern_3d::Lbp3dSettings;
+use super::naming::{self, PyRadiomicsFeature};
 use super::resample::Interpolator;
 use super::texture::{TextureSettings, WeightingNorm};
 use super::wavelet::WaveletSettings;
+use super::{Aggregation, FeatureNaming};
 
 /// Bump whenever any feature's value can change, so cached features are recomputed.
 pub const FEATURE_CODE_VERSION: u32 = 9;
@@ -98,6 +106,9 @@ impl Family {
     }
 }
 
+/// The classes PyRadiomics enables when a parameter file names none (all but `shape2D`).
+pub const PYRADIOMICS_DEFAULT_CLASSES: [Family; 7] = [Family::Shape, Family::FirstOrder, Family::Glcm, Family::Glrlm, Family::Glszm, Family::Gldm, Family::Ngtdm];
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ResegmentMode {
     Absolute,
@@ -147,6 +158,12 @@ pub struct Settings {
     /// The axis (0 = x, 1 = y, 2 = z) that 2D and 2.5D texture slices across (PyRadiomics
     /// `force2Ddimension` 2, 1, 0); 2, axial slices, unless set.
     pub slice_axis: usize,
+    /// PyRadiomics' names and feature set, or FedRad's IBSI names (`featureNaming`; see
+    /// [`super::naming`]). Parameter files default to PyRadiomics', the study default to IBSI.
+    pub naming: FeatureNaming,
+    /// Under PyRadiomics naming, the features of each enabled class: a class's `featureClass`
+    /// list, or its non-deprecated features.
+    pub pyradiomics_selection: BTreeMap<Family, Vec<&'static PyRadiomicsFeature>>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -159,6 +176,8 @@ pub enum SettingsError {
     BadValue { key: String, detail: String },
     #[error("`{key}` = {value} is not supported by FedRad yet (only its default is)")]
     Unsupported { key: String, value: String },
+    #[error("`featureClass`: {0}")]
+    Naming(#[from] naming::NamingError),
 }
 
 impl Settings {
@@ -205,13 +224,22 @@ impl Settings {
             texture: TextureSettings::default(),
             voxel_array_shift: 0.0,
             slice_axis: 2,
+            naming: FeatureNaming::Ibsi,
+            pyradiomics_selection: BTreeMap::new(),
         }
     }
 
-    /// PyRadiomics' own defaults (binWidth 25, no normalisation), used as the base of a
-    /// parameter file.
+    /// PyRadiomics' own defaults (binWidth 25, no normalisation, its names and its seven
+    /// default classes), the base of a parameter file.
     pub fn pyradiomics_default() -> Settings {
-        Settings { discretisation: Discretisation::PyRadiomicsBinWidth(25.0), normalize_scale: None, minimum_roi_dimensions: 2, ..Settings::original_only() }
+        Settings {
+            discretisation: Discretisation::PyRadiomicsBinWidth(25.0),
+            normalize_scale: None,
+            minimum_roi_dimensions: 2,
+            naming: FeatureNaming::PyRadiomics,
+            families: PYRADIOMICS_DEFAULT_CLASSES.into_iter().collect(),
+            ..Settings::original_only()
+        }
     }
 
     /// A canonical text of everything that changes the values, for cache keys: the
@@ -236,6 +264,9 @@ impl Settings {
         let mut weighting_given = false;
         let mut force_2d = false;
         let mut aggregation_given = false;
+        let mut naming_given = None;
+        let mut class_lists: Vec<(Family, Vec<String>)> = Vec::new();
+        let mut classes_given = false;
         // Image types with their own options; filter options under `setting` apply to all.
         let mut image_options: Vec<(String, yaml_rust2::yaml::Hash)> = Vec::new();
         let mut filter_settings = yaml_rust2::yaml::Hash::new();
@@ -382,6 +413,23 @@ impl Settings {
                                 s.texture.gldm_alpha = a as u32;
                             }
                             "voxelArrayShift" => s.voxel_array_shift = number(&key, v)?,
+                            "featureNaming" => {
+                                naming_given = Some(match v.as_str() {
+                                    Some("pyradiomics") => FeatureNaming::PyRadiomics,
+                                    Some("ibsi") => FeatureNaming::Ibsi,
+                                    _ => return Err(bad(&key, "must be pyradiomics (PyRadiomics' names and feature set) or ibsi (FedRad's IBSI names)")),
+                                })
+                            }
+                            // PyRadiomics' mask correction for a 2D shape test case; masks
+                            // here must already lie on the image grid.
+                            "correctMask" => {
+                                if boolean(&key, v)? {
+                                    return Err(SettingsError::Unsupported {
+                                        key: "setting.correctMask".into(),
+                                        value: "true (resample the mask onto the image grid first)".into(),
+                                    });
+                                }
+                            }
                             _ => return Err(SettingsError::UnknownKey(format!("setting.{key}"))),
                         }
                     }
@@ -402,16 +450,20 @@ impl Settings {
                 "featureClass" => {
                     let Some(map) = v.as_hash() else { return Err(bad("featureClass", "must be a mapping")) };
                     s.families.clear();
+                    classes_given = true;
                     for (k, v) in map {
                         let name = k.as_str().unwrap_or("");
                         let fam = Family::from_key(name).ok_or_else(|| SettingsError::UnknownKey(format!("featureClass.{name}")))?;
-                        if !(v.is_null() || v.as_vec().is_some_and(|l| l.is_empty())) {
-                            return Err(SettingsError::Unsupported {
-                                key: format!("featureClass.{name}"),
-                                value: "a feature list (all features of a class are computed)".into(),
-                            });
-                        }
+                        let listed: Vec<String> = match v {
+                            Yaml::Null => Vec::new(),
+                            Yaml::Array(l) => l
+                                .iter()
+                                .map(|x| x.as_str().map(str::to_string).ok_or_else(|| bad(&format!("featureClass.{name}"), "must list feature names")))
+                                .collect::<Result<_, _>>()?,
+                            _ => return Err(bad(&format!("featureClass.{name}"), "must be empty or a list of feature names")),
+                        };
                         s.families.insert(fam);
+                        class_lists.push((fam, listed));
                     }
                 }
                 other => return Err(SettingsError::UnknownKey(other.to_string())),
@@ -429,6 +481,40 @@ impl Settings {
         }
         if normalize {
             s.normalize_scale = Some(scale);
+        }
+        s.naming = naming_given.unwrap_or(FeatureNaming::PyRadiomics);
+        match s.naming {
+            FeatureNaming::Ibsi => {
+                if !classes_given {
+                    s.families = Family::ALL.into_iter().collect();
+                }
+                if let Some((fam, _)) = class_lists.iter().find(|(_, l)| !l.is_empty()) {
+                    return Err(SettingsError::Unsupported {
+                        key: format!("featureClass.{}", fam.key()),
+                        value: "a feature list under featureNaming: ibsi (all features of a class are computed; lists take PyRadiomics' names)".into(),
+                    });
+                }
+            }
+            FeatureNaming::PyRadiomics => {
+                if aggregation_given {
+                    return Err(bad(
+                        "setting.ibsiAggregation",
+                        "names IBSI aggregations, which PyRadiomics' names do not carry (each class has PyRadiomics' one): add `featureNaming: ibsi`",
+                    ));
+                }
+                if !classes_given {
+                    class_lists = PYRADIOMICS_DEFAULT_CLASSES.into_iter().map(|f| (f, Vec::new())).collect();
+                }
+                for (fam, listed) in &class_lists {
+                    s.pyradiomics_selection.insert(*fam, naming::select(*fam, listed)?);
+                }
+                if let Some(only) = &s.filtered_families
+                    && let Some(f) = only.iter().find(|f| !naming::PYRADIOMICS_CLASSES.contains(f))
+                {
+                    return Err(naming::NamingError::IbsiOnlyClass(f.key()).into());
+                }
+                s.texture.maximal_correlation = s.pyradiomics_selection.get(&Family::Glcm).is_some_and(|l| l.iter().any(|p| p.name == "MCC"));
+            }
         }
         // PyRadiomics' weighted directions give one merged matrix, not a per-direction average.
         if weighting_given && !aggregation_given {
@@ -670,7 +756,10 @@ mod tests {
             "setting:\n  distances: [1, 2]\n  symmetricalGLCM: false\n  weightingNorm: manhattan\n  gldm_a: 2\n  voxelArrayShift: 1000\n",
         )
         .unwrap();
-        assert_eq!(s.texture, TextureSettings { distances: vec![1, 2], symmetrical_glcm: false, weighting: Some(WeightingNorm::Manhattan), gldm_alpha: 2 });
+        // PyRadiomics' default GLCM features include MCC.
+        let expected =
+            TextureSettings { distances: vec![1, 2], symmetrical_glcm: false, weighting: Some(WeightingNorm::Manhattan), gldm_alpha: 2, maximal_correlation: true };
+        assert_eq!(s.texture, expected);
         assert_eq!(s.voxel_array_shift, 1000.0);
         // Weighted directions are merged: PyRadiomics' "3D, averaged" default becomes "3D, merged".
         assert_eq!(s.aggregations, vec![Aggregation::ThreeDMerged, Aggregation::ThreeD]);
@@ -709,7 +798,10 @@ mod tests {
             ("setting:\n  padDistance: -1\n", "padDistance"),
             ("setting:\n  distances: [0]\n", "distances"),
             ("setting:\n  weightingNorm: l2\n", "weightingNorm"),
-            ("setting:\n  weightingNorm: euclidean\n  ibsiAggregation: [\"3D, averaged\"]\n", "weightingNorm"),
+            ("setting:\n  featureNaming: ibsi\n  weightingNorm: euclidean\n  ibsiAggregation: [\"3D, averaged\"]\n", "weightingNorm"),
+            ("setting:\n  featureNaming: IBSI\n", "featureNaming"),
+            ("setting:\n  correctMask: true\n", "setting.correctMask"),
+            ("featureClass:\n  glcm: 3\n", "featureClass.glcm"),
             ("setting:\n  gldm_a: 0.5\n", "gldm_a"),
             ("setting:\n  force2D: 1\n", "force2D"),
             ("setting:\n  force2Ddimension: 3\n", "force2Ddimension"),

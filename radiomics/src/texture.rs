@@ -17,6 +17,9 @@ pub struct TextureSettings {
     pub weighting: Option<WeightingNorm>,
     /// NGLDM coarseness α (`gldm_a`): a neighbour within α grey levels counts as dependent.
     pub gldm_alpha: u32,
+    /// Also compute PyRadiomics' GLCM maximal correlation coefficient (`MCC`), which has no
+    /// IBSI code; asked for only under PyRadiomics naming, where it is a default feature.
+    pub maximal_correlation: bool,
 }
 
 impl TextureSettings {
@@ -38,7 +41,7 @@ pub fn without_ibsi_codes(mut features: Vec<Feature>, keep: bool) -> Vec<Feature
 
 impl Default for TextureSettings {
     fn default() -> Self {
-        TextureSettings { distances: vec![1], symmetrical_glcm: true, weighting: None, gldm_alpha: 0 }
+        TextureSettings { distances: vec![1], symmetrical_glcm: true, weighting: None, gldm_alpha: 0, maximal_correlation: false }
     }
 }
 

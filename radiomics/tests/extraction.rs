@@ -121,7 +121,7 @@ fn the_extract_command_writes_ibsi_tagged_csv_and_reports_bad_cases() {
     std::fs::create_dir_all(&dir).unwrap();
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ibsi");
     let params = dir.join("phantom.yaml");
-    std::fs::write(&params, "setting:\n  binCount: 6\n  ibsiAggregation: [\"3D, averaged\", \"2D, slice-merged\", \"3D\"]\n").unwrap();
+    std::fs::write(&params, "setting:\n  featureNaming: ibsi\n  binCount: 6\n  ibsiAggregation: [\"3D, averaged\", \"2D, slice-merged\", \"3D\"]\n").unwrap();
     let out = dir.join("features.csv");
     let status = Command::new(env!("CARGO_BIN_EXE_fedrad-radiomics"))
         .args(["extract", "--image"])

@@ -27,8 +27,9 @@ fn features_match_pyradiomics_under_each_setting() {
     let mut worst: f64 = 0.0;
     for (name, config) in configs {
         // The aggregations follow from the settings as in a plain PyRadiomics file (weighted
-        // directions are merged, force2D is 2.5D).
-        let mut yaml = String::from("setting:\n");
+        // directions are merged, force2D is 2.5D). The fixture names features as FedRad's IBSI
+        // output does (`tests/pyradiomics_baseline.rs` checks PyRadiomics' names).
+        let mut yaml = String::from("setting:\n  featureNaming: ibsi\n");
         for (key, value) in config["setting"].as_object().unwrap() {
             yaml.push_str(&format!("  {key}: {value}\n"));
         }
