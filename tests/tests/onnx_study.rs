@@ -54,7 +54,7 @@ async fn onnx_network_deep_features_reach_model_ii_and_a_tampered_copy_is_refuse
     assert_eq!((d.dimension, d.embedded), (5, 100));
     assert_eq!(d.weights_sha256, sha256);
     let combined = results.selection.as_ref().unwrap().sequences.iter().find(|s| s.group == "combined").expect("a radiomic + deep selection");
-    assert_eq!(combined.features, 1197 + 5);
+    assert_eq!(combined.features, fedrad_radiomics::catalogue::feature_catalogue(&fedrad_radiomics::settings::Settings::study_default()).unwrap().len() + 5);
     let ii = results.models.iter().find(|m| m.model == "II").unwrap();
     assert!(!ii.classifiers.is_empty() || ii.note.as_deref().is_some_and(|n| n.contains("selected no")), "{:?}", ii.note);
     let report = std::fs::read_to_string(dir.path().join("onnx-ok/report.md")).unwrap();
