@@ -40,7 +40,7 @@
 //! [`TextureSettings::maximal_correlation`] asks): √(second largest eigenvalue of
 //! Q(i, j) = Σ_k p_ik p_jk/(p_x(i) p_y(k))), 1 for a region of one grey level. Q = D_x⁻¹ P D_y⁻¹ Pᵀ
 //! is similar to the symmetric B Bᵀ with B = D_x^{-1/2} P D_y^{-1/2}, so its eigenvalues
-//! are those of B Bᵀ, found by cyclic Jacobi rotations ([`maximal_correlation`]).
+//! are those of B Bᵀ ([`maximal_correlation`], [`symmetric_eigenvalues`]).
 
 use super::texture::{CountMatrix, TextureSettings, directional, directions, entropy, named, without_ibsi_codes};
 use super::{Aggregation, Feature, GreyLevels, PaddedLevels};
@@ -263,38 +263,176 @@ pub fn maximal_correlation(m: &CountMatrix) -> f64 {
     eigenvalues[1].max(0.0).sqrt()
 }
 
-/// Eigenvalues of a symmetric n × n matrix (row-major) by cyclic Jacobi rotations, to
-/// machine precision.
-fn symmetric_eigenvalues(mut a: Vec<f64>, n: usize) -> Vec<f64> {
-    for _sweep in 0..100 {
-        let off: f64 = (0..n).flat_map(|p| (p + 1..n).map(move |q| (p, q))).map(|(p, q)| a[p * n + q] * a[p * n + q]).sum();
-        let diag: f64 = (0..n).map(|p| a[p * n + p] * a[p * n + p]).sum();
-        if off <= 1e-32 * diag.max(f64::MIN_POSITIVE) {
-            break;
-        }
-        for p in 0..n {
-            for q in p + 1..n {
-                let apq = a[p * n + q];
-                if apq == 0.0 {
-                    continue;
+/// Eigenvalues of a symmetric n × n matrix (row-major): Householder reduction to a
+/// tridiagonal matrix, then the implicit QL iteration with Wilkinson shifts (EISPACK's
+/// tred1 and tql1, as in Numerical Recipes' `tred2`/`tqli` without eigenvectors). About
+/// 4n³/3 operations, a tenth of cyclic Jacobi's, which matters with 13 directions on every
+/// filtered image; backward stable, so eigenvalues are exact to ~ε‖C‖.
+pub fn symmetric_eigenvalues(mut a: Vec<f64>, n: usize) -> Vec<f64> {
+    let at = |r: usize, c: usize| r * n + c;
+    let mut d = vec![0.0; n];
+    let mut e = vec![0.0; n];
+    for i in (1..n).rev() {
+        let l = i - 1;
+        let mut h = 0.0;
+        if l > 0 {
+            let scale: f64 = (0..=l).map(|k| a[at(i, k)].abs()).sum();
+            if scale == 0.0 {
+                e[i] = a[at(i, l)];
+            } else {
+                for k in 0..=l {
+                    a[at(i, k)] /= scale;
+                    h += a[at(i, k)] * a[at(i, k)];
                 }
-                let theta = (a[q * n + q] - a[p * n + p]) / (2.0 * apq);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let t = if theta == 0.0 { 1.0 } else { t };
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let s = t * c;
-                for k in 0..n {
-                    let (akp, akq) = (a[k * n + p], a[k * n + q]);
-                    a[k * n + p] = c * akp - s * akq;
-                    a[k * n + q] = s * akp + c * akq;
+                let f = a[at(i, l)];
+                let g = if f >= 0.0 { -h.sqrt() } else { h.sqrt() };
+                e[i] = scale * g;
+                h -= f * g;
+                a[at(i, l)] = f - g;
+                let mut f = 0.0;
+                for j in 0..=l {
+                    let mut g = 0.0;
+                    for k in 0..=j {
+                        g += a[at(j, k)] * a[at(i, k)];
+                    }
+                    for k in j + 1..=l {
+                        g += a[at(k, j)] * a[at(i, k)];
+                    }
+                    e[j] = g / h;
+                    f += e[j] * a[at(i, j)];
                 }
-                for k in 0..n {
-                    let (apk, aqk) = (a[p * n + k], a[q * n + k]);
-                    a[p * n + k] = c * apk - s * aqk;
-                    a[q * n + k] = s * apk + c * aqk;
+                let hh = f / (h + h);
+                for j in 0..=l {
+                    let f = a[at(i, j)];
+                    let g = e[j] - hh * f;
+                    e[j] = g;
+                    for k in 0..=j {
+                        a[at(j, k)] -= f * e[k] + g * a[at(i, k)];
+                    }
                 }
             }
+        } else {
+            e[i] = a[at(i, l)];
+        }
+        d[i] = h;
+    }
+    for (i, di) in d.iter_mut().enumerate() {
+        *di = a[at(i, i)];
+    }
+    // Implicit QL on the tridiagonal (d, e), e shifted so that e[i] couples i and i + 1.
+    for i in 1..n {
+        e[i - 1] = e[i];
+    }
+    if n > 0 {
+        e[n - 1] = 0.0;
+    }
+    for l in 0..n {
+        let mut iterations = 0;
+        loop {
+            let mut m = l;
+            while m + 1 < n {
+                let dd = d[m].abs() + d[m + 1].abs();
+                if e[m].abs() <= f64::EPSILON * dd {
+                    break;
+                }
+                m += 1;
+            }
+            if m == l {
+                break;
+            }
+            iterations += 1;
+            if iterations > 60 {
+                break;
+            }
+            let mut g = (d[l + 1] - d[l]) / (2.0 * e[l]);
+            let mut r = g.hypot(1.0);
+            g = d[m] - d[l] + e[l] / (g + if g >= 0.0 { r.abs() } else { -r.abs() });
+            let (mut s, mut c, mut p) = (1.0, 1.0, 0.0);
+            let mut deflated = false;
+            for i in (l..m).rev() {
+                let f = s * e[i];
+                let b = c * e[i];
+                r = f.hypot(g);
+                e[i + 1] = r;
+                if r == 0.0 {
+                    d[i + 1] -= p;
+                    e[m] = 0.0;
+                    deflated = true;
+                    break;
+                }
+                s = f / r;
+                c = g / r;
+                g = d[i + 1] - p;
+                r = (d[i] - g) * s + 2.0 * c * b;
+                p = s * r;
+                d[i + 1] = g + p;
+                g = c * r - b;
+            }
+            if deflated {
+                continue;
+            }
+            d[l] -= p;
+            e[l] = g;
+            e[m] = 0.0;
         }
     }
-    (0..n).map(|p| a[p * n + p]).collect()
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Σλᵏ = trace(Aᵏ) for k = 1, 2, 3 pins down a spectrum to within reordering far better
+    /// than any tolerance the features need; plus a diagonal and a tiny case.
+    #[test]
+    fn eigenvalues_keep_the_traces_of_the_matrix_powers() {
+        let mut state = 0x2545_f491_u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        for n in [1usize, 2, 3, 7, 32, 61] {
+            let mut a = vec![0.0; n * n];
+            for r in 0..n {
+                for c in r..n {
+                    let v = next();
+                    a[r * n + c] = v;
+                    a[c * n + r] = v;
+                }
+            }
+            let product = |x: &[f64], y: &[f64]| {
+                let mut z = vec![0.0; n * n];
+                for r in 0..n {
+                    for k in 0..n {
+                        for c in 0..n {
+                            z[r * n + c] += x[r * n + k] * y[k * n + c];
+                        }
+                    }
+                }
+                z
+            };
+            let a2 = product(&a, &a);
+            let a3 = product(&a2, &a);
+            let trace = |m: &[f64]| (0..n).map(|i| m[i * n + i]).sum::<f64>();
+            let ev = symmetric_eigenvalues(a.clone(), n);
+            for (k, expected) in [(1, trace(&a)), (2, trace(&a2)), (3, trace(&a3))] {
+                let got: f64 = ev.iter().map(|l| l.powi(k)).sum();
+                assert!((got - expected).abs() <= 1e-10 * (1.0 + expected.abs()), "n {n}, power {k}: {got} vs {expected}");
+            }
+        }
+        let mut diagonal = symmetric_eigenvalues(vec![3.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 2.0], 3);
+        diagonal.sort_by(f64::total_cmp);
+        assert_eq!(diagonal, [-1.0, 2.0, 3.0]);
+    }
+
+    /// Two grey levels that never meet have two independent blocks: maximal correlation 1.
+    /// Two levels paired at random (independent) have none: 0.
+    #[test]
+    fn maximal_correlation_is_one_for_separate_blocks_and_zero_for_independence() {
+        let blocks = CountMatrix { rows: 2, cols: 2, data: vec![5.0, 0.0, 0.0, 3.0], voxels: 0.0 };
+        assert!((maximal_correlation(&blocks) - 1.0).abs() < 1e-12);
+        let independent = CountMatrix { rows: 2, cols: 2, data: vec![4.0, 4.0, 4.0, 4.0], voxels: 0.0 };
+        assert!(maximal_correlation(&independent).abs() < 1e-7);
+    }
 }
