@@ -251,8 +251,12 @@ impl Settings {
     pub fn from_pyradiomics_yaml(text: &str) -> Result<Settings, SettingsError> {
         let docs = YamlLoader::load_from_str(text).map_err(|e| SettingsError::Yaml(e.to_string()))?;
         let mut s = Settings::pyradiomics_default();
-        let Some(doc) = docs.first() else { return Ok(s) };
-        let top = doc.as_hash().ok_or_else(|| SettingsError::Yaml("the top level must be a mapping".into()))?;
+        // An empty file (or one of comments only) is PyRadiomics' defaults.
+        let empty = yaml_rust2::yaml::Hash::new();
+        let top = match docs.first() {
+            None | Some(Yaml::Null) => &empty,
+            Some(doc) => doc.as_hash().ok_or_else(|| SettingsError::Yaml("the top level must be a mapping".into()))?,
+        };
         let mut bin_width = None;
         let mut bin_count = None;
         let mut normalize = false;
@@ -748,6 +752,15 @@ mod tests {
         assert_eq!((s.interpolator, s.pad_distance, s.pre_crop), (Some(Interpolator::BSpline), 5, true));
         let s = Settings::from_pyradiomics_yaml("setting:\n  interpolator: 1\n").unwrap();
         assert_eq!(s.interpolator, Some(Interpolator::NearestNeighbor));
+    }
+
+    #[test]
+    fn an_empty_parameter_file_is_pyradiomics_defaults_with_its_107_features() {
+        for text in ["", "# nothing but a comment\n"] {
+            let s = Settings::from_pyradiomics_yaml(text).unwrap();
+            assert_eq!(s.naming, FeatureNaming::PyRadiomics);
+            assert_eq!(s.pyradiomics_selection.values().map(Vec::len).sum::<usize>(), 107, "{text:?}");
+        }
     }
 
     #[test]
