@@ -14,7 +14,7 @@ use fedrad_imaging::{ImagingError, SampleType, Volume};
 use super::discretise::{DiscretisationError, discretise};
 use super::filters::ImageType;
 use super::resample;
-use super::settings::{Family, ResegmentMode, Settings};
+use super::settings::{Family, IvhInput, ResegmentMode, Settings};
 use super::turned_axes;
 use super::*;
 
@@ -267,17 +267,29 @@ fn families(roi: &Roi, grey: &GreyLevels, s: &Settings, prefix: &str, original: 
     }
     if has(Family::Ivh) {
         let levels: Vec<f64> = grey.levels.iter().filter(|l| **l > 0).map(|l| *l as f64).collect();
-        out.extend(ivh::features(&levels, s.ivh_step.unwrap_or(1.0)));
+        let step = s.ivh_step.unwrap_or(1.0);
+        out.extend(match s.ivh_input {
+            IvhInput::GreyLevels => ivh::features(&levels, step),
+            IvhInput::Intensities => {
+                let range = match s.resegment {
+                    Some((ResegmentMode::Absolute, lo, Some(hi))) => Some((lo, hi)),
+                    _ => None,
+                };
+                ivh::features_in_range(&roi.roi_intensities(), step, range)
+            }
+        });
     }
     // 2D and 2.5D texture take slices across `slice_axis` (PyRadiomics `force2Ddimension`):
     // the grid is turned so that this axis is the third.
     let turned = (s.slice_axis != 2).then(|| grey.with_slices_across(s.slice_axis));
+    let shape = has(Family::Gldzm).then(|| roi.morphological_levels());
+    let turned_shape = shape.as_ref().filter(|_| s.slice_axis != 2).map(|m| m.with_slices_across(s.slice_axis));
     let turned_spacing = turned_axes(s.slice_axis).map(|a| roi.spacing[a]);
     for &agg in &s.aggregations {
         let in_slices = !matches!(agg, Aggregation::ThreeDAveraged | Aggregation::ThreeDMerged | Aggregation::ThreeD);
-        let (grey, spacing) = match &turned {
-            Some(t) if in_slices => (t, turned_spacing),
-            _ => (grey, roi.spacing),
+        let (grey, spacing, shape) = match &turned {
+            Some(t) if in_slices => (t, turned_spacing, turned_shape.as_ref()),
+            _ => (grey, roi.spacing, shape.as_ref()),
         };
         if Aggregation::DIRECTIONAL.contains(&agg) {
             if has(Family::Glcm) {
@@ -291,7 +303,7 @@ fn families(roi: &Roi, grey: &GreyLevels, s: &Settings, prefix: &str, original: 
                 out.extend(glszm::features(grey, agg));
             }
             if has(Family::Gldzm) {
-                out.extend(gldzm::features(grey, agg));
+                out.extend(gldzm::features(grey, agg, shape));
             }
             if has(Family::Ngtdm) {
                 out.extend(ngtdm::features(grey, agg, &s.texture));

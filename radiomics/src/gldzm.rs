@@ -4,6 +4,12 @@
 //! of face-neighbour steps (6-connected in 3D, 4-connected in a slice) to a voxel outside the
 //! ROI or the grid, so voxels on the edge have distance 1. A zone's distance is the least
 //! distance of its voxels. d[i][j] counts zones of level i at distance j; N_z = Σ d.
+//!
+//! The edge is the morphological mask's, as the IBSI (and MIRP) define it: after
+//! re-segmentation removes voxels inside the ROI (air in a lung tumour, say), the zones are
+//! the intensity mask's but their distances still run to the outline of the ROI. [`features`]
+//! takes the morphological voxels that re-segmentation removed as a grid level above `ng`,
+//! so that the 2D slicing and axis turning of the texture code carry them along.
 //! Same formulas as the GLSZM with distance for size:
 //!
 //! | feature | code |
@@ -77,20 +83,38 @@ pub fn edge_distance(grid: &PaddedLevels, planar: bool) -> Vec<u32> {
     dist
 }
 
+/// The matrix of a grid whose levels 1..=`ng` are the intensity mask's and whose level
+/// `ng + 1`, if any, marks morphological voxels outside it (see the module doc).
 pub fn matrix(g: &GreyLevels, planar: bool) -> CountMatrix {
     // Zones and distances on one bordered grid, indexed alike.
     let grid = g.padded(1);
     let dist = edge_distance(&grid, planar);
     let mut m = CountMatrix::new(g.ng as usize, 1);
-    m.voxels = grid.roi_voxels() as f64;
+    m.voxels = g.levels.iter().filter(|l| (1..=g.ng).contains(*l)).count() as f64;
     for (level, zone) in super::glszm::zones(&grid, planar) {
+        if level > g.ng {
+            continue;
+        }
         let d = zone.iter().map(|v| dist[*v]).min().unwrap_or(1);
         m.add(level as usize - 1, d as usize - 1, 1.0);
     }
     m
 }
 
-pub fn features(g: &GreyLevels, agg: Aggregation) -> Vec<Feature> {
+/// GLDZM features of `g` (the intensity mask's grey levels), with distances to the edge of
+/// `morphological` (the ROI's shape on the same grid, level > 0 inside) where re-segmentation
+/// made the two differ.
+pub fn features(g: &GreyLevels, agg: Aggregation, morphological: Option<&GreyLevels>) -> Vec<Feature> {
+    let with_shape;
+    let g = match morphological {
+        Some(shape) if shape.levels.iter().zip(&g.levels).any(|(m, l)| *m > 0 && *l == 0) => {
+            let outside_level = g.ng + 1;
+            let levels = g.levels.iter().zip(&shape.levels).map(|(l, m)| if *l == 0 && *m > 0 { outside_level } else { *l }).collect();
+            with_shape = GreyLevels { dims: g.dims, levels, ng: g.ng };
+            &with_shape
+        }
+        _ => g,
+    };
     let values = zonal(g, agg, &matrix, &|a: &mut CountMatrix, b| a.merge(b), &|m| m.total() == 0.0, &|m| size_zone_features(m, 1.0).sixteen());
     named("gldzm", &FEATURES, values, agg)
 }
@@ -98,6 +122,25 @@ pub fn features(g: &GreyLevels, agg: Aggregation) -> Vec<Feature> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A 5×5 slice: a ring of level 1 around a 3×3 block of level 2 whose centre
+    /// re-segmentation removed. Against the intensity mask the block's zone touches the hole
+    /// (distance 1); against the ROI's outline, as the IBSI defines it, it lies 2 steps in.
+    #[test]
+    fn distances_run_to_the_morphological_edge_not_to_resegmentation_holes() {
+        let levels: Vec<u32> = (0..25).map(|i| if i == 12 { 0 } else if [6, 7, 8, 11, 13, 16, 17, 18].contains(&i) { 2 } else { 1 }).collect();
+        let g = GreyLevels { dims: [5, 5, 1], levels, ng: 2 };
+        let shape = GreyLevels { dims: [5, 5, 1], levels: vec![1; 25], ng: 1 };
+        let distance_of_level_2 = |features: Vec<Feature>| features.iter().find(|f| f.name == "gldzm_LargeDistanceEmphasis").unwrap().value;
+        // Two zones (level 1 at distance 1, level 2 at distance d): LDE = (1 + d²)/2.
+        assert_eq!(distance_of_level_2(features(&g, Aggregation::TwoD, None)), 1.0);
+        assert_eq!(distance_of_level_2(features(&g, Aggregation::TwoD, Some(&shape))), 2.5);
+        // The removed voxel is no zone and no voxel of the matrix.
+        let mut encoded = g.clone();
+        encoded.levels[12] = 3;
+        let m = matrix(&encoded, true);
+        assert_eq!((m.total(), m.voxels), (2.0, 24.0));
+    }
 
     /// The search's distance is the least city-block distance to a voxel outside the ROI,
     /// counting the voxels just beyond the grid as outside: a nearest such voxel is reached

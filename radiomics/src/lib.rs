@@ -173,6 +173,12 @@ impl Roi {
         Roi { dims, spacing: self.spacing, intensities, mask, morph_mask }
     }
 
+    /// The morphological mask as a grid of levels (1 inside), for families that need the
+    /// ROI's shape beside its grey levels (GLDZM's distances).
+    pub fn morphological_levels(&self) -> GreyLevels {
+        GreyLevels { dims: self.dims, levels: self.morph_mask.iter().map(|m| *m as u32).collect(), ng: 1 }
+    }
+
     pub fn voxel_count(&self) -> usize {
         self.mask.iter().filter(|m| **m).count()
     }
@@ -361,7 +367,7 @@ pub fn ibsi_features(roi: &Roi, grey: &GreyLevels, ivh_step: f64) -> Vec<Feature
     }
     for agg in Aggregation::ZONAL {
         out.extend(glszm::features(grey, agg));
-        out.extend(gldzm::features(grey, agg));
+        out.extend(gldzm::features(grey, agg, Some(&roi.morphological_levels())));
         out.extend(ngtdm::features(grey, agg, &t));
         out.extend(ngldm::features(grey, agg, &t));
     }

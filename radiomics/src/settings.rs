@@ -20,7 +20,8 @@
 //! [`super::local_binary_pattern_3d`]), their options given under the image type or, as
 //! PyRadiomics allows, under `setting`. IBSI-only keys: `ibsiDiscretisation` (`fixedBinNumber`,
 //! `fixedBinSize`, `pyradiomics`), `ibsiBinLowerBound`, `ibsiAggregation` (a list of IBSI
-//! aggregation names, e.g. `["3D, averaged", "3D"]`), `ivhStep`.
+//! aggregation names, e.g. `["3D, averaged", "3D"]`), `ivhStep`, `ivhDiscretisation`
+//! (`greyLevels`, `none`; see [`IvhInput`]).
 //!
 //! Feature classes: `shape` (IBSI morphology), `shape2D` (PyRadiomics' 2D shape of a
 //! one-slice ROI, see [`super::shape_2d`]), `firstorder` (IBSI intensity statistics),
@@ -49,7 +50,7 @@ use super::wavelet::WaveletSettings;
 use super::{Aggregation, FeatureNaming};
 
 /// Bump whenever any feature's value can change, so cached features are recomputed.
-pub const FEATURE_CODE_VERSION: u32 = 9;
+pub const FEATURE_CODE_VERSION: u32 = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Family {
@@ -109,6 +110,17 @@ impl Family {
 /// The classes PyRadiomics enables when a parameter file names none (all but `shape2D`).
 pub const PYRADIOMICS_DEFAULT_CLASSES: [Family; 7] = [Family::Shape, Family::FirstOrder, Family::Glcm, Family::Glrlm, Family::Glszm, Family::Gldm, Family::Ngtdm];
 
+/// What the intensity-volume histogram is taken of (IBSI "IVH discretisation").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IvhInput {
+    /// The texture's grey levels (`ivhDiscretisation: greyLevels`, the default), step
+    /// `ivhStep` (1).
+    GreyLevels,
+    /// The intensities themselves (`none`), on a grid of `ivhStep` (1: integer HU), with the
+    /// intensity fraction over the absolute re-segmentation range where there is one.
+    Intensities,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ResegmentMode {
     Absolute,
@@ -133,6 +145,8 @@ pub struct Settings {
     pub families: BTreeSet<Family>,
     pub aggregations: Vec<Aggregation>,
     pub ivh_step: Option<f64>,
+    /// What the intensity-volume histogram is taken of (`ivhDiscretisation`).
+    pub ivh_input: IvhInput,
     /// Images the features are computed on (shape only on the original).
     pub image_types: Vec<ImageType>,
     /// Feature classes on derived (filtered) images, when narrower than `families`
@@ -215,6 +229,7 @@ impl Settings {
             families: Family::ALL.into_iter().collect(),
             aggregations: vec![Aggregation::ThreeDAveraged, Aggregation::ThreeD],
             ivh_step: None,
+            ivh_input: IvhInput::GreyLevels,
             image_types: vec![ImageType::ORIGINAL],
             filtered_families: None,
             resampled_spacing: None,
@@ -355,6 +370,13 @@ impl Settings {
                                     .collect::<Result<_, _>>()?;
                             }
                             "ivhStep" => s.ivh_step = Some(positive(&key, v)?),
+                            "ivhDiscretisation" => {
+                                s.ivh_input = match v.as_str() {
+                                    Some("greyLevels") => IvhInput::GreyLevels,
+                                    Some("none") => IvhInput::Intensities,
+                                    _ => return Err(bad(&key, "must be greyLevels (the texture's discretisation) or none (the intensities themselves)")),
+                                }
+                            }
                             "filteredImageFeatureClasses" => {
                                 let names = v.as_vec().ok_or_else(|| bad(&key, "must be a list of feature classes"))?;
                                 s.filtered_families = Some(
