@@ -137,6 +137,11 @@ pub fn extract(image: &Volume, mask: &Volume, s: &Settings) -> Result<Vec<Featur
     // the image every filter and feature then sees. Normalised images are doubles in ITK.
     let sample = if s.normalize_scale.is_some() { SampleType::Float64 } else { image.sample };
     match (s.resampled_spacing, s.interpolator) {
+        _ if s.ibsi_interpolation.is_some() => {
+            if let Some(how) = &s.ibsi_interpolation {
+                roi = super::ibsi_interpolation::interpolate_roi(&roi, how);
+            }
+        }
         (Some(spacing), Some(interpolator)) => {
             roi = resample::resample(&roi, &image.geometry, &mask.geometry, spacing, interpolator, s.pad_distance, sample);
         }
@@ -146,17 +151,25 @@ pub fn extract(image: &Volume, mask: &Volume, s: &Settings) -> Result<Vec<Featur
         }
         _ => {}
     }
-    if let Some((mode, lo, hi)) = s.resegment {
+    if s.resegment.is_some() || s.outlier_sigma.is_some() {
         let vals = roi.roi_intensities();
         let (min, max) = vals.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
         let mean = vals.iter().sum::<f64>() / vals.len() as f64;
         let sd = (vals.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / vals.len() as f64).sqrt();
-        let bound = |b: f64| match mode {
-            ResegmentMode::Absolute => b,
-            ResegmentMode::Relative => min + b * (max - min),
-            ResegmentMode::Sigma => mean + b * sd,
-        };
-        let (lo, hi) = (bound(lo), hi.map(bound).unwrap_or(f64::INFINITY));
+        let (mut lo, mut hi) = (f64::NEG_INFINITY, f64::INFINITY);
+        if let Some((mode, l, h)) = s.resegment {
+            let bound = |b: f64| match mode {
+                ResegmentMode::Absolute => b,
+                ResegmentMode::Relative => min + b * (max - min),
+                ResegmentMode::Sigma => mean + b * sd,
+            };
+            (lo, hi) = (bound(l), h.map(bound).unwrap_or(f64::INFINITY));
+        }
+        // The IBSI's range and outlier re-segmentation together: both must hold, the outlier
+        // bounds from the ROI before either (as MIRP computes them).
+        if let Some(k) = s.outlier_sigma {
+            (lo, hi) = (lo.max(mean - k * sd), hi.min(mean + k * sd));
+        }
         for i in 0..roi.mask.len() {
             if roi.mask[i] && !(roi.intensities[i] >= lo && roi.intensities[i] <= hi) {
                 roi.mask[i] = false;
@@ -270,12 +283,27 @@ fn families(roi: &Roi, grey: &GreyLevels, s: &Settings, prefix: &str, original: 
         let step = s.ivh_step.unwrap_or(1.0);
         out.extend(match s.ivh_input {
             IvhInput::GreyLevels => ivh::features(&levels, step),
-            IvhInput::Intensities => {
-                let range = match s.resegment {
-                    Some((ResegmentMode::Absolute, lo, Some(hi))) => Some((lo, hi)),
-                    _ => None,
+            input => {
+                let xs = roi.roi_intensities();
+                let (min, max) = xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
+                // X_min and X_max: the absolute re-segmentation range's bounds where it has them.
+                let (r0, r1) = match s.resegment {
+                    Some((ResegmentMode::Absolute, lo, hi)) => (lo, hi.unwrap_or(max)),
+                    _ => (min, max),
                 };
-                ivh::features_in_range(&roi.roi_intensities(), step, range)
+                match input {
+                    IvhInput::FixedBinSize(w) => {
+                        let bins = ((r1 - r0) / w).ceil() + 1.0;
+                        let centres: Vec<f64> = xs.iter().map(|x| r0 + (((x - r0) / w).floor() + 1.0).max(1.0) * w - 0.5 * w).collect();
+                        ivh::features_in_range(&centres, w, Some((r0 + 0.5 * w, r0 + (bins - 0.5) * w)))
+                    }
+                    IvhInput::FixedBinNumber(n) => {
+                        let nf = n as f64;
+                        let bins: Vec<f64> = xs.iter().map(|x| if max > min { ((nf * (x - min) / (max - min)).floor() + 1.0).clamp(1.0, nf) } else { 1.0 }).collect();
+                        ivh::features_in_range(&bins, 1.0, Some((1.0, nf)))
+                    }
+                    _ => ivh::features_in_range(&xs, step, Some((r0, r1))),
+                }
             }
         });
     }

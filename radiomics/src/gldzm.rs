@@ -128,7 +128,17 @@ mod tests {
     /// (distance 1); against the ROI's outline, as the IBSI defines it, it lies 2 steps in.
     #[test]
     fn distances_run_to_the_morphological_edge_not_to_resegmentation_holes() {
-        let levels: Vec<u32> = (0..25).map(|i| if i == 12 { 0 } else if [6, 7, 8, 11, 13, 16, 17, 18].contains(&i) { 2 } else { 1 }).collect();
+        let levels: Vec<u32> = (0..25)
+            .map(|i| {
+                if i == 12 {
+                    0
+                } else if [6, 7, 8, 11, 13, 16, 17, 18].contains(&i) {
+                    2
+                } else {
+                    1
+                }
+            })
+            .collect();
         let g = GreyLevels { dims: [5, 5, 1], levels, ng: 2 };
         let shape = GreyLevels { dims: [5, 5, 1], levels: vec![1; 25], ng: 1 };
         let distance_of_level_2 = |features: Vec<Feature>| features.iter().find(|f| f.name == "gldzm_LargeDistanceEmphasis").unwrap().value;

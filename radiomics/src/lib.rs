@@ -22,6 +22,7 @@ pub mod glrlm;
 pub mod glszm;
 pub mod gradient;
 pub mod hull;
+pub mod ibsi_interpolation;
 pub mod intensity_histogram;
 pub mod ivh;
 pub mod laplacian_of_gaussian;

@@ -21,7 +21,11 @@
 //! PyRadiomics allows, under `setting`. IBSI-only keys: `ibsiDiscretisation` (`fixedBinNumber`,
 //! `fixedBinSize`, `pyradiomics`), `ibsiBinLowerBound`, `ibsiAggregation` (a list of IBSI
 //! aggregation names, e.g. `["3D, averaged", "3D"]`), `ivhStep`, `ivhDiscretisation`
-//! (`greyLevels`, `none`; see [`IvhInput`]).
+//! (`greyLevels`, `none`, `fixedBinSize` with `ivhBinSize`, `fixedBinNumber` with
+//! `ivhBinNumber`; see [`IvhInput`]), `ibsiOutlierSigma` (outlier re-segmentation, with the
+//! range), `ibsiResampledPixelSpacing`, `ibsiInterpolator` (`linear`, `cubicSpline`), `ibsiRoundIntensities`,
+//! `ibsiMaskThreshold` (the IBSI's
+//! interpolation grid, see [`super::ibsi_interpolation`]).
 //!
 //! Feature classes: `shape` (IBSI morphology), `shape2D` (PyRadiomics' 2D shape of a
 //! one-slice ROI, see [`super::shape_2d`]), `firstorder` (IBSI intensity statistics),
@@ -41,6 +45,7 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 use super::discretise::Discretisation;
 use super::filters::{ImageType, PointTransform};
+use super::ibsi_interpolation::{IbsiInterpolation, IbsiInterpolator};
 use super::local_binary_pattern::{Lbp2dSettings, LbpMethod};
 use super::local_binary_pattern_3d::Lbp3dSettings;
 use super::naming::{self, PyRadiomicsFeature};
@@ -111,7 +116,7 @@ impl Family {
 pub const PYRADIOMICS_DEFAULT_CLASSES: [Family; 7] = [Family::Shape, Family::FirstOrder, Family::Glcm, Family::Glrlm, Family::Glszm, Family::Gldm, Family::Ngtdm];
 
 /// What the intensity-volume histogram is taken of (IBSI "IVH discretisation").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum IvhInput {
     /// The texture's grey levels (`ivhDiscretisation: greyLevels`, the default), step
     /// `ivhStep` (1).
@@ -119,6 +124,12 @@ pub enum IvhInput {
     /// The intensities themselves (`none`), on a grid of `ivhStep` (1: integer HU), with the
     /// intensity fraction over the absolute re-segmentation range where there is one.
     Intensities,
+    /// Bins of this width from the re-segmentation range's lower bound (else the ROI's
+    /// minimum), each voxel at its bin's centre (`fixedBinSize` with `ivhBinSize`).
+    FixedBinSize(f64),
+    /// This many bins between the ROI's minimum and maximum (`fixedBinNumber` with
+    /// `ivhBinNumber`).
+    FixedBinNumber(u32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -137,6 +148,12 @@ pub struct Settings {
     /// With normalisation, clip at ± this many SDs first (PyRadiomics `removeOutliers`).
     pub remove_outliers: Option<f64>,
     pub resegment: Option<(ResegmentMode, f64, Option<f64>)>,
+    /// IBSI outlier re-segmentation, combined with the range above (`ibsiOutlierSigma`):
+    /// only voxels within μ ± kσ of the ROI's intensities (σ the population SD) stay.
+    pub outlier_sigma: Option<f64>,
+    /// Interpolation onto the IBSI's grid instead of PyRadiomics' (see
+    /// [`super::ibsi_interpolation`]).
+    pub ibsi_interpolation: Option<IbsiInterpolation>,
     /// Resegmentation also trims the shape mask (PyRadiomics `resegmentShape`).
     pub resegment_shape: bool,
     pub minimum_roi_dimensions: u32,
@@ -222,6 +239,8 @@ impl Settings {
             normalize_scale: Some(100.0),
             remove_outliers: None,
             resegment: None,
+            outlier_sigma: None,
+            ibsi_interpolation: None,
             resegment_shape: false,
             minimum_roi_dimensions: 2,
             minimum_roi_size: None,
@@ -284,6 +303,12 @@ impl Settings {
         let mut force_2d = false;
         let mut aggregation_given = false;
         let mut naming_given = None;
+        let mut ibsi_spacing: Option<[f64; 3]> = None;
+        let mut round_intensities = false;
+        let mut ibsi_interpolator = IbsiInterpolator::Linear;
+        let mut mask_threshold = 0.5;
+        let mut ivh_bin_size = None;
+        let mut ivh_bin_number = None;
         let mut class_lists: Vec<(Family, Vec<String>)> = Vec::new();
         let mut classes_given = false;
         // Image types with their own options; filter options under `setting` apply to all.
@@ -374,7 +399,38 @@ impl Settings {
                                 s.ivh_input = match v.as_str() {
                                     Some("greyLevels") => IvhInput::GreyLevels,
                                     Some("none") => IvhInput::Intensities,
-                                    _ => return Err(bad(&key, "must be greyLevels (the texture's discretisation) or none (the intensities themselves)")),
+                                    Some("fixedBinSize") => IvhInput::FixedBinSize(0.0),
+                                    Some("fixedBinNumber") => IvhInput::FixedBinNumber(0),
+                                    _ => {
+                                        return Err(bad(
+                                            &key,
+                                            "must be greyLevels (the texture's discretisation), none (the intensities themselves), fixedBinSize or fixedBinNumber",
+                                        ));
+                                    }
+                                }
+                            }
+                            "ivhBinSize" => ivh_bin_size = Some(positive(&key, v)?),
+                            "ivhBinNumber" => ivh_bin_number = Some(uint(&key, v)? as u32),
+                            "ibsiOutlierSigma" => s.outlier_sigma = Some(positive(&key, v)?),
+                            "ibsiResampledPixelSpacing" => {
+                                let l = list(&key, v)?;
+                                if l.len() != 3 || l.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
+                                    return Err(bad(&key, "must be three spacings in mm (x, y, z), each ≥ 0 (0 keeps that axis: [2, 2, 0] interpolates in-plane)"));
+                                }
+                                ibsi_spacing = Some([l[0], l[1], l[2]]);
+                            }
+                            "ibsiRoundIntensities" => round_intensities = boolean(&key, v)?,
+                            "ibsiInterpolator" => {
+                                ibsi_interpolator = match v.as_str() {
+                                    Some("linear") => IbsiInterpolator::Linear,
+                                    Some("cubicSpline") => IbsiInterpolator::CubicSpline,
+                                    _ => return Err(bad(&key, "must be linear or cubicSpline")),
+                                }
+                            }
+                            "ibsiMaskThreshold" => {
+                                mask_threshold = positive(&key, v)?;
+                                if mask_threshold > 1.0 {
+                                    return Err(bad(&key, "is a fraction of a voxel, in (0, 1]"));
                                 }
                             }
                             "filteredImageFeatureClasses" => {
@@ -508,6 +564,19 @@ impl Settings {
         if normalize {
             s.normalize_scale = Some(scale);
         }
+        if let Some(spacing) = ibsi_spacing {
+            if s.resampled_spacing.is_some() {
+                return Err(bad("setting.ibsiResampledPixelSpacing", "give it or resampledPixelSpacing (PyRadiomics' grid), not both"));
+            }
+            s.ibsi_interpolation = Some(IbsiInterpolation { spacing, interpolator: ibsi_interpolator, round_intensities, mask_threshold });
+        }
+        s.ivh_input = match s.ivh_input {
+            IvhInput::FixedBinSize(_) => IvhInput::FixedBinSize(ivh_bin_size.ok_or_else(|| bad("setting.ivhBinSize", "required with ivhDiscretisation: fixedBinSize"))?),
+            IvhInput::FixedBinNumber(_) => {
+                IvhInput::FixedBinNumber(ivh_bin_number.ok_or_else(|| bad("setting.ivhBinNumber", "required with ivhDiscretisation: fixedBinNumber"))?)
+            }
+            other => other,
+        };
         s.naming = naming_given.unwrap_or(FeatureNaming::PyRadiomics);
         match s.naming {
             FeatureNaming::Ibsi => {
@@ -836,6 +905,13 @@ mod tests {
             ("setting:\n  featureNaming: ibsi\n  weightingNorm: euclidean\n  ibsiAggregation: [\"3D, averaged\"]\n", "weightingNorm"),
             ("setting:\n  featureNaming: IBSI\n", "featureNaming"),
             ("setting:\n  correctMask: true\n", "setting.correctMask"),
+            ("setting:\n  ibsiResampledPixelSpacing: [2, 2]\n", "ibsiResampledPixelSpacing"),
+            ("setting:\n  ibsiResampledPixelSpacing: [2, 2, 2]\n  resampledPixelSpacing: [1, 1, 1]\n", "not both"),
+            ("setting:\n  ibsiInterpolator: cubic\n", "ibsiInterpolator"),
+            ("setting:\n  ibsiMaskThreshold: 2\n", "ibsiMaskThreshold"),
+            ("setting:\n  ivhDiscretisation: fixedBinSize\n", "ivhBinSize"),
+            ("setting:\n  ivhDiscretisation: fixedBinNumber\n", "ivhBinNumber"),
+            ("setting:\n  ibsiOutlierSigma: -3\n", "ibsiOutlierSigma"),
             ("featureClass:\n  glcm: 3\n", "featureClass.glcm"),
             ("setting:\n  gldm_a: 0.5\n", "gldm_a"),
             ("setting:\n  force2D: 1\n", "force2D"),
