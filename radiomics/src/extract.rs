@@ -97,7 +97,8 @@ pub fn extract(image: &Volume, mask: &Volume, s: &Settings) -> Result<Vec<Featur
     }
     // Whole without `fract`, which is a libm call per voxel on baseline x86-64: every float
     // of magnitude 2²³ or more is a whole number, and below that the cast to i32 is exact.
-    let whole = |v: f32| v.is_finite() && (v.abs() >= 8_388_608.0 || v as i32 as f32 == v);
+    // Labels 0 and 1 (nearly every mask voxel) answer on the first two comparisons.
+    let whole = |v: f32| v == 0.0 || v == 1.0 || (v.is_finite() && (v.abs() >= 8_388_608.0 || v as i32 as f32 == v));
     if let Some(v) = mask.data.iter().find(|v| !whole(**v)) {
         return Err(ExtractionError::NonIntegralMask(*v));
     }

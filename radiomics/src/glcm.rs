@@ -250,6 +250,22 @@ pub fn maximal_correlation(m: &CountMatrix) -> f64 {
         return 0.0;
     }
     let b: Vec<Vec<f64>> = rows.iter().map(|&i| cols.iter().map(|&k| m.at(i, k) / total / (px[i] * py[k]).sqrt()).collect()).collect();
+    // A symmetric GLCM (the default) gives a symmetric B, and the eigenvalues of B Bᵀ = B² are
+    // the squares of B's: the second largest |λ| of B is MCC, without the product.
+    let symmetric = rows == cols && (0..n).all(|r| (r + 1..n).all(|s| b[r][s] == b[s][r]));
+    if symmetric { second_singular_value_symmetric(&b) } else { second_singular_value(&b) }
+}
+
+/// The second largest singular value of a symmetric B: its second largest |eigenvalue|.
+fn second_singular_value_symmetric(b: &[Vec<f64>]) -> f64 {
+    let mut magnitudes: Vec<f64> = symmetric_eigenvalues(b.concat(), b.len()).into_iter().map(f64::abs).collect();
+    magnitudes.sort_by(|a, b| b.total_cmp(a));
+    magnitudes[1]
+}
+
+/// The second largest singular value of B (n rows): √ of the second largest eigenvalue of B Bᵀ.
+fn second_singular_value(b: &[Vec<f64>]) -> f64 {
+    let n = b.len();
     let mut c = vec![0.0; n * n];
     for r in 0..n {
         for s in r..n {
@@ -352,7 +368,7 @@ pub fn symmetric_eigenvalues(mut a: Vec<f64>, n: usize) -> Vec<f64> {
             for i in (l..m).rev() {
                 let f = s * e[i];
                 let b = c * e[i];
-                r = f.hypot(g);
+                r = (f * f + g * g).sqrt();
                 e[i + 1] = r;
                 if r == 0.0 {
                     d[i + 1] -= p;
@@ -424,6 +440,20 @@ mod tests {
         let mut diagonal = symmetric_eigenvalues(vec![3.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 2.0], 3);
         diagonal.sort_by(f64::total_cmp);
         assert_eq!(diagonal, [-1.0, 2.0, 3.0]);
+    }
+
+    /// The symmetric shortcut (|eigenvalues| of B) and the general path (eigenvalues of B Bᵀ)
+    /// agree on a symmetric B.
+    #[test]
+    fn the_symmetric_shortcut_equals_the_product_path() {
+        let n = 9;
+        let b: Vec<Vec<f64>> = (0..n).map(|r| (0..n).map(|c| (((r * c + r + c) % 7) as f64 - 2.5) / 10.0).collect()).collect();
+        let (short, general) = (second_singular_value_symmetric(&b), second_singular_value(&b));
+        assert!((short - general).abs() < 1e-12, "{short} vs {general}");
+        // An asymmetric count matrix (one-way pairs) takes the general path and stays in [0, 1].
+        let one_way = CountMatrix { rows: 3, cols: 3, data: vec![2.0, 1.0, 0.0, 0.0, 3.0, 1.0, 1.0, 0.0, 2.0], voxels: 0.0 };
+        let mcc = maximal_correlation(&one_way);
+        assert!((0.0..=1.0).contains(&mcc), "{mcc}");
     }
 
     /// Two grey levels that never meet have two independent blocks: maximal correlation 1.
