@@ -10,6 +10,7 @@ names and order. The work is done by the Rust crate `fedrad-radiomics` (IBSI dig
 phantoms, PyRadiomics' own test baseline), not by PyRadiomics.
 """
 import json
+import numbers
 import os
 
 from . import _native
@@ -24,7 +25,8 @@ def _params_yaml(params):
     if params is None:
         return ""
     if isinstance(params, dict):
-        return json.dumps(params)
+        # numpy scalars (np.float64(25.0), np.int64(1)) as the plain numbers they hold.
+        return json.dumps(params, default=lambda o: o.item() if hasattr(o, "item") else str(o))
     if isinstance(params, (str, os.PathLike)):
         with open(params, encoding="utf-8") as f:
             return f.read()
@@ -41,12 +43,18 @@ def extract(image, mask, params=None, *, label=None, roi=None, spacing=None):
     image, mask: file paths (NIfTI, NRRD; or a DICOM series folder and an RTSTRUCT or SEG file,
         with `roi` naming the region), or numpy arrays in (z, y, x) order as SimpleITK's
         `GetArrayFromImage` gives them, with `spacing` = (x, y, z) in mm as `GetSpacing` gives.
+        Samples are held as float32, as FedRad's file readers hold them (a float64 image loses
+        precision beyond 24 bits); integer images keep their type's range for resampling.
     params: a PyRadiomics parameter file (path), the same as a dict, or None for PyRadiomics'
         defaults. `setting: {featureNaming: ibsi}` gives FedRad's IBSI names instead.
     label: the mask's label of the region (overrides the parameters' `label`).
 
     Raises ValueError naming the bad parameter, file or case.
     """
+    if label is not None:
+        if not isinstance(label, numbers.Integral) or label < 0:
+            raise ValueError(f"label must be a whole number ≥ 0, not {label!r}")
+        label = int(label)
     text = _params_yaml(params)
     if _is_path(image) and _is_path(mask):
         if spacing is not None:

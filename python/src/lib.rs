@@ -49,9 +49,11 @@ fn sample_type(dtype: &str) -> PyResult<SampleType> {
         "int16" => integer(-32768.0, 32767.0),
         "uint32" => integer(0.0, 4294967295.0),
         "int32" => integer(-2147483648.0, 2147483647.0),
+        "uint64" => integer(0.0, u64::MAX as f64),
+        "int64" => integer(i64::MIN as f64, i64::MAX as f64),
         "float32" => Ok(SampleType::Float32),
         "float64" => Ok(SampleType::Float64),
-        other => Err(PyValueError::new_err(format!("image dtype {other} is not supported (use an integer type, float32 or float64)"))),
+        other => Err(PyValueError::new_err(format!("image dtype {other} is not supported (use an integer type, float32 or float64; bool images as uint8)"))),
     }
 }
 

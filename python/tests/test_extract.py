@@ -60,6 +60,12 @@ def test_numpy_arrays_with_spacing_equal_the_files():
     assert math.isclose(thin["original_shape_VoxelVolume"], from_files["original_shape_VoxelVolume"] / 2, rel_tol=1e-12)
 
 
+def test_numpy_scalars_in_a_dict_of_parameters():
+    ours = fedrad_radiomics.extract(DATA / "breast1_image.nrrd", DATA / "breast1_label.nrrd",
+                                    {"setting": {"binWidth": np.float64(25.0), "label": np.int64(1)}})
+    assert len(ours) == 107
+
+
 def test_ibsi_naming_by_the_switch():
     ours = fedrad_radiomics.extract(DATA / "breast1_image.nrrd", DATA / "breast1_label.nrrd",
                                     {"setting": {"featureNaming": "ibsi"}, "featureClass": {"glcm": None}})
@@ -78,5 +84,7 @@ def test_errors_name_what_is_wrong(tmp_path):
         fedrad_radiomics.extract(np.zeros((4, 4, 4)), np.ones((4, 4, 3)), spacing=(1, 1, 1))
     with pytest.raises(ValueError, match="missing.nrrd"):
         fedrad_radiomics.extract(tmp_path / "missing.nrrd", mask)
+    with pytest.raises(ValueError, match="label"):
+        fedrad_radiomics.extract(image, mask, label=-1)
     with pytest.raises(FileNotFoundError):
         fedrad_radiomics.extract(image, mask, tmp_path / "no-such-params.yaml")

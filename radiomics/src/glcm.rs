@@ -40,7 +40,11 @@
 //! [`TextureSettings::maximal_correlation`] asks): √(second largest eigenvalue of
 //! Q(i, j) = Σ_k p_ik p_jk/(p_x(i) p_y(k))), 1 for a region of one grey level. Q = D_x⁻¹ P D_y⁻¹ Pᵀ
 //! is similar to the symmetric B Bᵀ with B = D_x^{-1/2} P D_y^{-1/2}, so its eigenvalues
-//! are those of B Bᵀ ([`maximal_correlation`], [`symmetric_eigenvalues`]).
+//! are those of B Bᵀ ([`maximal_correlation`], [`symmetric_eigenvalues`]). One known
+//! difference: with `symmetricalGLCM: false`, a direction whose second eigenvalue is 0 can come
+//! out of numpy's non-symmetric `eigvals` as −1e−17, whose square root PyRadiomics then drops
+//! from its average as NaN; FedRad counts it as 0 (seen on small random ROIs; the symmetric
+//! default has no such case).
 
 use super::texture::{CountMatrix, TextureSettings, directional, directions, entropy, named, without_ibsi_codes};
 use super::{Aggregation, Feature, GreyLevels, PaddedLevels};

@@ -49,7 +49,9 @@ use Availability::{Default as D, Deprecated as Dep, Withdrawn as W};
 use Family::{FirstOrder as FO, Glcm as CM, Gldm as DM, Glrlm as RL, Glszm as SZ, Ngtdm as TD, Shape as SH, Shape2D as S2};
 
 /// Every feature of PyRadiomics 3.1's classes (`radiomics/<class>.py`), in PyRadiomics'
-/// order within a class (Python's string order, as its `getFeatureNames` lists them).
+/// order within a class (its `get<Name>FeatureValue` methods in Python's string order).
+/// Classes come in FedRad's computing order, not the parameter file's; names and values are
+/// what a PyRadiomics pipeline keys on.
 pub const PYRADIOMICS_FEATURES: &[PyRadiomicsFeature] = &[
     f(SH, "Compactness1", "Compactness1", Dep),
     f(SH, "Compactness2", "Compactness2", Dep),
@@ -85,8 +87,8 @@ pub const PYRADIOMICS_FEATURES: &[PyRadiomicsFeature] = &[
     f(FO, "InterquartileRange", "InterquartileRange", D),
     f(FO, "Kurtosis", "Kurtosis", D),
     f(FO, "Maximum", "Maximum", D),
-    f(FO, "Mean", "Mean", D),
     f(FO, "MeanAbsoluteDeviation", "MeanAbsoluteDeviation", D),
+    f(FO, "Mean", "Mean", D),
     f(FO, "Median", "Median", D),
     f(FO, "Minimum", "Minimum", D),
     f(FO, "Range", "Range", D),
@@ -268,8 +270,10 @@ mod tests {
     fn names_are_unique_within_a_class_and_listed_in_pyradiomics_order() {
         for class in PYRADIOMICS_CLASSES {
             let names: Vec<&str> = PYRADIOMICS_FEATURES.iter().filter(|p| p.class == class).map(|p| p.name).collect();
+            // PyRadiomics sorts its `get<Name>FeatureValue` methods: `MeanAbsoluteDeviation`
+            // comes before `Mean`.
             let mut sorted = names.clone();
-            sorted.sort();
+            sorted.sort_by_key(|n| format!("{n}FeatureValue"));
             assert_eq!(names, sorted, "{}", class.key());
         }
     }

@@ -207,7 +207,7 @@ pub enum SettingsError {
     BadValue { key: String, detail: String },
     #[error("`{key}` = {value} is not supported by FedRad yet (only its default is)")]
     Unsupported { key: String, value: String },
-    #[error("`featureClass`: {0}")]
+    #[error(transparent)]
     Naming(#[from] naming::NamingError),
 }
 
@@ -518,7 +518,7 @@ impl Settings {
                 }
                 "imageType" => {
                     let Some(map) = v.as_hash() else { return Err(bad("imageType", "must be a mapping")) };
-                    s.image_types.clear();
+                    // An empty mapping keeps the default (Original), as in PyRadiomics.
                     for (k, opts) in map {
                         let name = k.as_str().unwrap_or("").to_string();
                         let options = match opts {
@@ -531,6 +531,10 @@ impl Settings {
                 }
                 "featureClass" => {
                     let Some(map) = v.as_hash() else { return Err(bad("featureClass", "must be a mapping")) };
+                    // An empty mapping keeps the default classes, as in PyRadiomics.
+                    if map.is_empty() {
+                        continue;
+                    }
                     s.families.clear();
                     classes_given = true;
                     for (k, v) in map {
@@ -607,6 +611,12 @@ impl Settings {
                     && let Some(f) = only.iter().find(|f| !naming::PYRADIOMICS_CLASSES.contains(f))
                 {
                     return Err(naming::NamingError::IbsiOnlyClass(f.key()).into());
+                }
+                if force_2d && s.image_types.iter().any(|t| matches!(t, ImageType::Wavelet(_))) {
+                    return Err(SettingsError::Unsupported {
+                        key: "imageType.Wavelet".into(),
+                        value: "with force2D (PyRadiomics' 2D wavelet, 4 sub-bands per level named wavelet-HH …, is not implemented; `featureNaming: ibsi` gives the 3D transform)".into(),
+                    });
                 }
                 s.texture.maximal_correlation = s.pyradiomics_selection.get(&Family::Glcm).is_some_and(|l| l.iter().any(|p| p.name == "MCC"));
             }

@@ -121,7 +121,11 @@ fn feature_naming_switches_between_pyradiomics_and_ibsi_names() {
     let sd = listed[1].value;
     let variance = get(&pyradiomics, "original_firstorder_Variance").value;
     assert!((sd * sd - variance).abs() <= 1e-9 * variance, "{sd}² vs {variance}");
+    // Empty mappings mean PyRadiomics' defaults, as in PyRadiomics.
+    assert_eq!(run("imageType: {}\nfeatureClass: {}\n").len(), 107);
     // What PyRadiomics' names cannot express is refused, naming the fix.
+    let e = Settings::from_pyradiomics_yaml("setting:\n  force2D: true\nimageType:\n  Wavelet: {}\n").unwrap_err().to_string();
+    assert!(e.contains("2D wavelet"), "{e}");
     for (yaml, expect) in [
         ("featureClass:\n  gldzm:\n", "featureNaming: ibsi"),
         ("setting:\n  ibsiAggregation: [\"3D, averaged\"]\n", "featureNaming: ibsi"),
