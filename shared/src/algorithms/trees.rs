@@ -28,7 +28,12 @@
 //!
 //! **Disclosure.** `min_leaf` is never below the largest `min_count` of the sites. A site
 //! that holds between 1 and `min_count − 1` of a requested node's patients *withholds* that
-//! node (zeros and a flag): the coordinator then keeps the node as a leaf. Withholding makes
+//! node: it answers exactly what it answers for a node it holds none of (zero patients, zero
+//! bins, flag clear), so the answer is no membership test for a box the coordinator drew. The
+//! coordinator sees the withholding as a shortfall — the node's summed patients below the count
+//! its parent's split sent there — and keeps the node as a leaf. (A tree's root, which the
+//! coordinator does not draw, still carries the flag, so that a site too small for a tree's
+//! sample stops the study instead of silently dropping out of it.) Withholding makes
 //! the trees depend on how the patients are spread, so results count withheld nodes; with
 //! none withheld, the ensemble is the pooled one (tests: 1, 4 and 7 uneven sites, and a row-
 //! wise pooled grower, [`pooled_forest`], [`pooled_boosting`]). The bin sums are histogram
@@ -410,7 +415,8 @@ pub fn bootstrap_weight(seed: u64, tree: u32, patient_id: &str) -> u32 {
 
 /// Site half. `z`, `y`, `ids`: the site's standardised training rows, outcomes and patient
 /// ids. Answers "patients" and "withheld" (one per request) and "histogram" (per request,
-/// column and bin: patients, then the two sums of the objective).
+/// column and bin: patients, then the two sums of the objective). A withheld node answers as an
+/// empty one does; only a withheld root sets its "withheld" flag (see the module doc).
 #[allow(clippy::too_many_arguments)]
 pub fn site_tree_round(
     z: &[Vec<f64>],
@@ -484,7 +490,8 @@ pub fn site_tree_round(
         let small_sibling = tree.path_siblings(r.node as usize).into_iter().any(|sib| small((0..n).filter(|&i| s[i].0 > 0.0 && tree.reaches(&z[i], sib)).count() as u64));
         let hold = small(here) || (here > 0 && small_sibling);
         patients.push(if hold { 0.0 } else { here as f64 });
-        withheld.push(if hold { 1.0 } else { 0.0 });
+        // An empty node and a withheld one must look alike: only roots say which they are.
+        withheld.push(if hold && r.node == 0 { 1.0 } else { 0.0 });
         for &c in &r.columns {
             let e = &edges[c as usize];
             let mut h = vec![0.0; 3 * (e.len() + 1)];
@@ -691,8 +698,13 @@ async fn grow_levels(
             return Err("tree round answered a different number of nodes".into());
         }
         let mut next = Vec::new();
-        for (r, h) in requests.iter().zip(&answers) {
-            if h.withheld {
+        for ((r, h), o) in requests.iter().zip(&answers).zip(&open) {
+            // A site withholds a node by answering as if it held none of its patients: the
+            // node's sum then falls short of what its parent's split sent it (counts are whole
+            // numbers, exact in any order and under secure sums). The flag covers roots, and
+            // sites of earlier versions.
+            let short = o.patients.is_finite() && totals(h)[0] + 0.5 < o.patients;
+            if h.withheld || short {
                 growth.withheld_nodes += 1;
                 continue;
             }
@@ -887,8 +899,9 @@ pub fn pooled_bin_edges(z: &[Vec<f64>], width: usize, grid: ValueGrid, bins: u32
 /// tree must be a tree: one parent per node). Not yet checked: nodes of different rounds or
 /// trees whose populations differ by a few patients (the growing trees are the task's, so
 /// "tree 0" may have another shape each round, and boosting's trees all grow over the same
-/// patients; a ledger of answered node populations is what stops that), and the "withheld" flag still tells an empty node from
-/// one with 1 to `min_count` − 1 of the site's patients.
+/// patients; a ledger of answered node populations is what stops that). A withheld node
+/// answers byte for byte as an empty one (only a root carries the flag), so withholding is no
+/// membership test for a box the coordinator draws.
 pub fn site_accepts_value_grid(grid: ValueGrid) -> Result<(), SiteRefusal> {
     if grid != ValueGrid::DEFAULT {
         return Err(SiteRefusal::InvalidParameters(format!(
@@ -1104,9 +1117,35 @@ mod tests {
     }
 
     /// A parent's answer minus its child's is the sibling's: a child whose sibling holds 1 to
+    /// The withheld flag is no membership oracle: a node the coordinator drew around 1 to
+    /// `min_count` − 1 of a site's patients is answered byte for byte as one around none.
+    #[test]
+    fn a_withheld_node_answers_exactly_as_an_empty_one() {
+        let (z, y, ids) = data();
+        let (z, y, ids) = (&z[..60], &y[..60], &ids[..60]);
+        let mut col: Vec<f64> = z.iter().map(|r| r[0]).collect();
+        col.sort_by(f64::total_cmp);
+        let edges = vec![vec![-1.0, 0.0, 1.0]; z[0].len()];
+        let objective = TreeObjective::BoostingGradients { base_margin: 0.0, ensemble: Vec::new() };
+        let answer = |inside: usize| {
+            // Node 1 holds the `inside` smallest values of column 0.
+            let threshold = if inside == 0 { col[0] - 1.0 } else { (col[inside - 1] + col[inside]) / 2.0 };
+            let leaf = TreeNode { column: None, threshold: 0.0, children: [0, 0], value: 0.0 };
+            let tree = Tree { nodes: vec![TreeNode { column: Some(0), threshold, children: [1, 2], value: 0.0 }, leaf.clone(), leaf] };
+            let request = [NodeRequest { tree: 0, node: 1, columns: vec![1, 2] }];
+            site_tree_round(z, y, ids, &edges, &objective, &[tree], &request, 5).unwrap()
+        };
+        let empty = answer(0);
+        for inside in 1..5 {
+            assert_eq!(answer(inside), empty, "{inside} patients inside");
+        }
+        assert_ne!(answer(5), empty, "5 patients: answered");
+    }
+
     /// `min_count` − 1 of the site's patients is withheld too, whatever its own size.
     #[test]
     fn a_node_whose_sibling_is_small_is_withheld() {
+        use crate::proto::Aggregate;
         let (z, y, ids) = data();
         let (z, y, ids) = (&z[..60], &y[..60], &ids[..60]);
         let mut col: Vec<f64> = z.iter().map(|r| r[0]).collect();
@@ -1125,7 +1164,9 @@ mod tests {
             let objective = TreeObjective::BoostingGradients { base_margin: 0.0, ensemble: Vec::new() };
             let request = [NodeRequest { tree: 0, node: 2, columns: vec![1] }];
             let a = site_tree_round(z, y, ids, &edges, &objective, &[tree], &request, min).unwrap();
-            a.tensors.iter().find(|t| t.name == "withheld").unwrap().values[0] != 0.0
+            assert_eq!(a.tensors.iter().find(|t| t.name == "withheld").unwrap().values, [0.0], "only roots carry the flag");
+            // Withheld: the node answers zero patients although it holds 60 − `left`.
+            a.tensors.iter().find(|t| t.name == "patients").unwrap().values[0] == 0.0
         };
         assert!(ask(3, 5), "57 patients on the right, 3 on the left: the right child is withheld");
         assert!(!ask(5, 5), "55 and 5: answered");
@@ -1147,9 +1188,10 @@ mod tests {
         let objective = TreeObjective::BoostingGradients { base_margin: 0.0, ensemble: Vec::new() };
         let both = [NodeRequest { tree: 0, node: 3, columns: vec![1] }, NodeRequest { tree: 0, node: 4, columns: vec![1] }];
         let a5 = site_tree_round(z, y, ids, &edges, &objective, std::slice::from_ref(&uncle), &both, 5).unwrap();
-        assert_eq!(a5.tensors.iter().find(|t| t.name == "withheld").unwrap().values, vec![1.0, 1.0], "an uncle of 3 patients withholds both");
+        let patients = |a: &Aggregate| a.tensors.iter().find(|t| t.name == "patients").unwrap().values.clone();
+        assert_eq!(patients(&a5), vec![0.0, 0.0], "an uncle of 3 patients withholds both");
         let a3 = site_tree_round(z, y, ids, &edges, &objective, &[uncle], &both, 3).unwrap();
-        assert_eq!(a3.tensors.iter().find(|t| t.name == "withheld").unwrap().values, vec![0.0, 0.0]);
+        assert!(patients(&a3).iter().all(|p| *p > 0.0), "{:?}", patients(&a3));
 
         // A node under two parents is not a tree: refused when read.
         let two_parents = Tree {
