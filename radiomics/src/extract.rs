@@ -247,13 +247,10 @@ fn extent_dimensions(roi: &Roi) -> u32 {
 fn shape_families(roi: &Roi, s: &Settings) -> Vec<Feature> {
     let mut out = Vec::new();
     if s.families.contains(&Family::Shape) {
-        out.extend(morphology::features(roi));
-        if s.naming == FeatureNaming::PyRadiomics {
-            let [slice, column, row] = morphology::plane_diameters(roi);
-            for (name, value) in [("Slice", slice), ("Column", column), ("Row", row)] {
-                out.push(feature(&format!("shape_Maximum2DDiameter{name}"), value, "", None));
-            }
-        }
+        out.extend(match s.naming {
+            FeatureNaming::Ibsi => morphology::features(roi),
+            FeatureNaming::PyRadiomics => morphology::features_with_plane_diameters(roi),
+        });
     }
     if s.families.contains(&Family::Shape2D) {
         out.extend(shape_2d::features(roi, s.slice_axis));

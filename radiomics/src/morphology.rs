@@ -43,6 +43,7 @@
 //! (centred) intensities and its indicator, computed exactly by FFT in O(M log M) for a
 //! bounding box of M voxels instead of O(N_v²) (see [`autocorrelation`]).
 
+use super::mesh::Surface;
 use super::{Feature, Roi, feature};
 
 /// Eigenvalues of a symmetric 3×3 matrix, descending (cyclic Jacobi).
@@ -112,9 +113,8 @@ fn legendre_sum(alpha: f64, beta: f64) -> f64 {
 }
 
 /// The mesh-based features, in the order of the table above.
-fn mesh_features(roi: &Roi, eigenvalues: [f64; 3], mean_intensity: f64) -> Vec<(&'static str, &'static str, f64)> {
+fn mesh_features(mesh: &Surface, eigenvalues: [f64; 3], mean_intensity: f64) -> Vec<(&'static str, &'static str, f64)> {
     use std::f64::consts::PI;
-    let mesh = super::mesh::Surface::of_mask(&roi.morph_mask, roi.dims, roi.spacing);
     let (v, a) = (mesh.volume, mesh.area);
     let hull = super::hull::Hull::new(&mesh.vertices);
     let hull_points: Vec<[f64; 3]> = hull.as_ref().map_or(mesh.vertices.clone(), |h| h.vertices().iter().map(|i| h.points[*i]).collect());
@@ -157,13 +157,12 @@ fn mesh_features(roi: &Roi, eigenvalues: [f64; 3], mean_intensity: f64) -> Vec<(
 /// distance between two mesh vertices with the same coordinate on that axis. The largest
 /// distance within a plane is between two vertices of the plane's convex hull, so each plane
 /// takes its 2D hull first instead of PyRadiomics' all pairs.
-pub fn plane_diameters(roi: &Roi) -> [f64; 3] {
-    let mesh = super::mesh::Surface::of_mask(&roi.morph_mask, roi.dims, roi.spacing);
+fn plane_diameters(mesh: &Surface, spacing: [f64; 3]) -> [f64; 3] {
     if mesh.vertices.is_empty() {
         return [f64::NAN; 3];
     }
     // Vertices lie on grid lines or edge midpoints: twice the index is a whole number.
-    let half_index = |p: &[f64; 3], axis: usize| (p[axis] / roi.spacing[axis] * 2.0).round() as i64;
+    let half_index = |p: &[f64; 3], axis: usize| (p[axis] / spacing[axis] * 2.0).round() as i64;
     [2, 1, 0].map(|axis| {
         let mut planes: std::collections::BTreeMap<i64, Vec<[f64; 2]>> = std::collections::BTreeMap::new();
         let [u, v] = match axis {
@@ -212,7 +211,24 @@ fn widest_pair(points: &[[f64; 2]]) -> f64 {
     widest
 }
 
+/// The features of the table above.
 pub fn features(roi: &Roi) -> Vec<Feature> {
+    features_of(roi, &Surface::of_mask(&roi.morph_mask, roi.dims, roi.spacing))
+}
+
+/// [`features`] and, from the same mesh, PyRadiomics' `Maximum2DDiameterSlice`, `…Column` and
+/// `…Row` ([`plane_diameters`]), for PyRadiomics' names.
+pub fn features_with_plane_diameters(roi: &Roi) -> Vec<Feature> {
+    let mesh = Surface::of_mask(&roi.morph_mask, roi.dims, roi.spacing);
+    let mut out = features_of(roi, &mesh);
+    let [slice, column, row] = plane_diameters(&mesh, roi.spacing);
+    for (name, value) in [("Slice", slice), ("Column", column), ("Row", row)] {
+        out.push(feature(&format!("shape_Maximum2DDiameter{name}"), value, "", None));
+    }
+    out
+}
+
+fn features_of(roi: &Roi, mesh: &Surface) -> Vec<Feature> {
     let [nx, ny, _] = roi.dims;
     let sp = roi.spacing;
     let centre_of = |i: usize| [(i % nx) as f64 * sp[0], ((i / nx) % ny) as f64 * sp[1], (i / (nx * ny)) as f64 * sp[2]];
@@ -269,7 +285,7 @@ pub fn features(roi: &Roi) -> Vec<Feature> {
     ];
     let mut out: Vec<Feature> = names.iter().zip(values).map(|((nm, c), x)| feature(&format!("shape_{nm}"), x, c, None)).collect();
     let mean_intensity = vals.iter().sum::<f64>() / vals.len() as f64;
-    out.extend(mesh_features(roi, ev, mean_intensity).into_iter().map(|(nm, c, x)| feature(&format!("shape_{nm}"), x, c, None)));
+    out.extend(mesh_features(mesh, ev, mean_intensity).into_iter().map(|(nm, c, x)| feature(&format!("shape_{nm}"), x, c, None)));
     out
 }
 
