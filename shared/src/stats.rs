@@ -377,6 +377,37 @@ pub fn mann_whitney_from_counts(a: &GridCounts, b: &GridCounts) -> Option<TestRe
     Some(TestResult { statistic: u1, df: None, p_value: p })
 }
 
+/// Standard normal quantile Φ⁻¹(p) for 0 < p < 1: Acklam's rational approximation (relative
+/// error below 1.2e-9) polished by one Halley step on [`erfc`], to about 1e-15.
+pub fn normal_quantile(p: f64) -> f64 {
+    if p <= 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if p >= 1.0 {
+        return f64::INFINITY;
+    }
+    const A: [f64; 6] =
+        [-3.969_683_028_665_376e1, 2.209_460_984_245_205e2, -2.759_285_104_469_687e2, 1.383_577_518_672_69e2, -3.066_479_806_614_716e1, 2.506_628_277_459_239];
+    const B: [f64; 5] = [-5.447_609_879_822_406e1, 1.615_858_368_580_409e2, -1.556_989_798_598_866e2, 6.680_131_188_771_972e1, -1.328_068_155_288_572e1];
+    const C: [f64; 6] =
+        [-7.784_894_002_430_293e-3, -3.223_964_580_411_365e-1, -2.400_758_277_161_838, -2.549_732_539_343_734, 4.374_664_141_464_968, 2.938_163_982_698_783];
+    const D: [f64; 4] = [7.784_695_709_041_462e-3, 3.224_671_290_700_398e-1, 2.445_134_137_142_996, 3.754_408_661_907_416];
+    let tail = |q: f64| (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0);
+    let x = if p < 0.02425 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    };
+    // One Halley step: e = Φ(x) − p.
+    let e = 0.5 * erfc(-x / std::f64::consts::SQRT_2) - p;
+    let u = e * (2.0 * std::f64::consts::PI).sqrt() * (x * x / 2.0).exp();
+    x - u / (1.0 + x * u / 2.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,5 +518,15 @@ mod tests {
         let h = histogram(&[1.0, 2.0, 3.0, 4.0]);
         assert_eq!(quantile_from_counts(&h, 0.5), Some(2.5));
         assert_eq!(quantile_from_counts(&h, 0.25), Some(1.75));
+    }
+
+    #[test]
+    fn normal_quantile_inverts_the_normal_tail() {
+        for p in [1e-12, 1e-6, 0.01, 0.02425, 0.1, 0.3, 0.5, 0.7, 0.975, 0.999_999] {
+            let x = normal_quantile(p);
+            assert!((normal_sf(-x) - p).abs() < 1e-13 * p.max(1e-3), "{p}: {x}");
+        }
+        assert!((normal_quantile(0.975) - 1.959_963_984_540_054).abs() < 1e-12);
+        assert_eq!(normal_quantile(0.5), 0.0);
     }
 }

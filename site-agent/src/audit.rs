@@ -365,7 +365,9 @@ pub fn utc(unix_millis: u64) -> String {
 /// data-protection officer: per task kind, in order, every aggregate released (over how many
 /// patients, how many bytes, when), every refusal and failure with its reason, totals, and
 /// where the tasks' bytes are.
-pub fn report(site_id: &str, log: &Path, entries: &[AuditEntry], study_id: &str) -> String {
+///
+/// `min_count` is this agent's policy, which sets the smallest group its histograms release.
+pub fn report(site_id: &str, log: &Path, entries: &[AuditEntry], study_id: &str, min_count: u64) -> String {
     use std::collections::BTreeMap;
     use std::fmt::Write as _;
     let mine: Vec<&AuditEntry> = entries.iter().filter(|e| e.study_id == study_id).collect();
@@ -385,7 +387,11 @@ pub fn report(site_id: &str, log: &Path, entries: &[AuditEntry], study_id: &str)
         tasks_dir(log).display(),
         mine.len()
     );
-    let _ = writeln!(o, "Resolution and smallest non-empty cell of each aggregate: not recorded by this agent version (see the task's bytes).");
+    let _ = writeln!(
+        o,
+        "Histograms (score, paired_scores, table1, value_histogram, rank_histogram): on the study plan's grids, with small cells merged per population into groups of at least {min_count} patients (this agent's min_count), each released as its count, mean and SD; calibration bins merged to 0 or at least {min_count}; tree_round bins are not merged (a node or its sibling with 1 to {} patients is withheld instead). Per-aggregate resolution: the task's bytes.",
+        min_count.saturating_sub(1)
+    );
 
     let mut kinds: Vec<&str> = Vec::new();
     for e in &mine {

@@ -714,10 +714,20 @@ impl SiteEngine {
                 if t.models.is_empty() || t.models.len() > 200 {
                     return Err(Failure::Refused(SiteRefusal::InvalidParameters("compare 1 to 200 models".into())));
                 }
-                self.ledger(&task.study_id, plan).accept_compared(&t.models)?;
+                // Round 2: the digest of the "merged" histograms sent back.
+                let merged = (!t.negatives.is_empty() || !t.positives.is_empty()).then(|| {
+                    let sent = proto::PairedScoresTask { models: Vec::new(), grid: t.grid, negatives: t.negatives.clone(), positives: t.positives.clone() };
+                    fedrad_shared::digest::sha256_hex(&prost::Message::encode_to_vec(&sent))
+                });
                 let designs =
                     t.models.iter().map(|m| self.standardised_design(plan, &task.study_id, m.design.as_ref(), m.standardiser.as_ref())).collect::<Result<Vec<_>, _>>()?;
-                selection::paired_scores(&designs, t, min)
+                // Checked, answered and recorded under the lock: two second rounds of one list
+                // with different merged histograms cannot both pass.
+                let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
+                let pin = self.ledger(&task.study_id, plan).accept_compared(&t.models, merged.as_deref())?;
+                let agg = selection::paired_scores(&designs, t, min)?;
+                pin.record().map_err(|e| Failure::Failed(format!("cannot record the comparison: {e}")))?;
+                Ok(agg)
             }
             Some(task::Kind::EncoderRound(t)) => self.encoder_round(&task.study_id, t, plan),
             Some(task::Kind::OnnxEmbed(t)) => {

@@ -273,16 +273,64 @@ impl ModelLedger {
         Ok(())
     }
 
-    /// A comparison names only models this site has already scored.
-    pub fn accept_compared(&self, models: &[proto::ScoredModel]) -> Result<(), SiteRefusal> {
+    /// A comparison names only models this site has already scored, each once; and its second
+    /// round (`merged`: the digest of the "merged" histograms sent back) is answered for one set
+    /// of merged histograms per list of models. Copies of one model, or one list asked again
+    /// with other merged histograms, would let a coordinator set a different threshold in each
+    /// (a made-up heavy cell) and read the patients' scores against all of them.
+    ///
+    /// Returns what to record once the second round is answered ([`ComparisonPin::record`]), so
+    /// that a refused round 2 does not use up the list.
+    pub fn accept_compared(&self, models: &[proto::ScoredModel], merged: Option<&str>) -> Result<ComparisonPin, SiteRefusal> {
         let scored = self.lines("scored.txt");
+        let mut keys: Vec<String> = Vec::with_capacity(models.len());
         for (k, m) in models.iter().enumerate() {
             let frame = model_frame(m.design.as_ref(), m.standardiser.as_ref());
             let key = sha256_hex(&[&frame, &m.scorer.as_ref().map(|s| s.encode_to_vec()).unwrap_or_default()]);
             if !scored.contains(&key) {
                 return Err(SiteRefusal::InvalidParameters(format!("compared model {k} is not one this site has scored in this study")));
             }
+            if let Some(first) = keys.iter().position(|x| *x == key) {
+                return Err(SiteRefusal::InvalidParameters(format!("compared models {first} and {k} are the same model")));
+            }
+            keys.push(key);
         }
-        Ok(())
+        let mut pin = ComparisonPin { path: self.dir.join("compared.txt"), line: None };
+        if let Some(merged) = merged {
+            let list = sha256_hex(&keys.iter().map(|k| k.as_bytes()).collect::<Vec<_>>());
+            let answered = self.lines("compared.txt");
+            match answered.iter().find(|l| l.starts_with(&format!("{list} "))) {
+                Some(line) if line.ends_with(&format!(" {merged}")) => {}
+                Some(_) => {
+                    return Err(SiteRefusal::InvalidParameters(
+                        "this list of models was compared here already with other merged histograms: one second round per comparison".into(),
+                    ));
+                }
+                None => pin.line = Some(format!("{list} {merged}")),
+            }
+        }
+        Ok(pin)
+    }
+}
+
+/// A comparison's second round to record once answered (nothing when already recorded).
+pub struct ComparisonPin {
+    path: PathBuf,
+    line: Option<String>,
+}
+
+impl ComparisonPin {
+    pub fn record(self) -> std::io::Result<()> {
+        match self.line {
+            Some(line) => {
+                if let Some(dir) = self.path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+                std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes())?;
+                f.sync_data()
+            }
+            None => Ok(()),
+        }
     }
 }

@@ -357,7 +357,7 @@ fn main() -> anyhow::Result<()> {
                         anyhow::bail!("{} receipt(s) name answers the audit log no longer holds: the log was truncated or rewritten", problems.len());
                     }
                 }
-                AuditAction::Report { study, .. } => print!("{}", audit::report(&cfg.site_id, &path, &entries, &study)),
+                AuditAction::Report { study, .. } => print!("{}", audit::report(&cfg.site_id, &path, &entries, &study, cfg.policy.min_count)),
             }
             Ok(())
         }

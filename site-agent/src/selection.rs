@@ -434,7 +434,7 @@ pub fn tree_round(data: &DesignData, t: &proto::TreeRoundTask, min_count: u64) -
 /// answers each model's score summary, round 2 (with the merged histograms) the placement sums.
 pub fn paired_scores(designs: &[DesignData], t: &proto::PairedScoresTask, min_count: u64) -> Result<proto::Aggregate, Failure> {
     use fedrad_shared::algorithms::classifiers::Scorer;
-    use fedrad_shared::algorithms::metrics::{Scored, site_score_summary};
+    use fedrad_shared::algorithms::metrics::{Scored, released_score_cells, site_score_summary};
     use fedrad_shared::algorithms::paired_auc::{ClassHistograms, site_placements};
     let invalid = |m: &str| Failure::Refused(SiteRefusal::InvalidParameters(m.into()));
     let m = t.models.len();
@@ -470,13 +470,22 @@ pub fn paired_scores(designs: &[DesignData], t: &proto::PairedScoresTask, min_co
     };
     let merged: Vec<ClassHistograms> =
         t.negatives.iter().zip(&t.positives).map(|(n, p)| Ok(ClassHistograms { negative: histogram(n)?, positive: histogram(p)? })).collect::<Result<_, Failure>>()?;
-    let validation: Vec<&str> = common.into_iter().filter(|id| scores[0][id].0 == CohortRole::Validation).collect();
-    let log_odds: Vec<Vec<f64>> = validation.iter().map(|id| scores.iter().map(|s| s[id].2).collect()).collect();
-    let outcome: Vec<bool> = validation.iter().map(|id| scores[0][id].1).collect();
     if t.grid < 100 || t.grid > 1_000_000 {
         return Err(invalid("score grid outside 100 to 1000000 cells"));
     }
-    Ok(site_placements(&log_odds, &outcome, &merged, t.grid, min_count)?)
+    // Each patient placed by its released cell, from the same groups the first round counted
+    // (every common patient, per cohort and class), so the placements reveal no finer score.
+    let released: Vec<Vec<u32>> = scores
+        .iter()
+        .map(|s| {
+            let scored: Vec<Scored> = common.iter().map(|id| s[id]).map(|(role, outcome, log_odds)| Scored { role, outcome, log_odds }).collect();
+            released_score_cells(&scored, t.grid, min_count)
+        })
+        .collect();
+    let validation: Vec<usize> = (0..common.len()).filter(|&i| scores[0][common[i]].0 == CohortRole::Validation).collect();
+    let cells: Vec<Vec<u32>> = validation.iter().map(|&i| released.iter().map(|r| r[i]).collect()).collect();
+    let outcome: Vec<bool> = validation.iter().map(|&i| scores[0][common[i]].1).collect();
+    Ok(site_placements(&cells, &outcome, &merged, min_count)?)
 }
 
 /// Hyperparameter search: every training patient scored by the model fitted without its fold.

@@ -988,7 +988,10 @@ fn attacks_chosen_scorers() {
             let training = site.patients.iter().filter(|p| p.role == CohortRole::Training).count();
             // GAP: a classifier round at any bounded point counts as a fit; nothing checks that it
             // is a Newton iterate of the study's model (property 2), so any one-column "model" can
-            // be fitted and then scored on the 1e-4 log-odds grid (property 6: no small-cell merging).
+            // be fitted and then scored. Its score histograms merge small cells (property 6):
+            // per cohort × class, groups of ≥ min_count patients rendered from their count, mean
+            // and SD, so a cell of one is a pseudo-patient, not a patient's value.
+            assert!(n == 0, "laundered one-column scorer placed {n} patients' values to 1e-5 SD despite small-cell merging");
             report(
                 "score: one-column logistic \"model\", laundered by 3 classifier rounds",
                 "answered",
@@ -1010,7 +1013,9 @@ fn attacks_chosen_scorers() {
         Reply::Answered(a) => {
             let learned = read_values(&a, &offsets, 50.0, std.center[0], std.scale[0]);
             let (n, worst) = recovered(&site, column, &learned, 1e-5);
-            // GAP: unverifiable scorers within the per-study budget are as fine as the laundered ones.
+            // GAP: unverifiable scorers within the per-study budget are as fine as the laundered
+            // ones: what they give is the groups' moments (small cells merged).
+            assert!(n == 0, "one-column naive Bayes placed {n} patients' values to 1e-5 SD despite small-cell merging");
             report(
                 "score: one-column naive Bayes (unverified budget)",
                 "answered",
@@ -1225,13 +1230,18 @@ fn attacks_population_differencing() {
 /// Training patients alone in their cell of a value histogram (columns `[column]`, the plan's
 /// grid), over windows whose centres sweep the column: how many values the histograms place to
 /// within one cell.
-fn singletons(site: &Site, column: u32, zoom: f64) -> Result<(usize, usize, f64), String> {
+///
+/// Returns (values placed, cells of one claimed, tasks, cell width in SD). Without small-cell
+/// merging every claimed cell holds a value; with it a cell of one is a pseudo-patient and holds
+/// a value only by coincidence.
+fn singletons(site: &Site, column: u32, zoom: f64) -> Result<(usize, usize, usize, f64), String> {
     let grid = ValueGrid::DEFAULT;
     let sd = site.sd[column as usize];
     let scale = sd / zoom * (1.0 + 1e-6);
     let reach = grid.limit_sd * scale;
     let cell = scale / f64::from(grid.cells_per_sd);
     let mut alone = std::collections::BTreeSet::new();
+    let mut claims = 0;
     let mut tasks = 0;
     let values: Vec<f64> = site.training().iter().map(|p| p.row[column as usize]).collect();
     let (lo, hi) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
@@ -1254,6 +1264,7 @@ fn singletons(site: &Site, column: u32, zoom: f64) -> Result<(usize, usize, f64)
         let last = counts.len() - 1;
         for (k, &c) in counts.iter().enumerate() {
             if c == 1.0 && k != 0 && k != last {
+                claims += 1;
                 let lower = centre - reach + k as f64 * cell;
                 if let Some(i) = values.iter().position(|&v| v >= lower && v < lower + cell) {
                     alone.insert(i);
@@ -1262,7 +1273,7 @@ fn singletons(site: &Site, column: u32, zoom: f64) -> Result<(usize, usize, f64)
         }
         centre += 2.0 * reach - 4.0 * cell;
     }
-    Ok((alone.len(), tasks, cell / sd))
+    Ok((alone.len(), claims, tasks, cell / sd))
 }
 
 #[test]
@@ -1369,21 +1380,41 @@ fn attacks_zoomed_histograms() {
     // What the plan's own grid gives, and what the allowed zoom (scale SD / max_scale_ratio)
     // with a free centre adds: training values alone in a cell of the value histogram.
     let n = site.training().len();
-    let (honest, tasks, cell) = singletons(&site, column, 1.0).expect("the study's own value histogram is answered");
+    let (honest, claims, tasks, cell) = singletons(&site, column, 1.0).expect("the study's own value histogram is answered");
+    // The base rate: the share of the plan's cells between the lowest and highest training value
+    // that hold one (a guess from where the values are dense, which the groups' moments give).
+    let occupancy = {
+        let grid = ValueGrid::DEFAULT;
+        let sd = site.sd[column as usize];
+        let width = sd / f64::from(grid.cells_per_sd);
+        let cells: std::collections::BTreeSet<i64> = site.training().iter().map(|p| (p.row[column as usize] / width).floor() as i64).collect();
+        cells.len() as f64 / (cells.last().unwrap() - cells.first().unwrap() + 1) as f64
+    };
+    // Small cells merged (property 6): a cell of one is a pseudo-patient; the attacker who reads
+    // it as a patient's value is right only by coincidence (before merging: always).
+    assert!(claims > 0 && (honest as f64) < 0.6 * claims as f64, "{honest} of {claims} single cells hold a value");
     report(
         "value_histogram at the plan's grid, scale = SD (the study's own)",
         "answered",
-        &format!("{tasks} task(s): {honest}/{n} training values alone in a cell of {cell:.3} SD (values only, no outcome)"),
+        &format!(
+            "{tasks} task(s): of {claims} cells of one (0.050 SD; small cells merged into groups of ≥ {}), {honest} ({:.0} %) hold one of the {n} training values, against {:.0} % of all cells across the values' range (before merging: every one, 24/56 values)",
+            site.engine.config.policy.min_count,
+            100.0 * honest as f64 / claims as f64,
+            100.0 * occupancy
+        ),
     );
+    let _ = cell;
     let zoom = site.plan.limits.max_scale_ratio;
     let attack = "value_histogram at the plan's grid, scale SD/10, centre swept";
     match singletons(&site, column, zoom) {
         // GAP: the standardiser's centre is free and its scale may be SD / max_scale_ratio, so
         // value histograms (and score and tree tasks) zoom ×10 beyond the plan's grid, window
         // by window; no small-cell merging (property 6) yet.
-        Ok((zoomed, tasks, cell)) => {
-            report(attack, "answered", &format!("{tasks} tasks: {zoomed}/{n} training values alone in a cell of {cell:.4} SD (values only, no outcome)"))
-        }
+        Ok((zoomed, claims, tasks, cell)) => report(
+            attack,
+            "answered",
+            &format!("{tasks} tasks: of {claims} cells of one ({cell:.4} SD), {zoomed} hold one of the {n} training values (values only, no outcome)"),
+        ),
         Err(detail) => report(attack, "refused", &detail),
     }
 }
@@ -1576,20 +1607,54 @@ fn attacks_forged_merged_paired_scores() {
     const HEAVY: u64 = 1_000_000_000_000;
     let (pos_a, neg_a): (Vec<u32>, Vec<u32>) = (a_pos.iter().map(|c| c.0).collect(), a_neg.iter().map(|c| c.0).collect());
     let (pos_b, neg_b): (Vec<u32>, Vec<u32>) = (b_pos.iter().map(|c| c.0).collect(), b_neg.iter().map(|c| c.0).collect());
-    let l = pos_a.len().max(neg_a.len());
-    let mut models = Vec::new();
-    let (mut negatives, mut positives) = (Vec::new(), Vec::new());
-    for (m, pos, neg, own_neg, own_pos) in [(&ma, &pos_a, &neg_a, &a_neg, &a_pos), (&mb, &pos_b, &neg_b, &b_neg, &b_pos)] {
+    let l = pos_a.len().max(neg_a.len()).max(pos_b.len()).max(neg_b.len());
+    let forgery = |copies: &[(proto::ModelDesign, proto::Standardiser, proto::ScorerSpec)], heavy_a: &[u64]| {
+        let mut models = Vec::new();
+        let (mut negatives, mut positives) = (Vec::new(), Vec::new());
+        for (half, (pos, neg, own_neg, own_pos)) in [(&pos_a, &neg_a, &a_neg, &a_pos), (&pos_b, &neg_b, &b_neg, &b_pos)].into_iter().enumerate() {
+            for k in 0..l {
+                models.push(scored(&copies[half * l + k]));
+                // Positives are placed against the negatives: a heavy cell just below the k-th
+                // positive's score makes the placement [score ≥ that score]. Negatives against
+                // the positives: a heavy cell just below the k-th negative's, [score < that
+                // score]. Every copy gets one heavy cell (at the bottom when it has no k-th),
+                // so all copies hold equally many patients.
+                let heavy = if half == 0 { heavy_a[k] } else { HEAVY };
+                negatives.push(histogram(own_neg, Some((pos.get(k).copied().unwrap_or(1).saturating_sub(1), heavy))));
+                positives.push(histogram(own_pos, Some((neg.get(k).copied().unwrap_or(1).saturating_sub(1), heavy))));
+            }
+        }
+        paired(models, negatives, positives, DEFAULT_GRID)
+    };
+    // One copy of a model per threshold: copies of the same model are refused, so the attacker
+    // launders and scores near-copies (coefficient 50·(1 − 10⁻⁹·k): the same cells).
+    let same = |m: &(proto::ModelDesign, proto::Standardiser, proto::ScorerSpec)| vec![m.clone(); l];
+    let copies_of_same: Vec<_> = [same(&ma), same(&mb)].concat();
+    let d = site.refused("paired_scores round 2 comparing copies of one model (a threshold per copy)", forgery(&copies_of_same, &vec![HEAVY; l]));
+    assert!(d.contains("same model"), "{d}");
+    let mut copies = Vec::new();
+    for m in [&ma, &mb] {
         for k in 0..l {
-            models.push(scored(m));
-            // Positives are placed against the negatives: a heavy cell just below the k-th
-            // positive's score makes the placement [score ≥ that score]. Negatives against the
-            // positives: a heavy cell just below the k-th negative's, [score < that score].
-            negatives.push(histogram(own_neg, pos.get(k).map(|&c| (c.saturating_sub(1), HEAVY))));
-            positives.push(histogram(own_pos, neg.get(k).map(|&c| (c.saturating_sub(1), HEAVY))));
+            let mut c = m.clone();
+            c.2.parameters[1] = bound * (1.0 - 1e-9 * k as f64);
+            if k > 0 {
+                let fit = launder(&site, &c.0, &c.1, c.2.parameters.clone());
+                let score = site.ask(score_task(&c.0, &c.1, vec![c.2.clone()]));
+                assert!(matches!((&fit, &score), (Reply::Answered(_), Reply::Answered(_))), "near-copy {k}: {fit:?} {score:?}");
+            }
+            copies.push(c);
         }
     }
-    let forged = site.ask(paired(models, negatives, positives, DEFAULT_GRID));
+    let mut uneven = vec![HEAVY; l];
+    uneven[0] = HEAVY + 1;
+    let d = site.refused("paired_scores round 2 with made-up patients in one model's histograms only", forgery(&copies, &uneven));
+    assert!(d.contains("different numbers"), "{d}");
+    let forged = site.ask(forgery(&copies, &vec![HEAVY; l]));
+    if matches!(forged, Reply::Answered(_)) {
+        let other = vec![2 * HEAVY; l];
+        let d = site.refused("paired_scores round 2 again on the same models with other merged histograms", forgery(&copies, &other));
+        assert!(d.contains("already"), "{d}");
+    }
     let validation: Vec<&Truth> = site.patients.iter().filter(|p| p.role == CohortRole::Validation).collect();
     let cell_of = |column: u32, p: &Truth| score_cell(bound * (p.row[column as usize] - site.mean[column as usize]) / (3.0 * site.sd[column as usize]), DEFAULT_GRID);
     match forged {
@@ -1647,14 +1712,17 @@ fn attacks_forged_merged_paired_scores() {
                     }
                 }
             }
-            // GAP: the merged-histogram check (own cells present) does not stop made-up cells; with
-            // chosen thresholds the placement products link values across models, i.e. rebuild
-            // rows of the validation cohort (any number of columns, 200 models per task).
+            // GAP: the merged-histogram check (own cells present) does not stop made-up cells, and
+            // the placement products still link across models — but a site places each patient by
+            // its released cell (its rank in a small-cell group of ≥ min_count, rendered from the
+            // group's moments), so what links is within-group ranks, not values.
+            assert!(linked <= validation.len() / 10, "forged merge linked {linked} patients' values across models");
             report(
-                "paired_scores round 2 with forged merged histograms (own cells + a heavy made-up cell)",
+                "paired_scores round 2 with forged merged histograms (own cells + a heavy made-up cell, near-copies of two models)",
                 "answered",
                 &format!(
-                    "6 tasks in all: (value of column {a_col}, value of column {b_col}, outcome) of {linked}/{} validation patients linked, {false_links} false links",
+                    "{} tasks in all: (value of column {a_col}, value of column {b_col}, outcome) of {linked}/{} validation patients linked, {false_links} false links",
+                    6 + 4 * (l - 1),
                     validation.len()
                 ),
             );

@@ -187,7 +187,7 @@ fn receipts_find_a_truncated_or_rewritten_log_and_the_report_lists_what_left() {
         "Refusals (1):".into(),
         "split  task split-r2".into(),
         "reason: ".into(),
-        "not recorded".into(),
+        "groups of at least 5 patients".into(),
         audit::tasks_dir(&log_path).display().to_string(),
         "4 aggregates released".into(),
         "1 refused, 0 failed".into(),

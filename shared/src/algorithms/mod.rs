@@ -24,6 +24,7 @@ pub mod lasso;
 pub mod logistic;
 pub mod metrics;
 pub mod paired_auc;
+pub mod small_cells;
 pub mod split;
 pub mod standardise;
 pub mod table1;

@@ -13,6 +13,10 @@
 //! 2. the coordinator sends the merged per-class histograms back ([`ClassHistograms`]); each
 //!    site places its own patients against them and returns, per class, the patient count, the
 //!    sums of placements (M) and of their pairwise products (M × M) — [`site_placements`].
+//!    A patient is placed by its *released* cell, the pseudo-patient of its rank in the small-
+//!    cell group it fell in ([`super::metrics::released_score_cells`]), not by its own score:
+//!    the placements then say nothing the first round's histograms did not, and the AUCs of
+//!    the comparison equal those of the main table.
 //!
 //! The sums add up to the pooled ones exactly, so the covariance is the pooled DeLong
 //! covariance on the grid (cells 0.0001 log-odds wide; ties within a cell count as ties). The
@@ -21,7 +25,6 @@
 
 use std::collections::BTreeMap;
 
-use super::metrics::score_cell;
 use super::{CombineError, SiteRefusal, require_min_count};
 use crate::aggregate::{AggregateBuilder, SiteAggregate};
 use crate::proto::Aggregate;
@@ -45,8 +48,9 @@ impl ClassHistograms {
     }
 }
 
-/// Site half of round 2. `log_odds[i]` holds patient i's log-odds under each of the M models.
-pub fn site_placements(log_odds: &[Vec<f64>], outcome: &[bool], merged: &[ClassHistograms], grid: u32, min_count: u64) -> Result<Aggregate, SiteRefusal> {
+/// Site half of round 2. `cells[i]` holds patient i's released score cell under each of the M
+/// models (as the first round counted it).
+pub fn site_placements(cells: &[Vec<u32>], outcome: &[bool], merged: &[ClassHistograms], min_count: u64) -> Result<Aggregate, SiteRefusal> {
     let m = merged.len();
     if m == 0 || m > 200 {
         return Err(SiteRefusal::InvalidParameters("compare 1 to 200 models".into()));
@@ -54,10 +58,10 @@ pub fn site_placements(log_odds: &[Vec<f64>], outcome: &[bool], merged: &[ClassH
     if merged.iter().any(|h| h.negative.is_empty() || h.positive.is_empty()) {
         return Err(SiteRefusal::InvalidParameters("every model needs patients of both classes".into()));
     }
-    site_accepts_merged(log_odds, outcome, merged, grid)?;
-    let mut b = AggregateBuilder::new(log_odds.len() as u64);
+    site_accepts_merged(cells, outcome, merged)?;
+    let mut b = AggregateBuilder::new(cells.len() as u64);
     for class in [false, true] {
-        let rows: Vec<&Vec<f64>> = log_odds.iter().zip(outcome).filter(|(_, y)| **y == class).map(|(s, _)| s).collect();
+        let rows: Vec<&Vec<u32>> = cells.iter().zip(outcome).filter(|(_, y)| **y == class).map(|(s, _)| s).collect();
         let name = if class { "positive" } else { "negative" };
         require_min_count(&format!("validation patients with a {name} outcome"), rows.len() as u64, min_count)?;
         let mut sum = vec![0.0; m];
@@ -68,7 +72,7 @@ pub fn site_placements(log_odds: &[Vec<f64>], outcome: &[bool], merged: &[ClassH
             }
             let mut v = Vec::with_capacity(m);
             for (k, h) in merged.iter().enumerate() {
-                let cell = score_cell(r[k], grid);
+                let cell = r[k];
                 let own = if class { &h.positive } else { &h.negative };
                 if !own.contains_key(&cell) {
                     return Err(SiteRefusal::Precondition("the merged histograms do not describe this site's patients".into()));
@@ -177,12 +181,25 @@ pub fn pooled_paired_auc(scores: &[Vec<f64>], outcome: &[bool]) -> PairedAuc {
 /// at least as many patients as it holds there itself. With secure aggregation and signed
 /// answers (not yet) the site could check the merge itself; without them a coordinator can
 /// still add made-up patients, but cannot remove or move this site's own.
-pub fn site_accepts_merged(log_odds: &[Vec<f64>], outcome: &[bool], merged: &[ClassHistograms], grid: u32) -> Result<(), SiteRefusal> {
+///
+/// And since every compared model scores the same patients, each model's merged histograms must
+/// hold the same number of patients per class: a forgery that adds made-up patients to one
+/// model's copy only (to set a threshold there) is refused, so made-up cells must be added to
+/// every model alike.
+pub fn site_accepts_merged(cells: &[Vec<u32>], outcome: &[bool], merged: &[ClassHistograms]) -> Result<(), SiteRefusal> {
+    let totals = |h: &ClassHistograms| (h.negative.values().fold(0u64, |a, &b| a.saturating_add(b)), h.positive.values().fold(0u64, |a, &b| a.saturating_add(b)));
+    if let Some(first) = merged.first()
+        && merged.iter().any(|h| totals(h) != totals(first))
+    {
+        return Err(SiteRefusal::InvalidParameters(
+            "the merged histograms of the compared models hold different numbers of patients: every model scores the same patients".into(),
+        ));
+    }
     for (k, h) in merged.iter().enumerate() {
         let mut own: [BTreeMap<u32, u64>; 2] = Default::default();
-        for (r, &y) in log_odds.iter().zip(outcome) {
-            let Some(&score) = r.get(k) else { continue };
-            *own[usize::from(y)].entry(score_cell(score, grid)).or_default() += 1;
+        for (r, &y) in cells.iter().zip(outcome) {
+            let Some(&cell) = r.get(k) else { continue };
+            *own[usize::from(y)].entry(cell).or_default() += 1;
         }
         for (class, theirs) in [(0, &h.negative), (1, &h.positive)] {
             if own[class].iter().any(|(cell, n)| theirs.get(cell).copied().unwrap_or(0) < *n) {
@@ -198,23 +215,30 @@ pub fn site_accepts_merged(log_odds: &[Vec<f64>], outcome: &[bool], merged: &[Cl
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::algorithms::metrics::score_cell;
 
     #[test]
     fn merged_histograms_must_hold_the_sites_own_patients() {
         let grid = 1000;
-        let log_odds = vec![vec![-1.0], vec![0.5], vec![0.5], vec![2.0]];
-        let outcome = vec![false, false, true, true];
         let cell = |x: f64| score_cell(x, grid);
+        let cells = vec![vec![cell(-1.0)], vec![cell(0.5)], vec![cell(0.5)], vec![cell(2.0)]];
+        let outcome = vec![false, false, true, true];
         let merged = |extra_neg: u64| ClassHistograms {
             negative: [(cell(-1.0), 1 + extra_neg), (cell(0.5), 1)].into_iter().collect(),
             positive: [(cell(0.5), 1), (cell(2.0), 3)].into_iter().collect(),
         };
-        assert!(site_accepts_merged(&log_odds, &outcome, &[merged(0)], grid).is_ok());
-        assert!(site_accepts_merged(&log_odds, &outcome, &[merged(5)], grid).is_ok(), "other sites' patients on top");
+        assert!(site_accepts_merged(&cells, &outcome, &[merged(0)]).is_ok());
+        assert!(site_accepts_merged(&cells, &outcome, &[merged(5)]).is_ok(), "other sites' patients on top");
         let mut moved = merged(0);
         moved.negative.remove(&cell(-1.0));
         moved.negative.insert(cell(-0.9), 1);
-        assert!(site_accepts_merged(&log_odds, &outcome, &[moved], grid).is_err(), "one of this site's patients moved");
+        assert!(site_accepts_merged(&cells, &outcome, &[moved]).is_err(), "one of this site's patients moved");
+        let two = |a: u64, b: u64| {
+            let cells: Vec<Vec<u32>> = cells.iter().map(|c| vec![c[0], c[0]]).collect();
+            site_accepts_merged(&cells, &outcome, &[merged(a), merged(b)])
+        };
+        assert!(two(5, 5).is_ok());
+        assert!(two(0, 5).is_err(), "made-up patients in one model's histograms only");
     }
     use crate::algorithms::testdata::uniform_stream;
 
@@ -266,7 +290,8 @@ mod tests {
                 .map(|(k, &s)| {
                     let r = start..start + s;
                     start += s;
-                    SiteAggregate::new(format!("s{k}"), site_placements(&rows[r.clone()], &y[r], &h, grid, 1).unwrap())
+                    let cells: Vec<Vec<u32>> = rows[r.clone()].iter().map(|row| row.iter().map(|&v| score_cell(v, grid)).collect()).collect();
+                    SiteAggregate::new(format!("s{k}"), site_placements(&cells, &y[r], &h, 1).unwrap())
                 })
                 .collect();
             let fed = combine_placements(&answers, 3).unwrap();
@@ -297,9 +322,52 @@ mod tests {
     fn placements_refuse_histograms_that_are_not_the_cohorts() {
         let (rows, y) = cohort();
         let grid = crate::algorithms::metrics::DEFAULT_GRID;
+        let cells: Vec<Vec<u32>> = rows.iter().map(|row| row.iter().map(|&v| score_cell(v, grid)).collect()).collect();
         let other = merged(&rows[50..], &y[50..], grid);
-        assert!(matches!(site_placements(&rows[..40], &y[..40], &other, grid, 1), Err(SiteRefusal::InvalidParameters(_))));
+        assert!(matches!(site_placements(&cells[..40], &y[..40], &other, 1), Err(SiteRefusal::InvalidParameters(_))));
         let h = merged(&rows, &y, grid);
-        assert!(matches!(site_placements(&rows[..8], &y[..8], &h, grid, 5), Err(SiteRefusal::BelowMinCount { .. })));
+        assert!(matches!(site_placements(&cells[..8], &y[..8], &h, 5), Err(SiteRefusal::BelowMinCount { .. })));
+    }
+
+    /// With small cells merged (`min_count` 5), each site places its patients by their
+    /// released cells: the comparison's AUCs are then those of the merged score histograms
+    /// (the main table's), over 1, 4 and 7 sites.
+    #[test]
+    fn released_placements_give_the_main_tables_auc() {
+        use crate::algorithms::metrics::{self, Scored};
+        use crate::clinical::CohortRole;
+        let (rows, y) = cohort();
+        let grid = metrics::DEFAULT_GRID;
+        for sizes in [vec![99], vec![30, 24, 25, 20], vec![17, 15, 15, 15, 18, 19]] {
+            let mut start = 0;
+            let mut released_per_site = Vec::new();
+            let mut merged_h = vec![ClassHistograms::default(); 3];
+            for &s in &sizes {
+                let r = start..start + s;
+                start += s;
+                let mut site_cells = vec![Vec::new(); s];
+                for k in 0..3 {
+                    let scored: Vec<Scored> =
+                        rows[r.clone()].iter().zip(&y[r.clone()]).map(|(row, &o)| Scored { role: CohortRole::Validation, outcome: o, log_odds: row[k] }).collect();
+                    for (i, c) in metrics::released_score_cells(&scored, grid, 5).into_iter().enumerate() {
+                        site_cells[i].push(c);
+                        *(if y[r.start + i] { &mut merged_h[k].positive } else { &mut merged_h[k].negative }).entry(c).or_default() += 1;
+                    }
+                }
+                released_per_site.push((r, site_cells));
+            }
+            let answers: Vec<SiteAggregate> = released_per_site
+                .iter()
+                .enumerate()
+                .map(|(k, (r, cells))| SiteAggregate::new(format!("s{k}"), site_placements(cells, &y[r.clone()], &merged_h, 5).unwrap()))
+                .collect();
+            let fed = combine_placements(&answers, 3).unwrap();
+            for k in 0..3 {
+                let table = metrics::ScoreHistogram { grid, negative: merged_h[k].negative.clone(), positive: merged_h[k].positive.clone(), ..Default::default() };
+                assert!((fed.auc[k] - table.auc().0).abs() < 1e-12, "{sizes:?} model {k}: {} vs {}", fed.auc[k], table.auc().0);
+                let exact = pooled_paired_auc(&rows, &y).auc[k];
+                assert!((fed.auc[k] - exact).abs() < 0.02, "{sizes:?} model {k}: {} vs exact {exact}", fed.auc[k]);
+            }
+        }
     }
 }

@@ -11,7 +11,10 @@
 //! Mann-Whitney U of the pooled data are functions of how many values of each cohort fall on
 //! each grid point, so the coordinator computes them exactly from the summed histograms for
 //! any data on the grid (ages in whole years, EBV DNA in whole copies/mL). Data off the grid
-//! are rounded to it first; the error is then at most half a resolution step per value.
+//! are rounded to it first; the error is then at most half a resolution step per value. A
+//! site merges grid points holding 1 to `min_count` − 1 of a cohort's patients
+//! ([`super::small_cells`]), so with `min_count` above 1 the median, IQR and Mann-Whitney U
+//! are those of the released pseudo-patients (mean ± SD and Welch's test stay exact).
 //!
 //! Tests: categorical variables use Pearson's χ² (no continuity correction), or Fisher's exact
 //! test for a 2×2 table with an expected count below 5; continuous variables report Welch's
@@ -20,6 +23,7 @@
 
 use std::collections::BTreeMap;
 
+use super::small_cells::released_cells;
 use super::{CombineError, SiteRefusal, require_min_count};
 use crate::aggregate::{AggregateBuilder, SiteAggregate};
 use crate::clinical::{ClinicalValue, CohortRole, PatientRecord, VariableKind, VariableSpec};
@@ -165,9 +169,14 @@ pub fn site_table1(
                         }
                     }
                     let m = Moments::from_values(&xs);
+                    if xs.iter().any(|x| x.is_nan()) {
+                        return Err(type_mismatch(&spec.name));
+                    }
+                    // Small cells merged (`small_cells`): no grid point describes 1 to min − 1
+                    // patients of the cohort; mean and SD stay exact.
                     let mut grid: BTreeMap<i64, u64> = BTreeMap::new();
-                    for x in &xs {
-                        *grid.entry(grid_index(*x, *resolution)).or_default() += 1;
+                    for k in released_cells(&xs, |x| grid_index(x, *resolution), min_count) {
+                        *grid.entry(k).or_default() += 1;
                     }
                     b = b
                         .vector(format!("{prefix}/moments"), vec![m.n, m.mean, m.m2])

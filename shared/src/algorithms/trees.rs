@@ -44,6 +44,7 @@ use std::collections::BTreeMap;
 use ring::digest::{SHA256, digest};
 
 use super::glm::sigmoid;
+use super::small_cells::released_cells;
 use super::{CombineError, SiteRefusal, require_min_count};
 use crate::aggregate::{AggregateBuilder, SiteAggregate};
 use crate::proto::Aggregate;
@@ -325,9 +326,14 @@ pub fn site_value_histogram(z: &[Vec<f64>], width: usize, grid: ValueGrid, min_c
     require_min_count("the training cohort of the model", z.len() as u64, min_count)?;
     let cells = grid.cells();
     let mut counts = vec![0.0; width * cells];
-    for row in z {
-        for (j, v) in row.iter().enumerate() {
-            counts[j * cells + grid.cell(*v)] += 1.0;
+    for j in 0..width {
+        let column: Vec<f64> = z.iter().map(|row| row[j]).collect();
+        if column.iter().any(|v| v.is_nan()) {
+            return Err(SiteRefusal::Precondition("a standardised value is not a number".into()));
+        }
+        // Small cells merged per column (`small_cells`): no cell describes 1 to min − 1 patients.
+        for c in released_cells(&column, |v| grid.cell(v) as i64, min_count) {
+            counts[j * cells + c as usize] += 1.0;
         }
     }
     Ok(AggregateBuilder::new(z.len() as u64).matrix("counts", width, cells, counts).build())

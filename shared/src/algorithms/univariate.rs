@@ -17,6 +17,7 @@
 //!   resolution, far more than Welch's moments reveal — which is why Welch is the default.
 
 use super::glm::Standardiser;
+use super::small_cells::released_cells;
 use super::standardise::FeatureMoments;
 use super::{CombineError, SiteRefusal, require_min_count};
 use crate::aggregate::{AggregateBuilder, SiteAggregate};
@@ -87,10 +88,17 @@ pub fn site_rank_histograms(
     let k = cells(resolution, limit);
     let width = (2 * k + 1) as usize;
     let mut counts = vec![0.0; p * 2 * width];
-    for (zi, &y) in z.iter().zip(outcome) {
-        for j in 0..p {
-            let cell = ((zi[j] / resolution).round() as i64).clamp(-k, k);
-            counts[(j * 2 + y as usize) * width + (cell + k) as usize] += 1.0;
+    // Per feature and class, small cells merged (`small_cells`): no cell describes 1 to
+    // min − 1 patients.
+    for j in 0..p {
+        for class in [false, true] {
+            let values: Vec<f64> = z.iter().zip(outcome).filter(|(_, y)| **y == class).map(|(zi, _)| zi[j]).collect();
+            if values.iter().any(|v| v.is_nan()) {
+                return Err(SiteRefusal::Precondition("a standardised value is not a number".into()));
+            }
+            for cell in released_cells(&values, |v| ((v / resolution).round() as i64).clamp(-k, k), min_count) {
+                counts[(j * 2 + class as usize) * width + (cell + k) as usize] += 1.0;
+            }
         }
     }
     Ok(AggregateBuilder::new(rows.len() as u64).tensor_nd("counts", vec![p as u64, 2, width as u64], counts).build())
