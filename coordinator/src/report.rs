@@ -213,7 +213,7 @@ fn secure_aggregation_markdown(r: &StudyResults) -> String {
         return "## Secure aggregation\n\nOff: the coordinator saw every site's aggregates (the results are the same with it on).\n\n".into();
     }
     format!(
-        "## Secure aggregation\n\nOn: in {secure} rounds (LASSO and cross-validation losses, logistic and SVM fitting rounds, tree histograms, Mann–Whitney rank histograms, DeLong placement sums) each site masked its answer with pairwise masks agreed with every other site, so the coordinator learnt only the sum over all {} sites. Read per site, as published below: cohort and exclusion counts, split and fold counts, Table 1 per hospital, extraction counts, feature and design moments, correlation, value histograms, score histograms (per-site AUC; also the first DeLong round), encoder rounds and embedding counts, the clinical model's logistic rounds (on raw scales), ComBat's sums (when the study harmonises){}.\n\n",
+        "## Secure aggregation\n\nOn: in {secure} rounds (LASSO and cross-validation losses, logistic and SVM fitting rounds, tree histograms and the trees' value histograms, Mann–Whitney rank histograms, DeLong placement sums, the encoder's FedAvg rounds) each site masked its answer with pairwise masks agreed with every other site, so the coordinator learnt only the sum over all {} sites. Read per site, as published below: cohort and exclusion counts, split and fold counts, Table 1 per hospital, extraction counts, feature and design moments, correlation, score histograms (per-site AUC; also the first DeLong round), embedding counts, the clinical model's logistic rounds (on raw scales), ComBat's sums (when the study harmonises){}.\n\n",
         r.sites.len(),
         if r.models.iter().any(|m| m.site_alone.iter().any(|b| b.validation.is_some())) {
             ", and the site-alone baselines, which the plan opted in to publish"
@@ -557,44 +557,26 @@ fn deep_markdown(r: &StudyResults) -> String {
             d.rounds.len(),
         ));
         s.push_str(&format!("![encoder loss](deep/{}/loss.svg)\n\n", d.sequence));
-        let sites: Vec<&String> = d.rounds.first().map(|x| x.per_site.keys().collect()).unwrap_or_default();
-        s.push_str("| Round | Loss at start (all) | Mean training loss (all) |");
-        for site in &sites {
-            s.push_str(&format!(" {site} |"));
-        }
-        s.push_str("\n|---|---|---|");
-        s.push_str(&"---|".repeat(sites.len()));
-        s.push('\n');
+        // Only the sums over sites: each site's weights and losses reach the coordinator
+        // multiplied by its count and added up (secure-summed when the plan says so).
+        s.push_str("| Round | Patients | Loss at start | Mean training loss |\n|---|---|---|---|\n");
         for x in &d.rounds {
-            s.push_str(&format!("| {} | {:.4} | {:.4} |", x.round, x.loss_at_start, x.mean_training_loss));
-            for site in &sites {
-                s.push_str(&x.per_site.get(*site).map_or(" – |".into(), |(n, l, _)| format!(" {l:.4} (n = {n}) |")));
-            }
-            s.push('\n');
+            s.push_str(&format!("| {} | {} | {:.4} | {:.4} |\n", x.round, x.patients, x.loss_at_start, x.mean_training_loss));
         }
         s.push('\n');
     }
     s
 }
 
-/// The encoder's loss per round: overall and per site.
+/// The encoder's loss per round, over all sites.
 fn deep_loss_chart(d: &crate::deep::DeepResult) -> String {
-    use crate::svg::{Chart, Series, palette, render};
-    let mut series = vec![Series {
+    use crate::svg::{Chart, Series, render};
+    let series = vec![Series {
         points: d.rounds.iter().map(|x| (x.round as f64, x.loss_at_start)).collect(),
         color: "#000000".into(),
         label: Some("all sites".into()),
         error: None,
     }];
-    let sites: Vec<&String> = d.rounds.first().map(|x| x.per_site.keys().collect()).unwrap_or_default();
-    for (k, site) in sites.iter().enumerate() {
-        series.push(Series {
-            points: d.rounds.iter().filter_map(|x| x.per_site.get(*site).map(|v| (x.round as f64, v.1))).collect(),
-            color: palette(k + 1),
-            label: Some((*site).clone()),
-            error: None,
-        });
-    }
     let title = format!("Encoder training, {}", sequence_label(&d.sequence));
     render(&Chart {
         title: &title,

@@ -110,16 +110,23 @@ const KEY_LABEL: &[u8] = b"fedrad.v1 secure-sum key";
 /// the study's sites, in tensors of a fixed shape on the study's standardised scale or counts:
 /// these go through secure aggregation when the study turns it on (and through the same
 /// fixed-point sum when it does not). LASSO rounds and their CV losses, classifier fitting
-/// rounds, tree-node histograms, Mann–Whitney rank histograms, and the DeLong placement sums
-/// (the second `paired_scores` round). The others are read per site (cohort counts, splits,
-/// folds, Table 1, feature and design moments, correlation, per-site AUC from score
-/// histograms, the sparse value histograms and the first `paired_scores` round, encoder rounds)
+/// rounds, tree-node histograms, the trees' value histograms, Mann–Whitney rank histograms,
+/// the DeLong placement sums (the second `paired_scores` round) and the encoder's FedAvg
+/// rounds (count-weighted weights and losses). The others are read per site (cohort counts,
+/// splits, folds, Table 1, feature and design moments, correlation, per-site AUC from the
+/// sparse score histograms and the first `paired_scores` round)
 /// or are on raw scales no fixed range holds (the clinical model's `logistic_round`, whose
 /// design is age in years and level indicators: its Hessian reaches 10⁹ and more) and stay
 /// plain; the report names both lists.
 pub fn secure_summable(kind: &task::Kind) -> bool {
     match kind {
-        task::Kind::LassoRound(_) | task::Kind::CvLoss(_) | task::Kind::ClassifierRound(_) | task::Kind::TreeRound(_) | task::Kind::RankHistogram(_) => true,
+        task::Kind::LassoRound(_)
+        | task::Kind::CvLoss(_)
+        | task::Kind::ClassifierRound(_)
+        | task::Kind::TreeRound(_)
+        | task::Kind::RankHistogram(_)
+        | task::Kind::ValueHistogram(_)
+        | task::Kind::EncoderRound(_) => true,
         task::Kind::PairedScores(t) => !t.negatives.is_empty() || !t.positives.is_empty(),
         _ => false,
     }

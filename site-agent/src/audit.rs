@@ -389,7 +389,7 @@ pub fn report(site_id: &str, log: &Path, entries: &[AuditEntry], study_id: &str,
     );
     let _ = writeln!(
         o,
-        "Histograms (score, paired_scores, table1, value_histogram, rank_histogram): on the study plan's grids, with small cells merged per population into groups of at least {min_count} patients (this agent's min_count), each released as its count, mean and SD; calibration bins merged to 0 or at least {min_count}; tree_round bins are not merged (a node or its sibling with 1 to {} patients is withheld instead). Per-aggregate resolution: the task's bytes.",
+        "Histograms (score, paired_scores, table1, value_histogram, rank_histogram): on the study plan's grids, with small cells merged per population into groups of at least {min_count} patients (this agent's min_count), each released as its count, mean and SD (no Brier or calibration sums: the coordinator computes them from the histograms); tree_round bins are not merged (a node or its sibling with 1 to {} patients is withheld instead). Per-aggregate resolution: the task's bytes.",
         min_count.saturating_sub(1)
     );
 

@@ -1033,7 +1033,7 @@ impl SiteEngine {
         fedrad_shared::algorithms::require_min_count("the training cohort with encoder crops", samples.len() as u64, self.config.policy.min_count)?;
         let update = fedavg::site_train(&arch, &t.weights, &samples, &training, t.round);
         let agg = fedavg::site_aggregate(&update, self.config.policy.min_count)?;
-        let sent = agg.tensors.iter().find(|x| x.name == "weights").map_or(&[][..], |x| &x.values[..]);
+        let sent = &update.weights[..];
         let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
         let record = fedavg::RoundRecord { round: t.round, input: t.weights.clone(), own_change: fedavg::max_abs_difference(sent, &t.weights) };
         write_atomic(&ledger_path, &serde_json::to_vec(&record).expect("a record serialises"))

@@ -451,6 +451,24 @@ pub fn paired_scores(designs: &[DesignData], t: &proto::PairedScoresTask, min_co
         scores.push((0..z.len()).map(|i| (data.ids[i].as_str(), (data.role[i], data.outcome[i], scorer.log_odds(&z[i])))).collect());
     }
     let common: Vec<&str> = scores[0].keys().copied().filter(|id| scores.iter().all(|s| s.contains_key(id))).collect();
+    // The patients every model scores may be fewer than one model's own (a patient without a
+    // row in another model's table): the difference of this answer and that model's score
+    // answer would describe the patients left out. Refused when, in some cohort and class,
+    // 1 to min_count − 1 of a model's patients are left out.
+    let kept: std::collections::BTreeSet<&str> = common.iter().copied().collect();
+    for s in &scores {
+        let mut left_out: BTreeMap<(CohortRole, bool), u64> = BTreeMap::new();
+        for (id, (role, outcome, _)) in s {
+            if !kept.contains(id) {
+                *left_out.entry((*role, *outcome)).or_default() += 1;
+            }
+        }
+        if left_out.values().any(|&n| n > 0 && n < min_count) {
+            return Err(Failure::Refused(SiteRefusal::Precondition(format!(
+                "the patients every compared model can score differ from one model's own by fewer than this site's minimum of {min_count} patients of a cohort and class: the comparison and that model's scores would together describe them"
+            ))));
+        }
+    }
     if t.negatives.is_empty() && t.positives.is_empty() {
         let mut b = fedrad_shared::aggregate::AggregateBuilder::new(common.len() as u64);
         for (k, s) in scores.iter().enumerate() {
@@ -504,4 +522,48 @@ fn out_of_fold_scores(data: &DesignData, z: &[Vec<f64>], t: &proto::ScoreTask, m
         b = b.nested(&format!("g{g}."), site_class_histograms(&scores, t.grid, min_count)?);
     }
     Ok(b.build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn design(n: usize, skip: &[usize]) -> DesignData {
+        let keep: Vec<usize> = (0..n).filter(|i| !skip.contains(i)).collect();
+        DesignData {
+            rows: keep.iter().map(|&i| vec![(i as f64 * 0.37).sin()]).collect(),
+            ids: keep.iter().map(|i| format!("p{i:03}")).collect(),
+            fold: vec![0; keep.len()],
+            folds: 0,
+            role: keep.iter().map(|&i| if i % 3 == 0 { CohortRole::Validation } else { CohortRole::Training }).collect(),
+            outcome: keep.iter().map(|&i| i % 2 == 0).collect(),
+        }
+    }
+
+    /// DeLong's first round covers the patients every compared model scores; with one patient
+    /// missing from the second model's rows, that answer minus the first model's own score
+    /// answer would describe the missing patient: refused, while equal populations (or ones
+    /// that differ by at least min_count per cohort and class) are answered.
+    #[test]
+    fn a_comparison_that_leaves_out_a_few_of_a_models_patients_is_refused() {
+        let model = |c: f64| proto::ScoredModel {
+            design: None,
+            standardiser: Some(proto::Standardiser { center: vec![0.0], scale: vec![1.0] }),
+            scorer: Some(proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0, c], random_features: None }),
+        };
+        let task = proto::PairedScoresTask {
+            models: vec![model(1.0), model(2.0)],
+            grid: fedrad_shared::algorithms::metrics::DEFAULT_GRID,
+            negatives: vec![],
+            positives: vec![],
+        };
+        let same = paired_scores(&[design(90, &[]), design(90, &[])], &task, 5);
+        assert!(same.is_ok(), "{same:?}");
+        match paired_scores(&[design(90, &[]), design(90, &[7])], &task, 5) {
+            Err(Failure::Refused(SiteRefusal::Precondition(d))) => assert!(d.contains("differ from one model's own"), "{d}"),
+            other => panic!("one patient left out was not refused: {other:?}"),
+        }
+        let many: Vec<usize> = (0..90).filter(|i| i % 6 == 1).collect();
+        assert!(paired_scores(&[design(90, &[]), design(90, &many)], &task, 5).is_ok(), "15 training negatives left out");
+    }
 }

@@ -1484,7 +1484,9 @@ fn attacks_encoder() {
     // step from the last round. Measured: how close the coordinator gets to its weights.
     let started = std::time::Instant::now();
     let answer = site.answered("encoder round 1", round(1, initial.clone(), planned.batch_size, planned.learning_rate));
-    let mut sent = tensor(&answer, "weights").to_vec();
+    // A site sends its weights times its patient count (what FedAvg sums).
+    let own_weights = |a: &proto::Aggregate| tensor(a, "weights_times_patients").iter().map(|v| v / a.patient_count as f64).collect::<Vec<f64>>();
+    let mut sent = own_weights(&answer);
     let mut input = initial.clone();
     let distance = |w: &[f64]| w.iter().zip(&chosen).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     let start_distance = distance(&initial);
@@ -1495,7 +1497,7 @@ fn attacks_encoder() {
         let next: Vec<f64> = input.iter().zip(&chosen).map(|(w, c)| w + (c - w).clamp(-factor * own, factor * own)).collect();
         match site.ask(round(r, next.clone(), planned.batch_size, planned.learning_rate)) {
             Reply::Answered(a) => {
-                sent = tensor(&a, "weights").to_vec();
+                sent = own_weights(&a);
                 input = next;
                 steered += 1;
             }

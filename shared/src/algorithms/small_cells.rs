@@ -5,15 +5,21 @@
 //! year, value grids of 0.05 SD) put most patients alone in their cell: the cell then *is* that
 //! patient's value, with the population (cohort, outcome class) the histogram is of.
 //!
-//! **Method.** Per population and variable, the site sweeps its occupied cells from low to high
-//! and closes a *group* as soon as it holds `min_count` patients; a last group short of that
-//! joins the one before. A group spans the grid from halfway across the empty gap below its
-//! first occupied cell to halfway across the gap above its last one (the outer groups run to the
-//! grid's ends), so a boundary marks the midpoint between two groups, not one patient's value.
+//! **Method.** Per population and variable, the site ranks its patients by value and cuts the
+//! ranks into ⌊n / `min_count`⌋ *groups* of at least `min_count` at ranks fixed by n alone, the
+//! same read from either end ([`rank_groups`]). A group spans the grid from halfway between its
+//! lowest value's cell and the cell of the group below to halfway to the group above (the outer
+//! groups run to the grid's ends), so a boundary marks the midpoint between two groups, not one
+//! patient's value.
 //! Of each group the site releases only what describes all its n ≥ `min_count` patients
 //! together — n, the mean μ and the standard deviation σ (the moments other tasks send over
 //! whole cohorts) — rendered on the grid as n *pseudo-patients* at the normal quantiles
-//! μ + σ·Φ⁻¹((i − ½)/n), i = 1…n, kept inside the group's span. A group whose patients share
+//! μ + σ·zᵢ/√s, zᵢ = Φ⁻¹((i − ½)/n), i = 1…n, with s the SD of the zᵢ, kept inside the
+//! group's span. The plain quantiles (σ·zᵢ) understate a group's spread (s < 1), and scaling
+//! them to its SD (σ·zᵢ/s) overstates it for the short blocks of ranks groups are; either
+//! biases the AUC across overlapping groups (simulated on four sites with 8 positives and 17
+//! negatives each at `min_count` 3: +0.0030 and −0.0023), the geometric middle much less
+//! (+0.0006; mean |ΔAUC| 0.0037 against 0.0045 and 0.0040). A group whose patients share
 //! one cell is released in that cell (a cell of ≥ `min_count` patients). The histogram sent is
 //! the pseudo-patients' histogram.
 //!
@@ -24,20 +30,30 @@
 //! in its group ([`released_cells`] keeps the order), which DeLong's paired comparison needs:
 //! its second round sums products of each patient's placements under several models.
 //!
-//! **What it costs.** Exactly nothing with `min_count` = 1 (every occupied cell is a group of
-//! its own, released in place). Otherwise ranks *within* a group are the normal rendering's, so
+//! **Why cuts by rank fixed in advance** (found by a red-team review): groups closed by a sweep
+//! over occupied cells start wherever the data put them, so a coordinator that moves where the
+//! sweep starts — pushing b patients into the grid's end cell with a steep intercept, or
+//! reversing the order with a negative coefficient — shifts every later group by b patients,
+//! and the difference of two answers' exact group sums is one patient's value. With cuts fixed
+//! by n and symmetric, any order-preserving or order-reversing rescoring of one column releases
+//! the same groups (their moments transformed alike). A scorer that reorders patients (two
+//! columns, or a quadratic) does give other groups; see "What remains".
+//!
+//! **What it costs.** Exactly nothing with `min_count` = 1 (every patient is a group of its
+//! own, released in its cell). Otherwise ranks *within* a group are the normal rendering's, so
 //! statistics that depend on ranks across overlapping groups of different sites or classes
 //! become approximations: the AUC, its DeLong SE, ROC points, the Youden threshold, quantiles
-//! and Mann–Whitney U. Measured in `metrics`' tests on scores like the study's (|ΔAUC| 0.0012
-//! on average and at most 0.0039 at `min_count` 5 over 1, 4 and 7 sites) and on the demo
-//! (README, "What leaves the building": 0.0026 on average, 0.0092 at most, with a small upward
-//! bias in small validation cohorts, where the rendering slightly separates the classes).
+//! and Mann–Whitney U. Measured in `metrics`' tests on scores like the study's (|ΔAUC| 0.0013
+//! on average and at most 0.0062 at `min_count` 5 over 1, 4 and 7 sites) and on the demo
+//! (README, "What leaves the building").
 //!
-//! **What remains.** A group's μ and σ are moments of ≥ `min_count` patients, but two
-//! histograms of one population on different variables, or of nested populations on one
-//! variable, are merged independently; populations are policed by the population checks, not
-//! here. Group boundaries depend on the data (they say that the patients on either side are
-//! `min_count` or more). Tree nodes' per-bin counts are not merged yet.
+//! **What remains.** A group's μ and σ are exact moments of ≥ `min_count` patients. Scorers
+//! that order patients differently (several columns, naive Bayes' quadratic terms) give
+//! other groups, and enough of them can be differenced back to values; only a site that
+//! scores no model it did not fit (property 2: recomputing the coordinator's steps) or that
+//! coarsens or noises the moments closes that. Histograms of nested populations on one
+//! variable are merged independently; populations are policed by the population checks, not
+//! here. Group boundaries depend on the data. Tree nodes' per-bin counts are not merged yet.
 
 use std::ops::Range;
 
@@ -58,15 +74,7 @@ pub fn released_cells(values: &[f64], cell_of: impl Fn(f64) -> i64, min_count: u
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| values[a].total_cmp(&values[b]).then(a.cmp(&b)));
     let cells: Vec<i64> = order.iter().map(|&i| cell_of(values[i])).collect();
-    // Runs of one occupied cell, as ranges into `order`.
-    let mut runs: Vec<Range<usize>> = Vec::new();
-    for k in 0..n {
-        match runs.last_mut() {
-            Some(r) if cells[r.start] == cells[k] => r.end = k + 1,
-            _ => runs.push(k..k + 1),
-        }
-    }
-    let groups = groups_of_runs(&runs, min_count);
+    let groups = rank_groups(n, min_count);
     // Boundaries halfway across the gaps between groups.
     let boundary = |below: i64, above: i64| below + 1 + (above - below - 1) / 2;
     for (g, members) in groups.iter().enumerate() {
@@ -84,8 +92,11 @@ pub fn released_cells(values: &[f64], cell_of: impl Fn(f64) -> i64, min_count: u
         let k = xs.len() as f64;
         let mean = xs.iter().sum::<f64>() / k;
         let sd = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / k).sqrt();
+        let z: Vec<f64> = (0..xs.len()).map(|rank| normal_quantile((rank as f64 + 0.5) / k)).collect();
+        let z_sd = (z.iter().map(|v| v * v).sum::<f64>() / k).sqrt();
+        let stretch = 1.0 / z_sd.sqrt();
         for (rank, &i) in order[members.clone()].iter().enumerate() {
-            let pseudo = mean + sd * normal_quantile((rank as f64 + 0.5) / k);
+            let pseudo = mean + sd * stretch * z[rank];
             let mut c = cell_of(pseudo);
             if let Some(lo) = lo {
                 c = c.max(lo);
@@ -99,53 +110,22 @@ pub fn released_cells(values: &[f64], cell_of: impl Fn(f64) -> i64, min_count: u
     released
 }
 
-/// Consecutive runs (of one occupied cell each) grouped so that each group holds at least
-/// `min_count` patients: a group closes once it reaches the minimum, a short last one joins
-/// the group before (or is the only group).
-fn groups_of_runs(runs: &[Range<usize>], min_count: u64) -> Vec<Range<usize>> {
-    let min = min_count.max(1) as usize;
-    let mut groups: Vec<Range<usize>> = Vec::new();
-    let mut open: Option<Range<usize>> = None;
-    for r in runs {
-        let g = open.get_or_insert(r.start..r.start);
-        g.end = r.end;
-        if g.len() >= min {
-            groups.push(open.take().expect("just filled"));
-        }
+/// The groups, as ranges of ranks: ⌊n / `min_count`⌋ groups (one fewer when that is even and n
+/// odd), cut at ranks b_k = ⌊k·n/g + ½⌋ for the lower half and n − b_(g−k) for the upper, so
+/// every group holds at least `min_count` ranks and the cut is the same read from either end.
+/// It depends on n alone: whatever order a scorer puts the patients in, the groups are blocks
+/// of ranks fixed in advance, so pushing some patients to an end of the grid (a steep
+/// intercept) or reversing the order (a negative coefficient) cannot shift a block by one
+/// patient and let two answers differ by that patient.
+fn rank_groups(n: usize, min_count: u64) -> Vec<Range<usize>> {
+    let min = (min_count.max(1) as usize).min(n.max(1));
+    let mut g = (n / min).max(1);
+    if g.is_multiple_of(2) && !n.is_multiple_of(2) {
+        g -= 1;
     }
-    if let Some(rest) = open {
-        match groups.last_mut() {
-            Some(last) => last.end = rest.end,
-            None => groups.push(rest),
-        }
-    }
-    groups
-}
-
-/// Consecutive bins merged so that every merged bin holds 0 or at least `min_count` patients:
-/// sweeping from the first bin, a merged bin closes once it reaches `min_count`; a short last
-/// one joins the one before. For coarse, fixed bins (the 10 calibration bins) whose sums are
-/// released per bin: each range's sums are sent as one bin.
-pub fn merged_bins(counts: &[u64], min_count: u64) -> Vec<Range<usize>> {
-    let min = min_count.max(1);
-    let mut out: Vec<Range<usize>> = Vec::new();
-    let mut start = 0;
-    let mut held = 0;
-    for (k, &c) in counts.iter().enumerate() {
-        held += c;
-        if held >= min {
-            out.push(start..k + 1);
-            start = k + 1;
-            held = 0;
-        }
-    }
-    if start < counts.len() {
-        match out.last_mut() {
-            Some(last) if held > 0 => last.end = counts.len(),
-            _ => out.push(start..counts.len()),
-        }
-    }
-    out
+    let lower = |k: usize| ((k * n) as f64 / g as f64 + 0.5).floor() as usize;
+    let cut = |k: usize| if 2 * k <= g { lower(k) } else { n - lower(g - k) };
+    (0..g).map(|k| cut(k)..cut(k + 1)).collect()
 }
 
 #[cfg(test)]
@@ -169,29 +149,50 @@ mod tests {
     }
 
     #[test]
-    fn every_group_holds_at_least_the_minimum_and_order_is_kept() {
-        for (n, min) in [(5, 5), (12, 5), (57, 5), (100, 3), (31, 10), (4, 5)] {
-            let xs = normals(n, n as u64 + min, 0.4);
-            let released = released_cells(&xs, fine, min);
-            let mut idx: Vec<usize> = (0..n).collect();
-            idx.sort_by(|&a, &b| xs[a].total_cmp(&xs[b]));
-            assert!(idx.windows(2).all(|w| released[w[0]] <= released[w[1]]), "order");
-            // The groups behind it, from runs of equal cells.
-            let cells: Vec<i64> = idx.iter().map(|&i| fine(xs[i])).collect();
-            let mut runs: Vec<Range<usize>> = Vec::new();
-            for k in 0..n {
-                match runs.last_mut() {
-                    Some(r) if cells[r.start] == cells[k] => r.end = k + 1,
-                    _ => runs.push(k..k + 1),
+    fn groups_hold_the_minimum_and_read_the_same_from_either_end() {
+        for n in 1..200 {
+            for min in [1, 3, 5, 10] {
+                let groups = rank_groups(n, min);
+                assert_eq!((groups.first().unwrap().start, groups.last().unwrap().end), (0, n));
+                assert!(groups.windows(2).all(|w| w[0].end == w[1].start));
+                let sizes: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+                assert!(n < min as usize || sizes.iter().all(|&s| s >= min as usize), "n {n}, min {min}: {sizes:?}");
+                let mut reversed = sizes.clone();
+                reversed.reverse();
+                assert_eq!(sizes, reversed, "n {n}, min {min}: the cut must not depend on the direction");
+            }
+        }
+    }
+
+    /// The groups are sets of patients fixed by rank: a monotone rescoring, a reversed order or
+    /// values pushed to the grid's ends (clamped cells) release the same groups' moments, so two
+    /// such answers cannot differ by one patient.
+    #[test]
+    fn order_preserving_or_reversing_rescorings_keep_the_groups() {
+        let xs = normals(57, 9, 0.0);
+        let n = xs.len();
+        let group_of = |values: &[f64]| -> Vec<usize> {
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_by(|&a, &b| values[a].total_cmp(&values[b]).then(a.cmp(&b)));
+            let mut g = vec![0; n];
+            for (k, r) in rank_groups(n, 5).into_iter().enumerate() {
+                for &i in &order[r] {
+                    g[i] = k;
                 }
             }
-            let groups = groups_of_runs(&runs, min);
-            assert_eq!(groups.first().unwrap().start, 0);
-            assert_eq!(groups.last().unwrap().end, n);
-            assert!(groups.windows(2).all(|w| w[0].end == w[1].start));
-            assert!(groups.iter().all(|g| g.len() >= min as usize) || groups.len() == 1, "{groups:?}");
-            assert!(groups.iter().all(|g| cells[g.start] != cells[g.start.max(1) - 1] || g.start == 0), "a group starts at a new cell");
-        }
+            g
+        };
+        let base = group_of(&xs);
+        let k = *base.iter().max().unwrap();
+        let steep: Vec<f64> = xs.iter().map(|x| 50.0 * x + 40.0).collect();
+        assert_eq!(group_of(&steep), base);
+        let flipped: Vec<f64> = xs.iter().map(|x| -x).collect();
+        assert_eq!(group_of(&flipped).iter().map(|g| k - g).collect::<Vec<_>>(), base);
+        // Released cells: order kept, and a monotone rescoring moves every group as one.
+        let released = released_cells(&xs, fine, 5);
+        let mut idx: Vec<usize> = (0..n).collect();
+        idx.sort_by(|&a, &b| xs[a].total_cmp(&xs[b]));
+        assert!(idx.windows(2).all(|w| released[w[0]] <= released[w[1]]), "order");
     }
 
     #[test]
@@ -210,31 +211,16 @@ mod tests {
 
     #[test]
     fn a_group_in_one_cell_is_released_there_and_groups_stay_in_their_spans() {
-        let xs = [1.0, 1.0, 1.0, 1.0, 1.0, 5.0, 5.1, 5.2, 9.0, 9.5, 9.9, 9.9];
+        // Twelve patients, min 3: four groups of three ranks; the first two and the last two
+        // share a cell each, so all four are released in place.
+        let xs = [1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 5.0, 5.1, 5.2, 5.3, 5.4, 5.5];
         let r = released_cells(&xs, |x| x.floor() as i64, 3);
-        assert_eq!(&r[..5], &[1; 5]);
-        // Groups: {1×5}, {5.0, 5.1, 5.2}, {9.0, 9.5, 9.9, 9.9}: the second sits in cell 5, the
-        // third in cell 9 (all one cell), and nothing crosses the boundaries 3 and 7.
-        assert!(r[5..8].iter().all(|&c| c == 5), "{r:?}");
-        assert!(r[8..].iter().all(|&c| c == 9), "{r:?}");
+        assert_eq!(r, vec![1, 1, 1, 1, 1, 1, 5, 5, 5, 5, 5, 5]);
         // Spread groups are clamped to their spans, which end halfway to the next group:
         // {0, 19, 19, 19} renders up to 14.25 + 8.2·1.15 ≈ 23.7, kept at 19 below {20 × 4}.
         let ys = [0.0, 19.0, 19.0, 19.0, 20.0, 20.0, 20.0, 20.0];
         let r = released_cells(&ys, |x| x.floor() as i64, 4);
         assert_eq!(r[..4].iter().max(), Some(&19), "{r:?}");
         assert!(r[0] > 0 && r[4..].iter().all(|&c| c == 20), "{r:?}");
-    }
-
-    #[test]
-    fn calibration_bins_merge_to_zero_or_the_minimum() {
-        let counts = [0, 3, 9, 2, 2, 0, 7, 1, 0, 1];
-        let bins = merged_bins(&counts, 5);
-        let held: Vec<u64> = bins.iter().map(|r| counts[r.clone()].iter().sum()).collect();
-        assert!(held.iter().all(|&h| h == 0 || h >= 5), "{bins:?} {held:?}");
-        assert_eq!(bins.first().unwrap().start, 0);
-        assert_eq!(bins.last().unwrap().end, counts.len());
-        assert!(bins.windows(2).all(|w| w[0].end == w[1].start));
-        assert_eq!(merged_bins(&counts, 1).len(), counts.iter().filter(|&&c| c > 0).count(), "each non-empty bin its own, with the empties before it");
-        assert_eq!(merged_bins(&[0, 4, 0, 0], 1), vec![0..2, 2..4], "trailing empties one bin");
     }
 }
