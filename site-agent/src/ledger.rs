@@ -51,6 +51,10 @@ impl EdgePin {
     }
 }
 
+/// Fitted models of one kind a site scores per model design and standardiser (see
+/// [`ModelLedger::accept_scorers`]).
+pub const FITTED_SCORED_PER_DESIGN: usize = 2;
+
 /// One study plan's ledger: `<study>/ledger/<plan>/{fits,scored,unverified}.txt` (one key per
 /// line) and its pinned standardisers and bin edges.
 pub struct ModelLedger {
@@ -115,6 +119,16 @@ impl ModelLedger {
     }
 
     /// Accepts the scorers of a score task (recording the new ones), or refuses naming why.
+    ///
+    /// Of the models this site fitted, at most [`FITTED_SCORED_PER_DESIGN`] of one kind are
+    /// scored per model design and standardiser (out-of-fold scoring of a hyperparameter
+    /// search, `out_of_fold`, aside): the study scores the final model of each fit, and a site
+    /// its own site-alone baseline. Without the cap, any bounded point answered in one
+    /// classifier round counts as fitted, so one two-column design could be scored along
+    /// hundreds of directions cos θ·x₁ + sin θ·x₂, each ordering the patients differently; the
+    /// small-cell groups' exact moments then change by the two patients that swap across a
+    /// cut, which gives both patients' values (a red-team review decoded 90 % of a cohort's
+    /// values to 0.001 SD with 1 000 directions).
     pub fn accept_scorers(
         &self,
         plan: &StudyPlan,
@@ -122,8 +136,11 @@ impl ModelLedger {
         design: Option<&proto::ModelDesign>,
         std: Option<&proto::Standardiser>,
         scorers: &[proto::ScorerSpec],
+        out_of_fold: bool,
     ) -> Result<(), SiteRefusal> {
         let frame = model_frame(design, std);
+        let frame_id = sha256_hex(&[&frame]);
+        let verified = self.lines("verified.txt");
         let width = design.map_or(0, |d| d.features.as_ref().map_or(0, |f| f.columns.len()) + d.clinical_columns.len());
         let fits = self.lines("fits.txt");
         let mut scored = self.lines("scored.txt");
@@ -131,6 +148,7 @@ impl ModelLedger {
         let sequences = plan.selection.sequences.len().max(1);
         let other_sites = plan.site_set().iter().filter(|s| s.as_str() != site_id).count();
         let mut new = Vec::new();
+        let mut new_verified: Vec<String> = Vec::new();
         for spec in scorers {
             let key = sha256_hex(&[&frame, &spec.encode_to_vec()]);
             if scored.contains(&key) || new.iter().any(|(k, _)| k == &key) {
@@ -148,6 +166,18 @@ impl ModelLedger {
                 _ => None,
             };
             if fitted.as_ref().is_some_and(|f| fits.contains(f)) {
+                if !out_of_fold {
+                    let label = scorer.kind().label();
+                    let prefix = format!("{frame_id} {label} ");
+                    let earlier = verified.iter().filter(|l| l.starts_with(&prefix)).count();
+                    let now = new_verified.iter().filter(|l: &&String| l.starts_with(&prefix)).count();
+                    if earlier + now >= FITTED_SCORED_PER_DESIGN {
+                        return Err(SiteRefusal::InvalidParameters(format!(
+                            "another fitted {label} model on a design and standardiser this site has scored {FITTED_SCORED_PER_DESIGN} of already: it scores the final model of a fit, not every point a fit passed through"
+                        )));
+                    }
+                    new_verified.push(format!("{prefix}{key}"));
+                }
                 new.push((key, None));
                 continue;
             }
@@ -175,6 +205,9 @@ impl ModelLedger {
             new.push((key, Some(kind.label().to_string())));
         }
         let io = |e: std::io::Error| SiteRefusal::Precondition(format!("cannot record the scored models: {e}"));
+        for line in new_verified {
+            self.append("verified.txt", &line).map_err(io)?;
+        }
         for (key, kind) in new {
             self.append("scored.txt", &key).map_err(io)?;
             scored.push(key);

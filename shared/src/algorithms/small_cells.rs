@@ -7,21 +7,21 @@
 //!
 //! **Method.** Per population and variable, the site ranks its patients by value and cuts the
 //! ranks into ⌊n / `min_count`⌋ *groups* of at least `min_count` at ranks fixed by n alone, the
-//! same read from either end ([`rank_groups`]). A group spans the grid from halfway between its
-//! lowest value's cell and the cell of the group below to halfway to the group above (the outer
-//! groups run to the grid's ends), so a boundary marks the midpoint between two groups, not one
-//! patient's value.
+//! same read from either end ([`rank_groups`]). A group spans the values from halfway to the
+//! mean of the group below to halfway to the mean of the group above (the outer groups are
+//! open), so its span, like everything else released of it, depends on groups' moments only
+//! (a second review found spans taken from the cells of the patients either side of a cut,
+//! clipped at the grid's ends, placing single order statistics).
 //! Of each group the site releases only what describes all its n ≥ `min_count` patients
 //! together — n, the mean μ and the standard deviation σ (the moments other tasks send over
 //! whole cohorts) — rendered on the grid as n *pseudo-patients* at the normal quantiles
 //! μ + σ·zᵢ/√s, zᵢ = Φ⁻¹((i − ½)/n), i = 1…n, with s the SD of the zᵢ, kept inside the
-//! group's span. The plain quantiles (σ·zᵢ) understate a group's spread (s < 1), and scaling
+//! group's span (a group of equal values stays at their cell). The plain quantiles (σ·zᵢ) understate a group's spread (s < 1), and scaling
 //! them to its SD (σ·zᵢ/s) overstates it for the short blocks of ranks groups are; either
 //! biases the AUC across overlapping groups (simulated on four sites with 8 positives and 17
 //! negatives each at `min_count` 3: +0.0030 and −0.0023), the geometric middle much less
 //! (+0.0006; mean |ΔAUC| 0.0037 against 0.0045 and 0.0040). A group whose patients share
-//! one cell is released in that cell (a cell of ≥ `min_count` patients). The histogram sent is
-//! the pseudo-patients' histogram.
+//! The histogram sent is the pseudo-patients' histogram.
 //!
 //! **Why rendered pseudo-patients.** Every site's pseudo-patients sit on the one shared grid, so
 //! all sites' histograms still add cell by cell — as plain sums and under secure aggregation —
@@ -73,38 +73,35 @@ pub fn released_cells(values: &[f64], cell_of: impl Fn(f64) -> i64, min_count: u
     }
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| values[a].total_cmp(&values[b]).then(a.cmp(&b)));
-    let cells: Vec<i64> = order.iter().map(|&i| cell_of(values[i])).collect();
     let groups = rank_groups(n, min_count);
-    // Boundaries halfway across the gaps between groups.
-    let boundary = |below: i64, above: i64| below + 1 + (above - below - 1) / 2;
+    let moments: Vec<(f64, f64)> = groups
+        .iter()
+        .map(|g| {
+            let k = g.len() as f64;
+            let mean = order[g.clone()].iter().map(|&i| values[i]).sum::<f64>() / k;
+            let sd = (order[g.clone()].iter().map(|&i| (values[i] - mean).powi(2)).sum::<f64>() / k).sqrt();
+            (mean, sd)
+        })
+        .collect();
     for (g, members) in groups.iter().enumerate() {
-        let first_cell = cells[members.start];
-        let last_cell = cells[members.end - 1];
-        if first_cell == last_cell {
-            for &i in &order[members.clone()] {
-                released[i] = first_cell;
-            }
-            continue;
-        }
-        let lo = (g > 0).then(|| boundary(cells[groups[g - 1].end - 1], first_cell));
-        let hi = groups.get(g + 1).map(|next| boundary(last_cell, cells[next.start]) - 1);
-        let xs: Vec<f64> = order[members.clone()].iter().map(|&i| values[i]).collect();
-        let k = xs.len() as f64;
-        let mean = xs.iter().sum::<f64>() / k;
-        let sd = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / k).sqrt();
-        let z: Vec<f64> = (0..xs.len()).map(|rank| normal_quantile((rank as f64 + 0.5) / k)).collect();
+        let (mean, sd) = moments[g];
+        // The span: halfway to the neighbouring groups' means, in values (the grid clips only
+        // when the pseudo-patients are drawn), so it depends on released moments alone.
+        let lo = (g > 0).then(|| 0.5 * (moments[g - 1].0 + mean));
+        let hi = moments.get(g + 1).map(|next| 0.5 * (mean + next.0));
+        let k = members.len() as f64;
+        let z: Vec<f64> = (0..members.len()).map(|rank| normal_quantile((rank as f64 + 0.5) / k)).collect();
         let z_sd = (z.iter().map(|v| v * v).sum::<f64>() / k).sqrt();
-        let stretch = 1.0 / z_sd.sqrt();
+        let stretch = if z_sd > 0.0 { 1.0 / z_sd.sqrt() } else { 0.0 };
         for (rank, &i) in order[members.clone()].iter().enumerate() {
-            let pseudo = mean + sd * stretch * z[rank];
-            let mut c = cell_of(pseudo);
+            let mut pseudo = mean + sd * stretch * z[rank];
             if let Some(lo) = lo {
-                c = c.max(lo);
+                pseudo = pseudo.max(lo);
             }
             if let Some(hi) = hi {
-                c = c.min(hi);
+                pseudo = pseudo.min(hi);
             }
-            released[i] = c;
+            released[i] = cell_of(pseudo);
         }
     }
     released
@@ -211,16 +208,17 @@ mod tests {
 
     #[test]
     fn a_group_in_one_cell_is_released_there_and_groups_stay_in_their_spans() {
-        // Twelve patients, min 3: four groups of three ranks; the first two and the last two
-        // share a cell each, so all four are released in place.
+        // Twelve patients, min 3: four groups of three ranks, narrow enough that their
+        // pseudo-patients stay in the cells the patients are in.
         let xs = [1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 5.0, 5.1, 5.2, 5.3, 5.4, 5.5];
         let r = released_cells(&xs, |x| x.floor() as i64, 3);
         assert_eq!(r, vec![1, 1, 1, 1, 1, 1, 5, 5, 5, 5, 5, 5]);
-        // Spread groups are clamped to their spans, which end halfway to the next group:
-        // {0, 19, 19, 19} renders up to 14.25 + 8.2·1.15 ≈ 23.7, kept at 19 below {20 × 4}.
+        // Spread groups are clamped to their spans, which end halfway to the next group's mean:
+        // {0, 19, 19, 19} (mean 14.25) renders up to 14.25 + 8.2·1.15·1.09 ≈ 24.5, kept at
+        // 17.125, halfway to {20 × 4}, which stays at its cell.
         let ys = [0.0, 19.0, 19.0, 19.0, 20.0, 20.0, 20.0, 20.0];
         let r = released_cells(&ys, |x| x.floor() as i64, 4);
-        assert_eq!(r[..4].iter().max(), Some(&19), "{r:?}");
+        assert_eq!(r[..4].iter().max(), Some(&17), "{r:?}");
         assert!(r[0] > 0 && r[4..].iter().all(|&c| c == 20), "{r:?}");
     }
 }
