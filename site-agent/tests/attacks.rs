@@ -1380,7 +1380,7 @@ fn attacks_zoomed_histograms() {
     // What the plan's own grid gives, and what the allowed zoom (scale SD / max_scale_ratio)
     // with a free centre adds: training values alone in a cell of the value histogram.
     let n = site.training().len();
-    let (honest, claims, tasks, cell) = singletons(&site, column, 1.0).expect("the study's own value histogram is answered");
+    let (honest, claims, tasks, _) = singletons(&site, column, 1.0).expect("the study's own value histogram is answered");
     // The base rate: the share of the plan's cells between the lowest and highest training value
     // that hold one (a guess from where the values are dense, which the groups' moments give).
     let occupancy = {
@@ -1403,7 +1403,6 @@ fn attacks_zoomed_histograms() {
             100.0 * occupancy
         ),
     );
-    let _ = cell;
     let zoom = site.plan.limits.max_scale_ratio;
     let attack = "value_histogram at the plan's grid, scale SD/10, centre swept";
     match singletons(&site, column, zoom) {

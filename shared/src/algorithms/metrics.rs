@@ -446,18 +446,25 @@ mod tests {
             .collect()
     }
 
+    /// Each site's score answer, the patients cut into consecutive sites of `sizes`.
+    fn site_answers(all: &[Scored], sizes: &[usize], min_count: u64) -> Vec<SiteAggregate> {
+        let mut start = 0;
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(k, s)| {
+                start += s;
+                SiteAggregate::new(format!("s{k}"), site_score_summary(&all[start - s..start], DEFAULT_GRID, min_count).unwrap())
+            })
+            .collect()
+    }
+
     #[test]
     fn partition_auc_from_histograms_equals_pooled_within_1e4() {
         let all = scored(328, 42);
         let mut reference = None;
         for sizes in [vec![328], vec![105, 88, 76, 59], vec![30, 60, 41, 55, 27, 70, 45]] {
-            let mut answers = Vec::new();
-            let mut start = 0;
-            for (k, s) in sizes.iter().enumerate() {
-                answers.push(SiteAggregate::new(format!("s{k}"), site_score_summary(&all[start..start + s], DEFAULT_GRID, 1).unwrap()));
-                start += s;
-            }
-            let (total, per_site) = combine(&answers, DEFAULT_GRID).unwrap();
+            let (total, per_site) = combine(&site_answers(&all, &sizes, 1), DEFAULT_GRID).unwrap();
             assert_eq!(per_site.len(), sizes.len());
             let train = &total[&CohortRole::Training];
             let k = train.youden_cell();
@@ -502,13 +509,7 @@ mod tests {
         for seed in [42, 7, 99, 1234, 5] {
             let all = scored(1000, seed);
             for sizes in [vec![1000], vec![280, 250, 260, 210], vec![120, 170, 130, 160, 100, 180, 140]] {
-                let mut answers = Vec::new();
-                let mut start = 0;
-                for (k, s) in sizes.iter().enumerate() {
-                    answers.push(SiteAggregate::new(format!("s{k}"), site_score_summary(&all[start..start + s], DEFAULT_GRID, 5).unwrap()));
-                    start += s;
-                }
-                let (merged, _) = combine(&answers, DEFAULT_GRID).unwrap();
+                let (merged, _) = combine(&site_answers(&all, &sizes, 5), DEFAULT_GRID).unwrap();
                 for cohort in CohortRole::ALL {
                     let (sc, y): (Vec<f64>, Vec<bool>) = all.iter().filter(|p| p.role == cohort).map(|p| (p.log_odds, p.outcome)).unzip();
                     let (auc, se) = pooled_auc(&sc, &y);

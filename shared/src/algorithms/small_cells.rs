@@ -43,8 +43,8 @@
 //! own, released in its cell). Otherwise ranks *within* a group are the normal rendering's, so
 //! statistics that depend on ranks across overlapping groups of different sites or classes
 //! become approximations: the AUC, its DeLong SE, ROC points, the Youden threshold, quantiles
-//! and Mann–Whitney U. Measured in `metrics`' tests on scores like the study's (|ΔAUC| 0.0013
-//! on average and at most 0.0062 at `min_count` 5 over 1, 4 and 7 sites) and on the demo
+//! and Mann–Whitney U. Measured in `metrics`' tests on scores like the study's (|ΔAUC| 0.0025
+//! on average and at most 0.0074 at `min_count` 5 over 1, 4 and 7 sites) and on the demo
 //! (README, "What leaves the building").
 //!
 //! **What remains.** A group's μ and σ are exact moments of ≥ `min_count` patients. Scorers
