@@ -1122,16 +1122,25 @@ mod tests {
         assert!(pooled_auc(&m, &y).0 > 0.8);
     }
 
-    /// A parent's answer minus its child's is the sibling's: a child whose sibling holds 1 to
+    /// The first 60 patients, column 0's values sorted, and three bin edges per column.
+    #[allow(clippy::type_complexity)]
+    fn sixty_patients() -> (Vec<Vec<f64>>, Vec<bool>, Vec<String>, Vec<f64>, Vec<Vec<f64>>) {
+        let (mut z, mut y, mut ids) = data();
+        z.truncate(60);
+        y.truncate(60);
+        ids.truncate(60);
+        let mut col: Vec<f64> = z.iter().map(|r| r[0]).collect();
+        col.sort_by(f64::total_cmp);
+        let edges = vec![vec![-1.0, 0.0, 1.0]; z[0].len()];
+        (z, y, ids, col, edges)
+    }
+
     /// The withheld flag is no membership oracle: a node the coordinator drew around 1 to
     /// `min_count` − 1 of a site's patients is answered byte for byte as one around none.
     #[test]
     fn a_withheld_node_answers_exactly_as_an_empty_one() {
-        let (z, y, ids) = data();
-        let (z, y, ids) = (&z[..60], &y[..60], &ids[..60]);
-        let mut col: Vec<f64> = z.iter().map(|r| r[0]).collect();
-        col.sort_by(f64::total_cmp);
-        let edges = vec![vec![-1.0, 0.0, 1.0]; z[0].len()];
+        let (z, y, ids, col, edges) = sixty_patients();
+        let (z, y, ids) = (&z[..], &y[..], &ids[..]);
         let objective = TreeObjective::BoostingGradients { base_margin: 0.0, ensemble: Vec::new() };
         let answer = |inside: usize| {
             // Node 1 holds the `inside` smallest values of column 0.
@@ -1148,15 +1157,13 @@ mod tests {
         assert_ne!(answer(5), empty, "5 patients: answered");
     }
 
+    /// A parent's answer minus its child's is the sibling's: a child whose sibling holds 1 to
     /// `min_count` − 1 of the site's patients is withheld too, whatever its own size.
     #[test]
     fn a_node_whose_sibling_is_small_is_withheld() {
         use crate::proto::Aggregate;
-        let (z, y, ids) = data();
-        let (z, y, ids) = (&z[..60], &y[..60], &ids[..60]);
-        let mut col: Vec<f64> = z.iter().map(|r| r[0]).collect();
-        col.sort_by(f64::total_cmp);
-        let edges = vec![vec![-1.0, 0.0, 1.0]; z[0].len()];
+        let (z, y, ids, col, edges) = sixty_patients();
+        let (z, y, ids) = (&z[..], &y[..], &ids[..]);
         let ask = |left: usize, min: u64| {
             // Threshold between the `left`-th and next smallest value: `left` patients go left.
             let threshold = (col[left - 1] + col[left]) / 2.0;
