@@ -441,7 +441,10 @@ fn lasso_step(site: &Site, step: u32, t: f64, b: f64, zoom: f64, folds: &[u32]) 
     let columns = &site.usable;
     let position = columns.iter().position(|&c| c == step).unwrap() as u32;
     let std = site.standardiser(columns, zoom, &[(step, t)].into());
-    let points = folds.iter().map(|&fold| proto::GlmPoint { fold, intercept: 0.0, nonzero: vec![position], coefficients: vec![b], hessian: vec![] }).collect();
+    let points = folds
+        .iter()
+        .map(|&fold| proto::GlmPoint { fold, intercept: 0.0, nonzero: vec![position], coefficients: vec![b], hessian: vec![], gradient_all_columns: true })
+        .collect();
     let kind = task::Kind::LassoRound(proto::LassoRoundTask {
         features: Some(site.features(columns)),
         standardiser: Some(std.clone()),
@@ -450,11 +453,7 @@ fn lasso_step(site: &Site, step: u32, t: f64, b: f64, zoom: f64, folds: &[u32]) 
         points,
     });
     match site.ask(kind) {
-        Reply::Answered(a) => {
-            let g = tensor(&a, "gradient");
-            let p = columns.len() + 1;
-            Ok(g.chunks(p).map(|row| raw_moments(row, &std)).collect())
-        }
+        Reply::Answered(a) => Ok((0..folds.len()).map(|k| raw_moments(tensor(&a, &format!("gradient.{k}")), &std)).collect()),
         Reply::Refused(reason, detail) => Err((reason, detail)),
         Reply::Failed(detail) => panic!("LASSO round failed: {detail}"),
     }
@@ -1172,7 +1171,7 @@ fn attacks_population_differencing() {
     // Populations inside the study: two points on one population in a LASSO round, more points
     // than the plan's fits, out-of-fold rounds and scores without a hyperparameter search.
     let std = site.standardiser(&site.usable, 1.0, &BTreeMap::new());
-    let point = |fold: u32| proto::GlmPoint { fold, intercept: 0.0, nonzero: vec![], coefficients: vec![], hessian: vec![] };
+    let point = |fold: u32| proto::GlmPoint { fold, intercept: 0.0, nonzero: vec![], coefficients: vec![], hessian: vec![], gradient_all_columns: true };
     let lasso = |points: Vec<proto::GlmPoint>| {
         task::Kind::LassoRound(proto::LassoRoundTask {
             features: Some(site.features(&site.usable)),
@@ -1336,7 +1335,7 @@ fn attacks_zoomed_histograms() {
             standardiser: Some(tiny.clone()),
             family: proto::GlmFamily::Binomial as i32,
             mixing: 1.0,
-            points: vec![proto::GlmPoint { fold: 0, intercept: 0.0, nonzero: vec![], coefficients: vec![], hessian: vec![] }],
+            points: vec![proto::GlmPoint { fold: 0, intercept: 0.0, nonzero: vec![], coefficients: vec![], hessian: vec![], gradient_all_columns: true }],
         }),
     );
     site.refused(
@@ -2107,7 +2106,7 @@ fn secure_sum_attacks_are_refused_and_a_masked_reply_reveals_nothing() {
             standardiser: Some(std.clone()),
             family: proto::GlmFamily::Binomial as i32,
             mixing: 1.0,
-            points: vec![proto::GlmPoint { fold: 0, intercept: 0.0, nonzero: vec![0], coefficients: vec![b], hessian: vec![] }],
+            points: vec![proto::GlmPoint { fold: 0, intercept: 0.0, nonzero: vec![0], coefficients: vec![b], hessian: vec![], gradient_all_columns: true }],
         })
     };
 
@@ -2192,7 +2191,14 @@ fn secure_sum_attacks_are_refused_and_a_masked_reply_reveals_nothing() {
     let points = (1..=k)
         .flat_map(|fold| {
             let all = all.clone();
-            (0..l).map(move |_| proto::GlmPoint { fold, intercept: 50.0, nonzero: all.clone(), coefficients: vec![50.0; all.len()], hessian: vec![] })
+            (0..l).map(move |_| proto::GlmPoint {
+                fold,
+                intercept: 50.0,
+                nonzero: all.clone(),
+                coefficients: vec![50.0; all.len()],
+                hessian: vec![],
+                gradient_all_columns: true,
+            })
         })
         .collect();
     let steep = task::Kind::CvLoss(proto::CvLossTask {

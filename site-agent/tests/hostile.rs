@@ -91,7 +91,14 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
             points,
         }))
     };
-    let point = |fold: u32, nonzero: Vec<u32>, coefficients: Vec<f64>| proto::GlmPoint { fold, intercept: 0.0, nonzero, coefficients, hessian: vec![] };
+    let point = |fold: u32, nonzero: Vec<u32>, coefficients: Vec<f64>| proto::GlmPoint {
+        fold,
+        intercept: 0.0,
+        nonzero,
+        coefficients,
+        hessian: vec![],
+        gradient_all_columns: true,
+    };
     assert_eq!(refusal(&engine, &plan, "l1", lasso(vec![point(9, vec![], vec![])], Some(std.clone()))).0, InvalidParameters);
     assert_eq!(refusal(&engine, &plan, "l2", lasso(vec![point(0, vec![2, 1], vec![1.0, 1.0])], Some(std.clone()))).0, InvalidParameters);
     assert_eq!(refusal(&engine, &plan, "l3", lasso(vec![point(0, vec![1], vec![f64::NAN])], Some(std.clone()))).0, InvalidParameters);

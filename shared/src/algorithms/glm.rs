@@ -123,6 +123,9 @@ pub struct GlmPoint {
     pub beta: Vec<(usize, f64)>,
     /// Columns whose Hessian block (with the intercept) the site returns, ascending.
     pub hessian: Vec<usize>,
+    /// Whether the site returns the gradient of every column, or only of the intercept and the
+    /// `hessian` columns (all a Newton step on them needs).
+    pub gradient_all_columns: bool,
 }
 
 impl GlmPoint {
@@ -133,6 +136,7 @@ impl GlmPoint {
             nonzero: self.beta.iter().map(|b| b.0 as u32).collect(),
             coefficients: self.beta.iter().map(|b| b.1).collect(),
             hessian: self.hessian.iter().map(|&j| j as u32).collect(),
+            gradient_all_columns: self.gradient_all_columns,
         }
     }
 
@@ -156,7 +160,13 @@ impl GlmPoint {
             intercept: p.intercept,
             beta: p.nonzero.iter().map(|&j| j as usize).zip(p.coefficients.iter().copied()).collect(),
             hessian: p.hessian.iter().map(|&j| j as usize).collect(),
+            gradient_all_columns: p.gradient_all_columns,
         })
+    }
+
+    /// The columns whose gradient the site returns (after the intercept's).
+    pub fn gradient_columns(&self, n_features: usize) -> Vec<usize> {
+        if self.gradient_all_columns { (0..n_features).collect() } else { self.hessian.clone() }
     }
 
     /// η for one standardised row.

@@ -12,19 +12,22 @@
 //! **Method: proximal Newton with strong rules (glmnet's outer loop, federated).** Each round
 //! the coordinator sends, for every fit still running, its current point (intercept and the
 //! non-zero coefficients) and a set of columns; every site returns over its patients the summed
-//! loss, the full summed gradient (p + 1 numbers) and the Hessian block of the intercept and
-//! those columns only. The coordinator then
+//! loss, the summed gradient of the intercept and those columns, and their Hessian block. The
+//! coordinator then
 //! 1. backtracks (halves the step) if the objective rose;
 //! 2. solves the penalised quadratic model on the column set by coordinate descent;
-//! 3. checks the KKT conditions of every column outside the set with the full gradient, and
-//!    adds the violators to the set;
+//! 3. once the step on the set is below the tolerance, asks at that same point for the gradient
+//!    of every column (no Hessian) and checks the KKT conditions outside the set, adding the
+//!    violators (glmnet's "converge on the set, then check"); after a step below √tolerance the
+//!    next Newton answer carries every column's gradient at once, as it is likely the last;
 //! 4. declares the λ converged when the step is below the tolerance and nothing violates, and
-//!    moves to the next λ at once with the same answer (warm start, sequential strong rule
-//!    |gⱼ| ≥ α(2λₗ₊₁ − λₗ) to choose the next column set).
+//!    moves to the next λ at once with the same answer (warm start). The next λ's set is its
+//!    non-zero coefficients and the sequential strong rule's candidates |gⱼ| ≥ α(2λₗ₊₁ − λₗ),
+//!    not every column a larger λ once needed.
 //!
-//! No p × p matrix crosses the wire: only gradients and the Hessian of the columns that can be
-//! active. The gaussian model is quadratic, so it needs about one round per λ; the binomial
-//! one two to four.
+//! No p × p matrix crosses the wire: the gradient of every column about once per λ and fit, and
+//! the Hessian of the columns that can be active. The gaussian model is quadratic, so it needs
+//! about one round per λ; the binomial one two to four.
 //!
 //! **Cross-validation**: the K fold fits (each on the training patients outside one fold) run
 //! in the same rounds as the full fit, so all folds share each round trip. λ values are the
@@ -98,9 +101,11 @@ fn penalty(beta: &[f64], lambda: f64, alpha: f64) -> f64 {
 
 // ---- site half ---------------------------------------------------------------------------
 
-/// One round: for each point, over its population, n, Σ loss, Σ gradient (intercept first,
-/// then every column) and the Hessian block of the intercept and the point's `hessian`
-/// columns (upper triangle, row by row). Refuses when a population, or the fold it leaves out, is below `min_count`.
+/// One round: for each point, over its population, n, Σ loss, Σ gradient (`gradient.k`:
+/// intercept first, then every column or only the point's `hessian` columns, as the point
+/// asks) and the Hessian block of the intercept and the point's `hessian` columns
+/// (`hessian.k`: upper triangle, row by row). Refuses when a population, or the fold it leaves
+/// out, is below `min_count`.
 pub fn site_round(data: TrainingView, standardiser: &Standardiser, family: GlmFamily, points: &[GlmPoint], min_count: u64) -> Result<Aggregate, SiteRefusal> {
     let z = standardiser.apply(data.x)?;
     let p = standardiser.center.len();
@@ -108,16 +113,16 @@ pub fn site_round(data: TrainingView, standardiser: &Standardiser, family: GlmFa
     require_min_count("the training cohort", n_all, min_count)?;
     let mut n_out = Vec::with_capacity(points.len());
     let mut loss_out = Vec::with_capacity(points.len());
-    let mut grad_out = Vec::with_capacity(points.len() * (p + 1));
-    let mut builder_hessians = Vec::with_capacity(points.len());
+    let mut blocks = Vec::with_capacity(points.len());
     for (k, point) in points.iter().enumerate() {
         if point.fold > 0 {
             let held_out = data.fold.iter().filter(|&&f| f == point.fold).count() as u64;
             require_min_count(&format!("fold {}", point.fold), held_out, min_count)?;
         }
+        let columns = point.gradient_columns(p);
         let mut n = 0u64;
         let mut loss = 0.0;
-        let mut grad = vec![0.0; p + 1];
+        let mut grad = vec![0.0; columns.len() + 1];
         let h = point.hessian.len() + 1;
         let mut hess = vec![0.0; h * h];
         let mut zh = vec![0.0; h];
@@ -130,8 +135,8 @@ pub fn site_round(data: TrainingView, standardiser: &Standardiser, family: GlmFa
             loss += l;
             let r = mu - data.y[i];
             grad[0] += r;
-            for j in 0..p {
-                grad[j + 1] += r * zi[j];
+            for (g, &j) in grad[1..].iter_mut().zip(&columns) {
+                *g += r * zi[j];
             }
             zh[0] = 1.0;
             for (a, &j) in point.hessian.iter().enumerate() {
@@ -149,12 +154,11 @@ pub fn site_round(data: TrainingView, standardiser: &Standardiser, family: GlmFa
         require_min_count(&format!("the population of model point {k}"), n, min_count)?;
         n_out.push(n as f64);
         loss_out.push(loss);
-        grad_out.extend(grad);
-        builder_hessians.push(packed);
+        blocks.push((grad, packed));
     }
-    let mut b = AggregateBuilder::new(n_all).vector("n", n_out).vector("loss", loss_out).matrix("gradient", points.len(), p + 1, grad_out);
-    for (k, packed) in builder_hessians.into_iter().enumerate() {
-        b = b.vector(format!("hessian.{k}"), packed);
+    let mut b = AggregateBuilder::new(n_all).vector("n", n_out).vector("loss", loss_out);
+    for (k, (grad, packed)) in blocks.into_iter().enumerate() {
+        b = b.vector(format!("gradient.{k}"), grad).vector(format!("hessian.{k}"), packed);
     }
     Ok(b.build())
 }
@@ -207,7 +211,10 @@ pub fn site_cv_loss(
 pub struct PointTotals {
     pub n: f64,
     pub loss: f64,
+    /// Intercept first, then every column; NaN for the columns the point did not ask for.
     pub gradient: Vec<f64>,
+    /// Whether every entry of `gradient` was asked for.
+    pub gradient_all_columns: bool,
     /// Row-major, (1 + |hessian columns|)².
     pub hessian: Vec<f64>,
 }
@@ -221,18 +228,25 @@ pub fn combine_round(answers: &[SiteAggregate], points: &[GlmPoint], p: usize) -
         .iter()
         .map(|pt| {
             let h = pt.hessian.len() + 1;
-            PointTotals { n: 0.0, loss: 0.0, gradient: vec![0.0; p + 1], hessian: vec![0.0; h * h] }
+            let mut gradient = vec![f64::NAN; p + 1];
+            gradient[0] = 0.0;
+            for j in pt.gradient_columns(p) {
+                gradient[j + 1] = 0.0;
+            }
+            PointTotals { n: 0.0, loss: 0.0, gradient, gradient_all_columns: pt.gradient_all_columns, hessian: vec![0.0; h * h] }
         })
         .collect();
     for a in answers {
         let n = a.counts("n", points.len())?;
         let loss = a.vector("loss", points.len())?;
-        let grad = a.vector("gradient", points.len() * (p + 1))?;
         for (k, t) in totals.iter_mut().enumerate() {
             t.n += n[k] as f64;
             t.loss += loss[k];
-            for (g, v) in t.gradient.iter_mut().zip(&grad[k * (p + 1)..(k + 1) * (p + 1)]) {
-                *g += v;
+            let columns = points[k].gradient_columns(p);
+            let grad = a.vector(&format!("gradient.{k}"), columns.len() + 1)?;
+            t.gradient[0] += grad[0];
+            for (&j, v) in columns.iter().zip(&grad[1..]) {
+                t.gradient[j + 1] += v;
             }
             let m = points[k].hessian.len() + 1;
             let packed = a.vector(&format!("hessian.{k}"), m * (m + 1) / 2)?;
@@ -290,6 +304,17 @@ pub enum LassoRequest {
     CvLoss(Vec<GlmPoint>),
 }
 
+/// What a fit asks of the sites at its current point.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Ask {
+    /// Loss, and the gradient and Hessian block of the intercept and the set: what a Newton
+    /// step on the set needs; with `all_columns`, the gradient of every column too.
+    Newton { all_columns: bool },
+    /// The gradient of every column at a point already answered, whose Newton step on the set
+    /// converged: the KKT check outside the set (glmnet's "converge on the set, then check").
+    Gradient,
+}
+
 #[derive(Debug, Clone)]
 struct Fit {
     fold: u32,
@@ -297,6 +322,10 @@ struct Fit {
     beta: Vec<f64>,
     /// Columns whose Hessian the next answer carries (sorted).
     set: Vec<usize>,
+    ask: Ask,
+    /// What is already known at the current point (cleared when the point moves), completed
+    /// by the next answer at the same point.
+    known: Option<PointTotals>,
     /// The last evaluated point with its objective, for backtracking.
     previous: Option<(f64, Vec<f64>, f64)>,
     halvings: u32,
@@ -307,11 +336,36 @@ struct Fit {
 
 impl Fit {
     fn point(&self) -> GlmPoint {
+        let (hessian, gradient_all_columns) = match self.ask {
+            Ask::Newton { all_columns } => (self.set.clone(), all_columns),
+            Ask::Gradient => (Vec::new(), true),
+        };
         GlmPoint {
             fold: self.fold,
             intercept: self.intercept,
             beta: self.beta.iter().enumerate().filter(|(_, b)| **b != 0.0).map(|(j, b)| (j, *b)).collect(),
-            hessian: self.set.clone(),
+            hessian,
+            gradient_all_columns,
+        }
+    }
+
+    /// Moves the point; nothing known at the old one carries over.
+    fn move_to(&mut self, intercept: f64, beta: Vec<f64>) {
+        self.intercept = intercept;
+        self.beta = beta;
+        self.known = None;
+    }
+
+    /// The answer at the current point, completed by what was known there: the Hessian block of
+    /// the set from the answer a gradient check followed, or the other columns' gradient from
+    /// an earlier answer with every column.
+    fn complete(&mut self, t: &PointTotals) -> PointTotals {
+        match (self.ask, self.known.take()) {
+            (Ask::Gradient, Some(known)) => PointTotals { gradient: t.gradient.clone(), gradient_all_columns: true, ..known },
+            (Ask::Newton { .. }, Some(known)) if known.gradient_all_columns && !t.gradient_all_columns => {
+                PointTotals { gradient: known.gradient, gradient_all_columns: true, ..t.clone() }
+            }
+            _ => t.clone(),
         }
     }
     fn done(&self, path_length: usize) -> bool {
@@ -376,6 +430,9 @@ impl LassoPathSolver {
                 intercept: 0.0,
                 beta: vec![0.0; n_features],
                 set: Vec::new(),
+                // The null mean needs the intercept's gradient only.
+                ask: Ask::Newton { all_columns: false },
+                known: None,
                 previous: None,
                 halvings: 0,
                 lambda_index: 0,
@@ -404,6 +461,7 @@ impl LassoPathSolver {
                             intercept: *b0,
                             beta: beta.iter().enumerate().filter(|(_, b)| **b != 0.0).map(|(j, b)| (j, *b)).collect(),
                             hessian: Vec::new(),
+                            gradient_all_columns: false,
                         });
                     }
                 }
@@ -429,8 +487,9 @@ impl LassoPathSolver {
             return Err(LassoError::Mismatch(format!("{} answers for {} points", totals.len(), order.len())));
         }
         for (&k, t) in order.iter().zip(totals) {
-            if t.hessian.len() != (self.fits[k].set.len() + 1).pow(2) || t.n < 1.0 {
-                return Err(LassoError::Mismatch("Hessian block size or empty population".into()));
+            let asked = self.fits[k].point();
+            if t.hessian.len() != (asked.hessian.len() + 1).pow(2) || t.gradient_all_columns != asked.gradient_all_columns || t.n < 1.0 {
+                return Err(LassoError::Mismatch("Hessian block size, gradient columns or empty population".into()));
             }
         }
         match self.stage {
@@ -453,6 +512,8 @@ impl LassoPathSolver {
                             (ybar / (1.0 - ybar)).ln()
                         }
                     };
+                    // λ_max and the first strong rule need every column's gradient.
+                    fit.ask = Ask::Newton { all_columns: true };
                 }
                 self.stage = Stage::NullGradient;
             }
@@ -496,43 +557,57 @@ impl LassoPathSolver {
 
     /// One fit's answer at its current point.
     fn step(&mut self, k: usize, t: &PointTotals) {
-        let alpha = self.settings.mixing;
-        let tol = self.settings.tolerance;
-        let lambdas = self.lambdas.clone();
-        let fit = &mut self.fits[k];
-        let lambda = lambdas[fit.lambda_index];
-        let g: Vec<f64> = t.gradient.iter().map(|v| v / t.n).collect();
-        let h: Vec<f64> = t.hessian.iter().map(|v| v / t.n).collect();
-        let objective = t.loss / t.n + penalty(&fit.beta, lambda, alpha);
+        let Self { settings, lambdas, fits, .. } = self;
+        let (alpha, tol) = (settings.mixing, settings.tolerance);
+        // A quadratic loss converges in one step, so every answer after a step may be the last.
+        let quadratic = settings.family == GlmFamily::Gaussian;
+        let fit = &mut fits[k];
+        let checked = fit.ask == Ask::Gradient;
+        let mut t = fit.complete(t);
+        let mut lambda = lambdas[fit.lambda_index];
 
-        // 1. Backtracking: the Newton step raised the objective; halve it and ask again.
-        if let Some((b0, beta, obj)) = &fit.previous
-            && objective > obj + 1e-13 * obj.abs().max(1.0)
-            && fit.halvings < 40
-        {
-            fit.halvings += 1;
-            fit.intercept = 0.5 * (fit.intercept + b0);
-            for (x, p) in fit.beta.iter_mut().zip(beta) {
-                *x = 0.5 * (*x + p);
+        if !checked {
+            // 1. Backtracking: the Newton step raised the objective; halve it and ask again.
+            let objective = t.loss / t.n + penalty(&fit.beta, lambda, alpha);
+            if let Some((b0, beta, obj)) = &fit.previous
+                && objective > obj + 1e-13 * obj.abs().max(1.0)
+                && fit.halvings < 40
+            {
+                fit.halvings += 1;
+                let halved = fit.beta.iter().zip(beta).map(|(x, p)| 0.5 * (x + p)).collect();
+                fit.move_to(0.5 * (fit.intercept + b0), halved);
+                fit.ask = Ask::Newton { all_columns: quadratic };
+                return;
             }
-            return;
+            fit.halvings = 0;
+            fit.rounds_at_lambda += 1;
         }
-        fit.halvings = 0;
-        fit.rounds_at_lambda += 1;
 
-        let mut lambda = lambda;
         loop {
-            // 2./3. Newton step on the column set; KKT check outside it.
-            let violators = kkt_violators(&g, &fit.set, lambda, alpha);
+            let g: Vec<f64> = t.gradient.iter().map(|v| v / t.n).collect();
+            let h: Vec<f64> = t.hessian.iter().map(|v| v / t.n).collect();
+            let all_columns = t.gradient_all_columns;
+            // 2./3. Newton step on the column set; KKT check outside it when every column's
+            // gradient is known.
+            let violators = if all_columns { kkt_violators(&g, &fit.set, lambda, alpha) } else { Vec::new() };
             let (u0, u) = solve_quadratic(&g, &h, &fit.set, fit.intercept, &fit.beta, lambda, alpha, 1e-3 * tol);
             let step = fit.set.iter().map(|&j| (u[j] - fit.beta[j]).abs()).fold((u0 - fit.intercept).abs(), f64::max);
+            if step <= tol && !all_columns {
+                // Converged on the set: check every other column at this point.
+                fit.ask = Ask::Gradient;
+                fit.known = Some(t);
+                return;
+            }
             let converged = violators.is_empty() && step <= tol;
-            if !converged && fit.rounds_at_lambda < self.settings.max_rounds_per_lambda {
-                fit.previous = Some((fit.intercept, fit.beta.clone(), objective_at(t, &fit.beta, lambda, alpha)));
-                fit.intercept = u0;
-                fit.beta = u;
-                let strong_next = lambdas.get(fit.lambda_index + 1).map(|&next| (next, lambda));
+            if !converged && fit.rounds_at_lambda < settings.max_rounds_per_lambda {
+                fit.previous = Some((fit.intercept, fit.beta.clone(), objective_at(&t, &fit.beta, lambda, alpha)));
+                fit.move_to(u0, u);
+                let strong_next = lambdas.get(fit.lambda_index + 1).filter(|_| all_columns).map(|&next| (next, lambda));
                 fit.set = next_set(&fit.set, &fit.beta, &g, &violators, strong_next, alpha);
+                // Newton converges quadratically: after a step this small the next answer is
+                // likely the converged one, so it carries every column's gradient at once
+                // instead of a check round after it.
+                fit.ask = Ask::Newton { all_columns: quadratic || step <= tol.sqrt() };
                 return;
             }
             // 4. This λ is done (at the evaluated point); move on with the same answer.
@@ -541,11 +616,24 @@ impl LassoPathSolver {
             fit.rounds_at_lambda = 1;
             fit.previous = None;
             let Some(&next) = lambdas.get(fit.lambda_index) else { return };
-            let strong: Vec<usize> = (0..g.len() - 1).filter(|&j| g[j + 1].abs() >= alpha * (2.0 * next - lambda)).collect();
-            if strong.iter().any(|j| fit.set.binary_search(j).is_err()) {
-                // New candidates need their Hessian: ask again at the same point.
-                fit.set = union(&fit.set, &strong);
-                return;
+            let nonzero: Vec<usize> = (0..fit.beta.len()).filter(|&j| fit.beta[j] != 0.0).collect();
+            if all_columns {
+                // The next λ's set: its non-zero coefficients and the strong-rule candidates
+                // |gⱼ| ≥ α(2λₗ₊₁ − λₗ), not every column a larger λ once needed.
+                let strong: Vec<usize> = (0..g.len() - 1).filter(|&j| g[j + 1].abs() >= alpha * (2.0 * next - lambda)).collect();
+                let wanted = union(&nonzero, &strong);
+                if wanted.iter().any(|j| fit.set.binary_search(j).is_err()) {
+                    // New candidates need their Hessian: ask again at the same point.
+                    fit.set = wanted;
+                    fit.ask = Ask::Newton { all_columns: false };
+                    fit.known = Some(t);
+                    return;
+                }
+                t.hessian = narrow(&t.hessian, &fit.set, &wanted);
+                fit.set = wanted;
+            } else {
+                // Out of rounds before a gradient of every column came: go on with the set.
+                fit.set = union(&fit.set, &nonzero);
             }
             lambda = next;
         }
@@ -603,6 +691,13 @@ fn objective_at(t: &PointTotals, beta: &[f64], lambda: f64, alpha: f64) -> f64 {
 fn kkt_violators(g: &[f64], set: &[usize], lambda: f64, alpha: f64) -> Vec<usize> {
     let bound = lambda * alpha * (1.0 + 1e-9) + 1e-15;
     (0..g.len() - 1).filter(|&j| set.binary_search(&j).is_err() && g[j + 1].abs() > bound).collect()
+}
+
+/// The block of `hessian` (intercept, then `set`, row-major) of the intercept and `to` ⊆ `set`.
+fn narrow(hessian: &[f64], set: &[usize], to: &[usize]) -> Vec<f64> {
+    let m = set.len() + 1;
+    let index: Vec<usize> = std::iter::once(0).chain(to.iter().map(|j| 1 + set.binary_search(j).expect("a subset of the set"))).collect();
+    index.iter().flat_map(|&r| index.iter().map(move |&c| hessian[r * m + c])).collect()
 }
 
 fn union(a: &[usize], b: &[usize]) -> Vec<usize> {
@@ -891,6 +986,61 @@ pub(crate) mod tests {
         assert!(gaussian.rounds <= 250, "{} rounds", gaussian.rounds);
     }
 
+    /// What one site sends over a whole path when the candidates outnumber the patients, as
+    /// the study's do: every column's gradient about once per λ and fit (the KKT check and the
+    /// strong rule), otherwise only the set's gradient and Hessian block, the set being the
+    /// non-zero coefficients and the strong-rule candidates of the current λ. The path equals
+    /// the pooled one as in the partition tests.
+    #[test]
+    fn wide_candidates_cost_about_one_gradient_of_every_column_per_lambda_and_fit() {
+        let (x, y, fold) = crate::algorithms::testdata::cohort_of_width(11, 400);
+        let settings = LassoSettings::default();
+        let std = standardiser(&x);
+        let p = std.center.len();
+        let view = TrainingView { x: &x, y: &y, fold: &fold };
+        let (mut gradients_sent, mut hessians_sent, mut all_column_gradients, mut largest_set) = (0usize, 0usize, 0usize, 0usize);
+        let path = drive(
+            LassoPathSolver::new(settings.clone(), p),
+            |points| {
+                let answer = site_round(view, &std, settings.family, points, 0).map_err(|e| e.to_string())?;
+                for t in &answer.tensors {
+                    if t.name.starts_with("gradient.") {
+                        gradients_sent += t.values.len();
+                    } else if t.name.starts_with("hessian.") {
+                        hessians_sent += t.values.len();
+                    }
+                }
+                all_column_gradients += points.iter().filter(|pt| pt.gradient_all_columns).count();
+                largest_set = largest_set.max(points.iter().map(|pt| pt.hessian.len()).max().unwrap_or(0));
+                combine_round(&[SiteAggregate::new("s", answer)], points, p).map_err(|e| e.to_string())
+            },
+            |points, l| {
+                let answer = site_cv_loss(view, &std, settings.family, l, points, 0).map_err(|e| e.to_string())?;
+                combine_cv(&[SiteAggregate::new("s", answer)], l).map_err(|e| e.to_string())
+            },
+        )
+        .unwrap();
+        let fits = settings.folds as usize + 1;
+        let per_lambda_and_fit = all_column_gradients as f64 / (fits * settings.path_length) as f64;
+        let every_round = path.rounds as usize * fits * (p + 1);
+        println!(
+            "{} rounds; {gradients_sent} gradient values from the site ({every_round} for every column's gradient in every round), \
+             {hessians_sent} Hessian values; {per_lambda_and_fit:.2} gradients of every column per λ and fit; largest Hessian set {largest_set} columns",
+            path.rounds
+        );
+        assert!(per_lambda_and_fit <= 1.6, "{per_lambda_and_fit:.2} gradients of every column per λ and fit");
+        assert!(gradients_sent * 2 < every_round, "{gradients_sent} gradient values sent");
+        let selected = path.coefficients[path.lambda_min_index].iter().filter(|b| **b != 0.0).count();
+        assert!(largest_set < p / 2 && selected > 0, "set of {largest_set}, {selected} selected");
+        let pooled = pooled_path(&std.apply(&x).unwrap(), &y, &path.lambdas, settings.family, 1.0, 1e-13);
+        for (l, (b0, beta)) in pooled.iter().enumerate() {
+            assert!((b0 - path.intercepts[l]).abs() < 1e-7, "pooled intercept at λ {l}");
+            for j in 0..p {
+                assert!((beta[j] - path.coefficients[l][j]).abs() < 1e-7, "pooled β{j} at λ {l}: {} vs {}", beta[j], path.coefficients[l][j]);
+            }
+        }
+    }
+
     #[test]
     fn a_site_with_a_fold_below_its_minimum_refuses() {
         let (x, y, fold) = cohort(7);
@@ -904,7 +1054,7 @@ pub(crate) mod tests {
         let (x, y, fold) = cohort(7);
         let std = standardiser(&x);
         let view = TrainingView { x: &x, y: &y, fold: &fold };
-        let bad = crate::proto::GlmPoint { fold: 0, intercept: 0.0, nonzero: vec![3, 2], coefficients: vec![1.0, 1.0], hessian: vec![] };
+        let bad = crate::proto::GlmPoint { fold: 0, intercept: 0.0, nonzero: vec![3, 2], coefficients: vec![1.0, 1.0], hessian: vec![], gradient_all_columns: true };
         assert!(GlmPoint::from_proto(&bad, 40, 10).is_err());
         let out_of_range = crate::proto::GlmPoint { fold: 11, ..Default::default() };
         assert!(GlmPoint::from_proto(&out_of_range, 40, 10).is_err());

@@ -20,6 +20,12 @@ pub fn uniform_stream(mut state: u64) -> impl FnMut() -> f64 {
 /// A radiomics-like training set: 229 patients, 40 correlated features in blocks, an
 /// outcome driven by five of them, folds 1..=10 stratified by outcome.
 pub fn cohort(seed: u64) -> (Vec<Vec<f64>>, Vec<f64>, Vec<u32>) {
+    cohort_of_width(seed, 40)
+}
+
+/// [`cohort`] with `width` features (eight correlated blocks; wider than 229 makes p > n, as
+/// the study's LASSO candidates are).
+pub fn cohort_of_width(seed: u64, width: usize) -> (Vec<Vec<f64>>, Vec<f64>, Vec<u32>) {
     let mut uniform = uniform_stream(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut draws = Vec::new();
     let normal = |u: &mut dyn FnMut() -> f64| {
@@ -31,7 +37,7 @@ pub fn cohort(seed: u64) -> (Vec<Vec<f64>>, Vec<f64>, Vec<u32>) {
     let mut y = Vec::new();
     for _ in 0..n {
         let latent: Vec<f64> = (0..8).map(|_| normal(&mut uniform)).collect();
-        let row: Vec<f64> = (0..40).map(|j| 3.0 * j as f64 + (1.0 + j as f64 * 0.1) * (0.8 * latent[j % 8] + 0.6 * normal(&mut uniform))).collect();
+        let row: Vec<f64> = (0..width).map(|j| 3.0 * j as f64 + (1.0 + j as f64 * 0.1) * (0.8 * latent[j % 8] + 0.6 * normal(&mut uniform))).collect();
         let eta = -0.7 + 0.9 * latent[0] - 0.7 * latent[3] + 0.5 * latent[5];
         let p = 1.0 / (1.0 + (-eta).exp());
         draws.push(uniform());
