@@ -1,7 +1,7 @@
 //! The Pearson correlation matrix of the training cohort, and the redundancy filter built on it.
 //!
 //! Each site sends its count, feature means and centred cross-product matrix
-//! Cᵢⱼ = Σ (xᵢ − x̄ᵢ)(xⱼ − x̄ⱼ); the coordinator merges them pairwise (Chan et al.:
+//! Cᵢⱼ = Σ (xᵢ − x̄ᵢ)(xⱼ − x̄ⱼ) (its upper triangle, as C is symmetric); the coordinator merges them pairwise (Chan et al.:
 //! C = C_a + C_b + n_a n_b / n · δ δᵀ with δ the difference of the means), which is exact and
 //! keeps its accuracy where raw sums of products of large values would cancel.
 //!
@@ -82,7 +82,9 @@ pub fn site_comoments(rows: &[Vec<f64>], p: usize, min_count: u64) -> Result<Agg
         return Err(SiteRefusal::Precondition("a training patient lacks a finite value of a requested feature".into()));
     }
     let m = CoMoments::from_rows(rows, p);
-    Ok(AggregateBuilder::new(rows.len() as u64).vector("mean", m.mean).matrix("comoments", p, p, m.c).build())
+    // Symmetric: the upper triangle, row by row, diagonal included.
+    let upper: Vec<f64> = (0..p).flat_map(|a| (a..p).map(move |b| (a, b))).map(|(a, b)| m.c[a * p + b]).collect();
+    Ok(AggregateBuilder::new(rows.len() as u64).vector("mean", m.mean).vector("comoments", upper).build())
 }
 
 // ---- coordinator half --------------------------------------------------------------------
@@ -93,7 +95,17 @@ pub fn combine(answers: &[SiteAggregate], p: usize) -> Result<CoMoments, Combine
     }
     let mut total = CoMoments { n: 0.0, mean: vec![0.0; p], c: vec![0.0; p * p] };
     for a in answers {
-        let m = CoMoments { n: a.patient_count() as f64, mean: a.vector("mean", p)?.to_vec(), c: a.vector("comoments", p * p)?.to_vec() };
+        let upper = a.vector("comoments", p * (p + 1) / 2)?;
+        let mut c = vec![0.0; p * p];
+        let mut idx = 0;
+        for r in 0..p {
+            for col in r..p {
+                c[r * p + col] = upper[idx];
+                c[col * p + r] = upper[idx];
+                idx += 1;
+            }
+        }
+        let m = CoMoments { n: a.patient_count() as f64, mean: a.vector("mean", p)?.to_vec(), c };
         total = total.merge(m);
     }
     Ok(total)
