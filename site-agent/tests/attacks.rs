@@ -443,7 +443,16 @@ fn lasso_step(site: &Site, step: u32, t: f64, b: f64, zoom: f64, folds: &[u32]) 
     let std = site.standardiser(columns, zoom, &[(step, t)].into());
     let points = folds
         .iter()
-        .map(|&fold| proto::GlmPoint { fold, intercept: 0.0, nonzero: vec![position], coefficients: vec![b], hessian: vec![], gradient_all_columns: true })
+        .map(|&fold| proto::GlmPoint {
+            fold,
+            intercept: 0.0,
+            nonzero: vec![position],
+            coefficients: vec![b],
+            hessian: vec![],
+            gradient_all_columns: true,
+            hessian_rows: vec![],
+            without_hessian: false,
+        })
         .collect();
     let kind = task::Kind::LassoRound(proto::LassoRoundTask {
         features: Some(site.features(columns)),
@@ -1171,7 +1180,16 @@ fn attacks_population_differencing() {
     // Populations inside the study: two points on one population in a LASSO round, more points
     // than the plan's fits, out-of-fold rounds and scores without a hyperparameter search.
     let std = site.standardiser(&site.usable, 1.0, &BTreeMap::new());
-    let point = |fold: u32| proto::GlmPoint { fold, intercept: 0.0, nonzero: vec![], coefficients: vec![], hessian: vec![], gradient_all_columns: true };
+    let point = |fold: u32| proto::GlmPoint {
+        fold,
+        intercept: 0.0,
+        nonzero: vec![],
+        coefficients: vec![],
+        hessian: vec![],
+        gradient_all_columns: true,
+        hessian_rows: vec![],
+        without_hessian: false,
+    };
     let lasso = |points: Vec<proto::GlmPoint>| {
         task::Kind::LassoRound(proto::LassoRoundTask {
             features: Some(site.features(&site.usable)),
@@ -1335,7 +1353,16 @@ fn attacks_zoomed_histograms() {
             standardiser: Some(tiny.clone()),
             family: proto::GlmFamily::Binomial as i32,
             mixing: 1.0,
-            points: vec![proto::GlmPoint { fold: 0, intercept: 0.0, nonzero: vec![], coefficients: vec![], hessian: vec![], gradient_all_columns: true }],
+            points: vec![proto::GlmPoint {
+                fold: 0,
+                intercept: 0.0,
+                nonzero: vec![],
+                coefficients: vec![],
+                hessian: vec![],
+                gradient_all_columns: true,
+                hessian_rows: vec![],
+                without_hessian: false,
+            }],
         }),
     );
     site.refused(
@@ -2106,7 +2133,16 @@ fn secure_sum_attacks_are_refused_and_a_masked_reply_reveals_nothing() {
             standardiser: Some(std.clone()),
             family: proto::GlmFamily::Binomial as i32,
             mixing: 1.0,
-            points: vec![proto::GlmPoint { fold: 0, intercept: 0.0, nonzero: vec![0], coefficients: vec![b], hessian: vec![], gradient_all_columns: true }],
+            points: vec![proto::GlmPoint {
+                fold: 0,
+                intercept: 0.0,
+                nonzero: vec![0],
+                coefficients: vec![b],
+                hessian: vec![],
+                gradient_all_columns: true,
+                hessian_rows: vec![],
+                without_hessian: false,
+            }],
         })
     };
 
@@ -2198,6 +2234,8 @@ fn secure_sum_attacks_are_refused_and_a_masked_reply_reveals_nothing() {
                 coefficients: vec![50.0; all.len()],
                 hessian: vec![],
                 gradient_all_columns: true,
+                hessian_rows: vec![],
+                without_hessian: false,
             })
         })
         .collect();
@@ -2288,4 +2326,62 @@ fn attacks_model_size_choices() {
     );
     assert!(d.contains("ascending order"), "{d}");
     report("random maps per set of columns", "answered once", "one random-feature count per set of design columns: 1 map where a free count or order gave 24 or more");
+}
+
+// ---- partial Hessian blocks (issue 21) --------------------------------------------------------
+
+/// A LASSO point may ask for only some rows of its Hessian block, or for none, so that the
+/// coordinator need not be sent again what it kept. The attack: rows outside the block, out of
+/// order, or rows together with "no Hessian", hoping for more than the whole block. Stopped by
+/// the point's validation at the site (`GlmPoint::from_proto`); an honest row answer is the
+/// whole block's row, number for number, so it tells nothing the whole block at the same point
+/// would not.
+#[test]
+fn attacks_partial_hessian_rows() {
+    let site = site("partial-hessian");
+    let columns = site.usable.clone();
+    let std = site.standardiser(&columns, 1.0, &BTreeMap::new());
+    let ask = |hessian: Vec<u32>, hessian_rows: Vec<u32>, without_hessian: bool| {
+        site.ask(task::Kind::LassoRound(proto::LassoRoundTask {
+            features: Some(site.features(&columns)),
+            standardiser: Some(std.clone()),
+            family: proto::GlmFamily::Binomial as i32,
+            mixing: 1.0,
+            points: vec![proto::GlmPoint {
+                fold: 0,
+                intercept: 0.1,
+                nonzero: vec![0],
+                coefficients: vec![0.5],
+                hessian,
+                gradient_all_columns: false,
+                hessian_rows,
+                without_hessian,
+            }],
+        }))
+    };
+    for (what, reply) in [
+        ("a row outside the block", ask(vec![0, 1, 2], vec![5], false)),
+        ("rows out of order", ask(vec![0, 1, 2], vec![2, 1], false)),
+        ("rows without a Hessian", ask(vec![0, 1, 2], vec![1], true)),
+    ] {
+        match reply {
+            Reply::Refused(RefusalReason::InvalidParameters, detail) => report(&format!("partial Hessian: {what}"), "refused", &detail),
+            Reply::Answered(_) => panic!("{what}: answered"),
+            Reply::Refused(reason, detail) => panic!("{what}: refused for another reason, {reason:?}: {detail}"),
+            Reply::Failed(detail) => panic!("{what}: failed, {detail}"),
+        }
+    }
+    let answer = |hessian_rows: Vec<u32>, without_hessian: bool| match ask(vec![0, 1, 2], hessian_rows, without_hessian) {
+        Reply::Answered(a) => tensor(&a, "hessian.0").to_vec(),
+        _ => panic!("an honest partial Hessian was not answered"),
+    };
+    let (whole, row, none) = (answer(vec![], false), answer(vec![2], false), answer(vec![], true));
+    // The whole block: upper triangle of (intercept, columns 0, 1, 2), row by row; column 2 is
+    // block index 3, and its row is (0, 3), (1, 3), (2, 3), (3, 3).
+    let m = 4;
+    let upper = |r: usize, c: usize| whole[r * m - r * (r.max(1) - 1) / 2 + (c - r)];
+    assert_eq!(whole.len(), m * (m + 1) / 2);
+    assert_eq!(row, (0..m).map(|c| upper(c.min(3), c.max(3))).collect::<Vec<_>>());
+    assert!(none.is_empty());
+    report("partial Hessian: an honest row", "answered", "the whole block's row, number for number");
 }

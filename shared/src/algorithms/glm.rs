@@ -126,6 +126,11 @@ pub struct GlmPoint {
     /// Whether the site returns the gradient of every column, or only of the intercept and the
     /// `hessian` columns (all a Newton step on them needs).
     pub gradient_all_columns: bool,
+    /// When not empty, the site returns only these rows (ascending, among `hessian`) of the
+    /// Hessian block.
+    pub hessian_rows: Vec<usize>,
+    /// The site returns no Hessian (`hessian` then names only the gradient's columns).
+    pub without_hessian: bool,
 }
 
 impl GlmPoint {
@@ -137,6 +142,8 @@ impl GlmPoint {
             coefficients: self.beta.iter().map(|b| b.1).collect(),
             hessian: self.hessian.iter().map(|&j| j as u32).collect(),
             gradient_all_columns: self.gradient_all_columns,
+            hessian_rows: self.hessian_rows.iter().map(|&j| j as u32).collect(),
+            without_hessian: self.without_hessian,
         }
     }
 
@@ -155,12 +162,20 @@ impl GlmPoint {
         if !ascending(&p.nonzero) || !ascending(&p.hessian) {
             return Err(bad("positions must be ascending and within the task's columns"));
         }
+        if !ascending(&p.hessian_rows) || p.hessian_rows.iter().any(|j| p.hessian.binary_search(j).is_err()) {
+            return Err(bad("Hessian rows must be ascending and among the Hessian positions"));
+        }
+        if p.without_hessian && !p.hessian_rows.is_empty() {
+            return Err(bad("Hessian rows asked for without a Hessian"));
+        }
         Ok(GlmPoint {
             fold: p.fold,
             intercept: p.intercept,
             beta: p.nonzero.iter().map(|&j| j as usize).zip(p.coefficients.iter().copied()).collect(),
             hessian: p.hessian.iter().map(|&j| j as usize).collect(),
             gradient_all_columns: p.gradient_all_columns,
+            hessian_rows: p.hessian_rows.iter().map(|&j| j as usize).collect(),
+            without_hessian: p.without_hessian,
         })
     }
 
