@@ -2347,16 +2347,7 @@ fn attacks_partial_hessian_rows() {
             standardiser: Some(std.clone()),
             family: proto::GlmFamily::Binomial as i32,
             mixing: 1.0,
-            points: vec![proto::GlmPoint {
-                fold: 0,
-                intercept: 0.1,
-                nonzero: vec![0],
-                coefficients: vec![0.5],
-                hessian,
-                gradient_all_columns: false,
-                hessian_rows,
-                without_hessian,
-            }],
+            points: vec![proto::GlmPoint { intercept: 0.1, nonzero: vec![0], coefficients: vec![0.5], hessian, hessian_rows, without_hessian, ..Default::default() }],
         }))
     };
     for (what, reply) in [
