@@ -443,16 +443,7 @@ fn lasso_step(site: &Site, step: u32, t: f64, b: f64, zoom: f64, folds: &[u32]) 
     let std = site.standardiser(columns, zoom, &[(step, t)].into());
     let points = folds
         .iter()
-        .map(|&fold| proto::GlmPoint {
-            fold,
-            intercept: 0.0,
-            nonzero: vec![position],
-            coefficients: vec![b],
-            hessian: vec![],
-            gradient_all_columns: true,
-            hessian_rows: vec![],
-            without_hessian: false,
-        })
+        .map(|&fold| proto::GlmPoint { fold, intercept: 0.0, nonzero: vec![position], coefficients: vec![b], gradient_all_columns: true, ..Default::default() })
         .collect();
     let kind = task::Kind::LassoRound(proto::LassoRoundTask {
         features: Some(site.features(columns)),
@@ -1180,16 +1171,7 @@ fn attacks_population_differencing() {
     // Populations inside the study: two points on one population in a LASSO round, more points
     // than the plan's fits, out-of-fold rounds and scores without a hyperparameter search.
     let std = site.standardiser(&site.usable, 1.0, &BTreeMap::new());
-    let point = |fold: u32| proto::GlmPoint {
-        fold,
-        intercept: 0.0,
-        nonzero: vec![],
-        coefficients: vec![],
-        hessian: vec![],
-        gradient_all_columns: true,
-        hessian_rows: vec![],
-        without_hessian: false,
-    };
+    let point = |fold: u32| proto::GlmPoint { fold, gradient_all_columns: true, ..Default::default() };
     let lasso = |points: Vec<proto::GlmPoint>| {
         task::Kind::LassoRound(proto::LassoRoundTask {
             features: Some(site.features(&site.usable)),
@@ -1353,16 +1335,7 @@ fn attacks_zoomed_histograms() {
             standardiser: Some(tiny.clone()),
             family: proto::GlmFamily::Binomial as i32,
             mixing: 1.0,
-            points: vec![proto::GlmPoint {
-                fold: 0,
-                intercept: 0.0,
-                nonzero: vec![],
-                coefficients: vec![],
-                hessian: vec![],
-                gradient_all_columns: true,
-                hessian_rows: vec![],
-                without_hessian: false,
-            }],
+            points: vec![proto::GlmPoint { gradient_all_columns: true, ..Default::default() }],
         }),
     );
     site.refused(
@@ -2133,16 +2106,7 @@ fn secure_sum_attacks_are_refused_and_a_masked_reply_reveals_nothing() {
             standardiser: Some(std.clone()),
             family: proto::GlmFamily::Binomial as i32,
             mixing: 1.0,
-            points: vec![proto::GlmPoint {
-                fold: 0,
-                intercept: 0.0,
-                nonzero: vec![0],
-                coefficients: vec![b],
-                hessian: vec![],
-                gradient_all_columns: true,
-                hessian_rows: vec![],
-                without_hessian: false,
-            }],
+            points: vec![proto::GlmPoint { fold: 0, intercept: 0.0, nonzero: vec![0], coefficients: vec![b], gradient_all_columns: true, ..Default::default() }],
         })
     };
 
@@ -2232,10 +2196,8 @@ fn secure_sum_attacks_are_refused_and_a_masked_reply_reveals_nothing() {
                 intercept: 50.0,
                 nonzero: all.clone(),
                 coefficients: vec![50.0; all.len()],
-                hessian: vec![],
                 gradient_all_columns: true,
-                hessian_rows: vec![],
-                without_hessian: false,
+                ..Default::default()
             })
         })
         .collect();

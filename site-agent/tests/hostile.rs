@@ -96,10 +96,8 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
         intercept: 0.0,
         nonzero,
         coefficients,
-        hessian: vec![],
         gradient_all_columns: true,
-        hessian_rows: vec![],
-        without_hessian: false,
+        ..Default::default()
     };
     assert_eq!(refusal(&engine, &plan, "l1", lasso(vec![point(9, vec![], vec![])], Some(std.clone()))).0, InvalidParameters);
     assert_eq!(refusal(&engine, &plan, "l2", lasso(vec![point(0, vec![2, 1], vec![1.0, 1.0])], Some(std.clone()))).0, InvalidParameters);

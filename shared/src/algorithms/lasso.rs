@@ -1366,16 +1366,7 @@ pub(crate) mod tests {
         let (x, y, fold) = cohort(7);
         let std = standardiser(&x);
         let view = TrainingView { x: &x, y: &y, fold: &fold };
-        let bad = crate::proto::GlmPoint {
-            fold: 0,
-            intercept: 0.0,
-            nonzero: vec![3, 2],
-            coefficients: vec![1.0, 1.0],
-            hessian: vec![],
-            gradient_all_columns: true,
-            hessian_rows: vec![],
-            without_hessian: false,
-        };
+        let bad = crate::proto::GlmPoint { fold: 0, intercept: 0.0, nonzero: vec![3, 2], coefficients: vec![1.0, 1.0], gradient_all_columns: true, ..Default::default() };
         assert!(GlmPoint::from_proto(&bad, 40, 10).is_err());
         let out_of_range = crate::proto::GlmPoint { fold: 11, ..Default::default() };
         assert!(GlmPoint::from_proto(&out_of_range, 40, 10).is_err());
