@@ -436,6 +436,15 @@ enum Ask {
 /// kept block asks for a fresh one.
 const HESSIAN_REFRESH_RATE: f64 = 0.1;
 
+/// When a fit steps with its kept Hessian block, from the settings.
+#[derive(Debug, Clone, Copy)]
+struct HessianReuse {
+    /// The Hessian does not depend on the point (gaussian): always.
+    constant: bool,
+    /// [`LassoSettings::hessian_reuse`].
+    distance: f64,
+}
+
 /// A fit's Hessian block, kept so that the sites need not send it again.
 ///
 /// Why a kept Hessian block will do: a Newton step needs a Hessian of the set, not the
@@ -492,10 +501,6 @@ struct Fit {
     /// by the next answer at the same point.
     known: Option<PointTotals>,
     hessian_cache: Option<HessianCache>,
-    /// The Hessian does not depend on the point (gaussian).
-    hessian_constant: bool,
-    /// [`LassoSettings::hessian_reuse`].
-    hessian_reuse: f64,
     /// The last evaluated point with its objective, for backtracking.
     previous: Option<(f64, Vec<f64>, f64)>,
     halvings: u32,
@@ -509,9 +514,9 @@ struct Fit {
 }
 
 impl Fit {
-    fn point(&self) -> GlmPoint {
+    fn point(&self, reuse: HessianReuse) -> GlmPoint {
         let (hessian, gradient_all_columns, (hessian_rows, without_hessian)) = match self.ask {
-            Ask::Newton { all_columns } => (self.set.clone(), all_columns, self.hessian_to_ask()),
+            Ask::Newton { all_columns } => (self.set.clone(), all_columns, self.hessian_to_ask(reuse)),
             Ask::Gradient => (Vec::new(), true, (Vec::new(), true)),
         };
         GlmPoint {
@@ -527,13 +532,13 @@ impl Fit {
 
     /// (rows, none): the whole block of the set, only the rows of the columns the kept block
     /// lacks, or nothing, when a kept block is close enough to the current point.
-    fn hessian_to_ask(&self) -> (Vec<usize>, bool) {
+    fn hessian_to_ask(&self, reuse: HessianReuse) -> (Vec<usize>, bool) {
         match &self.hessian_cache {
-            Some(c) if self.hessian_constant || c.distance(self.intercept, &self.beta).is_some_and(|d| d <= self.hessian_reuse) => {
+            Some(c) if reuse.constant || c.distance(self.intercept, &self.beta).is_some_and(|d| d <= reuse.distance) => {
                 let rows: Vec<usize> = self.set.iter().copied().filter(|j| c.columns.binary_search(j).is_err()).collect();
                 if rows.is_empty() {
                     (rows, true)
-                } else if 2 * rows.len() < self.set.len() + 1 && (self.hessian_constant || c.summed_at(self.intercept, &self.beta)) {
+                } else if 2 * rows.len() < self.set.len() + 1 && (reuse.constant || c.summed_at(self.intercept, &self.beta)) {
                     // Rows are merged only into a block of the same point (or a constant one):
                     // rows of one point around a block of another need not make a positive
                     // definite matrix.
@@ -647,8 +652,6 @@ impl LassoPathSolver {
                 ask: Ask::Newton { all_columns: false },
                 known: None,
                 hessian_cache: None,
-                hessian_constant: settings.family == GlmFamily::Gaussian,
-                hessian_reuse: settings.hessian_reuse,
                 previous: None,
                 halvings: 0,
                 lambda_index: 0,
@@ -668,8 +671,8 @@ impl LassoPathSolver {
     /// The next request, or `None` when the run is finished.
     pub fn request(&self) -> Option<LassoRequest> {
         match self.stage {
-            Stage::NullMean | Stage::NullGradient => Some(LassoRequest::Round(self.fits.iter().map(Fit::point).collect())),
-            Stage::Path => Some(LassoRequest::Round(self.running().map(|k| self.fits[k].point()).collect())),
+            Stage::NullMean | Stage::NullGradient => Some(LassoRequest::Round(self.fits.iter().map(|f| f.point(self.hessian_reuse())).collect())),
+            Stage::Path => Some(LassoRequest::Round(self.running().map(|k| self.fits[k].point(self.hessian_reuse())).collect())),
             Stage::CrossValidation => {
                 let mut points = Vec::new();
                 for fit in &self.fits[1..] {
@@ -691,6 +694,10 @@ impl LassoPathSolver {
         }
     }
 
+    fn hessian_reuse(&self) -> HessianReuse {
+        HessianReuse { constant: self.settings.family == GlmFamily::Gaussian, distance: self.settings.hessian_reuse }
+    }
+
     fn running(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.fits.len()).filter(|&k| !self.fits[k].done(self.settings.path_length))
     }
@@ -707,7 +714,7 @@ impl LassoPathSolver {
             return Err(LassoError::Mismatch(format!("{} answers for {} points", totals.len(), order.len())));
         }
         for (&k, t) in order.iter().zip(totals) {
-            let asked = self.fits[k].point();
+            let asked = self.fits[k].point(self.hessian_reuse());
             if t.hessian.len() != (asked.hessian.len() + 1).pow(2) || t.gradient_all_columns != asked.gradient_all_columns || t.n < 1.0 {
                 return Err(LassoError::Mismatch("Hessian block size, gradient columns or empty population".into()));
             }
