@@ -72,6 +72,13 @@ pub struct SiteLimit {
     pub clinical_missing: u64,
     /// The most parameters this site fits in a design with clinical terms (Model III).
     pub max_parameters_with_clinical: usize,
+    /// The fewest patients of a LASSO fit here: training patients with features outside the
+    /// largest cross-validation fold.
+    #[serde(default)]
+    pub lasso_fit_patients: u64,
+    /// The most parameters (intercept included) of a LASSO point's Hessian block or model here.
+    #[serde(default)]
+    pub max_lasso_parameters: usize,
 }
 
 /// The study's folds and model size, and the sites that set them.
@@ -89,6 +96,14 @@ pub struct ModelSize {
     /// data too, and the site that sets it.
     pub max_parameters_with_clinical: usize,
     pub clinical_limited_by: String,
+    /// The most parameters of a LASSO point (its Hessian block, or its model) every site
+    /// accepts, over the fits without one fold, and the site that sets it: each fit's column
+    /// set stays within it and the path ends where a solution needs more
+    /// (`fedrad_shared::algorithms::lasso::LassoPathSolver::with_max_block_columns`).
+    #[serde(default)]
+    pub max_lasso_parameters: usize,
+    #[serde(default)]
+    pub lasso_limited_by: String,
     pub per_site: Vec<SiteLimit>,
 }
 
@@ -139,6 +154,8 @@ pub fn plan(sites: &[SiteCapacity], planned_folds: u32, search: bool) -> Result<
             let fold = if search { s.training.div_ceil(folds as u64) } else { 0 };
             let fit_patients = with_rows.saturating_sub(fold);
             let with_clinical = fit_patients.saturating_sub(s.clinical_missing);
+            // A LASSO path always fits K fold models beside the full one.
+            let lasso_fit_patients = with_rows.saturating_sub(s.training.div_ceil(folds as u64));
             SiteLimit {
                 site: s.site.clone(),
                 training: s.training,
@@ -150,12 +167,15 @@ pub fn plan(sites: &[SiteCapacity], planned_folds: u32, search: bool) -> Result<
                 max_parameters: max_parameters(s.max_parameter_ratio, fit_patients),
                 clinical_missing: s.clinical_missing,
                 max_parameters_with_clinical: max_parameters(s.max_parameter_ratio, with_clinical),
+                lasso_fit_patients,
+                max_lasso_parameters: max_parameters(s.max_parameter_ratio, lasso_fit_patients),
             }
         })
         .collect();
     // The first site of the smallest limit (sites in the study's order).
     let binding = per_site.iter().min_by_key(|l| l.max_parameters).expect("not empty");
     let clinical = per_site.iter().min_by_key(|l| l.max_parameters_with_clinical).expect("not empty");
+    let lasso = per_site.iter().min_by_key(|l| l.max_lasso_parameters).expect("not empty");
     Ok(ModelSize {
         folds_planned: planned_folds,
         folds,
@@ -164,6 +184,8 @@ pub fn plan(sites: &[SiteCapacity], planned_folds: u32, search: bool) -> Result<
         parameters_limited_by: binding.site.clone(),
         max_parameters_with_clinical: clinical.max_parameters_with_clinical,
         clinical_limited_by: clinical.site.clone(),
+        max_lasso_parameters: lasso.max_lasso_parameters,
+        lasso_limited_by: lasso.site.clone(),
         per_site,
     })
 }
@@ -200,6 +222,11 @@ impl ModelSize {
         (parameters > most).then(|| {
             format!("{parameters} parameters; site {} fits at most {most} ({} per patient × {} patients)", l.site, l.max_parameter_ratio, Self::fit_patients(l, clinical))
         })
+    }
+
+    /// The most columns beside the intercept a LASSO fit's set may hold at every site.
+    pub fn lasso_block_columns(&self) -> usize {
+        self.max_lasso_parameters.saturating_sub(1)
     }
 
     /// Each site's limits by its id (the report lists `per_site` in the study's order).

@@ -123,6 +123,9 @@ pub fn markdown(r: &StudyResults) -> String {
             if let Some(n) = &q.size_note {
                 s.push_str(&format!("Model size: {n}.\n\n"));
             }
+            if let Some(n) = &q.path_stop {
+                s.push_str(&format!("LASSO path: {n}.\n\n"));
+            }
             if let Some(w) = &q.with_clinical {
                 let names: Vec<String> = w.selected.iter().map(|f| format!("`{}`", f.name)).collect();
                 s.push_str(&format!("{}: {}.\n\n", w.note, if names.is_empty() { "none".into() } else { names.join(", ") }));
@@ -459,16 +462,19 @@ fn model_size_markdown(m: &crate::model_size::ModelSize) -> String {
         None => s.push_str(&format!("the plan's {} folds", m.folds)),
     }
     s.push_str(&format!(
-        ", and at most {} parameters, intercept included (site {}; {} with clinical terms, whose patients need complete clinical data: site {}). Where the λ that cross-validation chose keeps more features than that, the selection below moves to the first larger λ on the path whose model fits, and says so; the RBF SVM keeps at most {} random features.\n\n| Site | Training | Possibly without features | Possibly without a clinical value | `min_count` | Most folds | `max_parameter_ratio` | Fitted on | Most parameters (with clinical terms) |\n|---|---|---|---|---|---|---|---|---|\n",
+        ", and at most {} parameters, intercept included (site {}; {} with clinical terms, whose patients need complete clinical data: site {}). Where the λ that cross-validation chose keeps more features than that, the selection below moves to the first larger λ on the path whose model fits, and says so; the RBF SVM keeps at most {} random features. The same limit holds for every LASSO point (its Hessian block and its model) over the patients of the fits without one fold: at most {} parameters (site {}), so the LASSO keeps each fit's column set within {} columns and its λ path ends where a solution needs more.\n\n| Site | Training | Possibly without features | Possibly without a clinical value | `min_count` | Most folds | `max_parameter_ratio` | Fitted on | Most parameters (with clinical terms) | LASSO fits on | Most LASSO parameters |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
         m.max_parameters,
         m.parameters_limited_by,
         m.max_parameters_with_clinical,
         m.clinical_limited_by,
-        m.max_parameters.saturating_sub(1)
+        m.max_parameters.saturating_sub(1),
+        m.max_lasso_parameters,
+        m.lasso_limited_by,
+        m.lasso_block_columns()
     ));
     for l in &m.per_site {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) | {} | {} |\n",
             l.site,
             l.training,
             l.missing,
@@ -478,7 +484,9 @@ fn model_size_markdown(m: &crate::model_size::ModelSize) -> String {
             l.max_parameter_ratio,
             l.fit_patients,
             l.max_parameters,
-            l.max_parameters_with_clinical
+            l.max_parameters_with_clinical,
+            l.lasso_fit_patients,
+            l.max_lasso_parameters
         ));
     }
     s.push('\n');

@@ -67,6 +67,10 @@ pub struct SequenceSelection {
     pub lambda_used: Option<f64>,
     /// What the model-size rule did to λ, when it moved it.
     pub size_note: Option<String>,
+    /// Where the λ path ended before its planned length because a solution needed more
+    /// columns than every site's parameter limit admits in a LASSO point.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_stop: Option<String>,
     /// Model III's features when Model III uses this selection and its clinical terms make
     /// `selected` too many for a site: the path's model at the first λ that fits beside them.
     pub with_clinical: Option<ClinicalSizedSelection>,
@@ -265,6 +269,7 @@ impl StudyRunner<'_> {
             select_at: settings.select_at,
             lambda_used: None,
             size_note: None,
+            path_stop: None,
             with_clinical: None,
             cv_deviance_at_selected: None,
             intercept: None,
@@ -335,7 +340,9 @@ impl StudyRunner<'_> {
         let cols = columns(table, digest, &candidates);
         let path = self
             .step(&step.clone(), async |s: &mut Self| {
-                let mut solver = LassoPathSolver::new(lasso_settings.clone(), candidates.len());
+                // Every site refuses a point wider than its parameter limit: keep each fit's set
+                // within the smallest, and end the path where a solution needs more.
+                let mut solver = LassoPathSolver::new(lasso_settings.clone(), candidates.len()).with_max_block_columns(size.lasso_block_columns());
                 let mut round = 0;
                 while let Some(request) = solver.request() {
                     round += 1;
@@ -354,7 +361,7 @@ impl StudyRunner<'_> {
                             solver.absorb_round(&totals).map_err(|e| algorithm_error(&step)(e.to_string()))?;
                         }
                         LassoRequest::CvLoss(points) => {
-                            let l = lasso_settings.path_length;
+                            let l = solver.path_end();
                             let kind = task::Kind::CvLoss(proto::CvLossTask {
                                 features: Some(cols.clone()),
                                 standardiser: Some(std.to_proto()),
@@ -434,6 +441,21 @@ impl StudyRunner<'_> {
                 selected: selected_at(l),
                 note: format!("Model III: {}: λ = {:.4} with {} features", why(max, clinical_columns), path.lambdas[l], active[l]),
             });
+        }
+        if let Some(stop) = &path.stopped {
+            let l = size.by_site().get(size.lasso_limited_by.as_str()).copied().cloned();
+            let fit = if stop.fold == 0 { "the full fit".to_string() } else { format!("the fit without fold {}", stop.fold) };
+            out.path_stop = Some(format!(
+                "the λ path ended after {} of its {} values: at the next λ {fit} needed {} columns, and site {} admits at most {} beside the intercept in a LASSO point ({} per patient × {} patients outside its largest fold)",
+                path.lambdas.len(),
+                settings.lasso.path_length,
+                stop.columns_needed,
+                size.lasso_limited_by,
+                stop.max_block_columns,
+                l.as_ref().map_or(0.0, |l| l.max_parameter_ratio),
+                l.as_ref().map_or(0, |l| l.lasso_fit_patients),
+            ));
+            tracing::info!(step = %step, stop = ?stop, "LASSO path ended at the sites' parameter limit");
         }
         out.lambda_min = Some(path.lambdas[path.lambda_min_index]);
         out.lambda_1se = Some(path.lambdas[path.lambda_1se_index]);

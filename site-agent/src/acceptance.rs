@@ -14,7 +14,7 @@
 //! | `split`, `folds` | quotas or fold draws differing by one patient | the plan's seed and fraction, K from 2 to the plan's; one split and one fold draw per study |
 //! | `table1`, `rank_histogram`, `value_histogram`, `score` | grids zoomed onto single values, or swept across one | the plan's variables, levels and grids; standardisers no finer than the site's SD / `max_scale_ratio` and pinned at first use per feature column or model design ([`crate::ledger`]); a design's columns in ascending order (a permuted design would start its pins afresh) |
 //! | `extract_features`, `onnx_embed`, `embed` | other settings or networks | the plan's parameter file, network and architecture |
-//! | `lasso_round`, `cv_loss`, `classifier_round`, `logistic_round`, `score`, `paired_scores` | steep models whose gradients or scores step at one patient | coefficients within the plan's bound per SD; standardiser no finer than the site's SD / `max_scale_ratio`; the plan's family, mixing, path length, random features (seed, γ, at most the plan's count); at most one point per fit (K + 1) per round |
+//! | `lasso_round`, `cv_loss`, `classifier_round`, `logistic_round`, `score`, `paired_scores` | steep models whose gradients or scores step at one patient; two LASSO Hessian blocks of one population, as wide as it has patients, whose simultaneous diagonalisation gives every row | coefficients within the plan's bound per SD; standardiser no finer than the site's SD / `max_scale_ratio`; the plan's family, mixing, path length (or a shorter path), random features (seed, γ, at most the plan's count); at most one point per fit (K + 1) per round; every LASSO point's Hessian block and model within `max_parameter_ratio` × its population here (`lasso::site_accepts_point_size`) |
 //! | `tree_round` | deep trees, other bootstrap seeds | the plan's tree kinds, seed, depth, bins, tree and round counts |
 //! | `encoder_round` | batch size 1, chosen rates: gradients of one patient | the plan's local training settings; batches of at least `min_count`; the plan's initial weights in round 1; rounds in order |
 //! | model tasks | classifiers the study does not fit | only the plan's classifiers (logistic regression also for the site-alone baselines) |
@@ -94,8 +94,11 @@ pub fn accept(kind: &task::Kind, plan: &StudyPlan, min_count: u64) -> Result<(),
             lasso_family(plan, t.family, plan.selection.lasso.mixing)?;
             // K folds of the path (2 ≤ K ≤ the plan's; the site's recorded K is checked where
             // the folds are, in `lasso::site_cv_loss`).
+            // A path may end before the plan's length where the sites' parameter limit stops it
+            // (`LassoPath::stopped`), never after.
             let (k, l) = (plan.selection.lasso.folds as usize, plan.selection.lasso.path_length);
-            if t.path_length as usize != l || !t.points.len().is_multiple_of(l) || !(2..=k).contains(&(t.points.len() / l)) {
+            let m = t.path_length as usize;
+            if !(1..=l).contains(&m) || !t.points.len().is_multiple_of(m) || !(2..=k).contains(&(t.points.len() / m)) {
                 return invalid(format!("cross-validation of {} points with a path of {}; the plan has at most {k} folds × {l}", t.points.len(), t.path_length));
             }
             t.points.iter().try_for_each(|p| glm_point(p, limits.max_coefficient))

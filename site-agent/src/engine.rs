@@ -656,12 +656,12 @@ impl SiteEngine {
             Some(task::Kind::LassoRound(t)) => {
                 let data = self.training(plan, &task.study_id, t.features.as_ref())?;
                 self.accept_feature_standardiser(plan, &task.study_id, t.features.as_ref(), t.standardiser.as_ref(), &data.x)?;
-                selection::lasso_round(&data, t, self.fold_count(&task.study_id), min)
+                selection::lasso_round(&data, t, self.fold_count(&task.study_id), min, self.config.policy.max_parameter_ratio)
             }
             Some(task::Kind::CvLoss(t)) => {
                 let data = self.training(plan, &task.study_id, t.features.as_ref())?;
                 self.accept_feature_standardiser(plan, &task.study_id, t.features.as_ref(), t.standardiser.as_ref(), &data.x)?;
-                selection::cv_loss(&data, t, self.fold_count(&task.study_id), min)
+                selection::cv_loss(&data, t, self.fold_count(&task.study_id), min, self.config.policy.max_parameter_ratio)
             }
             Some(task::Kind::LogisticRound(t)) => {
                 let variables = self.checked_variables(&t.variables)?;

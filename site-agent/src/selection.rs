@@ -196,7 +196,7 @@ fn points(raw: &[proto::GlmPoint], p: usize, folds: u32) -> Result<Vec<GlmPoint>
     Ok(raw.iter().map(|pt| GlmPoint::from_proto(pt, p, folds)).collect::<Result<Vec<_>, _>>()?)
 }
 
-pub fn lasso_round(data: &TrainingData, t: &proto::LassoRoundTask, folds: u32, min_count: u64) -> Result<proto::Aggregate, Failure> {
+pub fn lasso_round(data: &TrainingData, t: &proto::LassoRoundTask, folds: u32, min_count: u64, max_ratio: f64) -> Result<proto::Aggregate, Failure> {
     let p = data.x.first().map_or(0, |r| r.len());
     let std = Standardiser::from_proto(t.standardiser.as_ref(), p)?;
     let family = GlmFamily::from_proto(t.family)?;
@@ -204,10 +204,10 @@ pub fn lasso_round(data: &TrainingData, t: &proto::LassoRoundTask, folds: u32, m
     if pts.iter().any(|pt| pt.fold > 0) && data.fold.contains(&0) {
         return Err(SiteRefusal::Precondition("cross-validation folds are not assigned for this study".into()).into());
     }
-    Ok(lasso::site_round(data.view(), &std, family, &pts, min_count)?)
+    Ok(lasso::site_round(data.view(), &std, family, &pts, min_count, max_ratio)?)
 }
 
-pub fn cv_loss(data: &TrainingData, t: &proto::CvLossTask, folds: u32, min_count: u64) -> Result<proto::Aggregate, Failure> {
+pub fn cv_loss(data: &TrainingData, t: &proto::CvLossTask, folds: u32, min_count: u64, max_ratio: f64) -> Result<proto::Aggregate, Failure> {
     let p = data.x.first().map_or(0, |r| r.len());
     let std = Standardiser::from_proto(t.standardiser.as_ref(), p)?;
     let family = GlmFamily::from_proto(t.family)?;
@@ -215,7 +215,7 @@ pub fn cv_loss(data: &TrainingData, t: &proto::CvLossTask, folds: u32, min_count
     if data.fold.contains(&0) {
         return Err(SiteRefusal::Precondition("cross-validation folds are not assigned for this study".into()).into());
     }
-    Ok(lasso::site_cv_loss(data.view(), &std, family, t.path_length as usize, &pts, min_count)?)
+    Ok(lasso::site_cv_loss(data.view(), &std, family, t.path_length as usize, &pts, min_count, max_ratio)?)
 }
 
 /// The clinical logistic regression round over training patients with complete data.

@@ -2182,12 +2182,13 @@ fn secure_sum_attacks_are_refused_and_a_masked_reply_reveals_nothing() {
         Reply::Refused(_, d) => report("secure sum: of the cohort summary", "refused", &d),
         other => panic!("a secure cohort summary was not refused: {other:?}"),
     }
-    // Out of range: cross-validation losses at steep (allowed) coefficients on every column
-    // put Σ loss² beyond what a four-site sum holds. The refusal names no value, and the site
-    // then answers no more secure sums of this study: whether a value is in range is a
-    // yes-or-no question about its data, answered once.
+    // Out of range: cross-validation losses at steep (allowed) coefficients on as many
+    // columns as the site's parameter limit admits (15 beside the intercept over a fold fit's
+    // 50 patients) put Σ loss² beyond what a four-site sum holds. The refusal names no value,
+    // and the site then answers no more secure sums of this study: whether a value is in range
+    // is a yes-or-no question about its data, answered once.
     let (k, l) = (site.plan.selection.lasso.folds, site.plan.selection.lasso.path_length as u32);
-    let all: Vec<u32> = (0..columns.len() as u32).collect();
+    let all: Vec<u32> = (0..15).collect();
     let points = (1..=k)
         .flat_map(|fold| {
             let all = all.clone();
@@ -2337,4 +2338,176 @@ fn attacks_partial_hessian_rows() {
     assert_eq!(row, (0..m).map(|c| upper(c.min(3), c.max(3))).collect::<Vec<_>>());
     assert!(none.is_empty());
     report("partial Hessian: an honest row", "answered", "the whole block's row, number for number");
+}
+
+// ---- wide Hessian blocks (issue 17, property 4) ------------------------------------------------
+
+/// Eigenvalues and eigenvectors (columns of the row-major `v`) of a symmetric n × n matrix by
+/// cyclic Jacobi rotations.
+fn symmetric_eigen(mut a: Vec<f64>, n: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut v = vec![0.0; n * n];
+    for i in 0..n {
+        v[i * n + i] = 1.0;
+    }
+    for _sweep in 0..100 {
+        let off: f64 = (0..n).flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| a[i * n + j] * a[i * n + j]).sum();
+        let scale: f64 = (0..n).map(|i| a[i * n + i] * a[i * n + i]).sum::<f64>().max(1e-300);
+        if off <= 1e-30 * scale {
+            break;
+        }
+        for p in 0..n {
+            for q in p + 1..n {
+                let apq = a[p * n + q];
+                if apq.abs() < 1e-300 {
+                    continue;
+                }
+                let theta = (a[q * n + q] - a[p * n + p]) / (2.0 * apq);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let (c, s) = (1.0 / (t * t + 1.0).sqrt(), t / (t * t + 1.0).sqrt());
+                for k in 0..n {
+                    let (akp, akq) = (a[k * n + p], a[k * n + q]);
+                    a[k * n + p] = c * akp - s * akq;
+                    a[k * n + q] = s * akp + c * akq;
+                }
+                for k in 0..n {
+                    let (apk, aqk) = (a[p * n + k], a[q * n + k]);
+                    a[p * n + k] = c * apk - s * aqk;
+                    a[q * n + k] = s * apk + c * aqk;
+                }
+                for k in 0..n {
+                    let (vkp, vkq) = (v[k * n + p], v[k * n + q]);
+                    v[k * n + p] = c * vkp - s * vkq;
+                    v[k * n + q] = s * vkp + c * vkq;
+                }
+            }
+        }
+    }
+    ((0..n).map(|i| a[i * n + i]).collect(), v)
+}
+
+/// The attack on two Hessian blocks of one population: H₁ = ZᵀW₁Z at a point where every
+/// weight is ¼ (β = 0, b₀ = 0), H₂ = ZᵀW₂Z at another, with Z = [1, z] (m = 1 + columns wide).
+/// When m ≥ n, ZᵀZ has rank n; in its eigenbasis H₂ becomes VᵀW₂V with V = Z·T orthogonal, whose
+/// eigenvectors are V's rows — each patient's row, scaled so that its intercept entry is 1. The
+/// gradient at the first point, Zᵀ(½ − y), then gives each outcome. Returns the rows (without
+/// the intercept) and outcomes it reads; with m < n it reads m "rows" that are no patient's.
+fn diagonalise_blocks(h1: &[f64], h2: &[f64], g1: &[f64], m: usize) -> Vec<(Vec<f64>, bool)> {
+    let gram: Vec<f64> = h1.iter().map(|v| v / 0.25).collect();
+    let (lambda, u) = symmetric_eigen(gram, m);
+    let top = lambda.iter().cloned().fold(0.0, f64::max);
+    // The rank: where the spectrum drops by more than 1e3 at once (rounding below it).
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| lambda[b].total_cmp(&lambda[a]));
+    let rank = (1..m).find(|&k| lambda[order[k]] < 1e-3 * lambda[order[k - 1]] || lambda[order[k]] <= 1e-14 * top).unwrap_or(m);
+    let kept: Vec<usize> = order[..rank].to_vec();
+    let n = kept.len();
+    // T = U_n Λ_n^{-1/2} (m × n); Y = Tᵀ H₂ T.
+    let t: Vec<f64> = (0..m).flat_map(|r| kept.iter().map(move |&c| (r, c))).map(|(r, c)| u[r * m + c] / lambda[c].sqrt()).collect();
+    let h2t: Vec<f64> = (0..m).flat_map(|r| (0..n).map(move |c| (r, c))).map(|(r, c)| (0..m).map(|k| h2[r * m + k] * t[k * n + c]).sum()).collect();
+    let y: Vec<f64> = (0..n).flat_map(|r| (0..n).map(move |c| (r, c))).map(|(r, c)| (0..m).map(|k| t[k * n + r] * h2t[k * n + c]).sum()).collect();
+    let (_, q) = symmetric_eigen(y, n);
+    // Patient i's row of V is the eigenvector q_i; z_i = q_iᵀ Λ^{1/2} Uᵀ, and r_i = q_iᵀ Λ^{-1/2} Uᵀ g.
+    let ug: Vec<f64> = kept.iter().map(|&c| (0..m).map(|k| u[k * m + c] * g1[k]).sum::<f64>() / lambda[c].sqrt()).collect();
+    (0..n)
+        .map(|i| {
+            let qi: Vec<f64> = (0..n).map(|a| q[a * n + i]).collect();
+            let z: Vec<f64> = (0..m).map(|col| kept.iter().enumerate().map(|(a, &c)| qi[a] * lambda[c].sqrt() * u[col * m + c]).sum()).collect();
+            let r: f64 = qi.iter().zip(&ug).map(|(a, b)| a * b).sum::<f64>() / z[0];
+            (z[1..].iter().map(|v| v / z[0]).collect(), 0.5 - r > 0.5)
+        })
+        .collect()
+}
+
+/// Property 4 for LASSO points: two Hessian blocks of one population, each at a bounded point,
+/// over as many columns as the population has patients, give every patient's row of those
+/// columns and its outcome (measured below on the site's own rows, as the site would answer
+/// without the check). The site refuses a point whose block or model has more parameters than
+/// `max_parameter_ratio` × its population here; at the widest block it answers, the same
+/// algebra reads nothing.
+#[test]
+fn attacks_wide_hessian_blocks() {
+    use fedrad_shared::algorithms::glm::{GlmFamily, GlmPoint, Standardiser, TrainingView};
+    use fedrad_shared::algorithms::lasso;
+    let site = site("wide-hessian");
+    let train = site.training();
+    let n = train.len();
+    assert_eq!(n, 56);
+    // The attack on `width` columns: the two points as tasks, and the same two points answered
+    // by the site half itself without a parameter limit (what the site would have sent).
+    let attack = |width: usize| -> (Vec<Reply>, usize, usize) {
+        // Columns spread over the table (families and filters), as an attacker who read the
+        // honest correlation round would pick them: fewer near-collinear pairs.
+        let stride = site.usable.len() / width;
+        let columns: Vec<u32> = site.usable.iter().step_by(stride).take(width).copied().collect();
+        let std = site.standardiser(&columns, 1.0, &BTreeMap::new());
+        let hessian: Vec<u32> = (0..width as u32).collect();
+        let points = [
+            proto::GlmPoint { hessian: hessian.clone(), ..Default::default() },
+            proto::GlmPoint { intercept: 0.3, nonzero: vec![0, 1], coefficients: vec![2.0, -1.5], hessian: hessian.clone(), ..Default::default() },
+        ];
+        let task = |pt: &proto::GlmPoint| {
+            task::Kind::LassoRound(proto::LassoRoundTask {
+                features: Some(site.features(&columns)),
+                standardiser: Some(std.clone()),
+                family: proto::GlmFamily::Binomial as i32,
+                mixing: 1.0,
+                points: vec![pt.clone()],
+            })
+        };
+        let replies: Vec<Reply> = points.iter().map(|pt| site.ask(task(pt))).collect();
+        let x: Vec<Vec<f64>> = train.iter().map(|p| columns.iter().map(|&c| p.row[c as usize]).collect()).collect();
+        let y: Vec<f64> = train.iter().map(|p| f64::from(u8::from(p.outcome))).collect();
+        let fold: Vec<u32> = train.iter().map(|p| p.fold).collect();
+        let standardiser = Standardiser::from_proto(Some(&std), width).unwrap();
+        let pts: Vec<GlmPoint> = points.iter().map(|pt| GlmPoint::from_proto(pt, width, 10).unwrap()).collect();
+        let answer = lasso::site_round(TrainingView { x: &x, y: &y, fold: &fold }, &standardiser, GlmFamily::Binomial, &pts, 5, f64::INFINITY).unwrap();
+        let m = width + 1;
+        let unpack = |packed: &[f64]| {
+            let mut full = vec![0.0; m * m];
+            let mut k = 0;
+            for r in 0..m {
+                for c in r..m {
+                    full[r * m + c] = packed[k];
+                    full[c * m + r] = packed[k];
+                    k += 1;
+                }
+            }
+            full
+        };
+        let (h1, h2) = (unpack(tensor(&answer, "hessian.0")), unpack(tensor(&answer, "hessian.1")));
+        let read = diagonalise_blocks(&h1, &h2, tensor(&answer, "gradient.0"), m);
+        // A read row is a patient's when every value is within 1e-6 SD of that patient's.
+        let (mut rows, mut outcomes) = (0, 0);
+        for p in &train {
+            let truth: Vec<f64> = columns.iter().enumerate().map(|(a, &c)| (p.row[c as usize] - std.center[a]) / std.scale[a]).collect();
+            if let Some((_, outcome)) = read.iter().find(|(z, _)| z.iter().zip(&truth).all(|(a, b)| (a - b).abs() < 1e-6)) {
+                rows += 1;
+                outcomes += usize::from(*outcome == p.outcome);
+            }
+        }
+        (replies, rows, outcomes)
+    };
+
+    // 60 columns: a block of 61 parameters over 56 patients.
+    let (replies, rows, outcomes) = attack(60);
+    for reply in replies {
+        match reply {
+            Reply::Refused(RefusalReason::InvalidParameters, d) => assert!(d.contains("Hessian block of 61 parameters over 56 patients"), "{d}"),
+            Reply::Refused(r, d) => panic!("refused for another reason: {r:?}: {d}"),
+            Reply::Answered(_) | Reply::Failed(_) => panic!("a 61-parameter block over 56 patients was not refused"),
+        }
+    }
+    assert!(rows == n && outcomes == n, "without the check the attack reads {rows} rows and {outcomes} outcomes of {n}");
+    report(
+        "two Hessian blocks of 61 parameters over 56 patients",
+        "refused",
+        &format!("unchecked, they give {rows}/{n} rows (60 columns, to 1e-6 SD) and {outcomes}/{n} outcomes"),
+    );
+
+    // The widest block the site answers: ⌊0.33 · 56⌋ = 18 parameters.
+    let (replies, rows, outcomes) = attack(17);
+    assert!(replies.iter().all(|r| matches!(r, Reply::Answered(_))), "the 18-parameter points must be answered");
+    assert_eq!(rows, 0, "an 18-parameter block reads {rows} rows");
+    report("two Hessian blocks of 18 parameters over 56 patients", "answered", &format!("the same algebra reads {rows}/{n} rows ({outcomes} outcomes)"));
 }

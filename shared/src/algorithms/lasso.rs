@@ -40,6 +40,21 @@
 //! step that raised the objective, or a step with a kept block more than `HESSIAN_REFRESH_RATE`
 //! times the one before, drops the kept block.
 //!
+//! **Column limit (what a site accepts).** Two Hessian blocks of one population at two
+//! points, over at least as many parameters as the population has patients, give back every
+//! patient's row and outcome (they diagonalise together; `cargo test -p site-agent --test
+//! attacks wide_hessian` reads 56 of 56 rows and outcomes from two such points). So a site
+//! answers a point only if its block and its model (the intercept and its non-zero
+//! coefficients) have at most `max_parameter_ratio` × the patients the point covers there
+//! ([`site_accepts_point_size`]; DataSHIELD's `nfilter.glm`, as for every model round), and
+//! the coordinator keeps every fit's set within the smallest site's limit
+//! ([`LassoPathSolver::with_max_block_columns`]): non-zero coefficients first, then KKT
+//! violators, then the strong rule's candidates. Where a fit converges on a full set of
+//! non-zero coefficients and a column still violates, that λ's solution needs more columns than
+//! the sites admit, and the path ends before it (glmnet's `pmax`), for every fit, so that cross-
+//! validation covers the same λ values. Every λ kept is solved exactly: the path is the
+//! unlimited one cut short (test `partition_lasso_within_a_column_limit_equals_pooled`).
+//!
 //! **Cross-validation**: the K fold fits (each on the training patients outside one fold) run
 //! in the same rounds as the full fit, so all folds share each round trip. λ values are the
 //! full fit's (λ_max from its gradient at β = 0, then `path_length` values down to
@@ -143,12 +158,25 @@ fn penalty(beta: &[f64], lambda: f64, alpha: f64) -> f64 {
 /// Hessian block of the intercept and the point's `hessian` columns (`hessian.k`: the upper
 /// triangle row by row, or only the point's `hessian_rows`, each over the whole block, or
 /// nothing when the point is `without_hessian`).
-/// Refuses when a population, or the fold it leaves out, is below `min_count`.
-pub fn site_round(data: TrainingView, standardiser: &Standardiser, family: GlmFamily, points: &[GlmPoint], min_count: u64) -> Result<Aggregate, SiteRefusal> {
+/// Refuses when a population, or the fold it leaves out, is below `min_count`, and when a
+/// point's model or Hessian block has more parameters than `max_ratio` times the patients of
+/// its population here ([`site_accepts_point_size`]).
+pub fn site_round(
+    data: TrainingView,
+    standardiser: &Standardiser,
+    family: GlmFamily,
+    points: &[GlmPoint],
+    min_count: u64,
+    max_ratio: f64,
+) -> Result<Aggregate, SiteRefusal> {
     let z = standardiser.apply(data.x)?;
     let p = standardiser.center.len();
     let n_all = data.y.len() as u64;
     require_min_count("the training cohort", n_all, min_count)?;
+    for (k, point) in points.iter().enumerate() {
+        let population = data.fold.iter().filter(|&&f| in_population(point.fold, f)).count() as u64;
+        site_accepts_point_size(k, point, population, max_ratio)?;
+    }
     let mut n_out = Vec::with_capacity(points.len());
     let mut loss_out = Vec::with_capacity(points.len());
     let mut blocks = Vec::with_capacity(points.len());
@@ -241,6 +269,30 @@ pub fn site_round(data: TrainingView, standardiser: &Standardiser, family: GlmFa
     Ok(b.build())
 }
 
+/// What a site accepts of a point's size: the intercept and the point's Hessian columns, and
+/// the intercept and its non-zero coefficients, each at most `max_ratio` × the `population`
+/// the point covers at this site (DataSHIELD's `nfilter.glm`, as for every model round).
+///
+/// Why: Hessian blocks H₁ = ZᵀW₁Z and H₂ = ZᵀW₂Z of one population at two points whose
+/// block has at least as many parameters as the population has patients give back every
+/// patient's row of those columns — the pair diagonalises simultaneously, its eigenvectors
+/// are Z's rows (`cargo test -p site-agent --test attacks wide_hessian`) — and the gradient at
+/// either point then gives each outcome. Below the population's size the blocks are sums over
+/// more patients than unknowns per patient; the honest path keeps its column set within this
+/// bound ([`LassoPathSolver::with_max_block_columns`]).
+pub fn site_accepts_point_size(k: usize, point: &GlmPoint, population: u64, max_ratio: f64) -> Result<(), SiteRefusal> {
+    let block = point.hessian.len() + 1;
+    let model = point.beta.len() + 1;
+    let q = block.max(model);
+    if q as f64 > max_ratio * population as f64 {
+        let what = if block >= model { "a Hessian block of" } else { "a model of" };
+        return Err(SiteRefusal::InvalidParameters(format!(
+            "model point {k} asks for {what} {q} parameters over {population} patients here, more than this site's policy allows ({max_ratio} per patient)"
+        )));
+    }
+    Ok(())
+}
+
 /// How much of a point's Hessian block a site returns.
 enum HessianPart {
     Block,
@@ -251,6 +303,7 @@ enum HessianPart {
 /// Cross-validation losses: `points[(k − 1)·L + l]` is fold k's fit at λₗ. Each training
 /// patient is scored by its own fold's fits; per λ the sum and the sum of squares of the
 /// held-out losses come back, over all the site's training patients at once.
+#[allow(clippy::too_many_arguments)]
 pub fn site_cv_loss(
     data: TrainingView,
     standardiser: &Standardiser,
@@ -258,6 +311,7 @@ pub fn site_cv_loss(
     path_length: usize,
     points: &[GlmPoint],
     min_count: u64,
+    max_ratio: f64,
 ) -> Result<Aggregate, SiteRefusal> {
     let z = standardiser.apply(data.x)?;
     require_min_count("the training cohort", data.y.len() as u64, min_count)?;
@@ -271,6 +325,12 @@ pub fn site_cv_loss(
         }
         let held_out = data.fold.iter().filter(|&&f| f == k as u32 + 1).count() as u64;
         require_min_count(&format!("fold {}", k + 1), held_out, min_count)?;
+        // Each fold's models were fitted on the patients outside it: the same bound as the
+        // fold fit's rounds.
+        let fitted_on = data.y.len() as u64 - held_out;
+        for (l, point) in chunk.iter().enumerate() {
+            site_accepts_point_size(k * path_length + l, point, fitted_on, max_ratio)?;
+        }
     }
     let mut sum = vec![0.0; path_length];
     let mut sq = vec![0.0; path_length];
@@ -614,6 +674,25 @@ pub struct LassoPathSolver {
     rounds: u64,
     cv: Option<(Vec<f64>, Vec<f64>, f64)>,
     n_full: f64,
+    /// The most columns (beside the intercept) any fit's set may hold: what every site's
+    /// parameter limit admits ([`site_accepts_point_size`]); `usize::MAX` when unbounded.
+    max_block_columns: usize,
+    /// The path ends before this λ index (`path_length` unless a fit needed a larger set).
+    end: usize,
+    stop: Option<PathStop>,
+}
+
+/// Where and why a path stopped before `path_length` λ values: at this λ a fit's solution
+/// needed more columns than the sites' block limit admits (glmnet's `pmax`). The path holds
+/// the λ values before it, every fit's solution there exact.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PathStop {
+    pub lambda_index: usize,
+    /// The fit that needed them (0 = the full fit, k = the fit without fold k).
+    pub fold: u32,
+    /// Its non-zero coefficients plus the columns that violated the KKT conditions.
+    pub columns_needed: usize,
+    pub max_block_columns: usize,
 }
 
 /// The outcome of a finished run, on the standardised scale.
@@ -638,6 +717,9 @@ pub struct LassoPath {
     /// Fold fits that did not converge at some λ (count of (fold, λ) pairs).
     pub fold_fits_not_converged: usize,
     pub rounds: u64,
+    /// Set when the path ended early because the sites' parameter limit was reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<PathStop>,
 }
 
 impl LassoPathSolver {
@@ -661,7 +743,40 @@ impl LassoPathSolver {
                 path: Vec::new(),
             })
             .collect();
-        LassoPathSolver { settings, p: n_features, stage: Stage::NullMean, lambdas: Vec::new(), fits, rounds: 0, cv: None, n_full: 0.0 }
+        let end = settings.path_length;
+        LassoPathSolver {
+            settings,
+            p: n_features,
+            stage: Stage::NullMean,
+            lambdas: Vec::new(),
+            fits,
+            rounds: 0,
+            cv: None,
+            n_full: 0.0,
+            max_block_columns: usize::MAX,
+            end,
+            stop: None,
+        }
+    }
+
+    /// Keeps every fit's column set within `columns` (beside the intercept): the most every
+    /// site's `max_parameter_ratio` admits over the patients of the smallest fit it holds.
+    ///
+    /// The set keeps the non-zero coefficients first, then the columns that violate the KKT
+    /// conditions (largest gradient first), then earlier members, then strong-rule
+    /// candidates; a column left out is found again by the KKT check if it is needed. When a
+    /// fit has converged on a set of non-zero coefficients only and a column still violates,
+    /// its solution at this λ needs more columns than the sites admit: the path ends before
+    /// this λ for every fit (glmnet's `pmax`), recorded in [`LassoPath::stopped`]. Each λ the
+    /// path keeps is solved exactly, so the path equals the pooled one on its λ values.
+    pub fn with_max_block_columns(mut self, columns: usize) -> Self {
+        self.max_block_columns = columns;
+        self
+    }
+
+    /// The λ values the path will hold at most (the cross-validation round's path length).
+    pub fn path_end(&self) -> usize {
+        self.end
     }
 
     pub fn settings(&self) -> &LassoSettings {
@@ -676,7 +791,7 @@ impl LassoPathSolver {
             Stage::CrossValidation => {
                 let mut points = Vec::new();
                 for fit in &self.fits[1..] {
-                    for (b0, beta, _) in &fit.path {
+                    for (b0, beta, _) in fit.path.iter().take(self.end) {
                         points.push(GlmPoint {
                             fold: fit.fold,
                             intercept: *b0,
@@ -699,7 +814,7 @@ impl LassoPathSolver {
     }
 
     fn running(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.fits.len()).filter(|&k| !self.fits[k].done(self.settings.path_length))
+        (0..self.fits.len()).filter(|&k| !self.fits[k].done(self.end))
     }
 
     /// Uses the totals of a [`LassoRequest::Round`] (one per point, in request order).
@@ -773,7 +888,7 @@ impl LassoPathSolver {
 
     /// Uses the totals of a [`LassoRequest::CvLoss`].
     pub fn absorb_cv(&mut self, sum: Vec<f64>, sum_sq: Vec<f64>, n: f64) -> Result<(), LassoError> {
-        if self.stage != Stage::CrossValidation || sum.len() != self.lambdas.len() || sum_sq.len() != self.lambdas.len() {
+        if self.stage != Stage::CrossValidation || sum.len() != self.end || sum_sq.len() != self.end {
             return Err(LassoError::Mismatch("unexpected cross-validation answer".into()));
         }
         self.rounds += 1;
@@ -784,7 +899,8 @@ impl LassoPathSolver {
 
     /// One fit's answer at its current point.
     fn step(&mut self, k: usize, t: &PointTotals) {
-        let Self { settings, lambdas, fits, .. } = self;
+        let Self { settings, lambdas, fits, max_block_columns, end, stop, .. } = self;
+        let cap = *max_block_columns;
         let (alpha, tol) = (settings.mixing, settings.tolerance);
         // A quadratic loss converges in one step, so every answer after a step may be the last.
         let quadratic = settings.family == GlmFamily::Gaussian;
@@ -829,10 +945,22 @@ impl LassoPathSolver {
             }
             let converged = violators.is_empty() && step <= tol;
             if !converged && fit.rounds_at_lambda < settings.max_rounds_per_lambda {
+                let strong_next = lambdas.get(fit.lambda_index + 1).filter(|_| all_columns).map(|&next| (next, lambda));
+                let set = next_set(&fit.set, &u, &g, &violators, strong_next, alpha, cap);
+                if step <= tol && !violators.iter().any(|j| set.binary_search(j).is_ok()) {
+                    // Converged on a set the limit fills with non-zero coefficients, and a
+                    // column outside still violates: this λ needs a larger set than the sites
+                    // admit. The path ends before it, for every fit.
+                    if fit.lambda_index < *end {
+                        *end = fit.lambda_index;
+                        let columns_needed = u.iter().filter(|b| **b != 0.0).count() + violators.len();
+                        *stop = Some(PathStop { lambda_index: fit.lambda_index, fold: fit.fold, columns_needed, max_block_columns: cap });
+                    }
+                    return;
+                }
                 fit.previous = Some((fit.intercept, fit.beta.clone(), objective_at(&t, &fit.beta, lambda, alpha)));
                 fit.move_to(u0, u);
-                let strong_next = lambdas.get(fit.lambda_index + 1).filter(|_| all_columns).map(|&next| (next, lambda));
-                fit.set = next_set(&fit.set, &fit.beta, &g, &violators, strong_next, alpha);
+                fit.set = set;
                 // When the next answer is likely the converged one it carries every column's
                 // gradient at once instead of a check round after it: after a step below
                 // √tolerance with this point's own Hessian (Newton converges quadratically),
@@ -854,13 +982,17 @@ impl LassoPathSolver {
             fit.rounds_at_lambda = 1;
             fit.previous = None;
             fit.last_step = None;
+            if fit.lambda_index >= *end {
+                return;
+            }
             let Some(&next) = lambdas.get(fit.lambda_index) else { return };
             let nonzero: Vec<usize> = (0..fit.beta.len()).filter(|&j| fit.beta[j] != 0.0).collect();
             if all_columns {
                 // The next λ's set: its non-zero coefficients and the strong-rule candidates
-                // |gⱼ| ≥ α(2λₗ₊₁ − λₗ), not every column a larger λ once needed.
+                // |gⱼ| ≥ α(2λₗ₊₁ − λₗ), not every column a larger λ once needed (within the
+                // sites' limit, largest gradients first).
                 let strong: Vec<usize> = (0..g.len() - 1).filter(|&j| g[j + 1].abs() >= alpha * (2.0 * next - lambda)).collect();
-                let wanted = union(&nonzero, &strong);
+                let wanted = capped(&nonzero, &[&by_gradient(&strong, &g)], cap);
                 if wanted.iter().any(|j| fit.set.binary_search(j).is_err()) {
                     // New candidates need their Hessian rows: ask again at the same point.
                     fit.set = wanted;
@@ -903,22 +1035,23 @@ impl LassoPathSolver {
         let lambda_min_index = (0..cv_mean.len()).fold(0, |best, l| if cv_mean[l] < cv_mean[best] { l } else { best });
         let bound = cv_mean[lambda_min_index] + cv_se[lambda_min_index];
         let lambda_1se_index = (0..=lambda_min_index).find(|&l| cv_mean[l] <= bound).unwrap_or(lambda_min_index);
-        let full = &self.fits[0];
+        let full = &self.fits[0].path[..self.end];
         Some(LassoPath {
             family: self.settings.family,
             mixing: self.settings.mixing,
             folds: self.settings.folds,
             n: self.n_full,
-            lambdas: self.lambdas.clone(),
-            intercepts: full.path.iter().map(|p| p.0).collect(),
-            coefficients: full.path.iter().map(|p| p.1.clone()).collect(),
-            converged: full.path.iter().map(|p| p.2).collect(),
+            lambdas: self.lambdas[..self.end].to_vec(),
+            intercepts: full.iter().map(|p| p.0).collect(),
+            coefficients: full.iter().map(|p| p.1.clone()).collect(),
+            converged: full.iter().map(|p| p.2).collect(),
             cv_mean,
             cv_se,
             lambda_min_index,
             lambda_1se_index,
-            fold_fits_not_converged: self.fits[1..].iter().map(|f| f.path.iter().filter(|p| !p.2).count()).sum(),
+            fold_fits_not_converged: self.fits[1..].iter().map(|f| f.path.iter().take(self.end).filter(|p| !p.2).count()).sum(),
             rounds: self.rounds,
+            stopped: self.stop.clone(),
         })
     }
 }
@@ -964,15 +1097,40 @@ fn union(a: &[usize], b: &[usize]) -> Vec<usize> {
     v
 }
 
-/// The columns the next round returns the Hessian of: the current set, the non-zero
-/// coefficients, the KKT violators and the strong-rule candidates for the next λ.
-fn next_set(set: &[usize], beta: &[f64], g: &[f64], violators: &[usize], strong: Option<(f64, f64)>, alpha: f64) -> Vec<usize> {
-    let mut extra: Vec<usize> = violators.to_vec();
-    extra.extend(beta.iter().enumerate().filter(|(_, b)| **b != 0.0).map(|(j, _)| j));
-    if let Some((next, current)) = strong {
-        extra.extend((0..g.len() - 1).filter(|&j| g[j + 1].abs() >= alpha * (2.0 * next - current)));
+/// The columns the next round returns the Hessian of: the non-zero coefficients of the new
+/// point `beta`, the KKT violators, the current set and the strong-rule candidates for the
+/// next λ — in that order of priority when they are more than `cap`.
+#[allow(clippy::too_many_arguments)]
+fn next_set(set: &[usize], beta: &[f64], g: &[f64], violators: &[usize], strong: Option<(f64, f64)>, alpha: f64, cap: usize) -> Vec<usize> {
+    let nonzero: Vec<usize> = beta.iter().enumerate().filter(|(_, b)| **b != 0.0).map(|(j, _)| j).collect();
+    let candidates: Vec<usize> = match strong {
+        Some((next, current)) => (0..g.len() - 1).filter(|&j| g[j + 1].abs() >= alpha * (2.0 * next - current)).collect(),
+        None => Vec::new(),
+    };
+    capped(&nonzero, &[&by_gradient(violators, g), set, &by_gradient(&candidates, g)], cap)
+}
+
+/// `columns` ordered by |gⱼ| (largest first; ties by column).
+fn by_gradient(columns: &[usize], g: &[f64]) -> Vec<usize> {
+    let mut v = columns.to_vec();
+    v.sort_by(|&a, &b| g[b + 1].abs().total_cmp(&g[a + 1].abs()).then(a.cmp(&b)));
+    v
+}
+
+/// `first` (all of it), then columns from `rest` in order, up to `cap` columns; sorted.
+fn capped(first: &[usize], rest: &[&[usize]], cap: usize) -> Vec<usize> {
+    let mut out: Vec<usize> = first.to_vec();
+    out.sort_unstable();
+    out.dedup();
+    for &j in rest.iter().flat_map(|r| r.iter()) {
+        if out.len() >= cap {
+            break;
+        }
+        if let Err(at) = out.binary_search(&j) {
+            out.insert(at, j);
+        }
     }
-    union(set, &extra)
+    out
 }
 
 /// Minimises gᵀd + ½ dᵀHd + λ[α‖β + d‖₁ + (1 − α)/2 ‖β + d‖²] over the intercept and the
@@ -1041,7 +1199,7 @@ pub fn drive(
                 solver.absorb_round(&totals).map_err(|e| e.to_string())?;
             }
             LassoRequest::CvLoss(points) => {
-                let (s, q, n) = cv(&points, solver.settings.path_length)?;
+                let (s, q, n) = cv(&points, solver.path_end())?;
                 solver.absorb_cv(s, q, n).map_err(|e| e.to_string())?;
             }
         }
@@ -1146,7 +1304,7 @@ pub fn pooled_cv(z: &[Vec<f64>], y: &[f64], fold: &[u32], folds: u32, lambdas: &
 pub(crate) mod tests {
     use super::*;
 
-    pub use crate::algorithms::testdata::{cohort, federated, standardiser};
+    pub use crate::algorithms::testdata::{cohort, federated, federated_within, standardiser};
 
     const PARTITIONS: [&[usize]; 3] = [&[229], &[73, 62, 53, 41], &[5, 60, 11, 40, 7, 90, 16]];
 
@@ -1274,7 +1432,7 @@ pub(crate) mod tests {
         let path = drive(
             LassoPathSolver::new(settings.clone(), p),
             |points| {
-                let answer = site_round(view, &std, settings.family, points, 0).map_err(|e| e.to_string())?;
+                let answer = site_round(view, &std, settings.family, points, 0, f64::INFINITY).map_err(|e| e.to_string())?;
                 for t in &answer.tensors {
                     if t.name.starts_with("gradient.") {
                         gradients_sent += t.values.len();
@@ -1298,7 +1456,7 @@ pub(crate) mod tests {
                 combine_round(&[SiteAggregate::new("s", answer)], points, p).map_err(|e| e.to_string())
             },
             |points, l| {
-                let answer = site_cv_loss(view, &std, settings.family, l, points, 0).map_err(|e| e.to_string())?;
+                let answer = site_cv_loss(view, &std, settings.family, l, points, 0, f64::INFINITY).map_err(|e| e.to_string())?;
                 combine_cv(&[SiteAggregate::new("s", answer)], l).map_err(|e| e.to_string())
             },
         )
@@ -1378,7 +1536,7 @@ pub(crate) mod tests {
         let out_of_range = crate::proto::GlmPoint { fold: 11, ..Default::default() };
         assert!(GlmPoint::from_proto(&out_of_range, 40, 10).is_err());
         let ok = GlmPoint::from_proto(&crate::proto::GlmPoint::default(), 40, 10).unwrap();
-        assert!(site_round(view, &std, GlmFamily::Binomial, &[ok], 5).is_ok());
+        assert!(site_round(view, &std, GlmFamily::Binomial, &[ok], 5, 0.33).is_ok());
         // Rows of the Hessian: a subset of the block, ascending, and never together with "no
         // Hessian"; a subset of what a point may already ask for, so nothing new to bound.
         let rows =
@@ -1391,12 +1549,12 @@ pub(crate) mod tests {
             assert!(GlmPoint::from_proto(&point, 40, 10).is_err(), "{what} accepted");
         }
         let asked = GlmPoint::from_proto(&rows(vec![1, 2, 3], vec![2], false), 40, 10).unwrap();
-        let answer = site_round(view, &std, GlmFamily::Binomial, &[asked], 5).unwrap();
+        let answer = site_round(view, &std, GlmFamily::Binomial, &[asked], 5, 0.33).unwrap();
         let tensor = |name: &str| answer.tensors.iter().find(|t| t.name == name).unwrap().values.len();
         // One row over the intercept and three columns; the gradient of the intercept and the block's columns.
         assert_eq!((tensor("hessian.0"), tensor("gradient.0")), (4, 4));
         let none = GlmPoint::from_proto(&rows(vec![1, 2, 3], vec![], true), 40, 10).unwrap();
-        let answer = site_round(view, &std, GlmFamily::Binomial, &[none], 5).unwrap();
+        let answer = site_round(view, &std, GlmFamily::Binomial, &[none], 5, 0.33).unwrap();
         assert_eq!(answer.tensors.iter().find(|t| t.name == "hessian.0").unwrap().values.len(), 0);
     }
 
@@ -1436,7 +1594,7 @@ pub(crate) mod tests {
             for (s, &size) in sizes.iter().enumerate() {
                 let r = start..start + size;
                 let view = TrainingView { x: &x[r.clone()], y: &y[r.clone()], fold: &fold[r] };
-                answers.push(SiteAggregate::new(format!("s{s}"), site_round(view, &std, GlmFamily::Binomial, &points, 0).unwrap()));
+                answers.push(SiteAggregate::new(format!("s{s}"), site_round(view, &std, GlmFamily::Binomial, &points, 0, f64::INFINITY).unwrap()));
                 start += size;
             }
             let totals = combine_round(&answers, &points, p).unwrap();
@@ -1450,5 +1608,92 @@ pub(crate) mod tests {
             let m = 5;
             assert!(totals[1].hessian[m + 3].is_nan() && !totals[1].hessian[2 * m + 4].is_nan() && !totals[1].hessian[3 * m + 2].is_nan());
         }
+    }
+
+    /// With a column limit (the sites' `max_parameter_ratio`), the path ends at the first λ
+    /// whose solution needs more columns; every λ before it is the unlimited path's, over 1, 4
+    /// and 7 uneven sites, and the pooled solver's on those λ values.
+    #[test]
+    fn partition_lasso_within_a_column_limit_equals_pooled() {
+        let (x, y, fold) = cohort(7);
+        let settings = LassoSettings::default();
+        let unlimited = federated(&x, &y, &fold, &[229], &settings, 0).unwrap();
+        let most = unlimited.coefficients.iter().map(|c| c.iter().filter(|b| **b != 0.0).count()).max().unwrap();
+        let cap = 6;
+        assert!(most > cap, "the unlimited path reaches {most} columns");
+        let runs: Vec<LassoPath> = PARTITIONS.iter().map(|s| federated_within(&x, &y, &fold, s, &settings, 0, f64::INFINITY, cap).unwrap()).collect();
+        let reference = &runs[0];
+        let stop = reference.stopped.clone().expect("the path stops at the limit");
+        assert_eq!(stop.max_block_columns, cap);
+        assert!(stop.columns_needed > cap, "{stop:?}");
+        let end = reference.lambdas.len();
+        assert_eq!(end, stop.lambda_index);
+        assert!((2..settings.path_length).contains(&end), "{end} λ values");
+        for r in &runs[1..] {
+            assert_eq!(r.stopped, reference.stopped);
+            assert_paths_equal(r, reference, 1e-9);
+        }
+        for l in 0..end {
+            assert!(reference.coefficients[l].iter().filter(|b| **b != 0.0).count() <= cap, "λ {l}");
+            assert!((reference.lambdas[l] - unlimited.lambdas[l]).abs() <= 1e-12 * unlimited.lambdas[l]);
+            assert!((reference.intercepts[l] - unlimited.intercepts[l]).abs() <= 1e-9, "intercept at λ {l}");
+            for (a, b) in reference.coefficients[l].iter().zip(&unlimited.coefficients[l]) {
+                assert!((a - b).abs() <= 1e-9, "λ {l}: {a} vs {b}");
+            }
+        }
+        // The first λ left out does need more columns than the limit.
+        assert!(unlimited.coefficients[end].iter().filter(|b| **b != 0.0).count() > cap || stop.fold > 0);
+        let z = standardiser(&x).apply(&x).unwrap();
+        let pooled = pooled_path(&z, &y, &reference.lambdas, GlmFamily::Binomial, 1.0, 1e-13);
+        for (l, (b0, beta)) in pooled.iter().enumerate() {
+            assert!((b0 - reference.intercepts[l]).abs() < 1e-7, "pooled intercept at λ {l}");
+            for j in 0..beta.len() {
+                assert!((beta[j] - reference.coefficients[l][j]).abs() < 1e-7, "pooled β{j} at λ {l}");
+            }
+        }
+        let (cvm, cvse) = pooled_cv(&z, &y, &fold, 10, &reference.lambdas, GlmFamily::Binomial, 1.0, 1e-13);
+        for l in 0..end {
+            assert!((cvm[l] - reference.cv_mean[l]).abs() < 1e-7 && (cvse[l] - reference.cv_se[l]).abs() < 1e-7, "pooled CV at λ {l}");
+        }
+    }
+
+    /// Sites at `max_parameter_ratio` 0.33 answer the path a solver plans for them, and refuse
+    /// one that asks for wider blocks than their patients admit.
+    #[test]
+    fn sites_refuse_blocks_wider_than_their_parameter_limit() {
+        let (x, y, fold) = cohort(7);
+        let sizes = [73, 62, 53, 41];
+        // The smallest fit a site holds: 41 patients less its largest fold (5): 36 patients,
+        // ⌊0.33 · 36⌋ = 11 parameters, so 10 columns beside the intercept.
+        let planned = federated_within(&x, &y, &fold, &sizes, &LassoSettings::default(), 0, 0.33, 10).unwrap();
+        assert!(planned.stopped.is_some() && planned.coefficients.iter().all(|c| c.iter().filter(|b| **b != 0.0).count() <= 10));
+        let err = federated_within(&x, &y, &fold, &sizes, &LassoSettings::default(), 0, 0.33, 30).unwrap_err();
+        assert!(err.contains("Hessian block of") && err.contains("0.33 per patient"), "{err}");
+
+        let std = standardiser(&x);
+        let view = TrainingView { x: &x[..56], y: &y[..56], fold: &fold[..56] };
+        let point = |columns: usize, nonzero: usize| GlmPoint {
+            fold: 0,
+            intercept: 0.0,
+            beta: (0..nonzero).map(|j| (j, 0.1)).collect(),
+            hessian: (0..columns).collect(),
+            gradient_all_columns: false,
+            hessian_rows: Vec::new(),
+            without_hessian: false,
+        };
+        // 56 patients: at most 18 parameters.
+        assert!(site_round(view, &std, GlmFamily::Binomial, &[point(17, 3)], 0, 0.33).is_ok());
+        for (what, pt) in [("block", point(18, 3)), ("block without a Hessian asked", GlmPoint { without_hessian: true, ..point(40, 3) })] {
+            let e = site_round(view, &std, GlmFamily::Binomial, &[pt], 0, 0.33).unwrap_err();
+            assert!(e.to_string().contains("19 parameters") || e.to_string().contains("41 parameters"), "{what}: {e}");
+        }
+        let e = site_round(view, &std, GlmFamily::Binomial, &[point(2, 30)], 0, 0.33).unwrap_err();
+        assert!(e.to_string().contains("a model of 31 parameters"), "{e}");
+        // Cross-validation points: each fold's model over the patients outside that fold.
+        let fits: Vec<GlmPoint> = (1..=10).map(|k| GlmPoint { fold: k, hessian: Vec::new(), ..point(0, 20) }).collect();
+        let e = site_cv_loss(view, &std, GlmFamily::Binomial, 1, &fits, 0, 0.33).unwrap_err();
+        assert!(e.to_string().contains("a model of 21 parameters"), "{e}");
+        let small: Vec<GlmPoint> = (1..=10).map(|k| GlmPoint { fold: k, hessian: Vec::new(), ..point(0, 5) }).collect();
+        assert!(site_cv_loss(view, &std, GlmFamily::Binomial, 1, &small, 0, 0.33).is_ok());
     }
 }

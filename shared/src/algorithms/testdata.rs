@@ -75,23 +75,39 @@ pub fn standardiser(x: &[Vec<f64>]) -> Standardiser {
     Standardiser { center, scale }
 }
 
-/// The federated run with the patients split over sites of the given sizes.
 /// A LASSO run with the patients split over sites of the given sizes (in order), each site
-/// answering through its site half, the coordinator combining — all in one process.
+/// answering through its site half, the coordinator combining — all in one process. The
+/// sites check no parameter limit and the solver keeps no column limit.
 pub fn federated(x: &[Vec<f64>], y: &[f64], fold: &[u32], sizes: &[usize], settings: &LassoSettings, min_count: u64) -> Result<LassoPath, String> {
+    federated_within(x, y, fold, sizes, settings, min_count, f64::INFINITY, usize::MAX)
+}
+
+/// [`federated`] with sites that refuse points beyond `max_ratio` parameters per patient, and
+/// a solver that keeps every set within `max_block_columns`.
+#[allow(clippy::too_many_arguments)]
+pub fn federated_within(
+    x: &[Vec<f64>],
+    y: &[f64],
+    fold: &[u32],
+    sizes: &[usize],
+    settings: &LassoSettings,
+    min_count: u64,
+    max_ratio: f64,
+    max_block_columns: usize,
+) -> Result<LassoPath, String> {
     let std = standardiser(x);
     let p = std.center.len();
     let sites = site_ranges(sizes);
     assert_eq!(sites.last().map_or(0, |r| r.end), y.len());
     let view = |r: &std::ops::Range<usize>| TrainingView { x: &x[r.clone()], y: &y[r.clone()], fold: &fold[r.clone()] };
-    let solver = LassoPathSolver::new(settings.clone(), p);
+    let solver = LassoPathSolver::new(settings.clone(), p).with_max_block_columns(max_block_columns);
     drive(
         solver,
         |points| {
             let answers = sites
                 .iter()
                 .enumerate()
-                .map(|(k, r)| site_round(view(r), &std, settings.family, points, min_count).map(|a| SiteAggregate::new(format!("s{k}"), a)))
+                .map(|(k, r)| site_round(view(r), &std, settings.family, points, min_count, max_ratio).map(|a| SiteAggregate::new(format!("s{k}"), a)))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| e.to_string())?;
             combine_round(&answers, points, p).map_err(|e| e.to_string())
@@ -100,7 +116,7 @@ pub fn federated(x: &[Vec<f64>], y: &[f64], fold: &[u32], sizes: &[usize], setti
             let answers = sites
                 .iter()
                 .enumerate()
-                .map(|(k, r)| site_cv_loss(view(r), &std, settings.family, l, points, min_count).map(|a| SiteAggregate::new(format!("s{k}"), a)))
+                .map(|(k, r)| site_cv_loss(view(r), &std, settings.family, l, points, min_count, max_ratio).map(|a| SiteAggregate::new(format!("s{k}"), a)))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| e.to_string())?;
             combine_cv(&answers, l).map_err(|e| e.to_string())
