@@ -125,6 +125,58 @@ pub fn load(work_dir: &Path, study_id: &str) -> Result<Approval, ApprovalError> 
     Ok(a)
 }
 
+/// The approval records a running agent has read, so that a task does not read, parse and
+/// hash its study's plan again (two or three times per task before). A record is read again
+/// whenever its file changed — another length, modification time or inode (approvals are
+/// written by an atomic rename) — or is gone, so `site-agent approve` and `withdraw` take effect
+/// at the next task as before.
+#[derive(Debug, Default)]
+pub struct ApprovalCache {
+    read: std::sync::Mutex<std::collections::BTreeMap<String, (FileStamp, std::sync::Arc<Approval>)>>,
+}
+
+/// What identifies one version of a file without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+}
+
+impl FileStamp {
+    fn of(m: &std::fs::Metadata) -> Self {
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(m);
+        #[cfg(not(unix))]
+        let inode = 0;
+        FileStamp { len: m.len(), modified: m.modified().ok(), inode }
+    }
+}
+
+impl ApprovalCache {
+    /// [`load`], reading the record only when its file changed since it was last read.
+    pub fn load(&self, work_dir: &Path, study_id: &str) -> Result<std::sync::Arc<Approval>, ApprovalError> {
+        let p = path(work_dir, study_id)?;
+        let stamp = match std::fs::metadata(&p) {
+            Ok(m) => FileStamp::of(&m),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.read.lock().unwrap_or_else(|e| e.into_inner()).remove(study_id);
+                return Err(ApprovalError::NotApproved(study_id.into()));
+            }
+            Err(source) => return Err(ApprovalError::Io { path: p, source }),
+        };
+        if let Some((seen, a)) = self.read.lock().unwrap_or_else(|e| e.into_inner()).get(study_id)
+            && *seen == stamp
+        {
+            return Ok(a.clone());
+        }
+        let a = std::sync::Arc::new(load(work_dir, study_id)?);
+        // Stamped as it was before the read: a file replaced during the read is read again next time.
+        self.read.lock().unwrap_or_else(|e| e.into_inner()).insert(study_id.to_string(), (stamp, a.clone()));
+        Ok(a)
+    }
+}
+
 /// Every approval record that reads and checks, by study id; the others are skipped with a
 /// warning (a task of such a study is refused at the site with the reason).
 pub fn readable(work_dir: &Path) -> Vec<Approval> {
@@ -246,6 +298,35 @@ mod tests {
         withdraw(&work, "s2").unwrap();
         assert!(matches!(load(&work, "s2"), Err(ApprovalError::NotApproved(_))));
         assert!(matches!(load(&work, "../x"), Err(ApprovalError::BadStudyId(_))));
+        let _ = std::fs::remove_dir_all(&work);
+    }
+
+    /// The cache answers what `load` answers, whatever happened to the file since it was read:
+    /// another plan approved, the record edited in place (even to the same length), withdrawn.
+    #[test]
+    fn the_approval_cache_reads_a_record_again_when_its_file_changes() {
+        let work = std::env::temp_dir().join(format!("fedrad-approval-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        let schema = fedrad_shared::clinical::npc_dictionary();
+        let cache = ApprovalCache::default();
+        assert!(matches!(cache.load(&work, "s1"), Err(ApprovalError::NotApproved(_))));
+        approve(&work, "site-a", &schema, &plan("s1"), None).unwrap();
+        let first = cache.load(&work, "s1").unwrap();
+        assert!(std::sync::Arc::ptr_eq(&first, &cache.load(&work, "s1").unwrap()), "an unchanged record is not read again");
+        // Another plan for the same study (seed 8, written by rename).
+        let other: fedrad_shared::plan::StudyConfig = toml::from_str("study_id = \"s1\"\noutput_dir = \"out\"\nseed = 8\nsites = [\"site-a\", \"site-b\"]\n").unwrap();
+        approve(&work, "site-a", &schema, &other.plan().unwrap(), None).unwrap();
+        let second = cache.load(&work, "s1").unwrap();
+        assert_eq!(second.plan.seed, 8);
+        assert_ne!(second.plan_sha256, first.plan_sha256);
+        // Edited in place to the same length: detected as tampering, not served from the cache.
+        let file = work.join("approved/s1.json");
+        let text = std::fs::read_to_string(&file).unwrap().replace("\"seed\": 8", "\"seed\": 9");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::fs::write(&file, text).unwrap();
+        assert!(matches!(cache.load(&work, "s1"), Err(ApprovalError::Tampered { .. })));
+        std::fs::remove_file(&file).unwrap();
+        assert!(matches!(cache.load(&work, "s1"), Err(ApprovalError::NotApproved(_))));
         let _ = std::fs::remove_dir_all(&work);
     }
 

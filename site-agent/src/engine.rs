@@ -48,6 +48,8 @@ pub struct SiteEngine {
     /// The site's secure-sum key, derived from its certificate key; why there is none (no
     /// `[tls]`, or a key secure aggregation cannot use) otherwise.
     masking: Result<MaskingIdentity, String>,
+    /// Approval records read so far (read again when their file changes).
+    approvals: crate::approval::ApprovalCache,
 }
 
 /// One feature table of a ComBat task: all its rows by patient, and its estimation rows (the
@@ -194,6 +196,7 @@ impl SiteEngine {
             study_disk: Mutex::new(BTreeMap::new()),
             task_slots,
             masking,
+            approvals: crate::approval::ApprovalCache::default(),
         })
     }
 
@@ -408,7 +411,7 @@ impl SiteEngine {
     /// they are kept. Tasks of study ids not approved here are refused unread and not kept, so
     /// invented study ids cannot fill the disk. Refused past the study's disk bound.
     fn keep_task(&self, task: &Task, bytes: &[u8], task_digest: &str) -> Result<bool, Failure> {
-        if crate::approval::load(&self.config.work_dir, &task.study_id).is_err() {
+        if self.approvals.load(&self.config.work_dir, &task.study_id).is_err() {
             return Ok(false);
         }
         let path = crate::audit::task_file(&self.audit_path(), task_digest);
@@ -556,9 +559,9 @@ impl SiteEngine {
 
     /// The approval of the task's study, refused unless the operator approved exactly the
     /// task's plan and the task declares the plan's sites.
-    fn approved_plan(&self, task: &Task) -> Result<crate::approval::Approval, Failure> {
-        use crate::approval::{self, ApprovalError};
-        let approval = approval::load(&self.config.work_dir, &task.study_id).map_err(|e| match e {
+    fn approved_plan(&self, task: &Task) -> Result<Arc<crate::approval::Approval>, Failure> {
+        use crate::approval::ApprovalError;
+        let approval = self.approvals.load(&self.config.work_dir, &task.study_id).map_err(|e| match e {
             ApprovalError::NotApproved(id) => Failure::Refused(SiteRefusal::Precondition(format!(
                 "study {id} is not approved at this site; its operator approves a study plan with `site-agent approve --study study.toml`"
             ))),
@@ -589,7 +592,7 @@ impl SiteEngine {
     /// Whether this site answers the task at all: its policy's task kinds, an approved study
     /// under exactly the task's plan, and the plan's sites. Checked before the reply cache, so a
     /// withdrawn approval or a narrowed policy also stops resends of earlier answers.
-    fn gate(&self, task: &Task) -> Result<crate::approval::Approval, Failure> {
+    fn gate(&self, task: &Task) -> Result<Arc<crate::approval::Approval>, Failure> {
         let min_sites = self.config.policy.min_sites as usize;
         if let Some(allowed) = &self.config.policy.answers {
             let kind = kind_name(task);
