@@ -2598,3 +2598,73 @@ fn attacks_fold_differenced_hessian_blocks() {
         ),
     }
 }
+
+/// The same difference through the logistic rounds of a study that searches C: a round over the
+/// training patients and one over those outside fold k, at the same point, differ by fold k's
+/// patients alone.
+#[test]
+fn attacks_fold_differenced_classifier_rounds() {
+    let site = site_with("fold-classifier", None, |s| s.models.search.enabled = true);
+    let train = site.training();
+    // 16 parameters: the most a fit outside one fold (50 patients) admits.
+    let width = 15;
+    let stride = site.usable.len() / width;
+    let mut columns: Vec<u32> = site.usable.iter().step_by(stride).take(width).copied().collect();
+    columns.sort_unstable();
+    let std = site.standardiser(&columns, 1.0, &BTreeMap::new());
+    let m = width + 1;
+    let round = |exclude_fold: u32, second: bool| {
+        let mut parameters = vec![0.0; m];
+        if second {
+            (parameters[0], parameters[1], parameters[2]) = (0.3, 2.0, -1.5);
+        }
+        task::Kind::ClassifierRound(proto::ClassifierRoundTask {
+            design: Some(site.design(&columns)),
+            standardiser: Some(std.clone()),
+            objective: proto::ClassifierObjective::Logistic as i32,
+            parameters,
+            svm: vec![],
+            random_features: None,
+            exclude_fold,
+        })
+    };
+    let (mut rows, mut outcomes, mut tasks, mut refused) = (0, 0, 0, None);
+    'folds: for k in 1..=site.plan.selection.lasso.folds {
+        let mut differences = Vec::new();
+        for second in [false, true] {
+            let mut answers = Vec::new();
+            for fold in [0, k] {
+                tasks += 1;
+                match site.ask(round(fold, second)) {
+                    Reply::Answered(a) => answers.push(a),
+                    Reply::Refused(r, d) => {
+                        refused = Some(format!("{r:?}: {d}"));
+                        break 'folds;
+                    }
+                    Reply::Failed(d) => panic!("failed: {d}"),
+                }
+            }
+            let h: Vec<f64> = tensor(&answers[0], "hessian.0").iter().zip(tensor(&answers[1], "hessian.0")).map(|(a, b)| a - b).collect();
+            // The logistic rounds sum (y − μ)·z; the LASSO's algebra above takes (μ − y)·z.
+            let g: Vec<f64> = tensor(&answers[0], "gradient.0").iter().zip(tensor(&answers[1], "gradient.0")).map(|(a, b)| b - a).collect();
+            differences.push((h, g));
+        }
+        let read = diagonalise_blocks(&differences[0].0, &differences[1].0, &differences[0].1, m);
+        for p in train.iter().filter(|p| p.fold == k) {
+            let truth: Vec<f64> = columns.iter().enumerate().map(|(a, &c)| (p.row[c as usize] - std.center[a]) / std.scale[a]).collect();
+            if let Some((_, outcome)) = read.iter().find(|(z, _)| z.iter().zip(&truth).all(|(a, b)| (a - b).abs() < 1e-6)) {
+                rows += 1;
+                outcomes += usize::from(*outcome == p.outcome);
+            }
+        }
+    }
+    match refused {
+        Some(d) => report("fold-differenced logistic rounds (16 parameters, C search)", "refused", &d),
+        // GAP: as for the LASSO's fold fits above.
+        None => report(
+            "fold-differenced logistic rounds (16 parameters, C search)",
+            "answered",
+            &format!("{rows}/{} training rows of {width} columns (to 1e-6 SD) and {outcomes} outcomes in {tasks} tasks", train.len()),
+        ),
+    }
+}
