@@ -210,6 +210,14 @@ pub fn in_population(point_fold: u32, patient_fold: u32) -> bool {
 // every step a model can take through the site's patients; it does not make a sequence of
 // bounded points harmless, which is why the number of points per task and the task kinds are
 // checked against the plan as well.
+//
+// Second-order answers add a bound of their own: a Hessian block (or a model) has at most
+// `max_parameter_ratio` parameters per patient of the population it covers
+// (`lasso::site_accepts_point_size`, `logistic::site_round`), because two blocks of one
+// population at two points, as wide as it is large, give each patient's row. What no per-task
+// bound stops: blocks of two populations that differ by a cross-validation fold, at one point,
+// differ by that fold's few patients alone (`cargo test attacks fold_differenced` measures it);
+// only points the site can recompute from verified totals would.
 
 /// The site's own population SD of each column over `rows` (finite values only; 0 with
 /// fewer than two).
