@@ -85,7 +85,9 @@ pub struct Policy {
     pub min_count: u64,
     /// Most parameters of a fitted model per training patient of this site (DataSHIELD's
     /// `nfilter.glm`, 0.33 by default): gradients and Hessians of a model with nearly as many
-    /// parameters as patients say too much about each of them.
+    /// parameters as patients say too much about each of them. It bounds every model-shaped
+    /// round over the patients it covers: logistic, SVM and clinical rounds, and each LASSO
+    /// and cross-validation point's Hessian block and model.
     #[serde(default = "default_ratio")]
     pub max_parameter_ratio: f64,
     /// Task kinds this site answers (names as in the audit log, e.g. "tree_round"); absent =
