@@ -443,7 +443,7 @@ impl StudyRunner<'_> {
             });
         }
         if let Some(stop) = &path.stopped {
-            let l = size.by_site().get(size.lasso_limited_by.as_str()).copied().cloned();
+            let l = size.per_site.iter().find(|l| l.site == size.lasso_limited_by);
             let fit = if stop.fold == 0 { "the full fit".to_string() } else { format!("the fit without fold {}", stop.fold) };
             out.path_stop = Some(format!(
                 "the λ path ended after {} of its {} values: at the next λ {fit} needed {} columns, and site {} admits at most {} beside the intercept in a LASSO point ({} per patient × {} patients outside its largest fold)",
@@ -452,8 +452,8 @@ impl StudyRunner<'_> {
                 stop.columns_needed,
                 size.lasso_limited_by,
                 stop.max_block_columns,
-                l.as_ref().map_or(0.0, |l| l.max_parameter_ratio),
-                l.as_ref().map_or(0, |l| l.lasso_fit_patients),
+                l.map_or(0.0, |l| l.max_parameter_ratio),
+                l.map_or(0, |l| l.lasso_fit_patients),
             ));
             tracing::info!(step = %step, stop = ?stop, "LASSO path ended at the sites' parameter limit");
         }

@@ -20,9 +20,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use fedrad_shared::algorithms::combat;
 use fedrad_shared::algorithms::metrics::{DEFAULT_GRID, LOG_ODDS_LIMIT, score_cell};
 use fedrad_shared::algorithms::trees::{Tree, TreeNode, ValueGrid, write_trees};
+use fedrad_shared::algorithms::{combat, symmetric_from_upper};
 use fedrad_shared::clinical::CohortRole;
 use fedrad_shared::plan::StudyPlan;
 use fedrad_shared::proto::{self, RefusalReason, task, task_reply};
@@ -2419,6 +2419,20 @@ fn diagonalise_blocks(h1: &[f64], h2: &[f64], g1: &[f64], m: usize) -> Vec<(Vec<
         .collect()
 }
 
+/// How many of `patients`' standardised rows over `columns` are among the rows `read` (every
+/// value within 1e-6 SD), and of those how many outcomes were read right.
+fn rows_read(read: &[(Vec<f64>, bool)], patients: &[&Truth], columns: &[u32], std: &proto::Standardiser) -> (usize, usize) {
+    let (mut rows, mut outcomes) = (0, 0);
+    for p in patients {
+        let truth: Vec<f64> = columns.iter().enumerate().map(|(a, &c)| (p.row[c as usize] - std.center[a]) / std.scale[a]).collect();
+        if let Some((_, outcome)) = read.iter().find(|(z, _)| z.iter().zip(&truth).all(|(a, b)| (a - b).abs() < 1e-6)) {
+            rows += 1;
+            outcomes += usize::from(*outcome == p.outcome);
+        }
+    }
+    (rows, outcomes)
+}
+
 /// Property 4 for LASSO points: two Hessian blocks of one population, each at a bounded point,
 /// over as many columns as the population has patients, give every patient's row of those
 /// columns and its outcome (measured below on the site's own rows, as the site would answer
@@ -2463,29 +2477,10 @@ fn attacks_wide_hessian_blocks() {
         let pts: Vec<GlmPoint> = points.iter().map(|pt| GlmPoint::from_proto(pt, width, 10).unwrap()).collect();
         let answer = lasso::site_round(TrainingView { x: &x, y: &y, fold: &fold }, &standardiser, GlmFamily::Binomial, &pts, 5, f64::INFINITY).unwrap();
         let m = width + 1;
-        let unpack = |packed: &[f64]| {
-            let mut full = vec![0.0; m * m];
-            let mut k = 0;
-            for r in 0..m {
-                for c in r..m {
-                    full[r * m + c] = packed[k];
-                    full[c * m + r] = packed[k];
-                    k += 1;
-                }
-            }
-            full
-        };
+        let unpack = |packed: &[f64]| symmetric_from_upper(packed, m);
         let (h1, h2) = (unpack(tensor(&answer, "hessian.0")), unpack(tensor(&answer, "hessian.1")));
         let read = diagonalise_blocks(&h1, &h2, tensor(&answer, "gradient.0"), m);
-        // A read row is a patient's when every value is within 1e-6 SD of that patient's.
-        let (mut rows, mut outcomes) = (0, 0);
-        for p in &train {
-            let truth: Vec<f64> = columns.iter().enumerate().map(|(a, &c)| (p.row[c as usize] - std.center[a]) / std.scale[a]).collect();
-            if let Some((_, outcome)) = read.iter().find(|(z, _)| z.iter().zip(&truth).all(|(a, b)| (a - b).abs() < 1e-6)) {
-                rows += 1;
-                outcomes += usize::from(*outcome == p.outcome);
-            }
-        }
+        let (rows, outcomes) = rows_read(&read, &train, &columns, &std);
         (replies, rows, outcomes)
     };
 
@@ -2535,18 +2530,7 @@ fn attacks_fold_differenced_hessian_blocks() {
         }
     };
     let m = width + 1;
-    let unpack = |packed: &[f64]| {
-        let mut full = vec![0.0; m * m];
-        let mut k = 0;
-        for r in 0..m {
-            for c in r..m {
-                full[r * m + c] = packed[k];
-                full[c * m + r] = packed[k];
-                k += 1;
-            }
-        }
-        full
-    };
+    let unpack = |packed: &[f64]| symmetric_from_upper(packed, m);
     let (mut rows, mut outcomes, mut tasks, mut refused) = (0, 0, 0, None);
     for k in 1..=site.plan.selection.lasso.folds {
         let mut differences = Vec::new();
@@ -2575,13 +2559,9 @@ fn attacks_fold_differenced_hessian_blocks() {
             break;
         }
         let read = diagonalise_blocks(&differences[0].0, &differences[1].0, &differences[0].1, m);
-        for p in train.iter().filter(|p| p.fold == k) {
-            let truth: Vec<f64> = columns.iter().enumerate().map(|(a, &c)| (p.row[c as usize] - std.center[a]) / std.scale[a]).collect();
-            if let Some((_, outcome)) = read.iter().find(|(z, _)| z.iter().zip(&truth).all(|(a, b)| (a - b).abs() < 1e-6)) {
-                rows += 1;
-                outcomes += usize::from(*outcome == p.outcome);
-            }
-        }
+        let fold: Vec<&Truth> = train.iter().filter(|p| p.fold == k).copied().collect();
+        let (r, o) = rows_read(&read, &fold, &columns, &std);
+        (rows, outcomes) = (rows + r, outcomes + o);
     }
     match refused {
         Some(d) => report("fold-differenced Hessian blocks (16 parameters)", "refused", &d),
@@ -2650,13 +2630,9 @@ fn attacks_fold_differenced_classifier_rounds() {
             differences.push((h, g));
         }
         let read = diagonalise_blocks(&differences[0].0, &differences[1].0, &differences[0].1, m);
-        for p in train.iter().filter(|p| p.fold == k) {
-            let truth: Vec<f64> = columns.iter().enumerate().map(|(a, &c)| (p.row[c as usize] - std.center[a]) / std.scale[a]).collect();
-            if let Some((_, outcome)) = read.iter().find(|(z, _)| z.iter().zip(&truth).all(|(a, b)| (a - b).abs() < 1e-6)) {
-                rows += 1;
-                outcomes += usize::from(*outcome == p.outcome);
-            }
-        }
+        let fold: Vec<&Truth> = train.iter().filter(|p| p.fold == k).copied().collect();
+        let (r, o) = rows_read(&read, &fold, &columns, &std);
+        (rows, outcomes) = (rows + r, outcomes + o);
     }
     match refused {
         Some(d) => report("fold-differenced logistic rounds (16 parameters, C search)", "refused", &d),

@@ -95,16 +95,7 @@ pub fn combine(answers: &[SiteAggregate], p: usize) -> Result<CoMoments, Combine
     }
     let mut total = CoMoments { n: 0.0, mean: vec![0.0; p], c: vec![0.0; p * p] };
     for a in answers {
-        let upper = a.vector("comoments", p * (p + 1) / 2)?;
-        let mut c = vec![0.0; p * p];
-        let mut idx = 0;
-        for r in 0..p {
-            for col in r..p {
-                c[r * p + col] = upper[idx];
-                c[col * p + r] = upper[idx];
-                idx += 1;
-            }
-        }
+        let c = super::symmetric_from_upper(a.vector("comoments", p * (p + 1) / 2)?, p);
         let m = CoMoments { n: a.patient_count() as f64, mean: a.vector("mean", p)?.to_vec(), c };
         total = total.merge(m);
     }

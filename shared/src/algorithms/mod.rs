@@ -59,6 +59,21 @@ impl SiteRefusal {
 }
 
 /// Refuses an aggregate over a population smaller than the policy allows.
+/// The symmetric p × p matrix (row-major) whose upper triangle, row by row, is `upper`: how
+/// sites send symmetric blocks (co-moments, Hessians) at half the size.
+pub fn symmetric_from_upper(upper: &[f64], p: usize) -> Vec<f64> {
+    let mut full = vec![0.0; p * p];
+    let mut k = 0;
+    for r in 0..p {
+        for c in r..p {
+            full[r * p + c] = upper[k];
+            full[c * p + r] = upper[k];
+            k += 1;
+        }
+    }
+    full
+}
+
 pub fn require_min_count(what: &str, n: u64, min: u64) -> Result<(), SiteRefusal> {
     if n < min { Err(SiteRefusal::BelowMinCount { what: what.to_string(), n, min }) } else { Ok(()) }
 }
