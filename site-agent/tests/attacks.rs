@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use fedrad_shared::algorithms::metrics::{DEFAULT_GRID, LOG_ODDS_LIMIT, score_cell};
+use fedrad_shared::algorithms::testdata::diagonalise_blocks;
 use fedrad_shared::algorithms::trees::{Tree, TreeNode, ValueGrid, write_trees};
 use fedrad_shared::algorithms::{combat, symmetric_from_upper};
 use fedrad_shared::clinical::CohortRole;
@@ -2341,83 +2342,6 @@ fn attacks_partial_hessian_rows() {
 }
 
 // ---- wide Hessian blocks (issue 17, property 4) ------------------------------------------------
-
-/// Eigenvalues and eigenvectors (columns of the row-major `v`) of a symmetric n × n matrix by
-/// cyclic Jacobi rotations.
-fn symmetric_eigen(mut a: Vec<f64>, n: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut v = vec![0.0; n * n];
-    for i in 0..n {
-        v[i * n + i] = 1.0;
-    }
-    for _sweep in 0..100 {
-        let off: f64 = (0..n).flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| a[i * n + j] * a[i * n + j]).sum();
-        let scale: f64 = (0..n).map(|i| a[i * n + i] * a[i * n + i]).sum::<f64>().max(1e-300);
-        if off <= 1e-30 * scale {
-            break;
-        }
-        for p in 0..n {
-            for q in p + 1..n {
-                let apq = a[p * n + q];
-                if apq.abs() < 1e-300 {
-                    continue;
-                }
-                let theta = (a[q * n + q] - a[p * n + p]) / (2.0 * apq);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let t = if theta == 0.0 { 1.0 } else { t };
-                let (c, s) = (1.0 / (t * t + 1.0).sqrt(), t / (t * t + 1.0).sqrt());
-                for k in 0..n {
-                    let (akp, akq) = (a[k * n + p], a[k * n + q]);
-                    a[k * n + p] = c * akp - s * akq;
-                    a[k * n + q] = s * akp + c * akq;
-                }
-                for k in 0..n {
-                    let (apk, aqk) = (a[p * n + k], a[q * n + k]);
-                    a[p * n + k] = c * apk - s * aqk;
-                    a[q * n + k] = s * apk + c * aqk;
-                }
-                for k in 0..n {
-                    let (vkp, vkq) = (v[k * n + p], v[k * n + q]);
-                    v[k * n + p] = c * vkp - s * vkq;
-                    v[k * n + q] = s * vkp + c * vkq;
-                }
-            }
-        }
-    }
-    ((0..n).map(|i| a[i * n + i]).collect(), v)
-}
-
-/// The attack on two Hessian blocks of one population: H₁ = ZᵀW₁Z at a point where every
-/// weight is ¼ (β = 0, b₀ = 0), H₂ = ZᵀW₂Z at another, with Z = [1, z] (m = 1 + columns wide).
-/// When m ≥ n, ZᵀZ has rank n; in its eigenbasis H₂ becomes VᵀW₂V with V = Z·T orthogonal, whose
-/// eigenvectors are V's rows — each patient's row, scaled so that its intercept entry is 1. The
-/// gradient at the first point, Zᵀ(½ − y), then gives each outcome. Returns the rows (without
-/// the intercept) and outcomes it reads; with m < n it reads m "rows" that are no patient's.
-fn diagonalise_blocks(h1: &[f64], h2: &[f64], g1: &[f64], m: usize) -> Vec<(Vec<f64>, bool)> {
-    let gram: Vec<f64> = h1.iter().map(|v| v / 0.25).collect();
-    let (lambda, u) = symmetric_eigen(gram, m);
-    let top = lambda.iter().cloned().fold(0.0, f64::max);
-    // The rank: where the spectrum drops by more than 1e3 at once (rounding below it).
-    let mut order: Vec<usize> = (0..m).collect();
-    order.sort_by(|&a, &b| lambda[b].total_cmp(&lambda[a]));
-    let rank = (1..m).find(|&k| lambda[order[k]] < 1e-3 * lambda[order[k - 1]] || lambda[order[k]] <= 1e-14 * top).unwrap_or(m);
-    let kept: Vec<usize> = order[..rank].to_vec();
-    let n = kept.len();
-    // T = U_n Λ_n^{-1/2} (m × n); Y = Tᵀ H₂ T.
-    let t: Vec<f64> = (0..m).flat_map(|r| kept.iter().map(move |&c| (r, c))).map(|(r, c)| u[r * m + c] / lambda[c].sqrt()).collect();
-    let h2t: Vec<f64> = (0..m).flat_map(|r| (0..n).map(move |c| (r, c))).map(|(r, c)| (0..m).map(|k| h2[r * m + k] * t[k * n + c]).sum()).collect();
-    let y: Vec<f64> = (0..n).flat_map(|r| (0..n).map(move |c| (r, c))).map(|(r, c)| (0..m).map(|k| t[k * n + r] * h2t[k * n + c]).sum()).collect();
-    let (_, q) = symmetric_eigen(y, n);
-    // Patient i's row of V is the eigenvector q_i; z_i = q_iᵀ Λ^{1/2} Uᵀ, and r_i = q_iᵀ Λ^{-1/2} Uᵀ g.
-    let ug: Vec<f64> = kept.iter().map(|&c| (0..m).map(|k| u[k * m + c] * g1[k]).sum::<f64>() / lambda[c].sqrt()).collect();
-    (0..n)
-        .map(|i| {
-            let qi: Vec<f64> = (0..n).map(|a| q[a * n + i]).collect();
-            let z: Vec<f64> = (0..m).map(|col| kept.iter().enumerate().map(|(a, &c)| qi[a] * lambda[c].sqrt() * u[col * m + c]).sum()).collect();
-            let r: f64 = qi.iter().zip(&ug).map(|(a, b)| a * b).sum::<f64>() / z[0];
-            (z[1..].iter().map(|v| v / z[0]).collect(), 0.5 - r > 0.5)
-        })
-        .collect()
-}
 
 /// How many of `patients`' standardised rows over `columns` are among the rows `read` (every
 /// value within 1e-6 SD), and of those how many outcomes were read right.

@@ -1696,4 +1696,65 @@ pub(crate) mod tests {
         let small: Vec<GlmPoint> = (1..=10).map(|k| GlmPoint { fold: k, hessian: Vec::new(), ..point(0, 5) }).collect();
         assert!(site_cv_loss(view, &std, GlmFamily::Binomial, 1, &small, 0, 0.33).is_ok());
     }
+
+    /// The fold-difference attack (`cargo test -p site-agent --test attacks fold_differenced`)
+    /// against what a coordinator sees under a secure sum over four sites: at one point, the
+    /// summed full fit's block minus the summed fit without fold k covers fold k over all four
+    /// sites (about 23 patients here), more than a block's 11 parameters, and two points read no
+    /// row; against one site's own answers (about 4 patients per fold) they read every row.
+    #[test]
+    fn fold_differences_of_a_sum_over_four_sites_read_no_rows() {
+        use crate::algorithms::testdata::{diagonalise_blocks, site_ranges};
+        let (x, y, fold) = cohort(7);
+        // 11 parameters: the most the 41-patient site admits outside a fold (36 patients).
+        let width = 10;
+        let x: Vec<Vec<f64>> = x.iter().map(|r| r[..width].to_vec()).collect();
+        let std = standardiser(&x);
+        let z = std.apply(&x).unwrap();
+        let m = width + 1;
+        let point = |fold: u32, second: bool| GlmPoint {
+            fold,
+            intercept: if second { 0.3 } else { 0.0 },
+            beta: if second { vec![(0, 2.0), (1, -1.5)] } else { Vec::new() },
+            hessian: (0..width).collect(),
+            gradient_all_columns: false,
+            hessian_rows: Vec::new(),
+            without_hessian: false,
+        };
+        // Per fold: the rows two points read from the sum over `sites`, and how many of that
+        // fold's patients they match.
+        let read_folds = |sites: &[std::ops::Range<usize>]| -> (usize, usize) {
+            let (mut read_rows, mut patients) = (0, 0);
+            for k in 1..=10u32 {
+                let mut differences = Vec::new();
+                for second in [false, true] {
+                    let points = [point(0, second), point(k, second)];
+                    let answers: Vec<SiteAggregate> = sites
+                        .iter()
+                        .enumerate()
+                        .map(|(s, r)| {
+                            let view = TrainingView { x: &x[r.clone()], y: &y[r.clone()], fold: &fold[r.clone()] };
+                            SiteAggregate::new(format!("s{s}"), site_round(view, &std, GlmFamily::Binomial, &points, 0, 0.33).unwrap())
+                        })
+                        .collect();
+                    let t = combine_round(&answers, &points, width).unwrap();
+                    let h: Vec<f64> = t[0].hessian.iter().zip(&t[1].hessian).map(|(a, b)| a - b).collect();
+                    let g: Vec<f64> = t[0].gradient.iter().zip(&t[1].gradient).take(m).map(|(a, b)| a - b).collect();
+                    differences.push((h, g));
+                }
+                let read = diagonalise_blocks(&differences[0].0, &differences[1].0, &differences[0].1, m);
+                for i in sites.iter().flat_map(|r| r.clone()).filter(|&i| fold[i] == k) {
+                    patients += 1;
+                    read_rows += usize::from(read.iter().any(|(r, _)| r.iter().zip(&z[i]).all(|(a, b)| (a - b).abs() < 1e-6)));
+                }
+            }
+            (read_rows, patients)
+        };
+        let sites = site_ranges(&[73, 62, 53, 41]);
+        let (alone, alone_patients) = read_folds(&sites[3..]);
+        assert_eq!(alone, alone_patients, "one site's own fold differences give its rows");
+        let (summed, summed_patients) = read_folds(&sites);
+        assert_eq!(summed_patients, 229);
+        assert_eq!(summed, 0, "a sum over four sites gave {summed} rows");
+    }
 }
