@@ -124,11 +124,10 @@ fn max_folds(training: u64, missing: u64, min_count: u64) -> u32 {
     (2..=50u32).rev().find(|&k| (training / k as u64).saturating_sub(missing) >= min_count.max(1)).unwrap_or(0)
 }
 
-/// The most parameters a site fits on `patients` patients: the largest q with
-/// q ≤ ratio · patients, the sites' own test (`q > ratio · n` refuses).
-pub fn max_parameters(ratio: f64, patients: u64) -> usize {
-    (ratio * patients as f64).floor().max(0.0) as usize
-}
+/// The most parameters a site fits on `patients` patients: the sites' own rule
+/// ([`fedrad_shared::algorithms::max_parameters`]: at most ratio · patients, and fewer than
+/// the patients).
+pub use fedrad_shared::algorithms::max_parameters;
 
 /// Folds and parameters every site accepts (see the module doc).
 pub fn plan(sites: &[SiteCapacity], planned_folds: u32, search: bool) -> Result<ModelSize, ModelSizeError> {

@@ -21,14 +21,14 @@ fn main() {
     };
     let (lr, _, converged) = block_on_ready(classifiers::minimise(vec![0.0; q], async |beta: &[f64]| -> Result<Totals, String> {
         let model = logistic::ModelPoint { columns: (0..width).collect(), coefficients: beta.to_vec() };
-        let a = answers(&|r| logistic::site_round(&z[r.clone()], &y[r.clone()], std::slice::from_ref(&model), 1, 1.0).expect("site round"));
+        let a = answers(&|r| logistic::site_round(&z[r.clone()], &y[r.clone()], std::slice::from_ref(&model), 1, f64::INFINITY).expect("site round"));
         let t = logistic::combine(&a, std::slice::from_ref(&model)).map_err(|e| e.to_string())?.remove(0);
         Ok(classifiers::ridge_logistic_objective((t.1, t.2, t.3), beta, 1.0))
     }))
     .expect("logistic fit");
     assert!(converged);
     let (svm, _, converged) = block_on_ready(classifiers::minimise(vec![0.0; q], async |w: &[f64]| -> Result<Totals, String> {
-        let a = answers(&|r| classifiers::site_squared_hinge(&z[r.clone()], &y[r.clone()], w, 1, 1.0).expect("site round"));
+        let a = answers(&|r| classifiers::site_squared_hinge(&z[r.clone()], &y[r.clone()], w, 1, f64::INFINITY).expect("site round"));
         Ok(classifiers::svm_objective(classifiers::combine_newton(&a, "loss", q).map_err(|e| e.to_string())?, w, 1.0))
     }))
     .expect("SVM fit");

@@ -86,8 +86,9 @@ pub struct Policy {
     /// Most parameters of a fitted model per training patient of this site (DataSHIELD's
     /// `nfilter.glm`, 0.33 by default): gradients and Hessians of a model with nearly as many
     /// parameters as patients say too much about each of them. It bounds every model-shaped
-    /// round over the patients it covers: logistic, SVM and clinical rounds, and each LASSO
-    /// and cross-validation point's Hessian block and model.
+    /// round over the patients it covers: logistic, SVM and clinical rounds, ComBat's regression,
+    /// and each LASSO and cross-validation point's Hessian block and model; whatever the ratio,
+    /// a round has fewer parameters than patients.
     #[serde(default = "default_ratio")]
     pub max_parameter_ratio: f64,
     /// Task kinds this site answers (names as in the audit log, e.g. "tree_round"); absent =

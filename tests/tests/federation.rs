@@ -310,9 +310,9 @@ fn check_selection_against_pooled(
             assert!((cvm[l] - path.cv_mean[l]).abs() < 1e-6, "{seq}: CV deviance at λ {l}");
         }
         // λ_min, or the first larger λ whose model has at most P − 1 features, P the most
-        // parameters every site fits (ratio 1 here, on its training patients outside its
-        // largest fold as C is searched).
-        let most = results.split.per_site.values().map(|c| c.training() - c.training().div_ceil(5)).min().unwrap() as usize;
+        // parameters every site fits (ratio 1 here, so one fewer than its training patients
+        // outside its largest fold, as C is searched).
+        let most = results.split.per_site.values().map(|c| c.training() - c.training().div_ceil(5)).min().unwrap() as usize - 1;
         assert_eq!(selection.model_size.max_parameters, most, "P");
         let at = (0..=path.lambda_min_index).rev().find(|&l| path.coefficients[l].iter().filter(|b| **b != 0.0).count() < most).unwrap();
         assert_eq!(seq_result.lambda_used, Some(path.lambdas[at]), "{seq}: λ used");
@@ -444,7 +444,7 @@ fn pooled_ridge_logistic(z: &[Vec<f64>], y: &[bool], c: f64) -> Vec<f64> {
     let width = z[0].len();
     let (beta, _, converged) = fedrad_shared::algorithms::block_on_ready(classifiers::minimise(vec![0.0; width + 1], async |b: &[f64]| {
         let m = logistic::ModelPoint { columns: (0..width).collect(), coefficients: b.to_vec() };
-        let t = logistic::site_round(z, y, std::slice::from_ref(&m), 1, 1.0).unwrap();
+        let t = logistic::site_round(z, y, std::slice::from_ref(&m), 1, f64::INFINITY).unwrap();
         let t = logistic::combine(&[fedrad_shared::aggregate::SiteAggregate::new("pooled", t)], &[m]).unwrap().remove(0);
         Ok(classifiers::ridge_logistic_objective((t.1, t.2, t.3), b, c))
     }))

@@ -393,9 +393,9 @@ fn check_population(n: usize, y: &[bool], q: usize, min_count: u64, max_ratio: f
         let k = y.iter().filter(|&&v| v == class).count() as u64;
         require_min_count(&format!("training patients with a {} outcome", if class { "positive" } else { "negative" }), k, min_count)?;
     }
-    if q as f64 > max_ratio * n as f64 {
+    if q > super::max_parameters(max_ratio, n as u64) {
         return Err(SiteRefusal::InvalidParameters(format!(
-            "the model has {q} parameters for {n} training patients here, more than this site's policy allows ({max_ratio} per patient)"
+            "the model has {q} parameters for {n} training patients here, more than this site's policy allows ({max_ratio} per patient, fewer than the patients)"
         )));
     }
     Ok(())
@@ -612,7 +612,9 @@ mod tests {
             let answers: Vec<SiteAggregate> = sites
                 .iter()
                 .enumerate()
-                .map(|(k, r)| SiteAggregate::new(format!("s{k}"), logistic::site_round(&z[r.clone()], &y[r.clone()], std::slice::from_ref(&model), 1, 1.0).unwrap()))
+                .map(|(k, r)| {
+                    SiteAggregate::new(format!("s{k}"), logistic::site_round(&z[r.clone()], &y[r.clone()], std::slice::from_ref(&model), 1, f64::INFINITY).unwrap())
+                })
                 .collect();
             let t = logistic::combine(&answers, std::slice::from_ref(&model)).unwrap().remove(0);
             Ok(ridge_logistic_objective((t.1, t.2, t.3), beta, 1.0))
@@ -626,7 +628,7 @@ mod tests {
                 let answers: Vec<SiteAggregate> = sites
                     .iter()
                     .enumerate()
-                    .map(|(k, r)| SiteAggregate::new(format!("s{k}"), site_squared_hinge(&rows[r.clone()], &y[r.clone()], w, 1, 2.0).unwrap()))
+                    .map(|(k, r)| SiteAggregate::new(format!("s{k}"), site_squared_hinge(&rows[r.clone()], &y[r.clone()], w, 1, f64::INFINITY).unwrap()))
                     .collect();
                 Ok(svm_objective(combine_newton(&answers, "loss", q).unwrap(), w, 1.0))
             };
@@ -712,7 +714,7 @@ mod tests {
                             let keep: Vec<usize> = r.clone().filter(|&i| fold[i] != k).collect();
                             let zs: Vec<Vec<f64>> = keep.iter().map(|&i| z[i].clone()).collect();
                             let ys: Vec<bool> = keep.iter().map(|&i| y[i]).collect();
-                            SiteAggregate::new(format!("s{s}"), logistic::site_round(&zs, &ys, std::slice::from_ref(&model), 1, 1.0).unwrap())
+                            SiteAggregate::new(format!("s{s}"), logistic::site_round(&zs, &ys, std::slice::from_ref(&model), 1, f64::INFINITY).unwrap())
                         })
                         .collect();
                     let t = logistic::combine(&answers, std::slice::from_ref(&model)).unwrap().remove(0);

@@ -198,7 +198,7 @@ pub fn site_sums(y: &[Vec<f64>], x: &[Vec<f64>], p: usize, q: usize, outcome: Op
         }
     }
     let parameters = 1 + q;
-    if parameters as f64 > max_ratio * n as f64 {
+    if parameters > super::max_parameters(max_ratio, n as u64) {
         return Err(SiteRefusal::InvalidParameters(format!(
             "ComBat's regression has {parameters} parameters per feature over {n} patients, beyond this site's ratio of {max_ratio}"
         )));

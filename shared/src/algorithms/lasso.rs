@@ -271,7 +271,8 @@ pub fn site_round(
 
 /// What a site accepts of a point's size: the intercept and the point's Hessian columns, and
 /// the intercept and its non-zero coefficients, each at most `max_ratio` × the `population`
-/// the point covers at this site (DataSHIELD's `nfilter.glm`, as for every model round).
+/// the point covers at this site and fewer than it ([`super::max_parameters`]; DataSHIELD's
+/// `nfilter.glm`, as for every model round).
 ///
 /// Why: Hessian blocks H₁ = ZᵀW₁Z and H₂ = ZᵀW₂Z of one population at two points whose
 /// block has at least as many parameters as the population has patients give back every
@@ -284,10 +285,10 @@ pub fn site_accepts_point_size(k: usize, point: &GlmPoint, population: u64, max_
     let block = point.hessian.len() + 1;
     let model = point.beta.len() + 1;
     let q = block.max(model);
-    if q as f64 > max_ratio * population as f64 {
+    if q > super::max_parameters(max_ratio, population) {
         let what = if block >= model { "a Hessian block of" } else { "a model of" };
         return Err(SiteRefusal::InvalidParameters(format!(
-            "model point {k} asks for {what} {q} parameters over {population} patients here, more than this site's policy allows ({max_ratio} per patient)"
+            "model point {k} asks for {what} {q} parameters over {population} patients here, more than this site's policy allows ({max_ratio} per patient, fewer than the patients)"
         )));
     }
     Ok(())
@@ -1689,6 +1690,15 @@ pub(crate) mod tests {
         }
         let e = site_round(view, &std, GlmFamily::Binomial, &[point(2, 30)], 0, 0.33).unwrap_err();
         assert!(e.to_string().contains("a model of 31 parameters"), "{e}");
+        // Whatever the ratio, never as many parameters as patients: at 1 per patient, 55
+        // parameters over 56 patients are answered and 56 are not.
+        assert!(site_round(view, &std, GlmFamily::Binomial, &[point(34, 3)], 0, 1.0).is_ok());
+        let wide: Vec<Vec<f64>> = crate::algorithms::testdata::cohort_of_width(7, 60).0;
+        let wide_std = standardiser(&wide);
+        let wide_view = TrainingView { x: &wide[..56], y: &y[..56], fold: &fold[..56] };
+        assert!(site_round(wide_view, &wide_std, GlmFamily::Binomial, &[point(54, 3)], 0, 1.0).is_ok());
+        let e = site_round(wide_view, &wide_std, GlmFamily::Binomial, &[point(55, 3)], 0, 1.0).unwrap_err();
+        assert!(e.to_string().contains("56 parameters over 56 patients"), "{e}");
         // Cross-validation points: each fold's model over the patients outside that fold.
         let fits: Vec<GlmPoint> = (1..=10).map(|k| GlmPoint { fold: k, hessian: Vec::new(), ..point(0, 20) }).collect();
         let e = site_cv_loss(view, &std, GlmFamily::Binomial, 1, &fits, 0, 0.33).unwrap_err();

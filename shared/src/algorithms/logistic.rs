@@ -85,9 +85,9 @@ pub fn site_round(x: &[Vec<f64>], y: &[bool], models: &[ModelPoint], min_count: 
         if m.coefficients.len() != q || m.columns.iter().any(|&c| c >= width) || m.coefficients.iter().any(|c| !c.is_finite()) {
             return Err(SiteRefusal::InvalidParameters(format!("model {k}: columns or coefficients do not fit the design")));
         }
-        if q as f64 > max_ratio * x.len() as f64 {
+        if q > super::max_parameters(max_ratio, x.len() as u64) {
             return Err(SiteRefusal::InvalidParameters(format!(
-                "model {k} has {q} parameters for {} training patients here, more than this site's policy allows ({max_ratio} per patient)",
+                "model {k} has {q} parameters for {} training patients here, more than this site's policy allows ({max_ratio} per patient, fewer than the patients)",
                 x.len()
             )));
         }
@@ -461,7 +461,10 @@ mod tests {
                 let mut answers = Vec::new();
                 let mut start = 0;
                 for (k, s) in sizes.iter().enumerate() {
-                    answers.push(SiteAggregate::new(format!("s{k}"), site_round(&x[start..start + s], &y[start..start + s], points, 1, 1.0).map_err(|e| e.to_string())?));
+                    answers.push(SiteAggregate::new(
+                        format!("s{k}"),
+                        site_round(&x[start..start + s], &y[start..start + s], points, 1, f64::INFINITY).map_err(|e| e.to_string())?,
+                    ));
                     start += s;
                 }
                 combine(&answers, points).map_err(|e| e.to_string())

@@ -74,6 +74,20 @@ pub fn symmetric_from_upper(upper: &[f64], p: usize) -> Vec<f64> {
     full
 }
 
+/// The most parameters a site answers a model-shaped round with over `patients` patients:
+/// `max_ratio` per patient (DataSHIELD's `nfilter.glm`), and always fewer than the patients,
+/// whatever the ratio — second-order answers over as many parameters as patients give each
+/// patient's row back (`lasso::site_accepts_point_size`). The coordinator plans with the same
+/// number. An infinite ratio (the algorithms' arithmetic tests; a site's policy is at most 1)
+/// sets no limit.
+pub fn max_parameters(max_ratio: f64, patients: u64) -> usize {
+    if max_ratio == f64::INFINITY {
+        return usize::MAX;
+    }
+    let by_ratio = (max_ratio * patients as f64).floor().max(0.0) as usize;
+    by_ratio.min(patients.saturating_sub(1) as usize)
+}
+
 pub fn require_min_count(what: &str, n: u64, min: u64) -> Result<(), SiteRefusal> {
     if n < min { Err(SiteRefusal::BelowMinCount { what: what.to_string(), n, min }) } else { Ok(()) }
 }
