@@ -16,12 +16,16 @@
 //!   held-out fold counts only patients with features, so a site's patients without a
 //!   feature row (failed extraction or embedding, known as counts) are taken off its
 //!   smallest fold: ⌊n / K⌋ − missing ≥ `min_count`.
-//! - **Parameters.** P = min over sites of ⌊r_s · m_s⌋, where m_s is the fewest patients a
+//! - **Parameters.** P = min over sites of min(⌊r_s · m_s⌋, m_s − 1) (the sites' own rule,
+//!   `fedrad_shared::algorithms::max_parameters`), where m_s is the fewest patients a
 //!   site fits a model on: its training patients with features (n_s − missing_s), or, when
 //!   the study searches C by cross-validation, those outside its largest fold
 //!   (n_s − missing_s − ⌈n_s / K⌉). Model III's patients must also have complete clinical
 //!   data, which the coordinator learns only when it fits the model: a site that has fewer
 //!   refuses the linear classifiers there, and the report names it.
+//! - **LASSO points.** The same rule over the patients outside a site's largest fold (every
+//!   LASSO fits K fold models) bounds each point's Hessian block and model: the LASSO keeps
+//!   every fit's columns within it and its path ends where a solution needs more.
 //! - **λ.** Logistic regression and the linear SVM have p + c + 1 parameters (p selected
 //!   features, c clinical design columns, an intercept). From the λ that cross-validation chose
 //!   (λ_min or λ_1se, as the study file asks) the rule walks the path towards λ_max to the first
