@@ -2431,6 +2431,40 @@ fn attacks_wide_hessian_blocks() {
     report("two Hessian blocks of 18 parameters over 56 patients", "answered", &format!("the same algebra reads {rows}/{n} rows ({outcomes} outcomes)"));
 }
 
+/// The fold-difference attack's common part. For each fold k and each of two points,
+/// `difference(k, second)` asks the site for the point over the training patients and over those
+/// outside fold k, and returns the difference of the two Hessians, the difference of the two
+/// (μ − y)-weighted gradients and the tasks it sent — or the refusal. The two differences are
+/// diagonalised and the rows read matched with fold k's patients; prints what was recovered.
+fn fold_difference_attack(
+    site: &Site,
+    columns: &[u32],
+    std: &proto::Standardiser,
+    what: &str,
+    mut difference: impl FnMut(u32, bool) -> Result<(Vec<f64>, Vec<f64>, usize), String>,
+) {
+    let train = site.training();
+    let m = columns.len() + 1;
+    let (mut rows, mut outcomes, mut tasks) = (0, 0, 0);
+    for k in 1..=site.plan.selection.lasso.folds {
+        let mut differences = Vec::new();
+        for second in [false, true] {
+            match difference(k, second) {
+                Ok((h, g, sent)) => {
+                    tasks += sent;
+                    differences.push((h, g));
+                }
+                Err(refusal) => return report(what, "refused", &refusal),
+            }
+        }
+        let read = diagonalise_blocks(&differences[0].0, &differences[1].0, &differences[0].1, m);
+        let fold: Vec<&Truth> = train.iter().filter(|p| p.fold == k).copied().collect();
+        let (r, o) = rows_read(&read, &fold, columns, std);
+        (rows, outcomes) = (rows + r, outcomes + o);
+    }
+    report(what, "answered", &format!("{rows}/{} training rows of {} columns (to 1e-6 SD) and {outcomes} outcomes in {tasks} tasks", train.len(), columns.len()));
+}
+
 /// Fold populations against the column limit: at one point, the full fit's block minus fold k's
 /// fit's block is Σ over fold k's patients alone (about 6 here), far fewer than the 16
 /// parameters a block may have over the fold fit's 50 patients; two points then diagonalise
@@ -2439,7 +2473,6 @@ fn attacks_wide_hessian_blocks() {
 #[test]
 fn attacks_fold_differenced_hessian_blocks() {
     let site = site("fold-hessian");
-    let train = site.training();
     // 16 parameters: the most a fold fit of 50 patients admits.
     let width = 15;
     let stride = site.usable.len() / width;
@@ -2455,52 +2488,28 @@ fn attacks_fold_differenced_hessian_blocks() {
     };
     let m = width + 1;
     let unpack = |packed: &[f64]| symmetric_from_upper(packed, m);
-    let (mut rows, mut outcomes, mut tasks, mut refused) = (0, 0, 0, None);
-    for k in 1..=site.plan.selection.lasso.folds {
-        let mut differences = Vec::new();
-        for second in [false, true] {
-            tasks += 1;
-            let reply = site.ask(task::Kind::LassoRound(proto::LassoRoundTask {
-                features: Some(site.features(&columns)),
-                standardiser: Some(std.clone()),
-                family: proto::GlmFamily::Binomial as i32,
-                mixing: 1.0,
-                points: vec![at(0, second), at(k, second)],
-            }));
-            let a = match reply {
-                Reply::Answered(a) => a,
-                Reply::Refused(r, d) => {
-                    refused = Some(format!("{r:?}: {d}"));
-                    break;
-                }
-                Reply::Failed(d) => panic!("failed: {d}"),
-            };
-            let (h0, hk) = (unpack(tensor(&a, "hessian.0")), unpack(tensor(&a, "hessian.1")));
-            let g: Vec<f64> = tensor(&a, "gradient.0").iter().zip(tensor(&a, "gradient.1")).map(|(x, y)| x - y).collect();
-            differences.push((h0.iter().zip(&hk).map(|(x, y)| x - y).collect::<Vec<f64>>(), g));
-        }
-        if refused.is_some() {
-            break;
-        }
-        let read = diagonalise_blocks(&differences[0].0, &differences[1].0, &differences[0].1, m);
-        let fold: Vec<&Truth> = train.iter().filter(|p| p.fold == k).copied().collect();
-        let (r, o) = rows_read(&read, &fold, &columns, &std);
-        (rows, outcomes) = (rows + r, outcomes + o);
-    }
-    match refused {
-        Some(d) => report("fold-differenced Hessian blocks (16 parameters)", "refused", &d),
-        // GAP: the column limit bounds a block by the population it covers, not by the
-        // difference of two populations the site answers blocks for (the full fit and the fold
-        // fits differ by one fold). What would close it: the site recomputing the LASSO's points
-        // from totals it can verify (each site's signed masked answer forwarded to every site,
-        // which sums them itself), so that the coordinator chooses no point; or secure sums over
-        // enough sites that a fold of the pooled cohort outnumbers a block's parameters.
-        None => report(
-            "fold-differenced Hessian blocks (16 parameters)",
-            "answered",
-            &format!("{rows}/{} training rows of {width} columns (to 1e-6 SD) and {outcomes} outcomes in {tasks} tasks", train.len()),
-        ),
-    }
+    // GAP: the column limit bounds a block by the population it covers, not by the
+    // difference of two populations the site answers blocks for (the full fit and the fold
+    // fits differ by one fold). What would close it: the site recomputing the LASSO's points
+    // from totals it can verify (each site's signed masked answer forwarded to every site,
+    // which sums them itself), so that the coordinator chooses no point; or secure sums over
+    // enough sites that a fold of the pooled cohort outnumbers a block's parameters.
+    fold_difference_attack(&site, &columns, &std, "fold-differenced Hessian blocks (16 parameters)", |k, second| {
+        let a = match site.ask(task::Kind::LassoRound(proto::LassoRoundTask {
+            features: Some(site.features(&columns)),
+            standardiser: Some(std.clone()),
+            family: proto::GlmFamily::Binomial as i32,
+            mixing: 1.0,
+            points: vec![at(0, second), at(k, second)],
+        })) {
+            Reply::Answered(a) => a,
+            Reply::Refused(r, d) => return Err(format!("{r:?}: {d}")),
+            Reply::Failed(d) => panic!("failed: {d}"),
+        };
+        let (h0, hk) = (unpack(tensor(&a, "hessian.0")), unpack(tensor(&a, "hessian.1")));
+        let g: Vec<f64> = tensor(&a, "gradient.0").iter().zip(tensor(&a, "gradient.1")).map(|(x, y)| x - y).collect();
+        Ok((h0.iter().zip(&hk).map(|(x, y)| x - y).collect(), g, 1))
+    });
 }
 
 /// The same difference through the logistic rounds of a study that searches C: a round over the
@@ -2509,7 +2518,6 @@ fn attacks_fold_differenced_hessian_blocks() {
 #[test]
 fn attacks_fold_differenced_classifier_rounds() {
     let site = site_with("fold-classifier", None, |s| s.models.search.enabled = true);
-    let train = site.training();
     // 16 parameters: the most a fit outside one fold (50 patients) admits.
     let width = 15;
     let stride = site.usable.len() / width;
@@ -2532,39 +2540,19 @@ fn attacks_fold_differenced_classifier_rounds() {
             exclude_fold,
         })
     };
-    let (mut rows, mut outcomes, mut tasks, mut refused) = (0, 0, 0, None);
-    'folds: for k in 1..=site.plan.selection.lasso.folds {
-        let mut differences = Vec::new();
-        for second in [false, true] {
-            let mut answers = Vec::new();
-            for fold in [0, k] {
-                tasks += 1;
-                match site.ask(round(fold, second)) {
-                    Reply::Answered(a) => answers.push(a),
-                    Reply::Refused(r, d) => {
-                        refused = Some(format!("{r:?}: {d}"));
-                        break 'folds;
-                    }
-                    Reply::Failed(d) => panic!("failed: {d}"),
-                }
+    // GAP: as for the LASSO's fold fits above.
+    fold_difference_attack(&site, &columns, &std, "fold-differenced logistic rounds (16 parameters, C search)", |k, second| {
+        let mut answers = Vec::new();
+        for fold in [0, k] {
+            match site.ask(round(fold, second)) {
+                Reply::Answered(a) => answers.push(a),
+                Reply::Refused(r, d) => return Err(format!("{r:?}: {d}")),
+                Reply::Failed(d) => panic!("failed: {d}"),
             }
-            let h: Vec<f64> = tensor(&answers[0], "hessian.0").iter().zip(tensor(&answers[1], "hessian.0")).map(|(a, b)| a - b).collect();
-            // The logistic rounds sum (y − μ)·z; the LASSO's algebra above takes (μ − y)·z.
-            let g: Vec<f64> = tensor(&answers[0], "gradient.0").iter().zip(tensor(&answers[1], "gradient.0")).map(|(a, b)| b - a).collect();
-            differences.push((h, g));
         }
-        let read = diagonalise_blocks(&differences[0].0, &differences[1].0, &differences[0].1, m);
-        let fold: Vec<&Truth> = train.iter().filter(|p| p.fold == k).copied().collect();
-        let (r, o) = rows_read(&read, &fold, &columns, &std);
-        (rows, outcomes) = (rows + r, outcomes + o);
-    }
-    match refused {
-        Some(d) => report("fold-differenced logistic rounds (16 parameters, C search)", "refused", &d),
-        // GAP: as for the LASSO's fold fits above.
-        None => report(
-            "fold-differenced logistic rounds (16 parameters, C search)",
-            "answered",
-            &format!("{rows}/{} training rows of {width} columns (to 1e-6 SD) and {outcomes} outcomes in {tasks} tasks", train.len()),
-        ),
-    }
+        let h: Vec<f64> = tensor(&answers[0], "hessian.0").iter().zip(tensor(&answers[1], "hessian.0")).map(|(a, b)| a - b).collect();
+        // The logistic rounds sum (y − μ)·z; the LASSO's algebra takes (μ − y)·z.
+        let g: Vec<f64> = tensor(&answers[0], "gradient.0").iter().zip(tensor(&answers[1], "gradient.0")).map(|(a, b)| b - a).collect();
+        Ok((h, g, 2))
+    });
 }
