@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use fedrad_shared::aggregate::SiteAggregate;
-use fedrad_shared::proto::{Aggregate, task};
+use fedrad_shared::proto::{self, Aggregate, task};
 use prost::Message;
 
 pub struct Journal {
@@ -80,6 +80,36 @@ impl Journal {
             answers.push(SiteAggregate::new(site, Aggregate::decode(take(len)?).ok()?));
         }
         Some(answers)
+    }
+
+    fn signed_path(&self, task_id: &str) -> PathBuf {
+        self.dir.join(format!("{task_id}.signed"))
+    }
+
+    /// The recorded signed answers of a round (what [`Self::record_signed`] kept), if resuming
+    /// and recorded for exactly these tasks.
+    pub fn replay_signed(&self, task_id: &str, round_digest: &str) -> Option<Vec<proto::SignedAnswer>> {
+        if !self.resume {
+            return None;
+        }
+        let bytes = std::fs::read(self.signed_path(task_id)).ok()?;
+        let (head, rest) = bytes.split_at_checked(65)?;
+        if &head[..64] != round_digest.as_bytes() || head[64] != b'\n' {
+            return None;
+        }
+        Some(proto::LassoRoundTask::decode(rest).ok()?.previous)
+    }
+
+    /// Records every site's signed answer to a round, for the next task to forward.
+    pub fn record_signed(&self, task_id: &str, round_digest: &str, signed: &[proto::SignedAnswer]) -> std::io::Result<()> {
+        let mut out = format!("{round_digest}\n").into_bytes();
+        // Kept in the one message that holds a list of them.
+        out.extend_from_slice(&proto::LassoRoundTask { previous: signed.to_vec(), ..Default::default() }.encode_to_vec());
+        let path = self.signed_path(task_id);
+        let tmp = path.with_extension("signed-tmp");
+        std::fs::write(&tmp, &out)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(tmp, path)
     }
 
     /// Records a completed round (atomically: a crash leaves the old entry or none).

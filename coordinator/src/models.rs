@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use fedrad_shared::algorithms::classifiers::{self, ClassifierKind, ModelFile, RandomFeatures, Scorer};
+use fedrad_shared::algorithms::classifiers::{self, ClassifierKind, ModelFile, NewtonMinimiser, NewtonObjective, RandomFeatures, Scorer};
 use fedrad_shared::algorithms::extraction::catalogue_sha256;
 use fedrad_shared::algorithms::glm::Standardiser;
 use fedrad_shared::algorithms::logistic::{self, ClinicalModel, DesignColumn};
@@ -242,25 +242,51 @@ impl StudyRunner<'_> {
         let mut out = Vec::new();
         let sites = self.study.sites.clone();
         for site in &sites {
+            // Newton on this site's answers alone; each round forwards the site's signed answer
+            // to the one before, so that it replays the fit (`FitReplica`).
             let mut n = 0.0;
-            let fit = classifiers::minimise(vec![0.0; q], async |beta: &[f64]| {
+            let objective = NewtonObjective::RidgeLogistic { c: classifiers::SITE_ALONE_C };
+            let mut newton = NewtonMinimiser::new(objective.start(q));
+            let mut previous = Vec::new();
+            let mut failed = None;
+            while let Some(beta) = newton.request() {
+                let beta = beta.to_vec();
                 round += 1;
                 let kind = task::Kind::ClassifierRound(proto::ClassifierRoundTask {
                     design: Some(design.clone()),
                     standardiser: Some(std.to_proto()),
                     objective: proto::ClassifierObjective::Logistic as i32,
-                    parameters: beta.to_vec(),
+                    parameters: beta.clone(),
                     svm: Vec::new(),
                     random_features: None,
                     exclude_fold: 0,
+                    penalty: classifiers::SITE_ALONE_C,
+                    site_alone: true,
+                    previous: std::mem::take(&mut previous),
                 });
-                let answers = self.round(step, round, BTreeMap::from([(site.clone(), kind)])).await.map_err(|e| e.to_string())?;
-                let model = logistic::ModelPoint { columns: (0..width).collect(), coefficients: beta.to_vec() };
-                let t = logistic::combine(&answers, &[model]).map_err(|e| e.to_string())?.remove(0);
-                n = t.0;
-                Ok(classifiers::ridge_logistic_objective((t.1, t.2, t.3), beta, 1.0))
-            })
-            .await;
+                let answers = match self.round_signed(step, round, BTreeMap::from([(site.clone(), kind)])).await {
+                    Ok((answers, signed)) => {
+                        previous = signed;
+                        answers
+                    }
+                    Err(e) => {
+                        failed = Some(e.to_string());
+                        break;
+                    }
+                };
+                n = answers.iter().map(|a| a.patient_count() as f64).sum();
+                match objective.totals(&answers, &beta) {
+                    Ok(t) => newton.absorb(t),
+                    Err(e) => {
+                        failed = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            let fit = match failed {
+                Some(e) => Err(e),
+                None => newton.finish(),
+            };
             let beta = match fit {
                 Ok((beta, _, _)) => beta,
                 Err(e) => {
@@ -318,24 +344,46 @@ impl StudyRunner<'_> {
         let class_counts = [0, 1].map(|c| moments.by_class[c].first().map_or(0.0, |m| m.n));
 
         let q = width + 1;
-        let classifier_round = async |s: &mut Self,
-                                      round: &mut u64,
-                                      objective: proto::ClassifierObjective,
-                                      parameters: &[f64],
-                                      svm: &[f64],
-                                      rff: Option<RandomFeatures>,
-                                      exclude_fold: u32| {
-            *round += 1;
-            let kind = task::Kind::ClassifierRound(proto::ClassifierRoundTask {
-                design: Some(design.clone()),
-                standardiser: Some(std.to_proto()),
-                objective: objective as i32,
-                parameters: parameters.to_vec(),
-                svm: svm.to_vec(),
-                random_features: rff.map(RandomFeatures::to_proto),
-                exclude_fold,
-            });
-            s.round(step, *round, s.all_sites(kind)).await.map_err(|e| e.to_string())
+        // One Newton fit of `objective` over the training patients outside `exclude_fold` (0:
+        // all of them), from `start`; `previous` carries the sites' signed answers to the fit's
+        // last round into its next (and from an SVM's last round into its Platt fit's first).
+        #[allow(clippy::too_many_arguments)]
+        let newton_fit = async |s: &mut Self,
+                                round: &mut u64,
+                                objective: NewtonObjective,
+                                q: usize,
+                                penalty: f64,
+                                svm: &[f64],
+                                rff: Option<RandomFeatures>,
+                                exclude_fold: u32,
+                                previous: &mut Vec<proto::SignedAnswer>|
+               -> Result<Vec<f64>, String> {
+            let proto_objective = match objective {
+                NewtonObjective::RidgeLogistic { .. } => proto::ClassifierObjective::Logistic,
+                NewtonObjective::SquaredHinge { .. } => proto::ClassifierObjective::SquaredHinge,
+                NewtonObjective::Platt => proto::ClassifierObjective::Platt,
+            };
+            let mut newton = NewtonMinimiser::new(objective.start(q));
+            while let Some(x) = newton.request() {
+                let x = x.to_vec();
+                *round += 1;
+                let kind = task::Kind::ClassifierRound(proto::ClassifierRoundTask {
+                    design: Some(design.clone()),
+                    standardiser: Some(std.to_proto()),
+                    objective: proto_objective as i32,
+                    parameters: x.clone(),
+                    svm: svm.to_vec(),
+                    random_features: rff.map(RandomFeatures::to_proto),
+                    exclude_fold,
+                    penalty,
+                    site_alone: false,
+                    previous: std::mem::take(previous),
+                });
+                let (answers, signed) = s.round_signed(step, *round, s.all_sites(kind)).await.map_err(|e| e.to_string())?;
+                *previous = signed;
+                newton.absorb(objective.totals(&answers, &x).map_err(|e| e.to_string())?);
+            }
+            newton.finish().map(|r| r.0)
         };
         // The plan's random features, or fewer so that every site accepts the model.
         let clinical = !design.clinical_columns.is_empty();
@@ -350,29 +398,15 @@ impl StudyRunner<'_> {
         // One Newton-fitted classifier (logistic, linear or RBF SVM with Platt scaling) with
         // penalty C, on the training patients outside `exclude_fold` (0: all of them).
         let fit_newton = async |s: &mut Self, round: &mut u64, kind: ClassifierKind, c: f64, exclude_fold: u32| -> Result<Scorer, String> {
+            let mut previous = Vec::new();
             if kind == ClassifierKind::LogisticRegression {
-                let (b, _, _) = classifiers::minimise(vec![0.0; q], async |beta: &[f64]| {
-                    let answers = classifier_round(s, round, proto::ClassifierObjective::Logistic, beta, &[], None, exclude_fold).await?;
-                    let model = logistic::ModelPoint { columns: (0..width).collect(), coefficients: beta.to_vec() };
-                    let t = logistic::combine(&answers, &[model]).map_err(|e| e.to_string())?.remove(0);
-                    Ok(classifiers::ridge_logistic_objective((t.1, t.2, t.3), beta, c))
-                })
-                .await?;
+                let b = newton_fit(s, round, NewtonObjective::RidgeLogistic { c }, q, c, &[], None, exclude_fold, &mut previous).await?;
                 return Ok(Scorer::Logistic { intercept: b[0], coefficients: b[1..].to_vec() });
             }
             let features = if kind == ClassifierKind::RbfSvm { Some(rff.ok_or("no random feature fits every site's parameter limit")?) } else { None };
             let q = features.map_or(q, |r| r.count as usize + 1);
-            let (w, _, _) = classifiers::minimise(vec![0.0; q], async |w: &[f64]| {
-                let answers = classifier_round(s, round, proto::ClassifierObjective::SquaredHinge, w, &[], features, exclude_fold).await?;
-                Ok(classifiers::svm_objective(classifiers::combine_newton(&answers, "loss", q).map_err(|e| e.to_string())?, w, c))
-            })
-            .await?;
-            let (ab, _, _) = classifiers::minimise(vec![1.0, 0.0], async |ab: &[f64]| {
-                let answers = classifier_round(s, round, proto::ClassifierObjective::Platt, ab, &w, features, exclude_fold).await?;
-                let (ll, g, h) = classifiers::combine_newton(&answers, "loglik", 2).map_err(|e| e.to_string())?;
-                Ok((-ll, vec![-g[1], -g[0]], vec![h[3], h[1], h[2], h[0]]))
-            })
-            .await?;
+            let w = newton_fit(s, round, NewtonObjective::SquaredHinge { c }, q, c, &[], features, exclude_fold, &mut previous).await?;
+            let ab = newton_fit(s, round, NewtonObjective::Platt, 2, c, &w, features, exclude_fold, &mut previous).await?;
             let (intercept, coefficients, platt_a, platt_b) = (w[0], w[1..].to_vec(), ab[0], ab[1]);
             Ok(match features {
                 Some(features) => Scorer::RbfSvm { width, features, intercept, coefficients, platt_a, platt_b },

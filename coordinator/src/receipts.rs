@@ -77,6 +77,7 @@ mod tests {
             task_id: "t".into(),
             outcome: Some(task_reply::Outcome::Aggregate(Aggregate { patient_count: 9, tensors: vec![], masked: vec![] })),
             audit_head: "ab".repeat(32),
+            signature: Vec::new(),
         };
         let r = Receipt::of("s", "hospital-a", &reply);
         let headless = TaskReply { audit_head: String::new(), ..reply.clone() };

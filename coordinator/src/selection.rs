@@ -342,7 +342,13 @@ impl StudyRunner<'_> {
             .step(&step.clone(), async |s: &mut Self| {
                 // Every site refuses a point wider than its parameter limit: keep each fit's set
                 // within the smallest, and end the path where a solution needs more.
-                let mut solver = LassoPathSolver::new(lasso_settings.clone(), candidates.len()).with_max_block_columns(size.lasso_block_columns());
+                let block_columns = size.lasso_block_columns();
+                let mut solver = LassoPathSolver::new(lasso_settings.clone(), candidates.len()).with_max_block_columns(block_columns);
+                // 0 = no limit on the wire.
+                let max_block_columns = u32::try_from(block_columns).unwrap_or(0);
+                // Every site's signed answer to the last round: each site sums them and replays
+                // the solver, and answers only the points it asks for next (`LassoReplica`).
+                let mut previous = Vec::new();
                 let mut round = 0;
                 while let Some(request) = solver.request() {
                     round += 1;
@@ -354,8 +360,11 @@ impl StudyRunner<'_> {
                                 family,
                                 mixing: lasso_settings.mixing,
                                 points: points.iter().map(|p| p.to_proto()).collect(),
+                                max_block_columns,
+                                previous: std::mem::take(&mut previous),
                             });
-                            let answers = s.round(&step, round, s.all_sites(kind)).await?;
+                            let (answers, signed) = s.round_signed(&step, round, s.all_sites(kind)).await?;
+                            previous = signed;
                             let totals =
                                 lasso::combine_round(&answers, &points, candidates.len()).map_err(|source| StudyError::Combine { step: step.clone(), source })?;
                             solver.absorb_round(&totals).map_err(|e| algorithm_error(&step)(e.to_string()))?;
@@ -368,6 +377,8 @@ impl StudyRunner<'_> {
                                 family,
                                 path_length: l as u32,
                                 points: points.iter().map(|p| p.to_proto()).collect(),
+                                max_block_columns,
+                                previous: std::mem::take(&mut previous),
                             });
                             let answers = s.round(&step, round, s.all_sites(kind)).await?;
                             let (sum, sq, n) = lasso::combine_cv(&answers, l).map_err(|source| StudyError::Combine { step: step.clone(), source })?;

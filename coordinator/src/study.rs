@@ -154,6 +154,28 @@ impl<'a> StudyRunner<'a> {
     /// [`secure_sum::SUM_OF_SITES`]: masked by the sites when the plan secure-sums, and summed
     /// in the same fixed point when it does not, so both give the same results.
     pub(crate) async fn round(&mut self, step: &str, round: u64, kinds: BTreeMap<String, task::Kind>) -> Result<Vec<SiteAggregate>, StudyError> {
+        Ok(self.round_inner(step, round, kinds, false).await?.0)
+    }
+
+    /// [`Self::round`], also returning every site's answer as it sent and signed it (sorted by
+    /// site), for the rounds whose answers the next task forwards to every site so that each
+    /// can recompute it (the LASSO's; `fedrad_shared::algorithms::lasso::LassoReplica`).
+    pub(crate) async fn round_signed(
+        &mut self,
+        step: &str,
+        round: u64,
+        kinds: BTreeMap<String, task::Kind>,
+    ) -> Result<(Vec<SiteAggregate>, Vec<proto::SignedAnswer>), StudyError> {
+        self.round_inner(step, round, kinds, true).await
+    }
+
+    async fn round_inner(
+        &mut self,
+        step: &str,
+        round: u64,
+        kinds: BTreeMap<String, task::Kind>,
+        keep_signed: bool,
+    ) -> Result<(Vec<SiteAggregate>, Vec<proto::SignedAnswer>), StudyError> {
         let timeout = Duration::from_secs(self.study.timeouts.task_secs);
         let task_id = format!("{step}-r{round}");
         let round_digest = crate::journal::Journal::round_digest(&self.study.study_id, &self.plan_sha256, &task_id, &kinds);
@@ -174,12 +196,17 @@ impl<'a> StudyRunner<'a> {
             }
             None => None,
         };
-        if let Some(answers) = self.journal.as_ref().and_then(|j| j.replay(&task_id, &round_digest)) {
+        let replayed = self.journal.as_ref().and_then(|j| {
+            let answers = j.replay(&task_id, &round_digest)?;
+            let signed = if keep_signed { j.replay_signed(&task_id, &round_digest)? } else { Vec::new() };
+            Some((answers, signed))
+        });
+        if let Some((answers, signed)) = replayed {
             self.replayed += 1;
             for a in &answers {
                 self.progress.site_answered(step, &a.site_id);
             }
-            return Ok(answers);
+            return Ok((answers, signed));
         }
         let mut set = tokio::task::JoinSet::new();
         for (site, kind) in kinds {
@@ -200,6 +227,7 @@ impl<'a> StudyRunner<'a> {
             });
         }
         let mut answers = Vec::new();
+        let mut signed = Vec::new();
         // Every error is kept and the one from the first site by id is reported, so the
         // outcome (e.g. a classifier's "not fitted" reason) does not depend on which site
         // happened to answer first.
@@ -212,6 +240,9 @@ impl<'a> StudyRunner<'a> {
                 Err(source) => Some(StudyError::Timeout { step: step.into(), source }),
                 Ok(reply) => match reply.outcome {
                     Some(task_reply::Outcome::Aggregate(a)) => {
+                        if keep_signed {
+                            signed.push(proto::SignedAnswer { site_id: site.clone(), aggregate: Some(a.clone()), signature: reply.signature });
+                        }
                         answers.push(SiteAggregate::new(site, a));
                         None
                     }
@@ -232,12 +263,15 @@ impl<'a> StudyRunner<'a> {
             answers = vec![secure_sum::combine(&answers).map_err(|source| StudyError::Combine { step: step.into(), source })?];
             self.secure_rounds += u64::from(directory.is_some());
         }
-        if let Some(j) = &self.journal
-            && let Err(e) = j.record(&task_id, &round_digest, &answers)
-        {
-            tracing::warn!(error = %e, round = %task_id, "could not journal the round; a resumed run will ask it again");
+        signed.sort_by(|a, b| a.site_id.cmp(&b.site_id));
+        if let Some(j) = &self.journal {
+            // The signed answers first: a round entry is replayed only with them.
+            let recorded = if keep_signed { j.record_signed(&task_id, &round_digest, &signed) } else { Ok(()) };
+            if let Err(e) = recorded.and_then(|()| j.record(&task_id, &round_digest, &answers)) {
+                tracing::warn!(error = %e, round = %task_id, "could not journal the round; a resumed run will ask it again");
+            }
         }
-        Ok(answers)
+        Ok((answers, signed))
     }
 
     pub(crate) async fn step<T>(&mut self, name: &str, body: impl AsyncFnOnce(&mut Self) -> Result<(T, u64), StudyError>) -> Result<T, StudyError> {

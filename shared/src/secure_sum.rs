@@ -21,6 +21,13 @@
 //!    all sites modulo 2⁶⁴ ([`combine`]): the masks cancel, and what is left is the exact sum
 //!    of the encoded values.
 //!
+//! 5. *Signed answers.* Every answer a site sends carries its signature by the certificate
+//!    key over the study, plan, task id, task digest and the (masked) aggregate
+//!    ([`answer_message`]). The coordinator forwards a LASSO round's answers with the run's
+//!    next task; each site checks them against the pinned keys ([`VerifiedSites::verify_answer`])
+//!    and sums them itself, so the coordinator can neither forge nor leave out a site's answer
+//!    to steer the run (`lasso::LassoReplica`).
+//!
 //! **Same results with or without it.** The coordinator sums these task kinds' replies in the
 //! same fixed point when the study does not mask them ([`combine`] encodes plain replies the
 //! way a site does), so a study's results are the same bit for bit with secure aggregation on
@@ -144,6 +151,8 @@ pub enum SecureSumError {
     PinMismatch { site: String, pinned: String, got: String },
     #[error("site {0}'s masking key has no valid signature by its certificate key")]
     BadSignature(String),
+    #[error("site {0}'s answer does not carry its signature for this round (by the certificate key the plan pins)")]
+    BadAnswerSignature(String),
     #[error("site {site}'s masking key is unusable: {detail}")]
     BadKey { site: String, detail: String },
     #[error("the secure sum carries another masking key for this site than its own")]
@@ -219,6 +228,8 @@ pub struct MaskingIdentity {
     secret: StaticSecret,
     key: proto::MaskingKey,
     spki: Vec<u8>,
+    /// The certificate key, which also signs the site's answers ([`Self::sign_answer`]).
+    signer: signature::EcdsaKeyPair,
 }
 
 impl std::fmt::Debug for MaskingIdentity {
@@ -247,7 +258,16 @@ impl MaskingIdentity {
         if verify_signed_key(site_id, &spki, &key).is_err() {
             key.signature = pair.sign(&rng, &signed_message(site_id, &key.public_key)).map_err(|_| err("signing failed".into()))?.as_ref().to_vec();
         }
-        Ok(MaskingIdentity { site_id: site_id.into(), secret, key, spki })
+        Ok(MaskingIdentity { site_id: site_id.into(), secret, key, spki, signer: pair })
+    }
+
+    /// This site's signature over its answer to one round ([`answer_message`]): the other
+    /// sites check it when the coordinator forwards the answer to them.
+    pub fn sign_answer(&self, round: RoundBinding, aggregate: &Aggregate) -> Result<Vec<u8>, SecureSumError> {
+        let rng = ring::rand::SystemRandom::new();
+        let sig =
+            self.signer.sign(&rng, &answer_message(&self.site_id, round, aggregate)).map_err(|_| SecureSumError::CertificateKey("signing the answer failed".into()))?;
+        Ok(sig.as_ref().to_vec())
     }
 
     pub fn site_id(&self) -> &str {
@@ -270,9 +290,10 @@ impl MaskingIdentity {
     }
 }
 
-/// The study sites' verified masking keys, sorted by site id.
+/// The study sites' verified masking keys, sorted by site id, with the certificate keys
+/// (DER SubjectPublicKeyInfo) the plan pins.
 #[derive(Debug, Clone)]
-pub struct VerifiedSites(Vec<(String, PublicKey)>);
+pub struct VerifiedSites(Vec<(String, PublicKey)>, BTreeMap<String, Vec<u8>>);
 
 impl VerifiedSites {
     pub fn len(&self) -> usize {
@@ -284,6 +305,32 @@ impl VerifiedSites {
     pub fn ids(&self) -> Vec<String> {
         self.0.iter().map(|(s, _)| s.clone()).collect()
     }
+
+    /// Checks `signature` as `site`'s over its answer to `round` ([`answer_message`]), with
+    /// the certificate key the plan pins for it.
+    pub fn verify_answer(&self, site: &str, round: RoundBinding, aggregate: &Aggregate, signature: &[u8]) -> Result<(), SecureSumError> {
+        let spki = self.1.get(site).ok_or_else(|| SecureSumError::Unpinned(site.into()))?;
+        let point = spki_point(spki).map_err(|detail| SecureSumError::BadKey { site: site.into(), detail })?;
+        signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, &point)
+            .verify(&answer_message(site, round, aggregate), signature)
+            .map_err(|_| SecureSumError::BadAnswerSignature(site.into()))
+    }
+}
+
+/// What a site signs of an answer: a label, its id, the round (study, plan, task id and the
+/// SHA-256 of the task as received, so an answer cannot be passed off as another task's or as
+/// the answer to a task other sites did not get) and the SHA-256 of the encoded aggregate as
+/// sent (masked, under secure aggregation).
+pub fn answer_message(site_id: &str, round: RoundBinding, aggregate: &Aggregate) -> Vec<u8> {
+    use prost::Message;
+    let mut m = b"fedrad.v1 answer".to_vec();
+    for part in [site_id, round.study_id, round.plan_sha256, round.task_id, round.task_sha256] {
+        m.push(0);
+        m.extend_from_slice(part.as_bytes());
+    }
+    m.push(0);
+    m.extend_from_slice(crate::digest::sha256_hex(&aggregate.encode_to_vec()).as_bytes());
+    m
 }
 
 /// What a site accepts before it masks: the sites are exactly its plan's (`plan_sites`, sorted
@@ -301,6 +348,7 @@ pub fn verify_peers(own: &MaskingIdentity, plan_sites: &[String], pins: &BTreeMa
         return Err(SecureSumError::TooFewSites(plan_sites.len()));
     }
     let mut out = Vec::with_capacity(secure.sites.len());
+    let mut spkis = BTreeMap::new();
     for s in &secure.sites {
         let pinned = pins.get(&s.site_id).ok_or_else(|| SecureSumError::Unpinned(s.site_id.clone()))?;
         let fingerprint = key_fingerprint(&s.subject_public_key_info);
@@ -314,9 +362,10 @@ pub fn verify_peers(own: &MaskingIdentity, plan_sites: &[String], pins: &BTreeMa
             return Err(SecureSumError::OwnKeyReplaced);
         }
         out.push((s.site_id.clone(), PublicKey::from(bytes)));
+        spkis.insert(s.site_id.clone(), s.subject_public_key_info.clone());
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(VerifiedSites(out))
+    Ok(VerifiedSites(out, spkis))
 }
 
 /// What a round's masks are bound to: a mask never serves two tasks, studies or plans.

@@ -59,7 +59,10 @@ fn violations(proto: &str) -> Vec<String> {
     let allowed_strings: BTreeSet<&str> = ["protocol", "site_id", "agent_version", "task_id", "name", "detail", "audit_head"].into();
     // The secure-sum key in the hello: an X25519 public key and the site's signature over it,
     // derived from its certificate key, never from its data (`shared::secure_sum`).
-    let allowed_bytes: BTreeSet<&str> = ["MaskingKey.public_key", "MaskingKey.signature"].into();
+    // And the site's ECDSA signature over its answer (a hash of the study, plan, task and the
+    // aggregate, `shared::secure_sum::answer_message`), which every other site verifies when
+    // the coordinator forwards the answer: bytes that are not that signature are refused there.
+    let allowed_bytes: BTreeSet<&str> = ["MaskingKey.public_key", "MaskingKey.signature", "TaskReply.signature"].into();
     let forbidden = ["patient", "subject", "mrn", "label", "score", "row", "record", "image", "voxel"];
     let mut v = Vec::new();
     for m in &from_site {

@@ -114,6 +114,13 @@ pub struct Policy {
     /// baseline is a per-site result this hospital publishes by choice.
     #[serde(default)]
     pub site_alone_baselines: bool,
+    /// Answer LASSO and classifier rounds of a study of several sites whose plan pins no site
+    /// keys. Such a site cannot check the other sites' signed answers, so it cannot recompute
+    /// the rounds' points (`crate::replay`) and answers whatever points the coordinator
+    /// chooses within the bounds. Off by default: give the study `[secure_aggregation]
+    /// site_keys` (`coordinator certs pins`).
+    #[serde(default)]
+    pub unverified_rounds: bool,
 }
 
 fn default_max_concurrent_tasks() -> u32 {
@@ -146,6 +153,7 @@ impl Default for Policy {
             max_concurrent_tasks: default_max_concurrent_tasks(),
             max_study_disk_bytes: default_max_study_disk_bytes(),
             site_alone_baselines: false,
+            unverified_rounds: false,
         }
     }
 }

@@ -20,6 +20,7 @@ use crate::onnx::{InputRecipe, Intensity, Network, NetworkError};
 use crate::selection::{self, FeatureTable, TrainingData};
 use fedrad_shared::algorithms::encoder::{self, Architecture};
 use fedrad_shared::algorithms::fedavg::{self, LocalTraining, Sample};
+use fedrad_shared::algorithms::lasso::LassoReplica;
 use fedrad_shared::secure_sum::{self, MaskingIdentity, RoundBinding, VerifiedSites};
 
 pub struct SiteEngine {
@@ -50,6 +51,10 @@ pub struct SiteEngine {
     masking: Result<MaskingIdentity, String>,
     /// Approval records read so far (read again when their file changes).
     approvals: crate::approval::ApprovalCache,
+    /// The LASSO runs and classifier fits this site takes part in, recomputed from the sites'
+    /// signed answers ([`crate::replay`]).
+    lasso_runs: crate::replay::Runs<fedrad_shared::algorithms::lasso::LassoReplica>,
+    classifier_fits: crate::replay::Runs<fedrad_shared::algorithms::classifiers::FitReplica>,
 }
 
 /// One feature table of a ComBat task: all its rows by patient, and its estimation rows (the
@@ -75,6 +80,14 @@ impl CombatPart {
         let q = self.x.first().map_or(0, |r| r.len());
         Ok(combat::site_sums(y, &self.x, self.names.len(), q, with_outcome.then_some(self.outcome.as_slice()), min_count, max_ratio)?)
     }
+}
+
+/// The inputs that name a LASSO run (with the plan's settings and the site's folds).
+struct LassoRun<'a> {
+    features: Option<&'a proto::FeatureColumns>,
+    standardiser: Option<&'a proto::Standardiser>,
+    family: i32,
+    max_block_columns: u32,
 }
 
 /// Beside a study's records: present once the site refused a secure sum of the study for a
@@ -197,6 +210,8 @@ impl SiteEngine {
             task_slots,
             masking,
             approvals: crate::approval::ApprovalCache::default(),
+            lasso_runs: crate::replay::lasso_runs(),
+            classifier_fits: crate::replay::classifier_fits(),
         })
     }
 
@@ -281,12 +296,12 @@ impl SiteEngine {
     pub fn handle(&self, task: &Task) -> TaskReply {
         let task_bytes = task.encode_to_vec();
         let task_digest = sha256_hex(&task_bytes);
-        let reply_with = |outcome| TaskReply { task_id: task.task_id.clone(), outcome: Some(outcome), audit_head: String::new() };
+        let reply_with = |outcome| TaskReply { task_id: task.task_id.clone(), outcome: Some(outcome), ..Default::default() };
         if task.task_id.is_empty() || task.task_id.len() > 200 || !valid_study_id(&task.study_id) {
             let r = reply_with(task_reply::Outcome::Refusal(
                 SiteRefusal::InvalidParameters("task id or study id is empty, too long or has characters outside A-Z a-z 0-9 . _ -".into()).to_proto(),
             ));
-            return self.audit(task, &task_digest, false, r, "refused").unwrap_or_else(|failure| failure);
+            return self.audit(task, &task_digest, false, r, "refused").unwrap_or_else(|failure| *failure);
         }
         let key = (task.study_id.clone(), task.task_id.clone());
         let task_lock = self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).entry(key.clone()).or_default().clone();
@@ -310,17 +325,17 @@ impl SiteEngine {
     /// `TaskFailure` says why) and not cached. A study whose replies and kept tasks would take
     /// more than `policy.max_study_disk_bytes` of this site's disk is refused instead.
     fn answer(&self, task: &Task, task_bytes: &[u8], task_digest: &str) -> TaskReply {
-        let reply_with = |outcome| TaskReply { task_id: task.task_id.clone(), outcome: Some(outcome), audit_head: String::new() };
+        let reply_with = |outcome| TaskReply { task_id: task.task_id.clone(), outcome: Some(outcome), ..Default::default() };
         let refuse = |r: SiteRefusal| reply_with(task_reply::Outcome::Refusal(r.to_proto()));
         let task_kept = match self.keep_task(task, task_bytes, task_digest) {
             Ok(kept) => kept,
-            Err(Failure::Refused(r)) => return self.audit(task, task_digest, false, refuse(r), "refused").unwrap_or_else(|f| f),
+            Err(Failure::Refused(r)) => return self.audit(task, task_digest, false, refuse(r), "refused").unwrap_or_else(|f| *f),
             Err(Failure::Failed(detail)) => {
                 let r = reply_with(task_reply::Outcome::Failure(proto::TaskFailure { detail: format!("the audit log could not be written: {detail}") }));
-                return self.audit(task, task_digest, false, r, "failed").unwrap_or_else(|f| f);
+                return self.audit(task, task_digest, false, r, "failed").unwrap_or_else(|f| *f);
             }
         };
-        let record = |reply, outcome| self.audit(task, task_digest, task_kept, reply, outcome).unwrap_or_else(|failure| failure);
+        let record = |reply, outcome| self.audit(task, task_digest, task_kept, reply, outcome).unwrap_or_else(|failure| *failure);
         let approval = match self.gate(task) {
             Ok(a) => a,
             Err(Failure::Refused(r)) => return record(refuse(r), "refused"),
@@ -348,7 +363,7 @@ impl SiteEngine {
         }
         let started = std::time::Instant::now();
         let mut clear_count = None;
-        let computed = self.compute(task, &approval).and_then(|agg| match (&secure, &self.masking) {
+        let computed = self.compute(task, &approval, task_digest, secure.as_ref()).and_then(|agg| match (&secure, &self.masking) {
             (Some(sites), Ok(own)) => {
                 clear_count = Some(agg.patient_count);
                 let round = RoundBinding { study_id: &task.study_id, plan_sha256: &task.plan_sha256, task_id: &task.task_id, task_sha256: task_digest };
@@ -367,12 +382,21 @@ impl SiteEngine {
             _ => Ok(agg),
         });
         tracing::debug!(task = %task.task_id, millis = started.elapsed().as_secs_f64() * 1e3, "computed");
+        let mut signature = Vec::new();
+        if let (Ok(agg), Ok(own)) = (&computed, &self.masking) {
+            let round = RoundBinding { study_id: &task.study_id, plan_sha256: &task.plan_sha256, task_id: &task.task_id, task_sha256: task_digest };
+            match own.sign_answer(round, agg) {
+                Ok(s) => signature = s,
+                Err(e) => tracing::warn!(error = %e, task = %task.task_id, "could not sign the answer; the other sites cannot check it"),
+            }
+        }
         let outcome = match computed {
             Ok(agg) => task_reply::Outcome::Aggregate(agg),
             Err(Failure::Refused(r)) => task_reply::Outcome::Refusal(r.to_proto()),
             Err(Failure::Failed(detail)) => task_reply::Outcome::Failure(proto::TaskFailure { detail }),
         };
         let mut reply = reply_with(outcome);
+        reply.signature = signature;
         let mut cached = None;
         if matches!(reply.outcome, Some(task_reply::Outcome::Aggregate(_))) {
             let mut bytes = format!("{task_digest}\n").into_bytes();
@@ -401,7 +425,7 @@ impl SiteEngine {
                 if let Some(bytes) = cached {
                     self.release_disk(&task.study_id, bytes.len() as u64);
                 }
-                failure
+                *failure
             }
         }
     }
@@ -475,7 +499,7 @@ impl SiteEngine {
     /// Appends the audit entry of `reply` and returns the reply with `audit_head` set to the
     /// entry's hash. If the entry cannot be written the reply must not be sent: `Err` holds a
     /// `TaskFailure` naming the problem instead (itself audited if the log takes it).
-    fn audit(&self, task: &Task, task_digest: &str, task_kept: bool, reply: TaskReply, outcome: &str) -> Result<TaskReply, TaskReply> {
+    fn audit(&self, task: &Task, task_digest: &str, task_kept: bool, reply: TaskReply, outcome: &str) -> Result<TaskReply, Box<TaskReply>> {
         self.audit_counted(task, task_digest, task_kept, reply, outcome, None)
     }
 
@@ -489,7 +513,7 @@ impl SiteEngine {
         mut reply: TaskReply,
         outcome: &str,
         clear_count: Option<u64>,
-    ) -> Result<TaskReply, TaskReply> {
+    ) -> Result<TaskReply, Box<TaskReply>> {
         reply.audit_head.clear();
         match self.append_entry(task, task_digest, task_kept, &reply, outcome, clear_count) {
             Ok(head) => {
@@ -501,12 +525,12 @@ impl SiteEngine {
                 let mut failure = TaskReply {
                     task_id: task.task_id.clone(),
                     outcome: Some(task_reply::Outcome::Failure(proto::TaskFailure { detail: format!("the audit log could not be written: {e}") })),
-                    audit_head: String::new(),
+                    ..Default::default()
                 };
                 if let Ok(head) = self.append_entry(task, task_digest, task_kept, &failure, "failed", None) {
                     failure.audit_head = head;
                 }
-                Err(failure)
+                Err(Box::new(failure))
             }
         }
     }
@@ -615,7 +639,7 @@ impl SiteEngine {
         Ok(approval)
     }
 
-    fn compute(&self, task: &Task, approval: &crate::approval::Approval) -> Result<proto::Aggregate, Failure> {
+    fn compute(&self, task: &Task, approval: &crate::approval::Approval, task_digest: &str, secure: Option<&VerifiedSites>) -> Result<proto::Aggregate, Failure> {
         let min = self.config.policy.min_count;
         let plan = &approval.plan;
         let Some(kind) = &task.kind else {
@@ -659,12 +683,20 @@ impl SiteEngine {
             Some(task::Kind::LassoRound(t)) => {
                 let data = self.training(plan, &task.study_id, t.features.as_ref())?;
                 self.accept_feature_standardiser(plan, &task.study_id, t.features.as_ref(), t.standardiser.as_ref(), &data.x)?;
-                selection::lasso_round(&data, t, self.fold_count(&task.study_id), min, self.config.policy.max_parameter_ratio)
+                let folds = self.fold_count(&task.study_id);
+                let agg = selection::lasso_round(&data, t, folds, min, self.config.policy.max_parameter_ratio)?;
+                let run = LassoRun { features: t.features.as_ref(), standardiser: t.standardiser.as_ref(), family: t.family, max_block_columns: t.max_block_columns };
+                self.recompute_lasso(task, plan, task_digest, secure, folds, &run, &t.previous, &|r| r.expect_round(&t.points))?;
+                Ok(agg)
             }
             Some(task::Kind::CvLoss(t)) => {
                 let data = self.training(plan, &task.study_id, t.features.as_ref())?;
                 self.accept_feature_standardiser(plan, &task.study_id, t.features.as_ref(), t.standardiser.as_ref(), &data.x)?;
-                selection::cv_loss(&data, t, self.fold_count(&task.study_id), min, self.config.policy.max_parameter_ratio)
+                let folds = self.fold_count(&task.study_id);
+                let agg = selection::cv_loss(&data, t, folds, min, self.config.policy.max_parameter_ratio)?;
+                let run = LassoRun { features: t.features.as_ref(), standardiser: t.standardiser.as_ref(), family: t.family, max_block_columns: t.max_block_columns };
+                self.recompute_lasso(task, plan, task_digest, secure, folds, &run, &t.previous, &|r| r.expect_cv(&t.points, t.path_length))?;
+                Ok(agg)
             }
             Some(task::Kind::LogisticRound(t)) => {
                 let variables = self.checked_variables(&t.variables)?;
@@ -682,6 +714,7 @@ impl SiteEngine {
             Some(task::Kind::ClassifierRound(t)) => {
                 let data = self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?;
                 let agg = selection::classifier_round(&data, t, min, self.config.policy.max_parameter_ratio)?;
+                self.recompute_fit(task, plan, task_digest, secure, t)?;
                 let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
                 // Pinned once a round passed every check (a refused round pins nothing), and
                 // before its answer leaves (a round with other features is then refused).
@@ -1372,6 +1405,121 @@ impl SiteEngine {
 
     fn ledger(&self, study_id: &str, plan: &fedrad_shared::plan::StudyPlan) -> crate::ledger::ModelLedger {
         crate::ledger::ModelLedger::new(&self.study_dir(study_id), &plan.sha256())
+    }
+
+    /// What [`crate::replay`] needs of a task: who asks, about which study.
+    fn replay_round<'a>(
+        &'a self,
+        task: &'a Task,
+        task_digest: &'a str,
+        secure: Option<&'a VerifiedSites>,
+        plan_sites: &'a [String],
+        study_dir: &'a Path,
+    ) -> crate::replay::Round<'a> {
+        crate::replay::Round {
+            site_id: &self.config.site_id,
+            study_id: &task.study_id,
+            plan_sha256: &task.plan_sha256,
+            task_id: &task.task_id,
+            task_digest,
+            plan_sites,
+            verified: secure,
+            study_dir,
+        }
+    }
+
+    /// Accepts a LASSO task only as the next task of its run (one per feature table),
+    /// recomputed from the sites' signed answers ([`crate::replay`]).
+    #[allow(clippy::too_many_arguments)]
+    fn recompute_lasso(
+        &self,
+        task: &Task,
+        plan: &fedrad_shared::plan::StudyPlan,
+        task_digest: &str,
+        secure: Option<&VerifiedSites>,
+        folds: u32,
+        run: &LassoRun,
+        previous: &[proto::SignedAnswer],
+        expect: &dyn Fn(&LassoReplica) -> Result<(), SiteRefusal>,
+    ) -> Result<(), Failure> {
+        let features = run.features.ok_or_else(|| Failure::Refused(SiteRefusal::InvalidParameters("LASSO task without its feature columns".into())))?;
+        let p = features.columns.len();
+        let max_block = if run.max_block_columns == 0 { usize::MAX } else { run.max_block_columns as usize };
+        let settings = fedrad_shared::algorithms::lasso::LassoSettings { folds, ..plan.selection.lasso.clone() };
+        let key = crate::replay::key_of(&[
+            &features.encode_to_vec(),
+            &run.standardiser.map(|s| s.encode_to_vec()).unwrap_or_default(),
+            &run.family.to_le_bytes(),
+            &run.max_block_columns.to_le_bytes(),
+        ]);
+        let plan_sites = plan.site_set();
+        let study_dir = self.study_dir(&task.study_id);
+        let fresh = || LassoReplica::new(settings.clone(), p, max_block);
+        let run_task = crate::replay::RunTask { slot: features.sequence.clone(), key, participants: plan_sites.clone(), fresh: &fresh, expect, previous };
+        let round = self.replay_round(task, task_digest, secure, &plan_sites, &study_dir);
+        self.lasso_runs.accept(&round, run_task, self.config.policy.unverified_rounds, |task_id| self.cached_answer(&task.study_id, task_id))
+    }
+
+    /// Accepts a classifier round only as the next round of its fit, recomputed from the
+    /// sites' signed answers ([`crate::replay`]): a logistic or squared-hinge fit from zero
+    /// with one of the plan's penalties, an SVM's Platt fit after it on its result; a
+    /// site-alone baseline only as a logistic fit over all this site's training patients.
+    fn recompute_fit(
+        &self,
+        task: &Task,
+        plan: &fedrad_shared::plan::StudyPlan,
+        task_digest: &str,
+        secure: Option<&VerifiedSites>,
+        t: &proto::ClassifierRoundTask,
+    ) -> Result<(), Failure> {
+        use fedrad_shared::algorithms::classifiers::{FitReplica, SITE_ALONE_C};
+        use proto::ClassifierObjective as O;
+        let invalid = |m: String| Failure::Refused(SiteRefusal::InvalidParameters(m));
+        let objective = O::try_from(t.objective).map_err(|_| invalid("unknown classifier objective".into()))?;
+        let m = &plan.models;
+        let logistic = objective == O::Logistic;
+        let mut allowed: Vec<f64> = if logistic { vec![m.logistic.c] } else { vec![m.linear_svm.c, m.rbf_svm.c] };
+        if m.search.enabled {
+            allowed.extend(&m.search.c);
+        }
+        if t.site_alone {
+            if !logistic || t.exclude_fold != 0 || t.penalty != SITE_ALONE_C {
+                return Err(invalid(format!("a site-alone baseline is a logistic fit with C = {SITE_ALONE_C} over all this site's training patients")));
+            }
+        } else if !allowed.contains(&t.penalty) {
+            return Err(invalid(format!("classifier fit with C = {}: not one of the plan's ({allowed:?})", t.penalty)));
+        }
+        // The fit's size: the SVM's for Platt rounds.
+        let q = if objective == O::Platt { t.svm.len() } else { t.parameters.len() };
+        let family: &[u8] = if logistic { b"logistic" } else { b"svm" };
+        let key = crate::replay::key_of(&[
+            &t.design.as_ref().map(|d| d.encode_to_vec()).unwrap_or_default(),
+            &t.standardiser.as_ref().map(|s| s.encode_to_vec()).unwrap_or_default(),
+            family,
+            &t.random_features.as_ref().map(|r| r.encode_to_vec()).unwrap_or_default(),
+            &t.exclude_fold.to_le_bytes(),
+            &t.penalty.to_le_bytes(),
+            &[u8::from(t.site_alone)],
+            &(q as u64).to_le_bytes(),
+        ]);
+        let plan_sites = plan.site_set();
+        let participants = if t.site_alone { vec![self.config.site_id.clone()] } else { plan_sites.clone() };
+        let study_dir = self.study_dir(&task.study_id);
+        let c = t.penalty;
+        let fresh = || if logistic { FitReplica::logistic(c, q) } else { FitReplica::svm(c, q) };
+        let expect = |r: &FitReplica| r.expect(objective, &t.parameters, &t.svm);
+        let run_task = crate::replay::RunTask { slot: key.clone(), key, participants, fresh: &fresh, expect: &expect, previous: &t.previous };
+        let round = self.replay_round(task, task_digest, secure, &plan_sites, &study_dir);
+        self.classifier_fits.accept(&round, run_task, self.config.policy.unverified_rounds, |task_id| self.cached_answer(&task.study_id, task_id))
+    }
+
+    /// This site's answer to an earlier task of the study, as it sent it (its reply cache).
+    fn cached_answer(&self, study_id: &str, task_id: &str) -> Option<proto::Aggregate> {
+        let bytes = std::fs::read(self.cache_path(study_id, task_id)).ok()?;
+        match TaskReply::decode(bytes.get(65..)?).ok()?.outcome {
+            Some(task_reply::Outcome::Aggregate(a)) => Some(a),
+            _ => None,
+        }
     }
 
     fn fold_count(&self, study_id: &str) -> u32 {

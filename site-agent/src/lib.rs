@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod manifest;
 pub mod onnx;
 pub mod predict;
+pub mod replay;
 pub mod selection;
 
 use std::sync::Arc;

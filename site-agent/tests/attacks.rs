@@ -207,6 +207,37 @@ impl Site {
         self.ask_as(&self.plan, kind)
     }
 
+    /// A task of the site's plan as the coordinator would send it (with the next task id),
+    /// and the site's whole reply.
+    fn send(&self, kind: task::Kind, secure: Option<proto::SecureSum>) -> (proto::Task, proto::TaskReply) {
+        let id = format!("attack-{}", self.next.get());
+        self.next.set(self.next.get() + 1);
+        let task = proto::Task { secure_sum: secure, ..common::task(&self.plan, &id, Some(kind)) };
+        let reply = self.engine.handle(&task);
+        (task, reply)
+    }
+
+    /// The plan's LASSO settings (the site recorded the plan's 10 folds): what the study's
+    /// solver and the site's replica of it run.
+    fn lasso_settings(&self) -> fedrad_shared::algorithms::lasso::LassoSettings {
+        self.plan.selection.lasso.clone()
+    }
+
+    /// The honest first round of a LASSO run over `columns` (no column limit): what a fresh
+    /// solver asks, and so the only first round the site answers.
+    fn first_lasso_round(&self, columns: &[u32], std: &proto::Standardiser) -> task::Kind {
+        use fedrad_shared::algorithms::lasso::{LassoPathSolver, LassoRequest};
+        let Some(LassoRequest::Round(points)) = LassoPathSolver::new(self.lasso_settings(), columns.len()).request() else { unreachable!("a run starts with a round") };
+        task::Kind::LassoRound(proto::LassoRoundTask {
+            features: Some(self.features(columns)),
+            standardiser: Some(std.clone()),
+            family: proto::GlmFamily::Binomial as i32,
+            mixing: 1.0,
+            points: points.iter().map(|p| p.to_proto()).collect(),
+            ..Default::default()
+        })
+    }
+
     fn answered(&self, what: &str, kind: task::Kind) -> proto::Aggregate {
         match self.ask(kind) {
             Reply::Answered(a) => a,
@@ -452,6 +483,7 @@ fn lasso_step(site: &Site, step: u32, t: f64, b: f64, zoom: f64, folds: &[u32]) 
         family: proto::GlmFamily::Binomial as i32,
         mixing: 1.0,
         points,
+        ..Default::default()
     });
     match site.ask(kind) {
         Reply::Answered(a) => Ok((0..folds.len()).map(|k| raw_moments(tensor(&a, &format!("gradient.{k}")), &std)).collect()),
@@ -592,6 +624,7 @@ fn attacks_steep_step_gradients() {
             svm: vec![],
             random_features: None,
             exclude_fold: 0,
+            ..Default::default()
         });
         (site.ask(kind), std)
     };
@@ -880,6 +913,8 @@ fn launder(site: &Site, design: &proto::ModelDesign, std: &proto::Standardiser, 
         svm: vec![],
         random_features: None,
         exclude_fold: 0,
+        penalty: site.plan.models.logistic.c,
+        ..Default::default()
     }))
 }
 
@@ -1180,6 +1215,7 @@ fn attacks_population_differencing() {
             family: proto::GlmFamily::Binomial as i32,
             mixing: 1.0,
             points,
+            ..Default::default()
         })
     };
     site.refused("lasso_round: two points on fold 0", lasso(vec![point(0), point(0)]));
@@ -1197,6 +1233,7 @@ fn attacks_population_differencing() {
             svm: vec![],
             random_features: None,
             exclude_fold: 3,
+            ..Default::default()
         }),
     );
     site.refused(
@@ -1337,6 +1374,7 @@ fn attacks_zoomed_histograms() {
             family: proto::GlmFamily::Binomial as i32,
             mixing: 1.0,
             points: vec![proto::GlmPoint { gradient_all_columns: true, ..Default::default() }],
+            ..Default::default()
         }),
     );
     site.refused(
@@ -1349,6 +1387,7 @@ fn attacks_zoomed_histograms() {
             svm: vec![],
             random_features: None,
             exclude_fold: 0,
+            ..Default::default()
         }),
     );
     site.refused(
@@ -2077,39 +2116,57 @@ fn attacks_tree_rounds() {
 /// A study of four hospitals that secure-sums, seen from hospital-a: its LASSO rounds come
 /// back only as masked words; a plain reply, a substituted key, a directory without one of the
 /// sites, or a secure sum of a kind read per site are refused.
-#[test]
-fn secure_sum_attacks_are_refused_and_a_masked_reply_reveals_nothing() {
-    use fedrad_shared::secure_sum::{self, Encoding, MaskingIdentity};
+/// A study of four hospitals that secure-sums, with hospital-a's engine and every site's
+/// certificate key (the other three to play their part in the tests).
+struct SecureStudy {
+    site: Site,
+    sites: Vec<String>,
+    identities: Vec<fedrad_shared::secure_sum::MaskingIdentity>,
+    pins: BTreeMap<String, String>,
+    directory: proto::SecureSum,
+    pki_dir: PathBuf,
+}
+
+impl Drop for SecureStudy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.pki_dir);
+    }
+}
+
+fn masking_identity(site: &str, bundle: &std::path::Path) -> fedrad_shared::secure_sum::MaskingIdentity {
     use rustls_pki_types::pem::PemObject;
+    let key = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_file(bundle.join("key.pem")).unwrap();
+    let cert = rustls_pki_types::CertificateDer::from_pem_file(bundle.join("cert.pem")).unwrap();
+    fedrad_shared::secure_sum::MaskingIdentity::new(site, key.secret_pkcs8_der(), &cert, None).unwrap()
+}
+
+fn secure_study(name: &str) -> SecureStudy {
     let sites: Vec<String> = ["hospital-a", "hospital-b", "hospital-c", "hospital-d"].map(String::from).to_vec();
-    let pki_dir = common::fresh_dir("attacks-secure-pki");
+    let pki_dir = common::fresh_dir(&format!("attacks-{name}-pki"));
     let pki = fedrad_shared::pki::StudyPki::init_with_enrolled_sites(&pki_dir, "attacks", &["localhost".into()], &sites).unwrap();
-    let identity = |site: &str, bundle: &std::path::Path| {
-        let key = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_file(bundle.join("key.pem")).unwrap();
-        let cert = rustls_pki_types::CertificateDer::from_pem_file(bundle.join("cert.pem")).unwrap();
-        MaskingIdentity::new(site, key.secret_pkcs8_der(), &cert, None).unwrap()
-    };
-    let identities: Vec<MaskingIdentity> = sites.iter().map(|s| identity(s, &pki.site_bundle(s))).collect();
+    let identities: Vec<_> = sites.iter().map(|s| masking_identity(s, &pki.site_bundle(s))).collect();
     let pins: BTreeMap<String, String> = identities.iter().map(|i| (i.site_id().to_string(), i.fingerprint())).collect();
-    let site = site_with("secure", Some(fedrad_shared::tls::TlsFiles::bundle(&pki.site_bundle("hospital-a"))), |s| {
+    let site = site_with(name, Some(fedrad_shared::tls::TlsFiles::bundle(&pki.site_bundle("hospital-a"))), |s| {
         s.sites = sites.clone();
         s.secure_aggregation.site_keys = pins.clone();
     });
     assert!(site.plan.secure_aggregation.is_some(), "four sites: secure aggregation is on by default");
     assert_eq!(site.engine.key_fingerprint().as_deref(), Some(pins["hospital-a"].as_str()));
     let directory = proto::SecureSum { sites: identities.iter().map(|i| i.entry()).collect() };
+    SecureStudy { site, sites, identities, pins, directory, pki_dir }
+}
+
+#[test]
+fn secure_sum_attacks_are_refused_and_a_masked_reply_reveals_nothing() {
+    use fedrad_shared::secure_sum::{self, Encoding};
+    let study = secure_study("secure");
+    let SecureStudy { site, sites, pins, directory, pki_dir, .. } = &study;
+    let identity = masking_identity;
 
     let columns = site.usable.clone();
     let std = site.standardiser(&columns, 1.0, &BTreeMap::new());
-    let lasso = |b: f64| {
-        task::Kind::LassoRound(proto::LassoRoundTask {
-            features: Some(site.features(&columns)),
-            standardiser: Some(std.clone()),
-            family: proto::GlmFamily::Binomial as i32,
-            mixing: 1.0,
-            points: vec![proto::GlmPoint { fold: 0, intercept: 0.0, nonzero: vec![0], coefficients: vec![b], gradient_all_columns: true, ..Default::default() }],
-        })
-    };
+    // The run's honest first round (the only LASSO round a site answers unprompted).
+    let lasso = |_: f64| site.first_lasso_round(&columns, &std);
 
     // The honest round: masked words only, no count, no values.
     let Reply::Answered(masked) = site.ask_with(&site.plan, lasso(0.5), Some(directory.clone())) else { panic!("the honest secure round was not answered") };
@@ -2141,7 +2198,7 @@ fn secure_sum_attacks_are_refused_and_a_masked_reply_reveals_nothing() {
     report("secure sum: ask the LASSO round in the clear", "refused", &d);
 
     // The coordinator puts in its own key for hospital-b (a certificate it made itself).
-    let intruder_pki = fedrad_shared::pki::StudyPki::init_with_enrolled_sites(&pki_dir.join("intruder"), "intruder", &["localhost".into()], &sites).unwrap();
+    let intruder_pki = fedrad_shared::pki::StudyPki::init_with_enrolled_sites(&pki_dir.join("intruder"), "intruder", &["localhost".into()], sites).unwrap();
     let mut swapped = directory.clone();
     swapped.sites[1] = identity("hospital-b", &intruder_pki.site_bundle("hospital-b")).entry();
     for (what, dir, needle) in [
@@ -2175,6 +2232,7 @@ fn secure_sum_attacks_are_refused_and_a_masked_reply_reveals_nothing() {
             svm: vec![],
             random_features: None,
             exclude_fold: 0,
+            ..Default::default()
         }),
     );
     assert!(d.contains("policy.site_alone_baselines"), "{d}");
@@ -2183,32 +2241,25 @@ fn secure_sum_attacks_are_refused_and_a_masked_reply_reveals_nothing() {
         Reply::Refused(_, d) => report("secure sum: of the cohort summary", "refused", &d),
         other => panic!("a secure cohort summary was not refused: {other:?}"),
     }
-    // Out of range: cross-validation losses at steep (allowed) coefficients on as many
-    // columns as the site's parameter limit admits (15 beside the intercept over a fold fit's
-    // 50 patients) put Σ loss² beyond what a four-site sum holds. The refusal names no value,
-    // and the site then answers no more secure sums of this study: whether a value is in range
-    // is a yes-or-no question about its data, answered once.
-    let (k, l) = (site.plan.selection.lasso.folds, site.plan.selection.lasso.path_length as u32);
-    let all: Vec<u32> = (0..15).collect();
-    let points = (1..=k)
-        .flat_map(|fold| {
-            let all = all.clone();
-            (0..l).map(move |_| proto::GlmPoint {
-                fold,
-                intercept: 50.0,
-                nonzero: all.clone(),
-                coefficients: vec![50.0; all.len()],
-                gradient_all_columns: true,
-                ..Default::default()
-            })
-        })
-        .collect();
-    let steep = task::Kind::CvLoss(proto::CvLossTask {
-        features: Some(site.features(&columns)),
-        standardiser: Some(std.clone()),
-        family: proto::GlmFamily::Binomial as i32,
-        path_length: l,
-        points,
+    // Out of range: the honest first round of a linear SVM fit (zero coefficients, the plan's
+    // C) on a new design whose first standardiser centres its columns 10⁴ SD away (the pins
+    // leave a design's first centre to the coordinator): z ≈ 10⁴, so the Hessian's Σ z² lies
+    // beyond what a four-site sum holds. The refusal names no value, and the site then
+    // answers no more secure sums of this study: whether a value is in range is a yes-or-no
+    // question about its data, answered once. (Steep coefficients no longer reach it: every
+    // classifier and LASSO point is recomputed, see `attacks_forged_lasso_rounds`.)
+    let far: Vec<u32> = columns.iter().take(3).copied().collect();
+    let mut far_std = site.standardiser(&far, 1.0, &BTreeMap::new());
+    for (c, s) in far_std.center.iter_mut().zip(&far_std.scale) {
+        *c += 1e4 * s;
+    }
+    let steep = task::Kind::ClassifierRound(proto::ClassifierRoundTask {
+        design: Some(site.design(&far)),
+        standardiser: Some(far_std),
+        objective: proto::ClassifierObjective::SquaredHinge as i32,
+        parameters: vec![0.0; far.len() + 1],
+        penalty: site.plan.models.linear_svm.c,
+        ..Default::default()
     });
     let d = match site.ask_with(&site.plan, steep, Some(directory.clone())) {
         Reply::Refused(_, d) => d,
@@ -2223,7 +2274,104 @@ fn secure_sum_attacks_are_refused_and_a_masked_reply_reveals_nothing() {
         }
         other => panic!("a second secure sum after a range refusal was answered: {other:?}"),
     }
-    let _ = std::fs::remove_dir_all(&pki_dir);
+}
+
+/// Recomputation (issue 17, property 2), in a study of four hospitals that secure-sums, seen
+/// from hospital-a: after the honest first round of a LASSO run, the next task must carry every
+/// site's signed answer to it, and its points must be the ones the study's solver asks for
+/// from their sum. The coordinator forges another site's answer (signed with a key of its own),
+/// alters hospital-a's own, leaves a site out, or keeps the honest answers but moves a fold
+/// fit onto the full fit's point (the fold-difference attack): each is refused. The honest
+/// second round is answered.
+#[test]
+fn attacks_forged_lasso_rounds() {
+    use fedrad_shared::aggregate::SiteAggregate;
+    use fedrad_shared::algorithms::glm::{GlmFamily, GlmPoint, Standardiser, TrainingView};
+    use fedrad_shared::algorithms::lasso::{self, LassoPathSolver, LassoRequest};
+    use fedrad_shared::secure_sum::{self, RoundBinding};
+    use prost::Message;
+    let study = secure_study("forged-lasso");
+    let site = &study.site;
+    let width = 15;
+    let stride = site.usable.len() / width;
+    let columns: Vec<u32> = site.usable.iter().step_by(stride).take(width).copied().collect();
+    let std = site.standardiser(&columns, 1.0, &BTreeMap::new());
+    let mut solver = LassoPathSolver::new(site.lasso_settings(), width);
+    let Some(LassoRequest::Round(points)) = solver.request() else { unreachable!() };
+
+    // Round 1, honest: hospital-a answers masked and signed.
+    let (task1, reply1) = site.send(site.first_lasso_round(&columns, &std), Some(study.directory.clone()));
+    let Some(task_reply::Outcome::Aggregate(own)) = reply1.outcome.clone() else { panic!("the honest first round was not answered: {reply1:?}") };
+    assert!(!reply1.signature.is_empty(), "the answer is signed");
+    // The other three hospitals answer the same task (here with hospital-a's rows, as if they
+    // held the same patients), each masked and signed with its own key.
+    let digest = fedrad_shared::digest::sha256_hex(&task1.encode_to_vec());
+    let binding = RoundBinding { study_id: &task1.study_id, plan_sha256: &task1.plan_sha256, task_id: &task1.task_id, task_sha256: &digest };
+    let train = site.training();
+    let x: Vec<Vec<f64>> = train.iter().map(|p| columns.iter().map(|&c| p.row[c as usize]).collect()).collect();
+    let y: Vec<f64> = train.iter().map(|p| f64::from(u8::from(p.outcome))).collect();
+    let fold: Vec<u32> = train.iter().map(|p| p.fold).collect();
+    let standardiser = Standardiser::from_proto(Some(&std), width).unwrap();
+    let clear = lasso::site_round(TrainingView { x: &x, y: &y, fold: &fold }, &standardiser, GlmFamily::Binomial, &points, 5, f64::INFINITY).unwrap();
+    let plan_sites = site.plan.site_set();
+    let mut answers = vec![proto::SignedAnswer { site_id: "hospital-a".into(), aggregate: Some(own.clone()), signature: reply1.signature.clone() }];
+    for identity in &study.identities[1..] {
+        let verified = secure_sum::verify_peers(identity, &plan_sites, &study.pins, &study.directory).unwrap();
+        let masked = secure_sum::mask(identity, &verified, binding, clear.clone()).unwrap();
+        let signature = identity.sign_answer(binding, &masked).unwrap();
+        answers.push(proto::SignedAnswer { site_id: identity.site_id().into(), aggregate: Some(masked), signature });
+    }
+    // The coordinator's side: the sum, and the solver's next points.
+    let summed: Vec<SiteAggregate> = answers.iter().map(|a| SiteAggregate::new(a.site_id.clone(), a.aggregate.clone().unwrap())).collect();
+    let sum = lasso::sum_of_answers(&summed).unwrap();
+    assert_eq!(sum.aggregate.patient_count, 4 * 56, "the masks cancel in the sum");
+    solver.absorb_round(&lasso::combine_round(std::slice::from_ref(&sum), &points, width).unwrap()).unwrap();
+    let Some(LassoRequest::Round(next)) = solver.request() else { unreachable!() };
+    let next: Vec<proto::GlmPoint> = next.iter().map(GlmPoint::to_proto).collect();
+    let round2 = |previous: Vec<proto::SignedAnswer>, points: Vec<proto::GlmPoint>| {
+        task::Kind::LassoRound(proto::LassoRoundTask {
+            features: Some(site.features(&columns)),
+            standardiser: Some(std.clone()),
+            family: proto::GlmFamily::Binomial as i32,
+            mixing: 1.0,
+            points,
+            previous,
+            ..Default::default()
+        })
+    };
+
+    let intruder_pki = fedrad_shared::pki::StudyPki::init_with_enrolled_sites(&study.pki_dir.join("intruder"), "intruder", &["localhost".into()], &study.sites).unwrap();
+    let intruder = masking_identity("hospital-b", &intruder_pki.site_bundle("hospital-b"));
+    let mut forged_b = answers.clone();
+    let mut made_up = clear.clone();
+    made_up.tensors[2].values[0] += 1.0;
+    let verified_b = secure_sum::verify_peers(&study.identities[1], &plan_sites, &study.pins, &study.directory).unwrap();
+    let masked = secure_sum::mask(&study.identities[1], &verified_b, binding, made_up).unwrap();
+    forged_b[1] = proto::SignedAnswer { site_id: "hospital-b".into(), signature: intruder.sign_answer(binding, &masked).unwrap(), aggregate: Some(masked) };
+    let mut altered_own = answers.clone();
+    altered_own[0].aggregate.as_mut().unwrap().masked[1] ^= 1;
+    let mut moved = next.clone();
+    moved[1] = proto::GlmPoint { fold: next[1].fold, ..next[0].clone() };
+    assert_ne!(moved, next, "the fold fit and the full fit stand at different points in round 2");
+    for (what, previous, points, needle) in [
+        ("LASSO: hospital-b's answer made up and signed with the coordinator's key", forged_b, next.clone(), "hospital-b's answer does not carry its signature"),
+        ("LASSO: hospital-a's own answer altered", altered_own, next.clone(), "own answer"),
+        ("LASSO: hospital-d's answer left out", answers[..3].to_vec(), next.clone(), "come from"),
+        ("LASSO: no answers to the previous round", Vec::new(), next.clone(), "LASSO recomputation"),
+        ("LASSO: the honest answers, a fold fit moved onto the full fit's point", answers.clone(), moved, "not the one the plan's solver asks for"),
+    ] {
+        match site.ask_with(&site.plan, round2(previous, points), Some(study.directory.clone())) {
+            Reply::Refused(RefusalReason::InvalidParameters, d) => {
+                assert!(d.contains(needle), "{what}: {d}");
+                report(what, "refused", &d);
+            }
+            other => panic!("{what}: not refused: {other:?}"),
+        }
+    }
+    match site.ask_with(&site.plan, round2(answers, next), Some(study.directory.clone())) {
+        Reply::Answered(_) => report("LASSO: the honest second round (answers verified, points recomputed)", "answered", "the study's own points only"),
+        other => panic!("the honest second round was not answered: {other:?}"),
+    }
 }
 
 /// What the model-size rule (issue 21) leaves to the coordinator: fewer folds than the plan's,
@@ -2253,6 +2401,8 @@ fn attacks_model_size_choices() {
             svm: vec![],
             random_features: Some(proto::RandomFeatures { count, seed, gamma: 1.0 / columns.len() as f64 }),
             exclude_fold: 0,
+            penalty: site.plan.models.rbf_svm.c,
+            ..Default::default()
         })
     };
     // The study's choice: fewer features than the plan's 24 (this hospital's 56 training
@@ -2286,6 +2436,7 @@ fn attacks_model_size_choices() {
             svm: vec![],
             random_features: Some(proto::RandomFeatures { count: 11, seed: r.seed, gamma: 1.0 / columns.len() as f64 }),
             exclude_fold: 0,
+            ..Default::default()
         }),
     );
     assert!(d.contains("ascending order"), "{d}");
@@ -2312,6 +2463,7 @@ fn attacks_partial_hessian_rows() {
             family: proto::GlmFamily::Binomial as i32,
             mixing: 1.0,
             points: vec![proto::GlmPoint { intercept: 0.1, nonzero: vec![0], coefficients: vec![0.5], hessian, hessian_rows, without_hessian, ..Default::default() }],
+            ..Default::default()
         }))
     };
     for (what, reply) in [
@@ -2326,19 +2478,15 @@ fn attacks_partial_hessian_rows() {
             Reply::Failed(detail) => panic!("{what}: failed, {detail}"),
         }
     }
-    let answer = |hessian_rows: Vec<u32>, without_hessian: bool| match ask(vec![0, 1, 2], hessian_rows, without_hessian) {
-        Reply::Answered(a) => tensor(&a, "hessian.0").to_vec(),
-        _ => panic!("an honest partial Hessian was not answered"),
-    };
-    let (whole, row, none) = (answer(vec![], false), answer(vec![2], false), answer(vec![], true));
-    // The whole block: upper triangle of (intercept, columns 0, 1, 2), row by row; column 2 is
-    // block index 3, and its row is (0, 3), (1, 3), (2, 3), (3, 3).
-    let m = 4;
-    let upper = |r: usize, c: usize| whole[r * m - r * (r.max(1) - 1) / 2 + (c - r)];
-    assert_eq!(whole.len(), m * (m + 1) / 2);
-    assert_eq!(row, (0..m).map(|c| upper(c.min(3), c.max(3))).collect::<Vec<_>>());
-    assert!(none.is_empty());
-    report("partial Hessian: an honest row", "answered", "the whole block's row, number for number");
+    // Well-formed rows at a point the study's solver did not ask for: refused by recomputation.
+    // (That an honest row answer is the whole block's row, number for number, is the lasso
+    // test `hessian_rows_are_the_whole_blocks_rows`.)
+    match ask(vec![0, 1, 2], vec![2], false) {
+        Reply::Refused(RefusalReason::InvalidParameters, d) if d.contains("LASSO recomputation") => {
+            report("partial Hessian: well-formed rows at a point of the coordinator's choosing", "refused", &d)
+        }
+        other => panic!("well-formed rows at a chosen point: {other:?}"),
+    }
 }
 
 // ---- wide Hessian blocks (issue 17, property 4) ------------------------------------------------
@@ -2391,6 +2539,7 @@ fn attacks_wide_hessian_blocks() {
                 family: proto::GlmFamily::Binomial as i32,
                 mixing: 1.0,
                 points: vec![pt.clone()],
+                ..Default::default()
             })
         };
         let replies: Vec<Reply> = points.iter().map(|pt| site.ask(task(pt))).collect();
@@ -2424,11 +2573,22 @@ fn attacks_wide_hessian_blocks() {
         &format!("unchecked, they give {rows}/{n} rows (60 columns, to 1e-6 SD) and {outcomes}/{n} outcomes"),
     );
 
-    // The widest block the site answers: ⌊0.33 · 56⌋ = 18 parameters.
+    // The widest block the site's size check admits: ⌊0.33 · 56⌋ = 18 parameters. These two
+    // points are not ones the study's solver asks for, so recomputation refuses them too; had
+    // the site answered, the same algebra would have read nothing.
     let (replies, rows, outcomes) = attack(17);
-    assert!(replies.iter().all(|r| matches!(r, Reply::Answered(_))), "the 18-parameter points must be answered");
+    for reply in replies {
+        match reply {
+            Reply::Refused(RefusalReason::InvalidParameters, d) => assert!(d.contains("LASSO recomputation"), "{d}"),
+            other => panic!("an 18-parameter point the study's solver did not ask for: {other:?}"),
+        }
+    }
     assert_eq!(rows, 0, "an 18-parameter block reads {rows} rows");
-    report("two Hessian blocks of 18 parameters over 56 patients", "answered", &format!("the same algebra reads {rows}/{n} rows ({outcomes} outcomes)"));
+    report(
+        "two Hessian blocks of 18 parameters over 56 patients",
+        "refused (recomputation)",
+        &format!("answered, the same algebra would read {rows}/{n} rows ({outcomes} outcomes)"),
+    );
 }
 
 /// The fold-difference attack's common part. For each fold k and each of two points,
@@ -2442,7 +2602,7 @@ fn fold_difference_attack(
     std: &proto::Standardiser,
     what: &str,
     mut difference: impl FnMut(u32, bool) -> Result<(Vec<f64>, Vec<f64>, usize), String>,
-) {
+) -> Option<String> {
     let train = site.training();
     let m = columns.len() + 1;
     let (mut rows, mut outcomes, mut tasks) = (0, 0, 0);
@@ -2454,7 +2614,10 @@ fn fold_difference_attack(
                     tasks += sent;
                     differences.push((h, g));
                 }
-                Err(refusal) => return report(what, "refused", &refusal),
+                Err(refusal) => {
+                    report(what, "refused", &refusal);
+                    return Some(refusal);
+                }
             }
         }
         let read = diagonalise_blocks(&differences[0].0, &differences[1].0, &differences[0].1, m);
@@ -2463,6 +2626,7 @@ fn fold_difference_attack(
         (rows, outcomes) = (rows + r, outcomes + o);
     }
     report(what, "answered", &format!("{rows}/{} training rows of {} columns (to 1e-6 SD) and {outcomes} outcomes in {tasks} tasks", train.len(), columns.len()));
+    None
 }
 
 /// Fold populations against the column limit: at one point, the full fit's block minus fold k's
@@ -2488,19 +2652,20 @@ fn attacks_fold_differenced_hessian_blocks() {
     };
     let m = width + 1;
     let unpack = |packed: &[f64]| symmetric_from_upper(packed, m);
-    // GAP: the column limit bounds a block by the population it covers, not by the
-    // difference of two populations the site answers blocks for (the full fit and the fold
-    // fits differ by one fold). What would close it: the site recomputing the LASSO's points
-    // from totals it can verify (each site's signed masked answer forwarded to every site,
-    // which sums them itself), so that the coordinator chooses no point; or secure sums over
-    // enough sites that a fold of the pooled cohort outnumbers a block's parameters.
-    fold_difference_attack(&site, &columns, &std, "fold-differenced Hessian blocks (16 parameters)", |k, second| {
+    // The column limit bounds a block by the population it covers, not by the difference of
+    // two populations the site answers blocks for (the full fit and the fold fits differ by
+    // one fold): without more, this reads every row (56/56 rows of 15 columns and every
+    // outcome in 20 tasks, before recomputation). Recomputation stops it: the site answers
+    // only the points the study's solver asks next from the sums of the sites' signed
+    // answers, and in no honest round does a fold fit stand at the full fit's point.
+    let refusal = fold_difference_attack(&site, &columns, &std, "fold-differenced Hessian blocks (16 parameters)", |k, second| {
         let a = match site.ask(task::Kind::LassoRound(proto::LassoRoundTask {
             features: Some(site.features(&columns)),
             standardiser: Some(std.clone()),
             family: proto::GlmFamily::Binomial as i32,
             mixing: 1.0,
             points: vec![at(0, second), at(k, second)],
+            ..Default::default()
         })) {
             Reply::Answered(a) => a,
             Reply::Refused(r, d) => return Err(format!("{r:?}: {d}")),
@@ -2510,6 +2675,8 @@ fn attacks_fold_differenced_hessian_blocks() {
         let g: Vec<f64> = tensor(&a, "gradient.0").iter().zip(tensor(&a, "gradient.1")).map(|(x, y)| x - y).collect();
         Ok((h0.iter().zip(&hk).map(|(x, y)| x - y).collect(), g, 1))
     });
+    let refusal = refusal.expect("fold-differenced LASSO points must be refused");
+    assert!(refusal.contains("LASSO recomputation"), "{refusal}");
 }
 
 /// The same difference through the logistic rounds of a study that searches C: a round over the
@@ -2538,10 +2705,14 @@ fn attacks_fold_differenced_classifier_rounds() {
             svm: vec![],
             random_features: None,
             exclude_fold,
+            penalty: site.plan.models.logistic.c,
+            ..Default::default()
         })
     };
-    // GAP: as for the LASSO's fold fits above.
-    fold_difference_attack(&site, &columns, &std, "fold-differenced logistic rounds (16 parameters, C search)", |k, second| {
+    // Before recomputation this read 56/56 rows of 15 columns and every outcome in 40 tasks.
+    // Now the first point (zero coefficients) is each fit's honest first round and is
+    // answered; the second is no fit's next point, and is refused.
+    let refusal = fold_difference_attack(&site, &columns, &std, "fold-differenced logistic rounds (16 parameters, C search)", |k, second| {
         let mut answers = Vec::new();
         for fold in [0, k] {
             match site.ask(round(fold, second)) {
@@ -2555,4 +2726,6 @@ fn attacks_fold_differenced_classifier_rounds() {
         let g: Vec<f64> = tensor(&answers[0], "gradient.0").iter().zip(tensor(&answers[1], "gradient.0")).map(|(a, b)| b - a).collect();
         Ok((h, g, 2))
     });
+    let refusal = refusal.expect("fold-differenced classifier points must be refused");
+    assert!(refusal.contains("classifier recomputation"), "{refusal}");
 }

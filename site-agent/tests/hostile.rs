@@ -89,6 +89,7 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
             family: proto::GlmFamily::Binomial as i32,
             mixing: 1.0,
             points,
+            ..Default::default()
         }))
     };
     let point = |fold: u32, nonzero: Vec<u32>, coefficients: Vec<f64>| proto::GlmPoint {
@@ -121,6 +122,7 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
             svm: vec![],
             random_features: None,
             exclude_fold: 0,
+            ..Default::default()
         })),
     );
     assert_eq!(reason, InvalidParameters, "{detail}");
@@ -139,6 +141,7 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
             svm: vec![],
             random_features: Some(proto::RandomFeatures { count: 400, seed: 1, gamma: 0.3 }),
             exclude_fold: 0,
+            ..Default::default()
         })),
     );
     assert_eq!(reason, InvalidParameters, "{detail}");
@@ -157,6 +160,7 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
             svm: vec![],
             random_features: None,
             exclude_fold: 99,
+            ..Default::default()
         })),
     );
     assert_eq!(reason, Precondition, "{detail}");
@@ -348,10 +352,13 @@ fn hostile_mutated_task_bytes_never_crash_the_site() {
             design: Some(design.clone()),
             standardiser: Some(std.clone()),
             objective: proto::ClassifierObjective::Logistic as i32,
-            parameters: vec![0.1, 0.2, 0.3, 0.4],
+            // A fit's first round (recomputed: the only point a fit starts from).
+            parameters: vec![0.0; 4],
             svm: vec![],
             random_features: None,
             exclude_fold: 0,
+            penalty: plan.models.logistic.c,
+            ..Default::default()
         }),
         task::Kind::TreeRound(proto::TreeRoundTask {
             design: Some(design.clone()),
@@ -368,7 +375,7 @@ fn hostile_mutated_task_bytes_never_crash_the_site() {
             design: Some(design),
             standardiser: Some(std),
             // The model of the classifier round above: a site scores only models it helped fit.
-            scorers: vec![proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.1, 0.2, 0.3, 0.4], random_features: None }],
+            scorers: vec![proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0; 4], random_features: None }],
             grid: fedrad_shared::algorithms::metrics::DEFAULT_GRID,
             folds: 0,
         }),

@@ -523,6 +523,10 @@ async fn secure_aggregation_on_and_off_give_the_same_results_json_byte_for_byte(
         cfg.policy.max_parameter_ratio = 1.0;
         // The site-alone baselines are per-site results each hospital publishes by choice.
         cfg.policy.site_alone_baselines = true;
+        // With secure aggregation off the plan pins no site keys, so the sites cannot check
+        // each other's answers to recompute the LASSO and classifier rounds: they answer them
+        // unrecomputed only by this policy (on, the same rounds are recomputed).
+        cfg.policy.unverified_rounds = true;
     })
     .await;
     let mut outputs = Vec::new();

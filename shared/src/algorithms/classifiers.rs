@@ -21,6 +21,10 @@
 //!   population variances, variance smoothing 1e-9 × the largest feature variance): from the
 //!   class moments alone.
 //!
+//! The Newton fits run as request/absorb state machines ([`NewtonMinimiser`] on a
+//! [`NewtonObjective`]), so that each site replays the fit from the sums of the sites' signed
+//! answers and answers only the points it asks next ([`FitReplica`]: what a site accepts).
+//!
 //! Every fit uses only sums over patients, so it is the pooled fit (partition tests below).
 //! k-nearest neighbours is deliberately absent: it needs other patients' feature vectors.
 
@@ -432,35 +436,100 @@ pub fn combine_newton(answers: &[SiteAggregate], value: &str, q: usize) -> Resul
     Ok((v, g, h))
 }
 
+/// Newton's method with step halving as a sequence of requests, so that a site can replay a
+/// fit the coordinator runs (Flower's strategy idea: what to ask next, how to use the answer).
+/// [`request`](Self::request) names the point to evaluate; [`absorb`](Self::absorb) takes the
+/// minimised objective's (value, gradient, Hessian) there. A step that raises the objective is
+/// halved (up to 40 times); the fit converges when every Newton step component is below 1e-10,
+/// and stops after 200 evaluations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewtonMinimiser {
+    x: Vec<f64>,
+    previous: Option<(Vec<f64>, f64)>,
+    halvings: u32,
+    rounds: u64,
+    state: NewtonState,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum NewtonState {
+    Running,
+    Converged,
+    Exhausted,
+    Failed(String),
+}
+
+/// Evaluations before a fit stops unconverged.
+const NEWTON_MAX_ROUNDS: u64 = 200;
+/// Halvings of one step before it is taken anyway.
+const NEWTON_MAX_HALVINGS: u32 = 40;
+
+impl NewtonMinimiser {
+    pub fn new(start: Vec<f64>) -> Self {
+        NewtonMinimiser { x: start, previous: None, halvings: 0, rounds: 0, state: NewtonState::Running }
+    }
+
+    /// The point to evaluate next, or `None` when the fit is finished.
+    pub fn request(&self) -> Option<&[f64]> {
+        (self.state == NewtonState::Running).then_some(self.x.as_slice())
+    }
+
+    /// Uses (objective, gradient, Hessian) at the requested point.
+    pub fn absorb(&mut self, (f, g, h): Totals) {
+        if self.state != NewtonState::Running {
+            return;
+        }
+        self.rounds += 1;
+        let q = self.x.len();
+        let halve = matches!(&self.previous, Some((_, pf)) if f > pf + 1e-12 * pf.abs().max(1.0)) && self.halvings < NEWTON_MAX_HALVINGS;
+        if halve {
+            self.halvings += 1;
+            let (px, _) = self.previous.as_ref().expect("a previous point to halve towards");
+            self.x = self.x.iter().zip(px).map(|(a, b)| 0.5 * (a + b)).collect();
+        } else {
+            self.halvings = 0;
+            let Some(inv) = invert_spd(&h, q) else {
+                self.state = NewtonState::Failed("the Hessian is singular (perfect separation or a constant column?)".into());
+                return;
+            };
+            let step: Vec<f64> = (0..q).map(|a| -(0..q).map(|b| inv[a * q + b] * g[b]).sum::<f64>()).collect();
+            if step.iter().all(|s| s.abs() < 1e-10) {
+                self.state = NewtonState::Converged;
+                return;
+            }
+            self.previous = Some((self.x.clone(), f));
+            self.x = self.x.iter().zip(&step).map(|(a, s)| a + s).collect();
+        }
+        if self.rounds >= NEWTON_MAX_ROUNDS {
+            self.state = NewtonState::Exhausted;
+        }
+    }
+
+    /// The converged point (or the last one, unconverged after 200 evaluations), the
+    /// evaluations it took and whether it converged; the reason if the fit failed.
+    pub fn finish(self) -> Result<(Vec<f64>, u64, bool), String> {
+        match self.state {
+            NewtonState::Failed(reason) => Err(reason),
+            NewtonState::Converged => Ok((self.x, self.rounds, true)),
+            _ => Ok((self.x, self.rounds, false)),
+        }
+    }
+
+    /// The converged point, once the fit has converged.
+    pub fn converged(&self) -> Option<&[f64]> {
+        (self.state == NewtonState::Converged).then_some(self.x.as_slice())
+    }
+}
+
 /// Newton's method with step halving on an objective assembled from summed answers.
 /// `evaluate(params)` returns (objective, gradient, Hessian) of the *minimised* objective.
 pub async fn minimise(start: Vec<f64>, mut evaluate: impl AsyncFnMut(&[f64]) -> Result<Totals, String>) -> Result<(Vec<f64>, u64, bool), String> {
-    let q = start.len();
-    let mut x = start;
-    let mut rounds = 0;
-    let mut previous: Option<(Vec<f64>, f64)> = None;
-    let mut halvings = 0;
-    for _ in 0..200 {
-        let (f, g, h) = evaluate(&x).await?;
-        rounds += 1;
-        if let Some((px, pf)) = &previous
-            && f > pf + 1e-12 * pf.abs().max(1.0)
-            && halvings < 40
-        {
-            halvings += 1;
-            x = x.iter().zip(px).map(|(a, b)| 0.5 * (a + b)).collect();
-            continue;
-        }
-        halvings = 0;
-        let Some(inv) = invert_spd(&h, q) else { return Err("the Hessian is singular (perfect separation or a constant column?)".into()) };
-        let step: Vec<f64> = (0..q).map(|a| -(0..q).map(|b| inv[a * q + b] * g[b]).sum::<f64>()).collect();
-        if step.iter().all(|s| s.abs() < 1e-10) {
-            return Ok((x, rounds, true));
-        }
-        previous = Some((x.clone(), f));
-        x = x.iter().zip(&step).map(|(a, s)| a + s).collect();
+    let mut m = NewtonMinimiser::new(start);
+    while let Some(x) = m.request() {
+        let x = x.to_vec();
+        m.absorb(evaluate(&x).await?);
     }
-    Ok((x, rounds, false))
+    m.finish()
 }
 
 /// Turns summed logistic answers (log-likelihood, its gradient, the information) into the
@@ -483,6 +552,159 @@ pub fn svm_objective(t: Totals, params: &[f64], c: f64) -> Totals {
     let grad: Vec<f64> = (0..q).map(|a| params[a] + c * g[a]).collect();
     let hess: Vec<f64> = (0..q * q).map(|k| c * h[k] + if k / q == k % q { 1.0 } else { 0.0 }).collect();
     (0.5 * dot(params, params) + c * loss, grad, hess)
+}
+
+/// The penalty of a site-alone baseline (a logistic regression on one site's patients).
+pub const SITE_ALONE_C: f64 = 1.0;
+
+/// What a classifier's Newton fit minimises, assembled from one round's summed answers: the
+/// coordinator and each site's replay of the fit ([`NewtonReplica`]) use the same arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NewtonObjective {
+    /// −ℓ + ‖β‖²/(2C), intercept unpenalised, from logistic answers over every design column.
+    RidgeLogistic { c: f64 },
+    /// ½‖(b, w)‖² + C·Σ hinge², from squared-hinge answers.
+    SquaredHinge { c: f64 },
+    /// Platt's −ℓ(A, B) over the SVM's decision values, from Platt answers.
+    Platt,
+}
+
+impl NewtonObjective {
+    /// Where the fit starts: zero coefficients, or Platt's (A, B) = (1, 0).
+    pub fn start(self, q: usize) -> Vec<f64> {
+        match self {
+            NewtonObjective::Platt => vec![1.0, 0.0],
+            _ => vec![0.0; q],
+        }
+    }
+
+    /// (objective, gradient, Hessian) at `x` from the round's answers (summed over the sites,
+    /// or one site's).
+    pub fn totals(self, answers: &[SiteAggregate], x: &[f64]) -> Result<Totals, super::CombineError> {
+        match self {
+            NewtonObjective::RidgeLogistic { c } => {
+                let model = super::logistic::ModelPoint { columns: (0..x.len().saturating_sub(1)).collect(), coefficients: x.to_vec() };
+                let (_, ll, g, h) = super::logistic::combine(answers, &[model])?.remove(0);
+                Ok(ridge_logistic_objective((ll, g, h), x, c))
+            }
+            NewtonObjective::SquaredHinge { c } => Ok(svm_objective(combine_newton(answers, "loss", x.len())?, x, c)),
+            NewtonObjective::Platt => {
+                let (ll, g, h) = combine_newton(answers, "loglik", 2)?;
+                Ok((-ll, vec![-g[1], -g[0]], vec![h[3], h[1], h[2], h[0]]))
+            }
+        }
+    }
+}
+
+// ---- site half: recomputation ---------------------------------------------------------------
+
+/// What a site checks of a classifier fit beyond each round's bounds: that every point is the
+/// one the fit's Newton iteration asks for next from the sums of the sites' signed answers to
+/// its previous round (as [`super::lasso::LassoReplica`] does for the LASSO; `site-agent`'s
+/// `replay` checks and sums the answers).
+///
+/// Why: a classifier round at a point the coordinator chooses is a Hessian block of a
+/// population it chooses — with a C search, the training patients and those outside one fold
+/// at one point differ by that fold alone, and two such points gave every training row and
+/// outcome in 40 tasks (`cargo test -p site-agent --test attacks fold_differenced_classifier`) —
+/// and any point answered counted as a fitted model the site would then score. Replayed, the
+/// points are the fit's own: a deterministic function of the plan's penalty, the population
+/// and the data.
+#[derive(Debug, Clone)]
+pub struct NewtonReplica {
+    objective: NewtonObjective,
+    minimiser: NewtonMinimiser,
+}
+
+impl NewtonReplica {
+    pub fn new(objective: NewtonObjective, q: usize) -> Self {
+        NewtonReplica { objective, minimiser: NewtonMinimiser::new(objective.start(q)) }
+    }
+
+    /// Checks that `parameters` are the point the fit evaluates next.
+    pub fn expect(&self, parameters: &[f64]) -> Result<(), SiteRefusal> {
+        match self.minimiser.request() {
+            Some(x) if x == parameters => Ok(()),
+            Some(_) => Err(SiteRefusal::InvalidParameters(
+                "classifier recomputation: the parameters are not the point the fit's Newton iteration asks for next from the sums of the sites' answers so far; this site answers only the study's own points".into(),
+            )),
+            None => Err(SiteRefusal::InvalidParameters("classifier recomputation: the fit is finished".into())),
+        }
+    }
+
+    /// Feeds the sum of every site's answer to the point the fit asked for last.
+    pub fn absorb(&mut self, sum: &SiteAggregate) -> Result<(), SiteRefusal> {
+        let x = self.minimiser.request().ok_or_else(|| SiteRefusal::InvalidParameters("classifier recomputation: the fit asked for no further round".into()))?.to_vec();
+        let totals = self
+            .objective
+            .totals(std::slice::from_ref(sum), &x)
+            .map_err(|e| SiteRefusal::InvalidParameters(format!("classifier recomputation: the previous round's answers: {e}")))?;
+        self.minimiser.absorb(totals);
+        Ok(())
+    }
+
+    /// The fit's result once it has finished (converged, or stopped after its most rounds).
+    pub fn finished(&self) -> Option<Vec<f64>> {
+        if self.minimiser.request().is_some() {
+            return None;
+        }
+        self.minimiser.clone().finish().ok().map(|r| r.0)
+    }
+}
+
+/// A classifier fit as a site replays it: a logistic regression's Newton fit, or an SVM's
+/// squared-hinge fit followed, once it has finished, by the Platt fit on its result (one run,
+/// so that the Platt rounds can only name the SVM the site itself saw fitted).
+#[derive(Debug, Clone)]
+pub enum FitReplica {
+    Logistic(NewtonReplica),
+    Svm { hinge: NewtonReplica, platt: Option<NewtonReplica> },
+}
+
+impl FitReplica {
+    /// A logistic fit with penalty `c` over `q` parameters (intercept first).
+    pub fn logistic(c: f64, q: usize) -> Self {
+        FitReplica::Logistic(NewtonReplica::new(NewtonObjective::RidgeLogistic { c }, q))
+    }
+
+    /// An SVM fit with penalty `c` over `q` parameters, then its Platt fit.
+    pub fn svm(c: f64, q: usize) -> Self {
+        FitReplica::Svm { hinge: NewtonReplica::new(NewtonObjective::SquaredHinge { c }, q), platt: None }
+    }
+
+    /// Checks a round of `objective` at `parameters` (and, for Platt, the SVM `svm` it scales).
+    pub fn expect(&self, objective: crate::proto::ClassifierObjective, parameters: &[f64], svm: &[f64]) -> Result<(), SiteRefusal> {
+        use crate::proto::ClassifierObjective as O;
+        let out_of_turn = |what: &str| Err(SiteRefusal::InvalidParameters(format!("classifier recomputation: {what}")));
+        match (self, objective) {
+            (FitReplica::Logistic(r), O::Logistic) => r.expect(parameters),
+            (FitReplica::Svm { hinge, platt: None }, O::SquaredHinge) => hinge.expect(parameters),
+            (FitReplica::Svm { hinge, platt: Some(p) }, O::Platt) => {
+                if hinge.finished().as_deref() != Some(svm) {
+                    return out_of_turn("the Platt round scales an SVM other than the one this fit reached");
+                }
+                p.expect(parameters)
+            }
+            (FitReplica::Svm { platt: Some(_), .. }, O::SquaredHinge) => out_of_turn("the SVM fit is finished; its Platt fit is due"),
+            (FitReplica::Svm { platt: None, .. }, O::Platt) => out_of_turn("the SVM fit is not finished, so its Platt fit is not due"),
+            _ => out_of_turn("a round of another objective than the fit's"),
+        }
+    }
+
+    /// Feeds the sum of every site's answer to the round the fit asked for last.
+    pub fn absorb(&mut self, sum: &SiteAggregate) -> Result<(), SiteRefusal> {
+        match self {
+            FitReplica::Logistic(r) => r.absorb(sum),
+            FitReplica::Svm { hinge, platt: None } => {
+                hinge.absorb(sum)?;
+                if hinge.finished().is_some() {
+                    *self = FitReplica::Svm { hinge: hinge.clone(), platt: Some(NewtonReplica::new(NewtonObjective::Platt, 2)) };
+                }
+                Ok(())
+            }
+            FitReplica::Svm { platt: Some(p), .. } => p.absorb(sum),
+        }
+    }
 }
 
 /// One value of a hyperparameter grid and its cross-validated AUC.
@@ -672,6 +894,69 @@ mod tests {
         let x: Vec<Vec<f64>> = x.iter().map(|r| r[..8].to_vec()).collect();
         let z = standardiser(&x).apply(&x).unwrap();
         (z, y.iter().map(|v| *v == 1.0).collect())
+    }
+
+    /// Recomputation: over 1, 4 and 7 sites a site's replica of a logistic fit and of an SVM
+    /// fit with its Platt fit, fed only the sums of the sites' answers (in fixed point, as the
+    /// coordinator sums them), expects exactly the coordinator's points in every round and
+    /// refuses any other (here: the point moved by 1e-9, or a Platt round on another SVM).
+    #[test]
+    fn a_site_replica_follows_each_fit_and_refuses_any_other_point() {
+        use crate::algorithms::lasso::sum_of_answers;
+        use crate::proto::ClassifierObjective as O;
+        let (z, y) = data();
+        let q = z[0].len() + 1;
+        for sizes in [&[229][..], &[73, 62, 53, 41], &[25, 60, 21, 40, 17, 50, 16]] {
+            let sites = split(sizes);
+            let answers = |x: &[f64], objective: O, svm: &[f64]| -> SiteAggregate {
+                let per_site: Vec<SiteAggregate> = sites
+                    .iter()
+                    .enumerate()
+                    .map(|(k, r)| {
+                        let (zr, yr) = (&z[r.clone()], &y[r.clone()]);
+                        let a = match objective {
+                            O::Logistic => {
+                                logistic::site_round(zr, yr, &[logistic::ModelPoint { columns: (0..q - 1).collect(), coefficients: x.to_vec() }], 1, f64::INFINITY)
+                            }
+                            O::SquaredHinge => site_squared_hinge(zr, yr, x, 1, f64::INFINITY),
+                            _ => site_platt(zr, yr, svm, [x[0], x[1]], 1),
+                        };
+                        SiteAggregate::new(format!("s{k}"), a.unwrap())
+                    })
+                    .collect();
+                sum_of_answers(&per_site).unwrap()
+            };
+            // The coordinator's fits, each round checked against the site's replica first.
+            let fit = |replica: &mut FitReplica, objective: NewtonObjective, proto_objective: O, q: usize, svm: &[f64]| -> Vec<f64> {
+                let mut newton = NewtonMinimiser::new(objective.start(q));
+                let mut rounds = 0;
+                while let Some(x) = newton.request() {
+                    let x = x.to_vec();
+                    replica.expect(proto_objective, &x, svm).unwrap();
+                    let mut moved = x.clone();
+                    moved[0] += 1e-9;
+                    assert!(replica.expect(proto_objective, &moved, svm).is_err());
+                    let sum = answers(&x, proto_objective, svm);
+                    newton.absorb(objective.totals(std::slice::from_ref(&sum), &x).unwrap());
+                    replica.absorb(&sum).unwrap();
+                    rounds += 1;
+                }
+                assert!(rounds > 3, "{rounds} rounds");
+                let (x, _, converged) = newton.finish().unwrap();
+                assert!(converged);
+                x
+            };
+            let mut logistic_replica = FitReplica::logistic(1.0, q);
+            fit(&mut logistic_replica, NewtonObjective::RidgeLogistic { c: 1.0 }, O::Logistic, q, &[]);
+            assert!(logistic_replica.expect(O::Logistic, &vec![0.0; q], &[]).is_err(), "the fit is finished");
+            let mut svm_replica = FitReplica::svm(1.0, q);
+            assert!(svm_replica.expect(O::Platt, &[1.0, 0.0], &vec![0.0; q]).is_err(), "Platt before the SVM");
+            let w = fit(&mut svm_replica, NewtonObjective::SquaredHinge { c: 1.0 }, O::SquaredHinge, q, &[]);
+            let mut other = w.clone();
+            other[1] += 1e-9;
+            assert!(svm_replica.expect(O::Platt, &[1.0, 0.0], &other).is_err(), "a Platt round on another SVM");
+            fit(&mut svm_replica, NewtonObjective::Platt, O::Platt, 2, &w);
+        }
     }
 
     #[test]

@@ -217,7 +217,8 @@ pub fn in_population(point_fold: u32, patient_fold: u32) -> bool {
 // population at two points, as wide as it is large, give each patient's row. What no per-task
 // bound stops: blocks of two populations that differ by a cross-validation fold, at one point,
 // differ by that fold's few patients alone (`cargo test attacks fold_differenced` measures it);
-// only points the site can recompute from verified totals would.
+// only points the site can recompute from verified totals do, and every LASSO and classifier
+// point is recomputed so (`lasso::LassoReplica`, `classifiers::FitReplica`).
 
 /// The site's own population SD of each column over `rows` (finite values only; 0 with
 /// fewer than two).

@@ -55,6 +55,16 @@
 //! validation covers the same λ values. Every λ kept is solved exactly: the path is the
 //! unlimited one cut short (test `partition_lasso_within_a_column_limit_equals_pooled`).
 //!
+//! **Recomputation (what else a site accepts).** The column limit bounds each block by the
+//! population it covers, not the difference of two populations: at one point, the full fit's
+//! block minus a fold fit's is a block over that fold's few patients, and two such points give
+//! their rows. So the coordinator chooses no point at all: each task after a run's first
+//! carries every site's signed answer to the run's previous round, and each site sums them as
+//! the coordinator does ([`sum_of_answers`]), feeds the sum to its own copy of this solver
+//! ([`LassoReplica`]) and answers only the points that copy asks next. The solver is
+//! deterministic and the sums fixed point, so the copy reaches the coordinator's points bit for
+//! bit (test `a_site_replica_accepts_the_honest_run_and_refuses_any_other_point`, 1/4/7 sites).
+//!
 //! **Cross-validation**: the K fold fits (each on the training patients outside one fold) run
 //! in the same rounds as the full fit, so all folds share each round trip. λ values are the
 //! full fit's (λ_max from its gradient at β = 0, then `path_length` values down to
@@ -73,7 +83,7 @@
 use super::glm::{GlmFamily, GlmPoint, Standardiser, TrainingView, in_population};
 use super::{CombineError, SiteRefusal, require_min_count};
 use crate::aggregate::{AggregateBuilder, SiteAggregate};
-use crate::proto::Aggregate;
+use crate::proto::{self, Aggregate};
 
 /// The settings of one LASSO run (validated by [`LassoSettings::validate`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -1208,6 +1218,122 @@ pub fn drive(
     solver.finish().ok_or_else(|| "the solver finished without a result".into())
 }
 
+// ---- site half: recomputation --------------------------------------------------------------
+
+/// What a site checks of a LASSO run beyond each point's size ([`site_accepts_point_size`]):
+/// that every point is the one the plan's solver asks next. The coordinator forwards every
+/// site's signed answer to a run's previous round with the next task; each site checks the
+/// signatures (`site-agent`'s `replay`), sums the answers as the coordinator does
+/// ([`sum_of_answers`]), feeds the sum to its own copy of the solver and answers only if the
+/// task's points are the ones that copy asks for.
+///
+/// Why: each block the coordinator reads is then one the approved study's own solver asks
+/// for, from the sums it has already seen; it chooses no point. Without this, a coordinator
+/// asks for the full population's Hessian block and a fold fit's block at the same point, and
+/// their difference covers only that fold's 5–6 patients: 20 such tasks read every row and
+/// outcome of a site's training cohort (`cargo test -p site-agent --test attacks
+/// fold_differenced_hessian`). The solver is deterministic and the sums are fixed point, so a
+/// site's copy reaches the coordinator's points bit for bit.
+///
+/// What remains free: the run's inputs (candidate columns, standardiser, column limit), each
+/// checked on its own, and one run per feature table.
+#[derive(Debug, Clone)]
+pub struct LassoReplica {
+    solver: LassoPathSolver,
+    p: usize,
+}
+
+impl LassoReplica {
+    /// A run of `settings` (the plan's, with the study's fold count) over `p` columns, with
+    /// each fit's set kept within `max_block_columns`.
+    pub fn new(settings: LassoSettings, p: usize, max_block_columns: usize) -> Self {
+        LassoReplica { solver: LassoPathSolver::new(settings, p).with_max_block_columns(max_block_columns), p }
+    }
+
+    /// Checks that `points` are the round the solver asks for next.
+    pub fn expect_round(&self, points: &[proto::GlmPoint]) -> Result<(), SiteRefusal> {
+        match self.solver.request() {
+            Some(LassoRequest::Round(want)) => same_points(&want, points),
+            Some(LassoRequest::CvLoss(_)) => {
+                Err(SiteRefusal::InvalidParameters("LASSO recomputation: the run's next task is its cross-validation round, not another path round".into()))
+            }
+            None => Err(SiteRefusal::InvalidParameters("LASSO recomputation: the run is finished".into())),
+        }
+    }
+
+    /// Checks that `points` over a path of `path_length` are the cross-validation round the
+    /// solver asks for next.
+    pub fn expect_cv(&self, points: &[proto::GlmPoint], path_length: u32) -> Result<(), SiteRefusal> {
+        match self.solver.request() {
+            Some(LassoRequest::CvLoss(want)) => {
+                if path_length as usize != self.solver.path_end() {
+                    return Err(SiteRefusal::InvalidParameters(format!(
+                        "LASSO recomputation: cross-validation over a path of {path_length}; the run's path ends after {}",
+                        self.solver.path_end()
+                    )));
+                }
+                same_points(&want, points)
+            }
+            Some(LassoRequest::Round(_)) => {
+                Err(SiteRefusal::InvalidParameters("LASSO recomputation: the run's path is not finished, so its cross-validation round is not due".into()))
+            }
+            None => Err(SiteRefusal::InvalidParameters("LASSO recomputation: the run is finished".into())),
+        }
+    }
+
+    /// Feeds the sum of every site's answer to the round the solver asked for last.
+    pub fn absorb(&mut self, sum: &SiteAggregate) -> Result<(), SiteRefusal> {
+        let bad = |e: String| SiteRefusal::InvalidParameters(format!("LASSO recomputation: the previous round's answers: {e}"));
+        match self.solver.request() {
+            Some(LassoRequest::Round(points)) => {
+                let totals = combine_round(std::slice::from_ref(sum), &points, self.p).map_err(|e| bad(e.to_string()))?;
+                self.solver.absorb_round(&totals).map_err(|e| bad(e.to_string()))
+            }
+            _ => Err(bad("the run asked for no further path round".into())),
+        }
+    }
+
+    /// Rounds absorbed so far.
+    pub fn rounds(&self) -> u64 {
+        self.solver.rounds()
+    }
+}
+
+/// A round's answers summed as the coordinator sums them: one site's answer as it is; those
+/// of two or more sites in fixed point ([`crate::secure_sum::combine`], masked or not), in
+/// site order.
+pub fn sum_of_answers(answers: &[SiteAggregate]) -> Result<SiteAggregate, CombineError> {
+    match answers {
+        [] => Err(CombineError::NoSites),
+        [one] => Ok(one.clone()),
+        _ => {
+            let mut sorted = answers.to_vec();
+            sorted.sort_by(|a, b| a.site_id.cmp(&b.site_id));
+            crate::secure_sum::combine(&sorted)
+        }
+    }
+}
+
+fn same_points(want: &[GlmPoint], got: &[proto::GlmPoint]) -> Result<(), SiteRefusal> {
+    if want.len() != got.len() {
+        return Err(SiteRefusal::InvalidParameters(format!(
+            "LASSO recomputation: {} points; the plan's solver, from the sums of the sites' answers so far, asks for {}",
+            got.len(),
+            want.len()
+        )));
+    }
+    for (k, (w, g)) in want.iter().zip(got).enumerate() {
+        if w.to_proto() != *g {
+            return Err(SiteRefusal::InvalidParameters(format!(
+                "LASSO recomputation: point {k} (fold {}) is not the one the plan's solver asks for next from the sums of the sites' answers so far{}; this site answers only the study's own points",
+                g.fold,
+                if g.fold == w.fold { String::new() } else { format!(" (a point of fold {})", w.fold) }
+            )));
+        }
+    }
+    Ok(())
+}
+
 // ---- pooled reference --------------------------------------------------------------------
 
 /// glmnet's algorithm on all standardised rows in one process: for each λ (warm starts), an
@@ -1766,5 +1892,71 @@ pub(crate) mod tests {
         let (summed, summed_patients) = read_folds(&sites);
         assert_eq!(summed_patients, 229);
         assert_eq!(summed, 0, "a sum over four sites gave {summed} rows");
+    }
+
+    /// Recomputation: over 1, 4 and 7 sites a site's replica, fed only the sums of the
+    /// sites' answers, asks for exactly the coordinator's points in every round, so it
+    /// accepts the honest run; it refuses a fold fit's point moved onto the full fit's (the
+    /// fold-difference attack), a round out of order, and a cross-validation over another path.
+    #[test]
+    fn a_site_replica_accepts_the_honest_run_and_refuses_any_other_point() {
+        let (x, y, fold) = cohort(7);
+        let std = standardiser(&x);
+        let p = std.center.len();
+        let settings = LassoSettings::default();
+        for sizes in PARTITIONS {
+            let sites = crate::algorithms::testdata::site_ranges(sizes);
+            let view = |r: &std::ops::Range<usize>| TrainingView { x: &x[r.clone()], y: &y[r.clone()], fold: &fold[r.clone()] };
+            let mut solver = LassoPathSolver::new(settings.clone(), p).with_max_block_columns(10);
+            let mut replica = LassoReplica::new(settings.clone(), p, 10);
+            let mut tampered_refused = 0;
+            while let Some(request) = solver.request() {
+                match request {
+                    LassoRequest::Round(points) => {
+                        let asked: Vec<proto::GlmPoint> = points.iter().map(|q| q.to_proto()).collect();
+                        replica.expect_round(&asked).unwrap();
+                        // A fold fit asked at the full fit's point: the two blocks' difference
+                        // would cover that fold's patients only.
+                        let mut moved = asked.clone();
+                        if asked.len() > 1 {
+                            moved[1] = proto::GlmPoint { fold: asked[1].fold, ..asked[0].clone() };
+                        }
+                        if moved != asked {
+                            assert!(replica.expect_round(&moved).is_err());
+                            tampered_refused += 1;
+                        }
+                        assert!(replica.expect_cv(&asked, settings.path_length as u32).is_err(), "not due yet");
+                        let answers: Vec<SiteAggregate> = sites
+                            .iter()
+                            .enumerate()
+                            .map(|(k, r)| SiteAggregate::new(format!("s{k}"), site_round(view(r), &std, settings.family, &points, 0, f64::INFINITY).unwrap()))
+                            .collect();
+                        let sum = sum_of_answers(&answers).unwrap();
+                        solver.absorb_round(&combine_round(std::slice::from_ref(&sum), &points, p).unwrap()).unwrap();
+                        replica.absorb(&sum).unwrap();
+                    }
+                    LassoRequest::CvLoss(points) => {
+                        let asked: Vec<proto::GlmPoint> = points.iter().map(|q| q.to_proto()).collect();
+                        let l = solver.path_end() as u32;
+                        replica.expect_cv(&asked, l).unwrap();
+                        assert!(replica.expect_cv(&asked, l + 1).is_err());
+                        assert!(replica.expect_round(&asked).is_err());
+                        let answers: Vec<SiteAggregate> = sites
+                            .iter()
+                            .enumerate()
+                            .map(|(k, r)| {
+                                SiteAggregate::new(format!("s{k}"), site_cv_loss(view(r), &std, settings.family, l as usize, &points, 0, f64::INFINITY).unwrap())
+                            })
+                            .collect();
+                        let (s, q, n) = combine_cv(&answers, l as usize).unwrap();
+                        solver.absorb_cv(s, q, n).unwrap();
+                    }
+                }
+            }
+            assert_eq!(replica.rounds() + 1, solver.rounds(), "{} sites", sizes.len());
+            assert!(tampered_refused > 20, "{tampered_refused} tampered rounds tried");
+            let path = solver.finish().unwrap();
+            assert!(path.stopped.is_some(), "the limit of 10 columns ends the path");
+        }
     }
 }
