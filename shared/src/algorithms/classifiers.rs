@@ -695,14 +695,14 @@ impl FitReplica {
     pub fn absorb(&mut self, sum: &SiteAggregate) -> Result<(), SiteRefusal> {
         match self {
             FitReplica::Logistic(r) => r.absorb(sum),
-            FitReplica::Svm { hinge, platt: None } => {
+            FitReplica::Svm { platt: Some(p), .. } => p.absorb(sum),
+            FitReplica::Svm { hinge, platt } => {
                 hinge.absorb(sum)?;
                 if hinge.finished().is_some() {
-                    *self = FitReplica::Svm { hinge: hinge.clone(), platt: Some(NewtonReplica::new(NewtonObjective::Platt, 2)) };
+                    *platt = Some(NewtonReplica::new(NewtonObjective::Platt, 2));
                 }
                 Ok(())
             }
-            FitReplica::Svm { platt: Some(p), .. } => p.absorb(sum),
         }
     }
 }
