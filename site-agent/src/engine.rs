@@ -481,14 +481,17 @@ impl SiteEngine {
     /// What a study holds on disk: its cached replies and the kept bytes of its tasks (found
     /// through the audit log's entries for it). Read once per study and process.
     fn scan_study_disk(&self, study_id: &str) -> u64 {
-        let replies: u64 = std::fs::read_dir(self.study_dir(study_id).join("replies"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.metadata().ok())
-            .filter(|m| m.is_file())
-            .map(|m| m.len())
-            .sum();
+        let folder = |name: &str| -> u64 {
+            std::fs::read_dir(self.study_dir(study_id).join(name))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        };
+        let replies = folder("replies") + crate::replay::FOLDERS.iter().map(|f| folder(f)).sum::<u64>();
         let log = self.audit_path();
         let entries = crate::audit::verify(&log).unwrap_or_default();
         let digests: std::collections::BTreeSet<&str> = entries.iter().filter(|e| e.study_id == study_id && e.task_kept).map(|e| e.task_digest.as_str()).collect();
@@ -1457,7 +1460,8 @@ impl SiteEngine {
         let fresh = || LassoReplica::new(settings.clone(), p, max_block);
         let run_task = crate::replay::RunTask { slot: features.sequence.clone(), key, participants: plan_sites.clone(), fresh: &fresh, expect, previous };
         let round = self.replay_round(task, task_digest, secure, &plan_sites, &study_dir);
-        self.lasso_runs.accept(&round, run_task, self.config.policy.unverified_rounds, |task_id| self.cached_answer(&task.study_id, task_id))
+        let charge = |bytes| self.charge_disk(&task.study_id, bytes);
+        self.lasso_runs.accept(&round, run_task, self.config.policy.unverified_rounds, &charge, |task_id| self.cached_answer(&task.study_id, task_id))
     }
 
     /// Accepts a classifier round only as the next round of its fit, recomputed from the
@@ -1510,7 +1514,8 @@ impl SiteEngine {
         let expect = |r: &FitReplica| r.expect(objective, &t.parameters, &t.svm);
         let run_task = crate::replay::RunTask { slot: key.clone(), key, participants, fresh: &fresh, expect: &expect, previous: &t.previous };
         let round = self.replay_round(task, task_digest, secure, &plan_sites, &study_dir);
-        self.classifier_fits.accept(&round, run_task, self.config.policy.unverified_rounds, |task_id| self.cached_answer(&task.study_id, task_id))
+        let charge = |bytes| self.charge_disk(&task.study_id, bytes);
+        self.classifier_fits.accept(&round, run_task, self.config.policy.unverified_rounds, &charge, |task_id| self.cached_answer(&task.study_id, task_id))
     }
 
     /// This site's answer to an earlier task of the study, as it sent it (its reply cache).

@@ -103,14 +103,17 @@ pub struct Runs<R> {
     runs: Mutex<BTreeMap<(String, String), Run<R>>>,
 }
 
+/// The study subfolders that hold run logs (counted in the study's disk use).
+pub const FOLDERS: [&str; 2] = ["lasso-runs", "classifier-fits"];
+
 /// The LASSO runs, one per feature table.
 pub fn lasso_runs() -> Runs<LassoReplica> {
-    Runs { folder: "lasso-runs", what: "LASSO run", runs: Mutex::default() }
+    Runs { folder: FOLDERS[0], what: "LASSO run", runs: Mutex::default() }
 }
 
 /// The classifier fits, one per key.
 pub fn classifier_fits() -> Runs<FitReplica> {
-    Runs { folder: "classifier-fits", what: "classifier fit", runs: Mutex::default() }
+    Runs { folder: FOLDERS[1], what: "classifier fit", runs: Mutex::default() }
 }
 
 fn refuse<T>(m: String) -> Result<T, Failure> {
@@ -144,8 +147,17 @@ impl<R: Replay> Runs<R> {
     }
 
     /// Checks a task against the run it belongs to and, if it is the run's next task, records
-    /// it. `own_answer` reads this site's answer to an earlier task of the study.
-    pub fn accept(&self, round: &Round, task: RunTask<R>, unverified_allowed: bool, own_answer: impl Fn(&str) -> Option<proto::Aggregate>) -> Result<(), Failure> {
+    /// it. `charge` books the bytes a record adds to the study's disk use (refusing past its
+    /// bound), before they are written; `own_answer` reads this site's answer to an earlier
+    /// task of the study.
+    pub fn accept(
+        &self,
+        round: &Round,
+        task: RunTask<R>,
+        unverified_allowed: bool,
+        charge: &dyn Fn(u64) -> Result<(), SiteRefusal>,
+        own_answer: impl Fn(&str) -> Option<proto::Aggregate>,
+    ) -> Result<(), Failure> {
         let alone = task.participants.len() == 1 && task.participants[0] == round.site_id;
         if !alone && round.verified.is_none() && round.plan_sites.len() > 1 {
             if unverified_allowed {
@@ -179,6 +191,7 @@ impl<R: Replay> Runs<R> {
             // A run's first round (or the same run from its start again: the same points).
             let fresh = (task.fresh)();
             (task.expect)(&fresh).map_err(Failure::Refused)?;
+            charge(65 + frame(round.task_id, round.task_digest, None).len() as u64).map_err(Failure::Refused)?;
             write_new(&path, &task.key, round).map_err(|e| Failure::Failed(format!("cannot record the {} in {}: {e}", self.what, path.display())))?;
             runs.insert(slot, Run { key: task.key, replica: fresh, last_task_id: round.task_id.into(), last_task_digest: round.task_digest.into() });
             return Ok(());
@@ -190,6 +203,7 @@ impl<R: Replay> Runs<R> {
         let mut replica = run.replica.clone();
         replica.absorb(&sum)?;
         (task.expect)(&replica).map_err(Failure::Refused)?;
+        charge(frame(round.task_id, round.task_digest, Some(&sum.aggregate)).len() as u64).map_err(Failure::Refused)?;
         append(&path, round, &sum.aggregate).map_err(|e| Failure::Failed(format!("cannot record the {} in {}: {e}", self.what, path.display())))?;
         runs.insert(slot, Run { key: task.key, replica, last_task_id: round.task_id.into(), last_task_digest: round.task_digest.into() });
         Ok(())
@@ -342,7 +356,7 @@ mod tests {
             let task = |key: &str, previous| RunTask { slot: "t2".into(), key: key.into(), participants: sites.clone(), fresh: &fresh, expect: &expect, previous };
             if round == 4 {
                 // Another run on the same table (other inputs): refused.
-                let Err(Failure::Refused(r2)) = runs.accept(&r, task(&key_of(&[b"other inputs"]), &[]), false, |_| None) else {
+                let Err(Failure::Refused(r2)) = runs.accept(&r, task(&key_of(&[b"other inputs"]), &[]), false, &|_| Ok(()), |_| None) else {
                     panic!("a second run on one table was accepted")
                 };
                 assert!(r2.to_string().contains("one run per t2"), "{r2}");
@@ -359,7 +373,7 @@ mod tests {
                 runs = lasso_runs();
             }
             let own = |id: &str| sent.get(id).cloned();
-            runs.accept(&r, task(&key, &previous), false, own).unwrap_or_else(|e| panic!("round {round} refused: {e:?}"));
+            runs.accept(&r, task(&key, &previous), false, &|_| Ok(()), own).unwrap_or_else(|e| panic!("round {round} refused: {e:?}"));
             match request {
                 LassoRequest::Round(points) => {
                     let answer = site_round(view, &std, GlmFamily::Binomial, &points, 0, f64::INFINITY).unwrap();
@@ -372,6 +386,39 @@ mod tests {
             }
         }
         assert!(round > 12, "{round} rounds");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A run's log counts towards the study's disk use: past the bound the task is refused
+    /// and nothing is written.
+    #[test]
+    fn a_run_log_past_the_studys_disk_bound_is_refused_unwritten() {
+        let dir = std::env::temp_dir().join(format!("fedrad-replay-disk-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (x, _, _) = cohort(7);
+        let p = standardiser(&x).center.len();
+        let settings = LassoSettings::default();
+        let Some(LassoRequest::Round(points)) = LassoPathSolver::new(settings.clone(), p).request() else { unreachable!() };
+        let asked: Vec<proto::GlmPoint> = points.iter().map(|q| q.to_proto()).collect();
+        let sites = vec!["s".to_string()];
+        let r = Round {
+            site_id: "s",
+            study_id: "study",
+            plan_sha256: "plan",
+            task_id: "r1",
+            task_digest: &sha256_hex(b"r1"),
+            plan_sites: &sites,
+            verified: None,
+            study_dir: &dir,
+        };
+        let fresh = || LassoReplica::new(settings.clone(), p, usize::MAX);
+        let expect = |rep: &LassoReplica| rep.expect_round(&asked);
+        let task = RunTask { slot: "t2".into(), key: key_of(&[b"inputs"]), participants: sites.clone(), fresh: &fresh, expect: &expect, previous: &[] };
+        let full = |_: u64| Err(SiteRefusal::Precondition("disk bound".into()));
+        let runs = lasso_runs();
+        let Err(Failure::Refused(SiteRefusal::Precondition(d))) = runs.accept(&r, task, false, &full, |_| None) else { panic!("a run past the disk bound was accepted") };
+        assert_eq!(d, "disk bound");
+        assert!(!runs.log_path(&dir, "t2").exists(), "nothing written");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
