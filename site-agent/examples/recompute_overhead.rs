@@ -77,7 +77,7 @@ fn main() {
         };
         let started = Instant::now();
         let task = RunTask { slot: "t2".into(), key: key.clone(), participants: sites.clone(), fresh: &fresh, expect: &expect, previous: &previous };
-        if runs.accept(&round, task, false, &|_| Ok(()), |id| sent.get(id).cloned()).is_err() {
+        if runs.accept(&round, task, false, &|_| Ok(()), |id| sent.get(id).map(|a| (fedrad_shared::digest::sha256_hex(id.as_bytes()), a.clone()))).is_err() {
             panic!("round {rounds}: the honest round was refused");
         }
         check += started.elapsed();

@@ -1518,11 +1518,13 @@ impl SiteEngine {
         self.classifier_fits.accept(&round, run_task, self.config.policy.unverified_rounds, &charge, |task_id| self.cached_answer(&task.study_id, task_id))
     }
 
-    /// This site's answer to an earlier task of the study, as it sent it (its reply cache).
-    fn cached_answer(&self, study_id: &str, task_id: &str) -> Option<proto::Aggregate> {
+    /// This site's answer to an earlier task of the study, as it sent it (its reply cache),
+    /// with the digest of the task it answered.
+    fn cached_answer(&self, study_id: &str, task_id: &str) -> Option<(String, proto::Aggregate)> {
         let bytes = std::fs::read(self.cache_path(study_id, task_id)).ok()?;
+        let digest = String::from_utf8(bytes.get(..64)?.to_vec()).ok()?;
         match TaskReply::decode(bytes.get(65..)?).ok()?.outcome {
-            Some(task_reply::Outcome::Aggregate(a)) => Some(a),
+            Some(task_reply::Outcome::Aggregate(a)) => Some((digest, a)),
             _ => None,
         }
     }

@@ -95,12 +95,12 @@ struct Run<R> {
     last_task_digest: String,
 }
 
-/// Every run of one kind this site takes part in, by (study, slot).
+/// Every run of one kind this site takes part in, by (study, plan, slot).
 pub struct Runs<R> {
     /// The study subfolder of the run logs.
     folder: &'static str,
     what: &'static str,
-    runs: Mutex<BTreeMap<(String, String), Run<R>>>,
+    runs: Mutex<BTreeMap<(String, String, String), Run<R>>>,
 }
 
 /// The study subfolders that hold run logs (counted in the study's disk use).
@@ -142,8 +142,9 @@ fn frame(task_id: &str, digest: &str, sum: Option<&proto::Aggregate>) -> Vec<u8>
 }
 
 impl<R: Replay> Runs<R> {
-    fn log_path(&self, study_dir: &Path, slot: &str) -> PathBuf {
-        study_dir.join(self.folder).join(format!("{}.log", &sha256_hex(slot.as_bytes())[..32]))
+    /// A run's log, by plan and slot: a re-approved, changed plan starts its runs afresh.
+    fn log_path(&self, study_dir: &Path, plan_sha256: &str, slot: &str) -> PathBuf {
+        study_dir.join(self.folder).join(format!("{}.log", &key_of(&[plan_sha256.as_bytes(), slot.as_bytes()])[..32]))
     }
 
     /// Checks a task against the run it belongs to and, if it is the run's next task, records
@@ -156,7 +157,7 @@ impl<R: Replay> Runs<R> {
         task: RunTask<R>,
         unverified_allowed: bool,
         charge: &dyn Fn(u64) -> Result<(), SiteRefusal>,
-        own_answer: impl Fn(&str) -> Option<proto::Aggregate>,
+        own_answer: impl Fn(&str) -> Option<(String, proto::Aggregate)>,
     ) -> Result<(), Failure> {
         let alone = task.participants.len() == 1 && task.participants[0] == round.site_id;
         if !alone && round.verified.is_none() && round.plan_sites.len() > 1 {
@@ -169,18 +170,23 @@ impl<R: Replay> Runs<R> {
                 round.plan_sites.len()
             ))));
         }
-        let path = self.log_path(round.study_dir, &task.slot);
+        let path = self.log_path(round.study_dir, round.plan_sha256, &task.slot);
+        let other_inputs = || refuse(format!("this site already took part in a {} of this study with other inputs; one run per {}", self.what, task.slot));
         let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
-        let slot = (round.study_id.to_string(), task.slot.clone());
-        if !runs.contains_key(&slot)
-            && let Some(run) = load(&path, task.fresh).map_err(|e| Failure::Failed(format!("the {} record {}: {e}", self.what, path.display())))?
-        {
-            runs.insert(slot.clone(), run);
+        let slot = (round.study_id.to_string(), round.plan_sha256.to_string(), task.slot.clone());
+        if !runs.contains_key(&slot) {
+            // A restarted site: the run's log, replayed only with the inputs it was begun with.
+            if logged_key(&path).is_some_and(|k| k != task.key) {
+                return other_inputs();
+            }
+            if let Some(run) = load(&path, task.fresh).map_err(|e| Failure::Failed(format!("the {} record {}: {e}", self.what, path.display())))? {
+                runs.insert(slot.clone(), run);
+            }
         }
         let existing = runs.get(&slot);
         if let Some(run) = existing {
             if run.key != task.key {
-                return refuse(format!("this site already took part in a {} of this study with other inputs; one run per {}", self.what, task.slot));
+                return other_inputs();
             }
             if run.last_task_digest == round.task_digest {
                 // The run's latest task again (its answer was not sent): same check, no step.
@@ -217,7 +223,7 @@ fn verified_sum<R>(
     participants: &[String],
     run: &Run<R>,
     previous: &[proto::SignedAnswer],
-    own_answer: &impl Fn(&str) -> Option<proto::Aggregate>,
+    own_answer: &impl Fn(&str) -> Option<(String, proto::Aggregate)>,
 ) -> Result<SiteAggregate, Failure> {
     let mut ids: Vec<&str> = previous.iter().map(|a| a.site_id.as_str()).collect();
     ids.sort_unstable();
@@ -228,7 +234,10 @@ fn verified_sum<R>(
     let mut answers = Vec::with_capacity(previous.len());
     for a in previous {
         let aggregate = a.aggregate.clone().unwrap_or_default();
-        let own = (a.site_id == round.site_id).then(|| own_answer(&run.last_task_id)).flatten();
+        // Its reply cache's answer to exactly the run's last task (the cache file names the
+        // task's digest): a task id reused for another task after a refusal does not pass.
+        let own =
+            (a.site_id == round.site_id).then(|| own_answer(&run.last_task_id)).flatten().filter(|(digest, _)| *digest == run.last_task_digest).map(|(_, answer)| answer);
         match (own, round.verified) {
             (Some(sent), _) => {
                 if sent != aggregate {
@@ -271,6 +280,12 @@ fn next_frame(bytes: &[u8]) -> Option<(String, String, Option<&[u8]>, &[u8])> {
     let (n, rest) = rest.split_at_checked(8)?;
     let (sum, rest) = rest.split_at_checked(u64::from_le_bytes(n.try_into().ok()?) as usize)?;
     Some((String::from_utf8(task_id.to_vec()).ok()?, String::from_utf8(digest.to_vec()).ok()?, (!sum.is_empty()).then_some(sum), rest))
+}
+
+/// The key a run's log was begun with, if there is a log.
+fn logged_key(path: &Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    String::from_utf8(bytes.get(..64)?.to_vec()).ok()
 }
 
 /// Rebuilds a run from its log (a site restarted mid-run): `None` if there is none.
@@ -367,12 +382,26 @@ mod tests {
             }
             if round == 6 {
                 // The site restarts; its log's last record was torn by a crash.
-                let log = runs.log_path(&dir, "t2");
+                let log = runs.log_path(&dir, "plan", "t2");
                 let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
                 f.write_all(&[7, 0, 0, 0, b'r']).unwrap();
                 runs = lasso_runs();
             }
-            let own = |id: &str| sent.get(id).cloned();
+            if round == 6 {
+                // After the restart, another run's inputs do not replay this run's log.
+                let Err(Failure::Refused(r2)) = runs.accept(&r, task(&key_of(&[b"other inputs"]), &previous), false, &|_| Ok(()), |_| None) else {
+                    panic!("other inputs replayed the log")
+                };
+                assert!(r2.to_string().contains("one run per t2"), "{r2}");
+            }
+            if round == 7 {
+                // The cache holds an answer under the last task's id, but to another task (an
+                // id reused after a refusal): it is not this site's answer to that task.
+                let reused = |id: &str| sent.get(id).map(|a| (sha256_hex(b"another task"), a.clone()));
+                let Err(Failure::Refused(r2)) = runs.accept(&r, task(&key, &previous), false, &|_| Ok(()), reused) else { panic!("an answer to another task passed") };
+                assert!(r2.to_string().contains("no record of this site's answer"), "{r2}");
+            }
+            let own = |id: &str| sent.get(id).map(|a| (sha256_hex(id.as_bytes()), a.clone()));
             runs.accept(&r, task(&key, &previous), false, &|_| Ok(()), own).unwrap_or_else(|e| panic!("round {round} refused: {e:?}"));
             match request {
                 LassoRequest::Round(points) => {
@@ -418,7 +447,7 @@ mod tests {
         let runs = lasso_runs();
         let Err(Failure::Refused(SiteRefusal::Precondition(d))) = runs.accept(&r, task, false, &full, |_| None) else { panic!("a run past the disk bound was accepted") };
         assert_eq!(d, "disk bound");
-        assert!(!runs.log_path(&dir, "t2").exists(), "nothing written");
+        assert!(!runs.log_path(&dir, "plan", "t2").exists(), "nothing written");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
