@@ -159,7 +159,8 @@ impl<'a> StudyRunner<'a> {
 
     /// [`Self::round`], also returning every site's answer as it sent and signed it (sorted by
     /// site), for the rounds whose answers the next task forwards to every site so that each
-    /// can recompute it (the LASSO's; `fedrad_shared::algorithms::lasso::LassoReplica`).
+    /// can recompute it (the LASSO's and the classifier fits'; `lasso::LassoReplica`,
+    /// `classifiers::FitReplica`).
     pub(crate) async fn round_signed(
         &mut self,
         step: &str,
@@ -330,6 +331,13 @@ impl<'a> StudyRunner<'a> {
         // What every site's operator approves, beside the results (`site-agent approve --plan`).
         write_text(&out.join("plan.json"), &(plan.canonical_json() + "\n"))?;
         tracing::info!(plan_sha256 = %self.plan_sha256, "study plan");
+        if self.study.sites.len() > 1 && plan.secure_aggregation.is_none() {
+            // Without pinned keys no site can check the others' answers, so none can recompute
+            // the LASSO and classifier rounds (site-agent's `replay`).
+            tracing::warn!(
+                "the plan pins no site keys: sites at their default policy will refuse the LASSO and classifier rounds, which they cannot recompute without them; turn secure aggregation on ([secure_aggregation] enabled = true, site_keys from `coordinator certs pins`)"
+            );
+        }
         let journal_dir = out.join("journal");
         self.journal = Some(
             crate::journal::Journal::open(journal_dir.clone(), self.resume).map_err(|source| StudyError::Output { path: journal_dir.display().to_string(), source })?,

@@ -165,7 +165,7 @@ impl<R: Replay> Runs<R> {
                 return Ok(());
             }
             return Err(Failure::Refused(SiteRefusal::Precondition(format!(
-                "this site answers a {} only when it can recompute its points from every site's signed answers, and this study of {} sites pins no site keys; give the study [secure_aggregation] site_keys (`coordinator certs pins`), or set policy.unverified_rounds",
+                "this site answers a {} only when it can recompute its points from every site's signed answers, and this study of {} sites pins no site keys; turn the study's secure aggregation on with the sites' keys ([secure_aggregation] enabled = true, site_keys from `coordinator certs pins`), or set this site's policy.unverified_rounds",
                 self.what,
                 round.plan_sites.len()
             ))));
