@@ -717,6 +717,10 @@ impl SiteEngine {
             Some(task::Kind::ClassifierRound(t)) => {
                 let data = self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?;
                 let agg = selection::classifier_round(&data, t, min, self.config.policy.max_parameter_ratio)?;
+                if t.exclude_fold > 0 {
+                    let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
+                    self.ledger(&task.study_id, plan).accept_searched_design(plan, t.design.as_ref())?;
+                }
                 self.recompute_fit(task, plan, task_digest, secure, t)?;
                 let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
                 // Pinned once a round passed every check (a refused round pins nothing), and

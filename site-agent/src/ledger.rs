@@ -55,6 +55,12 @@ impl EdgePin {
 /// [`ModelLedger::accept_scorers`]).
 pub const FITTED_SCORED_PER_DESIGN: usize = 2;
 
+/// The model designs a study's hyperparameter search may cover: Models I, II and III of each
+/// of the plan's sequences.
+pub fn searched_designs(plan: &StudyPlan) -> usize {
+    3 * plan.selection.sequences.len().max(1)
+}
+
 /// One study plan's ledger: `<study>/ledger/<plan>/{fits,scored,unverified}.txt` (one key per
 /// line) and its pinned standardisers and bin edges.
 pub struct ModelLedger {
@@ -104,6 +110,33 @@ impl ModelLedger {
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(file))?;
         writeln!(f, "{line}")?;
         f.sync_data()
+    }
+
+    /// Accepts a classifier round that leaves out a fold (a hyperparameter search) only for a
+    /// design already searched, or while the study has searched fewer designs than
+    /// [`searched_designs`] allows; records a new one.
+    ///
+    /// Why: every fit starts from zero coefficients, so the first rounds of a design's fit over
+    /// the training patients and of its fit without fold k stand at the same point, and their
+    /// difference is a sum over fold k alone: its count, its outcome-weighted column sums and
+    /// its Gram matrix over the design's columns. Recomputation cannot move those points (they
+    /// are the fits' own), so the number of designs bounds how many such fold sums a
+    /// coordinator collects — without it, designs covering every pair of columns would give
+    /// each fold's Gram matrix over every candidate feature.
+    pub fn accept_searched_design(&self, plan: &StudyPlan, design: Option<&proto::ModelDesign>) -> Result<(), SiteRefusal> {
+        let id = sha256_hex(&[&design.map(|d| d.encode_to_vec()).unwrap_or_default()]);
+        let known = self.lines("searched_designs.txt");
+        if known.contains(&id) {
+            return Ok(());
+        }
+        let most = searched_designs(plan);
+        if known.len() >= most {
+            return Err(SiteRefusal::InvalidParameters(format!(
+                "a hyperparameter search on another model design: this study's plan searches at most {most} designs (Models I–III per sequence), and this site has answered search rounds for {}",
+                known.len()
+            )));
+        }
+        self.append("searched_designs.txt", &id).map_err(|e| SiteRefusal::Precondition(format!("cannot record the searched design: {e}")))
     }
 
     /// Records the model a classifier round evaluated (after the site answered it).

@@ -2276,6 +2276,53 @@ fn secure_sum_attacks_are_refused_and_a_masked_reply_reveals_nothing() {
     }
 }
 
+/// What recomputation leaves of the fold difference: every fit starts from zero, so a design's
+/// fit over the training patients and its fit without fold k first stand at the same point,
+/// and their difference is fold k's count, outcome-weighted column sums and Gram matrix over
+/// the design (its rows only up to a rotation). Designs covering every pair of columns would
+/// give each fold's Gram matrix over every feature; a site answers search rounds (fits without
+/// a fold) for at most the plan's Models I–III per sequence (`ledger::searched_designs`).
+#[test]
+fn attacks_zero_start_fold_sums_over_many_designs() {
+    let site = site_with("zero-start", None, |s| s.models.search.enabled = true);
+    let most = site_agent::ledger::searched_designs(&site.plan);
+    assert!(site.usable.len() > most + 1);
+    let (mut answered, mut refusal) = (0, None);
+    for j in 1..=most + 1 {
+        let mut columns = vec![site.usable[0], site.usable[j]];
+        columns.sort_unstable();
+        let std = site.standardiser(&columns, 1.0, &BTreeMap::new());
+        let first_round = |exclude_fold: u32| {
+            task::Kind::ClassifierRound(proto::ClassifierRoundTask {
+                design: Some(site.design(&columns)),
+                standardiser: Some(std.clone()),
+                objective: proto::ClassifierObjective::Logistic as i32,
+                parameters: vec![0.0; 3],
+                exclude_fold,
+                penalty: site.plan.models.logistic.c,
+                ..Default::default()
+            })
+        };
+        site.answered("a fit's first round over the training patients", first_round(0));
+        match site.ask(first_round(1)) {
+            Reply::Answered(_) => answered += 1,
+            Reply::Refused(_, d) => {
+                refusal = Some(d);
+                break;
+            }
+            Reply::Failed(d) => panic!("failed: {d}"),
+        }
+    }
+    assert_eq!(answered, most, "search rounds answered on {answered} designs");
+    let d = refusal.expect("a search on more designs than the plan's is refused");
+    assert!(d.contains("at most"), "{d}");
+    report(
+        "zero-start fold differences over many two-column designs",
+        "refused past the plan's designs",
+        &format!("fold 1's sums over {most} designs (the plan's Models I–III per sequence), then refused: {d}"),
+    );
+}
+
 /// Recomputation (issue 17, property 2), in a study of four hospitals that secure-sums, seen
 /// from hospital-a: after the honest first round of a LASSO run, the next task must carry every
 /// site's signed answer to it, and its points must be the ones the study's solver asks for
