@@ -344,8 +344,8 @@ impl StudyRunner<'_> {
                 // within the smallest, and end the path where a solution needs more.
                 let block_columns = size.lasso_block_columns();
                 let mut solver = LassoPathSolver::new(lasso_settings.clone(), candidates.len()).with_max_block_columns(block_columns);
-                // 0 = no limit on the wire.
-                let max_block_columns = u32::try_from(block_columns).unwrap_or(0);
+                // Absent on the wire: no limit.
+                let max_block_columns = u32::try_from(block_columns).ok();
                 // Every site's signed answer to the last round: each site sums them and replays
                 // the solver, and answers only the points it asks for next (`LassoReplica`).
                 let mut previous = Vec::new();
@@ -390,6 +390,17 @@ impl StudyRunner<'_> {
                 Ok((path, round))
             })
             .await?;
+        if path.lambdas.is_empty() {
+            // The path stopped before its first λ: already there a fit needs more columns than
+            // the smallest site admits.
+            let needed = path.stopped.as_ref().map_or(0, |s| s.columns_needed);
+            out.note = Some(format!(
+                "the LASSO path stopped before its first λ: a fit there needs {needed} feature columns, the sites' parameter limit admits {} beside the intercept (set by {}); nothing to select",
+                size.lasso_block_columns(),
+                size.lasso_limited_by
+            ));
+            return Ok(out);
+        }
 
         let chosen = match settings.select_at {
             SelectAt::LambdaMin => path.lambda_min_index,

@@ -87,7 +87,7 @@ struct LassoRun<'a> {
     features: Option<&'a proto::FeatureColumns>,
     standardiser: Option<&'a proto::Standardiser>,
     family: i32,
-    max_block_columns: u32,
+    max_block_columns: Option<u32>,
 }
 
 /// Beside a study's records: present once the site refused a secure sum of the study for a
@@ -1451,13 +1451,13 @@ impl SiteEngine {
     ) -> Result<(), Failure> {
         let features = run.features.ok_or_else(|| Failure::Refused(SiteRefusal::InvalidParameters("LASSO task without its feature columns".into())))?;
         let p = features.columns.len();
-        let max_block = if run.max_block_columns == 0 { usize::MAX } else { run.max_block_columns as usize };
+        let max_block = run.max_block_columns.map_or(usize::MAX, |c| c as usize);
         let settings = fedrad_shared::algorithms::lasso::LassoSettings { folds, ..plan.selection.lasso.clone() };
         let key = crate::replay::key_of(&[
             &features.encode_to_vec(),
             &run.standardiser.map(|s| s.encode_to_vec()).unwrap_or_default(),
             &run.family.to_le_bytes(),
-            &run.max_block_columns.to_le_bytes(),
+            &run.max_block_columns.map_or(u64::MAX, u64::from).to_le_bytes(),
         ]);
         let plan_sites = plan.site_set();
         let study_dir = self.study_dir(&task.study_id);

@@ -715,3 +715,34 @@ async fn an_unapproved_study_or_a_changed_plan_is_refused_by_every_site() {
     }
     server.stop().await;
 }
+
+/// Hospitals so small (25 patients, `min_count` 3) that already at the LASSO path's first λ a
+/// fold fit needs more columns than the smallest site's parameter limit admits: the path is
+/// empty, the selection says why and selects nothing, and the study ends without a refused
+/// task (it used to send a cross-validation round over no λ, which every site refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lasso_path_that_stops_before_its_first_lambda_selects_nothing_and_says_why() {
+    let dir = TempDir::new("tiny-path");
+    let seed = 8;
+    let cohort = small_cohort(&dir.path().join("cohort"), 100, seed);
+    let Federation { server, agents, sites } = start_federation(dir.path(), &cohort, |_, cfg| {
+        cfg.policy.min_count = 3;
+    })
+    .await;
+    let mut study = study_config("tiny-path", &dir.path().join("study"), sites.clone(), seed);
+    study.selection.sequences = vec!["t2".into()];
+    study.selection.lasso.folds = 3;
+    study.deep.enabled = false;
+    study.clinical_model.enabled = false;
+    approve_study(&agents, &mut study);
+    let results = StudyRunner::new(server.hub.clone(), study, &Quiet).run().await.expect("study runs");
+    let model_i = results.models.iter().find(|m| m.model == "I").expect("Model I");
+    assert!(model_i.classifiers.is_empty() && model_i.note.as_deref().is_some_and(|n| n.contains("selected no")), "{:?}", model_i.note);
+    let selection = std::fs::read_to_string(dir.path().join("study/selection.json")).unwrap();
+    assert!(selection.contains("stopped before its first λ"), "{selection}");
+    for site in &sites {
+        let log = site_agent::audit::verify(&dir.path().join("work").join(site).join("audit.jsonl")).unwrap();
+        assert!(log.iter().all(|e| e.outcome != "refused"), "{site} refused a task");
+    }
+    server.stop().await;
+}

@@ -893,6 +893,12 @@ impl LassoPathSolver {
         }
         if self.stage == Stage::Path && self.running().next().is_none() {
             self.stage = Stage::CrossValidation;
+            if self.end == 0 {
+                // Not even the first λ's solution fits the column limit: no path, nothing to
+                // cross-validate ([`LassoPath::lambdas`] is empty).
+                self.cv = Some((Vec::new(), Vec::new(), 0.0));
+                self.stage = Stage::Done;
+            }
         }
         Ok(())
     }
@@ -1044,8 +1050,8 @@ impl LassoPathSolver {
             })
             .collect();
         let lambda_min_index = (0..cv_mean.len()).fold(0, |best, l| if cv_mean[l] < cv_mean[best] { l } else { best });
-        let bound = cv_mean[lambda_min_index] + cv_se[lambda_min_index];
-        let lambda_1se_index = (0..=lambda_min_index).find(|&l| cv_mean[l] <= bound).unwrap_or(lambda_min_index);
+        let bound = cv_mean.get(lambda_min_index).map_or(f64::INFINITY, |m| m + cv_se[lambda_min_index]);
+        let lambda_1se_index = (0..=lambda_min_index).find(|&l| cv_mean.get(l).is_some_and(|m| *m <= bound)).unwrap_or(lambda_min_index);
         let full = &self.fits[0].path[..self.end];
         Some(LassoPath {
             family: self.settings.family,
@@ -1892,6 +1898,17 @@ pub(crate) mod tests {
         let (summed, summed_patients) = read_folds(&sites);
         assert_eq!(summed_patients, 229);
         assert_eq!(summed, 0, "a sum over four sites gave {summed} rows");
+    }
+
+    /// Sites that admit no column beside the intercept: the path ends before its first λ (whose
+    /// solution, at λ_max, already has a column at the KKT bound), no cross-validation is
+    /// asked, and the path is empty rather than a cross-validation over no λ.
+    #[test]
+    fn a_limit_of_no_column_ends_the_path_before_its_first_lambda() {
+        let (x, y, fold) = cohort(7);
+        let path = federated_within(&x, &y, &fold, &[73, 62, 53, 41], &LassoSettings::default(), 0, f64::INFINITY, 0).unwrap();
+        assert!(path.lambdas.is_empty() && path.cv_mean.is_empty() && path.coefficients.is_empty(), "{} λ values", path.lambdas.len());
+        assert_eq!(path.stopped.as_ref().map(|s| (s.lambda_index, s.max_block_columns)), Some((0, 0)));
     }
 
     /// Recomputation: over 1, 4 and 7 sites a site's replica, fed only the sums of the
