@@ -734,7 +734,7 @@ impl SiteEngine {
             Some(task::Kind::Score(t)) => {
                 let data = self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?;
                 let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
-                self.ledger(&task.study_id, plan).accept_scorers(plan, &self.config.site_id, t.design.as_ref(), t.standardiser.as_ref(), &t.scorers, t.folds > 0)?;
+                self.ledger(&task.study_id, plan).accept_scorers(plan, &self.config.site_id, t.design.as_ref(), t.standardiser.as_ref(), &t.scorers, t.folds)?;
                 drop(_guard);
                 selection::score(&data, t, min)
             }

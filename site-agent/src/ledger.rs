@@ -55,6 +55,21 @@ impl EdgePin {
 /// [`ModelLedger::accept_scorers`]).
 pub const FITTED_SCORED_PER_DESIGN: usize = 2;
 
+/// The ledger key a fitted linear scorer was recorded under ([`ModelLedger::record_fit`]);
+/// none for the other kinds.
+fn fitted_key(frame: &[u8], scorer: &Scorer, spec: &proto::ScorerSpec) -> Option<String> {
+    match scorer {
+        Scorer::Logistic { intercept, coefficients } => Some(linear_key(frame, "logistic", None, &[&[*intercept][..], coefficients].concat(), &[])),
+        Scorer::LinearSvm { intercept, coefficients, platt_a, platt_b } => {
+            Some(linear_key(frame, "platt", None, &[&[*intercept][..], coefficients].concat(), &[*platt_a, *platt_b]))
+        }
+        Scorer::RbfSvm { intercept, coefficients, platt_a, platt_b, .. } => {
+            Some(linear_key(frame, "platt", spec.random_features.as_ref(), &[&[*intercept][..], coefficients].concat(), &[*platt_a, *platt_b]))
+        }
+        _ => None,
+    }
+}
+
 /// The model designs a study's hyperparameter search may cover: Models I, II and III of each
 /// of the plan's sequences.
 pub fn searched_designs(plan: &StudyPlan) -> usize {
@@ -148,6 +163,10 @@ impl ModelLedger {
             Ok(O::Platt) => linear_key(&frame, "platt", t.random_features.as_ref(), &t.svm, &t.parameters),
             _ => return Ok(()), // squared-hinge rounds fit the SVM that its Platt rounds then name
         };
+        if t.exclude_fold > 0 {
+            // A search's fit without fold k: scored out of fold in fold k's place only.
+            self.append("fold_fits.txt", &format!("{} {key}", t.exclude_fold))?;
+        }
         self.append("fits.txt", &key)
     }
 
@@ -169,9 +188,11 @@ impl ModelLedger {
         design: Option<&proto::ModelDesign>,
         std: Option<&proto::Standardiser>,
         scorers: &[proto::ScorerSpec],
-        out_of_fold: bool,
+        folds: u32,
     ) -> Result<(), SiteRefusal> {
+        let out_of_fold = folds > 0;
         let frame = model_frame(design, std);
+        let fold_fits = if out_of_fold { self.lines("fold_fits.txt") } else { Vec::new() };
         let frame_id = sha256_hex(&[&frame]);
         let verified = self.lines("verified.txt");
         let width = design.map_or(0, |d| d.features.as_ref().map_or(0, |f| f.columns.len()) + d.clinical_columns.len());
@@ -182,22 +203,24 @@ impl ModelLedger {
         let other_sites = plan.site_set().iter().filter(|s| s.as_str() != site_id).count();
         let mut new = Vec::new();
         let mut new_verified: Vec<String> = Vec::new();
-        for spec in scorers {
+        for (slot, spec) in scorers.iter().enumerate() {
+            let scorer = Scorer::from_proto(spec, width)?;
+            if out_of_fold {
+                // Scorers C-major, fold k's at g·K + k − 1: each must be a fit that left out
+                // that very fold, so no in-sample model is scored as if held out.
+                let fold = slot as u32 % folds + 1;
+                let fitted = fitted_key(&frame, &scorer, spec);
+                if !fitted.is_some_and(|f| fold_fits.contains(&format!("{fold} {f}"))) {
+                    return Err(SiteRefusal::InvalidParameters(format!(
+                        "out-of-fold scorer {slot} (fold {fold}) is not a model this site fitted without fold {fold}: it scores a search's held-out patients only with the fits that left them out"
+                    )));
+                }
+            }
             let key = sha256_hex(&[&frame, &spec.encode_to_vec()]);
             if scored.contains(&key) || new.iter().any(|(k, _)| k == &key) {
                 continue;
             }
-            let scorer = Scorer::from_proto(spec, width)?;
-            let fitted = match &scorer {
-                Scorer::Logistic { intercept, coefficients } => Some(linear_key(&frame, "logistic", None, &[&[*intercept][..], coefficients].concat(), &[])),
-                Scorer::LinearSvm { intercept, coefficients, platt_a, platt_b } => {
-                    Some(linear_key(&frame, "platt", None, &[&[*intercept][..], coefficients].concat(), &[*platt_a, *platt_b]))
-                }
-                Scorer::RbfSvm { intercept, coefficients, platt_a, platt_b, .. } => {
-                    Some(linear_key(&frame, "platt", spec.random_features.as_ref(), &[&[*intercept][..], coefficients].concat(), &[*platt_a, *platt_b]))
-                }
-                _ => None,
-            };
+            let fitted = fitted_key(&frame, &scorer, spec);
             if fitted.as_ref().is_some_and(|f| fits.contains(f)) {
                 if !out_of_fold {
                     let label = scorer.kind().label();

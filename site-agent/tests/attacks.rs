@@ -2323,6 +2323,48 @@ fn attacks_zero_start_fold_sums_over_many_designs() {
     );
 }
 
+/// Out-of-fold scoring (a search's held-out AUC) scores each fold's patients with the model
+/// in that fold's place. The attack: put one in-sample fit in every place, which gives its
+/// score histogram without the per-design cap on scored fits. A site scores fold k's place only
+/// with a model it fitted without fold k.
+#[test]
+fn attacks_out_of_fold_scoring_with_in_sample_fits() {
+    let site = site_with("oof-in-sample", None, |s| s.models.search.enabled = true);
+    let columns: Vec<u32> = site.usable.iter().take(2).copied().collect();
+    let std = site.standardiser(&columns, 1.0, &BTreeMap::new());
+    let first_round = |exclude_fold: u32| {
+        task::Kind::ClassifierRound(proto::ClassifierRoundTask {
+            design: Some(site.design(&columns)),
+            standardiser: Some(std.clone()),
+            objective: proto::ClassifierObjective::Logistic as i32,
+            parameters: vec![0.0; 3],
+            exclude_fold,
+            penalty: site.plan.models.logistic.c,
+            ..Default::default()
+        })
+    };
+    let folds = site.plan.selection.lasso.folds;
+    let model = proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0; 3], random_features: None };
+    let out_of_fold = || {
+        task::Kind::Score(proto::ScoreTask {
+            design: Some(site.design(&columns)),
+            standardiser: Some(std.clone()),
+            scorers: vec![model.clone(); folds as usize],
+            grid: DEFAULT_GRID,
+            folds,
+        })
+    };
+    site.answered("a fit's first round over every training patient", first_round(0));
+    let d = site.refused("out-of-fold scoring with an in-sample fit in every fold's place", out_of_fold());
+    assert!(d.contains("fitted without fold 1"), "{d}");
+    // Once each fold's fit has stood at that point too, the same places are its own.
+    for k in 1..=folds {
+        site.answered("a search fit's first round without one fold", first_round(k));
+    }
+    assert!(matches!(site.ask(out_of_fold()), Reply::Answered(_)), "each fold's own fit in its place");
+    report("out-of-fold scoring with fold fits in their places", "answered", "only the fits that left each fold out");
+}
+
 /// Recomputation (issue 17, property 2), in a study of four hospitals that secure-sums, seen
 /// from hospital-a: after the honest first round of a LASSO run, the next task must carry every
 /// site's signed answer to it, and its points must be the ones the study's solver asks for
