@@ -1414,16 +1414,20 @@ impl SiteEngine {
         crate::ledger::ModelLedger::new(&self.study_dir(study_id), &plan.sha256())
     }
 
-    /// What [`crate::replay`] needs of a task: who asks, about which study.
-    fn replay_round<'a>(
-        &'a self,
-        task: &'a Task,
-        task_digest: &'a str,
-        secure: Option<&'a VerifiedSites>,
-        plan_sites: &'a [String],
-        study_dir: &'a Path,
-    ) -> crate::replay::Round<'a> {
-        crate::replay::Round {
+    /// Checks `run_task` against its run in `runs` ([`crate::replay`]): who asks (this
+    /// site, the task), the pins the task's secure sum verified, its study's disk and reply
+    /// cache.
+    fn accept_run<R: crate::replay::Replay>(
+        &self,
+        runs: &crate::replay::Runs<R>,
+        task: &Task,
+        task_digest: &str,
+        secure: Option<&VerifiedSites>,
+        plan_sites: &[String],
+        run_task: crate::replay::RunTask<R>,
+    ) -> Result<(), Failure> {
+        let study_dir = self.study_dir(&task.study_id);
+        let round = crate::replay::Round {
             site_id: &self.config.site_id,
             study_id: &task.study_id,
             plan_sha256: &task.plan_sha256,
@@ -1431,8 +1435,10 @@ impl SiteEngine {
             task_digest,
             plan_sites,
             verified: secure,
-            study_dir,
-        }
+            study_dir: &study_dir,
+        };
+        let charge = |bytes| self.charge_disk(&task.study_id, bytes);
+        runs.accept(&round, run_task, self.config.policy.unverified_rounds, &charge, |task_id| self.cached_answer(&task.study_id, task_id))
     }
 
     /// Accepts a LASSO task only as the next task of its run (one per feature table),
@@ -1460,12 +1466,9 @@ impl SiteEngine {
             &run.max_block_columns.map_or(u64::MAX, u64::from).to_le_bytes(),
         ]);
         let plan_sites = plan.site_set();
-        let study_dir = self.study_dir(&task.study_id);
         let fresh = || LassoReplica::new(settings.clone(), p, max_block);
         let run_task = crate::replay::RunTask { slot: features.sequence.clone(), key, participants: plan_sites.clone(), fresh: &fresh, expect, previous };
-        let round = self.replay_round(task, task_digest, secure, &plan_sites, &study_dir);
-        let charge = |bytes| self.charge_disk(&task.study_id, bytes);
-        self.lasso_runs.accept(&round, run_task, self.config.policy.unverified_rounds, &charge, |task_id| self.cached_answer(&task.study_id, task_id))
+        self.accept_run(&self.lasso_runs, task, task_digest, secure, &plan_sites, run_task)
     }
 
     /// Accepts a classifier round only as the next round of its fit, recomputed from the
@@ -1512,14 +1515,11 @@ impl SiteEngine {
         ]);
         let plan_sites = plan.site_set();
         let participants = if t.site_alone { vec![self.config.site_id.clone()] } else { plan_sites.clone() };
-        let study_dir = self.study_dir(&task.study_id);
         let c = t.penalty;
         let fresh = || if logistic { FitReplica::logistic(c, q) } else { FitReplica::svm(c, q) };
         let expect = |r: &FitReplica| r.expect(objective, &t.parameters, &t.svm);
         let run_task = crate::replay::RunTask { slot: key.clone(), key, participants, fresh: &fresh, expect: &expect, previous: &t.previous };
-        let round = self.replay_round(task, task_digest, secure, &plan_sites, &study_dir);
-        let charge = |bytes| self.charge_disk(&task.study_id, bytes);
-        self.classifier_fits.accept(&round, run_task, self.config.policy.unverified_rounds, &charge, |task_id| self.cached_answer(&task.study_id, task_id))
+        self.accept_run(&self.classifier_fits, task, task_digest, secure, &plan_sites, run_task)
     }
 
     /// This site's answer to an earlier task of the study, as it sent it (its reply cache),

@@ -2276,6 +2276,20 @@ fn secure_sum_attacks_are_refused_and_a_masked_reply_reveals_nothing() {
     }
 }
 
+/// The first round of a logistic fit on `columns` (zero coefficients, the plan's C) over the
+/// training patients outside `exclude_fold` (0: all of them): the only point a fit starts from.
+fn first_logistic_round(site: &Site, columns: &[u32], std: &proto::Standardiser, exclude_fold: u32) -> task::Kind {
+    task::Kind::ClassifierRound(proto::ClassifierRoundTask {
+        design: Some(site.design(columns)),
+        standardiser: Some(std.clone()),
+        objective: proto::ClassifierObjective::Logistic as i32,
+        parameters: vec![0.0; columns.len() + 1],
+        exclude_fold,
+        penalty: site.plan.models.logistic.c,
+        ..Default::default()
+    })
+}
+
 /// What recomputation leaves of the fold difference: every fit starts from zero, so a design's
 /// fit over the training patients and its fit without fold k first stand at the same point,
 /// and their difference is fold k's count, outcome-weighted column sums and Gram matrix over
@@ -2292,17 +2306,7 @@ fn attacks_zero_start_fold_sums_over_many_designs() {
         let mut columns = vec![site.usable[0], site.usable[j]];
         columns.sort_unstable();
         let std = site.standardiser(&columns, 1.0, &BTreeMap::new());
-        let first_round = |exclude_fold: u32| {
-            task::Kind::ClassifierRound(proto::ClassifierRoundTask {
-                design: Some(site.design(&columns)),
-                standardiser: Some(std.clone()),
-                objective: proto::ClassifierObjective::Logistic as i32,
-                parameters: vec![0.0; 3],
-                exclude_fold,
-                penalty: site.plan.models.logistic.c,
-                ..Default::default()
-            })
-        };
+        let first_round = |exclude_fold| first_logistic_round(&site, &columns, &std, exclude_fold);
         site.answered("a fit's first round over the training patients", first_round(0));
         match site.ask(first_round(1)) {
             Reply::Answered(_) => answered += 1,
@@ -2332,17 +2336,7 @@ fn attacks_out_of_fold_scoring_with_in_sample_fits() {
     let site = site_with("oof-in-sample", None, |s| s.models.search.enabled = true);
     let columns: Vec<u32> = site.usable.iter().take(2).copied().collect();
     let std = site.standardiser(&columns, 1.0, &BTreeMap::new());
-    let first_round = |exclude_fold: u32| {
-        task::Kind::ClassifierRound(proto::ClassifierRoundTask {
-            design: Some(site.design(&columns)),
-            standardiser: Some(std.clone()),
-            objective: proto::ClassifierObjective::Logistic as i32,
-            parameters: vec![0.0; 3],
-            exclude_fold,
-            penalty: site.plan.models.logistic.c,
-            ..Default::default()
-        })
-    };
+    let first_round = |exclude_fold| first_logistic_round(&site, &columns, &std, exclude_fold);
     let folds = site.plan.selection.lasso.folds;
     let model = proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0; 3], random_features: None };
     let out_of_fold = || {
