@@ -2290,6 +2290,44 @@ fn first_logistic_round(site: &Site, columns: &[u32], std: &proto::Standardiser,
     })
 }
 
+/// The free parameters of a recomputed fit: its penalty and the site-alone flag. A penalty
+/// of the coordinator's choosing (here 10⁹, an unpenalised fit that runs off to the bound, or
+/// 10⁻⁹, a fit frozen at zero) would make the Newton path a different one; a "site-alone" fit
+/// is replayed on this site's answers alone, so the flag on a search fit or an SVM would take
+/// the other sites out of its sums. The site accepts only the plan's C, and the site-alone
+/// flag only for a logistic fit with C = 1 over all its training patients.
+#[test]
+fn attacks_recomputed_fit_parameters() {
+    let site = site_with("fit-parameters", None, |s| s.models.search.enabled = true);
+    let columns: Vec<u32> = site.usable.iter().take(3).copied().collect();
+    let std = site.standardiser(&columns, 1.0, &BTreeMap::new());
+    let round = |objective: proto::ClassifierObjective, penalty: f64, site_alone: bool, exclude_fold: u32| {
+        task::Kind::ClassifierRound(proto::ClassifierRoundTask {
+            design: Some(site.design(&columns)),
+            standardiser: Some(std.clone()),
+            objective: objective as i32,
+            parameters: vec![0.0; columns.len() + 1],
+            exclude_fold,
+            penalty,
+            site_alone,
+            ..Default::default()
+        })
+    };
+    use proto::ClassifierObjective::{Logistic, SquaredHinge};
+    for (what, kind, needle) in [
+        ("a logistic fit with C = 1e9 (not the plan's)", round(Logistic, 1e9, false, 0), "not one of the plan's"),
+        ("an SVM fit with C = 1e-9 (not the plan's)", round(SquaredHinge, 1e-9, false, 0), "not one of the plan's"),
+        ("a site-alone SVM fit", round(SquaredHinge, 1.0, true, 0), "site-alone baseline is a logistic fit"),
+        ("a site-alone fit without fold 2", round(Logistic, 1.0, true, 2), "site-alone baseline is a logistic fit"),
+        ("a site-alone fit with C = 100", round(Logistic, 100.0, true, 0), "site-alone baseline is a logistic fit"),
+    ] {
+        let d = site.refused(what, kind);
+        assert!(d.contains(needle), "{what}: {d}");
+    }
+    site.answered("a site-alone logistic fit with C = 1 over every training patient", round(Logistic, 1.0, true, 0));
+    site.answered("a search fit with one of the plan's C", round(Logistic, 0.01, false, 3));
+}
+
 /// What recomputation leaves of the fold difference: every fit starts from zero, so a design's
 /// fit over the training patients and its fit without fold k first stand at the same point,
 /// and their difference is fold k's count, outcome-weighted column sums and Gram matrix over
