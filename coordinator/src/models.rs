@@ -510,14 +510,23 @@ impl StudyRunner<'_> {
                 cells_per_sd: grid.cells_per_sd,
                 limit_sd: grid.limit_sd,
             });
-            let counts = self.round(step, round, self.all_sites(kind)).await;
+            // Each ensemble's first round forwards the sites' signed value counts, each later
+            // round their answers to the one before, so that every site grows the same trees
+            // and answers only the study's own splits (trees::TreeReplica).
+            let (counts, counts_signed) = match self.round_signed(step, round, self.all_sites(kind)).await {
+                Ok((counts, signed)) => (Ok(counts), signed),
+                Err(e) => (Err(e), Vec::new()),
+            };
             let floor = self.largest_min_count();
+            #[allow(clippy::too_many_arguments)]
             let tree_round = async |s: &mut Self,
                                     round: &mut u64,
+                                    previous: &mut Vec<proto::SignedAnswer>,
                                     edges: &[Vec<f64>],
                                     objective: proto::TreeObjective,
                                     seed: u64,
                                     base: f64,
+                                    min_leaf: u64,
                                     ensemble: &[Tree],
                                     growing: &[Tree],
                                     nodes: &[trees::NodeRequest]| {
@@ -532,8 +541,11 @@ impl StudyRunner<'_> {
                     seed,
                     base_margin: base,
                     ensemble: trees::write_trees(ensemble),
+                    min_leaf,
+                    previous: std::mem::take(previous),
                 });
-                let answers = s.round(step, *round, s.all_sites(kind)).await.map_err(|e| e.to_string())?;
+                let (answers, signed) = s.round_signed(step, *round, s.all_sites(kind)).await.map_err(|e| e.to_string())?;
+                *previous = signed;
                 trees::combine_tree_round(&answers, edges, nodes).map_err(|e| e.to_string())
             };
             let describe = |g: &trees::Growth, what: String| {
@@ -555,8 +567,9 @@ impl StudyRunner<'_> {
                         let mut fs = settings.forest.clone();
                         fs.min_leaf = fs.min_leaf.max(floor);
                         let edges = trees::combine_bin_edges(&counts, width, grid, fs.bins).map_err(|source| StudyError::Combine { step: step.into(), source })?;
+                        let mut previous = counts_signed.clone();
                         let fit = trees::grow_forest(&fs, &edges, async |g: &[Tree], r: &[trees::NodeRequest]| {
-                            tree_round(self, &mut round, &edges, proto::TreeObjective::ForestCounts, fs.seed, 0.0, &[], g, r).await
+                            tree_round(self, &mut round, &mut previous, &edges, proto::TreeObjective::ForestCounts, fs.seed, 0.0, fs.min_leaf, &[], g, r).await
                         })
                         .await;
                         let what = format!("{} trees, depth ≤ {}, leaves ≥ {} patients", fs.trees, fs.max_depth, fs.min_leaf);
@@ -567,8 +580,9 @@ impl StudyRunner<'_> {
                         bs.min_leaf = bs.min_leaf.max(floor);
                         let edges = trees::combine_bin_edges(&counts, width, grid, bs.bins).map_err(|source| StudyError::Combine { step: step.into(), source })?;
                         let base = (class_counts[1] / class_counts[0]).ln();
+                        let mut previous = counts_signed.clone();
                         let fit = trees::grow_boosting(&bs, &edges, async |e: &[Tree], g: &[Tree], r: &[trees::NodeRequest]| {
-                            tree_round(self, &mut round, &edges, proto::TreeObjective::BoostingGradients, 0, base, e, g, r).await
+                            tree_round(self, &mut round, &mut previous, &edges, proto::TreeObjective::BoostingGradients, 0, base, bs.min_leaf, e, g, r).await
                         })
                         .await;
                         let what = format!("{} trees of depth ≤ {}, η = {}", bs.rounds, bs.max_depth, bs.learning_rate);

@@ -333,7 +333,7 @@ fn design(plan: &StudyPlan, d: Option<&proto::ModelDesign>) -> Result<(), SiteRe
     Ok(())
 }
 
-fn design_width(d: Option<&proto::ModelDesign>) -> usize {
+pub(crate) fn design_width(d: Option<&proto::ModelDesign>) -> usize {
     d.map_or(0, |d| d.features.as_ref().map_or(0, |f| f.columns.len()) + d.clinical_columns.len())
 }
 

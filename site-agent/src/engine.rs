@@ -55,6 +55,7 @@ pub struct SiteEngine {
     /// signed answers ([`crate::replay`]).
     lasso_runs: crate::replay::Runs<fedrad_shared::algorithms::lasso::LassoReplica>,
     classifier_fits: crate::replay::Runs<fedrad_shared::algorithms::classifiers::FitReplica>,
+    tree_runs: crate::replay::Runs<fedrad_shared::algorithms::trees::TreeReplica>,
 }
 
 /// One feature table of a ComBat task: all its rows by patient, and its estimation rows (the
@@ -159,6 +160,11 @@ pub const TASK_KINDS: [&str; 20] = [
     "onnx_embed",
 ];
 
+/// A design and its standardiser, as one key (value counts and tree rounds name both).
+fn tree_design_key(design: Option<&proto::ModelDesign>, std: Option<&proto::Standardiser>) -> String {
+    crate::replay::key_of(&[&design.map(|d| d.encode_to_vec()).unwrap_or_default(), &std.map(|s| s.encode_to_vec()).unwrap_or_default()])
+}
+
 fn kind_name(t: &Task) -> &'static str {
     match &t.kind {
         Some(task::Kind::CohortSummary(_)) => "cohort_summary",
@@ -212,6 +218,7 @@ impl SiteEngine {
             approvals: crate::approval::ApprovalCache::default(),
             lasso_runs: crate::replay::lasso_runs(),
             classifier_fits: crate::replay::classifier_fits(),
+            tree_runs: crate::replay::tree_runs(),
         })
     }
 
@@ -739,12 +746,24 @@ impl SiteEngine {
                 selection::score(&data, t, min)
             }
             Some(task::Kind::ValueHistogram(t)) => {
-                selection::value_histogram(&self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?, t, min)
+                let agg = selection::value_histogram(&self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?, t, min)?;
+                // The design's tree ensembles open from this task's answers (their bin edges).
+                let opening = crate::replay::Opening { task_id: task.task_id.clone(), task_digest: task_digest.to_string() };
+                let charge = |bytes| self.charge_disk(&task.study_id, bytes);
+                crate::replay::record_opening(
+                    &self.study_dir(&task.study_id),
+                    &task.plan_sha256,
+                    &tree_design_key(t.design.as_ref(), t.standardiser.as_ref()),
+                    &opening,
+                    &charge,
+                )?;
+                Ok(agg)
             }
             Some(task::Kind::TreeRound(t)) => {
                 let data = self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?;
                 let forest = t.objective == proto::TreeObjective::ForestCounts as i32;
                 let edges: Vec<Vec<f64>> = t.edges.iter().map(|e| e.edges.clone()).collect();
+                self.recompute_trees(task, plan, task_digest, secure, t)?;
                 // Edges are pinned by the first tree round this site answers for the design.
                 let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
                 let ledger = self.ledger(&task.study_id, plan);
@@ -1467,7 +1486,7 @@ impl SiteEngine {
         ]);
         let plan_sites = plan.site_set();
         let fresh = || LassoReplica::new(settings.clone(), p, max_block);
-        let run_task = crate::replay::RunTask { slot: features.sequence.clone(), key, participants: plan_sites.clone(), fresh: &fresh, expect, previous };
+        let run_task = crate::replay::RunTask { slot: features.sequence.clone(), key, participants: plan_sites.clone(), fresh: &fresh, expect, previous, opening: None };
         self.accept_run(&self.lasso_runs, task, task_digest, secure, &plan_sites, run_task)
     }
 
@@ -1518,8 +1537,63 @@ impl SiteEngine {
         let c = t.penalty;
         let fresh = || if logistic { FitReplica::logistic(c, q) } else { FitReplica::svm(c, q) };
         let expect = |r: &FitReplica| r.expect(objective, &t.parameters, &t.svm);
-        let run_task = crate::replay::RunTask { slot: key.clone(), key, participants, fresh: &fresh, expect: &expect, previous: &t.previous };
+        let run_task = crate::replay::RunTask { slot: key.clone(), key, participants, fresh: &fresh, expect: &expect, previous: &t.previous, opening: None };
         self.accept_run(&self.classifier_fits, task, task_digest, secure, &plan_sites, run_task)
+    }
+
+    /// Accepts a tree round only as the next round of its ensemble, grown again from the
+    /// sites' signed answers ([`crate::replay`], `trees::TreeReplica`): the plan's forest or
+    /// boosting settings with a leaf size no smaller than the plan's and this site's
+    /// `min_count`; the bin edges from the sum of the answers to the design's value counts;
+    /// one ensemble per design, standardiser and objective.
+    fn recompute_trees(
+        &self,
+        task: &Task,
+        plan: &fedrad_shared::plan::StudyPlan,
+        task_digest: &str,
+        secure: Option<&VerifiedSites>,
+        t: &proto::TreeRoundTask,
+    ) -> Result<(), Failure> {
+        use fedrad_shared::algorithms::trees::{self, EnsembleSettings, NodeRequest, TreeReplica};
+        let invalid = |m: String| Failure::Refused(SiteRefusal::InvalidParameters(m));
+        let width = crate::acceptance::design_width(t.design.as_ref());
+        let m = &plan.models;
+        let forest = t.objective == proto::TreeObjective::ForestCounts as i32;
+        let planned_leaf = if forest { m.forest.min_leaf } else { m.boosting.min_leaf };
+        let floor = planned_leaf.max(self.config.policy.min_count);
+        if t.min_leaf < floor {
+            return Err(invalid(format!("trees with leaves of {} patients; the plan's and this site's smallest is {floor}", t.min_leaf)));
+        }
+        let settings = if forest {
+            EnsembleSettings::Forest(trees::ForestSettings { min_leaf: t.min_leaf, ..m.forest.clone() })
+        } else {
+            EnsembleSettings::Boosting(trees::BoostingSettings { min_leaf: t.min_leaf, ..m.boosting.clone() })
+        };
+        let design = tree_design_key(t.design.as_ref(), t.standardiser.as_ref());
+        let slot = crate::replay::key_of(&[design.as_bytes(), &t.objective.to_le_bytes()]);
+        let key = crate::replay::key_of(&[slot.as_bytes(), &t.min_leaf.to_le_bytes(), &t.base_margin.to_le_bytes(), &t.seed.to_le_bytes()]);
+        let growing = trees::read_trees(&t.growing, &mut 0, width)?;
+        let ensemble = if t.ensemble.is_empty() { Vec::new() } else { trees::read_trees(&t.ensemble, &mut 0, width)? };
+        let edges: Vec<Vec<f64>> = t.edges.iter().map(|e| e.edges.clone()).collect();
+        let nodes: Vec<NodeRequest> = t.nodes.iter().map(|r| NodeRequest { tree: r.tree, node: r.node, columns: r.columns.clone() }).collect();
+        // An ensemble's first round: nothing grown or finished yet. It carries the answers to
+        // the design's value counts, which this site must have answered.
+        let bare = |tree: &trees::Tree| tree.nodes.len() == 1 && tree.nodes[0].column.is_none() && tree.nodes[0].value == 0.0;
+        let opening = if ensemble.is_empty() && growing.iter().all(bare) {
+            let study_dir = self.study_dir(&task.study_id);
+            Some(crate::replay::opening_of(&study_dir, &task.plan_sha256, &design).ok_or_else(|| {
+                Failure::Refused(SiteRefusal::Precondition(
+                    "a tree ensemble's first round, but this site has answered no value counts of its design to place the bin edges".into(),
+                ))
+            })?)
+        } else {
+            None
+        };
+        let plan_sites = plan.site_set();
+        let fresh = || TreeReplica::new(settings.clone(), width);
+        let expect = |r: &TreeReplica| r.expect(&edges, &ensemble, &growing, &nodes);
+        let run_task = crate::replay::RunTask { slot, key, participants: plan_sites.clone(), fresh: &fresh, expect: &expect, previous: &t.previous, opening };
+        self.accept_run(&self.tree_runs, task, task_digest, secure, &plan_sites, run_task)
     }
 
     /// This site's answer to an earlier task of the study, as it sent it (its reply cache),

@@ -1,14 +1,17 @@
-//! Recomputation: this site answers a LASSO point or a classifier fit's point only if the
-//! study's own solver, fed the sums of every site's signed answers to the run so far, asks for
-//! it (`fedrad_shared::algorithms::lasso::LassoReplica`, `classifiers::FitReplica`; issue 17,
-//! property 2).
+//! Recomputation: this site answers a LASSO point, a classifier fit's point or a tree round
+//! only if the study's own solver, fed the sums of every site's signed answers to the run so
+//! far, asks for it (`fedrad_shared::algorithms::lasso::LassoReplica`,
+//! `classifiers::FitReplica`, `trees::TreeReplica`; issue 17, property 2).
 //!
 //! A run is a sequence of tasks over one set of inputs: a LASSO run (its `lasso_round` tasks
-//! and its `cv_loss` task, on one feature table), or a classifier fit (its `classifier_round`
+//! and its `cv_loss` task, on one feature table), a classifier fit (its `classifier_round`
 //! tasks on one design, objective family, penalty and population; an SVM fit's Platt rounds
-//! belong to it). Its first task carries no answers; each later task carries every
-//! participating site's answer to the run's previous task, as that site sent it (masked under
-//! secure aggregation) and signed with its certificate key. The site checks:
+//! belong to it), or a tree ensemble (its `tree_round` tasks on one design and objective).
+//! Its first task carries no answers — except a tree ensemble's, which carries the answers to
+//! the design's value-count task it opens from (its bin edges come from their sum); each later
+//! task carries every participating site's answer to the run's previous task, as that site
+//! sent it (masked under secure aggregation) and signed with its certificate key. The site
+//! checks:
 //! - the answers are from exactly the run's sites (the plan's, or this site alone for its
 //!   site-alone baseline), one each;
 //! - its own is the one it sent (its reply cache), the others' signatures verify against the
@@ -33,6 +36,7 @@ use fedrad_shared::aggregate::SiteAggregate;
 use fedrad_shared::algorithms::SiteRefusal;
 use fedrad_shared::algorithms::classifiers::FitReplica;
 use fedrad_shared::algorithms::lasso::{LassoReplica, sum_of_answers};
+use fedrad_shared::algorithms::trees::TreeReplica;
 use fedrad_shared::proto;
 use fedrad_shared::secure_sum::{RoundBinding, SUM_OF_SITES, VerifiedSites};
 use prost::Message;
@@ -54,6 +58,12 @@ impl Replay for LassoReplica {
 impl Replay for FitReplica {
     fn absorb(&mut self, sum: &SiteAggregate) -> Result<(), SiteRefusal> {
         FitReplica::absorb(self, sum)
+    }
+}
+
+impl Replay for TreeReplica {
+    fn absorb(&mut self, sum: &SiteAggregate) -> Result<(), SiteRefusal> {
+        TreeReplica::absorb(self, sum)
     }
 }
 
@@ -86,6 +96,16 @@ pub struct RunTask<'a, R> {
     pub expect: &'a dyn Fn(&R) -> Result<(), SiteRefusal>,
     /// The signed answers to the run's previous task.
     pub previous: &'a [proto::SignedAnswer],
+    /// A run's first task that carries the answers to the task it opens from (a tree
+    /// ensemble's first round: the design's value counts), by that task's id and digest.
+    pub opening: Option<Opening>,
+}
+
+/// The task a run opens from, as this site answered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opening {
+    pub task_id: String,
+    pub task_digest: String,
 }
 
 struct Run<R> {
@@ -104,7 +124,7 @@ pub struct Runs<R> {
 }
 
 /// The study subfolders that hold run logs (counted in the study's disk use).
-pub const FOLDERS: [&str; 2] = ["lasso-runs", "classifier-fits"];
+pub const FOLDERS: [&str; 3] = ["lasso-runs", "classifier-fits", "tree-runs"];
 
 /// The LASSO runs, one per feature table.
 pub fn lasso_runs() -> Runs<LassoReplica> {
@@ -114,6 +134,39 @@ pub fn lasso_runs() -> Runs<LassoReplica> {
 /// The classifier fits, one per key.
 pub fn classifier_fits() -> Runs<FitReplica> {
     Runs { folder: FOLDERS[1], what: "classifier fit", runs: Mutex::default() }
+}
+
+/// The tree ensembles, one per design and objective.
+pub fn tree_runs() -> Runs<TreeReplica> {
+    Runs { folder: FOLDERS[2], what: "tree ensemble", runs: Mutex::default() }
+}
+
+/// Where the value-count task a design's tree ensembles open from is recorded.
+fn opening_path(study_dir: &Path, plan_sha256: &str, design: &str) -> PathBuf {
+    study_dir.join(FOLDERS[2]).join(format!("{}.opening", &key_of(&[plan_sha256.as_bytes(), b"opening", design.as_bytes()])[..32]))
+}
+
+/// Records the value-count task this site answered for a design (the latest one counts).
+/// `charge` books its bytes on the study's disk use first.
+pub fn record_opening(study_dir: &Path, plan_sha256: &str, design: &str, opening: &Opening, charge: &dyn Fn(u64) -> Result<(), SiteRefusal>) -> Result<(), Failure> {
+    let path = opening_path(study_dir, plan_sha256, design);
+    let text = format!("{}\n{}\n", opening.task_id, opening.task_digest);
+    charge(text.len() as u64).map_err(Failure::Refused)?;
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(path.parent().expect("a folder"))?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, &text)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(tmp, &path)
+    };
+    write().map_err(|e| Failure::Failed(format!("cannot record the value counts in {}: {e}", path.display())))
+}
+
+/// The value-count task this site answered for a design, if any.
+pub fn opening_of(study_dir: &Path, plan_sha256: &str, design: &str) -> Option<Opening> {
+    let text = std::fs::read_to_string(opening_path(study_dir, plan_sha256, design)).ok()?;
+    let mut lines = text.lines();
+    Some(Opening { task_id: lines.next()?.to_string(), task_digest: lines.next()?.to_string() })
 }
 
 fn refuse<T>(m: String) -> Result<T, Failure> {
@@ -193,19 +246,28 @@ impl<R: Replay> Runs<R> {
                 return (task.expect)(&run.replica).map_err(Failure::Refused);
             }
         }
-        if task.previous.is_empty() {
-            // A run's first round (or the same run from its start again: the same points).
-            let fresh = (task.fresh)();
+        if task.previous.is_empty() || task.opening.is_some() {
+            // A run's first round (or the same run from its start again: the same points),
+            // after the sum of the answers to the task it opens from, if it has one.
+            let mut fresh = (task.fresh)();
+            let opened = match &task.opening {
+                Some(o) => {
+                    let sum = verified_sum(round, &task.participants, (&o.task_id, &o.task_digest), task.previous, &own_answer)?;
+                    fresh.absorb(&sum)?;
+                    Some(sum.aggregate)
+                }
+                None => None,
+            };
             (task.expect)(&fresh).map_err(Failure::Refused)?;
-            charge(65 + frame(round.task_id, round.task_digest, None).len() as u64).map_err(Failure::Refused)?;
-            write_new(&path, &task.key, round).map_err(|e| Failure::Failed(format!("cannot record the {} in {}: {e}", self.what, path.display())))?;
+            charge(65 + frame(round.task_id, round.task_digest, opened.as_ref()).len() as u64).map_err(Failure::Refused)?;
+            write_new(&path, &task.key, round, opened.as_ref()).map_err(|e| Failure::Failed(format!("cannot record the {} in {}: {e}", self.what, path.display())))?;
             runs.insert(slot, Run { key: task.key, replica: fresh, last_task_id: round.task_id.into(), last_task_digest: round.task_digest.into() });
             return Ok(());
         }
         let Some(run) = existing else {
             return refuse(format!("a task with answers to a previous round, but this site has no {} of these inputs: a run starts with its first round", self.what));
         };
-        let sum = verified_sum(round, &task.participants, run, task.previous, &own_answer)?;
+        let sum = verified_sum(round, &task.participants, (&run.last_task_id, &run.last_task_digest), task.previous, &own_answer)?;
         let mut replica = run.replica.clone();
         replica.absorb(&sum)?;
         (task.expect)(&replica).map_err(Failure::Refused)?;
@@ -216,12 +278,12 @@ impl<R: Replay> Runs<R> {
     }
 }
 
-/// The sum of every participating site's answer to the run's previous task, after checking
-/// that each is that site's, for that task.
-fn verified_sum<R>(
+/// The sum of every participating site's answer to the run's previous task (`last`: its id
+/// and digest), after checking that each is that site's, for that task.
+fn verified_sum(
     round: &Round,
     participants: &[String],
-    run: &Run<R>,
+    (last_task_id, last_task_digest): (&str, &str),
     previous: &[proto::SignedAnswer],
     own_answer: &impl Fn(&str) -> Option<(String, proto::Aggregate)>,
 ) -> Result<SiteAggregate, Failure> {
@@ -230,25 +292,24 @@ fn verified_sum<R>(
     if ids.len() != participants.len() || ids.iter().zip(participants).any(|(a, b)| *a != b) {
         return refuse(format!("recomputation: the previous round's answers come from ({}), the run's sites are ({})", ids.join(", "), participants.join(", ")));
     }
-    let binding = RoundBinding { study_id: round.study_id, plan_sha256: round.plan_sha256, task_id: &run.last_task_id, task_sha256: &run.last_task_digest };
+    let binding = RoundBinding { study_id: round.study_id, plan_sha256: round.plan_sha256, task_id: last_task_id, task_sha256: last_task_digest };
     let mut answers = Vec::with_capacity(previous.len());
     for a in previous {
         let aggregate = a.aggregate.clone().unwrap_or_default();
         // Its reply cache's answer to exactly the run's last task (the cache file names the
         // task's digest): a task id reused for another task after a refusal does not pass.
-        let own =
-            (a.site_id == round.site_id).then(|| own_answer(&run.last_task_id)).flatten().filter(|(digest, _)| *digest == run.last_task_digest).map(|(_, answer)| answer);
+        let own = (a.site_id == round.site_id).then(|| own_answer(last_task_id)).flatten().filter(|(digest, _)| digest == last_task_digest).map(|(_, answer)| answer);
         match (own, round.verified) {
             (Some(sent), _) => {
                 if sent != aggregate {
-                    return refuse(format!("recomputation: this site's own answer to task {} is not the one it sent", run.last_task_id));
+                    return refuse(format!("recomputation: this site's own answer to task {last_task_id} is not the one it sent"));
                 }
             }
             (None, Some(v)) => v
                 .verify_answer(&a.site_id, binding, &aggregate, &a.signature)
                 .map_err(|e| Failure::Refused(SiteRefusal::InvalidParameters(format!("recomputation: the previous round's answer of {}: {e}", a.site_id))))?,
             (None, None) => {
-                return refuse(format!("recomputation: no record of this site's answer to task {} to check it against", run.last_task_id));
+                return refuse(format!("recomputation: no record of this site's answer to task {last_task_id} to check it against"));
             }
         }
         answers.push(SiteAggregate::new(a.site_id.clone(), aggregate));
@@ -256,10 +317,10 @@ fn verified_sum<R>(
     sum_of_answers(&answers).map_err(|e| Failure::Refused(SiteRefusal::InvalidParameters(format!("recomputation: the previous round's answers do not sum: {e}"))))
 }
 
-fn write_new(path: &Path, key: &str, round: &Round) -> std::io::Result<()> {
+fn write_new(path: &Path, key: &str, round: &Round, opened: Option<&proto::Aggregate>) -> std::io::Result<()> {
     std::fs::create_dir_all(path.parent().expect("a run log has a folder"))?;
     let mut bytes = format!("{key}\n").into_bytes();
-    bytes.extend_from_slice(&frame(round.task_id, round.task_digest, None));
+    bytes.extend_from_slice(&frame(round.task_id, round.task_digest, opened));
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, &bytes)?;
     std::fs::File::open(&tmp)?.sync_all()?;
@@ -368,7 +429,15 @@ mod tests {
                 LassoRequest::CvLoss(_) => rep.expect_cv(&asked, end),
             };
             let fresh = || LassoReplica::new(settings.clone(), p, usize::MAX);
-            let task = |key: &str, previous| RunTask { slot: "t2".into(), key: key.into(), participants: sites.clone(), fresh: &fresh, expect: &expect, previous };
+            let task = |key: &str, previous| RunTask {
+                slot: "t2".into(),
+                key: key.into(),
+                participants: sites.clone(),
+                fresh: &fresh,
+                expect: &expect,
+                previous,
+                opening: None,
+            };
             if round == 4 {
                 // Another run on the same table (other inputs): refused.
                 let Err(Failure::Refused(r2)) = runs.accept(&r, task(&key_of(&[b"other inputs"]), &[]), false, &|_| Ok(()), |_| None) else {
@@ -442,7 +511,7 @@ mod tests {
         };
         let fresh = || LassoReplica::new(settings.clone(), p, usize::MAX);
         let expect = |rep: &LassoReplica| rep.expect_round(&asked);
-        let task = RunTask { slot: "t2".into(), key: key_of(&[b"inputs"]), participants: sites.clone(), fresh: &fresh, expect: &expect, previous: &[] };
+        let task = RunTask { slot: "t2".into(), key: key_of(&[b"inputs"]), participants: sites.clone(), fresh: &fresh, expect: &expect, previous: &[], opening: None };
         let full = |_: u64| Err(SiteRefusal::Precondition("disk bound".into()));
         let runs = lasso_runs();
         let Err(Failure::Refused(SiteRefusal::Precondition(d))) = runs.accept(&r, task, false, &full, |_| None) else { panic!("a run past the disk bound was accepted") };

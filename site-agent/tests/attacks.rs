@@ -20,9 +20,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use fedrad_shared::aggregate::SiteAggregate;
 use fedrad_shared::algorithms::metrics::{DEFAULT_GRID, LOG_ODDS_LIMIT, score_cell};
 use fedrad_shared::algorithms::testdata::diagonalise_blocks;
-use fedrad_shared::algorithms::trees::{Tree, TreeNode, ValueGrid, write_trees};
+use fedrad_shared::algorithms::trees::{self, Tree, TreeNode, ValueGrid, write_trees};
 use fedrad_shared::algorithms::{combat, symmetric_from_upper};
 use fedrad_shared::clinical::CohortRole;
 use fedrad_shared::plan::StudyPlan;
@@ -1413,6 +1414,7 @@ fn attacks_zoomed_histograms() {
             seed: 0,
             base_margin: 0.0,
             ensemble: vec![0.0],
+            ..Default::default()
         }),
     );
 
@@ -1885,6 +1887,7 @@ fn tree_task(
         seed,
         base_margin: 0.0,
         ensemble: vec![0.0],
+        ..Default::default()
     })
 }
 
@@ -2073,42 +2076,65 @@ fn attacks_tree_rounds() {
     // min_count − 1 of the site's training patients on the left, then the right child (large)
     // asked in the next round. Before the sibling rule the root's histogram minus the right
     // child's was the left patients' bins (0.05 SD) in every column and, in the gradient sums
-    // of boosting at margin 0 (σ − y), their outcomes.
+    // of boosting at margin 0 (σ − y), their outcomes. The sibling rule withheld that child;
+    // since recomputation the split itself is refused: the site grows the ensemble from the
+    // sums and answers only the nodes the study's split rule chose.
     let col = site.usable[7];
     let one = [col];
     let one_std = site.standardiser(&one, 1.0, &BTreeMap::new());
     let zv = |x: f64| (x - one_std.center[0]) / one_std.scale[0];
     let mut vals: Vec<(f64, bool)> = site.training().iter().map(|p| (zv(p.row[col as usize]), p.outcome)).collect();
     vals.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let grid = ValueGrid::DEFAULT;
-    // The lowest grid boundary with 1 to 4 training patients below it.
-    let cell = (0..grid.cells()).find(|&k| (1..5).contains(&vals.iter().filter(|v| v.0 < grid.upper(k)).count())).expect("a boundary isolating a few");
-    let below = vals.iter().filter(|v| v.0 < grid.upper(cell)).count();
-    let edges = vec![(cell.saturating_sub(15)..(cell + 16).min(grid.cells() - 1)).map(|k| grid.upper(k)).collect::<Vec<f64>>()];
-    let node = |n: u32| vec![proto::NodeRequest { tree: 0, node: n, columns: vec![0] }];
-    let root_answer = site.answered("tree_round: root (boosting)", tree_task(&site, &one, &one_std, true, edges.clone(), &[root()], node(0), 0));
-    match site.ask(tree_task(&site, &one, &one_std, true, edges.clone(), &[split_tree(0, grid.upper(cell))], node(2), 0)) {
-        // Withheld: answered as an empty node (zero patients, zero bins, no flag).
-        Reply::Answered(a) if tensor(&a, "patients")[0] > 0.0 => {
-            let (hr, hc) = (tensor(&root_answer, "histogram"), tensor(&a, "histogram"));
-            let left: f64 = (0..hr.len() / 3).map(|i| hr[3 * i] - hc[3 * i]).sum();
-            let g: f64 = (0..hr.len() / 3).map(|i| hr[3 * i + 1] - hc[3 * i + 1]).sum();
-            let positives = (0.5 * left - g).round();
-            let truth = vals[..below].iter().filter(|v| v.1).count();
-            report(
-                "tree_round: a parent minus its child (sibling of 1–4 patients)",
-                "answered",
-                &format!("{left} patients isolated with their bins; {positives} positive (truth {truth})"),
-            );
-            panic!("the right child was answered although its sibling holds {below} of the site's patients");
-        }
-        Reply::Answered(_) => report(
-            "tree_round: a parent minus its child (sibling of 1–4 patients)",
-            "withheld",
-            &format!("nothing recovered: the left child holds {below} of the site's training patients, so the right child is withheld too"),
-        ),
-        other => panic!("the honest-looking second tree round failed: {other:?}"),
+    let (mut grower, first) = first_tree_round(&site, &one, &one_std);
+    // The lowest of the study's bin edges with 1 to 4 training patients below it.
+    let below = |e: f64| vals.iter().filter(|v| v.0 < e).count();
+    let edge = *first.0.edges[0].edges.iter().find(|&&e| (1..5).contains(&below(e))).expect("an edge isolating a few");
+    let below = below(edge);
+    let chosen = proto::TreeRoundTask {
+        growing: write_trees(&[split_tree(0, edge)]),
+        nodes: vec![proto::NodeRequest { tree: 0, node: 2, columns: vec![0] }],
+        previous: vec![own_answer(&site, &first.1)],
+        ..first.0.clone()
+    };
+    let d = site.refused("tree_round: a parent minus its child (sibling of 1–4 patients)", task::Kind::TreeRound(chosen));
+    assert!(d.contains("tree recomputation"), "{d}");
+    report(
+        "tree_round: a parent minus its child (sibling of 1–4 patients)",
+        "refused",
+        &format!("the root split that isolates {below} training patients is not the study's split rule's: {d}"),
+    );
+    // The round the study's grower asks next is answered.
+    let nodes = grower.request().expect("a second round").nodes.to_vec();
+    let h = trees::combine_tree_round(&[SiteAggregate::new(site.engine.config.site_id.clone(), first.1.clone())], grower.edges(), &nodes).unwrap();
+    grower.absorb(&h).unwrap();
+    if let Some(r) = grower.request() {
+        let honest = proto::TreeRoundTask {
+            growing: write_trees(r.growing),
+            nodes: r.nodes.iter().map(|q| proto::NodeRequest { tree: q.tree, node: q.node, columns: q.columns.clone() }).collect(),
+            ensemble: write_trees(r.ensemble),
+            previous: vec![own_answer(&site, &first.1)],
+            ..first.0.clone()
+        };
+        site.answered("tree_round: the study's own second round", task::Kind::TreeRound(honest));
     }
+}
+
+/// This site's answer as the coordinator forwards it (a one-site study: its answer is the sum;
+/// the site checks it against its reply cache, so no signature is needed).
+fn own_answer(site: &Site, answer: &proto::Aggregate) -> proto::SignedAnswer {
+    proto::SignedAnswer { site_id: site.engine.config.site_id.clone(), aggregate: Some(answer.clone()), signature: Vec::new() }
+}
+
+/// The honest start of a boosting ensemble on `columns` ([`common::first_tree_round`]): the
+/// first round is refused without the value counts and answered with them. Returns the
+/// grower (before absorbing the round), the round's task and the site's answer.
+fn first_tree_round(site: &Site, columns: &[u32], std: &proto::Standardiser) -> (trees::EnsembleGrower, (proto::TreeRoundTask, proto::Aggregate)) {
+    let (grower, task) = common::first_tree_round(&site.engine, &site.plan, &site.design(columns), std, |kind| site.answered("value counts of the design", kind));
+    let bare = proto::TreeRoundTask { previous: Vec::new(), ..task.clone() };
+    let d = site.refused("a first tree round without the value counts", task::Kind::TreeRound(bare));
+    assert!(d.contains("recomputation: the previous round's answers come from ()"), "{d}");
+    let answer = site.answered("the study's first tree round", task::Kind::TreeRound(task.clone()));
+    (grower, (task, answer))
 }
 
 // ---- secure aggregation --------------------------------------------------------------------
@@ -2406,7 +2432,6 @@ fn attacks_out_of_fold_scoring_with_in_sample_fits() {
 /// second round is answered.
 #[test]
 fn attacks_forged_lasso_rounds() {
-    use fedrad_shared::aggregate::SiteAggregate;
     use fedrad_shared::algorithms::glm::{GlmFamily, GlmPoint, Standardiser, TrainingView};
     use fedrad_shared::algorithms::lasso::{self, LassoPathSolver, LassoRequest};
     use fedrad_shared::secure_sum::{self, RoundBinding};

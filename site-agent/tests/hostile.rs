@@ -178,6 +178,7 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
             seed: 1,
             base_margin: 0.0,
             ensemble: vec![],
+            ..Default::default()
         }))
     };
     let root_only = vec![1.0, 1.0, -1.0, 0.0, 0.0, 0.0, 0.5];
@@ -192,9 +193,11 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
     let forest: Vec<f64> = std::iter::once(3000.0).chain((0..3000).flat_map(|_| root_only[1..].to_vec())).collect();
     let edges: Vec<f64> = (0..1000).map(|k| k as f64 * 0.01).collect();
     assert_eq!(refusal(&engine, &plan, "t5", tree(forest, many, edges)).0, InvalidParameters);
-    // A valid root request is answered.
-    let a = answered(&engine, &plan, "t-ok", tree(root_only, request(0, vec![0, 2]), vec![-0.5, 0.0, 0.5]).unwrap());
-    assert_eq!(a.tensors.iter().find(|t| t.name == "histogram").unwrap().values.len(), 2 * 4 * 3);
+    // A root request the study's grower asks is answered (and not one it does not ask).
+    let (_, first) = common::first_tree_round(&engine, &plan, &narrow, &std, |kind| answered(&engine, &plan, "t-counts", kind));
+    let bins: usize = first.nodes[0].columns.iter().map(|&c| first.edges[c as usize].edges.len() + 1).sum();
+    let a = answered(&engine, &plan, "t-ok", task::Kind::TreeRound(first));
+    assert_eq!(a.tensors.iter().find(|t| t.name == "histogram").unwrap().values.len(), 3 * bins);
     let fake = proto::ClinicalVariable { name: "salary".into(), kind: Some(proto::clinical_variable::Kind::Continuous(proto::ContinuousGrid { resolution: 1.0 })) };
     let logistic = Some(task::Kind::LogisticRound(proto::LogisticRoundTask {
         variables: vec![fake],
@@ -360,17 +363,8 @@ fn hostile_mutated_task_bytes_never_crash_the_site() {
             penalty: plan.models.logistic.c,
             ..Default::default()
         }),
-        task::Kind::TreeRound(proto::TreeRoundTask {
-            design: Some(design.clone()),
-            standardiser: Some(std.clone()),
-            objective: proto::TreeObjective::BoostingGradients as i32,
-            edges: vec![proto::BinEdges { edges: vec![-1.0, 0.0, 1.0] }; 3],
-            growing: vec![1.0, 3.0, 0.0, 1.0, 1.0, 2.0, 0.1, -1.0, 0.0, 0.0, 0.0, -0.2, -1.0, 0.0, 0.0, 0.0, 0.3],
-            nodes: vec![proto::NodeRequest { tree: 0, node: 1, columns: vec![0, 2] }],
-            seed: 3,
-            base_margin: -0.5,
-            ensemble: vec![1.0, 1.0, -1.0, 0.0, 0.0, 0.0, 0.2],
-        }),
+        // The study's first tree round (answered after the design's value counts).
+        task::Kind::TreeRound(common::first_tree_round(&engine, &plan, &design, &std, |kind| answered(&engine, &plan, "counts", kind)).1),
         task::Kind::Score(proto::ScoreTask {
             design: Some(design),
             standardiser: Some(std),

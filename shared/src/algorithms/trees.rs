@@ -26,6 +26,12 @@
 //! exact in any order; gains are compared to 1e-9 of the node's best, then by column and bin,
 //! so the choice of a split does not depend on the summation order either.
 //!
+//! **Recomputation.** Growth is a request/absorb state machine ([`EnsembleGrower`]): every
+//! split is a function of the settings, the bin edges and the summed histograms. Each round
+//! the coordinator forwards every site's signed answer to the round before (the value counts,
+//! for an ensemble's first round), and each site grows the same trees ([`TreeReplica`]) and
+//! answers only the round they ask next (see [`site_accepts_value_grid`]).
+//!
 //! **Disclosure.** `min_leaf` is never below the largest `min_count` of the sites. A site
 //! that holds between 1 and `min_count − 1` of a requested node's patients *withholds* that
 //! node: it answers exactly what it answers for a node it holds none of (zero patients, zero
@@ -658,7 +664,7 @@ fn candidate_columns(seed: u64, tree: u32, node: u32, width: usize, k: usize) ->
     chosen
 }
 
-// ---- coordinator drivers -------------------------------------------------------------------
+// ---- coordinator: the grower, a request/absorb state machine ------------------------------
 
 /// A node waiting to be expanded, with what the coordinator knows of it.
 #[derive(Debug, Clone, Copy)]
@@ -678,48 +684,166 @@ pub struct Growth {
     pub leaves: u64,
 }
 
-/// Grows `growing` level by level to `max_depth`, each level one call of `ask`.
-async fn grow_levels(
-    growing: &mut [Tree],
-    mut open: Vec<Open>,
-    edges: &[Vec<f64>],
+/// Which ensemble a grower builds. `min_leaf` must already include the sites' `min_count`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EnsembleSettings {
+    Forest(ForestSettings),
+    Boosting(BoostingSettings),
+}
+
+impl EnsembleSettings {
+    fn bins(&self) -> u32 {
+        match self {
+            EnsembleSettings::Forest(f) => f.bins,
+            EnsembleSettings::Boosting(b) => b.bins,
+        }
+    }
+}
+
+/// The tree round a grower asks for next.
+#[derive(Debug, Clone, Copy)]
+pub struct TreeRoundRequest<'a> {
+    /// The finished trees whose margin the gradients are taken at (boosting; none for a forest).
+    pub ensemble: &'a [Tree],
+    /// The trees being grown, as far as they are.
+    pub growing: &'a [Tree],
+    pub nodes: &'a [NodeRequest],
+}
+
+/// Grows an ensemble level by level: [`request`](Self::request) names the next tree round,
+/// [`absorb`](Self::absorb) takes its summed histograms ([`combine_tree_round`]). A forest
+/// grows all its trees together; boosting grows one tree after another, each at the margin of
+/// those before it. Every step is a function of the settings, the bin edges and the sums, so
+/// a site that holds the same sums grows the same trees ([`TreeReplica`]).
+#[derive(Debug, Clone)]
+pub struct EnsembleGrower {
+    settings: EnsembleSettings,
+    edges: Vec<Vec<f64>>,
     criterion: Criterion,
     max_depth: u32,
     min_leaf: u64,
-    columns_for: impl Fn(u32, u32) -> Vec<u32>,
-    ask: &mut impl AsyncFnMut(&[Tree], &[NodeRequest]) -> Result<Vec<NodeHistogram>, String>,
-    growth: &mut Growth,
-) -> Result<(), String> {
-    // Roots start as leaves of value 0 (on the wire) until their first histogram arrives.
-    let mut root_known = vec![false; growing.len()];
-    for depth in 0..max_depth {
-        open.retain(|o| !o.pure && o.patients >= 2.0 * min_leaf as f64);
-        if open.is_empty() {
-            break;
+    /// Boosting's finished trees.
+    ensemble: Vec<Tree>,
+    growing: Vec<Tree>,
+    open: Vec<Open>,
+    depth: u32,
+    /// Roots start as leaves of value 0 (on the wire) until their first histogram arrives.
+    root_known: Vec<bool>,
+    /// The next round's nodes; empty once grown (or failed).
+    requests: Vec<NodeRequest>,
+    growth: Growth,
+    failed: Option<String>,
+}
+
+impl EnsembleGrower {
+    pub fn new(settings: EnsembleSettings, edges: Vec<Vec<f64>>) -> Self {
+        let (criterion, max_depth, min_leaf, trees) = match &settings {
+            EnsembleSettings::Forest(f) => (Criterion::Gini, f.max_depth, f.min_leaf, f.trees),
+            EnsembleSettings::Boosting(b) => {
+                (Criterion::Gain { lambda: b.lambda, min_child_weight: b.min_child_weight, learning_rate: b.learning_rate }, b.max_depth, b.min_leaf, 1)
+            }
+        };
+        let mut g = EnsembleGrower {
+            settings,
+            edges,
+            criterion,
+            max_depth,
+            min_leaf,
+            ensemble: Vec::new(),
+            growing: Vec::new(),
+            open: Vec::new(),
+            depth: 0,
+            root_known: Vec::new(),
+            requests: Vec::new(),
+            growth: Growth { rounds: 0, withheld_nodes: 0, leaves: 0 },
+            failed: None,
+        };
+        g.plant(trees);
+        g.advance();
+        g
+    }
+
+    fn plant(&mut self, trees: u32) {
+        self.growing = (0..trees).map(|_| Tree::leaf(0.0)).collect();
+        self.open = (0..trees).map(|t| Open { tree: t, node: 0, patients: f64::INFINITY, pure: false }).collect();
+        self.root_known = vec![false; trees as usize];
+        self.depth = 0;
+    }
+
+    fn columns_for(&self, tree: u32, node: u32) -> Vec<u32> {
+        let width = self.edges.len();
+        match &self.settings {
+            EnsembleSettings::Forest(f) => candidate_columns(f.seed, tree, node, width, f.candidates(width)),
+            EnsembleSettings::Boosting(_) => (0..width as u32).collect(),
         }
-        let requests: Vec<NodeRequest> = open.iter().map(|o| NodeRequest { tree: o.tree, node: o.node, columns: columns_for(o.tree, o.node) }).collect();
-        let answers = ask(growing, &requests).await?;
-        growth.rounds += 1;
-        if answers.len() != requests.len() {
+    }
+
+    /// Names the next round's nodes; ends the trees that cannot grow further (and plants
+    /// boosting's next tree).
+    fn advance(&mut self) {
+        loop {
+            let min_leaf = self.min_leaf as f64;
+            self.open.retain(|o| !o.pure && o.patients >= 2.0 * min_leaf);
+            if self.depth < self.max_depth && !self.open.is_empty() {
+                self.requests = self.open.iter().map(|o| NodeRequest { tree: o.tree, node: o.node, columns: self.columns_for(o.tree, o.node) }).collect();
+                return;
+            }
+            self.requests.clear();
+            if self.root_known.iter().any(|k| !k) {
+                self.failed = Some("a site withheld a tree's root (too few of its patients in the tree's sample)".into());
+                return;
+            }
+            if let EnsembleSettings::Boosting(b) = &self.settings {
+                let rounds = b.rounds as usize;
+                self.ensemble.push(self.growing.remove(0));
+                if self.ensemble.len() < rounds {
+                    self.plant(1);
+                    continue;
+                }
+            }
+            return;
+        }
+    }
+
+    /// The bin edges the trees split on.
+    pub fn edges(&self) -> &[Vec<f64>] {
+        &self.edges
+    }
+
+    /// The next tree round, or `None` once the ensemble is grown (or a root was withheld).
+    pub fn request(&self) -> Option<TreeRoundRequest<'_>> {
+        (!self.requests.is_empty()).then_some(TreeRoundRequest { ensemble: &self.ensemble, growing: &self.growing, nodes: &self.requests })
+    }
+
+    /// Takes the summed histograms of the round [`request`](Self::request) named.
+    pub fn absorb(&mut self, answers: &[NodeHistogram]) -> Result<(), String> {
+        if self.requests.is_empty() {
+            return Err("the ensemble asked for no further tree round".into());
+        }
+        if answers.len() != self.requests.len() {
             return Err("tree round answered a different number of nodes".into());
         }
+        self.growth.rounds += 1;
+        let requests = std::mem::take(&mut self.requests);
+        let open = std::mem::take(&mut self.open);
+        let criterion = self.criterion;
         let mut next = Vec::new();
-        for ((r, h), o) in requests.iter().zip(&answers).zip(&open) {
+        for ((r, h), o) in requests.iter().zip(answers).zip(&open) {
             // A site withholds a node by answering as if it held none of its patients: the
             // node's sum then falls short of what its parent's split sent it (counts are whole
             // numbers, exact in any order and under secure sums). The flag covers roots, and
             // sites of earlier versions.
             let short = o.patients.is_finite() && totals(h)[0] + 0.5 < o.patients;
             if h.withheld || short {
-                growth.withheld_nodes += 1;
+                self.growth.withheld_nodes += 1;
                 continue;
             }
-            let tree = &mut growing[r.tree as usize];
-            if r.node == 0 && depth == 0 {
+            let tree = &mut self.growing[r.tree as usize];
+            if r.node == 0 && self.depth == 0 {
                 tree.nodes[0].value = criterion.value(totals(h));
-                root_known[r.tree as usize] = true;
+                self.root_known[r.tree as usize] = true;
             }
-            let Some(split) = best_split(h, &r.columns, edges, criterion, min_leaf) else { continue };
+            let Some(split) = best_split(h, &r.columns, &self.edges, criterion, self.min_leaf) else { continue };
             let base = tree.nodes.len() as u32;
             let parent = &mut tree.nodes[r.node as usize];
             parent.column = Some(split.column);
@@ -731,12 +855,27 @@ async fn grow_levels(
                 next.push(Open { tree: r.tree, node: tree.nodes.len() as u32 - 1, patients: s[0], pure });
             }
         }
-        open = next;
+        self.open = next;
+        self.depth += 1;
+        self.advance();
+        Ok(())
     }
-    if root_known.iter().any(|k| !k) {
-        return Err("a site withheld a tree's root (too few of its patients in the tree's sample)".into());
+
+    /// The grown ensemble (a forest's trees, or boosting's in order) and how it grew.
+    pub fn finish(self) -> Result<(Vec<Tree>, Growth), String> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        if !self.requests.is_empty() {
+            return Err("the ensemble is not grown yet".into());
+        }
+        let trees = match self.settings {
+            EnsembleSettings::Forest(_) => self.growing,
+            EnsembleSettings::Boosting(_) => self.ensemble,
+        };
+        let growth = Growth { leaves: trees.iter().map(|t| t.leaves() as u64).sum(), ..self.growth };
+        Ok((trees, growth))
     }
-    Ok(())
 }
 
 /// Grows a random forest. `ask(growing, requests)` runs one tree round at every site (with
@@ -747,39 +886,93 @@ pub async fn grow_forest(
     edges: &[Vec<f64>],
     mut ask: impl AsyncFnMut(&[Tree], &[NodeRequest]) -> Result<Vec<NodeHistogram>, String>,
 ) -> Result<(Vec<Tree>, Growth), String> {
-    let width = edges.len();
-    let k = settings.candidates(width);
-    let mut forest: Vec<Tree> = (0..settings.trees).map(|_| Tree::leaf(0.0)).collect();
-    let open = (0..settings.trees).map(|t| Open { tree: t, node: 0, patients: f64::INFINITY, pure: false }).collect();
-    let mut growth = Growth { rounds: 0, withheld_nodes: 0, leaves: 0 };
-    let seed = settings.seed;
-    grow_levels(&mut forest, open, edges, Criterion::Gini, settings.max_depth, settings.min_leaf, |t, n| candidate_columns(seed, t, n, width, k), &mut ask, &mut growth)
-        .await?;
-    growth.leaves = forest.iter().map(|t| t.leaves() as u64).sum();
-    Ok((forest, growth))
+    let mut grower = EnsembleGrower::new(EnsembleSettings::Forest(settings.clone()), edges.to_vec());
+    while let Some(r) = grower.request() {
+        let answers = ask(r.growing, r.nodes).await?;
+        grower.absorb(&answers)?;
+    }
+    grower.finish()
 }
 
-/// Grows boosted trees one after another; `ask(ensemble, base_margin, growing, requests)`
-/// runs one round with [`TreeObjective::BoostingGradients`] for the finished `ensemble`.
+/// Grows boosted trees one after another; `ask(ensemble, growing, requests)` runs one round
+/// with [`TreeObjective::BoostingGradients`] at the margin of the finished `ensemble`.
 pub async fn grow_boosting(
     settings: &BoostingSettings,
     edges: &[Vec<f64>],
     mut ask: impl AsyncFnMut(&[Tree], &[Tree], &[NodeRequest]) -> Result<Vec<NodeHistogram>, String>,
 ) -> Result<(Vec<Tree>, Growth), String> {
-    let width = edges.len() as u32;
-    let criterion = Criterion::Gain { lambda: settings.lambda, min_child_weight: settings.min_child_weight, learning_rate: settings.learning_rate };
-    let mut ensemble: Vec<Tree> = Vec::new();
-    let mut growth = Growth { rounds: 0, withheld_nodes: 0, leaves: 0 };
-    for _ in 0..settings.rounds {
-        let mut growing = vec![Tree::leaf(0.0)];
-        let open = vec![Open { tree: 0, node: 0, patients: f64::INFINITY, pure: false }];
-        let finished = ensemble.clone();
-        let mut one = async |g: &[Tree], r: &[NodeRequest]| ask(&finished, g, r).await;
-        grow_levels(&mut growing, open, edges, criterion, settings.max_depth, settings.min_leaf, |_, _| (0..width).collect(), &mut one, &mut growth).await?;
-        ensemble.push(growing.remove(0));
+    let mut grower = EnsembleGrower::new(EnsembleSettings::Boosting(settings.clone()), edges.to_vec());
+    while let Some(r) = grower.request() {
+        let answers = ask(r.ensemble, r.growing, r.nodes).await?;
+        grower.absorb(&answers)?;
     }
-    growth.leaves = ensemble.iter().map(|t| t.leaves() as u64).sum();
-    Ok((ensemble, growth))
+    grower.finish()
+}
+
+// ---- site: recomputation -------------------------------------------------------------------
+
+/// A site's copy of one ensemble's growth (issue 17, property 2). Its first input is the sum
+/// of the sites' answers to the design's value-count round, from which it places the bin edges
+/// ([`combine_bin_edges`] on the study's [`ValueGrid`]); then, round by round, the sum of their
+/// answers to the tree round it asked for. A site answers a tree round only if its nodes, the
+/// trees grown so far, the finished ensemble and the edges are exactly what the replica asks:
+/// every split is then the study's split rule applied to sums over the study's own training
+/// cohort, and no node, threshold or tree shape is the coordinator's choice.
+#[derive(Debug, Clone)]
+pub struct TreeReplica {
+    settings: EnsembleSettings,
+    width: usize,
+    /// `None` until the value counts are in.
+    grower: Option<EnsembleGrower>,
+}
+
+impl TreeReplica {
+    pub fn new(settings: EnsembleSettings, width: usize) -> Self {
+        TreeReplica { settings, width, grower: None }
+    }
+
+    /// Takes the sum of the sites' answers to the round asked last: the value counts first,
+    /// tree rounds after.
+    pub fn absorb(&mut self, sum: &SiteAggregate) -> Result<(), SiteRefusal> {
+        let bad = |m: String| SiteRefusal::InvalidParameters(format!("tree recomputation: {m}"));
+        match &mut self.grower {
+            None => {
+                let edges = combine_bin_edges(std::slice::from_ref(sum), self.width, ValueGrid::DEFAULT, self.settings.bins()).map_err(|e| bad(e.to_string()))?;
+                self.grower = Some(EnsembleGrower::new(self.settings.clone(), edges));
+                Ok(())
+            }
+            Some(g) => {
+                let nodes = g.request().ok_or_else(|| bad("the ensemble asked for no further round".into()))?.nodes.to_vec();
+                let h = combine_tree_round(std::slice::from_ref(sum), g.edges(), &nodes).map_err(|e| bad(e.to_string()))?;
+                g.absorb(&h).map_err(bad)
+            }
+        }
+    }
+
+    /// Whether a tree round asks exactly what the replica asks next.
+    pub fn expect(&self, edges: &[Vec<f64>], ensemble: &[Tree], growing: &[Tree], nodes: &[NodeRequest]) -> Result<(), SiteRefusal> {
+        let bad = |m: &str| Err(SiteRefusal::InvalidParameters(format!("tree recomputation: {m}; this site answers only the study's own splits")));
+        let Some(g) = &self.grower else { return bad("the run's first tree round must carry the sites' signed answers to the design's value counts") };
+        let Some(r) = g.request() else { return bad("the ensemble is grown; the study's split rule asks for no further round") };
+        if g.edges() != edges {
+            return bad("the bin edges are not the ones the sum of the sites' value counts gives");
+        }
+        if r.ensemble != ensemble {
+            return bad("the finished trees are not the ones grown from the sums of the sites' answers");
+        }
+        if r.growing != growing {
+            return bad("the growing trees are not the ones the split rule grew from the sums of the sites' answers");
+        }
+        if r.nodes != nodes {
+            return bad("the nodes to expand (or their candidate columns) are not the ones the split rule asks for next");
+        }
+        Ok(())
+    }
+
+    /// Tree rounds absorbed so far.
+    pub fn rounds(&self) -> u64 {
+        self.grower.as_ref().map_or(0, |g| g.growth.rounds)
+    }
 }
 
 // ---- pooled references ---------------------------------------------------------------------
@@ -902,12 +1095,20 @@ pub fn pooled_bin_edges(z: &[Vec<f64>], width: usize, grid: ValueGrid, bins: u32
 /// difference one patient out of a node. Within a tree, a node whose sibling holds 1 to
 /// `min_count` − 1 of the site's patients is withheld as well (its parent's answer minus its
 /// own would be the sibling's; likewise for every sibling along its path to the root, and a
-/// tree must be a tree: one parent per node). Not yet checked: nodes of different rounds or
-/// trees whose populations differ by a few patients (the growing trees are the task's, so
-/// "tree 0" may have another shape each round, and boosting's trees all grow over the same
-/// patients; a ledger of answered node populations is what stops that). A withheld node
-/// answers byte for byte as an empty one (only a root carries the flag), so withholding is no
-/// membership test for a box the coordinator draws.
+/// tree must be a tree: one parent per node). A withheld node answers byte for byte as an
+/// empty one (only a root carries the flag), so withholding is no membership test for a box
+/// the coordinator draws.
+///
+/// **Recomputation** (the strongest check, [`TreeReplica`]): the site also grows the ensemble
+/// itself, from the sums of every site's signed answers, and answers a round only if its
+/// edges, finished trees, growing trees and nodes with their candidate columns are exactly
+/// what its replica asks next — one ensemble per design, standardiser and objective, from the
+/// plan's settings with a leaf size no smaller than the plan's and the site's `min_count`. So
+/// no tree, node or threshold is the coordinator's choice: "tree 0" cannot take another shape
+/// in another round, and two nodes a few patients apart exist only where the study's own split
+/// rule put them. What the honest growth itself gives stays: nodes of one boosting ensemble's
+/// successive trees grow over the same patients and can differ by a few of them (each node
+/// holds at least `min_leaf` patients, and the sibling rule applies within each tree).
 pub fn site_accepts_value_grid(grid: ValueGrid) -> Result<(), SiteRefusal> {
     if grid != ValueGrid::DEFAULT {
         return Err(SiteRefusal::InvalidParameters(format!(
@@ -1133,6 +1334,88 @@ mod tests {
         col.sort_by(f64::total_cmp);
         let edges = vec![vec![-1.0, 0.0, 1.0]; z[0].len()];
         (z, y, ids, col, edges)
+    }
+
+    /// A site's replica grows what the coordinator grows, from the sums alone (fixed point, as
+    /// the coordinator sums several sites), over 1, 4 and 7 uneven sites, forest and boosting,
+    /// and equals the pooled ensemble; a round that differs in anything — a threshold moved to
+    /// another edge, a node left out, other candidate columns, other edges, another finished
+    /// ensemble, a round past the end — is refused.
+    #[test]
+    fn replica_follows_the_honest_growth_and_refuses_any_other_round() {
+        use crate::algorithms::lasso::sum_of_answers;
+        let (z, y, ids) = data();
+        let width = 10;
+        let n1 = y.iter().filter(|v| **v).count() as f64;
+        let base = (n1 / (y.len() as f64 - n1)).ln();
+        let forest = ForestSettings { trees: 8, ..ForestSettings::default() };
+        let boosting = BoostingSettings { rounds: 5, ..BoostingSettings::default() };
+        for sizes in [vec![229], vec![60, 57, 52, 60], vec![10, 61, 5, 40, 33, 71, 9]] {
+            let ranges = sites(&sizes);
+            let sum = |answer: &dyn Fn(std::ops::Range<usize>) -> Aggregate| {
+                let answers: Vec<SiteAggregate> = ranges.iter().enumerate().map(|(k, r)| SiteAggregate::new(format!("s{k}"), answer(r.clone()))).collect();
+                sum_of_answers(&answers).unwrap()
+            };
+            for settings in [EnsembleSettings::Forest(forest.clone()), EnsembleSettings::Boosting(boosting.clone())] {
+                let counts = sum(&|r| site_value_histogram(&z[r], width, ValueGrid::DEFAULT, 1).unwrap());
+                let edges = combine_bin_edges(std::slice::from_ref(&counts), width, ValueGrid::DEFAULT, settings.bins()).unwrap();
+                let mut coordinator = EnsembleGrower::new(settings.clone(), edges.clone());
+                let mut replica = TreeReplica::new(settings.clone(), width);
+                {
+                    let first = coordinator.request().unwrap();
+                    assert!(replica.expect(&edges, first.ensemble, first.growing, first.nodes).is_err(), "no edges before the value counts");
+                }
+                replica.absorb(&counts).unwrap();
+                let mut round = 0;
+                while let Some(r) = coordinator.request() {
+                    round += 1;
+                    replica.expect(&edges, r.ensemble, r.growing, r.nodes).unwrap_or_else(|e| panic!("round {round}, sites {sizes:?}: {e}"));
+                    if round == 2 {
+                        let refused = |e: &[Vec<f64>], ens: &[Tree], g: &[Tree], n: &[NodeRequest], what: &str| {
+                            assert!(replica.expect(e, ens, g, n).is_err(), "{what} was accepted");
+                        };
+                        // A split moved to the column's next edge.
+                        let mut moved = r.growing.to_vec();
+                        let node = moved.iter_mut().flat_map(|t| t.nodes.iter_mut()).find(|n| n.column.is_some()).unwrap();
+                        let e = &edges[node.column.unwrap() as usize];
+                        node.threshold = e[(e.iter().position(|v| *v == node.threshold).unwrap() + 1) % e.len()];
+                        refused(&edges, r.ensemble, &moved, r.nodes, "a moved threshold");
+                        refused(&edges, r.ensemble, r.growing, &r.nodes[1..], "a node left out");
+                        let mut columns = r.nodes.to_vec();
+                        columns[0].columns =
+                            if columns[0].columns.len() > 1 { columns[0].columns[1..].to_vec() } else { vec![(columns[0].columns[0] + 1) % width as u32] };
+                        refused(&edges, r.ensemble, r.growing, &columns, "other candidate columns");
+                        let mut other_edges = edges.clone();
+                        other_edges[0].pop();
+                        refused(&other_edges, r.ensemble, r.growing, r.nodes, "other bin edges");
+                    }
+                    if !r.ensemble.is_empty() {
+                        assert!(replica.expect(&edges, &r.ensemble[1..], r.growing, r.nodes).is_err(), "another finished ensemble");
+                    }
+                    let objective = match &settings {
+                        EnsembleSettings::Forest(f) => TreeObjective::ForestCounts { seed: f.seed },
+                        EnsembleSettings::Boosting(_) => TreeObjective::BoostingGradients { base_margin: base, ensemble: r.ensemble.to_vec() },
+                    };
+                    let answer = sum(&|s| site_tree_round(&z[s.clone()], &y[s.clone()], &ids[s], &edges, &objective, r.growing, r.nodes, 1).unwrap());
+                    let h = combine_tree_round(std::slice::from_ref(&answer), &edges, r.nodes).unwrap();
+                    replica.absorb(&answer).unwrap();
+                    coordinator.absorb(&h).unwrap();
+                }
+                assert_eq!(replica.rounds(), round);
+                let (last_e, last_g) = (Vec::new(), vec![Tree::leaf(0.0)]);
+                assert!(replica.expect(&edges, &last_e, &last_g, &[NodeRequest { tree: 0, node: 0, columns: vec![0] }]).is_err(), "a round past the end");
+                let (trees, growth) = coordinator.finish().unwrap();
+                assert_eq!(growth.withheld_nodes, 0);
+                let pooled_edges = pooled_bin_edges(&z, width, ValueGrid::DEFAULT, settings.bins());
+                assert_eq!(edges, pooled_edges);
+                let pooled = match &settings {
+                    EnsembleSettings::Forest(f) => pooled_forest(&z, &y, &ids, &edges, f),
+                    EnsembleSettings::Boosting(b) => pooled_boosting(&z, &y, base, &edges, b),
+                };
+                assert!(max_tree_difference(&trees, &pooled) < 1e-9, "sites {sizes:?}");
+                assert!(round >= 4, "{round} rounds");
+            }
+        }
     }
 
     /// The withheld flag is no membership oracle: a node the coordinator drew around 1 to

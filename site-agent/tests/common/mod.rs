@@ -83,3 +83,47 @@ pub fn variable_to_proto(v: &fedrad_shared::clinical::VariableSpec) -> fedrad_sh
     };
     proto::ClinicalVariable { name: v.name.clone(), kind: Some(kind) }
 }
+
+/// The honest start of a one-site study's boosting ensemble on `design`: `ask` answers the
+/// design's value counts, and the first tree round the study's grower then asks is returned
+/// with the site's answer to them as its `previous` (one site: its answer is the sum, checked
+/// against its reply cache). The task without `previous` is what a site must refuse.
+#[allow(dead_code)]
+pub fn first_tree_round(
+    engine: &site_agent::engine::SiteEngine,
+    plan: &fedrad_shared::plan::StudyPlan,
+    design: &fedrad_shared::proto::ModelDesign,
+    std: &fedrad_shared::proto::Standardiser,
+    ask: impl FnOnce(fedrad_shared::proto::task::Kind) -> fedrad_shared::proto::Aggregate,
+) -> (fedrad_shared::algorithms::trees::EnsembleGrower, fedrad_shared::proto::TreeRoundTask) {
+    use fedrad_shared::algorithms::trees::{self, ValueGrid};
+    use fedrad_shared::proto::{self, task};
+    let grid = ValueGrid::DEFAULT;
+    let counts = ask(task::Kind::ValueHistogram(proto::ValueHistogramTask {
+        design: Some(design.clone()),
+        standardiser: Some(std.clone()),
+        cells_per_sd: grid.cells_per_sd,
+        limit_sd: grid.limit_sd,
+    }));
+    let width = design.features.as_ref().map_or(0, |f| f.columns.len()) + design.clinical_columns.len();
+    let b = &plan.models.boosting;
+    let min_leaf = b.min_leaf.max(engine.config.policy.min_count);
+    let site = engine.config.site_id.clone();
+    let edges = trees::combine_bin_edges(&[fedrad_shared::aggregate::SiteAggregate::new(site.clone(), counts.clone())], width, grid, b.bins).unwrap();
+    let grower = trees::EnsembleGrower::new(trees::EnsembleSettings::Boosting(trees::BoostingSettings { min_leaf, ..b.clone() }), edges.clone());
+    let r = grower.request().expect("a first round");
+    let task = proto::TreeRoundTask {
+        design: Some(design.clone()),
+        standardiser: Some(std.clone()),
+        objective: proto::TreeObjective::BoostingGradients as i32,
+        edges: edges.iter().map(|e| proto::BinEdges { edges: e.clone() }).collect(),
+        growing: trees::write_trees(r.growing),
+        nodes: r.nodes.iter().map(|q| proto::NodeRequest { tree: q.tree, node: q.node, columns: q.columns.clone() }).collect(),
+        seed: 0,
+        base_margin: 0.0,
+        ensemble: trees::write_trees(r.ensemble),
+        min_leaf,
+        previous: vec![proto::SignedAnswer { site_id: site, aggregate: Some(counts), signature: Vec::new() }],
+    };
+    (grower, task)
+}
