@@ -94,10 +94,14 @@ impl StudyRunner<'_> {
         let training = settings.local_training(self.study.seed);
         let dir = self.study.output_dir.join("deep").join(seq);
         let step = format!("deep.{seq}");
-        let (weights, rounds) = self
+        // Every round forwards the sites' signed answers to the round before (and embedding
+        // those to the last), so that each site trains and embeds only with the average it
+        // computes itself (fedavg::EncoderReplica).
+        let (weights, rounds, last_answers) = self
             .step(&step.clone(), async |s: &mut Self| {
                 let mut w = arch.initial_weights(training.seed);
                 let mut history = Vec::new();
+                let mut previous = Vec::new();
                 for round in 1..=settings.rounds {
                     let kind = task::Kind::EncoderRound(proto::EncoderRoundTask {
                         sequence: seq.into(),
@@ -111,8 +115,10 @@ impl StudyRunner<'_> {
                         proximal_mu: training.proximal_mu,
                         mask_fraction: training.mask_fraction,
                         seed: training.seed,
+                        previous: std::mem::take(&mut previous),
                     });
-                    let answers = s.round(&step, round as u64, s.all_sites(kind)).await?;
+                    let (answers, signed) = s.round_signed(&step, round as u64, s.all_sites(kind)).await?;
+                    previous = signed;
                     let (next, summary) = fedavg::combine(&answers, w.len(), round).map_err(|source| StudyError::Combine { step: step.clone(), source })?;
                     if next.iter().any(|v| !v.is_finite()) {
                         return Err(StudyError::Algorithm { step: step.clone(), detail: format!("the weights diverged in round {round}; lower deep.learning_rate") });
@@ -123,7 +129,7 @@ impl StudyRunner<'_> {
                     write_json(&dir.join("checkpoint.json"), &Checkpoint { sequence: seq, round, weights_sha256: weights_sha256(&w), weights: &w })?;
                 }
                 let n = history.len() as u64;
-                Ok(((w, history), n))
+                Ok(((w, history, previous), n))
             })
             .await?;
         let digest = weights_sha256(&weights);
@@ -134,6 +140,8 @@ impl StudyRunner<'_> {
             architecture: Some(architecture_proto(&arch)),
             weights: weights.clone(),
             weights_sha256: digest.clone(),
+            previous: last_answers,
+            peers: self.peer_keys()?,
         });
         let (embedded_per_site, failed, dimension) = self.embed_step(seq, kind, Some(arch.embedding)).await?;
         let result = DeepResult {

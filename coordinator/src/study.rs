@@ -305,6 +305,21 @@ impl<'a> StudyRunner<'a> {
         result.map(|(out, _)| out)
     }
 
+    /// In a study that secure-sums, the sites' signed keys (the directory a secure-sum round
+    /// carries), for a task whose forwarded answers the sites check but do not mask.
+    pub(crate) fn peer_keys(&self) -> Result<Option<proto::SecureSum>, StudyError> {
+        if !self.secure {
+            return Ok(None);
+        }
+        let mut sites = self.study.sites.clone();
+        sites.sort();
+        sites.dedup();
+        self.hub.secure_sum_directory(&sites).map(Some).map_err(|missing| StudyError::Algorithm {
+            step: "deep".into(),
+            detail: format!("the study secure-sums and site(s) {} sent no secure-sum key", missing.join(", ")),
+        })
+    }
+
     /// The largest `min_count` the connected sites published: tree leaves never go below it.
     pub(crate) fn largest_min_count(&self) -> u64 {
         self.policies.values().map(|p| p.min_count).max().unwrap_or(1)

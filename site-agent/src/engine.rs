@@ -56,6 +56,7 @@ pub struct SiteEngine {
     lasso_runs: crate::replay::Runs<fedrad_shared::algorithms::lasso::LassoReplica>,
     classifier_fits: crate::replay::Runs<fedrad_shared::algorithms::classifiers::FitReplica>,
     tree_runs: crate::replay::Runs<fedrad_shared::algorithms::trees::TreeReplica>,
+    encoder_runs: crate::replay::Runs<fedrad_shared::algorithms::fedavg::EncoderReplica>,
 }
 
 /// One feature table of a ComBat task: all its rows by patient, and its estimation rows (the
@@ -160,6 +161,19 @@ pub const TASK_KINDS: [&str; 20] = [
     "onnx_embed",
 ];
 
+/// The embedding weights' SHA-256, if it is the one the task names.
+fn check_weights_digest(t: &proto::EmbedTask) -> Result<String, Failure> {
+    let digest = fedavg::weights_sha256(&t.weights);
+    if digest != t.weights_sha256 {
+        return Err(Failure::Refused(SiteRefusal::InvalidParameters(format!(
+            "the encoder weights do not match their SHA-256 (task says {}, weights give {})",
+            t.weights_sha256.get(..12).unwrap_or(&t.weights_sha256),
+            &digest[..12]
+        ))));
+    }
+    Ok(digest)
+}
+
 /// A design and its standardiser, as one key (value counts and tree rounds name both).
 fn tree_design_key(design: Option<&proto::ModelDesign>, std: Option<&proto::Standardiser>) -> String {
     crate::replay::key_of(&[&design.map(|d| d.encode_to_vec()).unwrap_or_default(), &std.map(|s| s.encode_to_vec()).unwrap_or_default()])
@@ -219,6 +233,7 @@ impl SiteEngine {
             lasso_runs: crate::replay::lasso_runs(),
             classifier_fits: crate::replay::classifier_fits(),
             tree_runs: crate::replay::tree_runs(),
+            encoder_runs: crate::replay::encoder_runs(),
         })
     }
 
@@ -791,13 +806,24 @@ impl SiteEngine {
                 pin.record().map_err(|e| Failure::Failed(format!("cannot record the comparison: {e}")))?;
                 Ok(agg)
             }
-            Some(task::Kind::EncoderRound(t)) => self.encoder_round(&task.study_id, t, plan),
+            Some(task::Kind::EncoderRound(t)) => {
+                // Checked before the (costly) local training.
+                let encoder = (t.sequence.as_str(), t.architecture.as_ref(), &t.weights[..]);
+                self.recompute_encoder(task, plan, task_digest, secure, encoder, &t.previous, &|r| r.expect_round(t.round, &t.weights))?;
+                self.encoder_round(&task.study_id, t, plan)
+            }
             Some(task::Kind::OnnxEmbed(t)) => {
                 let agg = self.onnx_embed(&task.study_id, t)?;
                 self.tables.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| k.0 != task.study_id);
                 Ok(agg)
             }
             Some(task::Kind::Embed(t)) => {
+                check_weights_digest(t)?;
+                // Embedding answers counts, not a secure sum: the sites' keys to check the
+                // forwarded answers against come in `peers`, verified as a secure sum's are.
+                let peers = self.embedding_peers(plan, t.peers.as_ref())?;
+                let encoder = (t.sequence.as_str(), t.architecture.as_ref(), &t.weights[..]);
+                self.recompute_encoder(task, plan, task_digest, peers.as_ref(), encoder, &t.previous, &|r| r.expect_final(&t.weights))?;
                 let agg = self.embed(&task.study_id, t, plan)?;
                 self.tables.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| k.0 != task.study_id);
                 Ok(agg)
@@ -1107,14 +1133,7 @@ impl SiteEngine {
     fn embed(&self, study_id: &str, t: &proto::EmbedTask, plan: &fedrad_shared::plan::StudyPlan) -> Result<proto::Aggregate, Failure> {
         self.features_fixed_by_combat(study_id, "computing deep features")?;
         let (sequence, arch) = encoder_task(&t.sequence, t.architecture.as_ref(), &t.weights)?;
-        let digest = fedavg::weights_sha256(&t.weights);
-        if digest != t.weights_sha256 {
-            return Err(Failure::Refused(SiteRefusal::InvalidParameters(format!(
-                "the encoder weights do not match their SHA-256 (task says {}, weights give {})",
-                t.weights_sha256.get(..12).unwrap_or(&t.weights_sha256),
-                &digest[..12]
-            ))));
-        }
+        let digest = check_weights_digest(t)?;
         let last = read_round_record(&self.study_dir(study_id).join("encoder").join(&plan.sha256()[..16]).join(format!("{sequence}.json")))?;
         fedavg::site_accepts_final(last.as_ref(), &t.weights, plan.deep.rounds)?;
         let crops = self.crops(sequence, &arch);
@@ -1594,6 +1613,50 @@ impl SiteEngine {
         let expect = |r: &TreeReplica| r.expect(&edges, &ensemble, &growing, &nodes);
         let run_task = crate::replay::RunTask { slot, key, participants: plan_sites.clone(), fresh: &fresh, expect: &expect, previous: &t.previous, opening };
         self.accept_run(&self.tree_runs, task, task_digest, secure, &plan_sites, run_task)
+    }
+
+    /// Accepts an encoder round, or embedding with the final weights, only as the next step of
+    /// the sequence's federated averaging, recomputed from the sites' signed answers
+    /// ([`crate::replay`], `fedavg::EncoderReplica`): round 1 at the plan's initial weights,
+    /// every later round and the embedding at the average of the sites' answers to the round
+    /// before. One training per sequence.
+    #[allow(clippy::too_many_arguments)]
+    fn recompute_encoder(
+        &self,
+        task: &Task,
+        plan: &fedrad_shared::plan::StudyPlan,
+        task_digest: &str,
+        secure: Option<&VerifiedSites>,
+        (sequence, architecture, weights): (&str, Option<&proto::EncoderArchitecture>, &[f64]),
+        previous: &[proto::SignedAnswer],
+        expect: &dyn Fn(&fedrad_shared::algorithms::fedavg::EncoderReplica) -> Result<(), SiteRefusal>,
+    ) -> Result<(), Failure> {
+        let (sequence, arch) = encoder_task(sequence, architecture, weights)?;
+        let initial = arch.initial_weights(plan.deep.local_training(plan.seed).seed);
+        let key = crate::replay::key_of(&[sequence.as_bytes(), &architecture.map(|a| a.encode_to_vec()).unwrap_or_default()]);
+        let plan_sites = plan.site_set();
+        let rounds = plan.deep.rounds;
+        let fresh = || fedrad_shared::algorithms::fedavg::EncoderReplica::new(initial.clone(), rounds);
+        let run_task = crate::replay::RunTask { slot: sequence.to_string(), key, participants: plan_sites.clone(), fresh: &fresh, expect, previous, opening: None };
+        self.accept_run(&self.encoder_runs, task, task_digest, secure, &plan_sites, run_task)
+    }
+
+    /// The sites' keys an embedding task carries, verified against the plan's pins (a study
+    /// that secure-sums must send them; one that does not has none to send).
+    fn embedding_peers(&self, plan: &fedrad_shared::plan::StudyPlan, peers: Option<&proto::SecureSum>) -> Result<Option<VerifiedSites>, Failure> {
+        let invalid = |m: String| Failure::Refused(SiteRefusal::InvalidParameters(m));
+        match (&plan.secure_aggregation, peers) {
+            (Some(settings), Some(peers)) => {
+                let own = self
+                    .masking
+                    .as_ref()
+                    .map_err(|why| Failure::Refused(SiteRefusal::Precondition(format!("this site has no certificate key to check the sites' keys: {why}"))))?;
+                secure_sum::verify_peers(own, &plan.site_set(), &settings.site_keys, peers).map(Some).map_err(|e| invalid(format!("the sites' keys: {e}")))
+            }
+            (Some(_), None) => Err(invalid("an embedding task of a study that secure-sums must carry the sites' keys to check the last round's answers against".into())),
+            (None, Some(_)) => Err(invalid("an embedding task carries site keys, but the approved plan does not secure-sum".into())),
+            (None, None) => Ok(None),
+        }
     }
 
     /// This site's answer to an earlier task of the study, as it sent it (its reply cache),

@@ -1,12 +1,14 @@
-//! Recomputation: this site answers a LASSO point, a classifier fit's point or a tree round
-//! only if the study's own solver, fed the sums of every site's signed answers to the run so
-//! far, asks for it (`fedrad_shared::algorithms::lasso::LassoReplica`,
-//! `classifiers::FitReplica`, `trees::TreeReplica`; issue 17, property 2).
+//! Recomputation: this site answers a LASSO point, a classifier fit's point, a tree round or
+//! an encoder round (and embeds) only if the study's own solver, fed the sums of every site's
+//! signed answers to the run so far, asks for it (`fedrad_shared::algorithms::lasso::LassoReplica`,
+//! `classifiers::FitReplica`, `trees::TreeReplica`, `fedavg::EncoderReplica`; issue 17,
+//! property 2).
 //!
 //! A run is a sequence of tasks over one set of inputs: a LASSO run (its `lasso_round` tasks
 //! and its `cv_loss` task, on one feature table), a classifier fit (its `classifier_round`
 //! tasks on one design, objective family, penalty and population; an SVM fit's Platt rounds
-//! belong to it), or a tree ensemble (its `tree_round` tasks on one design and objective).
+//! belong to it), a tree ensemble (its `tree_round` tasks on one design and objective), or an
+//! encoder training (a sequence's `encoder_round` tasks, then its `embed` task).
 //! Its first task carries no answers — except a tree ensemble's, which carries the answers to
 //! the design's value-count task it opens from (its bin edges come from their sum); each later
 //! task carries every participating site's answer to the run's previous task, as that site
@@ -35,6 +37,7 @@ use std::sync::Mutex;
 use fedrad_shared::aggregate::SiteAggregate;
 use fedrad_shared::algorithms::SiteRefusal;
 use fedrad_shared::algorithms::classifiers::FitReplica;
+use fedrad_shared::algorithms::fedavg::EncoderReplica;
 use fedrad_shared::algorithms::lasso::{LassoReplica, sum_of_answers};
 use fedrad_shared::algorithms::trees::TreeReplica;
 use fedrad_shared::proto;
@@ -58,6 +61,12 @@ impl Replay for LassoReplica {
 impl Replay for FitReplica {
     fn absorb(&mut self, sum: &SiteAggregate) -> Result<(), SiteRefusal> {
         FitReplica::absorb(self, sum)
+    }
+}
+
+impl Replay for EncoderReplica {
+    fn absorb(&mut self, sum: &SiteAggregate) -> Result<(), SiteRefusal> {
+        EncoderReplica::absorb(self, sum)
     }
 }
 
@@ -124,7 +133,7 @@ pub struct Runs<R> {
 }
 
 /// The study subfolders that hold run logs (counted in the study's disk use).
-pub const FOLDERS: [&str; 3] = ["lasso-runs", "classifier-fits", "tree-runs"];
+pub const FOLDERS: [&str; 4] = ["lasso-runs", "classifier-fits", "tree-runs", "encoder-runs"];
 
 /// The LASSO runs, one per feature table.
 pub fn lasso_runs() -> Runs<LassoReplica> {
@@ -139,6 +148,11 @@ pub fn classifier_fits() -> Runs<FitReplica> {
 /// The tree ensembles, one per design and objective.
 pub fn tree_runs() -> Runs<TreeReplica> {
     Runs { folder: FOLDERS[2], what: "tree ensemble", runs: Mutex::default() }
+}
+
+/// The encoder trainings, one per sequence (its rounds, then the embedding).
+pub fn encoder_runs() -> Runs<EncoderReplica> {
+    Runs { folder: FOLDERS[3], what: "encoder training", runs: Mutex::default() }
 }
 
 /// Where the value-count task a design's tree ensembles open from is recorded.

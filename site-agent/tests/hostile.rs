@@ -230,6 +230,7 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
             proximal_mu: 0.0,
             mask_fraction: 0.25,
             seed: 1,
+            ..Default::default()
         }))
     };
     assert_eq!(refusal(&engine, &plan, "e1", round(arch_proto(&arch), w[1..].to_vec(), 0.1)).0, InvalidParameters);
@@ -241,9 +242,22 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
     assert_eq!(refusal(&engine, &plan, "e4", round(arch_proto(&arch), w.clone(), 1e6)).0, InvalidParameters);
     let trained = answered(&engine, &plan, "e-ok", round(arch_proto(&arch), w.clone(), 0.1).unwrap());
     assert_eq!(trained.tensors.iter().find(|t| t.name == "weights_times_patients").unwrap().values.len(), w.len());
+    // The study's final weights: the average of the sites' answers to the last round (here
+    // one site and one round), which the embedding task carries.
+    let site_id = engine.config.site_id.clone();
+    let sum = fedrad_shared::aggregate::SiteAggregate::new(site_id.clone(), trained.clone());
+    let w = fedrad_shared::algorithms::fedavg::combine(&[sum], w.len(), 1).unwrap().0;
     let weights_digest = fedrad_shared::algorithms::fedavg::weights_sha256(&w);
+    let last = vec![proto::SignedAnswer { site_id, aggregate: Some(trained), signature: Vec::new() }];
     let embed = |weights: Vec<f64>, sha: String| {
-        Some(task::Kind::Embed(proto::EmbedTask { sequence: "t2".into(), architecture: Some(arch_proto(&arch)), weights, weights_sha256: sha }))
+        Some(task::Kind::Embed(proto::EmbedTask {
+            sequence: "t2".into(),
+            architecture: Some(arch_proto(&arch)),
+            weights,
+            weights_sha256: sha,
+            previous: last.clone(),
+            peers: None,
+        }))
     };
     let mut tampered = w.clone();
     tampered[0] += 1e-9;

@@ -362,6 +362,77 @@ pub fn site_accepts_final(last: Option<&RoundRecord>, weights: &[f64], rounds: u
     }
 }
 
+// ---- site: recomputation -------------------------------------------------------------------
+
+/// A site's copy of one sequence's federated averaging (issue 17, property 2). It starts at
+/// the plan's initial weights; each round's task carries every site's signed answer to the
+/// round before, and their sum gives, by [`combine`], the global weights the next round must
+/// carry — so a site trains, and finally embeds, only with the study's own averaged weights,
+/// never with weights of the coordinator's choosing (which the step bound of
+/// [`site_accepts_round`] alone allowed within 10× the site's own step per round).
+#[derive(Debug, Clone)]
+pub struct EncoderReplica {
+    /// The round the replica asks next; `rounds + 1` once every round is averaged.
+    round: u32,
+    rounds: u32,
+    global: Vec<f64>,
+}
+
+impl EncoderReplica {
+    pub fn new(initial: Vec<f64>, rounds: u32) -> Self {
+        EncoderReplica { round: 1, rounds, global: initial }
+    }
+
+    /// Takes the sum of the sites' answers to the round asked last.
+    pub fn absorb(&mut self, sum: &SiteAggregate) -> Result<(), SiteRefusal> {
+        let bad = |m: String| SiteRefusal::InvalidParameters(format!("encoder recomputation: {m}"));
+        if self.round > self.rounds {
+            return Err(bad(format!("the study's {} rounds are averaged; no further round", self.rounds)));
+        }
+        let (next, _) = combine(std::slice::from_ref(sum), self.global.len(), self.round).map_err(|e| bad(e.to_string()))?;
+        if next.iter().any(|v| !v.is_finite()) {
+            return Err(bad(format!("the average of round {} is not finite", self.round)));
+        }
+        self.global = next;
+        self.round += 1;
+        Ok(())
+    }
+
+    /// Whether an encoder round is the one the replica asks next, with its weights.
+    pub fn expect_round(&self, round: u32, weights: &[f64]) -> Result<(), SiteRefusal> {
+        let bad = |m: String| Err(SiteRefusal::InvalidParameters(format!("encoder recomputation: {m}")));
+        if round > self.rounds {
+            return bad(format!("round {round}; the study plan trains {} rounds", self.rounds));
+        }
+        if round != self.round {
+            return bad(format!("round {round}; the study's averaging, from the sums of the sites' signed answers so far, is at round {}", self.round));
+        }
+        if weights != self.global {
+            return bad(format!(
+                "the weights of round {round} are not {}",
+                if round == 1 { "the study plan's initial weights".to_string() } else { format!("the average of the sites' signed answers to round {}", round - 1) }
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether `weights` are the study's final averaged weights (to embed with).
+    pub fn expect_final(&self, weights: &[f64]) -> Result<(), SiteRefusal> {
+        if self.round != self.rounds + 1 {
+            return Err(SiteRefusal::InvalidParameters(format!(
+                "encoder recomputation: embedding needs the study's {} rounds averaged first (at round {})",
+                self.rounds, self.round
+            )));
+        }
+        if weights != self.global {
+            return Err(SiteRefusal::InvalidParameters(
+                "encoder recomputation: the weights to embed with are not the average of the sites' signed answers to the last round".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,6 +525,48 @@ mod tests {
             for (a, b) in h1.iter().zip(&hk) {
                 assert!((a.loss_at_start - b.loss_at_start).abs() < 1e-12);
             }
+        }
+    }
+
+    /// A site's replica averages what the coordinator averages, from the sums alone, over 1, 4
+    /// and 7 uneven sites: every round's weights are the replica's bit for bit, and weights
+    /// moved by 1e-12, a round out of turn, or embedding before the last round or with other
+    /// weights are refused.
+    #[test]
+    fn replica_follows_the_honest_averaging_and_refuses_other_weights() {
+        use crate::algorithms::lasso::sum_of_answers;
+        let arch = arch();
+        let samples = cohort(&arch, 41);
+        let w0 = arch.initial_weights(9);
+        let t = fedsgd(9);
+        let rounds = 4;
+        for sizes in [&[41][..], &[10, 11, 9, 11], &[2, 9, 5, 1, 12, 4, 8]] {
+            let sites = split(&samples, sizes);
+            let mut replica = EncoderReplica::new(w0.clone(), rounds);
+            assert!(replica.expect_final(&w0).is_err(), "embedding before any round");
+            let mut w = w0.clone();
+            for round in 1..=rounds {
+                replica.expect_round(round, &w).unwrap_or_else(|e| panic!("round {round}, sites {sizes:?}: {e}"));
+                let mut moved = w.clone();
+                moved[7] += 1e-12;
+                assert!(replica.expect_round(round, &moved).is_err(), "weights moved by 1e-12");
+                assert!(replica.expect_round(round + 1, &w).is_err(), "a round out of turn");
+                let answers: Vec<SiteAggregate> = sites
+                    .iter()
+                    .enumerate()
+                    .map(|(k, s)| SiteAggregate::new(format!("site-{k:02}"), site_aggregate(&site_train(&arch, &w, s, &t, round), 0).unwrap()))
+                    .collect();
+                let sum = sum_of_answers(&answers).unwrap();
+                w = combine(std::slice::from_ref(&sum), w.len(), round).unwrap().0;
+                replica.absorb(&sum).unwrap();
+            }
+            assert!(replica.expect_round(rounds + 1, &w).is_err(), "a round past the plan's");
+            replica.expect_final(&w).unwrap();
+            let mut other = w.clone();
+            other[0] += 1e-9;
+            assert!(replica.expect_final(&other).is_err(), "embedding with other weights");
+            let (simulated, _) = simulate(&arch, &w0, &sites, &t, rounds);
+            assert_eq!(simulated, w, "sites {sizes:?}");
         }
     }
 
