@@ -193,6 +193,7 @@ impl StudyRunner<'_> {
                             architecture: d.architecture,
                             weights_sha256: d.weights_sha256.clone(),
                             weights_file: format!("deep/{}/weights.json", d.sequence),
+                            network: d.network.clone(),
                         }),
                 };
                 // A site may refuse one model (e.g. too many parameters for its patients); the

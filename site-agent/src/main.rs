@@ -60,6 +60,10 @@ enum Command {
         /// `<study output>/deep/<sequence>/weights.json` (checked against the model's hash).
         #[arg(long)]
         encoder: Option<PathBuf>,
+        /// For a model whose deep features come from the study's ONNX network: the folder
+        /// that holds the approved file (this site's networks_dir; checked by SHA-256).
+        #[arg(long)]
+        networks: Option<PathBuf>,
     },
     /// Approve a study: its plan (every setting that shapes a task) is recorded, and from then
     /// on this site answers that study's tasks under exactly this plan and checks each task
@@ -203,11 +207,12 @@ fn main() -> anyhow::Result<()> {
             println!("{n} features written to {}", args.out.display());
             Ok(())
         }
-        Command::Predict { model, manifest, out, harmonisation, encoder } => {
+        Command::Predict { model, manifest, out, harmonisation, encoder, networks } => {
             let m = site_agent::predict::load_model(&model)?;
             let inputs = site_agent::predict::PredictInputs {
                 harmonisation: harmonisation.iter().map(|p| site_agent::predict::load_harmonisation(p)).collect::<anyhow::Result<_>>()?,
                 encoder: encoder.as_deref().map(site_agent::predict::load_encoder).transpose()?,
+                networks_dir: networks,
             };
             let summary = site_agent::predict::predict(&m, &manifest, &out, &inputs)?;
             println!(

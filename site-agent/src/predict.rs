@@ -6,6 +6,11 @@
 //! clinical variables' columns. No outcome is needed. Output: one row per patient with the
 //! predicted probability and the call at the study's threshold, or the reason it could not
 //! be scored.
+//!
+//! Deep features (Models II and III) come from the study's encoder (its weights file, checked
+//! against the hash the model names) or from the study-supplied ONNX network the site holds
+//! (its file, run only if it hashes to the study's SHA-256), on the same 2.5D crop the site
+//! used in the study.
 
 use std::path::Path;
 
@@ -21,6 +26,7 @@ use fedrad_shared::algorithms::logistic;
 use fedrad_shared::clinical::PatientRecord;
 use std::collections::BTreeMap;
 
+use crate::onnx::{InputRecipe, Intensity, Network};
 use fedrad_radiomics::extract::extract_files;
 use fedrad_radiomics::settings::Settings;
 
@@ -82,18 +88,26 @@ pub fn load_encoder(path: &Path) -> anyhow::Result<EncoderWeights> {
     serde_json::from_str(&text).with_context(|| format!("{} is not a FedRad encoder weights file", path.display()))
 }
 
-/// What a model needs beside its file: this site's ComBat records and the study's encoder.
+/// What a model needs beside its file: this site's ComBat records, the study's encoder, or
+/// the folder that holds the study's ONNX network (the site's `networks_dir`).
 #[derive(Debug, Default)]
 pub struct PredictInputs {
     pub harmonisation: Vec<SiteHarmonisation>,
     pub encoder: Option<EncoderWeights>,
+    pub networks_dir: Option<std::path::PathBuf>,
+}
+
+/// Where a model's deep features come from at this site.
+enum DeepSource<'a> {
+    Encoder(Architecture, &'a [f64]),
+    Network(Network, InputRecipe),
 }
 
 /// The checked pieces of one model's feature row.
 struct Recipe<'a> {
     sequence: &'a str,
     radiomic_combat: Option<&'a SiteHarmonisation>,
-    deep: Option<(Architecture, &'a [f64], Option<&'a SiteHarmonisation>)>,
+    deep: Option<(DeepSource<'a>, Option<&'a SiteHarmonisation>)>,
 }
 
 fn recipe<'a>(model: &'a ModelFile, inputs: &'a PredictInputs) -> anyhow::Result<Recipe<'a>> {
@@ -140,10 +154,24 @@ fn recipe<'a>(model: &'a ModelFile, inputs: &'a PredictInputs) -> anyhow::Result
         let Some(recipe) = &model.deep else {
             bail!("model {} of {} has deep features but no recipe for them (a model file of an older FedRad)", model.model, model.sequence)
         };
+        if let Some(net) = &recipe.network {
+            let Some(dir) = &inputs.networks_dir else {
+                bail!(
+                    "this model's deep features come from the study's ONNX network {:?}: pass --networks <the folder that holds it> (this site's networks_dir; the file must hash to {})",
+                    net.file,
+                    net.sha256
+                )
+            };
+            let intensity =
+                Intensity::parse(&net.intensity).ok_or_else(|| anyhow::anyhow!("the model's network intensity {:?} is not one FedRad knows", net.intensity))?;
+            let input = InputRecipe { size: net.input_size, channels: net.channels, field_mm: net.field_mm, intensity };
+            input.validate().map_err(|e| anyhow::anyhow!("the model's network input: {e}"))?;
+            let network = Network::load(dir, &net.file, &net.sha256, &input)?;
+            let deep_combat = record(true)?;
+            return Ok(Recipe { sequence, radiomic_combat, deep: Some((DeepSource::Network(network, input), deep_combat)) });
+        }
         let Some(arch) = recipe.architecture else {
-            bail!(
-                "this model's deep features come from a study-supplied ONNX network, which `predict` does not run yet; Models I and III without deep features can be applied"
-            )
+            bail!("model {} of {} has deep features from neither an encoder nor a network (a damaged model file)", model.model, model.sequence)
         };
         let Some(encoder) = &inputs.encoder else {
             bail!("this model uses the study's encoder: pass --encoder <the study's output folder>/{} (SHA-256 {})", recipe.weights_file, recipe.weights_sha256)
@@ -153,7 +181,7 @@ fn recipe<'a>(model: &'a ModelFile, inputs: &'a PredictInputs) -> anyhow::Result
             bail!("the encoder weights given hash to {digest}, the model was fitted with {}: not the study's encoder", recipe.weights_sha256);
         }
         let deep_combat = record(true)?;
-        Some((arch, encoder.weights.as_slice(), deep_combat))
+        Some((DeepSource::Encoder(arch, encoder.weights.as_slice()), deep_combat))
     } else {
         None
     };
@@ -240,10 +268,22 @@ fn score_one(
         }
     };
     values = harmonise(recipe.radiomic_combat, values)?;
-    if let Some((arch, weights, deep_combat)) = &recipe.deep {
+    if let Some((source, deep_combat)) = &recipe.deep {
         let pair = crate::manifest::ImagePair { image, mask, roi: roi.map(str::to_string) };
-        let crop = crate::deep::crop_files(&pair, arch).map_err(|e| format!("deep features: {}", e.reason()))?;
-        let deep = encoder::embed(arch, weights, &crop);
+        let deep = match source {
+            DeepSource::Encoder(arch, weights) => {
+                let crop = crate::deep::crop_files(&pair, arch).map_err(|e| format!("deep features: {}", e.reason()))?;
+                encoder::embed(arch, weights, &crop)
+            }
+            DeepSource::Network(network, input) => {
+                let crop = crate::deep::crop_files(&pair, &input.crop_architecture()).map_err(|e| format!("deep features: {}", e.reason()))?;
+                let out = network.run(&input.input(&crop)).map_err(|e| format!("deep features: {e}"))?;
+                if out.iter().any(|v| !v.is_finite()) {
+                    return Err("deep features: the network gave non-finite outputs".into());
+                }
+                out
+            }
+        };
         names.extend(deep_feature_names(deep.len()));
         values.extend(harmonise(*deep_combat, deep)?);
     }

@@ -329,13 +329,16 @@ pub struct ModelFile {
 
 /// The deep features of a model: the study's federated encoder, named by the SHA-256 of its
 /// final weights (the weights themselves are in the study's `deep/<sequence>/weights.json`),
-/// or a study-supplied ONNX network (which `predict` does not run yet).
+/// or a study-supplied ONNX network (`network`: its file name, SHA-256 and input recipe; the
+/// file itself is the one hospital IT placed in the site's networks folder).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeepRecipe {
     pub architecture: Option<super::encoder::Architecture>,
     pub weights_sha256: String,
     /// Where the study wrote the weights, relative to its output folder.
     pub weights_file: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::plan::OnnxNetwork>,
 }
 
 // ---- site half: the squared-hinge round and the Platt round -------------------------------
