@@ -711,7 +711,8 @@ impl SiteEngine {
                 let folds = self.fold_count(&task.study_id);
                 let agg = selection::lasso_round(&data, t, folds, min, self.config.policy.max_parameter_ratio)?;
                 let run = LassoRun { features: t.features.as_ref(), standardiser: t.standardiser.as_ref(), family: t.family, max_block_columns: t.max_block_columns };
-                self.recompute_lasso(task, plan, task_digest, secure, folds, &run, &t.previous, &|r| r.expect_round(&t.points))?;
+                let step = self.recompute_lasso(task, plan, task_digest, secure, folds, &run, &t.previous, &|r| r.expect_round(&t.points))?;
+                self.commit_run(&task.study_id, step)?;
                 Ok(agg)
             }
             Some(task::Kind::CvLoss(t)) => {
@@ -720,7 +721,8 @@ impl SiteEngine {
                 let folds = self.fold_count(&task.study_id);
                 let agg = selection::cv_loss(&data, t, folds, min, self.config.policy.max_parameter_ratio)?;
                 let run = LassoRun { features: t.features.as_ref(), standardiser: t.standardiser.as_ref(), family: t.family, max_block_columns: t.max_block_columns };
-                self.recompute_lasso(task, plan, task_digest, secure, folds, &run, &t.previous, &|r| r.expect_cv(&t.points, t.path_length))?;
+                let step = self.recompute_lasso(task, plan, task_digest, secure, folds, &run, &t.previous, &|r| r.expect_cv(&t.points, t.path_length))?;
+                self.commit_run(&task.study_id, step)?;
                 Ok(agg)
             }
             Some(task::Kind::LogisticRound(t)) => {
@@ -743,13 +745,14 @@ impl SiteEngine {
                     let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
                     self.ledger(&task.study_id, plan).accept_searched_design(plan, t.design.as_ref())?;
                 }
-                self.recompute_fit(task, plan, task_digest, secure, t)?;
+                let step = self.recompute_fit(task, plan, task_digest, secure, t)?;
                 let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
                 // Pinned once a round passed every check (a refused round pins nothing), and
                 // before its answer leaves (a round with other features is then refused).
                 if let Some(rff) = &t.random_features {
                     self.ledger(&task.study_id, plan).pin_random_features(t.design.as_ref(), rff)?;
                 }
+                self.commit_run(&task.study_id, step)?;
                 self.ledger(&task.study_id, plan).record_fit(t).map_err(|e| Failure::Failed(format!("cannot record the fitted model: {e}")))?;
                 Ok(agg)
             }
@@ -778,12 +781,13 @@ impl SiteEngine {
                 let data = self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?;
                 let forest = t.objective == proto::TreeObjective::ForestCounts as i32;
                 let edges: Vec<Vec<f64>> = t.edges.iter().map(|e| e.edges.clone()).collect();
-                self.recompute_trees(task, plan, task_digest, secure, t)?;
+                let step = self.recompute_trees(task, plan, task_digest, secure, t)?;
                 // Edges are pinned by the first tree round this site answers for the design.
                 let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
                 let ledger = self.ledger(&task.study_id, plan);
                 let pin = ledger.accept_edges(t.design.as_ref(), t.standardiser.as_ref(), forest, &edges)?;
                 let agg = selection::tree_round(&data, t, min)?;
+                self.commit_run(&task.study_id, step)?;
                 pin.record().map_err(|e| Failure::Failed(format!("cannot record the bin edges: {e}")))?;
                 Ok(agg)
             }
@@ -809,8 +813,10 @@ impl SiteEngine {
             Some(task::Kind::EncoderRound(t)) => {
                 // Checked before the (costly) local training.
                 let encoder = (t.sequence.as_str(), t.architecture.as_ref(), &t.weights[..]);
-                self.recompute_encoder(task, plan, task_digest, secure, encoder, &t.previous, &|r| r.expect_round(t.round, &t.weights))?;
-                self.encoder_round(&task.study_id, t, plan)
+                let step = self.recompute_encoder(task, plan, task_digest, secure, encoder, &t.previous, &|r| r.expect_round(t.round, &t.weights))?;
+                let agg = self.encoder_round(&task.study_id, t, plan)?;
+                self.commit_run(&task.study_id, step)?;
+                Ok(agg)
             }
             Some(task::Kind::OnnxEmbed(t)) => {
                 let agg = self.onnx_embed(&task.study_id, t)?;
@@ -823,8 +829,9 @@ impl SiteEngine {
                 // forwarded answers against come in `peers`, verified as a secure sum's are.
                 let peers = self.embedding_peers(plan, t.peers.as_ref())?;
                 let encoder = (t.sequence.as_str(), t.architecture.as_ref(), &t.weights[..]);
-                self.recompute_encoder(task, plan, task_digest, peers.as_ref(), encoder, &t.previous, &|r| r.expect_final(&t.weights))?;
+                let step = self.recompute_encoder(task, plan, task_digest, peers.as_ref(), encoder, &t.previous, &|r| r.expect_final(&t.weights))?;
                 let agg = self.embed(&task.study_id, t, plan)?;
+                self.commit_run(&task.study_id, step)?;
                 self.tables.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| k.0 != task.study_id);
                 Ok(agg)
             }
@@ -1455,15 +1462,15 @@ impl SiteEngine {
     /// Checks `run_task` against its run in `runs` ([`crate::replay`]): who asks (this
     /// site, the task), the pins the task's secure sum verified, its study's disk and reply
     /// cache.
-    fn accept_run<R: crate::replay::Replay>(
+    fn accept_run<'a, R: crate::replay::Replay>(
         &self,
-        runs: &crate::replay::Runs<R>,
+        runs: &'a crate::replay::Runs<R>,
         task: &Task,
         task_digest: &str,
         secure: Option<&VerifiedSites>,
         plan_sites: &[String],
         run_task: crate::replay::RunTask<R>,
-    ) -> Result<(), Failure> {
+    ) -> Result<crate::replay::RunStep<'a, R>, Failure> {
         let study_dir = self.study_dir(&task.study_id);
         let round = crate::replay::Round {
             site_id: &self.config.site_id,
@@ -1475,8 +1482,13 @@ impl SiteEngine {
             verified: secure,
             study_dir: &study_dir,
         };
-        let charge = |bytes| self.charge_disk(&task.study_id, bytes);
-        runs.accept(&round, run_task, self.config.policy.unverified_rounds, &charge, |task_id| self.cached_answer(&task.study_id, task_id))
+        runs.check(&round, run_task, self.config.policy.unverified_rounds, |task_id| self.cached_answer(&task.study_id, task_id))
+    }
+
+    /// Records a run's step ([`crate::replay::RunStep::commit`]) on the study's disk use: called
+    /// once the task passed every other check, just before its answer leaves.
+    fn commit_run<R>(&self, study_id: &str, step: crate::replay::RunStep<R>) -> Result<(), Failure> {
+        step.commit(&|bytes| self.charge_disk(study_id, bytes))
     }
 
     /// Accepts a LASSO task only as the next task of its run (one per feature table),
@@ -1492,7 +1504,7 @@ impl SiteEngine {
         run: &LassoRun,
         previous: &[proto::SignedAnswer],
         expect: &dyn Fn(&LassoReplica) -> Result<(), SiteRefusal>,
-    ) -> Result<(), Failure> {
+    ) -> Result<crate::replay::RunStep<'_, LassoReplica>, Failure> {
         let features = run.features.ok_or_else(|| Failure::Refused(SiteRefusal::InvalidParameters("LASSO task without its feature columns".into())))?;
         let p = features.columns.len();
         let max_block = run.max_block_columns.map_or(usize::MAX, |c| c as usize);
@@ -1520,7 +1532,7 @@ impl SiteEngine {
         task_digest: &str,
         secure: Option<&VerifiedSites>,
         t: &proto::ClassifierRoundTask,
-    ) -> Result<(), Failure> {
+    ) -> Result<crate::replay::RunStep<'_, fedrad_shared::algorithms::classifiers::FitReplica>, Failure> {
         use fedrad_shared::algorithms::classifiers::{FitReplica, SITE_ALONE_C};
         use proto::ClassifierObjective as O;
         let invalid = |m: String| Failure::Refused(SiteRefusal::InvalidParameters(m));
@@ -1572,7 +1584,7 @@ impl SiteEngine {
         task_digest: &str,
         secure: Option<&VerifiedSites>,
         t: &proto::TreeRoundTask,
-    ) -> Result<(), Failure> {
+    ) -> Result<crate::replay::RunStep<'_, fedrad_shared::algorithms::trees::TreeReplica>, Failure> {
         use fedrad_shared::algorithms::trees::{self, EnsembleSettings, NodeRequest, TreeReplica};
         let invalid = |m: String| Failure::Refused(SiteRefusal::InvalidParameters(m));
         let width = crate::acceptance::design_width(t.design.as_ref());
@@ -1630,7 +1642,7 @@ impl SiteEngine {
         (sequence, architecture, weights): (&str, Option<&proto::EncoderArchitecture>, &[f64]),
         previous: &[proto::SignedAnswer],
         expect: &dyn Fn(&fedrad_shared::algorithms::fedavg::EncoderReplica) -> Result<(), SiteRefusal>,
-    ) -> Result<(), Failure> {
+    ) -> Result<crate::replay::RunStep<'_, fedrad_shared::algorithms::fedavg::EncoderReplica>, Failure> {
         let (sequence, arch) = encoder_task(sequence, architecture, weights)?;
         let initial = arch.initial_weights(plan.deep.local_training(plan.seed).seed);
         let key = crate::replay::key_of(&[sequence.as_bytes(), &architecture.map(|a| a.encode_to_vec()).unwrap_or_default()]);

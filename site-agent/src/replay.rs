@@ -28,6 +28,9 @@
 //! Each run's state is kept in `studies/<study>/<runs>/<slot>.log` (the run's key, then per
 //! accepted task its id, digest and the sum the replica absorbed before it), appended and
 //! synced before the answer leaves, so a restarted site rebuilds its replica by replaying it.
+//! A task's step is recorded only once the task passed every other check of the site
+//! ([`Runs::check`] gives a [`RunStep`] the engine commits): a task refused later leaves its
+//! run as it was.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -214,10 +217,8 @@ impl<R: Replay> Runs<R> {
         study_dir.join(self.folder).join(format!("{}.log", &key_of(&[plan_sha256.as_bytes(), slot.as_bytes()])[..32]))
     }
 
-    /// Checks a task against the run it belongs to and, if it is the run's next task, records
-    /// it. `charge` books the bytes a record adds to the study's disk use (refusing past its
-    /// bound), before they are written; `own_answer` reads this site's answer to an earlier
-    /// task of the study.
+    /// [`check`](Self::check)s a task and records it at once (tools and tests; the engine
+    /// commits only once every other check of the task passed).
     pub fn accept(
         &self,
         round: &Round,
@@ -226,10 +227,27 @@ impl<R: Replay> Runs<R> {
         charge: &dyn Fn(u64) -> Result<(), SiteRefusal>,
         own_answer: impl Fn(&str) -> Option<(String, proto::Aggregate)>,
     ) -> Result<(), Failure> {
+        self.check(round, task, unverified_allowed, own_answer)?.commit(charge)
+    }
+
+    /// Checks a task against the run it belongs to: if it is the run's next task, the step to
+    /// record, which [`RunStep::commit`] writes once the task passed every other check too (a
+    /// task refused later leaves the run as it was). `own_answer` reads this site's answer to
+    /// an earlier task of the study.
+    pub fn check(
+        &self,
+        round: &Round,
+        task: RunTask<R>,
+        unverified_allowed: bool,
+        own_answer: impl Fn(&str) -> Option<(String, proto::Aggregate)>,
+    ) -> Result<RunStep<'_, R>, Failure> {
         let alone = task.participants.len() == 1 && task.participants[0] == round.site_id;
+        let path = self.log_path(round.study_dir, round.plan_sha256, &task.slot);
+        let slot = (round.study_id.to_string(), round.plan_sha256.to_string(), task.slot.clone());
+        let unchanged = RunStep { runs: self, slot: slot.clone(), path: path.clone(), before: None, change: None };
         if !alone && round.verified.is_none() && round.plan_sites.len() > 1 {
             if unverified_allowed {
-                return Ok(());
+                return Ok(unchanged);
             }
             return Err(Failure::Refused(SiteRefusal::Precondition(format!(
                 "this site answers a {} only when it can recompute its points from every site's signed answers, and this study of {} sites pins no site keys; turn the study's secure aggregation on with the sites' keys ([secure_aggregation] enabled = true, site_keys from `coordinator certs pins`), or set this site's policy.unverified_rounds",
@@ -237,10 +255,8 @@ impl<R: Replay> Runs<R> {
                 round.plan_sites.len()
             ))));
         }
-        let path = self.log_path(round.study_dir, round.plan_sha256, &task.slot);
         let other_inputs = || refuse(format!("this site already took part in a {} of this study with other inputs; one run per {}", self.what, task.slot));
         let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
-        let slot = (round.study_id.to_string(), round.plan_sha256.to_string(), task.slot.clone());
         if !runs.contains_key(&slot) {
             // A restarted site: the run's log, replayed only with the inputs it was begun with.
             if logged_key(&path).is_some_and(|k| k != task.key) {
@@ -251,15 +267,27 @@ impl<R: Replay> Runs<R> {
             }
         }
         let existing = runs.get(&slot);
+        let before = existing.map(|r| r.last_task_digest.clone());
         if let Some(run) = existing {
             if run.key != task.key {
                 return other_inputs();
             }
             if run.last_task_digest == round.task_digest {
                 // The run's latest task again (its answer was not sent): same check, no step.
-                return (task.expect)(&run.replica).map_err(Failure::Refused);
+                return (task.expect)(&run.replica).map(|()| unchanged).map_err(Failure::Refused);
             }
         }
+        let step = |replica: R, record: Vec<u8>, new: bool| RunStep {
+            runs: self,
+            slot: slot.clone(),
+            path: path.clone(),
+            before: before.clone(),
+            change: Some(Change {
+                run: Run { key: task.key.clone(), replica, last_task_id: round.task_id.into(), last_task_digest: round.task_digest.into() },
+                record,
+                new,
+            }),
+        };
         if task.previous.is_empty() || task.opening.is_some() {
             // A run's first round (or the same run from its start again: the same points),
             // after the sum of the answers to the task it opens from, if it has one.
@@ -273,10 +301,9 @@ impl<R: Replay> Runs<R> {
                 None => None,
             };
             (task.expect)(&fresh).map_err(Failure::Refused)?;
-            charge(65 + frame(round.task_id, round.task_digest, opened.as_ref()).len() as u64).map_err(Failure::Refused)?;
-            write_new(&path, &task.key, round, opened.as_ref()).map_err(|e| Failure::Failed(format!("cannot record the {} in {}: {e}", self.what, path.display())))?;
-            runs.insert(slot, Run { key: task.key, replica: fresh, last_task_id: round.task_id.into(), last_task_digest: round.task_digest.into() });
-            return Ok(());
+            let mut record = format!("{}\n", task.key).into_bytes();
+            record.extend_from_slice(&frame(round.task_id, round.task_digest, opened.as_ref()));
+            return Ok(step(fresh, record, true));
         }
         let Some(run) = existing else {
             return refuse(format!("a task with answers to a previous round, but this site has no {} of these inputs: a run starts with its first round", self.what));
@@ -285,9 +312,46 @@ impl<R: Replay> Runs<R> {
         let mut replica = run.replica.clone();
         replica.absorb(&sum)?;
         (task.expect)(&replica).map_err(Failure::Refused)?;
-        charge(frame(round.task_id, round.task_digest, Some(&sum.aggregate)).len() as u64).map_err(Failure::Refused)?;
-        append(&path, round, &sum.aggregate).map_err(|e| Failure::Failed(format!("cannot record the {} in {}: {e}", self.what, path.display())))?;
-        runs.insert(slot, Run { key: task.key, replica, last_task_id: round.task_id.into(), last_task_digest: round.task_digest.into() });
+        Ok(step(replica, frame(round.task_id, round.task_digest, Some(&sum.aggregate)), false))
+    }
+}
+
+/// A run's next step, checked but not yet recorded.
+struct Change<R> {
+    run: Run<R>,
+    /// The bytes to write: a new log (key and first record), or a record to append.
+    record: Vec<u8>,
+    new: bool,
+}
+
+/// A task a run accepted ([`Runs::check`]): [`commit`](Self::commit) records it, once the task
+/// passed every other check and just before its answer leaves.
+#[must_use = "a run's step is recorded only by commit"]
+pub struct RunStep<'a, R> {
+    runs: &'a Runs<R>,
+    slot: (String, String, String),
+    path: PathBuf,
+    /// The run's last task when the step was checked (none: no run yet).
+    before: Option<String>,
+    /// `None`: nothing to record (a resend of the run's latest task, or an unverified study).
+    change: Option<Change<R>>,
+}
+
+impl<R> RunStep<'_, R> {
+    /// Records the step: books its bytes on the study's disk use (`charge`, refusing past its
+    /// bound), writes and syncs them, and makes it the run's state. A step of a run that moved
+    /// on since it was checked (another task of the run answered meanwhile) is refused.
+    pub fn commit(self, charge: &dyn Fn(u64) -> Result<(), SiteRefusal>) -> Result<(), Failure> {
+        let Some(change) = self.change else { return Ok(()) };
+        let what = self.runs.what;
+        let mut runs = self.runs.runs.lock().unwrap_or_else(|e| e.into_inner());
+        if runs.get(&self.slot).map(|r| &r.last_task_digest) != self.before.as_ref() {
+            return refuse(format!("another task of this {what} was answered while this one was computed; ask again"));
+        }
+        charge(change.record.len() as u64).map_err(Failure::Refused)?;
+        let written = if change.new { write_new(&self.path, &change.record) } else { append(&self.path, &change.record) };
+        written.map_err(|e| Failure::Failed(format!("cannot record the {what} in {}: {e}", self.path.display())))?;
+        runs.insert(self.slot, change.run);
         Ok(())
     }
 }
@@ -331,19 +395,17 @@ fn verified_sum(
     sum_of_answers(&answers).map_err(|e| Failure::Refused(SiteRefusal::InvalidParameters(format!("recomputation: the previous round's answers do not sum: {e}"))))
 }
 
-fn write_new(path: &Path, key: &str, round: &Round, opened: Option<&proto::Aggregate>) -> std::io::Result<()> {
+fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(path.parent().expect("a run log has a folder"))?;
-    let mut bytes = format!("{key}\n").into_bytes();
-    bytes.extend_from_slice(&frame(round.task_id, round.task_digest, opened));
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, &bytes)?;
+    std::fs::write(&tmp, bytes)?;
     std::fs::File::open(&tmp)?.sync_all()?;
     std::fs::rename(tmp, path)
 }
 
-fn append(path: &Path, round: &Round, sum: &proto::Aggregate) -> std::io::Result<()> {
+fn append(path: &Path, record: &[u8]) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new().append(true).open(path)?;
-    f.write_all(&frame(round.task_id, round.task_digest, Some(sum)))?;
+    f.write_all(record)?;
     f.sync_data()
 }
 

@@ -1548,7 +1548,13 @@ fn attacks_encoder() {
     let d3 = site.refused("embed with steered weights", with_previous(embed(steered.clone()), &answer));
     assert!(d3.contains("encoder recomputation"), "{d3}");
     // The study's own round 2 (the average, here the site's own weights) is answered.
-    site.answered("encoder round 2 at the average of round 1", with_previous(round(2, sent.clone(), planned.batch_size, planned.learning_rate), &answer));
+    let second = site.answered("encoder round 2 at the average of round 1", with_previous(round(2, sent.clone(), planned.batch_size, planned.learning_rate), &answer));
+    // A restart of the training from round 1 under a new task id is refused (past round 1)
+    // and leaves the run as it was: round 3, at the average of round 2, is still answered (a
+    // refused task used to reset the run, so the site could never embed; a red-team finding).
+    let d4 = site.refused("encoder round 1 again, once past it", round(1, initial.clone(), planned.batch_size, planned.learning_rate));
+    assert!(d4.contains("cannot start again"), "{d4}");
+    site.answered("encoder round 3 after a refused restart", with_previous(round(3, own_weights(&second), planned.batch_size, planned.learning_rate), &second));
     report(
         "encoder rounds steered towards chosen weights, then embed",
         "refused",
