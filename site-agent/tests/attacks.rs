@@ -1997,9 +1997,10 @@ fn attacks_tree_rounds() {
     }
     let worst = errs.iter().cloned().fold(0.0, f64::max);
     if !refused {
-        // GAP: thresholds and bin edges are the task's (not the bin edges the site recorded from
-        // the study's value histograms), and there is no ledger of node populations: two nodes one
-        // patient apart give that patient's row, to any resolution, and outcome (property 3).
+        // Reached only if a site answered both nodes: the thresholds and edges would then be
+        // the task's, and two nodes one patient apart give that patient's row, to any
+        // resolution, and outcome (property 3). Refused today: the thresholds are off the value
+        // grid, and every tree round is recomputed (property 2).
         report(
             "tree_round: two nodes one patient apart (boosting, 2 rounds per refinement)",
             "answered",
