@@ -2085,6 +2085,17 @@ fn attacks_tree_rounds() {
     let mut vals: Vec<(f64, bool)> = site.training().iter().map(|p| (zv(p.row[col as usize]), p.outcome)).collect();
     vals.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (mut grower, first) = first_tree_round(&site, &one, &one_std);
+    // The run's free inputs: a leaf size below the site's min_count is refused, and another
+    // leaf size (or base margin) starts no second ensemble on the design.
+    let d = site.refused("tree_round with leaves of one patient", task::Kind::TreeRound(proto::TreeRoundTask { min_leaf: 1, ..first.0.clone() }));
+    assert!(d.contains("leaves of 1 patients"), "{d}");
+    for (what, task) in [
+        ("a second ensemble with larger leaves", proto::TreeRoundTask { min_leaf: first.0.min_leaf + 1, ..first.0.clone() }),
+        ("a second ensemble at another base margin", proto::TreeRoundTask { base_margin: 0.5, ..first.0.clone() }),
+    ] {
+        let d = site.refused(what, task::Kind::TreeRound(task));
+        assert!(d.contains("one run per"), "{what}: {d}");
+    }
     // The lowest of the study's bin edges with 1 to 4 training patients below it.
     let below = |e: f64| vals.iter().filter(|v| v.0 < e).count();
     let edge = *first.0.edges[0].edges.iter().find(|&&e| (1..5).contains(&below(e))).expect("an edge isolating a few");
