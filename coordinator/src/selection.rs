@@ -243,10 +243,19 @@ impl StudyRunner<'_> {
         let step = format!("standardise.{seq}{suffix}");
         let moments = self
             .step(&step.clone(), async |s: &mut Self| {
-                let kind = task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(columns(table, digest, &all)) });
-                let answers = s.round(&step, 1, s.all_sites(kind)).await?;
-                let m = standardise::combine(&answers, p_all).map_err(|source| StudyError::Combine { step: step.clone(), source })?;
-                Ok((m, 1))
+                let mut run = standardise::MomentsRun::new(p_all);
+                let mut round = 0;
+                while let Some(request) = run.request() {
+                    let centre = match request {
+                        standardise::MomentsRequest::Sums => Vec::new(),
+                        standardise::MomentsRequest::Squares { centre } => centre,
+                    };
+                    round += 1;
+                    let kind = task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(columns(table, digest, &all)), centre });
+                    let answers = s.round(&step, round, s.all_sites(kind)).await?;
+                    run.absorb(&answers).map_err(|source| StudyError::Combine { step: step.clone(), source })?;
+                }
+                Ok((run.moments().expect("both rounds absorbed").clone(), round))
             })
             .await?;
         let standardisation = moments.standardisation();
@@ -314,9 +323,10 @@ impl StudyRunner<'_> {
             let step = format!("redundancy.{seq}{suffix}");
             let cols = candidates.clone();
             let threshold = settings.redundancy.threshold;
+            let std = standardiser_of(&cols);
             let (kept_pos, dropped) = self
                 .step(&step.clone(), async |s: &mut Self| {
-                    let kind = task::Kind::Correlation(proto::CorrelationTask { features: Some(columns(table, digest, &cols)) });
+                    let kind = task::Kind::Correlation(proto::CorrelationTask { features: Some(columns(table, digest, &cols)), standardiser: Some(std.to_proto()) });
                     let answers = s.round(&step, 1, s.all_sites(kind)).await?;
                     let c = correlation::combine(&answers, cols.len()).map_err(|source| StudyError::Combine { step: step.clone(), source })?;
                     Ok((correlation::redundancy_filter(&c.correlation(), &passed, threshold), 1))
@@ -543,7 +553,7 @@ impl StudyRunner<'_> {
                             .collect(),
                     });
                     let answers = s.round("clinical_model", round, s.all_sites(kind)).await.map_err(|e| e.to_string())?;
-                    logistic::combine(&answers, points).map_err(|e| e.to_string())
+                    logistic::combine_clinical(&answers, points).map_err(|e| e.to_string())
                 })
                 .await
                 .map_err(|detail| StudyError::Algorithm { step: "clinical_model".into(), detail })?;

@@ -33,10 +33,9 @@ fn main() {
     }))
     .expect("SVM fit");
     assert!(converged);
-    let moments = answers(&|r| standardise::site_moments(&z[r.clone()], &y[r.clone()], width, 1).expect("moments"));
-    let Scorer::NaiveBayes { log_prior, mean, variance } = classifiers::naive_bayes(&standardise::combine(&moments, width).expect("combine")) else {
-        unreachable!("naive_bayes returns a naive Bayes scorer")
-    };
+    let parts: Vec<(&[Vec<f64>], &[bool])> = sites.iter().map(|r| (&z[r.clone()], &y[r.clone()])).collect();
+    let moments = standardise::federated(&parts, width, |answers| answers);
+    let Scorer::NaiveBayes { log_prior, mean, variance } = classifiers::naive_bayes(&moments) else { unreachable!("naive_bayes returns a naive Bayes scorer") };
     println!(
         "{}",
         serde_json::json!({

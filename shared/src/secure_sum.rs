@@ -46,7 +46,10 @@
 //! losses, gradients, Hessian blocks and tree histograms on the study's standardised scale,
 //! which grow with the patient count N (Σ zᵢ² = N over the training cohort; binomial weights
 //! are ≤ ¼): of the order of N, a gradient entry at most N·max|z| ≤ N^1.5, a loss N·|η| at a
-//! linear predictor η — within range up to about 10 000 training patients.
+//! linear predictor η — within range up to about 10 000 training patients. The feature and
+//! design moments are sums on each feature's raw scale, which no single word holds at the
+//! precision a standardisation needs: they go in [`WIDE_DIGITS`] words per value, exact from
+//! 2⁻⁶⁰ up and within ±2¹²⁷ (see [`encode_wide`]).
 //!
 //! **What it does not hide.** The sum itself, with its patient count; whatever the task kinds
 //! that are not summed here reveal per site (they are listed in the README and the report);
@@ -108,6 +111,93 @@ impl Encoding {
     }
 }
 
+/// Raw-scale sums — the feature and design moments' Σx and Σ(x − c)² and ComBat's sums, on whatever scale a
+/// radiomic feature has (energies reach 10¹¹ and their squares 10²²; some texture features
+/// vary by 10⁻⁶) — go into [`WIDE_DIGITS`] words per value: the value·2¹¹² rounded to an
+/// integer (exact for every double from 2⁻⁶⁰ up, rounded by at most 2⁻¹¹³ below), written in
+/// signed base-2⁴⁸ digits, one per word. Each digit is summed modulo 2⁶⁴ like any word, and
+/// since a digit's sum over K sites stays within K·2⁴⁸ it is recovered exactly for up to 2¹⁵
+/// sites; the coordinator then carries between the digits. A sum must stay within ±2¹²⁷
+/// ≈ 1.7·10³⁸. Tensors whose names start with `raw.` use it.
+pub const WIDE_DIGITS: usize = 5;
+const DIGIT_BITS: u32 = 48;
+const WIDE_FRACTION_BITS: i32 = 112;
+
+/// The largest magnitude a wide sum can take (2¹²⁷).
+pub const WIDE_SUM_BOUND: f64 = 1.701_411_834_604_692_3e38;
+
+/// Whether the tensor named `name` holds raw-scale sums ([`WIDE_DIGITS`] words per value).
+pub fn is_wide(name: &str) -> bool {
+    name.starts_with("raw.")
+}
+
+fn words_per_value(name: &str) -> usize {
+    if is_wide(name) { WIDE_DIGITS } else { 1 }
+}
+
+/// `value` as [`WIDE_DIGITS`] signed base-2⁴⁸ digits of value·2¹¹²; `None` if not finite or
+/// |value| ≥ `bound` (at most [`WIDE_SUM_BOUND`]).
+pub fn encode_wide(value: f64, bound: f64) -> Option<[u64; WIDE_DIGITS]> {
+    if !value.is_finite() || value.abs() >= bound.min(WIDE_SUM_BOUND) {
+        return None;
+    }
+    let bits = value.abs().to_bits();
+    let (exponent, fraction) = (((bits >> 52) & 0x7ff) as i32, bits & ((1u64 << 52) - 1));
+    // |value| = mantissa · 2^power exactly.
+    let (mantissa, power) = if exponent == 0 { (fraction, -1074) } else { (fraction | (1u64 << 52), exponent - 1075) };
+    let shift = power + WIDE_FRACTION_BITS;
+    let (integer, first_digit) = if shift >= 0 {
+        (u128::from(mantissa) << (shift as u32 % DIGIT_BITS), (shift as u32 / DIGIT_BITS) as usize)
+    } else {
+        // Round half up below the grid (mantissa < 2⁵³, so the sum cannot overflow).
+        let down = (-shift) as u32;
+        (if down >= 64 { 0 } else { u128::from((mantissa + (1u64 << (down - 1))) >> down) }, 0)
+    };
+    let mask = (1u128 << DIGIT_BITS) - 1;
+    let mut digits = [0u64; WIDE_DIGITS];
+    for (i, digit) in digits.iter_mut().skip(first_digit).enumerate() {
+        let low_bit = DIGIT_BITS as usize * i;
+        let part = if low_bit < 128 { (integer >> low_bit) & mask } else { 0 };
+        *digit = if value < 0.0 { (part as i64).wrapping_neg() as u64 } else { part as u64 };
+    }
+    Some(digits)
+}
+
+/// The value summed digits stand for (the sum of [`encode_wide`]'s digits over sites, word by
+/// word modulo 2⁶⁴).
+pub fn decode_wide(words: &[u64]) -> f64 {
+    let base = 1i128 << DIGIT_BITS;
+    let carry = |d: &mut [i128]| {
+        for k in 0..d.len() - 1 {
+            let c = d[k].div_euclid(base);
+            d[k] -= c * base;
+            d[k + 1] += c;
+        }
+    };
+    let mut d: Vec<i128> = words.iter().map(|&w| i128::from(w as i64)).collect();
+    carry(&mut d);
+    // Sign and magnitude, so that the digits below the top add to it without cancelling.
+    let negative = d.last().is_some_and(|&top| top < 0);
+    if negative {
+        d.iter_mut().for_each(|x| *x = -*x);
+        carry(&mut d);
+    }
+    // The magnitude correctly rounded: at least 80 leading bits in a u128, and a sticky bit
+    // for any non-zero digit below them (it lies far below the rounding position).
+    let Some(top) = d.iter().rposition(|&x| x != 0) else { return 0.0 };
+    let mut integer = d[top] as u128;
+    let mut lowest = top;
+    while integer < 1u128 << 80 && lowest > 0 {
+        lowest -= 1;
+        integer = (integer << DIGIT_BITS) | d[lowest] as u128;
+    }
+    if d[..lowest].iter().any(|&x| x != 0) {
+        integer |= 1;
+    }
+    let magnitude = integer as f64 * 2f64.powi(DIGIT_BITS as i32 * lowest as i32 - WIDE_FRACTION_BITS);
+    if negative { -magnitude } else { magnitude }
+}
+
 /// The site id the coordinator gives a summed answer.
 pub const SUM_OF_SITES: &str = "sum-of-sites";
 
@@ -119,12 +209,13 @@ const KEY_LABEL: &[u8] = b"fedrad.v1 secure-sum key";
 /// fixed-point sum when it does not). LASSO rounds and their CV losses, classifier fitting
 /// rounds, tree-node histograms, the trees' value histograms, Mann–Whitney rank histograms,
 /// the DeLong placement sums (the second `paired_scores` round) and the encoder's FedAvg
-/// rounds (count-weighted weights and losses). The others are read per site (cohort counts,
-/// splits, folds, Table 1, feature and design moments, correlation, per-site AUC from the
-/// sparse score histograms and the first `paired_scores` round)
-/// or are on raw scales no fixed range holds (the clinical model's `logistic_round`, whose
-/// design is age in years and level indicators: its Hessian reaches 10⁹ and more) and stay
-/// plain; the report names both lists.
+/// rounds (count-weighted weights and losses), both rounds of the feature and design moments
+/// (counts and raw-scale sums in wide words, [`is_wide`]), the correlation's
+/// cross-products of standardised values and ComBat's sums before and after harmonising
+/// (raw scale, wide words), and the clinical model's logistic rounds (a raw design of age
+/// in years and level indicators, wide words). The others are read per site (cohort counts,
+/// splits, folds, Table 1, per-site AUC from the sparse score histograms and the first
+/// `paired_scores` round, embedding counts) and stay plain; the report names them.
 pub fn secure_summable(kind: &task::Kind) -> bool {
     match kind {
         task::Kind::LassoRound(_)
@@ -133,7 +224,13 @@ pub fn secure_summable(kind: &task::Kind) -> bool {
         | task::Kind::TreeRound(_)
         | task::Kind::RankHistogram(_)
         | task::Kind::ValueHistogram(_)
-        | task::Kind::EncoderRound(_) => true,
+        | task::Kind::EncoderRound(_)
+        | task::Kind::FeatureMoments(_)
+        | task::Kind::DesignMoments(_)
+        | task::Kind::Correlation(_)
+        | task::Kind::CombatSums(_)
+        | task::Kind::CombatApply(_)
+        | task::Kind::LogisticRound(_) => true,
         task::Kind::PairedScores(t) => !t.negatives.is_empty() || !t.positives.is_empty(),
         _ => false,
     }
@@ -405,13 +502,20 @@ fn pair_stream(own: &StaticSecret, peer_id: &str, peer: &PublicKey, info: &[u8])
 /// The words of an aggregate in fixed point: its patient count, then each tensor's values,
 /// each within ±(its encoding's sum bound)/`sites`.
 fn encode_aggregate(aggregate: &Aggregate, sites: usize) -> Result<Vec<u64>, SecureSumError> {
-    let n = 1 + aggregate.tensors.iter().map(|t| t.values.len()).sum::<usize>();
+    let n = 1 + aggregate.tensors.iter().map(|t| t.values.len() * words_per_value(&t.name)).sum::<usize>();
     let mut words = Vec::with_capacity(n);
     let count = aggregate.patient_count as f64;
     let fine = Encoding::FINE;
     let bound = fine.sum_bound() / sites as f64;
     words.push(fine.encode(count, bound).ok_or(SecureSumError::OutOfRange { tensor: "patient_count".into(), value: count, bound })?);
     for t in &aggregate.tensors {
+        if is_wide(&t.name) {
+            let bound = WIDE_SUM_BOUND / sites as f64;
+            for &v in &t.values {
+                words.extend(encode_wide(v, bound).ok_or_else(|| SecureSumError::OutOfRange { tensor: t.name.clone(), value: v, bound })?);
+            }
+            continue;
+        }
         let e = Encoding::of(&t.name);
         let bound = e.sum_bound() / sites as f64;
         for &v in &t.values {
@@ -445,6 +549,10 @@ fn shape_len(t: &Tensor) -> usize {
     t.shape.iter().map(|&d| d as usize).product()
 }
 
+fn word_len(t: &Tensor) -> usize {
+    shape_len(t) * words_per_value(&t.name)
+}
+
 /// Coordinator half: the sum of every site's answer to one round, as one answer from
 /// [`SUM_OF_SITES`]. Masked answers are added as words (the masks cancel only if every site
 /// of the round is there); plain ones are first encoded as a site would, so both give the same
@@ -452,7 +560,7 @@ fn shape_len(t: &Tensor) -> usize {
 pub fn combine(answers: &[SiteAggregate]) -> Result<SiteAggregate, CombineError> {
     let first = answers.first().ok_or(CombineError::NoSites)?;
     let layout: Vec<(&str, &[u64])> = first.aggregate.tensors.iter().map(|t| (t.name.as_str(), t.shape.as_slice())).collect();
-    let n = 1 + first.aggregate.tensors.iter().map(shape_len).sum::<usize>();
+    let n = 1 + first.aggregate.tensors.iter().map(word_len).sum::<usize>();
     let masked = !first.aggregate.masked.is_empty();
     let mut sum = vec![0u64; n];
     for a in answers {
@@ -489,8 +597,14 @@ pub fn combine(answers: &[SiteAggregate]) -> Result<SiteAggregate, CombineError>
         .tensors
         .iter()
         .map(|t| {
-            let e = Encoding::of(&t.name);
-            Tensor { name: t.name.clone(), shape: t.shape.clone(), values: words.by_ref().take(shape_len(t)).map(|&w| e.decode(w)).collect() }
+            let values = if is_wide(&t.name) {
+                let digits: Vec<u64> = words.by_ref().take(word_len(t)).copied().collect();
+                digits.chunks(WIDE_DIGITS).map(decode_wide).collect()
+            } else {
+                let e = Encoding::of(&t.name);
+                words.by_ref().take(shape_len(t)).map(|&w| e.decode(w)).collect()
+            };
+            Tensor { name: t.name.clone(), shape: t.shape.clone(), values }
         })
         .collect();
     Ok(SiteAggregate::new(SUM_OF_SITES, Aggregate { patient_count: count as u64, tensors, masked: Vec::new() }))
@@ -531,6 +645,7 @@ mod tests {
             .vector("n", vec![10.0 + x, 3.0 * x])
             .scalar("loss", 12.345_678_9 * x)
             .matrix("hessian", 2, 2, vec![1e-7 * x, -2.5e4 * x, 0.333 / x, 1e5 + x])
+            .vector("raw.sum", vec![1.234e11 * x, -3.3e-7 * x, 4.0e22 + x])
             .build()
     }
 
@@ -572,6 +687,47 @@ mod tests {
             {
                 assert!((h[e] - want).abs() <= k as f64 * 2f64.powi(-33), "{k} sites, element {e}: {} vs {want}", h[e]);
             }
+        }
+    }
+
+    #[test]
+    fn wide_words_hold_raw_scale_values_exactly_and_sum_them_without_cancelling() {
+        // Single values, from the smallest the grid holds exactly to beyond any radiomic
+        // feature's square, come back bit for bit.
+        for v in [0.0, 1.0, -1.0, 5.3, -5.3, 1e-6, -2.5e-13, 2f64.powi(-60), 1.0 + f64::EPSILON, 1.234e11, -3.7e22, 1e30, 1.7e38] {
+            let words = encode_wide(v, WIDE_SUM_BOUND).unwrap();
+            assert_eq!(decode_wide(&words), v, "{v:e}");
+        }
+        // Below 2^-60 the grid rounds by at most 2^-113.
+        for v in [1e-20, -3e-30, f64::MIN_POSITIVE] {
+            assert!((decode_wide(&encode_wide(v, WIDE_SUM_BOUND).unwrap()) - v).abs() <= 2f64.powi(-113), "{v:e}");
+        }
+        // A sum is exact where floating point cancels: 1e22 + 1 − 1e22 is 1, not 0.
+        let sum = |values: &[f64]| {
+            let mut total = [0u64; WIDE_DIGITS];
+            for &v in values {
+                for (t, w) in total.iter_mut().zip(encode_wide(v, WIDE_SUM_BOUND / values.len() as f64).unwrap()) {
+                    *t = t.wrapping_add(w);
+                }
+            }
+            decode_wide(&total)
+        };
+        assert_eq!(sum(&[1e22, 1.0, -1e22]), 1.0);
+        let small = sum(&[-1e-6, -2e-6, 0.5e-6]);
+        assert!((small + 2.5e-6).abs() <= f64::EPSILON * 2.5e-6, "{small:e}");
+        let many: Vec<f64> = (0..7).map(|i| 1.234_567_89e11 * (i as f64 + 0.5) - 3.0e10).collect();
+        let exact: f64 = many.iter().sum();
+        assert!((sum(&many) - exact).abs() <= 4.0 * f64::EPSILON * exact.abs(), "{} vs {exact}", sum(&many));
+        // Out of range or not finite: refused, per site within the bound over the sites.
+        assert!(encode_wide(WIDE_SUM_BOUND, WIDE_SUM_BOUND).is_none());
+        assert!(encode_wide(f64::NAN, WIDE_SUM_BOUND).is_none());
+        assert!(encode_wide(1e30, 1e30 / 2.0).is_none());
+        // Through the masks: the raw tensor of `aggregate` sums exactly over 4 sites.
+        let (masked, plain) = masked_answers(4, ROUND);
+        let want: Vec<f64> = (0..3).map(|e| plain.iter().map(|a| a.tensors[3].values[e]).sum::<f64>()).collect();
+        let got = combine(&masked).unwrap().vector("raw.sum", 3).unwrap().to_vec();
+        for e in 0..3 {
+            assert!((got[e] - want[e]).abs() <= 4.0 * f64::EPSILON * want[e].abs(), "element {e}: {} vs {}", got[e], want[e]);
         }
     }
 

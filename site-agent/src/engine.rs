@@ -698,13 +698,17 @@ impl SiteEngine {
                 self.record_folds(&task.study_id, f, &assignment)?;
                 Ok(agg)
             }
-            Some(task::Kind::FeatureMoments(t)) => selection::feature_moments(&self.training(plan, &task.study_id, t.features.as_ref())?, min),
+            Some(task::Kind::FeatureMoments(t)) => selection::feature_moments(&self.training(plan, &task.study_id, t.features.as_ref())?, &t.centre, min),
             Some(task::Kind::RankHistogram(t)) => {
                 let data = self.training(plan, &task.study_id, t.features.as_ref())?;
                 self.accept_feature_standardiser(plan, &task.study_id, t.features.as_ref(), t.standardiser.as_ref(), &data.x)?;
                 selection::rank_histogram(&data, t, min)
             }
-            Some(task::Kind::Correlation(t)) => selection::correlation(&self.training(plan, &task.study_id, t.features.as_ref())?, min),
+            Some(task::Kind::Correlation(t)) => {
+                let data = self.training(plan, &task.study_id, t.features.as_ref())?;
+                self.accept_feature_standardiser(plan, &task.study_id, t.features.as_ref(), t.standardiser.as_ref(), &data.x)?;
+                selection::correlation(&data, t, min)
+            }
             Some(task::Kind::LassoRound(t)) => {
                 let data = self.training(plan, &task.study_id, t.features.as_ref())?;
                 self.accept_feature_standardiser(plan, &task.study_id, t.features.as_ref(), t.standardiser.as_ref(), &data.x)?;
@@ -737,7 +741,7 @@ impl SiteEngine {
                 acceptance::clinical_models(plan, &rows, &t.models)?;
                 selection::logistic_round(records, &roles, &variables, &t.models, min, self.config.policy.max_parameter_ratio)
             }
-            Some(task::Kind::DesignMoments(t)) => selection::design_moments(&self.design(plan, &task.study_id, t.design.as_ref())?, min),
+            Some(task::Kind::DesignMoments(t)) => selection::design_moments(&self.design(plan, &task.study_id, t.design.as_ref())?, &t.centre, min),
             Some(task::Kind::ClassifierRound(t)) => {
                 let data = self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?;
                 let agg = selection::classifier_round(&data, t, min, self.config.policy.max_parameter_ratio)?;

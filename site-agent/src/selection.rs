@@ -173,9 +173,10 @@ pub fn assign_folds(records: &[PatientRecord], roles: &[CohortRole], task: &prot
     Ok((training.into_iter().map(|t| t.0).zip(fold).collect(), agg))
 }
 
-pub fn feature_moments(data: &TrainingData, min_count: u64) -> Result<proto::Aggregate, Failure> {
+/// One of the two rounds of the training moments (`centre` empty: the sums).
+pub fn feature_moments(data: &TrainingData, centre: &[f64], min_count: u64) -> Result<proto::Aggregate, Failure> {
     let p = data.x.first().map_or(0, |r| r.len());
-    Ok(standardise::site_moments(&data.x, &data.outcome, p, min_count)?)
+    Ok(standardise::site_moments(&data.x, &data.outcome, p, (!centre.is_empty()).then_some(centre), min_count)?)
 }
 
 pub fn rank_histogram(data: &TrainingData, t: &proto::RankHistogramTask, min_count: u64) -> Result<proto::Aggregate, Failure> {
@@ -184,9 +185,10 @@ pub fn rank_histogram(data: &TrainingData, t: &proto::RankHistogramTask, min_cou
     Ok(univariate::site_rank_histograms(&data.x, &data.outcome, &std, t.resolution, t.limit, min_count)?)
 }
 
-pub fn correlation(data: &TrainingData, min_count: u64) -> Result<proto::Aggregate, Failure> {
+pub fn correlation(data: &TrainingData, t: &proto::CorrelationTask, min_count: u64) -> Result<proto::Aggregate, Failure> {
     let p = data.x.first().map_or(0, |r| r.len());
-    Ok(correlation::site_comoments(&data.x, p, min_count)?)
+    let std = Standardiser::from_proto(t.standardiser.as_ref(), p)?;
+    Ok(correlation::site_comoments(&data.x, &std, min_count)?)
 }
 
 fn points(raw: &[proto::GlmPoint], p: usize, folds: u32) -> Result<Vec<GlmPoint>, Failure> {
@@ -250,7 +252,7 @@ pub fn logistic_round(
             Ok(logistic::ModelPoint { columns: m.columns.iter().map(|&c| c as usize).collect(), coefficients: m.coefficients.clone() })
         })
         .collect::<Result<_, _>>()?;
-    Ok(logistic::site_round(&x, &y, &points, min_count, max_ratio)?)
+    Ok(logistic::site_clinical_round(&x, &y, &points, min_count, max_ratio)?)
 }
 
 // ---- models ------------------------------------------------------------------------------
@@ -345,10 +347,11 @@ pub fn design_data(
     Ok(data)
 }
 
-pub fn design_moments(data: &DesignData, min_count: u64) -> Result<proto::Aggregate, Failure> {
+/// One of the two rounds of a design's training moments (`centre` empty: the sums).
+pub fn design_moments(data: &DesignData, centre: &[f64], min_count: u64) -> Result<proto::Aggregate, Failure> {
     let (rows, y): (Vec<Vec<f64>>, Vec<bool>) =
         data.rows.iter().zip(&data.role).zip(&data.outcome).filter(|((_, r), _)| **r == CohortRole::Training).map(|((x, _), y)| (x.clone(), *y)).unzip();
-    Ok(standardise::site_moments(&rows, &y, data.width(), min_count)?)
+    Ok(standardise::site_moments(&rows, &y, data.width(), (!centre.is_empty()).then_some(centre), min_count)?)
 }
 
 pub fn classifier_round(data: &DesignData, t: &proto::ClassifierRoundTask, min_count: u64, max_ratio: f64) -> Result<proto::Aggregate, Failure> {

@@ -149,14 +149,35 @@ fn site_with(name: &str, tls: Option<fedrad_shared::tls::TlsFiles>, edit: impl F
 
     // The training moments (Welch's screen asks them of every column).
     let all: Vec<u32> = (0..s.width as u32).collect();
-    let m = s.answered("feature moments", task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(s.features(&all)) }));
-    let (n0, m0, q0, f0) = (tensor(&m, "negative.count"), tensor(&m, "negative.mean"), tensor(&m, "negative.m2"), tensor(&m, "negative.nonfinite"));
-    let (n1, m1, q1, f1) = (tensor(&m, "positive.count"), tensor(&m, "positive.mean"), tensor(&m, "positive.m2"), tensor(&m, "positive.nonfinite"));
+    // A study that secure-sums gets them masked, so the harness computes them as the site does.
+    let roles = s.engine.load_split(STUDY).unwrap();
+    let (training, outcome): (Vec<Vec<f64>>, Vec<bool>) = s
+        .engine
+        .cohort
+        .records
+        .iter()
+        .zip(&roles)
+        .filter(|(_, role)| **role == CohortRole::Training)
+        .filter_map(|(r, _)| table.rows.get(&r.patient_id).map(|row| (row.clone(), r.outcome)))
+        .unzip();
+    let moments = |centre: Vec<f64>| {
+        if s.plan.secure_aggregation.is_some() {
+            let centre = (!centre.is_empty()).then_some(centre.as_slice());
+            fedrad_shared::algorithms::standardise::site_moments(&training, &outcome, s.width, centre, 1).unwrap()
+        } else {
+            s.answered("feature moments", task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(s.features(&all)), centre }))
+        }
+    };
+    let m = moments(Vec::new());
+    let (n0, x0, f0) = (tensor(&m, "negative.count"), tensor(&m, "raw.negative.sum"), tensor(&m, "negative.nonfinite"));
+    let (n1, x1, f1) = (tensor(&m, "positive.count"), tensor(&m, "raw.positive.sum"), tensor(&m, "positive.nonfinite"));
+    let centre: Vec<f64> = (0..s.width).map(|j| if n0[j] + n1[j] > 0.0 { (x0[j] + x1[j]) / (n0[j] + n1[j]) } else { 0.0 }).collect();
+    let m = moments(centre.clone());
+    let (q0, q1) = (tensor(&m, "raw.negative.squares"), tensor(&m, "raw.positive.squares"));
     for j in 0..s.width {
         let nt = n0[j] + n1[j];
-        let mean = (n0[j] * m0[j] + n1[j] * m1[j]) / nt;
-        let m2 = q0[j] + q1[j] + n0[j] * n1[j] / nt * (m0[j] - m1[j]).powi(2);
-        let sd = (m2 / nt).sqrt();
+        let mean = centre[j];
+        let sd = ((q0[j] + q1[j]) / nt).sqrt();
         s.mean.push(mean);
         s.sd.push(sd);
         if f0[j] + f1[j] == 0.0 && sd > 1e-9 * mean.abs().max(1.0) {
@@ -165,7 +186,6 @@ fn site_with(name: &str, tls: Option<fedrad_shared::tls::TlsFiles>, edit: impl F
     }
 
     // Ground truth from the site's own records and files.
-    let roles = s.engine.load_split(STUDY).unwrap();
     let folds: BTreeMap<String, u32> = std::fs::read_to_string(study_dir.join("folds.csv"))
         .unwrap()
         .lines()
@@ -311,7 +331,7 @@ fn combat_table(s: &Site, sequence: &str) -> proto::CombatTable {
 /// The coordinator's honest estimates from the site's sums (with one site, the pooled ones).
 fn combat_estimates(s: &Site, table: &proto::CombatTable) -> combat::CombatEstimates {
     let a = s.answered("combat sums", task::Kind::CombatSums(proto::CombatSumsTask { table: Some(table.clone()) }));
-    let (p, q) = (tensor(&a, "feature.sum").len(), tensor(&a, "covariate.sum").len());
+    let (p, q) = (tensor(&a, "raw.feature.sum").len(), tensor(&a, "raw.covariate.sum").len());
     combat::combine(&[fedrad_shared::aggregate::SiteAggregate::new("hospital-a", a)], p, q).unwrap().estimates().unwrap()
 }
 
@@ -753,7 +773,7 @@ fn attacks_steep_step_gradients() {
     let k = by_ebv.len() / 2;
     let (lo, hi) = (0.5 * (by_ebv[k - 1][ebv] + by_ebv[k][ebv]), 0.5 * (by_ebv[k][ebv] + by_ebv[k + 1][ebv]));
     let gradient = |t: f64| match clinical(t, max_b * 0.999) {
-        Reply::Answered(a) => Ok(tensor(&a, "gradient.0").to_vec()),
+        Reply::Answered(a) => Ok(tensor(&a, "raw.gradient.0").to_vec()),
         Reply::Refused(_, detail) => Err(detail),
         Reply::Failed(detail) => panic!("logistic_round at the bound failed: {detail}"),
     };
@@ -1159,7 +1179,7 @@ fn attacks_population_differencing() {
     let quota = |k: u64| (0.7 * k as f64 + 1e-9).floor() as u64;
     let (qn, qp) = (quota(n - pos), quota(pos));
     let summary = || task::Kind::CohortSummary(proto::CohortSummaryTask {});
-    let moments = || task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(site.features(&site.usable)) });
+    let moments = || task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(site.features(&site.usable)), centre: Vec::new() });
 
     // A second study the operator never approved (the same plan under another id): every task,
     // hence a second split whose quotas differ by one, is refused before anything is computed.
@@ -1367,6 +1387,21 @@ fn attacks_zoomed_histograms() {
     let tiny = proto::Standardiser { center: std.center.clone(), scale: std.scale.iter().map(|s| s * 1e-6).collect() };
     let d = site.refused("value_histogram with scale 1e-6 × SD", value(20, 6.0, tiny.clone()));
     assert!(d.contains("own SD"), "{d}");
+    // The correlation's standardiser (new with its secure sum): zoomed, refused as any other;
+    // the study's, answered; another centre for a column already pinned, refused.
+    let correlation = |std: &proto::Standardiser| task::Kind::Correlation(proto::CorrelationTask { features: features(), standardiser: Some(std.clone()) });
+    let d = site.refused("correlation with scale 1e-6 × SD", correlation(&tiny));
+    assert!(d.contains("own SD"), "{d}");
+    site.answered("the study's correlation", correlation(&std));
+    let moved = site.standardiser(&cols, 1.0, &BTreeMap::from([(cols[0], site.mean[cols[0] as usize] + site.sd[cols[0] as usize])]));
+    let d = site.refused("correlation centred one SD off the pinned centre", correlation(&moved));
+    assert!(d.contains("first used with"), "{d}");
+    // The moments' second round takes any centre, but finite, one per column.
+    let moments = |centre: Vec<f64>| task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: features(), centre });
+    let d = site.refused("feature_moments about a non-finite centre", moments(vec![f64::INFINITY, 0.0, 0.0]));
+    assert!(d.contains("not a finite number"), "{d}");
+    let d = site.refused("feature_moments with two centres for three columns", moments(vec![0.0, 0.0]));
+    assert!(d.contains("2 centres for 3 columns"), "{d}");
     site.refused(
         "lasso_round with scale 1e-6 × SD",
         task::Kind::LassoRound(proto::LassoRoundTask {
@@ -1827,7 +1862,7 @@ fn attacks_deep_table_differencing() {
         let columns = proto::FeatureColumns { sequence: "t2+deep".into(), catalogue_sha256: table.digest.clone(), columns: (0..table.names.len() as u32).collect() };
         (s, columns)
     };
-    let moments = |c: &proto::FeatureColumns| task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(c.clone()) });
+    let moments = |c: &proto::FeatureColumns| task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(c.clone()), centre: Vec::new() });
     // The attack: t2's moments were answered (every training patient); t2+deep lacks one.
     let (s, columns) = with_deep_table("deep-differencing", 1);
     let (reason, d) = s.refused_as(&s.plan, "feature_moments: t2+deep one patient short of t2", moments(&columns));

@@ -48,7 +48,8 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
 
     // Before any split or features: preconditions.
     let columns = |digest: &str, cols: Vec<u32>| proto::FeatureColumns { sequence: "t2".into(), catalogue_sha256: digest.into(), columns: cols };
-    let moments = |digest: &str, cols: Vec<u32>| Some(task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(columns(digest, cols)) }));
+    let moments =
+        |digest: &str, cols: Vec<u32>| Some(task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(columns(digest, cols)), centre: Vec::new() }));
     assert_eq!(refusal(&engine, &plan, "m0", moments("x", vec![0])).0, Precondition);
     assert_eq!(refusal(&engine, &plan, "unknown", None).0, InvalidParameters);
 
@@ -70,7 +71,10 @@ fn hostile_requests_are_refused_and_the_site_keeps_serving() {
     assert_eq!(refusal(&engine, &plan, "m2", moments(&digest, vec![p + 5])).0, InvalidParameters);
     let mut flair = columns(&digest, vec![0]);
     flair.sequence = "../../etc".into();
-    assert_eq!(refusal(&engine, &plan, "m3", Some(task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(flair) }))).0, InvalidParameters);
+    assert_eq!(
+        refusal(&engine, &plan, "m3", Some(task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(flair), centre: Vec::new() }))).0,
+        InvalidParameters
+    );
 
     // Folds other than the plan's: 50 folds of ~1 patient, none, another seed.
     let (reason, detail) = refusal(&engine, &plan, "folds50", Some(task::Kind::Folds(proto::FoldsTask { seed: 1, folds: 50 })));
@@ -364,7 +368,7 @@ fn hostile_mutated_task_bytes_never_crash_the_site() {
     let design = proto::ModelDesign { features: Some(features.clone()), variables: vec![], clinical_columns: vec![] };
     let std = common::standardiser_of(&table, &[0, 1, 2]);
     let seeds = [
-        task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(features.clone()) }),
+        task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(features.clone()), centre: Vec::new() }),
         task::Kind::ClassifierRound(proto::ClassifierRoundTask {
             design: Some(design.clone()),
             standardiser: Some(std.clone()),

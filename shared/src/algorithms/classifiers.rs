@@ -878,12 +878,8 @@ mod tests {
         let map = features.map(q - 1);
         let phi: Vec<Vec<f64>> = z.iter().map(|r| map.apply(r)).collect();
         let (rbf, rbf_ab) = fit_svm(&phi);
-        let moments: Vec<SiteAggregate> = sites
-            .iter()
-            .enumerate()
-            .map(|(k, r)| SiteAggregate::new(format!("s{k}"), standardise::site_moments(&z[r.clone()], &y[r.clone()], q - 1, 1).unwrap()))
-            .collect();
-        let nb = naive_bayes(&standardise::combine(&moments, q - 1).unwrap());
+        let parts: Vec<(&[Vec<f64>], &[bool])> = sites.iter().map(|r| (&z[r.clone()], &y[r.clone()])).collect();
+        let nb = naive_bayes(&standardise::federated(&parts, q - 1, |answers| answers));
         vec![
             Scorer::Logistic { intercept: lr[0], coefficients: lr[1..].to_vec() },
             Scorer::LinearSvm { intercept: svm[0], coefficients: svm[1..].to_vec(), platt_a: ab[0], platt_b: ab[1] },

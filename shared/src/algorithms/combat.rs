@@ -22,10 +22,10 @@
 //! cross-products — the coordinator [`combine`]s them and computes
 //! [`CombatSums::estimates`] (α, β, σ², x̄), and every site [`site_harmonise`]s its own rows:
 //! z, γ̂, δ̂, the priors and γ*, δ* are not sent. Every quantity the coordinator uses is a sum
-//! over sites (no site indicator column), which is what secure aggregation needs; the sums are
-//! not secure-summed yet, because raw feature values exceed its fixed-point range (see the
-//! README), so today each site's sums before and after are read per site, and with them its
-//! feature means and spreads and so its location and scale adjustment.
+//! over sites (no site indicator column), which is what secure aggregation needs: in a study
+//! that secure-sums, the sums travel masked, on their raw scales in wide fixed-point words
+//! (`crate::secure_sum::encode_wide`), and the coordinator learns their totals only (each
+//! site also answers a 1, so the total says how many sites took part).
 //!
 //! **Patients.** The estimation rows are the site's training patients with a feature row and
 //! every covariate. Other patients (validation, or a covariate missing) are harmonised as
@@ -236,12 +236,13 @@ pub fn site_sums(y: &[Vec<f64>], x: &[Vec<f64>], p: usize, q: usize, outcome: Op
         }
     }
     Ok(AggregateBuilder::new(n as u64)
-        .vector("covariate.sum", x_sum)
-        .matrix("covariate.cross", q, q, xx)
-        .vector("feature.sum", y_sum)
-        .matrix("covariate_feature.cross", q, p, xy)
-        .vector("feature.within", within)
-        .vector("feature.between", between)
+        .scalar("sites", 1.0)
+        .vector("raw.covariate.sum", x_sum)
+        .matrix("raw.covariate.cross", q, q, xx)
+        .vector("raw.feature.sum", y_sum)
+        .matrix("raw.covariate_feature.cross", q, p, xy)
+        .vector("raw.feature.within", within)
+        .vector("raw.feature.between", between)
         .vector("feature.nonfinite", nonfinite)
         .build())
 }
@@ -543,13 +544,14 @@ pub fn combine(answers: &[SiteAggregate], p: usize, q: usize) -> Result<CombatSu
     let add = |acc: &mut [f64], v: &[f64]| acc.iter_mut().zip(v).for_each(|(a, b)| *a += b);
     for a in answers {
         s.n += a.patient_count();
-        s.sites += usize::from(a.patient_count() > 0);
-        add(&mut s.x_sum, a.vector("covariate.sum", q)?);
-        add(&mut s.xx, a.vector("covariate.cross", q * q)?);
-        add(&mut s.y_sum, a.vector("feature.sum", p)?);
-        add(&mut s.xy, a.vector("covariate_feature.cross", q * p)?);
-        add(&mut s.within, a.vector("feature.within", p)?);
-        add(&mut s.between, a.vector("feature.between", p)?);
+        // Each site answers 1 here, so a secure sum still says how many sites took part.
+        s.sites += a.counts("sites", 1)?[0] as usize;
+        add(&mut s.x_sum, a.vector("raw.covariate.sum", q)?);
+        add(&mut s.xx, a.vector("raw.covariate.cross", q * q)?);
+        add(&mut s.y_sum, a.vector("raw.feature.sum", p)?);
+        add(&mut s.xy, a.vector("raw.covariate_feature.cross", q * p)?);
+        add(&mut s.within, a.vector("raw.feature.within", p)?);
+        add(&mut s.between, a.vector("raw.feature.between", p)?);
         for (acc, c) in s.nonfinite.iter_mut().zip(a.counts("feature.nonfinite", p)?) {
             *acc += c;
         }

@@ -123,7 +123,38 @@ pub fn site_round(x: &[Vec<f64>], y: &[bool], models: &[ModelPoint], min_count: 
     Ok(b.vector("loglik", logliks).build())
 }
 
+/// The clinical model's round: [`site_round`] on the raw design (age in years, level
+/// indicators), whose information matrices reach 10⁹ and more, with its tensors named `raw.*`
+/// so that a study that secure-sums carries them in wide fixed-point words
+/// (`crate::secure_sum::encode_wide`); [`combine_clinical`] reads them.
+pub fn site_clinical_round(x: &[Vec<f64>], y: &[bool], models: &[ModelPoint], min_count: u64, max_ratio: f64) -> Result<Aggregate, SiteRefusal> {
+    let mut answer = site_round(x, y, models, min_count, max_ratio)?;
+    for t in &mut answer.tensors {
+        t.name = format!("{RAW}{}", t.name);
+    }
+    Ok(answer)
+}
+
+const RAW: &str = "raw.";
+
 // ---- coordinator half --------------------------------------------------------------------
+
+/// [`combine`] of [`site_clinical_round`] answers (every site's, or their one sum).
+pub fn combine_clinical(answers: &[SiteAggregate], models: &[ModelPoint]) -> Result<ModelTotals, CombineError> {
+    let unprefixed: Vec<SiteAggregate> = answers
+        .iter()
+        .map(|a| {
+            let mut a = a.clone();
+            for t in &mut a.aggregate.tensors {
+                if let Some(name) = t.name.strip_prefix(RAW) {
+                    t.name = name.to_string();
+                }
+            }
+            a
+        })
+        .collect();
+    combine(&unprefixed, models)
+}
 
 /// Summed (n, log-likelihood, gradient, information) per model.
 pub fn combine(answers: &[SiteAggregate], models: &[ModelPoint]) -> Result<ModelTotals, CombineError> {
@@ -456,18 +487,23 @@ mod tests {
         let x: Vec<Vec<f64>> = recs.iter().map(|r| design_row(r, &vars).unwrap()).collect();
         let y: Vec<bool> = recs.iter().map(|r| r.outcome).collect();
         let mut results = Vec::new();
-        for sizes in [vec![229], vec![73, 62, 53, 41], vec![25, 60, 21, 40, 17, 50, 16]] {
+        // Each partition twice: the sites' answers as they are, and summed in fixed point (wide
+        // words: the raw design) as the coordinator sums them from two sites on.
+        for (sizes, fixed_point) in [vec![229], vec![73, 62, 53, 41], vec![25, 60, 21, 40, 17, 50, 16]].into_iter().flat_map(|s| [(s.clone(), false), (s, true)]) {
             let model = block_on_ready(clinical_model(&vars, 0.05, usize::MAX, async |points: &[ModelPoint]| {
                 let mut answers = Vec::new();
                 let mut start = 0;
                 for (k, s) in sizes.iter().enumerate() {
                     answers.push(SiteAggregate::new(
                         format!("s{k}"),
-                        site_round(&x[start..start + s], &y[start..start + s], points, 1, f64::INFINITY).map_err(|e| e.to_string())?,
+                        site_clinical_round(&x[start..start + s], &y[start..start + s], points, 1, f64::INFINITY).map_err(|e| e.to_string())?,
                     ));
                     start += s;
                 }
-                combine(&answers, points).map_err(|e| e.to_string())
+                if fixed_point && answers.len() > 1 {
+                    answers = vec![crate::secure_sum::combine(&answers).map_err(|e| e.to_string())?];
+                }
+                combine_clinical(&answers, points).map_err(|e| e.to_string())
             }))
             .unwrap();
             results.push(model);

@@ -188,16 +188,16 @@ mod tests {
         let pooled_moments = standardise::pooled(&x, &outcome, 40);
         let pooled_welch = welch(&pooled_moments, &columns);
         for sizes in [vec![229], vec![73, 62, 53, 41], vec![25, 60, 21, 40, 17, 50, 16]] {
-            let mut moments = Vec::new();
+            let mut sites = Vec::new();
             let mut histograms = Vec::new();
             let mut start = 0;
             for (k, s) in sizes.iter().enumerate() {
                 let r = start..start + s;
-                moments.push(SiteAggregate::new(format!("s{k}"), standardise::site_moments(&x[r.clone()], &outcome[r.clone()], 40, 1).unwrap()));
+                sites.push((&x[r.clone()], &outcome[r.clone()]));
                 histograms.push(SiteAggregate::new(format!("s{k}"), site_rank_histograms(&x[r.clone()], &outcome[r.clone()], &std, 0.01, 8.0, 1).unwrap()));
                 start += s;
             }
-            let fed = welch(&standardise::combine(&moments, 40).unwrap(), &columns);
+            let fed = welch(&standardise::federated(&sites, 40, |answers| answers), &columns);
             for (a, b) in fed.iter().zip(&pooled_welch) {
                 assert!((a.statistic - b.statistic).abs() < 1e-10 && (a.p_value - b.p_value).abs() < 1e-10);
             }
