@@ -50,6 +50,10 @@ pub struct DemoArgs {
     /// Federated rounds of the encoder per sequence.
     #[arg(long, default_value_t = 20)]
     pub deep_rounds: u32,
+    /// Put a delay line of this round-trip time (milliseconds) between the site agents and the
+    /// coordinator, to measure the study over a wide-area link on one machine (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub rtt_ms: u64,
     /// Path of the site-agent binary (default: next to this one).
     #[arg(long)]
     pub site_agent: Option<PathBuf>,
@@ -157,7 +161,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             issued: Some(pki_dir.join("issued.txt")),
         };
         let server = crate::start_server(&cfg).await?;
-        let url = format!("https://localhost:{}", server.addr.port());
+        // The agents dial the coordinator directly, or through a delay line of the given RTT.
+        let delay_line = match args.rtt_ms {
+            0 => None,
+            ms => Some(crate::delay_line::start(server.addr, std::time::Duration::from_millis(ms)).await?),
+        };
+        let url = format!("https://localhost:{}", delay_line.as_ref().map_or(server.addr.port(), |l| l.addr.port()));
 
         let sizes = match &args.hospital_sizes {
             Some(s) => s.iter().map(|n| n.to_string()).collect::<Vec<_>>().join("-"),
@@ -224,6 +233,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             agents.0.push(child);
         }
         println!("coordinator on {url}; the study's plan approved at every site; site agents started (logs in {}/sites/*/agent.log)", out.display());
+        if delay_line.is_some() {
+            println!("every byte between the agents and the coordinator is delayed by {} ms each way (--rtt-ms {})", args.rtt_ms / 2, args.rtt_ms);
+        }
 
         let progress = crate::TerminalProgress::default();
         let results = crate::study::StudyRunner::new(server.hub.clone(), study, &progress).run().await?;

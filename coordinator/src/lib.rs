@@ -4,6 +4,7 @@
 pub mod comparison;
 pub mod config;
 pub mod deep;
+pub mod delay_line;
 pub mod demo;
 pub mod harmonisation;
 pub mod html;
