@@ -40,7 +40,9 @@ pub struct DemoArgs {
     #[arg(long)]
     pub no_deep: bool,
     /// Run without secure aggregation (the results are the same; the coordinator then sees
-    /// each site's answers).
+    /// each site's answers). The plan then pins no site keys, so the sites cannot check the
+    /// signed answers that recomputation forwards: the demo's sites are configured to answer
+    /// such rounds anyway (`policy.unverified_rounds = true`), which a hospital should not do.
     #[arg(long)]
     pub no_secure_aggregation: bool,
     /// Harmonise site effects with ComBat (parametric, protecting the outcome and age) before
@@ -219,6 +221,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 std::fs::remove_dir_all(&previous)?;
             }
             write_site_config(&config, site, &url, manifest, &dir.join("work"), &dir.join("tls"))?;
+            if args.no_secure_aggregation {
+                let mut text = std::fs::read_to_string(&config)?;
+                text.push_str(
+                    "# --no-secure-aggregation: no pinned keys, so recomputed rounds cannot be checked
+unverified_rounds = true
+",
+                );
+                std::fs::write(&config, text)?;
+            }
             let approved = Command::new(&agent_bin).args(["approve", "--config"]).arg(&config).arg("--plan").arg(&plan_file).stdout(Stdio::null()).status()?;
             anyhow::ensure!(approved.success(), "site {site} could not approve the study plan {}", plan_file.display());
             let log = std::fs::File::create(dir.join("agent.log"))?;

@@ -323,18 +323,9 @@ impl StudyRunner<'_> {
         let mut round = 0u64;
         // 1. Moments of the design over training (two rounds of sums): standardiser and naive Bayes.
         let width = design.features.as_ref().map_or(0, |f| f.columns.len()) + design.clinical_columns.len();
-        let mut run = standardise::MomentsRun::new(width);
-        while let Some(request) = run.request() {
-            let centre = match request {
-                standardise::MomentsRequest::Sums => Vec::new(),
-                standardise::MomentsRequest::Squares { centre } => centre,
-            };
-            round += 1;
-            let kind = task::Kind::DesignMoments(proto::DesignMomentsTask { design: Some(design.clone()), centre });
-            let answers = self.round(step, round, self.all_sites(kind)).await?;
-            run.absorb(&answers).map_err(|source| StudyError::Combine { step: step.into(), source })?;
-        }
-        let moments = run.moments().expect("both rounds absorbed").clone();
+        let (moments, last) =
+            self.moments(step, round, width, |centre| task::Kind::DesignMoments(proto::DesignMomentsTask { design: Some(design.clone()), centre })).await?;
+        round = last;
         let st = moments.standardisation();
         if !st.dropped.is_empty() {
             return Err(algorithm_error(step)(format!("{} design column(s) are constant or non-finite over the training cohort", st.dropped.len())));

@@ -243,19 +243,7 @@ impl StudyRunner<'_> {
         let step = format!("standardise.{seq}{suffix}");
         let moments = self
             .step(&step.clone(), async |s: &mut Self| {
-                let mut run = standardise::MomentsRun::new(p_all);
-                let mut round = 0;
-                while let Some(request) = run.request() {
-                    let centre = match request {
-                        standardise::MomentsRequest::Sums => Vec::new(),
-                        standardise::MomentsRequest::Squares { centre } => centre,
-                    };
-                    round += 1;
-                    let kind = task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(columns(table, digest, &all)), centre });
-                    let answers = s.round(&step, round, s.all_sites(kind)).await?;
-                    run.absorb(&answers).map_err(|source| StudyError::Combine { step: step.clone(), source })?;
-                }
-                Ok((run.moments().expect("both rounds absorbed").clone(), round))
+                s.moments(&step, 0, p_all, |centre| task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(columns(table, digest, &all)), centre })).await
             })
             .await?;
         let standardisation = moments.standardisation();

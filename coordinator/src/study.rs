@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fedrad_shared::aggregate::SiteAggregate;
-use fedrad_shared::algorithms::{CombineError, cohort_summary, extraction, split, table1};
+use fedrad_shared::algorithms::{CombineError, cohort_summary, extraction, split, standardise, table1};
 use fedrad_shared::clinical::{VariableKind, VariableSpec};
 use fedrad_shared::proto::{self, Task, task, task_reply};
 use fedrad_shared::secure_sum;
@@ -323,6 +323,31 @@ impl<'a> StudyRunner<'a> {
     /// The largest `min_count` the connected sites published: tree leaves never go below it.
     pub(crate) fn largest_min_count(&self) -> u64 {
         self.policies.values().map(|p| p.min_count).max().unwrap_or(1)
+    }
+
+    /// The two rounds of the training moments of a feature table or model design
+    /// ([`standardise::MomentsRun`]), as rounds `after + 1` and `after + 2` of `step`; `task`
+    /// makes the task from round 2's centres (none for round 1). Returns the moments and the
+    /// step's last round.
+    pub(crate) async fn moments(
+        &mut self,
+        step: &str,
+        after: u64,
+        width: usize,
+        task: impl Fn(Vec<f64>) -> task::Kind,
+    ) -> Result<(standardise::FeatureMoments, u64), StudyError> {
+        let mut run = standardise::MomentsRun::new(width);
+        let mut round = after;
+        while let Some(request) = run.request() {
+            let centre = match request {
+                standardise::MomentsRequest::Sums => Vec::new(),
+                standardise::MomentsRequest::Squares { centre } => centre,
+            };
+            round += 1;
+            let answers = self.round(step, round, self.all_sites(task(centre))).await?;
+            run.absorb(&answers).map_err(|source| StudyError::Combine { step: step.into(), source })?;
+        }
+        Ok((run.moments().expect("both rounds absorbed").clone(), round))
     }
 
     pub(crate) fn all_sites(&self, kind: task::Kind) -> BTreeMap<String, task::Kind> {
