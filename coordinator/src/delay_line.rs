@@ -5,8 +5,10 @@
 //! relay on a loopback port: every chunk of bytes it reads from one side is written to the other
 //! `rtt / 2` after it arrived, in order, so every byte of the TLS stream — handshakes, tasks,
 //! answers, keep-alives — takes the round-trip time there and back, as over a long link. It
-//! adds no bandwidth limit and no loss, and it buffers what the receiver has not yet read (as
-//! a router's queue would), so the figures it gives are those of latency alone.
+//! adds no bandwidth limit and no loss, and it buffers what the receiver has not yet read (up
+//! to 64 MiB each way, as a router's queue would), so the figures it gives are those of
+//! latency alone. It is a benchmark tool: it listens on loopback only, and the coordinator sees
+//! every agent behind it as 127.0.0.1.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -37,7 +39,7 @@ pub async fn start(upstream: SocketAddr, rtt: Duration) -> std::io::Result<Delay
     let accept = tokio::spawn(async move {
         while let Ok((downstream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let Ok(upstream) = TcpStream::connect(upstream).await else { return };
+                let Ok(Ok(upstream)) = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(upstream)).await else { return };
                 let _ = (downstream.set_nodelay(true), upstream.set_nodelay(true));
                 let (down_read, down_write) = downstream.into_split();
                 let (up_read, up_write) = upstream.into_split();
@@ -50,11 +52,13 @@ pub async fn start(upstream: SocketAddr, rtt: Duration) -> std::io::Result<Delay
 
 /// Copies `from` to `to`, each chunk `delay` after it was read.
 async fn relay(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, delay: Duration) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    // At most 1 024 chunks of 64 KiB in flight each way (64 MiB): a sender faster than its
+    // receiver waits, as behind a full router queue, instead of growing memory.
+    let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(1024);
     let reader = async move {
         let mut buf = vec![0u8; 64 * 1024];
         while let Ok(n) = from.read(&mut buf).await {
-            if n == 0 || tx.send((Instant::now() + delay, buf[..n].to_vec())).is_err() {
+            if n == 0 || tx.send((Instant::now() + delay, buf[..n].to_vec())).await.is_err() {
                 break;
             }
         }

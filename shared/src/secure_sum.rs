@@ -48,7 +48,7 @@
 //! are ≤ ¼): of the order of N, a gradient entry at most N·max|z| ≤ N^1.5, a loss N·|η| at a
 //! linear predictor η — within range up to about 10 000 training patients. The feature and
 //! design moments are sums on each feature's raw scale, which no single word holds at the
-//! precision a standardisation needs: they go in [`WIDE_DIGITS`] words per value, exact from
+//! precision a standardisation needs: they go in [`WIDE_WORDS`] words per value, exact from
 //! 2⁻⁶⁰ up and within ±2¹²⁷ (see [`encode_wide`]).
 //!
 //! **What it does not hide.** The sum itself, with its patient count; whatever the task kinds
@@ -111,33 +111,35 @@ impl Encoding {
     }
 }
 
-/// Raw-scale sums — the feature and design moments' Σx and Σ(x − c)² and ComBat's sums, on whatever scale a
-/// radiomic feature has (energies reach 10¹¹ and their squares 10²²; some texture features
-/// vary by 10⁻⁶) — go into [`WIDE_DIGITS`] words per value: the value·2¹¹² rounded to an
-/// integer (exact for every double from 2⁻⁶⁰ up, rounded by at most 2⁻¹¹³ below), written in
-/// signed base-2⁴⁸ digits, one per word. Each digit is summed modulo 2⁶⁴ like any word, and
-/// since a digit's sum over K sites stays within K·2⁴⁸ it is recovered exactly for up to 2¹⁵
-/// sites; the coordinator then carries between the digits. A sum must stay within ±2¹²⁷
-/// ≈ 1.7·10³⁸. Tensors whose names start with `raw.` use it.
-pub const WIDE_DIGITS: usize = 5;
-const DIGIT_BITS: u32 = 48;
+/// Raw-scale sums — the feature and design moments' Σx and Σ(x − c)², ComBat's sums and the
+/// clinical model's rounds, on whatever scale a radiomic feature or a clinical variable has
+/// (energies reach 10¹¹ and their squares 10²²; some texture features vary by 10⁻⁶) — go into
+/// [`WIDE_WORDS`] words per value: the value·2¹¹² rounded to an integer (exact for every double
+/// from 2⁻⁶⁰ up, rounded by at most 2⁻¹¹³ below), as one two's-complement integer modulo
+/// 2³²⁰, least significant word first. Masks and sums are added as such integers, with the
+/// carry from word to word: a word-by-word sum would tell the coordinator each word's total
+/// over the sites before carrying, hence how many times the sites' values cross each word
+/// boundary, which chosen moments' centres could turn into one site's moments. A sum must stay
+/// within ±2¹²⁷ ≈ 1.7·10³⁸. Tensors whose names start with `raw.` use it.
+pub const WIDE_WORDS: usize = 5;
 const WIDE_FRACTION_BITS: i32 = 112;
 
 /// The largest magnitude a wide sum can take (2¹²⁷).
 pub const WIDE_SUM_BOUND: f64 = 1.701_411_834_604_692_3e38;
 
-/// Whether the tensor named `name` holds raw-scale sums ([`WIDE_DIGITS`] words per value).
+/// Whether the tensor named `name` holds raw-scale sums ([`WIDE_WORDS`] words per value).
 pub fn is_wide(name: &str) -> bool {
     name.starts_with("raw.")
 }
 
 fn words_per_value(name: &str) -> usize {
-    if is_wide(name) { WIDE_DIGITS } else { 1 }
+    if is_wide(name) { WIDE_WORDS } else { 1 }
 }
 
-/// `value` as [`WIDE_DIGITS`] signed base-2⁴⁸ digits of value·2¹¹²; `None` if not finite or
-/// |value| ≥ `bound` (at most [`WIDE_SUM_BOUND`]).
-pub fn encode_wide(value: f64, bound: f64) -> Option<[u64; WIDE_DIGITS]> {
+/// `value`·2¹¹², rounded, as a two's-complement integer modulo 2³²⁰ in [`WIDE_WORDS`] words
+/// (least significant first); `None` if not finite or |value| ≥ `bound` (at most
+/// [`WIDE_SUM_BOUND`]).
+pub fn encode_wide(value: f64, bound: f64) -> Option<[u64; WIDE_WORDS]> {
     if !value.is_finite() || value.abs() >= bound.min(WIDE_SUM_BOUND) {
         return None;
     }
@@ -146,56 +148,83 @@ pub fn encode_wide(value: f64, bound: f64) -> Option<[u64; WIDE_DIGITS]> {
     // |value| = mantissa · 2^power exactly.
     let (mantissa, power) = if exponent == 0 { (fraction, -1074) } else { (fraction | (1u64 << 52), exponent - 1075) };
     let shift = power + WIDE_FRACTION_BITS;
-    let (integer, first_digit) = if shift >= 0 {
-        (u128::from(mantissa) << (shift as u32 % DIGIT_BITS), (shift as u32 / DIGIT_BITS) as usize)
+    let (integer, first_word) = if shift >= 0 {
+        (u128::from(mantissa) << (shift % 64), (shift / 64) as usize)
     } else {
         // Round half up below the grid (mantissa < 2⁵³, so the sum cannot overflow).
         let down = (-shift) as u32;
         (if down >= 64 { 0 } else { u128::from((mantissa + (1u64 << (down - 1))) >> down) }, 0)
     };
-    let mask = (1u128 << DIGIT_BITS) - 1;
-    let mut digits = [0u64; WIDE_DIGITS];
-    for (i, digit) in digits.iter_mut().skip(first_digit).enumerate() {
-        let low_bit = DIGIT_BITS as usize * i;
-        let part = if low_bit < 128 { (integer >> low_bit) & mask } else { 0 };
-        *digit = if value < 0.0 { (part as i64).wrapping_neg() as u64 } else { part as u64 };
+    // |value| < 2¹²⁷ puts the integer below 2²³⁹: at most words `first_word` and the next, of 5.
+    let mut words = [0u64; WIDE_WORDS];
+    words[first_word] = integer as u64;
+    if first_word + 1 < WIDE_WORDS {
+        words[first_word + 1] = (integer >> 64) as u64;
     }
-    Some(digits)
+    Some(if value < 0.0 { wide_negated(&words) } else { words })
 }
 
-/// The value summed digits stand for (the sum of [`encode_wide`]'s digits over sites, word by
-/// word modulo 2⁶⁴).
-pub fn decode_wide(words: &[u64]) -> f64 {
-    let base = 1i128 << DIGIT_BITS;
-    let carry = |d: &mut [i128]| {
-        for k in 0..d.len() - 1 {
-            let c = d[k].div_euclid(base);
-            d[k] -= c * base;
-            d[k + 1] += c;
+/// `a` + `b` modulo 2³²⁰ (and `a` − `b` when `subtract`).
+fn wide_add(a: &mut [u64], b: &[u64], subtract: bool) {
+    let mut carry = false;
+    for (x, &y) in a.iter_mut().zip(b) {
+        if subtract {
+            let (d, borrow1) = x.overflowing_sub(y);
+            let (d, borrow2) = d.overflowing_sub(u64::from(carry));
+            (*x, carry) = (d, borrow1 || borrow2);
+        } else {
+            let (d, carry1) = x.overflowing_add(y);
+            let (d, carry2) = d.overflowing_add(u64::from(carry));
+            (*x, carry) = (d, carry1 || carry2);
         }
-    };
-    let mut d: Vec<i128> = words.iter().map(|&w| i128::from(w as i64)).collect();
-    carry(&mut d);
-    // Sign and magnitude, so that the digits below the top add to it without cancelling.
-    let negative = d.last().is_some_and(|&top| top < 0);
+    }
+}
+
+fn wide_negated(words: &[u64; WIDE_WORDS]) -> [u64; WIDE_WORDS] {
+    let mut zero = [0u64; WIDE_WORDS];
+    wide_add(&mut zero, words, true);
+    zero
+}
+
+/// The value a (summed) wide integer stands for, correctly rounded.
+pub fn decode_wide(words: &[u64]) -> f64 {
+    let mut w = [0u64; WIDE_WORDS];
+    w.copy_from_slice(&words[..WIDE_WORDS]);
+    let negative = w[WIDE_WORDS - 1] >> 63 == 1;
     if negative {
-        d.iter_mut().for_each(|x| *x = -*x);
-        carry(&mut d);
+        w = wide_negated(&w);
     }
-    // The magnitude correctly rounded: at least 80 leading bits in a u128, and a sticky bit
-    // for any non-zero digit below them (it lies far below the rounding position).
-    let Some(top) = d.iter().rposition(|&x| x != 0) else { return 0.0 };
-    let mut integer = d[top] as u128;
-    let mut lowest = top;
-    while integer < 1u128 << 80 && lowest > 0 {
-        lowest -= 1;
-        integer = (integer << DIGIT_BITS) | d[lowest] as u128;
-    }
-    if d[..lowest].iter().any(|&x| x != 0) {
+    // The magnitude's top two words in a u128 (at least 65 significant bits once the top one
+    // is non-zero) and a sticky bit for anything below them, far below the rounding position.
+    let Some(top) = w.iter().rposition(|&x| x != 0) else { return 0.0 };
+    let lowest = top.saturating_sub(1);
+    let mut integer = if top == 0 { u128::from(w[0]) } else { (u128::from(w[top]) << 64) | u128::from(w[lowest]) };
+    if w[..lowest].iter().any(|&x| x != 0) {
         integer |= 1;
     }
-    let magnitude = integer as f64 * 2f64.powi(DIGIT_BITS as i32 * lowest as i32 - WIDE_FRACTION_BITS);
+    let magnitude = integer as f64 * 2f64.powi(64 * lowest as i32 - WIDE_FRACTION_BITS);
     if negative { -magnitude } else { magnitude }
+}
+
+/// How many words each value of an aggregate takes, in order: its patient count, then each
+/// tensor's values ([`WIDE_WORDS`] for a raw-scale tensor's, 1 otherwise).
+fn value_widths(aggregate: &Aggregate) -> impl Iterator<Item = usize> + '_ {
+    std::iter::once(1).chain(aggregate.tensors.iter().flat_map(|t| std::iter::repeat_n(words_per_value(&t.name), shape_len(t))))
+}
+
+/// Adds (or subtracts) `other`'s words to `words`, value by value: one word modulo 2⁶⁴, a wide
+/// value as one integer modulo 2³²⁰.
+fn add_values(words: &mut [u64], other: &mut dyn Iterator<Item = u64>, widths: impl Iterator<Item = usize>, subtract: bool) {
+    let mut at = 0;
+    for width in widths {
+        let b: Vec<u64> = other.take(width).collect();
+        if width == 1 {
+            words[at] = if subtract { words[at].wrapping_sub(b[0]) } else { words[at].wrapping_add(b[0]) };
+        } else {
+            wide_add(&mut words[at..at + width], &b, subtract);
+        }
+        at += width;
+    }
 }
 
 /// The site id the coordinator gives a summed answer.
@@ -536,10 +565,7 @@ pub fn mask(own: &MaskingIdentity, sites: &VerifiedSites, round: RoundBinding, a
         }
         let mut stream = pair_stream(&own.secret, peer_id, peer, &info)?;
         let add = own.site_id < *peer_id;
-        for w in &mut words {
-            let m = stream.next_u64();
-            *w = if add { w.wrapping_add(m) } else { w.wrapping_sub(m) };
-        }
+        add_values(&mut words, &mut std::iter::from_fn(|| Some(stream.next_u64())), value_widths(&aggregate), !add);
     }
     let tensors = aggregate.tensors.into_iter().map(|t| Tensor { name: t.name, shape: t.shape, values: Vec::new() }).collect();
     Ok(Aggregate { patient_count: 0, tensors, masked: words })
@@ -583,9 +609,7 @@ pub fn combine(answers: &[SiteAggregate]) -> Result<SiteAggregate, CombineError>
             }
             encode_aggregate(&a.aggregate, answers.len()).map_err(|e| bad(e.to_string()))?
         };
-        for (s, w) in sum.iter_mut().zip(words) {
-            *s = s.wrapping_add(w);
-        }
+        add_values(&mut sum, &mut words.into_iter(), value_widths(&first.aggregate), false);
     }
     let count = Encoding::FINE.decode(sum[0]);
     if !(count >= 0.0 && count.fract() == 0.0) {
@@ -598,8 +622,8 @@ pub fn combine(answers: &[SiteAggregate]) -> Result<SiteAggregate, CombineError>
         .iter()
         .map(|t| {
             let values = if is_wide(&t.name) {
-                let digits: Vec<u64> = words.by_ref().take(word_len(t)).copied().collect();
-                digits.chunks(WIDE_DIGITS).map(decode_wide).collect()
+                let wide: Vec<u64> = words.by_ref().take(word_len(t)).copied().collect();
+                wide.chunks(WIDE_WORDS).map(decode_wide).collect()
             } else {
                 let e = Encoding::of(&t.name);
                 words.by_ref().take(shape_len(t)).map(|&w| e.decode(w)).collect()
@@ -703,15 +727,7 @@ mod tests {
             assert!((decode_wide(&encode_wide(v, WIDE_SUM_BOUND).unwrap()) - v).abs() <= 2f64.powi(-113), "{v:e}");
         }
         // A sum is exact where floating point cancels: 1e22 + 1 − 1e22 is 1, not 0.
-        let sum = |values: &[f64]| {
-            let mut total = [0u64; WIDE_DIGITS];
-            for &v in values {
-                for (t, w) in total.iter_mut().zip(encode_wide(v, WIDE_SUM_BOUND / values.len() as f64).unwrap()) {
-                    *t = t.wrapping_add(w);
-                }
-            }
-            decode_wide(&total)
-        };
+        let sum = |values: &[f64]| decode_wide(&wide_total(values));
         assert_eq!(sum(&[1e22, 1.0, -1e22]), 1.0);
         let small = sum(&[-1e-6, -2e-6, 0.5e-6]);
         assert!((small + 2.5e-6).abs() <= f64::EPSILON * 2.5e-6, "{small:e}");
@@ -729,6 +745,35 @@ mod tests {
         for e in 0..3 {
             assert!((got[e] - want[e]).abs() <= 4.0 * f64::EPSILON * want[e].abs(), "element {e}: {} vs {}", got[e], want[e]);
         }
+    }
+
+    /// The words the coordinator holds for the sum of `values` (one per site), unmasked.
+    fn wide_total(values: &[f64]) -> [u64; WIDE_WORDS] {
+        let mut total = [0u64; WIDE_WORDS];
+        for &v in values {
+            let words = encode_wide(v, WIDE_SUM_BOUND / values.len() as f64).unwrap();
+            add_values(&mut total, &mut words.into_iter(), std::iter::once(WIDE_WORDS), false);
+        }
+        total
+    }
+
+    #[test]
+    fn a_wide_sum_is_the_same_words_however_the_sites_split_it() {
+        // Two sites' values with the same total, split across a word boundary differently
+        // (2⁻⁴⁸ is word 1's lowest bit): the summed words are the total's, so the coordinator
+        // cannot tell the splits apart. Words summed one by one would differ (word 1: 1 or 0),
+        // telling it how often the sites' values crossed the boundary.
+        let (w, tiny) = (2f64.powi(-48), 2f64.powi(-100));
+        assert_eq!(wide_total(&[w, 0.0]), wide_total(&[w - tiny, tiny]));
+        assert_eq!(wide_total(&[w, 0.0]), encode_wide(w, WIDE_SUM_BOUND).unwrap());
+        // And with a sign change across all five words.
+        assert_eq!(wide_total(&[-tiny, 2.0 * tiny]), encode_wide(tiny, WIDE_SUM_BOUND).unwrap());
+        assert_eq!(wide_total(&[2f64.powi(100), -2f64.powi(100) - 2f64.powi(60)]), encode_wide(-2f64.powi(60), WIDE_SUM_BOUND).unwrap());
+        // Through the masks too: four sites' masked raw sums add to the plain total's words.
+        let (masked, plain) = masked_answers(4, ROUND);
+        let values: Vec<f64> = plain.iter().map(|a| a.tensors[3].values[0]).collect();
+        let total = decode_wide(&wide_total(&values));
+        assert_eq!(combine(&masked).unwrap().vector("raw.sum", 3).unwrap()[0], total);
     }
 
     #[test]
@@ -790,7 +835,16 @@ mod tests {
                 (0..truth.len()).map(|_| s.next_u64()).collect()
             })
             .collect();
-        let unmask = |known: &[usize]| -> Vec<u64> { masked.iter().enumerate().map(|(e, &w)| known.iter().fold(w, |w, &j| w.wrapping_sub(streams[j][e]))).collect() };
+        // Site 0's id sorts first, so it added every pair's mask (value by value, wide values
+        // with their carries); unmasking subtracts the known ones.
+        let plain = aggregate(0);
+        let unmask = |known: &[usize]| -> Vec<u64> {
+            let mut words = masked.clone();
+            for &j in known {
+                add_values(&mut words, &mut streams[j].iter().copied(), value_widths(&plain), true);
+            }
+            words
+        };
         assert_eq!(unmask(&[0, 1, 2]), truth, "all three peers' seeds recover it");
         for known in [[0, 1], [0, 2], [1, 2]] {
             let partial = unmask(&known);

@@ -264,6 +264,12 @@ fn feature_table(plan: &StudyPlan, f: Option<&proto::FeatureColumns>) -> Result<
     if !plan.allows_table(&f.sequence) {
         return invalid(format!("feature table {:?} is not among the study plan's", f.sequence));
     }
+    // A column named twice would get two centres, scales or points in one task (many probes
+    // of one column for the price of one task).
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(c) = f.columns.iter().find(|&&c| !seen.insert(c)) {
+        return invalid(format!("column {c} is named twice"));
+    }
     Ok(())
 }
 

@@ -30,6 +30,10 @@ pub struct SiteEngine {
     audit: Mutex<AuditLog>,
     /// Serialises writes to a study's local records.
     study_lock: Mutex<()>,
+    /// Studies whose secure sums this site refused for a value out of range (also recorded
+    /// beside each study as [`RANGE_LATCH`]; kept here too, so that a latch the disk could not
+    /// record still holds until the agent restarts).
+    range_latched: Mutex<std::collections::BTreeSet<String>>,
     /// Feature tables read for selection tasks, by (study, sequence); cleared by extraction.
     tables: Mutex<BTreeMap<(String, String), Arc<FeatureTable>>>,
     /// The encoder's crops of every loaded patient, by (sequence, crop recipe).
@@ -95,6 +99,14 @@ struct LassoRun<'a> {
 /// Beside a study's records: present once the site refused a secure sum of the study for a
 /// value out of range; it then answers no more secure sums of that study.
 const RANGE_LATCH: &str = "secure-sum-range-refused";
+
+/// The one refusal of every secure sum from the first value out of range on: the same words
+/// whichever tensor or value it was, and whether a later task's values were in range or not.
+fn range_latch_refusal() -> SiteRefusal {
+    SiteRefusal::Precondition(
+        "secure sum: this site refused a secure sum of this study for a value out of the fixed-point range, and answers no more secure sums of it (in range or not is a yes-or-no fact about its data, told once)".into(),
+    )
+}
 
 /// The secure-sum key from the site's certificate key (`[tls] key`, PKCS#8 P-256) and
 /// certificate. Its signature is kept in `<work_dir>/masking-key.sig`, so the signed key (and
@@ -223,6 +235,7 @@ impl SiteEngine {
             schema,
             audit: Mutex::new(audit),
             study_lock: Mutex::new(()),
+            range_latched: Mutex::new(std::collections::BTreeSet::new()),
             tables: Mutex::new(BTreeMap::new()),
             crops: Mutex::new(BTreeMap::new()),
             in_flight: Mutex::new(BTreeMap::new()),
@@ -256,10 +269,8 @@ impl SiteEngine {
         let summable = secure_sum::secure_summable(kind);
         match (&plan.secure_aggregation, &task.secure_sum, summable) {
             (Some(settings), Some(secure), true) => {
-                if self.study_dir(&task.study_id).join(RANGE_LATCH).exists() {
-                    return Err(SiteRefusal::Precondition(
-                        "this site answers no more secure sums of this study: it refused one for a value out of range, and answers that yes-or-no question about its data only once".into(),
-                    ));
+                if self.range_latched(&task.study_id) {
+                    return Err(range_latch_refusal());
                 }
                 let own = self
                     .masking
@@ -286,6 +297,10 @@ impl SiteEngine {
             }
             (_, None, _) => Ok(None),
         }
+    }
+
+    fn range_latched(&self, study_id: &str) -> bool {
+        self.range_latched.lock().unwrap_or_else(|p| p.into_inner()).contains(study_id) || self.study_dir(study_id).join(RANGE_LATCH).exists()
     }
 
     /// The permits of the tasks computed at once: take one before calling [`Self::handle`].
@@ -389,14 +404,25 @@ impl SiteEngine {
             (Some(sites), Ok(own)) => {
                 clear_count = Some(agg.patient_count);
                 let round = RoundBinding { study_id: &task.study_id, plan_sha256: &task.plan_sha256, task_id: &task.task_id, task_sha256: task_digest };
-                secure_sum::mask(own, sites, round, agg).map_err(|e| {
+                let masked = secure_sum::mask(own, sites, round, agg);
+                // Whether a value is in range is itself a fact about this site's data: answer
+                // that once per study, then no more secure sums of it. Checked again here, under
+                // the study lock, because tasks computed side by side all passed the check
+                // before any of them was refused: after the first refusal, every secure answer
+                // of the study is this same refusal, in range or not.
+                let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
+                if self.range_latched(&task.study_id) {
+                    return Err(Failure::Refused(range_latch_refusal()));
+                }
+                masked.map_err(|e| {
                     if let secure_sum::SecureSumError::OutOfRange { tensor, value, .. } = &e {
-                        // Whether a value is in range is itself a fact about this site's data:
-                        // answer that once per study, then no more secure sums of it.
                         tracing::warn!(task = %task.task_id, %tensor, value, "secure sum refused: a value out of range; no more secure sums of this study");
+                        self.range_latched.lock().unwrap_or_else(|p| p.into_inner()).insert(task.study_id.clone());
                         if let Err(io) = write_atomic(&self.study_dir(&task.study_id).join(RANGE_LATCH), task.task_id.as_bytes()) {
-                            tracing::error!(error = %io, "could not record the range refusal");
+                            tracing::error!(error = %io, "could not record the range refusal on disk; it holds until the agent restarts");
                         }
+                        // The refusal names no tensor and no value.
+                        return Failure::Refused(range_latch_refusal());
                     }
                     Failure::Refused(SiteRefusal::InvalidParameters(format!("secure sum: {e}")))
                 })

@@ -241,9 +241,10 @@ pub fn column_sd(rows: &[Vec<f64>], width: usize) -> Vec<f64> {
 pub fn accept_standardiser(std: &Standardiser, own_sd: &[f64], max_ratio: f64) -> Result<(), SiteRefusal> {
     for (j, (&s, &own)) in std.scale.iter().zip(own_sd).enumerate() {
         if own > 0.0 && s < own / max_ratio {
+            // The refusal states no number of the site's: its SD is a fact about its patients
+            // (in a study that secure-sums, one the coordinator must not read per site).
             return Err(SiteRefusal::InvalidParameters(format!(
-                "the standardiser's scale of column {j} is {s:.3e}, below this site's own SD / {max_ratio} ({:.3e}): it would zoom onto single patients",
-                own / max_ratio
+                "the standardiser's scale of column {j} is below this site's own SD / {max_ratio}: it would zoom onto single patients"
             )));
         }
     }

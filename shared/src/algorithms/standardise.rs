@@ -229,10 +229,25 @@ impl MomentsRun {
                             }
                             let mean = sums.sum[c][j] / count;
                             let offset = mean - centre[j];
-                            Moments { n: count, mean, m2: (squares[c][j] - count * offset * offset).max(0.0) }
+                            Moments { n: count, mean, m2: squares[c][j] - count * offset * offset }
                         })
-                        .collect()
+                        .collect::<Vec<_>>()
                 });
+                // Σ(x − μ)² = M2 + n(x̄ − μ)² ≥ n(x̄ − μ)²: a clearly negative M2 means the two
+                // rounds do not describe the same values (a site's data changed between them,
+                // or a site answered wrongly). Rounding leaves at most a few ulps of Σ(x − μ)².
+                let mut by_class = by_class;
+                for (c, class) in by_class.iter_mut().enumerate() {
+                    for (j, m) in class.iter_mut().enumerate() {
+                        if m.m2 < -1e-9 * squares[c][j] {
+                            return Err(CombineError::Inconsistent {
+                                site: answers[0].site_id.clone(),
+                                detail: format!("feature {j}: the sums of squares of round 2 fall short of round 1's means"),
+                            });
+                        }
+                        m.m2 = m.m2.max(0.0);
+                    }
+                }
                 self.moments = Some(FeatureMoments { n: sums.n, by_class, nonfinite: sums.nonfinite.clone() });
                 Ok(())
             }
@@ -372,6 +387,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_round_two_that_does_not_match_round_one_is_an_error() {
+        let rows = training_rows();
+        let outcome: Vec<bool> = (0..rows.len()).map(|i| i % 3 == 0).collect();
+        let mut run = MomentsRun::new(40);
+        run.absorb(&[SiteAggregate::new("s", site_moments(&rows, &outcome, 40, None, 1).unwrap())]).unwrap();
+        let Some(MomentsRequest::Squares { centre }) = run.request() else { panic!("round 2 is next") };
+        // Every value moved onto the centre between the rounds: no spread left, while round 1's
+        // class means differ from the centre.
+        let moved: Vec<Vec<f64>> = rows.iter().map(|_| centre.clone()).collect();
+        let answer = site_moments(&moved, &outcome, 40, Some(&centre), 1).unwrap();
+        assert!(matches!(run.absorb(&[SiteAggregate::new("s", answer)]), Err(CombineError::Inconsistent { .. })));
+        // The honest round 2 is absorbed.
+        run.absorb(&[SiteAggregate::new("s", site_moments(&rows, &outcome, 40, Some(&centre), 1).unwrap())]).unwrap();
+        assert!(run.moments().is_some());
     }
 
     #[test]
