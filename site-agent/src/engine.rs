@@ -34,6 +34,9 @@ pub struct SiteEngine {
     /// beside each study as [`RANGE_LATCH`]; kept here too, so that a latch the disk could not
     /// record still holds until the agent restarts).
     range_latched: Mutex<std::collections::BTreeSet<String>>,
+    /// Per study, the standardisers refused for the bound relative to this site's SD so far
+    /// ([`SITE_RELATIVE_REFUSALS`]; also counted on disk as [`BOUND_REFUSALS`]).
+    bound_refusals: Mutex<BTreeMap<String, u32>>,
     /// Feature tables read for selection tasks, by (study, sequence); cleared by extraction.
     tables: Mutex<BTreeMap<(String, String), Arc<FeatureTable>>>,
     /// The encoder's crops of every loaded patient, by (sequence, crop recipe).
@@ -107,6 +110,19 @@ fn range_latch_refusal() -> SiteRefusal {
         "secure sum: this site refused a secure sum of this study for a value out of the fixed-point range, and answers no more secure sums of it (in range or not is a yes-or-no fact about its data, told once)".into(),
     )
 }
+
+/// Beside a study's records: how many tasks of the study this site refused because a new
+/// standardiser was finer than its own SD / `max_scale_ratio` ([`SITE_RELATIVE_REFUSALS`]).
+const BOUND_REFUSALS: &str = "standardiser-bound-refusals";
+
+/// Refused or not, a standardiser's bound relative to the site's own SD is a yes-or-no
+/// answer about that SD: unlimited, some fifty of them bisect one column's SD here. A
+/// standardiser already pinned (of a design, or of every column named) is compared with its
+/// pin before the bound, so that another one is refused the same way above or below it; a new
+/// one is checked against the bound, and a study gets this many such refusals: from then on
+/// every new standardiser of the study is refused, within the bound or not. An honest study
+/// meets none.
+pub const SITE_RELATIVE_REFUSALS: u32 = 8;
 
 /// The secure-sum key from the site's certificate key (`[tls] key`, PKCS#8 P-256) and
 /// certificate. Its signature is kept in `<work_dir>/masking-key.sig`, so the signed key (and
@@ -236,6 +252,7 @@ impl SiteEngine {
             audit: Mutex::new(audit),
             study_lock: Mutex::new(()),
             range_latched: Mutex::new(std::collections::BTreeSet::new()),
+            bound_refusals: Mutex::new(BTreeMap::new()),
             tables: Mutex::new(BTreeMap::new()),
             crops: Mutex::new(BTreeMap::new()),
             in_flight: Mutex::new(BTreeMap::new()),
@@ -297,6 +314,27 @@ impl SiteEngine {
             }
             (_, None, _) => Ok(None),
         }
+    }
+
+    /// A new standardiser against the bound relative to this site's SD
+    /// ([`acceptance::standardiser`]), within the study's budget of such refusals
+    /// ([`SITE_RELATIVE_REFUSALS`]); counts a refusal. The caller holds the study lock.
+    fn bound_within_budget(&self, study_id: &str, check: impl FnOnce() -> Result<(), SiteRefusal>) -> Result<(), SiteRefusal> {
+        let path = self.study_dir(study_id).join(BOUND_REFUSALS);
+        let on_disk: u32 = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
+        let mut counts = self.bound_refusals.lock().unwrap_or_else(|p| p.into_inner());
+        let used = counts.get(study_id).copied().unwrap_or(0).max(on_disk);
+        if used >= SITE_RELATIVE_REFUSALS {
+            return Err(SiteRefusal::Precondition(format!(
+                "this site refused {used} standardisers of this study as finer than its own SD allows, its most ({SITE_RELATIVE_REFUSALS}): each such refusal is a yes-or-no answer about its data, so it accepts no new standardiser in this study"
+            )));
+        }
+        check().inspect_err(|_| {
+            counts.insert(study_id.to_string(), used + 1);
+            if let Err(e) = write_atomic(&path, (used + 1).to_string().as_bytes()) {
+                tracing::error!(error = %e, "could not record a standardiser's refusal on disk; the count holds until the agent restarts");
+            }
+        })
     }
 
     fn range_latched(&self, study_id: &str) -> bool {
@@ -1463,9 +1501,14 @@ impl SiteEngine {
     ) -> Result<selection::DesignData, Failure> {
         let data = self.design(plan, study_id, design)?;
         let training: Vec<Vec<f64>> = data.rows.iter().zip(&data.role).filter(|(_, r)| **r == CohortRole::Training).map(|(x, _)| x.clone()).collect();
-        acceptance::standardiser(plan, std, &training, data.width())?;
         let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.ledger(study_id, plan).pin_design_standardiser(design, std)?;
+        let ledger = self.ledger(study_id, plan);
+        // The pin first: a pinned design's standardiser passed the bound when it was pinned,
+        // and another one is refused alike whether it is within the bound or not.
+        if ledger.design_standardiser_pinned(design, std)?.is_none() {
+            self.bound_within_budget(study_id, || acceptance::standardiser(plan, std, &training, data.width()))?;
+            ledger.pin_design_standardiser(design, std)?;
+        }
         Ok(data)
     }
 
@@ -1480,9 +1523,16 @@ impl SiteEngine {
         rows: &[Vec<f64>],
     ) -> Result<(), Failure> {
         let Some(f) = features else { return Ok(()) };
-        acceptance::standardiser(plan, std, rows, f.columns.len())?;
         let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(self.ledger(study_id, plan).pin_feature_standardiser(&f.sequence, &f.columns, std)?)
+        let ledger = self.ledger(study_id, plan);
+        // The pins first (see `standardised_design`).
+        if let Some(s) = std
+            && ledger.feature_standardiser_pinned(&f.sequence, &f.columns, s)?.is_some()
+        {
+            return Ok(());
+        }
+        self.bound_within_budget(study_id, || acceptance::standardiser(plan, std, rows, f.columns.len()))?;
+        Ok(ledger.pin_feature_standardiser(&f.sequence, &f.columns, std)?)
     }
 
     fn ledger(&self, study_id: &str, plan: &fedrad_shared::plan::StudyPlan) -> crate::ledger::ModelLedger {

@@ -302,6 +302,43 @@ impl ModelLedger {
         serde_json::from_slice(&std::fs::read(self.edges_path(frame, forest)).ok()?).ok()
     }
 
+    /// Whether a design's standardiser is already pinned here: `Some(())` when `std` is the
+    /// pinned one, a refusal when it differs, `None` when the design has none pinned yet. The
+    /// engine asks this before the bound relative to its own data, so that once a design is
+    /// pinned, another standardiser is refused the same way within the bound or below it.
+    pub fn design_standardiser_pinned(&self, design: Option<&proto::ModelDesign>, std: Option<&proto::Standardiser>) -> Result<Option<()>, SiteRefusal> {
+        let design = design.map(|d| d.encode_to_vec()).unwrap_or_default();
+        let path = self.dir.join(format!("standardiser-{}.pb", &sha256_hex(&[&design])[..32]));
+        let std = std.map(|s| s.encode_to_vec()).unwrap_or_default();
+        match std::fs::read(&path) {
+            Ok(pinned) if pinned == std => Ok(Some(())),
+            Ok(_) => Err(SiteRefusal::InvalidParameters("the standardiser differs from the one this model design was first used with here".into())),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// As [`Self::design_standardiser_pinned`], for the columns of a feature table: `Some(())`
+    /// when every column is pinned to `std`'s centre and scale, a refusal when one differs,
+    /// `None` when some column has none pinned yet.
+    pub fn feature_standardiser_pinned(&self, table: &str, columns: &[u32], std: &proto::Standardiser) -> Result<Option<()>, SiteRefusal> {
+        let path = self.dir.join(format!("standardiser-{}.json", &sha256_hex(&[table.as_bytes()])[..32]));
+        let pinned: std::collections::BTreeMap<u32, (f64, f64)> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        let mut all = true;
+        for (k, &c) in columns.iter().enumerate() {
+            let (Some(&center), Some(&scale)) = (std.center.get(k), std.scale.get(k)) else { continue };
+            match pinned.get(&c) {
+                Some(&(pc, ps)) if pc == center && ps == scale => {}
+                Some(_) => {
+                    return Err(SiteRefusal::InvalidParameters(format!(
+                        "the standardiser of column {c} differs from the one this table's column was first used with here"
+                    )));
+                }
+                None => all = false,
+            }
+        }
+        Ok(all.then_some(()))
+    }
+
     /// Pins the standardiser of a model design at its first use here: every later task on the
     /// design (classifier rounds, value histograms, tree rounds, scores, comparisons) must use
     /// the same centre and scale, so a coordinator cannot sweep the centre or rescale between

@@ -1834,6 +1834,45 @@ fn attacks_forged_merged_paired_scores() {
     }
 }
 
+/// The bound on a standardiser's scale (no finer than the site's SD / `max_scale_ratio`) is
+/// relative to the site's data, so refused or not it is a yes-or-no answer about a column's SD
+/// here. Scanning a column's scale down from above (each refusal "pinned to another" or
+/// "below the bound") or bisecting it would read that SD; the pin is checked first, and the
+/// refusals of new standardisers are counted per study.
+#[test]
+fn attacks_bisecting_a_sites_sd() {
+    let site = site("bisect-sd");
+    let ratio = site.plan.limits.max_scale_ratio;
+    let correlation = |column: u32, scale: f64| {
+        let std = proto::Standardiser { center: vec![site.mean[column as usize]], scale: vec![scale] };
+        task::Kind::Correlation(proto::CorrelationTask { features: Some(site.features(&[column])), standardiser: Some(std) })
+    };
+    // Scanning down from above: the first scale is answered and pins the column; every other
+    // scale, within the bound or below it, gets the pin's refusal, in the same words.
+    let c = site.usable[0];
+    let sd = site.sd[c as usize];
+    site.answered("correlation at the column's SD", correlation(c, sd));
+    let within = site.refused("another scale within the bound", correlation(c, 2.0 * sd / ratio));
+    let below = site.refused("a scale below the bound", correlation(c, 0.5 * sd / ratio));
+    assert_eq!(within.replace(&format!("{c}"), ""), below.replace(&format!("{c}"), ""), "the same refusal above and below the bound");
+    assert!(below.contains("first used with"), "{below}");
+    // Bisecting new columns: each refusal of the bound is counted; after SITE_RELATIVE_REFUSALS
+    // of them the study accepts no new standardiser, within the bound or not.
+    let budget = site_agent::engine::SITE_RELATIVE_REFUSALS as usize;
+    for &c in &site.usable[1..=budget] {
+        let d = site.refused("a scale below the bound on a new column", correlation(c, 0.5 * site.sd[c as usize] / ratio));
+        assert!(d.contains("own SD"), "{d}");
+    }
+    let next = site.usable[budget + 1];
+    let d = site.refused("the study's own scale on a new column, after the budget", correlation(next, site.sd[next as usize]));
+    assert!(d.contains("accepts no new standardiser"), "{d}");
+    report(
+        "standardiser bound: bisect a column's SD at the site",
+        "refused",
+        &format!("a pinned column answers alike above and below the bound; {budget} refusals of new standardisers per study, then none accepted ({d})"),
+    );
+}
+
 /// Two feature tables of one sequence whose patients differ by a few: `feature_moments` over
 /// `t2` and over `t2+deep` differ by the patients whose deep features could not be computed
 /// (a crop that failed); with one such patient the difference is that patient's radiomic row
