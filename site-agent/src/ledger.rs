@@ -302,15 +302,27 @@ impl ModelLedger {
         serde_json::from_slice(&std::fs::read(self.edges_path(frame, forest)).ok()?).ok()
     }
 
+    fn design_standardiser_path(&self, design: Option<&proto::ModelDesign>) -> PathBuf {
+        let design = design.map(|d| d.encode_to_vec()).unwrap_or_default();
+        self.dir.join(format!("standardiser-{}.pb", &sha256_hex(&[&design])[..32]))
+    }
+
+    fn feature_standardiser_path(&self, table: &str) -> PathBuf {
+        self.dir.join(format!("standardiser-{}.json", &sha256_hex(&[table.as_bytes()])[..32]))
+    }
+
+    /// A table's pinned centre and scale per column.
+    fn feature_pins(&self, table: &str) -> std::collections::BTreeMap<u32, (f64, f64)> {
+        std::fs::read(self.feature_standardiser_path(table)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    }
+
     /// Whether a design's standardiser is already pinned here: `Some(())` when `std` is the
     /// pinned one, a refusal when it differs, `None` when the design has none pinned yet. The
     /// engine asks this before the bound relative to its own data, so that once a design is
     /// pinned, another standardiser is refused the same way within the bound or below it.
     pub fn design_standardiser_pinned(&self, design: Option<&proto::ModelDesign>, std: Option<&proto::Standardiser>) -> Result<Option<()>, SiteRefusal> {
-        let design = design.map(|d| d.encode_to_vec()).unwrap_or_default();
-        let path = self.dir.join(format!("standardiser-{}.pb", &sha256_hex(&[&design])[..32]));
         let std = std.map(|s| s.encode_to_vec()).unwrap_or_default();
-        match std::fs::read(&path) {
+        match std::fs::read(self.design_standardiser_path(design)) {
             Ok(pinned) if pinned == std => Ok(Some(())),
             Ok(_) => Err(SiteRefusal::InvalidParameters("the standardiser differs from the one this model design was first used with here".into())),
             Err(_) => Ok(None),
@@ -321,9 +333,12 @@ impl ModelLedger {
     /// when every column is pinned to `std`'s centre and scale, a refusal when one differs,
     /// `None` when some column has none pinned yet.
     pub fn feature_standardiser_pinned(&self, table: &str, columns: &[u32], std: &proto::Standardiser) -> Result<Option<()>, SiteRefusal> {
-        let path = self.dir.join(format!("standardiser-{}.json", &sha256_hex(&[table.as_bytes()])[..32]));
-        let pinned: std::collections::BTreeMap<u32, (f64, f64)> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-        let mut all = true;
+        Ok(Self::unpinned_columns(&self.feature_pins(table), columns, std)?.is_empty().then_some(()))
+    }
+
+    /// The (column, centre, scale) of `std` not pinned yet; a refusal if one pinned differs.
+    fn unpinned_columns(pinned: &std::collections::BTreeMap<u32, (f64, f64)>, columns: &[u32], std: &proto::Standardiser) -> Result<Vec<(u32, f64, f64)>, SiteRefusal> {
+        let mut new = Vec::new();
         for (k, &c) in columns.iter().enumerate() {
             let (Some(&center), Some(&scale)) = (std.center.get(k), std.scale.get(k)) else { continue };
             match pinned.get(&c) {
@@ -333,10 +348,10 @@ impl ModelLedger {
                         "the standardiser of column {c} differs from the one this table's column was first used with here"
                     )));
                 }
-                None => all = false,
+                None => new.push((c, center, scale)),
             }
         }
-        Ok(all.then_some(()))
+        Ok(new)
     }
 
     /// Pins the standardiser of a model design at its first use here: every later task on the
@@ -344,14 +359,11 @@ impl ModelLedger {
     /// the same centre and scale, so a coordinator cannot sweep the centre or rescale between
     /// tasks to move a grid cell or a tree's bin edges across one patient.
     pub fn pin_design_standardiser(&self, design: Option<&proto::ModelDesign>, std: Option<&proto::Standardiser>) -> Result<(), SiteRefusal> {
-        let design = design.map(|d| d.encode_to_vec()).unwrap_or_default();
-        let path = self.dir.join(format!("standardiser-{}.pb", &sha256_hex(&[&design])[..32]));
-        let std = std.map(|s| s.encode_to_vec()).unwrap_or_default();
-        match std::fs::read(&path) {
-            Ok(pinned) if pinned == std => Ok(()),
-            Ok(_) => Err(SiteRefusal::InvalidParameters("the standardiser differs from the one this model design was first used with here".into())),
-            Err(_) => crate::engine::write_atomic(&path, &std).map_err(|e| SiteRefusal::Precondition(format!("cannot record the standardiser: {e}"))),
+        if self.design_standardiser_pinned(design, std)?.is_some() {
+            return Ok(());
         }
+        let std = std.map(|s| s.encode_to_vec()).unwrap_or_default();
+        crate::engine::write_atomic(&self.design_standardiser_path(design), &std).map_err(|e| SiteRefusal::Precondition(format!("cannot record the standardiser: {e}")))
     }
 
     /// Pins a design's random Fourier features at their first classifier round here. A study
@@ -374,29 +386,14 @@ impl ModelLedger {
     /// histograms, LASSO rounds, cross-validation): see [`Self::pin_design_standardiser`].
     pub fn pin_feature_standardiser(&self, table: &str, columns: &[u32], std: Option<&proto::Standardiser>) -> Result<(), SiteRefusal> {
         let Some(std) = std else { return Ok(()) };
-        let path = self.dir.join(format!("standardiser-{}.json", &sha256_hex(&[table.as_bytes()])[..32]));
-        let mut pinned: std::collections::BTreeMap<u32, (f64, f64)> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-        let mut grew = false;
-        for (k, &c) in columns.iter().enumerate() {
-            let (Some(&center), Some(&scale)) = (std.center.get(k), std.scale.get(k)) else { continue };
-            match pinned.get(&c) {
-                Some(&(pc, ps)) if pc == center && ps == scale => {}
-                Some(_) => {
-                    return Err(SiteRefusal::InvalidParameters(format!(
-                        "the standardiser of column {c} differs from the one this table's column was first used with here"
-                    )));
-                }
-                None => {
-                    pinned.insert(c, (center, scale));
-                    grew = true;
-                }
-            }
+        let mut pinned = self.feature_pins(table);
+        let new = Self::unpinned_columns(&pinned, columns, std)?;
+        if new.is_empty() {
+            return Ok(());
         }
-        if grew {
-            crate::engine::write_atomic(&path, &serde_json::to_vec(&pinned).expect("a map serialises"))
-                .map_err(|e| SiteRefusal::Precondition(format!("cannot record the standardiser: {e}")))?;
-        }
-        Ok(())
+        pinned.extend(new.into_iter().map(|(c, center, scale)| (c, (center, scale))));
+        crate::engine::write_atomic(&self.feature_standardiser_path(table), &serde_json::to_vec(&pinned).expect("a map serialises"))
+            .map_err(|e| SiteRefusal::Precondition(format!("cannot record the standardiser: {e}")))
     }
 
     /// A comparison names only models this site has already scored, each once; and its second
