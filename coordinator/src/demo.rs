@@ -49,6 +49,10 @@ pub struct DemoArgs {
     /// selection: the study file's `[combat]`.
     #[arg(long)]
     pub combat: bool,
+    /// Also validate leave-one-hospital-out: selection and models again without each hospital,
+    /// validated on that hospital's patients (the study file's `[validation]`).
+    #[arg(long)]
+    pub leave_one_hospital_out: bool,
     /// Federated rounds of the encoder per sequence.
     #[arg(long, default_value_t = 20)]
     pub deep_rounds: u32,
@@ -203,6 +207,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 site_alone_baselines: true,
             },
             combat: fedrad_shared::algorithms::combat::CombatSettings { enabled: args.combat, ..Default::default() },
+            validation: fedrad_shared::plan::ValidationSettings { leave_one_hospital_out: args.leave_one_hospital_out },
         };
         let plan_file = out.join("plan.json");
         std::fs::write(&plan_file, study.plan()?.canonical_json() + "\n")?;

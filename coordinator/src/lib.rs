@@ -7,6 +7,7 @@ pub mod deep;
 pub mod delay_line;
 pub mod demo;
 pub mod harmonisation;
+pub mod held_out;
 pub mod html;
 pub mod hub;
 pub mod journal;

@@ -39,6 +39,13 @@ pub struct ClassifierResult {
     pub c: Option<f64>,
     /// The search's cross-validated AUC per C (empty without a search).
     pub cross_validation: Vec<classifiers::CvPoint>,
+    /// In a leave-one-hospital-out analysis: every patient of the held-out hospital (both
+    /// cohorts of the split), at the training threshold of the other hospitals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_out: Option<CohortMetrics>,
+    /// The held-out hospital's merged histogram, for the pooled analysis.
+    #[serde(skip)]
+    pub(crate) held_out_histogram: Option<metrics::ScoreHistogram>,
 }
 
 /// A classifier the model could not have, and why (e.g. a site's parameter policy).
@@ -202,7 +209,9 @@ impl StudyRunner<'_> {
                     Ok(fitted) => {
                         result.classifiers = fitted.results;
                         result.not_fitted = fitted.not_fitted;
-                        if model == "I" && self.secure && !self.study.secure_aggregation.site_alone_baselines {
+                        if self.held_out.is_some() {
+                            // A leave-one-hospital-out analysis validates on its held-out site.
+                        } else if model == "I" && self.secure && !self.study.secure_aggregation.site_alone_baselines {
                             result.site_alone = vec![SiteAlone {
                                 site: "all".into(),
                                 training_patients: 0,
@@ -304,6 +313,7 @@ impl StudyRunner<'_> {
                 scorers: vec![scorer.to_proto()],
                 grid,
                 folds: 0,
+                attestations: Vec::new(),
             });
             let answers = self.round(step, round, self.all_sites(kind)).await?;
             let nested: Vec<_> = answers.iter().map(|a| a.nested("s0.")).collect();
@@ -468,6 +478,7 @@ impl StudyRunner<'_> {
                             scorers: fold_scorers.iter().map(Scorer::to_proto).collect(),
                             grid,
                             folds,
+                            attestations: Vec::new(),
                         });
                         let answers = ctx.0.round(step, ctx.1, ctx.0.all_sites(task)).await.map_err(|e| e.to_string())?;
                         (0..fold_scorers.len() / folds as usize)
@@ -609,8 +620,17 @@ impl StudyRunner<'_> {
             scorers: scorers.iter().map(|s| s.1.to_proto()).collect(),
             grid,
             folds: 0,
+            attestations: Vec::new(),
         });
-        let answers = self.round(step, round, self.all_sites(kind)).await?;
+        let (answers, held_out) = match self.held_out.clone() {
+            None => (self.round(step, round, self.all_sites(kind)).await?, None),
+            Some(site) => {
+                // The fitting sites' signed answers attest the models to the held-out site.
+                let (answers, signed) = self.round_signed(step, round, self.all_sites(kind.clone())).await?;
+                let held_out = self.score_held_out(step, round, &site, kind, &signed).await?;
+                (answers, Some(held_out))
+            }
+        };
         let mut results = Vec::new();
         for (k, (kind, scorer, note)) in scorers.into_iter().enumerate() {
             let nested: Vec<_> = answers.iter().map(|a| a.nested(&format!("s{k}."))).collect();
@@ -627,7 +647,25 @@ impl StudyRunner<'_> {
             let rel = format!("models/{base}/{}/{}.json", file.model, serde_json::to_value(kind).unwrap().as_str().unwrap());
             write_json(&self.study.output_dir.join(&rel), file)?;
             let (c, cross_validation) = penalties.get(&kind).cloned().map_or((None, Vec::new()), |(c, p)| (Some(c), p));
-            results.push(ClassifierResult { classifier: kind, training, validation, per_site_auc, model_file: rel, note, c, cross_validation });
+            let held_out_histogram = match &held_out {
+                Some(answer) => {
+                    Some(crate::held_out::all_patients(&answer.nested(&format!("s{k}.")), grid).map_err(|source| StudyError::Combine { step: step.into(), source })?)
+                }
+                None => None,
+            };
+            let held_out = held_out_histogram.as_ref().map(|h| h.metrics(threshold));
+            results.push(ClassifierResult {
+                classifier: kind,
+                training,
+                validation,
+                per_site_auc,
+                model_file: rel,
+                note,
+                c,
+                cross_validation,
+                held_out,
+                held_out_histogram,
+            });
         }
         Ok((Fitted { results, not_fitted }, round))
     }

@@ -47,6 +47,7 @@ pub fn markdown(r: &StudyResults) -> String {
             s.push('\n');
         }
         s.push_str(&comparison_markdown(r));
+        s.push_str(&leave_one_out_markdown(r));
         s.push_str("### Validation curves\n\nPer sequence and model: ROC curves, calibration (mean predicted vs observed recurrence per tenth of predicted risk) and decision curves (net benefit; grey: treat all), on the validation cohort.\n\n");
         for m in r.models.iter().filter(|m| !m.classifiers.is_empty()) {
             let dir = format!("models/{}/{}", m.sequence, m.model);
@@ -237,6 +238,51 @@ pub fn best(r: &StudyResults) -> Option<(usize, usize)> {
         }
     }
     best.map(|b| (b.0, b.1))
+}
+
+/// Leave-one-hospital-out validation ([`crate::held_out`]), when the study ran it.
+fn leave_one_out_markdown(r: &StudyResults) -> String {
+    let Some(l) = &r.leave_one_hospital_out else { return String::new() };
+    let mut s = String::from(
+        "## Leave-one-hospital-out validation\n\nFor each hospital, feature selection and every model again on the other hospitals' training patients (the same split and folds), validated on every patient of the left-out hospital (both cohorts) at the threshold chosen on the others' training patients. The left-out hospital scored only models that every fitting hospital had scored and signed for. Pooled: every patient scored by the model fitted without its hospital (AUC of the pooled scores; accuracy, sensitivity and specificity at each model's own threshold). The deep encoder is the study's: it saw every hospital's images, without outcomes.\n\n",
+    );
+    let sites: Vec<&str> = l.hospitals.iter().map(|h| h.site.as_str()).collect();
+    if !l.pooled.is_empty() {
+        s.push_str(&format!(
+            "| Sequence | Model | Classifier | {} | Mean AUC | Pooled AUC (95% CI) | ACC | SEN | SPE |\n|---|---|---|{}---|---|---|---|---|\n",
+            sites.join(" | "),
+            "---|".repeat(sites.len())
+        ));
+        for p in &l.pooled {
+            let per: Vec<String> = sites.iter().map(|h| p.per_hospital_auc.get(*h).map_or("–".into(), |a| format!("{a:.3}"))).collect();
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {:.3} | {:.3} ({:.3}–{:.3}) | {:.3} | {:.3} | {:.3} |\n",
+                sequence_label(&p.sequence),
+                p.model,
+                p.classifier.label(),
+                per.join(" | "),
+                p.mean_auc,
+                p.pooled_auc,
+                p.pooled_auc_ci.0,
+                p.pooled_auc_ci.1,
+                p.accuracy,
+                p.sensitivity,
+                p.specificity
+            ));
+        }
+        s.push('\n');
+    }
+    for h in &l.hospitals {
+        if let Some(n) = &h.note {
+            s.push_str(&format!("Without {}: not completed: {n}\n\n", h.site));
+        }
+        for m in &h.models {
+            for nf in &m.not_fitted {
+                s.push_str(&format!("Without {}: {} Model {} {} not fitted: {}\n\n", h.site, sequence_label(&m.sequence), m.model, nf.classifier.label(), nf.reason));
+            }
+        }
+    }
+    s
 }
 
 pub(crate) fn sequence_label(seq: &str) -> &str {

@@ -75,6 +75,9 @@ pub struct StudyResults {
     pub comparison: Option<crate::comparison::ModelComparison>,
     /// Why the models were not compared, when they were not.
     pub comparison_note: Option<String>,
+    /// Leave-one-hospital-out validation (absent, and not in `results.json`, when off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leave_one_hospital_out: Option<crate::held_out::LeaveOneHospitalOut>,
     /// Rounds, bytes and seconds per step of this run: written to `protocol.json`, not to
     /// `results.json`, which depends only on the data and the study file (a resumed or
     /// disturbed run writes the same bytes).
@@ -95,21 +98,24 @@ pub struct Quiet;
 impl Progress for Quiet {}
 
 pub struct StudyRunner<'a> {
-    hub: Hub,
+    pub(crate) hub: Hub,
     pub(crate) study: StudyConfig,
-    progress: &'a dyn Progress,
+    pub(crate) progress: &'a dyn Progress,
     protocol: Vec<StepProtocol>,
-    resume: bool,
-    journal: Option<crate::journal::Journal>,
+    pub(crate) resume: bool,
+    pub(crate) journal: Option<crate::journal::Journal>,
     replayed: u64,
     /// SHA-256 of the study's plan, sent with every task (sites answer only a plan they approved).
-    plan_sha256: String,
+    pub(crate) plan_sha256: String,
     /// The plan secure-sums the kinds the coordinator only adds up.
     pub(crate) secure: bool,
     secure_rounds: u64,
     /// Each site's policy as published in its hello when the study started (sites may
     /// reconnect during the study; the plan of folds and model sizes uses these).
     pub(crate) policies: BTreeMap<String, proto::SitePolicy>,
+    /// In a leave-one-hospital-out analysis ([`crate::held_out`]): the site it leaves out,
+    /// which scores the analysis's final models.
+    pub(crate) held_out: Option<String>,
 }
 
 fn traffic_total(t: &std::collections::HashMap<String, Traffic>) -> Traffic {
@@ -137,6 +143,7 @@ impl<'a> StudyRunner<'a> {
             secure,
             secure_rounds: 0,
             policies: BTreeMap::new(),
+            held_out: None,
         }
     }
 
@@ -275,7 +282,21 @@ impl<'a> StudyRunner<'a> {
         Ok((answers, signed))
     }
 
+    /// A leave-one-hospital-out analysis's steps, appended to this study's protocol under
+    /// their analysis's name.
+    pub(crate) fn absorb_protocol(&mut self, analysis: &StudyRunner<'_>) {
+        self.protocol.extend(analysis.protocol.iter().cloned());
+        self.secure_rounds += analysis.secure_rounds;
+        self.replayed += analysis.replayed;
+    }
+
     pub(crate) async fn step<T>(&mut self, name: &str, body: impl AsyncFnOnce(&mut Self) -> Result<(T, u64), StudyError>) -> Result<T, StudyError> {
+        // An analysis's steps are named after it in the progress and the protocol.
+        let shown = match &self.held_out {
+            Some(site) => format!("without {site}: {name}"),
+            None => name.to_string(),
+        };
+        let name = shown.as_str();
         self.progress.step_started(name, self.study.sites.len());
         let before = traffic_total(&self.hub.traffic());
         let replayed_before = self.replayed;
@@ -523,6 +544,26 @@ impl<'a> StudyRunner<'a> {
             None
         };
 
+        // Leave-one-hospital-out: the selection and the models again without each hospital.
+        let leave_one_hospital_out = match &selection {
+            Some(sel) if plan.leave_one_hospital_out => {
+                let parts = crate::held_out::StudyParts {
+                    plan: &plan,
+                    catalogue: &catalogue,
+                    deep_catalogues: &deep_catalogues,
+                    deep: &deep,
+                    split: &split,
+                    missing: &missing,
+                    selection: sel,
+                    extraction_parameters: &parameters_yaml,
+                };
+                let l = self.run_leave_one_hospital_out(&parts).await?;
+                write_json(&out.join("leave_one_hospital_out.json"), &l)?;
+                Some(l)
+            }
+            _ => None,
+        };
+
         let results = StudyResults {
             study_id: self.study.study_id.clone(),
             seed,
@@ -539,6 +580,7 @@ impl<'a> StudyRunner<'a> {
             models,
             comparison,
             comparison_note,
+            leave_one_hospital_out,
             protocol: self.protocol.clone(),
             software_version: env!("CARGO_PKG_VERSION").into(),
         };

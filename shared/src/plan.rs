@@ -117,6 +117,31 @@ pub struct StudyConfig {
     /// `[combat]`: ComBat harmonisation of site effects before selection (off by default).
     #[serde(default)]
     pub combat: crate::algorithms::combat::CombatSettings,
+    /// `[validation]`: validation beside the random split (off by default).
+    #[serde(default)]
+    pub validation: ValidationSettings,
+}
+
+/// `[validation]` of the study file.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidationSettings {
+    /// Leave-one-hospital-out: for each site, selection and models again on the other sites'
+    /// training patients, validated on every patient of that site ([`StudyPlan::held_out_analysis`]).
+    pub leave_one_hospital_out: bool,
+}
+
+/// What joins a study id and a held-out site in a leave-one-hospital-out analysis's id.
+pub const HELD_OUT_SEPARATOR: &str = ".without-";
+
+/// The study id of the leave-one-hospital-out analysis of `study_id` without `site`.
+pub fn held_out_study_id(study_id: &str, site: &str) -> String {
+    format!("{study_id}{HELD_OUT_SEPARATOR}{site}")
+}
+
+/// The study and held-out site of an analysis id ([`held_out_study_id`]), if it is one.
+pub fn parse_held_out_study_id(id: &str) -> Option<(&str, &str)> {
+    id.rsplit_once(HELD_OUT_SEPARATOR).filter(|(study, site)| !study.is_empty() && !site.is_empty())
 }
 
 /// `[secure_aggregation]` of the study file ([`crate::secure_sum`]): the sites mask their
@@ -247,9 +272,32 @@ pub struct StudyPlan {
     /// ComBat's settings when on; absent (and so not in the canonical JSON) when off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub combat: Option<crate::algorithms::combat::CombatSettings>,
+    /// Leave-one-hospital-out analyses; absent (and so not in the canonical JSON) when off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub leave_one_hospital_out: bool,
 }
 
 impl StudyPlan {
+    /// The plan of the leave-one-hospital-out analysis without `site`, which every site derives
+    /// from the plan its operator approved (so approving a study with
+    /// `leave_one_hospital_out` approves its analyses): the same settings under the analysis's
+    /// id ([`held_out_study_id`]), over the other sites, with no analyses of its own. `None` if
+    /// the plan has no such analyses or `site` is not one of its sites.
+    ///
+    /// The analysis shares the study's populations — split, folds, features — which the sites
+    /// read from the study itself; everything an analysis pins (standardisers, fitted models,
+    /// tree edges, replayed runs) is its own.
+    pub fn held_out_analysis(&self, site: &str) -> Option<StudyPlan> {
+        if !self.leave_one_hospital_out || !self.sites.iter().any(|s| s == site) {
+            return None;
+        }
+        let mut plan = self.clone();
+        plan.study_id = held_out_study_id(&self.study_id, site);
+        plan.sites.retain(|s| s != site);
+        plan.leave_one_hospital_out = false;
+        Some(plan)
+    }
+
     /// The canonical bytes the plan's SHA-256 is taken over.
     pub fn canonical_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a plan serialises")
@@ -670,6 +718,7 @@ impl StudyConfig {
             limits: self.limits.clone(),
             secure_aggregation: self.secure_aggregation.plan(self.sites.len()),
             combat: self.combat.enabled.then(|| self.combat.clone()),
+            leave_one_hospital_out: self.validation.leave_one_hospital_out,
         })
     }
 
@@ -748,6 +797,25 @@ impl StudyConfig {
             }
             self.combat.resolve(&self.dictionary())?;
         }
+        if self.validation.leave_one_hospital_out {
+            if self.sites.len() < 3 {
+                return Err("validation.leave_one_hospital_out: needs at least three sites, so that each analysis is fitted across two or more".into());
+            }
+            if !self.selection.enabled {
+                return Err("validation.leave_one_hospital_out: repeats selection and models without each site; enable [selection]".into());
+            }
+            if self.combat.enabled {
+                // ComBat's estimates protect the outcome: harmonising with the held-out site's
+                // labels would let them into the models validated on it.
+                return Err("validation.leave_one_hospital_out: not with [combat] yet (ComBat's estimates use every site's outcomes, the held-out site's too)".into());
+            }
+            for site in &self.sites {
+                let id = held_out_study_id(&self.study_id, site);
+                if id.len() > 64 {
+                    return Err(format!("validation.leave_one_hospital_out: the analysis id {id:?} is longer than 64 characters; shorten study_id"));
+                }
+            }
+        }
         self.limits.validate()
     }
 
@@ -791,6 +859,7 @@ impl StudyPlan {
                 site_alone_baselines: self.secure_aggregation.as_ref().is_some_and(|s| s.site_alone_baselines),
             },
             combat: self.combat.clone().unwrap_or_default(),
+            validation: ValidationSettings { leave_one_hospital_out: self.leave_one_hospital_out },
         }
         .validate()
     }
@@ -865,6 +934,36 @@ mod tests {
 
     fn study(extra: &str) -> StudyConfig {
         toml::from_str(&format!("study_id = \"s\"\noutput_dir = \"out\"\nseed = 3\nsites = [\"a\", \"b\"]\n{extra}")).unwrap()
+    }
+
+    /// A leave-one-hospital-out analysis is the study's plan over the other sites, under its
+    /// own id and hash, with no analyses of its own; a plan without them has none, and the
+    /// option is off (and absent from the canonical JSON, so older plans keep their hash)
+    /// unless asked for. It needs three sites and is refused with ComBat.
+    #[test]
+    fn held_out_analyses_derive_from_the_approved_plan() {
+        let three = || StudyConfig { sites: vec!["a".into(), "b".into(), "c".into()], ..study("") };
+        let off = three().plan().unwrap();
+        assert!(!off.canonical_json().contains("leave_one_hospital_out"));
+        assert!(off.held_out_analysis("a").is_none());
+        let on_config = StudyConfig { validation: ValidationSettings { leave_one_hospital_out: true }, ..three() };
+        on_config.validate().unwrap();
+        let on = on_config.plan().unwrap();
+        on.validate().unwrap();
+        let without_b = on.held_out_analysis("b").unwrap();
+        assert_eq!(without_b.study_id, "s.without-b");
+        assert_eq!(parse_held_out_study_id(&without_b.study_id), Some(("s", "b")));
+        assert_eq!(without_b.sites, vec!["a".to_string(), "c".to_string()]);
+        assert!(!without_b.leave_one_hospital_out && without_b.held_out_analysis("a").is_none());
+        assert_ne!(without_b.sha256(), on.sha256());
+        assert_ne!(without_b.sha256(), on.held_out_analysis("a").unwrap().sha256());
+        assert!(on.held_out_analysis("x").is_none());
+        assert_eq!(parse_held_out_study_id("plain"), None);
+        let two = StudyConfig { validation: ValidationSettings { leave_one_hospital_out: true }, ..study("") };
+        assert!(two.validate().unwrap_err().contains("at least three sites"));
+        let mut combat = on_config.clone();
+        combat.combat.enabled = true;
+        assert!(combat.validate().unwrap_err().contains("combat"));
     }
 
     #[test]

@@ -449,14 +449,42 @@ impl VerifiedSites {
 /// sent (masked, under secure aggregation).
 pub fn answer_message(site_id: &str, round: RoundBinding, aggregate: &Aggregate) -> Vec<u8> {
     use prost::Message;
+    answer_digest_message(site_id, round, &crate::digest::sha256_hex(&aggregate.encode_to_vec()))
+}
+
+/// [`answer_message`] from the aggregate's SHA-256 (hex).
+fn answer_digest_message(site_id: &str, round: RoundBinding, aggregate_sha256: &str) -> Vec<u8> {
     let mut m = b"fedrad.v1 answer".to_vec();
     for part in [site_id, round.study_id, round.plan_sha256, round.task_id, round.task_sha256] {
         m.push(0);
         m.extend_from_slice(part.as_bytes());
     }
     m.push(0);
-    m.extend_from_slice(crate::digest::sha256_hex(&aggregate.encode_to_vec()).as_bytes());
+    m.extend_from_slice(aggregate_sha256.as_bytes());
     m
+}
+
+/// Checks that `site` answered `round` (some aggregate whose SHA-256 is `aggregate_sha256`):
+/// its signature, by the certificate key `spki_der` whose fingerprint the plan pins
+/// (`pinned_fingerprint`). A site that was not sent the aggregate — the held-out site of a
+/// leave-one-hospital-out analysis, which learns that every fitting site scored a model
+/// without seeing their histograms — checks the answer this way.
+pub fn verify_attestation(
+    site: &str,
+    pinned_fingerprint: &str,
+    spki_der: &[u8],
+    round: RoundBinding,
+    aggregate_sha256: &str,
+    signature: &[u8],
+) -> Result<(), SecureSumError> {
+    let got = key_fingerprint(spki_der);
+    if got != pinned_fingerprint {
+        return Err(SecureSumError::PinMismatch { site: site.into(), pinned: pinned_fingerprint.into(), got });
+    }
+    let point = spki_point(spki_der).map_err(|detail| SecureSumError::BadKey { site: site.into(), detail })?;
+    signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, &point)
+        .verify(&answer_digest_message(site, round, aggregate_sha256), signature)
+        .map_err(|_| SecureSumError::BadAnswerSignature(site.into()))
 }
 
 /// What a site accepts before it masks: the sites are exactly its plan's (`plan_sites`, sorted
@@ -919,6 +947,29 @@ mod tests {
             })
             .collect();
         assert!(matches!(combine(&answers), Err(CombineError::Inconsistent { site, .. }) if site == SUM_OF_SITES));
+    }
+
+    #[test]
+    fn an_attestation_verifies_only_for_its_round_answer_and_pinned_key() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["site-a".to_string()]).unwrap().self_signed(&key).unwrap();
+        let id = MaskingIdentity::new("site-a", &key.serialize_der(), cert.der(), None).unwrap();
+        let round = RoundBinding { study_id: "s.without-b", plan_sha256: "p", task_id: "t", task_sha256: "d" };
+        let answer = Aggregate { patient_count: 7, ..Default::default() };
+        let signature = id.sign_answer(round, &answer).unwrap();
+        let digest = crate::digest::sha256_hex(&prost::Message::encode_to_vec(&answer));
+        let pin = id.fingerprint();
+        verify_attestation("site-a", &pin, &id.spki, round, &digest, &signature).unwrap();
+        // Another task, another answer, another site's name or an unpinned key: refused.
+        let other_task = RoundBinding { task_id: "t2", ..round };
+        assert!(matches!(verify_attestation("site-a", &pin, &id.spki, other_task, &digest, &signature), Err(SecureSumError::BadAnswerSignature(_))));
+        let other_answer = crate::digest::sha256_hex(b"another");
+        assert!(matches!(verify_attestation("site-a", &pin, &id.spki, round, &other_answer, &signature), Err(SecureSumError::BadAnswerSignature(_))));
+        assert!(matches!(verify_attestation("site-c", &pin, &id.spki, round, &digest, &signature), Err(SecureSumError::BadAnswerSignature(_))));
+        let stranger = rcgen::KeyPair::generate().unwrap();
+        let stranger_cert = rcgen::CertificateParams::new(vec!["site-a".to_string()]).unwrap().self_signed(&stranger).unwrap();
+        let stranger_spki = certificate_spki(stranger_cert.der()).unwrap();
+        assert!(matches!(verify_attestation("site-a", &pin, &stranger_spki, round, &digest, &signature), Err(SecureSumError::PinMismatch { .. })));
     }
 
     #[test]

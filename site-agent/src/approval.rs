@@ -23,6 +23,44 @@ pub struct Approval {
     pub plan_sha256: String,
     pub approved_unix_millis: u64,
     pub plan: StudyPlan,
+    /// For a leave-one-hospital-out analysis ([`StudyPlan::held_out_analysis`]): the approved
+    /// study it belongs to, whose populations (split, folds, features) it reads. Not stored:
+    /// an analysis is approved with its study, never on its own.
+    #[serde(skip)]
+    pub analysis_of: Option<HeldOutAnalysis>,
+}
+
+/// The study a leave-one-hospital-out analysis belongs to, and the site it leaves out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldOutAnalysis {
+    pub study_id: String,
+    pub held_out: String,
+}
+
+impl Approval {
+    /// The study whose populations (split, folds, feature tables) the tasks read: the study
+    /// itself, or the study an analysis belongs to.
+    pub fn data_study(&self) -> &str {
+        self.analysis_of.as_ref().map_or(&self.study_id, |a| &a.study_id)
+    }
+
+    /// The site a leave-one-hospital-out analysis leaves out, if this is one.
+    pub fn held_out(&self) -> Option<&str> {
+        self.analysis_of.as_ref().map(|a| a.held_out.as_str())
+    }
+
+    /// The leave-one-hospital-out analysis of this approved study without `site`, if its plan
+    /// has such analyses and `site` is one of its sites.
+    pub fn held_out_analysis(&self, site: &str) -> Option<Approval> {
+        let plan = self.plan.held_out_analysis(site)?;
+        Some(Approval {
+            study_id: plan.study_id.clone(),
+            plan_sha256: plan.sha256(),
+            approved_unix_millis: self.approved_unix_millis,
+            plan,
+            analysis_of: Some(HeldOutAnalysis { study_id: self.study_id.clone(), held_out: site.to_string() }),
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +132,7 @@ pub fn approve(work_dir: &Path, site_id: &str, schema: &[VariableSpec], plan: &S
         plan_sha256: plan.sha256(),
         approved_unix_millis: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
         plan: plan.clone(),
+        analysis_of: None,
     };
     let text = serde_json::to_string_pretty(&approval).expect("an approval serialises") + "\n";
     crate::engine::write_atomic(&p, text.as_bytes()).map_err(|source| ApprovalError::Io { path: p.clone(), source })?;
@@ -156,6 +195,18 @@ impl FileStamp {
 impl ApprovalCache {
     /// [`load`], reading the record only when its file changed since it was last read.
     pub fn load(&self, work_dir: &Path, study_id: &str) -> Result<std::sync::Arc<Approval>, ApprovalError> {
+        match self.load_recorded(work_dir, study_id) {
+            Err(ApprovalError::NotApproved(id)) => {
+                // A leave-one-hospital-out analysis is approved with its study.
+                let derived =
+                    fedrad_shared::plan::parse_held_out_study_id(study_id).and_then(|(study, site)| self.load_recorded(work_dir, study).ok()?.held_out_analysis(site));
+                derived.map(std::sync::Arc::new).ok_or(ApprovalError::NotApproved(id))
+            }
+            other => other,
+        }
+    }
+
+    fn load_recorded(&self, work_dir: &Path, study_id: &str) -> Result<std::sync::Arc<Approval>, ApprovalError> {
         let p = path(work_dir, study_id)?;
         let stamp = match std::fs::metadata(&p) {
             Ok(m) => FileStamp::of(&m),
@@ -249,6 +300,19 @@ pub fn summary(a: &Approval) -> String {
         p.limits.max_coefficient,
         p.limits.max_scale_ratio,
     ) + &secure_summary(p)
+        + &held_out_summary(p)
+}
+
+/// What approving a plan with leave-one-hospital-out analyses also approves.
+fn held_out_summary(p: &StudyPlan) -> String {
+    if !p.leave_one_hospital_out {
+        return String::new();
+    }
+    let ids: Vec<String> = p.site_set().iter().map(|s| fedrad_shared::plan::held_out_study_id(&p.study_id, s)).collect();
+    format!(
+        "  leave-one-hospital-out: the selection and models again without each site ({}), on this study's split, folds and features; left out, this site only scores the models every other site attested\n",
+        ids.join(", ")
+    )
 }
 
 /// The secure-aggregation lines of the summary: each site's pinned key, which the operator

@@ -160,6 +160,39 @@ pub enum EngineError {
 }
 
 /// Study ids name folders in the work directory, so they are restricted.
+/// What a leave-one-hospital-out analysis asks of a site: the fitting sites answer the
+/// selection's and the models' rounds (and confirm the study's folds), over the study's own
+/// populations; the held-out site only scores the analysis's final models. Whatever defines a
+/// population or a feature (cohort summary, split, Table 1, extraction, the encoder,
+/// embedding, ComBat) belongs to the study and is refused in its analyses, and so are model
+/// comparisons, which the analyses do not make.
+fn analysis_gate(task: &Task, held_out_here: bool) -> Result<(), Failure> {
+    let refuse = |m: String| Err(Failure::Refused(SiteRefusal::InvalidParameters(m)));
+    match &task.kind {
+        Some(task::Kind::Score(t)) if held_out_here && t.folds == 0 => Ok(()),
+        _ if held_out_here => {
+            refuse(format!("the held-out site of a leave-one-hospital-out analysis only scores the analysis's final models, not {} tasks", kind_name(task)))
+        }
+        Some(task::Kind::Score(t)) if !t.attestations.is_empty() => refuse("a score task carries attestations only to the held-out site".into()),
+        Some(task::Kind::ClassifierRound(c)) if c.site_alone => refuse("a leave-one-hospital-out analysis has no site-alone baselines".into()),
+        Some(
+            task::Kind::Folds(_)
+            | task::Kind::FeatureMoments(_)
+            | task::Kind::RankHistogram(_)
+            | task::Kind::Correlation(_)
+            | task::Kind::LassoRound(_)
+            | task::Kind::CvLoss(_)
+            | task::Kind::LogisticRound(_)
+            | task::Kind::DesignMoments(_)
+            | task::Kind::ClassifierRound(_)
+            | task::Kind::Score(_)
+            | task::Kind::ValueHistogram(_)
+            | task::Kind::TreeRound(_),
+        ) => Ok(()),
+        _ => refuse(format!("{} tasks belong to the study, not to its leave-one-hospital-out analyses", kind_name(task))),
+    }
+}
+
 pub(crate) fn valid_study_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && !id.starts_with('.') && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
@@ -717,7 +750,19 @@ impl SiteEngine {
             return Err(Failure::Refused(SiteRefusal::InvalidParameters("task kind not understood by this agent version".into())));
         }
         let approval = self.approved_plan(task)?;
-        let sites = approval.plan.site_set();
+        let held_out_here = approval.held_out() == Some(self.config.site_id.as_str());
+        if approval.held_out().is_some() {
+            analysis_gate(task, held_out_here)?;
+        } else if matches!(&task.kind, Some(task::Kind::Score(t)) if !t.attestations.is_empty()) {
+            return Err(Failure::Refused(SiteRefusal::InvalidParameters(
+                "a score task carries attestations only to the held-out site of a leave-one-hospital-out analysis".into(),
+            )));
+        }
+        let mut sites = approval.plan.site_set();
+        if held_out_here {
+            // The held-out site takes part in its study, not in the analysis's fits.
+            sites.push(self.config.site_id.clone());
+        }
         if sites.len() < min_sites || !sites.contains(&self.config.site_id) {
             return Err(Failure::Refused(SiteRefusal::Precondition(format!(
                 "this site takes part only in studies of at least {min_sites} sites including itself; the study has {} ({})",
@@ -728,6 +773,58 @@ impl SiteEngine {
         Ok(approval)
     }
 
+    /// The held-out site's check of a score task in a leave-one-hospital-out analysis: it
+    /// fitted none of the analysis's models, so it scores only models that every fitting site
+    /// scored under this very task (their signatures over their answers, by the certificate
+    /// keys the plan pins, [`secure_sum::verify_attestation`]), and no more distinct models than
+    /// the plan fits per analysis. A coordinator that asks it to score a "model" of its own
+    /// choosing (one feature column on a fine grid) needs every other site to have scored that
+    /// model first, which each does only for a model in its own ledger of fitted models or
+    /// within its plan-derived budget ([`crate::ledger`]): the held-out site is exposed exactly
+    /// as much as the sites that fitted. Without pinned keys (a plan that does not secure-sum)
+    /// it has nothing to check the signatures against and refuses, unless its policy answers
+    /// unverifiable rounds (`policy.unverified_rounds`), when the count alone bounds it.
+    fn accept_attested_scorers(&self, task: &Task, plan: &fedrad_shared::plan::StudyPlan, t: &proto::ScoreTask) -> Result<(), Failure> {
+        let invalid = |m: String| Failure::Refused(SiteRefusal::InvalidParameters(m));
+        if t.folds != 0 {
+            return Err(invalid("the held-out site scores final models, not out-of-fold ones".into()));
+        }
+        match &plan.secure_aggregation {
+            Some(settings) if !settings.site_keys.is_empty() => {
+                let mut unattested = task.clone();
+                if let Some(task::Kind::Score(s)) = &mut unattested.kind {
+                    s.attestations.clear();
+                }
+                let digest = sha256_hex(&unattested.encode_to_vec());
+                let round = RoundBinding { study_id: &task.study_id, plan_sha256: &task.plan_sha256, task_id: &task.task_id, task_sha256: &digest };
+                let mut attested: Vec<&str> = t.attestations.iter().map(|a| a.site_id.as_str()).collect();
+                attested.sort();
+                let fitting = plan.site_set();
+                if attested.len() != fitting.len() || attested.iter().zip(&fitting).any(|(a, b)| a != b) {
+                    return Err(invalid(format!(
+                        "a held-out site scores a model only with the attestations of every site that fitted it ({}); this task has {}",
+                        fitting.join(", "),
+                        if attested.is_empty() { "none".to_string() } else { attested.join(", ") }
+                    )));
+                }
+                for a in &t.attestations {
+                    let pin = settings.site_keys.get(&a.site_id).ok_or_else(|| invalid(format!("the plan pins no key for site {}", a.site_id)))?;
+                    secure_sum::verify_attestation(&a.site_id, pin, &a.subject_public_key_info, round, &a.answer_sha256, &a.signature)
+                        .map_err(|e| invalid(format!("attestation: {e}")))?;
+                }
+            }
+            _ if self.config.policy.unverified_rounds => {}
+            _ => {
+                return Err(Failure::Refused(SiteRefusal::Precondition(
+                    "the held-out site checks the fitting sites' signatures against the keys the plan pins, and this plan pins none (policy.unverified_rounds is off)"
+                        .into(),
+                )));
+            }
+        }
+        self.ledger(&task.study_id, plan).accept_held_out_scorers(plan, t.design.as_ref(), t.standardiser.as_ref(), &t.scorers)?;
+        Ok(())
+    }
+
     fn compute(&self, task: &Task, approval: &crate::approval::Approval, task_digest: &str, secure: Option<&VerifiedSites>) -> Result<proto::Aggregate, Failure> {
         let min = self.config.policy.min_count;
         let plan = &approval.plan;
@@ -736,6 +833,9 @@ impl SiteEngine {
         };
         crate::acceptance::accept(kind, plan, min)?;
         let records = &self.cohort.records;
+        // The populations (split, folds, feature tables) are the study's, also in its
+        // leave-one-hospital-out analyses; what a task pins is the task's study's (or analysis's).
+        let data_id = approval.data_study();
         match &task.kind {
             Some(task::Kind::CohortSummary(_)) => Ok(cohort_summary::site_cohort_summary(records, &self.cohort.excluded_counts(), min)?),
             Some(task::Kind::Split(s)) => {
@@ -744,12 +844,12 @@ impl SiteEngine {
                 split::site_accepts(s.seed, quota, plan.seed, plan.split.training_fraction, records.len() as u64 - positives, positives)?;
                 let roles = split::site_assign(records, s.seed, quota)?;
                 let agg = split::site_split_aggregate(records, &roles, min)?;
-                self.record_split(&task.study_id, s, &roles)?;
+                self.record_split(data_id, s, &roles)?;
                 Ok(agg)
             }
             Some(task::Kind::Table1(t)) => {
                 let variables = t.variables.iter().map(variable_from_proto).collect::<Result<Vec<_>, _>>()?;
-                let roles = self.load_split(&task.study_id)?;
+                let roles = self.load_split(data_id)?;
                 Ok(table1::site_table1(records, &roles, &variables, &self.schema, min)?)
             }
             Some(task::Kind::ExtractFeatures(t)) => {
@@ -757,26 +857,26 @@ impl SiteEngine {
                 self.extract_features(&task.study_id, t)
             }
             Some(task::Kind::Folds(f)) => {
-                let roles = self.load_split(&task.study_id)?;
+                let roles = self.load_split(data_id)?;
                 let (assignment, agg) = selection::assign_folds(records, &roles, f, min)?;
-                self.record_folds(&task.study_id, f, &assignment)?;
+                self.record_folds(data_id, f, &assignment)?;
                 Ok(agg)
             }
-            Some(task::Kind::FeatureMoments(t)) => selection::feature_moments(&self.training(plan, &task.study_id, t.features.as_ref())?, &t.centre, min),
+            Some(task::Kind::FeatureMoments(t)) => selection::feature_moments(&self.training(plan, data_id, t.features.as_ref())?, &t.centre, min),
             Some(task::Kind::RankHistogram(t)) => {
-                let data = self.training(plan, &task.study_id, t.features.as_ref())?;
+                let data = self.training(plan, data_id, t.features.as_ref())?;
                 self.accept_feature_standardiser(plan, &task.study_id, t.features.as_ref(), t.standardiser.as_ref(), &data.x)?;
                 selection::rank_histogram(&data, t, min)
             }
             Some(task::Kind::Correlation(t)) => {
-                let data = self.training(plan, &task.study_id, t.features.as_ref())?;
+                let data = self.training(plan, data_id, t.features.as_ref())?;
                 self.accept_feature_standardiser(plan, &task.study_id, t.features.as_ref(), t.standardiser.as_ref(), &data.x)?;
                 selection::correlation(&data, t, min)
             }
             Some(task::Kind::LassoRound(t)) => {
-                let data = self.training(plan, &task.study_id, t.features.as_ref())?;
+                let data = self.training(plan, data_id, t.features.as_ref())?;
                 self.accept_feature_standardiser(plan, &task.study_id, t.features.as_ref(), t.standardiser.as_ref(), &data.x)?;
-                let folds = self.fold_count(&task.study_id);
+                let folds = self.fold_count(data_id);
                 let agg = selection::lasso_round(&data, t, folds, min, self.config.policy.max_parameter_ratio)?;
                 let run = LassoRun { features: t.features.as_ref(), standardiser: t.standardiser.as_ref(), family: t.family, max_block_columns: t.max_block_columns };
                 let step = self.recompute_lasso(task, plan, task_digest, secure, folds, &run, &t.previous, &|r| r.expect_round(&t.points))?;
@@ -784,9 +884,9 @@ impl SiteEngine {
                 Ok(agg)
             }
             Some(task::Kind::CvLoss(t)) => {
-                let data = self.training(plan, &task.study_id, t.features.as_ref())?;
+                let data = self.training(plan, data_id, t.features.as_ref())?;
                 self.accept_feature_standardiser(plan, &task.study_id, t.features.as_ref(), t.standardiser.as_ref(), &data.x)?;
-                let folds = self.fold_count(&task.study_id);
+                let folds = self.fold_count(data_id);
                 let agg = selection::cv_loss(&data, t, folds, min, self.config.policy.max_parameter_ratio)?;
                 let run = LassoRun { features: t.features.as_ref(), standardiser: t.standardiser.as_ref(), family: t.family, max_block_columns: t.max_block_columns };
                 let step = self.recompute_lasso(task, plan, task_digest, secure, folds, &run, &t.previous, &|r| r.expect_cv(&t.points, t.path_length))?;
@@ -795,7 +895,7 @@ impl SiteEngine {
             }
             Some(task::Kind::LogisticRound(t)) => {
                 let variables = self.checked_variables(&t.variables)?;
-                let roles = self.load_split(&task.study_id)?;
+                let roles = self.load_split(data_id)?;
                 let rows: Vec<Vec<f64>> = records
                     .iter()
                     .zip(&roles)
@@ -805,9 +905,9 @@ impl SiteEngine {
                 acceptance::clinical_models(plan, &rows, &t.models)?;
                 selection::logistic_round(records, &roles, &variables, &t.models, min, self.config.policy.max_parameter_ratio)
             }
-            Some(task::Kind::DesignMoments(t)) => selection::design_moments(&self.design(plan, &task.study_id, t.design.as_ref())?, &t.centre, min),
+            Some(task::Kind::DesignMoments(t)) => selection::design_moments(&self.design(plan, data_id, t.design.as_ref())?, &t.centre, min),
             Some(task::Kind::ClassifierRound(t)) => {
-                let data = self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?;
+                let data = self.standardised_design(plan, data_id, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?;
                 let agg = selection::classifier_round(&data, t, min, self.config.policy.max_parameter_ratio)?;
                 if t.exclude_fold > 0 {
                     let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -825,14 +925,18 @@ impl SiteEngine {
                 Ok(agg)
             }
             Some(task::Kind::Score(t)) => {
-                let data = self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?;
+                let data = self.standardised_design(plan, data_id, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?;
                 let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
-                self.ledger(&task.study_id, plan).accept_scorers(plan, &self.config.site_id, t.design.as_ref(), t.standardiser.as_ref(), &t.scorers, t.folds)?;
+                if approval.held_out() == Some(self.config.site_id.as_str()) {
+                    self.accept_attested_scorers(task, plan, t)?;
+                } else {
+                    self.ledger(&task.study_id, plan).accept_scorers(plan, &self.config.site_id, t.design.as_ref(), t.standardiser.as_ref(), &t.scorers, t.folds)?;
+                }
                 drop(_guard);
                 selection::score(&data, t, min)
             }
             Some(task::Kind::ValueHistogram(t)) => {
-                let agg = selection::value_histogram(&self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?, t, min)?;
+                let agg = selection::value_histogram(&self.standardised_design(plan, data_id, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?, t, min)?;
                 // The design's tree ensembles open from this task's answers (their bin edges).
                 let opening = crate::replay::Opening { task_id: task.task_id.clone(), task_digest: task_digest.to_string() };
                 let charge = |bytes| self.charge_disk(&task.study_id, bytes);
@@ -846,7 +950,7 @@ impl SiteEngine {
                 Ok(agg)
             }
             Some(task::Kind::TreeRound(t)) => {
-                let data = self.standardised_design(plan, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?;
+                let data = self.standardised_design(plan, data_id, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?;
                 let forest = t.objective == proto::TreeObjective::ForestCounts as i32;
                 let edges: Vec<Vec<f64>> = t.edges.iter().map(|e| e.edges.clone()).collect();
                 let step = self.recompute_trees(task, plan, task_digest, secure, t)?;
@@ -868,8 +972,11 @@ impl SiteEngine {
                     let sent = proto::PairedScoresTask { models: Vec::new(), grid: t.grid, negatives: t.negatives.clone(), positives: t.positives.clone() };
                     fedrad_shared::digest::sha256_hex(&prost::Message::encode_to_vec(&sent))
                 });
-                let designs =
-                    t.models.iter().map(|m| self.standardised_design(plan, &task.study_id, m.design.as_ref(), m.standardiser.as_ref())).collect::<Result<Vec<_>, _>>()?;
+                let designs = t
+                    .models
+                    .iter()
+                    .map(|m| self.standardised_design(plan, data_id, &task.study_id, m.design.as_ref(), m.standardiser.as_ref()))
+                    .collect::<Result<Vec<_>, _>>()?;
                 // Checked, answered and recorded under the lock: two second rounds of one list
                 // with different merged histograms cannot both pass.
                 let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -1495,11 +1602,12 @@ impl SiteEngine {
     fn standardised_design(
         &self,
         plan: &fedrad_shared::plan::StudyPlan,
+        data_id: &str,
         study_id: &str,
         design: Option<&proto::ModelDesign>,
         std: Option<&proto::Standardiser>,
     ) -> Result<selection::DesignData, Failure> {
-        let data = self.design(plan, study_id, design)?;
+        let data = self.design(plan, data_id, design)?;
         let training: Vec<Vec<f64>> = data.rows.iter().zip(&data.role).filter(|(_, r)| **r == CohortRole::Training).map(|(x, _)| x.clone()).collect();
         let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
         let ledger = self.ledger(study_id, plan);

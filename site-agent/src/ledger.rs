@@ -201,6 +201,7 @@ impl ModelLedger {
         let mut unverified = self.lines("unverified.txt");
         let sequences = plan.selection.sequences.len().max(1);
         let other_sites = plan.site_set().iter().filter(|s| s.as_str() != site_id).count();
+        let analysis = fedrad_shared::plan::parse_held_out_study_id(&plan.study_id).is_some();
         let mut new = Vec::new();
         let mut new_verified: Vec<String> = Vec::new();
         for (slot, spec) in scorers.iter().enumerate() {
@@ -247,6 +248,8 @@ impl ModelLedger {
                 }
             }
             let (budget, why) = match kind {
+                // A leave-one-hospital-out analysis has no site-alone baselines.
+                ClassifierKind::LogisticRegression if analysis => (0, "an analysis has no site-alone baselines"),
                 ClassifierKind::LogisticRegression => (other_sites * sequences, "other sites' site-alone baselines"),
                 ClassifierKind::LinearSvm | ClassifierKind::RbfSvm => (0, "SVMs this site fitted"),
                 _ => (3 * sequences, "one per model of the plan"),
@@ -271,6 +274,40 @@ impl ModelLedger {
                 self.append("unverified.txt", &k).map_err(io)?;
                 unverified.push(k);
             }
+        }
+        Ok(())
+    }
+
+    /// The held-out site's count of a leave-one-hospital-out analysis's models (each already
+    /// attested by every fitting site, see the engine's `accept_attested_scorers`): at most
+    /// one per classifier of each model of the plan (`classifiers × 3 × sequences`), each
+    /// scored once per cohort in the same answer; a model scored before may be asked again.
+    pub fn accept_held_out_scorers(
+        &self,
+        plan: &StudyPlan,
+        design: Option<&proto::ModelDesign>,
+        std: Option<&proto::Standardiser>,
+        scorers: &[proto::ScorerSpec],
+    ) -> Result<(), SiteRefusal> {
+        let frame = model_frame(design, std);
+        let most = plan.models.classifiers.len().max(1) * searched_designs(plan);
+        let mut scored = self.lines("held_out_scored.txt");
+        let mut new = Vec::new();
+        for spec in scorers {
+            let key = sha256_hex(&[&frame, &spec.encode_to_vec()]);
+            if !scored.contains(&key) && !new.contains(&key) {
+                new.push(key);
+            }
+        }
+        if scored.len() + new.len() > most {
+            return Err(SiteRefusal::InvalidParameters(format!(
+                "the held-out site scores at most {most} models per analysis (one per classifier of each model of the plan), and this task would take it to {}",
+                scored.len() + new.len()
+            )));
+        }
+        for key in new {
+            self.append("held_out_scored.txt", &key).map_err(|e| SiteRefusal::Precondition(format!("cannot record the scored models: {e}")))?;
+            scored.push(key);
         }
         Ok(())
     }

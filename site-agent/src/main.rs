@@ -284,7 +284,8 @@ fn main() -> anyhow::Result<()> {
                 format!("{} ({kind}) from the export column `{}`", v.name, cfg.export.column(&v.name))
             };
             if dry_run {
-                let preview = approval::Approval { study_id: plan.study_id.clone(), plan_sha256: plan.sha256(), approved_unix_millis: 0, plan: plan.clone() };
+                let preview =
+                    approval::Approval { study_id: plan.study_id.clone(), plan_sha256: plan.sha256(), approved_unix_millis: 0, plan: plan.clone(), analysis_of: None };
                 print!("{}", approval::summary(&preview));
                 for v in &brought {
                     println!("the study brings {}", describe(v));

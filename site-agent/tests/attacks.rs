@@ -920,7 +920,7 @@ fn column_models(site: &Site, column: u32) -> (proto::ModelDesign, proto::Standa
 }
 
 fn score_task(design: &proto::ModelDesign, std: &proto::Standardiser, scorers: Vec<proto::ScorerSpec>) -> task::Kind {
-    task::Kind::Score(proto::ScoreTask { design: Some(design.clone()), standardiser: Some(std.clone()), scorers, grid: DEFAULT_GRID, folds: 0 })
+    task::Kind::Score(proto::ScoreTask { design: Some(design.clone()), standardiser: Some(std.clone()), scorers, grid: DEFAULT_GRID, folds: 0, attestations: Vec::new() })
 }
 
 /// Has the site "fit" a model: one classifier round (logistic objective) at exactly these
@@ -1265,6 +1265,7 @@ fn attacks_population_differencing() {
             scorers: vec![proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0; 4], random_features: None }; 10],
             grid: DEFAULT_GRID,
             folds: 10,
+            attestations: Vec::new(),
         }),
     );
     // What differencing can still compare: the plan's own populations (training, each fold's
@@ -1379,6 +1380,7 @@ fn attacks_zoomed_histograms() {
                 scorers: vec![proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0; 4], random_features: None }],
                 grid,
                 folds: 0,
+                attestations: Vec::new(),
             }),
         );
     }
@@ -1434,6 +1436,7 @@ fn attacks_zoomed_histograms() {
             scorers: vec![proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0; 4], random_features: None }],
             grid: DEFAULT_GRID,
             folds: 0,
+            attestations: Vec::new(),
         }),
     );
     let root = Tree { nodes: vec![TreeNode { column: None, threshold: 0.0, children: [0, 0], value: 0.0 }] };
@@ -2522,6 +2525,7 @@ fn attacks_out_of_fold_scoring_with_in_sample_fits() {
             scorers: vec![model.clone(); folds as usize],
             grid: DEFAULT_GRID,
             folds,
+            attestations: Vec::new(),
         })
     };
     site.answered("a fit's first round over every training patient", first_round(0));

@@ -390,6 +390,7 @@ fn hostile_mutated_task_bytes_never_crash_the_site() {
             scorers: vec![proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0; 4], random_features: None }],
             grid: fedrad_shared::algorithms::metrics::DEFAULT_GRID,
             folds: 0,
+            attestations: Vec::new(),
         }),
     ];
     for (k, seed) in seeds.iter().enumerate() {

@@ -89,6 +89,7 @@ pub fn study_config(study_id: &str, out: &Path, sites: Vec<String>, seed: u64) -
         limits: Default::default(),
         secure_aggregation: Default::default(),
         combat: Default::default(),
+        validation: Default::default(),
     }
 }
 
