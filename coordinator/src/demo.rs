@@ -221,9 +221,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             // A rerun starts the study afresh at every site (its split, folds and cached
             // replies are fixed per study, and the settings may have changed); the feature
             // cache, keyed by settings and file contents, stays and keeps reruns fast.
-            let previous = dir.join("work").join("studies").join(&study_id);
-            if previous.exists() {
-                std::fs::remove_dir_all(&previous)?;
+            let studies = dir.join("work").join("studies");
+            for previous in std::iter::once(study_id.clone()).chain(sites.iter().map(|s| fedrad_shared::plan::held_out_study_id(&study_id, s))) {
+                let previous = studies.join(previous);
+                if previous.exists() {
+                    std::fs::remove_dir_all(&previous)?;
+                }
             }
             write_site_config(&config, site, &url, manifest, &dir.join("work"), &dir.join("tls"))?;
             if args.no_secure_aggregation {
@@ -233,6 +236,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 unverified_rounds = true
 ",
                 );
+                std::fs::write(&config, text)?;
+            }
+            if args.leave_one_hospital_out {
+                // Each hospital's consent: the study's sums minus an analysis's are its own.
+                let mut text = std::fs::read_to_string(&config)?;
+                text.push_str("# --leave-one-hospital-out: this hospital's aggregates become derivable\nleave_one_hospital_out = true\n");
                 std::fs::write(&config, text)?;
             }
             let approved = Command::new(&agent_bin).args(["approve", "--config"]).arg(&config).arg("--plan").arg(&plan_file).stdout(Stdio::null()).status()?;

@@ -739,6 +739,9 @@ impl StudyConfig {
         if !ok_id {
             return Err(format!("study_id {:?}: use 1-64 characters A-Z a-z 0-9 . _ -", self.study_id));
         }
+        if self.study_id.contains(HELD_OUT_SEPARATOR) {
+            return Err(format!("study_id {:?}: `{HELD_OUT_SEPARATOR}` names leave-one-hospital-out analyses; choose another id", self.study_id));
+        }
         if self.sites.is_empty() {
             return Err("sites: list at least one site".into());
         }
@@ -798,8 +801,17 @@ impl StudyConfig {
             self.combat.resolve(&self.dictionary())?;
         }
         if self.validation.leave_one_hospital_out {
-            if self.sites.len() < 3 {
-                return Err("validation.leave_one_hospital_out: needs at least three sites, so that each analysis is fitted across two or more".into());
+            if self.sites.len() < 4 {
+                // With two fitting sites, each would read the other's answers off the sums it
+                // recomputes the fits from.
+                return Err("validation.leave_one_hospital_out: needs at least four sites, so that each analysis is fitted across three or more".into());
+            }
+            if !self.secure_aggregation.on(self.sites.len()) {
+                // The held-out site checks the fitting sites' signatures against pinned keys.
+                return Err(
+                    "validation.leave_one_hospital_out: needs [secure_aggregation] (the held-out site checks the other sites' signatures against the keys it pins)"
+                        .into(),
+                );
             }
             if !self.selection.enabled {
                 return Err("validation.leave_one_hospital_out: repeats selection and models without each site; enable [selection]".into());
@@ -942,25 +954,34 @@ mod tests {
     /// unless asked for. It needs three sites and is refused with ComBat.
     #[test]
     fn held_out_analyses_derive_from_the_approved_plan() {
-        let three = || StudyConfig { sites: vec!["a".into(), "b".into(), "c".into()], ..study("") };
-        let off = three().plan().unwrap();
+        let four = || {
+            let mut s = StudyConfig { sites: vec!["a".into(), "b".into(), "c".into(), "d".into()], ..study("") };
+            s.secure_aggregation.site_keys = s.sites.iter().map(|x| (x.clone(), "0".repeat(64))).collect();
+            s
+        };
+        let off = four().plan().unwrap();
         assert!(!off.canonical_json().contains("leave_one_hospital_out"));
         assert!(off.held_out_analysis("a").is_none());
-        let on_config = StudyConfig { validation: ValidationSettings { leave_one_hospital_out: true }, ..three() };
+        let on_config = StudyConfig { validation: ValidationSettings { leave_one_hospital_out: true }, ..four() };
         on_config.validate().unwrap();
         let on = on_config.plan().unwrap();
         on.validate().unwrap();
         let without_b = on.held_out_analysis("b").unwrap();
         assert_eq!(without_b.study_id, "s.without-b");
         assert_eq!(parse_held_out_study_id(&without_b.study_id), Some(("s", "b")));
-        assert_eq!(without_b.sites, vec!["a".to_string(), "c".to_string()]);
+        assert_eq!(without_b.sites, vec!["a".to_string(), "c".to_string(), "d".to_string()]);
         assert!(!without_b.leave_one_hospital_out && without_b.held_out_analysis("a").is_none());
         assert_ne!(without_b.sha256(), on.sha256());
         assert_ne!(without_b.sha256(), on.held_out_analysis("a").unwrap().sha256());
         assert!(on.held_out_analysis("x").is_none());
         assert_eq!(parse_held_out_study_id("plain"), None);
         let two = StudyConfig { validation: ValidationSettings { leave_one_hospital_out: true }, ..study("") };
-        assert!(two.validate().unwrap_err().contains("at least three sites"));
+        assert!(two.validate().unwrap_err().contains("at least four sites"));
+        let mut plain = on_config.clone();
+        plain.secure_aggregation.enabled = Some(false);
+        assert!(plain.validate().unwrap_err().contains("secure_aggregation"));
+        let reserved = StudyConfig { study_id: "s.without-a".into(), ..four() };
+        assert!(reserved.validate().unwrap_err().contains("names leave-one-hospital-out analyses"));
         let mut combat = on_config.clone();
         combat.combat.enabled = true;
         assert!(combat.validate().unwrap_err().contains("combat"));

@@ -310,7 +310,7 @@ fn held_out_summary(p: &StudyPlan) -> String {
     }
     let ids: Vec<String> = p.site_set().iter().map(|s| fedrad_shared::plan::held_out_study_id(&p.study_id, s)).collect();
     format!(
-        "  leave-one-hospital-out: the selection and models again without each site ({}), on this study's split, folds and features; left out, this site only scores the models every other site attested\n",
+        "  leave-one-hospital-out: the selection and models again without each site ({}), on this study's split, folds and features; left out, this site only scores the models every other site attested. The study's sums minus those of the analysis without this site are this site's own aggregates: approving publishes them\n",
         ids.join(", ")
     )
 }

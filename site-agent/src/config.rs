@@ -121,6 +121,13 @@ pub struct Policy {
     /// site_keys` (`coordinator certs pins`).
     #[serde(default)]
     pub unverified_rounds: bool,
+    /// Take part in studies with leave-one-hospital-out analyses (and approve such plans). Off
+    /// by default: the sum of a study's secure sums over every site minus the same sum in the
+    /// analysis without this site is this site's own aggregate, so such a study publishes this
+    /// hospital's aggregates (moments, fold sums, histograms) as if it were alone, which this
+    /// hospital allows by choice.
+    #[serde(default)]
+    pub leave_one_hospital_out: bool,
 }
 
 fn default_max_concurrent_tasks() -> u32 {
@@ -154,6 +161,7 @@ impl Default for Policy {
             max_study_disk_bytes: default_max_study_disk_bytes(),
             site_alone_baselines: false,
             unverified_rounds: false,
+            leave_one_hospital_out: false,
         }
     }
 }

@@ -193,6 +193,14 @@ fn analysis_gate(task: &Task, held_out_here: bool) -> Result<(), Failure> {
     }
 }
 
+/// The study whose bounds a task's study shares: a leave-one-hospital-out analysis
+/// (`<study>.without-<site>`) counts towards its study's disk bound, standardiser refusals and
+/// range latch, so the analyses do not multiply them. (A study approved under such a name on
+/// its own shares them with the study it names, which only makes its bounds tighter.)
+fn study_key(study_id: &str) -> &str {
+    fedrad_shared::plan::parse_held_out_study_id(study_id).map_or(study_id, |(study, _)| study)
+}
+
 pub(crate) fn valid_study_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && !id.starts_with('.') && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
@@ -353,6 +361,8 @@ impl SiteEngine {
     /// ([`acceptance::standardiser`]), within the study's budget of such refusals
     /// ([`SITE_RELATIVE_REFUSALS`]); counts a refusal. The caller holds the study lock.
     fn bound_within_budget(&self, study_id: &str, check: impl FnOnce() -> Result<(), SiteRefusal>) -> Result<(), SiteRefusal> {
+        // Counted for the study and its leave-one-hospital-out analyses together.
+        let study_id = study_key(study_id);
         let path = self.study_dir(study_id).join(BOUND_REFUSALS);
         let on_disk: u32 = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
         let mut counts = self.bound_refusals.lock().unwrap_or_else(|p| p.into_inner());
@@ -370,7 +380,9 @@ impl SiteEngine {
         })
     }
 
+    /// One latch for a study and its leave-one-hospital-out analyses.
     fn range_latched(&self, study_id: &str) -> bool {
+        let study_id = study_key(study_id);
         self.range_latched.lock().unwrap_or_else(|p| p.into_inner()).contains(study_id) || self.study_dir(study_id).join(RANGE_LATCH).exists()
     }
 
@@ -488,8 +500,9 @@ impl SiteEngine {
                 masked.map_err(|e| {
                     if let secure_sum::SecureSumError::OutOfRange { tensor, value, .. } = &e {
                         tracing::warn!(task = %task.task_id, %tensor, value, "secure sum refused: a value out of range; no more secure sums of this study");
-                        self.range_latched.lock().unwrap_or_else(|p| p.into_inner()).insert(task.study_id.clone());
-                        if let Err(io) = write_atomic(&self.study_dir(&task.study_id).join(RANGE_LATCH), task.task_id.as_bytes()) {
+                        let latched = study_key(&task.study_id);
+                        self.range_latched.lock().unwrap_or_else(|p| p.into_inner()).insert(latched.to_string());
+                        if let Err(io) = write_atomic(&self.study_dir(latched).join(RANGE_LATCH), task.task_id.as_bytes()) {
                             tracing::error!(error = %io, "could not record the range refusal on disk; it holds until the agent restarts");
                         }
                         // The refusal names no tensor and no value.
@@ -576,6 +589,8 @@ impl SiteEngine {
 
     /// Adds `bytes` to the study's disk use, or refuses if that would pass the policy's bound.
     fn charge_disk(&self, study_id: &str, bytes: u64) -> Result<(), SiteRefusal> {
+        // A study's leave-one-hospital-out analyses share its bound.
+        let study_id = study_key(study_id);
         let max = self.config.policy.max_study_disk_bytes;
         let mut totals = self.study_disk.lock().unwrap_or_else(|p| p.into_inner());
         let used = match totals.get(study_id) {
@@ -592,6 +607,7 @@ impl SiteEngine {
     }
 
     fn release_disk(&self, study_id: &str, bytes: u64) {
+        let study_id = study_key(study_id);
         if let Some(u) = self.study_disk.lock().unwrap_or_else(|p| p.into_inner()).get_mut(study_id) {
             *u = u.saturating_sub(bytes);
         }
@@ -600,20 +616,25 @@ impl SiteEngine {
     /// What a study holds on disk: its cached replies and the kept bytes of its tasks (found
     /// through the audit log's entries for it). Read once per study and process.
     fn scan_study_disk(&self, study_id: &str) -> u64 {
-        let folder = |name: &str| -> u64 {
-            std::fs::read_dir(self.study_dir(study_id).join(name))
+        // The study's folder and those of its leave-one-hospital-out analyses.
+        let studies = self.config.work_dir.join("studies");
+        let mut dirs = vec![self.study_dir(study_id)];
+        dirs.extend(
+            std::fs::read_dir(&studies)
                 .into_iter()
                 .flatten()
                 .flatten()
-                .filter_map(|e| e.metadata().ok())
-                .filter(|m| m.is_file())
-                .map(|m| m.len())
-                .sum()
+                .filter(|e| e.file_name().to_str().is_some_and(|n| n != study_id && study_key(n) == study_id))
+                .map(|e| e.path()),
+        );
+        let folder = |dir: &Path, name: &str| -> u64 {
+            std::fs::read_dir(dir.join(name)).into_iter().flatten().flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum()
         };
-        let replies = folder("replies") + crate::replay::FOLDERS.iter().map(|f| folder(f)).sum::<u64>();
+        let replies: u64 = dirs.iter().map(|d| folder(d, "replies") + crate::replay::FOLDERS.iter().map(|f| folder(d, f)).sum::<u64>()).sum();
         let log = self.audit_path();
         let entries = crate::audit::verify(&log).unwrap_or_default();
-        let digests: std::collections::BTreeSet<&str> = entries.iter().filter(|e| e.study_id == study_id && e.task_kept).map(|e| e.task_digest.as_str()).collect();
+        let digests: std::collections::BTreeSet<&str> =
+            entries.iter().filter(|e| study_key(&e.study_id) == study_id && e.task_kept).map(|e| e.task_digest.as_str()).collect();
         let tasks: u64 = digests.iter().filter_map(|d| std::fs::metadata(crate::audit::task_file(&log, d)).ok()).map(|m| m.len()).sum();
         replies + tasks
     }
@@ -750,6 +771,11 @@ impl SiteEngine {
             return Err(Failure::Refused(SiteRefusal::InvalidParameters("task kind not understood by this agent version".into())));
         }
         let approval = self.approved_plan(task)?;
+        if (approval.plan.leave_one_hospital_out || approval.held_out().is_some()) && !self.config.policy.leave_one_hospital_out {
+            return Err(Failure::Refused(SiteRefusal::Precondition(
+                "this site takes part in no study with leave-one-hospital-out analyses (policy.leave_one_hospital_out): the study's sums minus an analysis's would be one site's own aggregates".into(),
+            )));
+        }
         let held_out_here = approval.held_out() == Some(self.config.site_id.as_str());
         if approval.held_out().is_some() {
             analysis_gate(task, held_out_here)?;
@@ -777,51 +803,43 @@ impl SiteEngine {
     /// fitted none of the analysis's models, so it scores only models that every fitting site
     /// scored under this very task (their signatures over their answers, by the certificate
     /// keys the plan pins, [`secure_sum::verify_attestation`]), and no more distinct models than
-    /// the plan fits per analysis. A coordinator that asks it to score a "model" of its own
+    /// the plan fits per analysis (counted after, `ModelLedger::accept_held_out_scorers`). A coordinator that asks it to score a "model" of its own
     /// choosing (one feature column on a fine grid) needs every other site to have scored that
     /// model first, which each does only for a model in its own ledger of fitted models or
     /// within its plan-derived budget ([`crate::ledger`]): the held-out site is exposed exactly
     /// as much as the sites that fitted. Without pinned keys (a plan that does not secure-sum)
-    /// it has nothing to check the signatures against and refuses, unless its policy answers
-    /// unverifiable rounds (`policy.unverified_rounds`), when the count alone bounds it.
-    fn accept_attested_scorers(&self, task: &Task, plan: &fedrad_shared::plan::StudyPlan, t: &proto::ScoreTask) -> Result<(), Failure> {
+    /// it has nothing to check the signatures against and refuses, whatever its policy.
+    fn verify_attestations(&self, task: &Task, plan: &fedrad_shared::plan::StudyPlan, t: &proto::ScoreTask) -> Result<(), Failure> {
         let invalid = |m: String| Failure::Refused(SiteRefusal::InvalidParameters(m));
         if t.folds != 0 {
             return Err(invalid("the held-out site scores final models, not out-of-fold ones".into()));
         }
-        match &plan.secure_aggregation {
-            Some(settings) if !settings.site_keys.is_empty() => {
-                let mut unattested = task.clone();
-                if let Some(task::Kind::Score(s)) = &mut unattested.kind {
-                    s.attestations.clear();
-                }
-                let digest = sha256_hex(&unattested.encode_to_vec());
-                let round = RoundBinding { study_id: &task.study_id, plan_sha256: &task.plan_sha256, task_id: &task.task_id, task_sha256: &digest };
-                let mut attested: Vec<&str> = t.attestations.iter().map(|a| a.site_id.as_str()).collect();
-                attested.sort();
-                let fitting = plan.site_set();
-                if attested.len() != fitting.len() || attested.iter().zip(&fitting).any(|(a, b)| a != b) {
-                    return Err(invalid(format!(
-                        "a held-out site scores a model only with the attestations of every site that fitted it ({}); this task has {}",
-                        fitting.join(", "),
-                        if attested.is_empty() { "none".to_string() } else { attested.join(", ") }
-                    )));
-                }
-                for a in &t.attestations {
-                    let pin = settings.site_keys.get(&a.site_id).ok_or_else(|| invalid(format!("the plan pins no key for site {}", a.site_id)))?;
-                    secure_sum::verify_attestation(&a.site_id, pin, &a.subject_public_key_info, round, &a.answer_sha256, &a.signature)
-                        .map_err(|e| invalid(format!("attestation: {e}")))?;
-                }
-            }
-            _ if self.config.policy.unverified_rounds => {}
-            _ => {
-                return Err(Failure::Refused(SiteRefusal::Precondition(
-                    "the held-out site checks the fitting sites' signatures against the keys the plan pins, and this plan pins none (policy.unverified_rounds is off)"
-                        .into(),
-                )));
-            }
+        let settings = plan.secure_aggregation.as_ref().filter(|s| !s.site_keys.is_empty()).ok_or_else(|| {
+            Failure::Refused(SiteRefusal::Precondition(
+                "the held-out site checks the fitting sites' signatures against the keys the plan pins, and this plan pins none".into(),
+            ))
+        })?;
+        let mut unattested = task.clone();
+        if let Some(task::Kind::Score(s)) = &mut unattested.kind {
+            s.attestations.clear();
         }
-        self.ledger(&task.study_id, plan).accept_held_out_scorers(plan, t.design.as_ref(), t.standardiser.as_ref(), &t.scorers)?;
+        let digest = sha256_hex(&unattested.encode_to_vec());
+        let round = RoundBinding { study_id: &task.study_id, plan_sha256: &task.plan_sha256, task_id: &task.task_id, task_sha256: &digest };
+        let mut attested: Vec<&str> = t.attestations.iter().map(|a| a.site_id.as_str()).collect();
+        attested.sort();
+        let fitting = plan.site_set();
+        if attested.len() != fitting.len() || attested.iter().zip(&fitting).any(|(a, b)| a != b) {
+            return Err(invalid(format!(
+                "a held-out site scores a model only with the attestations of every site that fitted it ({}); this task has {}",
+                fitting.join(", "),
+                if attested.is_empty() { "none".to_string() } else { attested.join(", ") }
+            )));
+        }
+        for a in &t.attestations {
+            let pin = settings.site_keys.get(&a.site_id).ok_or_else(|| invalid(format!("the plan pins no key for site {}", a.site_id)))?;
+            secure_sum::verify_attestation(&a.site_id, pin, &a.subject_public_key_info, round, &a.answer_sha256, &a.signature)
+                .map_err(|e| invalid(format!("attestation: {e}")))?;
+        }
         Ok(())
     }
 
@@ -925,10 +943,16 @@ impl SiteEngine {
                 Ok(agg)
             }
             Some(task::Kind::Score(t)) => {
+                let held_out_here = approval.held_out() == Some(self.config.site_id.as_str());
+                // Left out, the attestations first: without them nothing about this site's
+                // data is consulted, not even whether the standardiser is within its bound.
+                if held_out_here {
+                    self.verify_attestations(task, plan, t)?;
+                }
                 let data = self.standardised_design(plan, data_id, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?;
                 let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
-                if approval.held_out() == Some(self.config.site_id.as_str()) {
-                    self.accept_attested_scorers(task, plan, t)?;
+                if held_out_here {
+                    self.ledger(&task.study_id, plan).accept_held_out_scorers(plan, t.design.as_ref(), t.standardiser.as_ref(), &t.scorers)?;
                 } else {
                     self.ledger(&task.study_id, plan).accept_scorers(plan, &self.config.site_id, t.design.as_ref(), t.standardiser.as_ref(), &t.scorers, t.folds)?;
                 }

@@ -279,7 +279,7 @@ impl ModelLedger {
     }
 
     /// The held-out site's count of a leave-one-hospital-out analysis's models (each already
-    /// attested by every fitting site, see the engine's `accept_attested_scorers`): at most
+    /// attested by every fitting site, see the engine's `verify_attestations`): at most
     /// one per classifier of each model of the plan (`classifiers × 3 × sequences`), each
     /// scored once per cohort in the same answer; a model scored before may be asked again.
     pub fn accept_held_out_scorers(

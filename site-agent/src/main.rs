@@ -293,6 +293,12 @@ fn main() -> anyhow::Result<()> {
                 println!("dry run: nothing recorded");
                 return Ok(());
             }
+            if plan.leave_one_hospital_out && !cfg.policy.leave_one_hospital_out {
+                anyhow::bail!(
+                    "study {} has leave-one-hospital-out analyses, and this site's policy takes part in none (policy.leave_one_hospital_out = false): the study's sums minus those of the analysis without this site are this site's own aggregates; set it to true to approve",
+                    plan.study_id
+                );
+            }
             let own_key = cfg.key_fingerprint().map_err(|e| anyhow::anyhow!("the site's certificate: {e}"))?;
             let a = approval::approve(&cfg.work_dir, &cfg.site_id, &table, &plan, own_key.as_deref())?;
             print!("{}", approval::summary(&a));

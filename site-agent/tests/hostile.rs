@@ -438,3 +438,70 @@ fn hostile_mutated_task_bytes_never_crash_the_site() {
     answered(&engine, &plan, "after", task::Kind::CohortSummary(proto::CohortSummaryTask {}));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A study with leave-one-hospital-out analyses publishes each site's aggregates (the study's
+/// sums minus the analysis's without that site), so a site takes part only if its policy says
+/// so; in an analysis it refuses what belongs to the study, and left out it only scores, and
+/// only with pinned keys to check the attestations against.
+#[test]
+fn hostile_leave_one_hospital_out_needs_the_sites_consent_and_its_analysis_rules() {
+    let dir = common::fresh_dir("hostile-loho");
+    let cohort = common::one_hospital(&dir.join("cohort"), 3, 40);
+    let four: Vec<String> = ["hospital-a", "hospital-b", "hospital-c", "hospital-d"].iter().map(|s| s.to_string()).collect();
+    let pki = fedrad_shared::pki::StudyPki::init_with_enrolled_sites(&dir.join("pki"), "loho", &["localhost".into()], &four).unwrap();
+    let pins = pki.current_pins().unwrap();
+    let mut cfg = common::local_config(&cohort.manifests[0].1, &dir);
+    cfg.tls = Some(fedrad_shared::tls::TlsFiles::bundle(&pki.site_bundle("hospital-a")));
+    let plan = common::approve(&cfg, "loho", |s| {
+        s.sites = four.clone();
+        s.validation.leave_one_hospital_out = true;
+        s.secure_aggregation.site_keys = pins.clone();
+    });
+    let summary = Some(task::Kind::CohortSummary(proto::CohortSummaryTask {}));
+    let refused = |engine: &site_agent::engine::SiteEngine, t: &proto::Task| match engine.handle(t).outcome {
+        Some(task_reply::Outcome::Refusal(r)) => r.detail,
+        other => panic!("{}: expected a refusal, got {other:?}", t.task_id),
+    };
+    // The default policy: the study itself is refused, and so are its analyses.
+    let engine = site_agent::load_engine(cfg.clone()).unwrap();
+    assert!(refused(&engine, &common::task(&plan, "study", summary.clone())).contains("policy.leave_one_hospital_out"));
+    let without_b = plan.held_out_analysis("hospital-b").unwrap();
+    assert!(refused(&engine, &common::task(&without_b, "analysis", summary.clone())).contains("policy.leave_one_hospital_out"));
+    drop(engine);
+    // Consenting: the study is answered; an analysis refuses the study's own kinds.
+    cfg.policy.leave_one_hospital_out = true;
+    let engine = site_agent::load_engine(cfg.clone()).unwrap();
+    assert!(matches!(engine.handle(&common::task(&plan, "study-2", summary.clone())).outcome, Some(task_reply::Outcome::Aggregate(_))));
+    assert!(refused(&engine, &common::task(&without_b, "analysis-2", summary.clone())).contains("belong to the study"));
+    let split = Some(task::Kind::Split(proto::SplitTask { seed: 1, training_quota_negative: 1, training_quota_positive: 1 }));
+    assert!(refused(&engine, &common::task(&without_b, "analysis-split", split)).contains("belong to the study"));
+    // Left out: nothing but scores, and those only with every fitting site's attestation.
+    let without_a = plan.held_out_analysis("hospital-a").unwrap();
+    assert!(refused(&engine, &common::task(&without_a, "held-out-summary", summary)).contains("only scores"));
+    let score = Some(task::Kind::Score(proto::ScoreTask {
+        design: Some(proto::ModelDesign {
+            features: Some(proto::FeatureColumns { sequence: "t2".into(), catalogue_sha256: "0".repeat(64), columns: vec![0] }),
+            variables: Vec::new(),
+            clinical_columns: Vec::new(),
+        }),
+        standardiser: Some(proto::Standardiser { center: vec![0.0], scale: vec![1.0] }),
+        scorers: vec![proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0, 1.0], random_features: None }],
+        grid: fedrad_shared::algorithms::metrics::DEFAULT_GRID,
+        folds: 0,
+        attestations: Vec::new(),
+    }));
+    let detail = refused(&engine, &common::task(&without_a, "held-out-score", score));
+    assert!(detail.contains("attestations of every site that fitted it"), "{detail}");
+    // An analysis of a study without such analyses, or of a site the study does not have, is
+    // not approved.
+    let plain = common::approve(&cfg, "plain", |s| {
+        s.sites = four.clone();
+        s.secure_aggregation.site_keys = pins.clone();
+    });
+    let mut t = common::task(&plain, "plain-analysis", Some(task::Kind::CohortSummary(proto::CohortSummaryTask {})));
+    t.study_id = fedrad_shared::plan::held_out_study_id("plain", "hospital-b");
+    assert!(refused(&engine, &t).contains("not approved"));
+    t.study_id = fedrad_shared::plan::held_out_study_id("loho", "hospital-x");
+    assert!(refused(&engine, &t).contains("not approved"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

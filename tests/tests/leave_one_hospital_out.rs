@@ -41,7 +41,7 @@ async fn each_hospital_left_out_is_the_study_of_the_others_and_scores_only_attes
     let mut spec = fedrad_synth::default_cohort(21, 290).with_hospital_sizes(&[90, 75, 65, 60]).unwrap();
     spec.coarsen = 3.0;
     let cohort = fedrad_synth::generate(&spec, &dir.path().join("cohort"), &|| {}).expect("cohort generation");
-    let Federation { server, agents, sites } = start_federation(dir.path(), &cohort, |_, _| {}).await;
+    let Federation { server, agents, sites } = start_federation(dir.path(), &cohort, |_, cfg| cfg.policy.leave_one_hospital_out = true).await;
     let mut study = small_study("loho", &dir.path().join("study"), sites.clone());
     study.validation.leave_one_hospital_out = true;
     approve_study(&agents, &mut study);
