@@ -39,12 +39,12 @@ use fedrad_shared::algorithms::metrics::{self, ScoreHistogram};
 use fedrad_shared::algorithms::{CombineError, split};
 use fedrad_shared::clinical::CohortRole;
 use fedrad_shared::plan::StudyPlan;
-use fedrad_shared::proto::{self, Task, task, task_reply};
+use fedrad_shared::proto::{self, task};
 use prost::Message;
 
 use crate::models::ModelResult;
 use crate::selection::{Missing, SelectionResults};
-use crate::study::{StudyError, StudyRunner};
+use crate::study::{StudyError, StudyRunner, reply_aggregate};
 
 /// One hospital left out.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -94,29 +94,9 @@ pub(crate) fn all_patients(answer: &SiteAggregate, grid: u32) -> Result<ScoreHis
     let (total, _) = metrics::combine(std::slice::from_ref(answer), grid)?;
     let mut merged = total.get(&CohortRole::Training).cloned().unwrap_or_default();
     if let Some(v) = total.get(&CohortRole::Validation) {
-        add_histogram(&mut merged, v);
+        merged.add(v);
     }
     Ok(merged)
-}
-
-fn add_histogram(into: &mut ScoreHistogram, other: &ScoreHistogram) {
-    into.grid = other.grid;
-    for (c, n) in &other.negative {
-        *into.negative.entry(*c).or_default() += n;
-    }
-    for (c, n) in &other.positive {
-        *into.positive.entry(*c).or_default() += n;
-    }
-    into.brier_sum += other.brier_sum;
-    into.n += other.n;
-    if into.calibration.len() < other.calibration.len() {
-        into.calibration.resize(other.calibration.len(), [0.0; 3]);
-    }
-    for (a, b) in into.calibration.iter_mut().zip(&other.calibration) {
-        for m in 0..3 {
-            a[m] += b[m];
-        }
-    }
 }
 
 /// The pooled results of the classifiers that every hospital's analysis validated.
@@ -141,7 +121,7 @@ pub(crate) fn pool(hospitals: &[HeldOutHospital]) -> Vec<PooledHeldOut> {
         let mut per_hospital_auc = BTreeMap::new();
         for (site, c) in &results {
             let m = c.held_out.as_ref().expect("filtered");
-            add_histogram(&mut pooled, c.held_out_histogram.as_ref().expect("filtered"));
+            pooled.add(c.held_out_histogram.as_ref().expect("filtered"));
             per_hospital_auc.insert(site.to_string(), m.auc);
             n += m.n;
             positives += m.positives;
@@ -247,9 +227,7 @@ impl<'a> StudyRunner<'a> {
         kind: task::Kind,
         signed: &[proto::SignedAnswer],
     ) -> Result<SiteAggregate, StudyError> {
-        let kinds = self.all_sites(kind.clone());
-        let round_id = format!("{step}-r{round}");
-        let digest = crate::journal::Journal::round_digest(&self.study.study_id, &self.plan_sha256, &round_id, &kinds);
+        let (round_id, digest) = self.round_id(step, round, &self.all_sites(kind.clone()));
         let mut fitting = self.study.sites.clone();
         fitting.sort();
         fitting.dedup();
@@ -273,22 +251,10 @@ impl<'a> StudyRunner<'a> {
         if let task::Kind::Score(t) = &mut kind {
             t.attestations = attestations;
         }
-        let task = Task {
-            task_id: format!("{round_id}-{}", &digest[..12]),
-            study_id: self.study.study_id.clone(),
-            kind: Some(kind),
-            study_sites: self.study.sites.clone(),
-            plan_sha256: self.plan_sha256.clone(),
-            secure_sum: None,
-        };
+        let task = self.round_task(&round_id, &digest, kind, None);
         let timeout = std::time::Duration::from_secs(self.study.timeouts.task_secs);
         let reply = self.hub.run_task(site, task, timeout).await.map_err(|source| StudyError::Timeout { step: step.into(), source })?;
-        match reply.outcome {
-            Some(task_reply::Outcome::Aggregate(a)) => Ok(SiteAggregate::new(site, a)),
-            Some(task_reply::Outcome::Refusal(r)) => Err(StudyError::Refused { step: step.into(), site: site.into(), detail: r.detail }),
-            Some(task_reply::Outcome::Failure(f)) => Err(StudyError::SiteFailed { step: step.into(), site: site.into(), detail: f.detail }),
-            None => Err(StudyError::SiteFailed { step: step.into(), site: site.into(), detail: "empty reply".into() }),
-        }
+        Ok(SiteAggregate::new(site, reply_aggregate(step, site, reply.outcome)?))
     }
 }
 

@@ -185,8 +185,7 @@ impl<'a> StudyRunner<'a> {
         keep_signed: bool,
     ) -> Result<(Vec<SiteAggregate>, Vec<proto::SignedAnswer>), StudyError> {
         let timeout = Duration::from_secs(self.study.timeouts.task_secs);
-        let task_id = format!("{step}-r{round}");
-        let round_digest = crate::journal::Journal::round_digest(&self.study.study_id, &self.plan_sha256, &task_id, &kinds);
+        let (task_id, round_digest) = self.round_id(step, round, &kinds);
         let mut study_sites = self.study.sites.clone();
         study_sites.sort();
         study_sites.dedup();
@@ -219,16 +218,7 @@ impl<'a> StudyRunner<'a> {
         let mut set = tokio::task::JoinSet::new();
         for (site, kind) in kinds {
             let hub = self.hub.clone();
-            // The id names the round and its content, so a rerun with other settings never
-            // reuses an id a site has already answered for a different task.
-            let task = Task {
-                task_id: format!("{task_id}-{}", &round_digest[..12]),
-                study_id: self.study.study_id.clone(),
-                kind: Some(kind),
-                study_sites: self.study.sites.clone(),
-                plan_sha256: self.plan_sha256.clone(),
-                secure_sum: directory.clone(),
-            };
+            let task = self.round_task(&task_id, &round_digest, kind, directory.clone());
             set.spawn(async move {
                 let r = hub.run_task(&site, task, timeout).await;
                 (site, r)
@@ -246,17 +236,15 @@ impl<'a> StudyRunner<'a> {
             let from = site.clone();
             let err = match result {
                 Err(source) => Some(StudyError::Timeout { step: step.into(), source }),
-                Ok(reply) => match reply.outcome {
-                    Some(task_reply::Outcome::Aggregate(a)) => {
+                Ok(reply) => match reply_aggregate(step, &site, reply.outcome) {
+                    Ok(a) => {
                         if keep_signed {
                             signed.push(proto::SignedAnswer { site_id: site.clone(), aggregate: Some(a.clone()), signature: reply.signature });
                         }
                         answers.push(SiteAggregate::new(site, a));
                         None
                     }
-                    Some(task_reply::Outcome::Refusal(r)) => Some(StudyError::Refused { step: step.into(), site, detail: r.detail }),
-                    Some(task_reply::Outcome::Failure(f)) => Some(StudyError::SiteFailed { step: step.into(), site, detail: f.detail }),
-                    None => Some(StudyError::SiteFailed { step: step.into(), site, detail: "empty reply".into() }),
+                    Err(e) => Some(e),
                 },
             };
             if let Some(e) = err {
@@ -288,6 +276,28 @@ impl<'a> StudyRunner<'a> {
         self.protocol.extend(analysis.protocol.iter().cloned());
         self.secure_rounds += analysis.secure_rounds;
         self.replayed += analysis.replayed;
+    }
+
+    /// A round's id (`<step>-r<round>`, the journal's key) and the digest of its content.
+    pub(crate) fn round_id(&self, step: &str, round: u64, kinds: &BTreeMap<String, task::Kind>) -> (String, String) {
+        let task_id = format!("{step}-r{round}");
+        let digest = crate::journal::Journal::round_digest(&self.study.study_id, &self.plan_sha256, &task_id, kinds);
+        (task_id, digest)
+    }
+
+    /// The task of a round as a site receives it. The id names the round and its content, so
+    /// a rerun with other settings never reuses an id a site has already answered for a
+    /// different task. (The held-out site of a leave-one-hospital-out analysis gets the
+    /// fitting sites' task from here too, so that their signatures bind the same bytes.)
+    pub(crate) fn round_task(&self, task_id: &str, round_digest: &str, kind: task::Kind, secure_sum: Option<proto::SecureSum>) -> Task {
+        Task {
+            task_id: format!("{task_id}-{}", &round_digest[..12]),
+            study_id: self.study.study_id.clone(),
+            kind: Some(kind),
+            study_sites: self.study.sites.clone(),
+            plan_sha256: self.plan_sha256.clone(),
+            secure_sum,
+        }
     }
 
     pub(crate) async fn step<T>(&mut self, name: &str, body: impl AsyncFnOnce(&mut Self) -> Result<(T, u64), StudyError>) -> Result<T, StudyError> {
@@ -644,6 +654,16 @@ fn training_without_clinical(table: &table1::Table1, variables: &[fedrad_shared:
             (scope.scope.clone(), missing)
         })
         .collect()
+}
+
+/// A site's reply to a task of `step`: its aggregate, or its refusal or failure as an error.
+pub(crate) fn reply_aggregate(step: &str, site: &str, outcome: Option<task_reply::Outcome>) -> Result<proto::Aggregate, StudyError> {
+    match outcome {
+        Some(task_reply::Outcome::Aggregate(a)) => Ok(a),
+        Some(task_reply::Outcome::Refusal(r)) => Err(StudyError::Refused { step: step.into(), site: site.into(), detail: r.detail }),
+        Some(task_reply::Outcome::Failure(f)) => Err(StudyError::SiteFailed { step: step.into(), site: site.into(), detail: f.detail }),
+        None => Err(StudyError::SiteFailed { step: step.into(), site: site.into(), detail: "empty reply".into() }),
+    }
 }
 
 /// An algorithm's failure in a step, as a [`StudyError`]; a detail that already names the

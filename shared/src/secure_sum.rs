@@ -436,11 +436,14 @@ impl VerifiedSites {
     /// the certificate key the plan pins for it.
     pub fn verify_answer(&self, site: &str, round: RoundBinding, aggregate: &Aggregate, signature: &[u8]) -> Result<(), SecureSumError> {
         let spki = self.1.get(site).ok_or_else(|| SecureSumError::Unpinned(site.into()))?;
-        let point = spki_point(spki).map_err(|detail| SecureSumError::BadKey { site: site.into(), detail })?;
-        signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, &point)
-            .verify(&answer_message(site, round, aggregate), signature)
-            .map_err(|_| SecureSumError::BadAnswerSignature(site.into()))
+        verify_answer_signature(site, spki, &answer_message(site, round, aggregate), signature)
     }
+}
+
+/// Checks `signature` over an answer's `message` by the certificate key `spki_der`.
+fn verify_answer_signature(site: &str, spki_der: &[u8], message: &[u8], signature: &[u8]) -> Result<(), SecureSumError> {
+    let point = spki_point(spki_der).map_err(|detail| SecureSumError::BadKey { site: site.into(), detail })?;
+    signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, &point).verify(message, signature).map_err(|_| SecureSumError::BadAnswerSignature(site.into()))
 }
 
 /// What a site signs of an answer: a label, its id, the round (study, plan, task id and the
@@ -481,10 +484,7 @@ pub fn verify_attestation(
     if got != pinned_fingerprint {
         return Err(SecureSumError::PinMismatch { site: site.into(), pinned: pinned_fingerprint.into(), got });
     }
-    let point = spki_point(spki_der).map_err(|detail| SecureSumError::BadKey { site: site.into(), detail })?;
-    signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, &point)
-        .verify(&answer_digest_message(site, round, aggregate_sha256), signature)
-        .map_err(|_| SecureSumError::BadAnswerSignature(site.into()))
+    verify_answer_signature(site, spki_der, &answer_digest_message(site, round, aggregate_sha256), signature)
 }
 
 /// What a site accepts before it masks: the sites are exactly its plan's (`plan_sites`, sorted

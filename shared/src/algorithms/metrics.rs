@@ -220,20 +220,7 @@ pub fn combine(
                 }
             }
             h.derive_brier_and_calibration();
-            let t = total.entry(role).or_insert_with(|| ScoreHistogram { grid, calibration: vec![[0.0; 3]; CALIBRATION_BINS], ..Default::default() });
-            for (c, n) in &h.negative {
-                *t.negative.entry(*c).or_default() += n;
-            }
-            for (c, n) in &h.positive {
-                *t.positive.entry(*c).or_default() += n;
-            }
-            t.brier_sum += h.brier_sum;
-            t.n += h.n;
-            for k in 0..CALIBRATION_BINS {
-                for m in 0..3 {
-                    t.calibration[k][m] += h.calibration[k][m];
-                }
-            }
+            total.entry(role).or_insert_with(|| ScoreHistogram { grid, calibration: vec![[0.0; 3]; CALIBRATION_BINS], ..Default::default() }).add(&h);
             site.insert(role, h);
         }
         per_site.insert(a.site_id.clone(), site);
@@ -263,6 +250,27 @@ pub struct CohortMetrics {
 }
 
 impl ScoreHistogram {
+    /// Adds `other`'s patients (histograms on the same grid): the histogram of both groups.
+    pub fn add(&mut self, other: &ScoreHistogram) {
+        self.grid = other.grid;
+        for (c, n) in &other.negative {
+            *self.negative.entry(*c).or_default() += n;
+        }
+        for (c, n) in &other.positive {
+            *self.positive.entry(*c).or_default() += n;
+        }
+        self.brier_sum += other.brier_sum;
+        self.n += other.n;
+        if self.calibration.len() < other.calibration.len() {
+            self.calibration.resize(other.calibration.len(), [0.0; 3]);
+        }
+        for (a, b) in self.calibration.iter_mut().zip(&other.calibration) {
+            for m in 0..3 {
+                a[m] += b[m];
+            }
+        }
+    }
+
     /// The Brier sum and the calibration bins from the released histograms, each patient at its
     /// cell's centre. Sites used to send these sums over their patients' own probabilities, but
     /// a cohort total of probabilities is one patient's probability plus an integer once a
