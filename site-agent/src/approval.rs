@@ -111,6 +111,13 @@ fn path(work_dir: &Path, study_id: &str) -> Result<PathBuf, ApprovalError> {
 /// (None: the site has no certificate, and cannot take part in secure sums).
 pub fn approve(work_dir: &Path, site_id: &str, schema: &[VariableSpec], plan: &StudyPlan, own_key: Option<&str>) -> Result<Approval, ApprovalError> {
     let p = path(work_dir, &plan.study_id)?;
+    if plan.study_id.contains(fedrad_shared::plan::HELD_OUT_SEPARATOR) {
+        // Such ids name a study's leave-one-hospital-out analyses, approved with the study.
+        return Err(ApprovalError::InvalidPlan {
+            study_id: plan.study_id.clone(),
+            detail: format!("`{}` names leave-one-hospital-out analyses, which are approved with their study", fedrad_shared::plan::HELD_OUT_SEPARATOR),
+        });
+    }
     if !plan.sites.iter().any(|s| s == site_id) {
         return Err(ApprovalError::NotAmongSites { study_id: plan.study_id.clone(), site_id: site_id.into(), sites: plan.sites.join(", ") });
     }

@@ -159,7 +159,6 @@ pub enum EngineError {
     Schema(String),
 }
 
-/// Study ids name folders in the work directory, so they are restricted.
 /// What a leave-one-hospital-out analysis asks of a site: the fitting sites answer the
 /// selection's and the models' rounds (and confirm the study's folds), over the study's own
 /// populations; the held-out site only scores the analysis's final models. Whatever defines a
@@ -173,7 +172,6 @@ fn analysis_gate(task: &Task, held_out_here: bool) -> Result<(), Failure> {
         _ if held_out_here => {
             refuse(format!("the held-out site of a leave-one-hospital-out analysis only scores the analysis's final models, not {} tasks", kind_name(task)))
         }
-        Some(task::Kind::Score(t)) if !t.attestations.is_empty() => refuse("a score task carries attestations only to the held-out site".into()),
         Some(task::Kind::ClassifierRound(c)) if c.site_alone => refuse("a leave-one-hospital-out analysis has no site-alone baselines".into()),
         Some(
             task::Kind::Folds(_)
@@ -201,6 +199,7 @@ fn study_key(study_id: &str) -> &str {
     fedrad_shared::plan::parse_held_out_study_id(study_id).map_or(study_id, |(study, _)| study)
 }
 
+/// Study ids name folders in the work directory, so they are restricted.
 pub(crate) fn valid_study_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && !id.starts_with('.') && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
@@ -777,12 +776,13 @@ impl SiteEngine {
             )));
         }
         let held_out_here = approval.held_out() == Some(self.config.site_id.as_str());
-        if approval.held_out().is_some() {
-            analysis_gate(task, held_out_here)?;
-        } else if matches!(&task.kind, Some(task::Kind::Score(t)) if !t.attestations.is_empty()) {
+        if !held_out_here && matches!(&task.kind, Some(task::Kind::Score(t)) if !t.attestations.is_empty()) {
             return Err(Failure::Refused(SiteRefusal::InvalidParameters(
                 "a score task carries attestations only to the held-out site of a leave-one-hospital-out analysis".into(),
             )));
+        }
+        if approval.held_out().is_some() {
+            analysis_gate(task, held_out_here)?;
         }
         let mut sites = approval.plan.site_set();
         if held_out_here {

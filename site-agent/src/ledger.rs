@@ -291,7 +291,7 @@ impl ModelLedger {
     ) -> Result<(), SiteRefusal> {
         let frame = model_frame(design, std);
         let most = plan.models.classifiers.len().max(1) * searched_designs(plan);
-        let mut scored = self.lines("held_out_scored.txt");
+        let scored = self.lines("held_out_scored.txt");
         let mut new = Vec::new();
         for spec in scorers {
             let key = sha256_hex(&[&frame, &spec.encode_to_vec()]);
@@ -307,7 +307,6 @@ impl ModelLedger {
         }
         for key in new {
             self.append("held_out_scored.txt", &key).map_err(|e| SiteRefusal::Precondition(format!("cannot record the scored models: {e}")))?;
-            scored.push(key);
         }
         Ok(())
     }

@@ -503,5 +503,10 @@ fn hostile_leave_one_hospital_out_needs_the_sites_consent_and_its_analysis_rules
     assert!(refused(&engine, &t).contains("not approved"));
     t.study_id = fedrad_shared::plan::held_out_study_id("loho", "hospital-x");
     assert!(refused(&engine, &t).contains("not approved"));
+    // Nor can an operator approve a plan under an analysis's name.
+    let mut posing = plain.clone();
+    posing.study_id = fedrad_shared::plan::held_out_study_id("loho", "hospital-b");
+    let err = site_agent::approval::approve(&cfg.work_dir, &cfg.site_id, &cfg.schema(), &posing, cfg.key_fingerprint().unwrap().as_deref()).unwrap_err();
+    assert!(err.to_string().contains("names leave-one-hospital-out analyses"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
