@@ -422,7 +422,14 @@ pub fn clinical_models(plan: &StudyPlan, rows: &[Vec<f64>], models: &[proto::Cli
         }
         let mut standardised = vec![m.coefficients[0] + m.columns.iter().zip(&m.coefficients[1..]).map(|(&c, b)| b * mean[c as usize]).sum::<f64>()];
         standardised.extend(m.columns.iter().zip(&m.coefficients[1..]).map(|(&c, b)| b * sd[c as usize]));
-        glm::accept_coefficients("the clinical model", &standardised, plan.limits.max_coefficient)?;
+        // The refusal states no value: the coefficients here are the coordinator's times this
+        // site's own SDs and means, so the value would state those.
+        glm::accept_coefficients("the clinical model", &standardised, plan.limits.max_coefficient).map_err(|_| {
+            SiteRefusal::InvalidParameters(format!(
+                "the clinical model: a coefficient is beyond the study's bound of ±{} per SD of its column at this site (a steep model probes single patients)",
+                plan.limits.max_coefficient
+            ))
+        })?;
     }
     Ok(())
 }

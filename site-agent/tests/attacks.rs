@@ -677,6 +677,8 @@ fn attacks_steep_step_gradients() {
     match clinical(clinical_mean[ebv], 1e9) {
         Reply::Refused(reason, detail) => {
             assert_eq!(reason, RefusalReason::InvalidParameters, "{detail}");
+            // The refusal states no value: b × this site's SD would give the SD away.
+            assert!(!detail.contains("e9") && !detail.contains("parameter 1 is"), "{detail}");
             report("logistic_round (clinical), 1e9 per SD of EBV DNA", "refused", &detail);
         }
         other => panic!("logistic_round with a 1e9 coefficient: {other:?}"),
