@@ -633,6 +633,49 @@ async fn a_missing_site_makes_the_study_wait_then_fail_naming_it() {
     server.stop().await;
 }
 
+/// Stops one site's agent when a given step starts: the site leaves the study for good.
+struct LeavesAt {
+    step: &'static str,
+    agent: std::sync::Mutex<Option<RunningAgent>>,
+}
+
+impl coordinator::study::Progress for LeavesAt {
+    fn step_started(&self, step: &str, _sites: usize) {
+        if step == self.step {
+            drop(self.agent.lock().unwrap().take());
+        }
+    }
+}
+
+/// Issue 20: a site that leaves for good mid-study (its agent stops) is waited for as long as a
+/// task may take, then the study stops naming it; nothing is written as results, and the other
+/// sites' secure sums of that round are never combined without it (there is no unmasking path).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_site_that_leaves_for_good_stops_the_study_naming_it() {
+    let dir = TempDir::new("site-leaves");
+    let cohort = small_cohort(&dir.path().join("cohort"), 160, 11);
+    let Federation { server, mut agents, sites } = start_federation(dir.path(), &cohort, |_, _| {}).await;
+    let mut study = study_config("leaves", &dir.path().join("study"), sites.clone(), 1);
+    study.timeouts.task_secs = 4;
+    study.deep.enabled = false;
+    approve_study(&agents, &mut study);
+    assert!(study.plan().unwrap().secure_aggregation.is_some(), "four sites: secure aggregation is on");
+    let leaving = agents.pop().unwrap();
+    let site = leaving.engine.config.site_id.clone();
+    let progress = LeavesAt { step: "standardise.t1c", agent: std::sync::Mutex::new(Some(leaving)) };
+    let started = std::time::Instant::now();
+    let err = StudyRunner::new(server.hub.clone(), study, &progress).run().await.unwrap_err();
+    assert!(progress.agent.lock().unwrap().is_none(), "the site left: {err}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(4), "did not wait for the task timeout");
+    match &err {
+        StudyError::Timeout { step, .. } => assert!(step.starts_with("standardise"), "{step}"),
+        other => panic!("unexpected error {other}"),
+    }
+    assert!(err.to_string().contains(&site), "{err}");
+    assert!(!dir.path().join("study/results.json").exists(), "no results without the site");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_site_below_its_minimum_refuses_and_the_study_says_which_and_why() {
     let dir = TempDir::new("refusal");
