@@ -53,6 +53,10 @@ pub struct DemoArgs {
     /// validated on that hospital's patients (the study file's `[validation]`).
     #[arg(long)]
     pub leave_one_hospital_out: bool,
+    /// Also select and model on both sequences together (T1WI+C and T2WI features in one
+    /// table, the study file's `[selection] both_sequences`), beside each sequence's own.
+    #[arg(long)]
+    pub both_sequences: bool,
     /// Federated rounds of the encoder per sequence.
     #[arg(long, default_value_t = 20)]
     pub deep_rounds: u32,
@@ -193,6 +197,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             selection: crate::config::SelectionSettings {
                 lasso: fedrad_shared::algorithms::lasso::LassoSettings { folds: args.folds, ..Default::default() },
                 select_at: if args.lambda_1se { crate::config::SelectAt::Lambda1se } else { crate::config::SelectAt::LambdaMin },
+                both_sequences: args.both_sequences,
                 ..Default::default()
             },
             clinical_model: Default::default(),

@@ -88,6 +88,11 @@ pub struct SiteAlone {
     pub note: Option<String>,
 }
 
+/// The sequences whose features a feature set's tables hold (both for `t1c+t2`).
+fn sequences_of(set: &str) -> &'static [&'static str] {
+    fedrad_shared::algorithms::extraction::parse_table(set).map_or(&[], |t| t.sequences)
+}
+
 /// The design columns (indices into [`logistic::design_columns`]) of the clinical model's
 /// variables: the clinical terms Model III adds.
 pub(crate) fn clinical_design_columns(variables: &[fedrad_shared::clinical::VariableSpec], clinical: &ClinicalModel) -> Vec<u32> {
@@ -115,11 +120,13 @@ impl StudyRunner<'_> {
                 // Model I: handcrafted features; Model II: handcrafted and deep features
                 // selected together; Model III: Model II's features and the clinical model's
                 // variables (Model I's when the study has no deep features).
-                let (source, table, cat) = match (model, combined) {
-                    ("I", _) | ("III", None) => (seq, FeatureGroup::Radiomic.table(&seq.sequence), catalogue),
-                    (_, Some(c)) => (c, FeatureGroup::Combined.table(&seq.sequence), deep[&seq.sequence].as_slice()),
-                    _ => (seq, String::new(), catalogue),
+                let (source, group) = match (model, combined) {
+                    ("I", _) | (_, None) => (seq, FeatureGroup::Radiomic),
+                    (_, Some(c)) => (c, FeatureGroup::Combined),
                 };
+                let table = if model == "II" && combined.is_none() { String::new() } else { group.table(&seq.sequence) };
+                let cat = crate::selection::table_catalogue(&seq.sequence, group, catalogue, deep).expect("the selection ran on this table");
+                let cat = cat.as_slice();
                 let digest = catalogue_sha256(cat);
                 // Model III: the selection's features that fit beside the clinical terms at
                 // every site (crate::model_size), when Model II's are too many.
@@ -187,22 +194,29 @@ impl StudyRunner<'_> {
                             let with_deep = table.ends_with(fedrad_shared::algorithms::extraction::WITH_DEEP);
                             h.tables
                                 .iter()
-                                .filter(|t| t.sequence == seq.sequence && (!t.deep || with_deep))
+                                .filter(|t| sequences_of(&seq.sequence).contains(&t.sequence.as_str()) && (!t.deep || with_deep))
                                 .map(|t| (fedrad_shared::algorithms::combat::table_stem(&t.sequence, t.deep), t.estimates_sha256.clone()))
                                 .collect()
                         })
                         .unwrap_or_default(),
-                    deep: table
-                        .ends_with(fedrad_shared::algorithms::extraction::WITH_DEEP)
-                        .then(|| deep_results.iter().find(|d| d.sequence == seq.sequence))
-                        .flatten()
-                        .map(|d| fedrad_shared::algorithms::classifiers::DeepRecipe {
-                            architecture: d.architecture,
-                            weights_sha256: d.weights_sha256.clone(),
-                            weights_file: format!("deep/{}/weights.json", d.sequence),
-                            network: d.network.clone(),
-                        }),
+                    deep: None,
+                    deep_per_sequence: BTreeMap::new(),
                 };
+                // How the study computed the deep features, for `site-agent predict`.
+                if table.ends_with(fedrad_shared::algorithms::extraction::WITH_DEEP) {
+                    let recipe = |d: &crate::deep::DeepResult| fedrad_shared::algorithms::classifiers::DeepRecipe {
+                        architecture: d.architecture,
+                        weights_sha256: d.weights_sha256.clone(),
+                        weights_file: format!("deep/{}/weights.json", d.sequence),
+                        network: d.network.clone(),
+                    };
+                    let used: Vec<&crate::deep::DeepResult> = deep_results.iter().filter(|d| sequences_of(&seq.sequence).contains(&d.sequence.as_str())).collect();
+                    if sequences_of(&seq.sequence).len() > 1 {
+                        file.deep_per_sequence = used.into_iter().map(|d| (d.sequence.clone(), recipe(d))).collect();
+                    } else {
+                        file.deep = used.first().map(|d| recipe(d));
+                    }
+                }
                 // A site may refuse one model (e.g. too many parameters for its patients); the
                 // study goes on and the report says which model and why.
                 match self.step(&step.clone(), async |s: &mut Self| s.fit_and_validate(&step, &design, &mut file, &selection.model_size).await).await {

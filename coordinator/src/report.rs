@@ -289,6 +289,7 @@ pub(crate) fn sequence_label(seq: &str) -> &str {
     match seq {
         "t1c" => "T1WI+C",
         "t2" => "T2WI",
+        fedrad_shared::algorithms::extraction::BOTH_SEQUENCES => "T1WI+C & T2WI",
         other => other,
     }
 }

@@ -144,6 +144,26 @@ impl FeatureGroup {
     }
 }
 
+/// The column names of a feature set's table for one group: `set` is a sequence or the table
+/// of both ([`BOTH_SEQUENCES`](fedrad_shared::algorithms::extraction::BOTH_SEQUENCES));
+/// `radiomic` is every sequence's handcrafted catalogue, `deep` per sequence with deep features
+/// its `<seq>+deep` columns. `None` when the set has no deep features (for both sequences:
+/// unless both have them).
+pub(crate) fn table_catalogue(set: &str, group: FeatureGroup, radiomic: &[String], deep: &BTreeMap<String, Vec<String>>) -> Option<Vec<String>> {
+    use fedrad_shared::algorithms::extraction::{SEQUENCES, both_sequences_columns, parse_table};
+    let joint = parse_table(set).is_some_and(|t| t.is_joint());
+    match (group, joint) {
+        (FeatureGroup::Radiomic, false) => Some(radiomic.to_vec()),
+        (FeatureGroup::Combined, false) => deep.get(set).cloned(),
+        (FeatureGroup::Radiomic, true) => Some(both_sequences_columns(&[radiomic, radiomic], None)),
+        (FeatureGroup::Combined, true) => {
+            let part = |seq: &str| deep.get(seq).map(|names| &names[radiomic.len().min(names.len())..]);
+            let (a, b) = (part(SEQUENCES[0])?, part(SEQUENCES[1])?);
+            Some(both_sequences_columns(&[radiomic, radiomic], Some(&[a, b])))
+        }
+    }
+}
+
 fn columns(sequence: &str, digest: &str, cols: &[usize]) -> proto::FeatureColumns {
     proto::FeatureColumns { sequence: sequence.into(), catalogue_sha256: digest.into(), columns: cols.iter().map(|&c| c as u32).collect() }
 }
@@ -202,16 +222,17 @@ impl StudyRunner<'_> {
             })
             .await?;
         let clinical_columns = clinical.map_or(0, |c| crate::models::clinical_design_columns(&self.study.clinical_variables().expect("validated at load"), c).len());
-        let digest = catalogue_sha256(catalogue);
         let mut sequences = Vec::new();
-        for seq in &self.study.selection.sequences.clone() {
+        // Each sequence, then (option `both_sequences`) the table of both.
+        for set in self.study.selection.feature_sets() {
             // Model III adds the clinical terms to the combined selection, or to the radiomic
-            // one when the sequence has no deep features.
-            let combined = deep.get(seq);
+            // one when the set has no deep features.
+            let radiomic = table_catalogue(&set, FeatureGroup::Radiomic, catalogue, deep).expect("every set has radiomic features");
+            let combined = table_catalogue(&set, FeatureGroup::Combined, catalogue, deep);
             let c = if combined.is_none() { clinical_columns } else { 0 };
-            sequences.push(self.select_sequence(seq, FeatureGroup::Radiomic, catalogue, &digest, &size, c).await?);
+            sequences.push(self.select_sequence(&set, FeatureGroup::Radiomic, &radiomic, &catalogue_sha256(&radiomic), &size, c).await?);
             if let Some(combined) = combined {
-                sequences.push(self.select_sequence(seq, FeatureGroup::Combined, combined, &catalogue_sha256(combined), &size, clinical_columns).await?);
+                sequences.push(self.select_sequence(&set, FeatureGroup::Combined, &combined, &catalogue_sha256(&combined), &size, clinical_columns).await?);
             }
         }
         let results = SelectionResults { model_size: size, folds: fold_summary, sequences };

@@ -523,7 +523,7 @@ impl<'a> StudyRunner<'a> {
             }
             // The clinical model first: its terms count towards Model III's size at the sites.
             let clinical_model = if self.study.clinical_model.enabled { Some(self.run_clinical_model(&split, &missing).await?) } else { None };
-            missing.features = patients_without_features(&cohort, &extraction_summary, &deep, &self.study.selection.sequences);
+            missing.features = patients_without_features(&cohort, &extraction_summary, &deep, &self.study.selection.sequences, self.study.selection.both_sequences);
             if self.study.combat.enabled {
                 let deep_names = deep_catalogues.iter().map(|(seq, names)| (seq.clone(), names[catalogue.len()..].to_vec())).collect();
                 harmonisation = Some(self.run_combat(&catalogue, &deep_names).await?);
@@ -610,12 +610,13 @@ fn patients_without_features(
     extraction: &extraction::ExtractionSummary,
     deep: &[crate::deep::DeepResult],
     sequences: &[String],
+    both_sequences: bool,
 ) -> BTreeMap<String, u64> {
     cohort
         .sites
         .iter()
         .map(|c| {
-            let most = sequences
+            let per_sequence: Vec<u64> = sequences
                 .iter()
                 .map(|seq| {
                     let extracted = extraction.per_site.get(&c.site_id).and_then(|m| m.get(seq)).map_or(0, |x| x.succeeded);
@@ -623,8 +624,9 @@ fn patients_without_features(
                         deep.iter().find(|d| &d.sequence == seq).map_or(0, |d| c.loaded.saturating_sub(d.embedded_per_site.get(&c.site_id).copied().unwrap_or(0)));
                     c.loaded.saturating_sub(extracted) + not_embedded
                 })
-                .max()
-                .unwrap_or(0);
+                .collect();
+            // The table of both sequences lacks a patient missing either.
+            let most = if both_sequences { per_sequence.iter().sum() } else { per_sequence.iter().copied().max().unwrap_or(0) };
             (c.site_id.clone(), most)
         })
         .collect()

@@ -35,6 +35,7 @@
 //! univariate = { test = "welch", alpha = 0.05 }      # or "mann_whitney", "none"
 //! redundancy = { enabled = true, threshold = 0.9 }
 //! select_at = "lambda_min"        # or "lambda_1se"
+//! both_sequences = false          # true: also select and model on T1WI+C and T2WI together
 //! [selection.lasso]
 //! family = "binomial"             # or "gaussian" (scikit-learn's Lasso on the 0/1 outcome)
 //! mixing = 1.0                    # elastic-net α; 1 = LASSO
@@ -538,6 +539,23 @@ pub struct SelectionSettings {
     pub lasso: crate::algorithms::lasso::LassoSettings,
     /// Which λ's non-zero coefficients are the selected features.
     pub select_at: SelectAt,
+    /// A selection and Models I–III on both sequences' features together (the `t1c+t2`
+    /// table), beside each sequence's own. Absent from the canonical JSON when off, so the
+    /// plans approved before the option keep their hash.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub both_sequences: bool,
+}
+
+impl SelectionSettings {
+    /// The feature sets selection and models run over, in order: each sequence, then with
+    /// `both_sequences` the table of both ([`BOTH_SEQUENCES`](crate::algorithms::extraction::BOTH_SEQUENCES)).
+    pub fn feature_sets(&self) -> Vec<String> {
+        let mut out = self.sequences.clone();
+        if self.both_sequences {
+            out.push(crate::algorithms::extraction::BOTH_SEQUENCES.to_string());
+        }
+        out
+    }
 }
 
 impl Default for SelectionSettings {
@@ -549,6 +567,7 @@ impl Default for SelectionSettings {
             redundancy: RedundancySettings::default(),
             lasso: Default::default(),
             select_at: SelectAt::LambdaMin,
+            both_sequences: false,
         }
     }
 }
@@ -761,6 +780,9 @@ impl StudyConfig {
                 return Err(format!("selection.sequences: unknown sequence `{seq}` (use t1c, t2)"));
             }
         }
+        if sel.both_sequences && !crate::algorithms::extraction::SEQUENCES.iter().all(|s| sel.sequences.iter().any(|q| q == s)) {
+            return Err(format!("selection.both_sequences: selects on t1c and t2 together, so selection.sequences must list both (it lists {:?})", sel.sequences));
+        }
         if !(sel.univariate.alpha > 0.0 && sel.univariate.alpha <= 1.0) {
             return Err("selection.univariate.alpha must be in (0, 1]".into());
         }
@@ -906,12 +928,12 @@ impl StudyPlan {
         Ok(out)
     }
 
-    /// The feature tables tasks may name: the selected sequences, and with deep features
-    /// enabled each sequence's `+deep` table.
+    /// The feature tables tasks may name: the selected sequences, with `selection.both_sequences`
+    /// the table of both, and with deep features enabled each of those with `+deep`.
     pub fn allows_table(&self, table: &str) -> bool {
-        let (sequence, deep) = table.split_once('+').map_or((table, false), |(s, d)| (s, d == "deep"));
-        let known = table == sequence || deep;
-        known && self.selection.sequences.iter().any(|s| s == sequence) && (!deep || self.deep.enabled)
+        let Some(name) = crate::algorithms::extraction::parse_table(table) else { return false };
+        let planned = if name.is_joint() { self.selection.both_sequences } else { self.selection.sequences.iter().any(|s| s == name.sequences[0]) };
+        planned && (!name.deep || self.deep.enabled)
     }
 }
 
@@ -1017,6 +1039,15 @@ mod tests {
         assert!(p.allows_table("t2") && p.allows_table("t2+deep"));
         assert!(!p.allows_table("t1c") && !p.allows_table("t2+x") && !p.allows_table("../t2"));
         assert!(!study("[selection]\nsequences = [\"t2\"]\n[deep]\nenabled = false\n").plan().unwrap().allows_table("t2+deep"));
+        assert!(!p.allows_table("t1c+t2") && !study("").plan().unwrap().allows_table("t1c+t2+deep"));
+        let both = study("[selection]\nboth_sequences = true\n").plan().unwrap();
+        assert!(both.allows_table("t1c+t2") && both.allows_table("t1c+t2+deep") && both.allows_table("t1c"));
+        assert!(!both.allows_table("t2+t1c"));
+        assert_eq!(both.selection.feature_sets(), ["t1c", "t2", "t1c+t2"]);
+        assert_ne!(both.sha256(), study("").plan().unwrap().sha256(), "the option is part of the plan");
+        assert!(!study("").plan().unwrap().canonical_json().contains("both_sequences"), "absent when off: approved plans keep their hash");
+        let err = study("[selection]\nsequences = [\"t2\"]\nboth_sequences = true\n").validate().unwrap_err();
+        assert!(err.contains("selection.both_sequences") && err.contains("t2"), "{err}");
         assert!(study("[limits]\nmax_coefficient = 0.0\n").validate().unwrap_err().contains("max_coefficient"));
     }
 }

@@ -288,7 +288,7 @@ pub fn summary(a: &Approval) -> String {
         p.seed,
         p.split.training_fraction,
         p.selection.lasso.folds,
-        p.selection.sequences.join(", "),
+        p.selection.feature_sets().join(", "),
         if p.feature_parameters.is_empty() { "FedRad's default".to_string() } else { format!("{} bytes of PyRadiomics YAML", p.feature_parameters.len()) },
         p.selection.univariate.test,
         p.selection.univariate.resolution,

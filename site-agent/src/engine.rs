@@ -1146,6 +1146,7 @@ impl SiteEngine {
             populations.push(ids.intersection(&complete_covariates).map(|id| id.to_string()).collect());
             populations.push(ids.iter().map(|id| id.to_string()).collect());
         };
+        let mut sequence_parts = Vec::new();
         for seq in &plan.selection.sequences {
             let mut parts = Vec::new();
             for deep in [false, true] {
@@ -1156,6 +1157,18 @@ impl SiteEngine {
             }
             if let [radiomic, deep] = &parts[..] {
                 with_table(radiomic.intersection(deep).copied().collect(), &mut populations);
+            }
+            sequence_parts.push(parts);
+        }
+        // The table of both sequences: the patients with both radiomic parts, and with all four.
+        if plan.selection.both_sequences
+            && let [a, b] = &sequence_parts[..]
+        {
+            if let (Some(ra), Some(rb)) = (a.first(), b.first()) {
+                with_table(ra.intersection(rb).copied().collect(), &mut populations);
+            }
+            if let ([ra, da], [rb, db]) = (&a[..], &b[..]) {
+                with_table(all.iter().copied().filter(|id| [ra, da, rb, db].iter().all(|p| p.contains(id))).collect(), &mut populations);
             }
         }
         let ledger_path = dir.join("harmonisation").join("populations.json");
@@ -1508,6 +1521,9 @@ impl SiteEngine {
     /// not. Model designs with features (`design_moments`, classifier, tree and score rounds)
     /// go through the same check with their training rows, and with the clinical model's rows
     /// when they have clinical columns. Cross-validation folds are not among the populations.
+    /// The table of both sequences (`t1c+t2`) is checked against, and recorded in, the ledger
+    /// of each sequence: its patients are those with both sequences' features, so `t1c`
+    /// against `t1c+t2` would otherwise describe the patients whose T2WI features failed.
     fn feature_population_guard(
         &self,
         study_id: &str,
@@ -1517,48 +1533,56 @@ impl SiteEngine {
         extra: Vec<std::collections::BTreeSet<String>>,
     ) -> Result<(), Failure> {
         use std::collections::BTreeSet;
-        let Some((sequence, _)) = fedrad_shared::algorithms::extraction::table_name(table) else {
+        let Some(name) = fedrad_shared::algorithms::extraction::parse_table(table) else {
             return Err(Failure::Refused(SiteRefusal::InvalidParameters(format!("unknown feature table {table:?}"))));
         };
         let dir = self.study_dir(study_id);
-        let ledger_path = dir.join("ledger").join("populations").join(format!("{sequence}.json"));
         let _lock = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut recorded = read_populations(&ledger_path)?;
-        let own_ids: Vec<String> = own.iter().cloned().collect();
-        if recorded.contains(&own_ids) {
-            return Ok(());
-        }
         let min = self.config.policy.min_count;
         let training: Vec<(&str, bool)> =
             self.cohort.records.iter().zip(roles).filter(|(_, r)| **r == CohortRole::Training).map(|(p, _)| (p.patient_id.as_str(), p.outcome)).collect();
         let all: BTreeSet<&str> = training.iter().map(|p| p.0).collect();
-        let mut others: Vec<BTreeSet<String>> = Vec::new();
-        let mut parts = Vec::new();
-        for deep in [false, true] {
-            let Ok((_, rows)) = selection::read_part(&dir, sequence, deep, false) else { continue };
-            let ids: BTreeSet<String> = all.iter().filter(|id| rows.contains_key(**id)).map(|id| id.to_string()).collect();
-            others.push(ids.clone());
-            parts.push(ids);
+        let own_ids: Vec<String> = own.iter().cloned().collect();
+        let harmonised: Vec<BTreeSet<String>> = read_populations(&dir.join("harmonisation").join("populations.json"))?
+            .into_iter()
+            .map(|ids| ids.into_iter().filter(|id| all.contains(id.as_str())).collect())
+            .collect();
+        // The table of both sequences describes each sequence's features: its population is
+        // compared with, and recorded among, each sequence's (all checked before any is recorded).
+        let mut to_record = Vec::new();
+        for sequence in name.sequences {
+            let ledger_path = dir.join("ledger").join("populations").join(format!("{sequence}.json"));
+            let mut recorded = read_populations(&ledger_path)?;
+            if recorded.contains(&own_ids) {
+                continue;
+            }
+            let mut others: Vec<BTreeSet<String>> = Vec::new();
+            let mut parts = Vec::new();
+            for deep in [false, true] {
+                let Ok((_, rows)) = selection::read_part(&dir, sequence, deep, false) else { continue };
+                let ids: BTreeSet<String> = all.iter().filter(|id| rows.contains_key(**id)).map(|id| id.to_string()).collect();
+                others.push(ids.clone());
+                parts.push(ids);
+            }
+            if let [radiomic, deep] = &parts[..] {
+                others.push(radiomic.intersection(deep).cloned().collect());
+            }
+            others.extend(extra.iter().cloned());
+            others.extend(harmonised.iter().cloned());
+            let answered: Vec<BTreeSet<String>> = recorded.iter().map(|ids| ids.iter().filter(|id| all.contains(id.as_str())).cloned().collect()).collect();
+            if fedrad_shared::algorithms::isolates_few(&training, &answered, &others, &own, min) {
+                // Nothing in the reason says which population or how many: repeated tasks would read it.
+                return Err(Failure::Refused(SiteRefusal::Precondition(format!(
+                    "the training patients with {table} features, with the other populations this study's answers about {sequence} features describe, would isolate fewer than this site's minimum of {min} patients of a class (e.g. patients whose deep features, or whose other sequence's features, could not be computed): differences of the answers would describe them"
+                ))));
+            }
+            recorded.push(own_ids.clone());
+            to_record.push((ledger_path, recorded));
         }
-        if let [radiomic, deep] = &parts[..] {
-            others.push(radiomic.intersection(deep).cloned().collect());
+        for (ledger_path, recorded) in to_record {
+            write_atomic(&ledger_path, (serde_json::to_string(&recorded).expect("json") + "\n").as_bytes())
+                .map_err(|e| Failure::Failed(format!("cannot record a population in {}: {e}", ledger_path.display())))?;
         }
-        others.extend(extra);
-        others.extend(
-            read_populations(&dir.join("harmonisation").join("populations.json"))?
-                .into_iter()
-                .map(|ids| ids.into_iter().filter(|id| all.contains(id.as_str())).collect()),
-        );
-        let answered: Vec<BTreeSet<String>> = recorded.iter().map(|ids| ids.iter().filter(|id| all.contains(id.as_str())).cloned().collect()).collect();
-        if fedrad_shared::algorithms::isolates_few(&training, &answered, &others, &own, min) {
-            // Nothing in the reason says which population or how many: repeated tasks would read it.
-            return Err(Failure::Refused(SiteRefusal::Precondition(format!(
-                "the training patients with {table} features, with the other populations this study's answers about {sequence} features describe, would isolate fewer than this site's minimum of {min} patients of a class (e.g. patients whose deep features could not be computed): differences of the answers would describe them"
-            ))));
-        }
-        recorded.push(own_ids);
-        write_atomic(&ledger_path, (serde_json::to_string(&recorded).expect("json") + "\n").as_bytes())
-            .map_err(|e| Failure::Failed(format!("cannot record a population in {}: {e}", ledger_path.display())))?;
         Ok(())
     }
 

@@ -73,7 +73,7 @@ fn fitted_key(frame: &[u8], scorer: &Scorer, spec: &proto::ScorerSpec) -> Option
 /// The model designs a study's hyperparameter search may cover: Models I, II and III of each
 /// of the plan's sequences.
 pub fn searched_designs(plan: &StudyPlan) -> usize {
-    3 * plan.selection.sequences.len().max(1)
+    3 * plan.selection.feature_sets().len().max(1)
 }
 
 /// One study plan's ledger: `<study>/ledger/<plan>/{fits,scored,unverified}.txt` (one key per
@@ -199,7 +199,7 @@ impl ModelLedger {
         let fits = self.lines("fits.txt");
         let mut scored = self.lines("scored.txt");
         let mut unverified = self.lines("unverified.txt");
-        let sequences = plan.selection.sequences.len().max(1);
+        let sequences = plan.selection.feature_sets().len().max(1);
         let other_sites = plan.site_set().iter().filter(|s| s.as_str() != site_id).count();
         let analysis = fedrad_shared::plan::parse_held_out_study_id(&plan.study_id).is_some();
         let mut new = Vec::new();

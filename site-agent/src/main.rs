@@ -57,9 +57,10 @@ enum Command {
         #[arg(long)]
         harmonisation: Vec<PathBuf>,
         /// For a model with deep features: the study's encoder weights,
-        /// `<study output>/deep/<sequence>/weights.json` (checked against the model's hash).
+        /// `<study output>/deep/<sequence>/weights.json` (checked against the model's hash);
+        /// repeat the flag for a model on both sequences (one file per sequence).
         #[arg(long)]
-        encoder: Option<PathBuf>,
+        encoder: Vec<PathBuf>,
         /// For a model whose deep features come from the study's ONNX network: the folder
         /// that holds the approved file (this site's networks_dir; checked by SHA-256).
         #[arg(long)]
@@ -211,7 +212,7 @@ fn main() -> anyhow::Result<()> {
             let m = site_agent::predict::load_model(&model)?;
             let inputs = site_agent::predict::PredictInputs {
                 harmonisation: harmonisation.iter().map(|p| site_agent::predict::load_harmonisation(p)).collect::<anyhow::Result<_>>()?,
-                encoder: encoder.as_deref().map(site_agent::predict::load_encoder).transpose()?,
+                encoders: encoder.iter().map(|p| site_agent::predict::load_encoder(p)).collect::<anyhow::Result<_>>()?,
                 networks_dir: networks,
             };
             let summary = site_agent::predict::predict(&m, &manifest, &out, &inputs)?;

@@ -2,13 +2,15 @@
 //! their images (extracted with the study's settings) and clinical values. Nothing leaves.
 //!
 //! Input: a CSV with `patient_id`, `<sequence>_image` and `<sequence>_mask` for the model's
-//! sequence (paths relative to the CSV's folder) and, for a model with clinical terms, the
+//! sequence, or for both of a model on both sequences (paths relative to the CSV's folder;
+//! an optional `<sequence>_roi` names a DICOM mask's region) and, for a model with clinical terms, the
 //! clinical variables' columns. No outcome is needed. Output: one row per patient with the
 //! predicted probability and the call at the study's threshold, or the reason it could not
 //! be scored.
 //!
 //! Deep features (Models II and III) come from the study's encoder (its weights file, checked
-//! against the hash the model names) or from the study-supplied ONNX network the site holds
+//! against the hash the model names; one per sequence for a model on both sequences) or from
+//! the study-supplied ONNX network the site holds
 //! (its file, run only if it hashes to the study's SHA-256), on the same 2.5D crop the site
 //! used in the study.
 
@@ -20,7 +22,7 @@ use rayon::prelude::*;
 use fedrad_shared::algorithms::classifiers::ModelFile;
 use fedrad_shared::algorithms::combat;
 use fedrad_shared::algorithms::encoder::{self, Architecture};
-use fedrad_shared::algorithms::extraction::{WITH_DEEP, catalogue_sha256, deep_feature_names};
+use fedrad_shared::algorithms::extraction::{catalogue_sha256, deep_feature_names, parse_table, sequence_column};
 use fedrad_shared::algorithms::fedavg::weights_sha256;
 use fedrad_shared::algorithms::logistic;
 use fedrad_shared::clinical::PatientRecord;
@@ -93,7 +95,9 @@ pub fn load_encoder(path: &Path) -> anyhow::Result<EncoderWeights> {
 #[derive(Debug, Default)]
 pub struct PredictInputs {
     pub harmonisation: Vec<SiteHarmonisation>,
-    pub encoder: Option<EncoderWeights>,
+    /// The study's encoder weights, one file per sequence whose deep features the model uses
+    /// (a model on both sequences uses two); each is matched to its sequence by hash.
+    pub encoders: Vec<EncoderWeights>,
     pub networks_dir: Option<std::path::PathBuf>,
 }
 
@@ -103,16 +107,22 @@ enum DeepSource<'a> {
     Network(Network, InputRecipe),
 }
 
-/// The checked pieces of one model's feature row.
-struct Recipe<'a> {
-    sequence: &'a str,
+/// The checked pieces of one sequence's part of a model's feature row.
+struct SequenceRecipe<'a> {
+    sequence: &'static str,
     radiomic_combat: Option<&'a SiteHarmonisation>,
     deep: Option<(DeepSource<'a>, Option<&'a SiteHarmonisation>)>,
 }
 
+/// The checked pieces of one model's feature row: one part per sequence of its table (two for
+/// a model on both sequences, whose columns carry their sequence's name).
+struct Recipe<'a> {
+    parts: Vec<SequenceRecipe<'a>>,
+    joint: bool,
+}
+
 fn recipe<'a>(model: &'a ModelFile, inputs: &'a PredictInputs) -> anyhow::Result<Recipe<'a>> {
-    let sequence = model.sequence.strip_suffix(WITH_DEEP).unwrap_or(&model.sequence);
-    let with_deep = model.sequence.ends_with(WITH_DEEP);
+    let Some(table) = parse_table(&model.sequence) else { bail!("model {} names the feature table {:?}, which this FedRad does not know", model.model, model.sequence) };
     // Every record given must be one of this model's study, for a part the model uses, once.
     let mut given: BTreeMap<String, &SiteHarmonisation> = BTreeMap::new();
     for h in &inputs.harmonisation {
@@ -135,11 +145,11 @@ fn recipe<'a>(model: &'a ModelFile, inputs: &'a PredictInputs) -> anyhow::Result
             );
         }
     }
-    let record = |deep: bool| -> anyhow::Result<Option<&SiteHarmonisation>> {
+    let record = |sequence: &str, deep: bool| -> anyhow::Result<Option<&SiteHarmonisation>> {
         let stem = combat::table_stem(sequence, deep);
         match (&model.combat, given.get(&stem)) {
             (Some(_), None) => bail!(
-                "this model was fitted on ComBat-harmonised {} features: pass --harmonisation <work_dir>/studies/{}/harmonisation/{stem}.json, this site's own adjustment",
+                "this model was fitted on ComBat-harmonised {sequence} {} features: pass --harmonisation <work_dir>/studies/{}/harmonisation/{stem}.json, this site's own adjustment",
                 if deep { "deep" } else { "radiomic" },
                 model.study_id,
             ),
@@ -149,43 +159,51 @@ fn recipe<'a>(model: &'a ModelFile, inputs: &'a PredictInputs) -> anyhow::Result
             (_, r) => Ok(r.copied()),
         }
     };
-    let radiomic_combat = record(false)?;
-    let deep = if with_deep {
-        let Some(recipe) = &model.deep else {
-            bail!("model {} of {} has deep features but no recipe for them (a model file of an older FedRad)", model.model, model.sequence)
-        };
-        if let Some(net) = &recipe.network {
-            let Some(dir) = &inputs.networks_dir else {
-                bail!(
-                    "this model's deep features come from the study's ONNX network {:?}: pass --networks <the folder that holds it> (this site's networks_dir; the file must hash to {})",
-                    net.file,
-                    net.sha256
-                )
-            };
-            let intensity =
-                Intensity::parse(&net.intensity).ok_or_else(|| anyhow::anyhow!("the model's network intensity {:?} is not one FedRad knows", net.intensity))?;
-            let input = InputRecipe { size: net.input_size, channels: net.channels, field_mm: net.field_mm, intensity };
-            input.validate().map_err(|e| anyhow::anyhow!("the model's network input: {e}"))?;
-            let network = Network::load(dir, &net.file, &net.sha256, &input)?;
-            let deep_combat = record(true)?;
-            return Ok(Recipe { sequence, radiomic_combat, deep: Some((DeepSource::Network(network, input), deep_combat)) });
-        }
-        let Some(arch) = recipe.architecture else {
-            bail!("model {} of {} has deep features from neither an encoder nor a network (a damaged model file)", model.model, model.sequence)
-        };
-        let Some(encoder) = &inputs.encoder else {
-            bail!("this model uses the study's encoder: pass --encoder <the study's output folder>/{} (SHA-256 {})", recipe.weights_file, recipe.weights_sha256)
-        };
-        let digest = weights_sha256(&encoder.weights);
-        if digest != recipe.weights_sha256 || encoder.weights.len() != arch.parameter_count() {
-            bail!("the encoder weights given hash to {digest}, the model was fitted with {}: not the study's encoder", recipe.weights_sha256);
-        }
-        let deep_combat = record(true)?;
-        Some((DeepSource::Encoder(arch, encoder.weights.as_slice()), deep_combat))
-    } else {
-        None
+    let mut parts = Vec::new();
+    for &sequence in table.sequences {
+        let radiomic_combat = record(sequence, false)?;
+        let deep = if table.deep { Some((deep_source(model, sequence, inputs)?, record(sequence, true)?)) } else { None };
+        parts.push(SequenceRecipe { sequence, radiomic_combat, deep });
+    }
+    Ok(Recipe { parts, joint: table.is_joint() })
+}
+
+/// Where `sequence`'s deep features come from for this model: the study's ONNX network from
+/// the site's folder, or the study's encoder weights among those given, each checked by hash.
+fn deep_source<'a>(model: &'a ModelFile, sequence: &str, inputs: &'a PredictInputs) -> anyhow::Result<DeepSource<'a>> {
+    let Some(recipe) = model.deep_recipe(sequence) else {
+        bail!("model {} of {} has {sequence} deep features but no recipe for them (a model file of an older FedRad)", model.model, model.sequence)
     };
-    Ok(Recipe { sequence, radiomic_combat, deep })
+    if let Some(net) = &recipe.network {
+        let Some(dir) = &inputs.networks_dir else {
+            bail!(
+                "this model's deep features come from the study's ONNX network {:?}: pass --networks <the folder that holds it> (this site's networks_dir; the file must hash to {})",
+                net.file,
+                net.sha256
+            )
+        };
+        let intensity = Intensity::parse(&net.intensity).ok_or_else(|| anyhow::anyhow!("the model's network intensity {:?} is not one FedRad knows", net.intensity))?;
+        let input = InputRecipe { size: net.input_size, channels: net.channels, field_mm: net.field_mm, intensity };
+        input.validate().map_err(|e| anyhow::anyhow!("the model's network input: {e}"))?;
+        let network = Network::load(dir, &net.file, &net.sha256, &input)?;
+        return Ok(DeepSource::Network(network, input));
+    }
+    let Some(arch) = recipe.architecture else {
+        bail!("model {} of {} has {sequence} deep features from neither an encoder nor a network (a damaged model file)", model.model, model.sequence)
+    };
+    if inputs.encoders.is_empty() {
+        bail!("this model uses the study's {sequence} encoder: pass --encoder <the study's output folder>/{} (SHA-256 {})", recipe.weights_file, recipe.weights_sha256)
+    }
+    let digests: Vec<String> = inputs.encoders.iter().map(|e| weights_sha256(&e.weights)).collect();
+    match inputs.encoders.iter().zip(&digests).find(|(e, d)| **d == recipe.weights_sha256 && e.weights.len() == arch.parameter_count()) {
+        Some((e, _)) => Ok(DeepSource::Encoder(arch, e.weights.as_slice())),
+        None => bail!(
+            "the encoder weights given hash to {}; the model's {sequence} deep features were computed with {}: not the study's encoder (pass --encoder <the study's output folder>/{})",
+            digests.join(", "),
+            recipe.weights_sha256,
+            recipe.weights_file
+        ),
+    }
 }
 
 /// Scores every row of `manifest`, writing `out`. A model fitted on ComBat-harmonised features
@@ -204,8 +222,10 @@ pub fn predict(model: &ModelFile, manifest: &Path, out: &Path, inputs: &PredictI
     let mut reader = csv::Reader::from_path(manifest).with_context(|| format!("reading {}", manifest.display()))?;
     let headers = reader.headers()?.clone();
     let col = |name: &str| headers.iter().position(|h| h == name);
-    let (image_col, mask_col) = (format!("{}_image", recipe.sequence), format!("{}_mask", recipe.sequence));
-    let mut required = vec!["patient_id".to_string(), image_col.clone(), mask_col.clone()];
+    let mut required = vec!["patient_id".to_string()];
+    for part in &recipe.parts {
+        required.extend([format!("{}_image", part.sequence), format!("{}_mask", part.sequence)]);
+    }
     if !model.clinical_columns.is_empty() {
         required.extend(model.clinical_variables.iter().map(|v| v.name.clone()));
     }
@@ -219,7 +239,7 @@ pub fn predict(model: &ModelFile, manifest: &Path, out: &Path, inputs: &PredictI
         .map(|row| {
             let get = |c: &str| col(c).and_then(|i| row.get(i)).unwrap_or("").trim().to_string();
             let id = get("patient_id");
-            (id.clone(), score_one(model, &settings, &recipe, base, &get, &image_col, &mask_col, &id))
+            (id.clone(), score_one(model, &settings, &recipe, base, &get, &id))
         })
         .collect();
     let mut text = String::from("patient_id,probability,positive,error\n");
@@ -241,25 +261,10 @@ pub fn predict(model: &ModelFile, manifest: &Path, out: &Path, inputs: &PredictI
     Ok(summary)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn score_one(
-    model: &ModelFile,
-    settings: &Settings,
-    recipe: &Recipe,
-    base: &Path,
-    get: &dyn Fn(&str) -> String,
-    image_col: &str,
-    mask_col: &str,
-    id: &str,
-) -> Result<f64, String> {
-    // A DICOM mask names its region in the optional `<sequence>_roi` column.
-    let roi = get(&mask_col.replace("_mask", "_roi"));
-    let roi = Some(roi.as_str()).filter(|r| !r.is_empty());
-    let image = base.join(get(image_col));
-    let mask = base.join(get(mask_col));
-    let features = extract_files(&image, &mask, roi, settings).map_err(|e| format!("{}: {e}", e.reason()))?;
-    let mut names: Vec<String> = features.iter().map(|f| f.column()).collect();
-    let mut values: Vec<f64> = features.iter().map(|f| f.value).collect();
+/// One patient's probability: each sequence's radiomic features (then, for a model with deep
+/// features, each sequence's deep features) in the order of the study's table, harmonised
+/// with the site's own records, then the model's columns, clinical terms and scorer.
+fn score_one(model: &ModelFile, settings: &Settings, recipe: &Recipe, base: &Path, get: &dyn Fn(&str) -> String, id: &str) -> Result<f64, String> {
     let harmonise = |h: Option<&SiteHarmonisation>, v: Vec<f64>| -> Result<Vec<f64>, String> {
         match h {
             None => Ok(v),
@@ -267,26 +272,41 @@ fn score_one(
             Some(_) => Err("the harmonisation record is for another feature table".into()),
         }
     };
-    values = harmonise(recipe.radiomic_combat, values)?;
-    if let Some((source, deep_combat)) = &recipe.deep {
-        let pair = crate::manifest::ImagePair { image, mask, roi: roi.map(str::to_string) };
-        let deep = match source {
-            DeepSource::Encoder(arch, weights) => {
-                let crop = crate::deep::crop_files(&pair, arch).map_err(|e| format!("deep features: {}", e.reason()))?;
-                encoder::embed(arch, weights, &crop)
-            }
-            DeepSource::Network(network, input) => {
-                let crop = crate::deep::crop_files(&pair, &input.crop_architecture()).map_err(|e| format!("deep features: {}", e.reason()))?;
-                let out = network.run(&input.input(&crop)).map_err(|e| format!("deep features: {e}"))?;
-                if out.iter().any(|v| !v.is_finite()) {
-                    return Err("deep features: the network gave non-finite outputs".into());
+    let column = |sequence: &str, name: String| if recipe.joint { sequence_column(sequence, &name) } else { name };
+    let (mut names, mut values) = (Vec::new(), Vec::new());
+    let (mut deep_names, mut deep_values) = (Vec::new(), Vec::new());
+    for part in &recipe.parts {
+        let seq = part.sequence;
+        // A DICOM mask names its region in the optional `<sequence>_roi` column.
+        let roi = get(&format!("{seq}_roi"));
+        let roi = Some(roi.as_str()).filter(|r| !r.is_empty());
+        let image = base.join(get(&format!("{seq}_image")));
+        let mask = base.join(get(&format!("{seq}_mask")));
+        let features = extract_files(&image, &mask, roi, settings).map_err(|e| format!("{seq}: {}: {e}", e.reason()))?;
+        names.extend(features.iter().map(|f| column(seq, f.column())));
+        values.extend(harmonise(part.radiomic_combat, features.iter().map(|f| f.value).collect())?);
+        if let Some((source, deep_combat)) = &part.deep {
+            let pair = crate::manifest::ImagePair { image, mask, roi: roi.map(str::to_string) };
+            let deep = match source {
+                DeepSource::Encoder(arch, weights) => {
+                    let crop = crate::deep::crop_files(&pair, arch).map_err(|e| format!("{seq} deep features: {}", e.reason()))?;
+                    encoder::embed(arch, weights, &crop)
                 }
-                out
-            }
-        };
-        names.extend(deep_feature_names(deep.len()));
-        values.extend(harmonise(*deep_combat, deep)?);
+                DeepSource::Network(network, input) => {
+                    let crop = crate::deep::crop_files(&pair, &input.crop_architecture()).map_err(|e| format!("{seq} deep features: {}", e.reason()))?;
+                    let out = network.run(&input.input(&crop)).map_err(|e| format!("{seq} deep features: {e}"))?;
+                    if out.iter().any(|v| !v.is_finite()) {
+                        return Err(format!("{seq} deep features: the network gave non-finite outputs"));
+                    }
+                    out
+                }
+            };
+            deep_names.extend(deep_feature_names(deep.len()).into_iter().map(|n| column(seq, n)));
+            deep_values.extend(harmonise(*deep_combat, deep)?);
+        }
     }
+    names.extend(deep_names);
+    values.extend(deep_values);
     if catalogue_sha256(&names) != model.catalogue_sha256 {
         return Err("the extracted features differ from the study's (another FedRad version or settings?)".into());
     }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use fedrad_shared::algorithms::extraction::{catalogue_sha256, table_name};
+use fedrad_shared::algorithms::extraction::{catalogue_sha256, parse_table, sequence_column};
 use fedrad_shared::algorithms::glm::{GlmFamily, GlmPoint, Standardiser, TrainingView};
 use fedrad_shared::algorithms::{SiteRefusal, correlation, folds, lasso, logistic, standardise, univariate};
 use fedrad_shared::clinical::{CohortRole, PatientRecord, VariableSpec};
@@ -21,26 +21,38 @@ pub struct FeatureTable {
     pub rows: BTreeMap<String, Vec<f64>>,
 }
 
-/// One table as a task names it: `t2` (handcrafted features) or `t2+deep` (handcrafted then
-/// deep features, for the patients with both).
+/// One table as a task names it: `t2` (handcrafted features), `t2+deep` (handcrafted then
+/// deep features), or the table of both sequences, `t1c+t2` and `t1c+t2+deep`
+/// ([`BOTH_SEQUENCES`](fedrad_shared::algorithms::extraction::BOTH_SEQUENCES): each part's
+/// columns prefixed with its sequence); its rows are the patients with every part.
 pub fn load_table(study_dir: &Path, name: &str, harmonised: bool) -> Result<FeatureTable, Failure> {
-    let Some((sequence, with_deep)) = table_name(name) else {
-        return Err(SiteRefusal::InvalidParameters(format!("unknown sequence {name:?}")).into());
+    let Some(table) = parse_table(name) else {
+        return Err(SiteRefusal::InvalidParameters(format!("unknown feature table {name:?}")).into());
     };
-    let (mut names, mut rows) = read_part(study_dir, sequence, false, harmonised)?;
-    if with_deep {
-        let (deep_names, deep_rows) = read_part(study_dir, sequence, true, harmonised)?;
-        names.extend(deep_names);
-        rows = rows
-            .into_iter()
-            .filter_map(|(id, mut v)| {
-                let d = deep_rows.get(&id)?;
-                v.extend_from_slice(d);
-                Some((id, v))
-            })
-            .collect();
+    let deep_parts: &[bool] = if table.deep { &[false, true] } else { &[false] };
+    let mut names = Vec::new();
+    let mut rows: Option<Rows> = None;
+    for &deep in deep_parts {
+        for sequence in table.sequences {
+            let (part_names, part_rows) = read_part(study_dir, sequence, deep, harmonised)?;
+            if table.is_joint() {
+                names.extend(part_names.iter().map(|n| sequence_column(sequence, n)));
+            } else {
+                names.extend(part_names);
+            }
+            rows = Some(match rows {
+                None => part_rows,
+                Some(rows) => rows
+                    .into_iter()
+                    .filter_map(|(id, mut v)| {
+                        v.extend_from_slice(part_rows.get(&id)?);
+                        Some((id, v))
+                    })
+                    .collect(),
+            });
+        }
     }
-    Ok(FeatureTable { digest: catalogue_sha256(&names), names, rows })
+    Ok(FeatureTable { digest: catalogue_sha256(&names), names, rows: rows.unwrap_or_default() })
 }
 
 /// The file of one part of a sequence's features: its radiomic or its deep features, as

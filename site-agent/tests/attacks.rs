@@ -1919,6 +1919,66 @@ fn attacks_deep_table_differencing() {
     s.answered("and again (recorded)", moments(&columns));
 }
 
+/// The table of both sequences (`t1c+t2`, option `selection.both_sequences`) holds the
+/// patients with both sequences' features: `feature_moments` over `t2` and over `t1c+t2`
+/// differ by the patients whose T1WI+C features failed, and with one such patient the
+/// difference is that patient's T2WI row and outcome. The site checks the joint table's
+/// patients against each sequence's answered populations, and a plan without the option
+/// names no such table.
+#[test]
+fn attacks_both_sequences_table_differencing() {
+    // T1WI+C features for every patient but `missing` training patients of each class.
+    let with_t1c_gap = |name: &str, missing: usize, both: bool| {
+        let s = site_with(name, None, |c| c.selection.both_sequences = both);
+        let study_dir = s.dir.join("work/studies").join(STUDY);
+        let roles = s.engine.load_split(STUDY).unwrap();
+        let path = study_dir.join("features/t1c.csv");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut dropped = [0usize; 2];
+        let mut kept = String::new();
+        for (k, line) in text.lines().enumerate() {
+            let id = line.split(',').next().unwrap();
+            let patient = s.engine.cohort.records.iter().zip(&roles).find(|(p, _)| p.patient_id == id);
+            if let Some((p, CohortRole::Training)) = patient.filter(|_| k > 0) {
+                let class = usize::from(p.outcome);
+                if dropped[class] < missing {
+                    dropped[class] += 1;
+                    continue;
+                }
+            }
+            kept.push_str(line);
+            kept.push('\n');
+        }
+        assert_eq!(dropped, [missing, missing]);
+        std::fs::write(&path, kept).unwrap();
+        let table = site_agent::selection::load_table(&study_dir, "t1c+t2", false).unwrap();
+        assert!(table.names.iter().all(|n| n.starts_with("t1c:") || n.starts_with("t2:")), "every column names its sequence");
+        let columns = proto::FeatureColumns { sequence: "t1c+t2".into(), catalogue_sha256: table.digest.clone(), columns: (0..table.names.len() as u32).collect() };
+        (s, columns)
+    };
+    let moments = |c: &proto::FeatureColumns| task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(c.clone()), centre: Vec::new() });
+    // A plan without the option names no table of both sequences.
+    let (s, columns) = with_t1c_gap("both-unplanned", 5, false);
+    let (reason, d) = s.refused_as(&s.plan, "feature_moments: t1c+t2 outside the plan", moments(&columns));
+    assert_eq!(reason, RefusalReason::InvalidParameters, "{d}");
+    assert!(d.contains("t1c+t2") && d.contains("not among the study plan's"), "{d}");
+    // The attack: t2's moments were answered (every training patient); t1c+t2 lacks one per class.
+    let (s, columns) = with_t1c_gap("both-differencing", 1, true);
+    let (reason, d) = s.refused_as(&s.plan, "feature_moments: t1c+t2 one patient short of t2", moments(&columns));
+    assert_eq!(reason, RefusalReason::Precondition, "{d}");
+    assert!(d.contains("would isolate") && d.contains("t2 features"), "{d}");
+    report("feature_moments: t2 versus t1c+t2 one training patient apart", "refused", &format!("nothing recovered; {d}"));
+    // Honest: five patients of each class without T1WI+C features differ by enough, and the
+    // joint population is then recorded for both sequences: a t1c table task over it answers.
+    let (s, columns) = with_t1c_gap("both-honest", 5, true);
+    s.answered("feature moments of t1c+t2, five per class apart from t2", moments(&columns));
+    for seq in ["t1c", "t2"] {
+        let ledger = std::fs::read_to_string(s.dir.join("work/studies").join(STUDY).join(format!("ledger/populations/{seq}.json"))).unwrap();
+        let recorded: Vec<Vec<String>> = serde_json::from_str(&ledger).unwrap();
+        assert!(recorded.iter().any(|p| p.len() == s.patients.iter().filter(|t| t.role == CohortRole::Training).count() - 10), "{seq}: the joint population recorded");
+    }
+}
+
 // ---- 7. tree rounds --------------------------------------------------------------------------
 
 fn leaf() -> TreeNode {

@@ -58,6 +58,8 @@ async fn four_sites_over_mtls_give_the_pooled_split_table1_selection_and_models(
     study.clinical_model.variables = Some(vec!["age".into(), "sex".into(), "overall_stage".into()]);
     // C of logistic regression and the SVMs chosen by cross-validated AUC (checked below).
     study.models.search = coordinator::config::SearchSettings { enabled: true, c: vec![0.1, 10.0] };
+    // Both sequences together too: the `t1c+t2` tables go through the same pooled checks.
+    study.selection.both_sequences = true;
     let deep_settings = study.deep.clone();
     approve_study(&agents, &mut study);
     let results = StudyRunner::new(server.hub.clone(), study, &Quiet).run().await.expect("study runs");
@@ -106,12 +108,26 @@ async fn four_sites_over_mtls_give_the_pooled_split_table1_selection_and_models(
         "deep/t2/training.json",
         "deep/t1c/loss.svg",
         "deep/t1c/checkpoint.json",
+        "lasso/t1c+t2/radiomic.json",
+        "lasso/t1c+t2/combined.json",
     ] {
         assert!(out.join(f).is_file(), "{f} not written");
+    }
+    // The table of both sequences: its selection and all three models, on features of both.
+    let selection = results.selection.as_ref().unwrap();
+    for group in ["radiomic", "combined"] {
+        let width = |seq: &str| selection.sequences.iter().find(|s| s.sequence == seq && s.group == group).expect("a selection per table").features;
+        assert_eq!(width("t1c+t2"), width("t1c") + width("t2"), "{group}: both sequences' columns");
+    }
+    for model in ["I", "II", "III"] {
+        let m = results.models.iter().find(|m| m.sequence == "t1c+t2" && m.model == model).expect("Models I–III on both sequences");
+        assert!(m.features.iter().all(|f| f.starts_with("t1c:") || f.starts_with("t2:")), "{:?}", m.features);
+        assert!(!m.features.is_empty() && !m.classifiers.is_empty(), "both sequences, Model {model}: {:?} {:?}", m.features, m.note);
     }
     check_selection_against_pooled(&dir, &cohort, &results, &patients, &roles);
     check_models_against_pooled(&dir, &cohort, &results, &patients, &roles);
     check_comparison_against_pooled(&dir, &cohort, &results, &patients, &roles);
+    check_predict_on_both_sequences(&dir, &cohort, &results);
 
     // Every case was extracted; the features stayed at the sites, and a site's stored row
     // equals an extraction run directly on that patient's files.
@@ -149,24 +165,35 @@ async fn four_sites_over_mtls_give_the_pooled_split_table1_selection_and_models(
 }
 
 /// A site's table as a task names it (`t2`, or `t2+deep`: radiomic then deep columns of the
-/// patients with both), in the CSV form extraction writes.
+/// patients with both; `t1c+t2` and `t1c+t2+deep`: both sequences' radiomic columns, then
+/// both sequences' deep ones, of the patients with every part), in the CSV form extraction
+/// writes, joined here from the site's files independently of the site's own loader.
 fn table_text(study_dir: &std::path::Path, name: &str) -> String {
-    let (seq, deep) = match name.strip_suffix("+deep") {
+    let (base, deep) = match name.strip_suffix("+deep") {
         Some(s) => (s, true),
         None => (name, false),
     };
-    let radiomic = std::fs::read_to_string(study_dir.join(format!("features/{seq}.csv"))).unwrap();
-    if !deep {
-        return radiomic;
+    let sequences: Vec<&str> = base.split('+').collect();
+    let joint = sequences.len() > 1;
+    let mut files: Vec<(&str, String)> = sequences.iter().map(|seq| (*seq, format!("features/{seq}.csv"))).collect();
+    if deep {
+        files.extend(sequences.iter().map(|seq| (*seq, format!("features/{seq}.deep.csv"))));
     }
-    let deep = std::fs::read_to_string(study_dir.join(format!("features/{seq}.deep.csv"))).unwrap();
-    let rows: std::collections::BTreeMap<&str, &str> = deep.lines().filter_map(|l| l.split_once(',')).collect();
-    let mut out = String::new();
-    for line in radiomic.lines() {
-        let id = line.split(',').next().unwrap();
-        if let Some(rest) = rows.get(id) {
-            out.push_str(&format!("{line},{rest}\n"));
-        }
+    let mut header = vec!["patient_id".to_string()];
+    let mut rows: Option<Vec<(String, String)>> = None;
+    for (seq, file) in files {
+        let text = std::fs::read_to_string(study_dir.join(file)).unwrap();
+        let (head, body) = text.split_once('\n').unwrap();
+        header.extend(head.split(',').skip(1).map(|n| if joint { format!("{seq}:{n}") } else { n.to_string() }));
+        let part: std::collections::BTreeMap<&str, &str> = body.lines().filter_map(|l| l.split_once(',')).collect();
+        rows = Some(match rows {
+            None => part.iter().map(|(id, rest)| (id.to_string(), rest.to_string())).collect(),
+            Some(rows) => rows.into_iter().filter_map(|(id, rest)| part.get(id.as_str()).map(|more| (id.clone(), format!("{rest},{more}")))).collect(),
+        });
+    }
+    let mut out = header.join(",") + "\n";
+    for (id, rest) in rows.unwrap() {
+        out.push_str(&format!("{id},{rest}\n"));
     }
     out
 }
@@ -436,6 +463,48 @@ fn check_models_against_pooled(
             }
         }
     }
+}
+
+/// `site-agent predict` with Model II on both sequences (radiomic and deep features of T1WI+C
+/// and T2WI): from a hospital's images, with the study's two encoders matched by hash, every
+/// patient's probability is the model applied to that patient's row of the table the study
+/// fitted and validated on (the site's stored `t1c+t2+deep` row).
+fn check_predict_on_both_sequences(dir: &TempDir, cohort: &fedrad_synth::GeneratedCohort, results: &coordinator::study::StudyResults) {
+    use fedrad_shared::algorithms::classifiers::ClassifierKind;
+    use site_agent::predict::{PredictInputs, load_encoder, load_model, predict};
+    let ii = results.models.iter().find(|m| m.sequence == "t1c+t2" && m.model == "II").unwrap();
+    let lr = ii.classifiers.iter().find(|c| c.classifier == ClassifierKind::LogisticRegression).expect("Model II's logistic regression on both sequences");
+    let model = load_model(&dir.path().join("study").join(&lr.model_file)).unwrap();
+    assert_eq!(model.sequence, "t1c+t2+deep");
+    assert_eq!(model.deep_per_sequence.keys().map(String::as_str).collect::<Vec<_>>(), ["t1c", "t2"], "a recipe per sequence");
+    let encoder = |seq: &str| load_encoder(&dir.path().join(format!("study/deep/{seq}/weights.json"))).unwrap();
+    let (site, manifest) = &cohort.manifests[0];
+    let scores = dir.path().join("both-sequences-scores.csv");
+    let none = predict(&model, manifest, &scores, &PredictInputs::default()).unwrap_err().to_string();
+    assert!(none.contains("--encoder") && none.contains("t1c"), "{none}");
+    let one = PredictInputs { encoders: vec![encoder("t1c")], ..Default::default() };
+    let refused = predict(&model, manifest, &scores, &one).unwrap_err().to_string();
+    assert!(refused.contains("t2 deep features") && refused.contains("not the study's encoder"), "{refused}");
+    let both = PredictInputs { encoders: vec![encoder("t2"), encoder("t1c")], ..Default::default() };
+    let summary = predict(&model, manifest, &scores, &both).unwrap();
+    let patients = std::fs::read_to_string(manifest).unwrap().lines().count() - 1;
+    assert_eq!((summary.scored, summary.failed), (patients, 0), "every patient of {site} scored");
+    let table = table_text(&dir.path().join("work").join(site).join("studies/federation-test"), "t1c+t2+deep");
+    let header: Vec<&str> = table.lines().next().unwrap().split(',').skip(1).collect();
+    assert_eq!(fedrad_shared::algorithms::extraction::catalogue_sha256(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>()), model.catalogue_sha256);
+    let stored: std::collections::BTreeMap<&str, Vec<f64>> =
+        table.lines().skip(1).map(|l| l.split_once(',').unwrap()).map(|(id, rest)| (id, rest.split(',').map(|c| c.parse().unwrap()).collect())).collect();
+    let mut compared = 0;
+    for line in std::fs::read_to_string(&scores).unwrap().lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        let Some(row) = stored.get(cells[0]) else { continue };
+        let x: Vec<f64> = model.feature_columns.iter().map(|&c| row[c as usize]).collect();
+        let expected = model.scorer.probability(&model.standardiser.apply(&[x]).unwrap()[0]);
+        let predicted: f64 = cells[1].parse().unwrap();
+        assert!((predicted - expected).abs() < 1e-6, "{}: predicted {predicted}, the study's row gives {expected}", cells[0]);
+        compared += 1;
+    }
+    assert_eq!(compared, stored.len(), "every stored row compared");
 }
 
 /// Ridge logistic regression (C) on pooled rows with the project's Newton solver.

@@ -325,6 +325,20 @@ pub struct ModelFile {
     /// site can compute them for a new patient. Absent for radiomic-only models.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deep: Option<DeepRecipe>,
+    /// For a model on both sequences with deep features (`t1c+t2+deep`): each sequence's
+    /// recipe, by sequence (`deep` is then absent).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub deep_per_sequence: std::collections::BTreeMap<String, DeepRecipe>,
+}
+
+impl ModelFile {
+    /// How the study computed `sequence`'s deep features for this model, if it has them.
+    pub fn deep_recipe(&self, sequence: &str) -> Option<&DeepRecipe> {
+        match super::extraction::parse_table(&self.sequence) {
+            Some(t) if t.is_joint() => self.deep_per_sequence.get(sequence),
+            _ => self.deep.as_ref(),
+        }
+    }
 }
 
 /// The deep features of a model: the study's federated encoder, named by the SHA-256 of its

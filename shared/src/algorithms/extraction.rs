@@ -107,12 +107,88 @@ pub fn deep_feature_names(dim: usize) -> Vec<String> {
 /// Suffix of a table name with the deep features appended (`t2+deep`).
 pub const WITH_DEEP: &str = "+deep";
 
-/// A task's table name split into the sequence and whether deep features are appended;
-/// `None` for an unknown sequence.
-pub fn table_name(name: &str) -> Option<(&'static str, bool)> {
+/// The table of both sequences side by side (option `selection.both_sequences`): a model on
+/// T1WI+C and T2WI features selected jointly. Its columns are each sequence's radiomic
+/// features, then (in `t1c+t2+deep`) each sequence's deep features, every name prefixed with
+/// its sequence ([`sequence_column`]); its rows are the patients with every part.
+pub const BOTH_SEQUENCES: &str = "t1c+t2";
+
+/// A feature table as a task names it: which sequences' features it holds, and whether their
+/// deep features follow the radiomic ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableName {
+    pub sequences: &'static [&'static str],
+    pub deep: bool,
+}
+
+impl TableName {
+    /// Whether the table holds more than one sequence (its column names carry the sequence).
+    pub fn is_joint(&self) -> bool {
+        self.sequences.len() > 1
+    }
+}
+
+/// Parses `t2`, `t2+deep`, `t1c+t2` or `t1c+t2+deep`; `None` for anything else.
+pub fn parse_table(name: &str) -> Option<TableName> {
     let (base, deep) = match name.strip_suffix(WITH_DEEP) {
         Some(b) => (b, true),
         None => (name, false),
     };
-    SEQUENCES.iter().find(|s| **s == base).map(|s| (*s, deep))
+    if base == BOTH_SEQUENCES {
+        return Some(TableName { sequences: &SEQUENCES, deep });
+    }
+    SEQUENCES.iter().position(|s| *s == base).map(|k| TableName { sequences: &SEQUENCES[k..=k], deep })
+}
+
+/// A one-sequence table's name split into the sequence and whether deep features are
+/// appended; `None` for an unknown sequence or the table of both sequences.
+pub fn table_name(name: &str) -> Option<(&'static str, bool)> {
+    parse_table(name).filter(|t| !t.is_joint()).map(|t| (t.sequences[0], t.deep))
+}
+
+/// A column of the table of both sequences: `t2:original_firstorder_Mean` (both sequences
+/// have a column of that name, so the sequence is part of it).
+pub fn sequence_column(sequence: &str, name: &str) -> String {
+    format!("{sequence}:{name}")
+}
+
+/// The column names of the table of both sequences from each sequence's radiomic names and,
+/// for `t1c+t2+deep`, each sequence's deep names (in [`SEQUENCES`] order both).
+pub fn both_sequences_columns(radiomic: &[&[String]; 2], deep: Option<&[&[String]; 2]>) -> Vec<String> {
+    let mut out = Vec::new();
+    for parts in std::iter::once(radiomic).chain(deep) {
+        for (sequence, names) in SEQUENCES.iter().zip(parts) {
+            out.extend(names.iter().map(|n| sequence_column(sequence, n)));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_say_which_sequences_and_parts_a_table_holds() {
+        assert_eq!(parse_table("t2"), Some(TableName { sequences: &["t2"], deep: false }));
+        assert_eq!(parse_table("t1c+deep"), Some(TableName { sequences: &["t1c"], deep: true }));
+        assert_eq!(parse_table("t1c+t2"), Some(TableName { sequences: &["t1c", "t2"], deep: false }));
+        assert_eq!(parse_table("t1c+t2+deep"), Some(TableName { sequences: &["t1c", "t2"], deep: true }));
+        for bad in ["t2+t1c", "t2+deep+deep", "t1c+t2+x", "", "+deep", "flair"] {
+            assert_eq!(parse_table(bad), None, "{bad}");
+        }
+        assert_eq!(table_name("t1c+t2"), None, "the one-sequence form refuses the table of both");
+        assert_eq!(table_name("t2+deep"), Some(("t2", true)));
+    }
+
+    #[test]
+    fn the_table_of_both_sequences_names_each_column_with_its_sequence() {
+        let r = vec!["original_firstorder_Mean".to_string()];
+        let d = vec!["deep_0000".to_string(), "deep_0001".to_string()];
+        assert_eq!(both_sequences_columns(&[&r, &r], None), ["t1c:original_firstorder_Mean", "t2:original_firstorder_Mean"]);
+        assert_eq!(
+            both_sequences_columns(&[&r, &r], Some(&[&d, &d])),
+            ["t1c:original_firstorder_Mean", "t2:original_firstorder_Mean", "t1c:deep_0000", "t1c:deep_0001", "t2:deep_0000", "t2:deep_0001"]
+        );
+    }
 }
