@@ -335,6 +335,62 @@ mod tests {
         assert!(pool(&partial).is_empty());
     }
 
+    /// Federated equals pooled for the pooling of the analyses, over 1, 4 and 7 uneven
+    /// hospitals: the same 180 patients' held-out score cells, spread over the hospitals (each
+    /// hospital's patients scored by its own analysis, at its own threshold), give the AUC and
+    /// DeLong SE of all their cells together (`metrics::pooled_auc`, ties counted half), the
+    /// patients and positives, and the sensitivity, specificity and accuracy counted patient by
+    /// patient at each one's hospital's threshold.
+    #[test]
+    fn pooled_held_out_results_equal_the_pooled_patients_over_1_4_and_7_hospitals() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let patients: Vec<(u32, bool)> = (0..180)
+            .map(|_| {
+                let positive = next() % 3 == 0;
+                ((next() % 40) as u32 + if positive { 15 } else { 0 }, positive)
+            })
+            .collect();
+        let cells: Vec<f64> = patients.iter().map(|p| f64::from(p.0)).collect();
+        let outcome: Vec<bool> = patients.iter().map(|p| p.1).collect();
+        let (auc, se) = metrics::pooled_auc(&cells, &outcome);
+        let positives = outcome.iter().filter(|y| **y).count();
+        for sizes in [vec![180], vec![70, 50, 35, 25], vec![40, 35, 30, 25, 20, 17, 13]] {
+            let (mut start, mut hospitals, mut tp, mut tn) = (0, Vec::new(), 0, 0);
+            for (k, n) in sizes.iter().enumerate() {
+                let part = &patients[start..start + n];
+                start += n;
+                let threshold = 18 + 3 * k as u32;
+                tp += part.iter().filter(|p| p.1 && p.0 >= threshold).count();
+                tn += part.iter().filter(|p| !p.1 && p.0 < threshold).count();
+                let class = |y: bool| {
+                    let mut counts = BTreeMap::new();
+                    for p in part.iter().filter(|p| p.1 == y) {
+                        *counts.entry(p.0).or_insert(0u64) += 1;
+                    }
+                    counts.into_iter().collect::<Vec<_>>()
+                };
+                hospitals.push(hospital(&format!("h{k}"), Some(classifier(histogram(&class(false), &class(true)), threshold))));
+            }
+            let pooled = pool(&hospitals);
+            let p = &pooled[0];
+            let what = format!("{} hospitals", sizes.len());
+            assert_eq!((p.n, p.positives), (180, positives as u64), "{what}");
+            assert_eq!(p.per_hospital_auc.len(), sizes.len(), "{what}");
+            assert!((p.pooled_auc - auc).abs() < 1e-12, "{what}: pooled AUC {} vs {auc}", p.pooled_auc);
+            let ci = ((auc - 1.96 * se).max(0.0), (auc + 1.96 * se).min(1.0));
+            assert!((p.pooled_auc_ci.0 - ci.0).abs() < 1e-9 && (p.pooled_auc_ci.1 - ci.1).abs() < 1e-9, "{what}: CI {:?} vs {ci:?}", p.pooled_auc_ci);
+            assert!((p.sensitivity - tp as f64 / positives as f64).abs() < 1e-12, "{what}: sensitivity");
+            assert!((p.specificity - tn as f64 / (180 - positives) as f64).abs() < 1e-12, "{what}: specificity");
+            assert!((p.accuracy - (tp + tn) as f64 / 180.0).abs() < 1e-12, "{what}: accuracy");
+        }
+    }
+
     /// The held-out site's two cohorts are merged: every patient counts once.
     #[test]
     fn a_held_out_answer_merges_both_cohorts() {
