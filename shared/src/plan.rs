@@ -775,9 +775,12 @@ impl StudyConfig {
         crate::clinical::validate_dictionary(&self.table1.extra).map_err(|e| format!("[[table1.extra]]: {e}"))?;
         self.table1_variables()?;
         let sel = &self.selection;
-        for seq in &sel.sequences {
+        for (k, seq) in sel.sequences.iter().enumerate() {
             if !crate::algorithms::extraction::SEQUENCES.contains(&seq.as_str()) {
                 return Err(format!("selection.sequences: unknown sequence `{seq}` (use t1c, t2)"));
+            }
+            if sel.sequences[..k].contains(seq) {
+                return Err(format!("selection.sequences: `{seq}` is listed twice"));
             }
         }
         if sel.both_sequences && !crate::algorithms::extraction::SEQUENCES.iter().all(|s| sel.sequences.iter().any(|q| q == s)) {
@@ -1046,6 +1049,7 @@ mod tests {
         assert_eq!(both.selection.feature_sets(), ["t1c", "t2", "t1c+t2"]);
         assert_ne!(both.sha256(), study("").plan().unwrap().sha256(), "the option is part of the plan");
         assert!(!study("").plan().unwrap().canonical_json().contains("both_sequences"), "absent when off: approved plans keep their hash");
+        assert!(study("[selection]\nsequences = [\"t2\", \"t2\"]\n").validate().unwrap_err().contains("listed twice"));
         let err = study("[selection]\nsequences = [\"t2\"]\nboth_sequences = true\n").validate().unwrap_err();
         assert!(err.contains("selection.both_sequences") && err.contains("t2"), "{err}");
         assert!(study("[limits]\nmax_coefficient = 0.0\n").validate().unwrap_err().contains("max_coefficient"));

@@ -957,7 +957,12 @@ impl SiteEngine {
                     self.ledger(&task.study_id, plan).accept_scorers(plan, &self.config.site_id, t.design.as_ref(), t.standardiser.as_ref(), &t.scorers, t.folds)?;
                 }
                 drop(_guard);
-                selection::score(&data, t, min)
+                let agg = selection::score(&data, t, min)?;
+                // Out-of-fold scores (folds > 0) are of training patients only.
+                if t.folds == 0 {
+                    self.validation_population_guard(data_id, t.design.as_ref(), &data)?;
+                }
+                Ok(agg)
             }
             Some(task::Kind::ValueHistogram(t)) => {
                 let agg = selection::value_histogram(&self.standardised_design(plan, data_id, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?, t, min)?;
@@ -1001,6 +1006,9 @@ impl SiteEngine {
                     .iter()
                     .map(|m| self.standardised_design(plan, data_id, &task.study_id, m.design.as_ref(), m.standardiser.as_ref()))
                     .collect::<Result<Vec<_>, _>>()?;
+                for (m, data) in t.models.iter().zip(&designs) {
+                    self.validation_population_guard(data_id, m.design.as_ref(), data)?;
+                }
                 // Checked, answered and recorded under the lock: two second rounds of one list
                 // with different merged histograms cannot both pass.
                 let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -1146,7 +1154,7 @@ impl SiteEngine {
             populations.push(ids.intersection(&complete_covariates).map(|id| id.to_string()).collect());
             populations.push(ids.iter().map(|id| id.to_string()).collect());
         };
-        let mut sequence_parts = Vec::new();
+        let mut sequence_parts = BTreeMap::new();
         for seq in &plan.selection.sequences {
             let mut parts = Vec::new();
             for deep in [false, true] {
@@ -1158,11 +1166,12 @@ impl SiteEngine {
             if let [radiomic, deep] = &parts[..] {
                 with_table(radiomic.intersection(deep).copied().collect(), &mut populations);
             }
-            sequence_parts.push(parts);
+            sequence_parts.insert(seq.as_str(), parts);
         }
         // The table of both sequences: the patients with both radiomic parts, and with all four.
+        let [first, second] = fedrad_shared::algorithms::extraction::SEQUENCES;
         if plan.selection.both_sequences
-            && let [a, b] = &sequence_parts[..]
+            && let (Some(a), Some(b)) = (sequence_parts.get(first), sequence_parts.get(second))
         {
             if let (Some(ra), Some(rb)) = (a.first(), b.first()) {
                 with_table(ra.intersection(rb).copied().collect(), &mut populations);
@@ -1501,7 +1510,7 @@ impl SiteEngine {
             .filter(|(p, r)| **r == CohortRole::Training && table.rows.contains_key(&p.patient_id))
             .map(|(p, _)| p.patient_id.clone())
             .collect();
-        self.feature_population_guard(study_id, &columns.sequence, &roles, own, Vec::new())?;
+        self.feature_population_guard(study_id, &columns.sequence, &roles, CohortRole::Training, own, Vec::new())?;
         let folds = self.load_folds(study_id);
         selection::training_data(&table, columns, &self.cohort.records, &roles, &folds)
     }
@@ -1524,11 +1533,19 @@ impl SiteEngine {
     /// The table of both sequences (`t1c+t2`) is checked against, and recorded in, the ledger
     /// of each sequence: its patients are those with both sequences' features, so `t1c`
     /// against `t1c+t2` would otherwise describe the patients whose T2WI features failed.
+    ///
+    /// `cohort` is the cohort `own` is drawn from. Model designs are checked for their
+    /// validation rows too (`ledger/populations/<sequence>.validation.json`): score tasks
+    /// release both cohorts, so scoring a one-column model fitted on `t1c` and the same column
+    /// of `t1c+t2` (or of `t2+deep` against `t2`, or with and without clinical columns) would
+    /// otherwise give, in the difference of the released sums, the value and class of a
+    /// validation patient one table lacks.
     fn feature_population_guard(
         &self,
         study_id: &str,
         table: &str,
         roles: &[CohortRole],
+        cohort: CohortRole,
         own: std::collections::BTreeSet<String>,
         extra: Vec<std::collections::BTreeSet<String>>,
     ) -> Result<(), Failure> {
@@ -1539,19 +1556,27 @@ impl SiteEngine {
         let dir = self.study_dir(study_id);
         let _lock = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
         let min = self.config.policy.min_count;
-        let training: Vec<(&str, bool)> =
-            self.cohort.records.iter().zip(roles).filter(|(_, r)| **r == CohortRole::Training).map(|(p, _)| (p.patient_id.as_str(), p.outcome)).collect();
+        let training: Vec<(&str, bool)> = self.cohort.records.iter().zip(roles).filter(|(_, r)| **r == cohort).map(|(p, _)| (p.patient_id.as_str(), p.outcome)).collect();
         let all: BTreeSet<&str> = training.iter().map(|p| p.0).collect();
         let own_ids: Vec<String> = own.iter().cloned().collect();
-        let harmonised: Vec<BTreeSet<String>> = read_populations(&dir.join("harmonisation").join("populations.json"))?
-            .into_iter()
-            .map(|ids| ids.into_iter().filter(|id| all.contains(id.as_str())).collect())
-            .collect();
+        // ComBat estimates from training patients only.
+        let harmonised: Vec<BTreeSet<String>> = if cohort == CohortRole::Training {
+            read_populations(&dir.join("harmonisation").join("populations.json"))?
+                .into_iter()
+                .map(|ids| ids.into_iter().filter(|id| all.contains(id.as_str())).collect())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let ledger_name = |sequence: &str| match cohort {
+            CohortRole::Training => format!("{sequence}.json"),
+            CohortRole::Validation => format!("{sequence}.validation.json"),
+        };
         // The table of both sequences describes each sequence's features: its population is
         // compared with, and recorded among, each sequence's (all checked before any is recorded).
         let mut to_record = Vec::new();
         for sequence in name.sequences {
-            let ledger_path = dir.join("ledger").join("populations").join(format!("{sequence}.json"));
+            let ledger_path = dir.join("ledger").join("populations").join(ledger_name(sequence));
             let mut recorded = read_populations(&ledger_path)?;
             if recorded.contains(&own_ids) {
                 continue;
@@ -1573,7 +1598,8 @@ impl SiteEngine {
             if fedrad_shared::algorithms::isolates_few(&training, &answered, &others, &own, min) {
                 // Nothing in the reason says which population or how many: repeated tasks would read it.
                 return Err(Failure::Refused(SiteRefusal::Precondition(format!(
-                    "the training patients with {table} features, with the other populations this study's answers about {sequence} features describe, would isolate fewer than this site's minimum of {min} patients of a class (e.g. patients whose deep features, or whose other sequence's features, could not be computed): differences of the answers would describe them"
+                    "the {} patients with {table} features, with the other populations this study's answers about {sequence} features describe, would isolate fewer than this site's minimum of {min} patients of a class (e.g. patients whose deep features, or whose other sequence's features, could not be computed): differences of the answers would describe them",
+                    cohort.as_str()
                 ))));
             }
             recorded.push(own_ids.clone());
@@ -1618,22 +1644,8 @@ impl SiteEngine {
         // A design with features: its training rows are one more population of the sequence's
         // features (Model III's: those with complete clinical data), compared as the feature
         // tables' are, beside the clinical model's rows when it has clinical columns.
-        if let Some(f) = &design.features {
-            let own: std::collections::BTreeSet<String> =
-                data.ids.iter().zip(&data.role).filter(|(_, r)| **r == CohortRole::Training).map(|(id, _)| id.clone()).collect();
-            let mut extra = Vec::new();
-            if !design.clinical_columns.is_empty() {
-                extra.push(
-                    self.cohort
-                        .records
-                        .iter()
-                        .zip(&roles)
-                        .filter(|(p, r)| **r == CohortRole::Training && fedrad_shared::algorithms::logistic::design_row(p, &variables).is_some())
-                        .map(|(p, _)| p.patient_id.clone())
-                        .collect(),
-                );
-            }
-            self.feature_population_guard(study_id, &f.sequence, &roles, own, extra)?;
+        if design.features.is_some() {
+            self.design_population_guard(study_id, design, &data, &roles, &variables, CohortRole::Training)?;
         }
         let folds = self.load_folds(study_id);
         if !folds.is_empty() {
@@ -1643,6 +1655,55 @@ impl SiteEngine {
             }
         }
         Ok(data)
+    }
+
+    /// One cohort's rows of a design with features against the populations the study's
+    /// answers about its sequences describe (see [`Self::feature_population_guard`]; with the
+    /// clinical model's rows of that cohort when it has clinical columns).
+    fn design_population_guard(
+        &self,
+        data_id: &str,
+        design: &proto::ModelDesign,
+        data: &selection::DesignData,
+        roles: &[CohortRole],
+        variables: &[VariableSpec],
+        cohort: CohortRole,
+    ) -> Result<(), Failure> {
+        let Some(f) = &design.features else { return Ok(()) };
+        let own: std::collections::BTreeSet<String> = data.ids.iter().zip(&data.role).filter(|(_, r)| **r == cohort).map(|(id, _)| id.clone()).collect();
+        let mut extra = Vec::new();
+        if !design.clinical_columns.is_empty() {
+            extra.push(
+                self.cohort
+                    .records
+                    .iter()
+                    .zip(roles)
+                    .filter(|(p, r)| **r == cohort && fedrad_shared::algorithms::logistic::design_row(p, variables).is_some())
+                    .map(|(p, _)| p.patient_id.clone())
+                    .collect(),
+            );
+        }
+        self.feature_population_guard(data_id, &f.sequence, roles, cohort, own, extra)
+    }
+
+    /// Before scores of the validation cohort leave (a `score` task of the fitted models, a
+    /// DeLong comparison), the design's validation rows are checked as its training rows are
+    /// (see [`Self::feature_population_guard`]). A validation cohort with fewer than
+    /// `min_count` patients of a class is left to the score answers themselves, which refuse
+    /// it (`site_score_summary`): its population is never released, and checking it would
+    /// refuse the study's other tasks at a small hospital.
+    fn validation_population_guard(&self, data_id: &str, design: Option<&proto::ModelDesign>, data: &selection::DesignData) -> Result<(), Failure> {
+        let Some(design) = design.filter(|d| d.features.is_some()) else { return Ok(()) };
+        let min = self.config.policy.min_count;
+        for class in [false, true] {
+            let n = data.role.iter().zip(&data.outcome).filter(|(r, y)| **r == CohortRole::Validation && **y == class).count() as u64;
+            if n < min {
+                return Ok(());
+            }
+        }
+        let variables = self.checked_variables(&design.variables)?;
+        let roles = self.load_split(data_id)?;
+        self.design_population_guard(data_id, design, data, &roles, &variables, CohortRole::Validation)
     }
 
     /// The design rows of a model task whose standardiser this site accepts (no finer than its

@@ -310,7 +310,16 @@ fn score_one(model: &ModelFile, settings: &Settings, recipe: &Recipe, base: &Pat
     if catalogue_sha256(&names) != model.catalogue_sha256 {
         return Err("the extracted features differ from the study's (another FedRad version or settings?)".into());
     }
-    let mut row: Vec<f64> = model.feature_columns.iter().map(|&c| values[c as usize]).collect();
+    let mut row: Vec<f64> = model
+        .feature_columns
+        .iter()
+        .map(|&c| {
+            values
+                .get(c as usize)
+                .copied()
+                .ok_or_else(|| format!("the model file names feature column {c}, past the table's {} columns (a damaged model file)", values.len()))
+        })
+        .collect::<Result<_, _>>()?;
     if !model.clinical_columns.is_empty() {
         let mut record = PatientRecord { patient_id: id.into(), outcome: false, clinical: Default::default() };
         for v in &model.clinical_variables {

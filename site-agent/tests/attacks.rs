@@ -1979,6 +1979,100 @@ fn attacks_both_sequences_table_differencing() {
     }
 }
 
+/// Validation patients one table lacks (found by a red-team review of the table of both
+/// sequences; `t2` against `t2+deep` and designs with and without clinical columns allowed
+/// it before): a one-column model fitted on `t1c` and the same column as part of `t1c+t2`
+/// are scored over both cohorts, and when the tables' validation patients differ by one (a
+/// patient whose T2WI features failed), the difference of the released score sums is that
+/// patient's value and class. The site checks every design's validation rows as it checks
+/// its training rows, against the validation populations it answered about each sequence.
+#[test]
+fn attacks_validation_differencing_between_tables() {
+    // T2WI features for every patient but five training patients of each class and
+    // `validation_missing` validation patients (negatives, positives).
+    let with_t2_gap = |name: &str, validation_missing: (usize, usize)| {
+        let s = site_with(name, None, |c| c.selection.both_sequences = true);
+        let study_dir = s.dir.join("work/studies").join(STUDY);
+        let roles = s.engine.load_split(STUDY).unwrap();
+        let path = study_dir.join("features/t2.csv");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut dropped = BTreeMap::new();
+        let mut kept = String::new();
+        for (k, line) in text.lines().enumerate() {
+            let id = line.split(',').next().unwrap();
+            if let Some((p, role)) = s.engine.cohort.records.iter().zip(&roles).find(|(p, _)| p.patient_id == id).filter(|_| k > 0) {
+                let quota = match (*role, p.outcome) {
+                    (CohortRole::Training, _) => 5,
+                    (_, false) => validation_missing.0,
+                    (_, true) => validation_missing.1,
+                };
+                let n = dropped.entry((*role == CohortRole::Training, p.outcome)).or_insert(0usize);
+                if *n < quota {
+                    *n += 1;
+                    continue;
+                }
+            }
+            kept.push_str(line);
+            kept.push('\n');
+        }
+        std::fs::write(&path, kept).unwrap();
+        s
+    };
+    // Column 3 of a table as a one-column design, with the training rows' own standardiser.
+    let design = |s: &Site, table: &str| {
+        let study_dir = s.dir.join("work/studies").join(STUDY);
+        let t = site_agent::selection::load_table(&study_dir, table, false).unwrap();
+        let roles = s.engine.load_split(STUDY).unwrap();
+        let x: Vec<f64> = s
+            .engine
+            .cohort
+            .records
+            .iter()
+            .zip(&roles)
+            .filter(|(_, r)| **r == CohortRole::Training)
+            .filter_map(|(p, _)| t.rows.get(&p.patient_id).map(|r| r[3]))
+            .collect();
+        let mean = x.iter().sum::<f64>() / x.len() as f64;
+        let sd = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / x.len() as f64).sqrt();
+        let features = proto::FeatureColumns { sequence: table.into(), catalogue_sha256: t.digest.clone(), columns: vec![3] };
+        (proto::ModelDesign { features: Some(features), variables: vec![], clinical_columns: vec![] }, proto::Standardiser { center: vec![mean], scale: vec![sd * 1.01] })
+    };
+    // The fit's first round (zero coefficients), which the site answers and so may score: a
+    // model that scores every patient alike, whose released counts per cohort and class are
+    // already enough to give the class of the patient one table lacks.
+    let fit_and_score = |s: &Site, table: &str| {
+        let (d, std) = design(s, table);
+        s.answered(
+            &format!("the first logistic round of column 3 of {table}"),
+            task::Kind::ClassifierRound(proto::ClassifierRoundTask {
+                design: Some(d.clone()),
+                standardiser: Some(std.clone()),
+                objective: proto::ClassifierObjective::Logistic as i32,
+                parameters: vec![0.0; 2],
+                penalty: s.plan.models.logistic.c,
+                ..Default::default()
+            }),
+        );
+        score_task(&d, &std, vec![proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0, 0.0], random_features: None }])
+    };
+    // The attack: column 3 of t1c scored over every patient, then as part of t1c+t2.
+    let s = with_t2_gap("validation-differencing", (1, 0));
+    let t1c = fit_and_score(&s, "t1c");
+    s.answered("scores of column 3 of t1c (every patient)", t1c);
+    let both = fit_and_score(&s, "t1c+t2");
+    let (reason, d) = s.refused_as(&s.plan, "scores of the same column in t1c+t2, one validation patient short", both);
+    assert_eq!(reason, RefusalReason::Precondition, "{d}");
+    assert!(d.contains("validation patients") && d.contains("would isolate"), "{d}");
+    report("scores of one column over t1c versus t1c+t2, one validation patient apart", "refused", &format!("nothing recovered; {d}"));
+    // Honest: five validation patients apart (the site's validation cohort has too few
+    // positives to lose five and keep five).
+    let s = with_t2_gap("validation-honest", (5, 0));
+    let t1c = fit_and_score(&s, "t1c");
+    s.answered("scores of column 3 of t1c", t1c);
+    let both = fit_and_score(&s, "t1c+t2");
+    s.answered("scores of the same column in t1c+t2, five negatives apart", both);
+}
+
 // ---- 7. tree rounds --------------------------------------------------------------------------
 
 fn leaf() -> TreeNode {
