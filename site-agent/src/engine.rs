@@ -950,6 +950,10 @@ impl SiteEngine {
                     self.verify_attestations(task, plan, t)?;
                 }
                 let data = self.standardised_design(plan, data_id, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?;
+                // Out-of-fold scores (folds > 0) are of training patients only.
+                if t.folds == 0 {
+                    self.validation_population_guard(data_id, t.design.as_ref(), &data)?;
+                }
                 let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
                 if held_out_here {
                     self.ledger(&task.study_id, plan).accept_held_out_scorers(plan, t.design.as_ref(), t.standardiser.as_ref(), &t.scorers)?;
@@ -957,12 +961,7 @@ impl SiteEngine {
                     self.ledger(&task.study_id, plan).accept_scorers(plan, &self.config.site_id, t.design.as_ref(), t.standardiser.as_ref(), &t.scorers, t.folds)?;
                 }
                 drop(_guard);
-                let agg = selection::score(&data, t, min)?;
-                // Out-of-fold scores (folds > 0) are of training patients only.
-                if t.folds == 0 {
-                    self.validation_population_guard(data_id, t.design.as_ref(), &data)?;
-                }
-                Ok(agg)
+                selection::score(&data, t, min)
             }
             Some(task::Kind::ValueHistogram(t)) => {
                 let agg = selection::value_histogram(&self.standardised_design(plan, data_id, &task.study_id, t.design.as_ref(), t.standardiser.as_ref())?, t, min)?;
@@ -1006,8 +1005,18 @@ impl SiteEngine {
                     .iter()
                     .map(|m| self.standardised_design(plan, data_id, &task.study_id, m.design.as_ref(), m.standardiser.as_ref()))
                     .collect::<Result<Vec<_>, _>>()?;
+                // Each model's own validation rows (as its scores released them), and the
+                // patients every compared model can score, which the comparison describes in
+                // both cohorts: comparisons over subsets of models (A with B, with C, with both)
+                // would otherwise give, by inclusion–exclusion, a model's scores over a cell no one
+                // answer covers.
+                let per_model: Vec<std::collections::BTreeSet<&str>> = designs.iter().map(|d| d.ids.iter().map(String::as_str).collect()).collect();
+                let common: std::collections::BTreeSet<&str> = per_model[0].iter().copied().filter(|id| per_model.iter().all(|m| m.contains(id))).collect();
                 for (m, data) in t.models.iter().zip(&designs) {
                     self.validation_population_guard(data_id, m.design.as_ref(), data)?;
+                    for cohort in [CohortRole::Training, CohortRole::Validation] {
+                        self.released_population_guard(data_id, m.design.as_ref(), data, &common, cohort)?;
+                    }
                 }
                 // Checked, answered and recorded under the lock: two second rounds of one list
                 // with different merged histograms cannot both pass.
@@ -1645,7 +1654,8 @@ impl SiteEngine {
         // features (Model III's: those with complete clinical data), compared as the feature
         // tables' are, beside the clinical model's rows when it has clinical columns.
         if design.features.is_some() {
-            self.design_population_guard(study_id, design, &data, &roles, &variables, CohortRole::Training)?;
+            let own = data.ids.iter().zip(&data.role).filter(|(_, r)| **r == CohortRole::Training).map(|(id, _)| id.clone()).collect();
+            self.design_population_guard(study_id, design, own, &roles, &variables, CohortRole::Training)?;
         }
         let folds = self.load_folds(study_id);
         if !folds.is_empty() {
@@ -1664,13 +1674,12 @@ impl SiteEngine {
         &self,
         data_id: &str,
         design: &proto::ModelDesign,
-        data: &selection::DesignData,
+        own: std::collections::BTreeSet<String>,
         roles: &[CohortRole],
         variables: &[VariableSpec],
         cohort: CohortRole,
     ) -> Result<(), Failure> {
         let Some(f) = &design.features else { return Ok(()) };
-        let own: std::collections::BTreeSet<String> = data.ids.iter().zip(&data.role).filter(|(_, r)| **r == cohort).map(|(id, _)| id.clone()).collect();
         let mut extra = Vec::new();
         if !design.clinical_columns.is_empty() {
             extra.push(
@@ -1693,17 +1702,33 @@ impl SiteEngine {
     /// it (`site_score_summary`): its population is never released, and checking it would
     /// refuse the study's other tasks at a small hospital.
     fn validation_population_guard(&self, data_id: &str, design: Option<&proto::ModelDesign>, data: &selection::DesignData) -> Result<(), Failure> {
+        let ids: std::collections::BTreeSet<&str> = data.ids.iter().map(String::as_str).collect();
+        self.released_population_guard(data_id, design, data, &ids, CohortRole::Validation)
+    }
+
+    /// The rows of `cohort` among `released` (patients of the design's data) against the
+    /// populations answered about the design's sequences; skipped when a class has fewer than
+    /// `min_count` of them, which the answers releasing them refuse themselves.
+    fn released_population_guard(
+        &self,
+        data_id: &str,
+        design: Option<&proto::ModelDesign>,
+        data: &selection::DesignData,
+        released: &std::collections::BTreeSet<&str>,
+        cohort: CohortRole,
+    ) -> Result<(), Failure> {
         let Some(design) = design.filter(|d| d.features.is_some()) else { return Ok(()) };
+        let rows: Vec<usize> = (0..data.ids.len()).filter(|&i| data.role[i] == cohort && released.contains(data.ids[i].as_str())).collect();
         let min = self.config.policy.min_count;
         for class in [false, true] {
-            let n = data.role.iter().zip(&data.outcome).filter(|(r, y)| **r == CohortRole::Validation && **y == class).count() as u64;
-            if n < min {
+            if (rows.iter().filter(|&&i| data.outcome[i] == class).count() as u64) < min {
                 return Ok(());
             }
         }
+        let own = rows.iter().map(|&i| data.ids[i].clone()).collect();
         let variables = self.checked_variables(&design.variables)?;
         let roles = self.load_split(data_id)?;
-        self.design_population_guard(data_id, design, data, &roles, &variables, CohortRole::Validation)
+        self.design_population_guard(data_id, design, own, &roles, &variables, cohort)
     }
 
     /// The design rows of a model task whose standardiser this site accepts (no finer than its

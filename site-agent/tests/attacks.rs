@@ -2073,6 +2073,77 @@ fn attacks_validation_differencing_between_tables() {
     s.answered("scores of the same column in t1c+t2, five negatives apart", both);
 }
 
+/// DeLong comparisons describe the patients every compared model can score, so comparisons
+/// of subsets of models give, by inclusion–exclusion, one model's scores over a cell no single
+/// answer covers (found by a review of the validation check): with T2WI features missing for
+/// X and t1c deep features for Y (X ∩ Y one patient, each difference five), a t1c model A
+/// is scored over V, then compared with a `t1c+t2` model B (over V∖X), with a `t1c+deep`
+/// model C (over V∖Y), and with both (over V∖(X∪Y)): V − V∖X − V∖Y + V∖(X∪Y) is the
+/// patient in X ∩ Y. Every pairwise difference is five or more, which the comparison's own
+/// check accepts; the site checks the compared patients against the populations it answered
+/// about each model's sequences, and refuses the third comparison.
+#[test]
+fn attacks_inclusion_exclusion_over_comparisons() {
+    let s = site_with("comparison-cells", None, |c| c.selection.both_sequences = true);
+    let study_dir = s.dir.join("work/studies").join(STUDY);
+    let roles = s.engine.load_split(STUDY).unwrap();
+    // Validation negatives: p, then five for X only, then five for Y only.
+    let negatives: Vec<&str> =
+        s.engine.cohort.records.iter().zip(&roles).filter(|(p, r)| **r == CohortRole::Validation && !p.outcome).map(|(p, _)| p.patient_id.as_str()).collect();
+    assert!(negatives.len() >= 16, "{} validation negatives", negatives.len());
+    let x: Vec<&str> = negatives[..6].to_vec();
+    let y: Vec<&str> = std::iter::once(negatives[0]).chain(negatives[6..11].iter().copied()).collect();
+    let t2 = std::fs::read_to_string(study_dir.join("features/t2.csv")).unwrap();
+    let kept: String = t2.lines().filter(|l| !x.contains(&l.split(',').next().unwrap())).map(|l| format!("{l}\n")).collect();
+    std::fs::write(study_dir.join("features/t2.csv"), kept).unwrap();
+    let mut deep = String::from("patient_id,deep_0000,deep_0001\n");
+    for (k, p) in s.engine.cohort.records.iter().enumerate().filter(|(_, p)| !y.contains(&p.patient_id.as_str())) {
+        deep.push_str(&format!("{},{},{}\n", p.patient_id, k as f64 * 0.1, (k % 7) as f64));
+    }
+    std::fs::write(study_dir.join("features/t1c.deep.csv"), deep).unwrap();
+    // A one-column model on column 3 of a table: its first (zero) round, then its scores.
+    let model = |table: &str| {
+        let t = site_agent::selection::load_table(&study_dir, table, false).unwrap();
+        let x: Vec<f64> = s
+            .engine
+            .cohort
+            .records
+            .iter()
+            .zip(&roles)
+            .filter(|(_, r)| **r == CohortRole::Training)
+            .filter_map(|(p, _)| t.rows.get(&p.patient_id).map(|r| r[3]))
+            .collect();
+        let mean = x.iter().sum::<f64>() / x.len() as f64;
+        let sd = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / x.len() as f64).sqrt();
+        let features = proto::FeatureColumns { sequence: table.into(), catalogue_sha256: t.digest.clone(), columns: vec![3] };
+        let design = proto::ModelDesign { features: Some(features), variables: vec![], clinical_columns: vec![] };
+        let std = proto::Standardiser { center: vec![mean], scale: vec![sd * 1.01] };
+        s.answered(
+            &format!("the first logistic round of column 3 of {table}"),
+            task::Kind::ClassifierRound(proto::ClassifierRoundTask {
+                design: Some(design.clone()),
+                standardiser: Some(std.clone()),
+                objective: proto::ClassifierObjective::Logistic as i32,
+                parameters: vec![0.0; 2],
+                penalty: s.plan.models.logistic.c,
+                ..Default::default()
+            }),
+        );
+        let scorer = proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0, 0.0], random_features: None };
+        s.answered(&format!("scores of column 3 of {table}"), score_task(&design, &std, vec![scorer.clone()]));
+        proto::ScoredModel { design: Some(design), standardiser: Some(std), scorer: Some(scorer) }
+    };
+    let (a, b, c) = (model("t1c"), model("t1c+t2"), model("t1c+deep"));
+    let compare =
+        |models: Vec<proto::ScoredModel>| task::Kind::PairedScores(proto::PairedScoresTask { models, grid: DEFAULT_GRID, negatives: vec![], positives: vec![] });
+    s.answered("A against B (over V∖X)", compare(vec![a.clone(), b.clone()]));
+    s.answered("A against C (over V∖Y)", compare(vec![a.clone(), c.clone()]));
+    let (reason, d) = s.refused_as(&s.plan, "A, B and C (over V∖(X∪Y)): the fourth term", compare(vec![a, b, c]));
+    assert_eq!(reason, RefusalReason::Precondition, "{d}");
+    assert!(d.contains("would isolate"), "{d}");
+    report("comparisons of subsets of models: inclusion–exclusion to one validation patient", "refused", &format!("nothing recovered; {d}"));
+}
+
 // ---- 7. tree rounds --------------------------------------------------------------------------
 
 fn leaf() -> TreeNode {
