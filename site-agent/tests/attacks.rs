@@ -1979,6 +1979,41 @@ fn attacks_both_sequences_table_differencing() {
     }
 }
 
+/// A one-column model on column 3 of `table` that the site may score: the first round of its
+/// logistic fit (zero coefficients, the plan's C, the training rows' own standardiser), which
+/// the site answers and so records as fitted. It scores every patient alike, so the counts its
+/// scores release per cohort and class are what differencing two such answers reads.
+fn zero_model(s: &Site, table: &str) -> proto::ScoredModel {
+    let study_dir = s.dir.join("work/studies").join(STUDY);
+    let t = site_agent::selection::load_table(&study_dir, table, false).unwrap();
+    let roles = s.engine.load_split(STUDY).unwrap();
+    let x: Vec<f64> =
+        s.engine.cohort.records.iter().zip(&roles).filter(|(_, r)| **r == CohortRole::Training).filter_map(|(p, _)| t.rows.get(&p.patient_id).map(|r| r[3])).collect();
+    let mean = x.iter().sum::<f64>() / x.len() as f64;
+    let sd = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / x.len() as f64).sqrt();
+    let features = proto::FeatureColumns { sequence: table.into(), catalogue_sha256: t.digest.clone(), columns: vec![3] };
+    let design = proto::ModelDesign { features: Some(features), variables: vec![], clinical_columns: vec![] };
+    let std = proto::Standardiser { center: vec![mean], scale: vec![sd * 1.01] };
+    s.answered(
+        &format!("the first logistic round of column 3 of {table}"),
+        task::Kind::ClassifierRound(proto::ClassifierRoundTask {
+            design: Some(design.clone()),
+            standardiser: Some(std.clone()),
+            objective: proto::ClassifierObjective::Logistic as i32,
+            parameters: vec![0.0; 2],
+            penalty: s.plan.models.logistic.c,
+            ..Default::default()
+        }),
+    );
+    let scorer = proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0, 0.0], random_features: None };
+    proto::ScoredModel { design: Some(design), standardiser: Some(std), scorer: Some(scorer) }
+}
+
+/// The score task of a model.
+fn model_score(m: &proto::ScoredModel) -> task::Kind {
+    score_task(m.design.as_ref().unwrap(), m.standardiser.as_ref().unwrap(), vec![m.scorer.clone().unwrap()])
+}
+
 /// Validation patients one table lacks (found by a red-team review of the table of both
 /// sequences; `t2` against `t2+deep` and designs with and without clinical columns allowed
 /// it before): a one-column model fitted on `t1c` and the same column as part of `t1c+t2`
@@ -2018,43 +2053,8 @@ fn attacks_validation_differencing_between_tables() {
         std::fs::write(&path, kept).unwrap();
         s
     };
-    // Column 3 of a table as a one-column design, with the training rows' own standardiser.
-    let design = |s: &Site, table: &str| {
-        let study_dir = s.dir.join("work/studies").join(STUDY);
-        let t = site_agent::selection::load_table(&study_dir, table, false).unwrap();
-        let roles = s.engine.load_split(STUDY).unwrap();
-        let x: Vec<f64> = s
-            .engine
-            .cohort
-            .records
-            .iter()
-            .zip(&roles)
-            .filter(|(_, r)| **r == CohortRole::Training)
-            .filter_map(|(p, _)| t.rows.get(&p.patient_id).map(|r| r[3]))
-            .collect();
-        let mean = x.iter().sum::<f64>() / x.len() as f64;
-        let sd = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / x.len() as f64).sqrt();
-        let features = proto::FeatureColumns { sequence: table.into(), catalogue_sha256: t.digest.clone(), columns: vec![3] };
-        (proto::ModelDesign { features: Some(features), variables: vec![], clinical_columns: vec![] }, proto::Standardiser { center: vec![mean], scale: vec![sd * 1.01] })
-    };
-    // The fit's first round (zero coefficients), which the site answers and so may score: a
-    // model that scores every patient alike, whose released counts per cohort and class are
-    // already enough to give the class of the patient one table lacks.
-    let fit_and_score = |s: &Site, table: &str| {
-        let (d, std) = design(s, table);
-        s.answered(
-            &format!("the first logistic round of column 3 of {table}"),
-            task::Kind::ClassifierRound(proto::ClassifierRoundTask {
-                design: Some(d.clone()),
-                standardiser: Some(std.clone()),
-                objective: proto::ClassifierObjective::Logistic as i32,
-                parameters: vec![0.0; 2],
-                penalty: s.plan.models.logistic.c,
-                ..Default::default()
-            }),
-        );
-        score_task(&d, &std, vec![proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0, 0.0], random_features: None }])
-    };
+    // A fitted model may be scored, and the first round of a fit makes one (see `zero_model`).
+    let fit_and_score = |s: &Site, table: &str| model_score(&zero_model(s, table));
     // The attack: column 3 of t1c scored over every patient, then as part of t1c+t2.
     let s = with_t2_gap("validation-differencing", (1, 0));
     let t1c = fit_and_score(&s, "t1c");
@@ -2101,37 +2101,11 @@ fn attacks_inclusion_exclusion_over_comparisons() {
         deep.push_str(&format!("{},{},{}\n", p.patient_id, k as f64 * 0.1, (k % 7) as f64));
     }
     std::fs::write(study_dir.join("features/t1c.deep.csv"), deep).unwrap();
-    // A one-column model on column 3 of a table: its first (zero) round, then its scores.
+    // One-column models, each fitted (its first round) and scored.
     let model = |table: &str| {
-        let t = site_agent::selection::load_table(&study_dir, table, false).unwrap();
-        let x: Vec<f64> = s
-            .engine
-            .cohort
-            .records
-            .iter()
-            .zip(&roles)
-            .filter(|(_, r)| **r == CohortRole::Training)
-            .filter_map(|(p, _)| t.rows.get(&p.patient_id).map(|r| r[3]))
-            .collect();
-        let mean = x.iter().sum::<f64>() / x.len() as f64;
-        let sd = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / x.len() as f64).sqrt();
-        let features = proto::FeatureColumns { sequence: table.into(), catalogue_sha256: t.digest.clone(), columns: vec![3] };
-        let design = proto::ModelDesign { features: Some(features), variables: vec![], clinical_columns: vec![] };
-        let std = proto::Standardiser { center: vec![mean], scale: vec![sd * 1.01] };
-        s.answered(
-            &format!("the first logistic round of column 3 of {table}"),
-            task::Kind::ClassifierRound(proto::ClassifierRoundTask {
-                design: Some(design.clone()),
-                standardiser: Some(std.clone()),
-                objective: proto::ClassifierObjective::Logistic as i32,
-                parameters: vec![0.0; 2],
-                penalty: s.plan.models.logistic.c,
-                ..Default::default()
-            }),
-        );
-        let scorer = proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0, 0.0], random_features: None };
-        s.answered(&format!("scores of column 3 of {table}"), score_task(&design, &std, vec![scorer.clone()]));
-        proto::ScoredModel { design: Some(design), standardiser: Some(std), scorer: Some(scorer) }
+        let m = zero_model(&s, table);
+        s.answered(&format!("scores of column 3 of {table}"), model_score(&m));
+        m
     };
     let (a, b, c) = (model("t1c"), model("t1c+t2"), model("t1c+deep"));
     let compare =
