@@ -883,17 +883,17 @@ impl SiteEngine {
             Some(task::Kind::FeatureMoments(t)) => selection::feature_moments(&self.training(plan, data_id, t.features.as_ref())?, &t.centre, min),
             Some(task::Kind::RankHistogram(t)) => {
                 let data = self.training(plan, data_id, t.features.as_ref())?;
-                self.accept_feature_standardiser(plan, &task.study_id, t.features.as_ref(), t.standardiser.as_ref(), &data.x)?;
+                self.accept_feature_standardiser(plan, &task.study_id, data_id, t.features.as_ref(), t.standardiser.as_ref(), &data.x)?;
                 selection::rank_histogram(&data, t, min)
             }
             Some(task::Kind::Correlation(t)) => {
                 let data = self.training(plan, data_id, t.features.as_ref())?;
-                self.accept_feature_standardiser(plan, &task.study_id, t.features.as_ref(), t.standardiser.as_ref(), &data.x)?;
+                self.accept_feature_standardiser(plan, &task.study_id, data_id, t.features.as_ref(), t.standardiser.as_ref(), &data.x)?;
                 selection::correlation(&data, t, min)
             }
             Some(task::Kind::LassoRound(t)) => {
                 let data = self.training(plan, data_id, t.features.as_ref())?;
-                self.accept_feature_standardiser(plan, &task.study_id, t.features.as_ref(), t.standardiser.as_ref(), &data.x)?;
+                self.accept_feature_standardiser(plan, &task.study_id, data_id, t.features.as_ref(), t.standardiser.as_ref(), &data.x)?;
                 let folds = self.fold_count(data_id);
                 let agg = selection::lasso_round(&data, t, folds, min, self.config.policy.max_parameter_ratio)?;
                 let run = LassoRun { features: t.features.as_ref(), standardiser: t.standardiser.as_ref(), family: t.family, max_block_columns: t.max_block_columns };
@@ -903,7 +903,7 @@ impl SiteEngine {
             }
             Some(task::Kind::CvLoss(t)) => {
                 let data = self.training(plan, data_id, t.features.as_ref())?;
-                self.accept_feature_standardiser(plan, &task.study_id, t.features.as_ref(), t.standardiser.as_ref(), &data.x)?;
+                self.accept_feature_standardiser(plan, &task.study_id, data_id, t.features.as_ref(), t.standardiser.as_ref(), &data.x)?;
                 let folds = self.fold_count(data_id);
                 let agg = selection::cv_loss(&data, t, folds, min, self.config.policy.max_parameter_ratio)?;
                 let run = LassoRun { features: t.features.as_ref(), standardiser: t.standardiser.as_ref(), family: t.family, max_block_columns: t.max_block_columns };
@@ -1755,26 +1755,57 @@ impl SiteEngine {
     }
 
     /// A feature task's standardiser: no finer than this site's spread, and each column's the
-    /// same as at its first use in the table ([`crate::ledger::ModelLedger::pin_feature_standardiser`]).
+    /// same as at its first use over the same patients, under any table's name
+    /// ([`crate::ledger::ModelLedger::pin_feature_standardiser`]).
     fn accept_feature_standardiser(
         &self,
         plan: &fedrad_shared::plan::StudyPlan,
         study_id: &str,
+        data_id: &str,
         features: Option<&proto::FeatureColumns>,
         std: Option<&proto::Standardiser>,
         rows: &[Vec<f64>],
     ) -> Result<(), Failure> {
         let Some(f) = features else { return Ok(()) };
+        let pins = self.column_pins(plan, data_id, f)?;
         let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
         let ledger = self.ledger(study_id, plan);
         // The pins first (see `standardised_design`).
         if let Some(s) = std
-            && ledger.feature_standardiser_pinned(&f.sequence, &f.columns, s)?.is_some()
+            && ledger.feature_standardiser_pinned(&pins, s)?.is_some()
         {
             return Ok(());
         }
         self.bound_within_budget(study_id, || acceptance::standardiser(plan, std, rows, f.columns.len()))?;
-        Ok(ledger.pin_feature_standardiser(&f.sequence, &f.columns, std)?)
+        Ok(ledger.pin_feature_standardiser(&pins, std)?)
+    }
+
+    /// A feature task's columns as the standardiser pins key them
+    /// ([`crate::ledger::FeatureColumnPins`]): each column's name independent of the table
+    /// and the training patients the table has rows for.
+    fn column_pins(&self, plan: &fedrad_shared::plan::StudyPlan, data_id: &str, f: &proto::FeatureColumns) -> Result<crate::ledger::FeatureColumnPins, Failure> {
+        let table = self.table(plan, data_id, &f.sequence)?;
+        let roles = self.load_split(data_id)?;
+        let ids: Vec<&str> = self
+            .cohort
+            .records
+            .iter()
+            .zip(&roles)
+            .filter(|(p, r)| **r == CohortRole::Training && table.rows.contains_key(&p.patient_id))
+            .map(|(p, _)| p.patient_id.as_str())
+            .collect();
+        let population = &crate::audit::sha256_hex(ids.join("\n").as_bytes())[..32];
+        let keys = f
+            .columns
+            .iter()
+            .map(|&c| {
+                let name = table.names.get(c as usize).ok_or_else(|| Failure::Refused(SiteRefusal::InvalidParameters("columns outside the feature table".into())))?;
+                let column = fedrad_shared::algorithms::extraction::canonical_column(&f.sequence, name)
+                    .ok_or_else(|| Failure::Refused(SiteRefusal::InvalidParameters(format!("unknown feature table {:?}", f.sequence))))?;
+                Ok(format!("{column}@{population}"))
+            })
+            .collect::<Result<_, Failure>>()?;
+        Ok(crate::ledger::FeatureColumnPins { table: f.sequence.clone(), columns: f.columns.clone(), keys })
     }
 
     fn ledger(&self, study_id: &str, plan: &fedrad_shared::plan::StudyPlan) -> crate::ledger::ModelLedger {

@@ -76,6 +76,20 @@ pub fn searched_designs(plan: &StudyPlan) -> usize {
     3 * plan.selection.feature_sets().len().max(1)
 }
 
+/// The columns of a feature task as the standardiser pins know them: by table name and
+/// number (as an earlier FedRad pinned them), and by key — the column's name independent of
+/// the table that holds it (`t2:<name>`, see
+/// [`canonical_column`](fedrad_shared::algorithms::extraction::canonical_column)) and the
+/// training patients the table has rows for. One column over one population then has one
+/// pinned standardiser whether a task names it in `t2`, `t2+deep`, `t1c+t2` or `t1c+t2+deep`;
+/// over another population (a table that lacks some patients) it is another column's worth of
+/// moments, standardised on its own.
+pub struct FeatureColumnPins {
+    pub table: String,
+    pub columns: Vec<u32>,
+    pub keys: Vec<String>,
+}
+
 /// One study plan's ledger: `<study>/ledger/<plan>/{fits,scored,unverified}.txt` (one key per
 /// line) and its pinned standardisers and bin edges.
 pub struct ModelLedger {
@@ -343,13 +357,20 @@ impl ModelLedger {
         self.dir.join(format!("standardiser-{}.pb", &sha256_hex(&[&design])[..32]))
     }
 
-    fn feature_standardiser_path(&self, table: &str) -> PathBuf {
-        self.dir.join(format!("standardiser-{}.json", &sha256_hex(&[table.as_bytes()])[..32]))
+    /// Pins an earlier FedRad kept per table name and column number (read, so that a site
+    /// upgraded during a study keeps them; no longer written).
+    fn table_pins(&self, table: &str) -> std::collections::BTreeMap<u32, (f64, f64)> {
+        let path = self.dir.join(format!("standardiser-{}.json", &sha256_hex(&[table.as_bytes()])[..32]));
+        std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
     }
 
-    /// A table's pinned centre and scale per column.
-    fn feature_pins(&self, table: &str) -> std::collections::BTreeMap<u32, (f64, f64)> {
-        std::fs::read(self.feature_standardiser_path(table)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    fn column_pins_path(&self) -> PathBuf {
+        self.dir.join("standardiser-columns.json")
+    }
+
+    /// The pinned centre and scale per column key (see [`FeatureColumnPins`]).
+    fn column_pins(&self) -> std::collections::BTreeMap<String, (f64, f64)> {
+        std::fs::read(self.column_pins_path()).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
     }
 
     /// Whether a design's standardiser is already pinned here: `Some(())` when `std` is the
@@ -368,23 +389,24 @@ impl ModelLedger {
     /// As [`Self::design_standardiser_pinned`], for the columns of a feature table: `Some(())`
     /// when every column is pinned to `std`'s centre and scale, a refusal when one differs,
     /// `None` when some column has none pinned yet.
-    pub fn feature_standardiser_pinned(&self, table: &str, columns: &[u32], std: &proto::Standardiser) -> Result<Option<()>, SiteRefusal> {
-        Ok(Self::unpinned_columns(&self.feature_pins(table), columns, std)?.is_empty().then_some(()))
+    pub fn feature_standardiser_pinned(&self, columns: &FeatureColumnPins, std: &proto::Standardiser) -> Result<Option<()>, SiteRefusal> {
+        Ok(self.unpinned_columns(columns, std)?.is_empty().then_some(()))
     }
 
-    /// The (column, centre, scale) of `std` not pinned yet; a refusal if one pinned differs.
-    fn unpinned_columns(pinned: &std::collections::BTreeMap<u32, (f64, f64)>, columns: &[u32], std: &proto::Standardiser) -> Result<Vec<(u32, f64, f64)>, SiteRefusal> {
+    /// The (key, centre, scale) of `std` not pinned yet; a refusal if one pinned differs.
+    fn unpinned_columns(&self, columns: &FeatureColumnPins, std: &proto::Standardiser) -> Result<Vec<(String, f64, f64)>, SiteRefusal> {
+        let (pinned, legacy) = (self.column_pins(), self.table_pins(&columns.table));
         let mut new = Vec::new();
-        for (k, &c) in columns.iter().enumerate() {
+        for (k, (&c, key)) in columns.columns.iter().zip(&columns.keys).enumerate() {
             let (Some(&center), Some(&scale)) = (std.center.get(k), std.scale.get(k)) else { continue };
-            match pinned.get(&c) {
-                Some(&(pc, ps)) if pc == center && ps == scale => {}
-                Some(_) => {
-                    return Err(SiteRefusal::InvalidParameters(format!(
-                        "the standardiser of column {c} differs from the one this table's column was first used with here"
-                    )));
-                }
-                None => new.push((c, center, scale)),
+            let differs = |p: Option<&(f64, f64)>| p.is_some_and(|&(pc, ps)| pc != center || ps != scale);
+            if differs(pinned.get(key)) || differs(legacy.get(&c)) {
+                return Err(SiteRefusal::InvalidParameters(format!(
+                    "the standardiser of column {c} differs from the one this feature column was first used with here (under this or another table's name, over the same patients)"
+                )));
+            }
+            if !pinned.contains_key(key) {
+                new.push((key.clone(), center, scale));
             }
         }
         Ok(new)
@@ -418,17 +440,18 @@ impl ModelLedger {
         }
     }
 
-    /// Pins each feature column's centre and scale at its first use in a table (rank
-    /// histograms, LASSO rounds, cross-validation): see [`Self::pin_design_standardiser`].
-    pub fn pin_feature_standardiser(&self, table: &str, columns: &[u32], std: Option<&proto::Standardiser>) -> Result<(), SiteRefusal> {
+    /// Pins each feature column's centre and scale at its first use over the table's patients
+    /// (rank histograms, correlation, LASSO rounds, cross-validation), under whichever table
+    /// names it ([`FeatureColumnPins`]): see [`Self::pin_design_standardiser`].
+    pub fn pin_feature_standardiser(&self, columns: &FeatureColumnPins, std: Option<&proto::Standardiser>) -> Result<(), SiteRefusal> {
         let Some(std) = std else { return Ok(()) };
-        let mut pinned = self.feature_pins(table);
-        let new = Self::unpinned_columns(&pinned, columns, std)?;
+        let new = self.unpinned_columns(columns, std)?;
         if new.is_empty() {
             return Ok(());
         }
-        pinned.extend(new.into_iter().map(|(c, center, scale)| (c, (center, scale))));
-        crate::engine::write_atomic(&self.feature_standardiser_path(table), &serde_json::to_vec(&pinned).expect("a map serialises"))
+        let mut pinned = self.column_pins();
+        pinned.extend(new.into_iter().map(|(key, center, scale)| (key, (center, scale))));
+        crate::engine::write_atomic(&self.column_pins_path(), &serde_json::to_vec(&pinned).expect("a map serialises"))
             .map_err(|e| SiteRefusal::Precondition(format!("cannot record the standardiser: {e}")))
     }
 

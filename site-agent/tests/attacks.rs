@@ -1979,6 +1979,35 @@ fn attacks_both_sequences_table_differencing() {
     }
 }
 
+/// A second name for the same column: with `both_sequences`, T2WI column j is column j of
+/// `t2` and column p + j of `t1c+t2`. Were the standardiser pins kept per table name, each name
+/// would get a first standardiser of the coordinator's choosing (a review of the table of both
+/// sequences found no answer this let it read, but the pins are there so that a column's
+/// centre and scale cannot be swept). The site keys the pins by the column's own name and the
+/// patients the table covers, so the second name is held to the first's standardiser.
+#[test]
+fn attacks_standardiser_pins_follow_the_column_across_tables() {
+    let s = site_with("pins-across-tables", None, |c| c.selection.both_sequences = true);
+    let study_dir = s.dir.join("work/studies").join(STUDY);
+    let both = site_agent::selection::load_table(&study_dir, "t1c+t2", false).unwrap();
+    let offset = both.names.iter().position(|n| n.starts_with("t2:")).unwrap() as u32;
+    let cols: Vec<u32> = s.usable.iter().take(2).copied().collect();
+    let correlation = |features: proto::FeatureColumns, shift: f64| {
+        let std = proto::Standardiser {
+            center: cols.iter().map(|&j| s.mean[j as usize] + shift * s.sd[j as usize]).collect(),
+            scale: cols.iter().map(|&j| s.sd[j as usize]).collect(),
+        };
+        task::Kind::Correlation(proto::CorrelationTask { features: Some(features), standardiser: Some(std) })
+    };
+    let in_both = || proto::FeatureColumns { sequence: "t1c+t2".into(), catalogue_sha256: both.digest.clone(), columns: cols.iter().map(|j| j + offset).collect() };
+    s.answered("correlation of two t2 columns (pins their standardiser)", correlation(s.features(&cols), 0.0));
+    let (reason, d) = s.refused_as(&s.plan, "the same columns in t1c+t2 with their centres moved", correlation(in_both(), 0.5));
+    assert_eq!(reason, RefusalReason::InvalidParameters, "{d}");
+    assert!(d.contains("first used with"), "{d}");
+    report("standardiser of a t2 column moved under the name t1c+t2", "refused", &d);
+    s.answered("the same columns in t1c+t2 with the pinned standardiser", correlation(in_both(), 0.0));
+}
+
 /// A one-column model on column 3 of `table` that the site may score: the first round of its
 /// logistic fit (zero coefficients, the plan's C, the training rows' own standardiser), which
 /// the site answers and so records as fitted. It scores every patient alike, so the counts its

@@ -152,6 +152,13 @@ pub fn sequence_column(sequence: &str, name: &str) -> String {
     format!("{sequence}:{name}")
 }
 
+/// A column's name independent of the table that holds it: `t2:original_firstorder_Mean`
+/// for that column of `t2`, `t2+deep` or `t1c+t2` alike; `None` for an unknown table.
+pub fn canonical_column(table: &str, name: &str) -> Option<String> {
+    let t = parse_table(table)?;
+    Some(if t.is_joint() { name.to_string() } else { sequence_column(t.sequences[0], name) })
+}
+
 /// The column names of the table of both sequences from each sequence's radiomic names and,
 /// for `t1c+t2+deep`, each sequence's deep names (in [`SEQUENCES`] order both).
 pub fn both_sequences_columns(radiomic: &[&[String]; 2], deep: Option<&[&[String]; 2]>) -> Vec<String> {
@@ -179,6 +186,9 @@ mod tests {
         }
         assert_eq!(table_name("t1c+t2"), None, "the one-sequence form refuses the table of both");
         assert_eq!(table_name("t2+deep"), Some(("t2", true)));
+        assert_eq!(canonical_column("t2+deep", "deep_0001").as_deref(), Some("t2:deep_0001"));
+        assert_eq!(canonical_column("t1c+t2", "t2:x").as_deref(), Some("t2:x"));
+        assert_eq!(canonical_column("t2", "x"), canonical_column("t1c+t2", "t2:x"));
     }
 
     #[test]
