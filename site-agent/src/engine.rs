@@ -1565,8 +1565,8 @@ impl SiteEngine {
         let dir = self.study_dir(study_id);
         let _lock = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
         let min = self.config.policy.min_count;
-        let training: Vec<(&str, bool)> = self.cohort.records.iter().zip(roles).filter(|(_, r)| **r == cohort).map(|(p, _)| (p.patient_id.as_str(), p.outcome)).collect();
-        let all: BTreeSet<&str> = training.iter().map(|p| p.0).collect();
+        let patients: Vec<(&str, bool)> = self.cohort.records.iter().zip(roles).filter(|(_, r)| **r == cohort).map(|(p, _)| (p.patient_id.as_str(), p.outcome)).collect();
+        let all: BTreeSet<&str> = patients.iter().map(|p| p.0).collect();
         let own_ids: Vec<String> = own.iter().cloned().collect();
         // ComBat estimates from training patients only.
         let harmonised: Vec<BTreeSet<String>> = if cohort == CohortRole::Training {
@@ -1604,7 +1604,7 @@ impl SiteEngine {
             others.extend(extra.iter().cloned());
             others.extend(harmonised.iter().cloned());
             let answered: Vec<BTreeSet<String>> = recorded.iter().map(|ids| ids.iter().filter(|id| all.contains(id.as_str())).cloned().collect()).collect();
-            if fedrad_shared::algorithms::isolates_few(&training, &answered, &others, &own, min) {
+            if fedrad_shared::algorithms::isolates_few(&patients, &answered, &others, &own, min) {
                 // Nothing in the reason says which population or how many: repeated tasks would read it.
                 return Err(Failure::Refused(SiteRefusal::Precondition(format!(
                     "the {} patients with {table} features, with the other populations this study's answers about {sequence} features describe, would isolate fewer than this site's minimum of {min} patients of a class (e.g. patients whose deep features, or whose other sequence's features, could not be computed): differences of the answers would describe them",

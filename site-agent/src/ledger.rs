@@ -516,3 +516,36 @@ impl ComparisonPin {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn std_of(center: &[f64], scale: &[f64]) -> proto::Standardiser {
+        proto::Standardiser { center: center.to_vec(), scale: scale.to_vec() }
+    }
+
+    /// A column's pin holds under any table's name over the same patients, not over others;
+    /// pins an earlier version kept per table and column number still hold.
+    #[test]
+    fn feature_pins_follow_the_column_and_read_the_earlier_per_table_pins() {
+        let dir = std::env::temp_dir().join(format!("fedrad-ledger-pins-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ledger = ModelLedger::new(&dir, "0123456789abcdef0123");
+        std::fs::create_dir_all(&ledger.dir).unwrap();
+        let pins = |table: &str, column: u32, key: &str| FeatureColumnPins { table: table.into(), columns: vec![column], keys: vec![key.into()] };
+        ledger.pin_feature_standardiser(&pins("t2", 4, "t2:a@P"), Some(&std_of(&[1.0], &[2.0]))).unwrap();
+        // The same column and patients under the name t1c+t2: the pin holds.
+        assert!(ledger.feature_standardiser_pinned(&pins("t1c+t2", 1201, "t2:a@P"), &std_of(&[1.0], &[2.0])).unwrap().is_some());
+        let moved = ledger.feature_standardiser_pinned(&pins("t1c+t2", 1201, "t2:a@P"), &std_of(&[1.5], &[2.0])).unwrap_err();
+        assert!(moved.to_string().contains("first used with"), "{moved}");
+        // Over other patients it is not pinned yet.
+        assert!(ledger.feature_standardiser_pinned(&pins("t2+deep", 4, "t2:a@Q"), &std_of(&[1.5], &[2.0])).unwrap().is_none());
+        // An earlier version's pin of t2 column 7, by table name and number.
+        let legacy = ledger.dir.join(format!("standardiser-{}.json", &sha256_hex(&["t2".as_bytes()])[..32]));
+        std::fs::write(&legacy, serde_json::to_vec(&std::collections::BTreeMap::from([(7u32, (3.0, 4.0))])).unwrap()).unwrap();
+        assert!(ledger.pin_feature_standardiser(&pins("t2", 7, "t2:b@P"), Some(&std_of(&[3.5], &[4.0]))).is_err());
+        ledger.pin_feature_standardiser(&pins("t2", 7, "t2:b@P"), Some(&std_of(&[3.0], &[4.0]))).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
