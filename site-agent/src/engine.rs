@@ -1506,19 +1506,23 @@ impl SiteEngine {
         Ok(t)
     }
 
+    /// The training patients a feature table has rows for, in the cohort's order.
+    fn training_with_rows<'a>(&'a self, table: &FeatureTable, roles: &[CohortRole]) -> Vec<&'a str> {
+        self.cohort
+            .records
+            .iter()
+            .zip(roles)
+            .filter(|(p, r)| **r == CohortRole::Training && table.rows.contains_key(&p.patient_id))
+            .map(|(p, _)| p.patient_id.as_str())
+            .collect()
+    }
+
     /// The study's training patients with features for the task's sequence and columns.
     fn training(&self, plan: &fedrad_shared::plan::StudyPlan, study_id: &str, columns: Option<&proto::FeatureColumns>) -> Result<TrainingData, Failure> {
         let columns = columns.ok_or_else(|| Failure::Refused(SiteRefusal::InvalidParameters("the task names no features".into())))?;
         let table = self.table(plan, study_id, &columns.sequence)?;
         let roles = self.load_split(study_id)?;
-        let own: std::collections::BTreeSet<String> = self
-            .cohort
-            .records
-            .iter()
-            .zip(&roles)
-            .filter(|(p, r)| **r == CohortRole::Training && table.rows.contains_key(&p.patient_id))
-            .map(|(p, _)| p.patient_id.clone())
-            .collect();
+        let own = self.training_with_rows(&table, &roles).into_iter().map(str::to_string).collect();
         self.feature_population_guard(study_id, &columns.sequence, &roles, CohortRole::Training, own, Vec::new())?;
         let folds = self.load_folds(study_id);
         selection::training_data(&table, columns, &self.cohort.records, &roles, &folds)
@@ -1786,15 +1790,7 @@ impl SiteEngine {
     fn column_pins(&self, plan: &fedrad_shared::plan::StudyPlan, data_id: &str, f: &proto::FeatureColumns) -> Result<crate::ledger::FeatureColumnPins, Failure> {
         let table = self.table(plan, data_id, &f.sequence)?;
         let roles = self.load_split(data_id)?;
-        let ids: Vec<&str> = self
-            .cohort
-            .records
-            .iter()
-            .zip(&roles)
-            .filter(|(p, r)| **r == CohortRole::Training && table.rows.contains_key(&p.patient_id))
-            .map(|(p, _)| p.patient_id.as_str())
-            .collect();
-        let population = &crate::audit::sha256_hex(ids.join("\n").as_bytes())[..32];
+        let population = &crate::audit::sha256_hex(self.training_with_rows(&table, &roles).join("\n").as_bytes())[..32];
         let keys = f
             .columns
             .iter()
