@@ -53,6 +53,10 @@ pub struct DemoArgs {
     /// validated on that hospital's patients (the study file's `[validation]`).
     #[arg(long)]
     pub leave_one_hospital_out: bool,
+    /// Publish each model's AUC per hospital: the plan's `[validation] per_site_results`, and
+    /// each demo site's `policy.per_site_results`.
+    #[arg(long)]
+    pub per_site_results: bool,
     /// Also select and model on both sequences together (T1WI+C and T2WI features in one
     /// table, the study file's `[selection] both_sequences`), beside each sequence's own.
     #[arg(long)]
@@ -212,7 +216,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 site_alone_baselines: true,
             },
             combat: fedrad_shared::algorithms::combat::CombatSettings { enabled: args.combat, ..Default::default() },
-            validation: fedrad_shared::plan::ValidationSettings { leave_one_hospital_out: args.leave_one_hospital_out },
+            validation: fedrad_shared::plan::ValidationSettings { leave_one_hospital_out: args.leave_one_hospital_out, per_site_results: args.per_site_results },
         };
         let plan_file = out.join("plan.json");
         std::fs::write(&plan_file, study.plan()?.canonical_json() + "\n")?;
@@ -247,6 +251,11 @@ unverified_rounds = true
                 // Each hospital's consent: the study's sums minus an analysis's are its own.
                 let mut text = std::fs::read_to_string(&config)?;
                 text.push_str("# --leave-one-hospital-out: this hospital's aggregates become derivable\nleave_one_hospital_out = true\n");
+                std::fs::write(&config, text)?;
+            }
+            if args.per_site_results {
+                let mut text = std::fs::read_to_string(&config)?;
+                text.push_str("# --per-site-results: this hospital's own AUC is published\nper_site_results = true\n");
                 std::fs::write(&config, text)?;
             }
             let approved = Command::new(&agent_bin).args(["approve", "--config"]).arg(&config).arg("--plan").arg(&plan_file).stdout(Stdio::null()).status()?;

@@ -396,14 +396,17 @@ mod tests {
     fn a_held_out_answer_merges_both_cohorts() {
         let mut agg = proto::Aggregate::default();
         let mut put = |name: &str, values: Vec<f64>| agg.tensors.push(proto::Tensor { name: name.into(), shape: vec![values.len() as u64], values });
-        put("cells.training.negative", vec![10.0]);
-        put("counts.training.negative", vec![5.0]);
-        put("cells.training.positive", vec![]);
-        put("counts.training.positive", vec![]);
-        put("cells.validation.negative", vec![10.0, 20.0]);
-        put("counts.validation.negative", vec![1.0, 2.0]);
-        put("cells.validation.positive", vec![90.0]);
-        put("counts.validation.positive", vec![6.0]);
+        let dense = |cells: &[(usize, f64)]| {
+            let mut h = vec![0.0; 100];
+            for &(c, n) in cells {
+                h[c] = n;
+            }
+            h
+        };
+        put("packed.training.negative", dense(&[(10, 5.0)]));
+        put("packed.training.positive", dense(&[]));
+        put("packed.validation.negative", dense(&[(10, 1.0), (20, 2.0)]));
+        put("packed.validation.positive", dense(&[(90, 6.0)]));
         let h = all_patients(&SiteAggregate::new("a", agg), 100).unwrap();
         assert_eq!(h.negative, BTreeMap::from([(10, 6), (20, 2)]));
         assert_eq!(h.positive, BTreeMap::from([(90, 6)]));

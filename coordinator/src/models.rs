@@ -30,7 +30,10 @@ pub struct ClassifierResult {
     pub classifier: ClassifierKind,
     pub training: CohortMetrics,
     pub validation: CohortMetrics,
-    /// Per site: (training AUC, validation AUC) from the site's own histograms.
+    /// Per site: (training AUC, validation AUC) from the site's own histograms, only when the
+    /// plan publishes per-site results (`[validation] per_site_results`, which every site's
+    /// policy must allow); otherwise empty and left out of `results.json`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub per_site_auc: BTreeMap<String, (f64, f64)>,
     pub model_file: String,
     /// How the classifier was built (e.g. the trees' size and withheld nodes).
@@ -328,6 +331,7 @@ impl StudyRunner<'_> {
                 grid,
                 folds: 0,
                 attestations: Vec::new(),
+                per_site: false,
             });
             let answers = self.round(step, round, self.all_sites(kind)).await?;
             let nested: Vec<_> = answers.iter().map(|a| a.nested("s0.")).collect();
@@ -493,6 +497,7 @@ impl StudyRunner<'_> {
                             grid,
                             folds,
                             attestations: Vec::new(),
+                            per_site: false,
                         });
                         let answers = ctx.0.round(step, ctx.1, ctx.0.all_sites(task)).await.map_err(|e| e.to_string())?;
                         (0..fold_scorers.len() / folds as usize)
@@ -625,8 +630,10 @@ impl StudyRunner<'_> {
             return Err(algorithm_error(step)(format!("no classifier could be fitted ({})", reasons.join("; "))));
         }
 
-        // 6. Every site scores its own patients; histograms come back.
+        // 6. Every site scores its own patients; histograms come back, summed over the sites
+        // unless the plan publishes per-site results (each site's own, for its AUC).
         round += 1;
+        let per_site_results = self.held_out.is_none() && self.study.validation.per_site_results;
         let grid = metrics::DEFAULT_GRID;
         let kind = task::Kind::Score(proto::ScoreTask {
             design: Some(design.clone()),
@@ -635,6 +642,7 @@ impl StudyRunner<'_> {
             grid,
             folds: 0,
             attestations: Vec::new(),
+            per_site: per_site_results,
         });
         let (answers, held_out) = match self.held_out.clone() {
             None => (self.round(step, round, self.all_sites(kind)).await?, None),
@@ -652,7 +660,11 @@ impl StudyRunner<'_> {
             let threshold = total[&CohortRole::Training].youden_cell();
             let training = total[&CohortRole::Training].metrics(threshold);
             let validation = total[&CohortRole::Validation].metrics(threshold);
-            let per_site_auc = per_site.iter().map(|(site, h)| (site.clone(), (h[&CohortRole::Training].auc().0, h[&CohortRole::Validation].auc().0))).collect();
+            let per_site_auc = if per_site_results {
+                per_site.iter().map(|(site, h)| (site.clone(), (h[&CohortRole::Training].auc().0, h[&CohortRole::Validation].auc().0))).collect()
+            } else {
+                BTreeMap::new()
+            };
             file.classifier = kind;
             file.standardiser = std.clone();
             file.scorer = scorer;

@@ -161,6 +161,7 @@ pub fn markdown(r: &StudyResults) -> String {
             s.push('\n');
         }
     }
+    s.push_str(&per_site_auc_markdown(r));
     s.push_str(&secure_aggregation_markdown(r));
     s.push_str("## Protocol cost\n\nRounds are round trips to every site at once. The last column estimates the step's wall time over a network with a 50 ms round trip (measured time plus 50 ms per round).\n\n| Step | Rounds | Secure-summed rounds | Tasks | Bytes to sites | Bytes from sites | Seconds | At 50 ms RTT (s) |\n|---|---|---|---|---|---|---|---|\n");
     for p in &r.protocol {
@@ -213,18 +214,52 @@ fn harmonisation_markdown(h: &crate::harmonisation::Harmonisation) -> String {
 
 fn secure_aggregation_markdown(r: &StudyResults) -> String {
     let secure: u64 = r.protocol.iter().map(|p| p.secure_summed_rounds).sum();
+    let per_site_auc = r.models.iter().any(|m| m.classifiers.iter().any(|c| !c.per_site_auc.is_empty()));
     if secure == 0 {
         return "## Secure aggregation\n\nOff: the coordinator saw every site's aggregates (the results are the same with it on).\n\n".into();
     }
+    let mut published = Vec::new();
+    if per_site_auc {
+        published.push("each model's score histograms per site (its AUC at each hospital, below), which the plan and every site's policy opted in to publish");
+    }
+    if r.models.iter().any(|m| m.site_alone.iter().any(|b| b.validation.is_some())) {
+        published.push("the site-alone baselines, which the plan opted in to publish");
+    }
     format!(
-        "## Secure aggregation\n\nOn: in {secure} rounds (feature and design moments, the correlation for the redundancy filter, ComBat's sums when the study harmonises, the clinical model's logistic rounds, LASSO and cross-validation losses, logistic and SVM fitting rounds, tree histograms and the trees' value histograms, Mann–Whitney rank histograms, DeLong placement sums, the encoder's FedAvg rounds) each site masked its answer with pairwise masks agreed with every other site, so the coordinator learnt only the sum over all {} sites. Read per site, as published below: cohort and exclusion counts, split and fold counts, Table 1 per hospital, extraction counts, score histograms (per-site AUC; also the first DeLong round), embedding counts{}.\n\n",
+        "## Secure aggregation\n\nOn: in {secure} rounds (feature and design moments, the correlation for the redundancy filter, ComBat's sums when the study harmonises, the clinical model's logistic rounds, LASSO and cross-validation losses, logistic and SVM fitting rounds, tree histograms and the trees' value histograms, Mann–Whitney rank histograms, the models' score histograms for validation, cross-validation and both DeLong rounds, the encoder's FedAvg rounds) each site masked its answer with pairwise masks agreed with every other site, so the coordinator learnt only the sum over all {} sites. Read per site, as published below: cohort and exclusion counts, split and fold counts, Table 1 per hospital, extraction counts, embedding counts{}.\n\n",
         r.sites.len(),
-        if r.models.iter().any(|m| m.site_alone.iter().any(|b| b.validation.is_some())) {
-            ", and the site-alone baselines, which the plan opted in to publish"
-        } else {
-            ""
-        }
+        if published.is_empty() { String::new() } else { format!("; and by choice {}", published.join("; ")) }
     )
+}
+
+/// Each model's validation AUC per hospital, when the study published per-site results: the
+/// best classifier of each model (by pooled validation AUC).
+fn per_site_auc_markdown(r: &StudyResults) -> String {
+    let rows: Vec<(String, &crate::models::ClassifierResult)> = r
+        .models
+        .iter()
+        .filter_map(|m| {
+            let best = m.classifiers.iter().filter(|c| !c.per_site_auc.is_empty()).fold(None::<&crate::models::ClassifierResult>, |b, c| match b {
+                Some(b) if b.validation.auc >= c.validation.auc => Some(b),
+                _ => Some(c),
+            })?;
+            Some((format!("{} Model {}, {}", sequence_label(&m.sequence), m.model, best.classifier.label()), best))
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut s = format!(
+        "## Validation AUC per hospital\n\nPublished by choice: the plan asks for per-site results and every site's policy allows them (with secure aggregation, the score histograms are otherwise summed over the sites and no hospital's AUC is computed). Each model's best classifier; training AUC in brackets.\n\n| Model | {} |\n|---|{}\n",
+        r.sites.join(" | "),
+        "---|".repeat(r.sites.len())
+    );
+    for (label, c) in rows {
+        let cells: Vec<String> = r.sites.iter().map(|site| c.per_site_auc.get(site).map_or("–".into(), |(t, v)| format!("{v:.3} ({t:.3})"))).collect();
+        s.push_str(&format!("| {label} | {} |\n", cells.join(" | ")));
+    }
+    s.push('\n');
+    s
 }
 
 /// The best model: highest validation AUC (ties: first in table order).

@@ -88,7 +88,7 @@ fn report_has_combat(out: &std::path::Path) -> bool {
 fn the_demo_runs_the_study_with_separate_site_agent_processes() {
     let out = tmp("demo");
     let output = Command::new(env!("CARGO_BIN_EXE_coordinator"))
-        .args(["demo", "--patients", "240", "--coarsen", "3", "--folds", "5", "--lambda-1se", "--deep-rounds", "5", "--combat", "--out"])
+        .args(["demo", "--patients", "240", "--coarsen", "3", "--folds", "5", "--lambda-1se", "--deep-rounds", "5", "--combat", "--per-site-results", "--out"])
         .arg(&out)
         .output()
         .unwrap();
@@ -187,6 +187,12 @@ fn the_demo_runs_the_study_with_separate_site_agent_processes() {
     let auc = released_auc(&s, &y, 3);
     let site_auc = lr["per_site_auc"]["hospital-a"][1].as_f64().unwrap();
     assert!((auc - site_auc).abs() < 1e-3, "predict AUC {auc} (exact {exact}) vs the study's {site_auc} at hospital-a");
+    // Published by opt-in (`--per-site-results`: the plan and every demo site), and labelled so.
+    let report = std::fs::read_to_string(out.join("study/report.md")).unwrap();
+    assert!(
+        report.contains("## Validation AUC per hospital") && report.contains("each model's score histograms per site"),
+        "per-site results not labelled in the report"
+    );
     assert!((exact - site_auc).abs() < 0.05, "small-cell merging moved hospital-a's AUC from {exact} to {site_auc}");
 
     // Model II (radiomic and deep features): the site computes a new patient's deep features

@@ -130,6 +130,11 @@ pub struct ValidationSettings {
     /// Leave-one-hospital-out: for each site, selection and models again on the other sites'
     /// training patients, validated on every patient of that site ([`StudyPlan::held_out_analysis`]).
     pub leave_one_hospital_out: bool,
+    /// Per-site results: each site's own score histograms in the clear, for each model's AUC
+    /// per hospital. Off by default: the score histograms are then summed over the sites
+    /// (secure-summed when the study secure-sums) and no hospital's AUC is computed. A site
+    /// answers such tasks only if its own policy publishes them (`policy.per_site_results`).
+    pub per_site_results: bool,
 }
 
 /// What joins a study id and a held-out site in a leave-one-hospital-out analysis's id.
@@ -276,6 +281,9 @@ pub struct StudyPlan {
     /// Leave-one-hospital-out analyses; absent (and so not in the canonical JSON) when off.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub leave_one_hospital_out: bool,
+    /// Per-site score histograms ([`ValidationSettings::per_site_results`]); absent when off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_site_results: bool,
 }
 
 impl StudyPlan {
@@ -738,6 +746,7 @@ impl StudyConfig {
             secure_aggregation: self.secure_aggregation.plan(self.sites.len()),
             combat: self.combat.enabled.then(|| self.combat.clone()),
             leave_one_hospital_out: self.validation.leave_one_hospital_out,
+            per_site_results: self.validation.per_site_results,
         })
     }
 
@@ -896,7 +905,7 @@ impl StudyPlan {
                 site_alone_baselines: self.secure_aggregation.as_ref().is_some_and(|s| s.site_alone_baselines),
             },
             combat: self.combat.clone().unwrap_or_default(),
-            validation: ValidationSettings { leave_one_hospital_out: self.leave_one_hospital_out },
+            validation: ValidationSettings { leave_one_hospital_out: self.leave_one_hospital_out, per_site_results: self.per_site_results },
         }
         .validate()
     }
@@ -987,7 +996,7 @@ mod tests {
         let off = four().plan().unwrap();
         assert!(!off.canonical_json().contains("leave_one_hospital_out"));
         assert!(off.held_out_analysis("a").is_none());
-        let on_config = StudyConfig { validation: ValidationSettings { leave_one_hospital_out: true }, ..four() };
+        let on_config = StudyConfig { validation: ValidationSettings { leave_one_hospital_out: true, per_site_results: false }, ..four() };
         on_config.validate().unwrap();
         let on = on_config.plan().unwrap();
         on.validate().unwrap();
@@ -1000,7 +1009,7 @@ mod tests {
         assert_ne!(without_b.sha256(), on.held_out_analysis("a").unwrap().sha256());
         assert!(on.held_out_analysis("x").is_none());
         assert_eq!(parse_held_out_study_id("plain"), None);
-        let two = StudyConfig { validation: ValidationSettings { leave_one_hospital_out: true }, ..study("") };
+        let two = StudyConfig { validation: ValidationSettings { leave_one_hospital_out: true, per_site_results: false }, ..study("") };
         assert!(two.validate().unwrap_err().contains("at least four sites"));
         let mut plain = on_config.clone();
         plain.secure_aggregation.enabled = Some(false);

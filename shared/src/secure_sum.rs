@@ -136,6 +136,23 @@ fn words_per_value(name: &str) -> usize {
     if is_wide(name) { WIDE_WORDS } else { 1 }
 }
 
+/// The name part that marks a tensor of counts packed [`PACKED_LANES`] to a word (after any
+/// nesting prefix, e.g. `s0.packed.validation.positive`).
+pub const PACKED_PREFIX: &str = "packed.";
+/// Counts per 64-bit word in a packed tensor, each in a lane of [`LANE_BITS`] bits.
+pub const PACKED_LANES: usize = 4;
+const LANE_BITS: u32 = 16;
+
+/// Whether the tensor named `name` holds small counts packed [`PACKED_LANES`] to a word: the
+/// dense score histograms, which are mostly empty cells and would otherwise cost a word each.
+/// Adding packed words modulo 2⁶⁴ adds every lane at once, exactly, as long as no lane's sum
+/// over the sites reaches 2¹⁶ (no carry into the next lane; a site's count must then stay
+/// below 2¹⁶/K with K sites, and is refused otherwise), and a masked packed word is as uniform
+/// as any other.
+pub fn is_packed(name: &str) -> bool {
+    name.starts_with(PACKED_PREFIX) || name.contains(&format!(".{PACKED_PREFIX}"))
+}
+
 /// `value`·2¹¹², rounded, as a two's-complement integer modulo 2³²⁰ in [`WIDE_WORDS`] words
 /// (least significant first); `None` if not finite or |value| ≥ `bound` (at most
 /// [`WIDE_SUM_BOUND`]).
@@ -209,7 +226,12 @@ pub fn decode_wide(words: &[u64]) -> f64 {
 /// How many words each value of an aggregate takes, in order: its patient count, then each
 /// tensor's values ([`WIDE_WORDS`] for a raw-scale tensor's, 1 otherwise).
 fn value_widths(aggregate: &Aggregate) -> impl Iterator<Item = usize> + '_ {
-    std::iter::once(1).chain(aggregate.tensors.iter().flat_map(|t| std::iter::repeat_n(words_per_value(&t.name), shape_len(t))))
+    std::iter::once(1).chain(
+        aggregate
+            .tensors
+            .iter()
+            .flat_map(|t| if is_packed(&t.name) { std::iter::repeat_n(1, word_len(t)) } else { std::iter::repeat_n(words_per_value(&t.name), shape_len(t)) }),
+    )
 }
 
 /// Adds (or subtracts) `other`'s words to `words`, value by value: one word modulo 2⁶⁴, a wide
@@ -242,9 +264,11 @@ const KEY_LABEL: &[u8] = b"fedrad.v1 secure-sum key";
 /// (counts and raw-scale sums in wide words, [`is_wide`]), the correlation's
 /// cross-products of standardised values and ComBat's sums before and after harmonising
 /// (raw scale, wide words), and the clinical model's logistic rounds (a raw design of age
-/// in years and level indicators, wide words). The others are read per site (cohort counts,
-/// splits, folds, Table 1, per-site AUC from the sparse score histograms and the first
-/// `paired_scores` round, embedding counts) and stay plain; the report names them.
+/// in years and level indicators, wide words), and the score histograms — dense, packed
+/// ([`is_packed`]) — of the models' validation, their cross-validation and both `paired_scores`
+/// rounds, unless a score task asks for per-site histograms (`per_site`, which the plan must
+/// allow and the site's policy publish). The others are read per site (cohort counts, splits,
+/// folds, Table 1, extraction and embedding counts) and stay plain; the report names them.
 pub fn secure_summable(kind: &task::Kind) -> bool {
     match kind {
         task::Kind::LassoRound(_)
@@ -260,7 +284,10 @@ pub fn secure_summable(kind: &task::Kind) -> bool {
         | task::Kind::CombatSums(_)
         | task::Kind::CombatApply(_)
         | task::Kind::LogisticRound(_) => true,
-        task::Kind::PairedScores(t) => !t.negatives.is_empty() || !t.positives.is_empty(),
+        // Per-site histograms only where the plan publishes them; the held-out site of a
+        // leave-one-hospital-out analysis answers alone.
+        task::Kind::Score(t) => !t.per_site && t.attestations.is_empty(),
+        task::Kind::PairedScores(_) => true,
         _ => false,
     }
 }
@@ -559,13 +586,27 @@ fn pair_stream(own: &StaticSecret, peer_id: &str, peer: &PublicKey, info: &[u8])
 /// The words of an aggregate in fixed point: its patient count, then each tensor's values,
 /// each within ±(its encoding's sum bound)/`sites`.
 fn encode_aggregate(aggregate: &Aggregate, sites: usize) -> Result<Vec<u64>, SecureSumError> {
-    let n = 1 + aggregate.tensors.iter().map(|t| t.values.len() * words_per_value(&t.name)).sum::<usize>();
+    let n = 1 + aggregate.tensors.iter().map(word_len).sum::<usize>();
     let mut words = Vec::with_capacity(n);
     let count = aggregate.patient_count as f64;
     let fine = Encoding::FINE;
     let bound = fine.sum_bound() / sites as f64;
     words.push(fine.encode(count, bound).ok_or(SecureSumError::OutOfRange { tensor: "patient_count".into(), value: count, bound })?);
     for t in &aggregate.tensors {
+        if is_packed(&t.name) {
+            let bound = (1u64 << LANE_BITS) / sites as u64;
+            for chunk in t.values.chunks(PACKED_LANES) {
+                let mut word = 0u64;
+                for (lane, &v) in chunk.iter().enumerate() {
+                    if !(v >= 0.0 && v.fract() == 0.0 && v < bound as f64) {
+                        return Err(SecureSumError::OutOfRange { tensor: t.name.clone(), value: v, bound: bound as f64 });
+                    }
+                    word |= (v as u64) << (LANE_BITS * lane as u32);
+                }
+                words.push(word);
+            }
+            continue;
+        }
         if is_wide(&t.name) {
             let bound = WIDE_SUM_BOUND / sites as f64;
             for &v in &t.values {
@@ -604,7 +645,7 @@ fn shape_len(t: &Tensor) -> usize {
 }
 
 fn word_len(t: &Tensor) -> usize {
-    shape_len(t) * words_per_value(&t.name)
+    if is_packed(&t.name) { shape_len(t).div_ceil(PACKED_LANES) } else { shape_len(t) * words_per_value(&t.name) }
 }
 
 /// Coordinator half: the sum of every site's answer to one round, as one answer from
@@ -649,7 +690,11 @@ pub fn combine(answers: &[SiteAggregate]) -> Result<SiteAggregate, CombineError>
         .tensors
         .iter()
         .map(|t| {
-            let values = if is_wide(&t.name) {
+            let values = if is_packed(&t.name) {
+                let lane_mask = (1u64 << LANE_BITS) - 1;
+                let packed: Vec<u64> = words.by_ref().take(word_len(t)).copied().collect();
+                packed.iter().flat_map(|&w| (0..PACKED_LANES).map(move |lane| ((w >> (LANE_BITS * lane as u32)) & lane_mask) as f64)).take(shape_len(t)).collect()
+            } else if is_wide(&t.name) {
                 let wide: Vec<u64> = words.by_ref().take(word_len(t)).copied().collect();
                 wide.chunks(WIDE_WORDS).map(decode_wide).collect()
             } else {
@@ -698,6 +743,7 @@ mod tests {
             .scalar("loss", 12.345_678_9 * x)
             .matrix("hessian", 2, 2, vec![1e-7 * x, -2.5e4 * x, 0.333 / x, 1e5 + x])
             .vector("raw.sum", vec![1.234e11 * x, -3.3e-7 * x, 4.0e22 + x])
+            .vector("s0.packed.validation.negative", vec![0.0, 1.0 + x, 0.0, 2.0 * x, 9.0, 0.0])
             .build()
     }
 
@@ -739,6 +785,34 @@ mod tests {
             {
                 assert!((h[e] - want).abs() <= k as f64 * 2f64.powi(-33), "{k} sites, element {e}: {} vs {want}", h[e]);
             }
+        }
+    }
+
+    /// Packed counts (four to a word) sum lane by lane, bit for bit, with no carry from one
+    /// cell into the next, and come back as the counts they were; a count that could make a
+    /// lane overflow is refused.
+    #[test]
+    fn packed_counts_sum_lane_by_lane() {
+        for k in [1, 4, 7] {
+            let plain: Vec<SiteAggregate> = (0..k).map(|i| SiteAggregate::new(format!("site-{i}"), aggregate(i))).collect();
+            let sum = combine(&plain).unwrap();
+            let want: Vec<f64> = (0..6).map(|c| (0..k).map(|i| plain[i].aggregate.tensors[4].values[c]).sum()).collect();
+            assert_eq!(sum.values("s0.packed.validation.negative").unwrap(), want.as_slice(), "{k} sites");
+            if k > 1 {
+                let (masked, _) = masked_answers(k, ROUND);
+                assert_eq!(combine(&masked).unwrap(), sum, "{k} sites, masked");
+                assert_eq!(masked[0].aggregate.masked.len(), 1 + 2 + 1 + 4 + 3 * WIDE_WORDS + 2, "six counts in two words");
+            }
+        }
+        // Lanes full to the brim over 4 sites (16 383 each, 65 532 in all) do not carry.
+        let full = |site: &str| SiteAggregate::new(site, AggregateBuilder::new(1).vector("packed.x", vec![16_383.0; 5]).build());
+        let sum = combine(&[full("a"), full("b"), full("c"), full("d")]).unwrap();
+        assert_eq!(sum.values("packed.x").unwrap(), &[65_532.0; 5]);
+        let (ids, names, pins, secure) = federation(4);
+        let sites = verify_peers(&ids[0], &names, &pins, &secure).unwrap();
+        for bad in [16_384.0, -1.0, 0.5, f64::NAN] {
+            let a = AggregateBuilder::new(1).vector("packed.x", vec![1.0, bad]).build();
+            assert!(matches!(mask(&ids[0], &sites, ROUND, a), Err(SecureSumError::OutOfRange { .. })), "{bad}");
         }
     }
 
@@ -834,7 +908,7 @@ mod tests {
                 }
             }
         }
-        // 8 words × 400 rounds: each bit is set 3 200 / 2 ± 5 sd (sd ≈ 28).
+        // 25 words × 400 rounds: each bit is set half the time ± 5 sd (sd = 50).
         for (b, &c) in bit_counts.iter().enumerate() {
             assert!((c as f64 - words as f64 / 2.0).abs() < 5.0 * (words as f64 / 4.0).sqrt(), "bit {b} set {c} of {words} times");
         }

@@ -308,6 +308,11 @@ pub fn summary(a: &Approval) -> String {
         p.limits.max_scale_ratio,
     ) + &secure_summary(p)
         + &held_out_summary(p)
+        + if p.per_site_results {
+            "  per-site results: each model's score histograms per site in the clear (its AUC at each hospital); answered only if this site's policy.per_site_results publishes them\n"
+        } else {
+            "  per-site results: none (score histograms only as sums over all sites)\n"
+        }
 }
 
 /// What approving a plan with leave-one-hospital-out analyses also approves.

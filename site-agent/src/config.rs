@@ -114,6 +114,12 @@ pub struct Policy {
     /// baseline is a per-site result this hospital publishes by choice.
     #[serde(default)]
     pub site_alone_baselines: bool,
+    /// Publish this site's own score histograms (each model's AUC at this hospital) when the
+    /// approved plan asks for per-site results (`[validation] per_site_results`). Off by
+    /// default: this site then answers score tasks only as part of a sum over all the study's
+    /// sites, and no hospital's AUC is computed.
+    #[serde(default)]
+    pub per_site_results: bool,
     /// Answer LASSO and classifier rounds of a study of several sites whose plan pins no site
     /// keys. Such a site cannot check the other sites' signed answers, so it cannot recompute
     /// the rounds' points (`crate::replay`) and answers whatever points the coordinator
@@ -160,6 +166,7 @@ impl Default for Policy {
             max_concurrent_tasks: default_max_concurrent_tasks(),
             max_study_disk_bytes: default_max_study_disk_bytes(),
             site_alone_baselines: false,
+            per_site_results: false,
             unverified_rounds: false,
             leave_one_hospital_out: false,
         }

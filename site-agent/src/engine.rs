@@ -323,6 +323,27 @@ impl SiteEngine {
     /// a task that asks for a secure sum the plan does not make is refused too.
     fn secure_sum_rule(&self, task: &Task, plan: &fedrad_shared::plan::StudyPlan) -> Result<Option<VerifiedSites>, SiteRefusal> {
         let Some(kind) = &task.kind else { return Ok(None) };
+        if let task::Kind::Score(t) = kind
+            && t.per_site
+        {
+            // Per-site histograms are the site's own validation results in the clear.
+            if !plan.per_site_results {
+                return Err(SiteRefusal::InvalidParameters(
+                    "this score task asks for this site's own histograms, and the approved plan publishes no per-site results".into(),
+                ));
+            }
+            if !self.config.policy.per_site_results {
+                return Err(SiteRefusal::Precondition(
+                    "this site publishes no per-site results (policy.per_site_results); the plan asks for its own score histograms".into(),
+                ));
+            }
+        }
+        if matches!(kind, task::Kind::Score(_)) && !plan.site_set().contains(&self.config.site_id) && task.secure_sum.is_none() {
+            // The held-out site of a leave-one-hospital-out analysis (not among the analysis's
+            // sites) scores alone, in the clear, as its policy agreed to; what it may score is
+            // checked against the fitting sites' attestations (`verify_attestations`).
+            return Ok(None);
+        }
         let summable = secure_sum::secure_summable(kind);
         match (&plan.secure_aggregation, &task.secure_sum, summable) {
             (Some(settings), Some(secure), true) => {

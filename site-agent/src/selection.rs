@@ -503,8 +503,8 @@ pub fn paired_scores(designs: &[DesignData], t: &proto::PairedScoresTask, min_co
     };
     let merged: Vec<ClassHistograms> =
         t.negatives.iter().zip(&t.positives).map(|(n, p)| Ok(ClassHistograms { negative: histogram(n)?, positive: histogram(p)? })).collect::<Result<_, Failure>>()?;
-    if t.grid < 100 || t.grid > 1_000_000 {
-        return Err(invalid("score grid outside 100 to 1000000 cells"));
+    if t.grid < 100 || t.grid > fedrad_shared::algorithms::metrics::MAX_GRID {
+        return Err(invalid("score grid outside 100 to 100000 cells"));
     }
     // Each patient placed by its released cell, from the same groups the first round counted
     // (every common patient, per cohort and class), so the placements reveal no finer score.

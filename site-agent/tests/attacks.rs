@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use fedrad_shared::aggregate::SiteAggregate;
-use fedrad_shared::algorithms::metrics::{DEFAULT_GRID, LOG_ODDS_LIMIT, score_cell};
+use fedrad_shared::algorithms::metrics::{DEFAULT_GRID, LOG_ODDS_LIMIT, grid_log_odds, score_cell};
 use fedrad_shared::algorithms::testdata::diagonalise_blocks;
 use fedrad_shared::algorithms::trees::{self, Tree, TreeNode, ValueGrid, write_trees};
 use fedrad_shared::algorithms::{combat, symmetric_from_upper};
@@ -922,7 +922,15 @@ fn column_models(site: &Site, column: u32) -> (proto::ModelDesign, proto::Standa
 }
 
 fn score_task(design: &proto::ModelDesign, std: &proto::Standardiser, scorers: Vec<proto::ScorerSpec>) -> task::Kind {
-    task::Kind::Score(proto::ScoreTask { design: Some(design.clone()), standardiser: Some(std.clone()), scorers, grid: DEFAULT_GRID, folds: 0, attestations: Vec::new() })
+    task::Kind::Score(proto::ScoreTask {
+        design: Some(design.clone()),
+        standardiser: Some(std.clone()),
+        scorers,
+        grid: DEFAULT_GRID,
+        folds: 0,
+        attestations: Vec::new(),
+        per_site: false,
+    })
 }
 
 /// Has the site "fit" a model: one classifier round (logistic objective) at exactly these
@@ -941,19 +949,23 @@ fn launder(site: &Site, design: &proto::ModelDesign, std: &proto::Standardiser, 
     }))
 }
 
+/// The occupied cells of a dense score histogram and their counts.
+fn occupied(dense: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    dense.iter().enumerate().filter(|(_, n)| **n > 0.0).map(|(c, n)| (c as f64, *n)).unzip()
+}
+
 /// The values a score answer reveals: scorer k's log-odds are `offsets[k] + slope·z` with
-/// z = (x − centre)/scale; each occupied cell of the 1e-4 log-odds grid, away from the
-/// clamped ends, is a value (to 5e-5/slope of the scale) with its cohort and outcome.
+/// z = (x − centre)/scale; each occupied cell of the score grid, away from the clamped ends,
+/// is a value (to half a cell over the slope) with its cohort and outcome.
 fn read_values(a: &proto::Aggregate, offsets: &[f64], slope: f64, centre: f64, scale: f64) -> Vec<Learned> {
     let mut out = Vec::new();
     let reach = LOG_ODDS_LIMIT / slope;
     for (k, &offset) in offsets.iter().enumerate() {
         for role in CohortRole::ALL {
             for (outcome, class) in [(false, "negative"), (true, "positive")] {
-                let cells = tensor(a, &format!("s{k}.cells.{}.{class}", role.as_str()));
-                let counts = tensor(a, &format!("s{k}.counts.{}.{class}", role.as_str()));
-                for (&cell, &count) in cells.iter().zip(counts) {
-                    let eta = -LOG_ODDS_LIMIT + 2.0 * LOG_ODDS_LIMIT * (cell + 0.5) / DEFAULT_GRID as f64;
+                let (cells, counts) = occupied(tensor(a, &format!("s{k}.packed.{}.{class}", role.as_str())));
+                for (&cell, &count) in cells.iter().zip(&counts) {
+                    let eta = grid_log_odds(cell + 0.5, DEFAULT_GRID);
                     let z = (eta - offset) / slope;
                     // Each scorer reads its own part of the range, away from the clamped ends.
                     let own = -offset / slope;
@@ -1124,8 +1136,7 @@ fn attacks_chosen_scorers() {
                 let mut hits = Vec::new();
                 for role in CohortRole::ALL {
                     for (outcome, class) in [(false, "negative"), (true, "positive")] {
-                        let cells = tensor(&a, &format!("s0.cells.{}.{class}", role.as_str()));
-                        let counts = tensor(&a, &format!("s0.counts.{}.{class}", role.as_str()));
+                        let (cells, counts) = occupied(tensor(&a, &format!("s0.packed.{}.{class}", role.as_str())));
                         if let Some(i) = cells.iter().position(|&c| c == cell) {
                             hits.push((role, outcome, counts[i]));
                         }
@@ -1268,6 +1279,7 @@ fn attacks_population_differencing() {
             grid: DEFAULT_GRID,
             folds: 10,
             attestations: Vec::new(),
+            per_site: false,
         }),
     );
     // What differencing can still compare: the plan's own populations (training, each fold's
@@ -1383,6 +1395,7 @@ fn attacks_zoomed_histograms() {
                 grid,
                 folds: 0,
                 attestations: Vec::new(),
+                per_site: false,
             }),
         );
     }
@@ -1439,6 +1452,7 @@ fn attacks_zoomed_histograms() {
             grid: DEFAULT_GRID,
             folds: 0,
             attestations: Vec::new(),
+            per_site: false,
         }),
     );
     let root = Tree { nodes: vec![TreeNode { column: None, threshold: 0.0, children: [0, 0], value: 0.0 }] };
@@ -2756,6 +2770,7 @@ fn attacks_out_of_fold_scoring_with_in_sample_fits() {
             grid: DEFAULT_GRID,
             folds,
             attestations: Vec::new(),
+            per_site: false,
         })
     };
     site.answered("a fit's first round over every training patient", first_round(0));
@@ -3220,4 +3235,47 @@ fn attacks_fold_differenced_classifier_rounds() {
     });
     let refusal = refusal.expect("fold-differenced classifier points must be refused");
     assert!(refusal.contains("classifier recomputation"), "{refusal}");
+}
+
+/// Per-site results (issue 20): a score task asking for this site's own histograms, in the
+/// clear, gives the coordinator the hospital's own AUC. The site answers it only when the
+/// approved plan publishes per-site results *and* its own policy does; otherwise score
+/// histograms go out only as part of a sum over every site (masked when the plan secure-sums),
+/// and a plain one is refused in a study that secure-sums.
+#[test]
+fn per_site_results_only_by_the_plan_and_the_sites_policy() {
+    let per_site = |m: &proto::ScoredModel| match model_score(m) {
+        task::Kind::Score(t) => task::Kind::Score(proto::ScoreTask { per_site: true, ..t }),
+        _ => unreachable!(),
+    };
+    // A plan without per-site results.
+    let plain = site("per-site-off");
+    let m = zero_model(&plain, "t2");
+    let d = plain.refused("per-site score histograms the plan does not publish", per_site(&m));
+    assert!(d.contains("publishes no per-site results"), "{d}");
+    // The summed form is answered: dense histograms, every cell of the study's grid.
+    let Reply::Answered(a) = plain.ask(model_score(&m)) else { panic!("the honest score task was refused") };
+    assert!(a.tensors.iter().all(|t| t.name.starts_with("s0.packed.") && t.values.len() == DEFAULT_GRID as usize), "dense histograms only");
+
+    // A plan that publishes them, at a site whose policy does not (the default).
+    let mut s = site_with("per-site-on", None, |c| c.validation.per_site_results = true);
+    assert!(!s.engine.config.policy.per_site_results, "off by default");
+    let m = zero_model(&s, "t2");
+    let d = s.refused("per-site score histograms from a site whose policy does not publish them", per_site(&m));
+    assert!(d.contains("policy.per_site_results"), "{d}");
+    let mut cfg = s.engine.config.clone();
+    cfg.policy.per_site_results = true;
+    s.engine = site_agent::load_engine(cfg).unwrap();
+    match s.ask(per_site(&m)) {
+        Reply::Answered(a) => report("per-site score histograms, plan and policy opted in", "answered", &format!("{} tensors", a.tensors.len())),
+        other => panic!("an opted-in per-site score was not answered: {other:?}"),
+    }
+
+    // In a study that secure-sums, a plain (unmasked) score answer is refused.
+    let study = secure_study("per-site-secure");
+    let site = &study.site;
+    let std = site.standardiser(&site.usable[..1], 1.0, &BTreeMap::new());
+    let scorer = proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0, 0.0], random_features: None };
+    let d = site.refused("a plain score answer in a study that secure-sums", score_task(&site.design(&site.usable[..1]), &std, vec![scorer]));
+    assert!(d.contains("secure-sums"), "{d}");
 }

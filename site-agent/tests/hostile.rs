@@ -391,6 +391,7 @@ fn hostile_mutated_task_bytes_never_crash_the_site() {
             grid: fedrad_shared::algorithms::metrics::DEFAULT_GRID,
             folds: 0,
             attestations: Vec::new(),
+            per_site: false,
         }),
     ];
     for (k, seed) in seeds.iter().enumerate() {
@@ -489,6 +490,7 @@ fn hostile_leave_one_hospital_out_needs_the_sites_consent_and_its_analysis_rules
         grid: fedrad_shared::algorithms::metrics::DEFAULT_GRID,
         folds: 0,
         attestations: Vec::new(),
+        per_site: false,
     }));
     let detail = refused(&engine, &common::task(&without_a, "held-out-score", score));
     assert!(detail.contains("attestations of every site that fitted it"), "{detail}");

@@ -136,6 +136,7 @@ async fn each_hospital_left_out_is_the_study_of_the_others_and_scores_only_attes
             grid: fedrad_shared::algorithms::metrics::DEFAULT_GRID,
             folds: 0,
             attestations,
+            per_site: false,
         })
     };
     let task_of = |id: &str, kind: task::Kind| Task {

@@ -26,6 +26,8 @@ async fn onnx_network_deep_features_reach_model_ii_and_a_tampered_copy_is_refuse
         let mut cfg = site_config(site, server.addr.port(), manifest, &dir.path().join("work").join(site), TlsFiles::bundle(&pki.site_bundle(site)));
         cfg.policy.min_count = 1;
         cfg.policy.max_parameter_ratio = 1.0;
+        // The test compares predict at one hospital with the study's AUC there.
+        cfg.policy.per_site_results = true;
         std::fs::create_dir_all(cfg.networks_dir()).unwrap();
         std::fs::write(cfg.networks_dir().join("tiny.onnx"), &network).unwrap();
         networks.push(cfg.networks_dir().join("tiny.onnx"));
@@ -38,6 +40,7 @@ async fn onnx_network_deep_features_reach_model_ii_and_a_tampered_copy_is_refuse
         // Keep the univariate filter from removing every feature of this small cohort.
         s.selection.univariate.alpha = 1.0;
         s.models.classifiers = vec![ClassifierKind::LogisticRegression, ClassifierKind::NaiveBayes];
+        s.validation.per_site_results = true;
         s.deep = DeepSettings {
             source: DeepSource::Onnx,
             onnx: Some(OnnxNetwork { file: "tiny.onnx".into(), sha256: sha256.clone(), input_size: 16, channels: 1, field_mm: 48.0, intensity: "zscore".into() }),
