@@ -74,8 +74,10 @@ impl StudyRunner<'_> {
             return Err(StudyError::Algorithm { step: step.into(), detail: "fewer than two fitted models to compare".into() });
         }
         let grid = metrics::DEFAULT_GRID;
-        let first = proto::PairedScoresTask { models: scored.clone(), grid, negatives: Vec::new(), positives: Vec::new() };
-        let answers = self.round(step, 1, self.all_sites(task::Kind::PairedScores(first))).await?;
+        let first = proto::PairedScoresTask { models: scored.clone(), grid, negatives: Vec::new(), positives: Vec::new(), previous: Vec::new() };
+        // Round 1's signed answers go with round 2: each site checks that the merged
+        // histograms are their sum (`paired_auc::ComparisonReplica`).
+        let (answers, signed) = self.round_signed(step, 1, self.all_sites(task::Kind::PairedScores(first))).await?;
         let mut negatives = Vec::new();
         let mut positives = Vec::new();
         for k in 0..scored.len() {
@@ -86,7 +88,7 @@ impl StudyRunner<'_> {
             negatives.push(sparse(&v.negative));
             positives.push(sparse(&v.positive));
         }
-        let second = proto::PairedScoresTask { models: scored, grid, negatives, positives };
+        let second = proto::PairedScoresTask { models: scored, grid, negatives, positives, previous: signed };
         let answers = self.round(step, 2, self.all_sites(task::Kind::PairedScores(second))).await?;
         let paired = paired_auc::combine_placements(&answers, labels.len()).map_err(|source| StudyError::Combine { step: step.into(), source })?;
 

@@ -251,7 +251,10 @@ impl<'a> StudyRunner<'a> {
         if let task::Kind::Score(t) = &mut kind {
             t.attestations = attestations;
         }
-        let task = self.round_task(&round_id, &digest, kind, None);
+        // The fitting sites signed their answers to the task as they got it, with the study's
+        // secure-sum directory: the held-out site's task carries the same one, so that its
+        // digest without the attestations is theirs (the held-out site answers alone, plain).
+        let task = self.round_task(&round_id, &digest, kind, keys);
         let timeout = std::time::Duration::from_secs(self.study.timeouts.task_secs);
         let reply = self.hub.run_task(site, task, timeout).await.map_err(|source| StudyError::Timeout { step: step.into(), source })?;
         Ok(SiteAggregate::new(site, reply_aggregate(step, site, reply.outcome)?))

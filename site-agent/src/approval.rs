@@ -311,7 +311,11 @@ pub fn summary(a: &Approval) -> String {
         + if p.per_site_results {
             "  per-site results: each model's score histograms per site in the clear (its AUC at each hospital); answered only if this site's policy.per_site_results publishes them\n"
         } else {
-            "  per-site results: none (score histograms only as sums over all sites)\n"
+            if p.secure_aggregation.is_some() {
+                "  per-site results: none (score histograms only as secure sums over all sites)\n"
+            } else {
+                "  per-site results: none published (without secure aggregation the coordinator still sees each site's score histograms)\n"
+            }
         }
 }
 

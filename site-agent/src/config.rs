@@ -116,8 +116,10 @@ pub struct Policy {
     pub site_alone_baselines: bool,
     /// Publish this site's own score histograms (each model's AUC at this hospital) when the
     /// approved plan asks for per-site results (`[validation] per_site_results`). Off by
-    /// default: this site then answers score tasks only as part of a sum over all the study's
-    /// sites, and no hospital's AUC is computed.
+    /// default: this site then takes no part in the scoring of a plan that asks for them (all
+    /// sites publish or none), and in a plan that does not, its score histograms leave as part
+    /// of a sum over all the study's sites — masked when the plan secure-sums; without secure
+    /// aggregation the coordinator adds up plain answers and sees each.
     #[serde(default)]
     pub per_site_results: bool,
     /// Answer LASSO and classifier rounds of a study of several sites whose plan pins no site

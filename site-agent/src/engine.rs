@@ -64,6 +64,7 @@ pub struct SiteEngine {
     classifier_fits: crate::replay::Runs<fedrad_shared::algorithms::classifiers::FitReplica>,
     tree_runs: crate::replay::Runs<fedrad_shared::algorithms::trees::TreeReplica>,
     encoder_runs: crate::replay::Runs<fedrad_shared::algorithms::fedavg::EncoderReplica>,
+    comparisons: crate::replay::Runs<fedrad_shared::algorithms::paired_auc::ComparisonReplica>,
 }
 
 /// One feature table of a ComBat task: all its rows by patient, and its estimation rows (the
@@ -108,6 +109,20 @@ const RANGE_LATCH: &str = "secure-sum-range-refused";
 fn range_latch_refusal() -> SiteRefusal {
     SiteRefusal::Precondition(
         "secure sum: this site refused a secure sum of this study for a value out of the fixed-point range, and answers no more secure sums of it (in range or not is a yes-or-no fact about its data, told once)".into(),
+    )
+}
+
+/// Beside a study's records: present once the site refused a DeLong second round of the study
+/// (merged histograms that do not hold its own patients, or any other reason); it then answers
+/// no more second rounds of that study.
+const MERGE_LATCH: &str = "delong-round-refused";
+
+/// Once a second round was refused, every later one gets this refusal: with the first round
+/// secure-summed, whether made-up "merged" histograms hold this site's patients cell by cell
+/// would otherwise read its own histogram, one refusal at a time (a red-team review).
+fn merge_latch_refusal() -> SiteRefusal {
+    SiteRefusal::Precondition(
+        "this site refused a DeLong second round of this study and answers no more of them (whether merged histograms hold its own patients is a fact about its scores, told once)".into(),
     )
 }
 
@@ -304,6 +319,7 @@ impl SiteEngine {
             classifier_fits: crate::replay::classifier_fits(),
             tree_runs: crate::replay::tree_runs(),
             encoder_runs: crate::replay::encoder_runs(),
+            comparisons: crate::replay::comparisons(),
         })
     }
 
@@ -321,8 +337,15 @@ impl SiteEngine {
     /// sites to mask for, none for a plain reply, or a refusal. A plan that secure-sums a kind
     /// gets no plain reply to it (except site-alone baseline rounds, if the plan opts in), and
     /// a task that asks for a secure sum the plan does not make is refused too.
-    fn secure_sum_rule(&self, task: &Task, plan: &fedrad_shared::plan::StudyPlan) -> Result<Option<VerifiedSites>, SiteRefusal> {
+    fn secure_sum_rule(&self, task: &Task, plan: &fedrad_shared::plan::StudyPlan, held_out_here: bool) -> Result<Option<VerifiedSites>, SiteRefusal> {
         let Some(kind) = &task.kind else { return Ok(None) };
+        if plan.per_site_results && !self.config.policy.per_site_results && matches!(kind, task::Kind::Score(_) | task::Kind::PairedScores(_)) {
+            // All or nothing: were this site to answer the plan's sums while the others publish
+            // their own histograms, the sum minus theirs would be its own.
+            return Err(SiteRefusal::Precondition(
+                "this site publishes no per-site results (policy.per_site_results), and this plan publishes every site's score histograms: it takes no part in the plan's scoring".into(),
+            ));
+        }
         if let task::Kind::Score(t) = kind
             && t.per_site
         {
@@ -338,10 +361,11 @@ impl SiteEngine {
                 ));
             }
         }
-        if matches!(kind, task::Kind::Score(_)) && !plan.site_set().contains(&self.config.site_id) && task.secure_sum.is_none() {
-            // The held-out site of a leave-one-hospital-out analysis (not among the analysis's
-            // sites) scores alone, in the clear, as its policy agreed to; what it may score is
-            // checked against the fitting sites' attestations (`verify_attestations`).
+        if held_out_here && matches!(kind, task::Kind::Score(_)) {
+            // The held-out site of a leave-one-hospital-out analysis scores alone, in the clear,
+            // as its policy agreed to; what it may score is checked against the fitting sites'
+            // attestations (`verify_attestations`). Its task carries the directory the fitting
+            // sites masked for, only so that its digest is the one they signed.
             return Ok(None);
         }
         let summable = secure_sum::secure_summable(kind);
@@ -481,7 +505,8 @@ impl SiteEngine {
             Err(Failure::Refused(r)) => return record(refuse(r), "refused"),
             Err(Failure::Failed(detail)) => return record(reply_with(task_reply::Outcome::Failure(proto::TaskFailure { detail })), "failed"),
         };
-        let secure = match self.secure_sum_rule(task, &approval.plan) {
+        let held_out_here = approval.held_out() == Some(self.config.site_id.as_str());
+        let secure = match self.secure_sum_rule(task, &approval.plan, held_out_here) {
             Ok(s) => s,
             Err(r) => return record(refuse(r), "refused"),
         };
@@ -1018,7 +1043,13 @@ impl SiteEngine {
                 }
                 // Round 2: the digest of the "merged" histograms sent back.
                 let merged = (!t.negatives.is_empty() || !t.positives.is_empty()).then(|| {
-                    let sent = proto::PairedScoresTask { models: Vec::new(), grid: t.grid, negatives: t.negatives.clone(), positives: t.positives.clone() };
+                    let sent = proto::PairedScoresTask {
+                        models: Vec::new(),
+                        grid: t.grid,
+                        negatives: t.negatives.clone(),
+                        positives: t.positives.clone(),
+                        previous: Vec::new(),
+                    };
                     fedrad_shared::digest::sha256_hex(&prost::Message::encode_to_vec(&sent))
                 });
                 let designs = t
@@ -1039,12 +1070,31 @@ impl SiteEngine {
                         self.released_population_guard(data_id, m.design.as_ref(), data, &common, cohort)?;
                     }
                 }
+                // Round 2's "merged" histograms must be the sum of the sites' signed answers to
+                // round 1, which this site checks and sums itself (`paired_auc::ComparisonReplica`).
+                let step = self.recompute_comparison(task, plan, task_digest, secure, t)?;
                 // Checked, answered and recorded under the lock: two second rounds of one list
                 // with different merged histograms cannot both pass.
                 let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
+                let latch = self.study_dir(study_key(&task.study_id)).join(MERGE_LATCH);
+                if merged.is_some() && latch.exists() {
+                    return Err(Failure::Refused(merge_latch_refusal()));
+                }
                 let pin = self.ledger(&task.study_id, plan).accept_compared(&t.models, merged.as_deref())?;
-                let agg = selection::paired_scores(&designs, t, min)?;
+                let agg = match selection::paired_scores(&designs, t, min) {
+                    Err(Failure::Refused(r)) if merged.is_some() => {
+                        // Whether forged merged histograms hold this site's own patients is a
+                        // fact about its (secure-summed) score histograms: told once per study.
+                        if let Err(io) = write_atomic(&latch, task.task_id.as_bytes()) {
+                            tracing::error!(error = %io, "could not record the refused DeLong round on disk");
+                            return Err(Failure::Failed(format!("cannot record a refused comparison: {io}")));
+                        }
+                        return Err(Failure::Refused(r));
+                    }
+                    other => other?,
+                };
                 pin.record().map_err(|e| Failure::Failed(format!("cannot record the comparison: {e}")))?;
+                self.commit_run(&task.study_id, step)?;
                 Ok(agg)
             }
             Some(task::Kind::EncoderRound(t)) => {
@@ -1668,6 +1718,16 @@ impl SiteEngine {
     /// The design rows of a model task.
     fn design(&self, plan: &fedrad_shared::plan::StudyPlan, study_id: &str, design: Option<&proto::ModelDesign>) -> Result<selection::DesignData, Failure> {
         let design = design.ok_or_else(|| Failure::Refused(SiteRefusal::InvalidParameters("the task has no model design".into())))?;
+        // Every model an approved plan fits (Models I–III) has feature columns; the clinical
+        // model has rounds of its own (`logistic_round`). A design of clinical columns alone
+        // would be a population no feature table's checks see: two of them over different
+        // variables differ by the patients missing one variable, and their score answers by
+        // those patients' scores (issue 17, found by a red-team review).
+        if design.features.as_ref().is_none_or(|f| f.columns.is_empty()) {
+            return Err(Failure::Refused(SiteRefusal::InvalidParameters(
+                "a model design without feature columns: the approved plan fits none (its clinical model has rounds of its own)".into(),
+            )));
+        }
         let table = match &design.features {
             Some(f) => Some(self.table(plan, study_id, &f.sequence)?),
             None => None,
@@ -1995,6 +2055,51 @@ impl SiteEngine {
         let expect = |r: &TreeReplica| r.expect(&edges, &ensemble, &growing, &nodes);
         let run_task = crate::replay::RunTask { slot, key, participants: plan_sites.clone(), fresh: &fresh, expect: &expect, previous: &t.previous, opening };
         self.accept_run(&self.tree_runs, task, task_digest, secure, &plan_sites, run_task)
+    }
+
+    /// Accepts a comparison's first round, and its second only with "merged" histograms that
+    /// are exactly the sum of every site's signed answer to the first ([`crate::replay`],
+    /// `paired_auc::ComparisonReplica`). One run per list of compared models.
+    fn recompute_comparison(
+        &self,
+        task: &Task,
+        plan: &fedrad_shared::plan::StudyPlan,
+        task_digest: &str,
+        secure: Option<&VerifiedSites>,
+        t: &proto::PairedScoresTask,
+    ) -> Result<crate::replay::RunStep<'_, fedrad_shared::algorithms::paired_auc::ComparisonReplica>, Failure> {
+        use fedrad_shared::algorithms::paired_auc::{ClassHistograms, ComparisonReplica};
+        let invalid = |m: &str| Failure::Refused(SiteRefusal::InvalidParameters(m.into()));
+        let sparse = |h: &proto::SparseHistogram| -> Result<std::collections::BTreeMap<u32, u64>, Failure> {
+            if h.cells.len() != h.counts.len() || h.cells.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(invalid("malformed score histogram"));
+            }
+            Ok(h.cells.iter().copied().zip(h.counts.iter().copied()).collect())
+        };
+        let asked: Option<Vec<ClassHistograms>> = if t.negatives.is_empty() && t.positives.is_empty() {
+            None
+        } else {
+            if t.negatives.len() != t.models.len() || t.positives.len() != t.models.len() {
+                return Err(invalid("one negative and one positive histogram per model"));
+            }
+            Some(t.negatives.iter().zip(&t.positives).map(|(n, p)| Ok(ClassHistograms { negative: sparse(n)?, positive: sparse(p)? })).collect::<Result<_, Failure>>()?)
+        };
+        let models: Vec<u8> = t.models.iter().flat_map(prost::Message::encode_to_vec).collect();
+        let slot = crate::replay::key_of(&[&models, &t.grid.to_le_bytes()]);
+        let (count, grid) = (t.models.len(), t.grid);
+        let fresh = || ComparisonReplica::new(count, grid);
+        let expect = |r: &ComparisonReplica| r.expect(asked.as_deref());
+        let plan_sites = plan.site_set();
+        let run_task = crate::replay::RunTask {
+            slot: slot.clone(),
+            key: slot,
+            participants: plan_sites.clone(),
+            fresh: &fresh,
+            expect: &expect,
+            previous: &t.previous,
+            opening: None,
+        };
+        self.accept_run(&self.comparisons, task, task_digest, secure, &plan_sites, run_task)
     }
 
     /// Accepts an encoder round, or embedding with the final weights, only as the next step of

@@ -42,6 +42,7 @@ use fedrad_shared::algorithms::SiteRefusal;
 use fedrad_shared::algorithms::classifiers::FitReplica;
 use fedrad_shared::algorithms::fedavg::EncoderReplica;
 use fedrad_shared::algorithms::lasso::{LassoReplica, sum_of_answers};
+use fedrad_shared::algorithms::paired_auc::ComparisonReplica;
 use fedrad_shared::algorithms::trees::TreeReplica;
 use fedrad_shared::proto;
 use fedrad_shared::secure_sum::{RoundBinding, SUM_OF_SITES, VerifiedSites};
@@ -70,6 +71,12 @@ impl Replay for FitReplica {
 impl Replay for EncoderReplica {
     fn absorb(&mut self, sum: &SiteAggregate) -> Result<(), SiteRefusal> {
         EncoderReplica::absorb(self, sum)
+    }
+}
+
+impl Replay for ComparisonReplica {
+    fn absorb(&mut self, sum: &SiteAggregate) -> Result<(), SiteRefusal> {
+        ComparisonReplica::absorb(self, sum)
     }
 }
 
@@ -136,7 +143,7 @@ pub struct Runs<R> {
 }
 
 /// The study subfolders that hold run logs (counted in the study's disk use).
-pub const FOLDERS: [&str; 4] = ["lasso-runs", "classifier-fits", "tree-runs", "encoder-runs"];
+pub const FOLDERS: [&str; 5] = ["lasso-runs", "classifier-fits", "tree-runs", "encoder-runs", "comparisons"];
 
 /// The LASSO runs, one per feature table.
 pub fn lasso_runs() -> Runs<LassoReplica> {
@@ -156,6 +163,10 @@ pub fn tree_runs() -> Runs<TreeReplica> {
 /// The encoder trainings, one per sequence (its rounds, then the embedding).
 pub fn encoder_runs() -> Runs<EncoderReplica> {
     Runs { folder: FOLDERS[3], what: "encoder training", runs: Mutex::default() }
+}
+
+pub fn comparisons() -> Runs<ComparisonReplica> {
+    Runs { folder: FOLDERS[4], what: "model comparison", runs: Mutex::default() }
 }
 
 /// Where the value-count task a design's tree ensembles open from is recorded.

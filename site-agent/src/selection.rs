@@ -571,6 +571,7 @@ mod tests {
             grid: fedrad_shared::algorithms::metrics::DEFAULT_GRID,
             negatives: vec![],
             positives: vec![],
+            previous: vec![],
         };
         let same = paired_scores(&[design(90, &[]), design(90, &[])], &task, 5);
         assert!(same.is_ok(), "{same:?}");

@@ -1642,7 +1642,7 @@ fn attacks_forged_merged_paired_scores() {
     };
     let (ma, mb) = (model(a_col), model(b_col));
     let paired = |models: Vec<proto::ScoredModel>, negatives: Vec<proto::SparseHistogram>, positives: Vec<proto::SparseHistogram>, grid: u32| {
-        task::Kind::PairedScores(proto::PairedScoresTask { models, grid, negatives, positives })
+        task::Kind::PairedScores(proto::PairedScoresTask { models, grid, negatives, positives, previous: vec![] })
     };
 
     // A comparison of models the site never scored: refused.
@@ -2151,8 +2151,9 @@ fn attacks_inclusion_exclusion_over_comparisons() {
         m
     };
     let (a, b, c) = (model("t1c"), model("t1c+t2"), model("t1c+deep"));
-    let compare =
-        |models: Vec<proto::ScoredModel>| task::Kind::PairedScores(proto::PairedScoresTask { models, grid: DEFAULT_GRID, negatives: vec![], positives: vec![] });
+    let compare = |models: Vec<proto::ScoredModel>| {
+        task::Kind::PairedScores(proto::PairedScoresTask { models, grid: DEFAULT_GRID, negatives: vec![], positives: vec![], previous: vec![] })
+    };
     s.answered("A against B (over V∖X)", compare(vec![a.clone(), b.clone()]));
     s.answered("A against C (over V∖Y)", compare(vec![a.clone(), c.clone()]));
     let (reason, d) = s.refused_as(&s.plan, "A, B and C (over V∖(X∪Y)): the fourth term", compare(vec![a, b, c]));
@@ -3263,6 +3264,10 @@ fn per_site_results_only_by_the_plan_and_the_sites_policy() {
     let m = zero_model(&s, "t2");
     let d = s.refused("per-site score histograms from a site whose policy does not publish them", per_site(&m));
     assert!(d.contains("policy.per_site_results"), "{d}");
+    // All or nothing: nor does it answer the plan's sums (the sum minus the other sites'
+    // published histograms would be its own).
+    let d = s.refused("summed score histograms of a plan publishing the others' per site", model_score(&m));
+    assert!(d.contains("takes no part"), "{d}");
     let mut cfg = s.engine.config.clone();
     cfg.policy.per_site_results = true;
     s.engine = site_agent::load_engine(cfg).unwrap();
@@ -3278,4 +3283,86 @@ fn per_site_results_only_by_the_plan_and_the_sites_policy() {
     let scorer = proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0, 0.0], random_features: None };
     let d = site.refused("a plain score answer in a study that secure-sums", score_task(&site.design(&site.usable[..1]), &std, vec![scorer]));
     assert!(d.contains("secure-sums"), "{d}");
+}
+
+/// Designs of clinical columns alone (found by a red-team review; README "What remains
+/// possible"): two such designs over different clinical variables cover the patients with
+/// complete data for each, so their answers differ by the patients missing one variable, and no
+/// feature table's population check sees them. No approved plan fits such a model (Models I–III
+/// all have feature columns; the clinical model has its own `logistic_round`), so the site
+/// refuses the design in every model task before computing anything.
+#[test]
+fn attacks_clinical_only_designs_are_refused() {
+    let site = site("clinical-only");
+    let variables = site.plan.clinical_variables().unwrap();
+    let width = fedrad_shared::algorithms::logistic::design_columns(&variables).len() as u32;
+    let design = |features: Option<proto::FeatureColumns>| proto::ModelDesign {
+        features,
+        variables: variables.iter().map(common::variable_to_proto).collect(),
+        clinical_columns: (0..width).collect(),
+    };
+    let std = proto::Standardiser { center: vec![0.0; width as usize], scale: vec![1.0; width as usize] };
+    let round = |d: proto::ModelDesign| {
+        task::Kind::ClassifierRound(proto::ClassifierRoundTask {
+            design: Some(d),
+            standardiser: Some(std.clone()),
+            objective: proto::ClassifierObjective::Logistic as i32,
+            parameters: vec![0.0; width as usize + 1],
+            penalty: site.plan.models.logistic.c,
+            ..Default::default()
+        })
+    };
+    let scorer = proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0; width as usize + 1], random_features: None };
+    for (what, kind) in [
+        ("a classifier round of a clinical-only design", round(design(None))),
+        ("a classifier round of a design with an empty column list", round(design(Some(site.features(&[]))))),
+        ("a score of a clinical-only design", score_task(&design(None), &std, vec![scorer])),
+        ("design moments of a clinical-only design", task::Kind::DesignMoments(proto::DesignMomentsTask { design: Some(design(None)), centre: vec![] })),
+    ] {
+        let d = site.refused(what, kind);
+        assert!(d.contains("without feature columns"), "{what}: {d}");
+    }
+}
+
+/// With the first DeLong round secure-summed, a check of the second round's "merged" histograms
+/// that only asks them to hold the site's own patients cell by cell would be an oracle on its
+/// own histogram: lower one cell of the true sum by one and the site refuses exactly when it
+/// holds more patients there (a red-team review). The second round now carries every site's
+/// signed answer to the first, and the site answers only if the merge is exactly their sum: a
+/// forgery is refused whatever the site holds, and made-up patients (a threshold per model)
+/// cannot be added either.
+#[test]
+fn attacks_merged_histogram_oracle_and_forged_merges() {
+    let s = site("merge-oracle");
+    let (a, b) = (zero_model(&s, "t2"), zero_model(&s, "t1c"));
+    s.answered("scores of model A", model_score(&a));
+    s.answered("scores of model B", model_score(&b));
+    let compare = |negatives: Vec<proto::SparseHistogram>, positives: Vec<proto::SparseHistogram>, previous: Vec<proto::SignedAnswer>| {
+        task::Kind::PairedScores(proto::PairedScoresTask { models: vec![a.clone(), b.clone()], grid: DEFAULT_GRID, negatives, positives, previous })
+    };
+    let (_, reply) = s.send(compare(vec![], vec![], vec![]), None);
+    let Some(task_reply::Outcome::Aggregate(round1)) = reply.outcome else { panic!("round 1 refused: {:?}", reply.outcome) };
+    let signed = vec![proto::SignedAnswer { site_id: "hospital-a".into(), aggregate: Some(round1.clone()), signature: reply.signature.clone() }];
+    let own = |k: usize, class: &str, change: i64| {
+        let (cells, counts) = occupied(tensor(&round1, &format!("m{k}.packed.validation.{class}")));
+        let counts: Vec<u64> = counts.iter().enumerate().map(|(i, &n)| (n as i64 + if i == 0 { change } else { 0 }) as u64).collect();
+        proto::SparseHistogram { cells: cells.iter().map(|&c| c as u32).collect(), counts }
+    };
+    let merged = |change: i64, previous: Vec<proto::SignedAnswer>| {
+        compare(vec![own(0, "negative", change), own(1, "negative", change)], vec![own(0, "positive", 0), own(1, "positive", 0)], previous)
+    };
+    let d = s.refused("comparison, round 2 without the first round's signed answers", merged(0, vec![]));
+    assert!(d.contains("without the sites' answers"), "{d}");
+    let d = s.refused("comparison, round 2: the true merge with one cell lowered by one (does the site hold more there?)", merged(-1, signed.clone()));
+    assert!(d.contains("not the sum"), "{d}");
+    let d = s.refused("comparison, round 2: the true merge with a made-up patient added", merged(1, signed.clone()));
+    assert!(d.contains("not the sum"), "{d}");
+    let mut altered = signed.clone();
+    altered[0].aggregate.as_mut().unwrap().patient_count += 1;
+    let d = s.refused("comparison, round 2 with an altered first-round answer", merged(0, altered));
+    assert!(d.contains("not the one it sent"), "{d}");
+    match s.ask(merged(0, signed)) {
+        Reply::Answered(_) => report("comparison, round 2 with exactly the merge of the signed first-round answers", "answered", "the study's own"),
+        other => panic!("the honest second round was not answered: {other:?}"),
+    }
 }

@@ -139,13 +139,18 @@ async fn each_hospital_left_out_is_the_study_of_the_others_and_scores_only_attes
             per_site: false,
         })
     };
+    // The analysis secure-sums its score rounds: every task carries the fitting sites' keys
+    // (the held-out site's too, so that its digest is the one the fitting sites signed).
+    let mut fitting = others.clone();
+    fitting.sort();
+    let directory = server.hub.secure_sum_directory(&fitting).unwrap();
     let task_of = |id: &str, kind: task::Kind| Task {
         task_id: id.into(),
         study_id: analysis_id.clone(),
         kind: Some(kind),
         study_sites: others.clone(),
         plan_sha256: analysis_plan.sha256(),
-        secure_sum: None,
+        secure_sum: Some(directory.clone()),
     };
     // The fitting sites answer a score task of the fitted model (scored before, so again).
     let fitted = task_of("attack-fitted", score(&file.scorer, Vec::new()));

@@ -8,18 +8,20 @@
 //! z = (AUCₐ − AUC_b) / √(Var AUCₐ + Var AUC_b − 2 Cov).
 //!
 //! Federated in two rounds over the validation patients every model can score:
-//! 1. each site returns per model the per-class sparse histograms of its patients' log-odds on
-//!    the metrics grid (the score round, [`super::metrics::site_score_summary`]);
-//! 2. the coordinator sends the merged per-class histograms back ([`ClassHistograms`]); each
-//!    site places its own patients against them and returns, per class, the patient count, the
-//!    sums of placements (M) and of their pairwise products (M × M) — [`site_placements`].
+//! 1. each site returns per model the per-class dense histograms of its patients' log-odds on
+//!    the metrics grid (the score round, [`super::metrics::site_score_summary`]), secure-summed;
+//! 2. the coordinator sends the merged per-class histograms back ([`ClassHistograms`]), with
+//!    every site's signed answer to round 1; each site checks and sums those answers itself and
+//!    goes on only if the merge is exactly their sum ([`ComparisonReplica`]), then places its
+//!    own patients against it and returns, per class, the patient count, the sums of
+//!    placements (M) and of their pairwise products (M × M) — [`site_placements`].
 //!    A patient is placed by its *released* cell, the pseudo-patient of its rank in the small-
 //!    cell group it fell in ([`super::metrics::released_score_cells`]), not by its own score:
 //!    the placements then say nothing the first round's histograms did not, and the AUCs of
 //!    the comparison equal those of the main table.
 //!
 //! The sums add up to the pooled ones exactly, so the covariance is the pooled DeLong
-//! covariance on the grid (cells 0.0001 log-odds wide; ties within a cell count as ties). The
+//! covariance on the grid (cells about 0.001 log-odds wide; ties within a cell count as ties). The
 //! second round shows each site the merged score distribution of the cohort (no patient
 //! identities), and every sum covers at least `min_count` patients of a class.
 
@@ -212,6 +214,54 @@ pub fn site_accepts_merged(cells: &[Vec<u32>], outcome: &[bool], merged: &[Class
     Ok(())
 }
 
+/// The site's own merge of the first round (issue 17, property 7). The second round carries
+/// every site's signed answer to the first ([`crate::secure_sum::answer_message`]; masked under
+/// secure aggregation); the site checks them and sums them itself (`site-agent`'s replay), then
+/// answers the second round only if the task's "merged" histograms are exactly that sum. A
+/// coordinator then can neither add made-up patients to the merge (a threshold of its choosing
+/// per model) nor learn anything from a refusal: it knows the true sum, and a forgery is
+/// refused whatever this site's own histograms hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComparisonReplica {
+    models: usize,
+    grid: u32,
+    merged: Option<Vec<ClassHistograms>>,
+}
+
+impl ComparisonReplica {
+    pub fn new(models: usize, grid: u32) -> Self {
+        ComparisonReplica { models, grid, merged: None }
+    }
+
+    /// Takes the sum of the sites' first-round answers: per model the validation cohort's
+    /// histograms, merged as the coordinator merges them ([`super::metrics::combine`]).
+    pub fn absorb(&mut self, sum: &SiteAggregate) -> Result<(), SiteRefusal> {
+        let mut merged = Vec::with_capacity(self.models);
+        for k in 0..self.models {
+            let (total, _) = super::metrics::combine(&[sum.nested(&format!("m{k}."))], self.grid)
+                .map_err(|e| SiteRefusal::InvalidParameters(format!("the first round's answers do not merge: {e}")))?;
+            let v = total.get(&crate::clinical::CohortRole::Validation).cloned().unwrap_or_default();
+            merged.push(ClassHistograms { negative: v.negative, positive: v.positive });
+        }
+        self.merged = Some(merged);
+        Ok(())
+    }
+
+    /// Whether a task asks what the comparison asks next: the first round before any answers,
+    /// the second with exactly the merge of the first round's answers.
+    pub fn expect(&self, asked: Option<&[ClassHistograms]>) -> Result<(), SiteRefusal> {
+        match (&self.merged, asked) {
+            (None, None) => Ok(()),
+            (Some(m), Some(a)) if m.as_slice() == a => Ok(()),
+            (Some(_), Some(_)) => {
+                Err(SiteRefusal::InvalidParameters("the merged histograms are not the sum of the sites' signed answers to the comparison's first round".into()))
+            }
+            (None, Some(_)) => Err(SiteRefusal::InvalidParameters("a comparison's second round without the sites' answers to its first".into())),
+            (Some(_), None) => Err(SiteRefusal::InvalidParameters("a comparison's first round carries no answers".into())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,6 +366,47 @@ mod tests {
         let paired = pooled.compare(0, 1).se;
         let unpaired = (pooled.covariance[0] + pooled.covariance[4]).sqrt();
         assert!(paired < unpaired, "{paired} vs {unpaired}");
+    }
+
+    /// The replica's merge of the sites' first-round answers (summed in fixed point, as masked
+    /// answers are) is the pooled histogram of every model over 1, 4 and 7 uneven sites: the
+    /// second round asks exactly it, and a merge one patient off is refused.
+    #[test]
+    fn the_replica_merges_the_first_round_as_the_pooled_histograms() {
+        use crate::algorithms::metrics::{Scored, site_score_summary};
+        use crate::clinical::CohortRole;
+        let (rows, y) = cohort();
+        let grid = crate::algorithms::metrics::DEFAULT_GRID;
+        let pooled = merged(&rows, &y, grid);
+        for sizes in [vec![99], vec![30, 24, 25, 20], vec![12, 18, 9, 21, 14, 15, 10]] {
+            let mut start = 0;
+            let answers: Vec<SiteAggregate> = sizes
+                .iter()
+                .enumerate()
+                .map(|(s, &n)| {
+                    let r = start..start + n;
+                    start += n;
+                    let mut b = crate::aggregate::AggregateBuilder::new(n as u64);
+                    for k in 0..3 {
+                        let scored: Vec<Scored> =
+                            rows[r.clone()].iter().zip(&y[r.clone()]).map(|(row, &o)| Scored { role: CohortRole::Validation, outcome: o, log_odds: row[k] }).collect();
+                        // Every site also holds training patients (both classes, as the round needs).
+                        let training = [(false, -1.0), (true, 1.0)].map(|(o, l)| Scored { role: CohortRole::Training, outcome: o, log_odds: l });
+                        b = b.nested(&format!("m{k}."), site_score_summary(&[scored, training.to_vec()].concat(), grid, 1).unwrap());
+                    }
+                    SiteAggregate::new(format!("s{s}"), b.build())
+                })
+                .collect();
+            let sum = crate::secure_sum::combine(&answers).unwrap();
+            let mut replica = ComparisonReplica::new(3, grid);
+            assert!(replica.expect(None).is_ok(), "the first round");
+            assert!(replica.expect(Some(&pooled)).is_err(), "a second round before the answers");
+            replica.absorb(&sum).unwrap();
+            assert!(replica.expect(Some(&pooled)).is_ok(), "{sizes:?}");
+            let mut off = pooled.clone();
+            *off[1].negative.values_mut().next().unwrap() += 1;
+            assert!(replica.expect(Some(&off)).is_err(), "{sizes:?}: a made-up patient");
+        }
     }
 
     #[test]
