@@ -146,9 +146,11 @@ const LANE_BITS: u32 = 16;
 /// Whether the tensor named `name` holds small counts packed [`PACKED_LANES`] to a word: the
 /// dense score histograms, which are mostly empty cells and would otherwise cost a word each.
 /// Adding packed words modulo 2⁶⁴ adds every lane at once, exactly, as long as no lane's sum
-/// over the sites reaches 2¹⁶ (no carry into the next lane; a site's count must then stay
-/// below 2¹⁶/K with K sites, and is refused otherwise), and a masked packed word is as uniform
-/// as any other.
+/// over the sites reaches 2¹⁶ (no carry into the next lane). With K sites a site's histogram
+/// must therefore hold fewer than 2¹⁶/K patients in all (16 383 with four sites), and is
+/// refused otherwise: a bound on the population's size, which the study knows, not on how
+/// the patients fall into cells, which a refusal would otherwise tell. A masked packed word is
+/// as uniform as any other.
 pub fn is_packed(name: &str) -> bool {
     name.starts_with(PACKED_PREFIX) || name.contains(&format!(".{PACKED_PREFIX}"))
 }
@@ -594,7 +596,14 @@ fn encode_aggregate(aggregate: &Aggregate, sites: usize) -> Result<Vec<u64>, Sec
     words.push(fine.encode(count, bound).ok_or(SecureSumError::OutOfRange { tensor: "patient_count".into(), value: count, bound })?);
     for t in &aggregate.tensors {
         if is_packed(&t.name) {
+            // The bound on the histogram's total, not on a cell: no cell can pass it then, and
+            // whether it holds depends on the population's size alone (a published count), not
+            // on how this site's patients fall into cells.
             let bound = (1u64 << LANE_BITS) / sites as u64;
+            let total: f64 = t.values.iter().sum();
+            if !(total < bound as f64) {
+                return Err(SecureSumError::OutOfRange { tensor: t.name.clone(), value: total, bound: bound as f64 });
+            }
             for chunk in t.values.chunks(PACKED_LANES) {
                 let mut word = 0u64;
                 for (lane, &v) in chunk.iter().enumerate() {
@@ -804,16 +813,24 @@ mod tests {
                 assert_eq!(masked[0].aggregate.masked.len(), 1 + 2 + 1 + 4 + 3 * WIDE_WORDS + 2, "six counts in two words");
             }
         }
-        // Lanes full to the brim over 4 sites (16 383 each, 65 532 in all) do not carry.
-        let full = |site: &str| SiteAggregate::new(site, AggregateBuilder::new(1).vector("packed.x", vec![16_383.0; 5]).build());
-        let sum = combine(&[full("a"), full("b"), full("c"), full("d")]).unwrap();
-        assert_eq!(sum.values("packed.x").unwrap(), &[65_532.0; 5]);
+        // A lane full to the brim over 4 sites (16 383 each, 65 532 in all) does not carry.
+        let full = |site: &str, lane: usize| {
+            let mut v = vec![0.0; 5];
+            v[lane] = 16_383.0;
+            SiteAggregate::new(site, AggregateBuilder::new(1).vector("packed.x", v).build())
+        };
+        let sum = combine(&[full("a", 1), full("b", 1), full("c", 1), full("d", 1)]).unwrap();
+        assert_eq!(sum.values("packed.x").unwrap(), &[0.0, 65_532.0, 0.0, 0.0, 0.0]);
         let (ids, names, pins, secure) = federation(4);
         let sites = verify_peers(&ids[0], &names, &pins, &secure).unwrap();
         for bad in [16_384.0, -1.0, 0.5, f64::NAN] {
             let a = AggregateBuilder::new(1).vector("packed.x", vec![1.0, bad]).build();
             assert!(matches!(mask(&ids[0], &sites, ROUND, a), Err(SecureSumError::OutOfRange { .. })), "{bad}");
         }
+        // The bound is on the histogram's total: 16 384 patients spread over cells are refused
+        // as one cell of them is, whatever the cells.
+        let spread = AggregateBuilder::new(1).vector("packed.x", vec![8_192.0, 8_192.0]).build();
+        assert!(matches!(mask(&ids[0], &sites, ROUND, spread), Err(SecureSumError::OutOfRange { .. })));
     }
 
     #[test]
