@@ -1093,8 +1093,10 @@ impl SiteEngine {
                     }
                     other => other?,
                 };
-                pin.record().map_err(|e| Failure::Failed(format!("cannot record the comparison: {e}")))?;
+                // The run's step first: it may still refuse (the study's disk bound), and the
+                // merged set is pinned only for an answer that leaves.
                 self.commit_run(&task.study_id, step)?;
+                pin.record().map_err(|e| Failure::Failed(format!("cannot record the comparison: {e}")))?;
                 Ok(agg)
             }
             Some(task::Kind::EncoderRound(t)) => {

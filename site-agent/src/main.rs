@@ -300,6 +300,15 @@ fn main() -> anyhow::Result<()> {
                     plan.study_id
                 );
             }
+            if plan.per_site_results && !cfg.policy.per_site_results {
+                // Refused here, not only task by task: a site that approved such a plan and
+                // another version without it would answer the second's sums while the others
+                // published their histograms in the first.
+                anyhow::bail!(
+                    "study {} publishes every site's score histograms (per_site_results), and this site's policy publishes none (policy.per_site_results = false): its share would be the sum minus the others'; set it to true to approve",
+                    plan.study_id
+                );
+            }
             let own_key = cfg.key_fingerprint().map_err(|e| anyhow::anyhow!("the site's certificate: {e}"))?;
             let a = approval::approve(&cfg.work_dir, &cfg.site_id, &table, &plan, own_key.as_deref())?;
             print!("{}", approval::summary(&a));

@@ -107,6 +107,14 @@ fn a_variable_a_study_brings_is_typed_by_its_dictionary_once_approved() {
         assert!(text(&o).contains("ignore") || text(&o).contains("fixed manifest column"), "{}", text(&o));
     }
 
+    // A plan publishing every site's score histograms, at a site whose policy publishes none
+    // (the default): not approved, so that no version of the study can be answered in sums
+    // while the other sites publish theirs.
+    let per_site = dir.join("per-site.toml");
+    std::fs::write(&per_site, "study_id = \"per-site\"\noutput_dir = \"out\"\nseed = 1\nsites = [\"hospital-a\"]\n\n[validation]\nper_site_results = true\n").unwrap();
+    let o = agent(&["approve", "--config", cfg_arg, "--study", per_site.to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o).contains("policy.per_site_results"), "{}", text(&o));
+
     let cfg = SiteConfig::load(&config).unwrap();
     let schema = cfg.table_schema().unwrap();
     let smoking = schema.iter().find(|v| v.name == "smoking").expect("typed by the study").clone();

@@ -218,9 +218,10 @@ pub fn site_accepts_merged(cells: &[Vec<u32>], outcome: &[bool], merged: &[Class
 /// every site's signed answer to the first ([`crate::secure_sum::answer_message`]; masked under
 /// secure aggregation); the site checks them and sums them itself (`site-agent`'s replay), then
 /// answers the second round only if the task's "merged" histograms are exactly that sum. A
-/// coordinator then can neither add made-up patients to the merge (a threshold of its choosing
-/// per model) nor learn anything from a refusal: it knows the true sum, and a forgery is
-/// refused whatever this site's own histograms hold.
+/// coordinator alone then can neither add made-up patients to the merge (a threshold of its
+/// choosing per model) nor learn anything from a refusal: it knows the true sum, and a forgery
+/// is refused whatever this site's own histograms hold. A site colluding with it can still sign
+/// a made-up first-round answer, as in every recomputed round.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ComparisonReplica {
     models: usize,
