@@ -228,12 +228,10 @@ impl<'a> StudyRunner<'a> {
         signed: &[proto::SignedAnswer],
     ) -> Result<SiteAggregate, StudyError> {
         let (round_id, digest) = self.round_id(step, round, &self.all_sites(kind.clone()));
-        let mut fitting = self.study.sites.clone();
-        fitting.sort();
-        fitting.dedup();
-        // The certificate keys the sites presented with their masking keys; the held-out site
-        // checks each against the plan's pin.
-        let keys = self.hub.secure_sum_directory(&fitting).ok();
+        // The certificate keys the sites presented with their masking keys, as the fitting
+        // round was sent with them (a site that reconnected since with another key would make
+        // the digests differ); the held-out site checks each against the plan's pin.
+        let keys = self.last_directory.clone();
         let attestations = signed
             .iter()
             .map(|a| proto::ScoreAttestation {

@@ -110,6 +110,10 @@ pub struct StudyRunner<'a> {
     /// The plan secure-sums the kinds the coordinator only adds up.
     pub(crate) secure: bool,
     secure_rounds: u64,
+    /// The secure-sum directory the last secure round was sent with: the held-out site of a
+    /// leave-one-hospital-out analysis gets the same one, so that its task's digest is the one
+    /// the fitting sites signed ([`crate::held_out`]).
+    pub(crate) last_directory: Option<proto::SecureSum>,
     /// Each site's policy as published in its hello when the study started (sites may
     /// reconnect during the study; the plan of folds and model sizes uses these).
     pub(crate) policies: BTreeMap<String, proto::SitePolicy>,
@@ -142,6 +146,7 @@ impl<'a> StudyRunner<'a> {
             plan_sha256,
             secure,
             secure_rounds: 0,
+            last_directory: None,
             policies: BTreeMap::new(),
             held_out: None,
         }
@@ -203,6 +208,9 @@ impl<'a> StudyRunner<'a> {
             }
             None => None,
         };
+        if directory.is_some() {
+            self.last_directory = directory.clone();
+        }
         let replayed = self.journal.as_ref().and_then(|j| {
             let answers = j.replay(&task_id, &round_digest)?;
             let signed = if keep_signed { j.replay_signed(&task_id, &round_digest)? } else { Vec::new() };
