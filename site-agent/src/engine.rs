@@ -2070,22 +2070,8 @@ impl SiteEngine {
         secure: Option<&VerifiedSites>,
         t: &proto::PairedScoresTask,
     ) -> Result<crate::replay::RunStep<'_, fedrad_shared::algorithms::paired_auc::ComparisonReplica>, Failure> {
-        use fedrad_shared::algorithms::paired_auc::{ClassHistograms, ComparisonReplica};
-        let invalid = |m: &str| Failure::Refused(SiteRefusal::InvalidParameters(m.into()));
-        let sparse = |h: &proto::SparseHistogram| -> Result<std::collections::BTreeMap<u32, u64>, Failure> {
-            if h.cells.len() != h.counts.len() || h.cells.windows(2).any(|w| w[0] >= w[1]) {
-                return Err(invalid("malformed score histogram"));
-            }
-            Ok(h.cells.iter().copied().zip(h.counts.iter().copied()).collect())
-        };
-        let asked: Option<Vec<ClassHistograms>> = if t.negatives.is_empty() && t.positives.is_empty() {
-            None
-        } else {
-            if t.negatives.len() != t.models.len() || t.positives.len() != t.models.len() {
-                return Err(invalid("one negative and one positive histogram per model"));
-            }
-            Some(t.negatives.iter().zip(&t.positives).map(|(n, p)| Ok(ClassHistograms { negative: sparse(n)?, positive: sparse(p)? })).collect::<Result<_, Failure>>()?)
-        };
+        use fedrad_shared::algorithms::paired_auc::ComparisonReplica;
+        let asked = selection::merged_histograms(t)?;
         let models: Vec<u8> = t.models.iter().flat_map(prost::Message::encode_to_vec).collect();
         let slot = crate::replay::key_of(&[&models, &t.grid.to_le_bytes()]);
         let (count, grid) = (t.models.len(), t.grid);

@@ -450,7 +450,7 @@ pub fn tree_round(data: &DesignData, t: &proto::TreeRoundTask, min_count: u64) -
 pub fn paired_scores(designs: &[DesignData], t: &proto::PairedScoresTask, min_count: u64) -> Result<proto::Aggregate, Failure> {
     use fedrad_shared::algorithms::classifiers::Scorer;
     use fedrad_shared::algorithms::metrics::{Scored, released_score_cells, site_score_summary};
-    use fedrad_shared::algorithms::paired_auc::{ClassHistograms, site_placements};
+    use fedrad_shared::algorithms::paired_auc::site_placements;
     let invalid = |m: &str| Failure::Refused(SiteRefusal::InvalidParameters(m.into()));
     let m = t.models.len();
     if m == 0 || m > 200 || designs.len() != m {
@@ -492,17 +492,7 @@ pub fn paired_scores(designs: &[DesignData], t: &proto::PairedScoresTask, min_co
         }
         return Ok(b.build());
     }
-    if t.negatives.len() != m || t.positives.len() != m {
-        return Err(invalid("one negative and one positive histogram per model"));
-    }
-    let histogram = |h: &proto::SparseHistogram| -> Result<BTreeMap<u32, u64>, Failure> {
-        if h.cells.len() != h.counts.len() || h.cells.len() > 1_000_000 || h.cells.iter().any(|&c| c >= t.grid) {
-            return Err(invalid("malformed score histogram"));
-        }
-        Ok(h.cells.iter().copied().zip(h.counts.iter().copied()).collect())
-    };
-    let merged: Vec<ClassHistograms> =
-        t.negatives.iter().zip(&t.positives).map(|(n, p)| Ok(ClassHistograms { negative: histogram(n)?, positive: histogram(p)? })).collect::<Result<_, Failure>>()?;
+    let merged = merged_histograms(t)?.expect("a second round");
     if t.grid < 100 || t.grid > fedrad_shared::algorithms::metrics::MAX_GRID {
         return Err(invalid("score grid outside 100 to 100000 cells"));
     }
@@ -519,6 +509,26 @@ pub fn paired_scores(designs: &[DesignData], t: &proto::PairedScoresTask, min_co
     let cells: Vec<Vec<u32>> = validation.iter().map(|&i| released.iter().map(|r| r[i]).collect()).collect();
     let outcome: Vec<bool> = validation.iter().map(|&i| scores[0][common[i]].1).collect();
     Ok(site_placements(&cells, &outcome, &merged, min_count)?)
+}
+
+/// The "merged" histograms of a comparison's second round (`None` in its first), one per
+/// class and model, each a strictly increasing list of cells on the task's grid.
+pub fn merged_histograms(t: &proto::PairedScoresTask) -> Result<Option<Vec<fedrad_shared::algorithms::paired_auc::ClassHistograms>>, Failure> {
+    use fedrad_shared::algorithms::paired_auc::ClassHistograms;
+    let invalid = |m: &str| Failure::Refused(SiteRefusal::InvalidParameters(m.into()));
+    if t.negatives.is_empty() && t.positives.is_empty() {
+        return Ok(None);
+    }
+    if t.negatives.len() != t.models.len() || t.positives.len() != t.models.len() {
+        return Err(invalid("one negative and one positive histogram per model"));
+    }
+    let histogram = |h: &proto::SparseHistogram| -> Result<BTreeMap<u32, u64>, Failure> {
+        if h.cells.len() != h.counts.len() || h.cells.windows(2).any(|w| w[0] >= w[1]) || h.cells.iter().any(|&c| c >= t.grid) {
+            return Err(invalid("malformed score histogram"));
+        }
+        Ok(h.cells.iter().copied().zip(h.counts.iter().copied()).collect())
+    };
+    t.negatives.iter().zip(&t.positives).map(|(n, p)| Ok(ClassHistograms { negative: histogram(n)?, positive: histogram(p)? })).collect::<Result<_, Failure>>().map(Some)
 }
 
 /// Hyperparameter search: every training patient scored by the model fitted without its fold.
