@@ -53,8 +53,8 @@ pub struct DemoArgs {
     /// validated on that hospital's patients (the study file's `[validation]`).
     #[arg(long)]
     pub leave_one_hospital_out: bool,
-    /// Publish each model's AUC per hospital: the plan's `[validation] per_site_results`, and
-    /// each demo site's `policy.per_site_results`.
+    /// Publish each model's AUC and Table 1 per hospital: the plan's `[validation]
+    /// per_site_results`, and each demo site's `policy.per_site_results`.
     #[arg(long)]
     pub per_site_results: bool,
     /// Also select and model on both sequences together (T1WI+C and T2WI features in one
@@ -255,7 +255,7 @@ unverified_rounds = true
             }
             if args.per_site_results {
                 let mut text = std::fs::read_to_string(&config)?;
-                text.push_str("# --per-site-results: this hospital's own AUC is published\nper_site_results = true\n");
+                text.push_str("# --per-site-results: this hospital's own AUC and Table 1 are published\nper_site_results = true\n");
                 std::fs::write(&config, text)?;
             }
             let approved = Command::new(&agent_bin).args(["approve", "--config"]).arg(&config).arg("--plan").arg(&plan_file).stdout(Stdio::null()).status()?;
@@ -283,7 +283,12 @@ unverified_rounds = true
 
         let t = &results.split.total;
         println!();
-        println!("cohort: {} patients loaded, {} recurrences, {} manifest rows excluded", results.cohort.loaded, results.cohort.positives, results.cohort.excluded);
+        println!(
+            "cohort: {} patients loaded, {} recurrences, {} manifest rows excluded",
+            results.cohort.loaded,
+            results.cohort.positives,
+            results.table1.all_sites().excluded.values().sum::<u64>()
+        );
         println!("split:  training {} ({} recurrences), validation {} ({} recurrences)", t.training(), t.training_positive, t.validation(), t.validation_positive);
         println!();
         let all = fedrad_shared::algorithms::table1::Table1 { scopes: results.table1.scopes[..1].to_vec() };

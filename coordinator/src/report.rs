@@ -58,19 +58,23 @@ pub fn markdown(r: &StudyResults) -> String {
             ));
         }
     }
-    s.push_str("## Cohort\n\n| Site | Loaded | Recurrence | Excluded rows |\n|---|---|---|---|\n");
+    s.push_str("## Cohort\n\nExcluded manifest rows per reason come with Table 1: summed over the sites, and per hospital only where the plan and every site's policy publish per-site results.\n\n| Site | Loaded | Recurrence | Excluded rows |\n|---|---|---|---|\n");
+    let excluded = |scope: Option<&table1::Table1Scope>| match scope {
+        None => "not published".to_string(),
+        Some(scope) if scope.excluded.is_empty() => "0".into(),
+        Some(scope) => scope.excluded.iter().map(|(k, v)| format!("{v} {}", k.as_str())).collect::<Vec<_>>().join(", "),
+    };
     for c in &r.cohort.sites {
-        let ex: Vec<String> = c.excluded.iter().map(|(k, v)| format!("{v} {}", k.as_str())).collect();
         s.push_str(&format!(
             "| {} | {} | {} ({:.1}%) | {} |\n",
             c.site_id,
             c.loaded,
             c.positives,
             100.0 * c.positives as f64 / c.loaded.max(1) as f64,
-            if ex.is_empty() { "0".into() } else { ex.join(", ") }
+            excluded(r.table1.scopes.iter().find(|t| t.scope == c.site_id))
         ));
     }
-    s.push_str(&format!("| **All** | {} | {} | {} |\n\n", r.cohort.loaded, r.cohort.positives, r.cohort.excluded));
+    s.push_str(&format!("| **All** | {} | {} | {} |\n\n", r.cohort.loaded, r.cohort.positives, excluded(Some(r.table1.all_sites()))));
     s.push_str("## Training / validation split\n\nStratified by site and outcome; each site ranks its patients by SHA-256(seed, patient id) and records the assignment locally.\n\n");
     s.push_str("| Site | Training (recurrence) | Validation (recurrence) |\n|---|---|---|\n");
     for (site, c) in &r.split.per_site {
@@ -79,7 +83,11 @@ pub fn markdown(r: &StudyResults) -> String {
     let t = &r.split.total;
     s.push_str(&format!("| **All** | {} ({}) | {} ({}) |\n\n", t.training(), t.training_positive, t.validation(), t.validation_positive));
     s.push_str("## Table 1: clinical characteristics\n\n");
-    s.push_str("Computed from site aggregates only. Categorical: counts per level, Pearson χ² (Fisher's exact test for a 2×2 table with an expected count below 5). Continuous: mean ± SD with Welch's t-test from merged count/mean/centred sums of squares; median [IQR] and the Mann-Whitney U test (asymptotic, tie-corrected) from count histograms on a shared grid (1 year for age, 1 copy/mL for EBV DNA), which makes them exact for values on that grid without any row leaving a site.\n\n");
+    s.push_str(&format!(
+        "Computed from sums over the sites only{}. Categorical: counts per level, Pearson χ² (Fisher's exact test for a 2×2 table with an expected count below 5). Continuous: mean ± SD with Welch's t-test from summed n, Σx and Σx²; median [IQR] and the Mann-Whitney U test (asymptotic, tie-corrected) from count histograms on a shared grid — the variable's resolution (1 year for age, 1 copy/mL for EBV DNA) up to 10 000 steps, then cells 0.18 % wide — with cells of fewer than a site's `min_count` patients merged. {}\n\n",
+        if r.protocol.iter().any(|p| p.step == "table1" && p.secure_summed_rounds > 0) { ", secure-summed" } else { "" },
+        if r.table1.per_site() { "Per hospital too, as the plan and every site's policy publish per-site results." } else { "Per hospital: not published (the plan asks for no per-site results)." }
+    ));
     s.push_str(&table1::to_markdown(&r.table1));
     s.push_str("## Radiomic features\n\nExtracted at each site from its own images; the features stay at the site. Per sequence: cases with features, failed cases by reason, features per case.\n\n| Site | Sequence | Succeeded | Failed | Features |\n|---|---|---|---|---|\n");
     for (site, seqs) in &r.extraction.per_site {
@@ -222,11 +230,14 @@ fn secure_aggregation_markdown(r: &StudyResults) -> String {
     if per_site_auc {
         published.push("each model's score histograms per site (its AUC at each hospital, below), which the plan and every site's policy opted in to publish");
     }
+    if r.table1.per_site() {
+        published.push("Table 1 per hospital with its excluded rows per reason, which the plan and every site's policy opted in to publish");
+    }
     if r.models.iter().any(|m| m.site_alone.iter().any(|b| b.validation.is_some())) {
         published.push("the site-alone baselines, which the plan opted in to publish");
     }
     format!(
-        "## Secure aggregation\n\nOn: in {secure} rounds (feature and design moments, the correlation for the redundancy filter, ComBat's sums when the study harmonises, the clinical model's logistic rounds, LASSO and cross-validation losses, logistic and SVM fitting rounds, tree histograms and the trees' value histograms, Mann–Whitney rank histograms, the models' score histograms for validation, cross-validation and both DeLong rounds, the encoder's FedAvg rounds) each site masked its answer with pairwise masks agreed with every other site, so the coordinator learnt only the sum over all {} sites. Read per site, as published below: cohort and exclusion counts, split and fold counts, Table 1 per hospital, extraction counts, embedding counts{}.\n\n",
+        "## Secure aggregation\n\nOn: in {secure} rounds (feature and design moments, the correlation for the redundancy filter, ComBat's sums when the study harmonises, the clinical model's logistic rounds, LASSO and cross-validation losses, logistic and SVM fitting rounds, tree histograms and the trees' value histograms, Mann–Whitney rank histograms, the models' score histograms for validation, cross-validation and both DeLong rounds, the encoder's FedAvg rounds, Table 1 with the excluded rows per reason) each site masked its answer with pairwise masks agreed with every other site, so the coordinator learnt only the sum over all {} sites. Read per site, as published below, because the study plans with them: cohort counts (loaded, recurrences), split and fold counts, extraction counts, embedding counts{}.\n\n",
         r.sites.len(),
         if published.is_empty() { String::new() } else { format!("; and by choice {}", published.join("; ")) }
     )

@@ -467,9 +467,12 @@ impl<'a> StudyRunner<'a> {
         let variables = self.study.table1_variables().expect("validated at load");
         let table = self
             .step("table1", async |s: &mut Self| {
-                let t = proto::Table1Task { variables: variables.iter().map(variable_to_proto).collect() };
+                // Per hospital only if the plan publishes per-site results (every site's policy
+                // then does); otherwise one sum over the sites, masked when the study secure-sums.
+                let per_site = s.study.validation.per_site_results;
+                let t = proto::Table1Task { variables: variables.iter().map(variable_to_proto).collect(), per_site };
                 let answers = s.round("table1", 1, s.all_sites(task::Kind::Table1(t))).await?;
-                let t = table1::combine(&answers, &variables).map_err(|source| StudyError::Combine { step: "table1".into(), source })?;
+                let t = table1::combine(&answers, &variables, per_site).map_err(|source| StudyError::Combine { step: "table1".into(), source })?;
                 Ok((t, 1))
             })
             .await?;
@@ -498,7 +501,7 @@ impl<'a> StudyRunner<'a> {
         // Per site, patients the designs may lack: clinical values now (from Table 1), feature
         // rows once extracted.
         let mut missing = crate::selection::Missing {
-            clinical: self.study.clinical_variables().map(|v| training_without_clinical(&table, &v)).unwrap_or_default(),
+            clinical: self.study.clinical_variables().map(|v| training_without_clinical(&table, &v, &cohort)).unwrap_or_default(),
             ..Default::default()
         };
         let (selection, clinical_model) = if self.study.selection.enabled {
@@ -642,28 +645,34 @@ fn patients_without_features(
 
 /// Per site, the most training patients that may lack a clinical model variable: Table 1's
 /// training patients without each variable, summed over the variables (a variable Table 1
-/// does not list counts as complete: the study cannot bound it beforehand).
-fn training_without_clinical(table: &table1::Table1, variables: &[fedrad_shared::clinical::VariableSpec]) -> BTreeMap<String, u64> {
-    table
-        .scopes
-        .iter()
-        .filter(|scope| scope.scope != table1::ALL_SITES)
-        .map(|scope| {
-            let missing = scope
-                .variables
-                .iter()
-                .filter(|row| variables.iter().any(|v| v.name == row.name))
-                .map(|row| {
-                    let observed = match &row.summary {
-                        table1::VariableSummary::Categorical { counts, .. } => counts[0].iter().sum::<u64>(),
-                        table1::VariableSummary::Continuous { moments, .. } => moments[0].n as u64,
-                    };
-                    scope.n[0].saturating_sub(observed)
-                })
-                .sum();
-            (scope.scope.clone(), missing)
-        })
-        .collect()
+/// does not list counts as complete: the study cannot bound it beforehand). From the site's
+/// own table where the plan publishes them, and otherwise the all-sites count for every
+/// site, which bounds each site's.
+fn training_without_clinical(
+    table: &table1::Table1,
+    variables: &[fedrad_shared::clinical::VariableSpec],
+    cohort: &cohort_summary::CohortSummary,
+) -> BTreeMap<String, u64> {
+    let missing = |scope: &table1::Table1Scope| -> u64 {
+        scope
+            .variables
+            .iter()
+            .filter(|row| variables.iter().any(|v| v.name == row.name))
+            .map(|row| {
+                let observed = match &row.summary {
+                    table1::VariableSummary::Categorical { counts, .. } => counts[0].iter().sum::<u64>(),
+                    table1::VariableSummary::Continuous { moments, .. } => moments[0].n as u64,
+                };
+                scope.n[0].saturating_sub(observed)
+            })
+            .sum()
+    };
+    if table.per_site() {
+        table.scopes[1..].iter().map(|scope| (scope.scope.clone(), missing(scope))).collect()
+    } else {
+        let all = missing(table.all_sites());
+        cohort.sites.iter().map(|c| (c.site_id.clone(), all)).collect()
+    }
 }
 
 /// A site's reply to a task of `step`: its aggregate, or its refusal or failure as an error.
@@ -741,11 +750,17 @@ mod tests {
             patients.push(("a".to_string(), record(i, age, sex), role));
             patients.push(("b".to_string(), record(100 + i, Some(60.0), Some(0)), role));
         }
-        let table = table1::pooled(&patients, &dictionary);
+        let none = BTreeMap::new();
+        let table = table1::pooled(&patients, &dictionary, &none, true);
+        let site = |id: &str| cohort_summary::SiteCohortSummary { site_id: id.into(), loaded: 10, negatives: 5, positives: 5 };
+        let cohort = cohort_summary::CohortSummary { sites: vec![site("a"), site("b")], loaded: 20, negatives: 10, positives: 10 };
         let age_and_sex: Vec<_> = dictionary.iter().filter(|v| v.name == "age" || v.name == "sex").cloned().collect();
-        let missing = training_without_clinical(&table, &age_and_sex);
+        let missing = training_without_clinical(&table, &age_and_sex, &cohort);
         assert_eq!(missing, BTreeMap::from([("a".to_string(), 3), ("b".to_string(), 0)]));
         let age: Vec<_> = dictionary.iter().filter(|v| v.name == "age").cloned().collect();
-        assert_eq!(training_without_clinical(&table, &age)["a"], 2);
+        assert_eq!(training_without_clinical(&table, &age, &cohort)["a"], 2);
+        // Without per-site tables, the all-sites count bounds every site's.
+        let summed = table1::pooled(&patients, &dictionary, &none, false);
+        assert_eq!(training_without_clinical(&summed, &age_and_sex, &cohort), BTreeMap::from([("a".to_string(), 3), ("b".to_string(), 3)]));
     }
 }

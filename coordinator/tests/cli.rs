@@ -193,6 +193,10 @@ fn the_demo_runs_the_study_with_separate_site_agent_processes() {
         report.contains("## Validation AUC per hospital") && report.contains("each model's score histograms per site"),
         "per-site results not labelled in the report"
     );
+    assert!(
+        report.contains("### Site hospital-a (published by its policy and the plan)") && report.contains("Table 1 per hospital"),
+        "Table 1 per hospital not in the report"
+    );
     assert!((exact - site_auc).abs() < 0.05, "small-cell merging moved hospital-a's AUC from {exact} to {site_auc}");
 
     // Model II (radiomic and deep features): the site computes a new patient's deep features

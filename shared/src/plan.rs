@@ -130,10 +130,11 @@ pub struct ValidationSettings {
     /// Leave-one-hospital-out: for each site, selection and models again on the other sites'
     /// training patients, validated on every patient of that site ([`StudyPlan::held_out_analysis`]).
     pub leave_one_hospital_out: bool,
-    /// Per-site results: each site's own score histograms in the clear, for each model's AUC
-    /// per hospital. Off by default: the score histograms are then summed over the sites
-    /// (secure-summed when the study secure-sums) and no hospital's AUC is computed. A site
-    /// answers such tasks only if its own policy publishes them (`policy.per_site_results`).
+    /// Per-site results: each site's own score histograms and Table 1 in the clear, for each
+    /// model's AUC per hospital and Table 1 per hospital (with its excluded rows per reason).
+    /// Off by default: both are then summed over the sites (secure-summed when the study
+    /// secure-sums) and no hospital's AUC or table is computed. A site answers such tasks
+    /// only if its own policy publishes them (`policy.per_site_results`).
     pub per_site_results: bool,
 }
 
@@ -281,7 +282,7 @@ pub struct StudyPlan {
     /// Leave-one-hospital-out analyses; absent (and so not in the canonical JSON) when off.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub leave_one_hospital_out: bool,
-    /// Per-site score histograms ([`ValidationSettings::per_site_results`]); absent when off.
+    /// Per-site score histograms and Table 1 ([`ValidationSettings::per_site_results`]); absent when off.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub per_site_results: bool,
 }

@@ -268,9 +268,11 @@ const KEY_LABEL: &[u8] = b"fedrad.v1 secure-sum key";
 /// (raw scale, wide words), and the clinical model's logistic rounds (a raw design of age
 /// in years and level indicators, wide words), and the score histograms — dense, packed
 /// ([`is_packed`]) — of the models' validation, their cross-validation and both `paired_scores`
-/// rounds, unless a score task asks for per-site histograms (`per_site`, which the plan must
-/// allow and the site's policy publish). The others are read per site (cohort counts, splits,
-/// folds, Table 1, extraction and embedding counts) and stay plain; the report names them.
+/// rounds, and Table 1 (counts per level, raw-scale sums in wide words and dense packed
+/// histograms of the continuous variables, exclusions per reason) — unless a score or Table 1
+/// task asks for each site's own answer (`per_site`, which the plan must allow and the site's
+/// policy publish). The others are read per site (cohort counts, splits, folds, extraction and
+/// embedding counts: the planning inputs) and stay plain; the report names them.
 pub fn secure_summable(kind: &task::Kind) -> bool {
     match kind {
         task::Kind::LassoRound(_)
@@ -290,6 +292,7 @@ pub fn secure_summable(kind: &task::Kind) -> bool {
         // leave-one-hospital-out analysis answers alone.
         task::Kind::Score(t) => !t.per_site && t.attestations.is_empty(),
         task::Kind::PairedScores(_) => true,
+        task::Kind::Table1(t) => !t.per_site,
         _ => false,
     }
 }

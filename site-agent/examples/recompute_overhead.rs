@@ -77,7 +77,10 @@ fn main() {
         };
         let started = Instant::now();
         let task = RunTask { slot: "t2".into(), key: key.clone(), participants: sites.clone(), fresh: &fresh, expect: &expect, previous: &previous, opening: None };
-        if runs.accept(&round, task, false, &|_| Ok(()), |id| sent.get(id).map(|a| (fedrad_shared::digest::sha256_hex(id.as_bytes()), a.clone()))).is_err() {
+        if runs
+            .accept(&round, task, false, &site_agent::replay::NoDiskBound, |id| sent.get(id).map(|a| (fedrad_shared::digest::sha256_hex(id.as_bytes()), a.clone())))
+            .is_err()
+        {
             panic!("round {rounds}: the honest round was refused");
         }
         check += started.elapsed();

@@ -309,12 +309,12 @@ pub fn summary(a: &Approval) -> String {
     ) + &secure_summary(p)
         + &held_out_summary(p)
         + if p.per_site_results {
-            "  per-site results: each model's score histograms per site in the clear (its AUC at each hospital); answered only if this site's policy.per_site_results publishes them\n"
+            "  per-site results: each model's score histograms and Table 1 (with excluded rows per reason) per site in the clear (its AUC and characteristics at each hospital); answered only if this site's policy.per_site_results publishes them\n"
         } else {
             if p.secure_aggregation.is_some() {
-                "  per-site results: none (score histograms only as secure sums over all sites)\n"
+                "  per-site results: none (score histograms and Table 1 only as secure sums over all sites)\n"
             } else {
-                "  per-site results: none published (without secure aggregation the coordinator still sees each site's score histograms)\n"
+                "  per-site results: none published (without secure aggregation the coordinator still sees each site's score histograms and Table 1)\n"
             }
         }
 }

@@ -114,12 +114,13 @@ pub struct Policy {
     /// baseline is a per-site result this hospital publishes by choice.
     #[serde(default)]
     pub site_alone_baselines: bool,
-    /// Publish this site's own score histograms (each model's AUC at this hospital) when the
-    /// approved plan asks for per-site results (`[validation] per_site_results`). Off by
-    /// default: this site then takes no part in the scoring of a plan that asks for them (all
-    /// sites publish or none), and in a plan that does not, its score histograms leave as part
-    /// of a sum over all the study's sites — masked when the plan secure-sums; without secure
-    /// aggregation the coordinator adds up plain answers and sees each.
+    /// Publish this site's own results — its score histograms (each model's AUC at this
+    /// hospital) and its Table 1 with its excluded manifest rows per reason — when the approved
+    /// plan asks for per-site results (`[validation] per_site_results`). Off by default: this
+    /// site then approves no plan that asks for them (all sites publish or none), and in a plan
+    /// that does not, its score histograms and Table 1 leave as part of a sum over all the
+    /// study's sites — masked when the plan secure-sums; without secure aggregation the
+    /// coordinator adds up plain answers and sees each.
     #[serde(default)]
     pub per_site_results: bool,
     /// Answer LASSO and classifier rounds of a study of several sites whose plan pins no site

@@ -206,6 +206,22 @@ fn analysis_gate(task: &Task, held_out_here: bool) -> Result<(), Failure> {
     }
 }
 
+/// One study's disk use on this site, as run logs book it ([`crate::replay::DiskUse`]).
+struct StudyDisk<'a> {
+    engine: &'a SiteEngine,
+    study_id: &'a str,
+}
+
+impl crate::replay::DiskUse for StudyDisk<'_> {
+    fn charge(&self, bytes: u64) -> Result<(), SiteRefusal> {
+        self.engine.charge_disk(self.study_id, bytes)
+    }
+
+    fn release(&self, bytes: u64) {
+        self.engine.release_disk(self.study_id, bytes)
+    }
+}
+
 /// The study whose bounds a task's study shares: a leave-one-hospital-out analysis
 /// (`<study>.without-<site>`) counts towards its study's disk bound, standardiser refusals and
 /// range latch, so the analyses do not multiply them. (A study approved under such a name on
@@ -339,26 +355,25 @@ impl SiteEngine {
     /// a task that asks for a secure sum the plan does not make is refused too.
     fn secure_sum_rule(&self, task: &Task, plan: &fedrad_shared::plan::StudyPlan, held_out_here: bool) -> Result<Option<VerifiedSites>, SiteRefusal> {
         let Some(kind) = &task.kind else { return Ok(None) };
-        if plan.per_site_results && !self.config.policy.per_site_results && matches!(kind, task::Kind::Score(_) | task::Kind::PairedScores(_)) {
+        if plan.per_site_results && !self.config.policy.per_site_results && matches!(kind, task::Kind::Score(_) | task::Kind::PairedScores(_) | task::Kind::Table1(_)) {
             // All or nothing: were this site to answer the plan's sums while the others publish
-            // their own histograms, the sum minus theirs would be its own.
+            // their own answers, the sum minus theirs would be its own.
             return Err(SiteRefusal::Precondition(
-                "this site publishes no per-site results (policy.per_site_results), and this plan publishes every site's score histograms: it takes no part in the plan's scoring".into(),
+                "this site publishes no per-site results (policy.per_site_results), and this plan publishes every site's score histograms and Table 1: it takes no part in them".into(),
             ));
         }
-        if let task::Kind::Score(t) = kind
-            && t.per_site
-        {
-            // Per-site histograms are the site's own validation results in the clear.
+        let own_answer = match kind {
+            task::Kind::Score(t) if t.per_site => Some("score histograms"),
+            task::Kind::Table1(t) if t.per_site => Some("Table 1"),
+            _ => None,
+        };
+        if let Some(what) = own_answer {
+            // Per-site answers are the site's own results in the clear.
             if !plan.per_site_results {
-                return Err(SiteRefusal::InvalidParameters(
-                    "this score task asks for this site's own histograms, and the approved plan publishes no per-site results".into(),
-                ));
+                return Err(SiteRefusal::InvalidParameters(format!("this task asks for this site's own {what}, and the approved plan publishes no per-site results")));
             }
             if !self.config.policy.per_site_results {
-                return Err(SiteRefusal::Precondition(
-                    "this site publishes no per-site results (policy.per_site_results); the plan asks for its own score histograms".into(),
-                ));
+                return Err(SiteRefusal::Precondition(format!("this site publishes no per-site results (policy.per_site_results); the plan asks for its own {what}")));
             }
         }
         if held_out_here && matches!(kind, task::Kind::Score(_)) {
@@ -901,7 +916,7 @@ impl SiteEngine {
         // leave-one-hospital-out analyses; what a task pins is the task's study's (or analysis's).
         let data_id = approval.data_study();
         match &task.kind {
-            Some(task::Kind::CohortSummary(_)) => Ok(cohort_summary::site_cohort_summary(records, &self.cohort.excluded_counts(), min)?),
+            Some(task::Kind::CohortSummary(_)) => Ok(cohort_summary::site_cohort_summary(records, min)?),
             Some(task::Kind::Split(s)) => {
                 let quota = split::ClassQuota { negative: s.training_quota_negative, positive: s.training_quota_positive };
                 let positives = records.iter().filter(|r| r.outcome).count() as u64;
@@ -914,7 +929,7 @@ impl SiteEngine {
             Some(task::Kind::Table1(t)) => {
                 let variables = t.variables.iter().map(variable_from_proto).collect::<Result<Vec<_>, _>>()?;
                 let roles = self.load_split(data_id)?;
-                Ok(table1::site_table1(records, &roles, &variables, &self.schema, min)?)
+                Ok(table1::site_table1(records, &roles, &variables, &self.schema, &self.cohort.excluded_counts(), min)?)
             }
             Some(task::Kind::ExtractFeatures(t)) => {
                 self.tables.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| k.0 != task.study_id);
@@ -1920,7 +1935,7 @@ impl SiteEngine {
     /// Records a run's step ([`crate::replay::RunStep::commit`]) on the study's disk use: called
     /// once the task passed every other check, just before its answer leaves.
     fn commit_run<R>(&self, study_id: &str, step: crate::replay::RunStep<R>) -> Result<(), Failure> {
-        step.commit(&|bytes| self.charge_disk(study_id, bytes))
+        step.commit(&StudyDisk { engine: self, study_id })
     }
 
     /// Accepts a LASSO task only as the next task of its run (one per feature table),

@@ -305,7 +305,7 @@ fn main() -> anyhow::Result<()> {
                 // another version without it would answer the second's sums while the others
                 // published their histograms in the first.
                 anyhow::bail!(
-                    "study {} publishes every site's score histograms (per_site_results), and this site's policy publishes none (policy.per_site_results = false): its share would be the sum minus the others'; set it to true to approve",
+                    "study {} publishes every site's score histograms and Table 1 (per_site_results), and this site's policy publishes none (policy.per_site_results = false): its share would be the sum minus the others'; set it to true to approve",
                     plan.study_id
                 );
             }

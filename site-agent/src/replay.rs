@@ -235,10 +235,10 @@ impl<R: Replay> Runs<R> {
         round: &Round,
         task: RunTask<R>,
         unverified_allowed: bool,
-        charge: &dyn Fn(u64) -> Result<(), SiteRefusal>,
+        disk: &dyn DiskUse,
         own_answer: impl Fn(&str) -> Option<(String, proto::Aggregate)>,
     ) -> Result<(), Failure> {
-        self.check(round, task, unverified_allowed, own_answer)?.commit(charge)
+        self.check(round, task, unverified_allowed, own_answer)?.commit(disk)
     }
 
     /// Checks a task against the run it belongs to: if it is the run's next task, the step to
@@ -327,6 +327,25 @@ impl<R: Replay> Runs<R> {
     }
 }
 
+/// The study's disk use that run logs are booked on (`policy.max_study_disk_bytes`).
+pub trait DiskUse {
+    /// Books `bytes` more, or refuses past the bound.
+    fn charge(&self, bytes: u64) -> Result<(), SiteRefusal>;
+    /// Gives back `bytes` no longer on disk.
+    fn release(&self, bytes: u64);
+}
+
+/// No disk bound (tools and tests).
+pub struct NoDiskBound;
+
+impl DiskUse for NoDiskBound {
+    fn charge(&self, _: u64) -> Result<(), SiteRefusal> {
+        Ok(())
+    }
+
+    fn release(&self, _: u64) {}
+}
+
 /// A run's next step, checked but not yet recorded.
 struct Change<R> {
     run: Run<R>,
@@ -349,19 +368,28 @@ pub struct RunStep<'a, R> {
 }
 
 impl<R> RunStep<'_, R> {
-    /// Records the step: books its bytes on the study's disk use (`charge`, refusing past its
-    /// bound), writes and syncs them, and makes it the run's state. A step of a run that moved
-    /// on since it was checked (another task of the run answered meanwhile) is refused.
-    pub fn commit(self, charge: &dyn Fn(u64) -> Result<(), SiteRefusal>) -> Result<(), Failure> {
+    /// Records the step: books its bytes on the study's disk use (refusing past its bound),
+    /// writes and syncs them, and makes it the run's state; a run started again replaces its
+    /// log, whose bytes go back to the study's disk use (else a coordinator restarting a run
+    /// over and over would use up the bound with bytes no longer on disk). A step of a run
+    /// that moved on since it was checked (another task of the run answered meanwhile) is
+    /// refused.
+    pub fn commit(self, disk: &dyn DiskUse) -> Result<(), Failure> {
         let Some(change) = self.change else { return Ok(()) };
         let what = self.runs.what;
         let mut runs = self.runs.runs.lock().unwrap_or_else(|e| e.into_inner());
         if runs.get(&self.slot).map(|r| &r.last_task_digest) != self.before.as_ref() {
             return refuse(format!("another task of this {what} was answered while this one was computed; ask again"));
         }
-        charge(change.record.len() as u64).map_err(Failure::Refused)?;
+        let bytes = change.record.len() as u64;
+        let replaced = if change.new { std::fs::metadata(&self.path).map_or(0, |m| m.len()) } else { 0 };
+        disk.charge(bytes).map_err(Failure::Refused)?;
         let written = if change.new { write_new(&self.path, &change.record) } else { append(&self.path, &change.record) };
-        written.map_err(|e| Failure::Failed(format!("cannot record the {what} in {}: {e}", self.path.display())))?;
+        if let Err(e) = written {
+            disk.release(bytes);
+            return Err(Failure::Failed(format!("cannot record the {what} in {}: {e}", self.path.display())));
+        }
+        disk.release(replaced);
         runs.insert(self.slot, change.run);
         Ok(())
     }
@@ -527,7 +555,7 @@ mod tests {
             };
             if round == 4 {
                 // Another run on the same table (other inputs): refused.
-                let Err(Failure::Refused(r2)) = runs.accept(&r, task(&key_of(&[b"other inputs"]), &[]), false, &|_| Ok(()), |_| None) else {
+                let Err(Failure::Refused(r2)) = runs.accept(&r, task(&key_of(&[b"other inputs"]), &[]), false, &NoDiskBound, |_| None) else {
                     panic!("a second run on one table was accepted")
                 };
                 assert!(r2.to_string().contains("one run per t2"), "{r2}");
@@ -545,7 +573,7 @@ mod tests {
             }
             if round == 6 {
                 // After the restart, another run's inputs do not replay this run's log.
-                let Err(Failure::Refused(r2)) = runs.accept(&r, task(&key_of(&[b"other inputs"]), &previous), false, &|_| Ok(()), |_| None) else {
+                let Err(Failure::Refused(r2)) = runs.accept(&r, task(&key_of(&[b"other inputs"]), &previous), false, &NoDiskBound, |_| None) else {
                     panic!("other inputs replayed the log")
                 };
                 assert!(r2.to_string().contains("one run per t2"), "{r2}");
@@ -554,11 +582,11 @@ mod tests {
                 // The cache holds an answer under the last task's id, but to another task (an
                 // id reused after a refusal): it is not this site's answer to that task.
                 let reused = |id: &str| sent.get(id).map(|a| (sha256_hex(b"another task"), a.clone()));
-                let Err(Failure::Refused(r2)) = runs.accept(&r, task(&key, &previous), false, &|_| Ok(()), reused) else { panic!("an answer to another task passed") };
+                let Err(Failure::Refused(r2)) = runs.accept(&r, task(&key, &previous), false, &NoDiskBound, reused) else { panic!("an answer to another task passed") };
                 assert!(r2.to_string().contains("no record of this site's answer"), "{r2}");
             }
             let own = |id: &str| sent.get(id).map(|a| (sha256_hex(id.as_bytes()), a.clone()));
-            runs.accept(&r, task(&key, &previous), false, &|_| Ok(()), own).unwrap_or_else(|e| panic!("round {round} refused: {e:?}"));
+            runs.accept(&r, task(&key, &previous), false, &NoDiskBound, own).unwrap_or_else(|e| panic!("round {round} refused: {e:?}"));
             match request {
                 LassoRequest::Round(points) => {
                     let answer = site_round(view, &std, GlmFamily::Binomial, &points, 0, f64::INFINITY).unwrap();
@@ -571,6 +599,63 @@ mod tests {
             }
         }
         assert!(round > 12, "{round} rounds");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A study's disk use with a bound, as the engine keeps it.
+    struct Booked {
+        bound: u64,
+        used: std::cell::Cell<u64>,
+    }
+    impl DiskUse for Booked {
+        fn charge(&self, bytes: u64) -> Result<(), SiteRefusal> {
+            if self.used.get() + bytes > self.bound {
+                return Err(SiteRefusal::Precondition("disk bound".into()));
+            }
+            self.used.set(self.used.get() + bytes);
+            Ok(())
+        }
+        fn release(&self, bytes: u64) {
+            self.used.set(self.used.get().saturating_sub(bytes));
+        }
+    }
+
+    /// A run started again and again replaces its log: the study's booked disk use stays the
+    /// size of what is on disk, so restarts cannot use up the bound (found by a red-team
+    /// review: before, each restart booked a new log and kept the old one's bytes).
+    #[test]
+    fn a_restarted_run_gives_its_old_log_back_to_the_disk_bound() {
+        let dir = std::env::temp_dir().join(format!("fedrad-replay-restart-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (x, _, _) = cohort(7);
+        let p = standardiser(&x).center.len();
+        let settings = LassoSettings::default();
+        let Some(LassoRequest::Round(points)) = LassoPathSolver::new(settings.clone(), p).request() else { unreachable!() };
+        let asked: Vec<proto::GlmPoint> = points.iter().map(|q| q.to_proto()).collect();
+        let sites = vec!["s".to_string()];
+        let digest = sha256_hex(b"r1");
+        let r = Round { site_id: "s", study_id: "study", plan_sha256: "plan", task_id: "r1", task_digest: &digest, plan_sites: &sites, verified: None, study_dir: &dir };
+        let fresh = || LassoReplica::new(settings.clone(), p, usize::MAX);
+        let expect = |rep: &LassoReplica| rep.expect_round(&asked);
+        let task = || RunTask { slot: "t2".into(), key: key_of(&[b"inputs"]), participants: sites.clone(), fresh: &fresh, expect: &expect, previous: &[], opening: None };
+        let runs = lasso_runs();
+        let log = runs.log_path(&dir, "plan", "t2");
+        let first = {
+            let disk = Booked { bound: u64::MAX, used: Default::default() };
+            runs.accept(&r, task(), false, &disk, |_| None).unwrap();
+            disk.used.get()
+        };
+        assert_eq!(first, std::fs::metadata(&log).unwrap().len());
+        // The run's first round asked again, 50 times, with room for two logs only (a task id
+        // of two digits makes the log a byte longer).
+        let disk = Booked { bound: 2 * first + 16, used: std::cell::Cell::new(first) };
+        for k in 2..=50 {
+            let id = format!("r{k}");
+            let digest = sha256_hex(id.as_bytes());
+            let again = Round { task_id: &id, task_digest: &digest, ..r };
+            runs.accept(&again, task(), false, &disk, |_| None).unwrap_or_else(|e| panic!("restart {k} refused: {e:?}"));
+            assert_eq!(disk.used.get(), std::fs::metadata(&log).unwrap().len(), "restart {k}: booked = on disk");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -599,7 +684,7 @@ mod tests {
         let fresh = || LassoReplica::new(settings.clone(), p, usize::MAX);
         let expect = |rep: &LassoReplica| rep.expect_round(&asked);
         let task = RunTask { slot: "t2".into(), key: key_of(&[b"inputs"]), participants: sites.clone(), fresh: &fresh, expect: &expect, previous: &[], opening: None };
-        let full = |_: u64| Err(SiteRefusal::Precondition("disk bound".into()));
+        let full = Booked { bound: 0, used: Default::default() };
         let runs = lasso_runs();
         let Err(Failure::Refused(SiteRefusal::Precondition(d))) = runs.accept(&r, task, false, &full, |_| None) else { panic!("a run past the disk bound was accepted") };
         assert_eq!(d, "disk bound");

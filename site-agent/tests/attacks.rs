@@ -1375,8 +1375,8 @@ fn attacks_zoomed_histograms() {
             g.resolution = 1e-6;
         }
     }
-    site.refused("table1 with continuous grids of 1e-6", task::Kind::Table1(proto::Table1Task { variables: fine }));
-    site.answered("table1", task::Kind::Table1(proto::Table1Task { variables: planned.iter().map(common::variable_to_proto).collect() }));
+    site.refused("table1 with continuous grids of 1e-6", task::Kind::Table1(proto::Table1Task { variables: fine, per_site: false }));
+    site.answered("table1", task::Kind::Table1(proto::Table1Task { variables: planned.iter().map(common::variable_to_proto).collect(), per_site: false }));
 
     // Value histograms on a finer or narrower grid than the plan's.
     let value = |cells_per_sd: u32, limit_sd: f64, std: proto::Standardiser| {
@@ -3257,6 +3257,17 @@ fn per_site_results_only_by_the_plan_and_the_sites_policy() {
     // The summed form is answered: dense histograms, every cell of the study's grid.
     let Reply::Answered(a) = plain.ask(model_score(&m)) else { panic!("the honest score task was refused") };
     assert!(a.tensors.iter().all(|t| t.name.starts_with("s0.packed.") && t.values.len() == DEFAULT_GRID as usize), "dense histograms only");
+    // Table 1 per hospital, the same rule: refused without the plan; the summed form has a
+    // dense histogram of every cell per continuous variable, whatever the values.
+    let table1 = |site: &Site, per_site| {
+        let variables = site.plan.table1_variables().unwrap().iter().map(common::variable_to_proto).collect();
+        task::Kind::Table1(proto::Table1Task { variables, per_site })
+    };
+    let d = plain.refused("a per-site Table 1 the plan does not publish", table1(&plain, true));
+    assert!(d.contains("publishes no per-site results"), "{d}");
+    let Reply::Answered(a) = plain.ask(table1(&plain, false)) else { panic!("the honest Table 1 was refused") };
+    let packed: Vec<_> = a.tensors.iter().filter(|t| t.name.starts_with("packed.")).collect();
+    assert!(packed.len() == 4 && packed.iter().all(|t| t.values.len() == fedrad_shared::algorithms::table1::cells()), "dense Table 1 histograms");
 
     // A plan that publishes them, at a site whose policy does not (the default).
     let mut s = site_with("per-site-on", None, |c| c.validation.per_site_results = true);
@@ -3268,12 +3279,20 @@ fn per_site_results_only_by_the_plan_and_the_sites_policy() {
     // published histograms would be its own).
     let d = s.refused("summed score histograms of a plan publishing the others' per site", model_score(&m));
     assert!(d.contains("takes no part"), "{d}");
+    let d = s.refused("a per-site Table 1 from a site whose policy does not publish it", table1(&s, true));
+    assert!(d.contains("policy.per_site_results"), "{d}");
+    let d = s.refused("a summed Table 1 of a plan publishing the others' per site", table1(&s, false));
+    assert!(d.contains("takes no part"), "{d}");
     let mut cfg = s.engine.config.clone();
     cfg.policy.per_site_results = true;
     s.engine = site_agent::load_engine(cfg).unwrap();
     match s.ask(per_site(&m)) {
         Reply::Answered(a) => report("per-site score histograms, plan and policy opted in", "answered", &format!("{} tensors", a.tensors.len())),
         other => panic!("an opted-in per-site score was not answered: {other:?}"),
+    }
+    match s.ask(table1(&s, true)) {
+        Reply::Answered(a) => report("per-site Table 1, plan and policy opted in", "answered", &format!("{} tensors", a.tensors.len())),
+        other => panic!("an opted-in per-site Table 1 was not answered: {other:?}"),
     }
 
     // In a study that secure-sums, a plain (unmasked) score answer is refused.
@@ -3282,6 +3301,8 @@ fn per_site_results_only_by_the_plan_and_the_sites_policy() {
     let std = site.standardiser(&site.usable[..1], 1.0, &BTreeMap::new());
     let scorer = proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0, 0.0], random_features: None };
     let d = site.refused("a plain score answer in a study that secure-sums", score_task(&site.design(&site.usable[..1]), &std, vec![scorer]));
+    assert!(d.contains("secure-sums"), "{d}");
+    let d = site.refused("a plain Table 1 in a study that secure-sums", table1(site, false));
     assert!(d.contains("secure-sums"), "{d}");
 }
 

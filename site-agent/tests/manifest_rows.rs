@@ -7,7 +7,7 @@ use std::path::Path;
 use fedrad_imaging::nifti::{self, StoredType};
 use fedrad_imaging::{Geometry, Volume};
 use fedrad_shared::aggregate::SiteAggregate;
-use fedrad_shared::algorithms::cohort_summary;
+use fedrad_shared::algorithms::{cohort_summary, table1};
 use fedrad_shared::clinical::{ExclusionReason, npc_dictionary};
 use fedrad_shared::proto::{self, task, task_reply};
 use site_agent::manifest::{ImageCheck, load};
@@ -91,16 +91,37 @@ fn each_bad_row_is_excluded_with_its_reason_and_the_rest_loads() {
     assert_eq!(loaded.records.len(), n_rows - expected.len() - 1);
 
     // The site still works and reports counts per reason (only counts).
-    let cfg = common::local_config(manifest, &dir);
+    let mut cfg = common::local_config(manifest, &dir);
+    // 47 patients: the split's smaller cohorts hold fewer than the default minimum of 5.
+    cfg.policy.min_count = 1;
     let plan = common::approve(&cfg, "s", |_| {});
+    let loaded_count = loaded.records.len();
     let engine = site_agent::engine::SiteEngine::new(cfg, loaded).unwrap();
     let reply = engine.handle(&common::task(&plan, "summary-1", Some(task::Kind::CohortSummary(proto::CohortSummaryTask {}))));
     let Some(task_reply::Outcome::Aggregate(agg)) = reply.outcome else { panic!("no aggregate: {reply:?}") };
     let summary = cohort_summary::combine(&[SiteAggregate::new("hospital-a", agg)]).unwrap();
-    assert_eq!(summary.excluded, 12);
-    assert_eq!(summary.sites[0].excluded[&ExclusionReason::DuplicateId], 2);
-    assert_eq!(summary.sites[0].excluded[&ExclusionReason::UnparsableValue], 2);
-    assert_eq!(summary.sites[0].excluded[&ExclusionReason::MalformedRow], 1);
+    assert_eq!(summary.loaded, loaded_count as u64);
+    // The counts per reason travel with Table 1 (summed over the sites in a study of several).
+    let (n, pos) = (summary.loaded, summary.positives);
+    let quota = |k: u64| (0.7 * k as f64).floor() as u64;
+    let split = engine.handle(&common::task(
+        &plan,
+        "split-1",
+        Some(task::Kind::Split(proto::SplitTask { seed: plan.seed, training_quota_negative: quota(n - pos), training_quota_positive: quota(pos) })),
+    ));
+    assert!(matches!(split.outcome, Some(task_reply::Outcome::Aggregate(_))), "{split:?}");
+    let variables = plan.table1_variables().unwrap();
+    let reply = engine.handle(&common::task(
+        &plan,
+        "table1-1",
+        Some(task::Kind::Table1(proto::Table1Task { variables: variables.iter().map(common::variable_to_proto).collect(), per_site: false })),
+    ));
+    let Some(task_reply::Outcome::Aggregate(agg)) = reply.outcome else { panic!("no Table 1: {reply:?}") };
+    let excluded = &table1::combine(&[SiteAggregate::new("hospital-a", agg)], &variables, false).unwrap().scopes[0].excluded;
+    assert_eq!(excluded.values().sum::<u64>(), 12);
+    assert_eq!(excluded[&ExclusionReason::DuplicateId], 2);
+    assert_eq!(excluded[&ExclusionReason::UnparsableValue], 2);
+    assert_eq!(excluded[&ExclusionReason::MalformedRow], 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

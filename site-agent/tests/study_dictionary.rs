@@ -139,10 +139,10 @@ fn a_variable_a_study_brings_is_typed_by_its_dictionary_once_approved() {
     let reply = engine.handle(&common::task(
         &plan,
         "table1-1",
-        Some(task::Kind::Table1(proto::Table1Task { variables: variables.iter().map(common::variable_to_proto).collect() })),
+        Some(task::Kind::Table1(proto::Table1Task { variables: variables.iter().map(common::variable_to_proto).collect(), per_site: false })),
     ));
     let Some(task_reply::Outcome::Aggregate(agg)) = reply.outcome else { panic!("Table 1 not answered: {reply:?}") };
-    let table = table1::combine(&[SiteAggregate::new("hospital-a", agg)], &variables).unwrap();
+    let table = table1::combine(&[SiteAggregate::new("hospital-a", agg)], &variables, false).unwrap();
     assert!(table.scopes[0].variables.iter().any(|v| v.name == "smoking" && v.label == "Smoking"), "{table:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -84,7 +84,10 @@ async fn four_sites_over_mtls_give_the_pooled_split_table1_selection_and_models(
     }
 
     let with_roles: Vec<_> = patients.clone().into_iter().zip(roles.clone()).map(|((s, r), role)| (s, r, role)).collect();
-    let pooled_table = table1::pooled(&with_roles, &npc_dictionary());
+    // The plan publishes no per-site results: Table 1 over all sites only, summed under the
+    // masks (the synthetic manifests exclude no row).
+    let pooled_table = table1::pooled(&with_roles, &npc_dictionary(), &Default::default(), false);
+    assert!(!results.table1.per_site());
     assert_json_close(&serde_json::to_value(&results.table1).unwrap(), &serde_json::to_value(&pooled_table).unwrap(), 1e-9, "table1");
 
     for f in ["results.json", "cohort_summary.json", "split.json", "table1.json", "table1.md", "report.md", "extraction.json"] {
@@ -655,6 +658,7 @@ async fn secure_aggregation_on_and_off_give_the_same_results_json_byte_for_byte(
             "rank_histogram",
             "paired_scores",
             "score",
+            "table1",
         ];
         for kind in summed {
             assert!(log.iter().any(|e| e.secure_sum && e.kind == kind), "{site}: no masked {kind} reply");
