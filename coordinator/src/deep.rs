@@ -179,19 +179,17 @@ impl StudyRunner<'_> {
                     source: fedrad_shared::algorithms::CombineError::Inconsistent { site: a.site_id.clone(), detail },
                 };
                 let embedded = a.count("embedded").map_err(combine)?;
-                let f = a.counts("failed_by_reason", reasons.len()).map_err(combine)?;
+                let f = fedrad_shared::algorithms::extraction::failures(a, "", &reasons).map_err(|source| StudyError::Combine { step: step.clone(), source })?;
                 let d = a.count("dimension").map_err(combine)? as usize;
-                if embedded + f.iter().sum::<u64>() != a.patient_count() {
+                if embedded + f.values().sum::<u64>() != a.patient_count() {
                     return Err(inconsistent("embedding counts do not add up to the cohort".into()));
                 }
                 if embedded > 0 && *dimension.get_or_insert(d) != d {
                     return Err(inconsistent(format!("{d} deep features where {} were expected", dimension.unwrap_or(0))));
                 }
                 per_site.insert(a.site_id.clone(), embedded);
-                for (r, c) in reasons.iter().zip(f) {
-                    if c > 0 {
-                        *failed.entry(r.to_string()).or_default() += c;
-                    }
+                for (r, c) in f {
+                    *failed.entry(r).or_default() += c;
                 }
             }
             let dimension = dimension.filter(|d| *d > 0).ok_or_else(|| algorithm_error(&step)("no site embedded any patient".into()))?;

@@ -92,7 +92,7 @@ pub fn markdown(r: &StudyResults) -> String {
     s.push_str("## Radiomic features\n\nExtracted at each site from its own images; the features stay at the site. Per sequence: cases with features, failed cases by reason, features per case.\n\n| Site | Sequence | Succeeded | Failed | Features |\n|---|---|---|---|---|\n");
     for (site, seqs) in &r.extraction.per_site {
         for (seq, o) in seqs {
-            let failed: Vec<String> = o.failed.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            let failed: Vec<String> = o.failed.iter().map(|(k, v)| failure_text(k, *v)).collect();
             s.push_str(&format!("| {site} | {seq} | {} | {} | {} |\n", o.succeeded, if failed.is_empty() { "0".into() } else { failed.join(", ") }, o.features));
         }
     }
@@ -218,6 +218,15 @@ fn harmonisation_markdown(h: &crate::harmonisation::Harmonisation) -> String {
     }
     s.push('\n');
     s
+}
+
+/// `count` failures of `reason`, or of reasons the sites do not publish.
+fn failure_text(reason: &str, count: u64) -> String {
+    if reason == fedrad_shared::algorithms::extraction::REASON_NOT_PUBLISHED {
+        format!("{count} (reasons published only with per-site results)")
+    } else {
+        format!("{count} {reason}")
+    }
 }
 
 fn secure_aggregation_markdown(r: &StudyResults) -> String {
@@ -613,7 +622,7 @@ fn deep_markdown(r: &StudyResults) -> String {
         let failures = if d.failed.is_empty() {
             String::new()
         } else {
-            format!(" ({} without a crop: {})", d.failed.values().sum::<u64>(), d.failed.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", "))
+            format!(" ({} without a crop: {})", d.failed.values().sum::<u64>(), d.failed.iter().map(|(k, v)| failure_text(k, *v)).collect::<Vec<_>>().join(", "))
         };
         let (Some(a), Some(t), Some(parameters)) = (&d.architecture, &d.training, d.parameters) else {
             if let Some(n) = &d.network {

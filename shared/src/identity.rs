@@ -11,6 +11,8 @@ use rustls_pki_types::{CertificateDer, ServerName};
 pub enum IdentityError {
     #[error("site id `{0}` is not valid: use 1-63 characters a-z, 0-9 and '-', not starting or ending with '-'")]
     InvalidSiteId(String),
+    #[error("site id `{0}` is reserved: it names the secure sum over all sites")]
+    ReservedSiteId(String),
     #[error("the connection presented no client certificate")]
     NoCertificate,
     #[error("the client certificate could not be parsed: {0}")]
@@ -20,8 +22,11 @@ pub enum IdentityError {
 }
 
 /// Site ids double as certificate DNS names and directory names, so they are kept to a
-/// conservative alphabet.
+/// conservative alphabet; and one names the sum over all sites ([`crate::secure_sum::SUM_OF_SITES`]).
 pub fn validate_site_id(id: &str) -> Result<(), IdentityError> {
+    if id == crate::secure_sum::SUM_OF_SITES {
+        return Err(IdentityError::ReservedSiteId(id.to_string()));
+    }
     let ok =
         !id.is_empty() && id.len() <= 63 && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && !id.starts_with('-') && !id.ends_with('-');
     if ok { Ok(()) } else { Err(IdentityError::InvalidSiteId(id.to_string())) }
@@ -95,7 +100,7 @@ mod tests {
     fn site_ids_are_restricted_to_dns_labels() {
         assert!(validate_site_id("hospital-a").is_ok());
         assert!(validate_site_id("h7").is_ok());
-        for bad in ["", "-a", "a-", "Hospital", "a b", "a/b", "a.b", &"x".repeat(64)] {
+        for bad in ["", "-a", "a-", "Hospital", "a b", "a/b", "a.b", &"x".repeat(64), "sum-of-sites"] {
             assert!(validate_site_id(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -319,6 +319,10 @@ pub enum SecureSumError {
     /// exactly what masking hides (`value` is for the site's own log).
     #[error("tensor `{tensor}` holds a value outside ±{bound}, which a secure sum over these sites cannot hold")]
     OutOfRange { tensor: String, value: f64, bound: f64 },
+    /// A packed histogram's population is too large for its lanes: a bound on a published
+    /// population size, so its refusal tells nothing about the site's data and need not latch.
+    #[error("the histogram {tensor} counts {patients} patients, and a packed histogram of a study of this many sites holds fewer than {bound}")]
+    PopulationTooLarge { tensor: String, patients: f64, bound: u64 },
     #[error("the site's certificate key: {0}")]
     CertificateKey(String),
 }
@@ -604,8 +608,8 @@ fn encode_aggregate(aggregate: &Aggregate, sites: usize) -> Result<Vec<u64>, Sec
             // on how this site's patients fall into cells.
             let bound = (1u64 << LANE_BITS) / sites as u64;
             let total: f64 = t.values.iter().sum();
-            if !(total < bound as f64) {
-                return Err(SecureSumError::OutOfRange { tensor: t.name.clone(), value: total, bound: bound as f64 });
+            if total >= bound as f64 {
+                return Err(SecureSumError::PopulationTooLarge { tensor: t.name.clone(), patients: total, bound });
             }
             for chunk in t.values.chunks(PACKED_LANES) {
                 let mut word = 0u64;
@@ -828,12 +832,14 @@ mod tests {
         let sites = verify_peers(&ids[0], &names, &pins, &secure).unwrap();
         for bad in [16_384.0, -1.0, 0.5, f64::NAN] {
             let a = AggregateBuilder::new(1).vector("packed.x", vec![1.0, bad]).build();
-            assert!(matches!(mask(&ids[0], &sites, ROUND, a), Err(SecureSumError::OutOfRange { .. })), "{bad}");
+            let refused = mask(&ids[0], &sites, ROUND, a);
+            assert!(matches!(refused, Err(SecureSumError::OutOfRange { .. } | SecureSumError::PopulationTooLarge { .. })), "{bad}: {refused:?}");
         }
         // The bound is on the histogram's total: 16 384 patients spread over cells are refused
-        // as one cell of them is, whatever the cells.
+        // as one cell of them is, whatever the cells — as a population too large, a published
+        // size, which latches nothing at the site (`OutOfRange` does).
         let spread = AggregateBuilder::new(1).vector("packed.x", vec![8_192.0, 8_192.0]).build();
-        assert!(matches!(mask(&ids[0], &sites, ROUND, spread), Err(SecureSumError::OutOfRange { .. })));
+        assert!(matches!(mask(&ids[0], &sites, ROUND, spread), Err(SecureSumError::PopulationTooLarge { patients, bound: 16_384, .. }) if patients == 16_384.0));
     }
 
     #[test]

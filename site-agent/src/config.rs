@@ -115,7 +115,8 @@ pub struct Policy {
     #[serde(default)]
     pub site_alone_baselines: bool,
     /// Publish this site's own results — its score histograms (each model's AUC at this
-    /// hospital) and its Table 1 with its excluded manifest rows per reason — when the approved
+    /// hospital), its Table 1 with its excluded manifest rows per reason, and its extraction
+    /// and embedding failures per reason — when the approved
     /// plan asks for per-site results (`[validation] per_site_results`). Off by default: this
     /// site then approves no plan that asks for them (all sites publish or none), and in a plan
     /// that does not, its score histograms and Table 1 leave as part of a sum over all the

@@ -103,6 +103,9 @@ struct LassoRun<'a> {
 /// Beside a study's records: present once the site refused a secure sum of the study for a
 /// value out of range; it then answers no more secure sums of that study.
 const RANGE_LATCH: &str = "secure-sum-range-refused";
+/// Beside each study: the SHA-256 of the patients its first Table 1 answer covered
+/// ([`SiteEngine::pin_table1_population`]).
+const TABLE1_POPULATION: &str = "table1-population.sha256";
 
 /// The one refusal of every secure sum from the first value out of range on: the same words
 /// whichever tensor or value it was, and whether a later task's values were in range or not.
@@ -929,11 +932,12 @@ impl SiteEngine {
             Some(task::Kind::Table1(t)) => {
                 let variables = t.variables.iter().map(variable_from_proto).collect::<Result<Vec<_>, _>>()?;
                 let roles = self.load_split(data_id)?;
+                self.pin_table1_population(data_id)?;
                 Ok(table1::site_table1(records, &roles, &variables, &self.schema, &self.cohort.excluded_counts(), min)?)
             }
             Some(task::Kind::ExtractFeatures(t)) => {
                 self.tables.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| k.0 != task.study_id);
-                self.extract_features(&task.study_id, t)
+                self.extract_features(&task.study_id, t, self.publishes_per_site_results(plan))
             }
             Some(task::Kind::Folds(f)) => {
                 let roles = self.load_split(data_id)?;
@@ -1123,7 +1127,7 @@ impl SiteEngine {
                 Ok(agg)
             }
             Some(task::Kind::OnnxEmbed(t)) => {
-                let agg = self.onnx_embed(&task.study_id, t)?;
+                let agg = self.onnx_embed(&task.study_id, t, self.publishes_per_site_results(plan))?;
                 self.tables.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| k.0 != task.study_id);
                 Ok(agg)
             }
@@ -1375,8 +1379,15 @@ impl SiteEngine {
         Ok(agg)
     }
 
-    /// Runs feature extraction over the cohort; only counts leave.
-    fn extract_features(&self, study_id: &str, t: &proto::ExtractFeaturesTask) -> Result<proto::Aggregate, Failure> {
+    /// Whether this site sends results about itself alone (failures per reason): the plan asks
+    /// for per-site results and its policy publishes them (`policy.per_site_results`).
+    fn publishes_per_site_results(&self, plan: &fedrad_shared::plan::StudyPlan) -> bool {
+        plan.per_site_results && self.config.policy.per_site_results
+    }
+
+    /// Runs feature extraction over the cohort; only counts leave (per reason only where this
+    /// site publishes per-site results).
+    fn extract_features(&self, study_id: &str, t: &proto::ExtractFeaturesTask, by_reason: bool) -> Result<proto::Aggregate, Failure> {
         use fedrad_radiomics::settings::Settings;
         self.features_fixed_by_combat(study_id, "extracting features")?;
         let n = self.cohort.records.len() as u64;
@@ -1396,7 +1407,7 @@ impl SiteEngine {
         };
         let outcomes = crate::features::extract_cohort(&self.cohort, &settings, &self.config.work_dir, &self.study_dir(study_id), &progress)
             .map_err(|e| Failure::Failed(format!("feature extraction: {e}")))?;
-        Ok(fedrad_shared::algorithms::extraction::site_extraction_aggregate(n, &outcomes, self.config.policy.min_count)?)
+        Ok(fedrad_shared::algorithms::extraction::site_extraction_aggregate(n, &outcomes, self.config.policy.min_count, by_reason)?)
     }
 
     /// The encoder's crops of every loaded patient for a sequence (computed once per recipe).
@@ -1464,12 +1475,12 @@ impl SiteEngine {
         let crops = self.crops(sequence, &arch);
         let rows = crops.par_iter().map(|c| c.as_ref().map(|c| encoder::embed(&arch, &t.weights, c)).map_err(|e| e.reason().to_string())).collect();
         let about = serde_json::json!({"source": "encoder", "weights_sha256": digest, "architecture": arch});
-        self.write_deep_table(study_id, sequence, rows, arch.embedding, about)
+        self.write_deep_table(study_id, sequence, rows, arch.embedding, about, self.publishes_per_site_results(plan))
     }
 
     /// Runs a study-supplied ONNX network (hash-checked) on every patient's crop and writes
     /// the deep-feature table; counts leave.
-    fn onnx_embed(&self, study_id: &str, t: &proto::OnnxEmbedTask) -> Result<proto::Aggregate, Failure> {
+    fn onnx_embed(&self, study_id: &str, t: &proto::OnnxEmbedTask, by_reason: bool) -> Result<proto::Aggregate, Failure> {
         self.features_fixed_by_combat(study_id, "computing deep features")?;
         let invalid = |m: String| Failure::Refused(SiteRefusal::InvalidParameters(m));
         let sequence = match fedrad_shared::algorithms::extraction::table_name(&t.sequence) {
@@ -1504,7 +1515,7 @@ impl SiteEngine {
             });
         }
         let about = serde_json::json!({"source": "onnx", "file": t.file_name, "sha256": t.sha256, "input_size": recipe.size, "channels": recipe.channels, "field_mm": recipe.field_mm, "intensity": intensity});
-        self.write_deep_table(study_id, sequence, rows, dimension.unwrap_or(0), about)
+        self.write_deep_table(study_id, sequence, rows, dimension.unwrap_or(0), about, by_reason)
     }
 
     /// Writes `<sequence>.deep.csv` (the patients with an embedding) and `.deep.json` (its
@@ -1516,6 +1527,7 @@ impl SiteEngine {
         rows: Vec<Result<Vec<f64>, String>>,
         dimension: usize,
         mut about: serde_json::Value,
+        by_reason: bool,
     ) -> Result<proto::Aggregate, Failure> {
         let n = self.cohort.records.len() as u64;
         fedrad_shared::algorithms::require_min_count("the loaded cohort", n, self.config.policy.min_count)?;
@@ -1553,9 +1565,8 @@ impl SiteEngine {
         let io = |e: std::io::Error| Failure::Failed(format!("cannot write the deep features: {e}"));
         write_atomic(&dir.join(format!("{sequence}.deep.csv")), table.as_bytes()).map_err(io)?;
         write_atomic(&dir.join(format!("{sequence}.deep.json")), (serde_json::to_string_pretty(&about).expect("json") + "\n").as_bytes()).map_err(io)?;
-        Ok(fedrad_shared::aggregate::AggregateBuilder::new(n)
-            .scalar("embedded", embedded as f64)
-            .vector("failed_by_reason", fedrad_shared::algorithms::encoder::CROP_FAILURE_REASONS.iter().map(|r| *failed.get(*r).unwrap_or(&0) as f64).collect())
+        let b = fedrad_shared::aggregate::AggregateBuilder::new(n).scalar("embedded", embedded as f64);
+        Ok(fedrad_shared::algorithms::extraction::with_failures(b, "", &fedrad_shared::algorithms::encoder::CROP_FAILURE_REASONS, &failed, by_reason)
             .scalar("dimension", dimension as f64)
             .build())
     }
@@ -2195,6 +2206,26 @@ impl SiteEngine {
     }
 
     /// Roles of the loaded records from the study's recorded split.
+    /// Table 1 is answered over one population per study (found by a red-team review): its
+    /// answer holds exact sums and the exclusions per reason, and the site answers it again on
+    /// request, so were a patient's row excluded between two answers (an image become
+    /// unreadable, the agent restarted), their difference would be that patient's clinical
+    /// values, cohort and reason — secure-summed or not. The first answer pins the patients it
+    /// covered; a later Table 1 over others is refused.
+    fn pin_table1_population(&self, study_id: &str) -> Result<(), Failure> {
+        let ids: Vec<&str> = self.cohort.records.iter().map(|r| r.patient_id.as_str()).collect();
+        let digest = fedrad_shared::digest::sha256_hex(ids.join("\n").as_bytes());
+        let path = self.study_dir(study_id).join(TABLE1_POPULATION);
+        let _guard = self.study_lock.lock().unwrap_or_else(|p| p.into_inner());
+        match std::fs::read_to_string(&path) {
+            Ok(pinned) if pinned.trim() == digest => Ok(()),
+            Ok(_) => Err(Failure::Refused(SiteRefusal::Precondition(
+                "this study's Table 1 was answered over other patients than this site holds now (a row excluded or added since): answering again would release their difference".into(),
+            ))),
+            Err(_) => write_atomic(&path, digest.as_bytes()).map_err(|e| Failure::Failed(format!("cannot record Table 1's population: {e}"))),
+        }
+    }
+
     pub fn load_split(&self, study_id: &str) -> Result<Vec<CohortRole>, Failure> {
         let path = self.study_dir(study_id).join("split.csv");
         let text =

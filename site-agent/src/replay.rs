@@ -381,15 +381,18 @@ impl<R> RunStep<'_, R> {
         if runs.get(&self.slot).map(|r| &r.last_task_digest) != self.before.as_ref() {
             return refuse(format!("another task of this {what} was answered while this one was computed; ask again"));
         }
+        // Booked net of the log a restarted run replaces, so that a study at its bound can
+        // still start a run afresh when that does not grow its use.
         let bytes = change.record.len() as u64;
         let replaced = if change.new { std::fs::metadata(&self.path).map_or(0, |m| m.len()) } else { 0 };
-        disk.charge(bytes).map_err(Failure::Refused)?;
+        let grows = bytes.saturating_sub(replaced);
+        disk.charge(grows).map_err(Failure::Refused)?;
         let written = if change.new { write_new(&self.path, &change.record) } else { append(&self.path, &change.record) };
         if let Err(e) = written {
-            disk.release(bytes);
+            disk.release(grows);
             return Err(Failure::Failed(format!("cannot record the {what} in {}: {e}", self.path.display())));
         }
-        disk.release(replaced);
+        disk.release(replaced.saturating_sub(bytes));
         runs.insert(self.slot, change.run);
         Ok(())
     }
@@ -646,9 +649,9 @@ mod tests {
             disk.used.get()
         };
         assert_eq!(first, std::fs::metadata(&log).unwrap().len());
-        // The run's first round asked again, 50 times, with room for two logs only (a task id
-        // of two digits makes the log a byte longer).
-        let disk = Booked { bound: 2 * first + 16, used: std::cell::Cell::new(first) };
+        // The run's first round asked again, 50 times, with room for one log and the byte a
+        // task id of two digits adds.
+        let disk = Booked { bound: first + 16, used: std::cell::Cell::new(first) };
         for k in 2..=50 {
             let id = format!("r{k}");
             let digest = sha256_hex(id.as_bytes());

@@ -3306,6 +3306,31 @@ fn per_site_results_only_by_the_plan_and_the_sites_policy() {
     assert!(d.contains("secure-sums"), "{d}");
 }
 
+/// Table 1 asked again after the site's population changed (found by a red-team review): its
+/// answer holds exact sums, so with one patient's row gone between two answers (an image
+/// become unreadable, the agent restarted) their difference would be that patient's clinical
+/// values and cohort. The first answer pins its patients; a Table 1 over others is refused.
+#[test]
+fn attacks_table1_over_a_changed_population_is_refused() {
+    let mut s = site("table1-population");
+    let table1 = |site: &Site| {
+        let variables = site.plan.table1_variables().unwrap().iter().map(common::variable_to_proto).collect();
+        task::Kind::Table1(proto::Table1Task { variables, per_site: false })
+    };
+    s.answered("Table 1", table1(&s));
+    s.answered("Table 1 again, same patients", table1(&s));
+    // One patient's row leaves the manifest; the agent restarts.
+    let manifest = s.engine.config.manifest.clone();
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&manifest, lines[..lines.len() - 1].join("\n") + "\n").unwrap();
+    s.engine = site_agent::load_engine(s.engine.config.clone()).unwrap();
+    assert_eq!(s.engine.cohort.records.len(), 80);
+    let d = s.refused("Table 1 over one patient fewer", table1(&s));
+    assert!(d.contains("other patients"), "{d}");
+    report("Table 1 differenced across a changed population", "refused", "nothing recovered");
+}
+
 /// Designs of clinical columns alone (found by a red-team review; README "What remains
 /// possible"): two such designs over different clinical variables cover the patients with
 /// complete data for each, so their answers differ by the patients missing one variable, and no

@@ -1,6 +1,9 @@
 //! Feature-extraction summary: per site and sequence, how many cases gave features, how many
-//! failed and why (counts per reason), and how many features each case has. The features
-//! themselves stay at the site.
+//! failed — and why (counts per reason) where the plan and the site publish per-site results,
+//! since a hospital's failures per reason, like its excluded manifest rows per reason, are a
+//! result about that hospital alone — and how many features each case has. The features
+//! themselves stay at the site. The counts of cases with features are planning inputs (model
+//! sizes, `coordinator::model_size`), read per site.
 
 use std::collections::BTreeMap;
 
@@ -39,16 +42,41 @@ pub struct ExtractionSummary {
     pub total: BTreeMap<String, SequenceSummary>,
 }
 
+/// What failures count under when their site does not publish their reasons.
+pub const REASON_NOT_PUBLISHED: &str = "reason_not_published";
+
+/// A site's failure counts under `prefix`: per reason (`failed_by_reason`, in the order of
+/// `reasons`) where it publishes per-site results (`by_reason`), else only their total
+/// (`failed`).
+pub fn with_failures(b: AggregateBuilder, prefix: &str, reasons: &[&str], failed: &BTreeMap<String, u64>, by_reason: bool) -> AggregateBuilder {
+    if by_reason {
+        b.vector(format!("{prefix}failed_by_reason"), reasons.iter().map(|r| *failed.get(*r).unwrap_or(&0) as f64).collect())
+    } else {
+        b.scalar(format!("{prefix}failed"), failed.values().sum::<u64>() as f64)
+    }
+}
+
+/// Reads [`with_failures`]' counts in either form: per reason (reasons without failures left
+/// out), or the total under [`REASON_NOT_PUBLISHED`].
+pub fn failures(a: &SiteAggregate, prefix: &str, reasons: &[&str]) -> Result<BTreeMap<String, u64>, CombineError> {
+    let by_reason = format!("{prefix}failed_by_reason");
+    let counts: Vec<(String, u64)> = if a.values(&by_reason).is_ok() {
+        reasons.iter().map(|r| r.to_string()).zip(a.counts(&by_reason, reasons.len())?).collect()
+    } else {
+        vec![(REASON_NOT_PUBLISHED.to_string(), a.count(&format!("{prefix}failed"))?)]
+    };
+    Ok(counts.into_iter().filter(|(_, c)| *c > 0).collect())
+}
+
 // ---- site half ---------------------------------------------------------------------------
 
-pub fn site_extraction_aggregate(loaded: u64, outcomes: &BTreeMap<String, SequenceSummary>, min_count: u64) -> Result<Aggregate, SiteRefusal> {
+/// `by_reason`: the plan and this site publish per-site results.
+pub fn site_extraction_aggregate(loaded: u64, outcomes: &BTreeMap<String, SequenceSummary>, min_count: u64, by_reason: bool) -> Result<Aggregate, SiteRefusal> {
     require_min_count("the loaded cohort", loaded, min_count)?;
     let mut b = AggregateBuilder::new(loaded);
     for seq in SEQUENCES {
         let o = outcomes.get(seq).cloned().unwrap_or_default();
-        b = b
-            .scalar(format!("{seq}/succeeded"), o.succeeded as f64)
-            .vector(format!("{seq}/failed_by_reason"), FAILURE_REASONS.iter().map(|r| *o.failed.get(*r).unwrap_or(&0) as f64).collect())
+        b = with_failures(b.scalar(format!("{seq}/succeeded"), o.succeeded as f64), &format!("{seq}/"), &FAILURE_REASONS, &o.failed, by_reason)
             .scalar(format!("{seq}/features"), o.features as f64);
     }
     Ok(b.build())
@@ -66,12 +94,11 @@ pub fn combine(answers: &[SiteAggregate]) -> Result<ExtractionSummary, CombineEr
         let mut seqs = BTreeMap::new();
         for seq in SEQUENCES {
             let succeeded = a.count(&format!("{seq}/succeeded"))?;
-            let failed_v = a.counts(&format!("{seq}/failed_by_reason"), FAILURE_REASONS.len())?;
+            let failed = failures(a, &format!("{seq}/"), &FAILURE_REASONS)?;
             let features = a.count(&format!("{seq}/features"))?;
-            if succeeded + failed_v.iter().sum::<u64>() != a.patient_count() {
+            if succeeded + failed.values().sum::<u64>() != a.patient_count() {
                 return Err(CombineError::Inconsistent { site: a.site_id.clone(), detail: format!("{seq}: cases do not add up to the cohort") });
             }
-            let failed: BTreeMap<String, u64> = FAILURE_REASONS.iter().zip(failed_v).filter(|(_, c)| *c > 0).map(|(r, c)| (r.to_string(), c)).collect();
             let t = total.entry(seq.to_string()).or_default();
             if succeeded > 0 {
                 if t.features != 0 && t.features != features {
@@ -174,6 +201,29 @@ pub fn both_sequences_columns(radiomic: &[&[String]; 2], deep: Option<&[&[String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Failures per reason only where the site publishes per-site results; otherwise their
+    /// total, which still adds up with the cases extracted and sums over the sites.
+    #[test]
+    fn failure_reasons_leave_only_with_per_site_results() {
+        let outcome = |failed: &[(&str, u64)]| {
+            let failed: BTreeMap<String, u64> = failed.iter().map(|(r, c)| (r.to_string(), *c)).collect();
+            let o = SequenceSummary { succeeded: 20 - failed.values().sum::<u64>(), failed, features: 7 };
+            SEQUENCES.iter().map(|s| (s.to_string(), o.clone())).collect::<BTreeMap<_, _>>()
+        };
+        let a = outcome(&[("empty_mask", 2), ("roi_too_small", 1)]);
+        let b = outcome(&[("empty_mask", 1)]);
+        let answer = |site: &str, o: &BTreeMap<String, SequenceSummary>, by_reason| SiteAggregate::new(site, site_extraction_aggregate(20, o, 5, by_reason).unwrap());
+        let published = combine(&[answer("a", &a, true), answer("b", &b, true)]).unwrap();
+        assert_eq!(published.per_site["a"]["t2"].failed, a["t2"].failed);
+        assert_eq!(published.total["t2"].failed, BTreeMap::from([("empty_mask".to_string(), 3), ("roi_too_small".to_string(), 1)]));
+        let unpublished = [answer("a", &a, false), answer("b", &b, false)];
+        assert!(unpublished.iter().all(|x| x.aggregate.tensors.iter().all(|t| !t.name.contains("by_reason"))), "no reason leaves");
+        let summary = combine(&unpublished).unwrap();
+        assert_eq!(summary.per_site["a"]["t2"].failed, BTreeMap::from([(REASON_NOT_PUBLISHED.to_string(), 3)]));
+        assert_eq!(summary.total["t1c"].failed, BTreeMap::from([(REASON_NOT_PUBLISHED.to_string(), 4)]));
+        assert_eq!(summary.total["t1c"].succeeded, published.total["t1c"].succeeded);
+    }
 
     #[test]
     fn table_names_say_which_sequences_and_parts_a_table_holds() {
