@@ -53,7 +53,8 @@
 //! scores no model it did not fit (property 2: recomputing the coordinator's steps) or that
 //! coarsens or noises the moments closes that. Histograms of nested populations on one
 //! variable are merged independently; populations are policed by the population checks, not
-//! here. Group boundaries depend on the data. Tree nodes' per-bin counts are not merged yet.
+//! here. Group boundaries depend on the data. Tree nodes' per-bin sums are merged by their own
+//! rule (runs of bins of at least `min_count` patients, `trees::merge_small_bins`).
 
 use std::ops::Range;
 
