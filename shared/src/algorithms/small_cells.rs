@@ -54,7 +54,8 @@
 //! coarsens or noises the moments closes that. Histograms of nested populations on one
 //! variable are merged independently; populations are policed by the population checks, not
 //! here. Group boundaries depend on the data. Tree nodes' per-bin sums are merged by their own
-//! rule (runs of bins of at least `min_count` patients, `trees::merge_small_bins`).
+//! rule (runs of bins of 0 or at least `min_count` patients, nested along a node's path,
+//! `trees::nested_runs`).
 
 use std::ops::Range;
 

@@ -43,9 +43,10 @@
 //! the trees depend on how the patients are spread, so results count withheld nodes; with
 //! none withheld, the ensemble is the pooled one (tests: 1, 4 and 7 uneven sites, and a row-
 //! wise pooled grower, [`pooled_forest`], [`pooled_boosting`]). The bin sums are histogram
-//! cells, and a site spreads any that would describe 1 to `min_count` − 1 of a node's patients
-//! over runs of bins holding at least `min_count` (`merge_small_bins`): with `min_count` above
-//! 1 the splits are chosen on those runs, not on the pooled rows.
+//! cells, and a site releases them as runs of bins holding 0 or at least `min_count` of a
+//! node's patients, nested along the node's path so that no difference with an ancestor
+//! isolates fewer ([`nested_runs`]): with `min_count` above 1 the splits are chosen on those
+//! runs, not on the pooled rows.
 //!
 //! Merged bins make a split's sums approximate where a threshold falls inside a run, so a
 //! child's own count is not known from its parent's split. A withheld pair of children (a site
@@ -131,6 +132,20 @@ impl Tree {
             out.push(if c[0] == k { c[1] } else { c[0] } as usize);
             k = p as u32;
         }
+        out
+    }
+
+    /// The nodes from the root down to `node`, each with its sibling (none for the root).
+    pub fn path_from_root(&self, node: usize) -> Vec<(usize, Option<usize>)> {
+        let mut out = Vec::new();
+        let mut k = node as u32;
+        while let Some(p) = self.nodes.iter().position(|p| p.column.is_some() && p.children.contains(&k)) {
+            let c = self.nodes[p].children;
+            out.push((k as usize, Some(if c[0] == k { c[1] } else { c[0] } as usize)));
+            k = p as u32;
+        }
+        out.push((k as usize, None));
+        out.reverse();
         out
     }
 
@@ -394,72 +409,94 @@ fn bin_of(edges: &[f64], v: f64) -> usize {
 
 /// No bin of a node's column describes 1 to `min_count` − 1 of the site's patients (issue 17,
 /// property 6): a bin of one patient would give that patient's outcome (or gradient) with the
-/// range its value lies in. Sweeping the bins in order, the site gathers consecutive bins into
-/// *runs* of at least `min_count` patients (a last run below that joins the one before it,
-/// [`bin_runs`]) and releases of each only its moments: its patients and two sums spread
-/// evenly over the bins within one SD of its patients' mean bin, kept within halfway to the
-/// neighbouring runs' means ([`render_runs`]) — a span that, like the sums, depends on the
-/// run's moments alone, where one from its first to its last patient's bin would place single
-/// patients. Every site bins on the study's edges, so the answers still add bin by bin; a
-/// node's totals are unchanged, and what is approximate is how a run's patients fall on either
-/// side of a split inside it (measured on the demo in the README). Where the sweep starts is
-/// not the coordinator's to move: a round's nodes, columns and edges are those the site's own
-/// replica asks (`TreeReplica`). `h` holds (patients, sum 1, sum 2) per bin; nothing moves
-/// with `min_count` 1.
-fn merge_small_bins(h: &mut [f64], min_count: u64) {
-    if min_count <= 1 {
-        return;
-    }
-    let rendered = render_runs(&bin_runs(h, min_count), h.len() / 3);
-    h.copy_from_slice(&rendered);
-}
-
-/// A run of bins: its patients, its two sums, and Σ b·k and Σ b²·k over its bins b of k
-/// patients (the moments of its patients' bins).
-type BinRun = [f64; 5];
-
-/// [`merge_small_bins`]' runs of at least `min_count` patients, in bin order.
-fn bin_runs(h: &[f64], min_count: u64) -> Vec<BinRun> {
-    let mut runs: Vec<BinRun> = Vec::new();
-    let mut run = [0.0; 5];
-    for b in 0..h.len() / 3 {
-        let (k, x) = (h[3 * b], b as f64);
-        let cell = [k, h[3 * b + 1], h[3 * b + 2], k * x, k * x * x];
-        run.iter_mut().zip(cell).for_each(|(r, c)| *r += c);
-        if run[0] >= min_count as f64 {
-            runs.push(run);
-            run = [0.0; 5];
+/// range its value lies in. So the site releases a node's column as *runs* of consecutive bins
+/// ([`nested_runs`]) and of each run only its moments: its patients and two sums spread evenly
+/// over the bins within one SD of its patients' mean bin ([`render_in_runs`]).
+///
+/// The runs must hold for differences too (found by a red-team review): a node and its
+/// parent are both answered at the same columns, so their difference is the sibling's
+/// histogram, and a bin that is a run of its own in both would give the sibling's patients
+/// there exactly — one of them if one. The runs are therefore nested along the node's path:
+/// the root's are the bins swept into stretches of at least `min_count` patients; each level
+/// down joins its parent's runs until both the child on the path and its sibling hold 0 or at
+/// least `min_count` patients in each (a last stretch that cannot joins the one before it;
+/// with every run joined the constraints hold, or the node would have been withheld for a
+/// small sibling). Every run of a node is then a union of its ancestors' runs, the rendering
+/// never crosses a run's ends, and so any ancestor's total over one of the node's runs minus
+/// the node's is the patients of the path's siblings there: 0 or at least `min_count` of them.
+///
+/// Every site bins on the study's edges, so the answers still add bin by bin; a node's totals
+/// are unchanged, and what is approximate is how a run's patients fall on either side of a
+/// split inside it (measured on the demo in the README). A run's ends are where the sweep met
+/// `min_count` patients, so they follow the data; where the sweep starts is not the
+/// coordinator's to move (a round's nodes, columns and edges are those the site's own replica
+/// asks, `TreeReplica`). Nothing moves with `min_count` 1.
+///
+/// `levels` holds, root first, the bin counts of each node on the path and of its sibling
+/// (none for the root); returns the runs of the last, as inclusive bin ranges.
+fn nested_runs(levels: &[(Vec<f64>, Option<Vec<f64>>)], min_count: u64) -> Vec<(usize, usize)> {
+    let min = min_count as f64;
+    let small = |k: f64| k > 0.0 && k < min;
+    let bins = levels.first().map_or(0, |l| l.0.len());
+    let mut runs: Vec<(usize, usize)> = (0..bins).map(|b| (b, b)).collect();
+    for (node, sibling) in levels {
+        let count = |v: &[f64], (from, to): (usize, usize)| v[from..=to].iter().sum::<f64>();
+        let closes = |r: (usize, usize)| {
+            let (k, other) = (count(node, r), sibling.as_ref().map_or(0.0, |v| count(v, r)));
+            !small(k) && !small(other) && k + other > 0.0
+        };
+        let mut joined: Vec<(usize, usize)> = Vec::new();
+        let mut open: Option<(usize, usize)> = None;
+        for r in runs {
+            let now = open.map_or(r, |(from, _)| (from, r.1));
+            if closes(now) {
+                joined.push(now);
+                open = None;
+            } else {
+                open = Some(now);
+            }
         }
-    }
-    if run[0] > 0.0 {
-        match runs.last_mut() {
-            Some(last) => last.iter_mut().zip(run).for_each(|(r, c)| *r += c),
-            None => runs.push(run),
+        if let Some((_, to)) = open {
+            match joined.last_mut() {
+                Some(last) => last.1 = to,
+                None => joined.push((0, to)),
+            }
         }
+        while joined.len() > 1 && !closes(*joined.last().expect("non-empty")) {
+            let (_, to) = joined.pop().expect("non-empty");
+            joined.last_mut().expect("non-empty").1 = to;
+        }
+        runs = joined;
     }
     runs
 }
 
-/// The released histogram of `bins` bins: each run's patients and sums spread evenly over the
-/// bins within one SD of its mean bin, no further than halfway to its neighbours' means.
-fn render_runs(runs: &[BinRun], bins: usize) -> Vec<f64> {
-    let mut h = vec![0.0; 3 * bins];
-    let means: Vec<f64> = runs.iter().map(|r| r[3] / r[0]).collect();
-    for (i, r) in runs.iter().enumerate() {
-        let mean = means[i];
-        let sd = (r[4] / r[0] - mean * mean).max(0.0).sqrt();
-        let below = if i > 0 { (means[i - 1] + mean) / 2.0 } else { f64::NEG_INFINITY };
-        let above = means.get(i + 1).map_or(f64::INFINITY, |next| (next + mean) / 2.0);
-        let lo = (mean - sd).max(below).max(0.0).round() as usize;
-        let hi = ((mean + sd).min(above).min((bins - 1) as f64).round() as usize).max(lo);
+/// The released histogram: per run, its patients and sums (`h` holds (patients, sum 1, sum 2)
+/// per bin) spread evenly over the bins within one SD of its patients' mean bin, inside the run.
+fn render_in_runs(h: &[f64], runs: &[(usize, usize)]) -> Vec<f64> {
+    let mut out = vec![0.0; h.len()];
+    for &(from, to) in runs {
+        let (mut sums, mut first, mut second) = ([0.0; 3], 0.0, 0.0);
+        for b in from..=to {
+            sums = add(sums, [h[3 * b], h[3 * b + 1], h[3 * b + 2]]);
+            first += h[3 * b] * b as f64;
+            second += h[3 * b] * (b * b) as f64;
+        }
+        if sums[0] <= 0.0 {
+            continue;
+        }
+        let mean = first / sums[0];
+        let sd = (second / sums[0] - mean * mean).max(0.0).sqrt();
+        let lo = ((mean - sd).round() as usize).clamp(from, to);
+        let hi = ((mean + sd).round() as usize).clamp(lo, to);
         let width = (hi - lo + 1) as f64;
         for b in lo..=hi {
             for j in 0..3 {
-                h[3 * b + j] += r[j] / width;
+                out[3 * b + j] = sums[j] / width;
             }
         }
     }
-    h
+    out
 }
 
 // ---- the tree round ------------------------------------------------------------------------
@@ -578,6 +615,13 @@ pub fn site_tree_round(
         let tree = &growing[r.tree as usize];
         let small = |k: u64| k > 0 && k < min_count;
         let small_sibling = tree.path_siblings(r.node as usize).into_iter().any(|sib| small((0..n).filter(|&i| s[i].0 > 0.0 && tree.reaches(&z[i], sib)).count() as u64));
+        // The patients of every node on the path and of its sibling, for the nested runs.
+        let in_bag = |node: usize| -> Vec<usize> { (0..n).filter(|&i| s[i].0 > 0.0 && tree.reaches(&z[i], node)).collect() };
+        let path: Vec<(Vec<usize>, Option<Vec<usize>>)> = if min_count > 1 {
+            tree.path_from_root(r.node as usize).into_iter().map(|(node, sibling)| (in_bag(node), sibling.map(in_bag))).collect()
+        } else {
+            Vec::new()
+        };
         let hold = small(here) || (here > 0 && small_sibling);
         patients.push(if hold { 0.0 } else { here as f64 });
         // An empty node and a withheld one must look alike: only roots say which they are.
@@ -592,7 +636,15 @@ pub fn site_tree_round(
                     h[3 * b + 1] += s[i].1;
                     h[3 * b + 2] += s[i].2;
                 }
-                merge_small_bins(&mut h, min_count);
+                if min_count > 1 {
+                    let counts = |set: &[usize]| {
+                        let mut v = vec![0.0; e.len() + 1];
+                        set.iter().for_each(|&i| v[bin_of(e, z[i][c as usize])] += 1.0);
+                        v
+                    };
+                    let levels: Vec<(Vec<f64>, Option<Vec<f64>>)> = path.iter().map(|(node, sibling)| (counts(node), sibling.as_deref().map(counts))).collect();
+                    h = render_in_runs(&h, &nested_runs(&levels, min_count));
+                }
             }
             histogram.extend(h);
         }
@@ -930,7 +982,10 @@ impl EnsembleGrower {
             if r.node == 0 && self.depth == 0 {
                 self.root_known[r.tree as usize] = true;
             }
-            tree.nodes[r.node as usize].value = criterion.value(totals(h));
+            if totals(h)[0] > 0.0 {
+                // An empty child (a split inside a run can leave one) keeps its split's value.
+                tree.nodes[r.node as usize].value = criterion.value(totals(h));
+            }
             let parent_patients = totals(h)[0];
             let Some(split) = best_split(h, &r.columns, &self.edges, criterion, self.min_leaf) else { continue };
             let base = tree.nodes.len() as u32;
@@ -1610,38 +1665,57 @@ mod tests {
         assert!(matches!(r, Err(SiteRefusal::BelowMinCount { .. })));
     }
 
-    /// Property 6 for tree rounds: at `min_count` 5 what a site sends of every node and column
-    /// is its runs of at least 5 patients rendered from their moments, with the node's totals
-    /// kept; at `min_count` 1 nothing moves (the partition tests above).
+    /// Property 6 for tree rounds: at `min_count` 5 every run a site releases holds 0 or at
+    /// least 5 patients, also as a difference between a node and its parent at the same column
+    /// (a red-team review's attack: parent minus child gave one patient's bin and gradient),
+    /// with the node's totals kept; at `min_count` 1 nothing moves (the partition tests above).
     #[test]
     fn a_site_sends_no_tree_bin_of_one_to_min_count_minus_one_patients() {
         let (z, y, ids) = data();
+        let n = 60;
         let edges = pooled_bin_edges(&z, 10, ValueGrid::DEFAULT, 32);
         let columns: Vec<u32> = (0..z[0].len() as u32).collect();
-        let request = [NodeRequest { tree: 0, node: 0, columns: columns.clone() }];
-        let n = 60;
-        for objective in [TreeObjective::ForestCounts { seed: 3 }, TreeObjective::BoostingGradients { base_margin: -0.4, ensemble: Vec::new() }] {
-            let answer = |min: u64| {
-                let a = SiteAggregate::new("s", site_tree_round(&z[..n], &y[..n], &ids[..n], &edges, &objective, &[Tree::leaf(0.0)], &request, min).unwrap());
-                a.values("histogram").unwrap().to_vec()
-            };
-            let (exact, merged) = (answer(1), answer(5));
-            let mut offset = 0;
-            for &c in &columns {
-                let width = 3 * (edges[c as usize].len() + 1);
-                let (e, m) = (&exact[offset..offset + width], &merged[offset..offset + width]);
-                assert!(e.chunks(3).any(|b| b[0] > 0.0 && b[0] < 5.0), "column {c}: a small bin to merge");
-                assert_ne!(e, m, "column {c}");
-                let runs = bin_runs(e, 5);
-                assert!(runs.iter().all(|r| r[0] >= 5.0), "column {c}: a run below 5 patients");
-                assert_eq!(m, render_runs(&runs, width / 3).as_slice(), "column {c}: the answer is the runs' rendering");
-                for j in 0..3 {
-                    let total = |h: &[f64]| h.iter().skip(j).step_by(3).sum::<f64>();
-                    assert!((total(e) - total(m)).abs() < 1e-9, "column {c}: totals kept");
-                }
-                offset += width;
+        // Root, then the root split at the median of column 0: node 1 holds 30 patients.
+        let mut col0: Vec<f64> = z[..n].iter().map(|r| r[0]).collect();
+        col0.sort_by(f64::total_cmp);
+        let leaf = || TreeNode { column: None, threshold: 0.0, children: [0, 0], value: 0.0 };
+        let split = Tree { nodes: vec![TreeNode { column: Some(0), threshold: (col0[29] + col0[30]) / 2.0, children: [1, 2], value: 0.0 }, leaf(), leaf()] };
+        let objective = TreeObjective::BoostingGradients { base_margin: -0.4, ensemble: Vec::new() };
+        let answer = |tree: &Tree, node: u32, min: u64| {
+            let request = [NodeRequest { tree: 0, node, columns: columns.clone() }];
+            let a = SiteAggregate::new("s", site_tree_round(&z[..n], &y[..n], &ids[..n], &edges, &objective, std::slice::from_ref(tree), &request, min).unwrap());
+            a.values("histogram").unwrap().to_vec()
+        };
+        let (root_exact, root) = (answer(&Tree::leaf(0.0), 0, 1), answer(&Tree::leaf(0.0), 0, 5));
+        let (child_exact, child) = (answer(&split, 1, 1), answer(&split, 1, 5));
+        let mut offset = 0;
+        let mut isolated_before = 0;
+        for &c in &columns {
+            let width = 3 * (edges[c as usize].len() + 1);
+            let at = |h: &[f64]| h[offset..offset + width].to_vec();
+            let (pe, ce, p, ch) = (at(&root_exact), at(&child_exact), at(&root), at(&child));
+            assert_ne!(pe, p, "column {c}: merged");
+            // Exact bins: the root minus its child at a bin often leaves 1 to 4 patients.
+            isolated_before += pe.chunks(3).zip(ce.chunks(3)).filter(|(a, b)| a[0] - b[0] > 0.0 && a[0] - b[0] < 5.0).count();
+            // The child's runs, as the site cut them; over each, root minus child is 0 or ≥ 5.
+            let counts = |h: &[f64]| h.chunks(3).map(|b| b[0]).collect::<Vec<f64>>();
+            let sibling: Vec<f64> = counts(&pe).iter().zip(counts(&ce)).map(|(a, b)| a - b).collect();
+            let runs = nested_runs(&[(counts(&pe), None), (counts(&ce), Some(sibling))], 5);
+            assert_eq!(ch, render_in_runs(&ce, &runs), "column {c}: the child's answer is its runs' rendering");
+            for &(from, to) in &runs {
+                let total = |h: &[f64]| h[3 * from..3 * (to + 1)].chunks(3).map(|b| b[0]).sum::<f64>();
+                let (parent, own) = (total(&p), total(&ch));
+                assert!(own == 0.0 || own >= 5.0 - 1e-9, "column {c}: a run of {own} patients");
+                let difference = parent - own;
+                assert!(difference.abs() < 1e-9 || difference >= 5.0 - 1e-9, "column {c}, bins {from}..={to}: root minus child is {difference} patients");
             }
+            for j in 0..3 {
+                let total = |h: &[f64]| h.iter().skip(j).step_by(3).sum::<f64>();
+                assert!((total(&pe) - total(&p)).abs() < 1e-9 && (total(&ce) - total(&ch)).abs() < 1e-9, "column {c}: totals kept");
+            }
+            offset += width;
         }
+        assert!(isolated_before > 10, "the exact bins gave the attack {isolated_before} cells");
     }
 
     #[test]
