@@ -623,6 +623,16 @@ mod tests {
         }
     }
 
+    /// The first round of a LASSO run on a fixed cohort, for the disk-bound tests: the
+    /// settings, the design's width and the points asked.
+    fn first_round() -> (LassoSettings, usize, Vec<proto::GlmPoint>) {
+        let (x, _, _) = cohort(7);
+        let p = standardiser(&x).center.len();
+        let settings = LassoSettings::default();
+        let Some(LassoRequest::Round(points)) = LassoPathSolver::new(settings.clone(), p).request() else { unreachable!() };
+        (settings, p, points.iter().map(|q| q.to_proto()).collect())
+    }
+
     /// A run started again and again replaces its log: the study's booked disk use stays the
     /// size of what is on disk, so restarts cannot use up the bound (found by a red-team
     /// review: before, each restart booked a new log and kept the old one's bytes).
@@ -630,11 +640,7 @@ mod tests {
     fn a_restarted_run_gives_its_old_log_back_to_the_disk_bound() {
         let dir = std::env::temp_dir().join(format!("fedrad-replay-restart-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let (x, _, _) = cohort(7);
-        let p = standardiser(&x).center.len();
-        let settings = LassoSettings::default();
-        let Some(LassoRequest::Round(points)) = LassoPathSolver::new(settings.clone(), p).request() else { unreachable!() };
-        let asked: Vec<proto::GlmPoint> = points.iter().map(|q| q.to_proto()).collect();
+        let (settings, p, asked) = first_round();
         let sites = vec!["s".to_string()];
         let digest = sha256_hex(b"r1");
         let r = Round { site_id: "s", study_id: "study", plan_sha256: "plan", task_id: "r1", task_digest: &digest, plan_sites: &sites, verified: None, study_dir: &dir };
@@ -668,11 +674,7 @@ mod tests {
     fn a_run_log_past_the_studys_disk_bound_is_refused_unwritten() {
         let dir = std::env::temp_dir().join(format!("fedrad-replay-disk-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let (x, _, _) = cohort(7);
-        let p = standardiser(&x).center.len();
-        let settings = LassoSettings::default();
-        let Some(LassoRequest::Round(points)) = LassoPathSolver::new(settings.clone(), p).request() else { unreachable!() };
-        let asked: Vec<proto::GlmPoint> = points.iter().map(|q| q.to_proto()).collect();
+        let (settings, p, asked) = first_round();
         let sites = vec!["s".to_string()];
         let r = Round {
             site_id: "s",
