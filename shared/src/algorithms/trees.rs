@@ -121,21 +121,9 @@ impl Tree {
         }
     }
 
-    /// The siblings along `node`'s path to the root: the other child of its parent, of its
-    /// grandparent, … (empty for the root). Answers for an ancestor and for the path's nodes
-    /// below it differ by exactly these subtrees.
-    pub fn path_siblings(&self, node: usize) -> Vec<usize> {
-        let mut out = Vec::new();
-        let mut k = node as u32;
-        while let Some(p) = self.nodes.iter().position(|p| p.column.is_some() && p.children.contains(&k)) {
-            let c = self.nodes[p].children;
-            out.push(if c[0] == k { c[1] } else { c[0] } as usize);
-            k = p as u32;
-        }
-        out
-    }
-
     /// The nodes from the root down to `node`, each with its sibling (none for the root).
+    /// Answers for an ancestor and for the path's nodes below it differ by exactly the
+    /// siblings' subtrees.
     pub fn path_from_root(&self, node: usize) -> Vec<(usize, Option<usize>)> {
         let mut out = Vec::new();
         let mut k = node as u32;
@@ -614,14 +602,16 @@ pub fn site_tree_round(
         // well, and this node is never asked.)
         let tree = &growing[r.tree as usize];
         let small = |k: u64| k > 0 && k < min_count;
-        let small_sibling = tree.path_siblings(r.node as usize).into_iter().any(|sib| small((0..n).filter(|&i| s[i].0 > 0.0 && tree.reaches(&z[i], sib)).count() as u64));
-        // The patients of every node on the path and of its sibling, for the nested runs.
+        // The patients of every node on the path and of its sibling: the siblings' sizes say
+        // whether to withhold, and all of them cut the nested runs. (With `min_count` 1 no
+        // set is small and nothing is merged.)
         let in_bag = |node: usize| -> Vec<usize> { (0..n).filter(|&i| s[i].0 > 0.0 && tree.reaches(&z[i], node)).collect() };
         let path: Vec<(Vec<usize>, Option<Vec<usize>>)> = if min_count > 1 {
             tree.path_from_root(r.node as usize).into_iter().map(|(node, sibling)| (in_bag(node), sibling.map(in_bag))).collect()
         } else {
             Vec::new()
         };
+        let small_sibling = path.iter().any(|(_, sibling)| sibling.as_ref().is_some_and(|v| small(v.len() as u64)));
         let hold = small(here) || (here > 0 && small_sibling);
         patients.push(if hold { 0.0 } else { here as f64 });
         // An empty node and a withheld one must look alike: only roots say which they are.
