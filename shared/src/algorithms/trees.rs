@@ -510,8 +510,7 @@ fn answered_node_members(trees: &[Tree], z: &[Vec<f64>], min_count: u64) -> Vec<
 /// * against every ancestor down from which the path splits on that one column only (each
 ///   child is then an interval of the ancestor's patients on it): the children's parts of the
 ///   ancestor's runs;
-/// * against the parent's run the threshold cuts (with patients of the parent on both sides):
-///   an ancestor higher up, answered at the same column with finer runs that meet at the
+/// * against the parent's run the threshold cuts: an ancestor higher up, answered at the same column with finer runs that meet at the
 ///   threshold, gives its patients on either side of it there, and minus the child's part
 ///   that is the part of the siblings along the path in between (a second review's attack: the
 ///   root's other child held one patient there, whose gradient it read). Every run of siblings
@@ -563,10 +562,11 @@ fn split_cuts_a_run_small(
             (counts(&below), counts(&above))
         })
         .collect();
+    // Every run, even one whose parent's patients all lie on one side of the threshold (the
+    // child's total still gives its part of the run, and the siblings' part follows: a third
+    // review's case); a run wholly on one side passes, its siblings' parts being unions of
+    // the ancestors' runs.
     for run in nested_runs(&levels[..depth], min_count) {
-        if sum(child, run) == 0.0 || sum(sibling, run) == 0.0 {
-            continue; // the threshold leaves the parent's patients of this run on one side
-        }
         for first in 0..halves.len() {
             let (mut below, mut above) = (0.0, 0.0);
             for h in &halves[first..] {
@@ -742,12 +742,17 @@ pub fn site_tree_round(
         let cuts = (1..path.len()).any(|m| split_cuts_a_run_small(tree, &path_nodes[..=m], &path[..=m], z, edges, min_count));
         // A node that holds, or lies within, a finished tree's node and differs from it by 1 to
         // `min_count` − 1 patients would give their count by difference, and with the
-        // finished trees' exact totals their gradients (a second review's attack).
-        let near_a_finished_node = r.node != 0
-            && finished.iter().any(|(m, size)| {
-                let both = members.iter().filter(|&&i| m[i]).count() as u64;
-                (both == here && small(size - here)) || (both == *size && small(here - size))
-            });
+        // finished trees' exact totals their gradients (a second review's attack). Checked for
+        // every node on the path below the root and its sibling (a third review's): a
+        // withheld node is its parent minus its sibling, and the sum of its children.
+        let near = |set: &[usize]| {
+            let k = set.len() as u64;
+            finished.iter().any(|(m, size)| {
+                let both = set.iter().filter(|&&i| m[i]).count() as u64;
+                (both == k && small(size - k)) || (both == *size && small(k - size))
+            })
+        };
+        let near_a_finished_node = !finished.is_empty() && path.iter().skip(1).any(|(node, sibling)| near(node) || sibling.as_deref().is_some_and(near));
         let hold = small(here) || (here > 0 && (small_sibling || cuts || near_a_finished_node));
         patients.push(if hold { 0.0 } else { here as f64 });
         // An empty node and a withheld one must look alike: only roots say which they are.
@@ -1962,58 +1967,96 @@ mod tests {
     #[test]
     fn a_split_below_another_columns_split_leaves_the_siblings_above_no_small_part() {
         let (z, y, ids) = data();
-        let n = z.len();
         let edges = pooled_bin_edges(&z, 10, ValueGrid::DEFAULT, 32);
         let objective = TreeObjective::BoostingGradients { base_margin: -0.4, ensemble: Vec::new() };
-        let counts = |c: usize, keep: &dyn Fn(&[f64]) -> bool| {
-            let mut v = vec![0.0; edges[c].len() + 1];
-            z[..n].iter().filter(|r| keep(r)).for_each(|r| v[bin_of(&edges[c], r[c])] += 1.0);
-            v
-        };
         let leaf = || TreeNode { column: None, threshold: 0.0, children: [0, 0], value: 0.0 };
-        let root_on_0 = counts(0, &|_| true);
-        let root_on_1 = counts(1, &|_| true);
-        let root_runs_on_1 = nested_runs(&[(root_on_1.clone(), None)], 5);
         let (mut attacks, mut withheld) = (0, 0);
-        for (from0, to0) in nested_runs(&[(root_on_0, None)], 5) {
-            let _ = from0;
-            let t0 = match edges[0].get(to0) {
-                Some(&t) => t,
-                None => continue,
-            };
-            let left_on_1 = counts(1, &|r| r[0] < t0);
-            let right_on_1 = counts(1, &|r| r[0] >= t0);
-            let parent_runs = nested_runs(&[(root_on_1.clone(), None), (left_on_1.clone(), Some(right_on_1))], 5);
-            for (b, &t1) in edges[1].iter().enumerate() {
-                let Some(&run) = parent_runs.iter().find(|&&(from, to)| from <= b && b < to) else { continue };
-                let tree = Tree {
-                    nodes: vec![
-                        TreeNode { column: Some(0), threshold: t0, children: [1, 2], value: 0.0 },
-                        TreeNode { column: Some(1), threshold: t1, children: [3, 4], value: 0.0 },
-                        leaf(),
-                        leaf(),
-                        leaf(),
-                    ],
+        // Several cohorts (the whole one and 60-patient slices) and pairs of columns.
+        for rows in [0..z.len(), 0..60, 60..120, 120..180, 169..229] {
+            let (z, y, ids) = (&z[rows.clone()], &y[rows.clone()], &ids[rows]);
+            for (ca, cb) in [(0usize, 1usize), (2, 3), (4, 5)] {
+                let counts = |c: usize, keep: &dyn Fn(&[f64]) -> bool| {
+                    let mut v = vec![0.0; edges[c].len() + 1];
+                    z.iter().filter(|r| keep(r)).for_each(|r| v[bin_of(&edges[c], r[c])] += 1.0);
+                    v
                 };
-                let request = [NodeRequest { tree: 0, node: 3, columns: Vec::new() }];
-                let a = SiteAggregate::new("s", site_tree_round(&z[..n], &y[..n], &ids[..n], &edges, &objective, std::slice::from_ref(&tree), &request, 5).unwrap());
-                let patients = a.values("patients").unwrap()[0];
-                if patients == 0.0 {
-                    withheld += 1;
-                    continue;
+                let root_on_b = counts(cb, &|_| true);
+                let root_runs_on_b = nested_runs(&[(root_on_b.clone(), None)], 5);
+                for (_, to) in nested_runs(&[(counts(ca, &|_| true), None)], 5) {
+                    let Some(&ta) = edges[ca].get(to) else { continue };
+                    let left_on_b = counts(cb, &|r| r[ca] < ta);
+                    let right_on_b = counts(cb, &|r| r[ca] >= ta);
+                    let parent_runs = nested_runs(&[(root_on_b.clone(), None), (left_on_b.clone(), Some(right_on_b))], 5);
+                    for (b, &tb) in edges[cb].iter().enumerate() {
+                        let Some(&run) = parent_runs.iter().find(|&&(from, to)| from <= b && b < to) else { continue };
+                        let tree = Tree {
+                            nodes: vec![
+                                TreeNode { column: Some(ca as u32), threshold: ta, children: [1, 2], value: 0.0 },
+                                TreeNode { column: Some(cb as u32), threshold: tb, children: [3, 4], value: 0.0 },
+                                leaf(),
+                                leaf(),
+                                leaf(),
+                            ],
+                        };
+                        let request = [NodeRequest { tree: 0, node: 3, columns: Vec::new() }];
+                        let a = SiteAggregate::new("s", site_tree_round(z, y, ids, &edges, &objective, std::slice::from_ref(&tree), &request, 5).unwrap());
+                        let patients = a.values("patients").unwrap()[0];
+                        if patients == 0.0 {
+                            withheld += 1;
+                            continue;
+                        }
+                        if !root_runs_on_b.iter().any(|r| r.1 == b) {
+                            continue; // the root's runs do not meet at the threshold
+                        }
+                        // The attack, from released totals only.
+                        let root_below: f64 = root_on_b[run.0..=b].iter().sum();
+                        let parent_before: f64 = parent_runs.iter().filter(|r| r.1 < run.0).map(|r| left_on_b[r.0..=r.1].iter().sum::<f64>()).sum();
+                        let part = root_below - (patients - parent_before);
+                        attacks += 1;
+                        assert!(
+                            part.abs() < 1e-9 || part >= 5.0 - 1e-9,
+                            "columns {ca}, {cb}: root split at {ta}, child at {tb}: the root's other child holds {part} patients there"
+                        );
+                    }
                 }
-                if !root_runs_on_1.iter().any(|r| r.1 == b) {
-                    continue; // the root's runs do not meet at the threshold
-                }
-                // The attack, from released totals only.
-                let root_below: f64 = root_on_1[run.0..=b].iter().sum();
-                let parent_before: f64 = parent_runs.iter().filter(|r| r.1 < run.0).map(|r| left_on_1[r.0..=r.1].iter().sum::<f64>()).sum();
-                let part = root_below - (patients - parent_before);
-                attacks += 1;
-                assert!(part.abs() < 1e-9 || part >= 5.0 - 1e-9, "root split at {t0}, child at {t1}: the root's other child holds {part} patients there");
             }
         }
         assert!(attacks > 5 && withheld > 5, "{attacks} answered grandchildren attacked, {withheld} withheld");
+    }
+
+    /// A third review's case: the parent's patients of the cut run all lie on one side of the
+    /// threshold, yet the root's finer runs meet there, so the grandchild's total gives the
+    /// root's other child's 2 patients below it. Built by hand: node 1 (column 0 < 0) holds 5
+    /// patients in column 1's bin 0, node 2 holds 2 there and 5 in bin 1; node 1's one run on
+    /// column 1 spans both, and node 1 splits at the bins' boundary.
+    #[test]
+    fn the_path_siblings_part_is_checked_where_the_parents_patients_lie_on_one_side() {
+        let mut z = vec![vec![-1.0, 0.5]; 5];
+        z.extend(vec![vec![1.0, 0.5]; 2]);
+        z.extend(vec![vec![1.0, 1.5]; 5]);
+        let y: Vec<bool> = (0..z.len()).map(|i| i % 2 == 0).collect();
+        let ids: Vec<String> = (0..z.len()).map(|i| format!("P{i}")).collect();
+        let edges = vec![vec![0.0], vec![1.0, 2.0, 3.0]];
+        let leaf = || TreeNode { column: None, threshold: 0.0, children: [0, 0], value: 0.0 };
+        let tree = Tree {
+            nodes: vec![
+                TreeNode { column: Some(0), threshold: 0.0, children: [1, 2], value: 0.0 },
+                TreeNode { column: Some(1), threshold: 1.0, children: [3, 4], value: 0.0 },
+                leaf(),
+                leaf(),
+                leaf(),
+            ],
+        };
+        // What the attack reads: the root's runs on column 1 meet at the threshold, node 1's do not.
+        let root: Vec<f64> = vec![7.0, 5.0, 0.0, 0.0];
+        assert_eq!(nested_runs(&[(root.clone(), None)], 5), [(0, 0), (1, 3)]);
+        assert_eq!(nested_runs(&[(root, None), (vec![5.0, 0.0, 0.0, 0.0], Some(vec![2.0, 5.0, 0.0, 0.0]))], 5), [(0, 3)]);
+        let objective = TreeObjective::BoostingGradients { base_margin: 0.0, ensemble: Vec::new() };
+        let request = [NodeRequest { tree: 0, node: 3, columns: Vec::new() }, NodeRequest { tree: 0, node: 4, columns: Vec::new() }];
+        let a = SiteAggregate::new("s", site_tree_round(&z, &y, &ids, &edges, &objective, &[tree], &request, 5).unwrap());
+        // Answered, node 3's 5 patients would leave the root's run of 7 below the threshold
+        // with node 2's 2 there.
+        assert_eq!(a.values("patients").unwrap(), [0.0, 0.0], "the pair is withheld");
     }
 
     /// Boosting's successive trees grow over the same patients (a second review's attack): a
@@ -2036,14 +2079,22 @@ mod tests {
         for &ta in &edges[0] {
             for &tb in &edges[0] {
                 let objective = TreeObjective::BoostingGradients { base_margin: -0.4, ensemble: vec![stump(ta)] };
-                let request = [NodeRequest { tree: 0, node: 1, columns: Vec::new() }];
+                let request = [NodeRequest { tree: 0, node: 1, columns: Vec::new() }, NodeRequest { tree: 0, node: 2, columns: Vec::new() }];
                 let a = SiteAggregate::new("s", site_tree_round(&z[..n], &y[..n], &ids[..n], &edges, &objective, &[stump(tb)], &request, 5).unwrap());
-                let patients = a.values("patients").unwrap()[0];
+                let (patients, sibling) = (a.values("patients").unwrap()[0], a.values("patients").unwrap()[1]);
                 let difference = (below(ta) - below(tb)).abs();
                 let answered_before = below(ta) >= 5 && n as i64 - below(ta) >= 5; // else the finished stump's leaves were withheld
                 if answered_before && (1..5).contains(&difference) {
                     small_differences += 1;
-                    assert_eq!(patients, 0.0, "thresholds {ta} and {tb}: {difference} patients apart");
+                    // The sibling too: the root minus the sibling would be the node.
+                    assert_eq!((patients, sibling), (0.0, 0.0), "thresholds {ta} and {tb}: {difference} patients apart");
+                    // And the node's children: their sum would be the node.
+                    let mut deeper = stump(tb);
+                    deeper.nodes[1] = TreeNode { column: Some(1), threshold: 0.0, children: [3, 4], value: 0.0 };
+                    deeper.nodes.extend([stump(0.0).nodes[1].clone(), stump(0.0).nodes[2].clone()]);
+                    let request = [NodeRequest { tree: 0, node: 3, columns: Vec::new() }, NodeRequest { tree: 0, node: 4, columns: Vec::new() }];
+                    let a = SiteAggregate::new("s", site_tree_round(&z[..n], &y[..n], &ids[..n], &edges, &objective, &[deeper], &request, 5).unwrap());
+                    assert_eq!(a.values("patients").unwrap(), [0.0, 0.0], "thresholds {ta} and {tb}: the children of a withheld node");
                 } else if patients > 0.0 {
                     answered += 1;
                 }
