@@ -467,6 +467,18 @@ fn nested_runs(levels: &[(Vec<f64>, Option<Vec<f64>>)], min_count: u64) -> Vec<(
     runs
 }
 
+/// Patients of `set` per bin of column `c` (edges `e`).
+fn bin_counts(set: &[usize], z: &[Vec<f64>], e: &[f64], c: usize) -> Vec<f64> {
+    let mut v = vec![0.0; e.len() + 1];
+    set.iter().for_each(|&i| v[bin_of(e, z[i][c])] += 1.0);
+    v
+}
+
+/// [`bin_counts`] of every node on a path and of its sibling: the levels [`nested_runs`] cuts.
+fn path_bin_counts(sets: &[(Vec<usize>, Option<Vec<usize>>)], z: &[Vec<f64>], e: &[f64], c: usize) -> Vec<(Vec<f64>, Option<Vec<f64>>)> {
+    sets.iter().map(|(node, sibling)| (bin_counts(node, z, e, c), sibling.as_deref().map(|s| bin_counts(s, z, e, c)))).collect()
+}
+
 /// Per node of `trees` that this site answered (not withheld for holding, or for a sibling
 /// along its path holding, 1 to `min_count` − 1 of its patients; roots left out, as a root's
 /// difference with any answered node is that node's siblings along its path), which of the
@@ -532,12 +544,7 @@ fn split_cuts_a_run_small(
     let Some(column) = parent.column else { return false };
     let (c, threshold) = (column as usize, parent.threshold);
     let e = &edges[c];
-    let counts = |set: &[usize]| {
-        let mut v = vec![0.0; e.len() + 1];
-        set.iter().for_each(|&i| v[bin_of(e, z[i][c])] += 1.0);
-        v
-    };
-    let levels: Vec<(Vec<f64>, Option<Vec<f64>>)> = sets.iter().map(|(node, sibling)| (counts(node), sibling.as_deref().map(counts))).collect();
+    let levels = path_bin_counts(sets, z, e, c);
     let (child, Some(sibling)) = &levels[depth] else { return false };
     let small = |k: f64| k > 0.0 && k < min_count as f64;
     let sum = |v: &[f64], (from, to): (usize, usize)| v[from..=to].iter().sum::<f64>();
@@ -559,7 +566,7 @@ fn split_cuts_a_run_small(
         .filter_map(|(_, sibling)| sibling.as_deref())
         .map(|set| {
             let (below, above): (Vec<usize>, Vec<usize>) = set.iter().partition(|&&i| z[i][c] < threshold);
-            (counts(&below), counts(&above))
+            (bin_counts(&below, z, e, c), bin_counts(&above, z, e, c))
         })
         .collect();
     // Every run, even one whose parent's patients all lie on one side of the threshold (the
@@ -770,12 +777,7 @@ pub fn site_tree_round(
                     h[3 * b + 2] += s[i].2;
                 }
                 if min_count > 1 {
-                    let counts = |set: &[usize]| {
-                        let mut v = vec![0.0; e.len() + 1];
-                        set.iter().for_each(|&i| v[bin_of(e, z[i][c as usize])] += 1.0);
-                        v
-                    };
-                    let levels: Vec<(Vec<f64>, Option<Vec<f64>>)> = path.iter().map(|(node, sibling)| (counts(node), sibling.as_deref().map(counts))).collect();
+                    let levels = path_bin_counts(&path, z, e, c as usize);
                     h = render_in_runs(&h, &nested_runs(&levels, min_count));
                 }
             }
