@@ -1682,6 +1682,15 @@ mod tests {
                         columns[0].columns =
                             if columns[0].columns.len() > 1 { columns[0].columns[1..].to_vec() } else { vec![(columns[0].columns[0] + 1) % width as u32] };
                         refused(&edges, r.ensemble, r.growing, &columns, "other candidate columns");
+                        // Totals alone where the rule asks columns, or columns where it asks totals.
+                        let mut flipped = r.nodes.to_vec();
+                        flipped[0].columns = if flipped[0].columns.is_empty() { vec![0] } else { Vec::new() };
+                        refused(&edges, r.ensemble, r.growing, &flipped, "a node's totals alone instead of its columns, or the reverse");
+                        if let Some(k) = r.nodes.iter().position(|n| n.columns.is_empty()) {
+                            let mut asked = r.nodes.to_vec();
+                            asked[k].columns = vec![0];
+                            refused(&edges, r.ensemble, r.growing, &asked, "columns of a node the rule asks only its totals of");
+                        }
                         let mut other_edges = edges.clone();
                         other_edges[0].pop();
                         refused(&other_edges, r.ensemble, r.growing, r.nodes, "other bin edges");
