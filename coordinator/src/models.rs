@@ -332,6 +332,8 @@ impl StudyRunner<'_> {
                 folds: 0,
                 attestations: Vec::new(),
                 per_site: false,
+                ensembles: Vec::new(),
+                peers: None,
             });
             let answers = self.round(step, round, self.all_sites(kind)).await?;
             let nested: Vec<_> = answers.iter().map(|a| a.nested("s0.")).collect();
@@ -444,6 +446,9 @@ impl StudyRunner<'_> {
         };
 
         let mut scorers: Vec<(ClassifierKind, Scorer, Option<String>)> = Vec::new();
+        // Each tree ensemble's leaf size and the sites' signed answers to its last round: the
+        // score task forwards them, and each site scores only the ensemble its replica grew.
+        let mut grown: BTreeMap<ClassifierKind, (u64, Vec<proto::SignedAnswer>)> = BTreeMap::new();
         let mut not_fitted: Vec<NotFitted> = Vec::new();
         let mut record = |kind: ClassifierKind, r: Result<(Scorer, Option<String>), String>| match r {
             Ok((scorer, note)) => scorers.push((kind, scorer, note)),
@@ -498,6 +503,8 @@ impl StudyRunner<'_> {
                             folds,
                             attestations: Vec::new(),
                             per_site: false,
+                            ensembles: Vec::new(),
+                            peers: None,
                         });
                         let answers = ctx.0.round(step, ctx.1, ctx.0.all_sites(task)).await.map_err(|e| e.to_string())?;
                         (0..fold_scorers.len() / folds as usize)
@@ -604,6 +611,7 @@ impl StudyRunner<'_> {
                         })
                         .await;
                         let what = format!("{} trees, depth ≤ {}, leaves ≥ {} patients", fs.trees, fs.max_depth, fs.min_leaf);
+                        grown.insert(ClassifierKind::RandomForest, (fs.min_leaf, previous));
                         record(ClassifierKind::RandomForest, fit.map(|(t, g)| (Scorer::Forest { width, trees: t }, Some(describe(&g, what)))));
                     }
                     if boosting {
@@ -617,6 +625,7 @@ impl StudyRunner<'_> {
                         })
                         .await;
                         let what = format!("{} trees of depth ≤ {}, η = {}", bs.rounds, bs.max_depth, bs.learning_rate);
+                        grown.insert(ClassifierKind::GradientBoosting, (bs.min_leaf, previous));
                         record(ClassifierKind::GradientBoosting, fit.map(|(t, g)| (Scorer::Boosted { width, base_margin: base, trees: t }, Some(describe(&g, what)))));
                     }
                 }
@@ -635,6 +644,14 @@ impl StudyRunner<'_> {
         round += 1;
         let per_site_results = self.held_out.is_none() && self.study.validation.per_site_results;
         let grid = metrics::DEFAULT_GRID;
+        let ensembles: Vec<proto::GrownEnsemble> = scorers
+            .iter()
+            .enumerate()
+            .filter_map(|(k, (kind, _, _))| grown.remove(kind).map(|(min_leaf, previous)| proto::GrownEnsemble { scorer: k as u32, min_leaf, previous }))
+            .collect();
+        // Read per site, the task is not secure-summed: it carries the sites' keys to check the
+        // ensembles' answers against.
+        let peers = if per_site_results && !ensembles.is_empty() { self.peer_keys()? } else { None };
         let kind = task::Kind::Score(proto::ScoreTask {
             design: Some(design.clone()),
             standardiser: Some(std.to_proto()),
@@ -643,6 +660,8 @@ impl StudyRunner<'_> {
             folds: 0,
             attestations: Vec::new(),
             per_site: per_site_results,
+            ensembles,
+            peers,
         });
         let (answers, held_out) = match self.held_out.clone() {
             None => (self.round(step, round, self.all_sites(kind)).await?, None),

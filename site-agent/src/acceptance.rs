@@ -21,7 +21,7 @@
 //! | `tree_round` | deep trees, other bootstrap seeds; a child's exact totals minus its parent's runs wholly on its side (the part of a run its split cuts off) | the plan's tree kinds, seed, depth, bins, tree and round counts; every round as the site's replica asks it (`trees::TreeReplica`); bins released in runs of 0 or ≥ `min_count`, nested along the path; a pair withheld when a sibling along the path is small or its split cuts an ancestor's run into a part of 1 to `min_count` − 1 (`fedrad_shared::algorithms::trees`) |
 //! | `encoder_round` | batch size 1, chosen rates: gradients of one patient | the plan's local training settings; batches of at least `min_count`; the plan's initial weights in round 1; rounds in order |
 //! | model tasks | classifiers the study does not fit | only the plan's classifiers (logistic regression also for the site-alone baselines) |
-//! | `score`, `paired_scores` | a "model" that is one column, scored at fine resolution | only models whose fitting rounds the site answered, or within a per-study budget of unverifiable ones ([`crate::ledger`]); comparisons only of models already scored |
+//! | `score`, `paired_scores` | a "model" that is one column, scored at fine resolution; a forest whose leaves are boxes around known people | only models whose fitting rounds the site answered, or within a per-study budget of unverifiable ones ([`crate::ledger`]); a tree ensemble only as the site's replica grew it, from every site's signed answers to its last round (`trees::TreeReplica::expect_grown`); comparisons only of models already scored |
 //! | `paired_scores` round 2 | forged "merged" histograms as a membership test; copies of a model, each with its own made-up threshold | the merged histograms must contain the site's own patients, cell by cell, and equally many patients per class for every model; no model twice; one set of merged histograms per list of models ([`crate::ledger`]); each patient placed by its released cell (small cells merged), so placements say no more than the first round's histograms |
 //! | `score`, `table1`, `value_histogram`, `rank_histogram` | a fine grid whose cells hold one patient each: that patient's value, with cohort and outcome | small cells merged into groups of at least `min_count` released as their count, mean and SD (`fedrad_shared::algorithms::small_cells`) |
 //! | `combat_sums` | none free (the plan's covariates over the site's training patients); tables whose populations differ by a patient | the plan harmonises; each outcome class ≥ `min_count` when the outcome is protected; 1 + covariate columns within `max_parameter_ratio`; the estimation rows differ from every other table's population by 0 or ≥ `min_count` patients per class (engine) |
@@ -144,7 +144,22 @@ pub fn accept(kind: &task::Kind, plan: &StudyPlan, min_count: u64) -> Result<(),
                 return invalid("the study plan has no hyperparameter search (out-of-fold scores)");
             }
             let width = design_width(t.design.as_ref());
-            t.scorers.iter().try_for_each(|s| scorer(plan, s, width))
+            t.scorers.iter().try_for_each(|s| scorer(plan, s, width))?;
+            // At most one last round per tree scorer, from at most the plan's sites.
+            let mut seen = std::collections::BTreeSet::new();
+            for e in &t.ensembles {
+                let tree = t
+                    .scorers
+                    .get(e.scorer as usize)
+                    .is_some_and(|s| s.kind == proto::ScorerKind::RandomForest as i32 || s.kind == proto::ScorerKind::BoostedTrees as i32);
+                if !tree || !seen.insert(e.scorer) {
+                    return invalid("the ensembles' last rounds name each tree scorer of the task once");
+                }
+                if e.previous.len() > plan.site_set().len() {
+                    return invalid("an ensemble's last round answered by more sites than the plan's");
+                }
+            }
+            Ok(())
         }
         task::Kind::ValueHistogram(t) => {
             design(plan, t.design.as_ref())?;

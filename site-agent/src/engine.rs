@@ -1023,7 +1023,26 @@ impl SiteEngine {
                 if held_out_here {
                     self.ledger(&task.study_id, plan).accept_held_out_scorers(plan, t.design.as_ref(), t.standardiser.as_ref(), &t.scorers)?;
                 } else {
-                    self.ledger(&task.study_id, plan).accept_scorers(plan, &self.config.site_id, t.design.as_ref(), t.standardiser.as_ref(), &t.scorers, t.folds)?;
+                    // The sites' keys to check the ensembles' answers against: the secure sum's,
+                    // or those a score task read per site carries.
+                    let tree_scorers = t.scorers.iter().any(|s| s.kind == proto::ScorerKind::RandomForest as i32 || s.kind == proto::ScorerKind::BoostedTrees as i32);
+                    let carried = if secure.is_none() && tree_scorers { self.carried_peers(plan, t.peers.as_ref(), "a score task of tree ensembles")? } else { None };
+                    let verified = secure.or(carried.as_ref());
+                    let grown = |slot: usize| self.grown_ensemble(task, plan, task_digest, verified, t, slot);
+                    let ensembles = if verified.is_some() || plan.site_set().len() == 1 {
+                        crate::ledger::GrownEnsembles::Recomputed(&grown)
+                    } else {
+                        crate::ledger::GrownEnsembles::Unverifiable
+                    };
+                    self.ledger(&task.study_id, plan).accept_scorers(
+                        plan,
+                        &self.config.site_id,
+                        t.design.as_ref(),
+                        t.standardiser.as_ref(),
+                        &t.scorers,
+                        t.folds,
+                        ensembles,
+                    )?;
                 }
                 drop(_guard);
                 selection::score(&data, t, min)
@@ -1135,7 +1154,7 @@ impl SiteEngine {
                 check_weights_digest(t)?;
                 // Embedding answers counts, not a secure sum: the sites' keys to check the
                 // forwarded answers against come in `peers`, verified as a secure sum's are.
-                let peers = self.embedding_peers(plan, t.peers.as_ref())?;
+                let peers = self.carried_peers(plan, t.peers.as_ref(), "an embedding task")?;
                 let encoder = (t.sequence.as_str(), t.architecture.as_ref(), &t.weights[..]);
                 let step = self.recompute_encoder(task, plan, task_digest, peers.as_ref(), encoder, &t.previous, &|r| r.expect_final(&t.weights))?;
                 let agg = self.embed(&task.study_id, t, plan)?;
@@ -2085,6 +2104,68 @@ impl SiteEngine {
         self.accept_run(&self.tree_runs, task, task_digest, secure, &plan_sites, run_task)
     }
 
+    /// Whether the tree ensemble at `slot` of a score task is exactly the one this site's
+    /// replica grew ([`crate::ledger::GrownEnsembles`]): the run of its design, standardiser
+    /// and objective with the leaf size the task names (and, for boosting, the scorer's base
+    /// margin), after the sum of every site's signed answer to its last tree round.
+    fn grown_ensemble(
+        &self,
+        task: &Task,
+        plan: &fedrad_shared::plan::StudyPlan,
+        task_digest: &str,
+        verified: Option<&VerifiedSites>,
+        t: &proto::ScoreTask,
+        slot: usize,
+    ) -> Result<(), SiteRefusal> {
+        use fedrad_shared::algorithms::classifiers::Scorer;
+        use fedrad_shared::algorithms::trees::{self, EnsembleSettings, TreeReplica};
+        let invalid = |m: String| SiteRefusal::InvalidParameters(m);
+        let width = crate::acceptance::design_width(t.design.as_ref());
+        let (objective, base_margin, scored) = match Scorer::from_proto(&t.scorers[slot], width)? {
+            Scorer::Forest { trees, .. } => (proto::TreeObjective::ForestCounts, 0.0, trees),
+            Scorer::Boosted { base_margin, trees, .. } => (proto::TreeObjective::BoostingGradients, base_margin, trees),
+            _ => return Err(invalid(format!("scorer {slot} is not a tree ensemble"))),
+        };
+        let end = t.ensembles.iter().find(|e| e.scorer as usize == slot).ok_or_else(|| {
+            invalid(format!(
+                "scorer {slot} is a tree ensemble, and the task carries no signed answers to its last tree round: this site scores only the ensemble its replica grew"
+            ))
+        })?;
+        let m = &plan.models;
+        let forest = objective == proto::TreeObjective::ForestCounts;
+        let (settings, seed) = if forest {
+            (EnsembleSettings::Forest(trees::ForestSettings { min_leaf: end.min_leaf, ..m.forest.clone() }), m.forest.seed)
+        } else {
+            (EnsembleSettings::Boosting(trees::BoostingSettings { min_leaf: end.min_leaf, ..m.boosting.clone() }), 0)
+        };
+        // The run's slot and key as its tree rounds made them (`recompute_trees`).
+        let design = tree_design_key(t.design.as_ref(), t.standardiser.as_ref());
+        let objective = objective as i32;
+        let run_slot = crate::replay::key_of(&[design.as_bytes(), &objective.to_le_bytes()]);
+        let key = crate::replay::key_of(&[run_slot.as_bytes(), &end.min_leaf.to_le_bytes(), &base_margin.to_le_bytes(), &seed.to_le_bytes()]);
+        let plan_sites = plan.site_set();
+        let fresh = || TreeReplica::new(settings.clone(), width);
+        let expect = |r: &TreeReplica| r.expect_grown(&scored);
+        let run_task =
+            crate::replay::RunTask { slot: run_slot, key, participants: plan_sites.clone(), fresh: &fresh, expect: &expect, previous: &end.previous, opening: None };
+        let study_dir = self.study_dir(&task.study_id);
+        let round = crate::replay::Round {
+            site_id: &self.config.site_id,
+            study_id: &task.study_id,
+            plan_sha256: &task.plan_sha256,
+            task_id: &task.task_id,
+            task_digest,
+            plan_sites: &plan_sites,
+            verified,
+            study_dir: &study_dir,
+        };
+        match self.tree_runs.check_end(&round, run_task, |task_id| self.cached_answer(&task.study_id, task_id)) {
+            Ok(()) => Ok(()),
+            Err(Failure::Refused(r)) => Err(r),
+            Err(Failure::Failed(m)) => Err(SiteRefusal::Precondition(m)),
+        }
+    }
+
     /// Accepts a comparison's first round, and its second only with "merged" histograms that
     /// are exactly the sum of every site's signed answer to the first ([`crate::replay`],
     /// `paired_auc::ComparisonReplica`). One run per list of compared models.
@@ -2142,9 +2223,11 @@ impl SiteEngine {
         self.accept_run(&self.encoder_runs, task, task_digest, secure, &plan_sites, run_task)
     }
 
-    /// The sites' keys an embedding task carries, verified against the plan's pins (a study
-    /// that secure-sums must send them; one that does not has none to send).
-    fn embedding_peers(&self, plan: &fedrad_shared::plan::StudyPlan, peers: Option<&proto::SecureSum>) -> Result<Option<VerifiedSites>, Failure> {
+    /// The sites' keys a task that is not secure-summed carries to check forwarded answers
+    /// against (an embedding task; a score task of tree ensembles read per site), verified
+    /// against the plan's pins (a study that secure-sums must send them; one that does not has
+    /// none to send). `what` names the task in refusals.
+    fn carried_peers(&self, plan: &fedrad_shared::plan::StudyPlan, peers: Option<&proto::SecureSum>, what: &str) -> Result<Option<VerifiedSites>, Failure> {
         let invalid = |m: String| Failure::Refused(SiteRefusal::InvalidParameters(m));
         match (&plan.secure_aggregation, peers) {
             (Some(settings), Some(peers)) => {
@@ -2154,8 +2237,8 @@ impl SiteEngine {
                     .map_err(|why| Failure::Refused(SiteRefusal::Precondition(format!("this site has no certificate key to check the sites' keys: {why}"))))?;
                 secure_sum::verify_peers(own, &plan.site_set(), &settings.site_keys, peers).map(Some).map_err(|e| invalid(format!("the sites' keys: {e}")))
             }
-            (Some(_), None) => Err(invalid("an embedding task of a study that secure-sums must carry the sites' keys to check the last round's answers against".into())),
-            (None, Some(_)) => Err(invalid("an embedding task carries site keys, but the approved plan does not secure-sum".into())),
+            (Some(_), None) => Err(invalid(format!("{what} of a study that secure-sums must carry the sites' keys to check the last round's answers against"))),
+            (None, Some(_)) => Err(invalid(format!("{what} carries site keys, but the approved plan does not secure-sum"))),
             (None, None) => Ok(None),
         }
     }

@@ -10,11 +10,14 @@
 //! Check: the site records every linear model it evaluated in a classifier round (logistic
 //! regression, the SVMs' Platt rounds) under the design and standardiser of that round, and
 //! scores a logistic regression or SVM only if it is one of them (a Newton fit ends at the
-//! point whose gradient it last asked for, so the fitted model is always recorded). Scorers it
-//! cannot verify from its own rounds — naive Bayes (from merged moments), tree ensembles (whose
-//! last splits come from merged histograms) and other sites' site-alone baselines — are
-//! accepted only within a per-study budget derived from the plan: one of each kind per model
-//! of the plan (three per sequence), and one site-alone baseline per other site and sequence.
+//! point whose gradient it last asked for, so the fitted model is always recorded). A tree
+//! ensemble is scored only if it is exactly the one the site's replica grew: the score task
+//! carries every site's signed answer to the ensemble's last tree round, which the replica
+//! absorbs ([`GrownEnsembles`]). Scorers it cannot verify from its own rounds — naive Bayes
+//! (from merged moments), other sites' site-alone baselines, and tree ensembles of a study
+//! whose rounds it cannot recompute — are accepted only within a per-study budget derived
+//! from the plan: one of each kind per model of the plan (three per sequence), and one
+//! site-alone baseline per other site and sequence.
 //! A scorer answered once may be asked again (DeLong's comparison re-scores the same models);
 //! a comparison may only name models already scored.
 //!
@@ -49,6 +52,18 @@ impl EdgePin {
             None => Ok(()),
         }
     }
+}
+
+/// How a score task's tree ensembles are checked ([`ModelLedger::accept_scorers`]).
+pub enum GrownEnsembles<'a> {
+    /// The study's tree rounds are recomputed: a forest or boosted trees is scored only if it
+    /// is the ensemble this site's replica grew (the scorer's position in the task; the check
+    /// of [`crate::replay::Runs::check_end`] with `trees::TreeReplica::expect_grown`).
+    Recomputed(&'a dyn Fn(usize) -> Result<(), SiteRefusal>),
+    /// A study this site cannot recompute (several sites, no pinned keys, the site's
+    /// `policy.unverified_rounds`): thresholds on the pinned edges, within the budget of
+    /// unverified scorers.
+    Unverifiable,
 }
 
 /// Fitted models of one kind a site scores per model design and standardiser (see
@@ -203,6 +218,7 @@ impl ModelLedger {
         std: Option<&proto::Standardiser>,
         scorers: &[proto::ScorerSpec],
         folds: u32,
+        ensembles: GrownEnsembles,
     ) -> Result<(), SiteRefusal> {
         let out_of_fold = folds > 0;
         let frame = model_frame(design, std);
@@ -253,7 +269,13 @@ impl ModelLedger {
                 continue;
             }
             let kind = scorer.kind();
-            if matches!(kind, ClassifierKind::RandomForest | ClassifierKind::GradientBoosting) {
+            let trees = matches!(kind, ClassifierKind::RandomForest | ClassifierKind::GradientBoosting);
+            if let (true, GrownEnsembles::Recomputed(grown)) = (trees, &ensembles) {
+                grown(slot)?;
+                new.push((key, None));
+                continue;
+            }
+            if trees {
                 let edges = self
                     .pinned_edges(&frame, kind == ClassifierKind::RandomForest)
                     .ok_or_else(|| SiteRefusal::InvalidParameters(format!("a {} this site took no part in growing", kind.label())))?;

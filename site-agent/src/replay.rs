@@ -327,6 +327,39 @@ impl<R: Replay> Runs<R> {
     }
 }
 
+impl<R: Replay> Runs<R> {
+    /// Checks what a run made, for a task that uses it (a score task scores a tree ensemble
+    /// only as this site's replica grew it): `task.expect` on the run's replica after the sum
+    /// of every participating site's signed answers to the run's last task, checked as a next
+    /// task's would be. Nothing is recorded, so the same end can be checked again; a task
+    /// refused here changes nothing.
+    pub fn check_end(&self, round: &Round, task: RunTask<R>, own_answer: impl Fn(&str) -> Option<(String, proto::Aggregate)>) -> Result<(), Failure> {
+        let path = self.log_path(round.study_dir, round.plan_sha256, &task.slot);
+        let slot = (round.study_id.to_string(), round.plan_sha256.to_string(), task.slot.clone());
+        let other_inputs = || refuse(format!("this site took part in no {} with these inputs", self.what));
+        let (replica, last_task_id, last_task_digest) = {
+            let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+            if !runs.contains_key(&slot) {
+                // A restarted site: the run's log, replayed only with the inputs it was begun with.
+                if logged_key(&path).is_some_and(|k| k != task.key) {
+                    return other_inputs();
+                }
+                if let Some(run) = load(&path, task.fresh).map_err(|e| Failure::Failed(format!("the {} record {}: {e}", self.what, path.display())))? {
+                    runs.insert(slot.clone(), run);
+                }
+            }
+            match runs.get(&slot) {
+                Some(run) if run.key == task.key => (run.replica.clone(), run.last_task_id.clone(), run.last_task_digest.clone()),
+                _ => return other_inputs(),
+            }
+        };
+        let sum = verified_sum(round, &task.participants, (&last_task_id, &last_task_digest), task.previous, &own_answer)?;
+        let mut replica = replica;
+        replica.absorb(&sum)?;
+        (task.expect)(&replica).map_err(Failure::Refused)
+    }
+}
+
 /// The study's disk use that run logs are booked on (`policy.max_study_disk_bytes`).
 pub trait DiskUse {
     /// Books `bytes` more, or refuses past the bound.

@@ -930,6 +930,8 @@ fn score_task(design: &proto::ModelDesign, std: &proto::Standardiser, scorers: V
         folds: 0,
         attestations: Vec::new(),
         per_site: false,
+        ensembles: Vec::new(),
+        peers: None,
     })
 }
 
@@ -1153,17 +1155,23 @@ fn attacks_chosen_scorers() {
             let members = site.patients.len();
             let others = people.len() - members;
             let advantage = members_hit as f64 / members as f64 - others_hit as f64 / others.max(1) as f64;
-            // GAP: tree scorers are accepted unverified (within the budget) with any thresholds:
-            // one such "model" is a membership, cohort and outcome test for up to 100 people.
+            // Reached only if a site scored a forest it did not grow: one such "model" is a
+            // membership, cohort and outcome test for up to 100 people.
             report(
-                "score: forest \"model\" of boxes around known people (unverified budget)",
+                "score: forest \"model\" of boxes around known people",
                 "answered",
                 &format!(
                     "1 task: membership advantage {advantage:.2} ({members_hit}/{members} patients vs {others_hit}/{others} others flagged); cohort and outcome of {right}/{members} patients"
                 ),
             );
+            panic!("a forest the site did not grow was scored");
         }
-        Reply::Refused(_, detail) => report("score: forest \"model\" of boxes (unverified budget)", "refused", &detail),
+        Reply::Refused(_, detail) => {
+            // A forest is scored only as the site's replica grew it (the ensemble's last tree
+            // round's answers in the task): this one was never grown.
+            assert!(detail.contains("only the ensemble its replica grew"), "{detail}");
+            report("score: forest \"model\" of boxes around known people", "refused", &detail);
+        }
         Reply::Failed(detail) => panic!("forest score failed: {detail}"),
     }
 
@@ -1280,6 +1288,8 @@ fn attacks_population_differencing() {
             folds: 10,
             attestations: Vec::new(),
             per_site: false,
+            ensembles: Vec::new(),
+            peers: None,
         }),
     );
     // What differencing can still compare: the plan's own populations (training, each fold's
@@ -1396,6 +1406,8 @@ fn attacks_zoomed_histograms() {
                 folds: 0,
                 attestations: Vec::new(),
                 per_site: false,
+                ensembles: Vec::new(),
+                peers: None,
             }),
         );
     }
@@ -1453,6 +1465,8 @@ fn attacks_zoomed_histograms() {
             folds: 0,
             attestations: Vec::new(),
             per_site: false,
+            ensembles: Vec::new(),
+            peers: None,
         }),
     );
     let root = Tree { nodes: vec![TreeNode { column: None, threshold: 0.0, children: [0, 0], value: 0.0 }] };
@@ -2451,6 +2465,91 @@ fn attacks_tree_rounds() {
     }
 }
 
+/// Property 5 for trees: a forest is scored only as the site's replica grew it. Before, a
+/// scored ensemble was checked only for thresholds on the design's pinned edges (within a
+/// budget of three unverified scorers per sequence), so its leaves could be any boxes of the
+/// edges' cells with leaf values of the coordinator's choosing; now the score task carries the
+/// sites' signed answers to the ensemble's last tree round, the site's replica absorbs them and
+/// the scorer must be exactly the grown forest, trees, thresholds and leaf values.
+#[test]
+fn attacks_tree_scorers_are_the_grown_ensemble() {
+    let site = site("grown");
+    let columns = &site.usable[..3];
+    let std = site.standardiser(columns, 1.0, &BTreeMap::new());
+    let design = site.design(columns);
+    let width = columns.len();
+    let counts = site.answered(
+        "value counts of the design",
+        task::Kind::ValueHistogram(proto::ValueHistogramTask {
+            design: Some(design.clone()),
+            standardiser: Some(std.clone()),
+            cells_per_sd: ValueGrid::DEFAULT.cells_per_sd,
+            limit_sd: ValueGrid::DEFAULT.limit_sd,
+        }),
+    );
+    // The study's forest, grown honestly round by round (a one-site study: the site's answers
+    // are the sums), each round forwarding the site's answer to the one before.
+    let f = &site.plan.models.forest;
+    let min_leaf = f.min_leaf.max(site.engine.config.policy.min_count);
+    let settings = trees::ForestSettings { min_leaf, ..f.clone() };
+    let sum = |a: &proto::Aggregate| SiteAggregate::new(site.engine.config.site_id.clone(), a.clone());
+    let edges = trees::combine_bin_edges(&[sum(&counts)], width, ValueGrid::DEFAULT, settings.bins).unwrap();
+    let mut grower = trees::EnsembleGrower::new(trees::EnsembleSettings::Forest(settings.clone()), edges.clone());
+    let mut last = counts;
+    let mut rounds = 0;
+    while let Some(r) = grower.request() {
+        let nodes = r.nodes.to_vec();
+        let round = proto::TreeRoundTask {
+            design: Some(design.clone()),
+            standardiser: Some(std.clone()),
+            objective: proto::TreeObjective::ForestCounts as i32,
+            edges: edges.iter().map(|e| proto::BinEdges { edges: e.clone() }).collect(),
+            growing: write_trees(r.growing),
+            nodes: nodes.iter().map(|q| proto::NodeRequest { tree: q.tree, node: q.node, columns: q.columns.clone() }).collect(),
+            seed: f.seed,
+            base_margin: 0.0,
+            ensemble: write_trees(r.ensemble),
+            min_leaf,
+            previous: vec![own_answer(&site, &last)],
+        };
+        rounds += 1;
+        last = site.answered(&format!("the forest's tree round {rounds}"), task::Kind::TreeRound(round));
+        let h = trees::combine_tree_round(&[sum(&last)], &edges, &nodes).unwrap();
+        grower.absorb(&h).unwrap();
+    }
+    let (forest, growth) = grower.finish().unwrap();
+    assert!(growth.leaves > forest.len() as u64, "the forest grew no split: {growth:?}");
+    let spec = |trees: &[Tree]| proto::ScorerSpec { kind: proto::ScorerKind::RandomForest as i32, parameters: write_trees(trees), random_features: None };
+    let end = |min_leaf: u64| proto::GrownEnsemble { scorer: 0, min_leaf, previous: vec![own_answer(&site, &last)] };
+    let score = |scorer: proto::ScorerSpec, ensembles: Vec<proto::GrownEnsemble>| match score_task(&design, &std, vec![scorer]) {
+        task::Kind::Score(t) => task::Kind::Score(proto::ScoreTask { ensembles, ..t }),
+        _ => unreachable!(),
+    };
+
+    // A forest on the pinned edges whose one leaf value is the coordinator's (the grown forest
+    // with one leaf moved): before, within the budget of unverified scorers, answered.
+    let mut moved = forest.clone();
+    let leaf = moved[0].nodes.iter_mut().find(|n| n.column.is_none()).unwrap();
+    leaf.value = if leaf.value > 0.5 { 0.0 } else { 1.0 };
+    let d = site.refused("score: the grown forest with one leaf value changed", score(spec(&moved), vec![end(min_leaf)]));
+    assert!(d.contains("not the ones grown"), "{d}");
+    report("score: a forest on the pinned edges, one leaf value the coordinator's", "refused", &d);
+    let d = site.refused("score: a forest without its last round's answers", score(spec(&forest), Vec::new()));
+    assert!(d.contains("no signed answers to its last tree round"), "{d}");
+    let d = site.refused("score: the grown forest under another leaf size", score(spec(&forest), vec![end(min_leaf + 1)]));
+    assert!(d.contains("no tree ensemble with these inputs"), "{d}");
+    let d = site.refused("score: the grown forest less one tree", score(spec(&forest[1..]), vec![end(min_leaf)]));
+    assert!(d.contains("not the ones grown"), "{d}");
+    let mut altered = last.clone();
+    altered.patient_count += 1;
+    let forged = proto::GrownEnsemble { previous: vec![own_answer(&site, &altered)], ..end(min_leaf) };
+    site.refused("score: the grown forest with an altered last answer", score(spec(&forest), vec![forged]));
+    // The study's own forest, with its last round's answers: scored, and again (a comparison
+    // re-scores the same models).
+    site.answered("score: the grown forest", score(spec(&forest), vec![end(min_leaf)]));
+    site.answered("score: the grown forest again", score(spec(&forest), vec![end(min_leaf)]));
+}
+
 /// This site's answer as the coordinator forwards it (a one-site study: its answer is the sum;
 /// the site checks it against its reply cache, so no signature is needed).
 fn own_answer(site: &Site, answer: &proto::Aggregate) -> proto::SignedAnswer {
@@ -2772,6 +2871,8 @@ fn attacks_out_of_fold_scoring_with_in_sample_fits() {
             folds,
             attestations: Vec::new(),
             per_site: false,
+            ensembles: Vec::new(),
+            peers: None,
         })
     };
     site.answered("a fit's first round over every training patient", first_round(0));

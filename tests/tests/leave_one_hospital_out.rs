@@ -137,6 +137,8 @@ async fn each_hospital_left_out_is_the_study_of_the_others_and_scores_only_attes
             folds: 0,
             attestations,
             per_site: false,
+            ensembles: Vec::new(),
+            peers: None,
         })
     };
     // The analysis secure-sums its score rounds: every task carries the fitting sites' keys

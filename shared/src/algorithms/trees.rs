@@ -35,7 +35,9 @@
 //! split is a function of the settings, the bin edges and the summed histograms. Each round
 //! the coordinator forwards every site's signed answer to the round before (the value counts,
 //! for an ensemble's first round), and each site grows the same trees ([`TreeReplica`]) and
-//! answers only the round they ask next (see [`site_accepts_value_grid`]).
+//! answers only the round they ask next (see [`site_accepts_value_grid`]). The score task
+//! forwards the answers to the last round too, and a site scores an ensemble only if it is
+//! the one its replica grew ([`TreeReplica::expect_grown`]), to the last leaf value.
 //!
 //! **Disclosure.** `min_leaf` is never below the largest `min_count` of the sites. A site
 //! that holds between 1 and `min_count − 1` of a requested node's patients *withholds* that
@@ -1261,6 +1263,25 @@ impl TreeReplica {
         Ok(())
     }
 
+    /// Whether `trees` are exactly the ensemble the replica grew, once it has absorbed the sum
+    /// of the sites' answers to the last tree round. A site scores a forest or boosted trees
+    /// only then (issue 17, property 5): no scored tree, threshold or leaf value is the
+    /// coordinator's choice. Before, a scored ensemble was checked only for thresholds on the
+    /// pinned edges, so its leaves could be boxes around known people within the edges' cells
+    /// and a budget of unverified scorers.
+    pub fn expect_grown(&self, trees: &[Tree]) -> Result<(), SiteRefusal> {
+        let bad = |m: &str| Err(SiteRefusal::InvalidParameters(format!("tree recomputation: {m}; this site scores only the ensemble the study's split rule grew")));
+        let Some(g) = &self.grower else { return bad("the ensemble has no bin edges yet") };
+        if g.request().is_some() {
+            return bad("the ensemble is not grown yet: the split rule asks for a further round");
+        }
+        match g.clone().finish() {
+            Err(e) => bad(&e),
+            Ok((grown, _)) if grown != trees => bad("the scored trees are not the ones grown from the sums of the sites' answers"),
+            Ok(_) => Ok(()),
+        }
+    }
+
     /// Tree rounds absorbed so far.
     pub fn rounds(&self) -> u64 {
         self.grower.as_ref().map_or(0, |g| g.growth.rounds)
@@ -1698,6 +1719,7 @@ mod tests {
                     if !r.ensemble.is_empty() {
                         assert!(replica.expect(&edges, &r.ensemble[1..], r.growing, r.nodes).is_err(), "another finished ensemble");
                     }
+                    assert!(replica.expect_grown(r.growing).is_err(), "round {round}: an ensemble still growing is scored");
                     let objective = match &settings {
                         EnsembleSettings::Forest(f) => TreeObjective::ForestCounts { seed: f.seed },
                         EnsembleSettings::Boosting(_) => TreeObjective::BoostingGradients { base_margin: base, ensemble: r.ensemble.to_vec() },
@@ -1712,6 +1734,13 @@ mod tests {
                 assert!(replica.expect(&edges, &last_e, &last_g, &[NodeRequest { tree: 0, node: 0, columns: vec![0] }]).is_err(), "a round past the end");
                 let (trees, growth) = coordinator.finish().unwrap();
                 assert_eq!(growth.withheld_nodes, 0);
+                // What the site scores: exactly the grown ensemble, to the last leaf value.
+                replica.expect_grown(&trees).unwrap_or_else(|e| panic!("sites {sizes:?}: {e}"));
+                let mut moved = trees.clone();
+                let leaf = moved.iter_mut().flat_map(|t| t.nodes.iter_mut()).rfind(|n| n.column.is_none()).unwrap();
+                leaf.value = f64::from_bits(leaf.value.to_bits() + 1);
+                assert!(replica.expect_grown(&moved).is_err(), "a leaf value moved by one ulp was scored");
+                assert!(replica.expect_grown(&trees[1..]).is_err(), "a tree left out was scored");
                 let pooled_edges = pooled_bin_edges(&z, width, ValueGrid::DEFAULT, settings.bins());
                 assert_eq!(edges, pooled_edges);
                 let pooled = match &settings {
