@@ -332,7 +332,7 @@ impl StudyRunner<'_> {
                 folds: 0,
                 attestations: Vec::new(),
                 per_site: false,
-                ensembles: Vec::new(),
+                fit_ends: Vec::new(),
                 peers: None,
             });
             let answers = self.round(step, round, self.all_sites(kind)).await?;
@@ -428,27 +428,31 @@ impl StudyRunner<'_> {
         };
         // One Newton-fitted classifier (logistic, linear or RBF SVM with Platt scaling) with
         // penalty C, on the training patients outside `exclude_fold` (0: all of them).
-        let fit_newton = async |s: &mut Self, round: &mut u64, kind: ClassifierKind, c: f64, exclude_fold: u32| -> Result<Scorer, String> {
+        // With the sites' signed answers to the fit's last round: the score task forwards them,
+        // and each site scores only the model its replica of the fit reached.
+        let fit_newton = async |s: &mut Self, round: &mut u64, kind: ClassifierKind, c: f64, exclude_fold: u32| -> Result<(Scorer, Vec<proto::SignedAnswer>), String> {
             let mut previous = Vec::new();
             if kind == ClassifierKind::LogisticRegression {
                 let b = newton_fit(s, round, NewtonObjective::RidgeLogistic { c }, q, c, &[], None, exclude_fold, &mut previous).await?;
-                return Ok(Scorer::Logistic { intercept: b[0], coefficients: b[1..].to_vec() });
+                return Ok((Scorer::Logistic { intercept: b[0], coefficients: b[1..].to_vec() }, previous));
             }
             let features = if kind == ClassifierKind::RbfSvm { Some(rff.ok_or("no random feature fits every site's parameter limit")?) } else { None };
             let q = features.map_or(q, |r| r.count as usize + 1);
             let w = newton_fit(s, round, NewtonObjective::SquaredHinge { c }, q, c, &[], features, exclude_fold, &mut previous).await?;
             let ab = newton_fit(s, round, NewtonObjective::Platt, 2, c, &w, features, exclude_fold, &mut previous).await?;
             let (intercept, coefficients, platt_a, platt_b) = (w[0], w[1..].to_vec(), ab[0], ab[1]);
-            Ok(match features {
+            let scorer = match features {
                 Some(features) => Scorer::RbfSvm { width, features, intercept, coefficients, platt_a, platt_b },
                 None => Scorer::LinearSvm { intercept, coefficients, platt_a, platt_b },
-            })
+            };
+            Ok((scorer, previous))
         };
 
         let mut scorers: Vec<(ClassifierKind, Scorer, Option<String>)> = Vec::new();
-        // Each tree ensemble's leaf size and the sites' signed answers to its last round: the
-        // score task forwards them, and each site scores only the ensemble its replica grew.
-        let mut grown: BTreeMap<ClassifierKind, (u64, Vec<proto::SignedAnswer>)> = BTreeMap::new();
+        // How each fit ended (its leaf size or penalty, and the sites' signed answers to its last
+        // round): the score task forwards them, and each site scores only what its replica of
+        // the fit reached.
+        let mut ends: BTreeMap<ClassifierKind, proto::FitEnd> = BTreeMap::new();
         let mut not_fitted: Vec<NotFitted> = Vec::new();
         let mut record = |kind: ClassifierKind, r: Result<(Scorer, Option<String>), String>| match r {
             Ok((scorer, note)) => scorers.push((kind, scorer, note)),
@@ -491,7 +495,7 @@ impl StudyRunner<'_> {
                     &mut ctx,
                     &settings.search.c,
                     folds,
-                    async |ctx: &mut (&mut Self, u64), c: f64, k: u32| fit_newton(ctx.0, &mut ctx.1, kind, c, k).await,
+                    async |ctx: &mut (&mut Self, u64), c: f64, k: u32| fit_newton(ctx.0, &mut ctx.1, kind, c, k).await.map(|(scorer, _)| scorer),
                     async |ctx: &mut (&mut Self, u64), fold_scorers: &[Scorer]| {
                         ctx.1 += 1;
                         let grid = metrics::DEFAULT_GRID;
@@ -503,7 +507,7 @@ impl StudyRunner<'_> {
                             folds,
                             attestations: Vec::new(),
                             per_site: false,
-                            ensembles: Vec::new(),
+                            fit_ends: Vec::new(),
                             peers: None,
                         });
                         let answers = ctx.0.round(step, ctx.1, ctx.0.all_sites(task)).await.map_err(|e| e.to_string())?;
@@ -533,7 +537,10 @@ impl StudyRunner<'_> {
                 penalties.insert(kind, (c, Vec::new()));
                 c
             };
-            let fit = fit_newton(self, &mut round, kind, c, 0).await;
+            let fit = fit_newton(self, &mut round, kind, c, 0).await.map(|(scorer, last)| {
+                ends.insert(kind, proto::FitEnd { scorer: 0, min_leaf: 0, previous: last, penalty: c });
+                scorer
+            });
             record(kind, fit.map(|s| (s, (!notes.is_empty()).then(|| notes.join("; ")))));
         }
         // 5. Trees: shared bin edges from one round of value counts, then level-wise growth.
@@ -611,7 +618,7 @@ impl StudyRunner<'_> {
                         })
                         .await;
                         let what = format!("{} trees, depth ≤ {}, leaves ≥ {} patients", fs.trees, fs.max_depth, fs.min_leaf);
-                        grown.insert(ClassifierKind::RandomForest, (fs.min_leaf, previous));
+                        ends.insert(ClassifierKind::RandomForest, proto::FitEnd { scorer: 0, min_leaf: fs.min_leaf, previous, penalty: 0.0 });
                         record(ClassifierKind::RandomForest, fit.map(|(t, g)| (Scorer::Forest { width, trees: t }, Some(describe(&g, what)))));
                     }
                     if boosting {
@@ -625,7 +632,7 @@ impl StudyRunner<'_> {
                         })
                         .await;
                         let what = format!("{} trees of depth ≤ {}, η = {}", bs.rounds, bs.max_depth, bs.learning_rate);
-                        grown.insert(ClassifierKind::GradientBoosting, (bs.min_leaf, previous));
+                        ends.insert(ClassifierKind::GradientBoosting, proto::FitEnd { scorer: 0, min_leaf: bs.min_leaf, previous, penalty: 0.0 });
                         record(ClassifierKind::GradientBoosting, fit.map(|(t, g)| (Scorer::Boosted { width, base_margin: base, trees: t }, Some(describe(&g, what)))));
                     }
                 }
@@ -644,14 +651,11 @@ impl StudyRunner<'_> {
         round += 1;
         let per_site_results = self.held_out.is_none() && self.study.validation.per_site_results;
         let grid = metrics::DEFAULT_GRID;
-        let ensembles: Vec<proto::GrownEnsemble> = scorers
-            .iter()
-            .enumerate()
-            .filter_map(|(k, (kind, _, _))| grown.remove(kind).map(|(min_leaf, previous)| proto::GrownEnsemble { scorer: k as u32, min_leaf, previous }))
-            .collect();
+        let fit_ends: Vec<proto::FitEnd> =
+            scorers.iter().enumerate().filter_map(|(k, (kind, _, _))| ends.remove(kind).map(|end| proto::FitEnd { scorer: k as u32, ..end })).collect();
         // Read per site, the task is not secure-summed: it carries the sites' keys to check the
-        // ensembles' answers against.
-        let peers = if per_site_results && !ensembles.is_empty() { self.peer_keys()? } else { None };
+        // fits' last answers against.
+        let peers = if per_site_results && !fit_ends.is_empty() { self.peer_keys()? } else { None };
         let kind = task::Kind::Score(proto::ScoreTask {
             design: Some(design.clone()),
             standardiser: Some(std.to_proto()),
@@ -660,7 +664,7 @@ impl StudyRunner<'_> {
             folds: 0,
             attestations: Vec::new(),
             per_site: per_site_results,
-            ensembles,
+            fit_ends,
             peers,
         });
         let (answers, held_out) = match self.held_out.clone() {

@@ -145,18 +145,16 @@ pub fn accept(kind: &task::Kind, plan: &StudyPlan, min_count: u64) -> Result<(),
             }
             let width = design_width(t.design.as_ref());
             t.scorers.iter().try_for_each(|s| scorer(plan, s, width))?;
-            // At most one last round per tree scorer, from at most the plan's sites.
+            // At most one end per fitted scorer (naive Bayes has no rounds), from at most the
+            // plan's sites.
             let mut seen = std::collections::BTreeSet::new();
-            for e in &t.ensembles {
-                let tree = t
-                    .scorers
-                    .get(e.scorer as usize)
-                    .is_some_and(|s| s.kind == proto::ScorerKind::RandomForest as i32 || s.kind == proto::ScorerKind::BoostedTrees as i32);
-                if !tree || !seen.insert(e.scorer) {
-                    return invalid("the ensembles' last rounds name each tree scorer of the task once");
+            for e in &t.fit_ends {
+                let fitted = t.scorers.get(e.scorer as usize).is_some_and(|s| s.kind != proto::ScorerKind::NaiveBayes as i32);
+                if !fitted || !seen.insert(e.scorer) {
+                    return invalid("the fits' ends name each fitted scorer of the task once (naive Bayes has none)");
                 }
                 if e.previous.len() > plan.site_set().len() {
-                    return invalid("an ensemble's last round answered by more sites than the plan's");
+                    return invalid("a fit's last round answered by more sites than the plan's");
                 }
             }
             Ok(())

@@ -1023,16 +1023,18 @@ impl SiteEngine {
                 if held_out_here {
                     self.ledger(&task.study_id, plan).accept_held_out_scorers(plan, t.design.as_ref(), t.standardiser.as_ref(), &t.scorers)?;
                 } else {
-                    // The sites' keys to check the ensembles' answers against: the secure sum's,
+                    // The sites' keys to check the fits' last answers against: the secure sum's,
                     // or those a score task read per site carries.
-                    let tree_scorers = t.scorers.iter().any(|s| s.kind == proto::ScorerKind::RandomForest as i32 || s.kind == proto::ScorerKind::BoostedTrees as i32);
-                    let carried = if secure.is_none() && tree_scorers { self.carried_peers(plan, t.peers.as_ref(), "a score task of tree ensembles")? } else { None };
+                    let carried =
+                        if secure.is_none() && !t.fit_ends.is_empty() { self.carried_peers(plan, t.peers.as_ref(), "a score task with its fits' ends")? } else { None };
                     let verified = secure.or(carried.as_ref());
-                    let grown = |slot: usize| self.grown_ensemble(task, plan, task_digest, verified, t, slot);
-                    let ensembles = if verified.is_some() || plan.site_set().len() == 1 {
-                        crate::ledger::GrownEnsembles::Recomputed(&grown)
+                    let fit_end = |slot: usize| self.fit_end(task, plan, task_digest, verified, t, slot);
+                    // A study whose rounds this site recomputes (it pins the sites' keys, or has
+                    // this site alone) scores its fitted models only as their fits ended.
+                    let ends = if plan.secure_aggregation.is_some() || plan.site_set().len() == 1 {
+                        crate::ledger::FitEnds::Recomputed(&fit_end)
                     } else {
-                        crate::ledger::GrownEnsembles::Unverifiable
+                        crate::ledger::FitEnds::Unverifiable
                     };
                     self.ledger(&task.study_id, plan).accept_scorers(
                         plan,
@@ -1041,7 +1043,7 @@ impl SiteEngine {
                         t.standardiser.as_ref(),
                         &t.scorers,
                         t.folds,
-                        ensembles,
+                        ends,
                     )?;
                 }
                 drop(_guard);
@@ -2104,11 +2106,13 @@ impl SiteEngine {
         self.accept_run(&self.tree_runs, task, task_digest, secure, &plan_sites, run_task)
     }
 
-    /// Whether the tree ensemble at `slot` of a score task is exactly the one this site's
-    /// replica grew ([`crate::ledger::GrownEnsembles`]): the run of its design, standardiser
-    /// and objective with the leaf size the task names (and, for boosting, the scorer's base
-    /// margin), after the sum of every site's signed answer to its last tree round.
-    fn grown_ensemble(
+    /// Whether the task carries the end of the fit of the model at `slot` (`Ok(false)`: it
+    /// does not), and if so whether the model is exactly what that fit reached
+    /// ([`crate::ledger::FitEnds`]): the run of its design and standardiser (a tree ensemble's
+    /// of its objective, with the leaf size the end names and, for boosting, the scorer's base
+    /// margin; a Newton fit's of its family, random features and penalty, over all training
+    /// patients) after the sum of every site's signed answer to its last round.
+    fn fit_end(
         &self,
         task: &Task,
         plan: &fedrad_shared::plan::StudyPlan,
@@ -2116,38 +2120,17 @@ impl SiteEngine {
         verified: Option<&VerifiedSites>,
         t: &proto::ScoreTask,
         slot: usize,
-    ) -> Result<(), SiteRefusal> {
-        use fedrad_shared::algorithms::classifiers::Scorer;
+    ) -> Result<bool, SiteRefusal> {
+        use fedrad_shared::algorithms::classifiers::{FitReplica, Scorer};
         use fedrad_shared::algorithms::trees::{self, EnsembleSettings, TreeReplica};
+        let Some(end) = t.fit_ends.iter().find(|e| e.scorer as usize == slot) else { return Ok(false) };
         let invalid = |m: String| SiteRefusal::InvalidParameters(m);
-        let width = crate::acceptance::design_width(t.design.as_ref());
-        let (objective, base_margin, scored) = match Scorer::from_proto(&t.scorers[slot], width)? {
-            Scorer::Forest { trees, .. } => (proto::TreeObjective::ForestCounts, 0.0, trees),
-            Scorer::Boosted { base_margin, trees, .. } => (proto::TreeObjective::BoostingGradients, base_margin, trees),
-            _ => return Err(invalid(format!("scorer {slot} is not a tree ensemble"))),
-        };
-        let end = t.ensembles.iter().find(|e| e.scorer as usize == slot).ok_or_else(|| {
-            invalid(format!(
-                "scorer {slot} is a tree ensemble, and the task carries no signed answers to its last tree round: this site scores only the ensemble its replica grew"
-            ))
-        })?;
-        let m = &plan.models;
-        let forest = objective == proto::TreeObjective::ForestCounts;
-        let (settings, seed) = if forest {
-            (EnsembleSettings::Forest(trees::ForestSettings { min_leaf: end.min_leaf, ..m.forest.clone() }), m.forest.seed)
-        } else {
-            (EnsembleSettings::Boosting(trees::BoostingSettings { min_leaf: end.min_leaf, ..m.boosting.clone() }), 0)
-        };
-        // The run's slot and key as its tree rounds made them (`recompute_trees`).
-        let design = tree_design_key(t.design.as_ref(), t.standardiser.as_ref());
-        let objective = objective as i32;
-        let run_slot = crate::replay::key_of(&[design.as_bytes(), &objective.to_le_bytes()]);
-        let key = crate::replay::key_of(&[run_slot.as_bytes(), &end.min_leaf.to_le_bytes(), &base_margin.to_le_bytes(), &seed.to_le_bytes()]);
         let plan_sites = plan.site_set();
-        let fresh = || TreeReplica::new(settings.clone(), width);
-        let expect = |r: &TreeReplica| r.expect_grown(&scored);
-        let run_task =
-            crate::replay::RunTask { slot: run_slot, key, participants: plan_sites.clone(), fresh: &fresh, expect: &expect, previous: &end.previous, opening: None };
+        if verified.is_none() && plan_sites.len() > 1 {
+            return Err(invalid("the task carries no site keys to check its fits' last answers against".into()));
+        }
+        let width = crate::acceptance::design_width(t.design.as_ref());
+        let spec = &t.scorers[slot];
         let study_dir = self.study_dir(&task.study_id);
         let round = crate::replay::Round {
             site_id: &self.config.site_id,
@@ -2159,8 +2142,80 @@ impl SiteEngine {
             verified,
             study_dir: &study_dir,
         };
-        match self.tree_runs.check_end(&round, run_task, |task_id| self.cached_answer(&task.study_id, task_id)) {
-            Ok(()) => Ok(()),
+        let own_answer = |task_id: &str| self.cached_answer(&task.study_id, task_id);
+        let m = &plan.models;
+        let design_bytes = t.design.as_ref().map(|d| d.encode_to_vec()).unwrap_or_default();
+        let std_bytes = t.standardiser.as_ref().map(|s| s.encode_to_vec()).unwrap_or_default();
+        let checked = match Scorer::from_proto(spec, width)? {
+            scorer @ (Scorer::Forest { .. } | Scorer::Boosted { .. }) => {
+                let (objective, base_margin, scored) = match scorer {
+                    Scorer::Forest { trees, .. } => (proto::TreeObjective::ForestCounts, 0.0, trees),
+                    Scorer::Boosted { base_margin, trees, .. } => (proto::TreeObjective::BoostingGradients, base_margin, trees),
+                    _ => unreachable!("matched above"),
+                };
+                let (settings, seed) = if objective == proto::TreeObjective::ForestCounts {
+                    (EnsembleSettings::Forest(trees::ForestSettings { min_leaf: end.min_leaf, ..m.forest.clone() }), m.forest.seed)
+                } else {
+                    (EnsembleSettings::Boosting(trees::BoostingSettings { min_leaf: end.min_leaf, ..m.boosting.clone() }), 0)
+                };
+                // The run's slot and key as its tree rounds made them (`recompute_trees`).
+                let design = tree_design_key(t.design.as_ref(), t.standardiser.as_ref());
+                let objective = objective as i32;
+                let run_slot = crate::replay::key_of(&[design.as_bytes(), &objective.to_le_bytes()]);
+                let key = crate::replay::key_of(&[run_slot.as_bytes(), &end.min_leaf.to_le_bytes(), &base_margin.to_le_bytes(), &seed.to_le_bytes()]);
+                let fresh = || TreeReplica::new(settings.clone(), width);
+                let expect = |r: &TreeReplica| r.expect_grown(&scored);
+                let run = crate::replay::RunTask {
+                    slot: run_slot,
+                    key,
+                    participants: plan_sites.clone(),
+                    fresh: &fresh,
+                    expect: &expect,
+                    previous: &end.previous,
+                    opening: None,
+                };
+                self.tree_runs.check_end(&round, run, own_answer)
+            }
+            Scorer::NaiveBayes { .. } => return Err(invalid(format!("scorer {slot} is naive Bayes, which has no fitting rounds to end"))),
+            scorer => {
+                let (family, model, platt): (&[u8], Vec<f64>, Option<[f64; 2]>) = match scorer {
+                    Scorer::Logistic { intercept, coefficients } => (b"logistic", [vec![intercept], coefficients].concat(), None),
+                    Scorer::LinearSvm { intercept, coefficients, platt_a, platt_b } | Scorer::RbfSvm { intercept, coefficients, platt_a, platt_b, .. } => {
+                        (b"svm", [vec![intercept], coefficients].concat(), Some([platt_a, platt_b]))
+                    }
+                    _ => unreachable!("trees and naive Bayes matched above"),
+                };
+                // The fit's key as its classifier rounds made it (`recompute_fit`): all
+                // training patients (no fold left out), not a site-alone baseline.
+                let q = model.len();
+                let c = end.penalty;
+                let key = crate::replay::key_of(&[
+                    &design_bytes,
+                    &std_bytes,
+                    family,
+                    &spec.random_features.as_ref().map(|r| r.encode_to_vec()).unwrap_or_default(),
+                    &0u32.to_le_bytes(),
+                    &c.to_le_bytes(),
+                    &[0u8],
+                    &(q as u64).to_le_bytes(),
+                ]);
+                let logistic = platt.is_none();
+                let fresh = || if logistic { FitReplica::logistic(c, q) } else { FitReplica::svm(c, q) };
+                let expect = |r: &FitReplica| r.expect_fitted(&model, platt);
+                let run = crate::replay::RunTask {
+                    slot: key.clone(),
+                    key,
+                    participants: plan_sites.clone(),
+                    fresh: &fresh,
+                    expect: &expect,
+                    previous: &end.previous,
+                    opening: None,
+                };
+                self.classifier_fits.check_end(&round, run, own_answer)
+            }
+        };
+        match checked {
+            Ok(()) => Ok(true),
             Err(Failure::Refused(r)) => Err(r),
             Err(Failure::Failed(m)) => Err(SiteRefusal::Precondition(m)),
         }

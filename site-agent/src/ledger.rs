@@ -7,17 +7,22 @@
 //! with their outcome. The plan's coefficient bounds do not stop this: the grid is fine enough
 //! for any bounded slope.
 //!
-//! Check: the site records every linear model it evaluated in a classifier round (logistic
-//! regression, the SVMs' Platt rounds) under the design and standardiser of that round, and
-//! scores a logistic regression or SVM only if it is one of them (a Newton fit ends at the
-//! point whose gradient it last asked for, so the fitted model is always recorded). A tree
-//! ensemble is scored only if it is exactly the one the site's replica grew: the score task
-//! carries every site's signed answer to the ensemble's last tree round, which the replica
-//! absorbs ([`GrownEnsembles`]). Scorers it cannot verify from its own rounds — naive Bayes
-//! (from merged moments), other sites' site-alone baselines, and tree ensembles of a study
-//! whose rounds it cannot recompute — are accepted only within a per-study budget derived
-//! from the plan: one of each kind per model of the plan (three per sequence), and one
-//! site-alone baseline per other site and sequence.
+//! Check: in a study whose rounds the site recomputes (it pins the sites' keys, or has the
+//! site alone), a model the sites fitted is scored only as its fit ended: the score task
+//! carries every site's signed answer to the fit's last round, the site's replica of that fit
+//! absorbs them, and the scorer must be exactly what it reached — a logistic regression's or
+//! SVM's final Newton point and the SVM's Platt scaling, a tree ensemble's trees to the last
+//! leaf value ([`FitEnds`]). Not an iterate the fit passed through, nor a point of the
+//! coordinator's choosing. Its own site-alone baseline, which the study scores at every site,
+//! a site scores at any point of that fit. In a study it cannot recompute, the site records
+//! every linear model it evaluated in a classifier round (logistic regression, the SVMs'
+//! Platt rounds) under the design and standardiser of that round and scores a logistic
+//! regression or SVM only if it is one of them, and trees only with thresholds on the pinned
+//! edges. Scorers it cannot verify from its own rounds — naive Bayes (from merged moments),
+//! other sites' site-alone baselines, and tree ensembles of a study whose rounds it cannot
+//! recompute — are accepted only within a per-study budget derived from the plan: one of each
+//! kind per model of the plan (three per sequence), and one site-alone baseline per other site
+//! and sequence.
 //! A scorer answered once may be asked again (DeLong's comparison re-scores the same models);
 //! a comparison may only name models already scored.
 //!
@@ -54,15 +59,17 @@ impl EdgePin {
     }
 }
 
-/// How a score task's tree ensembles are checked ([`ModelLedger::accept_scorers`]).
-pub enum GrownEnsembles<'a> {
-    /// The study's tree rounds are recomputed: a forest or boosted trees is scored only if it
-    /// is the ensemble this site's replica grew (the scorer's position in the task; the check
-    /// of [`crate::replay::Runs::check_end`] with `trees::TreeReplica::expect_grown`).
-    Recomputed(&'a dyn Fn(usize) -> Result<(), SiteRefusal>),
+/// How a score task's fitted models are checked ([`ModelLedger::accept_scorers`]).
+pub enum FitEnds<'a> {
+    /// The study's rounds are recomputed: a model the sites fitted is scored only as its fit
+    /// ended. `check(slot)` is `Ok(false)` when the task carries no end for the scorer at
+    /// `slot`, `Ok(true)` when it does and the scorer is exactly what that fit reached (a
+    /// tree ensemble as the site's replica grew it, a Newton fit's final point and Platt
+    /// scaling; [`crate::replay::Runs::check_end`]), and a refusal otherwise.
+    Recomputed(&'a dyn Fn(usize) -> Result<bool, SiteRefusal>),
     /// A study this site cannot recompute (several sites, no pinned keys, the site's
-    /// `policy.unverified_rounds`): thresholds on the pinned edges, within the budget of
-    /// unverified scorers.
+    /// `policy.unverified_rounds`): linear models at any point their fits evaluated, trees with
+    /// thresholds on the pinned edges within the budget of unverified scorers.
     Unverifiable,
 }
 
@@ -196,6 +203,11 @@ impl ModelLedger {
             // A search's fit without fold k: scored out of fold in fold k's place only.
             self.append("fold_fits.txt", &format!("{} {key}", t.exclude_fold))?;
         }
+        if t.site_alone {
+            // The site's own site-alone baseline, scored without its fit's end (the study's
+            // score task goes to every site; only this one fitted it).
+            self.append("alone_fits.txt", &key)?;
+        }
         self.append("fits.txt", &key)
     }
 
@@ -218,7 +230,7 @@ impl ModelLedger {
         std: Option<&proto::Standardiser>,
         scorers: &[proto::ScorerSpec],
         folds: u32,
-        ensembles: GrownEnsembles,
+        ends: FitEnds,
     ) -> Result<(), SiteRefusal> {
         let out_of_fold = folds > 0;
         let frame = model_frame(design, std);
@@ -227,6 +239,7 @@ impl ModelLedger {
         let verified = self.lines("verified.txt");
         let width = design.map_or(0, |d| d.features.as_ref().map_or(0, |f| f.columns.len()) + d.clinical_columns.len());
         let fits = self.lines("fits.txt");
+        let alone_fits = self.lines("alone_fits.txt");
         let mut scored = self.lines("scored.txt");
         let mut unverified = self.lines("unverified.txt");
         let sequences = plan.selection.feature_sets().len().max(1);
@@ -251,8 +264,19 @@ impl ModelLedger {
             if scored.contains(&key) || new.iter().any(|(k, _)| k == &key) {
                 continue;
             }
+            // In a study whose rounds this site recomputes, a model it fitted is scored as its
+            // fit ended (the task carries the signed answers to the fit's last round), or as the
+            // site's own site-alone baseline; out of fold, or in a study it cannot recompute,
+            // any point its fits evaluated counts.
+            let recomputed = matches!(ends, FitEnds::Recomputed(_)) && !out_of_fold;
+            let ended = match &ends {
+                FitEnds::Recomputed(check) if !out_of_fold => check(slot)?,
+                _ => false,
+            };
             let fitted = fitted_key(&frame, &scorer, spec);
-            if fitted.as_ref().is_some_and(|f| fits.contains(f)) {
+            let fitted_here =
+                if recomputed { ended || fitted.as_ref().is_some_and(|f| alone_fits.contains(f)) } else { fitted.as_ref().is_some_and(|f| fits.contains(f)) };
+            if fitted.is_some() && fitted_here {
                 if !out_of_fold {
                     let label = scorer.kind().label();
                     let prefix = format!("{frame_id} {label} ");
@@ -270,8 +294,12 @@ impl ModelLedger {
             }
             let kind = scorer.kind();
             let trees = matches!(kind, ClassifierKind::RandomForest | ClassifierKind::GradientBoosting);
-            if let (true, GrownEnsembles::Recomputed(grown)) = (trees, &ensembles) {
-                grown(slot)?;
+            if trees && recomputed {
+                if !ended {
+                    return Err(SiteRefusal::InvalidParameters(format!(
+                        "scorer {slot} is a tree ensemble, and the task carries no signed answers to its last tree round: this site scores only the ensemble its replica grew"
+                    )));
+                }
                 new.push((key, None));
                 continue;
             }
@@ -293,8 +321,9 @@ impl ModelLedger {
             let used = unverified.iter().chain(new.iter().filter_map(|(_, k)| k.as_ref())).filter(|k| k.as_str() == kind.label()).count();
             if used >= budget {
                 return Err(SiteRefusal::InvalidParameters(format!(
-                    "a {} model this site did not fit: it scores only models whose fitting rounds it answered, and of the ones it cannot verify at most {budget} ({why}), all used",
-                    kind.label()
+                    "a {} model this site did not fit{}: it scores only models whose fitting rounds it answered, and of the ones it cannot verify at most {budget} ({why}), all used",
+                    kind.label(),
+                    if recomputed { " to its end (the task carries no signed answers to the last round of a fit that reached it)" } else { "" }
                 )));
             }
             new.push((key, Some(kind.label().to_string())));

@@ -930,7 +930,7 @@ fn score_task(design: &proto::ModelDesign, std: &proto::Standardiser, scorers: V
         folds: 0,
         attestations: Vec::new(),
         per_site: false,
-        ensembles: Vec::new(),
+        fit_ends: Vec::new(),
         peers: None,
     })
 }
@@ -1288,7 +1288,7 @@ fn attacks_population_differencing() {
             folds: 10,
             attestations: Vec::new(),
             per_site: false,
-            ensembles: Vec::new(),
+            fit_ends: Vec::new(),
             peers: None,
         }),
     );
@@ -1406,7 +1406,7 @@ fn attacks_zoomed_histograms() {
                 folds: 0,
                 attestations: Vec::new(),
                 per_site: false,
-                ensembles: Vec::new(),
+                fit_ends: Vec::new(),
                 peers: None,
             }),
         );
@@ -1465,7 +1465,7 @@ fn attacks_zoomed_histograms() {
             folds: 0,
             attestations: Vec::new(),
             per_site: false,
-            ensembles: Vec::new(),
+            fit_ends: Vec::new(),
             peers: None,
         }),
     );
@@ -2036,11 +2036,53 @@ fn attacks_standardiser_pins_follow_the_column_across_tables() {
     s.answered("the same columns in t1c+t2 with the pinned standardiser", correlation(in_both(), 0.0));
 }
 
-/// A one-column model on column 3 of `table` that the site may score: the first round of its
-/// logistic fit (zero coefficients, the plan's C, the training rows' own standardiser), which
-/// the site answers and so records as fitted. It scores every patient alike, so the counts its
-/// scores release per cohort and class are what differencing two such answers reads.
-fn zero_model(s: &Site, table: &str) -> proto::ScoredModel {
+/// A model the site fitted, with the end of its fit that its score task carries.
+type Fitted = (proto::ScoredModel, proto::FitEnd);
+
+/// The study's own logistic fit of `design` under `std` at the site, to its end (a one-site
+/// study: the site's answers are the sums, and each round forwards its answer to the one
+/// before): the fitted model, and the end of the fit that its score task carries.
+fn fit_logistic(s: &Site, design: &proto::ModelDesign, std: &proto::Standardiser) -> (proto::ScorerSpec, proto::FitEnd) {
+    let (scorer, end, _) = fit_logistic_points(s, design, std);
+    (scorer, end)
+}
+
+/// [`fit_logistic`], with every point the fit evaluated, in order.
+fn fit_logistic_points(s: &Site, design: &proto::ModelDesign, std: &proto::Standardiser) -> (proto::ScorerSpec, proto::FitEnd, Vec<Vec<f64>>) {
+    use fedrad_shared::algorithms::classifiers::{NewtonMinimiser, NewtonObjective};
+    let c = s.plan.models.logistic.c;
+    let objective = NewtonObjective::RidgeLogistic { c };
+    let mut newton = NewtonMinimiser::new(objective.start(std.center.len() + 1));
+    let mut previous = Vec::new();
+    let mut points = Vec::new();
+    while let Some(x) = newton.request() {
+        let x = x.to_vec();
+        points.push(x.clone());
+        let answer = s.answered(
+            "a round of the study's logistic fit",
+            task::Kind::ClassifierRound(proto::ClassifierRoundTask {
+                design: Some(design.clone()),
+                standardiser: Some(std.clone()),
+                objective: proto::ClassifierObjective::Logistic as i32,
+                parameters: x.clone(),
+                penalty: c,
+                previous,
+                ..Default::default()
+            }),
+        );
+        newton.absorb(objective.totals(&[SiteAggregate::new(s.engine.config.site_id.clone(), answer.clone())], &x).unwrap());
+        previous = vec![own_answer(s, &answer)];
+    }
+    let (beta, _, _) = newton.finish().unwrap();
+    let scorer = proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: beta, random_features: None };
+    (scorer, proto::FitEnd { scorer: 0, min_leaf: 0, previous, penalty: c }, points)
+}
+
+/// A one-column model on column 3 of `table` that the site may score: its logistic fit (the
+/// plan's C, the training rows' own standardiser), which the site answers round by round and
+/// so records as fitted. The populations its scores cover are what differencing two such
+/// answers reads.
+fn zero_model(s: &Site, table: &str) -> Fitted {
     let study_dir = s.dir.join("work/studies").join(STUDY);
     let t = site_agent::selection::load_table(&study_dir, table, false).unwrap();
     let roles = s.engine.load_split(STUDY).unwrap();
@@ -2051,24 +2093,16 @@ fn zero_model(s: &Site, table: &str) -> proto::ScoredModel {
     let features = proto::FeatureColumns { sequence: table.into(), catalogue_sha256: t.digest.clone(), columns: vec![3] };
     let design = proto::ModelDesign { features: Some(features), variables: vec![], clinical_columns: vec![] };
     let std = proto::Standardiser { center: vec![mean], scale: vec![sd * 1.01] };
-    s.answered(
-        &format!("the first logistic round of column 3 of {table}"),
-        task::Kind::ClassifierRound(proto::ClassifierRoundTask {
-            design: Some(design.clone()),
-            standardiser: Some(std.clone()),
-            objective: proto::ClassifierObjective::Logistic as i32,
-            parameters: vec![0.0; 2],
-            penalty: s.plan.models.logistic.c,
-            ..Default::default()
-        }),
-    );
-    let scorer = proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0, 0.0], random_features: None };
-    proto::ScoredModel { design: Some(design), standardiser: Some(std), scorer: Some(scorer) }
+    let (scorer, end) = fit_logistic(s, &design, &std);
+    (proto::ScoredModel { design: Some(design), standardiser: Some(std), scorer: Some(scorer) }, end)
 }
 
-/// The score task of a model.
-fn model_score(m: &proto::ScoredModel) -> task::Kind {
-    score_task(m.design.as_ref().unwrap(), m.standardiser.as_ref().unwrap(), vec![m.scorer.clone().unwrap()])
+/// The score task of a fitted model, with its fit's end.
+fn model_score((m, end): &Fitted) -> task::Kind {
+    match score_task(m.design.as_ref().unwrap(), m.standardiser.as_ref().unwrap(), vec![m.scorer.clone().unwrap()]) {
+        task::Kind::Score(t) => task::Kind::Score(proto::ScoreTask { fit_ends: vec![end.clone()], ..t }),
+        _ => unreachable!(),
+    }
 }
 
 /// Validation patients one table lacks (found by a red-team review of the table of both
@@ -2110,7 +2144,7 @@ fn attacks_validation_differencing_between_tables() {
         std::fs::write(&path, kept).unwrap();
         s
     };
-    // A fitted model may be scored, and the first round of a fit makes one (see `zero_model`).
+    // A fitted model may be scored (see `zero_model`).
     let fit_and_score = |s: &Site, table: &str| model_score(&zero_model(s, table));
     // The attack: column 3 of t1c scored over every patient, then as part of t1c+t2.
     let s = with_t2_gap("validation-differencing", (1, 0));
@@ -2158,11 +2192,11 @@ fn attacks_inclusion_exclusion_over_comparisons() {
         deep.push_str(&format!("{},{},{}\n", p.patient_id, k as f64 * 0.1, (k % 7) as f64));
     }
     std::fs::write(study_dir.join("features/t1c.deep.csv"), deep).unwrap();
-    // One-column models, each fitted (its first round) and scored.
+    // One-column models, each fitted and scored.
     let model = |table: &str| {
         let m = zero_model(&s, table);
         s.answered(&format!("scores of column 3 of {table}"), model_score(&m));
-        m
+        m.0
     };
     let (a, b, c) = (model("t1c"), model("t1c+t2"), model("t1c+deep"));
     let compare = |models: Vec<proto::ScoredModel>| {
@@ -2520,9 +2554,9 @@ fn attacks_tree_scorers_are_the_grown_ensemble() {
     let (forest, growth) = grower.finish().unwrap();
     assert!(growth.leaves > forest.len() as u64, "the forest grew no split: {growth:?}");
     let spec = |trees: &[Tree]| proto::ScorerSpec { kind: proto::ScorerKind::RandomForest as i32, parameters: write_trees(trees), random_features: None };
-    let end = |min_leaf: u64| proto::GrownEnsemble { scorer: 0, min_leaf, previous: vec![own_answer(&site, &last)] };
-    let score = |scorer: proto::ScorerSpec, ensembles: Vec<proto::GrownEnsemble>| match score_task(&design, &std, vec![scorer]) {
-        task::Kind::Score(t) => task::Kind::Score(proto::ScoreTask { ensembles, ..t }),
+    let end = |min_leaf: u64| proto::FitEnd { scorer: 0, min_leaf, previous: vec![own_answer(&site, &last)], penalty: 0.0 };
+    let score = |scorer: proto::ScorerSpec, fit_ends: Vec<proto::FitEnd>| match score_task(&design, &std, vec![scorer]) {
+        task::Kind::Score(t) => task::Kind::Score(proto::ScoreTask { fit_ends, ..t }),
         _ => unreachable!(),
     };
 
@@ -2542,12 +2576,53 @@ fn attacks_tree_scorers_are_the_grown_ensemble() {
     assert!(d.contains("not the ones grown"), "{d}");
     let mut altered = last.clone();
     altered.patient_count += 1;
-    let forged = proto::GrownEnsemble { previous: vec![own_answer(&site, &altered)], ..end(min_leaf) };
+    let forged = proto::FitEnd { previous: vec![own_answer(&site, &altered)], ..end(min_leaf) };
     site.refused("score: the grown forest with an altered last answer", score(spec(&forest), vec![forged]));
     // The study's own forest, with its last round's answers: scored, and again (a comparison
     // re-scores the same models).
     site.answered("score: the grown forest", score(spec(&forest), vec![end(min_leaf)]));
     site.answered("score: the grown forest again", score(spec(&forest), vec![end(min_leaf)]));
+}
+
+/// Property 5 for Newton fits: a logistic regression (or SVM) is scored only at the point its
+/// fit reached. Before, every point a classifier round evaluated counted as fitted, so an
+/// iterate the fit passed through (its zero start among them) could be scored beside the final
+/// model, each ordering the patients differently; now the score task carries the sites' signed
+/// answers to the fit's last round, and the site's replica of the fit must have ended exactly
+/// at the scored model.
+#[test]
+fn attacks_fitted_models_are_scored_only_at_their_fits_end() {
+    let site = site("fit-ends");
+    let (column, _) = site.step_column();
+    let (design, std, _) = column_models(&site, column);
+    let (fitted, end, points) = fit_logistic_points(&site, &design, &std);
+    assert!(points.len() >= 3, "{} Newton points", points.len());
+    let score = |parameters: Vec<f64>, fit_ends: Vec<proto::FitEnd>| match score_task(
+        &design,
+        &std,
+        vec![proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters, random_features: None }],
+    ) {
+        task::Kind::Score(t) => task::Kind::Score(proto::ScoreTask { fit_ends, ..t }),
+        _ => unreachable!(),
+    };
+    // Every point the fit passed through, its zero start first: refused with the fit's end,
+    // and without it (then it is a model this site did not fit to its end).
+    for (k, x) in points.iter().enumerate().filter(|(_, x)| **x != fitted.parameters) {
+        let d = site.refused(&format!("score: the fit's Newton point {k}, with the fit's end"), score(x.clone(), vec![end.clone()]));
+        assert!(d.contains("not the point the fit reached"), "{d}");
+        let d = site.refused(&format!("score: the fit's Newton point {k}, without an end"), score(x.clone(), Vec::new()));
+        assert!(d.contains("did not fit to its end"), "{d}");
+    }
+    report("score: a logistic fit's earlier Newton points", "refused", &format!("{} points, each refused with and without the fit's end", points.len() - 1));
+    let d = site.refused("score: the fitted model without its fit's end", score(fitted.parameters.clone(), Vec::new()));
+    assert!(d.contains("did not fit to its end"), "{d}");
+    let d = site
+        .refused("score: the fitted model under another penalty", score(fitted.parameters.clone(), vec![proto::FitEnd { penalty: end.penalty * 2.0, ..end.clone() }]));
+    assert!(d.contains("no classifier fit with these inputs"), "{d}");
+    let mut moved = fitted.parameters.clone();
+    moved[1] = f64::from_bits(moved[1].to_bits() + 1);
+    site.refused("score: the fitted model moved by one ulp", score(moved, vec![end.clone()]));
+    site.answered("score: the fitted model at its fit's end", score(fitted.parameters.clone(), vec![end.clone()]));
 }
 
 /// This site's answer as the coordinator forwards it (a one-site study: its answer is the sum;
@@ -2871,7 +2946,7 @@ fn attacks_out_of_fold_scoring_with_in_sample_fits() {
             folds,
             attestations: Vec::new(),
             per_site: false,
-            ensembles: Vec::new(),
+            fit_ends: Vec::new(),
             peers: None,
         })
     };
@@ -3346,7 +3421,7 @@ fn attacks_fold_differenced_classifier_rounds() {
 /// and a plain one is refused in a study that secure-sums.
 #[test]
 fn per_site_results_only_by_the_plan_and_the_sites_policy() {
-    let per_site = |m: &proto::ScoredModel| match model_score(m) {
+    let per_site = |m: &Fitted| match model_score(m) {
         task::Kind::Score(t) => task::Kind::Score(proto::ScoreTask { per_site: true, ..t }),
         _ => unreachable!(),
     };
@@ -3485,7 +3560,7 @@ fn attacks_merged_histogram_oracle_and_forged_merges() {
     s.answered("scores of model A", model_score(&a));
     s.answered("scores of model B", model_score(&b));
     let compare = |negatives: Vec<proto::SparseHistogram>, positives: Vec<proto::SparseHistogram>, previous: Vec<proto::SignedAnswer>| {
-        task::Kind::PairedScores(proto::PairedScoresTask { models: vec![a.clone(), b.clone()], grid: DEFAULT_GRID, negatives, positives, previous })
+        task::Kind::PairedScores(proto::PairedScoresTask { models: vec![a.0.clone(), b.0.clone()], grid: DEFAULT_GRID, negatives, positives, previous })
     };
     let (_, reply) = s.send(compare(vec![], vec![], vec![]), None);
     let Some(task_reply::Outcome::Aggregate(round1)) = reply.outcome else { panic!("round 1 refused: {:?}", reply.outcome) };

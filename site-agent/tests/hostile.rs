@@ -392,7 +392,7 @@ fn hostile_mutated_task_bytes_never_crash_the_site() {
             folds: 0,
             attestations: Vec::new(),
             per_site: false,
-            ensembles: Vec::new(),
+            fit_ends: Vec::new(),
             peers: None,
         }),
     ];
@@ -493,7 +493,7 @@ fn hostile_leave_one_hospital_out_needs_the_sites_consent_and_its_analysis_rules
         folds: 0,
         attestations: Vec::new(),
         per_site: false,
-        ensembles: Vec::new(),
+        fit_ends: Vec::new(),
         peers: None,
     }));
     let detail = refused(&engine, &common::task(&without_a, "held-out-score", score));

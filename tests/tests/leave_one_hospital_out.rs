@@ -137,7 +137,7 @@ async fn each_hospital_left_out_is_the_study_of_the_others_and_scores_only_attes
             folds: 0,
             attestations,
             per_site: false,
-            ensembles: Vec::new(),
+            fit_ends: Vec::new(),
             peers: None,
         })
     };

@@ -23,7 +23,9 @@
 //!
 //! The Newton fits run as request/absorb state machines ([`NewtonMinimiser`] on a
 //! [`NewtonObjective`]), so that each site replays the fit from the sums of the sites' signed
-//! answers and answers only the points it asks next ([`FitReplica`]: what a site accepts).
+//! answers and answers only the points it asks next ([`FitReplica`]: what a site accepts);
+//! a score task forwards the answers to the fit's last round too, and a site scores the model
+//! only at the point its replica reached ([`FitReplica::expect_fitted`]).
 //!
 //! Every fit uses only sums over patients, so it is the pooled fit (partition tests below).
 //! k-nearest neighbours is deliberately absent: it needs other patients' feature vectors.
@@ -708,6 +710,29 @@ impl FitReplica {
         }
     }
 
+    /// Whether a scored model is exactly what the fit reached, once the replica has absorbed
+    /// the sum of the sites' answers to its last round: a logistic regression's final point
+    /// (`platt` none), or an SVM's final point and its Platt scaling `[A, B]`. A site scores a
+    /// model it fitted only then (issue 17, property 5): an iterate the fit passed through, or
+    /// the SVM of one fit with the Platt scaling of another, is not a fitted model.
+    pub fn expect_fitted(&self, model: &[f64], platt: Option<[f64; 2]>) -> Result<(), SiteRefusal> {
+        let bad = |m: &str| Err(SiteRefusal::InvalidParameters(format!("classifier recomputation: {m}; this site scores only the model its fit reached")));
+        let reached = |r: &NewtonReplica, x: &[f64], what: &str| match r.finished() {
+            None => bad(&format!("the {what} fit is not finished: its Newton iteration asks for a further point")),
+            Some(b) if b != x => bad(&format!("the scored {what} parameters are not the point the fit reached from the sums of the sites' answers")),
+            Some(_) => Ok(()),
+        };
+        match (self, platt) {
+            (FitReplica::Logistic(r), None) => reached(r, model, "logistic"),
+            (FitReplica::Svm { hinge, platt: Some(p) }, Some(ab)) => {
+                reached(hinge, model, "SVM")?;
+                reached(p, &ab, "Platt")
+            }
+            (FitReplica::Svm { platt: None, .. }, Some(_)) => bad("the SVM fit is not finished, so it has no Platt scaling yet"),
+            _ => bad("a model of another kind than the fit's"),
+        }
+    }
+
     /// Feeds the sum of every site's answer to the round the fit asked for last.
     pub fn absorb(&mut self, sum: &SiteAggregate) -> Result<(), SiteRefusal> {
         match self {
@@ -946,6 +971,9 @@ mod tests {
                 while let Some(x) = newton.request() {
                     let x = x.to_vec();
                     replica.expect(proto_objective, &x, svm).unwrap();
+                    if proto_objective == O::Logistic {
+                        assert!(replica.expect_fitted(&x, None).is_err(), "an iterate the fit has not finished at was scored");
+                    }
                     let mut moved = x.clone();
                     moved[0] += 1e-9;
                     assert!(replica.expect(proto_objective, &moved, svm).is_err());
@@ -960,15 +988,27 @@ mod tests {
                 x
             };
             let mut logistic_replica = FitReplica::logistic(1.0, q);
-            fit(&mut logistic_replica, NewtonObjective::RidgeLogistic { c: 1.0 }, O::Logistic, q, &[]);
+            let beta = fit(&mut logistic_replica, NewtonObjective::RidgeLogistic { c: 1.0 }, O::Logistic, q, &[]);
             assert!(logistic_replica.expect(O::Logistic, &vec![0.0; q], &[]).is_err(), "the fit is finished");
+            // What the site scores: the point the fit reached, to the last bit.
+            logistic_replica.expect_fitted(&beta, None).unwrap();
+            let mut moved = beta.clone();
+            moved[1] = f64::from_bits(moved[1].to_bits() + 1);
+            assert!(logistic_replica.expect_fitted(&moved, None).is_err(), "a point one ulp from the fit's was scored");
+            assert!(logistic_replica.expect_fitted(&vec![0.0; q], None).is_err(), "the fit's starting point was scored");
+            assert!(logistic_replica.expect_fitted(&beta, Some([1.0, 0.0])).is_err(), "an SVM on a logistic fit was scored");
             let mut svm_replica = FitReplica::svm(1.0, q);
             assert!(svm_replica.expect(O::Platt, &[1.0, 0.0], &vec![0.0; q]).is_err(), "Platt before the SVM");
             let w = fit(&mut svm_replica, NewtonObjective::SquaredHinge { c: 1.0 }, O::SquaredHinge, q, &[]);
             let mut other = w.clone();
             other[1] += 1e-9;
             assert!(svm_replica.expect(O::Platt, &[1.0, 0.0], &other).is_err(), "a Platt round on another SVM");
-            fit(&mut svm_replica, NewtonObjective::Platt, O::Platt, 2, &w);
+            assert!(svm_replica.expect_fitted(&w, Some([1.0, 0.0])).is_err(), "an SVM before its Platt fit ended was scored");
+            let ab = fit(&mut svm_replica, NewtonObjective::Platt, O::Platt, 2, &w);
+            let ab = [ab[0], ab[1]];
+            svm_replica.expect_fitted(&w, Some(ab)).unwrap();
+            assert!(svm_replica.expect_fitted(&other, Some(ab)).is_err(), "another SVM with the fit's Platt scaling was scored");
+            assert!(svm_replica.expect_fitted(&w, Some([ab[0] * 2.0, ab[1]])).is_err(), "another Platt scaling was scored");
         }
     }
 
