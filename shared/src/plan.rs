@@ -151,6 +151,13 @@ pub fn parse_held_out_study_id(id: &str) -> Option<(&str, &str)> {
     id.rsplit_once(HELD_OUT_SEPARATOR).filter(|(study, site)| !study.is_empty() && !site.is_empty())
 }
 
+/// Whether an approved plan runs site-alone baselines: never in a leave-one-hospital-out
+/// analysis, and in a study that secure-sums only when it opts in
+/// (`secure_aggregation.site_alone_baselines`: a baseline is a per-site result).
+pub fn runs_site_alone_baselines(plan: &StudyPlan) -> bool {
+    parse_held_out_study_id(&plan.study_id).is_none() && plan.secure_aggregation.as_ref().is_none_or(|s| s.site_alone_baselines)
+}
+
 /// `[secure_aggregation]` of the study file ([`crate::secure_sum`]): the sites mask their
 /// replies to the task kinds the coordinator only sums, so it learns only sums over all sites.
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]

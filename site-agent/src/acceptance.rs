@@ -383,6 +383,10 @@ fn random_features(plan: &StudyPlan, rf: &proto::RandomFeatures, width: usize) -
 fn scorer(plan: &StudyPlan, spec: &proto::ScorerSpec, width: usize) -> Result<(), SiteRefusal> {
     let s = Scorer::from_proto(spec, width)?;
     classifier_planned(plan, s.kind())?;
+    if spec.random_features.is_some() && s.kind() != ClassifierKind::RbfSvm {
+        // They would name an RBF SVM's fit (its run key) for a model that ignores them.
+        return invalid("random features belong to an RBF SVM scorer only");
+    }
     if let Some(rf) = &spec.random_features {
         random_features(plan, rf, width)?;
     }

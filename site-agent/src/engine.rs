@@ -401,7 +401,9 @@ impl SiteEngine {
                     .map_err(|e| SiteRefusal::InvalidParameters(format!("secure sum: {e}")))
             }
             (Some(settings), None, true) => {
-                if settings.site_alone_baselines && matches!(kind, task::Kind::ClassifierRound(c) if c.objective == proto::ClassifierObjective::Logistic as i32) {
+                if settings.site_alone_baselines
+                    && matches!(kind, task::Kind::ClassifierRound(c) if c.site_alone && c.objective == proto::ClassifierObjective::Logistic as i32)
+                {
                     if self.config.policy.site_alone_baselines {
                         return Ok(None);
                     }
@@ -2023,6 +2025,11 @@ impl SiteEngine {
             allowed.extend(&m.search.c);
         }
         if t.site_alone {
+            if !fedrad_shared::plan::runs_site_alone_baselines(plan) {
+                return Err(invalid(
+                    "a site-alone baseline's round, but the approved plan runs none (a study that secure-sums runs them only with secure_aggregation.site_alone_baselines; an analysis never)".into(),
+                ));
+            }
             if !logistic || t.exclude_fold != 0 || t.penalty != SITE_ALONE_C {
                 return Err(invalid(format!("a site-alone baseline is a logistic fit with C = {SITE_ALONE_C} over all this site's training patients")));
             }

@@ -244,7 +244,6 @@ impl ModelLedger {
         let mut unverified = self.lines("unverified.txt");
         let sequences = plan.selection.feature_sets().len().max(1);
         let other_sites = plan.site_set().iter().filter(|s| s.as_str() != site_id).count();
-        let analysis = fedrad_shared::plan::parse_held_out_study_id(&plan.study_id).is_some();
         let mut new = Vec::new();
         let mut new_verified: Vec<String> = Vec::new();
         for (slot, spec) in scorers.iter().enumerate() {
@@ -260,7 +259,9 @@ impl ModelLedger {
                     )));
                 }
             }
-            let key = sha256_hex(&[&frame, &spec.encode_to_vec()]);
+            // Out-of-fold acceptances are kept apart: a fold fit's point scored in its fold's
+            // place is not thereby a model scored over every patient (nor one to compare).
+            let key = if out_of_fold { sha256_hex(&[&frame, b"out-of-fold", &spec.encode_to_vec()]) } else { sha256_hex(&[&frame, &spec.encode_to_vec()]) };
             if scored.contains(&key) || new.iter().any(|(k, _)| k == &key) {
                 continue;
             }
@@ -312,8 +313,9 @@ impl ModelLedger {
                 }
             }
             let (budget, why) = match kind {
-                // A leave-one-hospital-out analysis has no site-alone baselines.
-                ClassifierKind::LogisticRegression if analysis => (0, "an analysis has no site-alone baselines"),
+                // A leave-one-hospital-out analysis has no site-alone baselines, nor has a study
+                // that secure-sums without opting in to them.
+                ClassifierKind::LogisticRegression if !fedrad_shared::plan::runs_site_alone_baselines(plan) => (0, "the approved plan runs no site-alone baselines"),
                 ClassifierKind::LogisticRegression => (other_sites * sequences, "other sites' site-alone baselines"),
                 ClassifierKind::LinearSvm | ClassifierKind::RbfSvm => (0, "SVMs this site fitted"),
                 _ => (3 * sequences, "one per model of the plan"),

@@ -2623,6 +2623,13 @@ fn attacks_fitted_models_are_scored_only_at_their_fits_end() {
     moved[1] = f64::from_bits(moved[1].to_bits() + 1);
     site.refused("score: the fitted model moved by one ulp", score(moved, vec![end.clone()]));
     site.answered("score: the fitted model at its fit's end", score(fitted.parameters.clone(), vec![end.clone()]));
+    // Random features name an RBF SVM's fit; on a linear model they would pass off its
+    // weights as a linear SVM's (found by a review of the fit ends).
+    let rbf = &site.plan.models.rbf_svm;
+    let features = proto::RandomFeatures { count: 1, seed: rbf.seed, gamma: 1.0 };
+    let svm = proto::ScorerSpec { kind: proto::ScorerKind::LinearSvm as i32, parameters: vec![0.0, 1.0, 1.0, 0.0], random_features: Some(features) };
+    let d = site.refused("score: a linear SVM carrying random features", score_task(&design, &std, vec![svm]));
+    assert!(d.contains("RBF SVM scorer only"), "{d}");
 }
 
 /// This site's answer as the coordinator forwards it (a one-site study: its answer is the sum;
@@ -2673,6 +2680,11 @@ fn masking_identity(site: &str, bundle: &std::path::Path) -> fedrad_shared::secu
 }
 
 fn secure_study(name: &str) -> SecureStudy {
+    secure_study_with(name, |_| {})
+}
+
+/// [`secure_study`] with the study file changed by `change` first.
+fn secure_study_with(name: &str, change: impl FnOnce(&mut fedrad_shared::plan::StudyConfig)) -> SecureStudy {
     let sites: Vec<String> = ["hospital-a", "hospital-b", "hospital-c", "hospital-d"].map(String::from).to_vec();
     let pki_dir = common::fresh_dir(&format!("attacks-{name}-pki"));
     let pki = fedrad_shared::pki::StudyPki::init_with_enrolled_sites(&pki_dir, "attacks", &["localhost".into()], &sites).unwrap();
@@ -2681,6 +2693,7 @@ fn secure_study(name: &str) -> SecureStudy {
     let site = site_with(name, Some(fedrad_shared::tls::TlsFiles::bundle(&pki.site_bundle("hospital-a"))), |s| {
         s.sites = sites.clone();
         s.secure_aggregation.site_keys = pins.clone();
+        change(s);
     });
     assert!(site.plan.secure_aggregation.is_some(), "four sites: secure aggregation is on by default");
     assert_eq!(site.engine.key_fingerprint().as_deref(), Some(pins["hospital-a"].as_str()));
@@ -2791,6 +2804,8 @@ fn secure_sum_attacks_are_refused_and_a_masked_reply_reveals_nothing() {
             svm: vec![],
             random_features: None,
             exclude_fold: 0,
+            penalty: fedrad_shared::algorithms::classifiers::SITE_ALONE_C,
+            site_alone: true,
             ..Default::default()
         }),
     );
@@ -2959,6 +2974,65 @@ fn attacks_out_of_fold_scoring_with_in_sample_fits() {
     }
     assert!(matches!(site.ask(out_of_fold()), Reply::Answered(_)), "each fold's own fit in its place");
     report("out-of-fold scoring with fold fits in their places", "answered", "only the fits that left each fold out");
+    // A point scored out of fold is not thereby a model scored over every patient (found by a
+    // review of the fit ends): in-sample, it needs its fit's end like any other.
+    let d = site.refused("in-sample scores of a fold fit's point scored out of fold", score_task(&site.design(&columns), &std, vec![model.clone()]));
+    assert!(d.contains("did not fit to its end"), "{d}");
+}
+
+/// Site-alone baselines in a study that secure-sums (found by a review of the score checks):
+/// a plain logistic round is answered only as a site-alone baseline's (a point of a fit over
+/// this site's patients alone), of a plan that runs baselines, at a site whose policy
+/// publishes them; and a logistic "model" this site did not fit is scored within the budget
+/// of other sites' baselines only where the plan runs baselines. Before, with both opted in,
+/// a plain round that was not a baseline's was answered unrecomputed, and with neither, six
+/// chosen one-column scorers per study were.
+#[test]
+fn attacks_site_alone_baselines_only_where_the_plan_runs_them() {
+    let study = secure_study("site-alone");
+    let cols: Vec<u32> = study.site.usable.iter().take(3).copied().collect();
+    let std = study.site.standardiser(&cols, 1.0, &BTreeMap::new());
+    let design = study.site.design(&cols);
+    let c = study.site.plan.models.logistic.c;
+    let round = |site_alone: bool| {
+        task::Kind::ClassifierRound(proto::ClassifierRoundTask {
+            design: Some(design.clone()),
+            standardiser: Some(std.clone()),
+            objective: proto::ClassifierObjective::Logistic as i32,
+            parameters: vec![0.0; 4],
+            penalty: if site_alone { fedrad_shared::algorithms::classifiers::SITE_ALONE_C } else { c },
+            site_alone,
+            ..Default::default()
+        })
+    };
+    // The default plan runs no baselines: no site-alone round, masked or plain, and no budget
+    // for models this site did not fit.
+    let site = &study.site;
+    let d = match site.ask_with(&site.plan, round(true), Some(study.directory.clone())) {
+        Reply::Refused(_, d) => d,
+        other => panic!("a site-alone round of a plan without baselines was answered: {other:?}"),
+    };
+    assert!(d.contains("runs none"), "{d}");
+    let (_, d) = site.refused_as(&site.plan, "a plain site-alone round of a plan without baselines", round(true));
+    assert!(d.contains("secure-sums"), "{d}");
+    let chosen = proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0, 50.0, 0.0, 0.0], random_features: None };
+    let d = match site.ask_with(&site.plan, score_task(&design, &std, vec![chosen]), Some(study.directory.clone())) {
+        Reply::Refused(_, d) => d,
+        other => panic!("a chosen logistic scorer was scored in a plan without baselines: {other:?}"),
+    };
+    assert!(d.contains("runs no site-alone baselines"), "{d}");
+    report("score: a chosen one-column logistic \"model\", secure study without baselines", "refused", &d);
+    // A plan that runs them, at a site whose policy publishes them: the baseline's own round is
+    // answered in the clear; a plain round that is not a baseline's is not.
+    let mut study = secure_study_with("site-alone-on", |s| s.secure_aggregation.site_alone_baselines = true);
+    let mut cfg = study.site.engine.config.clone();
+    cfg.policy.site_alone_baselines = true;
+    study.site.engine = site_agent::load_engine(cfg).unwrap();
+    let site = &study.site;
+    let d = site.refused("a plain logistic round that is not a site-alone baseline's", round(false));
+    assert!(d.contains("secure-sums"), "{d}");
+    report("classifier_round: a plain round passed off beside the site-alone baselines", "refused", &d);
+    site.answered("the site-alone baseline's first round, in the clear", round(true));
 }
 
 /// Recomputation (issue 17, property 2), in a study of four hospitals that secure-sums, seen

@@ -367,34 +367,51 @@ fn hostile_mutated_task_bytes_never_crash_the_site() {
     let features = proto::FeatureColumns { sequence: "t2".into(), catalogue_sha256: table.digest.clone(), columns: vec![0, 1, 2] };
     let design = proto::ModelDesign { features: Some(features.clone()), variables: vec![], clinical_columns: vec![] };
     let std = common::standardiser_of(&table, &[0, 1, 2]);
+    // The study's logistic fit of the design, to its end (a one-site study: the site's answers
+    // are the sums, each round forwarding its answer to the one before).
+    let first_round = proto::ClassifierRoundTask {
+        design: Some(design.clone()),
+        standardiser: Some(std.clone()),
+        objective: proto::ClassifierObjective::Logistic as i32,
+        penalty: plan.models.logistic.c,
+        ..Default::default()
+    };
+    let (fitted, end) = {
+        use fedrad_shared::algorithms::classifiers::{NewtonMinimiser, NewtonObjective};
+        let objective = NewtonObjective::RidgeLogistic { c: plan.models.logistic.c };
+        let mut newton = NewtonMinimiser::new(objective.start(4));
+        let mut previous = Vec::new();
+        let mut round = 0;
+        while let Some(x) = newton.request() {
+            let x = x.to_vec();
+            let kind = task::Kind::ClassifierRound(proto::ClassifierRoundTask { parameters: x.clone(), previous, ..first_round.clone() });
+            let answer = answered(&engine, &plan, &format!("fit-{round}"), kind);
+            round += 1;
+            let site = engine.config.site_id.clone();
+            newton.absorb(objective.totals(&[fedrad_shared::aggregate::SiteAggregate::new(site.clone(), answer.clone())], &x).unwrap());
+            previous = vec![proto::SignedAnswer { site_id: site, aggregate: Some(answer), signature: Vec::new() }];
+        }
+        (newton.finish().unwrap().0, proto::FitEnd { scorer: 0, min_leaf: 0, previous, penalty: plan.models.logistic.c })
+    };
     let seeds = [
         task::Kind::FeatureMoments(proto::FeatureMomentsTask { features: Some(features.clone()), centre: Vec::new() }),
-        task::Kind::ClassifierRound(proto::ClassifierRoundTask {
-            design: Some(design.clone()),
-            standardiser: Some(std.clone()),
-            objective: proto::ClassifierObjective::Logistic as i32,
-            // A fit's first round (recomputed: the only point a fit starts from).
-            parameters: vec![0.0; 4],
-            svm: vec![],
-            random_features: None,
-            exclude_fold: 0,
-            penalty: plan.models.logistic.c,
-            ..Default::default()
-        }),
         // The study's first tree round (answered after the design's value counts).
         task::Kind::TreeRound(common::first_tree_round(&engine, &plan, &design, &std, |kind| answered(&engine, &plan, "counts", kind)).1),
+        // The fit's final model, with the fit's end: a site scores only what its fits reached.
         task::Kind::Score(proto::ScoreTask {
-            design: Some(design),
-            standardiser: Some(std),
-            // The model of the classifier round above: a site scores only models it helped fit.
-            scorers: vec![proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: vec![0.0; 4], random_features: None }],
+            design: Some(design.clone()),
+            standardiser: Some(std.clone()),
+            scorers: vec![proto::ScorerSpec { kind: proto::ScorerKind::Logistic as i32, parameters: fitted, random_features: None }],
             grid: fedrad_shared::algorithms::metrics::DEFAULT_GRID,
             folds: 0,
             attestations: Vec::new(),
             per_site: false,
-            fit_ends: Vec::new(),
+            fit_ends: vec![end],
             peers: None,
         }),
+        // A fit's first round (recomputed: the only point a fit starts from; it starts the fit
+        // again, so it comes after the score of the fit's end).
+        task::Kind::ClassifierRound(proto::ClassifierRoundTask { parameters: vec![0.0; 4], previous: Vec::new(), ..first_round }),
     ];
     for (k, seed) in seeds.iter().enumerate() {
         answered(&engine, &plan, &format!("seed-{k}"), seed.clone());
