@@ -276,6 +276,41 @@ fn check_weights_digest(t: &proto::EmbedTask) -> Result<String, Failure> {
     Ok(digest)
 }
 
+/// A tree ensemble's run slot (its design, standardiser and objective) and key (with the
+/// inputs that fix its rounds): the same for its tree rounds and for the score task that
+/// checks its end.
+fn tree_run_ids(design: &str, objective: i32, min_leaf: u64, base_margin: f64, seed: u64) -> (String, String) {
+    let slot = crate::replay::key_of(&[design.as_bytes(), &objective.to_le_bytes()]);
+    let key = crate::replay::key_of(&[slot.as_bytes(), &min_leaf.to_le_bytes(), &base_margin.to_le_bytes(), &seed.to_le_bytes()]);
+    (slot, key)
+}
+
+/// A classifier fit's run key (its slot too): the same for its rounds and for the score task
+/// that checks its end. `q` is the fit's size (the SVM's for its Platt rounds).
+#[allow(clippy::too_many_arguments)]
+fn fit_run_key(
+    design: Option<&proto::ModelDesign>,
+    std: Option<&proto::Standardiser>,
+    logistic: bool,
+    random_features: Option<&proto::RandomFeatures>,
+    exclude_fold: u32,
+    penalty: f64,
+    site_alone: bool,
+    q: usize,
+) -> String {
+    let family: &[u8] = if logistic { b"logistic" } else { b"svm" };
+    crate::replay::key_of(&[
+        &design.map(|d| d.encode_to_vec()).unwrap_or_default(),
+        &std.map(|s| s.encode_to_vec()).unwrap_or_default(),
+        family,
+        &random_features.map(|r| r.encode_to_vec()).unwrap_or_default(),
+        &exclude_fold.to_le_bytes(),
+        &penalty.to_le_bytes(),
+        &[u8::from(site_alone)],
+        &(q as u64).to_le_bytes(),
+    ])
+}
+
 /// A design and its standardiser, as one key (value counts and tree rounds name both).
 fn tree_design_key(design: Option<&proto::ModelDesign>, std: Option<&proto::Standardiser>) -> String {
     crate::replay::key_of(&[&design.map(|d| d.encode_to_vec()).unwrap_or_default(), &std.map(|s| s.encode_to_vec()).unwrap_or_default()])
@@ -2038,17 +2073,7 @@ impl SiteEngine {
         }
         // The fit's size: the SVM's for Platt rounds.
         let q = if objective == O::Platt { t.svm.len() } else { t.parameters.len() };
-        let family: &[u8] = if logistic { b"logistic" } else { b"svm" };
-        let key = crate::replay::key_of(&[
-            &t.design.as_ref().map(|d| d.encode_to_vec()).unwrap_or_default(),
-            &t.standardiser.as_ref().map(|s| s.encode_to_vec()).unwrap_or_default(),
-            family,
-            &t.random_features.as_ref().map(|r| r.encode_to_vec()).unwrap_or_default(),
-            &t.exclude_fold.to_le_bytes(),
-            &t.penalty.to_le_bytes(),
-            &[u8::from(t.site_alone)],
-            &(q as u64).to_le_bytes(),
-        ]);
+        let key = fit_run_key(t.design.as_ref(), t.standardiser.as_ref(), logistic, t.random_features.as_ref(), t.exclude_fold, t.penalty, t.site_alone, q);
         let plan_sites = plan.site_set();
         let participants = if t.site_alone { vec![self.config.site_id.clone()] } else { plan_sites.clone() };
         let c = t.penalty;
@@ -2087,8 +2112,7 @@ impl SiteEngine {
             EnsembleSettings::Boosting(trees::BoostingSettings { min_leaf: t.min_leaf, ..m.boosting.clone() })
         };
         let design = tree_design_key(t.design.as_ref(), t.standardiser.as_ref());
-        let slot = crate::replay::key_of(&[design.as_bytes(), &t.objective.to_le_bytes()]);
-        let key = crate::replay::key_of(&[slot.as_bytes(), &t.min_leaf.to_le_bytes(), &t.base_margin.to_le_bytes(), &t.seed.to_le_bytes()]);
+        let (slot, key) = tree_run_ids(&design, t.objective, t.min_leaf, t.base_margin, t.seed);
         let growing = trees::read_trees(&t.growing, &mut 0, width)?;
         let ensemble = if t.ensemble.is_empty() { Vec::new() } else { trees::read_trees(&t.ensemble, &mut 0, width)? };
         let edges: Vec<Vec<f64>> = t.edges.iter().map(|e| e.edges.clone()).collect();
@@ -2151,8 +2175,6 @@ impl SiteEngine {
         };
         let own_answer = |task_id: &str| self.cached_answer(&task.study_id, task_id);
         let m = &plan.models;
-        let design_bytes = t.design.as_ref().map(|d| d.encode_to_vec()).unwrap_or_default();
-        let std_bytes = t.standardiser.as_ref().map(|s| s.encode_to_vec()).unwrap_or_default();
         let checked = match Scorer::from_proto(spec, width)? {
             scorer @ (Scorer::Forest { .. } | Scorer::Boosted { .. }) => {
                 let (objective, base_margin, scored) = match scorer {
@@ -2167,9 +2189,7 @@ impl SiteEngine {
                 };
                 // The run's slot and key as its tree rounds made them (`recompute_trees`).
                 let design = tree_design_key(t.design.as_ref(), t.standardiser.as_ref());
-                let objective = objective as i32;
-                let run_slot = crate::replay::key_of(&[design.as_bytes(), &objective.to_le_bytes()]);
-                let key = crate::replay::key_of(&[run_slot.as_bytes(), &end.min_leaf.to_le_bytes(), &base_margin.to_le_bytes(), &seed.to_le_bytes()]);
+                let (run_slot, key) = tree_run_ids(&design, objective as i32, end.min_leaf, base_margin, seed);
                 let fresh = || TreeReplica::new(settings.clone(), width);
                 let expect = |r: &TreeReplica| r.expect_grown(&scored);
                 let run = crate::replay::RunTask {
@@ -2185,28 +2205,17 @@ impl SiteEngine {
             }
             Scorer::NaiveBayes { .. } => return Err(invalid(format!("scorer {slot} is naive Bayes, which has no fitting rounds to end"))),
             scorer => {
-                let (family, model, platt): (&[u8], Vec<f64>, Option<[f64; 2]>) = match scorer {
-                    Scorer::Logistic { intercept, coefficients } => (b"logistic", [vec![intercept], coefficients].concat(), None),
+                let (model, platt): (Vec<f64>, Option<[f64; 2]>) = match scorer {
+                    Scorer::Logistic { intercept, coefficients } => ([vec![intercept], coefficients].concat(), None),
                     Scorer::LinearSvm { intercept, coefficients, platt_a, platt_b } | Scorer::RbfSvm { intercept, coefficients, platt_a, platt_b, .. } => {
-                        (b"svm", [vec![intercept], coefficients].concat(), Some([platt_a, platt_b]))
+                        ([vec![intercept], coefficients].concat(), Some([platt_a, platt_b]))
                     }
                     _ => unreachable!("trees and naive Bayes matched above"),
                 };
                 // The fit's key as its classifier rounds made it (`recompute_fit`): all
                 // training patients (no fold left out), not a site-alone baseline.
-                let q = model.len();
-                let c = end.penalty;
-                let key = crate::replay::key_of(&[
-                    &design_bytes,
-                    &std_bytes,
-                    family,
-                    &spec.random_features.as_ref().map(|r| r.encode_to_vec()).unwrap_or_default(),
-                    &0u32.to_le_bytes(),
-                    &c.to_le_bytes(),
-                    &[0u8],
-                    &(q as u64).to_le_bytes(),
-                ]);
-                let logistic = platt.is_none();
+                let (q, c, logistic) = (model.len(), end.penalty, platt.is_none());
+                let key = fit_run_key(t.design.as_ref(), t.standardiser.as_ref(), logistic, spec.random_features.as_ref(), 0, c, false, q);
                 let fresh = || if logistic { FitReplica::logistic(c, q) } else { FitReplica::svm(c, q) };
                 let expect = |r: &FitReplica| r.expect_fitted(&model, platt);
                 let run = crate::replay::RunTask {

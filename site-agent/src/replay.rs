@@ -268,14 +268,8 @@ impl<R: Replay> Runs<R> {
         }
         let other_inputs = || refuse(format!("this site already took part in a {} of this study with other inputs; one run per {}", self.what, task.slot));
         let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
-        if !runs.contains_key(&slot) {
-            // A restarted site: the run's log, replayed only with the inputs it was begun with.
-            if logged_key(&path).is_some_and(|k| k != task.key) {
-                return other_inputs();
-            }
-            if let Some(run) = load(&path, task.fresh).map_err(|e| Failure::Failed(format!("the {} record {}: {e}", self.what, path.display())))? {
-                runs.insert(slot.clone(), run);
-            }
+        if !self.restore(&mut runs, &slot, &path, &task)? {
+            return other_inputs();
         }
         let existing = runs.get(&slot);
         let before = existing.map(|r| r.last_task_digest.clone());
@@ -328,6 +322,22 @@ impl<R: Replay> Runs<R> {
 }
 
 impl<R: Replay> Runs<R> {
+    /// A restarted site's run, rebuilt from its log (if it has one and the run is not held
+    /// already): `false` when the log holds a run begun with other inputs, which is then not
+    /// replayed.
+    fn restore(&self, runs: &mut BTreeMap<(String, String, String), Run<R>>, slot: &(String, String, String), path: &Path, task: &RunTask<R>) -> Result<bool, Failure> {
+        if runs.contains_key(slot) {
+            return Ok(true);
+        }
+        if logged_key(path).is_some_and(|k| k != task.key) {
+            return Ok(false);
+        }
+        if let Some(run) = load(path, task.fresh).map_err(|e| Failure::Failed(format!("the {} record {}: {e}", self.what, path.display())))? {
+            runs.insert(slot.clone(), run);
+        }
+        Ok(true)
+    }
+
     /// Checks what a run made, for a task that uses it (a score task scores a tree ensemble
     /// only as this site's replica grew it): `task.expect` on the run's replica after the sum
     /// of every participating site's signed answers to the run's last task, checked as a next
@@ -339,14 +349,8 @@ impl<R: Replay> Runs<R> {
         let other_inputs = || refuse(format!("this site took part in no {} with these inputs", self.what));
         let (replica, last_task_id, last_task_digest) = {
             let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
-            if !runs.contains_key(&slot) {
-                // A restarted site: the run's log, replayed only with the inputs it was begun with.
-                if logged_key(&path).is_some_and(|k| k != task.key) {
-                    return other_inputs();
-                }
-                if let Some(run) = load(&path, task.fresh).map_err(|e| Failure::Failed(format!("the {} record {}: {e}", self.what, path.display())))? {
-                    runs.insert(slot.clone(), run);
-                }
+            if !self.restore(&mut runs, &slot, &path, &task)? {
+                return other_inputs();
             }
             match runs.get(&slot) {
                 Some(run) if run.key == task.key => (run.replica.clone(), run.last_task_id.clone(), run.last_task_digest.clone()),
